@@ -1,0 +1,151 @@
+//! ICMP (RFC 792) and ICMPv6 (RFC 4443) messages: both share the first eight bytes.
+//!
+//! ```text
+//!  0                   1                   2                   3
+//!  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |     Type      |     Code      |          Checksum             |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |  Identifier (echo) / unused, MTU or pointer (errors)          |
+//! |           Sequence Number (echo)                              |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |     Data (echo) / as much of the invoking packet as fits (errors)
+//! +-+-+-+-
+//! ```
+
+use crate::checksum;
+use crate::error::{Result, WireError};
+use crate::registry::Family;
+
+/// Length of the ICMP header (type, code, checksum, four bytes of rest-of-header).
+pub const HEADER_LEN: usize = 8;
+
+/// ICMPv4 echo request type.
+pub const V4_ECHO_REQUEST: u8 = 8;
+/// ICMPv4 echo reply type.
+pub const V4_ECHO_REPLY: u8 = 0;
+/// ICMPv6 echo request type.
+pub const V6_ECHO_REQUEST: u8 = 128;
+/// ICMPv6 echo reply type.
+pub const V6_ECHO_REPLY: u8 = 129;
+
+/// The echo request type of a family.
+pub const fn echo_request(family: Family) -> u8 {
+    match family {
+        Family::V4 => V4_ECHO_REQUEST,
+        Family::V6 => V6_ECHO_REQUEST,
+    }
+}
+
+/// The echo reply type of a family.
+pub const fn echo_reply(family: Family) -> u8 {
+    match family {
+        Family::V4 => V4_ECHO_REPLY,
+        Family::V6 => V6_ECHO_REPLY,
+    }
+}
+
+/// A view over an ICMP or ICMPv6 message.
+#[derive(Debug, Clone, Copy)]
+pub struct Packet<T: AsRef<[u8]>> {
+    buf: T,
+}
+
+impl<T: AsRef<[u8]>> Packet<T> {
+    /// Checks the eight header bytes are there.
+    pub fn new_checked(buf: T) -> Result<Self> {
+        if buf.as_ref().len() < HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        Ok(Packet { buf })
+    }
+
+    /// Message type.
+    pub fn msg_type(&self) -> u8 {
+        self.buf.as_ref()[0]
+    }
+
+    /// Message code.
+    pub fn code(&self) -> u8 {
+        self.buf.as_ref()[1]
+    }
+
+    /// Checksum field.
+    pub fn checksum(&self) -> u16 {
+        let b = self.buf.as_ref();
+        u16::from_be_bytes([b[2], b[3]])
+    }
+
+    /// Echo identifier (bytes 4..6).
+    pub fn ident(&self) -> u16 {
+        let b = self.buf.as_ref();
+        u16::from_be_bytes([b[4], b[5]])
+    }
+
+    /// Echo sequence number (bytes 6..8).
+    pub fn seq(&self) -> u16 {
+        let b = self.buf.as_ref();
+        u16::from_be_bytes([b[6], b[7]])
+    }
+
+    /// The four rest-of-header bytes as one word (MTU of "packet too big", pointer, …).
+    pub fn rest(&self) -> u32 {
+        let b = self.buf.as_ref();
+        u32::from_be_bytes([b[4], b[5], b[6], b[7]])
+    }
+
+    /// The bytes after the header: echo data, or the quoted datagram of an error.
+    pub fn data(&self) -> &[u8] {
+        &self.buf.as_ref()[HEADER_LEN..]
+    }
+
+    /// Whether an ICMPv4 checksum verifies (ICMPv6 needs the pseudo-header: see
+    /// [`checksum::pseudo_v6`]).
+    pub fn checksum_ok_v4(&self) -> bool {
+        checksum::checksum(self.buf.as_ref()) == 0
+    }
+}
+
+impl<'a> Packet<&'a [u8]> {
+    /// The data after the header, borrowed for as long as the underlying buffer.
+    pub fn into_data(self) -> &'a [u8] {
+        &self.buf[HEADER_LEN..]
+    }
+}
+
+/// Writes an echo header (type, code 0, id, seq) with a zero checksum into `buf[..8]`.
+pub fn emit_echo_header(buf: &mut [u8], msg_type: u8, ident: u16, seq: u16) -> Result<()> {
+    let h = buf.get_mut(..HEADER_LEN).ok_or(WireError::Truncated)?;
+    h[0] = msg_type;
+    h[1] = 0;
+    h[2..4].copy_from_slice(&[0, 0]);
+    h[4..6].copy_from_slice(&ident.to_be_bytes());
+    h[6..8].copy_from_slice(&seq.to_be_bytes());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_fields() {
+        let mut b = [0u8; 16];
+        emit_echo_header(&mut b, V4_ECHO_REQUEST, 0xabcd, 7).unwrap();
+        let c = checksum::checksum(&b);
+        b[2..4].copy_from_slice(&c.to_be_bytes());
+        let p = Packet::new_checked(&b[..]).unwrap();
+        assert_eq!(
+            (p.msg_type(), p.code(), p.ident(), p.seq()),
+            (8, 0, 0xabcd, 7)
+        );
+        assert!(p.checksum_ok_v4());
+        assert_eq!(p.data().len(), 8);
+        assert_eq!(
+            Packet::new_checked(&b[..7]).unwrap_err(),
+            WireError::Truncated
+        );
+        assert_eq!(echo_reply(Family::V6), 129);
+        assert_eq!(echo_request(Family::V4), 8);
+    }
+}

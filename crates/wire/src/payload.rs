@@ -1,0 +1,285 @@
+//! The probe payload: what an echo request carries so that its reply can be validated without
+//! state, and the numbering that maps probe number `n` to (identifier, sequence).
+//!
+//! ```text
+//!  0               4                               12              16
+//! +---------------+-------------------------------+---------------+
+//! |  session id   |        probe number n         |    cookie     |
+//! +---------------+-------------------------------+---------------+
+//! |        send time (ns, CLOCK_REALTIME)         |  MAC (SipHash-1-3, 64 bits)     |
+//! +-----------------------------------------------+---------------+-----------------+
+//! 16                                              24                                32
+//! ```
+//! followed by padding up to the requested size. The MAC covers the target address, the ICMP
+//! identifier and sequence and the first 24 payload bytes, under a per-run 128-bit key: a reply
+//! whose MAC verifies was sent by this run, to that target, at that time. Echo replies copy the
+//! whole payload back; ICMP errors quote at least the first eight ICMP bytes and, from most
+//! hosts (RFC 1812 routers, Linux), the whole payload too.
+
+use core::net::{IpAddr, Ipv6Addr};
+
+use siphasher::sip::SipHasher13;
+
+use crate::error::{Result, WireError};
+
+/// Bytes of payload asdic needs; the smallest `--size`.
+pub const LEN: usize = 32;
+/// Bytes of padding pattern after the stamp are `PAD_BYTE`.
+pub const PAD_BYTE: u8 = 0xa5;
+
+/// What a probe carries besides its MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stamp {
+    /// Random per run: tells our replies from other pingers' on the same host.
+    pub session: u32,
+    /// Probe number within the run.
+    pub n: u64,
+    /// Opaque to the wire: the sender's handle on the target (its index in a list).
+    pub cookie: u32,
+    /// Send time in nanoseconds since the Unix epoch.
+    pub t_send_ns: u64,
+}
+
+/// The per-run MAC key.
+#[derive(Clone, Copy)]
+pub struct Key {
+    k0: u64,
+    k1: u64,
+}
+
+impl core::fmt::Debug for Key {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Key(..)")
+    }
+}
+
+impl Key {
+    /// A key from 128 secret bits.
+    pub const fn new(k0: u64, k1: u64) -> Self {
+        Key { k0, k1 }
+    }
+
+    /// The MAC of a probe to `target` with the given ICMP identifier and sequence.
+    #[inline]
+    pub fn mac(&self, target: IpAddr, ident: u16, seq: u16, stamp: &Stamp) -> u64 {
+        use core::hash::Hasher;
+        let mut m = [0u8; 44];
+        m[..16].copy_from_slice(&v6(target).octets());
+        m[16..18].copy_from_slice(&ident.to_be_bytes());
+        m[18..20].copy_from_slice(&seq.to_be_bytes());
+        write_stamp(&mut m[20..44], stamp);
+        let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
+        h.write(&m);
+        h.finish()
+    }
+}
+
+fn v6(a: IpAddr) -> Ipv6Addr {
+    match a {
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+        IpAddr::V6(a) => a,
+    }
+}
+
+fn write_stamp(b: &mut [u8], s: &Stamp) {
+    b[0..4].copy_from_slice(&s.session.to_be_bytes());
+    b[4..12].copy_from_slice(&s.n.to_be_bytes());
+    b[12..16].copy_from_slice(&s.cookie.to_be_bytes());
+    b[16..24].copy_from_slice(&s.t_send_ns.to_be_bytes());
+}
+
+/// Writes stamp and MAC into `buf[..LEN]`; the rest of `buf` is left alone (the template's
+/// padding).
+pub fn emit(buf: &mut [u8], stamp: &Stamp, mac: u64) -> Result<()> {
+    let b = buf.get_mut(..LEN).ok_or(WireError::Truncated)?;
+    write_stamp(b, stamp);
+    b[24..32].copy_from_slice(&mac.to_be_bytes());
+    Ok(())
+}
+
+/// Reads stamp and MAC from the first [`LEN`] bytes of echo data.
+pub fn parse(buf: &[u8]) -> Result<(Stamp, u64)> {
+    let b = buf.get(..LEN).ok_or(WireError::Truncated)?;
+    let u32_at = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let u64_at = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[i..i + 8]);
+        u64::from_be_bytes(w)
+    };
+    let stamp = Stamp {
+        session: u32_at(0),
+        n: u64_at(4),
+        cookie: u32_at(12),
+        t_send_ns: u64_at(16),
+    };
+    Ok((stamp, u64_at(24)))
+}
+
+/// What the payload of a reply says about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Ours, untampered: the stamp is trustworthy.
+    Valid(Stamp),
+    /// Another session's or another program's echo (different session id, or too short).
+    Foreign,
+    /// Our session id, but the MAC does not verify: forged, or altered in flight.
+    Forged,
+}
+
+/// Checks echo data against the key, the target it came from and the echo identifiers.
+#[inline]
+pub fn verify(
+    key: &Key,
+    session: u32,
+    target: IpAddr,
+    ident: u16,
+    seq: u16,
+    data: &[u8],
+) -> Verdict {
+    let Ok((stamp, mac)) = parse(data) else {
+        return Verdict::Foreign;
+    };
+    if stamp.session != session {
+        return Verdict::Foreign;
+    }
+    if key.mac(target, ident, seq, &stamp) != mac {
+        return Verdict::Forged;
+    }
+    Verdict::Valid(stamp)
+}
+
+/// How probe numbers map to ICMP (identifier, sequence) and back.
+///
+/// `Spread` (the default) gives each block of 65,536 probes its own identifier,
+/// `id = base + (n >> 16)`, `seq = n & 0xffff`, so (id, seq) names n modulo 2^32. `Fixed`
+/// keeps one identifier for the whole run (as `ping -e` or net-ping's `sessionId`), and (id,
+/// seq) names n modulo 2^16 only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Numbering {
+    /// Identifier advances every 65,536 probes from a (random) base.
+    Spread {
+        /// Identifier of probes 0..65,536.
+        base: u16,
+    },
+    /// One identifier for every probe.
+    Fixed {
+        /// The identifier.
+        ident: u16,
+    },
+}
+
+impl Numbering {
+    /// (identifier, sequence) of probe `n`.
+    #[inline]
+    pub fn ident_seq(self, n: u64) -> (u16, u16) {
+        let seq = n as u16;
+        match self {
+            Numbering::Spread { base } => (base.wrapping_add((n >> 16) as u16), seq),
+            Numbering::Fixed { ident } => (ident, seq),
+        }
+    }
+
+    /// The low bits of n that (id, seq) name, or `None` for an identifier this numbering
+    /// never uses. Returns `(n mod 2^bits, bits)`.
+    #[inline]
+    pub fn recover(self, ident: u16, seq: u16) -> Option<(u64, u32)> {
+        match self {
+            Numbering::Spread { base } => {
+                let hi = u64::from(ident.wrapping_sub(base));
+                Some(((hi << 16) | u64::from(seq), 32))
+            }
+            Numbering::Fixed { ident: mine } => (ident == mine).then_some((u64::from(seq), 16)),
+        }
+    }
+
+    /// How many low bits of n the (id, seq) pair carries.
+    pub fn bits(self) -> u32 {
+        match self {
+            Numbering::Spread { .. } => 32,
+            Numbering::Fixed { .. } => 16,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KEY: Key = Key::new(0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210);
+
+    fn stamp() -> Stamp {
+        Stamp {
+            session: 0xdead_beef,
+            n: 70_000,
+            cookie: 42,
+            t_send_ns: 1_700_000_000_123_456_789,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_verify() {
+        let t: IpAddr = "198.19.3.4".parse().unwrap();
+        let s = stamp();
+        let num = Numbering::Spread { base: 0xfffe };
+        let (id, seq) = num.ident_seq(s.n);
+        let mut b = [PAD_BYTE; 56];
+        emit(&mut b, &s, KEY.mac(t, id, seq, &s)).unwrap();
+        assert_eq!(verify(&KEY, s.session, t, id, seq, &b), Verdict::Valid(s));
+        // Another target, identifier or sequence, a flipped bit: forged.
+        let other: IpAddr = "198.19.3.5".parse().unwrap();
+        assert_eq!(verify(&KEY, s.session, other, id, seq, &b), Verdict::Forged);
+        assert_eq!(verify(&KEY, s.session, t, id ^ 1, seq, &b), Verdict::Forged);
+        assert_eq!(verify(&KEY, s.session, t, id, seq ^ 1, &b), Verdict::Forged);
+        let mut bad = b;
+        bad[20] ^= 1;
+        assert_eq!(verify(&KEY, s.session, t, id, seq, &bad), Verdict::Forged);
+        // Another session, or too short: foreign.
+        assert_eq!(verify(&KEY, 1, t, id, seq, &b), Verdict::Foreign);
+        assert_eq!(
+            verify(&KEY, s.session, t, id, seq, &b[..31]),
+            Verdict::Foreign
+        );
+        // Another key: forged.
+        let k2 = Key::new(1, 2);
+        assert_eq!(verify(&k2, s.session, t, id, seq, &b), Verdict::Forged);
+    }
+
+    #[test]
+    fn v4_and_mapped_v6_differ_from_plain_v6() {
+        let s = stamp();
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let b: IpAddr = "198.19.0.1".parse().unwrap();
+        assert_ne!(KEY.mac(a, 1, 1, &s), KEY.mac(b, 1, 1, &s));
+    }
+
+    #[test]
+    fn numbering_recovers() {
+        let spread = Numbering::Spread { base: 65_530 };
+        for n in [
+            0u64,
+            1,
+            65_535,
+            65_536,
+            1 << 20,
+            (1 << 32) - 1,
+            (1 << 32) + 5,
+        ] {
+            let (id, seq) = spread.ident_seq(n);
+            assert_eq!(spread.recover(id, seq), Some((n & 0xffff_ffff, 32)));
+        }
+        let fixed = Numbering::Fixed { ident: 77 };
+        let (id, seq) = fixed.ident_seq(65_540);
+        assert_eq!((id, seq), (77, 4));
+        assert_eq!(fixed.recover(id, seq), Some((4, 16)));
+        assert_eq!(fixed.recover(78, seq), None);
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(data in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = parse(&data);
+            let _ = verify(&KEY, 0, "198.19.0.1".parse().unwrap(), 0, 0, &data);
+        }
+    }
+}
