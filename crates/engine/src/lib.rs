@@ -1,1 +1,120 @@
-//! placeholder
+//! # asdic-engine
+//!
+//! The I/O drivers of asdic, behind one small batch-shaped trait per direction: [`Tx`] sends a
+//! [`TxBatch`] of prepared probes, [`Rx`] hands received frames to a callback. Each engine
+//! opens as a pair of halves that can move to their own (pinned) threads, and describes what
+//! it can do as data ([`TxCaps`], [`RxCaps`]) so the pipeline never asks which engine it has.
+//!
+//! This crate moves bytes and timestamps; it does not interpret packets beyond what a driver
+//! needs. All `unsafe` syscall code lives in the private `sys` module, each block with a
+//! `// SAFETY:` comment.
+//!
+//! Engines here: [`raw`] (raw ICMP/ICMPv6 sockets, `sendmmsg`/`recvmmsg`, kernel receive
+//! timestamps). AF_XDP and io_uring slot in behind the same traits.
+
+/// Batches of outgoing probes.
+pub mod batch;
+/// Engine errors.
+pub mod error;
+/// The raw-socket engine.
+pub mod raw;
+/// The unsafe syscall layer (sockets, sendmmsg, recvmmsg, poll, cmsg parsing).
+mod sys;
+
+use core::net::Ipv6Addr;
+use std::time::Duration;
+
+pub use batch::TxBatch;
+pub use error::{EngineError, SendError};
+
+/// What bytes a TX engine expects in each batch slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxLayer {
+    /// The ICMP message only; the kernel writes the IP header (and the ICMPv6 checksum).
+    Icmp,
+    /// Whole Ethernet frames.
+    Ethernet,
+}
+
+/// What a TX half can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxCaps {
+    /// Engine name as shown to the operator.
+    pub engine: &'static str,
+    /// What each packet must contain.
+    pub layer: TxLayer,
+    /// Largest packet (in the layer above) the engine can send.
+    pub max_packet: usize,
+    /// Whether the TTL is set per socket (true) rather than written in each packet.
+    pub ttl_per_socket: bool,
+}
+
+/// What an RX half can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxCaps {
+    /// Engine name.
+    pub engine: &'static str,
+    /// Whether frames carry kernel receive timestamps (else user-space, after the syscall).
+    pub kernel_timestamps: bool,
+}
+
+/// How a received frame's bytes start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxLayer {
+    /// A whole IPv4 packet (raw ICMP sockets deliver the IP header).
+    Ipv4,
+    /// An ICMPv6 message without its IPv6 header (raw ICMPv6 sockets); the socket tells
+    /// the source and hop limit.
+    Icmpv6 {
+        /// Who sent it.
+        src: Ipv6Addr,
+        /// Hop limit it arrived with, if reported.
+        hop_limit: Option<u8>,
+    },
+    /// A whole Ethernet frame.
+    Ethernet,
+}
+
+/// One received frame, valid during the callback.
+#[derive(Debug, Clone, Copy)]
+pub struct RxFrame<'a> {
+    /// The bytes.
+    pub data: &'a [u8],
+    /// What they start with.
+    pub layer: RxLayer,
+    /// Receive time, nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    /// Whether the buffer was too small and the frame was cut.
+    pub truncated: bool,
+}
+
+/// The sending half of an engine.
+pub trait Tx: Send {
+    /// What this half can do.
+    fn caps(&self) -> TxCaps;
+
+    /// Sends the batch's packets from index `from` on; returns how many were handed to the
+    /// kernel/ring, or the error that stopped the batch at packet `from + sent`.
+    fn send(&mut self, batch: &TxBatch, from: usize) -> Result<usize, SendError>;
+}
+
+/// The receiving half of an engine.
+pub trait Rx: Send {
+    /// What this half can do.
+    fn caps(&self) -> RxCaps;
+
+    /// Waits up to `timeout` for frames and passes each to `on_frame`; returns how many.
+    fn recv(
+        &mut self,
+        timeout: Duration,
+        on_frame: &mut dyn FnMut(RxFrame<'_>),
+    ) -> Result<usize, EngineError>;
+}
+
+/// Now, in nanoseconds since the Unix epoch (CLOCK_REALTIME, the clock of kernel receive
+/// timestamps, so send and receive times compare).
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}

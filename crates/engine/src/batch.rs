@@ -1,0 +1,112 @@
+//! [`TxBatch`]: a fixed set of packet buffers with their destinations, filled by the sender
+//! (templates prepared once per slot, patched per probe) and drained by an engine.
+
+use core::net::IpAddr;
+
+/// Packet buffers of equal stride, each with a destination and a length.
+#[derive(Debug)]
+pub struct TxBatch {
+    buf: Vec<u8>,
+    stride: usize,
+    dsts: Vec<IpAddr>,
+    lens: Vec<usize>,
+    count: usize,
+}
+
+impl TxBatch {
+    /// `capacity` slots of `stride` bytes each, zeroed.
+    pub fn new(capacity: usize, stride: usize) -> Self {
+        TxBatch {
+            buf: vec![0; capacity * stride],
+            stride,
+            dsts: vec![IpAddr::from([0, 0, 0, 0]); capacity],
+            lens: vec![0; capacity],
+            count: 0,
+        }
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// Bytes per slot.
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// Packets currently in the batch.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether the batch holds no packet.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Empties the batch (slot bytes stay, so prepared templates survive).
+    pub fn clear(&mut self) {
+        self.count = 0;
+    }
+
+    /// The whole buffer of slot `i` (for preparing a template), or `None` past capacity.
+    pub fn slot_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+        let s = self.stride;
+        self.buf.get_mut(i * s..(i + 1) * s)
+    }
+
+    /// Appends the packet already written in the next slot: its destination and length.
+    /// Returns the slot's buffer for patching, or `None` when the batch is full or `len`
+    /// exceeds the stride.
+    pub fn push(&mut self, dst: IpAddr, len: usize) -> Option<&mut [u8]> {
+        let i = self.count;
+        if i >= self.capacity() || len > self.stride {
+            return None;
+        }
+        self.dsts[i] = dst;
+        self.lens[i] = len;
+        self.count += 1;
+        let s = self.stride;
+        Some(&mut self.buf[i * s..i * s + len])
+    }
+
+    /// Packet `i`: its bytes and destination.
+    pub fn packet(&self, i: usize) -> Option<(&[u8], IpAddr)> {
+        if i >= self.count {
+            return None;
+        }
+        let s = self.stride;
+        Some((&self.buf[i * s..i * s + self.lens[i]], self.dsts[i]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_keep_prepared_bytes() {
+        let mut b = TxBatch::new(2, 8);
+        b.slot_mut(0).unwrap().fill(7);
+        b.slot_mut(1).unwrap().fill(9);
+        assert!(b.slot_mut(2).is_none());
+        let p = b.push(IpAddr::from([198, 19, 0, 1]), 4).unwrap();
+        p[0] = 1;
+        assert!(b.push(IpAddr::from([198, 19, 0, 2]), 9).is_none());
+        b.push(IpAddr::from([198, 19, 0, 2]), 8).unwrap();
+        assert!(b.push(IpAddr::from([198, 19, 0, 3]), 8).is_none());
+        assert_eq!(
+            b.packet(0).unwrap(),
+            (&[1u8, 7, 7, 7][..], IpAddr::from([198, 19, 0, 1]))
+        );
+        assert_eq!(b.packet(1).unwrap().0, &[9u8; 8][..]);
+        assert!(b.packet(2).is_none());
+        b.clear();
+        assert!(b.is_empty());
+        assert_eq!(
+            b.push(IpAddr::from([1, 1, 1, 1]), 2).unwrap(),
+            &[1u8, 7][..]
+        );
+    }
+}

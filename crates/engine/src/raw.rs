@@ -1,0 +1,259 @@
+//! The raw-socket engine: one raw ICMP (or ICMPv6) socket shared by a TX half using
+//! `sendmmsg` and an RX half using `recvmmsg` with kernel receive timestamps
+//! (`SO_TIMESTAMPNS`). The kernel writes IP headers, fragments large probes and reassembles
+//! large replies, so probes up to 65,507 bytes work; a kernel ICMP filter keeps everything but
+//! echo replies and errors out of the receive queue.
+//!
+//! Needs CAP_NET_RAW.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::batch::TxBatch;
+use crate::error::{EngineError, SendError};
+use crate::sys;
+use crate::{Rx, RxCaps, RxFrame, RxLayer, Tx, TxCaps, TxLayer};
+
+const ENGINE: &str = "raw";
+const SOL_RAW: i32 = 255;
+const ICMP_FILTER: i32 = 1;
+const ICMP6_FILTER: i32 = 1;
+/// Largest ICMP message in an IPv4 datagram.
+pub const MAX_PACKET: usize = 65_535 - 20;
+
+/// How to open the raw engine.
+#[derive(Debug, Clone)]
+pub struct RawOptions {
+    /// IPv6 (ICMPv6 socket) or IPv4.
+    pub v6: bool,
+    /// TTL / hop limit of every probe.
+    pub ttl: u8,
+    /// Bind to this interface (`SO_BINDTODEVICE`), if any.
+    pub device: Option<String>,
+    /// Messages per `sendmmsg`/`recvmmsg`.
+    pub batch: usize,
+    /// Receive buffer per message: the largest reply expected (IP header included).
+    pub max_reply: usize,
+    /// Socket receive buffer in bytes.
+    pub rcvbuf: usize,
+    /// Socket send buffer in bytes.
+    pub sndbuf: usize,
+}
+
+impl Default for RawOptions {
+    fn default() -> Self {
+        RawOptions {
+            v6: false,
+            ttl: 64,
+            device: None,
+            batch: 64,
+            max_reply: 2048,
+            rcvbuf: 64 << 20,
+            sndbuf: 4 << 20,
+        }
+    }
+}
+
+fn io_err(what: &'static str) -> impl FnOnce(std::io::Error) -> EngineError {
+    move |source| EngineError::Io {
+        engine: ENGINE,
+        what,
+        source,
+    }
+}
+
+/// Opens the engine: one socket, two halves.
+pub fn open(opts: &RawOptions) -> Result<(RawTx, RawRx), EngineError> {
+    let fd = sys::raw_socket(opts.v6).map_err(|e| match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => EngineError::Permission {
+            engine: ENGINE,
+            what: "opening a raw ICMP socket",
+            capability: "CAP_NET_RAW",
+            capability_lower: "cap_net_raw",
+        },
+        _ => EngineError::Io {
+            engine: ENGINE,
+            what: "opening a raw ICMP socket",
+            source: e,
+        },
+    })?;
+    configure(&fd, opts)?;
+    let fd = Arc::new(fd);
+    let batch = opts.batch.max(1);
+    let tx = RawTx {
+        fd: fd.clone(),
+        vec: sys::SendVec::new(batch, opts.v6),
+    };
+    let rx = RawRx {
+        fd,
+        vec: sys::RecvVec::new(batch, opts.max_reply.max(256)),
+        v6: opts.v6,
+    };
+    Ok((tx, rx))
+}
+
+fn configure(fd: &OwnedFd, o: &RawOptions) -> Result<(), EngineError> {
+    let ttl = libc::c_int::from(o.ttl);
+    let one: libc::c_int = 1;
+    if let Some(dev) = &o.device {
+        sys::bind_device(fd, dev).map_err(io_err("binding to the interface"))?;
+    }
+    // Buffers: the forcing variants pass the sysctl limits when we have CAP_NET_ADMIN.
+    let rcv = libc::c_int::try_from(o.rcvbuf).unwrap_or(libc::c_int::MAX);
+    let snd = libc::c_int::try_from(o.sndbuf).unwrap_or(libc::c_int::MAX);
+    if sys::set_opt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &rcv).is_err() {
+        sys::set_opt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &rcv).map_err(io_err("SO_RCVBUF"))?;
+    }
+    if sys::set_opt(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &snd).is_err() {
+        sys::set_opt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, &snd).map_err(io_err("SO_SNDBUF"))?;
+    }
+    sys::set_opt(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &one)
+        .map_err(io_err("SO_TIMESTAMPNS"))?;
+    if o.v6 {
+        sys::set_opt(fd, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &ttl)
+            .map_err(io_err("IPV6_UNICAST_HOPS"))?;
+        sys::set_opt(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, &one)
+            .map_err(io_err("IPV6_RECVHOPLIMIT"))?;
+        let dont: libc::c_int = libc::IPV6_PMTUDISC_DONT;
+        sys::set_opt(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, &dont)
+            .map_err(io_err("IPV6_MTU_DISCOVER"))?;
+        // struct icmp6_filter: a set bit blocks that type. Pass errors 1-4 and echo reply.
+        let mut filter = [u32::MAX; 8];
+        for t in [1u8, 2, 3, 4, 129] {
+            filter[usize::from(t >> 5)] &= !(1 << (t & 31));
+        }
+        sys::set_opt(fd, libc::IPPROTO_ICMPV6, ICMP6_FILTER, &filter)
+            .map_err(io_err("ICMP6_FILTER"))?;
+    } else {
+        sys::set_opt(fd, libc::IPPROTO_IP, libc::IP_TTL, &ttl).map_err(io_err("IP_TTL"))?;
+        // No DF bit: like ping and fping, let large probes be fragmented.
+        let dont: libc::c_int = libc::IP_PMTUDISC_DONT;
+        sys::set_opt(fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, &dont)
+            .map_err(io_err("IP_MTU_DISCOVER"))?;
+        // ICMP_FILTER: a set bit drops that type. Pass echo reply and the errors that quote.
+        let pass: u32 = [0u32, 3, 4, 5, 11, 12].iter().fold(0, |m, t| m | 1 << t);
+        sys::set_opt(fd, SOL_RAW, ICMP_FILTER, &!pass).map_err(io_err("ICMP_FILTER"))?;
+    }
+    Ok(())
+}
+
+/// The sending half.
+#[derive(Debug)]
+pub struct RawTx {
+    fd: Arc<OwnedFd>,
+    vec: sys::SendVec,
+}
+
+impl core::fmt::Debug for sys::SendVec {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("SendVec")
+    }
+}
+
+impl core::fmt::Debug for sys::RecvVec {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("RecvVec")
+    }
+}
+
+impl Tx for RawTx {
+    fn caps(&self) -> TxCaps {
+        TxCaps {
+            engine: ENGINE,
+            layer: TxLayer::Icmp,
+            max_packet: MAX_PACKET,
+            ttl_per_socket: true,
+        }
+    }
+
+    fn send(&mut self, batch: &TxBatch, from: usize) -> Result<usize, SendError> {
+        match self.vec.send(&self.fd, batch, from) {
+            Ok(n) => Ok(n),
+            Err(e) => Err(match e.raw_os_error() {
+                Some(libc::ENOBUFS | libc::EAGAIN | libc::EINTR) => SendError::Busy { sent: 0 },
+                Some(
+                    libc::EHOSTUNREACH
+                    | libc::ENETUNREACH
+                    | libc::EACCES
+                    | libc::EPERM
+                    | libc::EMSGSIZE
+                    | libc::EINVAL
+                    | libc::EHOSTDOWN
+                    | libc::EADDRNOTAVAIL
+                    | libc::EAFNOSUPPORT,
+                ) => SendError::Packet { sent: 0, error: e },
+                _ => SendError::Fatal(EngineError::Io {
+                    engine: ENGINE,
+                    what: "sendmmsg",
+                    source: e,
+                }),
+            }),
+        }
+    }
+}
+
+/// The receiving half.
+#[derive(Debug)]
+pub struct RawRx {
+    fd: Arc<OwnedFd>,
+    vec: sys::RecvVec,
+    v6: bool,
+}
+
+impl Rx for RawRx {
+    fn caps(&self) -> RxCaps {
+        RxCaps {
+            engine: ENGINE,
+            kernel_timestamps: true,
+        }
+    }
+
+    fn recv(
+        &mut self,
+        timeout: Duration,
+        on_frame: &mut dyn FnMut(RxFrame<'_>),
+    ) -> Result<usize, EngineError> {
+        if !sys::poll_in(&self.fd, timeout).map_err(io_err("poll"))? {
+            return Ok(0);
+        }
+        let mut total = 0;
+        // Drain what is queued, a bounded number of batches per call.
+        for _ in 0..16 {
+            let n = self.vec.recv(&self.fd).map_err(io_err("recvmmsg"))?;
+            if n == 0 {
+                break;
+            }
+            let fallback = crate::now_ns();
+            for i in 0..n {
+                let (m, data) = self.vec.message(i);
+                let layer = match (self.v6, m.src) {
+                    (true, Some(core::net::IpAddr::V6(src))) => RxLayer::Icmpv6 {
+                        src,
+                        hop_limit: m.hop_limit,
+                    },
+                    (true, _) => continue,
+                    (false, _) => RxLayer::Ipv4,
+                };
+                debug_assert_eq!(m.len, data.len());
+                on_frame(RxFrame {
+                    data,
+                    layer,
+                    ts_ns: m.ts_ns.unwrap_or(fallback),
+                    truncated: m.truncated,
+                });
+            }
+            total += n;
+            if n < self.vec_capacity() {
+                break;
+            }
+        }
+        Ok(total)
+    }
+}
+
+impl RawRx {
+    fn vec_capacity(&self) -> usize {
+        self.vec.capacity()
+    }
+}

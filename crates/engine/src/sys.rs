@@ -1,0 +1,348 @@
+//! The unsafe syscall layer: raw sockets, socket options, `poll`, `sendmmsg`, `recvmmsg` and
+//! control-message parsing. Nothing outside this module calls `libc` with pointers.
+//!
+//! The header vectors of `sendmmsg`/`recvmmsg` hold raw pointers into buffers owned by the
+//! same struct (or, for sends, by the batch being sent). They are rebuilt before every call
+//! and dereferenced by the kernel only during that call.
+
+use core::net::{IpAddr, Ipv6Addr};
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use crate::batch::TxBatch;
+
+/// Opens a raw ICMP (v4) or ICMPv6 socket.
+pub(crate) fn raw_socket(v6: bool) -> io::Result<OwnedFd> {
+    let (domain, proto) = if v6 {
+        (libc::AF_INET6, libc::IPPROTO_ICMPV6)
+    } else {
+        (libc::AF_INET, libc::IPPROTO_ICMP)
+    };
+    // SAFETY: socket(2) takes no pointers; the result is checked before it is owned.
+    let fd = unsafe { libc::socket(domain, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a freshly created descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `setsockopt` with a plain-old-data value.
+pub(crate) fn set_opt<T: Copy>(fd: &OwnedFd, level: i32, name: i32, val: &T) -> io::Result<()> {
+    let len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: the pointer and length describe `val`, a live `Copy` value the kernel only reads.
+    let r = unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, (val as *const T).cast(), len) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Binds the socket to a device by name (`SO_BINDTODEVICE`).
+pub(crate) fn bind_device(fd: &OwnedFd, dev: &str) -> io::Result<()> {
+    let b = dev.as_bytes();
+    let len = b.len() as libc::socklen_t;
+    // SAFETY: the pointer and length describe `b`, alive for the call; the kernel copies it.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            b.as_ptr().cast(),
+            len,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Waits until the socket is readable or `timeout` passes. EINTR counts as "not readable".
+pub(crate) fn poll_in(fd: &OwnedFd, timeout: Duration) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: `p` is one valid pollfd, alive for the call.
+    let r = unsafe { libc::poll(&mut p, 1, ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(e)
+        };
+    }
+    if p.revents & (libc::POLLERR | libc::POLLNVAL) != 0 && p.revents & libc::POLLIN == 0 {
+        return Err(io::Error::other("socket error while polling"));
+    }
+    Ok(r > 0)
+}
+
+enum Addrs {
+    V4(Vec<libc::sockaddr_in>),
+    V6(Vec<libc::sockaddr_in6>),
+}
+
+fn sin(a: core::net::Ipv4Addr) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(a.octets()),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+fn sin6(a: Ipv6Addr) -> libc::sockaddr_in6 {
+    libc::sockaddr_in6 {
+        sin6_family: libc::AF_INET6 as libc::sa_family_t,
+        sin6_port: 0,
+        sin6_flowinfo: 0,
+        sin6_addr: libc::in6_addr {
+            s6_addr: a.octets(),
+        },
+        sin6_scope_id: 0,
+    }
+}
+
+/// Header vectors for `sendmmsg`.
+pub(crate) struct SendVec {
+    hdrs: Vec<libc::mmsghdr>,
+    iovs: Vec<libc::iovec>,
+    addrs: Addrs,
+}
+
+// SAFETY: the raw pointers inside `hdrs` and `iovs` point into `addrs`, `iovs` and the batch
+// being sent; they are rewritten at the start of every `send` and only dereferenced (by the
+// kernel) during that call, so moving the struct to another thread is sound.
+unsafe impl Send for SendVec {}
+
+impl SendVec {
+    pub(crate) fn new(cap: usize, v6: bool) -> Self {
+        // SAFETY: mmsghdr and iovec are plain C structs for which all-zero bytes are valid.
+        let hdrs = (0..cap)
+            .map(|_| unsafe { zeroed::<libc::mmsghdr>() })
+            .collect();
+        let iovs = vec![
+            libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0
+            };
+            cap
+        ];
+        let addrs = if v6 {
+            Addrs::V6(vec![sin6(Ipv6Addr::UNSPECIFIED); cap])
+        } else {
+            Addrs::V4(vec![sin(core::net::Ipv4Addr::UNSPECIFIED); cap])
+        };
+        SendVec { hdrs, iovs, addrs }
+    }
+
+    /// Sends packets `from..` of `batch` (as many as fit in one call). Returns how many the
+    /// kernel took; an error means the first of them failed.
+    pub(crate) fn send(&mut self, fd: &OwnedFd, batch: &TxBatch, from: usize) -> io::Result<usize> {
+        let n = batch.len().saturating_sub(from).min(self.hdrs.len());
+        for i in 0..n {
+            let Some((bytes, dst)) = batch.packet(from + i) else {
+                break;
+            };
+            let (name, namelen): (*mut libc::c_void, usize) = match (&mut self.addrs, dst) {
+                (Addrs::V4(a), IpAddr::V4(d)) => {
+                    a[i] = sin(d);
+                    (
+                        (&mut a[i] as *mut libc::sockaddr_in).cast(),
+                        size_of::<libc::sockaddr_in>(),
+                    )
+                }
+                (Addrs::V6(a), IpAddr::V6(d)) => {
+                    a[i] = sin6(d);
+                    (
+                        (&mut a[i] as *mut libc::sockaddr_in6).cast(),
+                        size_of::<libc::sockaddr_in6>(),
+                    )
+                }
+                _ => return Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT)),
+            };
+            self.iovs[i] = libc::iovec {
+                iov_base: bytes.as_ptr().cast_mut().cast(),
+                iov_len: bytes.len(),
+            };
+            let h = &mut self.hdrs[i].msg_hdr;
+            h.msg_name = name;
+            h.msg_namelen = namelen as libc::socklen_t;
+            h.msg_iov = &mut self.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+            h.msg_flags = 0;
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        // SAFETY: the first `n` headers were just written; each points to one iovec in
+        // `self.iovs`, one address in `self.addrs` and packet bytes borrowed from `batch`,
+        // all alive and unaliased for the duration of the call. The kernel only reads the
+        // buffers and writes `msg_len`.
+        let r = unsafe { libc::sendmmsg(fd.as_raw_fd(), self.hdrs.as_mut_ptr(), n as u32, 0) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r as usize)
+        }
+    }
+}
+
+/// One received message, as read back from the header vectors.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Received {
+    pub len: usize,
+    pub truncated: bool,
+    pub src: Option<IpAddr>,
+    pub ts_ns: Option<u64>,
+    pub hop_limit: Option<u8>,
+}
+
+const CMSG_SPACE: usize = 128;
+
+/// Buffers and header vectors for `recvmmsg`.
+pub(crate) struct RecvVec {
+    bufs: Vec<u8>,
+    bufsize: usize,
+    hdrs: Vec<libc::mmsghdr>,
+    iovs: Vec<libc::iovec>,
+    names: Vec<libc::sockaddr_in6>,
+    /// u64 words keep the control buffers aligned for `cmsghdr`.
+    cmsgs: Vec<u64>,
+}
+
+// SAFETY: as for `SendVec`: the pointers in `hdrs`/`iovs` point into this struct's own heap
+// buffers, are rewritten before every `recv`, and are dereferenced only during that call.
+unsafe impl Send for RecvVec {}
+
+impl RecvVec {
+    pub(crate) fn new(cap: usize, bufsize: usize) -> Self {
+        RecvVec {
+            bufs: vec![0; cap * bufsize],
+            bufsize,
+            // SAFETY: all-zero bytes are a valid mmsghdr.
+            hdrs: (0..cap)
+                .map(|_| unsafe { zeroed::<libc::mmsghdr>() })
+                .collect(),
+            iovs: vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0
+                };
+                cap
+            ],
+            names: vec![sin6(Ipv6Addr::UNSPECIFIED); cap],
+            cmsgs: vec![0; cap * CMSG_SPACE / 8],
+        }
+    }
+
+    /// Messages per call.
+    pub(crate) fn capacity(&self) -> usize {
+        self.hdrs.len()
+    }
+
+    /// Receives up to the vector's capacity without blocking. `Ok(0)` when nothing waits.
+    pub(crate) fn recv(&mut self, fd: &OwnedFd) -> io::Result<usize> {
+        let cap = self.hdrs.len();
+        let base = self.bufs.as_mut_ptr();
+        let cbase = self.cmsgs.as_mut_ptr();
+        for i in 0..cap {
+            // SAFETY: `i * bufsize` and `i * CMSG_SPACE / 8` are within the buffers allocated
+            // with `cap` slots in `new`.
+            let (buf, ctl) = unsafe { (base.add(i * self.bufsize), cbase.add(i * CMSG_SPACE / 8)) };
+            self.iovs[i] = libc::iovec {
+                iov_base: buf.cast(),
+                iov_len: self.bufsize,
+            };
+            let h = &mut self.hdrs[i];
+            h.msg_len = 0;
+            h.msg_hdr.msg_name = (&mut self.names[i] as *mut libc::sockaddr_in6).cast();
+            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+            h.msg_hdr.msg_iov = &mut self.iovs[i];
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = ctl.cast();
+            h.msg_hdr.msg_controllen = CMSG_SPACE as _;
+            h.msg_hdr.msg_flags = 0;
+        }
+        let flags = libc::MSG_DONTWAIT as _;
+        // SAFETY: every header points to a distinct buffer slot, name and control area owned
+        // by `self`, of the lengths given, alive and not otherwise borrowed during the call.
+        let r = unsafe {
+            libc::recvmmsg(
+                fd.as_raw_fd(),
+                self.hdrs.as_mut_ptr(),
+                cap as u32,
+                flags,
+                std::ptr::null_mut(),
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(e),
+            };
+        }
+        Ok(r as usize)
+    }
+
+    /// Message `i` of the last `recv`: its metadata and bytes.
+    pub(crate) fn message(&self, i: usize) -> (Received, &[u8]) {
+        let h = &self.hdrs[i];
+        let len = (h.msg_len as usize).min(self.bufsize);
+        let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+        let name = &self.names[i];
+        let src = (name.sin6_family == libc::AF_INET6 as libc::sa_family_t)
+            .then(|| IpAddr::V6(Ipv6Addr::from(name.sin6_addr.s6_addr)));
+        let (ts_ns, hop_limit) = control(&h.msg_hdr);
+        let data = &self.bufs[i * self.bufsize..i * self.bufsize + len];
+        (
+            Received {
+                len,
+                truncated,
+                src,
+                ts_ns,
+                hop_limit,
+            },
+            data,
+        )
+    }
+}
+
+/// Reads the receive timestamp and hop limit from a message's control data.
+fn control(hdr: &libc::msghdr) -> (Option<u64>, Option<u8>) {
+    let (mut ts, mut hops) = (None, None);
+    // SAFETY: `hdr` was filled by recvmmsg: `msg_control` points to our aligned control
+    // buffer and `msg_controllen` to the bytes the kernel wrote there, as well-formed
+    // cmsghdrs; CMSG_FIRSTHDR/CMSG_NXTHDR stay within that length and return null at its end.
+    // Data is read unaligned, of the size the cmsg type defines.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        while !c.is_null() {
+            let (level, ty) = ((*c).cmsg_level, (*c).cmsg_type);
+            let data = libc::CMSG_DATA(c);
+            if level == libc::SOL_SOCKET && ty == libc::SCM_TIMESTAMPNS {
+                let t = std::ptr::read_unaligned(data.cast::<libc::timespec>());
+                ts = Some(t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64);
+            } else if level == libc::IPPROTO_IPV6 && ty == libc::IPV6_HOPLIMIT {
+                let h = std::ptr::read_unaligned(data.cast::<libc::c_int>());
+                hops = u8::try_from(h).ok();
+            }
+            c = libc::CMSG_NXTHDR(hdr, c);
+        }
+    }
+    (ts, hops)
+}

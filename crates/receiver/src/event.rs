@@ -1,0 +1,98 @@
+//! What happened to a probe: the receiver's output, the analysis crate's input.
+
+use core::net::IpAddr;
+
+use asdic_wire::Family;
+
+/// One thing that happened to probe `n`.
+///
+/// Every probe sent ends in exactly one *terminal* event ([`Outcome::Reply`],
+/// [`Outcome::Error`], [`Outcome::Timeout`] or [`Outcome::SendFailed`]); duplicates and late
+/// replies come in addition, never instead.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Event {
+    /// Probe number within the run.
+    pub n: u64,
+    /// The sender's handle on the target (its index in the target list).
+    pub cookie: u32,
+    /// The probed address.
+    pub target: IpAddr,
+    /// When the probe left, ns since the Unix epoch.
+    pub t_send_ns: u64,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// What happened, see [`Event`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    /// An echo reply that validated: terminal.
+    Reply {
+        /// Round-trip time in nanoseconds.
+        rtt_ns: u64,
+        /// TTL / hop limit the reply arrived with, if known.
+        ttl: Option<u8>,
+        /// Who answered (the target itself, as the MAC proves).
+        from: IpAddr,
+    },
+    /// An ICMP error about the probe: terminal.
+    Error {
+        /// ICMP family of the error.
+        family: Family,
+        /// Error type.
+        icmp_type: u8,
+        /// Error code.
+        code: u8,
+        /// The router or host that reported it.
+        from: IpAddr,
+        /// Time from send to the error, nanoseconds.
+        rtt_ns: u64,
+    },
+    /// No answer within the timeout: terminal.
+    Timeout,
+    /// The local stack refused to send it (no route, …): terminal.
+    SendFailed {
+        /// The OS error number.
+        errno: i32,
+    },
+    /// A second (or later) valid reply to an answered probe.
+    Duplicate {
+        /// Its round-trip time in nanoseconds.
+        rtt_ns: u64,
+    },
+    /// A valid reply that came after the probe had timed out.
+    Late {
+        /// Its round-trip time in nanoseconds.
+        rtt_ns: u64,
+    },
+}
+
+impl Outcome {
+    /// Whether this outcome ends the probe.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Reply { .. }
+                | Outcome::Error { .. }
+                | Outcome::Timeout
+                | Outcome::SendFailed { .. }
+        )
+    }
+}
+
+/// Counters of what the receiver saw and dropped (not attributable to a probe).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drops {
+    /// Frames that failed to parse (truncated, malformed, bad checksum).
+    pub malformed: u64,
+    /// Echo replies of our session whose MAC did not verify.
+    pub forged: u64,
+    /// Echo replies of another session or program.
+    pub foreign: u64,
+    /// ICMP errors quoting an (id, seq) we never sent, or whose quoted target does not match.
+    pub unmatched_errors: u64,
+    /// Other ICMP (echo requests, neighbour discovery, errors about other traffic).
+    pub other: u64,
+    /// Valid replies whose slot was reused by a later probe (older than the table's lap).
+    pub stale: u64,
+}

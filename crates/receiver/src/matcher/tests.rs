@@ -1,0 +1,263 @@
+//! Matcher tests in virtual time: probes built from the real template, replies and errors
+//! built as a host or router would.
+
+use super::*;
+use asdic_wire::checksum;
+use asdic_wire::payload::Stamp;
+use asdic_wire::template::{Layer, ProbeFields, Template};
+use asdic_wire::{Family, ipv4};
+use core::net::{IpAddr, Ipv4Addr};
+
+const KEY: Key = Key::new(7, 8);
+const SESSION: u32 = 0x5e55;
+const NUM: Numbering = Numbering::Spread { base: 0x1000 };
+const US: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+
+struct Bed {
+    m: Matcher,
+    t: Template,
+}
+
+impl Bed {
+    fn new(cap: usize) -> Self {
+        let table = Arc::new(InflightTable::new(cap));
+        Bed {
+            m: Matcher::new(table, KEY, SESSION, NUM),
+            t: Template::new(Family::V4, Layer::Icmp, 56).unwrap(),
+        }
+    }
+
+    /// Claims probe n to `dst` sent at `t_send` and returns its ICMP bytes.
+    fn send(&self, n: u64, dst: IpAddr, t_send: u64) -> Vec<u8> {
+        let (ident, seq) = NUM.ident_seq(n);
+        let stamp = Stamp {
+            session: SESSION,
+            n,
+            cookie: n as u32 + 1000,
+            t_send_ns: t_send,
+        };
+        let mac = KEY.mac(dst, ident, seq, &stamp);
+        let mut b = vec![0; self.t.len()];
+        self.t.prepare(&mut b).unwrap();
+        self.t
+            .patch(
+                &mut b,
+                &ProbeFields {
+                    dst,
+                    ttl: 64,
+                    ident,
+                    seq,
+                    stamp,
+                    mac,
+                },
+            )
+            .unwrap();
+        let info = ProbeInfo {
+            n,
+            target: dst,
+            cookie: stamp.cookie,
+            t_send_ns: t_send,
+            attempt: 0,
+        };
+        assert!(self.m.table().claim(&info));
+        b
+    }
+
+    fn feed(&mut self, packet: &[u8], ts: u64) -> Vec<Event> {
+        let mut evs = vec![];
+        let f = RxFrame {
+            data: packet,
+            layer: RxLayer::Ipv4,
+            ts_ns: ts,
+            truncated: false,
+        };
+        self.m.on_frame(&f, &mut |e| evs.push(e));
+        evs
+    }
+}
+
+fn ip(src: IpAddr, dst: IpAddr, ttl: u8, icmp: &[u8]) -> Vec<u8> {
+    let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else {
+        unreachable!()
+    };
+    let mut b = vec![0; 20];
+    ipv4::Repr {
+        src: s,
+        dst: d,
+        protocol: 1,
+        payload_len: icmp.len(),
+        ttl,
+        ident: 0,
+    }
+    .emit(&mut b)
+    .unwrap();
+    b.extend_from_slice(icmp);
+    b
+}
+
+fn reply_to(req: &[u8]) -> Vec<u8> {
+    let mut r = req.to_vec();
+    r[0] = 0;
+    r[2..4].fill(0);
+    let c = checksum::checksum(&r);
+    r[2..4].copy_from_slice(&c.to_be_bytes());
+    r
+}
+
+fn error_about(t: u8, code: u8, quoted: &[u8]) -> Vec<u8> {
+    let mut m = vec![t, code, 0, 0, 0, 0, 0, 0];
+    m.extend_from_slice(quoted);
+    let c = checksum::checksum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    m
+}
+
+#[test]
+fn reply_duplicate_late_and_stale() {
+    let mut bed = Bed::new(4);
+    let a = IpAddr::from([198, 19, 0, 1]);
+    let req = bed.send(0, a, 1_000);
+    let rep = ip(a, US, 61, &reply_to(&req));
+    let evs = bed.feed(&rep, 251_000);
+    assert_eq!(evs.len(), 1);
+    assert_eq!(
+        evs[0].outcome,
+        Outcome::Reply {
+            rtt_ns: 250_000,
+            ttl: Some(61),
+            from: a
+        }
+    );
+    assert_eq!((evs[0].n, evs[0].cookie, evs[0].target), (0, 1000, a));
+    assert_eq!(
+        bed.feed(&rep, 300_000)[0].outcome,
+        Outcome::Duplicate { rtt_ns: 299_000 }
+    );
+
+    let b = IpAddr::from([198, 19, 0, 2]);
+    let req_b = bed.send(1, b, 2_000);
+    let mut timeouts = vec![];
+    bed.m.reap(10_000, 5_000, &mut |e, _| timeouts.push(e));
+    assert_eq!(timeouts.len(), 1);
+    assert_eq!((timeouts[0].n, timeouts[0].outcome), (1, Outcome::Timeout));
+    let rep_b = ip(b, US, 61, &reply_to(&req_b));
+    assert_eq!(
+        bed.feed(&rep_b, 20_000)[0].outcome,
+        Outcome::Late { rtt_ns: 18_000 }
+    );
+    // Four more probes reuse slot 1: the old reply is now stale.
+    for n in 2..6 {
+        bed.send(n, IpAddr::from([198, 19, 0, n as u8 + 1]), 30_000);
+        bed.m.reap(u64::MAX, 0, &mut |_, _| {});
+    }
+    assert!(bed.feed(&rep_b, 40_000).is_empty());
+    assert_eq!(bed.m.drops().stale, 1);
+}
+
+#[test]
+fn forged_foreign_and_malformed_are_dropped() {
+    let mut bed = Bed::new(16);
+    let a = IpAddr::from([198, 19, 0, 1]);
+    let req = bed.send(0, a, 1_000);
+    // A reply from another address with our payload: the MAC binds the target.
+    let other = IpAddr::from([198, 19, 0, 99]);
+    assert!(
+        bed.feed(&ip(other, US, 61, &reply_to(&req)), 5_000)
+            .is_empty()
+    );
+    // A tampered timestamp.
+    let mut forged = reply_to(&req);
+    forged[8 + 20] ^= 0x40;
+    forged[2..4].fill(0);
+    let c = checksum::checksum(&forged);
+    forged[2..4].copy_from_slice(&c.to_be_bytes());
+    assert!(bed.feed(&ip(a, US, 61, &forged), 5_000).is_empty());
+    // Another session's echo.
+    let mut foreign = reply_to(&req);
+    foreign[8] ^= 1;
+    foreign[2..4].fill(0);
+    let c = checksum::checksum(&foreign);
+    foreign[2..4].copy_from_slice(&c.to_be_bytes());
+    assert!(bed.feed(&ip(a, US, 61, &foreign), 5_000).is_empty());
+    // Garbage.
+    assert!(bed.feed(&[0x45, 0, 0], 5_000).is_empty());
+    let d = bed.m.drops();
+    assert_eq!((d.forged, d.foreign, d.malformed), (2, 1, 1));
+    // The genuine reply still matches.
+    assert_eq!(bed.feed(&ip(a, US, 61, &reply_to(&req)), 6_000).len(), 1);
+}
+
+#[test]
+fn errors_match_by_full_quote_or_by_ids_and_target() {
+    let mut bed = Bed::new(16);
+    let router = IpAddr::from([198, 18, 0, 2]);
+    let t1 = IpAddr::from([198, 19, 77, 1]);
+    let t2 = IpAddr::from([198, 19, 77, 2]);
+    let r1 = ip(US, t1, 64, &bed.send(0, t1, 1_000));
+    let r2 = ip(US, t2, 64, &bed.send(1, t2, 1_000));
+    // Full quote (Linux routers): validated by the MAC.
+    let evs = bed.feed(&ip(router, US, 64, &error_about(3, 13, &r1)), 9_000);
+    assert_eq!(evs.len(), 1);
+    assert_eq!(
+        evs[0].outcome,
+        Outcome::Error {
+            family: Family::V4,
+            icmp_type: 3,
+            code: 13,
+            from: router,
+            rtt_ns: 8_000
+        }
+    );
+    assert_eq!((evs[0].target, evs[0].cookie), (t1, 1000));
+    // RFC 792 minimum quote (IP header + 8 bytes): matched by ids, checked against target.
+    let short = &r2[..28];
+    let mut wrong_target = short.to_vec();
+    wrong_target[19] = 3; // quoted destination 198.19.77.3
+    assert!(
+        bed.feed(
+            &ip(router, US, 64, &error_about(11, 0, &wrong_target)),
+            9_000
+        )
+        .is_empty()
+    );
+    let evs = bed.feed(&ip(router, US, 64, &error_about(11, 0, short)), 9_500);
+    assert_eq!(evs.len(), 1);
+    assert_eq!((evs[0].n, evs[0].target, evs[0].cookie), (1, t2, 1001));
+    // Quoting a probe we never sent.
+    let never = ip(US, t2, 64, &bed.t_clone_probe(77, t2));
+    assert!(
+        bed.feed(&ip(router, US, 64, &error_about(3, 1, &never[..28])), 9_900)
+            .is_empty()
+    );
+    assert_eq!(bed.m.drops().unmatched_errors, 2);
+}
+
+impl Bed {
+    /// A probe's bytes without claiming a slot (a probe "we never sent").
+    fn t_clone_probe(&self, n: u64, dst: IpAddr) -> Vec<u8> {
+        let (ident, seq) = NUM.ident_seq(n);
+        let stamp = Stamp {
+            session: SESSION,
+            n,
+            cookie: 0,
+            t_send_ns: 0,
+        };
+        let mut b = vec![0; self.t.len()];
+        self.t.prepare(&mut b).unwrap();
+        let mac = KEY.mac(dst, ident, seq, &stamp);
+        self.t
+            .patch(
+                &mut b,
+                &ProbeFields {
+                    dst,
+                    ttl: 64,
+                    ident,
+                    seq,
+                    stamp,
+                    mac,
+                },
+            )
+            .unwrap();
+        b
+    }
+}

@@ -1,0 +1,374 @@
+//! The in-flight table: a ring of `C = 2^k` slots, probe `n` in slot `n mod C`.
+//!
+//! One sender claims slots in probe order; receivers resolve them with one compare-exchange
+//! of the slot's tag; a reaper walking behind the sender times out expired slots and frees
+//! them for the next lap. No locks, no allocation after construction, memory fixed by the
+//! capacity whatever the number of targets.
+//!
+//! Each slot's `tag` packs the probe number and a state: `tag = n << 3 | state`. A slot is
+//! written like a seqlock: the sender stores `(n, CLAIMING)`, a release fence, the fields, then
+//! `(n, PENDING)` with release ordering. A reader that needs the fields (an ICMP error quoting
+//! only identifier and sequence) loads the tag (acquire), reads the fields, issues an acquire
+//! fence and then compare-exchanges the tag it first saw: if the sender started rewriting the
+//! slot in between, the tag changed and the exchange fails, so torn fields are never used.
+//!
+//! The sender may only claim slot `n mod C` once the reaper has passed probe `n - C`
+//! ([`InflightTable::claim`] returns `false` until then): a slot is never rewritten while its
+//! probe can still be resolved as pending.
+
+use core::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+
+use crossbeam_utils::CachePadded;
+
+const EMPTY: u64 = 0;
+const CLAIMING: u64 = 1;
+const PENDING: u64 = 2;
+const ANSWERED: u64 = 3;
+const ERRORED: u64 = 4;
+const TIMED_OUT: u64 = 5;
+const SEND_FAILED: u64 = 6;
+const STATE_BITS: u32 = 3;
+const STATE_MASK: u64 = (1 << STATE_BITS) - 1;
+/// Probe numbers must fit beside the state bits.
+pub const MAX_PROBES: u64 = 1 << (64 - STATE_BITS);
+
+#[derive(Debug, Default)]
+struct Slot {
+    tag: AtomicU64,
+    t_send_ns: AtomicU64,
+    addr_hi: AtomicU64,
+    addr_lo: AtomicU64,
+    cookie: AtomicU32,
+    /// Retry attempt (low byte) or errno of a failed send.
+    aux: AtomicU32,
+}
+
+/// What the sender stores for a probe, and what the table hands back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeInfo {
+    /// Probe number.
+    pub n: u64,
+    /// Target address.
+    pub target: IpAddr,
+    /// The sender's handle on the target.
+    pub cookie: u32,
+    /// Send time, ns since the Unix epoch.
+    pub t_send_ns: u64,
+    /// Which attempt this is (0 = first send, then retries).
+    pub attempt: u8,
+}
+
+/// The outcome of resolving a probe by its full number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// The probe was pending: this is its answer.
+    First,
+    /// The probe had already been answered (or errored).
+    Duplicate,
+    /// The probe had already timed out.
+    Late,
+    /// The slot now holds a later probe: the answer is older than one lap of the ring.
+    Stale,
+    /// No probe with this number was ever claimed.
+    Unknown,
+}
+
+/// What the reaper reports for each probe it retires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retired {
+    /// The probe expired unanswered; the table marked it timed out.
+    TimedOut,
+    /// The sender could not send it; errno.
+    SendFailed(i32),
+}
+
+/// The lock-free in-flight table. Share it through an `Arc`.
+#[derive(Debug)]
+pub struct InflightTable {
+    slots: Box<[Slot]>,
+    mask: u64,
+    /// Probes claimed: every n below has been published by the sender.
+    head: CachePadded<AtomicU64>,
+    /// Probes retired: every n below is final and reported; their slots are free.
+    tail: CachePadded<AtomicU64>,
+}
+
+impl InflightTable {
+    /// A table of at least `capacity` slots (rounded up to a power of two, at least 2).
+    pub fn new(capacity: usize) -> Self {
+        let cap = capacity.max(2).next_power_of_two();
+        let slots = (0..cap)
+            .map(|_| Slot::default())
+            .collect::<Vec<_>>()
+            .into_boxed_slice();
+        InflightTable {
+            slots,
+            mask: cap as u64 - 1,
+            head: CachePadded::new(AtomicU64::new(0)),
+            tail: CachePadded::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Probes claimed so far (the next probe number).
+    pub fn claimed(&self) -> u64 {
+        // Acquire: pairs with the sender's release store, so slots below are published.
+        self.head.load(Ordering::Acquire)
+    }
+
+    /// Probes retired so far.
+    pub fn retired(&self) -> u64 {
+        // Acquire: pairs with the reaper's release store of `tail`.
+        self.tail.load(Ordering::Acquire)
+    }
+
+    /// Probes claimed and not yet retired.
+    pub fn in_flight(&self) -> u64 {
+        self.claimed().saturating_sub(self.retired())
+    }
+
+    fn slot(&self, n: u64) -> &Slot {
+        // The mask keeps the index below the slice length.
+        &self.slots[(n & self.mask) as usize]
+    }
+
+    /// Whether probe `n` may be claimed now (its slot's previous lap has been retired).
+    pub fn can_claim(&self, n: u64) -> bool {
+        n < self.retired() + self.slots.len() as u64
+    }
+
+    /// Claims the slot of probe `n` and publishes `info` in it. Single producer: probes must
+    /// be claimed in order `0, 1, 2, …`. Returns `false` (and changes nothing) while the slot
+    /// still belongs to probe `n - C`, or if `n` is not the next probe.
+    pub fn claim(&self, info: &ProbeInfo) -> bool {
+        let n = info.n;
+        if n >= MAX_PROBES || n != self.head.load(Ordering::Relaxed) || !self.can_claim(n) {
+            return false;
+        }
+        let s = self.slot(n);
+        // Relaxed store + release fence: the CLAIMING tag becomes visible no later than any
+        // field store below (seqlock writer protocol), so a reader that saw fields of this
+        // lap fails its compare-exchange against the older tag.
+        s.tag.store(n << STATE_BITS | CLAIMING, Ordering::Relaxed);
+        fence(Ordering::Release);
+        let (hi, lo) = split(info.target);
+        s.t_send_ns.store(info.t_send_ns, Ordering::Relaxed);
+        s.addr_hi.store(hi, Ordering::Relaxed);
+        s.addr_lo.store(lo, Ordering::Relaxed);
+        s.cookie.store(info.cookie, Ordering::Relaxed);
+        s.aux.store(u32::from(info.attempt), Ordering::Relaxed);
+        // Release: publishes the fields with the PENDING tag.
+        s.tag.store(n << STATE_BITS | PENDING, Ordering::Release);
+        // Release: `claimed()` readers see the slot published.
+        self.head.store(n + 1, Ordering::Release);
+        true
+    }
+
+    /// Marks pending probe `n` as failed to send (the reaper reports it).
+    pub fn send_failed(&self, n: u64, errno: i32) -> bool {
+        let s = self.slot(n);
+        s.aux.store(errno as u32, Ordering::Relaxed);
+        // Release on success: the errno store above is visible to the reaper's acquire load.
+        s.tag
+            .compare_exchange(
+                n << STATE_BITS | PENDING,
+                n << STATE_BITS | SEND_FAILED,
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
+    /// Resolves probe `n` (known in full from a validated payload) as answered or errored.
+    pub fn resolve(&self, n: u64, errored: bool) -> Resolution {
+        if n >= MAX_PROBES {
+            return Resolution::Unknown;
+        }
+        let s = self.slot(n);
+        let new = n << STATE_BITS | if errored { ERRORED } else { ANSWERED };
+        // Acquire: see the state the last writer (sender, reaper, other receiver) left.
+        let mut tag = s.tag.load(Ordering::Acquire);
+        loop {
+            let (tn, state) = (tag >> STATE_BITS, tag & STATE_MASK);
+            if tn != n || state == EMPTY {
+                return if tn > n && state != EMPTY {
+                    Resolution::Stale
+                } else {
+                    Resolution::Unknown
+                };
+            }
+            match state {
+                PENDING => {
+                    // AcqRel: exactly one resolver wins the PENDING -> final transition.
+                    match s
+                        .tag
+                        .compare_exchange_weak(tag, new, Ordering::AcqRel, Ordering::Acquire)
+                    {
+                        Ok(_) => return Resolution::First,
+                        Err(t) => tag = t,
+                    }
+                }
+                ANSWERED | ERRORED => return Resolution::Duplicate,
+                TIMED_OUT | SEND_FAILED => return Resolution::Late,
+                // CLAIMING with our own n cannot be answered yet: nothing was sent.
+                _ => return Resolution::Unknown,
+            }
+        }
+    }
+
+    /// Resolves, as errored, the pending probe whose number is `n_low` modulo `2^bits` and
+    /// whose target is `target` — for ICMP errors that quote only identifier and sequence.
+    /// Returns the probe, or `None` if no pending probe matches.
+    pub fn resolve_partial(&self, n_low: u64, bits: u32, target: IpAddr) -> Option<ProbeInfo> {
+        if self.slots.len() as u64 > 1u64.checked_shl(bits).unwrap_or(u64::MAX) {
+            // The quoted bits cannot name a slot of a table this large.
+            return None;
+        }
+        let s = self.slot(n_low);
+        // Acquire: pairs with the sender's release store of PENDING, making the fields of
+        // this lap visible below.
+        let tag = s.tag.load(Ordering::Acquire);
+        let (n, state) = (tag >> STATE_BITS, tag & STATE_MASK);
+        let low_mask = 1u64.checked_shl(bits).map_or(u64::MAX, |m| m - 1);
+        if state != PENDING || n & low_mask != n_low & low_mask {
+            return None;
+        }
+        let info = ProbeInfo {
+            n,
+            target: join(
+                s.addr_hi.load(Ordering::Relaxed),
+                s.addr_lo.load(Ordering::Relaxed),
+            ),
+            cookie: s.cookie.load(Ordering::Relaxed),
+            t_send_ns: s.t_send_ns.load(Ordering::Relaxed),
+            attempt: s.aux.load(Ordering::Relaxed) as u8,
+        };
+        // Acquire fence: the field loads above happen before the compare-exchange below
+        // (seqlock reader protocol); if the slot was rewritten meanwhile, its tag changed.
+        fence(Ordering::Acquire);
+        if info.target != target {
+            return None;
+        }
+        let new = n << STATE_BITS | ERRORED;
+        // AcqRel: exactly one resolver wins; failure means the slot moved on or was resolved.
+        s.tag
+            .compare_exchange(tag, new, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()
+            .map(|_| info)
+    }
+
+    /// Reads the published fields of probe `n`, if its slot still holds it.
+    pub fn info(&self, n: u64) -> Option<ProbeInfo> {
+        let s = self.slot(n);
+        // Acquire + fence + re-check: the seqlock reader protocol, read-only.
+        let tag = s.tag.load(Ordering::Acquire);
+        if tag >> STATE_BITS != n || matches!(tag & STATE_MASK, EMPTY | CLAIMING) {
+            return None;
+        }
+        let info = ProbeInfo {
+            n,
+            target: join(
+                s.addr_hi.load(Ordering::Relaxed),
+                s.addr_lo.load(Ordering::Relaxed),
+            ),
+            cookie: s.cookie.load(Ordering::Relaxed),
+            t_send_ns: s.t_send_ns.load(Ordering::Relaxed),
+            attempt: s.aux.load(Ordering::Relaxed) as u8,
+        };
+        fence(Ordering::Acquire);
+        // Relaxed: ordered after the field loads by the fence above.
+        (s.tag.load(Ordering::Relaxed) >> STATE_BITS == n).then_some(info)
+    }
+
+    /// Walks from the oldest unretired probe towards the newest, retiring every probe that is
+    /// final: answered/errored ones silently, expired pending ones as timed out and failed
+    /// sends, each reported through `on_retired`. Stops at the first pending probe sent after
+    /// `deadline_ns` (pass `u64::MAX` to expire everything). Single reaper. Returns how many
+    /// probes it retired.
+    pub fn reap(&self, deadline_ns: u64, mut on_retired: impl FnMut(ProbeInfo, Retired)) -> u64 {
+        let start = self.tail.load(Ordering::Relaxed);
+        let head = self.claimed();
+        let mut n = start;
+        while n < head {
+            let s = self.slot(n);
+            // Acquire: pairs with the sender's and resolvers' release of this tag.
+            let tag = s.tag.load(Ordering::Acquire);
+            if tag >> STATE_BITS != n {
+                break;
+            }
+            match tag & STATE_MASK {
+                ANSWERED | ERRORED => {}
+                PENDING => {
+                    // Probes are claimed in send order, so the first unexpired one ends the walk.
+                    if s.t_send_ns.load(Ordering::Relaxed) > deadline_ns {
+                        break;
+                    }
+                    let info = self.read_fields(s, n);
+                    // AcqRel: races with resolvers; whoever wins decides the probe's fate.
+                    let timed_out = n << STATE_BITS | TIMED_OUT;
+                    if s.tag
+                        .compare_exchange(tag, timed_out, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        on_retired(info, Retired::TimedOut);
+                    } else {
+                        // A resolver won meanwhile (or the sender flagged a failure): look again.
+                        continue;
+                    }
+                }
+                SEND_FAILED => {
+                    let info = self.read_fields(s, n);
+                    on_retired(
+                        info,
+                        Retired::SendFailed(s.aux.load(Ordering::Relaxed) as i32),
+                    );
+                    // The slot stays SEND_FAILED (a reply to it would be Late).
+                }
+                _ => break,
+            }
+            n += 1;
+        }
+        if n != start {
+            // Release: frees the slots for the sender's `can_claim`.
+            self.tail.store(n, Ordering::Release);
+        }
+        n - start
+    }
+
+    fn read_fields(&self, s: &Slot, n: u64) -> ProbeInfo {
+        ProbeInfo {
+            n,
+            target: join(
+                s.addr_hi.load(Ordering::Relaxed),
+                s.addr_lo.load(Ordering::Relaxed),
+            ),
+            cookie: s.cookie.load(Ordering::Relaxed),
+            t_send_ns: s.t_send_ns.load(Ordering::Relaxed),
+            attempt: s.aux.load(Ordering::Relaxed) as u8,
+        }
+    }
+}
+
+fn split(a: IpAddr) -> (u64, u64) {
+    let v = match a {
+        IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
+        IpAddr::V6(a) => u128::from(a),
+    };
+    ((v >> 64) as u64, v as u64)
+}
+
+fn join(hi: u64, lo: u64) -> IpAddr {
+    let a = Ipv6Addr::from(u128::from(hi) << 64 | u128::from(lo));
+    match a.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(a),
+    }
+}
+
+#[cfg(test)]
+mod tests;
