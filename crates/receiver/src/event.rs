@@ -96,3 +96,15 @@ pub struct Drops {
     /// Valid replies whose slot was reused by a later probe (older than the table's lap).
     pub stale: u64,
 }
+
+impl Drops {
+    /// Adds another set of counters to this one.
+    pub fn add(&mut self, o: &Drops) {
+        self.malformed += o.malformed;
+        self.forged += o.forged;
+        self.foreign += o.foreign;
+        self.unmatched_errors += o.unmatched_errors;
+        self.other += o.other;
+        self.stale += o.stale;
+    }
+}

@@ -12,3 +12,5 @@ pub use event::{Drops, Event, Outcome};
 pub mod matcher;
 /// The lock-free in-flight table.
 pub mod table;
+/// The RX loop.
+pub mod rx;

@@ -1,0 +1,504 @@
+//! `asdic ping`: validate the plan, open one engine per address family, run sender and
+//! receiver threads, aggregate events, print and write results.
+
+use core::net::IpAddr;
+use std::io::{BufReader, IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use asdic_analysis::{Aggregator, Format, ParquetSink, Sink, sink_for, summary_line};
+use asdic_engine::raw::{self, RawOptions};
+use asdic_engine::{Rx, Tx};
+use asdic_receiver::event::{Drops, Event};
+use asdic_receiver::matcher::Matcher;
+use asdic_receiver::rx::{self, Retry, RxConfig, RxShared};
+use asdic_receiver::table::InflightTable;
+use asdic_sender::targets::{self, TargetSpec};
+use asdic_sender::tx::{self, SenderConfig, SenderShared};
+use asdic_wire::payload::{self, Key, Numbering};
+use asdic_wire::template::{Layer, Template};
+use asdic_wire::Family;
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+use crate::Fail;
+use crate::args::{FormatChoice, IdChoice, PingArgs};
+
+/// Most targets `ping` lists in memory.
+const MAX_TARGETS: u64 = 1 << 24;
+/// Above this many probes, --rate must be given.
+const DEFAULT_RATE_LIMIT: u64 = 256;
+/// Rate when none is given (fping's 10 ms between probes).
+const DEFAULT_RATE: f64 = 100.0;
+/// Largest ICMP payload on the raw engine (an IPv4 datagram's limit).
+const MAX_SIZE_RAW: usize = 65_535 - 20 - 8;
+
+/// One address family's engine and threads.
+struct Pipeline {
+    family: Family,
+    targets: Arc<Vec<IpAddr>>,
+    /// Global index of this family's first target (cookies are local indices).
+    offset: u32,
+    table: Arc<InflightTable>,
+    engine: Option<(Box<dyn Tx>, Box<dyn Rx>)>,
+    sender: Arc<SenderShared>,
+    receiver: Arc<RxShared>,
+}
+
+/// A pipeline's running threads.
+struct Running {
+    sender: std::thread::JoinHandle<anyhow::Result<()>>,
+    receiver: std::thread::JoinHandle<anyhow::Result<Drops>>,
+}
+
+impl Running {
+    fn join(self) -> anyhow::Result<Drops> {
+        let s = self.sender.join().map_err(|_| anyhow::anyhow!("sender thread panicked"))?;
+        let r = self.receiver.join().map_err(|_| anyhow::anyhow!("receiver thread panicked"))?;
+        s.context("sending")?;
+        r.context("receiving")
+    }
+}
+
+fn usage(msg: impl Into<String>) -> Fail {
+    Fail::Usage(msg.into())
+}
+
+fn read_specs(a: &PingArgs) -> Result<Vec<TargetSpec>, Fail> {
+    let mut specs = vec![];
+    for t in &a.targets {
+        specs.push(TargetSpec::parse(t).map_err(|e| usage(format!("target {e}")))?);
+    }
+    let from_stdin = a.file.as_deref().is_some_and(|f| f.as_os_str() == "-")
+        || (a.targets.is_empty() && a.file.is_none() && !std::io::stdin().is_terminal());
+    if from_stdin {
+        let more = targets::parse_lines(std::io::stdin().lock()).map_err(|e| usage(format!("stdin: {e}")))?;
+        specs.extend(more);
+    } else if let Some(f) = &a.file {
+        let file = std::fs::File::open(f).map_err(|e| usage(format!("--file {}: {e}", f.display())))?;
+        let more = targets::parse_lines(BufReader::new(file))
+            .map_err(|e| usage(format!("--file {}: {e}", f.display())))?;
+        specs.extend(more);
+    }
+    if specs.is_empty() {
+        return Err(usage("no targets: give addresses or CIDRs as arguments, --file FILE, or on stdin"));
+    }
+    Ok(specs)
+}
+
+/// Checks every option before anything is opened or sent.
+fn validate(a: &PingArgs, probes: u128) -> Result<f64, Fail> {
+    if a.size < payload::LEN {
+        return Err(usage(format!(
+            "--size {}: below the minimum of {} bytes (the probe stamp and its MAC)",
+            a.size,
+            payload::LEN
+        )));
+    }
+    if a.size > MAX_SIZE_RAW {
+        return Err(usage(format!("--size {}: above the raw engine's maximum of {MAX_SIZE_RAW} bytes", a.size)));
+    }
+    if a.ttl == 0 {
+        return Err(usage("--ttl 0: must be 1..=255"));
+    }
+    if a.count == 0 {
+        return Err(usage("--count 0: must be at least 1"));
+    }
+    if a.timeout.is_zero() {
+        return Err(usage("--timeout 0: must be positive"));
+    }
+    if a.batch == 0 || a.batch > 1024 {
+        return Err(usage(format!("--batch {}: must be 1..=1024", a.batch)));
+    }
+    if a.cores.len() > 2 {
+        return Err(usage("--cores takes at most two cores: TX,RX"));
+    }
+    match a.rate {
+        Some(r) if !(r.is_finite() && r > 0.0 && r <= 100e6) => {
+            Err(usage(format!("--rate {r}: must be a positive number of probes per second")))
+        }
+        Some(r) => Ok(r),
+        None if probes > u128::from(DEFAULT_RATE_LIMIT) => Err(usage(format!(
+            "--rate is required for {probes} probes (more than {DEFAULT_RATE_LIMIT}): \
+             say how many probes per second this network may take"
+        ))),
+        None => Ok(DEFAULT_RATE),
+    }
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // getrandom only fails without any OS entropy source; fall back to time then.
+    if getrandom::fill(&mut b).is_err() {
+        return asdic_engine::now_ns().rotate_left(17) ^ u64::from(std::process::id());
+    }
+    u64::from_ne_bytes(b)
+}
+
+/// Runs `asdic ping`.
+pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
+    let specs = read_specs(&a)?;
+    let total = targets::total(&specs);
+    let rate = validate(&a, total.saturating_mul(u128::from(a.count)))?;
+    let all = targets::expand(&specs, MAX_TARGETS).map_err(|e| usage(format!("targets: {e}")))?;
+    let numbering = match a.id {
+        IdChoice::Random => Numbering::Spread { base: random_u64() as u16 },
+        IdChoice::Fixed(ident) => Numbering::Fixed { ident },
+    };
+    let key = Key::new(random_u64(), random_u64());
+    let session = random_u64() as u32;
+
+    // Targets by family; cookies index each family's list, `offset` maps them back.
+    let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = all.iter().partition(|t| t.is_ipv4());
+    let order: Vec<IpAddr> = v4.iter().chain(v6.iter()).copied().collect();
+    let timeout_s = a.timeout.as_secs_f64();
+    let mut pipelines = vec![];
+    for (family, list, offset) in [(Family::V4, v4, 0u32), (Family::V6, v6.clone(), 0)] {
+        if list.is_empty() {
+            continue;
+        }
+        let offset = if family == Family::V6 { (order.len() - v6.len()) as u32 } else { offset };
+        let share = rate * list.len() as f64 / order.len() as f64;
+        // Slots for twice the probes in flight at this rate, bounded for memory.
+        let want = (2.0 * share * (timeout_s + 0.1)).ceil() as usize;
+        let max = if numbering.bits() == 16 { 1 << 16 } else { 1 << 21 };
+        let table = Arc::new(InflightTable::new(want.clamp(1024, max)));
+        let opts = RawOptions {
+            v6: family == Family::V6,
+            ttl: a.ttl,
+            device: a.interface.clone(),
+            batch: a.batch,
+            max_reply: (a.size + 128).max(2048),
+            ..RawOptions::default()
+        };
+        let (tx, rx) = raw::open(&opts).map_err(|e| Fail::System(e.into()))?;
+        pipelines.push(Pipeline {
+            family,
+            targets: Arc::new(list),
+            offset,
+            table,
+            engine: Some((Box::new(tx), Box::new(rx))),
+            sender: Arc::new(SenderShared::default()),
+            receiver: Arc::new(RxShared::default()),
+        });
+    }
+    eprintln!(
+        "asdic: engine raw: raw ICMP sockets with sendmmsg/recvmmsg and kernel timestamps \
+         ({}; no other engine in this build)",
+        if a.engine == crate::args::EngineChoice::Auto { "auto" } else { "as asked" }
+    );
+    eprintln!(
+        "asdic: {} targets ({} IPv4, {} IPv6), {} probes each, {rate} probes/s, timeout {:?}, size {} bytes",
+        order.len(),
+        order.len() - v6.len(),
+        v6.len(),
+        a.count,
+        a.timeout,
+        a.size
+    );
+
+    let started_ns = asdic_engine::now_ns();
+    let t0 = Instant::now();
+    let (ev_tx, ev_rx) = bounded::<Vec<Event>>(256);
+    let (recycle_tx, recycle_rx) = bounded::<Vec<Event>>(256);
+    let signals = Signals::install(&pipelines, a.timeout)?;
+    let mut handles = vec![];
+    for p in pipelines.iter_mut() {
+        let share = rate * p.targets.len() as f64 / order.len() as f64;
+        let cfg = SenderConfig {
+            rate: share,
+            count: a.count,
+            interval: a.interval,
+            batch: a.batch,
+            ttl: a.ttl,
+            numbering,
+            session,
+            key,
+            retries: a.retries > 0,
+        };
+        let rx_cfg = RxConfig {
+            timeout: a.timeout,
+            retries: a.retries,
+            poll: Duration::from_millis(10),
+            batch: 4096,
+        };
+        handles.push(spawn_pipeline(p, cfg, rx_cfg, a.size, &a.cores, &ev_tx, &recycle_rx)?);
+    }
+    drop(ev_tx);
+
+    // Aggregate on this thread; progress once a second.
+    let mut agg = Aggregator::new(order.clone());
+    let progress = !a.no_progress;
+    let expected = order.len() as u64 * u64::from(a.count);
+    let mut last_print = Instant::now();
+    let mut printed = false;
+    let tty = std::io::stderr().is_terminal();
+    let offsets: Vec<(Family, u32)> = pipelines.iter().map(|p| (p.family, p.offset)).collect();
+    loop {
+        match ev_rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(mut batch) => {
+                for ev in batch.iter_mut() {
+                    let fam = if ev.target.is_ipv4() { Family::V4 } else { Family::V6 };
+                    if let Some(&(_, off)) = offsets.iter().find(|(f, _)| *f == fam) {
+                        ev.cookie += off;
+                    }
+                }
+                agg.record_batch(&batch);
+                batch.clear();
+                let _ = recycle_tx.try_send(batch);
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+        if progress && t0.elapsed() >= Duration::from_secs(1) && last_print.elapsed() >= Duration::from_secs(1) {
+            last_print = Instant::now();
+            printed = true;
+            let line = progress_line(&pipelines, expected, t0.elapsed());
+            if tty {
+                eprint!("\r\x1b[2K{line}");
+            } else {
+                eprintln!("{line}");
+            }
+        }
+    }
+    if printed && tty {
+        eprintln!();
+    }
+    let mut failure = None;
+    let mut drops = Drops::default();
+    for h in handles {
+        match h.join() {
+            Ok(d) => drops.add(&d),
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    let elapsed = t0.elapsed();
+    signals.close();
+
+    // Results.
+    let totals = agg.totals();
+    if !a.quiet {
+        let format = match a.format {
+            FormatChoice::Table => Format::Table,
+            FormatChoice::Csv => Format::Csv,
+            FormatChoice::Jsonl => Format::Jsonl,
+        };
+        let mut sink = sink_for(format, Box::new(std::io::BufWriter::new(std::io::stdout().lock())));
+        write_all(&agg, sink.as_mut()).context("writing results to stdout")?;
+        sink.finish().context("writing results to stdout")?;
+    }
+    if let Some(path) = &a.output {
+        let meta = run_metadata(&a, rate, session, started_ns, &pipelines);
+        let mut pq = ParquetSink::create(path, meta).with_context(|| format!("creating {}", path.display()))?;
+        pq.add_metadata("asdic.end_unix_ns", &asdic_engine::now_ns().to_string());
+        pq.add_metadata("asdic.summary", &summary_line(&totals));
+        write_all(&agg, &mut pq).with_context(|| format!("writing {}", path.display()))?;
+        Box::new(pq).finish().with_context(|| format!("writing {}", path.display()))?;
+    }
+    let mut sent_stats = (0, 0);
+    for p in &pipelines {
+        sent_stats.0 += p.sender.sent.load(Ordering::Relaxed);
+        sent_stats.1 += p.sender.failed.load(Ordering::Relaxed);
+    }
+    eprintln!("asdic: {}", summary_line(&totals));
+    eprintln!(
+        "asdic: sent {} probes in {:.2}s ({:.0}/s), {} refused by the local stack; dropped: {} malformed, \
+         {} forged, {} foreign, {} unmatched errors, {} stale, {} other ICMP",
+        sent_stats.0,
+        elapsed.as_secs_f64(),
+        sent_stats.0 as f64 / elapsed.as_secs_f64().max(1e-9),
+        sent_stats.1,
+        drops.malformed,
+        drops.forged,
+        drops.foreign,
+        drops.unmatched_errors,
+        drops.stale,
+        drops.other
+    );
+    if signals.interrupted() {
+        eprintln!("asdic: interrupted: results cover the probes sent before the signal");
+    }
+    if let Some(e) = failure {
+        return Err(Fail::System(e));
+    }
+    // fping's convention: 0 when every target answered, 1 when some did not.
+    Ok(if totals.alive == totals.targets { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn spawn_pipeline(
+    p: &mut Pipeline,
+    cfg: SenderConfig,
+    rx_cfg: RxConfig,
+    size: usize,
+    cores: &[usize],
+    events: &Sender<Vec<Event>>,
+    recycle: &Receiver<Vec<Event>>,
+) -> Result<Running, Fail> {
+    let (mut txe, mut rxe) = p.engine.take().context("engine already started")?;
+    let layer = match txe.caps().layer {
+        asdic_engine::TxLayer::Icmp => Layer::Icmp,
+        asdic_engine::TxLayer::Ethernet => {
+            return Err(Fail::System(anyhow::anyhow!("frame-building engines are not wired yet")));
+        }
+    };
+    let template = Template::new(p.family, layer, size)
+        .map_err(|e| usage(format!("--size {size}: cannot build a probe: {e}")))?;
+    let (retry_tx, retry_rx) = bounded::<Retry>(65_536);
+    let (tx_core, rx_core) = (cores.first().copied(), cores.get(1).copied());
+    let with_retries = rx_cfg.retries > 0;
+
+    let receiver = {
+        let mut matcher = Matcher::new(p.table.clone(), cfg.key, cfg.session, cfg.numbering);
+        let shared = p.receiver.clone();
+        let sender = p.sender.clone();
+        let (events, recycle) = (events.clone(), recycle.clone());
+        std::thread::Builder::new().name(format!("asdic-rx-{:?}", p.family)).spawn(
+            move || -> anyhow::Result<Drops> {
+                asdic_sender::tx::pin(rx_core).map_err(|e| anyhow::anyhow!("--cores: {e}"))?;
+                let retries = with_retries.then_some(&retry_tx);
+                let r = rx::run(rxe.as_mut(), &mut matcher, &rx_cfg, &shared, &events, &recycle, retries);
+                if r.is_err() {
+                    // Nothing can be matched any more: stop sending.
+                    sender.stop.store(true, Ordering::Relaxed);
+                }
+                r?;
+                Ok(matcher.drops())
+            },
+        )?
+    };
+    let sender = {
+        let (table, targets) = (p.table.clone(), p.targets.clone());
+        let (shared, rx_shared) = (p.sender.clone(), p.receiver.clone());
+        std::thread::Builder::new().name(format!("asdic-tx-{:?}", p.family)).spawn(
+            move || -> anyhow::Result<()> {
+                let pinned = asdic_sender::tx::pin(tx_core).map_err(|e| anyhow::anyhow!("--cores: {e}"));
+                let r = pinned.and_then(|()| {
+                    let retries = with_retries.then_some(&retry_rx);
+                    tx::run(txe.as_mut(), &template, &table, &targets, &cfg, &shared, retries).map_err(Into::into)
+                });
+                // Release: the receiver's acquire load sees every claim made before.
+                rx_shared.sender_done.store(true, Ordering::Release);
+                r
+            },
+        )?
+    };
+    Ok(Running { sender, receiver })
+}
+
+fn write_all(agg: &Aggregator, sink: &mut dyn Sink) -> anyhow::Result<()> {
+    let mut chunk = Vec::with_capacity(8192);
+    for row in agg.rows() {
+        chunk.push(row);
+        if chunk.len() == 8192 {
+            sink.write_rows(&chunk)?;
+            chunk.clear();
+        }
+    }
+    if !chunk.is_empty() {
+        sink.write_rows(&chunk)?;
+    }
+    Ok(())
+}
+
+fn progress_line(pipelines: &[Pipeline], expected: u64, elapsed: Duration) -> String {
+    let (mut sent, mut replies, mut errors, mut timeouts, mut inflight) = (0, 0, 0, 0, 0);
+    for p in pipelines {
+        sent += p.sender.sent.load(Ordering::Relaxed);
+        replies += p.receiver.replies.load(Ordering::Relaxed);
+        errors += p.receiver.errors.load(Ordering::Relaxed);
+        timeouts += p.receiver.timeouts.load(Ordering::Relaxed);
+        inflight += p.table.in_flight();
+    }
+    let secs = elapsed.as_secs_f64();
+    let pps = sent as f64 / secs.max(1e-9);
+    let pct = 100.0 * sent as f64 / expected.max(1) as f64;
+    let eta = if pps > 0.0 && sent < expected { (expected - sent) as f64 / pps } else { 0.0 };
+    format!(
+        "{secs:6.1}s sent {sent}/{expected} ({pct:.1}%, {pps:.0}/s) replies {replies} errors {errors} \
+         timeouts {timeouts} in flight {inflight} ETA {eta:.0}s"
+    )
+}
+
+fn run_metadata(
+    a: &PingArgs,
+    rate: f64,
+    session: u32,
+    started_ns: u64,
+    pipelines: &[Pipeline],
+) -> Vec<(String, String)> {
+    let families: Vec<String> = pipelines.iter().map(|p| format!("{:?}", p.family)).collect();
+    let cmd: Vec<String> = std::env::args().collect();
+    [
+        ("asdic.version", env!("CARGO_PKG_VERSION").to_string()),
+        ("asdic.command", cmd.join(" ")),
+        ("asdic.mode", "ping".to_string()),
+        ("asdic.engine", "raw".to_string()),
+        ("asdic.families", families.join(",")),
+        ("asdic.rate_pps", rate.to_string()),
+        ("asdic.count", a.count.to_string()),
+        ("asdic.interval_ms", a.interval.as_millis().to_string()),
+        ("asdic.timeout_ms", a.timeout.as_millis().to_string()),
+        ("asdic.retries", a.retries.to_string()),
+        ("asdic.size", a.size.to_string()),
+        ("asdic.ttl", a.ttl.to_string()),
+        ("asdic.session", format!("{session:08x}")),
+        ("asdic.start_unix_ns", started_ns.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// SIGINT/SIGTERM: the first stops sending (replies in flight are still awaited, up to the
+/// timeout); the second stops waiting. Either way results are written.
+struct Signals {
+    handle: signal_hook::iterator::Handle,
+    thread: std::thread::JoinHandle<()>,
+    hits: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Signals {
+    fn install(pipelines: &[Pipeline], timeout: Duration) -> anyhow::Result<Self> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        let handle = signals.handle();
+        let senders: Vec<_> = pipelines.iter().map(|p| p.sender.clone()).collect();
+        let receivers: Vec<_> = pipelines.iter().map(|p| p.receiver.clone()).collect();
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let h = hits.clone();
+        let thread = std::thread::spawn(move || {
+            for _ in signals.forever() {
+                let k = h.fetch_add(1, Ordering::Relaxed);
+                if k == 0 {
+                    eprintln!(
+                        "\nasdic: stopping: waiting up to {timeout:?} for replies in flight (signal again to stop now)"
+                    );
+                    senders.iter().for_each(|s| s.stop.store(true, Ordering::Relaxed));
+                } else {
+                    eprintln!("\nasdic: stopping now");
+                    senders.iter().for_each(|s| s.stop.store(true, Ordering::Relaxed));
+                    receivers.iter().for_each(|r| r.abort.store(true, Ordering::Release));
+                }
+            }
+        });
+        Ok(Signals { handle, thread, hits })
+    }
+
+    fn interrupted(&self) -> bool {
+        self.hits.load(Ordering::Relaxed) > 0
+    }
+
+    fn close(&self) {
+        self.handle.close();
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        self.handle.close();
+    }
+}

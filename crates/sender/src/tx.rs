@@ -1,0 +1,257 @@
+//! The TX loop: rounds over the target list, paced by the token bucket, stamped from the
+//! template into a batch, claimed in the in-flight table, handed to the engine in batches.
+//! Retries requested by the receiver go out before new work.
+
+use core::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use asdic_engine::{EngineError, SendError, Tx, TxBatch, now_ns};
+use asdic_receiver::rx::Retry;
+use asdic_receiver::table::{InflightTable, ProbeInfo};
+use asdic_wire::payload::{Key, Numbering, Stamp};
+use asdic_wire::template::{ProbeFields, Template};
+use crossbeam_channel::Receiver;
+
+use crate::rate::{TokenBucket, pause};
+
+/// What to send.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    /// Probes per second, all targets together.
+    pub rate: f64,
+    /// Probes per target (rounds).
+    pub count: u32,
+    /// Least time between the starts of two rounds (per-target probe period).
+    pub interval: Duration,
+    /// Probes per engine call.
+    pub batch: usize,
+    /// TTL / hop limit written into frames (raw sockets set it on the socket instead).
+    pub ttl: u8,
+    /// How probe numbers map to (identifier, sequence).
+    pub numbering: Numbering,
+    /// The run's session id.
+    pub session: u32,
+    /// The run's MAC key.
+    pub key: Key,
+    /// Whether timed-out probes may be retried (then the sender waits for the table to drain).
+    pub retries: bool,
+}
+
+/// Progress counters the sender publishes (read by the progress display).
+#[derive(Debug, Default)]
+pub struct SenderShared {
+    /// Set to stop sending.
+    pub stop: AtomicBool,
+    /// Probes handed to the engine.
+    pub sent: AtomicU64,
+    /// Probes the engine refused (reported as send failures).
+    pub failed: AtomicU64,
+    /// Times the engine said its queues were full.
+    pub busy: AtomicU64,
+    /// Times the in-flight table was full and the sender waited.
+    pub table_full: AtomicU64,
+}
+
+/// Sends every probe of the run. Returns when done, stopped, or on a fatal engine error.
+pub fn run(
+    tx: &mut dyn Tx,
+    template: &Template,
+    table: &InflightTable,
+    targets: &[IpAddr],
+    cfg: &SenderConfig,
+    shared: &SenderShared,
+    retries: Option<&Receiver<Retry>>,
+) -> Result<(), EngineError> {
+    let mut batch = TxBatch::new(cfg.batch.max(1), template.len());
+    for i in 0..batch.capacity() {
+        if let Some(slot) = batch.slot_mut(i) {
+            // The stride is the template's length, so preparing cannot fail.
+            let _ = template.prepare(slot);
+        }
+    }
+    let mut ns = vec![0u64; batch.capacity()];
+    let start = Instant::now();
+    let mut bucket = TokenBucket::new(cfg.rate, cfg.batch.max(1), start);
+    let mut n = table.claimed();
+    let mut round = 0u32;
+    let mut next_target = 0usize;
+    let mut round_start = start;
+    let stopped = || shared.stop.load(Ordering::Relaxed);
+    'outer: loop {
+        if stopped() {
+            break;
+        }
+        // Pace: wait for at least one token.
+        let allowed = loop {
+            let k = bucket.available(batch.capacity(), Instant::now());
+            if k > 0 {
+                break k;
+            }
+            pause(bucket.wait().min(Duration::from_millis(50)));
+            if stopped() {
+                break 'outer;
+            }
+        };
+        batch.clear();
+        let t_send = now_ns();
+        while batch.len() < allowed {
+            if !table.can_claim(n) {
+                // The ring is full: send what we have, or wait for the reaper to free a slot.
+                shared.table_full.fetch_add(1, Ordering::Relaxed);
+                if !batch.is_empty() {
+                    break;
+                }
+                while !table.can_claim(n) {
+                    if stopped() {
+                        break 'outer;
+                    }
+                    pause(Duration::from_micros(100));
+                }
+            }
+            // Retries first, then the next target of the current round.
+            let (cookie, attempt) = if let Some(r) = retries.and_then(|q| q.try_recv().ok()) {
+                (r.cookie, r.attempt)
+            } else if round < cfg.count {
+                if next_target == 0 && round > 0 {
+                    // A new round may not start before its time.
+                    let due = round_start + cfg.interval;
+                    if Instant::now() < due {
+                        break;
+                    }
+                    round_start = Instant::now();
+                }
+                let c = next_target as u32;
+                next_target += 1;
+                if next_target == targets.len() {
+                    next_target = 0;
+                    round += 1;
+                }
+                (c, 0)
+            } else {
+                break;
+            };
+            let Some(&dst) = targets.get(cookie as usize) else {
+                continue;
+            };
+            let (ident, seq) = cfg.numbering.ident_seq(n);
+            let stamp = Stamp {
+                session: cfg.session,
+                n,
+                cookie,
+                t_send_ns: t_send,
+            };
+            let mac = cfg.key.mac(dst, ident, seq, &stamp);
+            let i = batch.len();
+            let Some(buf) = batch.push(dst, template.len()) else {
+                break;
+            };
+            let fields = ProbeFields {
+                dst,
+                ttl: cfg.ttl,
+                ident,
+                seq,
+                stamp,
+                mac,
+            };
+            if template.patch(buf, &fields).is_err() {
+                continue;
+            }
+            let info = ProbeInfo {
+                n,
+                target: dst,
+                cookie,
+                t_send_ns: t_send,
+                attempt,
+            };
+            // `n` is the next probe and `can_claim(n)` held, so the claim succeeds.
+            let claimed = table.claim(&info);
+            debug_assert!(claimed);
+            ns[i] = n;
+            n += 1;
+        }
+        if batch.is_empty() {
+            if round >= cfg.count && (!cfg.retries || drained(table, retries)) {
+                break;
+            }
+            // Between rounds, or waiting for retries: idle briefly.
+            pause(Duration::from_micros(500));
+            continue;
+        }
+        bucket.consume(batch.len());
+        flush(tx, &batch, &ns, table, shared)?;
+    }
+    Ok(())
+}
+
+/// Whether nothing is in flight and no retry is queued (the receiver queues retries before it
+/// retires the timed-out probe, so an empty table means every retry is already queued).
+fn drained(table: &InflightTable, retries: Option<&Receiver<Retry>>) -> bool {
+    table.in_flight() == 0 && retries.is_none_or(|q| q.is_empty())
+}
+
+/// Hands the batch to the engine, retrying when its queues are full, reporting refused
+/// probes as failed sends.
+fn flush(
+    tx: &mut dyn Tx,
+    batch: &TxBatch,
+    ns: &[u64],
+    table: &InflightTable,
+    shared: &SenderShared,
+) -> Result<(), EngineError> {
+    let mut from = 0;
+    while from < batch.len() {
+        match tx.send(batch, from) {
+            Ok(0) | Err(SendError::Busy { sent: 0 }) => {
+                shared.busy.fetch_add(1, Ordering::Relaxed);
+                pause(Duration::from_micros(50));
+            }
+            Ok(k) | Err(SendError::Busy { sent: k }) => {
+                shared.sent.fetch_add(k as u64, Ordering::Relaxed);
+                from += k;
+            }
+            Err(SendError::Packet { sent, error }) => {
+                shared.sent.fetch_add(sent as u64, Ordering::Relaxed);
+                from += sent;
+                table.send_failed(ns[from], error.raw_os_error().unwrap_or(0));
+                shared.failed.fetch_add(1, Ordering::Relaxed);
+                from += 1;
+            }
+            Err(SendError::Fatal(e)) => {
+                for &n in &ns[from..batch.len()] {
+                    table.send_failed(n, 0);
+                }
+                return Err(e);
+            }
+        }
+        if shared.stop.load(Ordering::Relaxed) && from < batch.len() {
+            // Stopping: what was claimed but not sent is reported as not sent.
+            for &n in &ns[from..batch.len()] {
+                table.send_failed(n, libc_ecanceled());
+            }
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+const fn libc_ecanceled() -> i32 {
+    125
+}
+
+/// Pins the calling thread to a core, if asked.
+pub fn pin(core: Option<usize>) -> Result<(), String> {
+    let Some(id) = core else { return Ok(()) };
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    if !cores.iter().any(|c| c.id == id) {
+        return Err(format!(
+            "core {id} does not exist (this machine has {} cores)",
+            cores.len()
+        ));
+    }
+    if core_affinity::set_for_current(core_affinity::CoreId { id }) {
+        Ok(())
+    } else {
+        Err(format!("could not pin to core {id}"))
+    }
+}

@@ -1,0 +1,222 @@
+//! `asdic ping` against the veth test bed's ground truth.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use asdic_tests::{Bed, Truth, classify, read_parquet, require_bed, scratch};
+use serde_json::Value;
+
+fn low16(t: &str) -> (bool, u32) {
+    match t.parse::<IpAddr>().expect("target is an address") {
+        IpAddr::V4(a) => (false, u32::from(a) & 0xffff),
+        IpAddr::V6(a) => (true, (u128::from(a) & 0xffff) as u32),
+    }
+}
+
+fn u(row: &HashMap<String, Value>, k: &str) -> u64 {
+    row[k].as_u64().unwrap_or_else(|| panic!("{k} in {row:?}"))
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Checks every row against the bed's rules: exact live set, exact unreachable set with type,
+/// code and responder, dead hosts timed out.
+fn assert_ground_truth(truth: &Value, rows: &[HashMap<String, Value>], count: u64) -> [u64; 3] {
+    let mut seen = [0u64; 3];
+    for r in rows {
+        let t = r["target"].as_str().unwrap();
+        let (v6, x) = low16(t);
+        assert_eq!(u(r, "sent"), count, "{t}: sent");
+        match classify(truth, v6, x) {
+            Truth::Alive => {
+                seen[0] += 1;
+                assert_eq!(u(r, "received"), count, "{t} is alive: {r:?}");
+                assert_eq!(r["loss_pct"].as_f64(), Some(0.0), "{t}");
+                assert!(r["rtt_min_us"].as_f64().is_some_and(|v| v > 0.0), "{t}: rtt");
+                assert_eq!(u(r, "errors"), 0, "{t}");
+            }
+            Truth::Dead => {
+                seen[1] += 1;
+                assert_eq!(u(r, "received"), 0, "{t} is dead: {r:?}");
+                assert_eq!(u(r, "timeouts"), count, "{t}");
+                assert!(r["rtt_avg_us"].is_null(), "{t}: a timeout has no RTT");
+                assert!(r["error_type"].is_null(), "{t}");
+            }
+            Truth::Rejected => {
+                seen[2] += 1;
+                let key = if v6 { "reject6" } else { "reject4" };
+                let rej = &truth[key];
+                assert_eq!(u(r, "received"), 0, "{t}: {r:?}");
+                assert_eq!(u(r, "errors"), count, "{t}: {r:?}");
+                assert_eq!(r["error_type"].as_u64(), rej["type"].as_u64(), "{t}");
+                assert_eq!(r["error_code"].as_u64(), rej["code"].as_u64(), "{t}");
+                assert_eq!(r["responder"].as_str(), rej["responder"].as_str(), "{t}");
+                assert!(r["error_name"].as_str().is_some_and(|n| n.contains("Prohibited")), "{r:?}");
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn ipv4_slash16_matches_ground_truth_exactly() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("p16", &[]);
+    let truth = bed.truth();
+    assert_eq!(truth["reject4"]["prefix"], "198.19.77.0/24");
+    let out = scratch("p16.parquet");
+    let o = bed.asdic(&["ping", "198.19.0.0/16", "--rate", "20000", "-W", "1s", "-q", "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "some targets are dead: exit 1\n{}", stderr(&o));
+    let (rows, meta) = read_parquet(&out);
+    assert_eq!(rows.len(), 65_536);
+    let seen = assert_ground_truth(&truth, &rows, 1);
+    // 256 rejected; dead = x % 97 == 13 outside 198.19.77.0/24.
+    let dead = (0..65_536u32).filter(|x| x >> 8 != 77 && x % 97 == 13).count() as u64;
+    assert_eq!(seen, [65_536 - 256 - dead, dead, 256]);
+    assert_eq!(meta.get("asdic.mode").map(String::as_str), Some("ping"));
+    assert_eq!(meta.get("asdic.rate_pps").map(String::as_str), Some("20000"));
+    assert!(meta.contains_key("asdic.end_unix_ns"));
+    // The far side saw exactly one request per non-rejected address.
+    assert_eq!(bed.counter("seen4"), 65_536 - 256);
+}
+
+#[test]
+fn ipv6_prefix_matches_ground_truth_exactly() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("p6", &[]);
+    let truth = bed.truth();
+    let out = scratch("p6.parquet");
+    let o = bed.asdic(&[
+        "ping", "2001:db8:1::4c00/118", "--rate", "5000", "-c", "2", "-i", "100ms", "-q", "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let (rows, _) = read_parquet(&out);
+    assert_eq!(rows.len(), 1024);
+    let seen = assert_ground_truth(&truth, &rows, 2);
+    assert_eq!(seen[2], 256);
+    assert!(seen[1] > 0 && seen[0] > 0);
+}
+
+#[test]
+fn random_loss_is_counted_exactly() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("loss", &["--loss", "10"]);
+    let truth = bed.truth();
+    let out = scratch("loss.parquet");
+    let o = bed.asdic(&[
+        "ping", "198.19.16.0/22", "--rate", "10000", "-c", "3", "-i", "200ms", "-q", "-o", out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let (rows, _) = read_parquet(&out);
+    assert_eq!(rows.len(), 1024);
+    let sum = |k: &str| rows.iter().map(|r| u(r, k)).sum::<u64>();
+    let dead = rows.iter().filter(|r| classify(&truth, false, low16(r["target"].as_str().unwrap()).1) == Truth::Dead).count() as u64;
+    let (lossdrop, replied) = (bed.counter("lossdrop"), bed.counter("replied"));
+    assert!(lossdrop > 100, "10% of ~3000 requests dropped, got {lossdrop}");
+    assert_eq!(sum("sent"), 3 * 1024);
+    assert_eq!(sum("received"), replied, "every reply the far side sent was matched");
+    assert_eq!(sum("timeouts"), 3 * dead + lossdrop, "every drop is a timeout, nothing else is");
+    assert_eq!(sum("duplicates") + sum("late") + sum("errors"), 0);
+}
+
+#[test]
+fn large_probes_are_fragmented_and_matched() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("big", &[]);
+    let o = bed.asdic(&[
+        "ping", "198.19.0.1", "198.19.0.2", "2001:db8:1::1", "-s", "10240", "-c", "2", "-i", "100ms", "--format",
+        "jsonl",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rows: Vec<Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        assert_eq!((r["sent"].as_u64(), r["received"].as_u64()), (Some(2), Some(2)), "{r}");
+    }
+}
+
+#[test]
+fn bad_input_is_refused_before_anything_is_sent() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("bad", &[]);
+    let cases: &[(&[&str], &str)] = &[
+        (&["ping", "nosuchhost"], "nosuchhost"),
+        (&["ping", "198.19.0.0/33"], "198.19.0.0/33"),
+        (&["ping", "198.19.0.0/16"], "--rate"),
+        (&["ping", "198.19.0.1", "--size", "10"], "--size"),
+        (&["ping", "198.19.0.1", "--size", "70000"], "--size"),
+        (&["ping", "198.19.0.1", "--ttl", "0"], "--ttl"),
+        (&["ping", "198.19.0.1", "--count", "0"], "--count"),
+        (&["ping", "198.19.0.1", "--rate", "-5"], "--rate"),
+        (&["ping", "198.19.0.1", "--timeout", "soon"], "--timeout"),
+    ];
+    for (args, needle) in cases {
+        let o = bed.asdic(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: error should name {needle}: {err}");
+        assert!(err.lines().filter(|l| !l.trim().is_empty()).count() <= 3, "short error: {err}");
+    }
+    assert_eq!(bed.counter("seen4"), 0, "nothing may be sent on bad input");
+}
+
+#[test]
+fn without_cap_net_raw_it_says_so_and_how_to_grant_it() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("cap", &[]);
+    let bin = asdic_tests::asdic_bin();
+    // setpriv drops to nobody with no capabilities.
+    let o = bed.exec(&[
+        "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", bin.to_str().unwrap(),
+        "ping", "198.19.0.1",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(err.contains("CAP_NET_RAW") && err.contains("setcap"), "{err}");
+}
+
+#[test]
+fn sigint_stops_sending_and_still_writes_a_complete_file() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("int", &[]);
+    let out = scratch("int.parquet");
+    let mut child = bed
+        .command(&["ping", "198.19.1.0/24", "--rate", "2000", "-c", "100", "-i", "100ms", "-q", "-o", out.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn asdic");
+    std::thread::sleep(Duration::from_millis(1500));
+    let t = Instant::now();
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let status = child.wait().expect("wait");
+    assert!(t.elapsed() < Duration::from_secs(5), "stops within the timeout");
+    assert!(status.code().is_some(), "exited, not killed by the signal");
+    let (rows, meta) = read_parquet(&out);
+    assert_eq!(rows.len(), 256, "one row per target");
+    let sent: u64 = rows.iter().map(|r| u(r, "sent")).sum();
+    let received: u64 = rows.iter().map(|r| u(r, "received")).sum();
+    assert!(sent > 1000 && sent < 100 * 256, "partial run: {sent}");
+    assert!(received > 0 && received <= sent);
+    assert!(meta.contains_key("asdic.end_unix_ns"));
+}
+
+#[test]
+fn both_families_in_one_run() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("mix", &[]);
+    let o = bed.asdic(&["ping", "198.19.0.1", "2001:db8:1::1", "198.19.77.7", "--format", "csv", "-W", "500ms"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("target,"), "{text}");
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(lines.iter().any(|l| l.starts_with("198.19.0.1,") && l.contains(",1,1,0")), "{text}");
+    assert!(lines.iter().any(|l| l.starts_with("2001:db8:1::1,") && l.contains(",1,1,0")), "{text}");
+    assert!(lines.iter().any(|l| l.starts_with("198.19.77.7,") && l.contains("198.18.0.2")), "{text}");
+}
