@@ -35,7 +35,10 @@ fn assert_ground_truth(truth: &Value, rows: &[HashMap<String, Value>], count: u6
                 seen[0] += 1;
                 assert_eq!(u(r, "received"), count, "{t} is alive: {r:?}");
                 assert_eq!(r["loss_pct"].as_f64(), Some(0.0), "{t}");
-                assert!(r["rtt_min_us"].as_f64().is_some_and(|v| v > 0.0), "{t}: rtt");
+                assert!(
+                    r["rtt_min_us"].as_f64().is_some_and(|v| v > 0.0),
+                    "{t}: rtt"
+                );
                 assert_eq!(u(r, "errors"), 0, "{t}");
             }
             Truth::Dead => {
@@ -54,7 +57,12 @@ fn assert_ground_truth(truth: &Value, rows: &[HashMap<String, Value>], count: u6
                 assert_eq!(r["error_type"].as_u64(), rej["type"].as_u64(), "{t}");
                 assert_eq!(r["error_code"].as_u64(), rej["code"].as_u64(), "{t}");
                 assert_eq!(r["responder"].as_str(), rej["responder"].as_str(), "{t}");
-                assert!(r["error_name"].as_str().is_some_and(|n| n.contains("Prohibited")), "{r:?}");
+                assert!(
+                    r["error_name"]
+                        .as_str()
+                        .is_some_and(|n| n.contains("Prohibited")),
+                    "{r:?}"
+                );
             }
         }
     }
@@ -68,16 +76,36 @@ fn ipv4_slash16_matches_ground_truth_exactly() {
     let truth = bed.truth();
     assert_eq!(truth["reject4"]["prefix"], "198.19.77.0/24");
     let out = scratch("p16.parquet");
-    let o = bed.asdic(&["ping", "198.19.0.0/16", "--rate", "20000", "-W", "1s", "-q", "-o", out.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1), "some targets are dead: exit 1\n{}", stderr(&o));
+    let o = bed.asdic(&[
+        "ping",
+        "198.19.0.0/16",
+        "--rate",
+        "20000",
+        "-W",
+        "1s",
+        "-q",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "some targets are dead: exit 1\n{}",
+        stderr(&o)
+    );
     let (rows, meta) = read_parquet(&out);
     assert_eq!(rows.len(), 65_536);
     let seen = assert_ground_truth(&truth, &rows, 1);
     // 256 rejected; dead = x % 97 == 13 outside 198.19.77.0/24.
-    let dead = (0..65_536u32).filter(|x| x >> 8 != 77 && x % 97 == 13).count() as u64;
+    let dead = (0..65_536u32)
+        .filter(|x| x >> 8 != 77 && x % 97 == 13)
+        .count() as u64;
     assert_eq!(seen, [65_536 - 256 - dead, dead, 256]);
     assert_eq!(meta.get("asdic.mode").map(String::as_str), Some("ping"));
-    assert_eq!(meta.get("asdic.rate_pps").map(String::as_str), Some("20000"));
+    assert_eq!(
+        meta.get("asdic.rate_pps").map(String::as_str),
+        Some("20000")
+    );
     assert!(meta.contains_key("asdic.end_unix_ns"));
     // The far side saw exactly one request per non-rejected address.
     assert_eq!(bed.counter("seen4"), 65_536 - 256);
@@ -90,7 +118,16 @@ fn ipv6_prefix_matches_ground_truth_exactly() {
     let truth = bed.truth();
     let out = scratch("p6.parquet");
     let o = bed.asdic(&[
-        "ping", "2001:db8:1::4c00/118", "--rate", "5000", "-c", "2", "-i", "100ms", "-q", "-o",
+        "ping",
+        "2001:db8:1::4c00/118",
+        "--rate",
+        "5000",
+        "-c",
+        "2",
+        "-i",
+        "100ms",
+        "-q",
+        "-o",
         out.to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -108,18 +145,42 @@ fn random_loss_is_counted_exactly() {
     let truth = bed.truth();
     let out = scratch("loss.parquet");
     let o = bed.asdic(&[
-        "ping", "198.19.16.0/22", "--rate", "10000", "-c", "3", "-i", "200ms", "-q", "-o", out.to_str().unwrap(),
+        "ping",
+        "198.19.16.0/22",
+        "--rate",
+        "10000",
+        "-c",
+        "3",
+        "-i",
+        "200ms",
+        "-q",
+        "-o",
+        out.to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let (rows, _) = read_parquet(&out);
     assert_eq!(rows.len(), 1024);
     let sum = |k: &str| rows.iter().map(|r| u(r, k)).sum::<u64>();
-    let dead = rows.iter().filter(|r| classify(&truth, false, low16(r["target"].as_str().unwrap()).1) == Truth::Dead).count() as u64;
+    let dead = rows
+        .iter()
+        .filter(|r| classify(&truth, false, low16(r["target"].as_str().unwrap()).1) == Truth::Dead)
+        .count() as u64;
     let (lossdrop, replied) = (bed.counter("lossdrop"), bed.counter("replied"));
-    assert!(lossdrop > 100, "10% of ~3000 requests dropped, got {lossdrop}");
+    assert!(
+        lossdrop > 100,
+        "10% of ~3000 requests dropped, got {lossdrop}"
+    );
     assert_eq!(sum("sent"), 3 * 1024);
-    assert_eq!(sum("received"), replied, "every reply the far side sent was matched");
-    assert_eq!(sum("timeouts"), 3 * dead + lossdrop, "every drop is a timeout, nothing else is");
+    assert_eq!(
+        sum("received"),
+        replied,
+        "every reply the far side sent was matched"
+    );
+    assert_eq!(
+        sum("timeouts"),
+        3 * dead + lossdrop,
+        "every drop is a timeout, nothing else is"
+    );
     assert_eq!(sum("duplicates") + sum("late") + sum("errors"), 0);
 }
 
@@ -128,15 +189,31 @@ fn large_probes_are_fragmented_and_matched() {
     let Some(()) = require_bed() else { return };
     let bed = Bed::up("big", &[]);
     let o = bed.asdic(&[
-        "ping", "198.19.0.1", "198.19.0.2", "2001:db8:1::1", "-s", "10240", "-c", "2", "-i", "100ms", "--format",
+        "ping",
+        "198.19.0.1",
+        "198.19.0.2",
+        "2001:db8:1::1",
+        "-s",
+        "10240",
+        "-c",
+        "2",
+        "-i",
+        "100ms",
+        "--format",
         "jsonl",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let rows: Vec<Value> =
-        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    let rows: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
     assert_eq!(rows.len(), 3);
     for r in &rows {
-        assert_eq!((r["sent"].as_u64(), r["received"].as_u64()), (Some(2), Some(2)), "{r}");
+        assert_eq!(
+            (r["sent"].as_u64(), r["received"].as_u64()),
+            (Some(2), Some(2)),
+            "{r}"
+        );
     }
 }
 
@@ -159,8 +236,14 @@ fn bad_input_is_refused_before_anything_is_sent() {
         let o = bed.asdic(args);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: error should name {needle}: {err}");
-        assert!(err.lines().filter(|l| !l.trim().is_empty()).count() <= 3, "short error: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: error should name {needle}: {err}"
+        );
+        assert!(
+            err.lines().filter(|l| !l.trim().is_empty()).count() <= 3,
+            "short error: {err}"
+        );
     }
     assert_eq!(bed.counter("seen4"), 0, "nothing may be sent on bad input");
 }
@@ -172,12 +255,21 @@ fn without_cap_net_raw_it_says_so_and_how_to_grant_it() {
     let bin = asdic_tests::asdic_bin();
     // setpriv drops to nobody with no capabilities.
     let o = bed.exec(&[
-        "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", bin.to_str().unwrap(),
-        "ping", "198.19.0.1",
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        bin.to_str().unwrap(),
+        "ping",
+        "198.19.0.1",
     ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(4), "{err}");
-    assert!(err.contains("CAP_NET_RAW") && err.contains("setcap"), "{err}");
+    assert!(
+        err.contains("CAP_NET_RAW") && err.contains("setcap"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -186,16 +278,37 @@ fn sigint_stops_sending_and_still_writes_a_complete_file() {
     let bed = Bed::up("int", &[]);
     let out = scratch("int.parquet");
     let mut child = bed
-        .command(&["ping", "198.19.1.0/24", "--rate", "2000", "-c", "100", "-i", "100ms", "-q", "-o", out.to_str().unwrap()])
+        .command(&[
+            "ping",
+            "198.19.1.0/24",
+            "--rate",
+            "2000",
+            "-c",
+            "100",
+            "-i",
+            "100ms",
+            "-q",
+            "-o",
+            out.to_str().unwrap(),
+        ])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn asdic");
     std::thread::sleep(Duration::from_millis(1500));
     let t = Instant::now();
     let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let status = child.wait().expect("wait");
-    assert!(t.elapsed() < Duration::from_secs(5), "stops within the timeout");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "stops within the timeout"
+    );
     assert!(status.code().is_some(), "exited, not killed by the signal");
     let (rows, meta) = read_parquet(&out);
     assert_eq!(rows.len(), 256, "one row per target");
@@ -210,13 +323,37 @@ fn sigint_stops_sending_and_still_writes_a_complete_file() {
 fn both_families_in_one_run() {
     let Some(()) = require_bed() else { return };
     let bed = Bed::up("mix", &[]);
-    let o = bed.asdic(&["ping", "198.19.0.1", "2001:db8:1::1", "198.19.77.7", "--format", "csv", "-W", "500ms"]);
+    let o = bed.asdic(&[
+        "ping",
+        "198.19.0.1",
+        "2001:db8:1::1",
+        "198.19.77.7",
+        "--format",
+        "csv",
+        "-W",
+        "500ms",
+    ]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("target,"), "{text}");
     assert_eq!(lines.len(), 4, "{text}");
-    assert!(lines.iter().any(|l| l.starts_with("198.19.0.1,") && l.contains(",1,1,0")), "{text}");
-    assert!(lines.iter().any(|l| l.starts_with("2001:db8:1::1,") && l.contains(",1,1,0")), "{text}");
-    assert!(lines.iter().any(|l| l.starts_with("198.19.77.7,") && l.contains("198.18.0.2")), "{text}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("198.19.0.1,") && l.contains(",1,1,0")),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("2001:db8:1::1,") && l.contains(",1,1,0")),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("198.19.77.7,") && l.contains("198.18.0.2")),
+        "{text}"
+    );
 }

@@ -24,21 +24,33 @@ pub fn asdic_bin() -> PathBuf {
     }
     // The test executable lives in target/<profile>/deps/.
     let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let bin = profile_dir.join("asdic");
-    assert!(bin.exists(), "{} missing: build it first (cargo build -p asdic-cli, same profile)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} missing: build it first (cargo build -p asdic-cli, same profile)",
+        bin.display()
+    );
     bin
 }
 
 /// Whether the bed can run here; `Err(reason)` if not.
 pub fn bed_available() -> Result<(), String> {
     // SAFETY-free check: root is uid 0 as reported by `id -u`.
-    let uid = Command::new("id").arg("-u").output().map_err(|e| format!("id: {e}"))?;
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(|e| format!("id: {e}"))?;
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         return Err("not root".into());
     }
     for tool in ["ip", "nft"] {
-        let ok = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output();
+        let ok = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output();
         if !ok.is_ok_and(|o| o.status.success()) {
             return Err(format!("{tool} not installed"));
         }
@@ -74,7 +86,12 @@ impl Bed {
     /// Brings up bed `id` with extra `up` options (e.g. `["--loss", "10"]`).
     pub fn up(id: &str, opts: &[&str]) -> Bed {
         let bed = Bed { id: id.to_string() };
-        let out = Command::new(bed_sh()).arg("up").arg(id).args(opts).output().expect("running bed.sh");
+        let out = Command::new(bed_sh())
+            .arg("up")
+            .arg(id)
+            .args(opts)
+            .output()
+            .expect("running bed.sh");
         assert!(
             out.status.success(),
             "bed up failed:\n{}{}",
@@ -86,14 +103,23 @@ impl Bed {
 
     /// The bed's ground truth (rules and live counters).
     pub fn truth(&self) -> Value {
-        let out = Command::new(bed_sh()).args(["truth", &self.id]).output().expect("bed.sh truth");
-        assert!(out.status.success(), "bed truth: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(bed_sh())
+            .args(["truth", &self.id])
+            .output()
+            .expect("bed.sh truth");
+        assert!(
+            out.status.success(),
+            "bed truth: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("truth is JSON")
     }
 
     /// A counter of the ground truth.
     pub fn counter(&self, name: &str) -> u64 {
-        self.truth()["counters"][name].as_u64().unwrap_or_else(|| panic!("counter {name}"))
+        self.truth()["counters"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("counter {name}"))
     }
 
     /// Runs `asdic ARGS` in the scanner namespace.
@@ -104,7 +130,9 @@ impl Bed {
     /// The command that runs `asdic ARGS` in the scanner namespace.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &format!("asdic-{}-scan", self.id)]).arg(asdic_bin()).args(args);
+        c.args(["netns", "exec", &format!("asdic-{}-scan", self.id)])
+            .arg(asdic_bin())
+            .args(args);
         c.stdin(Stdio::null());
         c
     }
@@ -141,7 +169,11 @@ pub fn read_parquet(path: &Path) -> (Vec<HashMap<String, Value>>, HashMap<String
         .metadata()
         .file_metadata()
         .key_value_metadata()
-        .map(|kv| kv.iter().map(|k| (k.key.clone(), k.value.clone().unwrap_or_default())).collect())
+        .map(|kv| {
+            kv.iter()
+                .map(|k| (k.key.clone(), k.value.clone().unwrap_or_default()))
+                .collect()
+        })
         .unwrap_or_default();
     let mut rows = vec![];
     for batch in b.build().expect("reader") {
@@ -162,7 +194,11 @@ pub fn read_parquet(path: &Path) -> (Vec<HashMap<String, Value>>, HashMap<String
                 } else if let Some(a) = col.as_any().downcast_ref::<Float64Array>() {
                     Value::from(a.value(i))
                 } else {
-                    panic!("column {} has an unexpected type {}", field.name(), field.data_type())
+                    panic!(
+                        "column {} has an unexpected type {}",
+                        field.name(),
+                        field.data_type()
+                    )
                 };
                 row.insert(field.name().clone(), v);
             }
@@ -185,8 +221,15 @@ pub enum Truth {
 
 /// Classifies the low 16 bits `x` of a bed address (198.19.a.b → a*256+b, 2001:db8:1::x → x).
 pub fn classify(truth: &Value, v6: bool, x: u32) -> Truth {
-    let (m, r) = (truth["dead_mod"].as_u64().unwrap() as u32, truth["dead_rem"].as_u64().unwrap() as u32);
-    let rejected = if v6 { (0x4d00..=0x4dff).contains(&x) } else { x >> 8 == 77 };
+    let (m, r) = (
+        truth["dead_mod"].as_u64().unwrap() as u32,
+        truth["dead_rem"].as_u64().unwrap() as u32,
+    );
+    let rejected = if v6 {
+        (0x4d00..=0x4dff).contains(&x)
+    } else {
+        x >> 8 == 77
+    };
     if rejected {
         Truth::Rejected
     } else if x % m == r {

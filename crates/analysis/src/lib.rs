@@ -1,1 +1,39 @@
-//! placeholder
+//! # asdic-analysis
+//!
+//! What a run found, in numbers and files. This crate owns the path
+//! **events → per-target statistics → Arrow `RecordBatch` → Parquet / CSV / JSONL / table**:
+//! it folds the receiver's [`Event`](asdic_receiver::Event)s into one [`TargetStats`] per
+//! target, sums them into run [`Totals`], and writes one [`Row`] per target through a
+//! [`Sink`], every format following the single [`schema`](schema::schema) and its
+//! documented [`COLUMNS`].
+//!
+//! It must never touch sockets or the network, nor keep per-event state beyond one RTT
+//! sample per reply: it only reads events it is handed and writes the files or streams it
+//! is given. No unsafe code; no panics on any input.
+//!
+//! Memory: the aggregator is dense (one [`TargetStats`] per target, indexed by the event
+//! cookie) plus 8 bytes per reply for exact percentiles; output is streamed in chunks of
+//! [`CHUNK_ROWS`] rows.
+#![forbid(unsafe_code)]
+
+/// The dense per-target store and run totals.
+pub mod aggregate;
+/// The crate's error type.
+pub mod error;
+/// The one output schema: columns, rows and rows → Arrow.
+pub mod schema;
+/// Output sinks: Parquet, CSV, JSON Lines, table.
+pub mod sink;
+/// Per-target statistics: counters, RTT moments, percentiles.
+pub mod stats;
+/// One-line human summary of the totals.
+pub mod summary;
+
+pub use aggregate::{Aggregator, RttTotals, Totals};
+pub use error::{Error, Result};
+pub use schema::{COLUMNS, NUM_COLUMNS, Row, Value, record_batch, schema};
+pub use sink::{
+    CHUNK_ROWS, CsvSink, Format, JsonlSink, ParquetSink, ROW_GROUP_ROWS, Sink, TableSink, sink_for,
+};
+pub use stats::{FirstError, Rtt, TargetStats};
+pub use summary::summary_line;

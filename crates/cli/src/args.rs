@@ -55,7 +55,9 @@ fn parse_id(s: &str) -> Result<IdChoice, String> {
     if s == "random" {
         return Ok(IdChoice::Random);
     }
-    s.parse::<u16>().map(IdChoice::Fixed).map_err(|_| format!("{s:?} is neither \"random\" nor 0..=65535"))
+    s.parse::<u16>()
+        .map(IdChoice::Fixed)
+        .map_err(|_| format!("{s:?} is neither \"random\" nor 0..=65535"))
 }
 
 /// Parses `500ms`, `1s`, `2.5s`, `250us`, `1m`; a bare number is milliseconds.
@@ -65,7 +67,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         Some(i) => (&s[..i], &s[i..]),
         None => (s, "ms"),
     };
-    let v: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 1s, 2.5s)"))?;
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 1s, 2.5s)"))?;
     let secs = match unit {
         "us" => v / 1e6,
         "ms" => v / 1e3,
@@ -73,7 +77,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => v * 60.0,
         _ => return Err(format!("{s:?}: unknown unit {unit:?} (use us, ms, s or m)")),
     };
-    if !secs.is_finite() || secs < 0.0 || secs > 86_400.0 * 365.0 {
+    if !secs.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&secs) {
         return Err(format!("{s:?} is out of range"));
     }
     Ok(Duration::from_secs_f64(secs))

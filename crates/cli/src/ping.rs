@@ -2,7 +2,7 @@
 //! receiver threads, aggregate events, print and write results.
 
 use core::net::IpAddr;
-use std::io::{BufReader, IsTerminal, Write};
+use std::io::{BufReader, IsTerminal};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,9 +18,9 @@ use asdic_receiver::rx::{self, Retry, RxConfig, RxShared};
 use asdic_receiver::table::InflightTable;
 use asdic_sender::targets::{self, TargetSpec};
 use asdic_sender::tx::{self, SenderConfig, SenderShared};
+use asdic_wire::Family;
 use asdic_wire::payload::{self, Key, Numbering};
 use asdic_wire::template::{Layer, Template};
-use asdic_wire::Family;
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::Fail;
@@ -55,8 +55,14 @@ struct Running {
 
 impl Running {
     fn join(self) -> anyhow::Result<Drops> {
-        let s = self.sender.join().map_err(|_| anyhow::anyhow!("sender thread panicked"))?;
-        let r = self.receiver.join().map_err(|_| anyhow::anyhow!("receiver thread panicked"))?;
+        let s = self
+            .sender
+            .join()
+            .map_err(|_| anyhow::anyhow!("sender thread panicked"))?;
+        let r = self
+            .receiver
+            .join()
+            .map_err(|_| anyhow::anyhow!("receiver thread panicked"))?;
         s.context("sending")?;
         r.context("receiving")
     }
@@ -74,16 +80,20 @@ fn read_specs(a: &PingArgs) -> Result<Vec<TargetSpec>, Fail> {
     let from_stdin = a.file.as_deref().is_some_and(|f| f.as_os_str() == "-")
         || (a.targets.is_empty() && a.file.is_none() && !std::io::stdin().is_terminal());
     if from_stdin {
-        let more = targets::parse_lines(std::io::stdin().lock()).map_err(|e| usage(format!("stdin: {e}")))?;
+        let more = targets::parse_lines(std::io::stdin().lock())
+            .map_err(|e| usage(format!("stdin: {e}")))?;
         specs.extend(more);
     } else if let Some(f) = &a.file {
-        let file = std::fs::File::open(f).map_err(|e| usage(format!("--file {}: {e}", f.display())))?;
+        let file =
+            std::fs::File::open(f).map_err(|e| usage(format!("--file {}: {e}", f.display())))?;
         let more = targets::parse_lines(BufReader::new(file))
             .map_err(|e| usage(format!("--file {}: {e}", f.display())))?;
         specs.extend(more);
     }
     if specs.is_empty() {
-        return Err(usage("no targets: give addresses or CIDRs as arguments, --file FILE, or on stdin"));
+        return Err(usage(
+            "no targets: give addresses or CIDRs as arguments, --file FILE, or on stdin",
+        ));
     }
     Ok(specs)
 }
@@ -98,7 +108,10 @@ fn validate(a: &PingArgs, probes: u128) -> Result<f64, Fail> {
         )));
     }
     if a.size > MAX_SIZE_RAW {
-        return Err(usage(format!("--size {}: above the raw engine's maximum of {MAX_SIZE_RAW} bytes", a.size)));
+        return Err(usage(format!(
+            "--size {}: above the raw engine's maximum of {MAX_SIZE_RAW} bytes",
+            a.size
+        )));
     }
     if a.ttl == 0 {
         return Err(usage("--ttl 0: must be 1..=255"));
@@ -116,9 +129,9 @@ fn validate(a: &PingArgs, probes: u128) -> Result<f64, Fail> {
         return Err(usage("--cores takes at most two cores: TX,RX"));
     }
     match a.rate {
-        Some(r) if !(r.is_finite() && r > 0.0 && r <= 100e6) => {
-            Err(usage(format!("--rate {r}: must be a positive number of probes per second")))
-        }
+        Some(r) if !(r.is_finite() && r > 0.0 && r <= 100e6) => Err(usage(format!(
+            "--rate {r}: must be a positive number of probes per second"
+        ))),
         Some(r) => Ok(r),
         None if probes > u128::from(DEFAULT_RATE_LIMIT) => Err(usage(format!(
             "--rate is required for {probes} probes (more than {DEFAULT_RATE_LIMIT}): \
@@ -144,7 +157,9 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
     let rate = validate(&a, total.saturating_mul(u128::from(a.count)))?;
     let all = targets::expand(&specs, MAX_TARGETS).map_err(|e| usage(format!("targets: {e}")))?;
     let numbering = match a.id {
-        IdChoice::Random => Numbering::Spread { base: random_u64() as u16 },
+        IdChoice::Random => Numbering::Spread {
+            base: random_u64() as u16,
+        },
         IdChoice::Fixed(ident) => Numbering::Fixed { ident },
     };
     let key = Key::new(random_u64(), random_u64());
@@ -159,11 +174,19 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         if list.is_empty() {
             continue;
         }
-        let offset = if family == Family::V6 { (order.len() - v6.len()) as u32 } else { offset };
+        let offset = if family == Family::V6 {
+            (order.len() - v6.len()) as u32
+        } else {
+            offset
+        };
         let share = rate * list.len() as f64 / order.len() as f64;
         // Slots for twice the probes in flight at this rate, bounded for memory.
         let want = (2.0 * share * (timeout_s + 0.1)).ceil() as usize;
-        let max = if numbering.bits() == 16 { 1 << 16 } else { 1 << 21 };
+        let max = if numbering.bits() == 16 {
+            1 << 16
+        } else {
+            1 << 21
+        };
         let table = Arc::new(InflightTable::new(want.clamp(1024, max)));
         let opts = RawOptions {
             v6: family == Family::V6,
@@ -187,7 +210,11 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
     eprintln!(
         "asdic: engine raw: raw ICMP sockets with sendmmsg/recvmmsg and kernel timestamps \
          ({}; no other engine in this build)",
-        if a.engine == crate::args::EngineChoice::Auto { "auto" } else { "as asked" }
+        if a.engine == crate::args::EngineChoice::Auto {
+            "auto"
+        } else {
+            "as asked"
+        }
     );
     eprintln!(
         "asdic: {} targets ({} IPv4, {} IPv6), {} probes each, {rate} probes/s, timeout {:?}, size {} bytes",
@@ -224,7 +251,15 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
             poll: Duration::from_millis(10),
             batch: 4096,
         };
-        handles.push(spawn_pipeline(p, cfg, rx_cfg, a.size, &a.cores, &ev_tx, &recycle_rx)?);
+        handles.push(spawn_pipeline(
+            p,
+            cfg,
+            rx_cfg,
+            a.size,
+            &a.cores,
+            &ev_tx,
+            &recycle_rx,
+        )?);
     }
     drop(ev_tx);
 
@@ -240,7 +275,11 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         match ev_rx.recv_timeout(Duration::from_millis(200)) {
             Ok(mut batch) => {
                 for ev in batch.iter_mut() {
-                    let fam = if ev.target.is_ipv4() { Family::V4 } else { Family::V6 };
+                    let fam = if ev.target.is_ipv4() {
+                        Family::V4
+                    } else {
+                        Family::V6
+                    };
                     if let Some(&(_, off)) = offsets.iter().find(|(f, _)| *f == fam) {
                         ev.cookie += off;
                     }
@@ -252,7 +291,10 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         }
-        if progress && t0.elapsed() >= Duration::from_secs(1) && last_print.elapsed() >= Duration::from_secs(1) {
+        if progress
+            && t0.elapsed() >= Duration::from_secs(1)
+            && last_print.elapsed() >= Duration::from_secs(1)
+        {
             last_print = Instant::now();
             printed = true;
             let line = progress_line(&pipelines, expected, t0.elapsed());
@@ -287,17 +329,23 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
             FormatChoice::Csv => Format::Csv,
             FormatChoice::Jsonl => Format::Jsonl,
         };
-        let mut sink = sink_for(format, Box::new(std::io::BufWriter::new(std::io::stdout().lock())));
+        let mut sink = sink_for(
+            format,
+            Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        );
         write_all(&agg, sink.as_mut()).context("writing results to stdout")?;
         sink.finish().context("writing results to stdout")?;
     }
     if let Some(path) = &a.output {
         let meta = run_metadata(&a, rate, session, started_ns, &pipelines);
-        let mut pq = ParquetSink::create(path, meta).with_context(|| format!("creating {}", path.display()))?;
-        pq.add_metadata("asdic.end_unix_ns", &asdic_engine::now_ns().to_string());
-        pq.add_metadata("asdic.summary", &summary_line(&totals));
+        let mut pq = ParquetSink::create(path, meta)
+            .with_context(|| format!("creating {}", path.display()))?;
+        pq.add_metadata("asdic.end_unix_ns", asdic_engine::now_ns().to_string());
+        pq.add_metadata("asdic.summary", summary_line(&totals));
         write_all(&agg, &mut pq).with_context(|| format!("writing {}", path.display()))?;
-        Box::new(pq).finish().with_context(|| format!("writing {}", path.display()))?;
+        Box::new(pq)
+            .finish()
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     let mut sent_stats = (0, 0);
     for p in &pipelines {
@@ -326,7 +374,11 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         return Err(Fail::System(e));
     }
     // fping's convention: 0 when every target answered, 1 when some did not.
-    Ok(if totals.alive == totals.targets { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if totals.alive == totals.targets {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn spawn_pipeline(
@@ -342,7 +394,9 @@ fn spawn_pipeline(
     let layer = match txe.caps().layer {
         asdic_engine::TxLayer::Icmp => Layer::Icmp,
         asdic_engine::TxLayer::Ethernet => {
-            return Err(Fail::System(anyhow::anyhow!("frame-building engines are not wired yet")));
+            return Err(Fail::System(anyhow::anyhow!(
+                "frame-building engines are not wired yet"
+            )));
         }
     };
     let template = Template::new(p.family, layer, size)
@@ -356,35 +410,53 @@ fn spawn_pipeline(
         let shared = p.receiver.clone();
         let sender = p.sender.clone();
         let (events, recycle) = (events.clone(), recycle.clone());
-        std::thread::Builder::new().name(format!("asdic-rx-{:?}", p.family)).spawn(
-            move || -> anyhow::Result<Drops> {
+        std::thread::Builder::new()
+            .name(format!("asdic-rx-{:?}", p.family))
+            .spawn(move || -> anyhow::Result<Drops> {
                 asdic_sender::tx::pin(rx_core).map_err(|e| anyhow::anyhow!("--cores: {e}"))?;
                 let retries = with_retries.then_some(&retry_tx);
-                let r = rx::run(rxe.as_mut(), &mut matcher, &rx_cfg, &shared, &events, &recycle, retries);
+                let r = rx::run(
+                    rxe.as_mut(),
+                    &mut matcher,
+                    &rx_cfg,
+                    &shared,
+                    &events,
+                    &recycle,
+                    retries,
+                );
                 if r.is_err() {
                     // Nothing can be matched any more: stop sending.
                     sender.stop.store(true, Ordering::Relaxed);
                 }
                 r?;
                 Ok(matcher.drops())
-            },
-        )?
+            })?
     };
     let sender = {
         let (table, targets) = (p.table.clone(), p.targets.clone());
         let (shared, rx_shared) = (p.sender.clone(), p.receiver.clone());
-        std::thread::Builder::new().name(format!("asdic-tx-{:?}", p.family)).spawn(
-            move || -> anyhow::Result<()> {
-                let pinned = asdic_sender::tx::pin(tx_core).map_err(|e| anyhow::anyhow!("--cores: {e}"));
+        std::thread::Builder::new()
+            .name(format!("asdic-tx-{:?}", p.family))
+            .spawn(move || -> anyhow::Result<()> {
+                let pinned =
+                    asdic_sender::tx::pin(tx_core).map_err(|e| anyhow::anyhow!("--cores: {e}"));
                 let r = pinned.and_then(|()| {
                     let retries = with_retries.then_some(&retry_rx);
-                    tx::run(txe.as_mut(), &template, &table, &targets, &cfg, &shared, retries).map_err(Into::into)
+                    tx::run(
+                        txe.as_mut(),
+                        &template,
+                        &table,
+                        &targets,
+                        &cfg,
+                        &shared,
+                        retries,
+                    )
+                    .map_err(Into::into)
                 });
                 // Release: the receiver's acquire load sees every claim made before.
                 rx_shared.sender_done.store(true, Ordering::Release);
                 r
-            },
-        )?
+            })?
     };
     Ok(Running { sender, receiver })
 }
@@ -416,7 +488,11 @@ fn progress_line(pipelines: &[Pipeline], expected: u64, elapsed: Duration) -> St
     let secs = elapsed.as_secs_f64();
     let pps = sent as f64 / secs.max(1e-9);
     let pct = 100.0 * sent as f64 / expected.max(1) as f64;
-    let eta = if pps > 0.0 && sent < expected { (expected - sent) as f64 / pps } else { 0.0 };
+    let eta = if pps > 0.0 && sent < expected {
+        (expected - sent) as f64 / pps
+    } else {
+        0.0
+    };
     format!(
         "{secs:6.1}s sent {sent}/{expected} ({pct:.1}%, {pps:.0}/s) replies {replies} errors {errors} \
          timeouts {timeouts} in flight {inflight} ETA {eta:.0}s"
@@ -430,7 +506,10 @@ fn run_metadata(
     started_ns: u64,
     pipelines: &[Pipeline],
 ) -> Vec<(String, String)> {
-    let families: Vec<String> = pipelines.iter().map(|p| format!("{:?}", p.family)).collect();
+    let families: Vec<String> = pipelines
+        .iter()
+        .map(|p| format!("{:?}", p.family))
+        .collect();
     let cmd: Vec<String> = std::env::args().collect();
     [
         ("asdic.version", env!("CARGO_PKG_VERSION").to_string()),
@@ -457,7 +536,6 @@ fn run_metadata(
 /// timeout); the second stops waiting. Either way results are written.
 struct Signals {
     handle: signal_hook::iterator::Handle,
-    thread: std::thread::JoinHandle<()>,
     hits: Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -470,22 +548,28 @@ impl Signals {
         let receivers: Vec<_> = pipelines.iter().map(|p| p.receiver.clone()).collect();
         let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let h = hits.clone();
-        let thread = std::thread::spawn(move || {
+        std::thread::spawn(move || {
             for _ in signals.forever() {
                 let k = h.fetch_add(1, Ordering::Relaxed);
                 if k == 0 {
                     eprintln!(
                         "\nasdic: stopping: waiting up to {timeout:?} for replies in flight (signal again to stop now)"
                     );
-                    senders.iter().for_each(|s| s.stop.store(true, Ordering::Relaxed));
+                    senders
+                        .iter()
+                        .for_each(|s| s.stop.store(true, Ordering::Relaxed));
                 } else {
                     eprintln!("\nasdic: stopping now");
-                    senders.iter().for_each(|s| s.stop.store(true, Ordering::Relaxed));
-                    receivers.iter().for_each(|r| r.abort.store(true, Ordering::Release));
+                    senders
+                        .iter()
+                        .for_each(|s| s.stop.store(true, Ordering::Relaxed));
+                    receivers
+                        .iter()
+                        .for_each(|r| r.abort.store(true, Ordering::Release));
                 }
             }
         });
-        Ok(Signals { handle, thread, hits })
+        Ok(Signals { handle, hits })
     }
 
     fn interrupted(&self) -> bool {

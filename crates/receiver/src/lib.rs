@@ -10,7 +10,7 @@ pub mod event;
 pub use event::{Drops, Event, Outcome};
 /// Matching replies and errors to probes, without I/O.
 pub mod matcher;
-/// The lock-free in-flight table.
-pub mod table;
 /// The RX loop.
 pub mod rx;
+/// The lock-free in-flight table.
+pub mod table;

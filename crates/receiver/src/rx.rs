@@ -79,18 +79,24 @@ pub fn run(
         let now = if abort { u64::MAX } else { now_ns() };
         matcher.reap(now, timeout_ns, &mut |ev, attempt| {
             count(shared, &ev);
-            if let (Outcome::Timeout, Some(q)) = (ev.outcome, retries) {
-                if attempt < cfg.retries && !abort {
-                    let r = Retry { cookie: ev.cookie, attempt: attempt + 1 };
-                    if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = q.try_send(r) {
-                        shared.retries_dropped.fetch_add(1, Ordering::Relaxed);
-                    }
+            if let (Outcome::Timeout, Some(q)) = (ev.outcome, retries)
+                && attempt < cfg.retries
+                && !abort
+            {
+                let r = Retry {
+                    cookie: ev.cookie,
+                    attempt: attempt + 1,
+                };
+                if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = q.try_send(r) {
+                    shared.retries_dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
             buf.push(ev);
         });
         if !buf.is_empty() {
-            let next = recycle.try_recv().unwrap_or_else(|_| Vec::with_capacity(cfg.batch));
+            let next = recycle
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(cfg.batch));
             let full = std::mem::replace(&mut buf, next);
             if events.send(full).is_err() {
                 // The consumer is gone: nothing more to report to.

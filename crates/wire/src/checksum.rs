@@ -71,7 +71,7 @@ pub fn update16(hc: u16, old: u16, new: u16) -> u16 {
 #[inline]
 pub fn update(hc: u16, old: &[u8], new: &[u8]) -> u16 {
     debug_assert_eq!(old.len(), new.len());
-    debug_assert!(old.len() % 2 == 0);
+    debug_assert!(old.len().is_multiple_of(2));
     let mut acc = u64::from(!hc);
     for (o, n) in old.chunks_exact(2).zip(new.chunks_exact(2)) {
         acc += u64::from(!u16::from_be_bytes([o[0], o[1]]));

@@ -58,7 +58,7 @@ impl Template {
     /// `payload_len` must be at least [`payload::LEN`]; with [`Layer::Ethernet`] the frame must
     /// fit in 65,535 bytes of IP.
     pub fn new(family: Family, layer: Layer, payload_len: usize) -> Result<Self> {
-        if payload_len < payload::LEN || payload_len > MAX_PAYLOAD {
+        if !(payload::LEN..=MAX_PAYLOAD).contains(&payload_len) {
             return Err(WireError::Malformed);
         }
         let icmp_len = icmp::HEADER_LEN + payload_len;

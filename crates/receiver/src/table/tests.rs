@@ -196,7 +196,7 @@ fn threads_hammering_agree() {
                     }
                     // Answer every probe but those ≡ 3 mod 7, alternating how.
                     if n % 7 != 3 {
-                        let r = if (n + k) % 2 == 0 {
+                        let r = if (n + k).is_multiple_of(2) {
                             t.resolve(n, false)
                         } else {
                             let p = t.resolve_partial(n & 0xffff_ffff, 32, info(n, 0).target);

@@ -1,0 +1,160 @@
+//! Criterion benches of the hot functions: checksum, probe build, reply parse + match.
+
+use std::hint::black_box;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use asdic_receiver::matcher::Matcher;
+use asdic_receiver::table::{InflightTable, ProbeInfo};
+use asdic_wire::payload::{Key, Numbering, Stamp};
+use asdic_wire::template::{Layer, ProbeFields, Template};
+use asdic_wire::{Family, checksum, ipv4};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+const KEY: Key = Key::new(1, 2);
+const NUM: Numbering = Numbering::Spread { base: 7 };
+
+fn checksums(c: &mut Criterion) {
+    let mut g = c.benchmark_group("checksum");
+    for len in [64usize, 1500] {
+        let data = vec![0xa5u8; len];
+        g.throughput(Throughput::Bytes(len as u64));
+        g.bench_function(format!("fast/{len}"), |b| {
+            b.iter(|| checksum::checksum(black_box(&data)))
+        });
+        g.bench_function(format!("reference/{len}"), |b| {
+            b.iter(|| checksum::reference(black_box(&data)))
+        });
+    }
+    g.finish();
+}
+
+fn probe_build(c: &mut Criterion) {
+    let t = Template::new(Family::V4, Layer::Icmp, 56).unwrap();
+    let mut buf = vec![0u8; t.len()];
+    t.prepare(&mut buf).unwrap();
+    let mut g = c.benchmark_group("probe");
+    g.throughput(Throughput::Elements(1));
+    let mut n = 0u64;
+    g.bench_function("stamp+mac+patch", |b| {
+        b.iter(|| {
+            n += 1;
+            let dst = IpAddr::from((0xc613_0000u32 | (n as u32 & 0xffff)).to_be_bytes());
+            let (ident, seq) = NUM.ident_seq(n);
+            let stamp = Stamp {
+                session: 9,
+                n,
+                cookie: n as u32,
+                t_send_ns: n,
+            };
+            let mac = KEY.mac(dst, ident, seq, &stamp);
+            t.patch(
+                &mut buf,
+                &ProbeFields {
+                    dst,
+                    ttl: 64,
+                    ident,
+                    seq,
+                    stamp,
+                    mac,
+                },
+            )
+            .unwrap();
+            black_box(&buf);
+        })
+    });
+    g.finish();
+}
+
+/// Echo replies for probes 0..count, as the raw engine delivers them (IPv4 header included).
+fn replies(count: u64, t: &Template) -> Vec<Vec<u8>> {
+    let us = std::net::Ipv4Addr::new(198, 18, 0, 1);
+    (0..count)
+        .map(|n| {
+            let dst4 = std::net::Ipv4Addr::from(0xc613_0000u32 | (n as u32 & 0xffff));
+            let dst = IpAddr::V4(dst4);
+            let (ident, seq) = NUM.ident_seq(n);
+            let stamp = Stamp {
+                session: 9,
+                n,
+                cookie: n as u32,
+                t_send_ns: n,
+            };
+            let mac = KEY.mac(dst, ident, seq, &stamp);
+            let mut m = vec![0u8; t.len()];
+            t.prepare(&mut m).unwrap();
+            t.patch(
+                &mut m,
+                &ProbeFields {
+                    dst,
+                    ttl: 64,
+                    ident,
+                    seq,
+                    stamp,
+                    mac,
+                },
+            )
+            .unwrap();
+            m[0] = 0;
+            m[2..4].fill(0);
+            let ck = checksum::checksum(&m);
+            m[2..4].copy_from_slice(&ck.to_be_bytes());
+            let mut p = vec![0u8; 20];
+            let r = ipv4::Repr {
+                src: dst4,
+                dst: us,
+                protocol: 1,
+                payload_len: m.len(),
+                ttl: 60,
+                ident: 0,
+            };
+            r.emit(&mut p).unwrap();
+            p.extend_from_slice(&m);
+            p
+        })
+        .collect()
+}
+
+fn parse_and_match(c: &mut Criterion) {
+    const N: u64 = 1 << 16;
+    let t = Template::new(Family::V4, Layer::Icmp, 56).unwrap();
+    let pkts = replies(N, &t);
+    let mut g = c.benchmark_group("rx");
+    g.throughput(Throughput::Elements(N));
+    g.bench_function("parse+verify+match/65536 replies", |b| {
+        b.iter_batched(
+            || {
+                let table = Arc::new(InflightTable::new(N as usize));
+                for n in 0..N {
+                    let target = IpAddr::from((0xc613_0000u32 | n as u32).to_be_bytes());
+                    table.claim(&ProbeInfo {
+                        n,
+                        target,
+                        cookie: n as u32,
+                        t_send_ns: n,
+                        attempt: 0,
+                    });
+                }
+                Matcher::new(table, KEY, 9, NUM)
+            },
+            |mut m| {
+                let mut got = 0u64;
+                for p in &pkts {
+                    let f = asdic_engine::RxFrame {
+                        data: p,
+                        layer: asdic_engine::RxLayer::Ipv4,
+                        ts_ns: 1_000_000,
+                        truncated: false,
+                    };
+                    m.on_frame(&f, &mut |_| got += 1);
+                }
+                assert_eq!(got, N);
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, checksums, probe_build, parse_and_match);
+criterion_main!(benches);

@@ -1,0 +1,46 @@
+//! The crate's error type.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong while aggregating or writing results.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Writing to a text output (CSV, JSONL, table) failed.
+    #[error("write failed: {0}")]
+    Io(#[from] io::Error),
+    /// Creating, syncing or renaming an output file failed.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The file the operation was about.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The Parquet writer failed.
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// Building an Arrow record batch failed.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// An output format name that is not one of `table`, `csv`, `jsonl`.
+    #[error("unknown output format {0:?} (expected table, csv or jsonl)")]
+    UnknownFormat(String),
+    /// [`Aggregator::with_names`](crate::Aggregator::with_names) got a list of the wrong length.
+    #[error("{names} names given for {targets} targets")]
+    NamesLength {
+        /// Number of targets.
+        targets: usize,
+        /// Number of names given.
+        names: usize,
+    },
+    /// A row value does not fit its column's Arrow type (a bug in [`Row::values`](crate::Row::values)).
+    #[error("column {column}: value does not match the column type")]
+    ColumnType {
+        /// The column's name.
+        column: &'static str,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = core::result::Result<T, E>;

@@ -1,0 +1,472 @@
+//! The one output schema shared by every format: columns, [`Row`], and rows → Arrow.
+//!
+//! [`COLUMNS`] names and describes the columns, [`schema()`] gives their Arrow types, and
+//! [`Row::values`] yields a row's cells in the same order. The Arrow, CSV and JSONL writers
+//! all walk these, so the formats cannot drift apart.
+
+use core::fmt;
+use core::net::IpAddr;
+use std::fmt::Write as _;
+use std::sync::{Arc, LazyLock};
+
+use arrow_array::builder::{Float64Builder, StringBuilder, UInt8Builder, UInt64Builder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use asdic_wire::registry::Describe;
+
+use crate::error::{Error, Result};
+use crate::stats::{FirstError, Rtt};
+
+/// Number of output columns.
+pub const NUM_COLUMNS: usize = 22;
+
+/// Every output column in order, as (name, one-line description).
+pub const COLUMNS: &[(&str, &str)] = &[
+    ("target", "Probed address"),
+    (
+        "name",
+        "Name the target was given by (hostname or label); null if none",
+    ),
+    (
+        "sent",
+        "Probes that ended: replies + errors + timeouts + send failures",
+    ),
+    (
+        "received",
+        "Echo replies (first valid reply per probe; duplicates and late replies excluded)",
+    ),
+    (
+        "loss_pct",
+        "100 * (sent - received) / sent; null when nothing was sent",
+    ),
+    (
+        "rtt_last_us",
+        "RTT of the last reply, microseconds; null without replies",
+    ),
+    (
+        "rtt_min_us",
+        "Smallest reply RTT, microseconds; null without replies",
+    ),
+    (
+        "rtt_avg_us",
+        "Mean reply RTT, microseconds; null without replies",
+    ),
+    (
+        "rtt_max_us",
+        "Largest reply RTT, microseconds; null without replies",
+    ),
+    (
+        "rtt_stddev_us",
+        "Population standard deviation of reply RTTs, microseconds; null without replies",
+    ),
+    (
+        "rtt_p50_us",
+        "Median reply RTT (nearest rank), microseconds; null without replies",
+    ),
+    (
+        "rtt_p90_us",
+        "90th percentile reply RTT (nearest rank), microseconds; null without replies",
+    ),
+    (
+        "rtt_p99_us",
+        "99th percentile reply RTT (nearest rank), microseconds; null without replies",
+    ),
+    (
+        "reply_ttl",
+        "TTL / hop limit of the last reply that reported one; null if none",
+    ),
+    ("errors", "ICMP errors received about the probes"),
+    (
+        "error_type",
+        "ICMP type of the first error; null without errors",
+    ),
+    (
+        "error_code",
+        "ICMP code of the first error; null without errors",
+    ),
+    (
+        "error_name",
+        "IANA name of the first error, \"Type / Code\"; null without errors",
+    ),
+    (
+        "responder",
+        "Sender of the first error, else a replier other than the target; null if neither",
+    ),
+    ("timeouts", "Probes that got no answer within the timeout"),
+    ("duplicates", "Extra replies to probes already answered"),
+    ("late", "Replies that came after their probe had timed out"),
+];
+
+const _: () = assert!(COLUMNS.len() == NUM_COLUMNS);
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    use DataType::{Float64, UInt8, UInt64, Utf8};
+    let rtt = |name: &str| Field::new(name, Float64, true);
+    Arc::new(Schema::new(vec![
+        Field::new("target", Utf8, false),
+        Field::new("name", Utf8, true),
+        Field::new("sent", UInt64, false),
+        Field::new("received", UInt64, false),
+        Field::new("loss_pct", Float64, true),
+        rtt("rtt_last_us"),
+        rtt("rtt_min_us"),
+        rtt("rtt_avg_us"),
+        rtt("rtt_max_us"),
+        rtt("rtt_stddev_us"),
+        rtt("rtt_p50_us"),
+        rtt("rtt_p90_us"),
+        rtt("rtt_p99_us"),
+        Field::new("reply_ttl", UInt8, true),
+        Field::new("errors", UInt64, false),
+        Field::new("error_type", UInt8, true),
+        Field::new("error_code", UInt8, true),
+        Field::new("error_name", Utf8, true),
+        Field::new("responder", Utf8, true),
+        Field::new("timeouts", UInt64, false),
+        Field::new("duplicates", UInt64, false),
+        Field::new("late", UInt64, false),
+    ]))
+});
+
+/// The Arrow schema of the output, in [`COLUMNS`] order.
+pub fn schema() -> SchemaRef {
+    Arc::clone(&SCHEMA)
+}
+
+/// One target's results, as written to every output format.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Row<'a> {
+    /// The probed address.
+    pub target: IpAddr,
+    /// Its display name, if any.
+    pub name: Option<&'a str>,
+    /// Probes that ended.
+    pub sent: u64,
+    /// Echo replies.
+    pub received: u64,
+    /// Loss percentage, `None` when nothing was sent.
+    pub loss_pct: Option<f64>,
+    /// RTT summary, `None` without replies.
+    pub rtt: Option<Rtt>,
+    /// TTL of the last reply that reported one.
+    pub reply_ttl: Option<u8>,
+    /// ICMP errors.
+    pub errors: u64,
+    /// The first ICMP error.
+    pub first_error: Option<FirstError>,
+    /// The first error's sender, else a replier other than the target.
+    pub responder: Option<IpAddr>,
+    /// Timeouts.
+    pub timeouts: u64,
+    /// Duplicate replies.
+    pub duplicates: u64,
+    /// Late replies.
+    pub late: u64,
+    /// Probes the local stack refused to send (shown by the table; not a schema column).
+    pub send_failed: u64,
+}
+
+impl Row<'_> {
+    /// The row's cells in [`COLUMNS`] order.
+    pub fn values(&self) -> [Value<'_>; NUM_COLUMNS] {
+        let rtt = |f: fn(&Rtt) -> f64| {
+            self.rtt
+                .as_ref()
+                .map_or(Value::Null, |r| Value::F64(f(r) / 1000.0))
+        };
+        let err = self.first_error;
+        [
+            Value::Addr(self.target),
+            self.name.map_or(Value::Null, Value::Str),
+            Value::U64(self.sent),
+            Value::U64(self.received),
+            self.loss_pct.map_or(Value::Null, Value::F64),
+            rtt(|r| r.last_ns as f64),
+            rtt(|r| r.min_ns as f64),
+            rtt(|r| r.mean_ns),
+            rtt(|r| r.max_ns as f64),
+            rtt(|r| r.stddev_ns),
+            rtt(|r| r.p50_ns as f64),
+            rtt(|r| r.p90_ns as f64),
+            rtt(|r| r.p99_ns as f64),
+            self.reply_ttl.map_or(Value::Null, Value::U8),
+            Value::U64(self.errors),
+            err.map_or(Value::Null, |e| Value::U8(e.icmp_type)),
+            err.map_or(Value::Null, |e| Value::U8(e.code)),
+            err.map_or(Value::Null, |e| Value::Icmp(e.describe())),
+            self.responder.map_or(Value::Null, Value::Addr),
+            Value::U64(self.timeouts),
+            Value::U64(self.duplicates),
+            Value::U64(self.late),
+        ]
+    }
+}
+
+/// One cell of a [`Row`]. `Display` gives its text form (empty for null).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    /// No value.
+    Null,
+    /// Text.
+    Str(&'a str),
+    /// An address, rendered as text.
+    Addr(IpAddr),
+    /// An ICMP type/code, rendered as its registry name.
+    Icmp(Describe),
+    /// A small integer.
+    U8(u8),
+    /// A counter.
+    U64(u64),
+    /// A float; text formats write non-finite values as null.
+    F64(f64),
+}
+
+impl Value<'_> {
+    /// Whether the value is text (quoted in CSV and JSON).
+    pub fn is_text(&self) -> bool {
+        matches!(self, Value::Str(_) | Value::Addr(_) | Value::Icmp(_))
+    }
+
+    /// Whether the value is written as null by text formats.
+    pub fn is_null(&self) -> bool {
+        match self {
+            Value::Null => true,
+            Value::F64(x) => !x.is_finite(),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => Ok(()),
+            Value::Str(s) => f.write_str(s),
+            Value::Addr(a) => a.fmt(f),
+            Value::Icmp(d) => d.fmt(f),
+            Value::U8(x) => x.fmt(f),
+            Value::U64(x) => x.fmt(f),
+            Value::F64(x) if x.is_finite() => x.fmt(f),
+            Value::F64(_) => Ok(()),
+        }
+    }
+}
+
+/// Converts rows to an Arrow record batch of [`schema()`].
+///
+/// # Errors
+/// [`Error::ColumnType`] or [`Error::Arrow`] if a value does not fit its column, which
+/// would be a bug in [`Row::values`].
+pub fn record_batch(rows: &[Row<'_>]) -> Result<RecordBatch> {
+    let schema = schema();
+    let mut builders = schema
+        .fields()
+        .iter()
+        .map(|f| ColumnBuilder::new(f.data_type(), rows.len()))
+        .collect::<Vec<_>>();
+    for row in rows {
+        for ((value, builder), (name, _)) in
+            row.values().into_iter().zip(&mut builders).zip(COLUMNS)
+        {
+            let builder = builder.as_mut().ok_or(Error::ColumnType { column: name })?;
+            builder.append(value, name)?;
+        }
+    }
+    let columns = builders
+        .into_iter()
+        .zip(COLUMNS)
+        .map(|(b, (name, _))| {
+            b.map(ColumnBuilder::finish)
+                .ok_or(Error::ColumnType { column: name })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// A builder for one column of one of the types [`schema()`] uses.
+enum ColumnBuilder {
+    Utf8(StringBuilder),
+    UInt8(UInt8Builder),
+    UInt64(UInt64Builder),
+    Float64(Float64Builder),
+}
+
+impl ColumnBuilder {
+    /// A builder for `data_type`, `None` for a type the schema does not use.
+    fn new(data_type: &DataType, capacity: usize) -> Option<Self> {
+        Some(match data_type {
+            DataType::Utf8 => Self::Utf8(StringBuilder::with_capacity(capacity, capacity * 16)),
+            DataType::UInt8 => Self::UInt8(UInt8Builder::with_capacity(capacity)),
+            DataType::UInt64 => Self::UInt64(UInt64Builder::with_capacity(capacity)),
+            DataType::Float64 => Self::Float64(Float64Builder::with_capacity(capacity)),
+            _ => return None,
+        })
+    }
+
+    fn append(&mut self, value: Value<'_>, column: &'static str) -> Result<()> {
+        match (self, value) {
+            (Self::Utf8(b), Value::Null) => b.append_null(),
+            (Self::UInt8(b), Value::Null) => b.append_null(),
+            (Self::UInt64(b), Value::Null) => b.append_null(),
+            (Self::Float64(b), Value::Null) => b.append_null(),
+            (Self::Utf8(b), Value::Str(s)) => b.append_value(s),
+            (Self::Utf8(b), v @ (Value::Addr(_) | Value::Icmp(_))) => {
+                // Writing to a StringBuilder appends to its buffer and cannot fail.
+                let _ = write!(b, "{v}");
+                b.append_value("");
+            }
+            (Self::UInt8(b), Value::U8(x)) => b.append_value(x),
+            (Self::UInt64(b), Value::U64(x)) => b.append_value(x),
+            (Self::Float64(b), Value::F64(x)) => b.append_value(x),
+            _ => return Err(Error::ColumnType { column }),
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> ArrayRef {
+        match &mut self {
+            Self::Utf8(b) => Arc::new(b.finish()),
+            Self::UInt8(b) => Arc::new(b.finish()),
+            Self::UInt64(b) => Arc::new(b.finish()),
+            Self::Float64(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, UInt8Type, UInt64Type};
+    use asdic_wire::Family;
+    use core::net::{Ipv4Addr, Ipv6Addr};
+
+    /// A row with every optional field set (an error, a reply, a name).
+    pub(crate) fn full_row() -> Row<'static> {
+        Row {
+            target: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            name: Some("host \"a\", b"),
+            sent: 4,
+            received: 3,
+            loss_pct: Some(25.0),
+            rtt: Some(Rtt {
+                last_ns: 51_234,
+                min_ns: 12_000,
+                max_ns: 1_334_000,
+                mean_ns: 51_500.5,
+                stddev_ns: 1_000.25,
+                p50_ns: 50_001,
+                p90_ns: 210_000,
+                p99_ns: 1_334_000,
+            }),
+            reply_ttl: Some(57),
+            errors: 1,
+            first_error: Some(FirstError {
+                family: Family::V4,
+                icmp_type: 3,
+                code: 13,
+                from: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)),
+            }),
+            responder: Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7))),
+            timeouts: 0,
+            duplicates: 2,
+            late: 1,
+            send_failed: 0,
+        }
+    }
+
+    /// A row with every optional field empty (nothing answered).
+    pub(crate) fn empty_row() -> Row<'static> {
+        Row {
+            target: IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+            name: None,
+            sent: 2,
+            received: 0,
+            loss_pct: Some(100.0),
+            rtt: None,
+            reply_ttl: None,
+            errors: 0,
+            first_error: None,
+            responder: None,
+            timeouts: 2,
+            duplicates: 0,
+            late: 0,
+            send_failed: 0,
+        }
+    }
+
+    #[test]
+    fn schema_and_columns_agree() {
+        let schema = schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let documented: Vec<&str> = COLUMNS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, documented);
+        for (name, description) in COLUMNS {
+            assert!(!description.is_empty(), "{name}");
+            assert!(!description.contains('\n'), "{name}");
+        }
+        for field in schema.fields() {
+            let rtt = field.name().starts_with("rtt_");
+            assert_eq!(rtt, field.name().ends_with("_us"), "{}", field.name());
+            if rtt {
+                assert_eq!(field.data_type(), &DataType::Float64);
+                assert!(field.is_nullable());
+            }
+        }
+    }
+
+    #[test]
+    fn values_fit_their_columns() {
+        let schema = schema();
+        for row in [full_row(), empty_row()] {
+            for (value, field) in row.values().iter().zip(schema.fields()) {
+                let fits = match value {
+                    Value::Null => field.is_nullable(),
+                    Value::Str(_) | Value::Addr(_) | Value::Icmp(_) => {
+                        field.data_type() == &DataType::Utf8
+                    }
+                    Value::U8(_) => field.data_type() == &DataType::UInt8,
+                    Value::U64(_) => field.data_type() == &DataType::UInt64,
+                    Value::F64(_) => field.data_type() == &DataType::Float64,
+                };
+                assert!(fits, "{} = {value:?}", field.name());
+            }
+        }
+        // The full row has no nulls except where the schema has no value to give.
+        assert!(full_row().values().iter().all(|v| !v.is_null()));
+    }
+
+    #[test]
+    fn record_batch_values() {
+        let batch = record_batch(&[full_row(), empty_row()]).unwrap();
+        assert_eq!(batch.num_rows(), 2);
+        assert_eq!(batch.num_columns(), NUM_COLUMNS);
+        let col = |name: &str| batch.column_by_name(name).unwrap().clone();
+        let target = col("target");
+        let target = target.as_string::<i32>();
+        assert_eq!(target.value(0), "192.0.2.1");
+        assert_eq!(target.value(1), "2001:db8::1");
+        assert!(col("name").is_null(1));
+        assert_eq!(col("name").as_string::<i32>().value(0), "host \"a\", b");
+        let p50 = col("rtt_p50_us");
+        let p50 = p50.as_primitive::<Float64Type>();
+        assert_eq!(p50.value(0), 50.001);
+        assert!(p50.is_null(1));
+        assert_eq!(
+            col("rtt_avg_us").as_primitive::<Float64Type>().value(0),
+            51.5005
+        );
+        assert_eq!(col("reply_ttl").as_primitive::<UInt8Type>().value(0), 57);
+        assert_eq!(col("error_code").as_primitive::<UInt8Type>().value(0), 13);
+        assert_eq!(
+            col("error_name").as_string::<i32>().value(0),
+            "Destination Unreachable / Communication Administratively Prohibited"
+        );
+        assert_eq!(col("responder").as_string::<i32>().value(0), "198.51.100.7");
+        assert_eq!(col("timeouts").as_primitive::<UInt64Type>().value(1), 2);
+        assert_eq!(col("late").as_primitive::<UInt64Type>().value(0), 1);
+        let empty = record_batch(&[]).unwrap();
+        assert_eq!(empty.num_rows(), 0);
+    }
+}

@@ -1,0 +1,811 @@
+//! Output sinks: rows → Parquet file, CSV, JSON Lines or a human table.
+//!
+//! Every sink takes rows in slices, so a caller streaming [`Aggregator::rows`] in chunks of
+//! [`CHUNK_ROWS`] keeps memory bounded whatever the number of targets.
+//!
+//! [`Aggregator::rows`]: crate::Aggregator::rows
+
+use core::fmt::Write as _;
+use core::str::FromStr;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+
+use crate::error::{Error, Result};
+use crate::schema::{COLUMNS, Row, record_batch, schema};
+
+/// Rows per Arrow record batch, and the chunk size callers should stream rows in.
+pub const CHUNK_ROWS: usize = 8192;
+
+/// Maximum rows per Parquet row group.
+pub const ROW_GROUP_ROWS: usize = 65536;
+
+/// Somewhere rows go.
+pub trait Sink {
+    /// Writes `rows`, in order, after those written before.
+    ///
+    /// # Errors
+    /// When the underlying writer fails.
+    fn write_rows(&mut self, rows: &[Row<'_>]) -> Result<()>;
+
+    /// Writes whatever is buffered and completes the output (Parquet footer, rename into
+    /// place, header of an empty CSV…).
+    ///
+    /// # Errors
+    /// When the underlying writer fails.
+    fn finish(self: Box<Self>) -> Result<()>;
+}
+
+/// A text output format (Parquet, being file-only, is [`ParquetSink`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Aligned human-readable table ([`TableSink`]).
+    #[default]
+    Table,
+    /// Comma-separated values with a header line ([`CsvSink`]).
+    Csv,
+    /// One JSON object per line ([`JsonlSink`]).
+    Jsonl,
+}
+
+impl Format {
+    /// The format's name, as [`FromStr`] accepts it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Table => "table",
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+        }
+    }
+}
+
+impl FromStr for Format {
+    type Err = Error;
+
+    /// Accepts `table`, `csv`, `jsonl` (or `ndjson`), in any case.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "table" => Ok(Format::Table),
+            "csv" => Ok(Format::Csv),
+            "jsonl" | "ndjson" => Ok(Format::Jsonl),
+            _ => Err(Error::UnknownFormat(s.to_owned())),
+        }
+    }
+}
+
+impl core::fmt::Display for Format {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A sink writing `format` to `writer` (buffered by the sink).
+pub fn sink_for<'a, W: Write + 'a>(format: Format, writer: W) -> Box<dyn Sink + 'a> {
+    match format {
+        Format::Table => Box::new(TableSink::new(writer)),
+        Format::Csv => Box::new(CsvSink::new(writer)),
+        Format::Jsonl => Box::new(JsonlSink::new(writer)),
+    }
+}
+
+/// Writes a Parquet file: ZSTD, record batches of [`CHUNK_ROWS`], row groups of at most
+/// [`ROW_GROUP_ROWS`], run parameters as key-value metadata.
+///
+/// Data goes to `<path>.tmp`, renamed to `<path>` only by a successful
+/// [`finish`](Sink::finish): a crash never leaves a partial file under the final name, and
+/// dropping the sink unfinished removes the temporary file.
+#[derive(Debug)]
+pub struct ParquetSink {
+    // Field order matters: the file closes before the guard removes it.
+    writer: ArrowWriter<File>,
+    tmp: TmpFile,
+    path: PathBuf,
+}
+
+impl ParquetSink {
+    /// Creates `<path>.tmp` (replacing a stale one) with `metadata` as key-value metadata.
+    ///
+    /// # Errors
+    /// [`Error::File`] if the temporary file cannot be created, [`Error::Parquet`] if the
+    /// writer cannot start.
+    pub fn create(path: impl AsRef<Path>, metadata: Vec<(String, String)>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let mut tmp_name = path.clone().into_os_string();
+        tmp_name.push(".tmp");
+        let tmp = TmpFile::new(PathBuf::from(tmp_name));
+        let file = File::create(&tmp.path).map_err(|source| Error::File {
+            path: tmp.path.clone(),
+            source,
+        })?;
+        let metadata = metadata
+            .into_iter()
+            .map(|(k, v)| KeyValue::new(k, v))
+            .collect();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_key_value_metadata(Some(metadata))
+            .build();
+        let writer = ArrowWriter::try_new(file, schema(), Some(props))?;
+        Ok(Self { writer, tmp, path })
+    }
+
+    /// Adds a key-value pair to the file's metadata (end time, totals…); allowed until
+    /// [`finish`](Sink::finish).
+    pub fn add_metadata(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.writer
+            .append_key_value_metadata(KeyValue::new(key.into(), value.into()));
+    }
+
+    /// The final path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The temporary path written until [`finish`](Sink::finish).
+    pub fn tmp_path(&self) -> &Path {
+        &self.tmp.path
+    }
+}
+
+impl Sink for ParquetSink {
+    fn write_rows(&mut self, rows: &[Row<'_>]) -> Result<()> {
+        for chunk in rows.chunks(CHUNK_ROWS) {
+            self.writer.write(&record_batch(chunk)?)?;
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        let Self {
+            mut writer,
+            tmp,
+            path,
+        } = *self;
+        writer.finish()?;
+        let file_error = |source| Error::File {
+            path: tmp.path.clone(),
+            source,
+        };
+        writer.inner().sync_all().map_err(file_error)?;
+        drop(writer);
+        fs::rename(&tmp.path, &path).map_err(file_error)?;
+        tmp.disarm();
+        Ok(())
+    }
+}
+
+/// A temporary file, removed on drop unless kept.
+#[derive(Debug)]
+struct TmpFile {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl TmpFile {
+    fn new(path: PathBuf) -> Self {
+        Self { path, keep: false }
+    }
+
+    /// Keeps the file (it has been renamed away).
+    fn disarm(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for TmpFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            // Best effort: there is no one to report a failure to.
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// CSV with a header line: RFC 4180 quoting (fields holding `,` `"` CR or LF are quoted,
+/// quotes doubled), an empty field for null, `""` for an empty string, LF line ends.
+#[derive(Debug)]
+pub struct CsvSink<W: Write> {
+    out: BufWriter<W>,
+    header_written: bool,
+    line: String,
+    cell: String,
+}
+
+impl<W: Write> CsvSink<W> {
+    /// A CSV sink over `writer`; the header goes out with the first rows or at finish.
+    pub fn new(writer: W) -> Self {
+        Self {
+            out: BufWriter::new(writer),
+            header_written: false,
+            line: String::new(),
+            cell: String::new(),
+        }
+    }
+
+    fn header(&mut self) -> io::Result<()> {
+        if self.header_written {
+            return Ok(());
+        }
+        self.header_written = true;
+        self.line.clear();
+        for (i, (name, _)) in COLUMNS.iter().enumerate() {
+            if i > 0 {
+                self.line.push(',');
+            }
+            push_csv_field(&mut self.line, name);
+        }
+        self.line.push('\n');
+        self.out.write_all(self.line.as_bytes())
+    }
+}
+
+impl<W: Write> Sink for CsvSink<W> {
+    fn write_rows(&mut self, rows: &[Row<'_>]) -> Result<()> {
+        self.header()?;
+        for row in rows {
+            self.line.clear();
+            for (i, value) in row.values().iter().enumerate() {
+                if i > 0 {
+                    self.line.push(',');
+                }
+                if value.is_null() {
+                    continue;
+                }
+                self.cell.clear();
+                // Writing to a String cannot fail.
+                let _ = write!(self.cell, "{value}");
+                if value.is_text() {
+                    push_csv_field(&mut self.line, &self.cell);
+                } else {
+                    self.line.push_str(&self.cell);
+                }
+            }
+            self.line.push('\n');
+            self.out.write_all(self.line.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        self.header()?;
+        self.out.flush()?;
+        Ok(())
+    }
+}
+
+/// Appends `s` as one CSV field, quoted when RFC 4180 requires it (and when empty, so that
+/// an empty string differs from null).
+fn push_csv_field(line: &mut String, s: &str) {
+    if !s.is_empty() && !s.contains([',', '"', '\r', '\n']) {
+        line.push_str(s);
+        return;
+    }
+    line.push('"');
+    for c in s.chars() {
+        if c == '"' {
+            line.push('"');
+        }
+        line.push(c);
+    }
+    line.push('"');
+}
+
+/// JSON Lines: one object per row with the [`COLUMNS`] as keys in order, `null` for null
+/// (and for non-finite floats).
+#[derive(Debug)]
+pub struct JsonlSink<W: Write> {
+    out: BufWriter<W>,
+    line: String,
+    cell: String,
+}
+
+impl<W: Write> JsonlSink<W> {
+    /// A JSON Lines sink over `writer`.
+    pub fn new(writer: W) -> Self {
+        Self {
+            out: BufWriter::new(writer),
+            line: String::new(),
+            cell: String::new(),
+        }
+    }
+}
+
+impl<W: Write> Sink for JsonlSink<W> {
+    fn write_rows(&mut self, rows: &[Row<'_>]) -> Result<()> {
+        for row in rows {
+            self.line.clear();
+            self.line.push('{');
+            for (i, (value, (name, _))) in row.values().iter().zip(COLUMNS).enumerate() {
+                if i > 0 {
+                    self.line.push(',');
+                }
+                push_json_string(&mut self.line, name);
+                self.line.push(':');
+                if value.is_null() {
+                    self.line.push_str("null");
+                    continue;
+                }
+                self.cell.clear();
+                // Writing to a String cannot fail.
+                let _ = write!(self.cell, "{value}");
+                if value.is_text() {
+                    push_json_string(&mut self.line, &self.cell);
+                } else {
+                    self.line.push_str(&self.cell);
+                }
+            }
+            self.line.push_str("}\n");
+            self.out.write_all(self.line.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        self.out.flush()?;
+        Ok(())
+    }
+}
+
+/// Appends `s` as a JSON string (RFC 8259): quotes, backslashes and every control
+/// character below U+0020 escaped.
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if c < ' ' => {
+                // Writing to a String cannot fail.
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// An fping-like aligned table for people: target, sent, received, loss, RTT
+/// min/avg/max/p99 in milliseconds (`-` without replies), and a note naming the first
+/// error or an unexpected responder.
+///
+/// Columns have fixed widths (rows are streamed, so widths cannot follow the data); a long
+/// target pushes the rest of its line right.
+#[derive(Debug)]
+pub struct TableSink<W: Write> {
+    out: BufWriter<W>,
+    header_written: bool,
+    line: String,
+}
+
+/// Width of the target column (fits any IPv4 address).
+const TARGET_WIDTH: usize = 15;
+
+impl<W: Write> TableSink<W> {
+    /// A table sink over `writer`; the header goes out with the first rows or at finish.
+    pub fn new(writer: W) -> Self {
+        Self {
+            out: BufWriter::new(writer),
+            header_written: false,
+            line: String::new(),
+        }
+    }
+
+    fn header(&mut self) -> io::Result<()> {
+        if self.header_written {
+            return Ok(());
+        }
+        self.header_written = true;
+        self.line.clear();
+        let _ = write!(
+            self.line,
+            "{:<TARGET_WIDTH$} {:>5} {:>5} {:>7} {:>9} {:>9} {:>9} {:>9}  note",
+            "target", "sent", "recv", "loss", "min ms", "avg ms", "max ms", "p99 ms"
+        );
+        self.line.push('\n');
+        self.out.write_all(self.line.as_bytes())
+    }
+}
+
+impl<W: Write> Sink for TableSink<W> {
+    fn write_rows(&mut self, rows: &[Row<'_>]) -> Result<()> {
+        self.header()?;
+        for row in rows {
+            self.line.clear();
+            // Writing to a String cannot fail: the results below are all Ok.
+            let _ = match row.name {
+                Some(name) => write!(self.line, "{name} ({})", row.target),
+                None => write!(self.line, "{}", row.target),
+            };
+            let pad = TARGET_WIDTH.saturating_sub(self.line.chars().count());
+            self.line.extend(core::iter::repeat_n(' ', pad));
+            let _ = write!(self.line, " {:>5} {:>5} ", row.sent, row.received);
+            let _ = match row.loss_pct {
+                Some(loss) => write!(self.line, "{:>6.2}%", loss),
+                None => write!(self.line, "{:>7}", "-"),
+            };
+            match row.rtt {
+                Some(r) => {
+                    for ns in [r.min_ns as f64, r.mean_ns, r.max_ns as f64, r.p99_ns as f64] {
+                        let _ = write!(self.line, " {:>9.3}", ns / 1e6);
+                    }
+                }
+                None => {
+                    for _ in 0..4 {
+                        let _ = write!(self.line, " {:>9}", "-");
+                    }
+                }
+            }
+            self.line.push_str("  ");
+            push_note(&mut self.line, row);
+            let end = self.line.trim_end().len();
+            self.line.truncate(end);
+            self.line.push('\n');
+            self.out.write_all(self.line.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        self.header()?;
+        self.out.flush()?;
+        Ok(())
+    }
+}
+
+/// The table's note: the first error and who sent it, else a replier other than the
+/// target; then send failures, duplicates and late replies when there were any.
+fn push_note(line: &mut String, row: &Row<'_>) {
+    let mut parts = 0;
+    let mut sep = |line: &mut String| {
+        if parts > 0 {
+            line.push_str("; ");
+        }
+        parts += 1;
+    };
+    // Writing to a String cannot fail.
+    if let Some(e) = row.first_error {
+        sep(line);
+        let _ = write!(line, "{} from {}", e.describe(), e.from);
+    } else if let Some(r) = row.responder {
+        sep(line);
+        let _ = write!(line, "reply from {r}");
+    }
+    for (n, what) in [
+        (row.send_failed, "send failed"),
+        (row.duplicates, "duplicates"),
+        (row.late, "late"),
+    ] {
+        if n > 0 {
+            sep(line);
+            let _ = write!(line, "{n} {what}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::tests::{empty_row, full_row};
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, UInt64Type};
+    use arrow_array::{Array, RecordBatch};
+    use core::net::{IpAddr, Ipv4Addr};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    fn render(format: Format, rows: &[Row<'_>]) -> String {
+        let mut buf = Vec::new();
+        let mut sink = sink_for(format, &mut buf);
+        sink.write_rows(rows).unwrap();
+        sink.finish().unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    /// A path under the temp dir that no other test (or test run) uses.
+    fn temp_path(tag: &str) -> PathBuf {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        std::env::temp_dir().join(format!(
+            "asdic-analysis-{tag}-{}-{nanos}.parquet",
+            std::process::id()
+        ))
+    }
+
+    #[test]
+    fn csv_exact() {
+        let text = render(Format::Csv, &[full_row(), empty_row()]);
+        let expected = "\
+target,name,sent,received,loss_pct,rtt_last_us,rtt_min_us,rtt_avg_us,rtt_max_us,rtt_stddev_us,rtt_p50_us,rtt_p90_us,rtt_p99_us,reply_ttl,errors,error_type,error_code,error_name,responder,timeouts,duplicates,late
+192.0.2.1,\"host \"\"a\"\", b\",4,3,25,51.234,12,51.5005,1334,1.00025,50.001,210,1334,57,1,3,13,Destination Unreachable / Communication Administratively Prohibited,198.51.100.7,0,2,1
+2001:db8::1,,2,0,100,,,,,,,,,,0,,,,,2,0,0
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn csv_header_only_when_empty() {
+        let text = render(Format::Csv, &[]);
+        assert_eq!(text.lines().count(), 1);
+        assert!(text.starts_with("target,name,sent,"));
+        assert!(text.ends_with(",timeouts,duplicates,late\n"));
+    }
+
+    #[test]
+    fn csv_quoting() {
+        let mut line = String::new();
+        for s in [
+            "plain",
+            "",
+            "a,b",
+            "say \"hi\"",
+            "two\nlines",
+            "cr\r",
+            " spaced ",
+        ] {
+            push_csv_field(&mut line, s);
+            line.push('|');
+        }
+        assert_eq!(
+            line,
+            "plain|\"\"|\"a,b\"|\"say \"\"hi\"\"\"|\"two\nlines\"|\"cr\r\"| spaced |"
+        );
+    }
+
+    #[test]
+    fn jsonl_exact() {
+        let text = render(Format::Jsonl, &[full_row(), empty_row()]);
+        let expected = concat!(
+            r#"{"target":"192.0.2.1","name":"host \"a\", b","sent":4,"received":3,"loss_pct":25,"#,
+            r#""rtt_last_us":51.234,"rtt_min_us":12,"rtt_avg_us":51.5005,"rtt_max_us":1334,"#,
+            r#""rtt_stddev_us":1.00025,"rtt_p50_us":50.001,"rtt_p90_us":210,"rtt_p99_us":1334,"#,
+            r#""reply_ttl":57,"errors":1,"error_type":3,"error_code":13,"#,
+            r#""error_name":"Destination Unreachable / Communication Administratively Prohibited","#,
+            r#""responder":"198.51.100.7","timeouts":0,"duplicates":2,"late":1}"#,
+            "\n",
+            r#"{"target":"2001:db8::1","name":null,"sent":2,"received":0,"loss_pct":100,"#,
+            r#""rtt_last_us":null,"rtt_min_us":null,"rtt_avg_us":null,"rtt_max_us":null,"#,
+            r#""rtt_stddev_us":null,"rtt_p50_us":null,"rtt_p90_us":null,"rtt_p99_us":null,"#,
+            r#""reply_ttl":null,"errors":0,"error_type":null,"error_code":null,"#,
+            r#""error_name":null,"responder":null,"timeouts":2,"duplicates":0,"late":0}"#,
+            "\n",
+        );
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn json_escaping() {
+        let mut out = String::new();
+        push_json_string(
+            &mut out,
+            "q\" b\\ n\n r\r t\t b\u{8} f\u{c} nul\0 us\u{1f} del\u{7f} é ✓",
+        );
+        assert_eq!(
+            out,
+            r#""q\" b\\ n\n r\r t\t b\b f\f nul\u0000 us\u001f del"#.to_owned() + "\u{7f} é ✓\""
+        );
+        // Every control character comes out escaped, never raw.
+        for c in (0u8..0x20).map(char::from) {
+            let mut out = String::new();
+            push_json_string(&mut out, &c.to_string());
+            assert!(out.chars().all(|c| c >= ' '), "{out:?}");
+            assert!(out.len() >= 4, "{out:?}");
+        }
+    }
+
+    #[test]
+    fn jsonl_non_finite_is_null() {
+        let mut row = full_row();
+        row.loss_pct = Some(f64::NAN);
+        let text = render(Format::Jsonl, &[row]);
+        assert!(text.contains(r#""loss_pct":null,"#), "{text}");
+        let text = render(Format::Csv, &[row]);
+        assert!(text.contains(",4,3,,51.234,"), "{text}");
+    }
+
+    #[test]
+    fn table_layout() {
+        let mut named = empty_row();
+        named.name = Some("gw");
+        named.target = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        named.send_failed = 2;
+        named.timeouts = 0;
+        let text = render(Format::Table, &[full_row(), empty_row(), named]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "target           sent  recv    loss    min ms    avg ms    max ms    p99 ms  note",
+                "host \"a\", b (192.0.2.1)     4     3  25.00%     0.012     0.052     1.334     1.334  \
+                 Destination Unreachable / Communication Administratively Prohibited from 198.51.100.7; \
+                 2 duplicates; 1 late",
+                "2001:db8::1         2     0 100.00%         -         -         -         -",
+                "gw (10.0.0.1)       2     0 100.00%         -         -         -         -  2 send failed",
+            ]
+        );
+    }
+
+    #[test]
+    fn format_from_str() {
+        assert_eq!("table".parse::<Format>().unwrap(), Format::Table);
+        assert_eq!("CSV".parse::<Format>().unwrap(), Format::Csv);
+        assert_eq!("jsonl".parse::<Format>().unwrap(), Format::Jsonl);
+        assert_eq!("ndjson".parse::<Format>().unwrap(), Format::Jsonl);
+        assert!(matches!(
+            "parquet".parse::<Format>(),
+            Err(Error::UnknownFormat(s)) if s == "parquet"
+        ));
+        for f in [Format::Table, Format::Csv, Format::Jsonl] {
+            assert_eq!(f.to_string().parse::<Format>().unwrap(), f);
+        }
+    }
+
+    fn read_parquet(path: &Path) -> (parquet::file::metadata::ParquetMetaData, Vec<RecordBatch>) {
+        let file = File::open(path).unwrap();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        let metadata = builder.metadata().as_ref().clone();
+        let batches = builder
+            .build()
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        (metadata, batches)
+    }
+
+    #[test]
+    fn parquet_round_trip() {
+        let path = temp_path("round-trip");
+        let mut sink = ParquetSink::create(
+            &path,
+            vec![
+                ("asdic.version".into(), "0.1.0".into()),
+                ("asdic.command".into(), "asdic -r 1000 192.0.2.0/24".into()),
+            ],
+        )
+        .unwrap();
+        let tmp = sink.tmp_path().to_path_buf();
+        assert!(tmp.exists());
+        assert!(!path.exists());
+        sink.write_rows(&[full_row(), empty_row()]).unwrap();
+        sink.add_metadata("asdic.end", "2026-01-01T00:00:00Z");
+        Box::new(sink).finish().unwrap();
+        assert!(!tmp.exists(), "temporary file left behind");
+
+        let (metadata, batches) = read_parquet(&path);
+        fs::remove_file(&path).unwrap();
+
+        let kv: Vec<(&str, Option<&str>)> = metadata
+            .file_metadata()
+            .key_value_metadata()
+            .unwrap()
+            .iter()
+            .map(|kv| (kv.key.as_str(), kv.value.as_deref()))
+            .collect();
+        for expected in [
+            ("asdic.version", Some("0.1.0")),
+            ("asdic.command", Some("asdic -r 1000 192.0.2.0/24")),
+            ("asdic.end", Some("2026-01-01T00:00:00Z")),
+        ] {
+            assert!(kv.contains(&expected), "{expected:?} missing from {kv:?}");
+        }
+        for rg in metadata.row_groups() {
+            for col in rg.columns() {
+                assert!(
+                    matches!(col.compression(), Compression::ZSTD(_)),
+                    "{:?}",
+                    col.compression()
+                );
+            }
+        }
+
+        let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(total, 2);
+        let batch = &batches[0];
+        assert_eq!(batch.schema().fields(), schema().fields());
+        let target = batch
+            .column_by_name("target")
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
+        assert_eq!(target.value(0), "192.0.2.1");
+        assert_eq!(target.value(1), "2001:db8::1");
+        let name = batch.column_by_name("name").unwrap();
+        assert!(name.is_valid(0) && name.is_null(1));
+        let p90 = batch
+            .column_by_name("rtt_p90_us")
+            .unwrap()
+            .as_primitive::<Float64Type>()
+            .clone();
+        assert_eq!(p90.value(0), 210.0);
+        assert!(p90.is_null(1));
+        let error_name = batch.column_by_name("error_name").unwrap();
+        assert!(error_name.is_null(1));
+        assert_eq!(
+            error_name.as_string::<i32>().value(0),
+            "Destination Unreachable / Communication Administratively Prohibited"
+        );
+        let sent = batch
+            .column_by_name("sent")
+            .unwrap()
+            .as_primitive::<UInt64Type>()
+            .clone();
+        assert_eq!((sent.value(0), sent.value(1)), (4, 2));
+    }
+
+    #[test]
+    fn parquet_row_groups_and_batches() {
+        let path = temp_path("row-groups");
+        let rows: Vec<Row<'_>> = (0..ROW_GROUP_ROWS + 100)
+            .map(|i| {
+                let mut row = empty_row();
+                row.target = IpAddr::V4(Ipv4Addr::from(i as u32));
+                row.sent = i as u64;
+                row
+            })
+            .collect();
+        let mut sink = ParquetSink::create(&path, Vec::new()).unwrap();
+        // Stream as a caller would, in chunks, plus one oversized slice.
+        let (head, tail) = rows.split_at(3 * CHUNK_ROWS);
+        for chunk in head.chunks(CHUNK_ROWS) {
+            sink.write_rows(chunk).unwrap();
+        }
+        sink.write_rows(tail).unwrap();
+        Box::new(sink).finish().unwrap();
+
+        let (metadata, batches) = read_parquet(&path);
+        fs::remove_file(&path).unwrap();
+        assert!(
+            metadata.num_row_groups() >= 2,
+            "{}",
+            metadata.num_row_groups()
+        );
+        assert!(
+            metadata
+                .row_groups()
+                .iter()
+                .all(|rg| rg.num_rows() <= ROW_GROUP_ROWS as i64)
+        );
+        let sent: Vec<u64> = batches
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name("sent")
+                    .unwrap()
+                    .as_primitive::<UInt64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(sent.len(), ROW_GROUP_ROWS + 100);
+        assert!(sent.iter().enumerate().all(|(i, &s)| s == i as u64));
+    }
+
+    #[test]
+    fn parquet_dropped_unfinished_leaves_nothing() {
+        let path = temp_path("dropped");
+        let sink = ParquetSink::create(&path, Vec::new()).unwrap();
+        let tmp = sink.tmp_path().to_path_buf();
+        assert!(tmp.exists());
+        drop(sink);
+        assert!(!tmp.exists());
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn parquet_create_in_missing_dir_fails() {
+        let path = temp_path("missing-dir").join("out.parquet");
+        assert!(matches!(
+            ParquetSink::create(&path, Vec::new()),
+            Err(Error::File { .. })
+        ));
+    }
+}
