@@ -347,18 +347,21 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
             .finish()
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    let mut sent_stats = (0, 0);
+    let mut sent_stats = (0, 0, 0u64);
     for p in &pipelines {
         sent_stats.0 += p.sender.sent.load(Ordering::Relaxed);
         sent_stats.1 += p.sender.failed.load(Ordering::Relaxed);
+        sent_stats.2 = sent_stats.2.max(p.sender.send_us.load(Ordering::Relaxed));
     }
+    let send_secs = (sent_stats.2 as f64 / 1e6).max(1e-6);
     eprintln!("asdic: {}", summary_line(&totals));
     eprintln!(
-        "asdic: sent {} probes in {:.2}s ({:.0}/s), {} refused by the local stack; dropped: {} malformed, \
-         {} forged, {} foreign, {} unmatched errors, {} stale, {} other ICMP",
+        "asdic: sent {} probes in {:.3}s ({:.0}/s; {:.2}s in all), {} refused by the local stack; \
+         dropped: {} malformed, {} forged, {} foreign, {} unmatched errors, {} stale, {} other ICMP",
         sent_stats.0,
+        send_secs,
+        sent_stats.0 as f64 / send_secs,
         elapsed.as_secs_f64(),
-        sent_stats.0 as f64 / elapsed.as_secs_f64().max(1e-9),
         sent_stats.1,
         drops.malformed,
         drops.forged,

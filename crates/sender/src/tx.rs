@@ -51,6 +51,8 @@ pub struct SenderShared {
     pub busy: AtomicU64,
     /// Times the in-flight table was full and the sender waited.
     pub table_full: AtomicU64,
+    /// Microseconds from the first probe to the end of sending (set when the sender ends).
+    pub send_us: AtomicU64,
 }
 
 /// Sends every probe of the run. Returns when done, stopped, or on a fatal engine error.
@@ -180,6 +182,9 @@ pub fn run(
         }
         bucket.consume(batch.len());
         flush(tx, &batch, &ns, table, shared)?;
+        shared
+            .send_us
+            .store(start.elapsed().as_micros() as u64, Ordering::Relaxed);
     }
     Ok(())
 }
