@@ -238,16 +238,7 @@ impl InflightTable {
         if state != PENDING || n & low_mask != n_low & low_mask {
             return None;
         }
-        let info = ProbeInfo {
-            n,
-            target: join(
-                s.addr_hi.load(Ordering::Relaxed),
-                s.addr_lo.load(Ordering::Relaxed),
-            ),
-            cookie: s.cookie.load(Ordering::Relaxed),
-            t_send_ns: s.t_send_ns.load(Ordering::Relaxed),
-            attempt: s.aux.load(Ordering::Relaxed) as u8,
-        };
+        let info = self.read_fields(s, n);
         // Acquire fence: the field loads above happen before the compare-exchange below
         // (seqlock reader protocol); if the slot was rewritten meanwhile, its tag changed.
         fence(Ordering::Acquire);
@@ -270,16 +261,7 @@ impl InflightTable {
         if tag >> STATE_BITS != n || matches!(tag & STATE_MASK, EMPTY | CLAIMING) {
             return None;
         }
-        let info = ProbeInfo {
-            n,
-            target: join(
-                s.addr_hi.load(Ordering::Relaxed),
-                s.addr_lo.load(Ordering::Relaxed),
-            ),
-            cookie: s.cookie.load(Ordering::Relaxed),
-            t_send_ns: s.t_send_ns.load(Ordering::Relaxed),
-            attempt: s.aux.load(Ordering::Relaxed) as u8,
-        };
+        let info = self.read_fields(s, n);
         fence(Ordering::Acquire);
         // Relaxed: ordered after the field loads by the fence above.
         (s.tag.load(Ordering::Relaxed) >> STATE_BITS == n).then_some(info)
@@ -340,6 +322,7 @@ impl InflightTable {
         n - start
     }
 
+    /// Reads a slot's fields (relaxed loads; callers order them with the tag protocol).
     fn read_fields(&self, s: &Slot, n: u64) -> ProbeInfo {
         ProbeInfo {
             n,
