@@ -27,13 +27,13 @@ impl Bed {
         }
     }
 
-    /// Claims probe n to `dst` sent at `t_send` and returns its ICMP bytes.
-    fn send(&self, n: u64, dst: IpAddr, t_send: u64) -> Vec<u8> {
+    /// The ICMP bytes of probe n to `dst`, stamped with `cookie` and `t_send`.
+    fn probe(&self, n: u64, dst: IpAddr, cookie: u32, t_send: u64) -> Vec<u8> {
         let (ident, seq) = NUM.ident_seq(n);
         let stamp = Stamp {
             session: SESSION,
             n,
-            cookie: n as u32 + 1000,
+            cookie,
             t_send_ns: t_send,
         };
         let mac = KEY.mac(dst, ident, seq, &stamp);
@@ -52,15 +52,21 @@ impl Bed {
                 },
             )
             .unwrap();
+        b
+    }
+
+    /// Claims probe n to `dst` sent at `t_send` and returns its ICMP bytes.
+    fn send(&self, n: u64, dst: IpAddr, t_send: u64) -> Vec<u8> {
+        let cookie = n as u32 + 1000;
         let info = ProbeInfo {
             n,
             target: dst,
-            cookie: stamp.cookie,
+            cookie,
             t_send_ns: t_send,
             attempt: 0,
         };
         assert!(self.m.table().claim(&info));
-        b
+        self.probe(n, dst, cookie, t_send)
     }
 
     fn feed(&mut self, packet: &[u8], ts: u64) -> Vec<Event> {
@@ -224,40 +230,10 @@ fn errors_match_by_full_quote_or_by_ids_and_target() {
     assert_eq!(evs.len(), 1);
     assert_eq!((evs[0].n, evs[0].target, evs[0].cookie), (1, t2, 1001));
     // Quoting a probe we never sent.
-    let never = ip(US, t2, 64, &bed.t_clone_probe(77, t2));
+    let never = ip(US, t2, 64, &bed.probe(77, t2, 0, 0));
     assert!(
         bed.feed(&ip(router, US, 64, &error_about(3, 1, &never[..28])), 9_900)
             .is_empty()
     );
     assert_eq!(bed.m.drops().unmatched_errors, 2);
-}
-
-impl Bed {
-    /// A probe's bytes without claiming a slot (a probe "we never sent").
-    fn t_clone_probe(&self, n: u64, dst: IpAddr) -> Vec<u8> {
-        let (ident, seq) = NUM.ident_seq(n);
-        let stamp = Stamp {
-            session: SESSION,
-            n,
-            cookie: 0,
-            t_send_ns: 0,
-        };
-        let mut b = vec![0; self.t.len()];
-        self.t.prepare(&mut b).unwrap();
-        let mac = KEY.mac(dst, ident, seq, &stamp);
-        self.t
-            .patch(
-                &mut b,
-                &ProbeFields {
-                    dst,
-                    ttl: 64,
-                    ident,
-                    seq,
-                    stamp,
-                    mac,
-                },
-            )
-            .unwrap();
-        b
-    }
 }
