@@ -14,6 +14,37 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 const KEY: Key = Key::new(1, 2);
 const NUM: Numbering = Numbering::Spread { base: 7 };
 
+/// The target of probe `n`: 198.19.0.0/16, wrapping.
+fn target(n: u64) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::from(0xc613_0000u32 | (n as u32 & 0xffff))
+}
+
+/// Patches probe `n` (to [`target`]) into a prepared template buffer, as the sender does.
+#[inline]
+fn stamp_probe(t: &Template, buf: &mut [u8], n: u64) {
+    let dst = IpAddr::V4(target(n));
+    let (ident, seq) = NUM.ident_seq(n);
+    let stamp = Stamp {
+        session: 9,
+        n,
+        cookie: n as u32,
+        t_send_ns: n,
+    };
+    let mac = KEY.mac(dst, ident, seq, &stamp);
+    t.patch(
+        buf,
+        &ProbeFields {
+            dst,
+            ttl: 64,
+            ident,
+            seq,
+            stamp,
+            mac,
+        },
+    )
+    .unwrap();
+}
+
 fn checksums(c: &mut Criterion) {
     let mut g = c.benchmark_group("checksum");
     for len in [64usize, 1500] {
@@ -39,27 +70,7 @@ fn probe_build(c: &mut Criterion) {
     g.bench_function("stamp+mac+patch", |b| {
         b.iter(|| {
             n += 1;
-            let dst = IpAddr::from((0xc613_0000u32 | (n as u32 & 0xffff)).to_be_bytes());
-            let (ident, seq) = NUM.ident_seq(n);
-            let stamp = Stamp {
-                session: 9,
-                n,
-                cookie: n as u32,
-                t_send_ns: n,
-            };
-            let mac = KEY.mac(dst, ident, seq, &stamp);
-            t.patch(
-                &mut buf,
-                &ProbeFields {
-                    dst,
-                    ttl: 64,
-                    ident,
-                    seq,
-                    stamp,
-                    mac,
-                },
-            )
-            .unwrap();
+            stamp_probe(&t, &mut buf, n);
             black_box(&buf);
         })
     });
@@ -71,37 +82,16 @@ fn replies(count: u64, t: &Template) -> Vec<Vec<u8>> {
     let us = std::net::Ipv4Addr::new(198, 18, 0, 1);
     (0..count)
         .map(|n| {
-            let dst4 = std::net::Ipv4Addr::from(0xc613_0000u32 | (n as u32 & 0xffff));
-            let dst = IpAddr::V4(dst4);
-            let (ident, seq) = NUM.ident_seq(n);
-            let stamp = Stamp {
-                session: 9,
-                n,
-                cookie: n as u32,
-                t_send_ns: n,
-            };
-            let mac = KEY.mac(dst, ident, seq, &stamp);
             let mut m = vec![0u8; t.len()];
             t.prepare(&mut m).unwrap();
-            t.patch(
-                &mut m,
-                &ProbeFields {
-                    dst,
-                    ttl: 64,
-                    ident,
-                    seq,
-                    stamp,
-                    mac,
-                },
-            )
-            .unwrap();
+            stamp_probe(t, &mut m, n);
             m[0] = 0;
             m[2..4].fill(0);
             let ck = checksum::checksum(&m);
             m[2..4].copy_from_slice(&ck.to_be_bytes());
             let mut p = vec![0u8; 20];
             let r = ipv4::Repr {
-                src: dst4,
+                src: target(n),
                 dst: us,
                 protocol: 1,
                 payload_len: m.len(),
@@ -126,7 +116,7 @@ fn parse_and_match(c: &mut Criterion) {
             || {
                 let table = Arc::new(InflightTable::new(N as usize));
                 for n in 0..N {
-                    let target = IpAddr::from((0xc613_0000u32 | n as u32).to_be_bytes());
+                    let target = IpAddr::V4(target(n));
                     table.claim(&ProbeInfo {
                         n,
                         target,
