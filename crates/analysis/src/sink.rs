@@ -17,7 +17,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{Error, Result};
-use crate::schema::{COLUMNS, Row, record_batch, schema};
+use crate::schema::{COLUMNS, Row, Value, record_batch, schema};
 
 /// Rows per Arrow record batch, and the chunk size callers should stream rows in.
 pub const CHUNK_ROWS: usize = 8192;
@@ -257,14 +257,7 @@ impl<W: Write> Sink for CsvSink<W> {
                 if value.is_null() {
                     continue;
                 }
-                self.cell.clear();
-                // Writing to a String cannot fail.
-                let _ = write!(self.cell, "{value}");
-                if value.is_text() {
-                    push_csv_field(&mut self.line, &self.cell);
-                } else {
-                    self.line.push_str(&self.cell);
-                }
+                push_value(&mut self.line, &mut self.cell, value, push_csv_field);
             }
             self.line.push('\n');
             self.out.write_all(self.line.as_bytes())?;
@@ -276,6 +269,24 @@ impl<W: Write> Sink for CsvSink<W> {
         self.header()?;
         self.out.flush()?;
         Ok(())
+    }
+}
+
+/// Appends a non-null value to `line`: text through `quote`, numbers as they print. `cell`
+/// is scratch space, reused so that rows allocate nothing once warm.
+fn push_value(
+    line: &mut String,
+    cell: &mut String,
+    value: &Value<'_>,
+    quote: fn(&mut String, &str),
+) {
+    cell.clear();
+    // Writing to a String cannot fail.
+    let _ = write!(cell, "{value}");
+    if value.is_text() {
+        quote(line, cell);
+    } else {
+        line.push_str(cell);
     }
 }
 
@@ -331,14 +342,7 @@ impl<W: Write> Sink for JsonlSink<W> {
                     self.line.push_str("null");
                     continue;
                 }
-                self.cell.clear();
-                // Writing to a String cannot fail.
-                let _ = write!(self.cell, "{value}");
-                if value.is_text() {
-                    push_json_string(&mut self.line, &self.cell);
-                } else {
-                    self.line.push_str(&self.cell);
-                }
+                push_value(&mut self.line, &mut self.cell, value, push_json_string);
             }
             self.line.push_str("}\n");
             self.out.write_all(self.line.as_bytes())?;
