@@ -22,6 +22,27 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Runs `asdic ping ARGS -q -o NAME.parquet` on the bed, expects exit status 1 (every bed
+/// range holds dead hosts) and `rows` rows, and returns the rows and the file's metadata.
+fn ping_to_parquet(bed: &Bed, name: &str, args: &[&str], rows: usize) -> Parquet {
+    let out = scratch(&format!("{name}.parquet"));
+    let mut all = vec!["ping"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-q", "-o", out.to_str().unwrap()]);
+    let o = bed.asdic(&all);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "some targets are dead: exit 1\n{}",
+        stderr(&o)
+    );
+    let (found, meta) = read_parquet(&out);
+    assert_eq!(found.len(), rows);
+    (found, meta)
+}
+
+type Parquet = (Vec<HashMap<String, Value>>, HashMap<String, String>);
+
 /// Checks every row against the bed's rules: exact live set, exact unreachable set with type,
 /// code and responder, dead hosts timed out.
 fn assert_ground_truth(truth: &Value, rows: &[HashMap<String, Value>], count: u64) -> [u64; 3] {
@@ -75,26 +96,12 @@ fn ipv4_slash16_matches_ground_truth_exactly() {
     let bed = Bed::up("p16", &[]);
     let truth = bed.truth();
     assert_eq!(truth["reject4"]["prefix"], "198.19.77.0/24");
-    let out = scratch("p16.parquet");
-    let o = bed.asdic(&[
-        "ping",
-        "198.19.0.0/16",
-        "--rate",
-        "20000",
-        "-W",
-        "1s",
-        "-q",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "some targets are dead: exit 1\n{}",
-        stderr(&o)
+    let (rows, meta) = ping_to_parquet(
+        &bed,
+        "p16",
+        &["198.19.0.0/16", "--rate", "20000", "-W", "1s"],
+        65_536,
     );
-    let (rows, meta) = read_parquet(&out);
-    assert_eq!(rows.len(), 65_536);
     let seen = assert_ground_truth(&truth, &rows, 1);
     // 256 rejected; dead = x % 97 == 13 outside 198.19.77.0/24.
     let dead = (0..65_536u32)
@@ -116,23 +123,20 @@ fn ipv6_prefix_matches_ground_truth_exactly() {
     let Some(()) = require_bed() else { return };
     let bed = Bed::up("p6", &[]);
     let truth = bed.truth();
-    let out = scratch("p6.parquet");
-    let o = bed.asdic(&[
-        "ping",
-        "2001:db8:1::4c00/118",
-        "--rate",
-        "5000",
-        "-c",
-        "2",
-        "-i",
-        "100ms",
-        "-q",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let (rows, _) = read_parquet(&out);
-    assert_eq!(rows.len(), 1024);
+    let (rows, _) = ping_to_parquet(
+        &bed,
+        "p6",
+        &[
+            "2001:db8:1::4c00/118",
+            "--rate",
+            "5000",
+            "-c",
+            "2",
+            "-i",
+            "100ms",
+        ],
+        1024,
+    );
     let seen = assert_ground_truth(&truth, &rows, 2);
     assert_eq!(seen[2], 256);
     assert!(seen[1] > 0 && seen[0] > 0);
@@ -143,23 +147,20 @@ fn random_loss_is_counted_exactly() {
     let Some(()) = require_bed() else { return };
     let bed = Bed::up("loss", &["--loss", "10"]);
     let truth = bed.truth();
-    let out = scratch("loss.parquet");
-    let o = bed.asdic(&[
-        "ping",
-        "198.19.16.0/22",
-        "--rate",
-        "10000",
-        "-c",
-        "3",
-        "-i",
-        "200ms",
-        "-q",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let (rows, _) = read_parquet(&out);
-    assert_eq!(rows.len(), 1024);
+    let (rows, _) = ping_to_parquet(
+        &bed,
+        "loss",
+        &[
+            "198.19.16.0/22",
+            "--rate",
+            "10000",
+            "-c",
+            "3",
+            "-i",
+            "200ms",
+        ],
+        1024,
+    );
     let sum = |k: &str| rows.iter().map(|r| u(r, k)).sum::<u64>();
     let dead = rows
         .iter()
