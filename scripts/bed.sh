@@ -321,7 +321,15 @@ _up_fail() {
 	exit "$((rc == 0 ? 1 : rc))"
 }
 
+# parse_up_opts [ID] [OPTIONS] [-- CMD...]: sets UP_ID (default demo), LOSS, DEAD_MOD,
+# DEAD_REM and UP_REST (the command after --).
 parse_up_opts() {
+	UP_ID=demo
+	if [[ $# -gt 0 && $1 != -* ]]; then
+		check_id "$1"
+		UP_ID=$1
+		shift
+	fi
 	LOSS=$DEF_LOSS DEAD_MOD=$DEF_DEAD_MOD DEAD_REM=$DEF_DEAD_REM
 	UP_REST=()
 	while (($#)); do
@@ -448,13 +456,8 @@ bed_up() {
 }
 
 cmd_up() {
-	local id=demo
-	if [[ $# -gt 0 && $1 != -* ]]; then
-		check_id "$1"
-		id=$1
-		shift
-	fi
 	parse_up_opts "$@"
+	local id=$UP_ID
 	((${#UP_REST[@]} == 0)) || die "up: unexpected arguments after --"
 	need_root
 	need_tools
@@ -552,13 +555,8 @@ _run_exit() {
 }
 
 cmd_run() {
-	local id=demo
-	if [[ $# -gt 0 && $1 != -* ]]; then
-		check_id "$1"
-		id=$1
-		shift
-	fi
 	parse_up_opts "$@"
+	local id=$UP_ID
 	((${#UP_REST[@]} > 0)) || die "run: expected '-- CMD...'"
 	need_root
 	need_tools
