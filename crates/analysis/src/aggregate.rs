@@ -220,6 +220,7 @@ mod tests {
             cookie,
             target,
             t_send_ns: 0,
+            attempt: 0,
             outcome,
         }
     }
@@ -362,6 +363,7 @@ mod tests {
                 cookie,
                 target,
                 t_send_ns: r,
+                attempt: 0,
                 outcome,
             });
         }

@@ -34,11 +34,21 @@ pub enum Error {
         /// Number of names given.
         names: usize,
     },
-    /// A row value does not fit its column's Arrow type (a bug in [`Row::values`](crate::Row::values)).
+    /// A row value does not fit its column's Arrow type (a bug in a
+    /// [`Record::visit`](crate::Record::visit), such as [`Row::values`](crate::Row::values)).
     #[error("column {column}: value does not match the column type")]
     ColumnType {
         /// The column's name.
         column: &'static str,
+    },
+    /// A record yielded a number of cells other than its number of columns (a bug in its
+    /// [`Record::visit`](crate::Record::visit)).
+    #[error("a record has {cells} cells for {columns} columns")]
+    CellCount {
+        /// Number of columns of the record type.
+        columns: usize,
+        /// Number of cells the record yielded.
+        cells: usize,
     },
 }
 

@@ -7,6 +7,9 @@
 //! [`Sink`], every format following the single [`schema`](schema::schema) and its
 //! documented [`COLUMNS`].
 //!
+//! `asdic scan` writes one [`ScanRow`] per probe event instead ([`SCAN_COLUMNS`]). Both
+//! are [`Record`]s, and the Parquet, CSV and JSONL sinks take any record.
+//!
 //! It must never touch sockets or the network, nor keep per-event state beyond one RTT
 //! sample per reply: it only reads events it is handed and writes the files or streams it
 //! is given. No unsafe code; no panics on any input.
@@ -20,6 +23,8 @@
 pub mod aggregate;
 /// The crate's error type.
 pub mod error;
+/// Scan output: one row per probe event.
+pub mod scan;
 /// The one output schema: columns, rows and rows → Arrow.
 pub mod schema;
 /// Output sinks: Parquet, CSV, JSON Lines, table.
@@ -31,9 +36,11 @@ pub mod summary;
 
 pub use aggregate::{Aggregator, RttTotals, Totals};
 pub use error::{Error, Result};
-pub use schema::{COLUMNS, NUM_COLUMNS, Row, Value, record_batch, schema};
+pub use scan::{SCAN_COLUMNS, SCAN_NUM_COLUMNS, ScanOutcome, ScanRow, scan_schema};
+pub use schema::{COLUMNS, NUM_COLUMNS, Record, Row, Value, record_batch, schema};
 pub use sink::{
-    CHUNK_ROWS, CsvSink, Format, JsonlSink, ParquetSink, ROW_GROUP_ROWS, Sink, TableSink, sink_for,
+    CHUNK_ROWS, CsvSink, Format, JsonlSink, ParquetSink, ROW_GROUP_ROWS, Sink, TableSink,
+    TextFormat, sink_for, text_sink,
 };
 pub use stats::{FirstError, Rtt, TargetStats};
 pub use summary::summary_line;

@@ -1,15 +1,23 @@
-//! The one output schema shared by every format: columns, [`Row`], and rows → Arrow.
+//! Output schemas shared by every format: the [`Record`] trait, ping's [`Row`], and
+//! records → Arrow.
 //!
-//! [`COLUMNS`] names and describes the columns, [`schema()`] gives their Arrow types, and
-//! [`Row::values`] yields a row's cells in the same order. The Arrow, CSV and JSONL writers
-//! all walk these, so the formats cannot drift apart.
+//! A [`Record`] names and describes its columns ([`Record::columns`]), gives their Arrow
+//! types ([`Record::schema`]) and yields a row's cells in the same order
+//! ([`Record::visit`]). The Arrow, CSV and JSONL writers all walk these, so the formats
+//! cannot drift apart.
+//!
+//! Ping's per-target [`Row`] is one record: [`COLUMNS`] and [`schema()`] are its columns
+//! and Arrow schema, [`Row::values`] its cells. Scan's per-event
+//! [`ScanRow`](crate::scan::ScanRow) is another.
 
 use core::fmt;
 use core::net::IpAddr;
 use std::fmt::Write as _;
 use std::sync::{Arc, LazyLock};
 
-use arrow_array::builder::{Float64Builder, StringBuilder, UInt8Builder, UInt64Builder};
+use arrow_array::builder::{
+    Float64Builder, Int32Builder, StringBuilder, UInt8Builder, UInt64Builder,
+};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use asdic_wire::registry::Describe;
@@ -17,10 +25,26 @@ use asdic_wire::registry::Describe;
 use crate::error::{Error, Result};
 use crate::stats::{FirstError, Rtt};
 
-/// Number of output columns.
+/// A kind of output row: its columns, Arrow schema and cells.
+///
+/// Every sink ([`Sink`](crate::Sink)) and [`record_batch`] works from these three, so a
+/// record's Parquet, CSV and JSONL forms always have the same columns in the same order.
+pub trait Record {
+    /// Every column in order, as (name, one-line description).
+    fn columns() -> &'static [(&'static str, &'static str)];
+
+    /// The Arrow schema, in [`columns()`](Record::columns) order.
+    fn schema() -> SchemaRef;
+
+    /// Calls `f` with each cell in [`columns()`](Record::columns) order, exactly once per
+    /// column; each value must fit its column's Arrow type (see [`Value`]).
+    fn visit<'s>(&'s self, f: &mut dyn FnMut(Value<'s>));
+}
+
+/// Number of ping output columns.
 pub const NUM_COLUMNS: usize = 22;
 
-/// Every output column in order, as (name, one-line description).
+/// Every ping output column in order, as (name, one-line description).
 pub const COLUMNS: &[(&str, &str)] = &[
     ("target", "Probed address"),
     (
@@ -128,12 +152,12 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
-/// The Arrow schema of the output, in [`COLUMNS`] order.
+/// The Arrow schema of ping's output, in [`COLUMNS`] order.
 pub fn schema() -> SchemaRef {
     Arc::clone(&SCHEMA)
 }
 
-/// One target's results, as written to every output format.
+/// One target's ping results, as written to every output format.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Row<'a> {
     /// The probed address.
@@ -202,7 +226,28 @@ impl Row<'_> {
     }
 }
 
-/// One cell of a [`Row`]. `Display` gives its text form (empty for null).
+impl Record for Row<'_> {
+    fn columns() -> &'static [(&'static str, &'static str)] {
+        COLUMNS
+    }
+
+    fn schema() -> SchemaRef {
+        schema()
+    }
+
+    fn visit<'s>(&'s self, f: &mut dyn FnMut(Value<'s>)) {
+        for value in self.values() {
+            f(value);
+        }
+    }
+}
+
+/// One cell of a [`Record`]. `Display` gives its text form (empty for null).
+///
+/// Arrow column types: [`Str`](Value::Str), [`Addr`](Value::Addr) and
+/// [`Icmp`](Value::Icmp) go to `Utf8`, [`U8`](Value::U8) to `UInt8`,
+/// [`I32`](Value::I32) to `Int32`, [`U64`](Value::U64) to `UInt64`, [`F64`](Value::F64)
+/// to `Float64`, and [`Null`](Value::Null) to any nullable column.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Value<'a> {
     /// No value.
@@ -215,6 +260,8 @@ pub enum Value<'a> {
     Icmp(Describe),
     /// A small integer.
     U8(u8),
+    /// A signed integer (an OS error number…).
+    I32(i32),
     /// A counter.
     U64(u64),
     /// A float; text formats write non-finite values as null.
@@ -245,6 +292,7 @@ impl fmt::Display for Value<'_> {
             Value::Addr(a) => a.fmt(f),
             Value::Icmp(d) => d.fmt(f),
             Value::U8(x) => x.fmt(f),
+            Value::I32(x) => x.fmt(f),
             Value::U64(x) => x.fmt(f),
             Value::F64(x) if x.is_finite() => x.fmt(f),
             Value::F64(_) => Ok(()),
@@ -252,51 +300,75 @@ impl fmt::Display for Value<'_> {
     }
 }
 
-/// Converts rows to an Arrow record batch of [`schema()`].
+/// Converts records to an Arrow record batch of [`R::schema()`](Record::schema).
 ///
 /// # Errors
-/// [`Error::ColumnType`] or [`Error::Arrow`] if a value does not fit its column, which
-/// would be a bug in [`Row::values`].
-pub fn record_batch(rows: &[Row<'_>]) -> Result<RecordBatch> {
-    let schema = schema();
+/// [`Error::ColumnType`] or [`Error::Arrow`] if a value does not fit its column, and
+/// [`Error::CellCount`] if a record yields the wrong number of cells: both would be bugs in
+/// the [`Record`] implementation.
+pub fn record_batch<R: Record>(rows: &[R]) -> Result<RecordBatch> {
+    let schema = R::schema();
+    let names = R::columns();
+    let name = |i: usize| names.get(i).map_or("?", |(name, _)| *name);
     let mut builders = schema
         .fields()
         .iter()
         .map(|f| ColumnBuilder::new(f.data_type(), rows.len()))
         .collect::<Vec<_>>();
     for row in rows {
-        for ((value, builder), (name, _)) in
-            row.values().into_iter().zip(&mut builders).zip(COLUMNS)
-        {
-            let builder = builder.as_mut().ok_or(Error::ColumnType { column: name })?;
-            builder.append(value, name)?;
+        let mut cells = 0;
+        let mut failed = None;
+        row.visit(&mut |value| {
+            let i = cells;
+            cells += 1;
+            if failed.is_some() {
+                return;
+            }
+            let appended = match builders.get_mut(i) {
+                Some(Some(builder)) => builder.append(value, name(i)),
+                Some(None) => Err(Error::ColumnType { column: name(i) }),
+                // Too many cells: counted and reported below.
+                None => Ok(()),
+            };
+            failed = appended.err();
+        });
+        if let Some(error) = failed {
+            return Err(error);
+        }
+        if cells != builders.len() {
+            return Err(Error::CellCount {
+                columns: builders.len(),
+                cells,
+            });
         }
     }
     let columns = builders
         .into_iter()
-        .zip(COLUMNS)
-        .map(|(b, (name, _))| {
+        .enumerate()
+        .map(|(i, b)| {
             b.map(ColumnBuilder::finish)
-                .ok_or(Error::ColumnType { column: name })
+                .ok_or(Error::ColumnType { column: name(i) })
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-/// A builder for one column of one of the types [`schema()`] uses.
+/// A builder for one column of one of the Arrow types [`Value`] maps to.
 enum ColumnBuilder {
     Utf8(StringBuilder),
     UInt8(UInt8Builder),
+    Int32(Int32Builder),
     UInt64(UInt64Builder),
     Float64(Float64Builder),
 }
 
 impl ColumnBuilder {
-    /// A builder for `data_type`, `None` for a type the schema does not use.
+    /// A builder for `data_type`, `None` for a type no [`Value`] maps to.
     fn new(data_type: &DataType, capacity: usize) -> Option<Self> {
         Some(match data_type {
             DataType::Utf8 => Self::Utf8(StringBuilder::with_capacity(capacity, capacity * 16)),
             DataType::UInt8 => Self::UInt8(UInt8Builder::with_capacity(capacity)),
+            DataType::Int32 => Self::Int32(Int32Builder::with_capacity(capacity)),
             DataType::UInt64 => Self::UInt64(UInt64Builder::with_capacity(capacity)),
             DataType::Float64 => Self::Float64(Float64Builder::with_capacity(capacity)),
             _ => return None,
@@ -307,6 +379,7 @@ impl ColumnBuilder {
         match (self, value) {
             (Self::Utf8(b), Value::Null) => b.append_null(),
             (Self::UInt8(b), Value::Null) => b.append_null(),
+            (Self::Int32(b), Value::Null) => b.append_null(),
             (Self::UInt64(b), Value::Null) => b.append_null(),
             (Self::Float64(b), Value::Null) => b.append_null(),
             (Self::Utf8(b), Value::Str(s)) => b.append_value(s),
@@ -316,6 +389,7 @@ impl ColumnBuilder {
                 b.append_value("");
             }
             (Self::UInt8(b), Value::U8(x)) => b.append_value(x),
+            (Self::Int32(b), Value::I32(x)) => b.append_value(x),
             (Self::UInt64(b), Value::U64(x)) => b.append_value(x),
             (Self::Float64(b), Value::F64(x)) => b.append_value(x),
             _ => return Err(Error::ColumnType { column }),
@@ -327,6 +401,7 @@ impl ColumnBuilder {
         match &mut self {
             Self::Utf8(b) => Arc::new(b.finish()),
             Self::UInt8(b) => Arc::new(b.finish()),
+            Self::Int32(b) => Arc::new(b.finish()),
             Self::UInt64(b) => Arc::new(b.finish()),
             Self::Float64(b) => Arc::new(b.finish()),
         }
@@ -427,6 +502,7 @@ pub(crate) mod tests {
                         field.data_type() == &DataType::Utf8
                     }
                     Value::U8(_) => field.data_type() == &DataType::UInt8,
+                    Value::I32(_) => field.data_type() == &DataType::Int32,
                     Value::U64(_) => field.data_type() == &DataType::UInt64,
                     Value::F64(_) => field.data_type() == &DataType::Float64,
                 };
@@ -466,7 +542,7 @@ pub(crate) mod tests {
         assert_eq!(col("responder").as_string::<i32>().value(0), "198.51.100.7");
         assert_eq!(col("timeouts").as_primitive::<UInt64Type>().value(1), 2);
         assert_eq!(col("late").as_primitive::<UInt64Type>().value(0), 1);
-        let empty = record_batch(&[]).unwrap();
+        let empty = record_batch::<Row<'_>>(&[]).unwrap();
         assert_eq!(empty.num_rows(), 0);
     }
 }

@@ -3,9 +3,14 @@
 //! Every sink takes rows in slices, so a caller streaming [`Aggregator::rows`] in chunks of
 //! [`CHUNK_ROWS`] keeps memory bounded whatever the number of targets.
 //!
+//! The Parquet, CSV and JSONL sinks work for any [`Record`] (ping's [`Row`], scan's
+//! [`ScanRow`](crate::ScanRow)…); the human table is ping's alone. [`sink_for`] picks a
+//! sink of ping rows by [`Format`], [`text_sink`] a CSV or JSONL sink of any record.
+//!
 //! [`Aggregator::rows`]: crate::Aggregator::rows
 
 use core::fmt::Write as _;
+use core::marker::PhantomData;
 use core::str::FromStr;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -17,7 +22,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{Error, Result};
-use crate::schema::{COLUMNS, Row, Value, record_batch, schema};
+use crate::schema::{Record, Row, Value, record_batch};
 
 /// Rows per Arrow record batch, and the chunk size callers should stream rows in.
 pub const CHUNK_ROWS: usize = 8192;
@@ -25,13 +30,17 @@ pub const CHUNK_ROWS: usize = 8192;
 /// Maximum rows per Parquet row group.
 pub const ROW_GROUP_ROWS: usize = 65536;
 
-/// Somewhere rows go.
-pub trait Sink {
+/// Somewhere rows of type `R` go.
+///
+/// For ping rows, which borrow from the aggregator, a sink object is
+/// `dyn Sink<Row<'a>>` with `'a` the aggregator's borrow.
+pub trait Sink<R> {
     /// Writes `rows`, in order, after those written before.
     ///
     /// # Errors
-    /// When the underlying writer fails.
-    fn write_rows(&mut self, rows: &[Row<'_>]) -> Result<()>;
+    /// When the underlying writer fails, or ([`Error::ColumnType`], [`Error::CellCount`])
+    /// when a record's cells do not match its columns.
+    fn write_rows(&mut self, rows: &[R]) -> Result<()>;
 
     /// Writes whatever is buffered and completes the output (Parquet footer, rename into
     /// place, header of an empty CSV…).
@@ -41,7 +50,7 @@ pub trait Sink {
     fn finish(self: Box<Self>) -> Result<()>;
 }
 
-/// A text output format (Parquet, being file-only, is [`ParquetSink`]).
+/// A ping output format for [`sink_for`] (Parquet, being file-only, is [`ParquetSink`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
     /// Aligned human-readable table ([`TableSink`]).
@@ -84,8 +93,11 @@ impl core::fmt::Display for Format {
     }
 }
 
-/// A sink writing `format` to `writer` (buffered by the sink).
-pub fn sink_for<'a, W: Write + 'a>(format: Format, writer: W) -> Box<dyn Sink + 'a> {
+/// A sink of ping rows writing `format` to `writer` (buffered by the sink).
+pub fn sink_for<'a, 'r: 'a, W: Write + 'a>(
+    format: Format,
+    writer: W,
+) -> Box<dyn Sink<Row<'r>> + 'a> {
     match format {
         Format::Table => Box::new(TableSink::new(writer)),
         Format::Csv => Box::new(CsvSink::new(writer)),
@@ -93,22 +105,61 @@ pub fn sink_for<'a, W: Write + 'a>(format: Format, writer: W) -> Box<dyn Sink + 
     }
 }
 
-/// Writes a Parquet file: ZSTD, record batches of [`CHUNK_ROWS`], row groups of at most
-/// [`ROW_GROUP_ROWS`], run parameters as key-value metadata.
+/// A text format any [`Record`] can be written in, for [`text_sink`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextFormat {
+    /// Comma-separated values with a header line ([`CsvSink`]).
+    Csv,
+    /// One JSON object per line ([`JsonlSink`]).
+    Jsonl,
+}
+
+/// A sink of `R` records writing `format` to `writer` (buffered by the sink).
+pub fn text_sink<'a, R: Record + 'a, W: Write + 'a>(
+    format: TextFormat,
+    writer: W,
+) -> Box<dyn Sink<R> + 'a> {
+    match format {
+        TextFormat::Csv => Box::new(CsvSink::new(writer)),
+        TextFormat::Jsonl => Box::new(JsonlSink::new(writer)),
+    }
+}
+
+/// Calls `f` with the index and value of each of `row`'s cells, then checks that there
+/// was one cell per column.
+fn for_each_cell<R: Record>(row: &R, mut f: impl FnMut(usize, &Value<'_>)) -> Result<()> {
+    let mut cells = 0;
+    row.visit(&mut |value| {
+        f(cells, &value);
+        cells += 1;
+    });
+    let columns = R::columns().len();
+    if cells == columns {
+        Ok(())
+    } else {
+        Err(Error::CellCount { columns, cells })
+    }
+}
+
+/// Writes a Parquet file of `R` records: ZSTD, record batches of [`CHUNK_ROWS`], row
+/// groups of at most [`ROW_GROUP_ROWS`] (fewer where [`flush`](ParquetSink::flush) cut
+/// them), run parameters as key-value metadata.
 ///
 /// Data goes to `<path>.tmp`, renamed to `<path>` only by a successful
 /// [`finish`](Sink::finish): a crash never leaves a partial file under the final name, and
 /// dropping the sink unfinished removes the temporary file.
 #[derive(Debug)]
-pub struct ParquetSink {
+pub struct ParquetSink<R> {
     // Field order matters: the file closes before the guard removes it.
     writer: ArrowWriter<File>,
     tmp: TmpFile,
     path: PathBuf,
+    rows: PhantomData<fn(&R)>,
 }
 
-impl ParquetSink {
-    /// Creates `<path>.tmp` (replacing a stale one) with `metadata` as key-value metadata.
+impl<R: Record> ParquetSink<R> {
+    /// Creates `<path>.tmp` (replacing a stale one) with `metadata` as key-value metadata,
+    /// for records of [`R::schema()`](Record::schema).
     ///
     /// # Errors
     /// [`Error::File`] if the temporary file cannot be created, [`Error::Parquet`] if the
@@ -131,8 +182,13 @@ impl ParquetSink {
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_key_value_metadata(Some(metadata))
             .build();
-        let writer = ArrowWriter::try_new(file, schema(), Some(props))?;
-        Ok(Self { writer, tmp, path })
+        let writer = ArrowWriter::try_new(file, R::schema(), Some(props))?;
+        Ok(Self {
+            writer,
+            tmp,
+            path,
+            rows: PhantomData,
+        })
     }
 
     /// Adds a key-value pair to the file's metadata (end time, totals…); allowed until
@@ -151,10 +207,33 @@ impl ParquetSink {
     pub fn tmp_path(&self) -> &Path {
         &self.tmp.path
     }
+
+    /// Writes the rows buffered so far to the file as a complete row group (nothing when
+    /// none are buffered), so that a long streaming run bounds its memory and gets its
+    /// data out of the process; the row group is readable once the file is finished.
+    ///
+    /// This does not fsync: [`finish`](Sink::finish) does, once.
+    ///
+    /// # Errors
+    /// [`Error::Parquet`] if encoding or writing fails.
+    pub fn flush(&mut self) -> Result<()> {
+        self.writer.flush()?;
+        Ok(())
+    }
+
+    /// Rows buffered in memory, not yet written as a row group.
+    pub fn buffered_rows(&self) -> usize {
+        self.writer.in_progress_rows()
+    }
+
+    /// Estimated memory, in bytes, held by the buffered rows.
+    pub fn buffered_bytes(&self) -> usize {
+        self.writer.memory_size()
+    }
 }
 
-impl Sink for ParquetSink {
-    fn write_rows(&mut self, rows: &[Row<'_>]) -> Result<()> {
+impl<R: Record> Sink<R> for ParquetSink<R> {
+    fn write_rows(&mut self, rows: &[R]) -> Result<()> {
         for chunk in rows.chunks(CHUNK_ROWS) {
             self.writer.write(&record_batch(chunk)?)?;
         }
@@ -166,6 +245,7 @@ impl Sink for ParquetSink {
             mut writer,
             tmp,
             path,
+            rows: _,
         } = *self;
         writer.finish()?;
         let file_error = |source| Error::File {
@@ -209,15 +289,18 @@ impl Drop for TmpFile {
 
 /// CSV with a header line: RFC 4180 quoting (fields holding `,` `"` CR or LF are quoted,
 /// quotes doubled), an empty field for null, `""` for an empty string, LF line ends.
+///
+/// The header names [`R::columns()`](Record::columns).
 #[derive(Debug)]
-pub struct CsvSink<W: Write> {
+pub struct CsvSink<W: Write, R> {
     out: BufWriter<W>,
     header_written: bool,
     line: String,
     cell: String,
+    rows: PhantomData<fn(&R)>,
 }
 
-impl<W: Write> CsvSink<W> {
+impl<W: Write, R: Record> CsvSink<W, R> {
     /// A CSV sink over `writer`; the header goes out with the first rows or at finish.
     pub fn new(writer: W) -> Self {
         Self {
@@ -225,6 +308,7 @@ impl<W: Write> CsvSink<W> {
             header_written: false,
             line: String::new(),
             cell: String::new(),
+            rows: PhantomData,
         }
     }
 
@@ -234,7 +318,7 @@ impl<W: Write> CsvSink<W> {
         }
         self.header_written = true;
         self.line.clear();
-        for (i, (name, _)) in COLUMNS.iter().enumerate() {
+        for (i, (name, _)) in R::columns().iter().enumerate() {
             if i > 0 {
                 self.line.push(',');
             }
@@ -245,20 +329,20 @@ impl<W: Write> CsvSink<W> {
     }
 }
 
-impl<W: Write> Sink for CsvSink<W> {
-    fn write_rows(&mut self, rows: &[Row<'_>]) -> Result<()> {
+impl<W: Write, R: Record> Sink<R> for CsvSink<W, R> {
+    fn write_rows(&mut self, rows: &[R]) -> Result<()> {
         self.header()?;
         for row in rows {
-            self.line.clear();
-            for (i, value) in row.values().iter().enumerate() {
+            let Self { line, cell, .. } = self;
+            line.clear();
+            for_each_cell(row, |i, value| {
                 if i > 0 {
-                    self.line.push(',');
+                    line.push(',');
                 }
-                if value.is_null() {
-                    continue;
+                if !value.is_null() {
+                    push_value(line, cell, value, push_csv_field);
                 }
-                push_value(&mut self.line, &mut self.cell, value, push_csv_field);
-            }
+            })?;
             self.line.push('\n');
             self.out.write_all(self.line.as_bytes())?;
         }
@@ -307,43 +391,51 @@ fn push_csv_field(line: &mut String, s: &str) {
     line.push('"');
 }
 
-/// JSON Lines: one object per row with the [`COLUMNS`] as keys in order, `null` for null
-/// (and for non-finite floats).
+/// JSON Lines: one object per row with the [`R::columns()`](Record::columns) as keys in
+/// order, `null` for null (and for non-finite floats).
 #[derive(Debug)]
-pub struct JsonlSink<W: Write> {
+pub struct JsonlSink<W: Write, R> {
     out: BufWriter<W>,
     line: String,
     cell: String,
+    rows: PhantomData<fn(&R)>,
 }
 
-impl<W: Write> JsonlSink<W> {
+impl<W: Write, R: Record> JsonlSink<W, R> {
     /// A JSON Lines sink over `writer`.
     pub fn new(writer: W) -> Self {
         Self {
             out: BufWriter::new(writer),
             line: String::new(),
             cell: String::new(),
+            rows: PhantomData,
         }
     }
 }
 
-impl<W: Write> Sink for JsonlSink<W> {
-    fn write_rows(&mut self, rows: &[Row<'_>]) -> Result<()> {
+impl<W: Write, R: Record> Sink<R> for JsonlSink<W, R> {
+    fn write_rows(&mut self, rows: &[R]) -> Result<()> {
+        let columns = R::columns();
         for row in rows {
-            self.line.clear();
-            self.line.push('{');
-            for (i, (value, (name, _))) in row.values().iter().zip(COLUMNS).enumerate() {
+            let Self { line, cell, .. } = self;
+            line.clear();
+            line.push('{');
+            for_each_cell(row, |i, value| {
+                // A cell beyond the columns fails the row below.
+                let Some((name, _)) = columns.get(i) else {
+                    return;
+                };
                 if i > 0 {
-                    self.line.push(',');
+                    line.push(',');
                 }
-                push_json_string(&mut self.line, name);
-                self.line.push(':');
+                push_json_string(line, name);
+                line.push(':');
                 if value.is_null() {
-                    self.line.push_str("null");
-                    continue;
+                    line.push_str("null");
+                } else {
+                    push_value(line, cell, value, push_json_string);
                 }
-                push_value(&mut self.line, &mut self.cell, value, push_json_string);
-            }
+            })?;
             self.line.push_str("}\n");
             self.out.write_all(self.line.as_bytes())?;
         }
@@ -421,7 +513,7 @@ impl<W: Write> TableSink<W> {
     }
 }
 
-impl<W: Write> Sink for TableSink<W> {
+impl<W: Write> Sink<Row<'_>> for TableSink<W> {
     fn write_rows(&mut self, rows: &[Row<'_>]) -> Result<()> {
         self.header()?;
         for row in rows {
@@ -498,8 +590,9 @@ fn push_note(line: &mut String, row: &Row<'_>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::schema::schema;
     use crate::schema::tests::{empty_row, full_row};
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float64Type, UInt64Type};
@@ -516,7 +609,7 @@ mod tests {
     }
 
     /// A path under the temp dir that no other test (or test run) uses.
-    fn temp_path(tag: &str) -> PathBuf {
+    pub(crate) fn temp_path(tag: &str) -> PathBuf {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -654,7 +747,10 @@ target,name,sent,received,loss_pct,rtt_last_us,rtt_min_us,rtt_avg_us,rtt_max_us,
         }
     }
 
-    fn read_parquet(path: &Path) -> (parquet::file::metadata::ParquetMetaData, Vec<RecordBatch>) {
+    /// The metadata and record batches of the Parquet file at `path`.
+    pub(crate) fn read_parquet(
+        path: &Path,
+    ) -> (parquet::file::metadata::ParquetMetaData, Vec<RecordBatch>) {
         let file = File::open(path).unwrap();
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
         let metadata = builder.metadata().as_ref().clone();
@@ -796,7 +892,7 @@ target,name,sent,received,loss_pct,rtt_last_us,rtt_min_us,rtt_avg_us,rtt_max_us,
     #[test]
     fn parquet_dropped_unfinished_leaves_nothing() {
         let path = temp_path("dropped");
-        let sink = ParquetSink::create(&path, Vec::new()).unwrap();
+        let sink = ParquetSink::<Row<'_>>::create(&path, Vec::new()).unwrap();
         let tmp = sink.tmp_path().to_path_buf();
         assert!(tmp.exists());
         drop(sink);
@@ -808,8 +904,70 @@ target,name,sent,received,loss_pct,rtt_last_us,rtt_min_us,rtt_avg_us,rtt_max_us,
     fn parquet_create_in_missing_dir_fails() {
         let path = temp_path("missing-dir").join("out.parquet");
         assert!(matches!(
-            ParquetSink::create(&path, Vec::new()),
+            ParquetSink::<Row<'_>>::create(&path, Vec::new()),
             Err(Error::File { .. })
         ));
+    }
+
+    /// The cli's way of streaming an aggregator's rows into any ping sink.
+    fn write_all<'a>(agg: &'a crate::Aggregator, sink: &mut dyn Sink<Row<'a>>) -> Result<()> {
+        let mut chunk = Vec::with_capacity(CHUNK_ROWS);
+        for row in agg.rows() {
+            chunk.push(row);
+            if chunk.len() == CHUNK_ROWS {
+                sink.write_rows(&chunk)?;
+                chunk.clear();
+            }
+        }
+        if !chunk.is_empty() {
+            sink.write_rows(&chunk)?;
+        }
+        Ok(())
+    }
+
+    /// The call shapes `asdic ping` uses compile, with no annotation on the sinks, and write
+    /// the aggregator's rows.
+    #[test]
+    fn ping_call_shapes() {
+        let targets = vec![
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+        ];
+        let mut agg = crate::Aggregator::new(targets.clone())
+            .with_names(vec![Some("a".to_owned()), None])
+            .unwrap();
+        agg.record(&asdic_receiver::Event {
+            n: 0,
+            cookie: 0,
+            target: targets[0],
+            t_send_ns: 1,
+            attempt: 0,
+            outcome: asdic_receiver::Outcome::Reply {
+                rtt_ns: 2_000,
+                ttl: Some(64),
+                from: targets[0],
+            },
+        });
+
+        let mut buf = Vec::new();
+        {
+            let mut sink = sink_for(Format::Csv, Box::new(BufWriter::new(&mut buf)));
+            write_all(&agg, sink.as_mut()).unwrap();
+            sink.finish().unwrap();
+        }
+        let text = String::from_utf8(buf).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[1].starts_with("192.0.2.1,a,1,1,0,2,2,2,2,0,2,2,2,64,0,"));
+        assert!(lines[2].starts_with("192.0.2.2,,0,0,,"));
+
+        let path = temp_path("call-shapes");
+        let mut pq = ParquetSink::create(&path, vec![("k".to_owned(), "v".to_owned())]).unwrap();
+        pq.add_metadata("asdic.end_unix_ns", 5.to_string());
+        write_all(&agg, &mut pq).unwrap();
+        Box::new(pq).finish().unwrap();
+        let (_, batches) = read_parquet(&path);
+        fs::remove_file(&path).unwrap();
+        assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 2);
     }
 }

@@ -313,6 +313,7 @@ mod tests {
             cookie: 0,
             target: TARGET,
             t_send_ns: 1_000_000 * n,
+            attempt: 0,
             outcome,
         }
     }

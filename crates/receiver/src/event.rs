@@ -19,6 +19,9 @@ pub struct Event {
     pub target: IpAddr,
     /// When the probe left, ns since the Unix epoch.
     pub t_send_ns: u64,
+    /// Which try at the target the probe was (0 = first, then retries), when the in-flight
+    /// table still knew it (it does for every terminal outcome).
+    pub attempt: u8,
     /// What happened.
     pub outcome: Outcome,
 }

@@ -93,11 +93,14 @@ impl Matcher {
                     Resolution::Stale => return self.drops.stale += 1,
                     Resolution::Unknown => return self.drops.forged += 1,
                 };
+                // The receiver thread also reaps, so a slot just resolved still holds the probe.
+                let attempt = self.table.info(stamp.n).map_or(0, |p| p.attempt);
                 out(Event {
                     n: stamp.n,
                     cookie: stamp.cookie,
                     target: r.from,
                     t_send_ns: stamp.t_send_ns,
+                    attempt,
                     outcome,
                 });
             }
@@ -115,7 +118,7 @@ impl Matcher {
                     target: q.dst,
                     cookie: s.cookie,
                     t_send_ns: s.t_send_ns,
-                    attempt: 0,
+                    attempt: self.table.info(s.n).map_or(0, |p| p.attempt),
                 }),
                 _ => None,
             },
@@ -136,6 +139,7 @@ impl Matcher {
             cookie: p.cookie,
             target: p.target,
             t_send_ns: p.t_send_ns,
+            attempt: p.attempt,
             outcome: Outcome::Error {
                 family: e.family,
                 icmp_type: e.msg_type,
@@ -160,6 +164,7 @@ impl Matcher {
                 cookie: p.cookie,
                 target: p.target,
                 t_send_ns: p.t_send_ns,
+                attempt: p.attempt,
                 outcome,
             };
             out(ev, p.attempt);

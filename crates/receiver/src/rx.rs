@@ -15,6 +15,8 @@ use crate::matcher::Matcher;
 pub struct Retry {
     /// The target's handle (index).
     pub cookie: u32,
+    /// The target.
+    pub target: core::net::IpAddr,
     /// Attempt number of the new probe (1 = first retry).
     pub attempt: u8,
 }
@@ -29,6 +31,9 @@ pub struct RxShared {
     pub abort: AtomicBool,
     /// Frames received.
     pub frames: AtomicU64,
+    /// Frames that matched no probe (malformed, forged, foreign, unmatched errors, stale,
+    /// other ICMP): the live view of the matcher's drop counters.
+    pub discarded: AtomicU64,
     /// Replies matched (terminal replies).
     pub replies: AtomicU64,
     /// Errors matched.
@@ -69,13 +74,19 @@ pub fn run(
         let abort = shared.abort.load(Ordering::Acquire);
         // Read before receiving: if the sender is done now, every probe is already claimed.
         let sender_done = shared.sender_done.load(Ordering::Acquire);
+        let mut discarded = 0u64;
         let got = rx.recv(cfg.poll, &mut |f| {
+            let before = buf.len();
             matcher.on_frame(&f, &mut |ev| {
                 count(shared, &ev);
                 buf.push(ev);
             });
+            discarded += u64::from(buf.len() == before);
         })?;
         shared.frames.fetch_add(got as u64, Ordering::Relaxed);
+        if discarded > 0 {
+            shared.discarded.fetch_add(discarded, Ordering::Relaxed);
+        }
         let now = if abort { u64::MAX } else { now_ns() };
         matcher.reap(now, timeout_ns, &mut |ev, attempt| {
             count(shared, &ev);
@@ -85,6 +96,7 @@ pub fn run(
             {
                 let r = Retry {
                     cookie: ev.cookie,
+                    target: ev.target,
                     attempt: attempt + 1,
                 };
                 if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = q.try_send(r) {

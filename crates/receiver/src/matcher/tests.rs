@@ -57,13 +57,18 @@ impl Bed {
 
     /// Claims probe n to `dst` sent at `t_send` and returns its ICMP bytes.
     fn send(&self, n: u64, dst: IpAddr, t_send: u64) -> Vec<u8> {
+        self.send_try(n, dst, t_send, 0)
+    }
+
+    /// As [`Bed::send`], for try number `attempt` at the target.
+    fn send_try(&self, n: u64, dst: IpAddr, t_send: u64, attempt: u8) -> Vec<u8> {
         let cookie = n as u32 + 1000;
         let info = ProbeInfo {
             n,
             target: dst,
             cookie,
             t_send_ns: t_send,
-            attempt: 0,
+            attempt,
         };
         assert!(self.m.table().claim(&info));
         self.probe(n, dst, cookie, t_send)
@@ -236,4 +241,30 @@ fn errors_match_by_full_quote_or_by_ids_and_target() {
             .is_empty()
     );
     assert_eq!(bed.m.drops().unmatched_errors, 2);
+}
+
+#[test]
+fn events_carry_the_try_number_of_their_probe() {
+    let mut bed = Bed::new(8);
+    let (a, b, c) = (
+        IpAddr::from([198, 19, 0, 1]),
+        IpAddr::from([198, 19, 0, 2]),
+        IpAddr::from([198, 19, 0, 3]),
+    );
+    let req_a = bed.send_try(0, a, 1_000, 2);
+    let req_b = bed.send_try(1, b, 1_000, 1);
+    bed.send_try(2, c, 1_000, 3);
+    let evs = bed.feed(&ip(a, US, 61, &reply_to(&req_a)), 5_000);
+    assert_eq!(evs[0].attempt, 2);
+    // An ICMP error quoting the whole probe.
+    let quoted = ip(US, b, 64, &req_b);
+    let router = IpAddr::from([198, 18, 0, 2]);
+    let evs = bed.feed(&ip(router, US, 64, &error_about(3, 1, &quoted)), 6_000);
+    assert!(matches!(evs[0].outcome, Outcome::Error { .. }), "{evs:?}");
+    assert_eq!(evs[0].attempt, 1);
+    let mut reaped = vec![];
+    bed.m
+        .reap(u64::MAX, 0, &mut |e, attempt| reaped.push((e, attempt)));
+    assert_eq!(reaped.len(), 1);
+    assert_eq!((reaped[0].0.attempt, reaped[0].1), (3, 3));
 }
