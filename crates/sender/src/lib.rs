@@ -1,12 +1,18 @@
 //! # asdic-sender
 //!
 //! Probe generation and transmission: target lists (addresses and CIDRs), a precise token
-//! bucket, probe stamping from a packet template, and the TX loop over an engine's TX half,
+//! bucket, the permuted and sharded scan space with blocklists, probe stamping from a packet template, and the TX loop over an engine's TX half,
 //! optionally pinned to a core. Parses no replies.
 #![forbid(unsafe_code)]
 
+/// The cyclic-group permutation of an index space, with shards.
+pub mod permute;
 /// The token-bucket pacer.
 pub mod rate;
+/// Where the TX loop gets targets: list rounds or a permuted scan.
+pub mod source;
+/// The scan's address space: targets minus blocklists, numbered.
+pub mod space;
 /// Target specifications and lists.
 pub mod targets;
 /// The TX loop.

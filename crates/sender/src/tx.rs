@@ -1,8 +1,7 @@
-//! The TX loop: rounds over the target list, paced by the token bucket, stamped from the
+//! The TX loop: targets from a [`Source`], paced by the token bucket, stamped from the
 //! template into a batch, claimed in the in-flight table, handed to the engine in batches.
 //! Retries requested by the receiver go out before new work.
 
-use core::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -14,16 +13,13 @@ use asdic_wire::template::{ProbeFields, Template};
 use crossbeam_channel::Receiver;
 
 use crate::rate::{TokenBucket, pause};
+use crate::source::{Next, Source};
 
 /// What to send.
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
     /// Probes per second, all targets together.
     pub rate: f64,
-    /// Probes per target (rounds).
-    pub count: u32,
-    /// Least time between the starts of two rounds (per-target probe period).
-    pub interval: Duration,
     /// Probes per engine call.
     pub batch: usize,
     /// TTL / hop limit written into frames (raw sockets set it on the socket instead).
@@ -53,14 +49,16 @@ pub struct SenderShared {
     pub table_full: AtomicU64,
     /// Microseconds from the first probe to the end of sending (set when the sender ends).
     pub send_us: AtomicU64,
+    /// Set when the source is exhausted (every target has had its first probe).
+    pub exhausted: AtomicBool,
 }
 
 /// Sends every probe of the run. Returns when done, stopped, or on a fatal engine error.
-pub fn run(
+pub fn run<S: Source + ?Sized>(
     tx: &mut dyn Tx,
     template: &Template,
     table: &InflightTable,
-    targets: &[IpAddr],
+    source: &mut S,
     cfg: &SenderConfig,
     shared: &SenderShared,
     retries: Option<&Receiver<Retry>>,
@@ -76,9 +74,7 @@ pub fn run(
     let start = Instant::now();
     let mut bucket = TokenBucket::new(cfg.rate, cfg.batch.max(1), start);
     let mut n = table.claimed();
-    let mut round = 0u32;
-    let mut next_target = 0usize;
-    let mut round_start = start;
+    let mut exhausted = false;
     let stopped = || shared.stop.load(Ordering::Relaxed);
     'outer: loop {
         if stopped() {
@@ -97,6 +93,7 @@ pub fn run(
         };
         batch.clear();
         let t_send = now_ns();
+        let now = Instant::now();
         while batch.len() < allowed {
             if !table.can_claim(n) {
                 // The ring is full: send what we have, or wait for the reaper to free a slot.
@@ -111,30 +108,21 @@ pub fn run(
                     pause(Duration::from_micros(100));
                 }
             }
-            // Retries first, then the next target of the current round.
-            let (cookie, attempt) = if let Some(r) = retries.and_then(|q| q.try_recv().ok()) {
-                (r.cookie, r.attempt)
-            } else if round < cfg.count {
-                if next_target == 0 && round > 0 {
-                    // A new round may not start before its time.
-                    let due = round_start + cfg.interval;
-                    if Instant::now() < due {
+            // Retries first, then the source's next target.
+            let (cookie, dst, attempt) = if let Some(r) = retries.and_then(|q| q.try_recv().ok()) {
+                (r.cookie, r.target, r.attempt)
+            } else if exhausted {
+                break;
+            } else {
+                match source.next(now) {
+                    Next::Probe { cookie, target } => (cookie, target, 0),
+                    Next::NotYet => break,
+                    Next::Done => {
+                        exhausted = true;
+                        shared.exhausted.store(true, Ordering::Relaxed);
                         break;
                     }
-                    round_start = Instant::now();
                 }
-                let c = next_target as u32;
-                next_target += 1;
-                if next_target == targets.len() {
-                    next_target = 0;
-                    round += 1;
-                }
-                (c, 0)
-            } else {
-                break;
-            };
-            let Some(&dst) = targets.get(cookie as usize) else {
-                continue;
             };
             let (ident, seq) = cfg.numbering.ident_seq(n);
             let stamp = Stamp {
@@ -173,7 +161,7 @@ pub fn run(
             n += 1;
         }
         if batch.is_empty() {
-            if round >= cfg.count && (!cfg.retries || drained(table, retries)) {
+            if exhausted && (!cfg.retries || drained(table, retries)) {
                 break;
             }
             // Between rounds, or waiting for retries: idle briefly.
