@@ -1,18 +1,10 @@
 //! `asdic ping` against the veth test bed's ground truth.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use asdic_tests::{Bed, Truth, classify, read_parquet, require_bed, scratch};
+use asdic_tests::{Bed, Truth, classify, low16, read_parquet, require_bed, scratch};
 use serde_json::Value;
-
-fn low16(t: &str) -> (bool, u32) {
-    match t.parse::<IpAddr>().expect("target is an address") {
-        IpAddr::V4(a) => (false, u32::from(a) & 0xffff),
-        IpAddr::V6(a) => (true, (u128::from(a) & 0xffff) as u32),
-    }
-}
 
 fn u(row: &HashMap<String, Value>, k: &str) -> u64 {
     row[k].as_u64().unwrap_or_else(|| panic!("{k} in {row:?}"))

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use arrow_array::{Array, Float64Array, RecordBatch, StringArray, UInt8Array, UInt64Array};
+use arrow_array::{
+    Array, Float64Array, Int32Array, RecordBatch, StringArray, UInt8Array, UInt64Array,
+};
 use serde_json::Value;
 
 /// The workspace root.
@@ -139,11 +141,52 @@ impl Bed {
 
     /// Runs a command in the scanner namespace.
     pub fn exec(&self, cmd: &[&str]) -> Output {
+        self.exec_in("scan", cmd)
+    }
+
+    /// Runs a command in the bed's namespace `role` (`scan`, `rtr` or `far`).
+    pub fn exec_in(&self, role: &str, cmd: &[&str]) -> Output {
         Command::new("ip")
-            .args(["netns", "exec", &format!("asdic-{}-scan", self.id)])
+            .args(["netns", "exec", &format!("asdic-{}-{role}", self.id)])
             .args(cmd)
             .output()
             .expect("ip netns exec")
+    }
+
+    /// Adds counter `name` on the router, counting echo requests it forwards to the IPv4
+    /// `prefix` (before the router's reject rules).
+    pub fn count_forwarded(&self, name: &str, prefix: &str) {
+        let rule = format!(
+            "insert rule inet asdic_bed forward iifname \"r0\" ip daddr {prefix} icmp type echo-request counter name \"{name}\""
+        );
+        for cmd in [format!("add counter inet asdic_bed {name}"), rule] {
+            let o = self.exec_in("rtr", &["nft", &cmd]);
+            assert!(
+                o.status.success(),
+                "nft {cmd}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+
+    /// Packets counted by the router's counter `name` (see [`Bed::count_forwarded`]).
+    pub fn forwarded(&self, name: &str) -> u64 {
+        let o = self.exec_in(
+            "rtr",
+            &["nft", "list", "counter", "inet", "asdic_bed", name],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let text = String::from_utf8_lossy(&o.stdout);
+        let mut words = text.split_whitespace();
+        while let Some(w) = words.next() {
+            if w == "packets" {
+                return words
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("packets N");
+            }
+        }
+        panic!("no packet count in {text}")
     }
 }
 
@@ -193,6 +236,8 @@ pub fn read_parquet(path: &Path) -> (Vec<HashMap<String, Value>>, HashMap<String
                     Value::from(a.value(i))
                 } else if let Some(a) = col.as_any().downcast_ref::<Float64Array>() {
                     Value::from(a.value(i))
+                } else if let Some(a) = col.as_any().downcast_ref::<Int32Array>() {
+                    Value::from(a.value(i))
                 } else {
                     panic!(
                         "column {} has an unexpected type {}",
@@ -236,5 +281,13 @@ pub fn classify(truth: &Value, v6: bool, x: u32) -> Truth {
         Truth::Dead
     } else {
         Truth::Alive
+    }
+}
+
+/// Whether an address of the bed is IPv6, and its low 16 bits (the host index).
+pub fn low16(t: &str) -> (bool, u32) {
+    match t.parse::<std::net::IpAddr>().expect("an address") {
+        std::net::IpAddr::V4(a) => (false, u32::from(a) & 0xffff),
+        std::net::IpAddr::V6(a) => (true, (u128::from(a) & 0xffff) as u32),
     }
 }

@@ -20,6 +20,9 @@ pub enum Command {
     /// Ping targets (addresses, CIDRs, IPv4 and IPv6) fping-style and report per-target RTT
     /// and loss.
     Ping(PingArgs),
+    /// Scan address space ZMap-style: every target once, in a seeded pseudo-random order,
+    /// sharded, blocklisted, rate-capped; one row per responding target.
+    Scan(ScanArgs),
 }
 
 /// Which I/O engine to use.
@@ -158,4 +161,220 @@ pub struct PingArgs {
     /// Probes per engine call.
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub batch: usize,
+}
+
+/// Output format of `scan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScanFormat {
+    /// Apache Parquet (files only).
+    Parquet,
+    /// Comma-separated values with a header line.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+/// `--max-targets`: a count or a percentage of the target space.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limit {
+    /// At most this many targets.
+    Count(u64),
+    /// At most this share of the (sharded) target space, in percent.
+    Percent(f64),
+}
+
+fn parse_limit(s: &str) -> Result<Limit, String> {
+    if let Some(p) = s.strip_suffix('%') {
+        return match p.trim().parse::<f64>() {
+            Ok(v) if v > 0.0 && v <= 100.0 => Ok(Limit::Percent(v)),
+            _ => Err(format!("{s:?}: a percentage must be in (0, 100]")),
+        };
+    }
+    match s.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(Limit::Count(n)),
+        _ => Err(format!(
+            "{s:?} is neither a positive count nor a percentage like 10%"
+        )),
+    }
+}
+
+/// Parses a bandwidth in bits per second: `10M`, `1.5G`, `500k`, `100000`.
+pub fn parse_bandwidth(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1e3),
+        Some('m' | 'M') => (&t[..t.len() - 1], 1e6),
+        Some('g' | 'G') => (&t[..t.len() - 1], 1e9),
+        _ => (t, 1.0),
+    };
+    match num.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v * mult),
+        _ => Err(format!(
+            "{s:?} is not a bandwidth (e.g. 10M, 1G, 500k bits/s)"
+        )),
+    }
+}
+
+/// Parses a duration where a bare number is seconds (zmap's convention for -t and -c).
+pub fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return parse_duration(&format!("{t}s"));
+    }
+    parse_duration(t)
+}
+
+/// `asdic scan` options. Flag names follow zmap where the meaning is the same.
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Targets: IPv4/IPv6 addresses and CIDR prefixes. Without any (and without --file),
+    /// targets are read from stdin.
+    pub targets: Vec<String>,
+
+    /// Read targets from FILE (addresses or CIDRs, # comments; "-" for stdin).
+    #[arg(short = 'I', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Send rate in probes per second (required unless --bandwidth is given).
+    #[arg(short = 'r', long, value_name = "PPS")]
+    pub rate: Option<f64>,
+
+    /// Send rate as bandwidth on the wire in bits/s (e.g. 10M, 1G); Ethernet framing
+    /// (preamble, header, FCS, gap: 38 bytes) included.
+    #[arg(short = 'B', long, value_parser = parse_bandwidth, value_name = "BPS", conflicts_with = "rate")]
+    pub bandwidth: Option<f64>,
+
+    /// Stop after this many targets, or this share of the target space (e.g. 10%).
+    #[arg(short = 'n', long, value_parser = parse_limit, value_name = "N|P%")]
+    pub max_targets: Option<Limit>,
+
+    /// Stop sending after this long (then cool down); a bare number is seconds.
+    #[arg(short = 't', long, value_parser = parse_seconds, value_name = "DURATION")]
+    pub max_runtime: Option<Duration>,
+
+    /// How long to keep receiving after the last probe; also how long any probe waits for
+    /// its answer. A bare number is seconds.
+    #[arg(short = 'c', long, default_value = "8", value_parser = parse_seconds, value_name = "DURATION")]
+    pub cooldown: Duration,
+
+    /// Probe a target again this many times while it does not answer (0 = one probe).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub retries: u8,
+
+    /// Seed of the target order (and of IPv6 sampling): the same seed gives the same order.
+    /// Shards of one scan must share it. Default: random, printed at start.
+    #[arg(short = 'e', long, value_name = "N")]
+    pub seed: Option<u64>,
+
+    /// Split the scan into this many disjoint shards (for several machines).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub shards: u64,
+
+    /// Which shard this run scans, 0-based.
+    #[arg(long, default_value_t = 0, value_name = "I")]
+    pub shard: u64,
+
+    /// Never probe the addresses in FILE (CIDR per line, # comments). Repeatable.
+    #[arg(short = 'b', long = "blocklist-file", value_name = "FILE")]
+    pub blocklist: Vec<PathBuf>,
+
+    /// Only probe addresses in FILE (CIDR per line, # comments). Repeatable.
+    #[arg(short = 'w', long = "allowlist-file", value_name = "FILE")]
+    pub allowlist: Vec<PathBuf>,
+
+    /// Do not apply the built-in blocklist of IANA special-purpose addresses (private,
+    /// loopback, documentation, benchmarking 198.18.0.0/15, multicast, ...). Only for
+    /// networks you own, such as a test bed.
+    #[arg(long)]
+    pub no_default_blocklist: bool,
+
+    /// Print the built-in blocklist and exit.
+    #[arg(long)]
+    pub show_default_blocklist: bool,
+
+    /// For IPv6 prefixes holding more than N addresses, probe N distinct addresses sampled
+    /// from each (seeded).
+    #[arg(long, value_name = "N")]
+    pub ipv6_samples: Option<u64>,
+
+    /// Print the addresses that would be probed (or with -q only count them), in scan
+    /// order, without opening a socket.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Where results go: a file, or "-" for stdout.
+    #[arg(short = 'o', long, default_value = "-", value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Output format (default: parquet for files, csv on stdout).
+    #[arg(short = 'O', long, value_enum, value_name = "FORMAT")]
+    pub output_format: Option<ScanFormat>,
+
+    /// Write a row for every probe event (timeouts, duplicates, late replies, failed
+    /// sends), not just one per responding target.
+    #[arg(long)]
+    pub all_events: bool,
+
+    /// Also write the once-a-second status as JSON lines to FILE.
+    #[arg(short = 'u', long, value_name = "FILE")]
+    pub status_file: Option<PathBuf>,
+
+    /// Quiet: no status line on stderr.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    /// ICMP payload bytes per probe; at least 32, the probe stamp.
+    #[arg(short = 's', long, default_value_t = 32, value_name = "BYTES")]
+    pub size: usize,
+
+    /// IP TTL / IPv6 hop limit of probes.
+    #[arg(long, default_value_t = 64, value_name = "TTL")]
+    pub ttl: u8,
+
+    /// I/O engine.
+    #[arg(long, value_enum, default_value_t = EngineChoice::Auto)]
+    pub engine: EngineChoice,
+
+    /// Send from this interface only (SO_BINDTODEVICE).
+    #[arg(short = 'i', long, value_name = "IFACE")]
+    pub interface: Option<String>,
+
+    /// Pin the sender and receiver threads to these cores, e.g. "0,1".
+    #[arg(long, value_delimiter = ',', value_name = "TX,RX")]
+    pub cores: Vec<usize>,
+
+    /// Probes per engine call.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub batch: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_bandwidths_seconds() {
+        assert_eq!(parse_limit("1000"), Ok(Limit::Count(1000)));
+        assert_eq!(parse_limit("12.5%"), Ok(Limit::Percent(12.5)));
+        for bad in ["0", "-3", "0%", "101%", "x", ""] {
+            assert!(parse_limit(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_bandwidth("10M"), Ok(10e6));
+        assert_eq!(parse_bandwidth("1.5g"), Ok(1.5e9));
+        assert_eq!(parse_bandwidth("500k"), Ok(500e3));
+        assert_eq!(parse_bandwidth("64000"), Ok(64e3));
+        for bad in ["", "M", "-1M", "1T", "abc"] {
+            assert!(parse_bandwidth(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_seconds("8"), Ok(Duration::from_secs(8)));
+        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_seconds("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_seconds("soon").is_err());
+    }
+
+    #[test]
+    fn clap_definitions_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

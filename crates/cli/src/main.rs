@@ -6,6 +6,8 @@
 
 mod args;
 mod ping;
+mod pipeline;
+mod scan;
 
 use std::process::ExitCode;
 
@@ -15,6 +17,7 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let result = match cli.command {
         args::Command::Ping(a) => ping::run(a),
+        args::Command::Scan(a) => scan::run(a),
     };
     match result {
         Ok(code) => code,

@@ -2,29 +2,28 @@
 //! receiver threads, aggregate events, print and write results.
 
 use core::net::IpAddr;
-use std::io::{BufReader, IsTerminal};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use asdic_analysis::{Aggregator, Format, ParquetSink, Sink, sink_for, summary_line};
-use asdic_engine::raw::{self, RawOptions};
-use asdic_engine::{Rx, Tx};
+use asdic_analysis::{Aggregator, Format, ParquetSink, Row, Sink, sink_for, summary_line};
 use asdic_receiver::event::{Drops, Event};
-use asdic_receiver::matcher::Matcher;
-use asdic_receiver::rx::{self, Retry, RxConfig, RxShared};
-use asdic_receiver::table::InflightTable;
-use asdic_sender::targets::{self, TargetSpec};
-use asdic_sender::tx::{self, SenderConfig, SenderShared};
+use asdic_receiver::rx::RxConfig;
+use asdic_sender::source::Rounds;
+use asdic_sender::targets;
+use asdic_sender::tx::SenderConfig;
 use asdic_wire::Family;
 use asdic_wire::payload::{self, Key, Numbering};
-use asdic_wire::template::{Layer, Template};
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::bounded;
 
 use crate::Fail;
 use crate::args::{FormatChoice, IdChoice, PingArgs};
+use crate::pipeline::{
+    EngineOptions, Pipeline, Signals, engine_line, random_u64, read_specs, slots_for,
+};
 
 /// Most targets `ping` lists in memory.
 const MAX_TARGETS: u64 = 1 << 24;
@@ -35,67 +34,8 @@ const DEFAULT_RATE: f64 = 100.0;
 /// Largest ICMP payload on the raw engine (an IPv4 datagram's limit).
 const MAX_SIZE_RAW: usize = 65_535 - 20 - 8;
 
-/// One address family's engine and threads.
-struct Pipeline {
-    family: Family,
-    targets: Arc<Vec<IpAddr>>,
-    /// Global index of this family's first target (cookies are local indices).
-    offset: u32,
-    table: Arc<InflightTable>,
-    engine: Option<(Box<dyn Tx>, Box<dyn Rx>)>,
-    sender: Arc<SenderShared>,
-    receiver: Arc<RxShared>,
-}
-
-/// A pipeline's running threads.
-struct Running {
-    sender: std::thread::JoinHandle<anyhow::Result<()>>,
-    receiver: std::thread::JoinHandle<anyhow::Result<Drops>>,
-}
-
-impl Running {
-    fn join(self) -> anyhow::Result<Drops> {
-        let s = self
-            .sender
-            .join()
-            .map_err(|_| anyhow::anyhow!("sender thread panicked"))?;
-        let r = self
-            .receiver
-            .join()
-            .map_err(|_| anyhow::anyhow!("receiver thread panicked"))?;
-        s.context("sending")?;
-        r.context("receiving")
-    }
-}
-
 fn usage(msg: impl Into<String>) -> Fail {
     Fail::Usage(msg.into())
-}
-
-fn read_specs(a: &PingArgs) -> Result<Vec<TargetSpec>, Fail> {
-    let mut specs = vec![];
-    for t in &a.targets {
-        specs.push(TargetSpec::parse(t).map_err(|e| usage(format!("target {e}")))?);
-    }
-    let from_stdin = a.file.as_deref().is_some_and(|f| f.as_os_str() == "-")
-        || (a.targets.is_empty() && a.file.is_none() && !std::io::stdin().is_terminal());
-    if from_stdin {
-        let more = targets::parse_lines(std::io::stdin().lock())
-            .map_err(|e| usage(format!("stdin: {e}")))?;
-        specs.extend(more);
-    } else if let Some(f) = &a.file {
-        let file =
-            std::fs::File::open(f).map_err(|e| usage(format!("--file {}: {e}", f.display())))?;
-        let more = targets::parse_lines(BufReader::new(file))
-            .map_err(|e| usage(format!("--file {}: {e}", f.display())))?;
-        specs.extend(more);
-    }
-    if specs.is_empty() {
-        return Err(usage(
-            "no targets: give addresses or CIDRs as arguments, --file FILE, or on stdin",
-        ));
-    }
-    Ok(specs)
 }
 
 /// Checks every option before anything is opened or sent.
@@ -141,18 +81,9 @@ fn validate(a: &PingArgs, probes: u128) -> Result<f64, Fail> {
     }
 }
 
-fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    // getrandom only fails without any OS entropy source; fall back to time then.
-    if getrandom::fill(&mut b).is_err() {
-        return asdic_engine::now_ns().rotate_left(17) ^ u64::from(std::process::id());
-    }
-    u64::from_ne_bytes(b)
-}
-
 /// Runs `asdic ping`.
 pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
-    let specs = read_specs(&a)?;
+    let specs = read_specs(&a.targets, a.file.as_deref())?;
     let total = targets::total(&specs);
     let rate = validate(&a, total.saturating_mul(u128::from(a.count)))?;
     let all = targets::expand(&specs, MAX_TARGETS).map_err(|e| usage(format!("targets: {e}")))?;
@@ -168,53 +99,35 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
     // Targets by family; cookies index each family's list, `offset` maps them back.
     let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = all.iter().partition(|t| t.is_ipv4());
     let order: Vec<IpAddr> = v4.iter().chain(v6.iter()).copied().collect();
-    let timeout_s = a.timeout.as_secs_f64();
+    let engine = EngineOptions {
+        ttl: a.ttl,
+        device: a.interface.clone(),
+        batch: a.batch,
+        size: a.size,
+    };
     let mut pipelines = vec![];
-    for (family, list, offset) in [(Family::V4, v4, 0u32), (Family::V6, v6.clone(), 0)] {
+    // Per pipeline: its targets and the global index of its first one (cookies are local).
+    let mut lists: Vec<(Arc<[IpAddr]>, u32)> = vec![];
+    for (family, list, offset) in [
+        (Family::V4, &v4, 0u32),
+        (Family::V6, &v6, (order.len() - v6.len()) as u32),
+    ] {
         if list.is_empty() {
             continue;
         }
-        let offset = if family == Family::V6 {
-            (order.len() - v6.len()) as u32
-        } else {
-            offset
-        };
         let share = rate * list.len() as f64 / order.len() as f64;
-        // Slots for twice the probes in flight at this rate, bounded for memory.
-        let want = (2.0 * share * (timeout_s + 0.1)).ceil() as usize;
         let max = if numbering.bits() == 16 {
             1 << 16
         } else {
             1 << 21
         };
-        let table = Arc::new(InflightTable::new(want.clamp(1024, max)));
-        let opts = RawOptions {
-            v6: family == Family::V6,
-            ttl: a.ttl,
-            device: a.interface.clone(),
-            batch: a.batch,
-            max_reply: (a.size + 128).max(2048),
-            ..RawOptions::default()
-        };
-        let (tx, rx) = raw::open(&opts).map_err(|e| Fail::System(e.into()))?;
-        pipelines.push(Pipeline {
-            family,
-            targets: Arc::new(list),
-            offset,
-            table,
-            engine: Some((Box::new(tx), Box::new(rx))),
-            sender: Arc::new(SenderShared::default()),
-            receiver: Arc::new(RxShared::default()),
-        });
+        let slots = slots_for(share, a.timeout).min(max) as usize;
+        pipelines.push(Pipeline::open(family, slots, &engine)?);
+        lists.push((list.as_slice().into(), offset));
     }
     eprintln!(
-        "asdic: engine raw: raw ICMP sockets with sendmmsg/recvmmsg and kernel timestamps \
-         ({}; no other engine in this build)",
-        if a.engine == crate::args::EngineChoice::Auto {
-            "auto"
-        } else {
-            "as asked"
-        }
+        "{}",
+        engine_line(a.engine == crate::args::EngineChoice::Auto)
     );
     eprintln!(
         "asdic: {} targets ({} IPv4, {} IPv6), {} probes each, {rate} probes/s, timeout {:?}, size {} bytes",
@@ -232,12 +145,10 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
     let (recycle_tx, recycle_rx) = bounded::<Vec<Event>>(256);
     let signals = Signals::install(&pipelines, a.timeout)?;
     let mut handles = vec![];
-    for p in pipelines.iter_mut() {
-        let share = rate * p.targets.len() as f64 / order.len() as f64;
+    for (p, (list, _)) in pipelines.iter_mut().zip(&lists) {
+        let share = rate * list.len() as f64 / order.len() as f64;
         let cfg = SenderConfig {
             rate: share,
-            count: a.count,
-            interval: a.interval,
             batch: a.batch,
             ttl: a.ttl,
             numbering,
@@ -251,12 +162,13 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
             poll: Duration::from_millis(10),
             batch: 4096,
         };
-        handles.push(spawn_pipeline(
-            p,
+        let source = Rounds::new(list.clone(), a.count, a.interval);
+        handles.push(p.spawn(
             cfg,
             rx_cfg,
             a.size,
             &a.cores,
+            Box::new(source),
             &ev_tx,
             &recycle_rx,
         )?);
@@ -270,7 +182,11 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
     let mut last_print = Instant::now();
     let mut printed = false;
     let tty = std::io::stderr().is_terminal();
-    let offsets: Vec<(Family, u32)> = pipelines.iter().map(|p| (p.family, p.offset)).collect();
+    let offsets: Vec<(Family, u32)> = pipelines
+        .iter()
+        .zip(&lists)
+        .map(|(p, (_, off))| (p.family, *off))
+        .collect();
     loop {
         match ev_rx.recv_timeout(Duration::from_millis(200)) {
             Ok(mut batch) => {
@@ -384,87 +300,7 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
     })
 }
 
-fn spawn_pipeline(
-    p: &mut Pipeline,
-    cfg: SenderConfig,
-    rx_cfg: RxConfig,
-    size: usize,
-    cores: &[usize],
-    events: &Sender<Vec<Event>>,
-    recycle: &Receiver<Vec<Event>>,
-) -> Result<Running, Fail> {
-    let (mut txe, mut rxe) = p.engine.take().context("engine already started")?;
-    let layer = match txe.caps().layer {
-        asdic_engine::TxLayer::Icmp => Layer::Icmp,
-        asdic_engine::TxLayer::Ethernet => {
-            return Err(Fail::System(anyhow::anyhow!(
-                "frame-building engines are not wired yet"
-            )));
-        }
-    };
-    let template = Template::new(p.family, layer, size)
-        .map_err(|e| usage(format!("--size {size}: cannot build a probe: {e}")))?;
-    let (retry_tx, retry_rx) = bounded::<Retry>(65_536);
-    let (tx_core, rx_core) = (cores.first().copied(), cores.get(1).copied());
-    let with_retries = rx_cfg.retries > 0;
-
-    let receiver = {
-        let mut matcher = Matcher::new(p.table.clone(), cfg.key, cfg.session, cfg.numbering);
-        let shared = p.receiver.clone();
-        let sender = p.sender.clone();
-        let (events, recycle) = (events.clone(), recycle.clone());
-        std::thread::Builder::new()
-            .name(format!("asdic-rx-{:?}", p.family))
-            .spawn(move || -> anyhow::Result<Drops> {
-                asdic_sender::tx::pin(rx_core).map_err(|e| anyhow::anyhow!("--cores: {e}"))?;
-                let retries = with_retries.then_some(&retry_tx);
-                let r = rx::run(
-                    rxe.as_mut(),
-                    &mut matcher,
-                    &rx_cfg,
-                    &shared,
-                    &events,
-                    &recycle,
-                    retries,
-                );
-                if r.is_err() {
-                    // Nothing can be matched any more: stop sending.
-                    sender.stop.store(true, Ordering::Relaxed);
-                }
-                r?;
-                Ok(matcher.drops())
-            })?
-    };
-    let sender = {
-        let (table, targets) = (p.table.clone(), p.targets.clone());
-        let (shared, rx_shared) = (p.sender.clone(), p.receiver.clone());
-        std::thread::Builder::new()
-            .name(format!("asdic-tx-{:?}", p.family))
-            .spawn(move || -> anyhow::Result<()> {
-                let pinned =
-                    asdic_sender::tx::pin(tx_core).map_err(|e| anyhow::anyhow!("--cores: {e}"));
-                let r = pinned.and_then(|()| {
-                    let retries = with_retries.then_some(&retry_rx);
-                    tx::run(
-                        txe.as_mut(),
-                        &template,
-                        &table,
-                        &targets,
-                        &cfg,
-                        &shared,
-                        retries,
-                    )
-                    .map_err(Into::into)
-                });
-                // Release: the receiver's acquire load sees every claim made before.
-                rx_shared.sender_done.store(true, Ordering::Release);
-                r
-            })?
-    };
-    Ok(Running { sender, receiver })
-}
-
-fn write_all(agg: &Aggregator, sink: &mut dyn Sink) -> anyhow::Result<()> {
+fn write_all<'a>(agg: &'a Aggregator, sink: &mut dyn Sink<Row<'a>>) -> anyhow::Result<()> {
     let mut chunk = Vec::with_capacity(8192);
     for row in agg.rows() {
         chunk.push(row);
@@ -533,59 +369,4 @@ fn run_metadata(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect()
-}
-
-/// SIGINT/SIGTERM: the first stops sending (replies in flight are still awaited, up to the
-/// timeout); the second stops waiting. Either way results are written.
-struct Signals {
-    handle: signal_hook::iterator::Handle,
-    hits: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl Signals {
-    fn install(pipelines: &[Pipeline], timeout: Duration) -> anyhow::Result<Self> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-        let handle = signals.handle();
-        let senders: Vec<_> = pipelines.iter().map(|p| p.sender.clone()).collect();
-        let receivers: Vec<_> = pipelines.iter().map(|p| p.receiver.clone()).collect();
-        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let h = hits.clone();
-        std::thread::spawn(move || {
-            for _ in signals.forever() {
-                let k = h.fetch_add(1, Ordering::Relaxed);
-                if k == 0 {
-                    eprintln!(
-                        "\nasdic: stopping: waiting up to {timeout:?} for replies in flight (signal again to stop now)"
-                    );
-                    senders
-                        .iter()
-                        .for_each(|s| s.stop.store(true, Ordering::Relaxed));
-                } else {
-                    eprintln!("\nasdic: stopping now");
-                    senders
-                        .iter()
-                        .for_each(|s| s.stop.store(true, Ordering::Relaxed));
-                    receivers
-                        .iter()
-                        .for_each(|r| r.abort.store(true, Ordering::Release));
-                }
-            }
-        });
-        Ok(Signals { handle, hits })
-    }
-
-    fn interrupted(&self) -> bool {
-        self.hits.load(Ordering::Relaxed) > 0
-    }
-
-    fn close(&self) {
-        self.handle.close();
-    }
-}
-
-impl Drop for Signals {
-    fn drop(&mut self) {
-        self.handle.close();
-    }
 }

@@ -1,0 +1,295 @@
+//! What `ping` and `scan` share: one engine, in-flight table, sender thread and receiver
+//! thread per address family, and the signal handling that stops them.
+
+use std::io::{BufReader, IsTerminal};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use asdic_engine::raw::{self, RawOptions};
+use asdic_engine::{Rx, Tx};
+use asdic_receiver::event::{Drops, Event};
+use asdic_receiver::matcher::Matcher;
+use asdic_receiver::rx::{self, Retry, RxConfig, RxShared};
+use asdic_receiver::table::InflightTable;
+use asdic_sender::source::Source;
+use asdic_sender::targets::{self, TargetSpec};
+use asdic_sender::tx::{self, SenderConfig, SenderShared};
+use asdic_wire::Family;
+use asdic_wire::template::{Layer, Template};
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+use crate::Fail;
+
+/// One address family's engine, table and the counters of its threads.
+pub struct Pipeline {
+    /// The family.
+    pub family: Family,
+    /// Its in-flight table.
+    pub table: Arc<InflightTable>,
+    /// The engine halves, until the threads take them.
+    engine: Option<(Box<dyn Tx>, Box<dyn Rx>)>,
+    /// The sender's counters and stop flag.
+    pub sender: Arc<SenderShared>,
+    /// The receiver's counters and abort flag.
+    pub receiver: Arc<RxShared>,
+}
+
+/// How to open a pipeline's engine.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// TTL / hop limit of probes.
+    pub ttl: u8,
+    /// Interface to bind to.
+    pub device: Option<String>,
+    /// Probes per engine call.
+    pub batch: usize,
+    /// ICMP payload bytes per probe.
+    pub size: usize,
+}
+
+impl Pipeline {
+    /// Opens the engine for `family` with a table of `slots` slots.
+    pub fn open(family: Family, slots: usize, o: &EngineOptions) -> Result<Self, Fail> {
+        let opts = RawOptions {
+            v6: family == Family::V6,
+            ttl: o.ttl,
+            device: o.device.clone(),
+            batch: o.batch,
+            max_reply: (o.size + 128).max(2048),
+            ..RawOptions::default()
+        };
+        let (tx, rx) = raw::open(&opts).map_err(|e| Fail::System(e.into()))?;
+        Ok(Pipeline {
+            family,
+            table: Arc::new(InflightTable::new(slots)),
+            engine: Some((Box::new(tx), Box::new(rx))),
+            sender: Arc::new(SenderShared::default()),
+            receiver: Arc::new(RxShared::default()),
+        })
+    }
+
+    /// Starts the receiver and sender threads; the sender takes targets from `source`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn(
+        &mut self,
+        cfg: SenderConfig,
+        rx_cfg: RxConfig,
+        size: usize,
+        cores: &[usize],
+        mut source: Box<dyn Source + Send>,
+        events: &Sender<Vec<Event>>,
+        recycle: &Receiver<Vec<Event>>,
+    ) -> Result<Running, Fail> {
+        let (mut txe, mut rxe) = self.engine.take().context("engine already started")?;
+        let layer = match txe.caps().layer {
+            asdic_engine::TxLayer::Icmp => Layer::Icmp,
+            asdic_engine::TxLayer::Ethernet => {
+                return Err(Fail::System(anyhow::anyhow!(
+                    "frame-building engines are not wired yet"
+                )));
+            }
+        };
+        let template = Template::new(self.family, layer, size)
+            .map_err(|e| Fail::Usage(format!("--size {size}: cannot build a probe: {e}")))?;
+        let (retry_tx, retry_rx) = bounded::<Retry>(65_536);
+        let (tx_core, rx_core) = (cores.first().copied(), cores.get(1).copied());
+        let with_retries = rx_cfg.retries > 0;
+
+        let receiver = {
+            let mut matcher = Matcher::new(self.table.clone(), cfg.key, cfg.session, cfg.numbering);
+            let shared = self.receiver.clone();
+            let sender = self.sender.clone();
+            let (events, recycle) = (events.clone(), recycle.clone());
+            std::thread::Builder::new()
+                .name(format!("asdic-rx-{:?}", self.family))
+                .spawn(move || -> anyhow::Result<Drops> {
+                    tx::pin(rx_core).map_err(|e| anyhow::anyhow!("--cores: {e}"))?;
+                    let retries = with_retries.then_some(&retry_tx);
+                    let r = rx::run(
+                        rxe.as_mut(),
+                        &mut matcher,
+                        &rx_cfg,
+                        &shared,
+                        &events,
+                        &recycle,
+                        retries,
+                    );
+                    if r.is_err() {
+                        // Nothing can be matched any more: stop sending.
+                        sender.stop.store(true, Ordering::Relaxed);
+                    }
+                    r?;
+                    Ok(matcher.drops())
+                })?
+        };
+        let sender = {
+            let table = self.table.clone();
+            let (shared, rx_shared) = (self.sender.clone(), self.receiver.clone());
+            std::thread::Builder::new()
+                .name(format!("asdic-tx-{:?}", self.family))
+                .spawn(move || -> anyhow::Result<()> {
+                    let pinned = tx::pin(tx_core).map_err(|e| anyhow::anyhow!("--cores: {e}"));
+                    let r = pinned.and_then(|()| {
+                        let retries = with_retries.then_some(&retry_rx);
+                        tx::run(
+                            txe.as_mut(),
+                            &template,
+                            &table,
+                            source.as_mut(),
+                            &cfg,
+                            &shared,
+                            retries,
+                        )
+                        .map_err(Into::into)
+                    });
+                    // Release: the receiver's acquire load sees every claim made before.
+                    rx_shared.sender_done.store(true, Ordering::Release);
+                    r
+                })?
+        };
+        Ok(Running { sender, receiver })
+    }
+}
+
+/// A pipeline's running threads.
+pub struct Running {
+    sender: std::thread::JoinHandle<anyhow::Result<()>>,
+    receiver: std::thread::JoinHandle<anyhow::Result<Drops>>,
+}
+
+impl Running {
+    /// Waits for both threads; the receiver's drop counters, or the first failure.
+    pub fn join(self) -> anyhow::Result<Drops> {
+        let s = self
+            .sender
+            .join()
+            .map_err(|_| anyhow::anyhow!("sender thread panicked"))?;
+        let r = self
+            .receiver
+            .join()
+            .map_err(|_| anyhow::anyhow!("receiver thread panicked"))?;
+        s.context("sending")?;
+        r.context("receiving")
+    }
+}
+
+/// Table slots for a pipeline sending `rate` probes/s that each wait up to `wait`: twice the
+/// probes in flight, at least 1024.
+pub fn slots_for(rate: f64, wait: Duration) -> u64 {
+    let want = (2.0 * rate * (wait.as_secs_f64() + 0.1)).ceil();
+    if want.is_finite() {
+        (want as u64).max(1024)
+    } else {
+        u64::MAX
+    }
+}
+
+/// Targets from arguments, then `file` (or stdin: with `-`, or when there is neither and
+/// stdin is not a terminal).
+pub fn read_specs(args: &[String], file: Option<&Path>) -> Result<Vec<TargetSpec>, Fail> {
+    let usage = |m: String| Fail::Usage(m);
+    let mut specs = vec![];
+    for t in args {
+        specs.push(TargetSpec::parse(t).map_err(|e| usage(format!("target {e}")))?);
+    }
+    let from_stdin = file.is_some_and(|f| f.as_os_str() == "-")
+        || (args.is_empty() && file.is_none() && !std::io::stdin().is_terminal());
+    if from_stdin {
+        let more = targets::parse_lines(std::io::stdin().lock())
+            .map_err(|e| usage(format!("stdin: {e}")))?;
+        specs.extend(more);
+    } else if let Some(f) = file {
+        specs.extend(read_cidr_file(f, "--file")?);
+    }
+    if specs.is_empty() {
+        return Err(usage(
+            "no targets: give addresses or CIDRs as arguments, --file FILE, or on stdin".into(),
+        ));
+    }
+    Ok(specs)
+}
+
+/// Addresses and prefixes from a file (`flag` names the option in errors).
+pub fn read_cidr_file(f: &Path, flag: &str) -> Result<Vec<TargetSpec>, Fail> {
+    let file =
+        std::fs::File::open(f).map_err(|e| Fail::Usage(format!("{flag} {}: {e}", f.display())))?;
+    targets::parse_lines(BufReader::new(file))
+        .map_err(|e| Fail::Usage(format!("{flag} {}: {e}", f.display())))
+}
+
+/// 64 random bits from the OS (time-derived if it has no entropy source).
+pub fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // getrandom only fails without any OS entropy source; fall back to time then.
+    if getrandom::fill(&mut b).is_err() {
+        return asdic_engine::now_ns().rotate_left(17) ^ u64::from(std::process::id());
+    }
+    u64::from_ne_bytes(b)
+}
+
+/// The engine line printed at start.
+pub fn engine_line(auto: bool) -> String {
+    format!(
+        "asdic: engine raw: raw ICMP sockets with sendmmsg/recvmmsg and kernel timestamps \
+         ({}; no other engine in this build)",
+        if auto { "auto" } else { "as asked" }
+    )
+}
+
+/// SIGINT/SIGTERM: the first stops sending (replies in flight are still awaited, up to
+/// `wait`); the second stops waiting. Either way results are written.
+pub struct Signals {
+    handle: signal_hook::iterator::Handle,
+    hits: Arc<AtomicUsize>,
+}
+
+impl Signals {
+    /// Installs the handlers for these pipelines.
+    pub fn install(pipelines: &[Pipeline], wait: Duration) -> anyhow::Result<Self> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        let handle = signals.handle();
+        let senders: Vec<_> = pipelines.iter().map(|p| p.sender.clone()).collect();
+        let receivers: Vec<_> = pipelines.iter().map(|p| p.receiver.clone()).collect();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        std::thread::spawn(move || {
+            for _ in signals.forever() {
+                let k = h.fetch_add(1, Ordering::Relaxed);
+                senders
+                    .iter()
+                    .for_each(|s| s.stop.store(true, Ordering::Relaxed));
+                if k == 0 {
+                    eprintln!(
+                        "\nasdic: stopping: waiting up to {wait:?} for replies in flight (signal again to stop now)"
+                    );
+                } else {
+                    eprintln!("\nasdic: stopping now");
+                    receivers
+                        .iter()
+                        .for_each(|r| r.abort.store(true, Ordering::Release));
+                }
+            }
+        });
+        Ok(Signals { handle, hits })
+    }
+
+    /// Whether a signal came.
+    pub fn interrupted(&self) -> bool {
+        self.hits.load(Ordering::Relaxed) > 0
+    }
+
+    /// Stops listening.
+    pub fn close(&self) {
+        self.handle.close();
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        self.handle.close();
+    }
+}

@@ -1,0 +1,756 @@
+//! `asdic scan`: every target of a (sharded, blocklisted) address space once, in a seeded
+//! pseudo-random order, at a capped rate; results streamed as one row per responding target
+//! (or per event), with a status line once a second.
+
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use asdic_analysis::{CHUNK_ROWS, ParquetSink, ScanOutcome, ScanRow, Sink, TextFormat, text_sink};
+use asdic_receiver::event::{Drops, Event};
+use asdic_receiver::rx::RxConfig;
+use asdic_sender::permute::Cycle;
+use asdic_sender::source::Scan;
+use asdic_sender::space::{self, AddrSet, Space, SpaceSpec};
+use asdic_sender::targets::TargetSpec;
+use asdic_sender::tx::SenderConfig;
+use asdic_wire::Family;
+use asdic_wire::payload::{self, Key, Numbering};
+use crossbeam_channel::bounded;
+
+use crate::Fail;
+use crate::args::{EngineChoice, Limit, ScanArgs, ScanFormat};
+use crate::pipeline::{
+    EngineOptions, Pipeline, Signals, engine_line, random_u64, read_cidr_file, read_specs,
+    slots_for,
+};
+
+/// Largest in-flight table per family (40 bytes a slot: 160 MiB).
+const MAX_SLOTS: u64 = 1 << 22;
+/// Largest ICMP payload on the raw engine (an IPv4 datagram's limit).
+const MAX_SIZE: usize = 65_535 - 20 - 8;
+/// Ethernet bytes around an IP packet on the wire: preamble+SFD 8, header 14, FCS 4, gap 12.
+const ETHERNET_OVERHEAD: usize = 38;
+
+fn usage(msg: impl Into<String>) -> Fail {
+    Fail::Usage(msg.into())
+}
+
+/// One family's share of the scan.
+struct Plan {
+    family: Family,
+    space: Arc<Space>,
+    cycle: Cycle,
+    /// Most targets this run may probe (--max-targets; `u64::MAX` without).
+    limit: u64,
+    /// Targets this run expects to probe: the shard's share of the space (exact for one
+    /// shard), capped by the limit. For rate shares, progress and ETA.
+    expected: u64,
+}
+
+/// Where rows go.
+enum Output {
+    Parquet(Box<ParquetSink<ScanRow>>),
+    Text(Box<dyn Sink<ScanRow>>),
+}
+
+impl Output {
+    fn write(&mut self, rows: &[ScanRow]) -> anyhow::Result<()> {
+        match self {
+            // The writer closes a row group every ROW_GROUP_ROWS rows: memory stays flat.
+            Output::Parquet(p) => p.write_rows(rows)?,
+            Output::Text(t) => t.write_rows(rows)?,
+        }
+        Ok(())
+    }
+
+    fn finish(self, meta: Vec<(String, String)>) -> anyhow::Result<()> {
+        match self {
+            Output::Parquet(mut p) => {
+                for (k, v) in meta {
+                    p.add_metadata(k, v);
+                }
+                p.finish()?;
+            }
+            Output::Text(t) => t.finish()?,
+        }
+        Ok(())
+    }
+}
+
+/// Reads the block- and allowlists.
+fn lists(a: &ScanArgs) -> Result<(AddrSet, Option<AddrSet>), Fail> {
+    let mut block = if a.no_default_blocklist {
+        AddrSet::default()
+    } else {
+        space::default_blocklist()
+    };
+    for f in &a.blocklist {
+        block = block.union(&AddrSet::from_specs(&read_cidr_file(
+            f,
+            "--blocklist-file",
+        )?));
+    }
+    let mut allow: Option<AddrSet> = None;
+    for f in &a.allowlist {
+        let more = AddrSet::from_specs(&read_cidr_file(f, "--allowlist-file")?);
+        allow = Some(match allow {
+            Some(x) => x.union(&more),
+            None => more,
+        });
+    }
+    Ok((block, allow))
+}
+
+/// Checks the options that need no targets.
+fn validate(a: &ScanArgs) -> Result<(), Fail> {
+    if a.shards == 0 || a.shard >= a.shards {
+        return Err(usage(format!(
+            "--shard {} of --shards {}: need 0 <= shard < shards",
+            a.shard, a.shards
+        )));
+    }
+    if a.size < payload::LEN || a.size > MAX_SIZE {
+        return Err(usage(format!(
+            "--size {}: must be {}..={MAX_SIZE} bytes (at least the probe stamp and its MAC)",
+            a.size,
+            payload::LEN
+        )));
+    }
+    if a.ttl == 0 {
+        return Err(usage("--ttl 0: must be 1..=255"));
+    }
+    if a.batch == 0 || a.batch > 1024 {
+        return Err(usage(format!("--batch {}: must be 1..=1024", a.batch)));
+    }
+    if a.cores.len() > 2 {
+        return Err(usage("--cores takes at most two cores: TX,RX"));
+    }
+    if a.cooldown.is_zero() {
+        return Err(usage("--cooldown 0: replies need some time to come back"));
+    }
+    if a.ipv6_samples == Some(0) {
+        return Err(usage("--ipv6-samples 0: must be at least 1"));
+    }
+    if let Some(r) = a.rate
+        && !(r.is_finite() && r > 0.0 && r <= 100e6)
+    {
+        return Err(usage(format!(
+            "--rate {r}: must be a positive number of probes per second"
+        )));
+    }
+    Ok(())
+}
+
+/// Probes per second from --rate or --bandwidth (bits/s of Ethernet frames).
+fn rate(a: &ScanArgs, plans: &[Plan]) -> Result<f64, Fail> {
+    if let Some(r) = a.rate {
+        return Ok(r);
+    }
+    let Some(bps) = a.bandwidth else {
+        return Err(usage(
+            "--rate (-r PPS) or --bandwidth (-B BPS) is required: say how much this network may take",
+        ));
+    };
+    // Frame size of the largest family in the scan.
+    let ip = if plans.iter().any(|p| p.family == Family::V6) {
+        40
+    } else {
+        20
+    };
+    // Ethernet pads payloads below 46 bytes.
+    let bits = ((ip + 8 + a.size).max(46) + ETHERNET_OVERHEAD) * 8;
+    let r = bps / bits as f64;
+    if r < 1.0 {
+        return Err(usage(format!(
+            "--bandwidth {bps}: less than one {bits}-bit probe per second"
+        )));
+    }
+    Ok(r)
+}
+
+fn plans(a: &ScanArgs, specs: &[TargetSpec], seed: u64) -> Result<Vec<Plan>, Fail> {
+    let (block, allow) = lists(a)?;
+    let mut out = vec![];
+    for (family, salt) in [(Family::V4, 0u64), (Family::V6, 0x6a09_e667_f3bc_c908)] {
+        if !specs
+            .iter()
+            .any(|s| (family == Family::V4) == s.base.is_ipv4())
+        {
+            continue;
+        }
+        let space = Space::new(&SpaceSpec {
+            family,
+            targets: specs,
+            block: &block,
+            allow: allow.as_ref(),
+            v6_samples: a.ipv6_samples,
+            seed: seed ^ salt,
+        })
+        .map_err(|e| usage(format!("targets: {e}")))?;
+        let cycle = Cycle::new(space.len(), seed ^ salt).map_err(|e| usage(e.to_string()))?;
+        // The shard's share of the space (shards differ by a few indices: the cycle's
+        // positions that are not indices fall unevenly among them).
+        let share = if a.shards == 1 {
+            space.len()
+        } else {
+            space.len().div_ceil(a.shards)
+        };
+        let limit = match a.max_targets {
+            None => u64::MAX,
+            Some(Limit::Count(n)) => n,
+            Some(Limit::Percent(p)) => ((share as f64) * p / 100.0).ceil() as u64,
+        };
+        out.push(Plan {
+            family,
+            space: Arc::new(space),
+            cycle,
+            limit,
+            expected: limit.min(share),
+        });
+    }
+    // --max-targets N counts over both families together: split it by their shares.
+    if let Some(Limit::Count(n)) = a.max_targets
+        && out.len() == 2
+    {
+        let total: u64 = out.iter().map(|p| p.expected).sum();
+        if total > n {
+            let first = ((n as f64) * out[0].expected as f64 / total as f64).round() as u64;
+            out[0].limit = first.min(out[0].expected);
+            out[1].limit = n - out[0].limit;
+            for p in out.iter_mut() {
+                p.expected = p.expected.min(p.limit);
+            }
+        }
+    }
+    if out.iter().all(|p| p.space.is_empty()) {
+        return Err(usage(explain_empty(a, specs)));
+    }
+    Ok(out)
+}
+
+fn explain_empty(a: &ScanArgs, specs: &[TargetSpec]) -> String {
+    if !a.no_default_blocklist
+        && let Some((prefix, what)) = specs
+            .iter()
+            .find_map(|s| space::default_block_reason(s.base))
+    {
+        return format!(
+            "nothing to scan: the targets are in the default blocklist ({prefix}: {what}); \
+             pass --no-default-blocklist to probe networks you own"
+        );
+    }
+    "nothing to scan: every target is blocklisted or outside the allowlist".to_string()
+}
+
+/// Runs `asdic scan`.
+pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
+    if a.show_default_blocklist {
+        for (prefix, what) in space::DEFAULT_BLOCKLIST {
+            println!("{prefix:<20} # {what}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    validate(&a)?;
+    let specs = read_specs(&a.targets, a.file.as_deref())?;
+    let seed = a.seed.unwrap_or_else(random_u64);
+    let plans = plans(&a, &specs, seed)?;
+    if a.no_default_blocklist {
+        eprintln!("asdic: default blocklist OFF (--no-default-blocklist)");
+    }
+    if a.dry_run {
+        return dry_run(&a, &plans, seed);
+    }
+    let rate = rate(&a, &plans)?;
+    let format = match (a.output_format, a.output.as_os_str() == "-") {
+        (Some(ScanFormat::Parquet), true) => {
+            return Err(usage(
+                "-O parquet needs a file: give -o FILE (stdout takes csv or jsonl)",
+            ));
+        }
+        (Some(f), _) => f,
+        (None, true) => ScanFormat::Csv,
+        (None, false) => ScanFormat::Parquet,
+    };
+    let planned: u64 = plans.iter().map(|p| p.expected).sum();
+    let mut pipelines = vec![];
+    let engine = EngineOptions {
+        ttl: a.ttl,
+        device: a.interface.clone(),
+        batch: a.batch,
+        size: a.size,
+    };
+    for p in &plans {
+        let share = rate * p.expected as f64 / planned.max(1) as f64;
+        let slots = slots_for(share, a.cooldown);
+        if slots > MAX_SLOTS {
+            return Err(usage(format!(
+                "--rate {rate:.0} with --cooldown {:?} keeps {} probes in flight; at most {} fit: \
+                 lower the cooldown or the rate",
+                a.cooldown,
+                slots / 2,
+                MAX_SLOTS / 2
+            )));
+        }
+        pipelines.push(Pipeline::open(p.family, slots as usize, &engine)?);
+    }
+    let mut output = open_output(&a, format, seed, rate)?;
+    eprintln!("{}", engine_line(a.engine == EngineChoice::Auto));
+    eprintln!(
+        "asdic: scanning {}{planned} targets (shard {} of {}, seed {seed}), {rate:.0} probes/s, \
+         cooldown {:?}, {} retries",
+        if a.shards > 1 { "about " } else { "" },
+        a.shard,
+        a.shards,
+        a.cooldown,
+        a.retries
+    );
+
+    let key = Key::new(random_u64(), random_u64());
+    let session = random_u64() as u32;
+    let numbering = Numbering::Spread {
+        base: random_u64() as u16,
+    };
+    let started_ns = asdic_engine::now_ns();
+    let t0 = Instant::now();
+    let (ev_tx, ev_rx) = bounded::<Vec<Event>>(256);
+    let (recycle_tx, recycle_rx) = bounded::<Vec<Event>>(256);
+    let signals = Signals::install(&pipelines, a.cooldown)?;
+    let mut handles = vec![];
+    for (p, plan) in pipelines.iter_mut().zip(&plans) {
+        let share = rate * plan.expected as f64 / planned.max(1) as f64;
+        let cfg = SenderConfig {
+            rate: share,
+            batch: a.batch,
+            ttl: a.ttl,
+            numbering,
+            session,
+            key,
+            retries: a.retries > 0,
+        };
+        let rx_cfg = RxConfig {
+            timeout: a.cooldown,
+            retries: a.retries,
+            poll: Duration::from_millis(10),
+            batch: 4096,
+        };
+        let walk = plan
+            .cycle
+            .shard(a.shard, a.shards)
+            .map_err(|e| usage(e.to_string()))?;
+        let source = Scan::new(plan.space.clone(), walk, plan.limit);
+        handles.push(p.spawn(
+            cfg,
+            rx_cfg,
+            a.size,
+            &a.cores,
+            Box::new(source),
+            &ev_tx,
+            &recycle_rx,
+        )?);
+    }
+    drop(ev_tx);
+
+    let mut status = Status::new(&a, planned, t0)?;
+    let mut counts = Counts::default();
+    let mut rows: Vec<ScanRow> = Vec::with_capacity(CHUNK_ROWS);
+    let mut write_error = None;
+    let mut runtime_over = false;
+    loop {
+        match ev_rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(mut batch) => {
+                for ev in &batch {
+                    counts.add(ev);
+                    let row = ScanRow::from_event(ev, ev.attempt);
+                    if a.all_events || row.is_hit() {
+                        rows.push(row);
+                    }
+                    if rows.len() >= CHUNK_ROWS && write_error.is_none() {
+                        write_error = output.write(&rows).err();
+                        rows.clear();
+                    }
+                }
+                batch.clear();
+                let _ = recycle_tx.try_send(batch);
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+        if let Some(e) = &write_error {
+            // Nothing more can be recorded: stop sending, stop waiting.
+            eprintln!("\nasdic: writing results failed: {e:#}; stopping");
+            stop_all(&pipelines, true);
+        }
+        if let Some(max) = a.max_runtime
+            && !runtime_over
+            && t0.elapsed() >= max
+        {
+            runtime_over = true;
+            eprintln!("\nasdic: --max-runtime {max:?} reached: stopping sending, cooling down");
+            stop_all(&pipelines, false);
+        }
+        status.tick(&pipelines, &counts, false);
+    }
+    if write_error.is_none() && !rows.is_empty() {
+        write_error = output.write(&rows).err();
+    }
+    let mut failure = None;
+    let mut drops = Drops::default();
+    for h in handles {
+        match h.join() {
+            Ok(d) => drops.add(&d),
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    signals.close();
+    status.tick(&pipelines, &counts, true);
+    status.end();
+
+    let sent: u64 = pipelines
+        .iter()
+        .map(|p| p.sender.sent.load(Ordering::Relaxed))
+        .sum();
+    let send_us = pipelines
+        .iter()
+        .map(|p| p.sender.send_us.load(Ordering::Relaxed))
+        .max()
+        .unwrap_or(0);
+    let send_secs = (send_us as f64 / 1e6).max(1e-6);
+    let summary = counts.summary(sent);
+    let mut meta = vec![
+        (
+            "asdic.end_unix_ns".to_string(),
+            asdic_engine::now_ns().to_string(),
+        ),
+        ("asdic.start_unix_ns".to_string(), started_ns.to_string()),
+        ("asdic.summary".to_string(), summary.clone()),
+        ("asdic.probes_sent".to_string(), sent.to_string()),
+        (
+            "asdic.send_rate_pps".to_string(),
+            format!("{:.0}", sent as f64 / send_secs),
+        ),
+        (
+            "asdic.duplicates".to_string(),
+            counts.duplicates.to_string(),
+        ),
+        ("asdic.late".to_string(), counts.late.to_string()),
+        ("asdic.drops".to_string(), drops_text(&drops)),
+        ("asdic.session".to_string(), format!("{session:08x}")),
+        (
+            "asdic.interrupted".to_string(),
+            signals.interrupted().to_string(),
+        ),
+    ];
+    meta.push((
+        "asdic.complete".to_string(),
+        (!signals.interrupted() && !runtime_over).to_string(),
+    ));
+    match write_error {
+        None => output
+            .finish(meta)
+            .with_context(|| format!("writing {}", a.output.display()))?,
+        Some(e) => {
+            return Err(Fail::System(
+                e.context(format!("writing {}", a.output.display())),
+            ));
+        }
+    }
+    eprintln!("asdic: {summary}");
+    eprintln!(
+        "asdic: sent {sent} probes in {send_secs:.3}s ({:.0}/s; {:.2}s in all), {} refused by the \
+         local stack; dropped: {}",
+        sent as f64 / send_secs,
+        t0.elapsed().as_secs_f64(),
+        counts.send_failed,
+        drops_text(&drops)
+    );
+    if signals.interrupted() {
+        eprintln!("asdic: interrupted: results cover the probes sent before the signal");
+    }
+    if let Some(e) = failure {
+        return Err(Fail::System(e));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stop_all(pipelines: &[Pipeline], now: bool) {
+    for p in pipelines {
+        p.sender.stop.store(true, Ordering::Relaxed);
+        if now {
+            p.receiver.abort.store(true, Ordering::Release);
+        }
+    }
+}
+
+fn drops_text(d: &Drops) -> String {
+    format!(
+        "{} malformed, {} forged, {} foreign, {} unmatched errors, {} stale, {} other ICMP",
+        d.malformed, d.forged, d.foreign, d.unmatched_errors, d.stale, d.other
+    )
+}
+
+fn open_output(a: &ScanArgs, format: ScanFormat, seed: u64, rate: f64) -> Result<Output, Fail> {
+    let path = &a.output;
+    let text = |f: TextFormat| -> Result<Output, Fail> {
+        let w: Box<dyn Write> = if path.as_os_str() == "-" {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(File::create(path).map_err(|e| usage(format!("-o {}: {e}", path.display())))?)
+        };
+        Ok(Output::Text(text_sink(f, w)))
+    };
+    match format {
+        ScanFormat::Csv => text(TextFormat::Csv),
+        ScanFormat::Jsonl => text(TextFormat::Jsonl),
+        ScanFormat::Parquet => {
+            let cmd: Vec<String> = std::env::args().collect();
+            let meta = [
+                ("asdic.version", env!("CARGO_PKG_VERSION").to_string()),
+                ("asdic.command", cmd.join(" ")),
+                ("asdic.mode", "scan".to_string()),
+                ("asdic.engine", "raw".to_string()),
+                ("asdic.seed", seed.to_string()),
+                ("asdic.shard", a.shard.to_string()),
+                ("asdic.shards", a.shards.to_string()),
+                ("asdic.rate_pps", format!("{rate:.0}")),
+                ("asdic.cooldown_ms", a.cooldown.as_millis().to_string()),
+                ("asdic.retries", a.retries.to_string()),
+                ("asdic.size", a.size.to_string()),
+                ("asdic.ttl", a.ttl.to_string()),
+                (
+                    "asdic.default_blocklist",
+                    (!a.no_default_blocklist).to_string(),
+                ),
+                ("asdic.all_events", a.all_events.to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+            let p = ParquetSink::<ScanRow>::create(path, meta)
+                .map_err(|e| usage(format!("-o {}: {e}", path.display())))?;
+            Ok(Output::Parquet(Box::new(p)))
+        }
+    }
+}
+
+/// Prints (or counts) the targets in scan order.
+fn dry_run(a: &ScanArgs, plans: &[Plan], seed: u64) -> Result<ExitCode, Fail> {
+    let t0 = Instant::now();
+    let mut out: Box<dyn Write> = if a.output.as_os_str() == "-" {
+        Box::new(BufWriter::with_capacity(1 << 16, std::io::stdout().lock()))
+    } else {
+        Box::new(BufWriter::with_capacity(
+            1 << 16,
+            File::create(&a.output)
+                .map_err(|e| usage(format!("-o {}: {e}", a.output.display())))?,
+        ))
+    };
+    let mut total = 0u64;
+    let mut skipped = 0u64;
+    for p in plans {
+        let walk = p
+            .cycle
+            .shard(a.shard, a.shards)
+            .map_err(|e| usage(e.to_string()))?;
+        let mut scan = Scan::new(p.space.clone(), walk, p.limit);
+        if a.quiet {
+            while scan.next_target().is_some() {}
+        } else {
+            while let Some((_, addr)) = scan.next_target() {
+                if let Err(e) = writeln!(out, "{addr}") {
+                    return broken_pipe_ok(e);
+                }
+            }
+        }
+        total += scan.produced();
+        skipped += scan.skipped();
+    }
+    if let Err(e) = out.flush() {
+        return broken_pipe_ok(e);
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "asdic: dry run: {total} targets (shard {} of {}, seed {seed}){} in {secs:.3}s \
+         ({:.1} M addresses/s); nothing sent",
+        a.shard,
+        a.shards,
+        if skipped > 0 {
+            format!(", {skipped} sampled addresses skipped as blocked")
+        } else {
+            String::new()
+        },
+        total as f64 / secs.max(1e-9) / 1e6
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn broken_pipe_ok(e: std::io::Error) -> Result<ExitCode, Fail> {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(Fail::System(e.into()))
+    }
+}
+
+/// What the scan found, by kind.
+#[derive(Debug, Default)]
+struct Counts {
+    replies: u64,
+    errors: u64,
+    timeouts: u64,
+    send_failed: u64,
+    duplicates: u64,
+    late: u64,
+}
+
+impl Counts {
+    fn add(&mut self, ev: &Event) {
+        let c = match ScanOutcome::of(&ev.outcome) {
+            ScanOutcome::Reply => &mut self.replies,
+            ScanOutcome::Error => &mut self.errors,
+            ScanOutcome::Timeout => &mut self.timeouts,
+            ScanOutcome::SendFailed => &mut self.send_failed,
+            ScanOutcome::Duplicate => &mut self.duplicates,
+            ScanOutcome::Late => &mut self.late,
+        };
+        *c += 1;
+    }
+
+    fn summary(&self, sent: u64) -> String {
+        let ended = self.replies + self.errors + self.timeouts + self.send_failed;
+        format!(
+            "{sent} probes: {} replies ({:.2}% hit rate), {} ICMP errors, {} timeouts, {} send \
+             failures, {} duplicates, {} late",
+            self.replies,
+            100.0 * self.replies as f64 / ended.max(1) as f64,
+            self.errors,
+            self.timeouts,
+            self.send_failed,
+            self.duplicates,
+            self.late
+        )
+    }
+}
+
+/// The once-a-second status: stderr line and optional JSON lines file.
+struct Status {
+    t0: Instant,
+    planned: u64,
+    cooldown: Duration,
+    last: Instant,
+    last_sent: u64,
+    printed: bool,
+    line: bool,
+    tty: bool,
+    file: Option<BufWriter<File>>,
+}
+
+impl Status {
+    fn new(a: &ScanArgs, planned: u64, t0: Instant) -> Result<Self, Fail> {
+        let file = match &a.status_file {
+            Some(p) => Some(BufWriter::new(open_status(p)?)),
+            None => None,
+        };
+        Ok(Status {
+            t0,
+            planned,
+            cooldown: a.cooldown,
+            last: t0,
+            last_sent: 0,
+            printed: false,
+            line: !a.quiet,
+            tty: std::io::stderr().is_terminal(),
+            file,
+        })
+    }
+
+    fn tick(&mut self, pipelines: &[Pipeline], c: &Counts, last: bool) {
+        let now = Instant::now();
+        let dt = now.duration_since(self.last).as_secs_f64();
+        if !last && dt < 1.0 {
+            return;
+        }
+        let mut sent = 0;
+        let mut discarded = 0;
+        let mut busy = 0;
+        let mut exhausted = true;
+        for p in pipelines {
+            sent += p.sender.sent.load(Ordering::Relaxed);
+            busy += p.sender.table_full.load(Ordering::Relaxed);
+            discarded += p.receiver.discarded.load(Ordering::Relaxed);
+            exhausted &=
+                p.sender.exhausted.load(Ordering::Relaxed) || p.sender.stop.load(Ordering::Relaxed);
+        }
+        let elapsed = now.duration_since(self.t0).as_secs_f64();
+        let send_rate = (sent - self.last_sent.min(sent)) as f64 / dt.max(1e-9);
+        let done_targets = c.replies + c.errors + c.timeouts + c.send_failed;
+        let hit_rate = 100.0 * c.replies as f64 / done_targets.max(1) as f64;
+        let eta = if exhausted {
+            0.0
+        } else {
+            let left = self.planned.saturating_sub(sent) as f64;
+            left / send_rate.max(1.0) + self.cooldown.as_secs_f64()
+        };
+        let pct = 100.0 * (sent.min(self.planned)) as f64 / self.planned.max(1) as f64;
+        self.last = now;
+        self.last_sent = sent;
+        if let Some(f) = &mut self.file {
+            let obj = serde_json::json!({
+                "elapsed_s": (elapsed * 1000.0).round() / 1000.0,
+                "sent": sent,
+                "send_rate_pps": send_rate.round(),
+                "planned": self.planned,
+                "percent": (pct * 100.0).round() / 100.0,
+                "replies": c.replies,
+                "errors": c.errors,
+                "timeouts": c.timeouts,
+                "hit_rate_pct": (hit_rate * 100.0).round() / 100.0,
+                "send_failed": c.send_failed,
+                "duplicates": c.duplicates,
+                "late": c.late,
+                "discarded": discarded,
+                "table_full_waits": busy,
+                "eta_s": eta.round(),
+                "final": last,
+            });
+            let _ = writeln!(f, "{obj}").and_then(|()| f.flush());
+        }
+        if self.line && !last {
+            let line = format!(
+                "{elapsed:6.1}s {pct:5.1}% sent {sent} ({send_rate:.0}/s) replies {} ({hit_rate:.1}% hits) \
+                 errors {} drops {} ETA {}",
+                c.replies,
+                c.errors,
+                discarded + c.send_failed,
+                if exhausted {
+                    "cooling down".to_string()
+                } else {
+                    format!("{eta:.0}s")
+                }
+            );
+            self.printed = true;
+            if self.tty {
+                eprint!("\r\x1b[2K{line}");
+            } else {
+                eprintln!("{line}");
+            }
+        }
+    }
+
+    fn end(&self) {
+        if self.printed && self.tty {
+            eprintln!();
+        }
+    }
+}
+
+fn open_status(p: &Path) -> Result<File, Fail> {
+    File::create(p).map_err(|e| usage(format!("--status-file {}: {e}", p.display())))
+}

@@ -1,0 +1,364 @@
+//! `asdic scan` against the veth test bed's ground truth: exact hits and unreachables, shards
+//! on the wire, blocklists, the rate cap, limits and Ctrl-C.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use asdic_tests::{Bed, Truth, classify, low16, read_parquet, require_bed, scratch};
+use serde_json::Value;
+
+type Rows = Vec<HashMap<String, Value>>;
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs `asdic scan ARGS -q -o NAME.parquet` on the bed, expects success, returns the rows,
+/// the metadata and stderr.
+fn scan(bed: &Bed, name: &str, args: &[&str]) -> (Rows, HashMap<String, String>, String) {
+    let out = scratch(&format!("{name}.parquet"));
+    let mut all = vec!["scan"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-q", "-o", out.to_str().unwrap()]);
+    let o = bed.asdic(&all);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let (rows, meta) = read_parquet(&out);
+    (rows, meta, stderr(&o))
+}
+
+fn s<'a>(r: &'a HashMap<String, Value>, k: &str) -> &'a str {
+    r[k].as_str().unwrap_or_else(|| panic!("{k} in {r:?}"))
+}
+
+/// Checks one row against the bed's rules and returns its class; panics on a row that
+/// should not exist (dead or blocked targets never produce a hit row).
+fn check_hit(truth: &Value, r: &HashMap<String, Value>) -> Truth {
+    let t = s(r, "target");
+    let (v6, x) = low16(t);
+    let class = classify(truth, v6, x);
+    match class {
+        Truth::Alive => {
+            assert_eq!(s(r, "outcome"), "reply", "{t}: {r:?}");
+            assert!(r["rtt_us"].as_f64().is_some_and(|v| v > 0.0), "{r:?}");
+            assert!(r["reply_ttl"].as_u64().is_some(), "{r:?}");
+            assert!(
+                r["responder"].is_null(),
+                "the target itself answered: {r:?}"
+            );
+            assert!(r["icmp_type"].is_null(), "{r:?}");
+        }
+        Truth::Rejected => {
+            let rej = &truth[if v6 { "reject6" } else { "reject4" }];
+            assert_eq!(s(r, "outcome"), "error", "{t}: {r:?}");
+            assert_eq!(r["icmp_type"].as_u64(), rej["type"].as_u64(), "{t}");
+            assert_eq!(r["icmp_code"].as_u64(), rej["code"].as_u64(), "{t}");
+            assert_eq!(r["responder"].as_str(), rej["responder"].as_str(), "{t}");
+            assert!(
+                s(r, "icmp_name").to_lowercase().contains("prohibited"),
+                "{r:?}"
+            );
+        }
+        Truth::Dead => panic!("{t} is dead but has a hit row: {r:?}"),
+    }
+    class
+}
+
+#[test]
+fn hits_and_unreachables_match_ground_truth_and_the_blocklist_holds() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("s16", &[]);
+    let truth = bed.truth();
+    bed.count_forwarded("blocked42", "198.19.42.0/24");
+    let block = scratch("s16-block.txt");
+    std::fs::write(
+        &block,
+        "# never probe these\n198.19.42.0/24   # a /24 inside the bed\n2001:db8:1::4c80/121\n",
+    )
+    .unwrap();
+    let (rows, meta, err) = scan(
+        &bed,
+        "s16",
+        &[
+            "198.19.0.0/16",
+            "2001:db8:1::4c00/118",
+            "--no-default-blocklist",
+            "-b",
+            block.to_str().unwrap(),
+            "-r",
+            "20000",
+            "-c",
+            "1",
+            "-e",
+            "7",
+        ],
+    );
+    assert!(err.contains("default blocklist OFF"), "{err}");
+    let dead = |x: u32| x % 97 == 13;
+    let mut want: HashSet<String> = HashSet::new();
+    for x in 0..65_536u32 {
+        if x >> 8 != 42 && (x >> 8 == 77 || !dead(x)) {
+            want.insert(format!("198.19.{}.{}", x >> 8, x & 255));
+        }
+    }
+    for x in 0x4c00..0x5000u32 {
+        if !(0x4c80..0x4d00).contains(&x) && ((0x4d00..0x4e00).contains(&x) || !dead(x)) {
+            want.insert(format!("2001:db8:1::{x:x}"));
+        }
+    }
+    let mut classes = [0u64; 3];
+    let mut got = HashSet::new();
+    for r in &rows {
+        classes[check_hit(&truth, r) as usize] += 1;
+        assert!(got.insert(s(r, "target").to_string()), "two rows for {r:?}");
+    }
+    assert_eq!(
+        got, want,
+        "exactly the live and rejected targets, nothing blocked"
+    );
+    assert_eq!(classes[Truth::Rejected as usize], 256 + 256);
+    // Nothing reached the blocked /24; the far side saw each unblocked, unrejected target once.
+    assert_eq!(bed.forwarded("blocked42"), 0);
+    assert_eq!(bed.counter("seen4"), 65_536 - 256 - 256);
+    assert_eq!(bed.counter("seen6"), 1024 - 128 - 256);
+    for (k, v) in [
+        ("asdic.mode", "scan"),
+        ("asdic.seed", "7"),
+        ("asdic.shard", "0"),
+        ("asdic.shards", "1"),
+        ("asdic.default_blocklist", "false"),
+        ("asdic.complete", "true"),
+        ("asdic.rate_pps", "20000"),
+    ] {
+        assert_eq!(meta.get(k).map(String::as_str), Some(v), "{k}");
+    }
+    for k in [
+        "asdic.version",
+        "asdic.start_unix_ns",
+        "asdic.end_unix_ns",
+        "asdic.summary",
+    ] {
+        assert!(meta.contains_key(k), "{k}");
+    }
+}
+
+#[test]
+fn shards_partition_the_targets_on_the_wire() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("ssh", &[]);
+    let truth = bed.truth();
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    for shard in 0..3 {
+        let (rows, meta, _) = scan(
+            &bed,
+            &format!("ssh{shard}"),
+            &[
+                "198.19.0.0/20",
+                "--no-default-blocklist",
+                "--shards",
+                "3",
+                "--shard",
+                &shard.to_string(),
+                "-e",
+                "99",
+                "--all-events",
+                "-r",
+                "20000",
+                "-c",
+                "500ms",
+            ],
+        );
+        assert_eq!(meta["asdic.shard"], shard.to_string());
+        assert!(rows.len() > 1200, "shard {shard}: {} rows", rows.len());
+        for r in &rows {
+            let t = s(r, "target");
+            let (_, x) = low16(t);
+            // --all-events: timeouts for the dead, replies for the rest.
+            let want = match classify(&truth, false, x) {
+                Truth::Dead => "timeout",
+                _ => "reply",
+            };
+            assert_eq!(s(r, "outcome"), want, "{r:?}");
+            assert_eq!(r["attempt"].as_u64(), Some(0));
+            *seen.entry(t.to_string()).or_default() += 1;
+        }
+    }
+    assert_eq!(seen.len(), 4096, "the shards cover the /20");
+    assert!(seen.values().all(|&n| n == 1), "no address in two shards");
+    let dead = (0..4096u32).filter(|x| x % 97 == 13).count() as u64;
+    assert_eq!(bed.counter("seen4"), 4096);
+    assert_eq!(bed.counter("replied"), 4096 - dead);
+}
+
+#[test]
+fn rate_cap_holds_within_five_percent() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("srate", &[]);
+    bed.count_forwarded("all16", "198.19.0.0/16");
+    let out = scratch("srate.parquet");
+    let mut child = bed
+        .command(&[
+            "scan",
+            "198.19.0.0/16",
+            "--no-default-blocklist",
+            "-r",
+            "20000",
+            "-c",
+            "1",
+            "-q",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .spawn()
+        .expect("spawn asdic");
+    // Sample the router's count twice inside the ~3.3 s of sending; time each sample by the
+    // middle of the nft call.
+    let sample = || {
+        let a = Instant::now();
+        let n = bed.forwarded("all16");
+        (a + (Instant::now() - a) / 2, n)
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    let (t1, n1) = sample();
+    std::thread::sleep(Duration::from_millis(2000));
+    let (t2, n2) = sample();
+    let status = child.wait().expect("wait");
+    assert!(status.success());
+    assert!(
+        n1 > 0 && n2 < 65_536,
+        "both samples while sending: {n1} {n2}"
+    );
+    let rate = (n2 - n1) as f64 / (t2 - t1).as_secs_f64();
+    assert!(
+        (rate - 20_000.0).abs() <= 1_000.0,
+        "measured {rate:.0} probes/s on the wire for --rate 20000"
+    );
+    assert_eq!(bed.forwarded("all16"), 65_536);
+}
+
+#[test]
+fn sigint_cools_down_and_leaves_a_complete_parquet_file() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("sint", &[]);
+    let truth = bed.truth();
+    let out = scratch("sint.parquet");
+    let mut child = bed
+        .command(&[
+            "scan",
+            "198.19.0.0/16",
+            "--no-default-blocklist",
+            "-r",
+            "10000",
+            "-c",
+            "1",
+            "-q",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .spawn()
+        .expect("spawn asdic");
+    std::thread::sleep(Duration::from_millis(1500));
+    let t = Instant::now();
+    let pid = child.id().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status();
+    assert!(kill.unwrap().success());
+    let status = child.wait().expect("wait");
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "stops after the 1 s cooldown"
+    );
+    assert_eq!(status.code(), Some(0), "a stopped scan is still a success");
+    let (rows, meta) = read_parquet(&out);
+    assert_eq!(meta["asdic.interrupted"], "true");
+    assert_eq!(meta["asdic.complete"], "false");
+    assert!(
+        rows.len() > 5_000 && rows.len() < 60_000,
+        "partial: {}",
+        rows.len()
+    );
+    let mut replies = 0;
+    for r in &rows {
+        if check_hit(&truth, r) == Truth::Alive {
+            replies += 1;
+        }
+    }
+    // The cooldown waited for every reply the far side sent.
+    assert_eq!(replies, bed.counter("replied"));
+    let mut tmp = out.clone().into_os_string();
+    tmp.push(".tmp");
+    assert!(
+        !std::path::Path::new(&tmp).exists(),
+        "no temporary file left"
+    );
+}
+
+#[test]
+fn limits_stop_the_scan_exactly() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("slim", &[]);
+    let args = ["198.19.0.0/16", "--no-default-blocklist", "-c", "500ms"];
+    let mut a = args.to_vec();
+    a.extend_from_slice(&["-r", "20000", "-n", "500"]);
+    let (_, meta, _) = scan(&bed, "slim-n", &a);
+    assert_eq!(bed.counter("sent4"), 500, "--max-targets 500");
+    assert_eq!(meta["asdic.complete"], "true");
+    let mut a = args.to_vec();
+    a.extend_from_slice(&["-r", "5000", "-t", "1"]);
+    let (_, meta, err) = scan(&bed, "slim-t", &a);
+    let sent = bed.counter("sent4") - 500;
+    assert!(
+        (4_000..=5_600).contains(&sent),
+        "--max-runtime 1 at 5000/s sent {sent}"
+    );
+    assert!(err.contains("--max-runtime"), "{err}");
+    assert_eq!(meta["asdic.complete"], "false");
+}
+
+#[test]
+fn refuses_unsafe_or_unclear_scans_before_sending() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("sref", &[]);
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["scan", "198.19.0.0/24", "-r", "1000"],
+            "198.18.0.0/15: benchmarking (RFC 2544)",
+        ),
+        (
+            &["scan", "198.19.0.0/24", "--no-default-blocklist"],
+            "--rate",
+        ),
+        (
+            &[
+                "scan",
+                "198.19.0.0/24",
+                "--no-default-blocklist",
+                "-r",
+                "10",
+                "--shards",
+                "3",
+                "--shard",
+                "3",
+            ],
+            "--shard 3 of --shards 3",
+        ),
+        (
+            &[
+                "scan",
+                "198.19.0.0/24",
+                "--no-default-blocklist",
+                "-r",
+                "10",
+                "-O",
+                "parquet",
+            ],
+            "-O parquet needs a file",
+        ),
+    ];
+    for (args, msg) in cases {
+        let o = bed.asdic(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(msg), "{args:?}: {}", stderr(&o));
+    }
+    assert_eq!(bed.counter("sent4"), 0, "nothing was sent");
+}
