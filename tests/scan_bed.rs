@@ -362,3 +362,45 @@ fn refuses_unsafe_or_unclear_scans_before_sending() {
     }
     assert_eq!(bed.counter("sent4"), 0, "nothing was sent");
 }
+
+#[test]
+fn retries_probe_only_the_silent_targets_again() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("sret", &[]);
+    let (rows, _, _) = scan(
+        &bed,
+        "sret",
+        &[
+            "198.19.0.0/22",
+            "--no-default-blocklist",
+            "--retries",
+            "2",
+            "--all-events",
+            "-r",
+            "10000",
+            "-c",
+            "300ms",
+        ],
+    );
+    let dead: Vec<u32> = (0..1024u32).filter(|x| x % 97 == 13).collect();
+    let mut timeouts: HashMap<String, Vec<u64>> = HashMap::new();
+    for r in &rows {
+        let t = s(r, "target").to_string();
+        match s(r, "outcome") {
+            "reply" => assert_eq!(r["attempt"].as_u64(), Some(0), "{r:?}"),
+            "timeout" => timeouts
+                .entry(t)
+                .or_default()
+                .push(r["attempt"].as_u64().unwrap()),
+            other => panic!("unexpected {other}: {r:?}"),
+        }
+    }
+    assert_eq!(timeouts.len(), dead.len());
+    for x in &dead {
+        let mut tries = timeouts[&format!("198.19.{}.{}", x >> 8, x & 255)].clone();
+        tries.sort_unstable();
+        assert_eq!(tries, [0, 1, 2], "198.19.{}.{}", x >> 8, x & 255);
+    }
+    assert_eq!(rows.len(), 1024 - dead.len() + 3 * dead.len());
+    assert_eq!(bed.counter("seen4"), 1024 + 2 * dead.len() as u64);
+}

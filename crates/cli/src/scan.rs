@@ -754,3 +754,36 @@ impl Status {
 fn open_status(p: &Path) -> Result<File, Fail> {
     File::create(p).map_err(|e| usage(format!("--status-file {}: {e}", p.display())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(argv: &[&str]) -> ScanArgs {
+        let mut all = vec!["asdic", "scan"];
+        all.extend_from_slice(argv);
+        match crate::args::Cli::try_parse_from(all).unwrap().command {
+            crate::args::Command::Scan(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn bandwidth_becomes_a_probe_rate() {
+        // 20 + 8 + 32 bytes of IPv4 probe, padded to Ethernet's 46, plus 38 on the wire.
+        let a = args(&["-B", "10M", "198.19.0.0/16"]);
+        let r = rate(&a, &[]).unwrap();
+        assert!((r - 10e6 / ((60 + 38) * 8) as f64).abs() < 1e-6, "{r}");
+        let a = args(&["-B", "1G", "-s", "1000", "198.19.0.0/16"]);
+        assert!((rate(&a, &[]).unwrap() - 1e9 / ((1028 + 38) * 8) as f64).abs() < 1e-6);
+        let a = args(&["-r", "1234", "198.19.0.0/16"]);
+        assert_eq!(rate(&a, &[]).unwrap(), 1234.0);
+        let a = args(&["198.19.0.0/16"]);
+        assert!(matches!(rate(&a, &[]), Err(Fail::Usage(m)) if m.contains("--rate")));
+        assert!(
+            crate::args::Cli::try_parse_from(["asdic", "scan", "-r", "1", "-B", "1M", "x"])
+                .is_err()
+        );
+    }
+}
