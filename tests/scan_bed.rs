@@ -404,3 +404,67 @@ fn retries_probe_only_the_silent_targets_again() {
     assert_eq!(rows.len(), 1024 - dead.len() + 3 * dead.len());
     assert_eq!(bed.counter("seen4"), 1024 + 2 * dead.len() as u64);
 }
+
+#[test]
+fn jsonl_and_csv_on_stdout_and_a_json_status_file() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("sout", &[]);
+    let status = scratch("sout-status.jsonl");
+    let o = bed.asdic(&[
+        "scan",
+        "198.19.77.0/30",
+        "198.19.0.0/28",
+        "--no-default-blocklist",
+        "-r",
+        "1000",
+        "-c",
+        "500ms",
+        "-o",
+        "-",
+        "-O",
+        "jsonl",
+        "-u",
+        status.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let truth = bed.truth();
+    let lines: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON object per line"))
+        .collect();
+    // 16 + 4 targets; 198.19.0.13 is dead (13 % 97 == 13): 19 hits.
+    assert_eq!(lines.len(), 19, "{lines:?}");
+    for v in &lines {
+        let r: HashMap<String, Value> = v.as_object().unwrap().clone().into_iter().collect();
+        check_hit(&truth, &r);
+    }
+    let last: Value = std::fs::read_to_string(&status)
+        .unwrap()
+        .lines()
+        .last()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .expect("a status line");
+    assert_eq!(last["final"], true);
+    assert_eq!(last["sent"], 20);
+    assert_eq!(last["replies"], 15);
+    assert_eq!(last["errors"], 4);
+    assert_eq!(last["timeouts"], 1);
+
+    let o = bed.asdic(&[
+        "scan",
+        "198.19.0.0/29",
+        "--no-default-blocklist",
+        "-r",
+        "1000",
+        "-c",
+        "300ms",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let mut lines = text.lines();
+    assert!(
+        lines.next().unwrap().starts_with("target,outcome,rtt_us,"),
+        "csv by default: {text}"
+    );
+    assert_eq!(lines.count(), 8);
+}
