@@ -275,6 +275,25 @@ pub enum SpaceError {
     TooLarge(u128),
 }
 
+/// Buckets of `2^shift` indices, about two per segment (at most 2^20), each naming the
+/// segment that holds its first index; none for up to 64 segments (a binary search over
+/// those is as fast).
+fn bucket_index(starts: &[u64], len: u64) -> (Vec<u32>, u32) {
+    if starts.len() <= 64 {
+        return (vec![], 0);
+    }
+    let want = (starts.len() * 2).next_power_of_two().clamp(1, 1 << 20) as u64;
+    let mut shift = 0;
+    while (len.max(1) - 1) >> shift >= want {
+        shift += 1;
+    }
+    let count = ((len.max(1) - 1) >> shift) + 1;
+    let buckets = (0..count)
+        .map(|b| (starts.partition_point(|&s| s <= b << shift).max(1) - 1) as u32)
+        .collect();
+    (buckets, shift)
+}
+
 /// A seeded bijection of the integers `0..2^bits`: odd multiplications, additions and
 /// xor-shifts, each invertible modulo `2^bits`.
 #[derive(Debug, Clone, Copy)]
@@ -318,8 +337,8 @@ impl Mixer {
 enum Segment {
     /// Index `start + i` is address `lo + i`.
     Range { lo: u128 },
-    /// Index `start + i` is `base | mix(i)`, unless block- or allowlists say no.
-    Sample { base: u128, mix: Mixer },
+    /// Index `start + i` is `base | mixers[mix](i)`, unless block- or allowlists say no.
+    Sample { base: u128, mix: u32 },
 }
 
 /// One family's numbered target space.
@@ -329,6 +348,12 @@ pub struct Space {
     /// First index of each segment, ascending; `starts[0] == 0`.
     starts: Vec<u64>,
     segments: Vec<Segment>,
+    /// The bijections of the sampled segments.
+    mixers: Vec<Mixer>,
+    /// For each bucket of `2^shift` indices, the segment holding its first index: a lookup
+    /// searches only the segments that start inside one bucket (about two on average).
+    buckets: Vec<u32>,
+    shift: u32,
     len: u64,
     /// Checked for sampled addresses only (ranges are already clean).
     block: RangeSet,
@@ -399,23 +424,30 @@ impl Space {
             }
         }
         let mut rng = SplitMix::new(spec.seed ^ 0x5a3c_96e1_0f0f_1234);
+        let mut mixers = vec![];
         for (s, bits) in sampled {
             let k = spec.v6_samples.unwrap_or(0);
             starts.push(len as u64);
             segments.push(Segment::Sample {
                 base: to_u128(s.base),
-                mix: Mixer::new(bits, &mut rng),
+                mix: mixers.len() as u32,
             });
+            mixers.push(Mixer::new(bits, &mut rng));
             len += u128::from(k);
             if len > u128::from(MAX_SPACE) {
                 return Err(SpaceError::TooLarge(len));
             }
         }
+        let len = len as u64;
+        let (buckets, shift) = bucket_index(&starts, len);
         Ok(Space {
             family,
             starts,
             segments,
-            len: len as u64,
+            mixers,
+            buckets,
+            shift,
+            len,
             block,
             allow,
         })
@@ -450,12 +482,25 @@ impl Space {
         if i >= self.len {
             return None;
         }
-        let k = self.starts.partition_point(|&s| s <= i) - 1;
+        // The last segment starting at or before `i`: among the few of its bucket, or by a
+        // binary search over all when there are few.
+        let (lo, hi) = match self.buckets.get((i >> self.shift) as usize) {
+            Some(&lo) => {
+                let b = (i >> self.shift) as usize + 1;
+                let hi = self
+                    .buckets
+                    .get(b)
+                    .map_or(self.starts.len(), |&h| h as usize + 1);
+                (lo as usize, hi)
+            }
+            None => (0, self.starts.len()),
+        };
+        let k = lo + self.starts[lo..hi].partition_point(|&s| s <= i) - 1;
         let off = u128::from(i - self.starts[k]);
         let x = match self.segments[k] {
             Segment::Range { lo } => lo + off,
             Segment::Sample { base, mix } => {
-                let x = base | mix.apply(off);
+                let x = base | self.mixers[mix as usize].apply(off);
                 if self.block.contains(x) || self.allow.as_ref().is_some_and(|a| !a.contains(x)) {
                     return None;
                 }
@@ -582,6 +627,33 @@ mod tests {
             got.sort();
             assert_eq!(got, naive(t, b, a), "{t} - {b}");
         }
+    }
+
+    #[test]
+    fn bucketed_lookup_with_many_segments() {
+        // 600 random holes (single addresses and small prefixes) and a few extra targets.
+        let mut rng = SplitMix::new(77);
+        let mut block = String::new();
+        for _ in 0..600 {
+            let x = rng.range(0, 65_535) as u32;
+            let len = [32, 32, 30, 28][rng.range(0, 3) as usize];
+            block.push_str(&format!("198.19.{}.{}/{len}\n", x >> 8, x & 255));
+        }
+        let t = "198.19.0.0/16 198.20.0.1 198.20.0.3 198.20.0.5";
+        let space = Space::new(&SpaceSpec {
+            family: Family::V4,
+            targets: &specs(t),
+            block: &set(&block),
+            allow: None,
+            v6_samples: None,
+            seed: 1,
+        })
+        .unwrap();
+        assert!(space.segments.len() > 500, "{}", space.segments.len());
+        assert!(space.buckets.len() >= space.segments.len());
+        let mut got = all(&space);
+        got.sort();
+        assert_eq!(got, naive(t, &block, None));
     }
 
     #[test]
