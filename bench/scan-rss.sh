@@ -3,7 +3,8 @@
 # - a dry run over all of IPv4 (3.7 billion addresses after the default blocklist, no
 #   socket): generation rate and peak RSS;
 # - real scans of 198.19.0.0/20 and 198.19.0.0/16 on the veth test bed at the same rate:
-#   send rate, replies, peak RSS (16× the targets, same memory).
+#   send rate, replies, peak RSS (16× the targets, same memory); and the /16 again with CSV
+#   output, to show the Parquet writer's share.
 #
 # usage: sudo bench/scan-rss.sh [RATE]   (bed scan rate, default 50000)
 set -euo pipefail
@@ -22,15 +23,18 @@ printf '%-36s %12s %9s %14s %13s %9s\n' run targets seconds per_second peak_rss_
 awk -v n="$(field 's/.*dry run: \([0-9]*\) targets.*/\1/p' "$tmp/dry")" \
   -v s="$(field 's/.* in \([0-9.]*\)s (.*/\1/p' "$tmp/dry")" \
   -v r="$(field 's/^RSS \([0-9]*\)/\1/p' "$tmp/dry")" 'BEGIN {
-  printf "%-36s %12d %9.2f %14.0f %13.1f %9s\n", "dry run, all IPv4 (generation only)", n, s, n / s, r / 1024, "-" }'
+  printf "%-36s %12.0f %9.2f %14.0f %13.1f %9s\n", "dry run, all IPv4 (generation only)", n, s, n / s, r / 1024, "-" }'
 scripts/bed.sh up "$id" >/dev/null
-for prefix in 198.19.0.0/20 198.19.0.0/16; do
+for run in "198.19.0.0/20 parquet" "198.19.0.0/16 parquet" "198.19.0.0/16 csv"; do
+  read -r prefix fmt <<<"$run"
   log="$tmp/scan"
+  out="$tmp/out.parquet"
+  [ "$fmt" = parquet ] || out=/dev/null
   ip netns exec "asdic-$id-scan" /usr/bin/time -f 'RSS %M' target/release/asdic scan "$prefix" \
-    --no-default-blocklist -r "$rate" -c 1 -q -o "$tmp/out.parquet" 2>"$log"
-  awk -v p="$prefix" -v n="$(field 's/.*sent \([0-9]*\) probes in \([0-9.]*\)s (.*/\1/p' "$log")" \
+    --no-default-blocklist -r "$rate" -c 1 -q -O "$fmt" -o "$out" 2>"$log"
+  awk -v p="$prefix, $fmt" -v n="$(field 's/.*sent \([0-9]*\) probes in \([0-9.]*\)s (.*/\1/p' "$log")" \
     -v s="$(field 's/.*sent \([0-9]*\) probes in \([0-9.]*\)s (.*/\2/p' "$log")" \
     -v h="$(field 's/.*probes: \([0-9]*\) replies.*/\1/p' "$log")" \
     -v r="$(field 's/^RSS \([0-9]*\)/\1/p' "$log")" 'BEGIN {
-    printf "%-36s %12d %9.2f %14.0f %13.1f %9d\n", "scan " p " on the bed", n, s, n / s, r / 1024, h }'
+    printf "%-36s %12d %9.2f %14.0f %13.1f %9d\n", "scan " p, n, s, n / s, r / 1024, h }'
 done

@@ -62,7 +62,7 @@ enum Output {
 impl Output {
     fn write(&mut self, rows: &[ScanRow]) -> anyhow::Result<()> {
         match self {
-            // The writer closes a row group every ROW_GROUP_ROWS rows: memory stays flat.
+            // The writer buffers at most one row group (ROW_GROUP_ROWS rows) before writing it.
             Output::Parquet(p) => p.write_rows(rows)?,
             Output::Text(t) => t.write_rows(rows)?,
         }
@@ -337,7 +337,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
             timeout: a.cooldown,
             retries: a.retries,
             poll: Duration::from_millis(10),
-            batch: 4096,
+            batch: 1024,
         };
         let walk = plan
             .cycle
