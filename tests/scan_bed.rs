@@ -26,6 +26,24 @@ fn scan(bed: &Bed, name: &str, args: &[&str]) -> (Rows, HashMap<String, String>,
     (rows, meta, stderr(&o))
 }
 
+/// Starts a scan of the bed's /16 at `rate` (cooldown 1 s) writing to `out`.
+fn spawn_slash16(bed: &Bed, rate: &str, out: &std::path::Path) -> std::process::Child {
+    bed.command(&[
+        "scan",
+        "198.19.0.0/16",
+        "--no-default-blocklist",
+        "-r",
+        rate,
+        "-c",
+        "1",
+        "-q",
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .spawn()
+    .expect("spawn asdic")
+}
+
 fn s<'a>(r: &'a HashMap<String, Value>, k: &str) -> &'a str {
     r[k].as_str().unwrap_or_else(|| panic!("{k} in {r:?}"))
 }
@@ -195,21 +213,7 @@ fn rate_cap_holds_within_five_percent() {
     let bed = Bed::up("srate", &[]);
     bed.count_forwarded("all16", "198.19.0.0/16");
     let out = scratch("srate.parquet");
-    let mut child = bed
-        .command(&[
-            "scan",
-            "198.19.0.0/16",
-            "--no-default-blocklist",
-            "-r",
-            "20000",
-            "-c",
-            "1",
-            "-q",
-            "-o",
-            out.to_str().unwrap(),
-        ])
-        .spawn()
-        .expect("spawn asdic");
+    let mut child = spawn_slash16(&bed, "20000", &out);
     // Sample the router's count twice inside the ~3.3 s of sending; time each sample by the
     // middle of the nft call.
     let sample = || {
@@ -241,21 +245,7 @@ fn sigint_cools_down_and_leaves_a_complete_parquet_file() {
     let bed = Bed::up("sint", &[]);
     let truth = bed.truth();
     let out = scratch("sint.parquet");
-    let mut child = bed
-        .command(&[
-            "scan",
-            "198.19.0.0/16",
-            "--no-default-blocklist",
-            "-r",
-            "10000",
-            "-c",
-            "1",
-            "-q",
-            "-o",
-            out.to_str().unwrap(),
-        ])
-        .spawn()
-        .expect("spawn asdic");
+    let mut child = spawn_slash16(&bed, "10000", &out);
     std::thread::sleep(Duration::from_millis(1500));
     let t = Instant::now();
     let pid = child.id().to_string();

@@ -10,19 +10,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use asdic_analysis::{Aggregator, Format, ParquetSink, Row, Sink, sink_for, summary_line};
-use asdic_receiver::event::{Drops, Event};
-use asdic_receiver::rx::RxConfig;
-use asdic_sender::source::Rounds;
+use asdic_receiver::event::Drops;
+use asdic_sender::source::{Rounds, Source};
 use asdic_sender::targets;
-use asdic_sender::tx::SenderConfig;
 use asdic_wire::Family;
 use asdic_wire::payload::{self, Key, Numbering};
-use crossbeam_channel::bounded;
 
 use crate::Fail;
 use crate::args::{FormatChoice, IdChoice, PingArgs};
 use crate::pipeline::{
-    EngineOptions, Pipeline, Signals, engine_line, random_u64, read_specs, slots_for,
+    EngineOptions, Ids, Pipeline, Signals, Started, Work, configs, engine_line, random_u64,
+    read_specs, slots_for, start_all,
 };
 
 /// Most targets `ping` lists in memory.
@@ -141,39 +139,26 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
 
     let started_ns = asdic_engine::now_ns();
     let t0 = Instant::now();
-    let (ev_tx, ev_rx) = bounded::<Vec<Event>>(256);
-    let (recycle_tx, recycle_rx) = bounded::<Vec<Event>>(256);
     let signals = Signals::install(&pipelines, a.timeout)?;
-    let mut handles = vec![];
-    for (p, (list, _)) in pipelines.iter_mut().zip(&lists) {
-        let share = rate * list.len() as f64 / order.len() as f64;
-        let cfg = SenderConfig {
-            rate: share,
-            batch: a.batch,
-            ttl: a.ttl,
-            numbering,
-            session,
-            key,
-            retries: a.retries > 0,
-        };
-        let rx_cfg = RxConfig {
-            timeout: a.timeout,
-            retries: a.retries,
-            poll: Duration::from_millis(10),
-            batch: 4096,
-        };
-        let source = Rounds::new(list.clone(), a.count, a.interval);
-        handles.push(p.spawn(
-            cfg,
-            rx_cfg,
-            a.size,
-            &a.cores,
-            Box::new(source),
-            &ev_tx,
-            &recycle_rx,
-        )?);
-    }
-    drop(ev_tx);
+    let ids = Ids {
+        numbering,
+        session,
+        key,
+    };
+    let work: Vec<Work> = lists
+        .iter()
+        .map(|(list, _)| {
+            let share = rate * list.len() as f64 / order.len() as f64;
+            let (cfg, rx_cfg) = configs(share, &engine, ids, a.timeout, a.retries, 4096);
+            let source = Rounds::new(list.clone(), a.count, a.interval);
+            (cfg, rx_cfg, Box::new(source) as Box<dyn Source + Send>)
+        })
+        .collect();
+    let Started {
+        handles,
+        events: ev_rx,
+        recycle: recycle_tx,
+    } = start_all(&mut pipelines, work, a.size, &a.cores)?;
 
     // Aggregate on this thread; progress once a second.
     let mut agg = Aggregator::new(order.clone());

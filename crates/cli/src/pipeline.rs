@@ -154,6 +154,39 @@ impl Pipeline {
     }
 }
 
+/// One pipeline's work: its sender's and receiver's parameters and its targets.
+pub type Work = (SenderConfig, RxConfig, Box<dyn Source + Send>);
+
+/// The running pipelines and the stream of their events.
+pub struct Started {
+    /// Each pipeline's threads.
+    pub handles: Vec<Running>,
+    /// Event batches from every receiver; closed when all have ended.
+    pub events: Receiver<Vec<Event>>,
+    /// Where emptied batches go back to the receivers.
+    pub recycle: Sender<Vec<Event>>,
+}
+
+/// Starts every pipeline on its work (same order), `size`-byte probes, on `cores`.
+pub fn start_all(
+    pipelines: &mut [Pipeline],
+    work: Vec<Work>,
+    size: usize,
+    cores: &[usize],
+) -> Result<Started, Fail> {
+    let (ev_tx, events) = bounded::<Vec<Event>>(256);
+    let (recycle, recycle_rx) = bounded::<Vec<Event>>(256);
+    let mut handles = vec![];
+    for (p, (cfg, rx_cfg, source)) in pipelines.iter_mut().zip(work) {
+        handles.push(p.spawn(cfg, rx_cfg, size, cores, source, &ev_tx, &recycle_rx)?);
+    }
+    Ok(Started {
+        handles,
+        events,
+        recycle,
+    })
+}
+
 /// A pipeline's running threads.
 pub struct Running {
     sender: std::thread::JoinHandle<anyhow::Result<()>>,
@@ -174,6 +207,45 @@ impl Running {
         s.context("sending")?;
         r.context("receiving")
     }
+}
+
+/// What identifies a run's probes: shared by its pipelines.
+#[derive(Debug, Clone, Copy)]
+pub struct Ids {
+    /// How probe numbers map to (identifier, sequence).
+    pub numbering: asdic_wire::payload::Numbering,
+    /// The run's session id.
+    pub session: u32,
+    /// The run's MAC key.
+    pub key: asdic_wire::payload::Key,
+}
+
+/// The sender's and the receiver's parameters for a pipeline sending `rate` probes/s whose
+/// probes wait `wait` for an answer, retried `retries` times, in RX batches of `events`.
+pub fn configs(
+    rate: f64,
+    o: &EngineOptions,
+    ids: Ids,
+    wait: Duration,
+    retries: u8,
+    events: usize,
+) -> (SenderConfig, RxConfig) {
+    let cfg = SenderConfig {
+        rate,
+        batch: o.batch,
+        ttl: o.ttl,
+        numbering: ids.numbering,
+        session: ids.session,
+        key: ids.key,
+        retries: retries > 0,
+    };
+    let rx_cfg = RxConfig {
+        timeout: wait,
+        retries,
+        poll: Duration::from_millis(10),
+        batch: events,
+    };
+    (cfg, rx_cfg)
 }
 
 /// Table slots for a pipeline sending `rate` probes/s that each wait up to `wait`: twice the

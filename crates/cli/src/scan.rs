@@ -13,21 +13,18 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use asdic_analysis::{CHUNK_ROWS, ParquetSink, ScanOutcome, ScanRow, Sink, TextFormat, text_sink};
 use asdic_receiver::event::{Drops, Event};
-use asdic_receiver::rx::RxConfig;
 use asdic_sender::permute::Cycle;
 use asdic_sender::source::Scan;
 use asdic_sender::space::{self, AddrSet, Space, SpaceSpec};
 use asdic_sender::targets::TargetSpec;
-use asdic_sender::tx::SenderConfig;
 use asdic_wire::Family;
 use asdic_wire::payload::{self, Key, Numbering};
-use crossbeam_channel::bounded;
 
 use crate::Fail;
 use crate::args::{EngineChoice, Limit, ScanArgs, ScanFormat};
 use crate::pipeline::{
-    EngineOptions, Pipeline, Signals, engine_line, random_u64, read_cidr_file, read_specs,
-    slots_for,
+    EngineOptions, Ids, Pipeline, Signals, Started, Work, configs, engine_line, random_u64,
+    read_cidr_file, read_specs, slots_for, start_all,
 };
 
 /// Largest in-flight table per family (40 bytes a slot: 160 MiB).
@@ -318,43 +315,28 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
     };
     let started_ns = asdic_engine::now_ns();
     let t0 = Instant::now();
-    let (ev_tx, ev_rx) = bounded::<Vec<Event>>(256);
-    let (recycle_tx, recycle_rx) = bounded::<Vec<Event>>(256);
     let signals = Signals::install(&pipelines, a.cooldown)?;
-    let mut handles = vec![];
-    for (p, plan) in pipelines.iter_mut().zip(&plans) {
+    let ids = Ids {
+        numbering,
+        session,
+        key,
+    };
+    let mut work: Vec<Work> = vec![];
+    for plan in &plans {
         let share = rate * plan.expected as f64 / planned.max(1) as f64;
-        let cfg = SenderConfig {
-            rate: share,
-            batch: a.batch,
-            ttl: a.ttl,
-            numbering,
-            session,
-            key,
-            retries: a.retries > 0,
-        };
-        let rx_cfg = RxConfig {
-            timeout: a.cooldown,
-            retries: a.retries,
-            poll: Duration::from_millis(10),
-            batch: 1024,
-        };
+        let (cfg, rx_cfg) = configs(share, &engine, ids, a.cooldown, a.retries, 1024);
         let walk = plan
             .cycle
             .shard(a.shard, a.shards)
             .map_err(|e| usage(e.to_string()))?;
         let source = Scan::new(plan.space.clone(), walk, plan.limit);
-        handles.push(p.spawn(
-            cfg,
-            rx_cfg,
-            a.size,
-            &a.cores,
-            Box::new(source),
-            &ev_tx,
-            &recycle_rx,
-        )?);
+        work.push((cfg, rx_cfg, Box::new(source)));
     }
-    drop(ev_tx);
+    let Started {
+        handles,
+        events: ev_rx,
+        recycle: recycle_tx,
+    } = start_all(&mut pipelines, work, a.size, &a.cores)?;
 
     let mut status = Status::new(&a, planned, t0)?;
     let mut counts = Counts::default();
