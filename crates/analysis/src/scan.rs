@@ -753,6 +753,30 @@ target,outcome,rtt_us,reply_ttl,responder,icmp_type,icmp_code,icmp_name,send_err
         );
     }
 
+    #[test]
+    fn parquet_row_group_size_is_chosen_at_creation() {
+        let path = temp_path("scan-groups");
+        let mut sink = ParquetSink::<ScanRow>::with_row_groups(&path, Vec::new(), 2).unwrap();
+        let rows = [
+            reply_row(),
+            error_row(),
+            timeout_row(),
+            reply_row(),
+            error_row(),
+        ];
+        sink.write_rows(&rows).unwrap();
+        Box::new(sink).finish().unwrap();
+        let (metadata, batches) = read_parquet(&path);
+        fs::remove_file(&path).unwrap();
+        let sizes: Vec<i64> = metadata
+            .row_groups()
+            .iter()
+            .map(|rg| rg.num_rows())
+            .collect();
+        assert_eq!(sizes, [2, 2, 1]);
+        assert_eq!(rows_from_batches(&batches), rows);
+    }
+
     /// Every row of `batches`, back as [`ScanRow`]s.
     fn rows_from_batches(batches: &[RecordBatch]) -> Vec<ScanRow> {
         batches

@@ -165,6 +165,20 @@ impl<R: Record> ParquetSink<R> {
     /// [`Error::File`] if the temporary file cannot be created, [`Error::Parquet`] if the
     /// writer cannot start.
     pub fn create(path: impl AsRef<Path>, metadata: Vec<(String, String)>) -> Result<Self> {
+        Self::with_row_groups(path, metadata, ROW_GROUP_ROWS)
+    }
+
+    /// As [`create`](Self::create), with row groups of at most `rows` rows: the writer
+    /// buffers one row group in memory, so a long streaming run trades a little compression
+    /// for memory with a smaller value.
+    ///
+    /// # Errors
+    /// As [`create`](Self::create).
+    pub fn with_row_groups(
+        path: impl AsRef<Path>,
+        metadata: Vec<(String, String)>,
+        rows: usize,
+    ) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let mut tmp_name = path.clone().into_os_string();
         tmp_name.push(".tmp");
@@ -179,7 +193,7 @@ impl<R: Record> ParquetSink<R> {
             .collect();
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_max_row_group_row_count(Some(rows.max(1)))
             .set_key_value_metadata(Some(metadata))
             .build();
         let writer = ArrowWriter::try_new(file, R::schema(), Some(props))?;

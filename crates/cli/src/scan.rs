@@ -31,6 +31,8 @@ use crate::pipeline::{
 const MAX_SLOTS: u64 = 1 << 22;
 /// Largest ICMP payload on the raw engine (an IPv4 datagram's limit).
 const MAX_SIZE: usize = 65_535 - 20 - 8;
+/// Rows per Parquet row group of a scan: the writer buffers one (about 3 MiB at this size).
+const SCAN_ROW_GROUP: usize = 16_384;
 /// Ethernet bytes around an IP packet on the wire: preamble+SFD 8, header 14, FCS 4, gap 12.
 const ETHERNET_OVERHEAD: usize = 38;
 
@@ -59,7 +61,7 @@ enum Output {
 impl Output {
     fn write(&mut self, rows: &[ScanRow]) -> anyhow::Result<()> {
         match self {
-            // The writer buffers at most one row group (ROW_GROUP_ROWS rows) before writing it.
+            // The writer buffers at most one row group (SCAN_ROW_GROUP rows) before writing it.
             Output::Parquet(p) => p.write_rows(rows)?,
             Output::Text(t) => t.write_rows(rows)?,
         }
@@ -515,7 +517,7 @@ fn open_output(a: &ScanArgs, format: ScanFormat, seed: u64, rate: f64) -> Result
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
-            let p = ParquetSink::<ScanRow>::create(path, meta)
+            let p = ParquetSink::<ScanRow>::with_row_groups(path, meta, SCAN_ROW_GROUP)
                 .map_err(|e| usage(format!("-o {}: {e}", path.display())))?;
             Ok(Output::Parquet(Box::new(p)))
         }
