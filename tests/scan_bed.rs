@@ -213,17 +213,18 @@ fn rate_cap_holds_within_five_percent() {
     let bed = Bed::up("srate", &[]);
     bed.count_forwarded("all16", "198.19.0.0/16");
     let out = scratch("srate.parquet");
-    let mut child = spawn_slash16(&bed, "20000", &out);
-    // Sample the router's count twice inside the ~3.3 s of sending; time each sample by the
-    // middle of the nft call.
+    let mut child = spawn_slash16(&bed, "10000", &out);
+    // Sample the router's count twice inside the ~6.6 s of sending (a rate this machine
+    // holds even with another bed test beside it); time each sample by the middle of the
+    // nft call.
     let sample = || {
         let a = Instant::now();
         let n = bed.forwarded("all16");
         (a + (Instant::now() - a) / 2, n)
     };
-    std::thread::sleep(Duration::from_millis(800));
+    std::thread::sleep(Duration::from_millis(1000));
     let (t1, n1) = sample();
-    std::thread::sleep(Duration::from_millis(2000));
+    std::thread::sleep(Duration::from_millis(4000));
     let (t2, n2) = sample();
     let status = child.wait().expect("wait");
     assert!(status.success());
@@ -232,9 +233,10 @@ fn rate_cap_holds_within_five_percent() {
         "both samples while sending: {n1} {n2}"
     );
     let rate = (n2 - n1) as f64 / (t2 - t1).as_secs_f64();
+    eprintln!("rate on the wire for --rate 10000: {rate:.0} probes/s");
     assert!(
-        (rate - 20_000.0).abs() <= 1_000.0,
-        "measured {rate:.0} probes/s on the wire for --rate 20000"
+        (rate - 10_000.0).abs() <= 500.0,
+        "measured {rate:.0} probes/s on the wire for --rate 10000"
     );
     assert_eq!(bed.forwarded("all16"), 65_536);
 }
