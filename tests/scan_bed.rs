@@ -460,3 +460,45 @@ fn jsonl_and_csv_on_stdout_and_a_json_status_file() {
     );
     assert_eq!(lines.count(), 8);
 }
+
+#[test]
+fn a_second_signal_skips_the_cooldown() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("sint2", &[]);
+    let out = scratch("sint2.parquet");
+    let mut child = bed
+        .command(&[
+            "scan",
+            "198.19.0.0/16",
+            "--no-default-blocklist",
+            "-r",
+            "5000",
+            "-c",
+            "30",
+            "-q",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .spawn()
+        .expect("spawn asdic");
+    std::thread::sleep(Duration::from_millis(1000));
+    let pid = child.id().to_string();
+    let t = Instant::now();
+    for signal in ["-INT", "-TERM"] {
+        let kill = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status();
+        assert!(kill.unwrap().success());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let status = child.wait().expect("wait");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "the second signal ends the 30 s cooldown at once: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(status.code(), Some(0));
+    let (rows, meta) = read_parquet(&out);
+    assert_eq!(meta["asdic.interrupted"], "true");
+    assert!(rows.len() > 1_000, "{} rows", rows.len());
+}
