@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use asdic_engine::raw::{self, RawOptions};
-use asdic_engine::{Rx, Tx};
+use asdic_engine::uring::{self, UringOptions};
+use asdic_engine::{EngineError, Rx, Tx};
 use asdic_receiver::event::{Drops, Event};
 use asdic_receiver::matcher::Matcher;
 use asdic_receiver::rx::{self, Retry, RxConfig, RxShared};
@@ -22,6 +23,7 @@ use asdic_wire::template::{Layer, Template};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::Fail;
+use crate::args::EngineChoice;
 
 /// One address family's engine, table and the counters of its threads.
 pub struct Pipeline {
@@ -31,6 +33,10 @@ pub struct Pipeline {
     pub table: Arc<InflightTable>,
     /// The engine halves, until the threads take them.
     engine: Option<(Box<dyn Tx>, Box<dyn Rx>)>,
+    /// The engine that runs.
+    pub engine_kind: Engine,
+    /// Why that one: "as asked", or auto's reason.
+    pub engine_why: String,
     /// The sender's counters and stop flag.
     pub sender: Arc<SenderShared>,
     /// The receiver's counters and abort flag.
@@ -48,24 +54,115 @@ pub struct EngineOptions {
     pub batch: usize,
     /// ICMP payload bytes per probe.
     pub size: usize,
+    /// Which engine to open.
+    pub choice: EngineChoice,
+}
+
+/// An engine this build can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Raw ICMP sockets, `sendmmsg`/`recvmmsg`.
+    Raw,
+    /// The same sockets driven through io_uring.
+    Uring,
+}
+
+impl Engine {
+    /// Its name, as `--engine` takes it and the Parquet metadata records it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Raw => "raw",
+            Engine::Uring => "uring",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Engine::Raw => "raw ICMP sockets with sendmmsg/recvmmsg and kernel timestamps",
+            Engine::Uring => {
+                "raw ICMP sockets driven through io_uring (SendMsg/RecvMsg requests) and kernel \
+                 timestamps"
+            }
+        }
+    }
+
+    fn other(self) -> Engine {
+        match self {
+            Engine::Raw => Engine::Uring,
+            Engine::Uring => Engine::Raw,
+        }
+    }
+}
+
+/// The engine `--engine auto` tries first, and why (the other is its fallback).
+const AUTO_FIRST: (Engine, &str) = (Engine::Raw, "not yet measured against uring");
+
+type Halves = (Box<dyn Tx>, Box<dyn Rx>);
+
+fn open_engine(e: Engine, family: Family, o: &EngineOptions) -> Result<Halves, EngineError> {
+    let socket = RawOptions {
+        v6: family == Family::V6,
+        ttl: o.ttl,
+        device: o.device.clone(),
+        batch: o.batch,
+        max_reply: (o.size + 128).max(2048),
+        ..RawOptions::default()
+    };
+    Ok(match e {
+        Engine::Raw => {
+            let (tx, rx) = raw::open(&socket)?;
+            (Box::new(tx), Box::new(rx))
+        }
+        Engine::Uring => {
+            let (tx, rx) = uring::open(&UringOptions {
+                socket,
+                ..UringOptions::default()
+            })?;
+            (Box::new(tx), Box::new(rx))
+        }
+    })
 }
 
 impl Pipeline {
     /// Opens the engine for `family` with a table of `slots` slots.
     pub fn open(family: Family, slots: usize, o: &EngineOptions) -> Result<Self, Fail> {
-        let opts = RawOptions {
-            v6: family == Family::V6,
-            ttl: o.ttl,
-            device: o.device.clone(),
-            batch: o.batch,
-            max_reply: (o.size + 128).max(2048),
-            ..RawOptions::default()
+        let system = |e: EngineError| Fail::System(e.into());
+        let (halves, kind, why) = match o.choice {
+            EngineChoice::Raw => (
+                open_engine(Engine::Raw, family, o).map_err(system)?,
+                Engine::Raw,
+                "as asked".to_string(),
+            ),
+            EngineChoice::Uring => match open_engine(Engine::Uring, family, o) {
+                Ok(h) => (h, Engine::Uring, "as asked".to_string()),
+                Err(e @ EngineError::Unavailable { .. }) => {
+                    return Err(Fail::System(anyhow::anyhow!(
+                        "--engine uring: {e} (--engine raw or auto work without it)"
+                    )));
+                }
+                Err(e) => return Err(system(e)),
+            },
+            EngineChoice::Auto => {
+                let (first, reason) = AUTO_FIRST;
+                match open_engine(first, family, o) {
+                    Ok(h) => (h, first, format!("auto: {reason}")),
+                    // Only a missing engine falls back; other errors (permissions, socket
+                    // options) would fail the other engine the same way.
+                    Err(EngineError::Unavailable { reason, .. }) => (
+                        open_engine(first.other(), family, o).map_err(system)?,
+                        first.other(),
+                        format!("auto: {} is not available here: {reason}", first.name()),
+                    ),
+                    Err(e) => return Err(system(e)),
+                }
+            }
         };
-        let (tx, rx) = raw::open(&opts).map_err(|e| Fail::System(e.into()))?;
         Ok(Pipeline {
             family,
             table: Arc::new(InflightTable::new(slots)),
-            engine: Some((Box::new(tx), Box::new(rx))),
+            engine: Some(halves),
+            engine_kind: kind,
+            engine_why: why,
             sender: Arc::new(SenderShared::default()),
             receiver: Arc::new(RxShared::default()),
         })
@@ -302,13 +399,35 @@ pub fn random_u64() -> u64 {
     u64::from_ne_bytes(b)
 }
 
-/// The engine line printed at start.
-pub fn engine_line(auto: bool) -> String {
-    format!(
-        "asdic: engine raw: raw ICMP sockets with sendmmsg/recvmmsg and kernel timestamps \
-         ({}; no other engine in this build)",
-        if auto { "auto" } else { "as asked" }
-    )
+/// The engine line printed at start: which engine runs and why.
+pub fn engine_line(pipelines: &[Pipeline]) -> String {
+    let mut parts: Vec<String> = vec![];
+    for p in pipelines {
+        let part = format!(
+            "engine {}: {} ({})",
+            p.engine_kind.name(),
+            p.engine_kind.what(),
+            p.engine_why
+        );
+        if !parts.contains(&part) {
+            parts.push(part);
+        }
+    }
+    format!("asdic: {}", parts.join("; "))
+}
+
+/// The engines that ran, for the `asdic.engine` metadata: one name, or per family when they
+/// differ (`V4:uring,V6:raw`).
+pub fn engine_names(pipelines: &[Pipeline]) -> String {
+    let first = pipelines.first().map(|p| p.engine_kind);
+    if pipelines.iter().all(|p| Some(p.engine_kind) == first) {
+        return first.map_or("none", Engine::name).to_string();
+    }
+    pipelines
+        .iter()
+        .map(|p| format!("{:?}:{}", p.family, p.engine_kind.name()))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// SIGINT/SIGTERM: the first stops sending (replies in flight are still awaited, up to
