@@ -7,9 +7,16 @@
 //!   own result, in any order: a packet that cannot be sent does not stop the ones after it,
 //!   and a [`Window`] remembers what went out so that the caller's next call (which resumes
 //!   after the failed packet) reports those without sending them twice.
-//! - RX: `recv_slots` `RecvMsg` requests stay armed on the socket, each with a buffer and room
-//!   for the `SO_TIMESTAMPNS` and `IPV6_HOPLIMIT` control messages. A receive waits with the
-//!   ring's own timeout, hands each completed message to the callback and re-arms its slot.
+//! - RX ([`RecvMode::Multishot`], the default): one multishot `RecvMsg` request stays armed on
+//!   the socket and posts a completion per message, in a buffer the kernel takes from a ring of
+//!   provided buffers (each with room for the `SO_TIMESTAMPNS` and `IPV6_HOPLIMIT` control
+//!   messages); the buffer goes back after the callback. A receive waits with the ring's own
+//!   timeout (`IORING_ENTER_EXT_ARG`).
+//! - RX ([`RecvMode::Armed`], and where the kernel lacks multishot receives, before Linux
+//!   6.0): `armed_slots` plain `RecvMsg` requests stay armed, each with its own preallocated
+//!   buffer, and each is re-armed after its message is handled. Measured on the test bed, every
+//!   armed request is woken by every arriving packet (io_uring polls sockets non-exclusively
+//!   for receives), so the RX thread's CPU grows with the number armed: keep it small.
 //!
 //! Needs CAP_NET_RAW, like the raw engine, and an io_uring this process may use: Linux 5.11 or
 //! later, not disabled by `kernel.io_uring_disabled` or a seccomp filter. Otherwise [`open`]
@@ -23,25 +30,43 @@ use std::time::Duration;
 use crate::batch::TxBatch;
 use crate::error::{EngineError, SendError};
 use crate::raw::{self, RawOptions};
-use crate::uring_sys::{PENDING, RecvRing, SendRing};
+use crate::uring_sys::{MultiRecv, PENDING, RecvRing, SendRing};
 use crate::{Rx, RxCaps, RxFrame, Tx, TxCaps, TxLayer};
+use std::os::fd::RawFd;
 
 const ENGINE: &str = "uring";
+
+/// How the RX half keeps receive requests in the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvMode {
+    /// One multishot `RecvMsg` taking buffers from a provided-buffer ring (Linux 6.0); where
+    /// the kernel lacks it, [`RecvMode::Armed`].
+    Multishot,
+    /// Plain `RecvMsg` requests kept armed, one buffer each, re-armed after each message.
+    Armed,
+}
 
 /// How to open the io_uring engine.
 #[derive(Debug, Clone)]
 pub struct UringOptions {
     /// The socket, as for the raw engine; `batch` is the most packets one TX submit carries.
     pub socket: RawOptions,
-    /// `RecvMsg` requests kept armed (each with a buffer of `socket.max_reply` bytes).
-    pub recv_slots: usize,
+    /// How receives are kept armed.
+    pub recv: RecvMode,
+    /// Provided buffers of the multishot receive (rounded up to a power of two), each of
+    /// `socket.max_reply` bytes plus room for the source address and control messages.
+    pub recv_buffers: usize,
+    /// Requests kept armed in [`RecvMode::Armed`] (each with a buffer of `socket.max_reply`).
+    pub armed_slots: usize,
 }
 
 impl Default for UringOptions {
     fn default() -> Self {
         UringOptions {
             socket: RawOptions::default(),
-            recv_slots: 128,
+            recv: RecvMode::Multishot,
+            recv_buffers: 256,
+            armed_slots: 4,
         }
     }
 }
@@ -68,14 +93,19 @@ fn unavailable(e: io::Error) -> EngineError {
 /// Opens the engine: one socket, a ring per half.
 pub fn open(opts: &UringOptions) -> Result<(UringTx, UringRx), EngineError> {
     let fd = Arc::new(raw::socket(&opts.socket, ENGINE)?);
-    let ring = SendRing::new(opts.socket.batch.max(1)).map_err(unavailable)?;
+    let raw_fd = fd.as_raw_fd();
+    let ring = SendRing::new(raw_fd, opts.socket.batch.max(1)).map_err(unavailable)?;
     let window = Window::new(ring.slots());
-    let rx_ring = RecvRing::new(
-        fd.as_raw_fd(),
-        opts.recv_slots.max(1),
-        opts.socket.max_reply.max(256),
-    )
-    .map_err(unavailable)?;
+    let max_reply = opts.socket.max_reply.max(256);
+    let armed = || RecvRing::new(raw_fd, opts.armed_slots.max(1), max_reply);
+    let rx_ring = match opts.recv {
+        RecvMode::Armed => RxRing::Armed(armed().map_err(unavailable)?),
+        // Without provided-buffer rings (before Linux 5.19) there is no multishot receive.
+        RecvMode::Multishot => match MultiRecv::new(raw_fd, opts.recv_buffers, max_reply) {
+            Ok(m) => RxRing::Multi(m),
+            Err(_) => RxRing::Armed(armed().map_err(unavailable)?),
+        },
+    };
     let tx = UringTx {
         ring,
         window,
@@ -84,7 +114,10 @@ pub fn open(opts: &UringOptions) -> Result<(UringTx, UringRx), EngineError> {
     let rx = UringRx {
         ring: rx_ring,
         fd,
+        raw_fd,
         v6: opts.socket.v6,
+        armed_slots: opts.armed_slots.max(1),
+        max_reply,
     };
     Ok((tx, rx))
 }
@@ -121,15 +154,13 @@ impl Tx for UringTx {
         }
         let (first, states) = self.window.begin(batch.epoch(), batch.len(), from);
         if states.contains(&PENDING) {
-            self.ring
-                .send(self.fd.as_raw_fd(), batch, first, states)
-                .map_err(|source| {
-                    SendError::Fatal(EngineError::Io {
-                        engine: ENGINE,
-                        what: "io_uring_enter (send)",
-                        source,
-                    })
-                })?;
+            self.ring.send(batch, first, states).map_err(|source| {
+                SendError::Fatal(EngineError::Io {
+                    engine: ENGINE,
+                    what: "io_uring_enter (send)",
+                    source,
+                })
+            })?;
         }
         match self.window.report(from) {
             Report::Sent(n) => Ok(n),
@@ -143,12 +174,31 @@ impl Tx for UringTx {
     }
 }
 
+/// The RX ring in either mode.
+enum RxRing {
+    Armed(RecvRing),
+    Multi(MultiRecv),
+}
+
 /// The receiving half.
 pub struct UringRx {
     // Declared before `fd`: dropping the ring cancels its requests while the socket is open.
-    ring: RecvRing,
+    ring: RxRing,
     fd: Arc<OwnedFd>,
+    raw_fd: RawFd,
     v6: bool,
+    armed_slots: usize,
+    max_reply: usize,
+}
+
+impl UringRx {
+    /// The receive mode in use (multishot falls back to armed on older kernels).
+    pub fn mode(&self) -> RecvMode {
+        match self.ring {
+            RxRing::Armed(_) => RecvMode::Armed,
+            RxRing::Multi(_) => RecvMode::Multishot,
+        }
+    }
 }
 
 impl core::fmt::Debug for UringRx {
@@ -156,6 +206,7 @@ impl core::fmt::Debug for UringRx {
         f.debug_struct("UringRx")
             .field("fd", &self.fd)
             .field("v6", &self.v6)
+            .field("mode", &self.mode())
             .finish_non_exhaustive()
     }
 }
@@ -174,22 +225,38 @@ impl Rx for UringRx {
         on_frame: &mut dyn FnMut(RxFrame<'_>),
     ) -> Result<usize, EngineError> {
         let v6 = self.v6;
-        self.ring
-            .recv(timeout, &mut |m, data| {
-                let fallback = if m.ts_ns.is_some() {
-                    0
-                } else {
-                    crate::now_ns()
-                };
-                if let Some(f) = raw::frame(v6, m, data, fallback) {
-                    on_frame(f);
+        let mut on = |m: &crate::sys::Received, data: &[u8]| {
+            let fallback = if m.ts_ns.is_some() {
+                0
+            } else {
+                crate::now_ns()
+            };
+            if let Some(f) = raw::frame(v6, m, data, fallback) {
+                on_frame(f);
+            }
+        };
+        let r = match &mut self.ring {
+            RxRing::Armed(r) => r.recv(timeout, &mut on),
+            RxRing::Multi(r) => match r.recv(timeout, &mut on) {
+                // Linux 5.19 has provided-buffer rings but fails multishot receives: go on
+                // with armed requests.
+                Err(e) if r.unsupported(&e) => {
+                    let armed = RecvRing::new(self.raw_fd, self.armed_slots, self.max_reply);
+                    self.ring = RxRing::Armed(armed.map_err(|source| EngineError::Io {
+                        engine: ENGINE,
+                        what: "io_uring recvmsg (armed, after multishot failed)",
+                        source,
+                    })?);
+                    Ok(0)
                 }
-            })
-            .map_err(|source| EngineError::Io {
-                engine: ENGINE,
-                what: "io_uring recvmsg",
-                source,
-            })
+                r => r,
+            },
+        };
+        r.map_err(|source| EngineError::Io {
+            engine: ENGINE,
+            what: "io_uring recvmsg",
+            source,
+        })
     }
 }
 

@@ -9,6 +9,13 @@
 //!
 //! TX requests also point at the packet bytes of the [`TxBatch`] being sent; a send does not
 //! return while any of its requests is in flight.
+//!
+//! Rings are created with one issuer and deferred task work (`IORING_SETUP_SINGLE_ISSUER |
+//! IORING_SETUP_DEFER_TASKRUN`, Linux 6.1): completion work then runs only when the owning
+//! thread enters the ring to wait, in batches, instead of interrupting it. They start disabled
+//! and the first thread that uses one enables it and so becomes its issuer (the engine is
+//! opened on one thread and run on others). Older kernels get a plain ring. The socket is
+//! registered as fixed file 0, which spares each request a file lookup.
 
 use core::net::{IpAddr, Ipv6Addr};
 use std::io;
@@ -17,7 +24,7 @@ use std::os::fd::RawFd;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use io_uring::types::{Fd, SubmitArgs, Timespec};
+use io_uring::types::{Fixed, SubmitArgs, Timespec};
 use io_uring::{IoUring, Probe, opcode};
 
 use crate::batch::TxBatch;
@@ -91,36 +98,95 @@ fn zeroed_msghdr() -> libc::msghdr {
     unsafe { zeroed() }
 }
 
-/// Creates a ring with `entries` submission slots and twice as many completion slots, and
-/// checks that the kernel has what the engine uses: SENDMSG, RECVMSG, ASYNC_CANCEL and
-/// waiting with a timeout (IORING_FEAT_EXT_ARG, Linux 5.11).
-fn new_ring(entries: usize) -> io::Result<IoUring> {
-    let entries = u32::try_from(entries.clamp(1, 4096)).unwrap_or(4096);
-    let ring = IoUring::builder()
-        .setup_cqsize(entries * 2)
-        .build(entries)?;
-    if !ring.params().is_feature_ext_arg() {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "the kernel's io_uring cannot wait with a timeout (IORING_FEAT_EXT_ARG, Linux 5.11)",
-        ));
-    }
-    let mut probe = Probe::new();
-    ring.submitter().register_probe(&mut probe)?;
-    for (code, name) in [
-        (opcode::SendMsg::CODE, "SENDMSG"),
-        (opcode::RecvMsg::CODE, "RECVMSG"),
-        (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
-    ] {
-        if !probe.is_supported(code) {
+/// An io_uring instance with the socket registered as fixed file 0.
+struct Ring {
+    uring: IoUring,
+    /// Created disabled, not yet enabled by the thread that uses it.
+    disabled: bool,
+}
+
+impl Ring {
+    /// A ring with `entries` submission slots and twice as many completion slots, for `fd`.
+    /// Checks that the kernel has what the engine uses: SENDMSG, RECVMSG, ASYNC_CANCEL and
+    /// waiting with a timeout (IORING_FEAT_EXT_ARG, Linux 5.11).
+    fn new(entries: usize, fd: RawFd) -> io::Result<Self> {
+        let entries = u32::try_from(entries.clamp(1, 4096)).unwrap_or(4096);
+        let preferred = IoUring::builder()
+            .setup_cqsize(entries * 2)
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_taskrun_flag()
+            .setup_r_disabled()
+            .build(entries);
+        let (uring, disabled) = match preferred {
+            Ok(r) => (r, true),
+            // Before Linux 6.1: no deferred task work.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (
+                IoUring::builder()
+                    .setup_cqsize(entries * 2)
+                    .build(entries)?,
+                false,
+            ),
+            Err(e) => return Err(e),
+        };
+        if !uring.params().is_feature_ext_arg() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                format!("the kernel's io_uring lacks IORING_OP_{name}"),
+                "the kernel's io_uring cannot wait with a timeout (IORING_FEAT_EXT_ARG, \
+                 Linux 5.11)",
             ));
         }
+        let mut probe = Probe::new();
+        uring.submitter().register_probe(&mut probe)?;
+        for (code, name) in [
+            (opcode::SendMsg::CODE, "SENDMSG"),
+            (opcode::RecvMsg::CODE, "RECVMSG"),
+            (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+        ] {
+            if !probe.is_supported(code) {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("the kernel's io_uring lacks IORING_OP_{name}"),
+                ));
+            }
+        }
+        uring.submitter().register_files(&[fd])?;
+        Ok(Ring { uring, disabled })
     }
-    Ok(ring)
+
+    /// Makes the calling thread the ring's issuer, on first use.
+    fn enable(&mut self) -> io::Result<()> {
+        if self.disabled {
+            self.uring.submitter().register_enable_rings()?;
+            self.disabled = false;
+        }
+        Ok(())
+    }
+
+    /// Submits what is queued and waits up to `timeout` for at least one completion.
+    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        let ts = Timespec::from(timeout);
+        let args = SubmitArgs::new().timespec(&ts);
+        match self.uring.submitter().submit_with_args(1, &args) {
+            Ok(_) => Ok(()),
+            Err(e) if transient(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Submits what is queued without waiting; also runs deferred completion work when the
+    /// kernel flags some (IORING_SQ_TASKRUN).
+    fn submit(&mut self) -> io::Result<()> {
+        match self.uring.submit() {
+            Ok(_) => Ok(()),
+            Err(e) if transient(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
 }
+
+/// The registered socket.
+const SOCKET: Fixed = Fixed(0);
 
 /// Whether an `io_uring_enter` error only means "try again" (nothing is lost).
 fn transient(e: &io::Error) -> bool {
@@ -141,7 +207,7 @@ union SockAddr {
 /// The TX ring: one `SendMsg` request per packet, with a header, an iovec and an address
 /// per slot, reused for every batch.
 pub(crate) struct SendRing {
-    ring: IoUring,
+    ring: Ring,
     hdrs: Pinned<libc::msghdr>,
     iovs: Pinned<libc::iovec>,
     addrs: Pinned<SockAddr>,
@@ -153,8 +219,8 @@ pub(crate) struct SendRing {
 }
 
 impl SendRing {
-    /// A ring for up to `slots` packets per send.
-    pub(crate) fn new(slots: usize) -> io::Result<Self> {
+    /// A ring for up to `slots` packets per send on `fd` (which must outlive it).
+    pub(crate) fn new(fd: RawFd, slots: usize) -> io::Result<Self> {
         let slots = slots.max(1);
         let iov = libc::iovec {
             iov_base: std::ptr::null_mut(),
@@ -164,7 +230,7 @@ impl SendRing {
             v6: sys::sin6(Ipv6Addr::UNSPECIFIED),
         };
         Ok(SendRing {
-            ring: new_ring(slots)?,
+            ring: Ring::new(slots, fd)?,
             hdrs: Pinned::new(slots, zeroed_msghdr()),
             iovs: Pinned::new(slots, iov),
             addrs: Pinned::new(slots, addr),
@@ -184,7 +250,6 @@ impl SendRing {
     /// into its `states[i]`. An error means the ring itself failed (and is not used again).
     pub(crate) fn send(
         &mut self,
-        fd: RawFd,
         batch: &TxBatch,
         first: usize,
         states: &mut [i32],
@@ -193,8 +258,9 @@ impl SendRing {
             return Err(io::Error::other("the TX ring failed earlier"));
         }
         assert!(states.len() <= self.slots, "more packets than slots");
+        self.ring.enable()?;
         {
-            let mut sq = self.ring.submission();
+            let mut sq = self.ring.uring.submission();
             for (i, st) in states.iter_mut().enumerate() {
                 if *st != PENDING {
                     continue;
@@ -234,7 +300,7 @@ impl SendRing {
                     h.msg_controllen = 0;
                     h.msg_flags = 0;
                 }
-                let sqe = opcode::SendMsg::new(Fd(fd), hdr.cast_const())
+                let sqe = opcode::SendMsg::new(SOCKET, hdr.cast_const())
                     .build()
                     .user_data(i as u64);
                 // SAFETY: the request reads header `i`, its iovec and address (our `Pinned`
@@ -254,7 +320,7 @@ impl SendRing {
             }
         }
         while self.in_flight > 0 {
-            match self.ring.submit_and_wait(self.in_flight) {
+            match self.ring.uring.submit_and_wait(self.in_flight) {
                 Ok(_) => {}
                 Err(e) if transient(&e) => {}
                 Err(e) => {
@@ -262,7 +328,7 @@ impl SendRing {
                     return Err(e);
                 }
             }
-            for cqe in self.ring.completion() {
+            for cqe in self.ring.uring.completion() {
                 if let Some(st) = usize::try_from(cqe.user_data())
                     .ok()
                     .and_then(|i| states.get_mut(i))
@@ -291,8 +357,7 @@ impl Drop for SendRing {
 /// The RX ring: `slots` `RecvMsg` requests kept armed on the socket, each with its own
 /// buffer, header, iovec, source address and control-data room.
 pub(crate) struct RecvRing {
-    ring: IoUring,
-    fd: RawFd,
+    ring: Ring,
     slots: usize,
     bufsize: usize,
     bufs: Pinned<u8>,
@@ -319,8 +384,7 @@ impl RecvRing {
             iov_len: 0,
         };
         Ok(RecvRing {
-            ring: new_ring(slots)?,
-            fd,
+            ring: Ring::new(slots, fd)?,
             slots,
             bufsize,
             bufs: Pinned::new(slots * bufsize, 0u8),
@@ -356,10 +420,10 @@ impl RecvRing {
             h.msg_controllen = CMSG_SPACE as _;
             h.msg_flags = 0;
         }
-        let sqe = opcode::RecvMsg::new(Fd(self.fd), hdr)
+        let sqe = opcode::RecvMsg::new(SOCKET, hdr)
             .build()
             .user_data(i as u64);
-        let mut sq = self.ring.submission();
+        let mut sq = self.ring.uring.submission();
         // SAFETY: the request writes slot `i`'s buffer, name, control data and header fields,
         // all in our `Pinned` arrays (fixed addresses). Rust does not touch them again until
         // the request's completion is reaped, and they are freed only when `Drop` has seen
@@ -369,32 +433,16 @@ impl RecvRing {
         Ok(())
     }
 
-    /// Submits what is queued and waits up to `timeout` for at least one completion.
-    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
-        let ts = Timespec::from(timeout);
-        let args = SubmitArgs::new().timespec(&ts);
-        match self.ring.submitter().submit_with_args(1, &args) {
-            Ok(_) => Ok(()),
-            Err(e) if transient(&e) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Submits what is queued without waiting.
-    fn submit(&mut self) -> io::Result<()> {
-        match self.ring.submit() {
-            Ok(_) => Ok(()),
-            Err(e) if transient(&e) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
     /// Handles the completions in the queue: hands each message to `on`, then re-arms its
     /// slot. Returns how many messages there were.
     fn reap(&mut self, on: &mut dyn FnMut(&Received, &[u8])) -> io::Result<usize> {
         self.done.clear();
-        self.done
-            .extend(self.ring.completion().map(|c| (c.user_data(), c.result())));
+        self.done.extend(
+            self.ring
+                .uring
+                .completion()
+                .map(|c| (c.user_data(), c.result())),
+        );
         let mut n = 0;
         let mut failure = None;
         for k in 0..self.done.len() {
@@ -450,6 +498,7 @@ impl RecvRing {
         on: &mut dyn FnMut(&Received, &[u8]),
     ) -> io::Result<usize> {
         if !self.started {
+            self.ring.enable()?;
             self.started = true;
             for i in 0..self.slots {
                 self.arm(i)?;
@@ -457,20 +506,20 @@ impl RecvRing {
         }
         let mut total = self.reap(on)?;
         if total == 0 {
-            self.wait(timeout)?;
+            self.ring.wait(timeout)?;
             total = self.reap(on)?;
         }
         // Re-armed requests find queued messages at once: a few more rounds drain them.
         let mut rounds = 0;
         let mut last = total;
         while last > 0 && rounds < 16 {
-            self.submit()?;
+            self.ring.submit()?;
             last = self.reap(on)?;
             total += last;
             rounds += 1;
         }
         if last > 0 {
-            self.submit()?;
+            self.ring.submit()?;
         }
         Ok(total)
     }
@@ -482,11 +531,11 @@ impl Drop for RecvRing {
         // memory they write be freed.
         let deadline = Instant::now() + DRAIN;
         // Re-arms still queued go in first, so that the cancels below find them.
-        let _ = self.submit();
+        let mut ok = self.armed == 0 || self.ring.submit().is_ok();
         let mut cancelled = false;
-        while self.armed > 0 && Instant::now() < deadline {
+        while ok && self.armed > 0 && Instant::now() < deadline {
             if !cancelled {
-                let mut sq = self.ring.submission();
+                let mut sq = self.ring.uring.submission();
                 for i in 0..self.slots {
                     let sqe = opcode::AsyncCancel::new(i as u64).build().user_data(CANCEL);
                     // SAFETY: a cancel request references no memory of ours.
@@ -494,17 +543,11 @@ impl Drop for RecvRing {
                         break;
                     }
                 }
-                sq.sync();
+                drop(sq);
                 cancelled = true;
             }
-            let ts = Timespec::from(Duration::from_millis(100));
-            let args = SubmitArgs::new().timespec(&ts);
-            match self.ring.submitter().submit_with_args(1, &args) {
-                Ok(_) => {}
-                Err(e) if transient(&e) => {}
-                Err(_) => break,
-            }
-            for c in self.ring.completion() {
+            ok = self.ring.wait(Duration::from_millis(100)).is_ok();
+            for c in self.ring.uring.completion() {
                 if c.user_data() != CANCEL {
                     self.armed -= 1;
                 }
@@ -516,6 +559,311 @@ impl Drop for RecvRing {
             self.iovs.leak();
             self.names.leak();
             self.cmsgs.leak();
+        }
+    }
+}
+
+/// `user_data` of the multishot receive request.
+const MULTI: u64 = u64::MAX - 1;
+/// The provided-buffer group of the multishot receive.
+const BGID: u16 = 0;
+/// Room for the source address in each multishot buffer: a `sockaddr_in6`, rounded up to 8
+/// bytes so that the control data after it stays aligned for `cmsghdr`.
+const NAME_ROOM: usize = 32;
+/// `struct io_uring_recvmsg_out`, at the start of each multishot buffer.
+const OUT_HEADER: usize = 16;
+
+/// One entry of a provided-buffer ring (`struct io_uring_buf`); the `resv` field of entry 0
+/// is the ring's tail, written by us and read by the kernel.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct BufEntry {
+    addr: u64,
+    len: u32,
+    bid: u16,
+    resv: u16,
+}
+
+/// A page, the alignment a provided-buffer ring needs.
+#[derive(Clone, Copy)]
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
+
+/// The RX ring in multishot mode: one `RecvMsg` request with `IORING_RECV_MULTISHOT` stays
+/// armed and posts a completion per message, each in a buffer the kernel picks from a ring of
+/// provided buffers (`IORING_REGISTER_PBUF_RING`); a handled buffer goes back to that ring.
+/// One request means one waiter on the socket, however many buffers there are.
+pub(crate) struct MultiRecv {
+    ring: Ring,
+    /// `count` buffers of `bufsize` bytes (a multiple of 8), in u64 words for alignment.
+    bufs: Pinned<u64>,
+    bufsize: usize,
+    count: u16,
+    /// The provided-buffer ring: `count` entries, page-aligned.
+    entries: Pinned<Page>,
+    /// Our copy of the ring's tail (the kernel reads the published one).
+    tail: u16,
+    /// The request's header: only `msg_namelen` and `msg_controllen` matter.
+    hdr: Pinned<libc::msghdr>,
+    registered: bool,
+    /// Whether the multishot request is in the kernel (until its final completion).
+    armed: bool,
+    /// Whether a message came (a kernel without multishot RECVMSG fails the first request).
+    received: bool,
+    done: Vec<(u64, i32, u32)>,
+}
+
+impl MultiRecv {
+    /// A multishot receiver on `fd` (which must outlive it) with `count` buffers (rounded up
+    /// to a power of two) for messages of up to `max_msg` bytes. Fails where the kernel lacks
+    /// provided-buffer rings (Linux 5.19).
+    pub(crate) fn new(fd: RawFd, count: usize, max_msg: usize) -> io::Result<Self> {
+        let count = count.clamp(2, 32_768).next_power_of_two();
+        let bufsize = (OUT_HEADER + NAME_ROOM + CMSG_SPACE + max_msg).next_multiple_of(8);
+        let pages = (count * size_of::<BufEntry>()).div_ceil(size_of::<Page>());
+        let mut hdr = zeroed_msghdr();
+        hdr.msg_namelen = NAME_ROOM as libc::socklen_t;
+        hdr.msg_controllen = CMSG_SPACE as _;
+        let mut r = MultiRecv {
+            ring: Ring::new(8, fd)?,
+            bufs: Pinned::new(count * bufsize / 8, 0u64),
+            bufsize,
+            count: count as u16,
+            entries: Pinned::new(pages, Page([0; 4096])),
+            tail: 0,
+            hdr: Pinned::new(1, hdr),
+            registered: false,
+            armed: false,
+            received: false,
+            done: Vec::with_capacity(64),
+        };
+        // SAFETY: the ring memory is `count` entries, page-aligned, in a `Pinned` array that
+        // is freed only after the group is unregistered (or leaked when that fails).
+        unsafe {
+            r.ring.uring.submitter().register_buf_ring_with_flags(
+                r.entries.at(0) as u64,
+                r.count,
+                BGID,
+                0,
+            )?;
+        }
+        r.registered = true;
+        for bid in 0..r.count {
+            r.give_back(bid);
+        }
+        r.publish();
+        Ok(r)
+    }
+
+    fn entry(&self, i: u16) -> *mut BufEntry {
+        let base = self.entries.at(0).cast::<BufEntry>();
+        // SAFETY: `i & (count - 1)` < count, and the pages hold `count` entries.
+        unsafe { base.add(usize::from(i & (self.count - 1))) }
+    }
+
+    /// Puts buffer `bid` back in the ring (visible to the kernel after `publish`).
+    fn give_back(&mut self, bid: u16) {
+        let e = self.entry(self.tail);
+        let addr = self.bufs.at(usize::from(bid) * self.bufsize / 8) as u64;
+        // SAFETY: entry `tail` is not in the kernel's part of the ring (between its head and
+        // the published tail), so the kernel does not read it now. The fields are written
+        // through raw pointers, leaving `resv` (the tail, in entry 0) untouched.
+        unsafe {
+            std::ptr::addr_of_mut!((*e).addr).write(addr);
+            std::ptr::addr_of_mut!((*e).len).write(self.bufsize as u32);
+            std::ptr::addr_of_mut!((*e).bid).write(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Publishes the tail: the entries written before become the kernel's.
+    fn publish(&mut self) {
+        let e = self.entry(0);
+        // SAFETY: `resv` of entry 0 is the ring's tail, a u16 the kernel reads; it is naturally
+        // aligned (offset 14 of a page-aligned entry), and an atomic store with release
+        // ordering makes the entries written before visible first.
+        let tail =
+            unsafe { &*std::ptr::addr_of!((*e).resv).cast::<std::sync::atomic::AtomicU16>() };
+        tail.store(self.tail, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether `e`, from [`MultiRecv::recv`], means the kernel cannot do multishot receives
+    /// (the request failed with EINVAL before any message came).
+    pub(crate) fn unsupported(&self, e: &io::Error) -> bool {
+        !self.received && e.raw_os_error() == Some(libc::EINVAL)
+    }
+
+    /// Queues the multishot request.
+    fn arm(&mut self) -> io::Result<()> {
+        let sqe = opcode::RecvMsgMulti::new(SOCKET, self.hdr.at(0).cast_const(), BGID)
+            .build()
+            .user_data(MULTI);
+        let mut sq = self.ring.uring.submission();
+        // SAFETY: the request reads `hdr` (a `Pinned` array) and writes into the provided
+        // buffers, which it takes from the registered ring: all freed only after `Drop` saw
+        // the request's final completion and unregistered the group, else leaked. Rust reads
+        // a buffer only after the kernel posted it and before it goes back into the ring.
+        unsafe { sq.push(&sqe) }.map_err(|_| io::Error::other("RX submission queue full"))?;
+        self.armed = true;
+        Ok(())
+    }
+
+    /// Handles the completions in the queue: each message to `on`, its buffer back to the
+    /// ring; re-arms the request if it ended. Returns how many messages.
+    fn reap(&mut self, on: &mut dyn FnMut(&Received, &[u8])) -> io::Result<usize> {
+        self.done.clear();
+        self.done.extend(
+            self.ring
+                .uring
+                .completion()
+                .map(|c| (c.user_data(), c.result(), c.flags())),
+        );
+        let mut n = 0;
+        let mut failure = None;
+        for k in 0..self.done.len() {
+            let (ud, res, flags) = self.done[k];
+            if ud != MULTI {
+                continue;
+            }
+            if !io_uring::cqueue::more(flags) {
+                self.armed = false;
+            }
+            let bid = io_uring::cqueue::buffer_select(flags);
+            if res >= 0
+                && let Some(bid) = bid
+            {
+                let len = (res as usize).min(self.bufsize);
+                let start = self
+                    .bufs
+                    .at(usize::from(bid) * self.bufsize / 8)
+                    .cast::<u8>();
+                // SAFETY: the kernel posted buffer `bid` with this completion and no longer
+                // writes it; it goes back into the ring only after this borrow ends. `len`
+                // bytes of it were written (and all of it was initialised at allocation).
+                let buf = unsafe { std::slice::from_raw_parts(start, len) };
+                // SAFETY: `hdr` is read by the kernel only; no one writes it.
+                let hdr = unsafe { &*self.hdr.at(0) };
+                if let Ok(out) = io_uring::types::RecvMsgOut::parse(buf, hdr) {
+                    n += 1;
+                    self.received = true;
+                    let name = out.name_data();
+                    let src = (name.len() >= 24
+                        && u16::from_ne_bytes([name[0], name[1]])
+                            == libc::AF_INET6 as libc::sa_family_t)
+                        .then(|| {
+                            let mut a = [0u8; 16];
+                            a.copy_from_slice(&name[8..24]);
+                            IpAddr::V6(Ipv6Addr::from(a))
+                        });
+                    let ctl = out.control_data();
+                    let mut h = zeroed_msghdr();
+                    h.msg_control = ctl.as_ptr().cast_mut().cast();
+                    h.msg_controllen = ctl.len() as _;
+                    let (ts_ns, hop_limit) = sys::control(&h);
+                    let data = out.payload_data();
+                    let m = Received {
+                        len: data.len(),
+                        truncated: out.is_payload_truncated(),
+                        src,
+                        ts_ns,
+                        hop_limit,
+                    };
+                    on(&m, data);
+                }
+            } else if res < 0
+                && !matches!(
+                    -res,
+                    libc::ENOBUFS | libc::EAGAIN | libc::EINTR | libc::ECANCELED | libc::ENOMEM
+                )
+            {
+                failure = Some(io::Error::from_raw_os_error(-res));
+            }
+            if let Some(bid) = bid {
+                self.give_back(bid);
+            }
+        }
+        if !self.done.is_empty() {
+            self.publish();
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if !self.armed {
+            self.arm()?;
+        }
+        Ok(n)
+    }
+
+    /// Waits up to `timeout` for messages and hands each to `on`; drains what is queued (a
+    /// bounded number of rounds). Returns how many messages.
+    pub(crate) fn recv(
+        &mut self,
+        timeout: Duration,
+        on: &mut dyn FnMut(&Received, &[u8]),
+    ) -> io::Result<usize> {
+        self.ring.enable()?;
+        if !self.armed {
+            self.arm()?;
+        }
+        let mut total = self.reap(on)?;
+        if total == 0 {
+            self.ring.wait(timeout)?;
+            total = self.reap(on)?;
+        }
+        // Messages that completed meanwhile (the request keeps receiving while we work).
+        let mut rounds = 0;
+        let mut last = total;
+        while last > 0 && rounds < 16 {
+            self.ring.submit()?;
+            last = self.reap(on)?;
+            total += last;
+            rounds += 1;
+        }
+        Ok(total)
+    }
+}
+
+impl Drop for MultiRecv {
+    fn drop(&mut self) {
+        // Cancel the request and wait for its final completion: only then may the buffers it
+        // writes, and the ring it takes them from, be freed.
+        let deadline = Instant::now() + DRAIN;
+        let mut cancelled = false;
+        while self.armed && Instant::now() < deadline {
+            if !cancelled {
+                let sqe = opcode::AsyncCancel::new(MULTI).build().user_data(CANCEL);
+                let mut sq = self.ring.uring.submission();
+                // SAFETY: a cancel request references no memory of ours.
+                if unsafe { sq.push(&sqe) }.is_err() {
+                    break;
+                }
+                drop(sq);
+                cancelled = true;
+            }
+            if self.ring.wait(Duration::from_millis(100)).is_err() {
+                break;
+            }
+            for c in self.ring.uring.completion() {
+                if c.user_data() == MULTI && !io_uring::cqueue::more(c.flags()) {
+                    self.armed = false;
+                }
+            }
+        }
+        if self.registered
+            && !self.armed
+            && self
+                .ring
+                .uring
+                .submitter()
+                .unregister_buf_ring(BGID)
+                .is_ok()
+        {
+            self.registered = false;
+        }
+        if self.armed || self.registered {
+            self.bufs.leak();
+            self.entries.leak();
+            self.hdr.leak();
         }
     }
 }
