@@ -10,6 +10,11 @@
 # its context: the softirqs that carry probes through the router and far namespaces and
 # build their replies. Compare engines within one run, not absolute numbers across runs.
 #
+# A second table isolates sending: a veth pair inside the scanner namespace, whose far end
+# drops every frame on arrival (a static neighbour with a MAC nobody has), takes probes to
+# 198.18.128.0/17 (8 rounds: 262,144 probes, asked for at 10 M/s). No replies, so the send
+# path (engine, IP output, one veth hop) is all there is.
+#
 # usage: bench/engine-rates.sh [RATE...]   (default: 20000 50000 100000 400000)
 #        REPS=N (default 3)  ASDIC=path/to/asdic (default: build target/release/asdic)
 set -euo pipefail
@@ -25,8 +30,16 @@ rates=("$@")
 ((${#rates[@]})) || rates=(20000 50000 100000 400000)
 id=eng$$
 runs=$(mktemp)
-trap 'scripts/bed.sh down "$id" >/dev/null 2>&1 || true; rm -f "$runs"' EXIT
+sinkruns=$(mktemp)
+trap 'scripts/bed.sh down "$id" >/dev/null 2>&1 || true; rm -f "$runs" "$sinkruns"' EXIT
 scripts/bed.sh up "$id" >/dev/null
+# The sink, inside the bed's scanner namespace (torn down with it).
+ip netns exec "asdic-$id-scan" sh -e -c '
+  ip link add vsink0 type veth peer name vsink1
+  ip link set vsink0 up; ip link set vsink1 up
+  ip addr add 198.18.2.1/30 dev vsink0
+  ip neigh add 198.18.2.2 lladdr 02:00:00:00:00:02 dev vsink0 nud permanent
+  ip route add 198.18.128.0/17 via 198.18.2.2 dev vsink0'
 replied() { scripts/bed.sh truth "$id" | sed -n 's/.*"replied":\([0-9]*\).*/\1/p'; }
 
 # Per-thread CPU: /usr/bin/time sums the process, whose TX thread spins (sched_yield) while
@@ -46,13 +59,14 @@ thread_cpu() { # file regex -> seconds of the threads whose name matches
     END { for (t in last) s += last[t]; printf "%.2f", s / hz }' "$1"
 }
 
-one() { # engine rate -> one line: engine rate sent secs replies far user sys rss_kb rx_s tx_s
-  local e=$1 r=$2 before after log threads bg pid=""
+one() { # engine rate [sink] -> one line: engine rate sent secs replies far user sys rss_kb rx_s tx_s
+  local e=$1 r=$2 before after log threads bg pid="" target=(198.19.0.0/16 -c 2 -W 1s)
+  [ "${3:-}" = sink ] && target=(198.18.128.0/17 -c 8 -W 100ms)
   before=$(replied)
   log=$(mktemp)
   threads=$(mktemp)
-  ip netns exec "asdic-$id-scan" /usr/bin/time -f 'TIME %U %S %M' "$ASDIC" ping 198.19.0.0/16 \
-    -c 2 -i 0 --rate "$r" -W 1s -q --no-progress --engine "$e" >/dev/null 2>"$log" &
+  ip netns exec "asdic-$id-scan" /usr/bin/time -f 'TIME %U %S %M' "$ASDIC" ping "${target[@]}" \
+    -i 0 --rate "$r" -q --no-progress --engine "$e" >/dev/null 2>"$log" &
   bg=$!
   while [ -z "$pid" ] && kill -0 "$bg" 2>/dev/null; do pid=$(pgrep -P "$bg" || true); done
   [ -n "$pid" ] && sample "$pid" "$threads"
@@ -69,14 +83,19 @@ one() { # engine rate -> one line: engine rate sent secs replies far user sys rs
 }
 
 for ((k = 0; k < reps; k++)); do
+  # Alternate which engine goes first.
+  if ((k % 2)); then order=(uring raw); else order=(raw uring); fi
   for r in "${rates[@]}"; do
-    # Alternate which engine goes first.
-    if ((k % 2)); then order=(uring raw); else order=(raw uring); fi
     for e in "${order[@]}"; do
       line=$(one "$e" "$r")
       echo "$line" >>"$runs"
       echo "run $((k + 1))/$reps: $line" >&2
     done
+  done
+  for e in "${order[@]}"; do
+    line=$(one "$e" 10000000 sink)
+    echo "$line" >>"$sinkruns"
+    echo "sink run $((k + 1))/$reps: $line" >&2
   done
 done
 
@@ -117,3 +136,28 @@ END {
   print "| --- | --- | --- | --- | --- | --- | --- | --- | --- |";
   for (i = 1; i <= nr; i++) print ratio[i];
 }' "$runs"
+
+echo
+echo "TX only, into the sink (262,144 probes per run, asked for at 10 M/s; median of $reps runs)"
+echo
+echo "| engine | sent pps | CPU µs/probe | TX thread µs/probe | peak RSS MiB |"
+echo "| --- | --- | --- | --- | --- |"
+awk '
+function median(s,   a, n, i, j, t) {
+  n = split(s, a, " ");
+  for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+  return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2;
+}
+{
+  e = $1;
+  pps[e] = pps[e] " " ($3 / $4); cpu[e] = cpu[e] " " (1e6 * ($7 + $8) / $3);
+  tx[e] = tx[e] " " (1e6 * $11 / $3); rss[e] = rss[e] " " ($9 / 1024);
+}
+END {
+  for (k = 1; k <= 2; k++) {
+    e = (k == 1) ? "raw" : "uring";
+    P[e] = median(pps[e]); C[e] = median(cpu[e]); T[e] = median(tx[e]);
+    printf "| %s | %.0f | %.2f | %.2f | %.1f |\n", e, P[e], C[e], T[e], median(rss[e]);
+  }
+  printf "| uring/raw | %.2f× | %.2f× | %.2f× | |\n", P["uring"] / P["raw"], C["uring"] / C["raw"], T["uring"] / T["raw"];
+}' "$sinkruns"

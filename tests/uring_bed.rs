@@ -221,7 +221,7 @@ fn uring_scan_hits_match_ground_truth_exactly() {
 }
 
 #[test]
-fn without_io_uring_uring_says_why_and_auto_falls_back_to_raw() {
+fn without_io_uring_uring_says_why_and_auto_runs_raw() {
     let Some(()) = require_bed() else { return };
     let bed = Bed::up("unou", &[]);
     let Some(mut c) = bed.command_without_io_uring(&["ping", "198.19.0.1", "--engine", "uring"])
@@ -240,7 +240,7 @@ fn without_io_uring_uring_says_why_and_auto_falls_back_to_raw() {
     assert!(err.lines().count() <= 2, "short: {err}");
     assert_eq!(bed.counter("sent4"), 0, "nothing sent");
 
-    // auto: uring first, and without it raw, saying why; the file records raw.
+    // auto: raw, the measured choice, with or without io_uring; the file records it.
     let out = scratch("unou.parquet");
     let args = [
         "ping",
@@ -250,32 +250,26 @@ fn without_io_uring_uring_says_why_and_auto_falls_back_to_raw() {
         "-o",
         out.to_str().unwrap(),
     ];
-    let o = bed
-        .command_without_io_uring(&args)
-        .expect("x86_64")
-        .output()
-        .expect("running asdic");
-    let err = stderr_of(&o);
-    assert_eq!(o.status.code(), Some(0), "{err}");
-    let line = err
-        .lines()
-        .find(|l| l.starts_with("asdic: engine "))
-        .unwrap_or_else(|| panic!("an engine line: {err}"));
-    assert!(
-        line.starts_with("asdic: engine raw:")
-            && line.contains("auto: uring is not available here")
-            && line.contains("EPERM"),
-        "{line}"
-    );
-    let (rows, meta) = read_parquet(&out);
-    assert_eq!(rows.len(), 2);
-    assert_eq!(engine(&meta), Some("raw"));
-
-    // With io_uring, auto takes it and records it.
-    let o = bed.asdic(&args);
-    let err = stderr_of(&o);
-    assert_eq!(o.status.code(), Some(0), "{err}");
-    assert!(err.contains("asdic: engine uring:"), "{err}");
-    let (_, meta) = read_parquet(&out);
-    assert_eq!(engine(&meta), Some("uring"));
+    for with_uring in [false, true] {
+        let o = if with_uring {
+            bed.asdic(&args)
+        } else {
+            let mut c = bed.command_without_io_uring(&args).expect("x86_64");
+            c.output().expect("running asdic")
+        };
+        let err = stderr_of(&o);
+        assert_eq!(o.status.code(), Some(0), "{err}");
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("asdic: engine "))
+            .unwrap_or_else(|| panic!("an engine line: {err}"));
+        assert!(
+            line.starts_with("asdic: engine raw:") && line.contains("(auto: "),
+            "{line}"
+        );
+        let (rows, meta) = read_parquet(&out);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(engine(&meta), Some("raw"));
+    }
+    assert_eq!(bed.counter("replied"), 4);
 }

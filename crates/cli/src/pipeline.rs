@@ -94,8 +94,36 @@ impl Engine {
     }
 }
 
-/// The engine `--engine auto` tries first, and why (the other is its fallback).
-const AUTO_FIRST: (Engine, &str) = (Engine::Raw, "not yet measured against uring");
+/// The engine `--engine auto` tries first, and why; the other is its fallback. Measured on
+/// the 2-core test bed (bench/engine-rates.sh, bench/RESULTS.md), uring was no faster than raw
+/// at any rate (within run-to-run noise, and a little costlier sending into a sink), so auto
+/// keeps raw, which needs no io_uring.
+const AUTO_FIRST: (Engine, &str) = (
+    Engine::Raw,
+    "uring measured no faster on the test bed, see bench/RESULTS.md",
+);
+
+/// Auto's choice: `first` (because `why`), or, only when `first` cannot run here at all, the
+/// other. Other errors (permissions, socket options) would fail the other engine the same way
+/// and are returned as they are.
+fn pick<T>(
+    (first, why): (Engine, &str),
+    mut open: impl FnMut(Engine) -> Result<T, EngineError>,
+) -> Result<(T, Engine, String), EngineError> {
+    match open(first) {
+        Ok(h) => Ok((h, first, format!("auto: {why}"))),
+        Err(EngineError::Unavailable { reason, .. }) => {
+            let other = first.other();
+            let h = open(other)?;
+            Ok((
+                h,
+                other,
+                format!("auto: {} is not available here: {reason}", first.name()),
+            ))
+        }
+        Err(e) => Err(e),
+    }
+}
 
 type Halves = (Box<dyn Tx>, Box<dyn Rx>);
 
@@ -143,18 +171,7 @@ impl Pipeline {
                 Err(e) => return Err(system(e)),
             },
             EngineChoice::Auto => {
-                let (first, reason) = AUTO_FIRST;
-                match open_engine(first, family, o) {
-                    Ok(h) => (h, first, format!("auto: {reason}")),
-                    // Only a missing engine falls back; other errors (permissions, socket
-                    // options) would fail the other engine the same way.
-                    Err(EngineError::Unavailable { reason, .. }) => (
-                        open_engine(first.other(), family, o).map_err(system)?,
-                        first.other(),
-                        format!("auto: {} is not available here: {reason}", first.name()),
-                    ),
-                    Err(e) => return Err(system(e)),
-                }
+                pick(AUTO_FIRST, |e| open_engine(e, family, o)).map_err(system)?
             }
         };
         Ok(Pipeline {
@@ -482,5 +499,64 @@ impl Signals {
 impl Drop for Signals {
     fn drop(&mut self) {
         self.handle.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unavailable(engine: &'static str) -> EngineError {
+        EngineError::Unavailable {
+            engine,
+            reason: "io_uring_setup: EPERM".into(),
+        }
+    }
+
+    #[test]
+    fn auto_takes_its_first_engine_and_says_why() {
+        let (h, e, why) = pick((Engine::Uring, "faster"), Ok::<_, EngineError>).unwrap();
+        assert_eq!((h, e), (Engine::Uring, Engine::Uring));
+        assert_eq!(why, "auto: faster");
+    }
+
+    #[test]
+    fn auto_falls_back_only_when_the_first_is_unavailable() {
+        let mut tried = vec![];
+        let (h, e, why) = pick((Engine::Uring, "faster"), |e| {
+            tried.push(e);
+            match e {
+                Engine::Uring => Err(unavailable("uring")),
+                Engine::Raw => Ok(e),
+            }
+        })
+        .unwrap();
+        assert_eq!((h, e), (Engine::Raw, Engine::Raw));
+        assert_eq!(tried, [Engine::Uring, Engine::Raw]);
+        assert_eq!(
+            why,
+            "auto: uring is not available here: io_uring_setup: EPERM"
+        );
+
+        // A permission error would fail the other engine too: reported, no second try.
+        let mut tried = vec![];
+        let r = pick((Engine::Uring, "faster"), |e| {
+            tried.push(e);
+            Err::<Engine, _>(EngineError::Permission {
+                engine: e.name(),
+                what: "opening a raw ICMP socket",
+                capability: "CAP_NET_RAW",
+                capability_lower: "cap_net_raw",
+            })
+        });
+        assert!(matches!(r, Err(EngineError::Permission { .. })));
+        assert_eq!(tried, [Engine::Uring]);
+    }
+
+    #[test]
+    fn auto_prefers_the_measured_engine() {
+        // bench/RESULTS.md: uring no faster than raw on the test bed.
+        assert_eq!(AUTO_FIRST.0, Engine::Raw);
+        assert!(AUTO_FIRST.1.contains("bench/RESULTS.md"));
     }
 }
