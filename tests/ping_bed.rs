@@ -1,86 +1,12 @@
 //! `asdic ping` against the veth test bed's ground truth.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use asdic_tests::{Bed, Truth, classify, low16, read_parquet, require_bed, scratch};
+use asdic_tests::{
+    Bed, Truth, assert_ping_ground_truth as assert_ground_truth, classify, col_u64 as u, low16,
+    ping_to_parquet, read_parquet, require_bed, scratch, stderr_of as stderr,
+};
 use serde_json::Value;
-
-fn u(row: &HashMap<String, Value>, k: &str) -> u64 {
-    row[k].as_u64().unwrap_or_else(|| panic!("{k} in {row:?}"))
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Runs `asdic ping ARGS -q -o NAME.parquet` on the bed, expects exit status 1 (every bed
-/// range holds dead hosts) and `rows` rows, and returns the rows and the file's metadata.
-fn ping_to_parquet(bed: &Bed, name: &str, args: &[&str], rows: usize) -> Parquet {
-    let out = scratch(&format!("{name}.parquet"));
-    let mut all = vec!["ping"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["-q", "-o", out.to_str().unwrap()]);
-    let o = bed.asdic(&all);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "some targets are dead: exit 1\n{}",
-        stderr(&o)
-    );
-    let (found, meta) = read_parquet(&out);
-    assert_eq!(found.len(), rows);
-    (found, meta)
-}
-
-type Parquet = (Vec<HashMap<String, Value>>, HashMap<String, String>);
-
-/// Checks every row against the bed's rules: exact live set, exact unreachable set with type,
-/// code and responder, dead hosts timed out.
-fn assert_ground_truth(truth: &Value, rows: &[HashMap<String, Value>], count: u64) -> [u64; 3] {
-    let mut seen = [0u64; 3];
-    for r in rows {
-        let t = r["target"].as_str().unwrap();
-        let (v6, x) = low16(t);
-        assert_eq!(u(r, "sent"), count, "{t}: sent");
-        match classify(truth, v6, x) {
-            Truth::Alive => {
-                seen[0] += 1;
-                assert_eq!(u(r, "received"), count, "{t} is alive: {r:?}");
-                assert_eq!(r["loss_pct"].as_f64(), Some(0.0), "{t}");
-                assert!(
-                    r["rtt_min_us"].as_f64().is_some_and(|v| v > 0.0),
-                    "{t}: rtt"
-                );
-                assert_eq!(u(r, "errors"), 0, "{t}");
-            }
-            Truth::Dead => {
-                seen[1] += 1;
-                assert_eq!(u(r, "received"), 0, "{t} is dead: {r:?}");
-                assert_eq!(u(r, "timeouts"), count, "{t}");
-                assert!(r["rtt_avg_us"].is_null(), "{t}: a timeout has no RTT");
-                assert!(r["error_type"].is_null(), "{t}");
-            }
-            Truth::Rejected => {
-                seen[2] += 1;
-                let key = if v6 { "reject6" } else { "reject4" };
-                let rej = &truth[key];
-                assert_eq!(u(r, "received"), 0, "{t}: {r:?}");
-                assert_eq!(u(r, "errors"), count, "{t}: {r:?}");
-                assert_eq!(r["error_type"].as_u64(), rej["type"].as_u64(), "{t}");
-                assert_eq!(r["error_code"].as_u64(), rej["code"].as_u64(), "{t}");
-                assert_eq!(r["responder"].as_str(), rej["responder"].as_str(), "{t}");
-                assert!(
-                    r["error_name"]
-                        .as_str()
-                        .is_some_and(|n| n.to_lowercase().contains("prohibited")),
-                    "{r:?}"
-                );
-            }
-        }
-    }
-    seen
-}
 
 #[test]
 fn ipv4_slash16_matches_ground_truth_exactly() {

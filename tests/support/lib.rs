@@ -139,6 +139,39 @@ impl Bed {
         c
     }
 
+    /// The command that runs `asdic ARGS` in the scanner namespace with `io_uring_setup(2)`
+    /// refused (EPERM) by a seccomp filter, as container runtimes that block io_uring do.
+    /// `None` where the filter is not written for this architecture.
+    pub fn command_without_io_uring(&self, args: &[&str]) -> Option<Command> {
+        if !cfg!(target_arch = "x86_64") {
+            return None;
+        }
+        use std::os::unix::process::CommandExt;
+        let mut c = self.command(args);
+        // SAFETY: the hook runs in the forked child before exec. It allocates nothing and
+        // takes no lock: it builds the filter on its stack and makes two prctl system calls
+        // (async-signal-safe), which is all a post-fork hook may do.
+        unsafe { c.pre_exec(deny_io_uring_setup) };
+        Some(c)
+    }
+
+    /// Runs `f` on a new thread that has joined the scanner namespace (`setns`), so that
+    /// sockets it opens live in the bed; returns what `f` returns.
+    pub fn in_scan_netns<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> R {
+        use std::os::fd::AsRawFd;
+        let path = format!("/run/netns/asdic-{}-scan", self.id);
+        let ns = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        std::thread::spawn(move || {
+            // SAFETY: setns takes a descriptor we hold open and a flag; it changes only this
+            // thread's network namespace.
+            let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("the thread in the bed")
+    }
+
     /// Runs a command in the scanner namespace.
     pub fn exec(&self, cmd: &[&str]) -> Output {
         self.exec_in("scan", cmd)
@@ -188,6 +221,47 @@ impl Bed {
         }
         panic!("no packet count in {text}")
     }
+}
+
+/// Installs a seccomp filter on the calling process (inherited by what it executes): on
+/// x86_64, `io_uring_setup` (425) fails with EPERM; every other system call is allowed.
+fn deny_io_uring_setup() -> std::io::Result<()> {
+    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+    const IO_URING_SETUP: u32 = 425;
+    let ld = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    let jeq = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    let ret = (libc::BPF_RET | libc::BPF_K) as u16;
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    // struct seccomp_data: nr at offset 0, arch at offset 4.
+    let mut prog = [
+        op(ld, 0, 0, 4),
+        op(jeq, 0, 3, AUDIT_ARCH_X86_64),
+        op(ld, 0, 0, 0),
+        op(jeq, 0, 1, IO_URING_SETUP),
+        op(ret, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        op(ret, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fprog` points to `prog`, a valid classic-BPF program of `len` instructions,
+    // both alive for the call; the kernel copies the program.
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl Drop for Bed {
@@ -290,4 +364,87 @@ pub fn low16(t: &str) -> (bool, u32) {
         std::net::IpAddr::V4(a) => (false, u32::from(a) & 0xffff),
         std::net::IpAddr::V6(a) => (true, (u128::from(a) & 0xffff) as u32),
     }
+}
+
+/// Column `k` of a row, as an unsigned integer.
+pub fn col_u64(row: &HashMap<String, Value>, k: &str) -> u64 {
+    row[k].as_u64().unwrap_or_else(|| panic!("{k} in {row:?}"))
+}
+
+/// A command's stderr as text.
+pub fn stderr_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs `asdic ping ARGS -q -o NAME.parquet` on the bed, expects exit status 1 (every bed
+/// range holds dead hosts) and `rows` rows, and returns the rows and the file's metadata.
+pub fn ping_to_parquet(bed: &Bed, name: &str, args: &[&str], rows: usize) -> Parquet {
+    let out = scratch(&format!("{name}.parquet"));
+    let mut all = vec!["ping"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-q", "-o", out.to_str().unwrap()]);
+    let o = bed.asdic(&all);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "some targets are dead: exit 1\n{}",
+        stderr_of(&o)
+    );
+    let (found, meta) = read_parquet(&out);
+    assert_eq!(found.len(), rows);
+    (found, meta)
+}
+
+/// Rows and key-value metadata of a Parquet file.
+pub type Parquet = (Vec<HashMap<String, Value>>, HashMap<String, String>);
+
+/// Checks every row against the bed's rules: exact live set, exact unreachable set with type,
+/// code and responder, dead hosts timed out. Returns the rows per class: alive, dead, rejected.
+pub fn assert_ping_ground_truth(
+    truth: &Value,
+    rows: &[HashMap<String, Value>],
+    count: u64,
+) -> [u64; 3] {
+    let mut seen = [0u64; 3];
+    for r in rows {
+        let t = r["target"].as_str().unwrap();
+        let (v6, x) = low16(t);
+        assert_eq!(col_u64(r, "sent"), count, "{t}: sent");
+        match classify(truth, v6, x) {
+            Truth::Alive => {
+                seen[0] += 1;
+                assert_eq!(col_u64(r, "received"), count, "{t} is alive: {r:?}");
+                assert_eq!(r["loss_pct"].as_f64(), Some(0.0), "{t}");
+                assert!(
+                    r["rtt_min_us"].as_f64().is_some_and(|v| v > 0.0),
+                    "{t}: rtt"
+                );
+                assert_eq!(col_u64(r, "errors"), 0, "{t}");
+            }
+            Truth::Dead => {
+                seen[1] += 1;
+                assert_eq!(col_u64(r, "received"), 0, "{t} is dead: {r:?}");
+                assert_eq!(col_u64(r, "timeouts"), count, "{t}");
+                assert!(r["rtt_avg_us"].is_null(), "{t}: a timeout has no RTT");
+                assert!(r["error_type"].is_null(), "{t}");
+            }
+            Truth::Rejected => {
+                seen[2] += 1;
+                let key = if v6 { "reject6" } else { "reject4" };
+                let rej = &truth[key];
+                assert_eq!(col_u64(r, "received"), 0, "{t}: {r:?}");
+                assert_eq!(col_u64(r, "errors"), count, "{t}: {r:?}");
+                assert_eq!(r["error_type"].as_u64(), rej["type"].as_u64(), "{t}");
+                assert_eq!(r["error_code"].as_u64(), rej["code"].as_u64(), "{t}");
+                assert_eq!(r["responder"].as_str(), rej["responder"].as_str(), "{t}");
+                assert!(
+                    r["error_name"]
+                        .as_str()
+                        .is_some_and(|n| n.to_lowercase().contains("prohibited")),
+                    "{r:?}"
+                );
+            }
+        }
+    }
+    seen
 }

@@ -28,8 +28,10 @@ pub enum Command {
 /// Which I/O engine to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EngineChoice {
-    /// The best engine this host supports.
+    /// The faster engine this host supports (measured), else the other.
     Auto,
+    /// Raw ICMP sockets driven through io_uring (SendMsg/RecvMsg requests).
+    Uring,
     /// Raw ICMP sockets with sendmmsg/recvmmsg.
     Raw,
 }

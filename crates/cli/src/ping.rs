@@ -19,8 +19,8 @@ use asdic_wire::payload::{self, Key, Numbering};
 use crate::Fail;
 use crate::args::{FormatChoice, IdChoice, PingArgs};
 use crate::pipeline::{
-    EngineOptions, Ids, Pipeline, Signals, Started, Work, configs, engine_line, random_u64,
-    read_specs, slots_for, start_all,
+    EngineOptions, Ids, Pipeline, Signals, Started, Work, configs, engine_line, engine_names,
+    random_u64, read_specs, slots_for, start_all,
 };
 
 /// Most targets `ping` lists in memory.
@@ -102,6 +102,7 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         device: a.interface.clone(),
         batch: a.batch,
         size: a.size,
+        choice: a.engine,
     };
     let mut pipelines = vec![];
     // Per pipeline: its targets and the global index of its first one (cookies are local).
@@ -123,10 +124,7 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         pipelines.push(Pipeline::open(family, slots, &engine)?);
         lists.push((list.as_slice().into(), offset));
     }
-    eprintln!(
-        "{}",
-        engine_line(a.engine == crate::args::EngineChoice::Auto)
-    );
+    eprintln!("{}", engine_line(&pipelines));
     eprintln!(
         "asdic: {} targets ({} IPv4, {} IPv6), {} probes each, {rate} probes/s, timeout {:?}, size {} bytes",
         order.len(),
@@ -339,7 +337,7 @@ fn run_metadata(
         ("asdic.version", env!("CARGO_PKG_VERSION").to_string()),
         ("asdic.command", cmd.join(" ")),
         ("asdic.mode", "ping".to_string()),
-        ("asdic.engine", "raw".to_string()),
+        ("asdic.engine", engine_names(pipelines)),
         ("asdic.families", families.join(",")),
         ("asdic.rate_pps", rate.to_string()),
         ("asdic.count", a.count.to_string()),

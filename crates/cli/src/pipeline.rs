@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use asdic_engine::raw::{self, RawOptions};
-use asdic_engine::{Rx, Tx};
+use asdic_engine::uring::{self, UringOptions};
+use asdic_engine::{EngineError, Rx, Tx};
 use asdic_receiver::event::{Drops, Event};
 use asdic_receiver::matcher::Matcher;
 use asdic_receiver::rx::{self, Retry, RxConfig, RxShared};
@@ -22,6 +23,7 @@ use asdic_wire::template::{Layer, Template};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::Fail;
+use crate::args::EngineChoice;
 
 /// One address family's engine, table and the counters of its threads.
 pub struct Pipeline {
@@ -31,6 +33,10 @@ pub struct Pipeline {
     pub table: Arc<InflightTable>,
     /// The engine halves, until the threads take them.
     engine: Option<(Box<dyn Tx>, Box<dyn Rx>)>,
+    /// The engine that runs.
+    pub engine_kind: Engine,
+    /// Why that one: "as asked", or auto's reason.
+    pub engine_why: String,
     /// The sender's counters and stop flag.
     pub sender: Arc<SenderShared>,
     /// The receiver's counters and abort flag.
@@ -48,24 +54,132 @@ pub struct EngineOptions {
     pub batch: usize,
     /// ICMP payload bytes per probe.
     pub size: usize,
+    /// Which engine to open.
+    pub choice: EngineChoice,
+}
+
+/// An engine this build can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Raw ICMP sockets, `sendmmsg`/`recvmmsg`.
+    Raw,
+    /// The same sockets driven through io_uring.
+    Uring,
+}
+
+impl Engine {
+    /// Its name, as `--engine` takes it and the Parquet metadata records it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Raw => "raw",
+            Engine::Uring => "uring",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Engine::Raw => "raw ICMP sockets with sendmmsg/recvmmsg and kernel timestamps",
+            Engine::Uring => {
+                "raw ICMP sockets driven through io_uring (SendMsg/RecvMsg requests) and kernel \
+                 timestamps"
+            }
+        }
+    }
+
+    fn other(self) -> Engine {
+        match self {
+            Engine::Raw => Engine::Uring,
+            Engine::Uring => Engine::Raw,
+        }
+    }
+}
+
+/// The engine `--engine auto` tries first, and why; the other is its fallback. Measured on
+/// the 2-core test bed (bench/engine-rates.sh, bench/RESULTS.md), uring was no faster than raw
+/// at any rate (within run-to-run noise, and a little costlier sending into a sink), so auto
+/// keeps raw, which needs no io_uring.
+const AUTO_FIRST: (Engine, &str) = (
+    Engine::Raw,
+    "uring measured no faster on the test bed, see bench/RESULTS.md",
+);
+
+/// Auto's choice: `first` (because `why`), or, only when `first` cannot run here at all, the
+/// other. Other errors (permissions, socket options) would fail the other engine the same way
+/// and are returned as they are.
+fn pick<T>(
+    (first, why): (Engine, &str),
+    mut open: impl FnMut(Engine) -> Result<T, EngineError>,
+) -> Result<(T, Engine, String), EngineError> {
+    match open(first) {
+        Ok(h) => Ok((h, first, format!("auto: {why}"))),
+        Err(EngineError::Unavailable { reason, .. }) => {
+            let other = first.other();
+            let h = open(other)?;
+            Ok((
+                h,
+                other,
+                format!("auto: {} is not available here: {reason}", first.name()),
+            ))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+type Halves = (Box<dyn Tx>, Box<dyn Rx>);
+
+fn open_engine(e: Engine, family: Family, o: &EngineOptions) -> Result<Halves, EngineError> {
+    let socket = RawOptions {
+        v6: family == Family::V6,
+        ttl: o.ttl,
+        device: o.device.clone(),
+        batch: o.batch,
+        max_reply: (o.size + 128).max(2048),
+        ..RawOptions::default()
+    };
+    Ok(match e {
+        Engine::Raw => {
+            let (tx, rx) = raw::open(&socket)?;
+            (Box::new(tx), Box::new(rx))
+        }
+        Engine::Uring => {
+            let (tx, rx) = uring::open(&UringOptions {
+                socket,
+                ..UringOptions::default()
+            })?;
+            (Box::new(tx), Box::new(rx))
+        }
+    })
 }
 
 impl Pipeline {
     /// Opens the engine for `family` with a table of `slots` slots.
     pub fn open(family: Family, slots: usize, o: &EngineOptions) -> Result<Self, Fail> {
-        let opts = RawOptions {
-            v6: family == Family::V6,
-            ttl: o.ttl,
-            device: o.device.clone(),
-            batch: o.batch,
-            max_reply: (o.size + 128).max(2048),
-            ..RawOptions::default()
+        let system = |e: EngineError| Fail::System(e.into());
+        let (halves, kind, why) = match o.choice {
+            EngineChoice::Raw => (
+                open_engine(Engine::Raw, family, o).map_err(system)?,
+                Engine::Raw,
+                "as asked".to_string(),
+            ),
+            EngineChoice::Uring => match open_engine(Engine::Uring, family, o) {
+                Ok(h) => (h, Engine::Uring, "as asked".to_string()),
+                Err(e @ EngineError::Unavailable { .. }) => {
+                    return Err(Fail::System(anyhow::anyhow!(
+                        "--engine uring: {e} (--engine raw or auto work without it)"
+                    )));
+                }
+                Err(e) => return Err(system(e)),
+            },
+            EngineChoice::Auto => {
+                pick(AUTO_FIRST, |e| open_engine(e, family, o)).map_err(system)?
+            }
         };
-        let (tx, rx) = raw::open(&opts).map_err(|e| Fail::System(e.into()))?;
         Ok(Pipeline {
             family,
             table: Arc::new(InflightTable::new(slots)),
-            engine: Some((Box::new(tx), Box::new(rx))),
+            engine: Some(halves),
+            engine_kind: kind,
+            engine_why: why,
             sender: Arc::new(SenderShared::default()),
             receiver: Arc::new(RxShared::default()),
         })
@@ -302,13 +416,35 @@ pub fn random_u64() -> u64 {
     u64::from_ne_bytes(b)
 }
 
-/// The engine line printed at start.
-pub fn engine_line(auto: bool) -> String {
-    format!(
-        "asdic: engine raw: raw ICMP sockets with sendmmsg/recvmmsg and kernel timestamps \
-         ({}; no other engine in this build)",
-        if auto { "auto" } else { "as asked" }
-    )
+/// The engine line printed at start: which engine runs and why.
+pub fn engine_line(pipelines: &[Pipeline]) -> String {
+    let mut parts: Vec<String> = vec![];
+    for p in pipelines {
+        let part = format!(
+            "engine {}: {} ({})",
+            p.engine_kind.name(),
+            p.engine_kind.what(),
+            p.engine_why
+        );
+        if !parts.contains(&part) {
+            parts.push(part);
+        }
+    }
+    format!("asdic: {}", parts.join("; "))
+}
+
+/// The engines that ran, for the `asdic.engine` metadata: one name, or per family when they
+/// differ (`V4:uring,V6:raw`).
+pub fn engine_names(pipelines: &[Pipeline]) -> String {
+    let first = pipelines.first().map(|p| p.engine_kind);
+    if pipelines.iter().all(|p| Some(p.engine_kind) == first) {
+        return first.map_or("none", Engine::name).to_string();
+    }
+    pipelines
+        .iter()
+        .map(|p| format!("{:?}:{}", p.family, p.engine_kind.name()))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// SIGINT/SIGTERM: the first stops sending (replies in flight are still awaited, up to
@@ -363,5 +499,64 @@ impl Signals {
 impl Drop for Signals {
     fn drop(&mut self) {
         self.handle.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unavailable(engine: &'static str) -> EngineError {
+        EngineError::Unavailable {
+            engine,
+            reason: "io_uring_setup: EPERM".into(),
+        }
+    }
+
+    #[test]
+    fn auto_takes_its_first_engine_and_says_why() {
+        let (h, e, why) = pick((Engine::Uring, "faster"), Ok::<_, EngineError>).unwrap();
+        assert_eq!((h, e), (Engine::Uring, Engine::Uring));
+        assert_eq!(why, "auto: faster");
+    }
+
+    #[test]
+    fn auto_falls_back_only_when_the_first_is_unavailable() {
+        let mut tried = vec![];
+        let (h, e, why) = pick((Engine::Uring, "faster"), |e| {
+            tried.push(e);
+            match e {
+                Engine::Uring => Err(unavailable("uring")),
+                Engine::Raw => Ok(e),
+            }
+        })
+        .unwrap();
+        assert_eq!((h, e), (Engine::Raw, Engine::Raw));
+        assert_eq!(tried, [Engine::Uring, Engine::Raw]);
+        assert_eq!(
+            why,
+            "auto: uring is not available here: io_uring_setup: EPERM"
+        );
+
+        // A permission error would fail the other engine too: reported, no second try.
+        let mut tried = vec![];
+        let r = pick((Engine::Uring, "faster"), |e| {
+            tried.push(e);
+            Err::<Engine, _>(EngineError::Permission {
+                engine: e.name(),
+                what: "opening a raw ICMP socket",
+                capability: "CAP_NET_RAW",
+                capability_lower: "cap_net_raw",
+            })
+        });
+        assert!(matches!(r, Err(EngineError::Permission { .. })));
+        assert_eq!(tried, [Engine::Uring]);
+    }
+
+    #[test]
+    fn auto_prefers_the_measured_engine() {
+        // bench/RESULTS.md: uring no faster than raw on the test bed.
+        assert_eq!(AUTO_FIRST.0, Engine::Raw);
+        assert!(AUTO_FIRST.1.contains("bench/RESULTS.md"));
     }
 }

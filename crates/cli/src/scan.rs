@@ -21,10 +21,10 @@ use asdic_wire::Family;
 use asdic_wire::payload::{self, Key, Numbering};
 
 use crate::Fail;
-use crate::args::{EngineChoice, Limit, ScanArgs, ScanFormat};
+use crate::args::{Limit, ScanArgs, ScanFormat};
 use crate::pipeline::{
-    EngineOptions, Ids, Pipeline, Signals, Started, Work, configs, engine_line, random_u64,
-    read_cidr_file, read_specs, slots_for, start_all,
+    EngineOptions, Ids, Pipeline, Signals, Started, Work, configs, engine_line, engine_names,
+    random_u64, read_cidr_file, read_specs, slots_for, start_all,
 };
 
 /// Largest in-flight table per family (40 bytes a slot: 160 MiB).
@@ -283,6 +283,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         device: a.interface.clone(),
         batch: a.batch,
         size: a.size,
+        choice: a.engine,
     };
     for p in &plans {
         let share = rate * p.expected as f64 / planned.max(1) as f64;
@@ -298,8 +299,8 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         }
         pipelines.push(Pipeline::open(p.family, slots as usize, &engine)?);
     }
-    let mut output = open_output(&a, format, seed, rate)?;
-    eprintln!("{}", engine_line(a.engine == EngineChoice::Auto));
+    let mut output = open_output(&a, format, seed, rate, &engine_names(&pipelines))?;
+    eprintln!("{}", engine_line(&pipelines));
     eprintln!(
         "asdic: scanning {}{planned} targets (shard {} of {}, seed {seed}), {rate:.0} probes/s, \
          cooldown {:?}, {} retries",
@@ -480,7 +481,13 @@ fn drops_text(d: &Drops) -> String {
     )
 }
 
-fn open_output(a: &ScanArgs, format: ScanFormat, seed: u64, rate: f64) -> Result<Output, Fail> {
+fn open_output(
+    a: &ScanArgs,
+    format: ScanFormat,
+    seed: u64,
+    rate: f64,
+    engine: &str,
+) -> Result<Output, Fail> {
     let path = &a.output;
     let text = |f: TextFormat| -> Result<Output, Fail> {
         let w: Box<dyn Write> = if path.as_os_str() == "-" {
@@ -499,7 +506,7 @@ fn open_output(a: &ScanArgs, format: ScanFormat, seed: u64, rate: f64) -> Result
                 ("asdic.version", env!("CARGO_PKG_VERSION").to_string()),
                 ("asdic.command", cmd.join(" ")),
                 ("asdic.mode", "scan".to_string()),
-                ("asdic.engine", "raw".to_string()),
+                ("asdic.engine", engine.to_string()),
                 ("asdic.seed", seed.to_string()),
                 ("asdic.shard", a.shard.to_string()),
                 ("asdic.shards", a.shards.to_string()),

@@ -2,6 +2,14 @@
 //! (templates prepared once per slot, patched per probe) and drained by an engine.
 
 use core::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Source of batch epochs: unique over the process, so no two fillings of any batches share one.
+static EPOCHS: AtomicU64 = AtomicU64::new(1);
+
+fn next_epoch() -> u64 {
+    EPOCHS.fetch_add(1, Ordering::Relaxed)
+}
 
 /// Packet buffers of equal stride, each with a destination and a length.
 #[derive(Debug)]
@@ -11,6 +19,7 @@ pub struct TxBatch {
     dsts: Vec<IpAddr>,
     lens: Vec<usize>,
     count: usize,
+    epoch: u64,
 }
 
 impl TxBatch {
@@ -22,6 +31,7 @@ impl TxBatch {
             dsts: vec![IpAddr::from([0, 0, 0, 0]); capacity],
             lens: vec![0; capacity],
             count: 0,
+            epoch: next_epoch(),
         }
     }
 
@@ -45,9 +55,18 @@ impl TxBatch {
         self.count == 0
     }
 
-    /// Empties the batch (slot bytes stay, so prepared templates survive).
+    /// Empties the batch (slot bytes stay, so prepared templates survive) and starts a new
+    /// epoch.
     pub fn clear(&mut self) {
         self.count = 0;
+        self.epoch = next_epoch();
+    }
+
+    /// Which filling of which batch this is: changes at every [`TxBatch::clear`] and is never
+    /// shared by two batches. Engines that complete packets out of order (io_uring) use it,
+    /// with [`TxBatch::len`], to tell a continued send of the same packets from a new batch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// The whole buffer of slot `i` (for preparing a template), or `None` past capacity.
@@ -102,8 +121,11 @@ mod tests {
         );
         assert_eq!(b.packet(1).unwrap().0, &[9u8; 8][..]);
         assert!(b.packet(2).is_none());
+        let e = b.epoch();
         b.clear();
         assert!(b.is_empty());
+        assert_ne!(b.epoch(), e, "a new filling, a new epoch");
+        assert_ne!(TxBatch::new(2, 8).epoch(), b.epoch());
         assert_eq!(
             b.push(IpAddr::from([1, 1, 1, 1]), 2).unwrap(),
             &[1u8, 7][..]

@@ -20,6 +20,15 @@ pub enum EngineError {
         /// Lower-case form for setcap.
         capability_lower: &'static str,
     },
+    /// The engine cannot run on this host or in this process (e.g. io_uring is missing from
+    /// the kernel, or disabled by sysctl or a seccomp filter).
+    #[error("{engine}: not available here: {reason}")]
+    Unavailable {
+        /// Engine name.
+        engine: &'static str,
+        /// Why, and what to do about it.
+        reason: String,
+    },
     /// A system call failed.
     #[error("{engine}: {what}: {source}")]
     Io {

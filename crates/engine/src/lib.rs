@@ -6,11 +6,12 @@
 //! it can do as data ([`TxCaps`], [`RxCaps`]) so the pipeline never asks which engine it has.
 //!
 //! This crate moves bytes and timestamps; it does not interpret packets beyond what a driver
-//! needs. All `unsafe` syscall code lives in the private `sys` module, each block with a
-//! `// SAFETY:` comment.
+//! needs. All `unsafe` code lives in the private `sys` (syscalls) and `uring_sys` (io_uring
+//! requests and the memory they point to) modules, each block with a `// SAFETY:` comment.
 //!
 //! Engines here: [`raw`] (raw ICMP/ICMPv6 sockets, `sendmmsg`/`recvmmsg`, kernel receive
-//! timestamps). AF_XDP and io_uring slot in behind the same traits.
+//! timestamps) and [`uring`] (the same sockets driven through io_uring). AF_XDP slots in
+//! behind the same traits.
 
 /// Batches of outgoing probes.
 pub mod batch;
@@ -20,6 +21,10 @@ pub mod error;
 pub mod raw;
 /// The unsafe syscall layer (sockets, sendmmsg, recvmmsg, poll, cmsg parsing).
 mod sys;
+/// The io_uring engine.
+pub mod uring;
+/// The unsafe io_uring layer (rings, request memory, pushes).
+mod uring_sys;
 
 use core::net::Ipv6Addr;
 use std::time::Duration;

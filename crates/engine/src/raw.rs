@@ -56,8 +56,15 @@ impl Default for RawOptions {
 }
 
 fn io_err(what: &'static str) -> impl FnOnce(std::io::Error) -> EngineError {
+    io_err_of(ENGINE, what)
+}
+
+fn io_err_of(
+    engine: &'static str,
+    what: &'static str,
+) -> impl FnOnce(std::io::Error) -> EngineError {
     move |source| EngineError::Io {
-        engine: ENGINE,
+        engine,
         what,
         source,
     }
@@ -65,21 +72,7 @@ fn io_err(what: &'static str) -> impl FnOnce(std::io::Error) -> EngineError {
 
 /// Opens the engine: one socket, two halves.
 pub fn open(opts: &RawOptions) -> Result<(RawTx, RawRx), EngineError> {
-    let fd = sys::raw_socket(opts.v6).map_err(|e| match e.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EACCES) => EngineError::Permission {
-            engine: ENGINE,
-            what: "opening a raw ICMP socket",
-            capability: "CAP_NET_RAW",
-            capability_lower: "cap_net_raw",
-        },
-        _ => EngineError::Io {
-            engine: ENGINE,
-            what: "opening a raw ICMP socket",
-            source: e,
-        },
-    })?;
-    configure(&fd, opts)?;
-    let fd = Arc::new(fd);
+    let fd = Arc::new(socket(opts, ENGINE)?);
     let batch = opts.batch.max(1);
     let tx = RawTx {
         fd: fd.clone(),
@@ -93,7 +86,28 @@ pub fn open(opts: &RawOptions) -> Result<(RawTx, RawRx), EngineError> {
     Ok((tx, rx))
 }
 
-fn configure(fd: &OwnedFd, o: &RawOptions) -> Result<(), EngineError> {
+/// Opens and configures the raw ICMP (or ICMPv6) socket as `opts` says, naming `engine` in
+/// errors: the socket of the raw engine, and of every engine that drives one (io_uring).
+pub(crate) fn socket(opts: &RawOptions, engine: &'static str) -> Result<OwnedFd, EngineError> {
+    let fd = sys::raw_socket(opts.v6).map_err(|e| match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => EngineError::Permission {
+            engine,
+            what: "opening a raw ICMP socket",
+            capability: "CAP_NET_RAW",
+            capability_lower: "cap_net_raw",
+        },
+        _ => EngineError::Io {
+            engine,
+            what: "opening a raw ICMP socket",
+            source: e,
+        },
+    })?;
+    configure(&fd, opts, engine)?;
+    Ok(fd)
+}
+
+fn configure(fd: &OwnedFd, o: &RawOptions, engine: &'static str) -> Result<(), EngineError> {
+    let io_err = |what| io_err_of(engine, what);
     let ttl = libc::c_int::from(o.ttl);
     let one: libc::c_int = 1;
     if let Some(dev) = &o.device {
@@ -168,28 +182,38 @@ impl Tx for RawTx {
     }
 
     fn send(&mut self, batch: &TxBatch, from: usize) -> Result<usize, SendError> {
-        match self.vec.send(&self.fd, batch, from) {
-            Ok(n) => Ok(n),
-            Err(e) => Err(match e.raw_os_error() {
-                Some(libc::ENOBUFS | libc::EAGAIN | libc::EINTR) => SendError::Busy { sent: 0 },
-                Some(
-                    libc::EHOSTUNREACH
-                    | libc::ENETUNREACH
-                    | libc::EACCES
-                    | libc::EPERM
-                    | libc::EMSGSIZE
-                    | libc::EINVAL
-                    | libc::EHOSTDOWN
-                    | libc::EADDRNOTAVAIL
-                    | libc::EAFNOSUPPORT,
-                ) => SendError::Packet { sent: 0, error: e },
-                _ => SendError::Fatal(EngineError::Io {
-                    engine: ENGINE,
-                    what: "sendmmsg",
-                    source: e,
-                }),
-            }),
-        }
+        self.vec
+            .send(&self.fd, batch, from)
+            .map_err(|e| send_error(e, 0, ENGINE, "sendmmsg"))
+    }
+}
+
+/// What a failed send of one packet (after `sent` good ones) means for the sender: queues
+/// full (retry later), this packet only (skip it), or the end of the engine.
+pub(crate) fn send_error(
+    e: std::io::Error,
+    sent: usize,
+    engine: &'static str,
+    what: &'static str,
+) -> SendError {
+    match e.raw_os_error() {
+        Some(libc::ENOBUFS | libc::EAGAIN | libc::EINTR) => SendError::Busy { sent },
+        Some(
+            libc::EHOSTUNREACH
+            | libc::ENETUNREACH
+            | libc::EACCES
+            | libc::EPERM
+            | libc::EMSGSIZE
+            | libc::EINVAL
+            | libc::EHOSTDOWN
+            | libc::EADDRNOTAVAIL
+            | libc::EAFNOSUPPORT,
+        ) => SendError::Packet { sent, error: e },
+        _ => SendError::Fatal(EngineError::Io {
+            engine,
+            what,
+            source: e,
+        }),
     }
 }
 
@@ -227,21 +251,10 @@ impl Rx for RawRx {
             let fallback = crate::now_ns();
             for i in 0..n {
                 let (m, data) = self.vec.message(i);
-                let layer = match (self.v6, m.src) {
-                    (true, Some(core::net::IpAddr::V6(src))) => RxLayer::Icmpv6 {
-                        src,
-                        hop_limit: m.hop_limit,
-                    },
-                    (true, _) => continue,
-                    (false, _) => RxLayer::Ipv4,
-                };
                 debug_assert_eq!(m.len, data.len());
-                on_frame(RxFrame {
-                    data,
-                    layer,
-                    ts_ns: m.ts_ns.unwrap_or(fallback),
-                    truncated: m.truncated,
-                });
+                if let Some(f) = frame(self.v6, &m, data, fallback) {
+                    on_frame(f);
+                }
             }
             total += n;
             if n < self.vec_capacity() {
@@ -250,6 +263,30 @@ impl Rx for RawRx {
         }
         Ok(total)
     }
+}
+
+/// The frame a raw socket received: IPv4 packets whole, ICMPv6 messages with their source
+/// (`None` for an ICMPv6 message without one). `fallback` stands in for a missing timestamp.
+pub(crate) fn frame<'a>(
+    v6: bool,
+    m: &sys::Received,
+    data: &'a [u8],
+    fallback: u64,
+) -> Option<RxFrame<'a>> {
+    let layer = match (v6, m.src) {
+        (true, Some(core::net::IpAddr::V6(src))) => RxLayer::Icmpv6 {
+            src,
+            hop_limit: m.hop_limit,
+        },
+        (true, _) => return None,
+        (false, _) => RxLayer::Ipv4,
+    };
+    Some(RxFrame {
+        data,
+        layer,
+        ts_ns: m.ts_ns.unwrap_or(fallback),
+        truncated: m.truncated,
+    })
 }
 
 impl RawRx {

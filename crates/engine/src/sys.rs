@@ -91,7 +91,7 @@ enum Addrs {
     V6(Vec<libc::sockaddr_in6>),
 }
 
-fn sin(a: core::net::Ipv4Addr) -> libc::sockaddr_in {
+pub(crate) fn sin(a: core::net::Ipv4Addr) -> libc::sockaddr_in {
     libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: 0,
@@ -102,7 +102,7 @@ fn sin(a: core::net::Ipv4Addr) -> libc::sockaddr_in {
     }
 }
 
-fn sin6(a: Ipv6Addr) -> libc::sockaddr_in6 {
+pub(crate) fn sin6(a: Ipv6Addr) -> libc::sockaddr_in6 {
     libc::sockaddr_in6 {
         sin6_family: libc::AF_INET6 as libc::sa_family_t,
         sin6_port: 0,
@@ -211,7 +211,8 @@ pub(crate) struct Received {
     pub hop_limit: Option<u8>,
 }
 
-const CMSG_SPACE: usize = 128;
+/// Bytes of control data room per received message (timestamp, hop limit), a multiple of 8.
+pub(crate) const CMSG_SPACE: usize = 128;
 
 /// Buffers and header vectors for `recvmmsg`.
 pub(crate) struct RecvVec {
@@ -323,9 +324,9 @@ impl RecvVec {
 }
 
 /// Reads the receive timestamp and hop limit from a message's control data.
-fn control(hdr: &libc::msghdr) -> (Option<u64>, Option<u8>) {
+pub(crate) fn control(hdr: &libc::msghdr) -> (Option<u64>, Option<u8>) {
     let (mut ts, mut hops) = (None, None);
-    // SAFETY: `hdr` was filled by recvmmsg: `msg_control` points to our aligned control
+    // SAFETY: `hdr` was filled by recvmmsg or an io_uring RecvMsg: `msg_control` points to our aligned control
     // buffer and `msg_controllen` to the bytes the kernel wrote there, as well-formed
     // cmsghdrs; CMSG_FIRSTHDR/CMSG_NXTHDR stay within that length and return null at its end.
     // Data is read unaligned, of the size the cmsg type defines.
