@@ -4,9 +4,8 @@ use std::time::{Duration, Instant};
 
 use asdic_tests::{
     Bed, Truth, assert_ping_ground_truth as assert_ground_truth, classify, col_u64 as u, low16,
-    ping_to_parquet, read_parquet, require_bed, scratch, stderr_of as stderr,
+    ping_to_parquet, read_parquet, require_bed, scratch, stderr_of as stderr, stdout_jsonl,
 };
-use serde_json::Value;
 
 #[test]
 fn ipv4_slash16_matches_ground_truth_exactly() {
@@ -122,10 +121,7 @@ fn large_probes_are_fragmented_and_matched() {
         "jsonl",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let rows: Vec<Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect();
+    let rows = stdout_jsonl(&o);
     assert_eq!(rows.len(), 3);
     for r in &rows {
         assert_eq!(

@@ -4,14 +4,12 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use asdic_tests::{Bed, Truth, classify, low16, read_parquet, require_bed, scratch};
+use asdic_tests::{
+    Bed, Truth, classify, low16, read_parquet, require_bed, scratch, stderr_of, stdout_jsonl,
+};
 use serde_json::Value;
 
 type Rows = Vec<HashMap<String, Value>>;
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// Runs `asdic scan ARGS -q -o NAME.parquet` on the bed, expects success, returns the rows,
 /// the metadata and stderr.
@@ -21,9 +19,9 @@ fn scan(bed: &Bed, name: &str, args: &[&str]) -> (Rows, HashMap<String, String>,
     all.extend_from_slice(args);
     all.extend_from_slice(&["-q", "-o", out.to_str().unwrap()]);
     let o = bed.asdic(&all);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr_of(&o));
     let (rows, meta) = read_parquet(&out);
-    (rows, meta, stderr(&o))
+    (rows, meta, stderr_of(&o))
 }
 
 /// Starts a scan of the bed's /16 at `rate` (cooldown 1 s) writing to `out`.
@@ -349,8 +347,8 @@ fn refuses_unsafe_or_unclear_scans_before_sending() {
     ];
     for (args, msg) in cases {
         let o = bed.asdic(args);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
-        assert!(stderr(&o).contains(msg), "{args:?}: {}", stderr(&o));
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr_of(&o));
+        assert!(stderr_of(&o).contains(msg), "{args:?}: {}", stderr_of(&o));
     }
     assert_eq!(bed.counter("sent4"), 0, "nothing was sent");
 }
@@ -418,12 +416,9 @@ fn jsonl_and_csv_on_stdout_and_a_json_status_file() {
         "-u",
         status.to_str().unwrap(),
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr_of(&o));
     let truth = bed.truth();
-    let lines: Vec<Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON object per line"))
-        .collect();
+    let lines = stdout_jsonl(&o);
     // 16 + 4 targets; 198.19.0.13 is dead (13 % 97 == 13): 19 hits.
     assert_eq!(lines.len(), 19, "{lines:?}");
     for v in &lines {
@@ -451,7 +446,7 @@ fn jsonl_and_csv_on_stdout_and_a_json_status_file() {
         "-c",
         "300ms",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr_of(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     let mut lines = text.lines();
     assert!(

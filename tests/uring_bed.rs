@@ -6,9 +6,8 @@ use std::collections::{HashMap, HashSet};
 
 use asdic_tests::{
     Bed, Truth, assert_ping_ground_truth, classify, col_u64, low16, ping_to_parquet, read_parquet,
-    require_bed, scratch, stderr_of,
+    require_bed, scratch, stderr_of, stdout_jsonl,
 };
-use serde_json::Value;
 
 fn engine(meta: &HashMap<String, String>) -> Option<&str> {
     meta.get("asdic.engine").map(String::as_str)
@@ -137,10 +136,7 @@ fn uring_large_probes_are_fragmented_and_matched() {
         "jsonl",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr_of(&o));
-    let rows: Vec<Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect();
+    let rows = stdout_jsonl(&o);
     assert_eq!(rows.len(), 2);
     for r in &rows {
         assert_eq!(

@@ -376,6 +376,14 @@ pub fn stderr_of(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The JSON objects a run printed on stdout, one per line (`--format jsonl`, `-O jsonl`).
+pub fn stdout_jsonl(o: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON object per line"))
+        .collect()
+}
+
 /// Runs `asdic ping ARGS -q -o NAME.parquet` on the bed, expects exit status 1 (every bed
 /// range holds dead hosts) and `rows` rows, and returns the rows and the file's metadata.
 pub fn ping_to_parquet(bed: &Bed, name: &str, args: &[&str], rows: usize) -> Parquet {
