@@ -8,6 +8,18 @@ command -v nft >/dev/null || need+=(nftables)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v cc >/dev/null || need+=(gcc)
+command -v ethtool >/dev/null || need+=(ethtool)
+# The XDP programs (xdp/) are compiled with clang -target bpf against the kernel's UAPI and
+# libbpf's helper headers; xsk-rs's libxdp-sys builds libxdp from source (libelf, zlib, m4,
+# pkg-config, llvm's tools).
+command -v clang >/dev/null || need+=(clang)
+command -v llc >/dev/null || need+=(llvm)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v m4 >/dev/null || need+=(m4)
+[ -e /usr/include/libelf.h ] || need+=(libelf-dev)
+[ -e /usr/include/zlib.h ] || need+=(zlib1g-dev)
+[ -e /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+[ -e /usr/include/linux/if_xdp.h ] || need+=(linux-libc-dev)
 if ((${#need[@]})); then
   if [ "$(id -u)" != 0 ]; then
     echo "deps: missing ${need[*]}; run as root to install them" >&2
@@ -17,5 +29,9 @@ if ((${#need[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# libxdp's dispatcher and pinned objects want bpffs.
+if [ "$(id -u)" = 0 ] && ! mountpoint -q /sys/fs/bpf 2>/dev/null; then
+  mount -t bpf bpf /sys/fs/bpf 2>/dev/null || echo "deps: could not mount bpffs at /sys/fs/bpf" >&2
 fi
 command -v cargo >/dev/null || { echo "deps: cargo (Rust toolchain) is required" >&2; exit 1; }
