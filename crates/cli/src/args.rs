@@ -28,12 +28,39 @@ pub enum Command {
 /// Which I/O engine to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EngineChoice {
-    /// The faster engine this host supports (measured), else the other.
+    /// AF_XDP if it can attach here, else the faster socket engine (measured), else the other.
     Auto,
+    /// AF_XDP: Ethernet frames through a UMEM, replies steered by asdic's XDP program.
+    Xdp,
     /// Raw ICMP sockets driven through io_uring (SendMsg/RecvMsg requests).
     Uring,
     /// Raw ICMP sockets with sendmmsg/recvmmsg.
     Raw,
+}
+
+/// How to attach the XDP program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum XdpModeChoice {
+    /// In the driver (fastest; veth, most 10G+ NICs).
+    Native,
+    /// In the kernel's generic path after the driver (works everywhere, slower).
+    Generic,
+}
+
+/// Parses a MAC address "aa:bb:cc:dd:ee:ff".
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    let mut m = [0u8; 6];
+    if parts.len() != 6 {
+        return Err(format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"));
+    }
+    for (b, p) in m.iter_mut().zip(&parts) {
+        *b = u8::from_str_radix(p, 16)
+            .ok()
+            .filter(|_| p.len() == 2)
+            .ok_or_else(|| format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"))?;
+    }
+    Ok(m)
 }
 
 /// Output format on stdout.
@@ -152,9 +179,18 @@ pub struct PingArgs {
     #[arg(long, value_enum, default_value_t = EngineChoice::Auto)]
     pub engine: EngineChoice,
 
-    /// Send from this interface only (SO_BINDTODEVICE).
+    /// Send from this interface only (SO_BINDTODEVICE; the XDP engine checks that the route
+    /// to the targets leaves by it).
     #[arg(short = 'I', long, value_name = "IFACE")]
     pub interface: Option<String>,
+
+    /// XDP engine: attach mode of the XDP program (default: native, then generic).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub xdp_mode: Option<XdpModeChoice>,
+
+    /// XDP engine: the next hop's MAC address, instead of the kernel's neighbour table.
+    #[arg(short = 'G', long, value_parser = parse_mac, value_name = "MAC")]
+    pub gateway_mac: Option<[u8; 6]>,
 
     /// Pin the sender and receiver threads to these cores, e.g. "0,1".
     #[arg(long, value_delimiter = ',', value_name = "TX,RX")]
@@ -337,9 +373,18 @@ pub struct ScanArgs {
     #[arg(long, value_enum, default_value_t = EngineChoice::Auto)]
     pub engine: EngineChoice,
 
-    /// Send from this interface only (SO_BINDTODEVICE).
+    /// Send from this interface only (SO_BINDTODEVICE; the XDP engine checks that the route
+    /// to the targets leaves by it).
     #[arg(short = 'i', long, value_name = "IFACE")]
     pub interface: Option<String>,
+
+    /// XDP engine: attach mode of the XDP program (default: native, then generic).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub xdp_mode: Option<XdpModeChoice>,
+
+    /// XDP engine: the next hop's MAC address, instead of the kernel's neighbour table.
+    #[arg(short = 'G', long, value_parser = parse_mac, value_name = "MAC")]
+    pub gateway_mac: Option<[u8; 6]>,
 
     /// Pin the sender and receiver threads to these cores, e.g. "0,1".
     #[arg(long, value_delimiter = ',', value_name = "TX,RX")]

@@ -19,7 +19,7 @@ use asdic_wire::payload::{self, Key, Numbering};
 use crate::Fail;
 use crate::args::{FormatChoice, IdChoice, PingArgs};
 use crate::pipeline::{
-    EngineOptions, Ids, Pipeline, Signals, Started, Work, configs, engine_line, engine_names,
+    EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_line, engine_names,
     random_u64, read_specs, slots_for, start_all,
 };
 
@@ -103,6 +103,13 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         batch: a.batch,
         size: a.size,
         choice: a.engine,
+        xdp_mode: a.xdp_mode,
+        gateway_mac: a.gateway_mac,
+    };
+    let ids = Ids {
+        numbering,
+        session,
+        key,
     };
     let mut pipelines = vec![];
     // Per pipeline: its targets and the global index of its first one (cookies are local).
@@ -121,7 +128,14 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
             1 << 21
         };
         let slots = slots_for(share, a.timeout).min(max) as usize;
-        pipelines.push(Pipeline::open(family, slots, &engine)?);
+        let hints = RunHints {
+            toward: list[0],
+            ids,
+            probes: (list.len() as u64)
+                .saturating_mul(u64::from(a.count))
+                .saturating_mul(1 + u64::from(a.retries)),
+        };
+        pipelines.push(Pipeline::open(family, slots, &engine, &hints)?);
         lists.push((list.as_slice().into(), offset));
     }
     eprintln!("{}", engine_line(&pipelines));
@@ -138,11 +152,6 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
     let started_ns = asdic_engine::now_ns();
     let t0 = Instant::now();
     let signals = Signals::install(&pipelines, a.timeout)?;
-    let ids = Ids {
-        numbering,
-        session,
-        key,
-    };
     let work: Vec<Work> = lists
         .iter()
         .map(|(list, _)| {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use asdic_engine::raw::{self, RawOptions};
 use asdic_engine::uring::{self, UringOptions};
+use asdic_engine::xdp::{self, XdpOptions};
 use asdic_engine::{EngineError, Rx, Tx};
 use asdic_receiver::event::{Drops, Event};
 use asdic_receiver::matcher::Matcher;
@@ -23,7 +24,9 @@ use asdic_wire::template::{Layer, Template};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::Fail;
-use crate::args::EngineChoice;
+use crate::args::{EngineChoice, XdpModeChoice};
+use asdic_wire::payload::Numbering;
+use core::net::IpAddr;
 
 /// One address family's engine, table and the counters of its threads.
 pub struct Pipeline {
@@ -56,6 +59,34 @@ pub struct EngineOptions {
     pub size: usize,
     /// Which engine to open.
     pub choice: EngineChoice,
+    /// XDP attach mode, if forced.
+    pub xdp_mode: Option<XdpModeChoice>,
+    /// The next hop's MAC for the XDP engine, if given.
+    pub gateway_mac: Option<[u8; 6]>,
+}
+
+/// What the XDP engine needs to know of a pipeline's run besides the engine options.
+#[derive(Debug, Clone, Copy)]
+pub struct RunHints {
+    /// A target of the pipeline: the route to it picks interface, next hop and source.
+    pub toward: IpAddr,
+    /// The run's identifiers (the XDP program redirects only replies carrying them).
+    pub ids: Ids,
+    /// Probes the pipeline may send (identifiers in use follow from it).
+    pub probes: u64,
+}
+
+impl RunHints {
+    /// (first identifier, how many) of the identifiers the run's probes carry.
+    pub fn ident_range(&self) -> (u16, u32) {
+        match self.ids.numbering {
+            Numbering::Spread { base } => {
+                let span = (self.probes >> 16).saturating_add(1).min(65_536);
+                (base, span as u32)
+            }
+            Numbering::Fixed { ident } => (ident, 1),
+        }
+    }
 }
 
 /// An engine this build can run.
@@ -65,6 +96,8 @@ pub enum Engine {
     Raw,
     /// The same sockets driven through io_uring.
     Uring,
+    /// AF_XDP.
+    Xdp,
 }
 
 impl Engine {
@@ -73,6 +106,7 @@ impl Engine {
         match self {
             Engine::Raw => "raw",
             Engine::Uring => "uring",
+            Engine::Xdp => "xdp",
         }
     }
 
@@ -83,12 +117,13 @@ impl Engine {
                 "raw ICMP sockets driven through io_uring (SendMsg/RecvMsg requests) and kernel \
                  timestamps"
             }
+            Engine::Xdp => "AF_XDP socket, Ethernet frames through a UMEM, asdic's XDP program",
         }
     }
 
     fn other(self) -> Engine {
         match self {
-            Engine::Raw => Engine::Uring,
+            Engine::Raw | Engine::Xdp => Engine::Uring,
             Engine::Uring => Engine::Raw,
         }
     }
@@ -127,7 +162,15 @@ fn pick<T>(
 
 type Halves = (Box<dyn Tx>, Box<dyn Rx>);
 
-fn open_engine(e: Engine, family: Family, o: &EngineOptions) -> Result<Halves, EngineError> {
+/// Which pipeline of this run holds the XDP engine, if one does.
+static XDP_TAKEN: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+fn open_engine(
+    e: Engine,
+    family: Family,
+    o: &EngineOptions,
+    hints: &RunHints,
+) -> Result<(Halves, String), EngineError> {
     let socket = RawOptions {
         v6: family == Family::V6,
         ttl: o.ttl,
@@ -139,29 +182,86 @@ fn open_engine(e: Engine, family: Family, o: &EngineOptions) -> Result<Halves, E
     Ok(match e {
         Engine::Raw => {
             let (tx, rx) = raw::open(&socket)?;
-            (Box::new(tx), Box::new(rx))
+            ((Box::new(tx), Box::new(rx)), String::new())
         }
         Engine::Uring => {
             let (tx, rx) = uring::open(&UringOptions {
                 socket,
                 ..UringOptions::default()
             })?;
-            (Box::new(tx), Box::new(rx))
+            ((Box::new(tx), Box::new(rx)), String::new())
+        }
+        Engine::Xdp => {
+            let (ident_base, ident_span) = hints.ident_range();
+            let opts = XdpOptions {
+                device: o.device.clone(),
+                mode: o.xdp_mode.map(|m| match m {
+                    XdpModeChoice::Native => asdic_xdp::Mode::Native,
+                    XdpModeChoice::Generic => asdic_xdp::Mode::Generic,
+                }),
+                session: hints.ids.session,
+                ident_base,
+                ident_span,
+                batch: o.batch,
+                gateway_mac: o.gateway_mac,
+                frame_len: 14
+                    + if family == Family::V6 { 40 } else { 20 }
+                    + 8
+                    + o.size,
+                ..XdpOptions::new(hints.toward)
+            };
+            let (tx, rx, info) = xdp::open(&opts)?;
+            let p = &info.path;
+            let mut detail = format!(
+                "on {} queue {}, {} mode, from {} {} to next hop {} {}",
+                p.link.name,
+                info.queue,
+                info.mode,
+                p.src_ip,
+                mac(p.src_mac),
+                p.next_hop,
+                mac(p.dst_mac)
+            );
+            if let Some(r) = &info.replaced {
+                detail.push_str(&format!("; {r}"));
+            }
+            ((Box::new(tx), Box::new(rx)), detail)
         }
     })
 }
 
+fn mac(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 impl Pipeline {
     /// Opens the engine for `family` with a table of `slots` slots.
-    pub fn open(family: Family, slots: usize, o: &EngineOptions) -> Result<Self, Fail> {
+    pub fn open(
+        family: Family,
+        slots: usize,
+        o: &EngineOptions,
+        hints: &RunHints,
+    ) -> Result<Self, Fail> {
         let system = |e: EngineError| Fail::System(e.into());
-        let (halves, kind, why) = match o.choice {
-            EngineChoice::Raw => (
-                open_engine(Engine::Raw, family, o).map_err(system)?,
-                Engine::Raw,
-                "as asked".to_string(),
-            ),
-            EngineChoice::Uring => match open_engine(Engine::Uring, family, o) {
+        // One AF_XDP socket per interface queue (and one XDP program per interface): the
+        // first pipeline of a run that gets XDP keeps it, the other family uses sockets.
+        let xdp_taken = XDP_TAKEN.lock().map(|t| t.clone()).unwrap_or(None);
+        let open = |e: Engine| match (&xdp_taken, e) {
+            (Some(by), Engine::Xdp) => Err(EngineError::Unavailable {
+                engine: "xdp",
+                reason: format!(
+                    "the {by} (one AF_XDP socket per interface queue; run the other family \
+                     separately to use XDP for both)"
+                ),
+            }),
+            _ => open_engine(e, family, o, hints),
+        };
+        let ((halves, detail), kind, why) = match o.choice {
+            EngineChoice::Raw => (open(Engine::Raw).map_err(system)?, Engine::Raw, "as asked".into()),
+            EngineChoice::Uring => match open(Engine::Uring) {
                 Ok(h) => (h, Engine::Uring, "as asked".to_string()),
                 Err(e @ EngineError::Unavailable { .. }) => {
                     return Err(Fail::System(anyhow::anyhow!(
@@ -170,16 +270,42 @@ impl Pipeline {
                 }
                 Err(e) => return Err(system(e)),
             },
-            EngineChoice::Auto => {
-                pick(AUTO_FIRST, |e| open_engine(e, family, o)).map_err(system)?
-            }
+            EngineChoice::Xdp => match open(Engine::Xdp) {
+                Ok(h) => (h, Engine::Xdp, "as asked".to_string()),
+                Err(e) => {
+                    return Err(Fail::System(anyhow::anyhow!(
+                        "--engine xdp: {e} (--engine auto falls back to raw sockets)"
+                    )));
+                }
+            },
+            EngineChoice::Auto => match open(Engine::Xdp) {
+                Ok(h) => (h, Engine::Xdp, "auto: XDP attached".to_string()),
+                Err(x) => {
+                    let (h, kind, why) = pick(AUTO_FIRST, open).map_err(system)?;
+                    let x = match x {
+                        EngineError::Unavailable { reason, .. } => reason,
+                        e => e.to_string(),
+                    };
+                    (h, kind, format!("{why}; XDP not used: {x}"))
+                }
+            },
+        };
+        if kind == Engine::Xdp
+            && let Ok(mut t) = XDP_TAKEN.lock()
+        {
+            *t = Some(format!("{family:?} pipeline has it ({detail})"));
+        }
+        let engine_why = if detail.is_empty() {
+            why
+        } else {
+            format!("{why}; {detail}")
         };
         Ok(Pipeline {
             family,
             table: Arc::new(InflightTable::new(slots)),
             engine: Some(halves),
             engine_kind: kind,
-            engine_why: why,
+            engine_why,
             sender: Arc::new(SenderShared::default()),
             receiver: Arc::new(RxShared::default()),
         })
@@ -198,16 +324,30 @@ impl Pipeline {
         recycle: &Receiver<Vec<Event>>,
     ) -> Result<Running, Fail> {
         let (mut txe, mut rxe) = self.engine.take().context("engine already started")?;
-        let layer = match txe.caps().layer {
+        let caps = txe.caps();
+        let layer = match caps.layer {
             asdic_engine::TxLayer::Icmp => Layer::Icmp,
-            asdic_engine::TxLayer::Ethernet => {
-                return Err(Fail::System(anyhow::anyhow!(
-                    "frame-building engines are not wired yet"
-                )));
-            }
+            asdic_engine::TxLayer::Ethernet {
+                src_mac,
+                dst_mac,
+                src_ip,
+            } => Layer::Ethernet {
+                src_mac,
+                dst_mac,
+                src_ip,
+            },
         };
         let template = Template::new(self.family, layer, size)
             .map_err(|e| Fail::Usage(format!("--size {size}: cannot build a probe: {e}")))?;
+        if template.len() > caps.max_packet {
+            return Err(Fail::Usage(format!(
+                "--size {size}: {}-byte probes exceed what the {} engine sends ({} bytes: \
+                 it does not fragment); use a smaller --size or --engine raw",
+                template.len(),
+                caps.engine,
+                caps.max_packet
+            )));
+        }
         let (retry_tx, retry_rx) = bounded::<Retry>(65_536);
         let (tx_core, rx_core) = (cores.first().copied(), cores.get(1).copied());
         let with_retries = rx_cfg.retries > 0;
@@ -221,6 +361,12 @@ impl Pipeline {
                 .name(format!("asdic-rx-{:?}", self.family))
                 .spawn(move || -> anyhow::Result<Drops> {
                     tx::pin(rx_core).map_err(|e| anyhow::anyhow!("--cores: {e}"))?;
+                    // Fault injection for the tests that check what a crash leaves behind
+                    // (the XDP program must be gone); undocumented on purpose.
+                    if std::env::var_os("ASDIC_INJECT_PANIC").is_some_and(|v| v == "rx") {
+                        std::thread::sleep(Duration::from_millis(300));
+                        panic!("injected panic (ASDIC_INJECT_PANIC=rx)");
+                    }
                     let retries = with_retries.then_some(&retry_tx);
                     let r = rx::run(
                         rxe.as_mut(),
@@ -527,7 +673,7 @@ mod tests {
             tried.push(e);
             match e {
                 Engine::Uring => Err(unavailable("uring")),
-                Engine::Raw => Ok(e),
+                Engine::Raw | Engine::Xdp => Ok(e),
             }
         })
         .unwrap();

@@ -23,7 +23,7 @@ use asdic_wire::payload::{self, Key, Numbering};
 use crate::Fail;
 use crate::args::{Limit, ScanArgs, ScanFormat};
 use crate::pipeline::{
-    EngineOptions, Ids, Pipeline, Signals, Started, Work, configs, engine_line, engine_names,
+    EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_line, engine_names,
     random_u64, read_cidr_file, read_specs, slots_for, start_all,
 };
 
@@ -284,6 +284,15 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         batch: a.batch,
         size: a.size,
         choice: a.engine,
+        xdp_mode: a.xdp_mode,
+        gateway_mac: a.gateway_mac,
+    };
+    let ids = Ids {
+        numbering: Numbering::Spread {
+            base: random_u64() as u16,
+        },
+        session: random_u64() as u32,
+        key: Key::new(random_u64(), random_u64()),
     };
     for p in &plans {
         let share = rate * p.expected as f64 / planned.max(1) as f64;
@@ -297,7 +306,16 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
                 MAX_SLOTS / 2
             )));
         }
-        pipelines.push(Pipeline::open(p.family, slots as usize, &engine)?);
+        let toward = p
+            .space
+            .get(0)
+            .ok_or_else(|| usage(format!("no {:?} targets left to scan", p.family)))?;
+        let hints = RunHints {
+            toward,
+            ids,
+            probes: p.expected.saturating_mul(1 + u64::from(a.retries)),
+        };
+        pipelines.push(Pipeline::open(p.family, slots as usize, &engine, &hints)?);
     }
     let mut output = open_output(&a, format, seed, rate, &engine_names(&pipelines))?;
     eprintln!("{}", engine_line(&pipelines));
@@ -311,19 +329,9 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         a.retries
     );
 
-    let key = Key::new(random_u64(), random_u64());
-    let session = random_u64() as u32;
-    let numbering = Numbering::Spread {
-        base: random_u64() as u16,
-    };
     let started_ns = asdic_engine::now_ns();
     let t0 = Instant::now();
     let signals = Signals::install(&pipelines, a.cooldown)?;
-    let ids = Ids {
-        numbering,
-        session,
-        key,
-    };
     let mut work: Vec<Work> = vec![];
     for plan in &plans {
         let share = rate * plan.expected as f64 / planned.max(1) as f64;
@@ -427,7 +435,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         ),
         ("asdic.late".to_string(), counts.late.to_string()),
         ("asdic.drops".to_string(), drops_text(&drops)),
-        ("asdic.session".to_string(), format!("{session:08x}")),
+        ("asdic.session".to_string(), format!("{:08x}", ids.session)),
         (
             "asdic.interrupted".to_string(),
             signals.interrupted().to_string(),

@@ -6,12 +6,13 @@
 //! it can do as data ([`TxCaps`], [`RxCaps`]) so the pipeline never asks which engine it has.
 //!
 //! This crate moves bytes and timestamps; it does not interpret packets beyond what a driver
-//! needs. All `unsafe` code lives in the private `sys` (syscalls) and `uring_sys` (io_uring
-//! requests and the memory they point to) modules, each block with a `// SAFETY:` comment.
+//! needs. All `unsafe` code lives in the private `sys` (syscalls), `uring_sys` (io_uring
+//! requests and the memory they point to) and `xsk_sys` (AF_XDP frames and rings) modules,
+//! each block with a `// SAFETY:` comment.
 //!
 //! Engines here: [`raw`] (raw ICMP/ICMPv6 sockets, `sendmmsg`/`recvmmsg`, kernel receive
-//! timestamps) and [`uring`] (the same sockets driven through io_uring). AF_XDP slots in
-//! behind the same traits.
+//! timestamps), [`uring`] (the same sockets driven through io_uring) and [`xdp`] (AF_XDP:
+//! Ethernet frames through a UMEM, replies steered to it by asdic's XDP program).
 
 /// Batches of outgoing probes.
 pub mod batch;
@@ -21,10 +22,16 @@ pub mod error;
 pub mod raw;
 /// The unsafe syscall layer (sockets, sendmmsg, recvmmsg, poll, cmsg parsing).
 mod sys;
+/// Route, interface and neighbour lookups over rtnetlink (for frame-building engines).
+pub mod netlink;
 /// The io_uring engine.
 pub mod uring;
 /// The unsafe io_uring layer (rings, request memory, pushes).
 mod uring_sys;
+/// The AF_XDP engine.
+pub mod xdp;
+/// The unsafe AF_XDP layer (socket creation, UMEM frame and ring accessors).
+mod xsk_sys;
 
 use core::net::Ipv6Addr;
 use std::time::Duration;
@@ -37,8 +44,15 @@ pub use error::{EngineError, SendError};
 pub enum TxLayer {
     /// The ICMP message only; the kernel writes the IP header (and the ICMPv6 checksum).
     Icmp,
-    /// Whole Ethernet frames.
-    Ethernet,
+    /// Whole Ethernet frames, from `src_mac`/`src_ip` to the next hop `dst_mac`.
+    Ethernet {
+        /// Our MAC address.
+        src_mac: [u8; 6],
+        /// The next hop's MAC address.
+        dst_mac: [u8; 6],
+        /// Our address.
+        src_ip: core::net::IpAddr,
+    },
 }
 
 /// What a TX half can do.

@@ -1,0 +1,356 @@
+//! The AF_XDP engine (`--engine xdp`, and `auto`, which tries it first) against the veth test
+//! bed's ground truth; the XDP program's life cycle on the interface (gone after a normal end,
+//! SIGINT, a panic and SIGKILL; a leftover replaced, a foreign one left alone); clear failures
+//! and fallbacks where XDP cannot attach.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use asdic_tests::{
+    Bed, Truth, assert_ping_ground_truth, classify, col_u64, low16, ping_to_parquet, read_parquet,
+    require_bed, scratch, stderr_of,
+};
+
+fn engine(meta: &HashMap<String, String>) -> Option<&str> {
+    meta.get("asdic.engine").map(String::as_str)
+}
+
+/// The XDP program attached to `dev` in the bed's namespace `role`, as iproute2 shows it
+/// ("prog/xdp id N name asdic_filter ..."), if any.
+fn xdp_on(bed: &Bed, role: &str, dev: &str) -> Option<String> {
+    let o = bed.exec_in(role, &["ip", "-d", "link", "show", "dev", dev]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    text.lines()
+        .find(|l| l.contains("prog/xdp"))
+        .map(|l| l.trim().to_string())
+}
+
+fn engine_line(err: &str) -> &str {
+    err.lines()
+        .find(|l| l.starts_with("asdic: engine "))
+        .unwrap_or_else(|| panic!("an engine line: {err}"))
+}
+
+#[test]
+fn xdp_ipv4_slash16_matches_ground_truth_exactly() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("x16", &[]);
+    let truth = bed.truth();
+    let (rows, meta) = ping_to_parquet(
+        &bed,
+        "x16",
+        &[
+            "198.19.0.0/16",
+            "--engine",
+            "xdp",
+            "--rate",
+            "20000",
+            "-W",
+            "1s",
+        ],
+        65_536,
+    );
+    let seen = assert_ping_ground_truth(&truth, &rows, 1);
+    let dead = (0..65_536u32)
+        .filter(|x| x >> 8 != 77 && x % 97 == 13)
+        .count() as u64;
+    assert_eq!(seen, [65_536 - 256 - dead, dead, 256]);
+    assert_eq!(engine(&meta), Some("xdp"));
+    // Every request crossed the router exactly once: nothing sent twice, nothing lost.
+    assert_eq!(bed.counter("seen4"), 65_536 - 256);
+    assert_eq!(bed.counter("rejected"), 256);
+    assert_eq!(xdp_on(&bed, "scan", "s0"), None, "program detached at the end");
+}
+
+#[test]
+fn xdp_ipv6_prefix_with_loss_matches_ground_truth_exactly() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("x6", &["--loss", "10"]);
+    let truth = bed.truth();
+    let (rows, meta) = ping_to_parquet(
+        &bed,
+        "x6",
+        &[
+            "2001:db8:1::4c00/118",
+            "--engine",
+            "xdp",
+            "--rate",
+            "10000",
+            "-c",
+            "3",
+            "-i",
+            "200ms",
+        ],
+        1024,
+    );
+    assert_eq!(engine(&meta), Some("xdp"));
+    let sum = |k: &str| rows.iter().map(|r| col_u64(r, k)).sum::<u64>();
+    let dead = rows
+        .iter()
+        .filter(|r| {
+            let (v6, x) = low16(r["target"].as_str().unwrap());
+            classify(&truth, v6, x) == Truth::Dead
+        })
+        .count() as u64;
+    let (lossdrop, replied) = (bed.counter("lossdrop"), bed.counter("replied"));
+    assert!(lossdrop > 100, "10% of ~2300 requests dropped: {lossdrop}");
+    assert_eq!(sum("sent"), 3 * 1024);
+    assert_eq!(sum("received"), replied, "every reply sent was matched");
+    assert_eq!(sum("timeouts"), 3 * dead + lossdrop);
+    assert_eq!(sum("errors"), 3 * 256, "the rejected /120, three times");
+    assert_eq!(sum("duplicates") + sum("late"), 0);
+}
+
+#[test]
+fn auto_scan_uses_xdp_for_one_family_and_sockets_for_the_other() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("xs", &[]);
+    let truth = bed.truth();
+    let out = scratch("xs.parquet");
+    let o = bed.asdic(&[
+        "scan",
+        "198.19.0.0/16",
+        "2001:db8:1::4c00/118",
+        "--no-default-blocklist",
+        "-r",
+        "20000",
+        "-c",
+        "1",
+        "-e",
+        "5",
+        "-q",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let err = stderr_of(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let line = engine_line(&err);
+    assert!(
+        line.contains("engine xdp:") && line.contains("auto: XDP attached"),
+        "{line}"
+    );
+    assert!(
+        line.contains("engine raw:") && line.contains("one AF_XDP socket per interface queue"),
+        "the other family says why it is not on XDP: {line}"
+    );
+    let (rows, meta) = read_parquet(&out);
+    assert_eq!(engine(&meta), Some("V4:xdp,V6:raw"));
+    let dead = |x: u32| x % 97 == 13;
+    let mut want: HashSet<String> = HashSet::new();
+    for x in 0..65_536u32 {
+        if x >> 8 == 77 || !dead(x) {
+            want.insert(format!("198.19.{}.{}", x >> 8, x & 255));
+        }
+    }
+    for x in 0x4c00..0x5000u32 {
+        if (0x4d00..0x4e00).contains(&x) || !dead(x) {
+            want.insert(format!("2001:db8:1::{x:x}"));
+        }
+    }
+    let mut got = HashSet::new();
+    for r in &rows {
+        let t = r["target"].as_str().unwrap().to_string();
+        let (v6, x) = low16(&t);
+        let outcome = r["outcome"].as_str().unwrap();
+        match classify(&truth, v6, x) {
+            Truth::Alive => assert_eq!(outcome, "reply", "{r:?}"),
+            Truth::Rejected => assert_eq!(outcome, "error", "{r:?}"),
+            Truth::Dead => panic!("a dead host has no row: {r:?}"),
+        }
+        assert!(got.insert(t), "one row per target");
+    }
+    assert_eq!(got, want, "exactly the responding targets");
+    assert_eq!(xdp_on(&bed, "scan", "s0"), None);
+}
+
+/// Starts `asdic ARGS` in the bed, waits until the XDP program shows on s0, and returns the
+/// child.
+fn start_with_program(bed: &Bed, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    let mut c = bed.command(args);
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let child = c.spawn().expect("starting asdic");
+    let t0 = Instant::now();
+    while xdp_on(bed, "scan", "s0").is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the program never showed on s0"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+#[test]
+fn the_program_is_gone_after_sigint_sigkill_and_a_panic() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("xlife", &[]);
+    let long = [
+        "ping",
+        "198.19.0.0/20",
+        "--engine",
+        "xdp",
+        "-c",
+        "1000",
+        "-i",
+        "1s",
+        "-r",
+        "5000",
+        "-q",
+    ];
+    // While it runs the program is asdic's.
+    let child = start_with_program(&bed, &long, &[]);
+    let shown = xdp_on(&bed, "scan", "s0").unwrap();
+    assert!(shown.contains("asdic_filter"), "{shown}");
+    // SIGINT: stops, waits the timeout, detaches.
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr_of(&o));
+    assert_eq!(xdp_on(&bed, "scan", "s0"), None, "gone after SIGINT");
+
+    // SIGKILL: no code of ours runs; the kernel closes the link with the process.
+    let mut child = start_with_program(&bed, &long, &[]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(xdp_on(&bed, "scan", "s0"), None, "gone after SIGKILL");
+
+    // A panic in the receiver thread.
+    let child = start_with_program(&bed, &long, &[("ASDIC_INJECT_PANIC", "rx")]);
+    let o = child.wait_with_output().unwrap();
+    let err = stderr_of(&o);
+    assert_ne!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("injected panic"), "{err}");
+    assert_eq!(xdp_on(&bed, "scan", "s0"), None, "gone after a panic");
+
+    // And the interface still works for the next run.
+    let o = bed.asdic(&[
+        "ping",
+        "198.19.0.1",
+        "--engine",
+        "xdp",
+        "--format",
+        "jsonl",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr_of(&o));
+}
+
+#[test]
+fn a_leftover_program_is_replaced_and_a_foreign_one_left_alone() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("xleft", &[]);
+    let dir = scratch("xleft");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (filter, responder) = (dir.join("filter.o"), dir.join("responder.o"));
+    std::fs::write(&filter, asdic_xdp::FILTER_OBJECT).unwrap();
+    std::fs::write(&responder, asdic_xdp::RESPONDER_OBJECT).unwrap();
+
+    // A leftover of a killed run attached the legacy (netlink) way: replaced, and said so.
+    let attach = |obj: &std::path::Path| {
+        let o = bed.exec(&[
+            "ip",
+            "link",
+            "set",
+            "dev",
+            "s0",
+            "xdpdrv",
+            "obj",
+            obj.to_str().unwrap(),
+            "sec",
+            "xdp",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    attach(&filter);
+    assert!(xdp_on(&bed, "scan", "s0").is_some());
+    let o = bed.asdic(&[
+        "ping",
+        "198.19.0.1",
+        "--engine",
+        "xdp",
+        "--format",
+        "jsonl",
+    ]);
+    let err = stderr_of(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        engine_line(&err).contains("replaced"),
+        "says it replaced the leftover: {err}"
+    );
+    assert_eq!(xdp_on(&bed, "scan", "s0"), None);
+
+    // Someone else's program: asdic refuses XDP and never removes it.
+    attach(&responder);
+    let o = bed.asdic(&["ping", "198.19.0.1", "--engine", "xdp", "-q"]);
+    let err = stderr_of(&o);
+    assert_ne!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("--engine xdp") && err.contains("s0"), "{err}");
+    let still = xdp_on(&bed, "scan", "s0").expect("the foreign program stays");
+    assert!(still.contains("asdic_responder"), "{still}");
+    // auto goes on without XDP and says why.
+    let o = bed.asdic(&["ping", "198.19.0.1", "--format", "jsonl"]);
+    let err = stderr_of(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let line = engine_line(&err);
+    assert!(
+        line.starts_with("asdic: engine raw:") && line.contains("XDP not used"),
+        "{line}"
+    );
+    bed.exec(&["ip", "link", "set", "dev", "s0", "xdp", "off"]);
+}
+
+#[test]
+fn xdp_where_it_cannot_attach_fails_clearly_and_auto_falls_back() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("xno", &[]);
+    // A bridge has no native XDP. Its /24 is inside the bed's 198.18.0.0/15 and leads
+    // nowhere: probes to it are dropped in the scanner namespace.
+    for cmd in [
+        &["ip", "link", "add", "b0", "type", "bridge"][..],
+        &["ip", "link", "set", "b0", "up"],
+        &["ip", "addr", "add", "198.18.9.1/24", "dev", "b0"],
+    ] {
+        let o = bed.exec(cmd);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = bed.asdic(&[
+        "ping",
+        "198.18.9.5",
+        "--engine",
+        "xdp",
+        "--xdp-mode",
+        "native",
+        "-G",
+        "02:00:00:00:00:01",
+        "-q",
+    ]);
+    let err = stderr_of(&o);
+    assert_ne!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("--engine xdp") && err.contains("b0") && err.contains("EOPNOTSUPP"),
+        "names the interface and the reason: {err}"
+    );
+    assert!(err.lines().count() <= 3, "short: {err}");
+
+    // Probes too large for one frame: XDP does not fragment, auto uses raw sockets.
+    let o = bed.asdic(&[
+        "ping",
+        "198.19.0.1",
+        "-s",
+        "4000",
+        "--format",
+        "jsonl",
+    ]);
+    let err = stderr_of(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let line = engine_line(&err);
+    assert!(
+        line.starts_with("asdic: engine raw:") && line.contains("does not fragment"),
+        "{line}"
+    );
+    assert_eq!(bed.counter("replied"), 1);
+}
