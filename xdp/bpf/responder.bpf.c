@@ -11,7 +11,7 @@
  *   when bits 16..63 of the address are zero, else the host is never dead;
  *   dead iff dead_mod > 0 && i % dead_mod == dead_rem   -> XDP_DROP, deaddrop
  *   else with probability loss_ppm / 10^6                -> XDP_DROP, lossdrop
- *   else                                                 -> XDP_TX, replied
+ *   else                                                 -> reply, replied
  * seen4 / seen6 count every echo request to the prefix, passed the rest.
  *
  * The reply is the request turned around in place: MACs and addresses
@@ -19,6 +19,16 @@
  * updated incrementally (RFC 1624): swapping the addresses changes neither
  * the IPv4 header sum nor the ICMPv6 pseudo-header sum, so only the type word
  * (and, for IPv4, the TTL word) needs fixing.
+ *
+ * How the reply leaves (tx_mode): by default bpf_redirect() to the ingress
+ * device itself, which sends the frame back out of that device. Plain XDP_TX
+ * (tx_mode 1) is the same on a NIC, but on veth (Linux 6.18 at least) XDP_TX
+ * frames only wake the peer when the peer runs an XDP program of its own:
+ * veth_xdp_flush() kicks the peer's NAPI only if that peer has an xdp_prog,
+ * so towards a peer that merely has GRO (NAPI) on, the frames sit in its ring
+ * and a kernel-stack peer (raw sockets, ping) never sees them. A redirect
+ * goes through ndo_xdp_xmit with XDP_XMIT_FLUSH, which always kicks the
+ * peer's NAPI; veth accepts it when the peer has GRO on or an XDP program.
  *
  * Fragmented requests and IPv6 requests behind extension headers are passed.
  * License: see filter.bpf.c.
@@ -32,7 +42,7 @@ struct asdic_responder_cfg {
 	__u8 len4;	  /* 0..=32 */
 	__u8 len6;	  /* 0..=128 */
 	__u8 families;	  /* bit 0: answer IPv4, bit 1: answer IPv6 */
-	__u8 pad;
+	__u8 tx_mode;	  /* 0: redirect to the ingress device, 1: XDP_TX */
 	__u32 dead_mod;
 	__u32 dead_rem;
 	__u32 loss_ppm; /* 0..=1000000 */
@@ -40,6 +50,9 @@ struct asdic_responder_cfg {
 
 #define FAMILY_V4 1
 #define FAMILY_V6 2
+
+#define TX_REDIRECT 0
+#define TX_XDP_TX 1
 
 /* asdic_rstats slots (xdp/src/responder.rs reads them in this order). */
 enum {
@@ -253,6 +266,8 @@ int asdic_responder(struct xdp_md *ctx)
 		ASDIC_COUNT(asdic_rstats, STAT_PASSED);
 		return XDP_PASS;
 	}
+	if (act == XDP_TX && cfg->tx_mode == TX_REDIRECT)
+		return bpf_redirect(ctx->ingress_ifindex, 0);
 	return act;
 }
 

@@ -9,7 +9,8 @@
 //!   probes to AF_XDP sockets (one per receive queue and family), everything else on to
 //!   the kernel. The AF_XDP engine uses it.
 //! - `asdic_responder` ([`Responder`], binary `asdic-responder`): the far end of the speed
-//!   bed; answers echo requests for a test prefix from the driver (XDP_TX) with a known
+//!   bed; answers echo requests for a test prefix from the driver (sent back out of the
+//!   interface it came in on, by redirect or XDP_TX) with a known
 //!   ground truth of dead hosts and random loss.
 //!
 //! Before attaching, the interface is inspected over route netlink: a leftover of our own
@@ -36,7 +37,9 @@ use std::fmt;
 pub use error::{Errno, XdpError};
 pub use filter::{Filter, FilterConfig, FilterStats};
 pub use netlink::AttachMode;
-pub use responder::{Ipv4Prefix, Ipv6Prefix, Responder, ResponderConfig, ResponderStats};
+pub use responder::{
+    Ipv4Prefix, Ipv6Prefix, Responder, ResponderConfig, ResponderStats, TxPath,
+};
 
 /// `bpf/filter.bpf.c`, compiled (ELF with BTF).
 pub const FILTER_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/filter.bpf.o"));

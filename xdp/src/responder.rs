@@ -130,6 +130,18 @@ impl fmt::Display for Ipv6Prefix {
     }
 }
 
+/// How replies leave the interface.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TxPath {
+    /// `bpf_redirect` to the ingress device itself: reaches a veth peer that has GRO on or
+    /// an XDP program (kernel-stack peers included).
+    #[default]
+    Redirect,
+    /// `XDP_TX`: on veth, reaches only a peer that runs an XDP program itself (e.g. the
+    /// AF_XDP engine's filter); see bpf/responder.bpf.c.
+    XdpTx,
+}
+
 /// The responder's ground truth.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponderConfig {
@@ -143,6 +155,8 @@ pub struct ResponderConfig {
     pub dead_rem: u32,
     /// Random loss of live hosts' requests, in parts per million (0..=1,000,000).
     pub loss_ppm: u32,
+    /// How replies are sent.
+    pub tx: TxPath,
 }
 
 impl Default for ResponderConfig {
@@ -160,6 +174,7 @@ impl Default for ResponderConfig {
             dead_mod: 97,
             dead_rem: 13,
             loss_ppm: 0,
+            tx: TxPath::Redirect,
         }
     }
 }
@@ -200,7 +215,7 @@ impl ResponderConfig {
     }
 
     /// The value of `asdic_rcfg`, as `struct asdic_responder_cfg` lies in memory:
-    /// `{ u8 prefix4[4]; u8 prefix6[16]; u8 len4, len6, families, pad; u32 dead_mod,
+    /// `{ u8 prefix4[4]; u8 prefix6[16]; u8 len4, len6, families, tx_mode; u32 dead_mod,
     /// dead_rem, loss_ppm; }` — prefixes in network order, the rest in host order.
     pub fn encode(&self) -> Result<[u8; RESPONDER_CFG_LEN], XdpError> {
         self.validate()?;
@@ -217,6 +232,10 @@ impl ResponderConfig {
             families |= 2;
         }
         b[22] = families;
+        b[23] = match self.tx {
+            TxPath::Redirect => 0,
+            TxPath::XdpTx => 1,
+        };
         b[24..28].copy_from_slice(&self.dead_mod.to_ne_bytes());
         b[28..32].copy_from_slice(&self.dead_rem.to_ne_bytes());
         b[32..36].copy_from_slice(&self.loss_ppm.to_ne_bytes());
@@ -256,7 +275,7 @@ pub struct ResponderStats {
     pub seen4: u64,
     /// IPv6 echo requests to the prefix.
     pub seen6: u64,
-    /// Replies sent (XDP_TX).
+    /// Replies sent (redirected to the ingress device, or XDP_TX).
     pub replied: u64,
     /// Requests to dead hosts, dropped.
     pub deaddrop: u64,
@@ -424,6 +443,11 @@ mod tests {
         };
         let b = v6only.encode().unwrap();
         assert_eq!((&b[0..4], b[20], b[22]), (&[0u8; 4][..], 0, 2));
+        let xdp_tx = ResponderConfig {
+            tx: TxPath::XdpTx,
+            ..ResponderConfig::default()
+        };
+        assert_eq!(xdp_tx.encode().unwrap()[23], 1);
     }
 
     #[test]

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use asdic_xdp::{Ipv4Prefix, Ipv6Prefix, Mode, Responder, ResponderConfig, ResponderStats};
+use asdic_xdp::{
+    Ipv4Prefix, Ipv6Prefix, Mode, Responder, ResponderConfig, ResponderStats, TxPath,
+};
 use clap::Parser;
 
 /// Answer ICMP echo requests to test prefixes from XDP (the asdic speed bed's far end).
@@ -33,6 +35,10 @@ struct Args {
     /// Random loss of live hosts' requests, parts per million.
     #[arg(long, value_name = "PPM", default_value_t = 0)]
     loss_ppm: u32,
+    /// Send replies with plain XDP_TX instead of a redirect to the interface itself (on
+    /// veth, XDP_TX reaches the peer only when the peer runs an XDP program).
+    #[arg(long)]
+    xdp_tx: bool,
     /// XDP mode: native or generic (default: native, then generic).
     #[arg(long, value_name = "MODE")]
     mode: Option<String>,
@@ -74,6 +80,11 @@ fn run() -> Result<()> {
         dead_mod: args.dead_mod,
         dead_rem: args.dead_rem,
         loss_ppm: args.loss_ppm,
+        tx: if args.xdp_tx {
+            TxPath::XdpTx
+        } else {
+            TxPath::Redirect
+        },
     };
     cfg.validate()?;
 
@@ -90,12 +101,13 @@ fn run() -> Result<()> {
     let show4 = v4.map_or("-".to_string(), |p| p.to_string());
     let show6 = v6.map_or("-".to_string(), |p| p.to_string());
     eprintln!(
-        "asdic-responder: attached to {} ({}), v4 {show4}, v6 {show6}, dead i % {} == {}, loss {} ppm, counters {}",
+        "asdic-responder: attached to {} ({}), v4 {show4}, v6 {show6}, dead i % {} == {}, loss {} ppm, tx {}, counters {}",
         args.iface,
         responder.mode(),
         cfg.dead_mod,
         cfg.dead_rem,
         cfg.loss_ppm,
+        if args.xdp_tx { "XDP_TX" } else { "redirect" },
         args.counters.display()
     );
 
