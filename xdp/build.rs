@@ -45,7 +45,14 @@ fn main() {
         let src = bpf.join(format!("{p}.bpf.c"));
         let obj = out.join(format!("{p}.bpf.o"));
         let output = Command::new(&clang)
-            .args(["-O2", "-g", "-Wall", "-target", "bpf", "-D__TARGET_ARCH_x86"])
+            .args([
+                "-O2",
+                "-g",
+                "-Wall",
+                "-target",
+                "bpf",
+                "-D__TARGET_ARCH_x86",
+            ])
             .arg(format!("-I{}", arch_include.display()))
             .arg("-c")
             .arg(&src)

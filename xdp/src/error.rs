@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-use crate::netlink::AttachMode;
 use crate::Mode;
+use crate::netlink::AttachMode;
 
 /// An errno, displayed by its symbolic name (`EPERM`, `EOPNOTSUPP`, …).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -252,8 +252,9 @@ mod tests {
             ifname: "s0".into(),
         };
         assert!(
-            e.to_string()
-                .starts_with("asdic_filter (prog id 12) is attached to s0 by another running process")
+            e.to_string().starts_with(
+                "asdic_filter (prog id 12) is attached to s0 by another running process"
+            )
         );
         let e = XdpError::Load {
             what: "asdic_filter".into(),

@@ -43,9 +43,7 @@ impl FilterConfig {
             )));
         }
         if !self.v4 && !self.v6 {
-            return Err(XdpError::Config(
-                "neither IPv4 nor IPv6 is enabled".into(),
-            ));
+            return Err(XdpError::Config("neither IPv4 nor IPv6 is enabled".into()));
         }
         let families = u32::from(self.v4) | (u32::from(self.v6) << 1);
         let mut b = [0u8; 16];
@@ -89,7 +87,11 @@ impl Filter {
     /// `ip link set xdp` — is removed first and [`Filter::replaced`] says so; one held by a
     /// live bpf_link (another running process) fails with [`XdpError::Busy`]; any other
     /// program fails with [`XdpError::Foreign`] and is left in place.
-    pub fn attach(ifname: &str, cfg: &FilterConfig, mode: Option<Mode>) -> Result<Filter, XdpError> {
+    pub fn attach(
+        ifname: &str,
+        cfg: &FilterConfig,
+        mode: Option<Mode>,
+    ) -> Result<Filter, XdpError> {
         let value = cfg.encode()?;
         let inner = attach::load_and_attach(FILTER_OBJECT, FILTER_PROGRAM, ifname, mode, |ebpf| {
             let map = ebpf
@@ -222,10 +224,7 @@ mod tests {
             };
             assert!(matches!(c.encode(), Err(XdpError::Config(_))), "{span}");
         }
-        let c = FilterConfig {
-            v4: false,
-            ..cfg()
-        };
+        let c = FilterConfig { v4: false, ..cfg() };
         assert!(matches!(c.encode(), Err(XdpError::Config(_))));
     }
 
@@ -248,6 +247,9 @@ mod tests {
             ident_base: 7,
             ..cfg()
         };
-        assert_eq!((0..=u16::MAX).filter(|&id| one.ident_in_range(id)).count(), 1);
+        assert_eq!(
+            (0..=u16::MAX).filter(|&id| one.ident_in_range(id)).count(),
+            1
+        );
     }
 }

@@ -37,9 +37,7 @@ use std::fmt;
 pub use error::{Errno, XdpError};
 pub use filter::{Filter, FilterConfig, FilterStats};
 pub use netlink::AttachMode;
-pub use responder::{
-    Ipv4Prefix, Ipv6Prefix, Responder, ResponderConfig, ResponderStats, TxPath,
-};
+pub use responder::{Ipv4Prefix, Ipv6Prefix, Responder, ResponderConfig, ResponderStats, TxPath};
 
 /// `bpf/filter.bpf.c`, compiled (ELF with BTF).
 pub const FILTER_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/filter.bpf.o"));

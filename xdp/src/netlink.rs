@@ -135,7 +135,8 @@ impl Builder {
     fn begin_nest(&mut self, kind: u16) -> usize {
         let at = self.buf.len();
         self.buf.extend_from_slice(&0u16.to_ne_bytes());
-        self.buf.extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+        self.buf
+            .extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
         at
     }
 
@@ -170,12 +171,20 @@ pub(crate) fn getlink_request(seq: u32, ifindex: u32) -> Vec<u8> {
 
 /// `RTM_SETLINK` that removes the program attached in `mode`, only if it is still the one
 /// `expected_fd` refers to (`XDP_FLAGS_REPLACE`, Linux 5.7).
-pub(crate) fn detach_request(seq: u32, ifindex: u32, mode: AttachMode, expected_fd: i32) -> Vec<u8> {
+pub(crate) fn detach_request(
+    seq: u32,
+    ifindex: u32,
+    mode: AttachMode,
+    expected_fd: i32,
+) -> Vec<u8> {
     let mut b = Builder::new(RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, seq);
     b.ifinfomsg(ifindex);
     let nest = b.begin_nest(IFLA_XDP);
     b.attr(IFLA_XDP_FD, &(-1i32).to_ne_bytes());
-    b.attr(IFLA_XDP_FLAGS, &(mode.flags() | XDP_FLAGS_REPLACE).to_ne_bytes());
+    b.attr(
+        IFLA_XDP_FLAGS,
+        &(mode.flags() | XDP_FLAGS_REPLACE).to_ne_bytes(),
+    );
     b.attr(IFLA_XDP_EXPECTED_FD, &expected_fd.to_ne_bytes());
     b.end_nest(nest);
     b.finish()
@@ -276,7 +285,13 @@ fn parse_link(payload: &[u8]) -> Vec<(AttachMode, u32)> {
             _ => {}
         }
     }
-    let single = |mode| if prog != 0 { vec![(mode, prog)] } else { vec![] };
+    let single = |mode| {
+        if prog != 0 {
+            vec![(mode, prog)]
+        } else {
+            vec![]
+        }
+    };
     match attached {
         XDP_ATTACHED_DRV => single(AttachMode::Native),
         XDP_ATTACHED_SKB => single(AttachMode::Generic),
@@ -410,7 +425,10 @@ mod tests {
     #[test]
     fn newlink_generic_none_and_multi() {
         let buf = canned_newlink(XDP_ATTACHED_SKB, &[(IFLA_XDP_PROG_ID, 7)]);
-        assert_eq!(parse_one(&buf).1, Reply::Link(vec![(AttachMode::Generic, 7)]));
+        assert_eq!(
+            parse_one(&buf).1,
+            Reply::Link(vec![(AttachMode::Generic, 7)])
+        );
         let buf = canned_newlink(0, &[]);
         assert_eq!(parse_one(&buf).1, Reply::Link(vec![]));
         let buf = canned_newlink(
@@ -448,7 +466,10 @@ mod tests {
         let mut b = Builder::new(NLMSG_ERROR, NLM_F_ACK_TLVS, 4);
         b.buf.extend_from_slice(&(-libc::EEXIST).to_ne_bytes());
         b.buf.extend_from_slice(&req);
-        b.attr(NLMSGERR_ATTR_MSG, b"Active program does not match expected\0");
+        b.attr(
+            NLMSGERR_ATTR_MSG,
+            b"Active program does not match expected\0",
+        );
         let r = parse_one(&b.finish()).1;
         assert_eq!(
             r,

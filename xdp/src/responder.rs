@@ -378,12 +378,23 @@ mod tests {
 
     #[test]
     fn malformed_prefixes_are_refused() {
-        for s in ["198.19.0.0", "198.19.0.0/33", "198.19.0.1/16", "x/8", "198.19.0.0/-1"] {
+        for s in [
+            "198.19.0.0",
+            "198.19.0.0/33",
+            "198.19.0.1/16",
+            "x/8",
+            "198.19.0.0/-1",
+        ] {
             assert!(s.parse::<Ipv4Prefix>().is_err(), "{s}");
         }
         let e = "198.19.0.1/16".parse::<Ipv4Prefix>().unwrap_err();
         assert!(e.to_string().contains("did you mean 198.19.0.0/16"), "{e}");
-        for s in ["2001:db8:1::", "2001:db8:1::/129", "2001:db8:1::1/64", "198.19.0.0/16"] {
+        for s in [
+            "2001:db8:1::",
+            "2001:db8:1::/129",
+            "2001:db8:1::1/64",
+            "198.19.0.0/16",
+        ] {
             assert!(s.parse::<Ipv6Prefix>().is_err(), "{s}");
         }
     }

@@ -72,8 +72,8 @@ impl RouteSocket {
 
     /// Sends one message to the kernel (port 0).
     pub(crate) fn send(&self, msg: &[u8]) -> io::Result<()> {
-        // SAFETY: an all-zero sockaddr_nl is valid (AF_UNSPEC family is set below, pid 0 =
-        // the kernel).
+        // SAFETY: sockaddr_nl is plain integers, for which all-zero bytes are a valid value;
+        // the family is set next, and port id 0 addresses the kernel.
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
         // SAFETY: `msg` and `addr` are valid for the lengths passed and outlive the call.
@@ -91,7 +91,10 @@ impl RouteSocket {
             return Err(io::Error::last_os_error());
         }
         if n as usize != msg.len() {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "short netlink send"));
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "short netlink send",
+            ));
         }
         Ok(())
     }

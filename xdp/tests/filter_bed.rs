@@ -163,10 +163,21 @@ fn filter_counts_ours_and_passes_them_without_a_socket() {
             "net.ipv6.icmp.ratelimit=0",
         ],
     );
-    bed.ok("scan", &["ip", "route", "add", "198.18.99.0/24", "via", "198.18.0.2"]);
     bed.ok(
         "scan",
-        &["ip", "-6", "route", "add", "2001:db8:99::/64", "via", "2001:db8:0:1::2"],
+        &["ip", "route", "add", "198.18.99.0/24", "via", "198.18.0.2"],
+    );
+    bed.ok(
+        "scan",
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "2001:db8:99::/64",
+            "via",
+            "2001:db8:0:1::2",
+        ],
     );
     let b = std::sync::Arc::new(bed);
     let bed = std::sync::Arc::clone(&b);
@@ -247,10 +258,7 @@ fn identifier_range_and_generic_mode() {
         assert_eq!(attached_program("s0").unwrap(), None);
 
         // IPv6 disabled: IPv6 replies with our session are passed, not ours.
-        let v4only = FilterConfig {
-            v6: false,
-            ..cfg()
-        };
+        let v4only = FilterConfig { v6: false, ..cfg() };
         let f = Filter::attach("s0", &v4only, None).expect("attach");
         let s1 = f.stats();
         assert_eq!(bed.ping("2001:db8:1::1", 2, "a1b2c3d4"), 2);
@@ -281,7 +289,9 @@ fn leftovers_are_replaced_live_links_and_foreign_programs_refused() {
     // A leftover asdic_filter attached the legacy way (as by `ip link set xdp`).
     bed.ok(
         "scan",
-        &["ip", "link", "set", "dev", "s0", "xdpdrv", "obj", &filter_o, "sec", "xdp"],
+        &[
+            "ip", "link", "set", "dev", "s0", "xdpdrv", "obj", &filter_o, "sec", "xdp",
+        ],
     );
     let scan = bed.ns("scan");
     let leftover = in_netns(&scan, || attached_program("s0").unwrap().expect("leftover"));
@@ -314,7 +324,18 @@ fn leftovers_are_replaced_live_links_and_foreign_programs_refused() {
     // A foreign program: refused and never removed.
     bed.ok(
         "scan",
-        &["ip", "link", "set", "dev", "s0", "xdpdrv", "obj", &responder_o, "sec", "xdp"],
+        &[
+            "ip",
+            "link",
+            "set",
+            "dev",
+            "s0",
+            "xdpdrv",
+            "obj",
+            &responder_o,
+            "sec",
+            "xdp",
+        ],
     );
     let foreign = in_netns(&scan, || attached_program("s0").unwrap().expect("foreign"));
     assert_eq!(foreign.name, "asdic_responder");

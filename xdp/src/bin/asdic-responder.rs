@@ -9,9 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use asdic_xdp::{
-    Ipv4Prefix, Ipv6Prefix, Mode, Responder, ResponderConfig, ResponderStats, TxPath,
-};
+use asdic_xdp::{Ipv4Prefix, Ipv6Prefix, Mode, Responder, ResponderConfig, ResponderStats, TxPath};
 use clap::Parser;
 
 /// Answer ICMP echo requests to test prefixes from XDP (the asdic speed bed's far end).
@@ -91,7 +89,8 @@ fn run() -> Result<()> {
     // Signals first, so that one arriving during the attach still ends us cleanly.
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
     }
 
     let responder = Responder::attach(&args.iface, &cfg, mode)?;
