@@ -6,7 +6,7 @@ use std::process::Command;
 
 const PROGRAMS: [&str; 2] = ["filter", "responder"];
 
-const HELP: &str = "install them with `sudo scripts/deps.sh` \
+const HELP: &str = "install the BPF toolchain with `sudo scripts/deps.sh` \
     (Debian packages: clang, llvm, libbpf-dev, linux-libc-dev)";
 
 fn main() {

@@ -45,10 +45,12 @@ struct Args {
     counters: PathBuf,
 }
 
+/// Exit status: 0 after a signal, 2 for bad input (nothing attached), 1 otherwise.
 fn main() {
     if let Err(e) = run() {
         eprintln!("asdic-responder: {e:#}");
-        std::process::exit(1);
+        let bad_input = matches!(e.downcast_ref(), Some(asdic_xdp::XdpError::Config(_)));
+        std::process::exit(if bad_input { 2 } else { 1 });
     }
 }
 
