@@ -118,6 +118,126 @@ fn in_netns<R: Send + 'static>(ns: &str, f: impl FnOnce() -> R + Send + 'static)
     .expect("the thread in the namespace")
 }
 
+/// A bare AF_XDP socket on queue 0 of an interface (copy mode, rings of 16, a 64 KiB UMEM,
+/// nothing ever put in the fill ring): enough to register in `asdic_xsks` and to see frames
+/// arrive (and be dropped for want of buffers) in its statistics.
+struct BareXsk {
+    fd: std::os::fd::OwnedFd,
+    umem: *mut libc::c_void,
+}
+
+const UMEM_LEN: usize = 16 * 4096;
+
+impl BareXsk {
+    fn bind(ifindex: u32) -> BareXsk {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: socket(2) with constant arguments.
+        let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        assert!(
+            raw >= 0,
+            "AF_XDP socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: `raw` is a new descriptor that nothing else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        // SAFETY: an anonymous private mapping; the result is checked below.
+        let umem = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                UMEM_LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(umem, libc::MAP_FAILED, "mmap");
+        let xsk = BareXsk { fd, umem };
+        let reg = libc::xdp_umem_reg {
+            addr: umem as u64,
+            len: UMEM_LEN as u64,
+            chunk_size: 4096,
+            headroom: 0,
+            flags: 0,
+            tx_metadata_len: 0,
+        };
+        xsk.setopt(libc::XDP_UMEM_REG, &reg);
+        for ring in [
+            libc::XDP_UMEM_FILL_RING,
+            libc::XDP_UMEM_COMPLETION_RING,
+            libc::XDP_RX_RING,
+        ] {
+            xsk.setopt(ring, &16u32);
+        }
+        let addr = libc::sockaddr_xdp {
+            sxdp_family: libc::AF_XDP as u16,
+            sxdp_flags: libc::XDP_COPY,
+            sxdp_ifindex: ifindex,
+            sxdp_queue_id: 0,
+            sxdp_shared_umem_fd: 0,
+        };
+        // SAFETY: `addr` is a valid sockaddr_xdp of the length passed.
+        let r = unsafe {
+            libc::bind(
+                xsk.fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_xdp).cast(),
+                size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0, "bind AF_XDP: {}", std::io::Error::last_os_error());
+        xsk
+    }
+
+    fn setopt<T>(&self, name: i32, value: &T) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `value` points to a live T of the size passed; the kernel only reads it.
+        let r = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_XDP,
+                name,
+                (value as *const T).cast(),
+                size_of::<T>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(
+            r,
+            0,
+            "setsockopt {name}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// Frames that reached the socket and were dropped (no buffers), by any of its counters.
+    fn dropped(&self) -> u64 {
+        use std::os::fd::AsRawFd;
+        // SAFETY: xdp_statistics is plain integers; all-zero is a valid value.
+        let mut st: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+        let mut len = size_of::<libc::xdp_statistics>() as libc::socklen_t;
+        // SAFETY: `st` is writable for `len` bytes, and `len` is a valid in/out length.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_XDP,
+                libc::XDP_STATISTICS,
+                (&mut st as *mut libc::xdp_statistics).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0, "XDP_STATISTICS: {}", std::io::Error::last_os_error());
+        st.rx_dropped + st.rx_ring_full + st.rx_fill_ring_empty_descs
+    }
+}
+
+impl Drop for BareXsk {
+    fn drop(&mut self) {
+        // SAFETY: `umem` is the mapping of UMEM_LEN bytes made in `bind`; the socket that
+        // registered it is closed after this (field order), and the kernel holds its own
+        // reference to the pages until then.
+        unsafe { libc::munmap(self.umem, UMEM_LEN) };
+    }
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -226,6 +346,32 @@ fn filter_counts_ours_and_passes_them_without_a_socket() {
         assert!(matches!(e, XdpError::Config(_)), "{e}");
         drop(f);
         assert_eq!(attached_program("s0").unwrap(), None, "drop detaches");
+    });
+}
+
+#[test]
+fn a_registered_socket_gets_its_family() {
+    if skip() {
+        return;
+    }
+    let b = std::sync::Arc::new(SpeedBed::up("xt6"));
+    let bed = std::sync::Arc::clone(&b);
+    b.in_scan(move || {
+        let mut f = Filter::attach("s0", &cfg(), None).expect("attach");
+        let xsk = BareXsk::bind(f.ifindex());
+        use std::os::fd::AsRawFd;
+        f.register(0, false, xsk.fd.as_raw_fd()).expect("register");
+        let s0 = f.stats();
+        // IPv4 replies go to the socket (which drops them: no buffers), so ping sees none.
+        assert_eq!(bed.ping("198.19.0.1", 2, "a1b2c3d4"), 0);
+        // IPv6 has no socket: passed to the kernel.
+        assert_eq!(bed.ping("2001:db8:1::1", 2, "a1b2c3d4"), 2);
+        let (redirected, _, failed) = delta(s0, f.stats());
+        assert_eq!((redirected, failed), (2, 2), "{:?}", f.stats());
+        assert!(xsk.dropped() >= 2, "the socket saw them: {}", xsk.dropped());
+        drop(f);
+        drop(xsk);
+        assert_eq!(attached_program("s0").unwrap(), None);
     });
 }
 
