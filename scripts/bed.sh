@@ -45,19 +45,21 @@ subcommands:
   up [ID] [--loss PCT] [--dead-mod M] [--dead-rem R]
   up [ID] --speed [--loss-ppm N] [--dead-mod M] [--dead-rem R]
         (re)build the bed; a stale bed with the same ID is removed first.
-        --speed: two namespaces asdic-ID-scan -- asdic-ID-far, where
-        asdic-responder (XDP; binary from $ASDIC_RESPONDER, default
-        target/release/asdic-responder) answers 198.19.0.0/16 and
-        2001:db8:1::/64; N: random loss in parts per million (0..1000000).
         PCT: 0..100 random loss of echo requests at the far end (default 0).
         IPv4 198.19.a.b is dead iff (a*256+b) % M == R; IPv6 2001:db8:1::x
         (x < 0x10000) is dead iff x % M == R (defaults M=97, R=13; M=0
         means no dead hosts). The rejected /24 (/120) is never dead.
+        --speed: the speed bed, two namespaces asdic-ID-scan -- asdic-ID-far,
+        where asdic-responder (XDP; binary from $ASDIC_RESPONDER, default
+        target/release/asdic-responder) answers 198.19.0.0/16 and
+        2001:db8:1::/64 with the same dead rule (no rejected block);
+        N: random loss in parts per million (0..1000000, default 0).
         Prints "bed ID up" on success; on failure tears down and exits != 0.
   down [ID]
         delete the bed's namespaces and state; idempotent.
   truth [ID]
-        print the ground truth (parameters + live nft counters) as JSON.
+        print the ground truth (parameters + live nft counters, or the
+        responder's counters on a speed bed) as JSON.
   exec [ID] -- CMD...
         run CMD inside asdic-ID-scan.
   exec-far [ID] -- CMD...
