@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # asdic test bed: three network namespaces joined by veth pairs, with
 # nftables rules that emulate a known ground truth (dead hosts, a rejected
-# /24, optional random loss).  See scripts/README.md.
+# /24, optional random loss); or, with --speed, two namespaces where an XDP
+# program (asdic-responder) answers echo requests at line rate with the same
+# kind of ground truth.  See scripts/README.md.
 #
 # Safety: everything this script creates lives inside namespaces named
 # asdic-<ID>-{scan,rtr,far}; it never changes the root namespace's
@@ -24,7 +26,12 @@ readonly REJECT4=198.19.77.0/24 REJECT6=2001:db8:1::4d00/120
 readonly REJECT_HI=77
 
 # Ground-truth defaults.
-readonly DEF_DEAD_MOD=97 DEF_DEAD_REM=13 DEF_LOSS=0
+readonly DEF_DEAD_MOD=97 DEF_DEAD_REM=13 DEF_LOSS=0 DEF_LOSS_PPM=0
+
+# Speed bed: scan (s0) and far (f0) share one /30 and /64; no router.
+readonly SPEED_FAR4=198.18.0.2 SPEED_FAR6=2001:db8:0:1::2
+ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly ROOT_DIR
 
 usage() {
 	cat <<'EOF'
@@ -36,16 +43,23 @@ nftables and ping (iputils-ping).
 
 subcommands:
   up [ID] [--loss PCT] [--dead-mod M] [--dead-rem R]
+  up [ID] --speed [--loss-ppm N] [--dead-mod M] [--dead-rem R]
         (re)build the bed; a stale bed with the same ID is removed first.
         PCT: 0..100 random loss of echo requests at the far end (default 0).
         IPv4 198.19.a.b is dead iff (a*256+b) % M == R; IPv6 2001:db8:1::x
         (x < 0x10000) is dead iff x % M == R (defaults M=97, R=13; M=0
         means no dead hosts). The rejected /24 (/120) is never dead.
+        --speed: the speed bed, two namespaces asdic-ID-scan -- asdic-ID-far,
+        where asdic-responder (XDP; binary from $ASDIC_RESPONDER, default
+        target/release/asdic-responder) answers 198.19.0.0/16 and
+        2001:db8:1::/64 with the same dead rule (no rejected block);
+        N: random loss in parts per million (0..1000000, default 0).
         Prints "bed ID up" on success; on failure tears down and exits != 0.
   down [ID]
         delete the bed's namespaces and state; idempotent.
   truth [ID]
-        print the ground truth (parameters + live nft counters) as JSON.
+        print the ground truth (parameters + live nft counters, or the
+        responder's counters on a speed bed) as JSON.
   exec [ID] -- CMD...
         run CMD inside asdic-ID-scan.
   exec-far [ID] -- CMD...
@@ -125,13 +139,46 @@ ns_del() {
 
 # --------------------------------------------------------------------- down
 
+# stop_pid PIDFILE: TERM the process it names (only if it is an asdic-responder),
+# wait up to 2 s, then KILL; removes the pid file.
+stop_pid() {
+	local f=$1 pid i
+	[[ -f $f ]] || return 0
+	pid=$(<"$f")
+	if [[ $pid =~ ^[0-9]+$ ]] && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == asdic-responder ]]; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for ((i = 0; i < 40; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.05
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	rm -f "$f"
+}
+
+# kill_ns_responders NS: KILL asdic-responder processes left inside NS (a killed
+# bed.sh can leave one without a pid file). Prints what it killed.
+kill_ns_responders() {
+	local ns=$1 pid
+	ns_exists "$ns" || return 0
+	for pid in $(ip netns pids "$ns" 2>/dev/null); do
+		if [[ $(cat "/proc/$pid/comm" 2>/dev/null) == asdic-responder ]]; then
+			kill -KILL "$pid" 2>/dev/null || true
+			printf 'killed leftover asdic-responder %s in %s\n' "$pid" "$ns"
+		fi
+	done
+}
+
 bed_down() {
 	local id=$1 ns
+	stop_pid "$STATE_DIR/$id.responder.pid"
+	kill_ns_responders "$(ns_far "$id")" >/dev/null
 	for ns in "$(ns_scan "$id")" "$(ns_rtr "$id")" "$(ns_far "$id")"; do
 		check_ns "$ns"
 		ns_del "$ns"
 	done
-	rm -f "$STATE_DIR/$id.env"
+	rm -f "$STATE_DIR/$id.env" "$STATE_DIR/$id.responder.json" "$STATE_DIR/$id.responder.json.tmp" \
+		"$STATE_DIR/$id.responder.log"
 }
 
 # ----------------------------------------------------------------- settings
@@ -176,11 +223,13 @@ dead_count() {
 load_env() {
 	local id=$1 f="$STATE_DIR/$1.env" k v
 	[[ -f $f ]] || die "bed '$id' is not up (no $f)"
-	LOSS=$DEF_LOSS DEAD_MOD=$DEF_DEAD_MOD DEAD_REM=$DEF_DEAD_REM
+	LOSS=$DEF_LOSS DEAD_MOD=$DEF_DEAD_MOD DEAD_REM=$DEF_DEAD_REM SPEED=0 LOSS_PPM=$DEF_LOSS_PPM
 	while IFS='=' read -r k v; do
 		[[ $v =~ ^[0-9]+$ ]] || continue
 		case $k in
 		LOSS) LOSS=$v ;;
+		SPEED) SPEED=$v ;;
+		LOSS_PPM) LOSS_PPM=$v ;;
 		DEAD_MOD) DEAD_MOD=$v ;;
 		DEAD_REM) DEAD_REM=$v ;;
 		esac
@@ -330,14 +379,27 @@ parse_up_opts() {
 		UP_ID=$1
 		shift
 	fi
-	LOSS=$DEF_LOSS DEAD_MOD=$DEF_DEAD_MOD DEAD_REM=$DEF_DEAD_REM
+	LOSS=$DEF_LOSS DEAD_MOD=$DEF_DEAD_MOD DEAD_REM=$DEF_DEAD_REM SPEED=0 LOSS_PPM=$DEF_LOSS_PPM
 	UP_REST=()
+	local loss_given=0 ppm_given=0
 	while (($#)); do
 		case $1 in
 		--loss)
 			[[ $# -ge 2 && $2 =~ ^[0-9]{1,3}$ ]] || die "--loss wants an integer 0..100"
 			LOSS=$((10#$2))
 			((LOSS <= 100)) || die "--loss wants an integer 0..100"
+			loss_given=1
+			shift 2
+			;;
+		--speed)
+			SPEED=1
+			shift
+			;;
+		--loss-ppm)
+			[[ $# -ge 2 && $2 =~ ^[0-9]{1,7}$ ]] || die "--loss-ppm wants an integer 0..1000000"
+			LOSS_PPM=$((10#$2))
+			((LOSS_PPM <= 1000000)) || die "--loss-ppm wants an integer 0..1000000"
+			ppm_given=1
 			shift 2
 			;;
 		--dead-mod)
@@ -353,16 +415,157 @@ parse_up_opts() {
 		--)
 			shift
 			UP_REST=("$@")
-			return 0
+			break
 			;;
 		*) die "up: unknown option '$1'" ;;
 		esac
 	done
+	if ((SPEED)); then
+		((!loss_given)) || die "--loss is for the nftables bed; a --speed bed takes --loss-ppm N"
+	else
+		((!ppm_given)) || die "--loss-ppm is for --speed beds; the nftables bed takes --loss PCT"
+	fi
+	return 0
 }
 
-# bed_up ID (uses LOSS DEAD_MOD DEAD_REM). Runs in the current shell; on
-# error the EXIT trap installed by the caller tears the bed down.
+# ------------------------------------------------------------- speed bed
+
+# responder_bin -> the asdic-responder binary to run (checked).
+responder_bin() {
+	local bin=${ASDIC_RESPONDER:-$ROOT_DIR/target/release/asdic-responder}
+	if [[ ! -x $bin ]]; then
+		printf 'bed.sh: asdic-responder not found at %s (set ASDIC_RESPONDER, or build it: cargo build --release -p asdic-xdp)\n' "$bin" >&2
+		return 1
+	fi
+	printf '%s' "$bin"
+}
+
+# start_responder ID LOSS_PPM: runs asdic-responder on f0 in far, in the
+# background and in its own session (so a terminal's Ctrl-C meant for a
+# command does not reach it), with its output in a log file; waits until it
+# has attached (its counters file appears). Writes the pid file.
+start_responder() {
+	local id=$1 ppm=$2 far bin pid i
+	far=$(ns_far "$id")
+	check_ns "$far"
+	bin=$(responder_bin) || return 1
+	local counters="$STATE_DIR/$id.responder.json" log="$STATE_DIR/$id.responder.log"
+	rm -f "$counters"
+	setsid ip netns exec "$far" "$bin" f0 --v4 "$TARGET4" --v6 "$TARGET6" \
+		--dead-mod "$DEAD_MOD" --dead-rem "$DEAD_REM" --loss-ppm "$ppm" \
+		--counters "$counters" </dev/null >"$log" 2>&1 &
+	pid=$!
+	printf '%d\n' "$pid" >"$STATE_DIR/$id.responder.pid"
+	for ((i = 0; i < 200; i++)); do
+		[[ -s $counters ]] && return 0
+		if ! kill -0 "$pid" 2>/dev/null; then
+			printf 'bed.sh: asdic-responder failed on f0 in %s:\n' "$far" >&2
+			sed 's/^/  /' "$log" >&2
+			return 1
+		fi
+		sleep 0.025
+	done
+	printf 'bed.sh: asdic-responder did not attach within 5 s:\n' >&2
+	sed 's/^/  /' "$log" >&2
+	return 1
+}
+
+# ping_dead NS ADDR FAM: ADDR must not answer (one probe, 0.5 s).
+ping_dead() {
+	local ns=$1 addr=$2 fam=$3
+	if nsx "$ns" ping "-$fam" -n -q -c1 -W0.5 "$addr" >/dev/null 2>&1; then
+		printf 'bed.sh: self test failed: dead host %s answered from %s\n' "$addr" "$ns" >&2
+		return 1
+	fi
+}
+
+# speed_live / speed_dead -> the first live / dead host index >= 1 (no rejected block
+# on a speed bed); fail if there is none.
+speed_live() {
+	awk -v m="$DEAD_MOD" -v r="$DEAD_REM" 'BEGIN {
+		for (i = 1; i < 65536; i++) if (!(m > 0 && i % m == r)) { print i; exit 0 }
+		exit 1
+	}'
+}
+speed_dead() {
+	awk -v m="$DEAD_MOD" -v r="$DEAD_REM" 'BEGIN {
+		for (i = 1; i < 65536; i++) if (m > 0 && i % m == r) { print i; exit 0 }
+		exit 1
+	}'
+}
+
+# bed_up_speed ID (uses DEAD_MOD DEAD_REM LOSS_PPM): scan <-> far over one veth
+# pair; asdic-responder answers the target prefixes in far with XDP_TX.
+bed_up_speed() {
+	local id=$1 scan far live dead
+	scan=$(ns_scan "$id")
+	far=$(ns_far "$id")
+	check_ns "$scan"
+	check_ns "$far"
+
+	bed_down "$id" # stale bed of a killed run
+	responder_bin >/dev/null
+
+	ip netns add "$scan"
+	ip netns add "$far"
+	mkdir -p "$STATE_DIR"
+	printf 'SPEED=1\nLOSS=0\nLOSS_PPM=%d\nDEAD_MOD=%d\nDEAD_REM=%d\n' \
+		"$LOSS_PPM" "$DEAD_MOD" "$DEAD_REM" >"$STATE_DIR/$id.env"
+
+	local ns
+	for ns in "$scan" "$far"; do
+		sysctl_common "$ns"
+		ip -n "$ns" link set lo up
+	done
+	ip link add s0 netns "$scan" type veth peer name f0 netns "$far"
+	ip -n "$scan" link set s0 up
+	ip -n "$far" link set f0 up
+	ip -n "$scan" addr add "$SCAN4/30" dev s0
+	ip -n "$scan" -6 addr add "$SCAN6/64" dev s0 nodad
+	ip -n "$far" addr add "$SPEED_FAR4/30" dev f0
+	ip -n "$far" -6 addr add "$SPEED_FAR6/64" dev f0 nodad
+	ip -n "$scan" route add "$TARGET4" via "$SPEED_FAR4"
+	ip -n "$scan" -6 route add "$TARGET6" via "$SPEED_FAR6"
+
+	# XDP_TX on f0 hands frames straight to s0's receive queue (veth_xdp_xmit),
+	# which exists only while s0 runs NAPI: when s0 has an XDP program of its
+	# own, or GRO on (Linux 5.13+). Without either the kernel drops them
+	# (counted as s0's rx drops / f0's tx drops), so a peer that uses the
+	# kernel stack (raw sockets, zmap, ping) would see nothing. veth may report
+	# GRO as on while NAPI is off, so it is switched off and on.
+	nsx "$scan" ethtool -K s0 gro off
+	nsx "$scan" ethtool -K s0 gro on
+
+	need_ping
+	wait_ready "$scan" s0
+	wait_ready "$far" f0
+
+	# self test with a responder without loss: live hosts answer, dead ones do not
+	start_responder "$id" 0
+	if live=$(speed_live); then
+		ping_ok "$scan" "198.19.$((live >> 8)).$((live & 255))" 4
+		ping_ok "$scan" "$(printf '2001:db8:1::%x' "$live")" 6
+	fi
+	if dead=$(speed_dead); then
+		ping_dead "$scan" "198.19.$((dead >> 8)).$((dead & 255))" 4 &
+		local p4=$!
+		ping_dead "$scan" "$(printf '2001:db8:1::%x' "$dead")" 6 &
+		local p6=$!
+		wait "$p4"
+		wait "$p6"
+	fi
+	# the bed's responder: its counters start at zero
+	stop_pid "$STATE_DIR/$id.responder.pid"
+	start_responder "$id" "$LOSS_PPM"
+}
+
+# bed_up ID (uses LOSS DEAD_MOD DEAD_REM, or SPEED LOSS_PPM). Runs in the current
+# shell; on error the EXIT trap installed by the caller tears the bed down.
 bed_up() {
+	if ((SPEED)); then
+		bed_up_speed "$1"
+		return
+	fi
 	local id=$1 scan rtr far live
 	scan=$(ns_scan "$id")
 	rtr=$(ns_rtr "$id")
@@ -378,7 +581,7 @@ bed_up() {
 	ip netns add "$far"
 
 	mkdir -p "$STATE_DIR"
-	printf 'LOSS=%d\nDEAD_MOD=%d\nDEAD_REM=%d\n' "$LOSS" "$DEAD_MOD" "$DEAD_REM" >"$STATE_DIR/$id.env"
+	printf 'SPEED=0\nLOSS=%d\nDEAD_MOD=%d\nDEAD_REM=%d\n' "$LOSS" "$DEAD_MOD" "$DEAD_REM" >"$STATE_DIR/$id.env"
 
 	local ns
 	for ns in "$scan" "$rtr" "$far"; do
@@ -480,11 +683,66 @@ read_counters() {
 		$1 == "packets" && name != "" { print name, $2; name = "" }'
 }
 
+# speed_dead_count -> dead host indexes in 0..65535 (no rejected block)
+speed_dead_count() {
+	awk -v m="$DEAD_MOD" -v r="$DEAD_REM" 'BEGIN {
+		n = 0
+		if (m > 0) for (i = 0; i < 65536; i++) if (i % m == r) n++
+		print n
+	}'
+}
+
+# mtime_ns FILE -> modification time in ns since the epoch (0 if missing)
+mtime_ns() {
+	local t
+	t=$(stat -c %.9Y "$1" 2>/dev/null) || {
+		echo 0
+		return
+	}
+	echo "${t/./}"
+}
+
+truth_speed() {
+	local id=$1 scan far f t0 i mac line
+	scan=$(ns_scan "$id")
+	far=$(ns_far "$id")
+	ns_exists "$far" || die "bed '$id' is not up"
+	f="$STATE_DIR/$id.responder.json"
+	# The responder rewrites its counters every 50 ms: wait (<= 1 s) for a
+	# write newer than this request, so that they include what was sent before.
+	t0=$(date +%s%N)
+	for ((i = 0; i < 100; i++)); do
+		(($(mtime_ns "$f") > t0)) && break
+		sleep 0.01
+	done
+	(($(mtime_ns "$f") > t0)) || die "the responder's counters ($f) were not updated within 1 s; is asdic-responder running? (see $STATE_DIR/$id.responder.log)"
+	line=$(<"$f")
+	declare -A c=([seen4]=0 [seen6]=0 [replied]=0 [deaddrop]=0 [lossdrop]=0 [passed]=0)
+	local k v
+	for k in "${!c[@]}"; do
+		v=$(grep -o "\"$k\":[0-9]*" <<<"$line" | head -1 | cut -d: -f2)
+		[[ $v =~ ^[0-9]+$ ]] && c[$k]=$v
+	done
+	mac=$(ip -n "$far" -o link show dev f0 | awk '{ for (i = 1; i < NF; i++) if ($i == "link/ether") print $(i + 1) }')
+	local dc
+	dc=$(speed_dead_count)
+	printf '{"id":"%s","scan_ns":"%s","far_ns":"%s","speed":true,' "$id" "$scan" "$far"
+	printf '"src4":"%s","src6":"%s","prefix4":"%s","prefix6":"%s",' "$SCAN4" "$SCAN6" "$TARGET4" "$TARGET6"
+	printf '"dead_mod":%d,"dead_rem":%d,"dead4_count":%d,"dead6_count":%d,' "$DEAD_MOD" "$DEAD_REM" "$dc" "$dc"
+	printf '"loss_ppm":%d,"gateway_mac":"%s",' "$LOSS_PPM" "$mac"
+	printf '"counters":{"seen4":%d,"seen6":%d,"replied":%d,"deaddrop":%d,"lossdrop":%d,"passed":%d}}\n' \
+		"${c[seen4]}" "${c[seen6]}" "${c[replied]}" "${c[deaddrop]}" "${c[lossdrop]}" "${c[passed]}"
+}
+
 cmd_truth() {
 	local id=${1:-demo}
 	check_id "$id"
 	need_root
 	load_env "$id"
+	if ((SPEED)); then
+		truth_speed "$id"
+		return
+	fi
 	local scan rtr far
 	scan=$(ns_scan "$id")
 	rtr=$(ns_rtr "$id")
@@ -579,9 +837,13 @@ cmd_run() {
 
 cmd_cleanup() {
 	need_root
-	local ns removed=0
+	local ns removed=0 f
+	for f in "$STATE_DIR"/*.responder.pid; do
+		[[ -e $f ]] && stop_pid "$f"
+	done
 	while read -r ns _; do
 		[[ $ns == "${PREFIX}"-* ]] || continue
+		kill_ns_responders "$ns"
 		ns_del "$ns"
 		printf 'removed %s\n' "$ns"
 		removed=$((removed + 1))

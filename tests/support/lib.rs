@@ -1,5 +1,6 @@
 //! Support for asdic's integration tests on the veth test bed (`scripts/bed.sh`): a guard
-//! that brings a bed up and always tears it down on drop (also when a test panics), running
+//! that brings a bed (the nftables bed, or the XDP speed bed) up and always tears it down on
+//! drop (also when a test panics), running
 //! the built `asdic` binary inside the bed's scanner namespace, and reading results back.
 //!
 //! The tests need root (network namespaces, raw sockets). Without it they skip with a reason,
@@ -34,6 +35,26 @@ pub fn asdic_bin() -> PathBuf {
     assert!(
         bin.exists(),
         "{} missing: build it first (cargo build -p asdic-cli, same profile)",
+        bin.display()
+    );
+    bin
+}
+
+/// The `asdic-responder` binary (XDP echo responder of the speed bed) of the same profile as
+/// this test, or `ASDIC_RESPONDER`.
+pub fn responder_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("ASDIC_RESPONDER") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let bin = profile_dir.join("asdic-responder");
+    assert!(
+        bin.exists(),
+        "{} missing: build it first (cargo build -p asdic-xdp, same profile)",
         bin.display()
     );
     bin
@@ -87,13 +108,23 @@ fn bed_sh() -> PathBuf {
 impl Bed {
     /// Brings up bed `id` with extra `up` options (e.g. `["--loss", "10"]`).
     pub fn up(id: &str, opts: &[&str]) -> Bed {
+        Bed::up_with(id, opts, false)
+    }
+
+    /// Brings up speed bed `id` (`up ID --speed`, asdic-responder answering in far) with
+    /// extra options (e.g. `["--loss-ppm", "1000"]`).
+    pub fn up_speed(id: &str, opts: &[&str]) -> Bed {
+        Bed::up_with(id, opts, true)
+    }
+
+    fn up_with(id: &str, opts: &[&str], speed: bool) -> Bed {
+        let mut c = Command::new(bed_sh());
+        c.arg("up").arg(id);
+        if speed {
+            c.arg("--speed").env("ASDIC_RESPONDER", responder_bin());
+        }
+        let out = c.args(opts).output().expect("running bed.sh");
         let bed = Bed { id: id.to_string() };
-        let out = Command::new(bed_sh())
-            .arg("up")
-            .arg(id)
-            .args(opts)
-            .output()
-            .expect("running bed.sh");
         assert!(
             out.status.success(),
             "bed up failed:\n{}{}",
@@ -155,11 +186,26 @@ impl Bed {
         Some(c)
     }
 
+    /// The bed's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// Runs `f` on a new thread that has joined the scanner namespace (`setns`), so that
     /// sockets it opens live in the bed; returns what `f` returns.
     pub fn in_scan_netns<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> R {
+        self.in_netns("scan", f)
+    }
+
+    /// Runs `f` on a new thread that has joined the bed's namespace `role` (`scan`, `rtr`,
+    /// `far`); returns what `f` returns.
+    pub fn in_netns<R: Send + 'static>(
+        &self,
+        role: &str,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> R {
         use std::os::fd::AsRawFd;
-        let path = format!("/run/netns/asdic-{}-scan", self.id);
+        let path = format!("/run/netns/asdic-{}-{role}", self.id);
         let ns = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         std::thread::spawn(move || {
             // SAFETY: setns takes a descriptor we hold open and a flag; it changes only this

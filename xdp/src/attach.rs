@@ -1,0 +1,244 @@
+//! Loading an embedded object and attaching its XDP program through a bpf_link, after
+//! looking at what the interface already carries: a leftover of our own program attached
+//! the legacy (netlink) way is removed and reported, a live link of ours is refused as
+//! busy, anything else is refused and left alone.
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aya::programs::{ProgramError, Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
+
+use crate::error::{Errno, XdpError};
+use crate::netlink::{self, AttachMode, Reply};
+use crate::sys::{self, RouteSocket};
+use crate::{AttachedProgram, Mode};
+
+/// Netlink sequence numbers; only need to differ between requests on one socket.
+static SEQ: AtomicU32 = AtomicU32::new(1);
+
+fn next_seq() -> u32 {
+    // Relaxed: a counter whose value only labels requests.
+    SEQ.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The index of `ifname`, or [`XdpError::NoSuchInterface`].
+pub(crate) fn ifindex(ifname: &str) -> Result<u32, XdpError> {
+    sys::if_nametoindex(ifname).map_err(|_| XdpError::NoSuchInterface(ifname.to_string()))
+}
+
+fn netlink_err(op: &'static str, ifname: &str, e: &std::io::Error) -> XdpError {
+    XdpError::Netlink {
+        op,
+        ifname: ifname.to_string(),
+        errno: e.raw_os_error().map(Errno),
+        msg: None,
+    }
+}
+
+/// The XDP programs on interface `ifindex`, with their names.
+pub(crate) fn attached(ifname: &str, ifindex: u32) -> Result<Vec<AttachedProgram>, XdpError> {
+    let sock = RouteSocket::open().map_err(|e| netlink_err("socket", ifname, &e))?;
+    let seq = next_seq();
+    let reply = netlink::request(&sock, seq, &netlink::getlink_request(seq, ifindex))
+        .map_err(|e| netlink_err("RTM_GETLINK", ifname, &e))?;
+    let progs = match reply {
+        Reply::Link(p) => p,
+        Reply::Error(k) if k.errno == libc::ENODEV => {
+            return Err(XdpError::NoSuchInterface(ifname.to_string()));
+        }
+        Reply::Error(k) => {
+            return Err(XdpError::Netlink {
+                op: "RTM_GETLINK",
+                ifname: ifname.to_string(),
+                errno: Some(Errno(k.errno)),
+                msg: k.msg,
+            });
+        }
+        Reply::Ack | Reply::Other => vec![],
+    };
+    Ok(progs
+        .into_iter()
+        .map(|(mode, id)| AttachedProgram {
+            id,
+            name: program_name(id).unwrap_or_else(|| "?".into()),
+            mode,
+        })
+        .collect())
+}
+
+/// The name of loaded program `id`, if it can be read.
+fn program_name(id: u32) -> Option<String> {
+    aya::programs::loaded_programs()
+        .flatten()
+        .find(|p| p.id() == id)
+        .and_then(|p| p.name_as_str().map(str::to_string))
+}
+
+/// Clears the way for `ours` on `ifname`: see the module doc. Returns the note to report
+/// when a leftover was removed.
+pub(crate) fn clear_leftover(
+    ifname: &str,
+    ifindex: u32,
+    ours: &'static str,
+) -> Result<Option<String>, XdpError> {
+    let mut notes = vec![];
+    for p in attached(ifname, ifindex)? {
+        if p.name != ours {
+            return Err(XdpError::Foreign {
+                ifname: ifname.to_string(),
+                name: p.name,
+                id: p.id,
+                mode: p.mode,
+                ours,
+            });
+        }
+        detach_legacy(ifname, ifindex, &p, ours)?;
+        notes.push(format!(
+            "removed a leftover {ours} (prog id {}, {}) from {ifname}, attached the legacy (netlink) way by an earlier run",
+            p.id, p.mode
+        ));
+    }
+    Ok((!notes.is_empty()).then(|| notes.join("; ")))
+}
+
+/// Removes program `p` from the interface through netlink, only if it is still `p`
+/// (`XDP_FLAGS_REPLACE` with an fd of `p`).
+fn detach_legacy(
+    ifname: &str,
+    ifindex: u32,
+    p: &AttachedProgram,
+    ours: &'static str,
+) -> Result<(), XdpError> {
+    let Some(info) = aya::programs::loaded_programs()
+        .flatten()
+        .find(|i| i.id() == p.id)
+    else {
+        // Gone meanwhile: nothing to remove.
+        return Ok(());
+    };
+    let fd = info.fd().map_err(|e| XdpError::Netlink {
+        op: "BPF_PROG_GET_FD_BY_ID",
+        ifname: ifname.to_string(),
+        errno: Errno::of(&e),
+        msg: None,
+    })?;
+    let sock = RouteSocket::open().map_err(|e| netlink_err("socket", ifname, &e))?;
+    let seq = next_seq();
+    let req = netlink::detach_request(seq, ifindex, p.mode, fd.as_fd().as_raw_fd());
+    match netlink::request(&sock, seq, &req)
+        .map_err(|e| netlink_err("RTM_SETLINK (detach)", ifname, &e))?
+    {
+        Reply::Ack => Ok(()),
+        Reply::Error(k) if k.errno == libc::EBUSY => Err(XdpError::Busy {
+            name: ours.to_string(),
+            id: p.id,
+            ifname: ifname.to_string(),
+        }),
+        Reply::Error(k) => Err(XdpError::Netlink {
+            op: "RTM_SETLINK (detach)",
+            ifname: ifname.to_string(),
+            errno: Some(Errno(k.errno)),
+            msg: k.msg,
+        }),
+        Reply::Link(_) | Reply::Other => Ok(()),
+    }
+}
+
+/// A loaded object with its program attached.
+#[derive(Debug)]
+pub(crate) struct Attached {
+    pub ebpf: Ebpf,
+    pub mode: Mode,
+    pub ifindex: u32,
+    pub replaced: Option<String>,
+}
+
+fn load_err(what: &str, e: &(dyn std::error::Error + 'static)) -> XdpError {
+    XdpError::Load {
+        what: what.to_string(),
+        errno: Errno::of(e),
+        detail: String::new(),
+    }
+}
+
+/// Loads `object`, lets `configure` fill its maps, loads program `prog`, clears the
+/// interface (see [`clear_leftover`]) and attaches: `mode` None = native, then generic.
+pub(crate) fn load_and_attach(
+    object: &[u8],
+    prog: &'static str,
+    ifname: &str,
+    mode: Option<Mode>,
+    configure: impl FnOnce(&mut Ebpf) -> Result<(), XdpError>,
+) -> Result<Attached, XdpError> {
+    let ifindex = ifindex(ifname)?;
+    let mut ebpf = EbpfLoader::new()
+        .load(object)
+        .map_err(|e| load_err(&format!("the {prog} object"), &e))?;
+    configure(&mut ebpf)?;
+    let program: &mut Xdp = ebpf
+        .program_mut(prog)
+        .ok_or_else(|| XdpError::Config(format!("the object has no program {prog}")))?
+        .try_into()
+        .map_err(|e: ProgramError| load_err(prog, &e))?;
+    program.load().map_err(|e| match &e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            let tail: Vec<&str> = log.lines().rev().take(3).collect();
+            let detail = if tail.is_empty() {
+                String::new()
+            } else {
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!("; verifier: {}", tail.join(" / "))
+            };
+            XdpError::Load {
+                what: prog.to_string(),
+                errno: io_error.raw_os_error().map(Errno),
+                detail,
+            }
+        }
+        _ => load_err(prog, &e),
+    })?;
+
+    let replaced = clear_leftover(ifname, ifindex, prog)?;
+
+    let modes: &[Mode] = match mode {
+        None => &[Mode::Native, Mode::Generic],
+        Some(Mode::Native) => &[Mode::Native],
+        Some(Mode::Generic) => &[Mode::Generic],
+    };
+    let mut attempts = vec![];
+    for &m in modes {
+        let flags = match m {
+            Mode::Native => XdpMode::Driver,
+            Mode::Generic => XdpMode::Skb,
+        };
+        match program.attach_to_if_index(ifindex, flags) {
+            Ok(_link) => {
+                return Ok(Attached {
+                    ebpf,
+                    mode: m,
+                    ifindex,
+                    replaced,
+                });
+            }
+            Err(e) => attempts.push((m, Errno::of(&e))),
+        }
+    }
+    Err(XdpError::Attach {
+        ifname: ifname.to_string(),
+        attempts,
+    })
+}
+
+impl From<Mode> for AttachMode {
+    fn from(m: Mode) -> AttachMode {
+        match m {
+            Mode::Native => AttachMode::Native,
+            Mode::Generic => AttachMode::Generic,
+        }
+    }
+}
