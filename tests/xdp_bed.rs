@@ -60,7 +60,11 @@ fn xdp_ipv4_slash16_matches_ground_truth_exactly() {
     // Every request crossed the router exactly once: nothing sent twice, nothing lost.
     assert_eq!(bed.counter("seen4"), 65_536 - 256);
     assert_eq!(bed.counter("rejected"), 256);
-    assert_eq!(xdp_on(&bed, "scan", "s0"), None, "program detached at the end");
+    assert_eq!(
+        xdp_on(&bed, "scan", "s0"),
+        None,
+        "program detached at the end"
+    );
 }
 
 #[test]
@@ -198,7 +202,7 @@ fn the_program_is_gone_after_sigint_sigkill_and_a_panic() {
         "1000",
         "-i",
         "1s",
-        "-r",
+        "--rate",
         "5000",
         "-q",
     ];
@@ -206,11 +210,16 @@ fn the_program_is_gone_after_sigint_sigkill_and_a_panic() {
     let child = start_with_program(&bed, &long, &[]);
     let shown = xdp_on(&bed, "scan", "s0").unwrap();
     assert!(shown.contains("asdic_filter"), "{shown}");
-    // SIGINT: stops, waits the timeout, detaches.
+    // SIGINT: stops, waits the timeout, detaches. (Given once the run is under way: the
+    // handler is installed right after the engines open.)
+    std::thread::sleep(Duration::from_millis(500));
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr_of(&o));
+    let err = stderr_of(&o);
+    // 1: some targets did not answer (those not yet probed among them).
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
     assert_eq!(xdp_on(&bed, "scan", "s0"), None, "gone after SIGINT");
 
     // SIGKILL: no code of ours runs; the kernel closes the link with the process.
@@ -228,14 +237,7 @@ fn the_program_is_gone_after_sigint_sigkill_and_a_panic() {
     assert_eq!(xdp_on(&bed, "scan", "s0"), None, "gone after a panic");
 
     // And the interface still works for the next run.
-    let o = bed.asdic(&[
-        "ping",
-        "198.19.0.1",
-        "--engine",
-        "xdp",
-        "--format",
-        "jsonl",
-    ]);
+    let o = bed.asdic(&["ping", "198.19.0.1", "--engine", "xdp", "--format", "jsonl"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr_of(&o));
 }
 
@@ -267,18 +269,11 @@ fn a_leftover_program_is_replaced_and_a_foreign_one_left_alone() {
     };
     attach(&filter);
     assert!(xdp_on(&bed, "scan", "s0").is_some());
-    let o = bed.asdic(&[
-        "ping",
-        "198.19.0.1",
-        "--engine",
-        "xdp",
-        "--format",
-        "jsonl",
-    ]);
+    let o = bed.asdic(&["ping", "198.19.0.1", "--engine", "xdp", "--format", "jsonl"]);
     let err = stderr_of(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(
-        engine_line(&err).contains("replaced"),
+        engine_line(&err).contains("removed a leftover asdic_filter"),
         "says it replaced the leftover: {err}"
     );
     assert_eq!(xdp_on(&bed, "scan", "s0"), None);
@@ -337,14 +332,7 @@ fn xdp_where_it_cannot_attach_fails_clearly_and_auto_falls_back() {
     assert!(err.lines().count() <= 3, "short: {err}");
 
     // Probes too large for one frame: XDP does not fragment, auto uses raw sockets.
-    let o = bed.asdic(&[
-        "ping",
-        "198.19.0.1",
-        "-s",
-        "4000",
-        "--format",
-        "jsonl",
-    ]);
+    let o = bed.asdic(&["ping", "198.19.0.1", "-s", "4000", "--format", "jsonl"]);
     let err = stderr_of(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     let line = engine_line(&err);

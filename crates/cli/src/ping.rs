@@ -19,8 +19,8 @@ use asdic_wire::payload::{self, Key, Numbering};
 use crate::Fail;
 use crate::args::{FormatChoice, IdChoice, PingArgs};
 use crate::pipeline::{
-    EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_line, engine_names,
-    random_u64, read_specs, slots_for, start_all,
+    EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_line,
+    engine_names, random_u64, read_specs, slots_for, start_all,
 };
 
 /// Most targets `ping` lists in memory.

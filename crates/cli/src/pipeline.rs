@@ -204,10 +204,7 @@ fn open_engine(
                 ident_span,
                 batch: o.batch,
                 gateway_mac: o.gateway_mac,
-                frame_len: 14
-                    + if family == Family::V6 { 40 } else { 20 }
-                    + 8
-                    + o.size,
+                frame_len: 14 + if family == Family::V6 { 40 } else { 20 } + 8 + o.size,
                 ..XdpOptions::new(hints.toward)
             };
             let (tx, rx, info) = xdp::open(&opts)?;
@@ -260,7 +257,11 @@ impl Pipeline {
             _ => open_engine(e, family, o, hints),
         };
         let ((halves, detail), kind, why) = match o.choice {
-            EngineChoice::Raw => (open(Engine::Raw).map_err(system)?, Engine::Raw, "as asked".into()),
+            EngineChoice::Raw => (
+                open(Engine::Raw).map_err(system)?,
+                Engine::Raw,
+                "as asked".into(),
+            ),
             EngineChoice::Uring => match open(Engine::Uring) {
                 Ok(h) => (h, Engine::Uring, "as asked".to_string()),
                 Err(e @ EngineError::Unavailable { .. }) => {
@@ -360,6 +361,9 @@ impl Pipeline {
             std::thread::Builder::new()
                 .name(format!("asdic-rx-{:?}", self.family))
                 .spawn(move || -> anyhow::Result<Drops> {
+                    // If this thread ends early (error or panic), nothing can be matched any
+                    // more: stop sending.
+                    let _stop = StopOnDrop(sender);
                     tx::pin(rx_core).map_err(|e| anyhow::anyhow!("--cores: {e}"))?;
                     // Fault injection for the tests that check what a crash leaves behind
                     // (the XDP program must be gone); undocumented on purpose.
@@ -377,10 +381,6 @@ impl Pipeline {
                         &recycle,
                         retries,
                     );
-                    if r.is_err() {
-                        // Nothing can be matched any more: stop sending.
-                        sender.stop.store(true, Ordering::Relaxed);
-                    }
                     r?;
                     Ok(matcher.drops())
                 })?
@@ -411,6 +411,16 @@ impl Pipeline {
                 })?
         };
         Ok(Running { sender, receiver })
+    }
+}
+
+/// Stops the sender when dropped: the receiver's thread holds one while it runs, so that the
+/// sender stops when it ends in any way (on its normal end the sender is already done).
+struct StopOnDrop(Arc<SenderShared>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop.store(true, Ordering::Relaxed);
     }
 }
 

@@ -23,8 +23,8 @@ use asdic_wire::payload::{self, Key, Numbering};
 use crate::Fail;
 use crate::args::{Limit, ScanArgs, ScanFormat};
 use crate::pipeline::{
-    EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_line, engine_names,
-    random_u64, read_cidr_file, read_specs, slots_for, start_all,
+    EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_line,
+    engine_names, random_u64, read_cidr_file, read_specs, slots_for, start_all,
 };
 
 /// Largest in-flight table per family (40 bytes a slot: 160 MiB).

@@ -18,12 +18,12 @@
 pub mod batch;
 /// Engine errors.
 pub mod error;
+/// Route, interface and neighbour lookups over rtnetlink (for frame-building engines).
+pub mod netlink;
 /// The raw-socket engine.
 pub mod raw;
 /// The unsafe syscall layer (sockets, sendmmsg, recvmmsg, poll, cmsg parsing).
 mod sys;
-/// Route, interface and neighbour lookups over rtnetlink (for frame-building engines).
-pub mod netlink;
 /// The io_uring engine.
 pub mod uring;
 /// The unsafe io_uring layer (rings, request memory, pushes).

@@ -21,8 +21,7 @@ pub(crate) fn socket(
     umem: &Umem,
     iface: &Interface,
     queue: u32,
-) -> Result<(TxQueue, RxQueue, Option<(FillQueue, CompQueue)>), xsk_rs::socket::SocketCreateError>
-{
+) -> Result<(TxQueue, RxQueue, Option<(FillQueue, CompQueue)>), xsk_rs::socket::SocketCreateError> {
     // SAFETY: the UMEM is not shared with another socket on this (interface, queue) pair
     // (each engine creates its own UMEM), so xsk-rs's double-free hazard for shared UMEMs on
     // an already bound pair does not apply.
