@@ -51,7 +51,7 @@ replied() { truth | sed -n 's/.*"replied":\([0-9]*\).*/\1/p'; }
 # Samples s0's tx_packets every 2 ms ("epoch_seconds count" lines) until killed. Bash
 # builtins only (read -t on a pipe as the sleep), so the sampler costs little CPU.
 sampler() {
-  ip netns exec "$ns" bash -c '
+  exec ip netns exec "$ns" bash -c '
     exec {s}<> <(:)
     while :; do
       read -r n < /sys/class/net/s0/statistics/tx_packets

@@ -236,7 +236,8 @@ fn without_io_uring_uring_says_why_and_auto_runs_raw() {
     assert!(err.lines().count() <= 2, "short: {err}");
     assert_eq!(bed.counter("sent4"), 0, "nothing sent");
 
-    // auto: raw, the measured choice, with or without io_uring; the file records it.
+    // auto: XDP for the first family (one AF_XDP socket per interface), and for the other
+    // raw, the measured socket choice, with or without io_uring; the file records both.
     let out = scratch("unou.parquet");
     let args = [
         "ping",
@@ -260,12 +261,16 @@ fn without_io_uring_uring_says_why_and_auto_runs_raw() {
             .find(|l| l.starts_with("asdic: engine "))
             .unwrap_or_else(|| panic!("an engine line: {err}"));
         assert!(
-            line.starts_with("asdic: engine raw:") && line.contains("(auto: "),
+            line.starts_with("asdic: engine xdp:") && line.contains("; engine raw: "),
             "{line}"
+        );
+        assert!(
+            line.contains("(auto: uring measured no faster"),
+            "raw by measurement: {line}"
         );
         let (rows, meta) = read_parquet(&out);
         assert_eq!(rows.len(), 2);
-        assert_eq!(engine(&meta), Some("raw"));
+        assert_eq!(engine(&meta), Some("V4:xdp,V6:raw"));
     }
     assert_eq!(bed.counter("replied"), 4);
 }
