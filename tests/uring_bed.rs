@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use asdic_tests::{
     Bed, Truth, assert_ping_ground_truth, classify, col_u64, low16, ping_to_parquet, read_parquet,
-    require_bed, scratch, stderr_of, stdout_jsonl,
+    require_bed, responding, scratch, stderr_of, stdout_jsonl,
 };
 
 fn engine(meta: &HashMap<String, String>) -> Option<&str> {
@@ -173,18 +173,7 @@ fn uring_scan_hits_match_ground_truth_exactly() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr_of(&o));
     assert!(stderr_of(&o).contains("asdic: engine uring:"));
     let (rows, meta) = read_parquet(&out);
-    let dead = |x: u32| x % 97 == 13;
-    let mut want: HashSet<String> = HashSet::new();
-    for x in 0..65_536u32 {
-        if x >> 8 == 77 || !dead(x) {
-            want.insert(format!("198.19.{}.{}", x >> 8, x & 255));
-        }
-    }
-    for x in 0x4c00..0x5000u32 {
-        if (0x4d00..0x4e00).contains(&x) || !dead(x) {
-            want.insert(format!("2001:db8:1::{x:x}"));
-        }
-    }
+    let want = responding(0..65_536, 0x4c00..0x5000);
     let mut got = HashSet::new();
     let mut rejected = 0;
     for r in &rows {

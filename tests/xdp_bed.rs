@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use asdic_tests::{
     Bed, Truth, assert_ping_ground_truth, classify, col_u64, low16, ping_to_parquet, read_parquet,
-    require_bed, scratch, stderr_of,
+    require_bed, responding, scratch, stderr_of,
 };
 
 fn engine(meta: &HashMap<String, String>) -> Option<&str> {
@@ -140,18 +140,7 @@ fn auto_scan_uses_xdp_for_one_family_and_sockets_for_the_other() {
     );
     let (rows, meta) = read_parquet(&out);
     assert_eq!(engine(&meta), Some("V4:xdp,V6:raw"));
-    let dead = |x: u32| x % 97 == 13;
-    let mut want: HashSet<String> = HashSet::new();
-    for x in 0..65_536u32 {
-        if x >> 8 == 77 || !dead(x) {
-            want.insert(format!("198.19.{}.{}", x >> 8, x & 255));
-        }
-    }
-    for x in 0x4c00..0x5000u32 {
-        if (0x4d00..0x4e00).contains(&x) || !dead(x) {
-            want.insert(format!("2001:db8:1::{x:x}"));
-        }
-    }
+    let want = responding(0..65_536, 0x4c00..0x5000);
     let mut got = HashSet::new();
     for r in &rows {
         let t = r["target"].as_str().unwrap().to_string();

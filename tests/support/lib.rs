@@ -404,6 +404,25 @@ pub fn classify(truth: &Value, v6: bool, x: u32) -> Truth {
     }
 }
 
+/// The targets among host indexes `v4` (198.19.a.b) and `v6` (2001:db8:1::x) that answer a
+/// scan on the default bed: every host of the rejected block (index >> 8 == 77: an ICMP
+/// error from the router) and every other host unless dead (index % 97 == 13).
+pub fn responding(
+    v4: impl IntoIterator<Item = u32>,
+    v6: impl IntoIterator<Item = u32>,
+) -> std::collections::HashSet<String> {
+    let answers = |x: u32| x >> 8 == 77 || x % 97 != 13;
+    let v4 = v4
+        .into_iter()
+        .filter(|&x| answers(x))
+        .map(|x| format!("198.19.{}.{}", x >> 8, x & 255));
+    let v6 = v6
+        .into_iter()
+        .filter(|&x| answers(x))
+        .map(|x| format!("2001:db8:1::{x:x}"));
+    v4.chain(v6).collect()
+}
+
 /// Whether an address of the bed is IPv6, and its low 16 bits (the host index).
 pub fn low16(t: &str) -> (bool, u32) {
     match t.parse::<std::net::IpAddr>().expect("an address") {
