@@ -21,7 +21,7 @@ use std::num::NonZeroU32;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use asdic_xdp::{Filter, FilterConfig, Mode};
+use asdic_xdp::{Errno, Filter, FilterConfig, Mode};
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
 };
@@ -120,16 +120,10 @@ fn unavailable(reason: String) -> EngineError {
 }
 
 fn errno_name(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(libc::EPERM) => "EPERM".into(),
-        Some(libc::EACCES) => "EACCES".into(),
-        Some(libc::EBUSY) => "EBUSY".into(),
-        Some(libc::EINVAL) => "EINVAL".into(),
-        Some(libc::ENODEV) => "ENODEV".into(),
-        Some(libc::EOPNOTSUPP) => "EOPNOTSUPP".into(),
-        Some(libc::ENOMEM) => "ENOMEM".into(),
-        Some(libc::EAFNOSUPPORT) => "EAFNOSUPPORT (kernel without AF_XDP)".into(),
-        _ => e.to_string(),
+    match e.raw_os_error().map(Errno) {
+        Some(Errno(libc::EAFNOSUPPORT)) => "EAFNOSUPPORT (kernel without AF_XDP)".into(),
+        Some(n) => n.name().map_or_else(|| e.to_string(), str::to_string),
+        None => e.to_string(),
     }
 }
 
