@@ -123,6 +123,7 @@ fn parse_and_match(c: &mut Criterion) {
                         cookie: n as u32,
                         t_send_ns: n,
                         attempt: 0,
+                        class: 0,
                     });
                 }
                 Matcher::new(table, KEY, 9, NUM)

@@ -165,7 +165,7 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         handles,
         events: ev_rx,
         recycle: recycle_tx,
-    } = start_all(&mut pipelines, work, a.size, &a.cores)?;
+    } = start_all(&mut pipelines, work, &[a.size], &a.cores)?;
 
     // Aggregate on this thread; progress once a second.
     let mut agg = Aggregator::new(order.clone());

@@ -312,13 +312,14 @@ impl Pipeline {
         })
     }
 
-    /// Starts the receiver and sender threads; the sender takes targets from `source`.
+    /// Starts the receiver and sender threads; the sender takes targets from `source` and
+    /// sends probes of `sizes[class]` payload bytes (one template per size).
     #[allow(clippy::too_many_arguments)]
     pub fn spawn(
         &mut self,
         cfg: SenderConfig,
         rx_cfg: RxConfig,
-        size: usize,
+        sizes: &[usize],
         cores: &[usize],
         mut source: Box<dyn Source + Send>,
         events: &Sender<Vec<Event>>,
@@ -338,16 +339,20 @@ impl Pipeline {
                 src_ip,
             },
         };
-        let template = Template::new(self.family, layer, size)
-            .map_err(|e| Fail::Usage(format!("--size {size}: cannot build a probe: {e}")))?;
-        if template.len() > caps.max_packet {
-            return Err(Fail::Usage(format!(
-                "--size {size}: {}-byte probes exceed what the {} engine sends ({} bytes: \
-                 it does not fragment); use a smaller --size or --engine raw",
-                template.len(),
-                caps.engine,
-                caps.max_packet
-            )));
+        let mut templates = Vec::with_capacity(sizes.len());
+        for &size in sizes {
+            let template = Template::new(self.family, layer, size)
+                .map_err(|e| Fail::Usage(format!("--size {size}: cannot build a probe: {e}")))?;
+            if template.len() > caps.max_packet {
+                return Err(Fail::Usage(format!(
+                    "--size {size}: {}-byte probes exceed what the {} engine sends ({} bytes: \
+                     it does not fragment); use a smaller --size or --engine raw",
+                    template.len(),
+                    caps.engine,
+                    caps.max_packet
+                )));
+            }
+            templates.push(template);
         }
         let (retry_tx, retry_rx) = bounded::<Retry>(65_536);
         let (tx_core, rx_core) = (cores.first().copied(), cores.get(1).copied());
@@ -396,7 +401,7 @@ impl Pipeline {
                         let retries = with_retries.then_some(&retry_rx);
                         tx::run(
                             txe.as_mut(),
-                            &template,
+                            &templates,
                             &table,
                             source.as_mut(),
                             &cfg,
@@ -437,18 +442,19 @@ pub struct Started {
     pub recycle: Sender<Vec<Event>>,
 }
 
-/// Starts every pipeline on its work (same order), `size`-byte probes, on `cores`.
+/// Starts every pipeline on its work (same order), with probes of `sizes[class]` payload
+/// bytes, on `cores`.
 pub fn start_all(
     pipelines: &mut [Pipeline],
     work: Vec<Work>,
-    size: usize,
+    sizes: &[usize],
     cores: &[usize],
 ) -> Result<Started, Fail> {
     let (ev_tx, events) = bounded::<Vec<Event>>(256);
     let (recycle, recycle_rx) = bounded::<Vec<Event>>(256);
     let mut handles = vec![];
     for (p, (cfg, rx_cfg, source)) in pipelines.iter_mut().zip(work) {
-        handles.push(p.spawn(cfg, rx_cfg, size, cores, source, &ev_tx, &recycle_rx)?);
+        handles.push(p.spawn(cfg, rx_cfg, sizes, cores, source, &ev_tx, &recycle_rx)?);
     }
     Ok(Started {
         handles,

@@ -347,7 +347,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         handles,
         events: ev_rx,
         recycle: recycle_tx,
-    } = start_all(&mut pipelines, work, a.size, &a.cores)?;
+    } = start_all(&mut pipelines, work, &[a.size], &a.cores)?;
 
     let mut status = Status::new(&a, planned, t0)?;
     let mut counts = Counts::default();

@@ -119,6 +119,7 @@ impl Matcher {
                     cookie: s.cookie,
                     t_send_ns: s.t_send_ns,
                     attempt: self.table.info(s.n).map_or(0, |p| p.attempt),
+                    class: 0,
                 }),
                 _ => None,
             },
@@ -151,8 +152,14 @@ impl Matcher {
     }
 
     /// Retires probes sent at or before `now_ns - timeout_ns` (all of them with
-    /// `now_ns = u64::MAX`), emitting timeouts and failed sends. Returns how many retired.
-    pub fn reap(&mut self, now_ns: u64, timeout_ns: u64, out: &mut impl FnMut(Event, u8)) -> u64 {
+    /// `now_ns = u64::MAX`), emitting timeouts and failed sends with what the table held of
+    /// each probe. Returns how many retired.
+    pub fn reap(
+        &mut self,
+        now_ns: u64,
+        timeout_ns: u64,
+        out: &mut impl FnMut(Event, &ProbeInfo),
+    ) -> u64 {
         let deadline = now_ns.saturating_sub(timeout_ns);
         self.table.reap(deadline, |p, r| {
             let outcome = match r {
@@ -167,7 +174,7 @@ impl Matcher {
                 attempt: p.attempt,
                 outcome,
             };
-            out(ev, p.attempt);
+            out(ev, &p);
         })
     }
 }

@@ -19,6 +19,8 @@ pub struct Retry {
     pub target: core::net::IpAddr,
     /// Attempt number of the new probe (1 = first retry).
     pub attempt: u8,
+    /// The probe template (packet size) to send it from, as the first try.
+    pub class: u8,
 }
 
 /// State shared between the RX loop and the rest of the run.
@@ -88,7 +90,8 @@ pub fn run(
             shared.discarded.fetch_add(discarded, Ordering::Relaxed);
         }
         let now = if abort { u64::MAX } else { now_ns() };
-        matcher.reap(now, timeout_ns, &mut |ev, attempt| {
+        matcher.reap(now, timeout_ns, &mut |ev, p| {
+            let attempt = p.attempt;
             count(shared, &ev);
             if let (Outcome::Timeout, Some(q)) = (ev.outcome, retries)
                 && attempt < cfg.retries
@@ -98,6 +101,7 @@ pub fn run(
                     cookie: ev.cookie,
                     target: ev.target,
                     attempt: attempt + 1,
+                    class: p.class,
                 };
                 if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = q.try_send(r) {
                     shared.retries_dropped.fetch_add(1, Ordering::Relaxed);

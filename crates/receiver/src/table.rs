@@ -40,7 +40,7 @@ struct Slot {
     addr_hi: AtomicU64,
     addr_lo: AtomicU64,
     cookie: AtomicU32,
-    /// Retry attempt (low byte) or errno of a failed send.
+    /// Retry attempt (low byte) and template class (second byte), or errno of a failed send.
     aux: AtomicU32,
 }
 
@@ -57,6 +57,8 @@ pub struct ProbeInfo {
     pub t_send_ns: u64,
     /// Which attempt this is (0 = first send, then retries).
     pub attempt: u8,
+    /// Which of the run's probe templates (packet sizes) it was sent from.
+    pub class: u8,
 }
 
 /// The outcome of resolving a probe by its full number.
@@ -161,7 +163,10 @@ impl InflightTable {
         s.addr_hi.store(hi, Ordering::Relaxed);
         s.addr_lo.store(lo, Ordering::Relaxed);
         s.cookie.store(info.cookie, Ordering::Relaxed);
-        s.aux.store(u32::from(info.attempt), Ordering::Relaxed);
+        s.aux.store(
+            u32::from(info.attempt) | u32::from(info.class) << 8,
+            Ordering::Relaxed,
+        );
         // Release: publishes the fields with the PENDING tag.
         s.tag.store(n << STATE_BITS | PENDING, Ordering::Release);
         // Release: `claimed()` readers see the slot published.
@@ -324,6 +329,7 @@ impl InflightTable {
 
     /// Reads a slot's fields (relaxed loads; callers order them with the tag protocol).
     fn read_fields(&self, s: &Slot, n: u64) -> ProbeInfo {
+        let aux = s.aux.load(Ordering::Relaxed);
         ProbeInfo {
             n,
             target: join(
@@ -332,7 +338,8 @@ impl InflightTable {
             ),
             cookie: s.cookie.load(Ordering::Relaxed),
             t_send_ns: s.t_send_ns.load(Ordering::Relaxed),
-            attempt: s.aux.load(Ordering::Relaxed) as u8,
+            attempt: aux as u8,
+            class: (aux >> 8) as u8,
         }
     }
 }

@@ -17,6 +17,8 @@ pub enum Next {
         cookie: u32,
         /// The address.
         target: IpAddr,
+        /// Which of the run's probe templates (packet sizes) to send: 0 for the first.
+        class: u8,
     },
     /// Nothing now, more later (the next round is not due).
     NotYet,
@@ -76,7 +78,11 @@ impl Source for Rounds {
             self.next = 0;
             self.round += 1;
         }
-        Next::Probe { cookie, target }
+        Next::Probe {
+            cookie,
+            target,
+            class: 0,
+        }
     }
 }
 
@@ -136,6 +142,7 @@ impl Source for Scan {
             Some((i, target)) => Next::Probe {
                 cookie: i as u32,
                 target,
+                class: 0,
             },
             None => Next::Done,
         }
@@ -161,6 +168,7 @@ mod tests {
         let probe = |c: u32| Next::Probe {
             cookie: c,
             target: t[c as usize],
+            class: 0,
         };
         assert_eq!(r.next(t0), probe(0));
         assert_eq!(r.next(t0), probe(1));

@@ -53,21 +53,29 @@ pub struct SenderShared {
     pub exhausted: AtomicBool,
 }
 
-/// Sends every probe of the run. Returns when done, stopped, or on a fatal engine error.
+/// Sends every probe of the run, each from the template of its class (`templates[class]`:
+/// one per packet size; at least one). Returns when done, stopped, or on a fatal engine
+/// error.
 pub fn run<S: Source + ?Sized>(
     tx: &mut dyn Tx,
-    template: &Template,
+    templates: &[Template],
     table: &InflightTable,
     source: &mut S,
     cfg: &SenderConfig,
     shared: &SenderShared,
     retries: Option<&Receiver<Retry>>,
 ) -> Result<(), EngineError> {
-    let mut batch = TxBatch::new(cfg.batch.max(1), template.len());
-    for i in 0..batch.capacity() {
-        if let Some(slot) = batch.slot_mut(i) {
-            // The stride is the template's length, so preparing cannot fail.
-            let _ = template.prepare(slot);
+    let stride = templates.iter().map(Template::len).max().unwrap_or(0);
+    let mut batch = TxBatch::new(cfg.batch.max(1), stride);
+    // Which template each slot holds: slots are prepared once, and again only when a probe
+    // of another class lands in them.
+    let mut slot_class = vec![0u8; batch.capacity()];
+    if let Some(first) = templates.first() {
+        for i in 0..batch.capacity() {
+            if let Some(slot) = batch.slot_mut(i) {
+                // The stride is the longest template's length, so preparing cannot fail.
+                let _ = first.prepare(slot);
+            }
         }
     }
     let mut ns = vec![0u64; batch.capacity()];
@@ -109,21 +117,26 @@ pub fn run<S: Source + ?Sized>(
                 }
             }
             // Retries first, then the source's next target.
-            let (cookie, dst, attempt) = if let Some(r) = retries.and_then(|q| q.try_recv().ok()) {
-                (r.cookie, r.target, r.attempt)
-            } else if exhausted {
-                break;
-            } else {
-                match source.next(now) {
-                    Next::Probe { cookie, target } => (cookie, target, 0),
-                    Next::NotYet => break,
-                    Next::Done => {
-                        exhausted = true;
-                        shared.exhausted.store(true, Ordering::Relaxed);
-                        break;
+            let (cookie, dst, class, attempt) =
+                if let Some(r) = retries.and_then(|q| q.try_recv().ok()) {
+                    (r.cookie, r.target, r.class, r.attempt)
+                } else if exhausted {
+                    break;
+                } else {
+                    match source.next(now) {
+                        Next::Probe {
+                            cookie,
+                            target,
+                            class,
+                        } => (cookie, target, class, 0),
+                        Next::NotYet => break,
+                        Next::Done => {
+                            exhausted = true;
+                            shared.exhausted.store(true, Ordering::Relaxed);
+                            break;
+                        }
                     }
-                }
-            };
+                };
             let (ident, seq) = cfg.numbering.ident_seq(n);
             let stamp = Stamp {
                 session: cfg.session,
@@ -133,6 +146,16 @@ pub fn run<S: Source + ?Sized>(
             };
             let mac = cfg.key.mac(dst, ident, seq, &stamp);
             let i = batch.len();
+            let Some(template) = templates.get(usize::from(class)) else {
+                // A class the run has no template for: the source's bug, not the network's.
+                continue;
+            };
+            if slot_class[i] != class {
+                if let Some(slot) = batch.slot_mut(i) {
+                    let _ = template.prepare(slot);
+                }
+                slot_class[i] = class;
+            }
             let Some(buf) = batch.push(dst, template.len()) else {
                 break;
             };
@@ -153,6 +176,7 @@ pub fn run<S: Source + ?Sized>(
                 cookie,
                 t_send_ns: t_send,
                 attempt,
+                class,
             };
             // `n` is the next probe and `can_claim(n)` held, so the claim succeeds.
             let claimed = table.claim(&info);

@@ -69,6 +69,7 @@ impl Bed {
             cookie,
             t_send_ns: t_send,
             attempt,
+            class: 0,
         };
         assert!(self.m.table().claim(&info));
         self.probe(n, dst, cookie, t_send)
@@ -264,7 +265,7 @@ fn events_carry_the_try_number_of_their_probe() {
     assert_eq!(evs[0].attempt, 1);
     let mut reaped = vec![];
     bed.m
-        .reap(u64::MAX, 0, &mut |e, attempt| reaped.push((e, attempt)));
+        .reap(u64::MAX, 0, &mut |e, p| reaped.push((e, p.attempt)));
     assert_eq!(reaped.len(), 1);
     assert_eq!((reaped[0].0.attempt, reaped[0].1), (3, 3));
 }

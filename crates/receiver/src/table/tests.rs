@@ -12,6 +12,7 @@ fn info(n: u64, t_send_ns: u64) -> ProbeInfo {
         cookie: n as u32,
         t_send_ns,
         attempt: 0,
+        class: 0,
     }
 }
 
@@ -265,4 +266,17 @@ fn threads_hammering_agree() {
     // Each answered probe was answered by both threads: one won, the other saw a duplicate
     // (or, if the reaper won first, both saw it late).
     assert!(total_dups <= N);
+}
+
+#[test]
+fn attempt_and_class_come_back_with_the_probe() {
+    let t = InflightTable::new(4);
+    let mut p = info(0, 10);
+    p.attempt = 2;
+    p.class = 7;
+    assert!(t.claim(&p));
+    assert_eq!(t.info(0), Some(p));
+    let mut reaped = vec![];
+    t.reap(u64::MAX, |q, _| reaped.push((q.attempt, q.class)));
+    assert_eq!(reaped, [(2, 7)]);
 }
