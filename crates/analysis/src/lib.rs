@@ -23,6 +23,8 @@
 pub mod aggregate;
 /// The crate's error type.
 pub mod error;
+/// Sweep targets: rolling windows, counters, alarm state.
+pub mod fleet;
 /// Scan output: one row per probe event.
 pub mod scan;
 /// The one output schema: columns, rows and rows → Arrow.
@@ -33,6 +35,10 @@ pub mod sink;
 pub mod stats;
 /// One-line human summary of the totals.
 pub mod summary;
+/// Sweep output: one row per probe result, state change and closing window.
+pub mod sweep;
+/// Rolling per-target windows of probe results.
+pub mod window;
 
 pub use aggregate::{Aggregator, RttTotals, Totals};
 pub use error::{Error, Result};
@@ -44,3 +50,4 @@ pub use sink::{
 };
 pub use stats::{FirstError, Rtt, TargetStats};
 pub use summary::summary_line;
+pub use sweep::{SWEEP_COLUMNS, SWEEP_NUM_COLUMNS, SweepEvent, SweepRow, sweep_schema};

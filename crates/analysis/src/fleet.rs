@@ -1,0 +1,574 @@
+//! The target set of `asdic sweep`: per-target rolling windows, lifetime counters, alarm
+//! state, and the rows written for them.
+//!
+//! Targets are identified to the sender by a *cookie* that is never reused within a run: a
+//! reply to a probe of a removed target (or of a target whose line changed) can never be
+//! counted for another. Removed targets leave an empty slot of one pointer.
+
+use core::net::IpAddr;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use asdic_receiver::{Event, Outcome};
+use asdic_wire::registry::Describe;
+
+use crate::sweep::{SweepEvent, SweepRow};
+use crate::window::{Ring, WindowStats};
+
+/// Alarm limits: a target is in alarm while its window loss exceeds `loss_pct` or its window
+/// average RTT exceeds `rtt_us`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Limits {
+    /// Loss limit, percent.
+    pub loss_pct: Option<f64>,
+    /// Average RTT limit, microseconds.
+    pub rtt_us: Option<f64>,
+}
+
+impl Limits {
+    /// These limits, each unset one taken from `defaults`.
+    pub fn or(self, defaults: Limits) -> Limits {
+        Limits {
+            loss_pct: self.loss_pct.or(defaults.loss_pct),
+            rtt_us: self.rtt_us.or(defaults.rtt_us),
+        }
+    }
+
+    /// Whether any limit is set.
+    pub fn any(&self) -> bool {
+        self.loss_pct.is_some() || self.rtt_us.is_some()
+    }
+}
+
+/// One line of the targets file, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetTarget {
+    /// The address probed.
+    pub addr: IpAddr,
+    /// The name it was given, if any.
+    pub name: Option<Arc<str>>,
+    /// ICMP payload bytes of its probes.
+    pub size: usize,
+    /// Index of its packet size among the run's templates.
+    pub class: u8,
+    /// Its own alarm limits (unset ones fall back to the run's).
+    pub limits: Limits,
+}
+
+/// Lifetime counters of a target (since it was added).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Probes that ended (replies + errors + timeouts + failed sends).
+    pub probes: u64,
+    /// Echo replies.
+    pub replies: u64,
+    /// ICMP errors.
+    pub errors: u64,
+    /// Timeouts.
+    pub timeouts: u64,
+    /// Probes the local stack refused.
+    pub send_failed: u64,
+    /// Extra replies to answered probes.
+    pub duplicates: u64,
+    /// Replies after the timeout.
+    pub late: u64,
+}
+
+/// Upper bounds of the RTT histogram buckets, seconds (a last `+Inf` bucket is implied).
+pub const HISTOGRAM_BOUNDS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// Cumulative-since-start RTT histogram of one target (replies only).
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    /// Count per bucket (not cumulative), the last one for RTTs above every bound.
+    pub counts: [u64; HISTOGRAM_BOUNDS.len() + 1],
+    /// Sum of RTTs, seconds.
+    pub sum_s: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, rtt_s: f64) {
+        let i = HISTOGRAM_BOUNDS
+            .iter()
+            .position(|&b| rtt_s <= b)
+            .unwrap_or(HISTOGRAM_BOUNDS.len());
+        self.counts[i] += 1;
+        self.sum_s += rtt_s;
+    }
+}
+
+/// A target of the sweep and everything recorded about it.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Its line.
+    pub target: FleetTarget,
+    /// Lifetime counters.
+    pub counters: Counters,
+    /// RTT histogram, when the run keeps them.
+    pub histogram: Option<Box<Histogram>>,
+    /// Whether it is in alarm.
+    pub alarm: bool,
+    ring: Ring,
+}
+
+/// What [`Fleet::apply`] changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// New targets.
+    pub added: usize,
+    /// Targets no longer listed.
+    pub removed: usize,
+    /// Targets kept (their name and limits updated).
+    pub kept: usize,
+}
+
+/// An alarm state change, to print and record once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// The target's cookie.
+    pub cookie: u32,
+    /// The target.
+    pub addr: IpAddr,
+    /// Its name.
+    pub name: Option<Arc<str>>,
+    /// True: ok → alarm; false: alarm → ok.
+    pub alarm: bool,
+    /// Why: which limit is exceeded, or that none is.
+    pub reason: String,
+    /// Window statistics at the change.
+    pub stats: WindowStats,
+}
+
+/// The sweep's targets, keyed by cookie.
+#[derive(Debug)]
+pub struct Fleet {
+    slots: Vec<Option<Box<Member>>>,
+    by_key: HashMap<(IpAddr, usize), u32>,
+    ring_capacity: usize,
+    window_ms: u32,
+    defaults: Limits,
+    histograms: bool,
+    scratch: Vec<u32>,
+    ignored: u64,
+}
+
+/// A wrapping millisecond clock from Unix nanoseconds (the windows' time base).
+pub fn clock_ms(unix_ns: u64) -> u32 {
+    (unix_ns / 1_000_000) as u32
+}
+
+impl Fleet {
+    /// An empty fleet whose windows span `window_ms` at one probe every `every_ms`, with the
+    /// run's alarm limits, keeping RTT histograms if asked.
+    pub fn new(window_ms: u32, every_ms: u64, defaults: Limits, histograms: bool) -> Self {
+        Fleet {
+            slots: Vec::new(),
+            by_key: HashMap::new(),
+            ring_capacity: Ring::capacity_for(u64::from(window_ms), every_ms),
+            window_ms,
+            defaults,
+            histograms,
+            scratch: Vec::new(),
+            ignored: 0,
+        }
+    }
+
+    /// Targets listed now.
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Whether no target is listed.
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    /// Events about targets no longer listed (or never), ignored.
+    pub fn ignored(&self) -> u64 {
+        self.ignored
+    }
+
+    /// The window, milliseconds.
+    pub fn window_ms(&self) -> u32 {
+        self.window_ms
+    }
+
+    /// Makes `list` the target set: targets already present (same address and size) keep
+    /// their history, new ones start empty, absent ones are dropped. Returns the cookies in
+    /// `list` order (the order the sender probes them), and what changed.
+    pub fn apply(&mut self, list: &[FleetTarget]) -> (Vec<u32>, Applied) {
+        let mut applied = Applied::default();
+        let mut cookies = Vec::with_capacity(list.len());
+        let mut keep: HashMap<(IpAddr, usize), u32> = HashMap::with_capacity(list.len());
+        for t in list {
+            let key = (t.addr, t.size);
+            if keep.contains_key(&key) {
+                // A repeated line: the first one stands (the parser reports repeats).
+                continue;
+            }
+            let cookie = match self.by_key.get(&key) {
+                Some(&c) => {
+                    if let Some(m) = self.slots.get_mut(c as usize).and_then(Option::as_mut) {
+                        m.target = t.clone();
+                    }
+                    applied.kept += 1;
+                    c
+                }
+                None => {
+                    let c = self.slots.len() as u32;
+                    self.slots.push(Some(Box::new(Member {
+                        target: t.clone(),
+                        counters: Counters::default(),
+                        histogram: self.histograms.then(Box::default),
+                        alarm: false,
+                        ring: Ring::new(self.ring_capacity),
+                    })));
+                    applied.added += 1;
+                    c
+                }
+            };
+            keep.insert(key, cookie);
+            cookies.push(cookie);
+        }
+        for (key, c) in &self.by_key {
+            if !keep.contains_key(key) {
+                self.slots[*c as usize] = None;
+                applied.removed += 1;
+            }
+        }
+        self.by_key = keep;
+        (cookies, applied)
+    }
+
+    /// The member with this cookie, if listed.
+    pub fn get(&self, cookie: u32) -> Option<&Member> {
+        self.slots.get(cookie as usize)?.as_deref()
+    }
+
+    /// Every listed member with its cookie, in cookie order.
+    pub fn members(&self) -> impl Iterator<Item = (u32, &Member)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| Some((i as u32, m.as_deref()?)))
+    }
+
+    /// Window statistics of the member with this cookie at `now_ns`.
+    pub fn stats(&mut self, cookie: u32, now_ns: u64) -> Option<WindowStats> {
+        let m = self.slots.get(cookie as usize)?.as_deref()?;
+        Some(
+            m.ring
+                .stats(clock_ms(now_ns), self.window_ms, &mut self.scratch),
+        )
+    }
+
+    /// Window statistics of one member (for callers iterating [`members`](Self::members)).
+    pub fn member_stats(&self, m: &Member, now_ns: u64, scratch: &mut Vec<u32>) -> WindowStats {
+        m.ring.stats(clock_ms(now_ns), self.window_ms, scratch)
+    }
+
+    /// Records one event at `now_ns`; returns the alarm state change it caused, if any.
+    /// Events whose cookie is not listed, or names another address, are ignored.
+    pub fn record(&mut self, ev: &Event, now_ns: u64) -> Option<Transition> {
+        let Some(m) = self
+            .slots
+            .get_mut(ev.cookie as usize)
+            .and_then(Option::as_mut)
+        else {
+            self.ignored += 1;
+            return None;
+        };
+        if m.target.addr != ev.target {
+            self.ignored += 1;
+            return None;
+        }
+        let c = &mut m.counters;
+        let sent_ms = clock_ms(ev.t_send_ns);
+        match ev.outcome {
+            Outcome::Reply { rtt_ns, .. } => {
+                c.probes += 1;
+                c.replies += 1;
+                m.ring.push(sent_ms, Some(rtt_ns / 1000));
+                if let Some(h) = m.histogram.as_mut() {
+                    h.observe(rtt_ns as f64 / 1e9);
+                }
+            }
+            Outcome::Error { .. } => {
+                c.probes += 1;
+                c.errors += 1;
+                m.ring.push(sent_ms, None);
+            }
+            Outcome::Timeout => {
+                c.probes += 1;
+                c.timeouts += 1;
+                m.ring.push(sent_ms, None);
+            }
+            Outcome::SendFailed { .. } => {
+                c.probes += 1;
+                c.send_failed += 1;
+                m.ring.push(sent_ms, None);
+            }
+            Outcome::Duplicate { .. } => {
+                c.duplicates += 1;
+                return None;
+            }
+            Outcome::Late { .. } => {
+                c.late += 1;
+                return None;
+            }
+        }
+        let limits = m.target.limits.or(self.defaults);
+        if !limits.any() {
+            return None;
+        }
+        let stats = m
+            .ring
+            .stats(clock_ms(now_ns), self.window_ms, &mut self.scratch);
+        let (alarm, reason) = judge(&stats, &limits);
+        if alarm == m.alarm {
+            return None;
+        }
+        m.alarm = alarm;
+        Some(Transition {
+            cookie: ev.cookie,
+            addr: m.target.addr,
+            name: m.target.name.clone(),
+            alarm,
+            reason,
+            stats,
+        })
+    }
+
+    /// Members in alarm now.
+    pub fn in_alarm(&self) -> usize {
+        self.members().filter(|(_, m)| m.alarm).count()
+    }
+
+    /// The row recording `ev` (for a listed target), or `None` for ignored events.
+    pub fn row(&self, ev: &Event) -> Option<SweepRow> {
+        let m = self.get(ev.cookie)?;
+        if m.target.addr != ev.target {
+            return None;
+        }
+        let mut row = SweepRow::new(ev.t_send_ns, &m.target, SweepEvent::of(&ev.outcome));
+        match ev.outcome {
+            Outcome::Reply { rtt_ns, ttl, from } => {
+                row.rtt_ns = Some(rtt_ns);
+                row.reply_ttl = ttl;
+                row.responder = (from != ev.target).then_some(from);
+            }
+            Outcome::Error {
+                family,
+                icmp_type,
+                code,
+                from,
+                rtt_ns,
+            } => {
+                row.rtt_ns = Some(rtt_ns);
+                row.responder = Some(from);
+                row.icmp = Some(Describe {
+                    family,
+                    ty: icmp_type,
+                    code,
+                });
+            }
+            Outcome::Duplicate { rtt_ns } | Outcome::Late { rtt_ns } => row.rtt_ns = Some(rtt_ns),
+            Outcome::Timeout | Outcome::SendFailed { .. } => {}
+        }
+        row.probe = Some(ev.n);
+        Some(row)
+    }
+
+    /// One `window` row per listed target with its statistics at `now_ns` (written when an
+    /// output file closes, so each file ends with the targets' state).
+    pub fn window_rows(&mut self, now_ns: u64) -> Vec<SweepRow> {
+        let mut rows = Vec::with_capacity(self.len());
+        for m in self.slots.iter().flatten() {
+            let stats = m
+                .ring
+                .stats(clock_ms(now_ns), self.window_ms, &mut self.scratch);
+            let mut row = SweepRow::new(now_ns, &m.target, SweepEvent::Window);
+            row.stats = Some(stats);
+            row.alarm = Some(m.alarm);
+            rows.push(row);
+        }
+        rows
+    }
+}
+
+/// Whether `stats` break `limits`, and a reason either way.
+fn judge(stats: &WindowStats, limits: &Limits) -> (bool, String) {
+    let loss = stats.loss_pct.unwrap_or(0.0);
+    if let Some(max) = limits.loss_pct
+        && loss > max
+    {
+        return (true, format!("loss {loss:.1}% > {max}%"));
+    }
+    if let (Some(max), Some(avg)) = (limits.rtt_us, stats.avg_us)
+        && avg > max
+    {
+        return (
+            true,
+            format!("avg rtt {:.3} ms > {} ms", avg / 1000.0, max / 1000.0),
+        );
+    }
+    let avg = stats
+        .avg_us
+        .map_or("-".to_string(), |a| format!("{:.3} ms", a / 1000.0));
+    (false, format!("loss {loss:.1}%, avg rtt {avg}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use asdic_wire::Family;
+
+    fn target(addr: &str, size: usize) -> FleetTarget {
+        FleetTarget {
+            addr: addr.parse().unwrap(),
+            name: Some(Arc::from(format!("n-{addr}"))),
+            size,
+            class: 0,
+            limits: Limits::default(),
+        }
+    }
+
+    fn ev(cookie: u32, addr: &str, t_ms: u64, outcome: Outcome) -> Event {
+        Event {
+            n: t_ms,
+            cookie,
+            target: addr.parse().unwrap(),
+            t_send_ns: t_ms * 1_000_000,
+            attempt: 0,
+            outcome,
+        }
+    }
+
+    fn reply(us: u64) -> Outcome {
+        Outcome::Reply {
+            rtt_ns: us * 1000,
+            ttl: Some(64),
+            from: "198.19.0.1".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn apply_keeps_history_and_never_reuses_cookies() {
+        let mut f = Fleet::new(60_000, 1000, Limits::default(), false);
+        let (c, a) = f.apply(&[target("198.19.0.1", 32), target("198.19.0.2", 32)]);
+        assert_eq!(c, [0, 1]);
+        assert_eq!((a.added, a.removed, a.kept), (2, 0, 0));
+        assert!(
+            f.record(&ev(0, "198.19.0.1", 1000, reply(100)), 1_000_000_000)
+                .is_none()
+        );
+        // Drop .2, keep .1, add .3 and .1 at another size (a separate target, as NetXMS).
+        let (c, a) = f.apply(&[
+            target("198.19.0.3", 32),
+            target("198.19.0.1", 32),
+            target("198.19.0.1", 1000),
+        ]);
+        assert_eq!(c, [2, 0, 3]);
+        assert_eq!((a.added, a.removed, a.kept), (2, 1, 1));
+        assert_eq!(f.get(0).unwrap().counters.replies, 1, "history kept");
+        assert!(f.get(1).is_none());
+        // A late event for the removed target is ignored, and so is a mismatched address.
+        f.record(&ev(1, "198.19.0.2", 1000, Outcome::Timeout), 2_000_000_000);
+        f.record(&ev(2, "198.19.0.9", 1000, Outcome::Timeout), 2_000_000_000);
+        assert_eq!(f.ignored(), 2);
+        assert_eq!(f.len(), 3);
+        assert_eq!(f.members().map(|(c, _)| c).collect::<Vec<_>>(), [0, 2, 3]);
+    }
+
+    #[test]
+    fn alarms_change_state_once_each_way() {
+        let limits = Limits {
+            loss_pct: Some(20.0),
+            rtt_us: None,
+        };
+        let mut f = Fleet::new(10_000, 1000, limits, false);
+        f.apply(&[target("198.19.0.1", 32)]);
+        let a = "198.19.0.1";
+        let mut changes = vec![];
+        let mut t = 0u64;
+        let mut step = |f: &mut Fleet, o: Outcome, changes: &mut Vec<Transition>| {
+            t += 1000;
+            if let Some(x) = f.record(&ev(0, a, t, o), (t + 500) * 1_000_000) {
+                changes.push(x);
+            }
+        };
+        for _ in 0..5 {
+            step(&mut f, reply(200), &mut changes);
+        }
+        assert!(changes.is_empty());
+        // 2 losses of 7 = 28.6% > 20%: alarm, once.
+        for _ in 0..4 {
+            step(&mut f, Outcome::Timeout, &mut changes);
+        }
+        assert_eq!(changes.len(), 1);
+        assert!(changes[0].alarm);
+        assert!(
+            changes[0].reason.starts_with("loss 28.6% > 20%"),
+            "{}",
+            changes[0].reason
+        );
+        assert_eq!(f.in_alarm(), 1);
+        // Replies until the losses leave the 10 s window: back to ok, once.
+        for _ in 0..12 {
+            step(&mut f, reply(200), &mut changes);
+        }
+        assert_eq!(changes.len(), 2);
+        assert!(!changes[1].alarm);
+        // Back at the limit (not above it): 2 losses of the 10 probes in the window.
+        assert_eq!(changes[1].stats.loss_pct, Some(20.0));
+        assert!(
+            changes[1]
+                .reason
+                .starts_with("loss 20.0%, avg rtt 0.200 ms")
+        );
+    }
+
+    #[test]
+    fn per_target_limits_override_the_runs() {
+        let mut f = Fleet::new(10_000, 1000, Limits::default(), false);
+        let mut t = target("198.19.0.1", 32);
+        t.limits.rtt_us = Some(1000.0);
+        f.apply(&[t, target("198.19.0.2", 32)]);
+        let x = f.record(&ev(0, "198.19.0.1", 1000, reply(1500)), 1_100_000_000);
+        assert!(x.unwrap().reason.contains("avg rtt 1.500 ms > 1 ms"));
+        assert!(
+            f.record(&ev(1, "198.19.0.2", 1000, reply(1500)), 1_100_000_000)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn rows_and_histograms() {
+        let mut f = Fleet::new(10_000, 1000, Limits::default(), true);
+        f.apply(&[target("198.19.0.1", 32)]);
+        let e = ev(
+            0,
+            "198.19.0.1",
+            1000,
+            Outcome::Error {
+                family: Family::V4,
+                icmp_type: 3,
+                code: 13,
+                from: "198.18.0.2".parse().unwrap(),
+                rtt_ns: 5000,
+            },
+        );
+        f.record(&e, 1_100_000_000);
+        let row = f.row(&e).unwrap();
+        assert_eq!(row.event, SweepEvent::Error);
+        assert_eq!(row.responder, Some("198.18.0.2".parse().unwrap()));
+        f.record(&ev(0, "198.19.0.1", 2000, reply(300)), 2_100_000_000);
+        let h = f.get(0).unwrap().histogram.as_ref().unwrap();
+        assert_eq!(h.counts[2], 1, "300 µs lands in the ≤ 0.5 ms bucket");
+        let w = f.window_rows(2_100_000_000);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].stats.unwrap().loss_pct, Some(50.0));
+    }
+}

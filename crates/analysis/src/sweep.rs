@@ -1,0 +1,328 @@
+//! Sweep output: one row per probe result, one per alarm state change, and one per target
+//! with its window statistics when a file closes.
+
+use core::fmt;
+use core::net::IpAddr;
+use std::sync::{Arc, LazyLock};
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use asdic_receiver::Outcome;
+use asdic_wire::registry::Describe;
+
+use crate::fleet::FleetTarget;
+use crate::schema::{Record, Value};
+use crate::window::WindowStats;
+
+/// What a sweep row records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SweepEvent {
+    /// An echo reply.
+    Reply,
+    /// An ICMP error about the probe (a loss).
+    Error,
+    /// No answer within the timeout (a loss).
+    Timeout,
+    /// The local stack refused the probe (a loss).
+    SendFailed,
+    /// An extra reply to an answered probe.
+    Duplicate,
+    /// A reply after the timeout.
+    Late,
+    /// The target went into alarm.
+    Alarm,
+    /// The target came out of alarm.
+    Ok,
+    /// The target's window statistics when the file closed.
+    Window,
+}
+
+impl SweepEvent {
+    /// The event of a probe outcome.
+    pub fn of(o: &Outcome) -> Self {
+        match o {
+            Outcome::Reply { .. } => SweepEvent::Reply,
+            Outcome::Error { .. } => SweepEvent::Error,
+            Outcome::Timeout => SweepEvent::Timeout,
+            Outcome::SendFailed { .. } => SweepEvent::SendFailed,
+            Outcome::Duplicate { .. } => SweepEvent::Duplicate,
+            Outcome::Late { .. } => SweepEvent::Late,
+        }
+    }
+
+    /// Its name in the `event` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SweepEvent::Reply => "reply",
+            SweepEvent::Error => "error",
+            SweepEvent::Timeout => "timeout",
+            SweepEvent::SendFailed => "send_failed",
+            SweepEvent::Duplicate => "duplicate",
+            SweepEvent::Late => "late",
+            SweepEvent::Alarm => "alarm",
+            SweepEvent::Ok => "ok",
+            SweepEvent::Window => "window",
+        }
+    }
+}
+
+impl fmt::Display for SweepEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Number of sweep columns.
+pub const SWEEP_NUM_COLUMNS: usize = 25;
+
+/// Every sweep column in order, as (name, one-line description).
+pub const SWEEP_COLUMNS: &[(&str, &str)] = &[
+    (
+        "time_unix_ns",
+        "Probe rows: when the probe was sent; alarm/ok/window rows: when the row was made (ns since the Unix epoch)",
+    ),
+    ("target", "The target's address"),
+    (
+        "name",
+        "The target's name from the targets file; null if none",
+    ),
+    ("size", "ICMP payload bytes of the target's probes"),
+    (
+        "event",
+        "reply, error, timeout, send_failed, duplicate, late (probe rows); alarm, ok (state changes); window (statistics when the file closed)",
+    ),
+    (
+        "rtt_us",
+        "Probe rows: reply or error RTT, microseconds; null for timeouts and failed sends",
+    ),
+    ("reply_ttl", "TTL / hop limit of a reply; null otherwise"),
+    (
+        "responder",
+        "Sender of an ICMP error, or of a reply when it is not the target; null otherwise",
+    ),
+    ("icmp_type", "ICMP type of an error; null otherwise"),
+    ("icmp_code", "ICMP code of an error; null otherwise"),
+    (
+        "icmp_name",
+        "IANA name of an error, \"Type / Code\"; null otherwise",
+    ),
+    ("probe", "Probe number within the run (probe rows)"),
+    (
+        "in_alarm",
+        "alarm/ok/window rows: 1 if the target is in alarm, else 0",
+    ),
+    (
+        "reason",
+        "alarm/ok rows: the limit broken, or the values back within limits",
+    ),
+    (
+        "window_probes",
+        "alarm/ok/window rows: probes ended within the window",
+    ),
+    (
+        "loss_pct",
+        "alarm/ok/window rows: 100 × lost / probes in the window (NetXMS PacketLoss)",
+    ),
+    (
+        "rtt_last_us",
+        "alarm/ok/window rows: RTT of the latest probe, null if it was lost (NetXMS LastPingTime)",
+    ),
+    (
+        "rtt_min_us",
+        "alarm/ok/window rows: smallest reply RTT in the window",
+    ),
+    (
+        "rtt_avg_us",
+        "alarm/ok/window rows: mean reply RTT in the window (NetXMS AvgPingTime)",
+    ),
+    (
+        "rtt_max_us",
+        "alarm/ok/window rows: largest reply RTT in the window",
+    ),
+    (
+        "rtt_stddev_us",
+        "alarm/ok/window rows: population standard deviation of reply RTTs (NetXMS PingStdDev)",
+    ),
+    (
+        "rtt_p50_us",
+        "alarm/ok/window rows: median reply RTT (nearest rank)",
+    ),
+    (
+        "rtt_p90_us",
+        "alarm/ok/window rows: 90th percentile reply RTT",
+    ),
+    (
+        "rtt_p99_us",
+        "alarm/ok/window rows: 99th percentile reply RTT",
+    ),
+    (
+        "window_replies",
+        "alarm/ok/window rows: replies within the window",
+    ),
+];
+
+const _: () = assert!(SWEEP_COLUMNS.len() == SWEEP_NUM_COLUMNS);
+
+static SWEEP_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    use DataType::{Float64, UInt8, UInt64, Utf8};
+    let f = |name: &str| Field::new(name, Float64, true);
+    Arc::new(Schema::new(vec![
+        Field::new("time_unix_ns", UInt64, false),
+        Field::new("target", Utf8, false),
+        Field::new("name", Utf8, true),
+        Field::new("size", UInt64, false),
+        Field::new("event", Utf8, false),
+        f("rtt_us"),
+        Field::new("reply_ttl", UInt8, true),
+        Field::new("responder", Utf8, true),
+        Field::new("icmp_type", UInt8, true),
+        Field::new("icmp_code", UInt8, true),
+        Field::new("icmp_name", Utf8, true),
+        Field::new("probe", UInt64, true),
+        Field::new("in_alarm", UInt8, true),
+        Field::new("reason", Utf8, true),
+        Field::new("window_probes", UInt64, true),
+        f("loss_pct"),
+        f("rtt_last_us"),
+        f("rtt_min_us"),
+        f("rtt_avg_us"),
+        f("rtt_max_us"),
+        f("rtt_stddev_us"),
+        f("rtt_p50_us"),
+        f("rtt_p90_us"),
+        f("rtt_p99_us"),
+        Field::new("window_replies", UInt64, true),
+    ]))
+});
+
+/// The Arrow schema of sweep output, in [`SWEEP_COLUMNS`] order.
+pub fn sweep_schema() -> SchemaRef {
+    Arc::clone(&SWEEP_SCHEMA)
+}
+
+/// One sweep row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepRow {
+    /// See [`SWEEP_COLUMNS`].
+    pub time_unix_ns: u64,
+    /// The target.
+    pub target: IpAddr,
+    /// Its name (shared, so rows do not allocate).
+    pub name: Option<Arc<str>>,
+    /// Its probes' payload bytes.
+    pub size: usize,
+    /// What the row records.
+    pub event: SweepEvent,
+    /// RTT of a probe row, ns.
+    pub rtt_ns: Option<u64>,
+    /// Reply TTL.
+    pub reply_ttl: Option<u8>,
+    /// Error sender, or a replier other than the target.
+    pub responder: Option<IpAddr>,
+    /// ICMP error.
+    pub icmp: Option<Describe>,
+    /// Probe number.
+    pub probe: Option<u64>,
+    /// Alarm state (state and window rows).
+    pub alarm: Option<bool>,
+    /// Why the state changed.
+    pub reason: Option<String>,
+    /// Window statistics (state and window rows).
+    pub stats: Option<WindowStats>,
+}
+
+impl SweepRow {
+    /// A row about `t` with every optional cell empty.
+    pub fn new(time_unix_ns: u64, t: &FleetTarget, event: SweepEvent) -> Self {
+        SweepRow {
+            time_unix_ns,
+            target: t.addr,
+            name: t.name.clone(),
+            size: t.size,
+            event,
+            rtt_ns: None,
+            reply_ttl: None,
+            responder: None,
+            icmp: None,
+            probe: None,
+            alarm: None,
+            reason: None,
+            stats: None,
+        }
+    }
+}
+
+fn opt_f64(x: Option<f64>) -> Value<'static> {
+    x.map_or(Value::Null, Value::F64)
+}
+
+impl Record for SweepRow {
+    fn columns() -> &'static [(&'static str, &'static str)] {
+        SWEEP_COLUMNS
+    }
+
+    fn schema() -> SchemaRef {
+        sweep_schema()
+    }
+
+    fn visit<'s>(&'s self, f: &mut dyn FnMut(Value<'s>)) {
+        let s = self.stats;
+        let st = |g: fn(&WindowStats) -> Option<f64>| opt_f64(s.as_ref().and_then(g));
+        f(Value::U64(self.time_unix_ns));
+        f(Value::Addr(self.target));
+        f(self.name.as_deref().map_or(Value::Null, Value::Str));
+        f(Value::U64(self.size as u64));
+        f(Value::Str(self.event.as_str()));
+        f(opt_f64(self.rtt_ns.map(|ns| ns as f64 / 1000.0)));
+        f(self.reply_ttl.map_or(Value::Null, Value::U8));
+        f(self.responder.map_or(Value::Null, Value::Addr));
+        f(self.icmp.map_or(Value::Null, |d| Value::U8(d.ty)));
+        f(self.icmp.map_or(Value::Null, |d| Value::U8(d.code)));
+        f(self.icmp.map_or(Value::Null, Value::Icmp));
+        f(self.probe.map_or(Value::Null, Value::U64));
+        f(self.alarm.map_or(Value::Null, |a| Value::U8(u8::from(a))));
+        f(self.reason.as_deref().map_or(Value::Null, Value::Str));
+        f(s.map_or(Value::Null, |s| Value::U64(u64::from(s.probes))));
+        f(st(|s| s.loss_pct));
+        f(st(|s| s.last_us));
+        f(st(|s| s.min_us));
+        f(st(|s| s.avg_us));
+        f(st(|s| s.max_us));
+        f(st(|s| s.stddev_us));
+        f(st(|s| s.p50_us));
+        f(st(|s| s.p90_us));
+        f(st(|s| s.p99_us));
+        f(s.map_or(Value::Null, |s| Value::U64(u64::from(s.replies))));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::Limits;
+    use crate::schema::record_batch;
+
+    #[test]
+    fn rows_fit_the_schema() {
+        let t = FleetTarget {
+            addr: "2001:db8:1::5".parse().unwrap(),
+            name: Some(Arc::from("db")),
+            size: 56,
+            class: 0,
+            limits: Limits::default(),
+        };
+        let mut a = SweepRow::new(1, &t, SweepEvent::Reply);
+        a.rtt_ns = Some(1500);
+        let mut b = SweepRow::new(2, &t, SweepEvent::Window);
+        b.stats = Some(WindowStats {
+            probes: 3,
+            replies: 2,
+            loss_pct: Some(100.0 / 3.0),
+            ..WindowStats::default()
+        });
+        b.alarm = Some(true);
+        let batch = record_batch(&[a, b]).unwrap();
+        assert_eq!(batch.num_columns(), SWEEP_NUM_COLUMNS);
+        assert_eq!(batch.num_rows(), 2);
+        assert_eq!(batch.schema(), sweep_schema());
+    }
+}
