@@ -5,6 +5,8 @@
 //! optionally pinned to a core. Parses no replies.
 #![forbid(unsafe_code)]
 
+/// The targets file of `asdic sweep` (NetXMS `ip:name:psize` lines).
+pub mod fleet;
 /// The cyclic-group permutation of an index space, with shards.
 pub mod permute;
 /// The token-bucket pacer.
@@ -13,6 +15,8 @@ pub mod rate;
 pub mod source;
 /// The scan's address space: targets minus blocklists, numbered.
 pub mod space;
+/// Rounds over a replaceable list, spread evenly (`asdic sweep`).
+pub mod sweep;
 /// Target specifications and lists.
 pub mod targets;
 /// The TX loop.

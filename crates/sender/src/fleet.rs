@@ -1,0 +1,301 @@
+//! The targets file of `asdic sweep`: NetXMS ping subagent's `ip[:name[:psize]]` form, one
+//! target per line, plus CIDR prefixes and per-target alarm limits.
+//!
+//! ```text
+//! # comment                           (also after a target)
+//! 198.19.0.5                          address only
+//! 198.19.0.5:web1                     with a name
+//! 198.19.0.5:web1:1000                with a packet size (bytes, IP header included)
+//! 198.19.0.5::1000                    packet size, no name
+//! [2001:db8:1::5]:web6:1280           IPv6 with name or size: in brackets
+//! 2001:db8:1::5                       IPv6 alone
+//! 198.19.1.0/24                       every address of a prefix (named by address)
+//! 198.19.0.7:db1 loss=20 rtt=50       own alarm limits: loss %, average RTT in ms
+//! Target = 198.19.0.8:web2            a NetXMS agent's Target line, as is
+//! ```
+//!
+//! As in NetXMS, the packet size includes the IP header (`psize` 46 = 20 + 8 + 18 bytes of
+//! payload over IPv4); the same address may be listed at several sizes (each is its own
+//! target). Names are labels, never resolved.
+
+use std::io::BufRead;
+
+use crate::targets::TargetSpec;
+
+/// One target line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetLine {
+    /// 1-based line number.
+    pub line: usize,
+    /// The address or prefix.
+    pub spec: TargetSpec,
+    /// Its name.
+    pub name: Option<String>,
+    /// Packet size in bytes, IP header included (NetXMS `psize`).
+    pub psize: Option<u32>,
+    /// Own loss limit, percent.
+    pub loss_pct: Option<f64>,
+    /// Own average RTT limit, milliseconds.
+    pub rtt_ms: Option<f64>,
+}
+
+/// Why the targets file could not be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FleetError {
+    /// A line is wrong.
+    #[error("line {line}: {what}")]
+    Line {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong, naming the text.
+        what: String,
+    },
+    /// Reading failed.
+    #[error("reading the targets file: {0}")]
+    Io(String),
+}
+
+/// Longest name accepted (a label for output and metrics).
+pub const MAX_NAME: usize = 128;
+
+/// Reads every target line of `input`.
+pub fn parse_fleet(input: impl BufRead) -> Result<Vec<FleetLine>, FleetError> {
+    let mut out = vec![];
+    for (i, line) in input.lines().enumerate() {
+        let line_no = i + 1;
+        let text = line.map_err(|e| FleetError::Io(e.to_string()))?;
+        if let Some(l) = parse_line(&text).map_err(|what| FleetError::Line {
+            line: line_no,
+            what,
+        })? {
+            out.push(FleetLine { line: line_no, ..l });
+        }
+    }
+    Ok(out)
+}
+
+/// Parses one line: `Ok(None)` for blank and comment lines.
+pub fn parse_line(text: &str) -> Result<Option<FleetLine>, String> {
+    let text = text.split('#').next().unwrap_or("").trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let text = strip_target_key(text);
+    let mut words = text.split_whitespace();
+    let Some(field) = words.next() else {
+        return Ok(None);
+    };
+    let (spec, name, psize) = parse_target(field)?;
+    let mut l = FleetLine {
+        line: 0,
+        spec,
+        name,
+        psize,
+        loss_pct: None,
+        rtt_ms: None,
+    };
+    for w in words {
+        let (k, v) = w
+            .split_once('=')
+            .ok_or_else(|| format!("{w:?}: expected loss=PCT or rtt=MS after the target"))?;
+        let x: f64 = v
+            .parse()
+            .ok()
+            .filter(|x: &f64| x.is_finite() && *x >= 0.0)
+            .ok_or_else(|| format!("{w:?}: {v:?} is not a non-negative number"))?;
+        match k {
+            "loss" if x <= 100.0 => l.loss_pct = Some(x),
+            "loss" => return Err(format!("{w:?}: a loss limit is a percentage, 0..=100")),
+            "rtt" => l.rtt_ms = Some(x),
+            _ => return Err(format!("{w:?}: unknown option {k:?} (loss=PCT, rtt=MS)")),
+        }
+    }
+    Ok(Some(l))
+}
+
+/// `Target = x` (NetXMS agent configuration, any case) → `x`.
+fn strip_target_key(text: &str) -> &str {
+    let Some(head) = text.get(..6) else {
+        return text;
+    };
+    if !head.eq_ignore_ascii_case("target") {
+        return text;
+    }
+    match text[6..].trim_start().strip_prefix('=') {
+        Some(rest) => rest.trim_start(),
+        None => text,
+    }
+}
+
+type Parsed = (TargetSpec, Option<String>, Option<u32>);
+
+fn parse_target(field: &str) -> Result<Parsed, String> {
+    let spec = |s: &str| TargetSpec::parse(s).map_err(|e| e.to_string());
+    // [v6]:name:psize
+    if let Some(rest) = field.strip_prefix('[') {
+        let (addr, tail) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("{field:?}: missing ']'"))?;
+        let s = spec(addr)?;
+        return match tail {
+            "" => Ok((s, None, None)),
+            t => {
+                let t = t
+                    .strip_prefix(':')
+                    .ok_or_else(|| format!("{field:?}: expected ':' after ']'"))?;
+                let (name, psize) = name_size(field, t)?;
+                Ok((s, name, psize))
+            }
+        };
+    }
+    // A bare IPv6 address or prefix holds colons of its own.
+    if field.matches(':').count() > 2 || field.contains("::") && !field.contains('.') {
+        return match spec(field) {
+            Ok(s) => Ok((s, None, None)),
+            Err(e) => Err(format!(
+                "{e}; an IPv6 target with a name or size goes in brackets: [2001:db8::1]:name:psize"
+            )),
+        };
+    }
+    let (addr, rest) = match field.split_once(':') {
+        Some((a, r)) => (a, Some(r)),
+        None => (field, None),
+    };
+    let s = spec(addr)?;
+    let (name, psize) = match rest {
+        Some(r) => name_size(field, r)?,
+        None => (None, None),
+    };
+    Ok((s, name, psize))
+}
+
+/// `name[:psize]` (either may be empty).
+fn name_size(field: &str, t: &str) -> Result<(Option<String>, Option<u32>), String> {
+    let (name, size) = match t.split_once(':') {
+        Some((n, s)) => (n, Some(s)),
+        None => (t, None),
+    };
+    if name.len() > MAX_NAME {
+        return Err(format!("{field:?}: names are at most {MAX_NAME} bytes"));
+    }
+    if name
+        .chars()
+        .any(|c| c.is_control() || c == '"' || c == '\\')
+    {
+        return Err(format!(
+            "{field:?}: a name may not hold quotes, backslashes or control characters"
+        ));
+    }
+    let psize = match size {
+        None | Some("") => None,
+        Some(s) => Some(
+            s.parse::<u32>()
+                .ok()
+                .filter(|&p| (1..=65_535).contains(&p))
+                .ok_or_else(|| format!("{field:?}: packet size {s:?} is not 1..=65535 bytes"))?,
+        ),
+    };
+    Ok(((!name.is_empty()).then(|| name.to_string()), psize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(s: &str) -> FleetLine {
+        parse_line(s).unwrap().unwrap()
+    }
+
+    #[test]
+    fn netxms_forms() {
+        let l = one("198.19.0.5");
+        assert_eq!(l.spec, TargetSpec::parse("198.19.0.5").unwrap());
+        assert_eq!((l.name, l.psize), (None, None));
+        let l = one("198.19.0.5:web1:1000  # the web server");
+        assert_eq!((l.name.as_deref(), l.psize), (Some("web1"), Some(1000)));
+        let l = one("198.19.0.5::1000");
+        assert_eq!((l.name, l.psize), (None, Some(1000)));
+        let l = one("198.19.0.5:web1");
+        assert_eq!((l.name.as_deref(), l.psize), (Some("web1"), None));
+        let l = one("  Target = 198.19.0.8:web2:46");
+        assert_eq!((l.name.as_deref(), l.psize), (Some("web2"), Some(46)));
+        let l = one("target=198.19.0.8");
+        assert_eq!(l.spec, TargetSpec::parse("198.19.0.8").unwrap());
+    }
+
+    #[test]
+    fn ipv6_and_prefixes() {
+        let l = one("[2001:db8:1::5]:web6:1280");
+        assert_eq!(l.spec, TargetSpec::parse("2001:db8:1::5").unwrap());
+        assert_eq!((l.name.as_deref(), l.psize), (Some("web6"), Some(1280)));
+        assert_eq!(one("2001:db8:1::5").name, None);
+        assert_eq!(one("[2001:db8:1::5]").name, None);
+        assert_eq!(one("2001:db8:1::/120").spec.prefix, 120);
+        assert_eq!(one("198.19.1.0/24").spec.prefix, 24);
+        assert_eq!(one("198.19.1.0/24::100").psize, Some(100));
+        assert!(
+            parse_line("2001:db8:1::5:web")
+                .unwrap_err()
+                .contains("brackets")
+        );
+    }
+
+    #[test]
+    fn limits() {
+        let l = one("198.19.0.7:db1 loss=20 rtt=50.5");
+        assert_eq!((l.loss_pct, l.rtt_ms), (Some(20.0), Some(50.5)));
+        assert!(
+            parse_line("198.19.0.7 loss=120")
+                .unwrap_err()
+                .contains("0..=100")
+        );
+        assert!(
+            parse_line("198.19.0.7 jitter=3")
+                .unwrap_err()
+                .contains("unknown option")
+        );
+        assert!(parse_line("198.19.0.7 rtt=-1").is_err());
+        assert!(parse_line("198.19.0.7 rtt").is_err());
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let text = "198.19.0.1\n\n# c\nweb.example:x\n";
+        let e = parse_fleet(text.as_bytes()).unwrap_err();
+        assert!(matches!(e, FleetError::Line { line: 4, .. }), "{e:?}");
+        assert!(e.to_string().contains("does not resolve names"));
+        assert!(parse_line("198.19.0.1:a:0").is_err());
+        assert!(parse_line("198.19.0.1:a:70000").is_err());
+        assert!(parse_line("198.19.0.1:a\"b").is_err());
+        assert!(parse_line("[2001:db8::1").is_err());
+        assert!(parse_line("[2001:db8::1]x").is_err());
+        assert_eq!(parse_line("   # only a comment").unwrap(), None);
+        let ok = parse_fleet("198.19.0.1\n198.19.0.2:b\n".as_bytes()).unwrap();
+        assert_eq!(ok.iter().map(|l| l.line).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn never_panics_on_junk() {
+        for s in [
+            "",
+            ":",
+            "::",
+            "[",
+            "]",
+            "[]",
+            "[]:",
+            "1.2.3.4:",
+            "1.2.3.4::",
+            "Target",
+            "Target =",
+            "target=",
+            "é:é:é",
+            "1.2.3.4 =",
+            "1.2.3.4 loss=",
+            "\u{0}",
+            "[::]:::::",
+        ] {
+            let _ = parse_line(s);
+        }
+    }
+}
