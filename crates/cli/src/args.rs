@@ -23,6 +23,10 @@ pub enum Command {
     /// Scan address space ZMap-style: every target once, in a seeded pseudo-random order,
     /// sharded, blocklisted, rate-capped; one row per responding target.
     Scan(ScanArgs),
+    /// Sweep a fleet continuously (NetXMS/fping-style health checks): rounds over a targets
+    /// file spread evenly, rolling per-target RTT and loss, alarms, Prometheus metrics,
+    /// rotated Parquet; reloads the file when it changes or on SIGHUP.
+    Sweep(SweepArgs),
 }
 
 /// Which I/O engine to use.
@@ -376,6 +380,102 @@ pub struct ScanArgs {
     /// Send from this interface only (SO_BINDTODEVICE; the XDP engine checks that the route
     /// to the targets leaves by it).
     #[arg(short = 'i', long, value_name = "IFACE")]
+    pub interface: Option<String>,
+
+    /// XDP engine: attach mode of the XDP program (default: native, then generic).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub xdp_mode: Option<XdpModeChoice>,
+
+    /// XDP engine: the next hop's MAC address, instead of the kernel's neighbour table.
+    #[arg(short = 'G', long, value_parser = parse_mac, value_name = "MAC")]
+    pub gateway_mac: Option<[u8; 6]>,
+
+    /// Pin the sender and receiver threads to these cores, e.g. "0,1".
+    #[arg(long, value_delimiter = ',', value_name = "TX,RX")]
+    pub cores: Vec<usize>,
+
+    /// Probes per engine call.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub batch: usize,
+}
+
+/// `asdic sweep` options. NetXMS ping subagent's terms where they apply.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Targets file: `ip[:name[:psize]]` per line (NetXMS Target form; psize includes the IP
+    /// header), `[ipv6]:name:psize`, CIDR prefixes, `loss=PCT` / `rtt=MS` alarm limits per
+    /// target, # comments. Reloaded when it changes and on SIGHUP.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Start a round this often; its probes are spread evenly across it.
+    #[arg(short = 'e', long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub every: Duration,
+
+    /// Statistics (and alarms) cover the probes sent within this last span.
+    #[arg(short = 'w', long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub window: Duration,
+
+    /// How long each probe waits for its reply (NetXMS Timeout); then it counts as lost.
+    #[arg(short = 'W', long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+
+    /// ICMP payload bytes of targets without a psize (ping -s); at least 32.
+    #[arg(short = 's', long, default_value_t = 56, value_name = "BYTES")]
+    pub size: usize,
+
+    /// IP TTL / IPv6 hop limit of probes.
+    #[arg(short = 't', long, default_value_t = 64, value_name = "TTL")]
+    pub ttl: u8,
+
+    /// Alarm when a target's loss over the window exceeds PCT percent.
+    #[arg(long, value_name = "PCT")]
+    pub alarm_loss: Option<f64>,
+
+    /// Alarm when a target's average RTT over the window exceeds MS milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub alarm_rtt: Option<f64>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9427.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
+    /// Also export a per-target RTT histogram (16 series per target).
+    #[arg(long)]
+    pub metrics_histograms: bool,
+
+    /// Write Parquet files into DIR: one per --rotate period, each complete on its own.
+    #[arg(short = 'o', long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// Start a new Parquet file this often (aligned to the clock: hourly files start on the
+    /// hour).
+    #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
+    pub rotate: Duration,
+
+    /// Stop after this many rounds (default: run until interrupted).
+    #[arg(short = 'n', long, value_name = "N")]
+    pub rounds: Option<u64>,
+
+    /// Most probes per second over all targets. Required when the fleet needs more than
+    /// 1000/s (targets / --every).
+    #[arg(short = 'R', long, value_name = "PPS")]
+    pub rate: Option<f64>,
+
+    /// Print a status line this often on stderr (0 = never).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub status_every: Duration,
+
+    /// Quiet: no status lines and no alarm lines on stdout (metrics and files only).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    /// I/O engine.
+    #[arg(long, value_enum, default_value_t = EngineChoice::Auto)]
+    pub engine: EngineChoice,
+
+    /// Send from this interface only.
+    #[arg(short = 'I', long, value_name = "IFACE")]
     pub interface: Option<String>,
 
     /// XDP engine: attach mode of the XDP program (default: native, then generic).

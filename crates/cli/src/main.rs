@@ -5,9 +5,11 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod metrics;
 mod ping;
 mod pipeline;
 mod scan;
+mod sweep;
 
 use std::process::ExitCode;
 
@@ -18,6 +20,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         args::Command::Ping(a) => ping::run(a),
         args::Command::Scan(a) => scan::run(a),
+        args::Command::Sweep(a) => sweep::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,914 @@
+//! `asdic sweep`: continuous rounds over a targets file (NetXMS form), rolling per-target
+//! statistics, alarm state changes, Prometheus metrics and Parquet files rotated by time.
+//!
+//! Threads: per family a sender (a [`Sweep`] source spreading each round evenly) and a
+//! receiver, as in `ping`; this thread folds events into the [`Fleet`] (shared with the
+//! metrics endpoint behind one mutex, taken per batch of events, never per packet), prints
+//! state changes, hands rows to a writer thread, watches the targets file and SIGHUP.
+
+use core::net::IpAddr;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use asdic_analysis::fleet::{Fleet, FleetTarget, Limits, Transition};
+use asdic_analysis::{ParquetSink, Sink, SweepEvent, SweepRow};
+use asdic_receiver::event::Drops;
+use asdic_sender::fleet::{FleetLine, parse_fleet};
+use asdic_sender::source::Source;
+use asdic_sender::sweep::{Item, Plan, Sweep};
+use asdic_wire::Family;
+use asdic_wire::payload::{self, Key, Numbering};
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+use crate::Fail;
+use crate::args::SweepArgs;
+use crate::metrics::{self, Shared};
+use crate::pipeline::{
+    EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_line,
+    engine_names, random_u64, slots_for, start_all,
+};
+
+/// Most targets a sweep lists.
+const MAX_TARGETS: usize = 1 << 24;
+/// Probes per second allowed without --rate.
+const DEFAULT_RATE_CAP: f64 = 1000.0;
+/// Largest ICMP payload (an IPv4 datagram's limit).
+const MAX_SIZE: usize = 65_535 - 20 - 8;
+/// Rows handed to the writer at once.
+const ROWS_PER_BATCH: usize = 8192;
+
+fn usage(msg: impl Into<String>) -> Fail {
+    Fail::Usage(msg.into())
+}
+
+/// The run's packet sizes (template classes) and how lines map to them.
+#[derive(Debug, Clone)]
+struct Sizes {
+    /// ICMP payload bytes per class.
+    sizes: Vec<usize>,
+    /// Whether new sizes may be added (only before the run starts).
+    open: bool,
+}
+
+impl Sizes {
+    fn class_of(&mut self, size: usize) -> Option<u8> {
+        if let Some(i) = self.sizes.iter().position(|&s| s == size) {
+            return Some(i as u8);
+        }
+        if !self.open || self.sizes.len() >= 256 {
+            return None;
+        }
+        self.sizes.push(size);
+        Some((self.sizes.len() - 1) as u8)
+    }
+}
+
+/// The result of reading the targets file.
+#[derive(Debug, Default)]
+struct Resolved {
+    targets: Vec<FleetTarget>,
+    /// Lines whose psize was below the minimum and was raised.
+    raised: usize,
+    /// Lines skipped because their size is new since the start (sizes are fixed per run).
+    new_sizes: Vec<usize>,
+    /// Repeated (address, size) pairs, as (line, first line).
+    repeats: Vec<(usize, usize)>,
+}
+
+/// ICMP payload bytes for a NetXMS `psize` (IP header included), and whether it was raised
+/// to asdic's minimum.
+fn payload_for(psize: u32, family: Family) -> (usize, bool) {
+    let ip = if family == Family::V6 { 40 } else { 20 };
+    let want = (psize as usize).saturating_sub(ip + 8);
+    if want < payload::LEN {
+        (payload::LEN, true)
+    } else {
+        (want, false)
+    }
+}
+
+fn resolve(
+    lines: &[FleetLine],
+    default_size: usize,
+    sizes: &mut Sizes,
+) -> Result<Resolved, String> {
+    let mut r = Resolved::default();
+    let mut seen: HashMap<(IpAddr, usize), usize> = HashMap::new();
+    let total: u128 = lines.iter().map(|l| l.spec.count()).sum();
+    if total > MAX_TARGETS as u128 {
+        return Err(format!(
+            "{total} targets: at most {MAX_TARGETS} can be swept (use longer prefixes)"
+        ));
+    }
+    for l in lines {
+        let family = if l.spec.base.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        };
+        let size = match l.psize {
+            Some(p) => {
+                let (s, raised) = payload_for(p, family);
+                r.raised += usize::from(raised);
+                s
+            }
+            None => default_size,
+        };
+        if size > MAX_SIZE {
+            return Err(format!(
+                "line {}: packet size {} is above the largest IPv4 datagram",
+                l.line,
+                l.psize.unwrap_or(0)
+            ));
+        }
+        let Some(class) = sizes.class_of(size) else {
+            if !r.new_sizes.contains(&size) {
+                r.new_sizes.push(size);
+            }
+            continue;
+        };
+        let name: Option<Arc<str>> = l.name.as_deref().map(Arc::from);
+        let limits = Limits {
+            loss_pct: l.loss_pct,
+            rtt_us: l.rtt_ms.map(|ms| ms * 1000.0),
+        };
+        for i in 0..l.spec.count() {
+            let addr = l.spec.nth(i);
+            if let Some(&first) = seen.get(&(addr, size)) {
+                r.repeats.push((l.line, first));
+                continue;
+            }
+            seen.insert((addr, size), l.line);
+            r.targets.push(FleetTarget {
+                addr,
+                name: name.clone(),
+                size,
+                class,
+                limits,
+            });
+        }
+    }
+    Ok(r)
+}
+
+fn read_file(path: &Path) -> Result<Vec<FleetLine>, String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse_fleet(std::io::BufReader::new(f)).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// What identifies the file's content for change detection.
+fn stamp_of(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+fn validate(a: &SweepArgs) -> Result<(), Fail> {
+    if a.size < payload::LEN || a.size > MAX_SIZE {
+        return Err(usage(format!(
+            "--size {}: must be {}..={MAX_SIZE} bytes of ICMP payload",
+            a.size,
+            payload::LEN
+        )));
+    }
+    if a.every < Duration::from_millis(10) {
+        return Err(usage("--every: at least 10ms"));
+    }
+    if a.timeout.is_zero() {
+        return Err(usage("--timeout: must be positive"));
+    }
+    if a.window < a.every {
+        return Err(usage(format!(
+            "--window {:?} is shorter than --every {:?}: it would hold no round",
+            a.window, a.every
+        )));
+    }
+    if a.window > Duration::from_secs(7 * 86_400) {
+        return Err(usage("--window: at most 7 days"));
+    }
+    if a.ttl == 0 {
+        return Err(usage("--ttl 0: must be 1..=255"));
+    }
+    if let Some(p) = a.alarm_loss
+        && !(0.0..=100.0).contains(&p)
+    {
+        return Err(usage(format!("--alarm-loss {p}: a percentage, 0..=100")));
+    }
+    if let Some(ms) = a.alarm_rtt
+        && !(ms.is_finite() && ms >= 0.0)
+    {
+        return Err(usage(format!("--alarm-rtt {ms}: milliseconds, 0 or more")));
+    }
+    if a.rotate < Duration::from_secs(1) {
+        return Err(usage("--rotate: at least 1s"));
+    }
+    if a.rounds == Some(0) {
+        return Err(usage(
+            "--rounds 0: at least 1 (or leave it out to run until stopped)",
+        ));
+    }
+    if a.batch == 0 || a.batch > 1024 {
+        return Err(usage(format!("--batch {}: must be 1..=1024", a.batch)));
+    }
+    if let Some(r) = a.rate
+        && !(r.is_finite() && r > 0.0 && r <= 100e6)
+    {
+        return Err(usage(format!(
+            "--rate {r}: a positive number of probes per second"
+        )));
+    }
+    if a.cores.len() > 2 {
+        return Err(usage("--cores takes at most two cores: TX,RX"));
+    }
+    Ok(())
+}
+
+/// Messages to the writer thread; each names its period (start, Unix seconds).
+enum ToWriter {
+    /// Rows for the period's file.
+    Rows(u64, Vec<SweepRow>),
+    /// The period ended: these last rows, then close its file.
+    Close(u64, Vec<SweepRow>),
+}
+
+/// The Parquet writer: one file per period in `dir`, named by the period's start (UTC).
+struct Writer {
+    dir: PathBuf,
+    meta: Vec<(String, String)>,
+    current: Option<(u64, ParquetSink<SweepRow>)>,
+    rotate: Duration,
+    written: Vec<PathBuf>,
+}
+
+impl Writer {
+    /// The file of the period starting at `start` (closing another period's file first).
+    fn open(&mut self, start: u64) -> anyhow::Result<&mut ParquetSink<SweepRow>> {
+        if self.current.as_ref().is_some_and(|(p, _)| *p != start) {
+            self.close()?;
+        }
+        if self.current.is_none() {
+            let period = self.rotate.as_secs().max(1);
+            let base = format!("sweep-{}", utc_stamp(start));
+            let mut path = self.dir.join(format!("{base}.parquet"));
+            let mut k = 1;
+            while path.exists() {
+                path = self.dir.join(format!("{base}-{k}.parquet"));
+                k += 1;
+            }
+            let mut meta = self.meta.clone();
+            meta.push(("asdic.period_start_unix_s".into(), start.to_string()));
+            meta.push(("asdic.period_s".into(), period.to_string()));
+            let sink = ParquetSink::with_row_groups(&path, meta, 65_536)
+                .with_context(|| format!("creating {}", path.display()))?;
+            self.current = Some((start, sink));
+        }
+        // Just set above when it was empty.
+        self.current
+            .as_mut()
+            .map(|(_, s)| s)
+            .context("no output file")
+    }
+
+    fn write(&mut self, period: u64, rows: &[SweepRow]) -> anyhow::Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.open(period)?
+            .write_rows(rows)
+            .context("writing sweep rows")
+    }
+
+    fn close(&mut self) -> anyhow::Result<()> {
+        if let Some((_, sink)) = self.current.take() {
+            let path = sink.path().to_path_buf();
+            Box::new(sink)
+                .finish()
+                .with_context(|| format!("writing {}", path.display()))?;
+            self.written.push(path);
+        }
+        Ok(())
+    }
+
+    fn run(mut self, rx: Receiver<ToWriter>) -> anyhow::Result<Vec<PathBuf>> {
+        for msg in rx {
+            match msg {
+                ToWriter::Rows(period, rows) => self.write(period, &rows)?,
+                ToWriter::Close(period, rows) => {
+                    self.write(period, &rows)?;
+                    self.close()?;
+                }
+            }
+        }
+        self.close()?;
+        Ok(self.written)
+    }
+}
+
+/// `YYYYmmddTHHMMSSZ` for Unix seconds (proleptic Gregorian, UTC).
+fn utc_stamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (era-based conversion).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn family_of(a: IpAddr) -> Family {
+    if a.is_ipv4() { Family::V4 } else { Family::V6 }
+}
+
+/// The items of `family` in list order.
+fn items_of(targets: &[FleetTarget], cookies: &[u32], family: Family) -> Vec<Item> {
+    targets
+        .iter()
+        .zip(cookies)
+        .filter(|(t, _)| family_of(t.addr) == family)
+        .map(|(t, &cookie)| Item {
+            cookie,
+            target: t.addr,
+            class: t.class,
+        })
+        .collect()
+}
+
+fn label(name: Option<&str>, addr: IpAddr) -> String {
+    match name {
+        Some(n) => format!("{n} ({addr})"),
+        None => addr.to_string(),
+    }
+}
+
+fn transition_line(t: &Transition, size: usize) -> String {
+    format!(
+        "asdic: {} {} size {size}: {}",
+        if t.alarm { "ALARM" } else { "OK" },
+        label(t.name.as_deref(), t.addr),
+        t.reason
+    )
+}
+
+/// Runs `asdic sweep`.
+pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
+    validate(&a)?;
+    let lines = read_file(&a.file).map_err(usage)?;
+    let mut sizes = Sizes {
+        sizes: vec![a.size],
+        open: true,
+    };
+    let first = resolve(&lines, a.size, &mut sizes).map_err(usage)?;
+    sizes.open = false;
+    if first.targets.is_empty() {
+        return Err(usage(format!(
+            "{}: no targets (lines are ip[:name[:psize]] or CIDR prefixes)",
+            a.file.display()
+        )));
+    }
+    report_resolved(&a.file, &first);
+    let n = first.targets.len();
+    let every_s = a.every.as_secs_f64();
+    let needed = n as f64 / every_s;
+    let cap = a.rate.unwrap_or(DEFAULT_RATE_CAP);
+    if needed > cap {
+        return Err(usage(match a.rate {
+            Some(r) => format!(
+                "{n} targets every {:?} need {needed:.0} probes/s, above --rate {r}: raise --rate \
+                 or --every",
+                a.every
+            ),
+            None => format!(
+                "{n} targets every {:?} need {needed:.0} probes/s: give --rate {:.0} (or more) \
+                 to allow it, or raise --every (without --rate a sweep sends at most \
+                 {DEFAULT_RATE_CAP:.0}/s)",
+                a.every,
+                needed.ceil()
+            ),
+        }));
+    }
+
+    let defaults = Limits {
+        loss_pct: a.alarm_loss,
+        rtt_us: a.alarm_rtt.map(|ms| ms * 1000.0),
+    };
+    let window_ms = u32::try_from(a.window.as_millis()).unwrap_or(u32::MAX);
+    let mut fleet = Fleet::new(
+        window_ms,
+        a.every.as_millis() as u64,
+        defaults,
+        a.metrics_histograms,
+    );
+    let (cookies, _) = fleet.apply(&first.targets);
+
+    let numbering = Numbering::Spread {
+        base: random_u64() as u16,
+    };
+    let ids = Ids {
+        numbering,
+        session: random_u64() as u32,
+        key: Key::new(random_u64(), random_u64()),
+    };
+    let engine = EngineOptions {
+        ttl: a.ttl,
+        device: a.interface.clone(),
+        batch: a.batch,
+        size: sizes.sizes.iter().copied().max().unwrap_or(a.size),
+        choice: a.engine,
+        xdp_mode: a.xdp_mode,
+        gateway_mac: a.gateway_mac,
+    };
+    let mut pipelines = vec![];
+    let mut plans = vec![];
+    let mut work: Vec<Work> = vec![];
+    for family in [Family::V4, Family::V6] {
+        let items = items_of(&first.targets, &cookies, family);
+        let Some(toward) = items.first().map(|i| i.target) else {
+            continue;
+        };
+        let share = cap * items.len() as f64 / n as f64;
+        let slots = slots_for(share, a.timeout).min(1 << 21) as usize;
+        let hints = RunHints {
+            toward,
+            ids,
+            probes: u64::MAX,
+        };
+        pipelines.push(Pipeline::open(family, slots, &engine, &hints)?);
+        let plan = Plan::new(items);
+        let (cfg, rx_cfg) = configs(share, &engine, ids, a.timeout, 0, 4096);
+        let source = Sweep::new(plan.clone(), a.every, a.rounds);
+        work.push((cfg, rx_cfg, Box::new(source) as Box<dyn Source + Send>));
+        plans.push((family, plan));
+    }
+    eprintln!("{}", engine_line(&pipelines));
+    let (n4, n6) = count_families(&first.targets);
+    eprintln!(
+        "asdic: sweeping {n} targets ({n4} IPv4, {n6} IPv6) every {:?} ({needed:.0} probes/s, \
+         cap {cap}/s), timeout {:?}, window {:?}, sizes {:?} bytes{}",
+        a.every,
+        a.timeout,
+        a.window,
+        sizes.sizes,
+        match a.rounds {
+            Some(r) => format!(", {r} rounds"),
+            None => ", until interrupted".into(),
+        }
+    );
+
+    let shared = Arc::new(Shared {
+        fleet: Mutex::new(fleet),
+        plans: plans.iter().map(|(_, p)| p.clone()).collect(),
+        reloads: AtomicU64::new(0),
+        reload_errors: AtomicU64::new(0),
+    });
+    if let Some(addr) = a.metrics_listen {
+        let bound = metrics::serve(addr, metrics::registry(shared.clone()))
+            .map_err(|e| usage(format!("--metrics-listen {addr}: {e}")))?;
+        eprintln!("asdic: metrics at http://{bound}/metrics");
+    }
+    let (to_writer, writer) = match &a.output {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| usage(format!("--output {}: {e}", dir.display())))?;
+            let w = Writer {
+                dir: dir.clone(),
+                meta: run_metadata(&a, &pipelines, ids.session),
+                current: None,
+                rotate: a.rotate,
+                written: vec![],
+            };
+            let (tx, rx) = bounded::<ToWriter>(64);
+            let h = std::thread::Builder::new()
+                .name("asdic-writer".into())
+                .spawn(move || w.run(rx))?;
+            (Some(tx), Some(h))
+        }
+        None => (None, None),
+    };
+
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .context("installing the SIGHUP handler")?;
+    let signals = Signals::install(&pipelines, a.timeout)?;
+    let Started {
+        handles,
+        events,
+        recycle,
+    } = start_all(&mut pipelines, work, &sizes.sizes, &a.cores)?;
+
+    let mut state = Loop {
+        a: &a,
+        shared: &shared,
+        plans: &plans,
+        sizes,
+        to_writer: to_writer.as_ref(),
+        rows: Vec::with_capacity(ROWS_PER_BATCH),
+        file_stamp: stamp_of(&a.file),
+        period: period_of(SystemTime::now(), a.rotate),
+        alarms_printed: 0,
+    };
+    let t0 = Instant::now();
+    let mut last_check = Instant::now();
+    let mut last_status = Instant::now();
+    let status = !a.quiet && !a.status_every.is_zero();
+    loop {
+        match events.recv_timeout(Duration::from_millis(200)) {
+            Ok(mut batch) => {
+                state.record(&batch)?;
+                batch.clear();
+                let _ = recycle.try_send(batch);
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+        state.maybe_rotate()?;
+        if last_check.elapsed() >= Duration::from_secs(1) || hup.load(Ordering::Relaxed) {
+            last_check = Instant::now();
+            let by_signal = hup.swap(false, Ordering::Relaxed);
+            state.maybe_reload(by_signal);
+        }
+        if status && last_status.elapsed() >= a.status_every {
+            last_status = Instant::now();
+            eprintln!("{}", state.status_line(&pipelines, t0.elapsed()));
+        }
+    }
+    state.flush_rows()?;
+    let period = state.period;
+    drop(state);
+    let mut failure = None;
+    let mut drops = Drops::default();
+    for h in handles {
+        match h.join() {
+            Ok(d) => drops.add(&d),
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    signals.close();
+    // The last file ends with every target's window statistics.
+    let now = asdic_engine::now_ns();
+    let last_rows = shared
+        .fleet
+        .lock()
+        .map(|mut f| f.window_rows(now))
+        .unwrap_or_default();
+    if let Some(tx) = to_writer {
+        let _ = tx.send(ToWriter::Close(period, last_rows));
+        drop(tx);
+    }
+    if let Some(h) = writer {
+        let files = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("the writer thread panicked"))??;
+        for f in &files {
+            eprintln!("asdic: wrote {}", f.display());
+        }
+    }
+    let fleet = shared
+        .fleet
+        .lock()
+        .map_err(|_| anyhow::anyhow!("fleet lock poisoned"))?;
+    let (mut probes, mut replies) = (0, 0);
+    for (_, m) in fleet.members() {
+        probes += m.counters.probes;
+        replies += m.counters.replies;
+    }
+    eprintln!(
+        "asdic: {} targets, {probes} probes ended, {replies} replies, {} in alarm; dropped: {} \
+         malformed, {} forged, {} foreign, {} unmatched errors, {} stale, {} other ICMP",
+        fleet.len(),
+        fleet.in_alarm(),
+        drops.malformed,
+        drops.forged,
+        drops.foreign,
+        drops.unmatched_errors,
+        drops.stale,
+        drops.other
+    );
+    if signals.interrupted() {
+        eprintln!("asdic: interrupted: results cover the probes sent before the signal");
+    }
+    if let Some(e) = failure {
+        return Err(Fail::System(e));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn count_families(targets: &[FleetTarget]) -> (usize, usize) {
+    let v4 = targets.iter().filter(|t| t.addr.is_ipv4()).count();
+    (v4, targets.len() - v4)
+}
+
+fn report_resolved(file: &Path, r: &Resolved) {
+    if r.raised > 0 {
+        eprintln!(
+            "asdic: {}: {} lines ask for packets below asdic's minimum ({} bytes of payload: \
+             {} bytes in all over IPv4, {} over IPv6); raised to it",
+            file.display(),
+            r.raised,
+            payload::LEN,
+            payload::LEN + 28,
+            payload::LEN + 48
+        );
+    }
+    for &(line, first) in r.repeats.iter().take(5) {
+        eprintln!(
+            "asdic: {}: line {line} repeats a target of line {first} (same address and size): \
+             probed once",
+            file.display()
+        );
+    }
+    if r.repeats.len() > 5 {
+        eprintln!("asdic: … and {} more repeats", r.repeats.len() - 5);
+    }
+    if !r.new_sizes.is_empty() {
+        eprintln!(
+            "asdic: {}: targets with packet sizes {:?} skipped: the sizes of a sweep are fixed \
+             when it starts (restart to add them)",
+            file.display(),
+            r.new_sizes
+        );
+    }
+}
+
+/// The clock-aligned period holding `t`: its start, Unix seconds.
+fn period_of(t: SystemTime, rotate: Duration) -> u64 {
+    let s = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let p = rotate.as_secs().max(1);
+    s - s % p
+}
+
+/// The consumer loop's state.
+struct Loop<'a> {
+    a: &'a SweepArgs,
+    shared: &'a Shared,
+    plans: &'a [(Family, Arc<Plan>)],
+    sizes: Sizes,
+    to_writer: Option<&'a Sender<ToWriter>>,
+    rows: Vec<SweepRow>,
+    file_stamp: Option<(SystemTime, u64)>,
+    period: u64,
+    alarms_printed: u64,
+}
+
+impl Loop<'_> {
+    fn record(&mut self, batch: &[asdic_receiver::Event]) -> Result<(), Fail> {
+        let now = asdic_engine::now_ns();
+        let mut changes = vec![];
+        {
+            let mut fleet = self
+                .shared
+                .fleet
+                .lock()
+                .map_err(|_| anyhow::anyhow!("fleet lock poisoned"))?;
+            for ev in batch {
+                if self.to_writer.is_some()
+                    && let Some(row) = fleet.row(ev)
+                {
+                    self.rows.push(row);
+                }
+                if let Some(t) = fleet.record(ev, now) {
+                    let size = fleet.get(t.cookie).map_or(0, |m| m.target.size);
+                    changes.push((t, size));
+                }
+            }
+            if self.to_writer.is_some() {
+                for (t, size) in &changes {
+                    if let Some(m) = fleet.get(t.cookie) {
+                        let mut row = SweepRow::new(
+                            now,
+                            &m.target,
+                            if t.alarm {
+                                SweepEvent::Alarm
+                            } else {
+                                SweepEvent::Ok
+                            },
+                        );
+                        debug_assert_eq!(*size, m.target.size);
+                        row.alarm = Some(t.alarm);
+                        row.reason = Some(t.reason.clone());
+                        row.stats = Some(t.stats);
+                        self.rows.push(row);
+                    }
+                }
+            }
+        }
+        if !self.a.quiet {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            for (t, size) in &changes {
+                let _ = writeln!(out, "{}", transition_line(t, *size));
+                self.alarms_printed += 1;
+            }
+            let _ = out.flush();
+        }
+        if self.rows.len() >= ROWS_PER_BATCH {
+            self.flush_rows()?;
+        }
+        Ok(())
+    }
+
+    fn flush_rows(&mut self) -> Result<(), Fail> {
+        if let Some(tx) = self.to_writer
+            && !self.rows.is_empty()
+        {
+            let rows = std::mem::replace(&mut self.rows, Vec::with_capacity(ROWS_PER_BATCH));
+            tx.send(ToWriter::Rows(self.period, rows))
+                .map_err(|_| anyhow::anyhow!("the Parquet writer stopped"))?;
+        }
+        Ok(())
+    }
+
+    /// At a period boundary: the period's last rows and the targets' window statistics go to
+    /// its file, which is closed; the next rows open the next one.
+    fn maybe_rotate(&mut self) -> Result<(), Fail> {
+        let Some(tx) = self.to_writer else {
+            return Ok(());
+        };
+        let p = period_of(SystemTime::now(), self.a.rotate);
+        if p == self.period {
+            return Ok(());
+        }
+        let ended = std::mem::replace(&mut self.period, p);
+        let now = asdic_engine::now_ns();
+        let mut rows = std::mem::take(&mut self.rows);
+        if let Ok(mut f) = self.shared.fleet.lock() {
+            rows.extend(f.window_rows(now));
+        }
+        tx.send(ToWriter::Close(ended, rows))
+            .map_err(|_| anyhow::anyhow!("the Parquet writer stopped"))?;
+        Ok(())
+    }
+
+    /// Reloads the targets file if it changed (or on SIGHUP); a file that does not parse
+    /// leaves the current list in place.
+    fn maybe_reload(&mut self, by_signal: bool) {
+        let stamp = stamp_of(&self.a.file);
+        if !by_signal && stamp == self.file_stamp {
+            return;
+        }
+        self.file_stamp = stamp;
+        let why = if by_signal { "SIGHUP" } else { "file changed" };
+        let r =
+            read_file(&self.a.file).and_then(|lines| resolve(&lines, self.a.size, &mut self.sizes));
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                self.shared.reload_errors.fetch_add(1, Ordering::Relaxed);
+                eprintln!("asdic: reload ({why}) refused, keeping the current targets: {e}");
+                return;
+            }
+        };
+        report_resolved(&self.a.file, &r);
+        let Ok(mut fleet) = self.shared.fleet.lock() else {
+            return;
+        };
+        let (cookies, applied) = fleet.apply(&r.targets);
+        drop(fleet);
+        let mut unprobed = 0;
+        for family in [Family::V4, Family::V6] {
+            let items = items_of(&r.targets, &cookies, family);
+            match self.plans.iter().find(|(f, _)| *f == family) {
+                Some((_, plan)) => plan.replace(items),
+                None => unprobed += items.len(),
+            }
+        }
+        self.shared.reloads.fetch_add(1, Ordering::Relaxed);
+        eprintln!(
+            "asdic: reloaded {} ({why}): {} targets, {} added, {} removed",
+            self.a.file.display(),
+            r.targets.len(),
+            applied.added,
+            applied.removed
+        );
+        if unprobed > 0 {
+            eprintln!(
+                "asdic: {unprobed} targets of a family the sweep started without are not \
+                 probed (restart to add that family)"
+            );
+        }
+    }
+
+    fn status_line(&self, pipelines: &[Pipeline], elapsed: Duration) -> String {
+        let rounds = self
+            .plans
+            .iter()
+            .map(|(_, p)| p.rounds.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        let lag_ms = self
+            .plans
+            .iter()
+            .map(|(_, p)| p.lag_us.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0) as f64
+            / 1000.0;
+        let sent: u64 = pipelines
+            .iter()
+            .map(|p| p.sender.sent.load(Ordering::Relaxed))
+            .sum();
+        let (targets, alarm, replied) = match self.shared.fleet.lock() {
+            Ok(f) => {
+                let now = asdic_engine::now_ns();
+                let mut scratch = vec![];
+                let replied = f
+                    .members()
+                    .filter(|(_, m)| f.member_stats(m, now, &mut scratch).replies > 0)
+                    .count();
+                (f.len(), f.in_alarm(), replied)
+            }
+            Err(_) => (0, 0, 0),
+        };
+        format!(
+            "asdic: {:.0}s round {rounds}: {targets} targets, {replied} answering within the \
+             window, {alarm} in alarm, {sent} probes sent, round lag {lag_ms:.1} ms",
+            elapsed.as_secs_f64()
+        )
+    }
+}
+
+fn run_metadata(a: &SweepArgs, pipelines: &[Pipeline], session: u32) -> Vec<(String, String)> {
+    let cmd: Vec<String> = std::env::args().collect();
+    [
+        ("asdic.version", env!("CARGO_PKG_VERSION").to_string()),
+        ("asdic.command", cmd.join(" ")),
+        ("asdic.mode", "sweep".to_string()),
+        ("asdic.engine", engine_names(pipelines)),
+        ("asdic.targets_file", a.file.display().to_string()),
+        ("asdic.every_ms", a.every.as_millis().to_string()),
+        ("asdic.window_ms", a.window.as_millis().to_string()),
+        ("asdic.timeout_ms", a.timeout.as_millis().to_string()),
+        ("asdic.ttl", a.ttl.to_string()),
+        ("asdic.session", format!("{session:08x}")),
+        ("asdic.start_unix_ns", asdic_engine::now_ns().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_stamps() {
+        assert_eq!(utc_stamp(0), "19700101T000000Z");
+        assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
+        assert_eq!(utc_stamp(1_795_392_000 + 3661), "20261123T010101Z");
+    }
+
+    #[test]
+    fn netxms_sizes_include_the_ip_header() {
+        assert_eq!(payload_for(1000, Family::V4), (972, false));
+        assert_eq!(payload_for(1000, Family::V6), (952, false));
+        // NetXMS's default 46 bytes is below asdic's stamp: raised.
+        assert_eq!(payload_for(46, Family::V4), (payload::LEN, true));
+        assert_eq!(payload_for(60, Family::V4), (32, false));
+    }
+
+    #[test]
+    fn resolve_expands_and_classes_sizes() {
+        let lines = parse_fleet(
+            "198.19.0.1:a\n198.19.0.1:a:1000\n198.19.0.0/30 loss=5\n[2001:db8:1::1]:b:1048\n"
+                .as_bytes(),
+        )
+        .unwrap();
+        let mut sizes = Sizes {
+            sizes: vec![56],
+            open: true,
+        };
+        let r = resolve(&lines, 56, &mut sizes).unwrap();
+        assert_eq!(sizes.sizes, [56, 972, 1000]);
+        // 198.19.0.1 at 56 bytes repeats in the /30: probed once.
+        assert_eq!(r.targets.len(), 1 + 1 + 3 + 1);
+        assert_eq!(r.repeats, [(3, 1)]);
+        let v6 = r.targets.last().unwrap();
+        assert_eq!((v6.size, v6.class), (1000, 2));
+        assert_eq!(r.targets[2].limits.loss_pct, Some(5.0));
+        // Closed: a new size is skipped and reported.
+        sizes.open = false;
+        let more = parse_fleet("198.19.0.9::500\n198.19.0.8\n".as_bytes()).unwrap();
+        let r = resolve(&more, 56, &mut sizes).unwrap();
+        assert_eq!(r.targets.len(), 1);
+        assert_eq!(r.new_sizes, [472]);
+    }
+}
