@@ -96,7 +96,7 @@ fn parse_id(s: &str) -> Result<IdChoice, String> {
         .map_err(|_| format!("{s:?} is neither \"random\" nor 0..=65535"))
 }
 
-/// Parses `500ms`, `1s`, `2.5s`, `250us`, `1m`; a bare number is milliseconds.
+/// Parses `500ms`, `1s`, `2.5s`, `250us`, `1m`, `1h`; a bare number is milliseconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
@@ -111,7 +111,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => v / 1e3,
         "s" => v,
         "m" => v * 60.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use us, ms, s or m)")),
+        "h" => v * 3600.0,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (use us, ms, s, m or h)"
+            ));
+        }
     };
     if !secs.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&secs) {
         return Err(format!("{s:?} is out of range"));
@@ -517,6 +522,21 @@ mod tests {
         assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_seconds("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_seconds("soon").is_err());
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("1d").is_err());
+    }
+
+    #[test]
+    fn sweep_defaults_parse() {
+        let cli = Cli::try_parse_from(["asdic", "sweep", "fleet.txt"]).unwrap();
+        let Command::Sweep(a) = cli.command else {
+            panic!("not sweep")
+        };
+        assert_eq!(a.every, Duration::from_secs(5));
+        assert_eq!(a.window, Duration::from_secs(60));
+        assert_eq!(a.rotate, Duration::from_secs(3600));
+        assert_eq!(a.timeout, Duration::from_secs(1));
     }
 
     #[test]
