@@ -84,6 +84,7 @@ fn main() -> ExitCode {
         };
         match Session::new(o) {
             Ok(s) => sessions.push(s),
+            Err(e @ asdic_session::Error::Options(_)) => return usage(&e.to_string()),
             Err(e) => {
                 eprintln!("ping: {e}");
                 return ExitCode::from(4);
