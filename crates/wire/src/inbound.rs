@@ -60,6 +60,9 @@ pub struct IcmpError<'a> {
     pub code: u8,
     /// The rest-of-header word: MTU of "packet too big", pointer of "parameter problem", …
     pub rest: u32,
+    /// The better first hop a redirect names: ICMPv4 type 5's Gateway Internet Address
+    /// (the rest-of-header word), ICMPv6 type 137's Target Address. `None` for other types.
+    pub gateway: Option<IpAddr>,
     /// The echo request it quotes.
     pub probe: Quoted<'a>,
 }
@@ -167,6 +170,9 @@ fn classify<'a>(
             data: msg.into_data(),
         }));
     }
+    if family == Family::V6 && t == V6_REDIRECT {
+        return redirect_v6(msg, from);
+    }
     if !quotes_datagram(family, t) {
         return Ok(Inbound::Other {
             family,
@@ -174,6 +180,8 @@ fn classify<'a>(
         });
     }
     let (code, rest) = (msg.code(), msg.rest());
+    let gateway = (family == Family::V4 && t == V4_REDIRECT)
+        .then(|| IpAddr::V4(core::net::Ipv4Addr::from(rest)));
     let quoted = match family {
         Family::V4 => quoted_v4(msg.into_data()),
         Family::V6 => quoted_v6(msg.into_data()),
@@ -185,6 +193,7 @@ fn classify<'a>(
             msg_type: t,
             code,
             rest,
+            gateway,
             probe,
         })),
         // An error about somebody else's traffic, or about a fragment we cannot read.
@@ -194,6 +203,66 @@ fn classify<'a>(
         }),
         Err(e) => Err(e),
     }
+}
+
+/// ICMPv4 Redirect.
+const V4_REDIRECT: u8 = 5;
+/// ICMPv6 Redirect (a neighbour-discovery message, RFC 4861 §4.5).
+const V6_REDIRECT: u8 = 137;
+/// The Redirected Header option (RFC 4861 §4.6.3).
+const ND_OPT_REDIRECTED_HEADER: u8 = 4;
+
+/// An ICMPv6 Redirect quoting one of our echo requests (RFC 4861 §4.5):
+///
+/// ```text
+///  0                   1                   2                   3
+/// |     Type      |     Code      |          Checksum             |
+/// |                           Reserved                            |
+/// +                       Target Address (16)                     +
+/// +                     Destination Address (16)                  +
+/// |   Options ...
+/// ```
+/// The invoking packet rides in the Redirected Header option (§4.6.3): type 4, length in
+/// units of 8 octets, 6 reserved octets, then "as much of the forwarded packet as can fit".
+/// A redirect without that option, or whose option quotes no echo request, is `Other`.
+fn redirect_v6<'a>(msg: icmp::Packet<&'a [u8]>, from: IpAddr) -> Result<Inbound<'a>> {
+    let (code, rest) = (msg.code(), msg.rest());
+    let body = msg.into_data();
+    let other = Inbound::Other {
+        family: Family::V6,
+        msg_type: V6_REDIRECT,
+    };
+    let target = body.get(..16).ok_or(WireError::Truncated)?;
+    let mut a = [0u8; 16];
+    a.copy_from_slice(target);
+    let gateway = IpAddr::V6(Ipv6Addr::from(a));
+    let mut opts = body.get(32..).ok_or(WireError::Truncated)?;
+    while let [ty, len, ..] = *opts {
+        let len = usize::from(len) * 8;
+        if len == 0 {
+            // RFC 4861 §4.6: a zero length is invalid; nodes discard the message.
+            return Err(WireError::Malformed);
+        }
+        let opt = opts.get(..len).ok_or(WireError::Truncated)?;
+        if ty == ND_OPT_REDIRECTED_HEADER {
+            let quote = opt.get(8..).ok_or(WireError::Truncated)?;
+            return match quoted_v6(quote) {
+                Ok(Some(probe)) => Ok(Inbound::Error(IcmpError {
+                    family: Family::V6,
+                    from,
+                    msg_type: V6_REDIRECT,
+                    code,
+                    rest,
+                    gateway: Some(gateway),
+                    probe,
+                })),
+                Ok(None) | Err(WireError::Unsupported) => Ok(other),
+                Err(e) => Err(e),
+            };
+        }
+        opts = &opts[len..];
+    }
+    Ok(other)
 }
 
 /// Error types whose body is the invoking datagram.
@@ -398,6 +467,79 @@ mod tests {
         );
     }
 
+    #[test]
+    fn redirects_name_their_gateway_v4_and_v6() {
+        // ICMPv4 redirect: the gateway is the rest-of-header word.
+        let req = icmp_msg(8, 0, [0xab, 0xcd, 0, 3], &[1; 32]);
+        let quoted = v4_packet([198, 18, 0, 1], [198, 19, 0, 5], 63, &req);
+        let err = icmp_msg(5, 1, [198, 18, 0, 9], &quoted);
+        let p = v4_packet([198, 18, 0, 2], [198, 18, 0, 1], 64, &err);
+        let Inbound::Error(e) = parse_ipv4(&p).unwrap() else {
+            panic!("not an error")
+        };
+        assert_eq!((e.msg_type, e.code), (5, 1));
+        assert_eq!(e.gateway, Some(IpAddr::from([198, 18, 0, 9])));
+        assert_eq!(e.probe.dst, IpAddr::from([198, 19, 0, 5]));
+        // Other errors name no gateway, though their rest word is kept.
+        let err = icmp_msg(12, 0, [20, 0, 0, 0], &quoted);
+        let p = v4_packet([198, 18, 0, 2], [198, 18, 0, 1], 64, &err);
+        let Inbound::Error(e) = parse_ipv4(&p).unwrap() else {
+            panic!("not an error")
+        };
+        assert_eq!((e.gateway, e.rest >> 24), (None, 20));
+
+        // ICMPv6 redirect: target, destination, then options; ours is the Redirected Header.
+        let mut req = vec![128, 0, 0, 0, 0, 5, 0, 6, 9, 9, 9, 9, 9, 9, 9, 9];
+        let q = v6_packet("2001:db8::1", "2001:db8:1::99", &mut req);
+        let gw: Ipv6Addr = "fe80::1".parse().unwrap();
+        let dst: Ipv6Addr = "2001:db8:1::99".parse().unwrap();
+        let redirect = |opts: &[u8]| {
+            let mut m = vec![137, 0, 0, 0, 0, 0, 0, 0];
+            m.extend_from_slice(&gw.octets());
+            m.extend_from_slice(&dst.octets());
+            m.extend_from_slice(opts);
+            m
+        };
+        // A target link-layer address option first (type 2, 8 bytes), then the quote.
+        let mut opts = vec![2, 1, 2, 0, 0, 0, 0, 1];
+        let quote_len = q.len().div_ceil(8) * 8;
+        opts.extend_from_slice(&[4, (1 + quote_len / 8) as u8, 0, 0, 0, 0, 0, 0]);
+        opts.extend_from_slice(&q);
+        opts.resize(8 + 8 + quote_len, 0);
+        let m = redirect(&opts);
+        let src: Ipv6Addr = "fe80::2".parse().unwrap();
+        let Inbound::Error(e) = parse_icmpv6(&m, src, Some(255)).unwrap() else {
+            panic!("not an error")
+        };
+        assert_eq!((e.family, e.msg_type, e.code), (Family::V6, 137, 0));
+        assert_eq!(e.gateway, Some(IpAddr::V6(gw)));
+        assert_eq!(e.probe.dst, IpAddr::V6(dst));
+        assert_eq!((e.probe.ident, e.probe.seq), (5, 6));
+        assert_eq!(e.probe.data, &[9u8; 8][..]);
+        // Without the Redirected Header there is nothing of ours in it.
+        let other = Inbound::Other {
+            family: Family::V6,
+            msg_type: 137,
+        };
+        assert_eq!(
+            parse_icmpv6(&redirect(&opts[..8]), src, None).unwrap(),
+            other
+        );
+        // A zero-length option is invalid (RFC 4861 §4.6); a cut one is truncated.
+        assert_eq!(
+            parse_icmpv6(&redirect(&[4, 0, 0, 0]), src, None).unwrap_err(),
+            WireError::Malformed
+        );
+        assert_eq!(
+            parse_icmpv6(&redirect(&opts[..20]), src, None).unwrap_err(),
+            WireError::Truncated
+        );
+        assert_eq!(
+            parse_icmpv6(&redirect(&[])[..30], src, None).unwrap_err(),
+            WireError::Truncated
+        );
+    }
+
     proptest! {
         #[test]
         fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..200)) {
@@ -405,6 +547,19 @@ mod tests {
             let _ = parse_ipv6(&data);
             let _ = parse_ethernet(&data);
             let _ = parse_icmpv6(&data, Ipv6Addr::LOCALHOST, None);
+        }
+
+        #[test]
+        fn random_v6_redirects_never_panic(data in proptest::collection::vec(any::<u8>(), 0..160)) {
+            let mut m = vec![137u8, 0, 0, 0, 0, 0, 0, 0];
+            m.extend_from_slice(&data);
+            let _ = parse_icmpv6(&m, Ipv6Addr::LOCALHOST, None);
+            // With a plausible option header at the first option's place.
+            if m.len() > 42 {
+                m[40] = 4;
+                m[41] %= 24;
+                let _ = parse_icmpv6(&m, Ipv6Addr::LOCALHOST, None);
+            }
         }
 
         #[test]
