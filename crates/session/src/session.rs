@@ -421,6 +421,7 @@ impl Socket {
             cookie,
             t_send_ns: t,
             attempt,
+            class: 0,
         };
         if !self.table.claim(&info) {
             return Err(PingError::TooManyOutstanding);
