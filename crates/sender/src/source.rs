@@ -1,5 +1,6 @@
 //! Where the TX loop gets its next target: repeated rounds over a list (`ping`), or one pass
-//! over a permuted, sharded, blocklisted address space (`scan`).
+//! over a permuted, sharded, blocklisted address space (`scan`); `trace`'s (target, TTL)
+//! walk is in [`crate::trace`].
 
 use core::net::IpAddr;
 use std::sync::Arc;
@@ -17,6 +18,9 @@ pub enum Next {
         cookie: u32,
         /// The address.
         target: IpAddr,
+        /// TTL / hop limit of this probe; 0 for the run's configured TTL
+        /// ([`SenderConfig::ttl`](crate::tx::SenderConfig::ttl)).
+        ttl: u8,
     },
     /// Nothing now, more later (the next round is not due).
     NotYet,
@@ -76,7 +80,11 @@ impl Source for Rounds {
             self.next = 0;
             self.round += 1;
         }
-        Next::Probe { cookie, target }
+        Next::Probe {
+            cookie,
+            target,
+            ttl: 0,
+        }
     }
 }
 
@@ -136,6 +144,7 @@ impl Source for Scan {
             Some((i, target)) => Next::Probe {
                 cookie: i as u32,
                 target,
+                ttl: 0,
             },
             None => Next::Done,
         }
@@ -161,6 +170,7 @@ mod tests {
         let probe = |c: u32| Next::Probe {
             cookie: c,
             target: t[c as usize],
+            ttl: 0,
         };
         assert_eq!(r.next(t0), probe(0));
         assert_eq!(r.next(t0), probe(1));

@@ -22,7 +22,8 @@ pub struct SenderConfig {
     pub rate: f64,
     /// Probes per engine call.
     pub batch: usize,
-    /// TTL / hop limit written into frames (raw sockets set it on the socket instead).
+    /// TTL / hop limit of probes whose source names none (raw sockets set it on the socket;
+    /// a probe with a TTL of its own carries it in the frame or a control message).
     pub ttl: u8,
     /// How probe numbers map to (identifier, sequence).
     pub numbering: Numbering,
@@ -109,21 +110,27 @@ pub fn run<S: Source + ?Sized>(
                 }
             }
             // Retries first, then the source's next target.
-            let (cookie, dst, attempt) = if let Some(r) = retries.and_then(|q| q.try_recv().ok()) {
-                (r.cookie, r.target, r.attempt)
-            } else if exhausted {
-                break;
-            } else {
-                match source.next(now) {
-                    Next::Probe { cookie, target } => (cookie, target, 0),
-                    Next::NotYet => break,
-                    Next::Done => {
-                        exhausted = true;
-                        shared.exhausted.store(true, Ordering::Relaxed);
-                        break;
+            // A retry goes out with the run's TTL (sources that set their own take none).
+            let (cookie, dst, ttl, attempt) =
+                if let Some(r) = retries.and_then(|q| q.try_recv().ok()) {
+                    (r.cookie, r.target, 0, r.attempt)
+                } else if exhausted {
+                    break;
+                } else {
+                    match source.next(now) {
+                        Next::Probe {
+                            cookie,
+                            target,
+                            ttl,
+                        } => (cookie, target, ttl, 0),
+                        Next::NotYet => break,
+                        Next::Done => {
+                            exhausted = true;
+                            shared.exhausted.store(true, Ordering::Relaxed);
+                            break;
+                        }
                     }
-                }
-            };
+                };
             let (ident, seq) = cfg.numbering.ident_seq(n);
             let stamp = Stamp {
                 session: cfg.session,
@@ -138,7 +145,7 @@ pub fn run<S: Source + ?Sized>(
             };
             let fields = ProbeFields {
                 dst,
-                ttl: cfg.ttl,
+                ttl: if ttl == 0 { cfg.ttl } else { ttl },
                 ident,
                 seq,
                 stamp,
@@ -146,6 +153,9 @@ pub fn run<S: Source + ?Sized>(
             };
             if template.patch(buf, &fields).is_err() {
                 continue;
+            }
+            if ttl != 0 {
+                batch.set_ttl(i, ttl);
             }
             let info = ProbeInfo {
                 n,
@@ -246,5 +256,96 @@ pub fn pin(core: Option<usize>) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("could not pin to core {id}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use asdic_engine::{TxCaps, TxLayer};
+    use asdic_wire::Family;
+    use asdic_wire::template::Layer;
+    use core::net::IpAddr;
+
+    /// A TX half that takes everything and records, per packet, the TTL the batch asks the
+    /// socket for, the TTL byte of the frame's IPv4 header and whether that header's
+    /// checksum verifies.
+    struct Recorder(Vec<(u8, u8, bool)>);
+
+    impl Tx for Recorder {
+        fn caps(&self) -> TxCaps {
+            TxCaps {
+                engine: "recorder",
+                layer: TxLayer::Icmp,
+                max_packet: 9000,
+                ttl_per_socket: true,
+            }
+        }
+
+        fn send(&mut self, batch: &TxBatch, from: usize) -> Result<usize, SendError> {
+            for i in from..batch.len() {
+                let (bytes, _) = batch.packet(i).expect("packet");
+                let ip = &bytes[14..34];
+                let ok = asdic_wire::checksum::checksum(ip) == 0;
+                self.0.push((batch.ttl(i), ip[8], ok));
+            }
+            Ok(batch.len() - from)
+        }
+    }
+
+    /// Three probes: the run's TTL, TTL 5, and TTL 64 named explicitly.
+    struct Three(u32);
+
+    impl Source for Three {
+        fn next(&mut self, _now: Instant) -> Next {
+            let ttl = match self.0 {
+                0 => 0,
+                1 => 5,
+                2 => 64,
+                _ => return Next::Done,
+            };
+            self.0 += 1;
+            Next::Probe {
+                cookie: self.0,
+                target: IpAddr::from([198, 19, 0, 1]),
+                ttl,
+            }
+        }
+    }
+
+    #[test]
+    fn each_probe_carries_its_own_ttl() {
+        let layer = Layer::Ethernet {
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            src_ip: IpAddr::from([198, 18, 0, 1]),
+        };
+        let template = Template::new(Family::V4, layer, 32).unwrap();
+        let table = InflightTable::new(1024);
+        let cfg = SenderConfig {
+            rate: 1e6,
+            batch: 8,
+            ttl: 64,
+            numbering: Numbering::Spread { base: 1 },
+            session: 7,
+            key: Key::new(1, 2),
+            retries: false,
+        };
+        let mut tx = Recorder(vec![]);
+        let shared = SenderShared::default();
+        run(
+            &mut tx,
+            &template,
+            &table,
+            &mut Three(0),
+            &cfg,
+            &shared,
+            None,
+        )
+        .unwrap();
+        // Socket engines: 0 = the socket's TTL; frames: the TTL itself, with a header
+        // checksum that covers it.
+        assert_eq!(tx.0, vec![(0, 64, true), (5, 5, true), (64, 64, true)]);
+        assert_eq!(shared.sent.load(Ordering::Relaxed), 3);
     }
 }
