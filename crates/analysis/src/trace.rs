@@ -487,7 +487,7 @@ impl Paths {
             if from == self.max_ttl {
                 writeln!(w, "{from:>3}  *")?;
             } else {
-                writeln!(w, "{:>3}  *", format!("{from}-{}", self.max_ttl))?;
+                writeln!(w, "  {from}-{}  *", self.max_ttl)?;
             }
         }
         Ok(())
@@ -684,12 +684,12 @@ mod tests {
             "traceroute to 198.19.99.1, not reached within 30 hops\n\
              \x20 1  198.18.0.2  0.010 ms\n\
              \x20 2  198.18.1.2  0.020 ms\n\
-             3-30  *\n"
+             \x20 3-30  *\n"
         );
         // Nothing at all recorded: one silent line.
         assert_eq!(
             text(&p, 1),
-            "traceroute to 198.19.99.2, not reached within 30 hops\n1-30  *\n"
+            "traceroute to 198.19.99.2, not reached within 30 hops\n  1-30  *\n"
         );
         // Out-of-range cells are ignored.
         assert_eq!(p.record(2, 1, &ev(d, 1, Outcome::Timeout)), None);

@@ -8,6 +8,7 @@ mod args;
 mod ping;
 mod pipeline;
 mod scan;
+mod trace;
 
 use std::process::ExitCode;
 
@@ -18,6 +19,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         args::Command::Ping(a) => ping::run(a),
         args::Command::Scan(a) => scan::run(a),
+        args::Command::Trace(a) => trace::run(a),
     };
     match result {
         Ok(code) => code,
