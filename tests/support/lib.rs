@@ -432,7 +432,7 @@ impl Bed {
                     )
                 };
                 // Only packets arriving for this host (or to be forwarded by it).
-                if n <= 0 || sll.sll_pkttype != libc::PACKET_HOST as u8 {
+                if n <= 0 || sll.sll_pkttype != libc::PACKET_HOST {
                     continue;
                 }
                 if let Some(p) = echo_request(&buf[..n as usize]) {
