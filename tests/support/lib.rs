@@ -99,6 +99,8 @@ pub fn require_bed() -> Option<()> {
 #[derive(Debug)]
 pub struct Bed {
     id: String,
+    /// The script that built it (`scripts/bed.sh`, or `scripts/chain.sh` for a chain bed).
+    script: PathBuf,
 }
 
 fn bed_sh() -> PathBuf {
@@ -117,6 +119,27 @@ impl Bed {
         Bed::up_with(id, opts, true)
     }
 
+    /// Brings up chain bed `id` (`scripts/chain.sh up ID --routers N`): namespaces scan,
+    /// r1..rN and far. [`Bed::in_netns`] and [`Bed::exec_in`] take `r1`… as roles.
+    pub fn up_chain(id: &str, routers: u8) -> Bed {
+        let script = root().join("scripts/chain.sh");
+        let out = Command::new(&script)
+            .args(["up", id, "--routers", &routers.to_string()])
+            .output()
+            .expect("running chain.sh");
+        let bed = Bed {
+            id: id.to_string(),
+            script,
+        };
+        assert!(
+            out.status.success(),
+            "chain up failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        bed
+    }
+
     fn up_with(id: &str, opts: &[&str], speed: bool) -> Bed {
         let mut c = Command::new(bed_sh());
         c.arg("up").arg(id);
@@ -124,7 +147,10 @@ impl Bed {
             c.arg("--speed").env("ASDIC_RESPONDER", responder_bin());
         }
         let out = c.args(opts).output().expect("running bed.sh");
-        let bed = Bed { id: id.to_string() };
+        let bed = Bed {
+            id: id.to_string(),
+            script: bed_sh(),
+        };
         assert!(
             out.status.success(),
             "bed up failed:\n{}{}",
@@ -136,7 +162,7 @@ impl Bed {
 
     /// The bed's ground truth (rules and live counters).
     pub fn truth(&self) -> Value {
-        let out = Command::new(bed_sh())
+        let out = Command::new(&self.script)
             .args(["truth", &self.id])
             .output()
             .expect("bed.sh truth");
@@ -312,7 +338,113 @@ fn deny_io_uring_setup() -> std::io::Result<()> {
 
 impl Drop for Bed {
     fn drop(&mut self) {
-        let _ = Command::new(bed_sh()).args(["down", &self.id]).output();
+        let _ = Command::new(&self.script).args(["down", &self.id]).output();
+    }
+}
+
+/// Echo requests seen arriving in one namespace of a bed, in arrival order, captured by an
+/// `AF_PACKET` socket on a thread of their own (see [`Bed::capture_echo_requests`]).
+#[derive(Debug)]
+pub struct Capture {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<Vec<(std::net::IpAddr, u8)>>,
+}
+
+impl Capture {
+    /// Stops capturing; returns (destination, TTL or hop limit as it arrived) of every echo
+    /// request addressed through or to the namespace, in arrival order.
+    pub fn finish(self) -> Vec<(std::net::IpAddr, u8)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().expect("the capture thread")
+    }
+}
+
+/// (destination, TTL) of an IPv4 or IPv6 echo request, from its IP header on.
+fn echo_request(p: &[u8]) -> Option<(std::net::IpAddr, u8)> {
+    match p.first()? >> 4 {
+        4 => {
+            let ihl = usize::from(p[0] & 0x0f) * 4;
+            let dst: [u8; 4] = p.get(16..20)?.try_into().ok()?;
+            (*p.get(9)? == 1 && *p.get(ihl)? == 8).then(|| (dst.into(), p[8]))
+        }
+        6 => {
+            let dst: [u8; 16] = p.get(24..40)?.try_into().ok()?;
+            (*p.get(6)? == 58 && *p.get(40)? == 128).then(|| (dst.into(), p[7]))
+        }
+        _ => None,
+    }
+}
+
+impl Bed {
+    /// Starts capturing the echo requests that arrive in the bed's namespace `role` (on a
+    /// router: those it forwards), until [`Capture::finish`] or 120 s. Returns once the
+    /// capture socket is open.
+    pub fn capture_echo_requests(&self, role: &str) -> Capture {
+        use std::os::fd::AsRawFd;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let path = format!("/run/netns/asdic-{}-{role}", self.id);
+        let ns = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            // SAFETY: setns takes a descriptor we hold open and a flag; it changes only this
+            // thread's network namespace.
+            let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+            let proto = i32::from((libc::ETH_P_ALL as u16).to_be());
+            // SAFETY: socket(2) takes no pointers.
+            let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM, proto) };
+            assert!(fd >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());
+            let tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 50_000,
+            };
+            // SAFETY: the pointer and length describe `tv`, alive for the call.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    (&tv as *const libc::timeval).cast(),
+                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                )
+            };
+            ready_tx.send(()).expect("the test waits");
+            let mut out = vec![];
+            let mut buf = [0u8; 2048];
+            let t0 = std::time::Instant::now();
+            while !flag.load(Ordering::Relaxed) && t0.elapsed().as_secs() < 120 {
+                // SAFETY: all-zero is a valid sockaddr_ll.
+                let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+                let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+                // SAFETY: `buf` and `sll` are writable and alive for the call, with the
+                // lengths given.
+                let n = unsafe {
+                    libc::recvfrom(
+                        fd,
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        0,
+                        (&mut sll as *mut libc::sockaddr_ll).cast(),
+                        &mut len,
+                    )
+                };
+                // Only packets arriving for this host (or to be forwarded by it).
+                if n <= 0 || sll.sll_pkttype != libc::PACKET_HOST {
+                    continue;
+                }
+                if let Some(p) = echo_request(&buf[..n as usize]) {
+                    out.push(p);
+                }
+            }
+            // SAFETY: `fd` is ours and closed once.
+            unsafe { libc::close(fd) };
+            out
+        });
+        ready_rx.recv().expect("the capture thread started");
+        Capture { stop, handle }
     }
 }
 

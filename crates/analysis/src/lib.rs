@@ -7,8 +7,10 @@
 //! [`Sink`], every format following the single [`schema`](schema::schema) and its
 //! documented [`COLUMNS`].
 //!
-//! `asdic scan` writes one [`ScanRow`] per probe event instead ([`SCAN_COLUMNS`]). Both
-//! are [`Record`]s, and the Parquet, CSV and JSONL sinks take any record.
+//! `asdic scan` writes one [`ScanRow`] per probe event instead ([`SCAN_COLUMNS`]), and
+//! `asdic trace` one [`HopRow`] per (target, TTL) probe ([`HOP_COLUMNS`]), folded by
+//! [`Paths`], which also prints traceroute-style paths. All are [`Record`]s, and the
+//! Parquet, CSV and JSONL sinks take any record.
 //!
 //! It must never touch sockets or the network, nor keep per-event state beyond one RTT
 //! sample per reply: it only reads events it is handed and writes the files or streams it
@@ -37,6 +39,8 @@ pub mod stats;
 pub mod summary;
 /// Sweep output: one row per probe result, state change and closing window.
 pub mod sweep;
+/// Trace output: hops per (target, TTL), hop rows, traceroute-style paths.
+pub mod trace;
 /// Rolling per-target windows of probe results.
 pub mod window;
 
@@ -51,3 +55,6 @@ pub use sink::{
 pub use stats::{FirstError, Rtt, TargetStats};
 pub use summary::summary_line;
 pub use sweep::{SWEEP_COLUMNS, SWEEP_NUM_COLUMNS, SweepEvent, SweepRow, sweep_schema};
+pub use trace::{
+    HOP_COLUMNS, HOP_NUM_COLUMNS, Hop, HopKind, HopRow, PathTotals, Paths, hop_schema,
+};

@@ -27,6 +27,9 @@ pub enum Command {
     /// file spread evenly, rolling per-target RTT and loss, alarms, Prometheus metrics,
     /// rotated Parquet; reloads the file when it changes or on SIGHUP.
     Sweep(SweepArgs),
+    /// Trace the paths to targets Yarrp-style: echo requests at every TTL up to --max-ttl, in
+    /// a seeded random (target, TTL) order, stopping at each destination; one row per hop.
+    Trace(TraceArgs),
 }
 
 /// Which I/O engine to use.
@@ -480,6 +483,102 @@ pub struct SweepArgs {
     pub engine: EngineChoice,
 
     /// Send from this interface only.
+    #[arg(short = 'I', long, value_name = "IFACE")]
+    pub interface: Option<String>,
+
+    /// XDP engine: attach mode of the XDP program (default: native, then generic).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub xdp_mode: Option<XdpModeChoice>,
+
+    /// XDP engine: the next hop's MAC address, instead of the kernel's neighbour table.
+    #[arg(short = 'G', long, value_parser = parse_mac, value_name = "MAC")]
+    pub gateway_mac: Option<[u8; 6]>,
+
+    /// Pin the sender and receiver threads to these cores, e.g. "0,1".
+    #[arg(long, value_delimiter = ',', value_name = "TX,RX")]
+    pub cores: Vec<usize>,
+
+    /// Probes per engine call.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub batch: usize,
+}
+
+/// Format of `trace`'s results on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TraceFormat {
+    /// A traceroute-style path per target.
+    Text,
+    /// One hop row per probe, comma-separated, with a header line.
+    Csv,
+    /// One hop row per probe as a JSON object per line.
+    Jsonl,
+}
+
+/// `asdic trace` options. Flag names follow traceroute and `asdic ping` where the meaning is
+/// the same.
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Targets: IPv4/IPv6 addresses and CIDR prefixes (every address is traced). Without
+    /// any (and without --file), targets are read from stdin.
+    pub targets: Vec<String>,
+
+    /// Read targets from FILE (one or more per line, # comments; "-" for stdin).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Largest TTL / hop limit probed (traceroute -m).
+    #[arg(short = 'm', long, default_value_t = 30, value_name = "TTL")]
+    pub max_ttl: u8,
+
+    /// Smallest TTL / hop limit probed (traceroute -f).
+    #[arg(long, default_value_t = 1, value_name = "TTL")]
+    pub first_ttl: u8,
+
+    /// How long to wait for each probe's answer; a bare number is milliseconds.
+    #[arg(short = 'W', long, visible_alias = "wait", default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+
+    /// Probes per second over all targets and TTLs. Required beyond 256 probes
+    /// (targets × TTLs); otherwise defaults to 100.
+    #[arg(short = 'R', long, value_name = "PPS")]
+    pub rate: Option<f64>,
+
+    /// Seed of the (target, TTL) order: the same seed gives the same order. Default: random,
+    /// printed at start.
+    #[arg(short = 'e', long, value_name = "N")]
+    pub seed: Option<u64>,
+
+    /// ICMP payload bytes per probe; at least 32, the probe stamp.
+    #[arg(short = 's', long, default_value_t = 32, value_name = "BYTES")]
+    pub size: usize,
+
+    /// ICMP identifier: "random" (default: a random base per run) or a fixed 0..=65535.
+    #[arg(long, default_value = "random", value_parser = parse_id, value_name = "random|N")]
+    pub id: IdChoice,
+
+    /// Write one row per probe (target, TTL, responder, RTT, ICMP type/code) to this Parquet
+    /// file.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Format of the results on stdout.
+    #[arg(short = 'O', long, value_enum, default_value_t = TraceFormat::Text)]
+    pub format: TraceFormat,
+
+    /// Quiet: nothing on stdout, only the summary on stderr.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    /// No progress line on stderr.
+    #[arg(long)]
+    pub no_progress: bool,
+
+    /// I/O engine.
+    #[arg(long, value_enum, default_value_t = EngineChoice::Auto)]
+    pub engine: EngineChoice,
+
+    /// Send from this interface only (SO_BINDTODEVICE; the XDP engine checks that the route
+    /// to the targets leaves by it).
     #[arg(short = 'I', long, value_name = "IFACE")]
     pub interface: Option<String>,
 

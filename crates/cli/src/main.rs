@@ -10,6 +10,7 @@ mod ping;
 mod pipeline;
 mod scan;
 mod sweep;
+mod trace;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
         args::Command::Ping(a) => ping::run(a),
         args::Command::Scan(a) => scan::run(a),
         args::Command::Sweep(a) => sweep::run(a),
+        args::Command::Trace(a) => trace::run(a),
     };
     match result {
         Ok(code) => code,

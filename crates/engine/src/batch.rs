@@ -18,6 +18,8 @@ pub struct TxBatch {
     stride: usize,
     dsts: Vec<IpAddr>,
     lens: Vec<usize>,
+    /// Per packet: the TTL / hop limit socket engines must set for it, 0 for the socket's own.
+    ttls: Vec<u8>,
     count: usize,
     epoch: u64,
 }
@@ -30,6 +32,7 @@ impl TxBatch {
             stride,
             dsts: vec![IpAddr::from([0, 0, 0, 0]); capacity],
             lens: vec![0; capacity],
+            ttls: vec![0; capacity],
             count: 0,
             epoch: next_epoch(),
         }
@@ -75,9 +78,9 @@ impl TxBatch {
         self.buf.get_mut(i * s..(i + 1) * s)
     }
 
-    /// Appends the packet already written in the next slot: its destination and length.
-    /// Returns the slot's buffer for patching, or `None` when the batch is full or `len`
-    /// exceeds the stride.
+    /// Appends the packet already written in the next slot: its destination and length, sent
+    /// with the socket's TTL (see [`TxBatch::set_ttl`]). Returns the slot's buffer for
+    /// patching, or `None` when the batch is full or `len` exceeds the stride.
     pub fn push(&mut self, dst: IpAddr, len: usize) -> Option<&mut [u8]> {
         let i = self.count;
         if i >= self.capacity() || len > self.stride {
@@ -85,9 +88,25 @@ impl TxBatch {
         }
         self.dsts[i] = dst;
         self.lens[i] = len;
+        self.ttls[i] = 0;
         self.count += 1;
         let s = self.stride;
         Some(&mut self.buf[i * s..i * s + len])
+    }
+
+    /// Sets the TTL / hop limit of packet `i` for engines that leave the IP header to the
+    /// kernel (raw sockets, io_uring): they send it with a per-message `IP_TTL` /
+    /// `IPV6_HOPLIMIT` control message unless it is 0 (the socket's TTL) or equals the
+    /// socket's. Frame-building engines (XDP) ignore it: the TTL is in the frame.
+    pub fn set_ttl(&mut self, i: usize, ttl: u8) {
+        if i < self.count {
+            self.ttls[i] = ttl;
+        }
+    }
+
+    /// The TTL set for packet `i`, 0 for the socket's own (also past the end).
+    pub fn ttl(&self, i: usize) -> u8 {
+        if i < self.count { self.ttls[i] } else { 0 }
     }
 
     /// Packet `i`: its bytes and destination.
@@ -130,5 +149,19 @@ mod tests {
             b.push(IpAddr::from([1, 1, 1, 1]), 2).unwrap(),
             &[1u8, 7][..]
         );
+    }
+
+    #[test]
+    fn ttls_are_per_packet_and_reset_by_push() {
+        let mut b = TxBatch::new(3, 8);
+        b.push(IpAddr::from([198, 19, 0, 1]), 8).unwrap();
+        b.push(IpAddr::from([198, 19, 0, 2]), 8).unwrap();
+        b.set_ttl(1, 5);
+        b.set_ttl(2, 9); // past the end: ignored
+        assert_eq!((b.ttl(0), b.ttl(1), b.ttl(2)), (0, 5, 0));
+        b.clear();
+        b.push(IpAddr::from([198, 19, 0, 1]), 8).unwrap();
+        b.push(IpAddr::from([198, 19, 0, 2]), 8).unwrap();
+        assert_eq!(b.ttl(1), 0, "a new packet in the slot has the socket's TTL");
     }
 }

@@ -64,7 +64,9 @@ pub struct TxCaps {
     pub layer: TxLayer,
     /// Largest packet (in the layer above) the engine can send.
     pub max_packet: usize,
-    /// Whether the TTL is set per socket (true) rather than written in each packet.
+    /// Whether the TTL is set per socket (true) rather than written in each packet. Such
+    /// engines send a packet with a TTL of its own ([`TxBatch::set_ttl`]) with a per-message
+    /// control message instead, in the same batch call.
     pub ttl_per_socket: bool,
 }
 

@@ -76,7 +76,7 @@ pub fn open(opts: &RawOptions) -> Result<(RawTx, RawRx), EngineError> {
     let batch = opts.batch.max(1);
     let tx = RawTx {
         fd: fd.clone(),
-        vec: sys::SendVec::new(batch, opts.v6),
+        vec: sys::SendVec::new(batch, opts.v6, opts.ttl),
     };
     let rx = RawRx {
         fd,
@@ -181,6 +181,8 @@ impl Tx for RawTx {
         }
     }
 
+    /// Packets with a TTL of their own ([`TxBatch::set_ttl`]) carry it in an `IP_TTL` /
+    /// `IPV6_HOPLIMIT` control message in the same `sendmmsg`.
     fn send(&mut self, batch: &TxBatch, from: usize) -> Result<usize, SendError> {
         self.vec
             .send(&self.fd, batch, from)

@@ -114,11 +114,73 @@ pub(crate) fn sin6(a: Ipv6Addr) -> libc::sockaddr_in6 {
     }
 }
 
+/// u64 words of control data for one TTL / hop-limit message: `CMSG_SPACE(sizeof(int))`
+/// (24 bytes on Linux: a 16-byte `cmsghdr`, the `int` padded to 8); u64 words keep it aligned
+/// for `cmsghdr`. A unit test checks it against `libc::CMSG_SPACE`.
+pub(crate) const TTL_CMSG_WORDS: usize = 3;
+
+/// Which socket option a per-message TTL goes in, and the TTL sockets of the family get.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TtlCmsg {
+    /// IPv6 (`IPV6_HOPLIMIT`) or IPv4 (`IP_TTL`).
+    pub v6: bool,
+    /// The socket's own TTL: packets with it (or 0) need no control message.
+    pub socket_ttl: u8,
+}
+
+impl TtlCmsg {
+    /// The TTL packet `i` of `batch` needs in a control message, if any.
+    #[inline]
+    pub(crate) fn needed(&self, batch: &TxBatch, i: usize) -> Option<u8> {
+        let t = batch.ttl(i);
+        (t != 0 && t != self.socket_ttl).then_some(t)
+    }
+
+    /// Points `h`'s control data at `ctl` and writes one `IP_TTL` (IPv4) or `IPV6_HOPLIMIT`
+    /// (IPv6) control message carrying `ttl` there: what `ip_cmsg_send` (raw IPv4 sockets)
+    /// and `ip6_datagram_send_ctl` (raw IPv6 sockets) take as this message's TTL / hop limit.
+    ///
+    /// # Safety
+    /// `ctl` must point to [`TTL_CMSG_WORDS`] writable `u64`s that no one else uses until the
+    /// message is sent.
+    pub(crate) unsafe fn write(&self, h: &mut libc::msghdr, ctl: *mut u64, ttl: u8) {
+        let (level, ty) = if self.v6 {
+            (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT)
+        } else {
+            (libc::IPPROTO_IP, libc::IP_TTL)
+        };
+        let int = size_of::<libc::c_int>() as libc::c_uint;
+        // SAFETY: CMSG_SPACE and CMSG_LEN are arithmetic on their argument.
+        let (space, len) = unsafe { (libc::CMSG_SPACE(int), libc::CMSG_LEN(int)) };
+        debug_assert!(space as usize <= TTL_CMSG_WORDS * 8);
+        h.msg_control = ctl.cast();
+        h.msg_controllen = space as _;
+        // SAFETY: `h` now describes `ctl`, which the caller guarantees holds TTL_CMSG_WORDS
+        // (>= CMSG_SPACE(sizeof(int))) writable, 8-byte aligned words: CMSG_FIRSTHDR returns
+        // `ctl` itself, the header fits, and CMSG_DATA points inside the same space; the data
+        // is written unaligned-safe.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(h);
+            debug_assert!(!c.is_null());
+            (*c).cmsg_len = len as _;
+            (*c).cmsg_level = level;
+            (*c).cmsg_type = ty;
+            std::ptr::write_unaligned(
+                libc::CMSG_DATA(c).cast::<libc::c_int>(),
+                libc::c_int::from(ttl),
+            );
+        }
+    }
+}
+
 /// Header vectors for `sendmmsg`.
 pub(crate) struct SendVec {
     hdrs: Vec<libc::mmsghdr>,
     iovs: Vec<libc::iovec>,
     addrs: Addrs,
+    /// Per message, room for a TTL control message.
+    ctl: Vec<u64>,
+    ttl: TtlCmsg,
 }
 
 // SAFETY: the raw pointers inside `hdrs` and `iovs` point into `addrs`, `iovs` and the batch
@@ -127,7 +189,7 @@ pub(crate) struct SendVec {
 unsafe impl Send for SendVec {}
 
 impl SendVec {
-    pub(crate) fn new(cap: usize, v6: bool) -> Self {
+    pub(crate) fn new(cap: usize, v6: bool, socket_ttl: u8) -> Self {
         // SAFETY: mmsghdr and iovec are plain C structs for which all-zero bytes are valid.
         let hdrs = (0..cap)
             .map(|_| unsafe { zeroed::<libc::mmsghdr>() })
@@ -144,7 +206,13 @@ impl SendVec {
         } else {
             Addrs::V4(vec![sin(core::net::Ipv4Addr::UNSPECIFIED); cap])
         };
-        SendVec { hdrs, iovs, addrs }
+        SendVec {
+            hdrs,
+            iovs,
+            addrs,
+            ctl: vec![0; cap * TTL_CMSG_WORDS],
+            ttl: TtlCmsg { v6, socket_ttl },
+        }
     }
 
     /// Sends packets `from..` of `batch` (as many as fit in one call). Returns how many the
@@ -184,12 +252,19 @@ impl SendVec {
             h.msg_control = std::ptr::null_mut();
             h.msg_controllen = 0;
             h.msg_flags = 0;
+            if let Some(t) = self.ttl.needed(batch, from + i) {
+                let ctl = self.ctl[i * TTL_CMSG_WORDS..].as_mut_ptr();
+                // SAFETY: `ctl` is message `i`'s own TTL_CMSG_WORDS words of `self.ctl`,
+                // used by no other header and alive until the next `send`.
+                unsafe { self.ttl.write(h, ctl, t) };
+            }
         }
         if n == 0 {
             return Ok(0);
         }
         // SAFETY: the first `n` headers were just written; each points to one iovec in
-        // `self.iovs`, one address in `self.addrs` and packet bytes borrowed from `batch`,
+        // `self.iovs`, one address in `self.addrs`, possibly its control data in `self.ctl`,
+        // and packet bytes borrowed from `batch`,
         // all alive and unaliased for the duration of the call. The kernel only reads the
         // buffers and writes `msg_len`.
         let r = unsafe { libc::sendmmsg(fd.as_raw_fd(), self.hdrs.as_mut_ptr(), n as u32, 0) };
@@ -403,5 +478,56 @@ pub(crate) fn netlink_recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
         Err(io::Error::last_os_error())
     } else {
         Ok(r as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ttl_control_message_fits_and_reads_back() {
+        // SAFETY: arithmetic only.
+        let space = unsafe { libc::CMSG_SPACE(size_of::<libc::c_int>() as u32) } as usize;
+        assert!(space <= TTL_CMSG_WORDS * 8, "{space} bytes");
+        for (v6, level, ty) in [
+            (false, libc::IPPROTO_IP, libc::IP_TTL),
+            (true, libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT),
+        ] {
+            let mut ctl = [0u64; TTL_CMSG_WORDS];
+            // SAFETY: all-zero is a valid msghdr.
+            let mut h: libc::msghdr = unsafe { zeroed() };
+            let t = TtlCmsg { v6, socket_ttl: 64 };
+            // SAFETY: `ctl` is TTL_CMSG_WORDS words, alive for the test.
+            unsafe { t.write(&mut h, ctl.as_mut_ptr(), 7) };
+            assert_eq!(h.msg_controllen as usize, space);
+            // SAFETY: `h` describes `ctl`, which now holds one well-formed cmsghdr.
+            unsafe {
+                let c = libc::CMSG_FIRSTHDR(&h);
+                assert!(!c.is_null());
+                assert_eq!(((*c).cmsg_level, (*c).cmsg_type), (level, ty));
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                assert_eq!(v, 7);
+                assert!(libc::CMSG_NXTHDR(&h, c).is_null(), "exactly one message");
+            }
+        }
+    }
+
+    #[test]
+    fn only_ttls_other_than_the_sockets_need_a_control_message() {
+        let mut b = TxBatch::new(3, 8);
+        for _ in 0..3 {
+            b.push(IpAddr::from([198, 19, 0, 1]), 8).unwrap();
+        }
+        b.set_ttl(1, 64);
+        b.set_ttl(2, 3);
+        let t = TtlCmsg {
+            v6: false,
+            socket_ttl: 64,
+        };
+        assert_eq!(
+            (t.needed(&b, 0), t.needed(&b, 1), t.needed(&b, 2)),
+            (None, None, Some(3))
+        );
     }
 }

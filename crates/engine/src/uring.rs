@@ -6,7 +6,9 @@
 //!   preallocated per slot and reused; nothing is allocated per packet. Each packet gets its
 //!   own result, in any order: a packet that cannot be sent does not stop the ones after it,
 //!   and a [`Window`] remembers what went out so that the caller's next call (which resumes
-//!   after the failed packet) reports those without sending them twice.
+//!   after the failed packet) reports those without sending them twice. A packet with a TTL
+//!   of its own ([`TxBatch::set_ttl`]) carries it in an `IP_TTL` / `IPV6_HOPLIMIT` control
+//!   message of its `SendMsg`, from per-slot preallocated room.
 //! - RX ([`RecvMode::Multishot`], the default): one multishot `RecvMsg` request stays armed on
 //!   the socket and posts a completion per message, in a buffer the kernel takes from a ring of
 //!   provided buffers (each with room for the `SO_TIMESTAMPNS` and `IPV6_HOPLIMIT` control
@@ -94,7 +96,11 @@ fn unavailable(e: io::Error) -> EngineError {
 pub fn open(opts: &UringOptions) -> Result<(UringTx, UringRx), EngineError> {
     let fd = Arc::new(raw::socket(&opts.socket, ENGINE)?);
     let raw_fd = fd.as_raw_fd();
-    let ring = SendRing::new(raw_fd, opts.socket.batch.max(1)).map_err(unavailable)?;
+    let ttl = crate::sys::TtlCmsg {
+        v6: opts.socket.v6,
+        socket_ttl: opts.socket.ttl,
+    };
+    let ring = SendRing::new(raw_fd, opts.socket.batch.max(1), ttl).map_err(unavailable)?;
     let window = Window::new(ring.slots());
     let max_reply = opts.socket.max_reply.max(256);
     let armed = || RecvRing::new(raw_fd, opts.armed_slots.max(1), max_reply);

@@ -28,7 +28,7 @@ use io_uring::types::{Fixed, SubmitArgs, Timespec};
 use io_uring::{IoUring, Probe, opcode};
 
 use crate::batch::TxBatch;
-use crate::sys::{self, CMSG_SPACE, Received};
+use crate::sys::{self, CMSG_SPACE, Received, TTL_CMSG_WORDS, TtlCmsg};
 
 /// The state of a packet whose send is not yet known; any other value is the send's result
 /// (bytes sent, or a negated errno).
@@ -211,6 +211,9 @@ pub(crate) struct SendRing {
     hdrs: Pinned<libc::msghdr>,
     iovs: Pinned<libc::iovec>,
     addrs: Pinned<SockAddr>,
+    /// Per slot, room for a TTL control message.
+    ctl: Pinned<u64>,
+    ttl: TtlCmsg,
     slots: usize,
     /// Requests submitted whose completion has not been reaped.
     in_flight: usize,
@@ -219,8 +222,9 @@ pub(crate) struct SendRing {
 }
 
 impl SendRing {
-    /// A ring for up to `slots` packets per send on `fd` (which must outlive it).
-    pub(crate) fn new(fd: RawFd, slots: usize) -> io::Result<Self> {
+    /// A ring for up to `slots` packets per send on `fd` (which must outlive it); packets
+    /// with a TTL of their own get it as a control message (`ttl`).
+    pub(crate) fn new(fd: RawFd, slots: usize, ttl: TtlCmsg) -> io::Result<Self> {
         let slots = slots.max(1);
         let iov = libc::iovec {
             iov_base: std::ptr::null_mut(),
@@ -234,6 +238,8 @@ impl SendRing {
             hdrs: Pinned::new(slots, zeroed_msghdr()),
             iovs: Pinned::new(slots, iov),
             addrs: Pinned::new(slots, addr),
+            ctl: Pinned::new(slots * TTL_CMSG_WORDS, 0u64),
+            ttl,
             slots,
             in_flight: 0,
             broken: false,
@@ -283,9 +289,11 @@ impl SendRing {
                         size_of::<libc::sockaddr_in6>()
                     }
                 };
-                // SAFETY: `iov` and `hdr` are slot `i` of our arrays, unused by any request
-                // (nothing is in flight between sends); the iovec points at the packet's
-                // bytes, which `batch` lends us for this call.
+                // SAFETY: `iov`, `hdr` and the control words are slot `i` of our arrays,
+                // unused by any request (nothing is in flight between sends; the control
+                // words are TTL_CMSG_WORDS long from `i * TTL_CMSG_WORDS`, inside the array
+                // of `slots * TTL_CMSG_WORDS`); the iovec points at the packet's bytes, which
+                // `batch` lends us for this call.
                 unsafe {
                     *iov = libc::iovec {
                         iov_base: bytes.as_ptr().cast_mut().cast(),
@@ -299,11 +307,15 @@ impl SendRing {
                     h.msg_control = std::ptr::null_mut();
                     h.msg_controllen = 0;
                     h.msg_flags = 0;
+                    if let Some(t) = self.ttl.needed(batch, first + i) {
+                        // Slot `i`'s own control words, unused by any request (as above).
+                        self.ttl.write(h, self.ctl.at(i * TTL_CMSG_WORDS), t);
+                    }
                 }
                 let sqe = opcode::SendMsg::new(SOCKET, hdr.cast_const())
                     .build()
                     .user_data(i as u64);
-                // SAFETY: the request reads header `i`, its iovec and address (our `Pinned`
+                // SAFETY: the request reads header `i`, its iovec, address and control data (our `Pinned`
                 // arrays: fixed addresses, freed only after every request completed, else
                 // leaked) and the packet bytes borrowed from `batch`, which stay borrowed
                 // until this function returns; it returns only once every request pushed
@@ -350,6 +362,7 @@ impl Drop for SendRing {
             self.hdrs.leak();
             self.iovs.leak();
             self.addrs.leak();
+            self.ctl.leak();
         }
     }
 }

@@ -1,7 +1,7 @@
 //! # asdic-sender
 //!
 //! Probe generation and transmission: target lists (addresses and CIDRs), a precise token
-//! bucket, the permuted and sharded scan space with blocklists, probe stamping from a packet template, and the TX loop over an engine's TX half,
+//! bucket, the permuted and sharded scan space with blocklists, the permuted (target, TTL) walk of `trace`, probe stamping from a packet template, and the TX loop over an engine's TX half,
 //! optionally pinned to a core. Parses no replies.
 #![forbid(unsafe_code)]
 
@@ -19,5 +19,7 @@ pub mod space;
 pub mod sweep;
 /// Target specifications and lists.
 pub mod targets;
+/// `trace`'s Yarrp-style walk over (target, TTL) pairs, stopping at destinations.
+pub mod trace;
 /// The TX loop.
 pub mod tx;

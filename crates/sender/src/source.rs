@@ -1,5 +1,6 @@
 //! Where the TX loop gets its next target: repeated rounds over a list (`ping`), or one pass
-//! over a permuted, sharded, blocklisted address space (`scan`).
+//! over a permuted, sharded, blocklisted address space (`scan`); `trace`'s (target, TTL)
+//! walk is in [`crate::trace`].
 
 use core::net::IpAddr;
 use std::sync::Arc;
@@ -19,6 +20,9 @@ pub enum Next {
         target: IpAddr,
         /// Which of the run's probe templates (packet sizes) to send: 0 for the first.
         class: u8,
+        /// TTL / hop limit of this probe; 0 for the run's configured TTL
+        /// ([`SenderConfig::ttl`](crate::tx::SenderConfig::ttl)).
+        ttl: u8,
     },
     /// Nothing now, more later (the next round is not due).
     NotYet,
@@ -82,6 +86,7 @@ impl Source for Rounds {
             cookie,
             target,
             class: 0,
+            ttl: 0,
         }
     }
 }
@@ -143,6 +148,7 @@ impl Source for Scan {
                 cookie: i as u32,
                 target,
                 class: 0,
+                ttl: 0,
             },
             None => Next::Done,
         }
@@ -169,6 +175,7 @@ mod tests {
             cookie: c,
             target: t[c as usize],
             class: 0,
+            ttl: 0,
         };
         assert_eq!(r.next(t0), probe(0));
         assert_eq!(r.next(t0), probe(1));

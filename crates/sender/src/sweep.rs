@@ -140,6 +140,7 @@ impl Source for Sweep {
             cookie: it.cookie,
             target: it.target,
             class: it.class,
+            ttl: 0,
         }
     }
 }
@@ -175,7 +176,8 @@ mod tests {
             Next::Probe {
                 cookie: 1,
                 target: IpAddr::from([198, 19, 0, 1]),
-                class: 1
+                class: 1,
+                ttl: 0,
             }
         );
         assert!(matches!(s.next(ms(t0, 500)), Next::Probe { cookie: 2, .. }));

@@ -22,7 +22,8 @@ pub struct SenderConfig {
     pub rate: f64,
     /// Probes per engine call.
     pub batch: usize,
-    /// TTL / hop limit written into frames (raw sockets set it on the socket instead).
+    /// TTL / hop limit of probes whose source names none (raw sockets set it on the socket;
+    /// a probe with a TTL of its own carries it in the frame or a control message).
     pub ttl: u8,
     /// How probe numbers map to (identifier, sequence).
     pub numbering: Numbering,
@@ -117,9 +118,11 @@ pub fn run<S: Source + ?Sized>(
                 }
             }
             // Retries first, then the source's next target.
-            let (cookie, dst, class, attempt) =
+            // A retry goes out at its first try's size, with the run's TTL (sources that set
+            // their own take none).
+            let (cookie, dst, class, ttl, attempt) =
                 if let Some(r) = retries.and_then(|q| q.try_recv().ok()) {
-                    (r.cookie, r.target, r.class, r.attempt)
+                    (r.cookie, r.target, r.class, 0, r.attempt)
                 } else if exhausted {
                     break;
                 } else {
@@ -128,7 +131,8 @@ pub fn run<S: Source + ?Sized>(
                             cookie,
                             target,
                             class,
-                        } => (cookie, target, class, 0),
+                            ttl,
+                        } => (cookie, target, class, ttl, 0),
                         Next::NotYet => break,
                         Next::Done => {
                             exhausted = true;
@@ -161,7 +165,7 @@ pub fn run<S: Source + ?Sized>(
             };
             let fields = ProbeFields {
                 dst,
-                ttl: cfg.ttl,
+                ttl: if ttl == 0 { cfg.ttl } else { ttl },
                 ident,
                 seq,
                 stamp,
@@ -169,6 +173,9 @@ pub fn run<S: Source + ?Sized>(
             };
             if template.patch(buf, &fields).is_err() {
                 continue;
+            }
+            if ttl != 0 {
+                batch.set_ttl(i, ttl);
             }
             let info = ProbeInfo {
                 n,
@@ -270,5 +277,192 @@ pub fn pin(core: Option<usize>) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("could not pin to core {id}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use asdic_engine::{TxCaps, TxLayer};
+    use asdic_wire::Family;
+    use asdic_wire::template::Layer;
+    use core::net::IpAddr;
+
+    /// A TX half that takes everything and records, per packet, the TTL the batch asks the
+    /// socket for, the TTL byte of the frame's IPv4 header and whether that header's
+    /// checksum verifies.
+    struct Recorder(Vec<(u8, u8, bool)>);
+
+    impl Tx for Recorder {
+        fn caps(&self) -> TxCaps {
+            TxCaps {
+                engine: "recorder",
+                layer: TxLayer::Icmp,
+                max_packet: 9000,
+                ttl_per_socket: true,
+            }
+        }
+
+        fn send(&mut self, batch: &TxBatch, from: usize) -> Result<usize, SendError> {
+            for i in from..batch.len() {
+                let (bytes, _) = batch.packet(i).expect("packet");
+                let ip = &bytes[14..34];
+                let ok = asdic_wire::checksum::checksum(ip) == 0;
+                self.0.push((batch.ttl(i), ip[8], ok));
+            }
+            Ok(batch.len() - from)
+        }
+    }
+
+    /// Three probes: the run's TTL, TTL 5, and TTL 64 named explicitly.
+    struct Three(u32);
+
+    impl Source for Three {
+        fn next(&mut self, _now: Instant) -> Next {
+            let ttl = match self.0 {
+                0 => 0,
+                1 => 5,
+                2 => 64,
+                _ => return Next::Done,
+            };
+            self.0 += 1;
+            Next::Probe {
+                cookie: self.0,
+                target: IpAddr::from([198, 19, 0, 1]),
+                class: 0,
+                ttl,
+            }
+        }
+    }
+
+    #[test]
+    fn each_probe_carries_its_own_ttl() {
+        let layer = Layer::Ethernet {
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            src_ip: IpAddr::from([198, 18, 0, 1]),
+        };
+        let template = Template::new(Family::V4, layer, 32).unwrap();
+        let table = InflightTable::new(1024);
+        let cfg = SenderConfig {
+            rate: 1e6,
+            batch: 8,
+            ttl: 64,
+            numbering: Numbering::Spread { base: 1 },
+            session: 7,
+            key: Key::new(1, 2),
+            retries: false,
+        };
+        let mut tx = Recorder(vec![]);
+        let shared = SenderShared::default();
+        run(
+            &mut tx,
+            std::slice::from_ref(&template),
+            &table,
+            &mut Three(0),
+            &cfg,
+            &shared,
+            None,
+        )
+        .unwrap();
+        // Socket engines: 0 = the socket's TTL; frames: the TTL itself, with a header
+        // checksum that covers it.
+        assert_eq!(tx.0, vec![(0, 64, true), (5, 5, true), (64, 64, true)]);
+        assert_eq!(shared.sent.load(Ordering::Relaxed), 3);
+    }
+
+    /// A TX half that records each frame's length, its IPv4 total length and whether the
+    /// IPv4 header checksum verifies.
+    struct Lengths(Vec<(usize, usize, bool)>);
+
+    impl Tx for Lengths {
+        fn caps(&self) -> TxCaps {
+            TxCaps {
+                engine: "lengths",
+                layer: TxLayer::Icmp,
+                max_packet: 9000,
+                ttl_per_socket: true,
+            }
+        }
+
+        fn send(&mut self, batch: &TxBatch, from: usize) -> Result<usize, SendError> {
+            for i in from..batch.len() {
+                let (bytes, _) = batch.packet(i).expect("packet");
+                let ip = &bytes[14..34];
+                let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+                let ok = asdic_wire::checksum::checksum(ip) == 0;
+                self.0.push((bytes.len(), total, ok));
+            }
+            Ok(batch.len() - from)
+        }
+    }
+
+    /// Probes of classes 0, 1, 1, 0, 2, 0 (a slot's template changes between batches).
+    struct Classes(usize);
+
+    impl Source for Classes {
+        fn next(&mut self, _now: Instant) -> Next {
+            const ORDER: [u8; 6] = [0, 1, 1, 0, 2, 0];
+            let Some(&class) = ORDER.get(self.0) else {
+                return Next::Done;
+            };
+            self.0 += 1;
+            Next::Probe {
+                cookie: self.0 as u32,
+                target: IpAddr::from([198, 19, 0, 1]),
+                class,
+                ttl: 0,
+            }
+        }
+    }
+
+    #[test]
+    fn each_probe_goes_out_from_its_classes_template() {
+        let layer = Layer::Ethernet {
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            src_ip: IpAddr::from([198, 18, 0, 1]),
+        };
+        let templates: Vec<Template> = [32, 1000, 100]
+            .iter()
+            .map(|&n| Template::new(Family::V4, layer, n).unwrap())
+            .collect();
+        let table = InflightTable::new(1024);
+        let cfg = SenderConfig {
+            rate: 1e6,
+            // Batches of 2: slots are reused with other classes.
+            batch: 2,
+            ttl: 64,
+            numbering: Numbering::Spread { base: 1 },
+            session: 7,
+            key: Key::new(1, 2),
+            retries: false,
+        };
+        let mut tx = Lengths(vec![]);
+        let shared = SenderShared::default();
+        run(
+            &mut tx,
+            &templates,
+            &table,
+            &mut Classes(0),
+            &cfg,
+            &shared,
+            None,
+        )
+        .unwrap();
+        let frame = |payload: usize| (14 + 20 + 8 + payload, 20 + 8 + payload, true);
+        assert_eq!(
+            tx.0,
+            [32, 1000, 1000, 32, 100, 32].map(frame).to_vec(),
+            "every frame has its class's length and a valid header"
+        );
+        for n in 0..6 {
+            let want = [0u8, 1, 1, 0, 2, 0][n as usize];
+            assert_eq!(
+                table.info(n).unwrap().class,
+                want,
+                "the table keeps the class"
+            );
+        }
     }
 }
