@@ -327,9 +327,13 @@ pub fn serve(addr: SocketAddr, registry: Registry) -> std::io::Result<SocketAddr
         .name("asdic-metrics".into())
         .spawn(move || {
             for conn in listener.incoming() {
-                // A failed connection is the client's problem; keep serving.
-                if let Ok(c) = conn {
-                    let _ = handle(c, &registry);
+                match conn {
+                    // A failed exchange is the client's problem; keep serving.
+                    Ok(c) => {
+                        let _ = handle(c, &registry);
+                    }
+                    // Out of descriptors or the like: back off instead of spinning.
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
                 }
             }
         })?;
