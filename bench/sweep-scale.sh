@@ -2,10 +2,12 @@
 # asdic sweep at fleet scale on the speed bed (scripts/bed.sh up --speed: the far end answers
 # echo requests in XDP, 198.19.0.0/16 and 2001:db8:1::/64, hosts with index % 97 == 13 dead).
 #
-# TARGETS targets (default 100,000: the whole 198.19.0.0/16, 65,536 IPv4 on the XDP engine,
-# and the rest IPv6 from 2001:db8:1::/64 on raw sockets, as auto picks) swept every EVERY
-# (default 1s) for SECS seconds (default 150: the 60 s window fills, then stays full), with
-# the Prometheus endpoint on and, with OUTPUT=1, Parquet written (rotated each minute).
+# TARGETS targets (default 100,000) swept every EVERY (default 1s) for SECS seconds (default
+# 150: the 60 s window fills, then stays full), with the Prometheus endpoint scraped every
+# 10 s and, with OUTPUT=1, Parquet written (rotated each minute). FAMILY=mixed (default): the
+# whole 198.19.0.0/16, 65,536 IPv4 on the XDP engine, and the rest IPv6 from 2001:db8:1::/64
+# on raw sockets, as auto picks (one AF_XDP socket per interface queue); FAMILY=v6: all from
+# 2001:db8:1::/64, all on XDP.
 #
 # Every 10 s it prints the sweep process's RSS and CPU (user+sys over the interval, in % of
 # one core), and the rounds and round lag the metrics endpoint reports; at the end: mean CPU,
@@ -35,13 +37,17 @@ ASDIC_RESPONDER="$target/asdic-responder" scripts/bed.sh up "$id" --speed >/dev/
 replied() { scripts/bed.sh truth "$id" | sed -n 's/.*"replied":\([0-9]*\).*/\1/p'; }
 
 # The targets file: named hosts, NetXMS form.
-python3 - "$n" >"$work/fleet.txt" <<'EOF'
+family=${FAMILY:-mixed}
+python3 - "$n" "$family" >"$work/fleet.txt" <<'EOF'
 import sys
-n = int(sys.argv[1])
-for i in range(min(n, 65536)):
+n, family = int(sys.argv[1]), sys.argv[2]
+v4 = min(n, 65536) if family == "mixed" else 0
+for i in range(v4):
     print(f"198.19.{i >> 8}.{i & 255}:host{i}")
-for i in range(n - min(n, 65536)):
-    print(f"[2001:db8:1::{i + 1:x}]:v6host{i}")
+import ipaddress
+base = int(ipaddress.IPv6Address("2001:db8:1::"))
+for i in range(n - v4):
+    print(f"[{ipaddress.IPv6Address(base + i + 1)}]:v6host{i}")
 EOF
 every_s=$(python3 -c "import sys; s=sys.argv[1]; print(float(s[:-2])/1000 if s.endswith('ms') else float(s.rstrip('s')))" "$every")
 rate=$(python3 -c "print(int($n / $every_s * 1.2) + 1000)")
@@ -93,6 +99,10 @@ s0=$(date +%s.%N)
 ip netns exec "$ns" curl -s -m 60 127.0.0.1:9427/metrics >"$work/m" || : >"$work/m"
 t_scrape=$(python3 -c "print(round($(date +%s.%N) - $s0, 2))")
 rss_end=$(rss)
+# CPU seconds per thread over the whole run (which part of the pipeline costs what).
+threads=$(for t in /proc/"$pid"/task/*; do
+  awk -v hz="$hz" '{c = $2; gsub(/[()]/, "", c); printf "%s %.1f\n", c, ($14 + $15) / hz}' "$t/stat"
+done | sort -k2 -nr | awk '{printf "%s %ss, ", $1, $2}')
 kill -INT "$pid"
 lossy=$(grep -E '^asdic_sweep_loss_ratio\{' "$work/m" | awk '$2 > 0' | wc -l)
 series=$(grep -vc '^#' "$work/m" || true)
@@ -103,10 +113,21 @@ r1=$(replied)
 cat "$work/stderr" | grep -v '^asdic: engine' >&2 || true
 matched=$(sed -n 's/.* probes ended, \([0-9]*\) replies.*/\1/p' "$work/stderr")
 echo
-echo "targets: $n every $every for $rounds rounds (asked rate cap $rate/s)"
+echo "targets: $n ($family) every $every, rounds asked $rounds (ended by SIGINT), rate cap $rate/s"
 echo "engine: $(grep -o 'engine [a-z]*:' "$work/stderr" | tr '\n' ' ')"
 echo "mean CPU after 20 s: $(python3 -c "print(round($cpu_sum / max($cpu_n, 1), 1))") % of one core"
 echo "RSS: ${rss60:-?} MiB at 60 s, $rss_end MiB at the end"
-echo "targets with loss in the window: $lossy (dead hosts on the bed: $(python3 -c "print(sum(1 for i in range(min($n,65536)) if i % 97 == 13) + sum(1 for i in range(1, $n - min($n,65536) + 1) if i % 97 == 13))"))"
+dead=$(python3 -c '
+import ipaddress, sys
+d = 0
+for line in open(sys.argv[1]):
+    a = line.split("]")[0].lstrip("[") if line.startswith("[") else line.split(":")[0]
+    x = int(ipaddress.ip_address(a))
+    # The responder: IPv4 host index = the low 16 bits; IPv6 only below 2001:db8:1::1:0.
+    i = x & 0xffff if "." in a else x - int(ipaddress.IPv6Address("2001:db8:1::"))
+    d += i < 65536 and i % 97 == 13
+print(d)' "$work/fleet.txt")
+echo "targets with loss in the window: $lossy (dead hosts among the targets: $dead)"
 echo "replies: asdic matched $matched, responder sent $((r1 - r0))"
 echo "scrape: $series series, $bytes bytes, ${t_scrape} s"
+echo "CPU by thread: $threads"

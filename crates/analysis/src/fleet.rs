@@ -249,10 +249,27 @@ impl Fleet {
 
     /// Every listed member with its cookie, in cookie order.
     pub fn members(&self) -> impl Iterator<Item = (u32, &Member)> + '_ {
+        self.members_from(0, usize::MAX)
+    }
+
+    /// Listed members with cookies from `first`, at most `slots` cookies' worth (listed or
+    /// not), in cookie order: for walking the fleet a part at a time.
+    pub fn members_from(
+        &self,
+        first: u32,
+        slots: usize,
+    ) -> impl Iterator<Item = (u32, &Member)> + '_ {
         self.slots
             .iter()
             .enumerate()
+            .skip(first as usize)
+            .take(slots)
             .filter_map(|(i, m)| Some((i as u32, m.as_deref()?)))
+    }
+
+    /// One past the highest cookie ever given out.
+    pub fn cookie_end(&self) -> u32 {
+        self.slots.len() as u32
     }
 
     /// Window statistics of the member with this cookie at `now_ns`.

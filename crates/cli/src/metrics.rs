@@ -54,15 +54,21 @@ pub struct SweepCollector {
 }
 
 impl SweepCollector {
+    /// Every target's values now. The fleet is walked a part at a time, so the lock is
+    /// never held for long: the consumer of events waits at most one part.
     fn snapshot(&self) -> (Vec<Snap>, u32) {
+        const PART: usize = 4096;
         let now = asdic_engine::now_ns();
-        let Ok(fleet) = self.shared.fleet.lock() else {
-            return (vec![], 0);
-        };
         let mut scratch = Vec::new();
-        let snaps = fleet
-            .members()
-            .map(|(_, m)| {
+        let mut snaps = Vec::new();
+        let mut first = 0u32;
+        let window_ms;
+        loop {
+            let Ok(fleet) = self.shared.fleet.lock() else {
+                return (vec![], 0);
+            };
+            let end = fleet.cookie_end();
+            snaps.extend(fleet.members_from(first, PART).map(|(_, m)| {
                 let target = m.target.addr.to_string();
                 Snap {
                     name: m
@@ -77,10 +83,20 @@ impl SweepCollector {
                     alarm: m.alarm,
                     histogram: m.histogram.as_deref().cloned(),
                 }
-            })
-            .collect();
-        (snaps, fleet.window_ms())
+            }));
+            drop(fleet);
+            first = first.saturating_add(PART as u32);
+            if first >= end {
+                window_ms = fleet_window(&self.shared);
+                break;
+            }
+        }
+        (snaps, window_ms)
     }
+}
+
+fn fleet_window(shared: &Shared) -> u32 {
+    shared.fleet.lock().map_or(0, |f| f.window_ms())
 }
 
 type Labels<'a> = [(&'static str, &'a str); 3];
@@ -326,6 +342,11 @@ pub fn serve(addr: SocketAddr, registry: Registry) -> std::io::Result<SocketAddr
     std::thread::Builder::new()
         .name("asdic-metrics".into())
         .spawn(move || {
+            // A scrape of a large fleet is a burst of work (snapshot and encoding): it runs
+            // at the lowest priority so that it never starves the sender or the receiver.
+            if let Err(e) = asdic_engine::background_thread() {
+                eprintln!("asdic: metrics thread keeps normal priority: {e}");
+            }
             for conn in listener.incoming() {
                 match conn {
                     // A failed exchange is the client's problem; keep serving.

@@ -132,6 +132,13 @@ pub trait Rx: Send {
     ) -> Result<usize, EngineError>;
 }
 
+/// Makes the calling thread yield the CPU to the probing threads: nice 19 for this thread
+/// only. For helper threads (a metrics endpoint) whose bursts of work must not starve the
+/// receiver on a busy machine.
+pub fn background_thread() -> std::io::Result<()> {
+    sys::set_thread_nice(19)
+}
+
 /// Now, in nanoseconds since the Unix epoch (CLOCK_REALTIME, the clock of kernel receive
 /// timestamps, so send and receive times compare).
 pub fn now_ns() -> u64 {

@@ -531,3 +531,16 @@ mod tests {
         );
     }
 }
+
+/// Lowers the calling thread's scheduling priority to nice `nice` (Linux: `setpriority`
+/// on the thread id applies to that thread only).
+pub(crate) fn set_thread_nice(nice: i32) -> io::Result<()> {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: integer arguments only; `which`/`who` name this thread.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
