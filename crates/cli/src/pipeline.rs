@@ -63,6 +63,9 @@ pub struct EngineOptions {
     pub xdp_mode: Option<XdpModeChoice>,
     /// The next hop's MAC for the XDP engine, if given.
     pub gateway_mac: Option<[u8; 6]>,
+    /// XDP engine: UMEM frames for receiving, when not the engine's default (4,096): a run
+    /// that receives for a long time on a busy machine buffers more against stalls.
+    pub xdp_rx_frames: Option<u32>,
 }
 
 /// What the XDP engine needs to know of a pipeline's run besides the engine options.
@@ -206,6 +209,10 @@ fn open_engine(
                 gateway_mac: o.gateway_mac,
                 frame_len: 14 + if family == Family::V6 { 40 } else { 20 } + 8 + o.size,
                 ..XdpOptions::new(hints.toward)
+            };
+            let opts = XdpOptions {
+                rx_frames: o.xdp_rx_frames.unwrap_or(opts.rx_frames),
+                ..opts
             };
             let (tx, rx, info) = xdp::open(&opts)?;
             let p = &info.path;

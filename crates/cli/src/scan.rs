@@ -286,6 +286,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         choice: a.engine,
         xdp_mode: a.xdp_mode,
         gateway_mac: a.gateway_mac,
+        xdp_rx_frames: None,
     };
     let ids = Ids {
         numbering: Numbering::Spread {

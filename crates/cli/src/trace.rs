@@ -150,6 +150,7 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
         choice: a.engine,
         xdp_mode: a.xdp_mode,
         gateway_mac: a.gateway_mac,
+        xdp_rx_frames: None,
     };
     let ids = Ids {
         numbering,
