@@ -9,9 +9,10 @@
 # on raw sockets, as auto picks (one AF_XDP socket per interface queue); FAMILY=v6: all from
 # 2001:db8:1::/64, all on XDP.
 #
-# Every 10 s it prints the sweep process's RSS and CPU (user+sys over the interval, in % of
-# one core), and the rounds and round lag the metrics endpoint reports; at the end: mean CPU,
-# RSS at 60 s and at the end (stable memory means no growth once the window is full), the
+# Every 10 s it prints the sweep process's RSS (read just before the scrape) and CPU
+# (user+sys over the interval, in % of one core), and the rounds and round lag the metrics
+# endpoint reports; at the end: mean CPU, RSS at 60 s and at the end (stable memory means no
+# growth once the window is full) and the peak, the
 # targets whose window shows loss (the bed's dead hosts are 1/97 of them), the replies asdic
 # matched against the replies the responder sent, and the time one scrape took.
 #
@@ -65,6 +66,7 @@ pid=$!
 hz=$(getconf CLK_TCK)
 ticks() { awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0; }
 rss() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status" 2>/dev/null || echo 0; }
+hwm() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status" 2>/dev/null || echo 0; }
 metric() { grep -E "^$1 " "$work/m" | awk '{print $2}' | head -1; }
 printf '%6s %9s %7s %7s %10s\n' t_s rss_mib cpu_% rounds lag_ms
 t0=$(date +%s.%N)
@@ -83,8 +85,9 @@ while kill -0 "$pid" 2>/dev/null && [ "$elapsed" -lt "$secs" ]; do
   prev=$cur
   prev_t=$now
   elapsed=$(python3 -c "print(round($now - $t0))")
-  ip netns exec "$ns" curl -s -m 20 127.0.0.1:9427/metrics >"$work/m" || : >"$work/m"
+  # RSS before the scrape: the steady state, not the scrape's own buffers.
   r=$(rss)
+  ip netns exec "$ns" curl -s -m 20 127.0.0.1:9427/metrics >"$work/m" || : >"$work/m"
   lag=$(metric asdic_sweep_round_lag_seconds)
   printf '%6s %9s %7s %7s %10s\n' "$elapsed" "$r" "$cpu" "$(metric asdic_sweep_rounds)" \
     "$(python3 -c "print(round(float('${lag:-0}') * 1000, 1))")"
@@ -94,11 +97,12 @@ while kill -0 "$pid" 2>/dev/null && [ "$elapsed" -lt "$secs" ]; do
   fi
   if [ -z "$rss60" ] && [ "$elapsed" -ge 60 ]; then rss60=$r; fi
 done
+rss_end=$(rss)
 # One timed scrape at the end of the run, while the window is full.
 s0=$(date +%s.%N)
 ip netns exec "$ns" curl -s -m 60 127.0.0.1:9427/metrics >"$work/m" || : >"$work/m"
 t_scrape=$(python3 -c "print(round($(date +%s.%N) - $s0, 2))")
-rss_end=$(rss)
+peak=$(hwm)
 # CPU seconds per thread over the whole run (which part of the pipeline costs what).
 threads=$(for t in /proc/"$pid"/task/*; do
   awk -v hz="$hz" '{c = $2; gsub(/[()]/, "", c); printf "%s %.1f\n", c, ($14 + $15) / hz}' "$t/stat"
@@ -116,7 +120,7 @@ echo
 echo "targets: $n ($family) every $every, rounds asked $rounds (ended by SIGINT), rate cap $rate/s"
 echo "engine: $(grep -o 'engine [a-z]*:' "$work/stderr" | tr '\n' ' ')"
 echo "mean CPU after 20 s: $(python3 -c "print(round($cpu_sum / max($cpu_n, 1), 1))") % of one core"
-echo "RSS: ${rss60:-?} MiB at 60 s, $rss_end MiB at the end"
+echo "RSS (between scrapes): ${rss60:-?} MiB at 60 s, $rss_end MiB at the end; peak $peak MiB"
 dead=$(python3 -c '
 import ipaddress, sys
 d = 0

@@ -9,11 +9,10 @@ use core::net::IpAddr;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use asdic_receiver::{Event, Outcome};
-use asdic_wire::registry::Describe;
-
+use crate::scan::ScanRow;
 use crate::sweep::{SweepEvent, SweepRow};
 use crate::window::{Ring, WindowStats};
+use asdic_receiver::{Event, Outcome};
 
 /// Alarm limits: a target is in alarm while its window loss exceeds `loss_pct` or its window
 /// average RTT exceeds `rtt_us`.
@@ -370,30 +369,13 @@ impl Fleet {
             return None;
         }
         let mut row = SweepRow::new(ev.t_send_ns, &m.target, SweepEvent::of(&ev.outcome));
-        match ev.outcome {
-            Outcome::Reply { rtt_ns, ttl, from } => {
-                row.rtt_ns = Some(rtt_ns);
-                row.reply_ttl = ttl;
-                row.responder = (from != ev.target).then_some(from);
-            }
-            Outcome::Error {
-                family,
-                icmp_type,
-                code,
-                from,
-                rtt_ns,
-            } => {
-                row.rtt_ns = Some(rtt_ns);
-                row.responder = Some(from);
-                row.icmp = Some(Describe {
-                    family,
-                    ty: icmp_type,
-                    code,
-                });
-            }
-            Outcome::Duplicate { rtt_ns } | Outcome::Late { rtt_ns } => row.rtt_ns = Some(rtt_ns),
-            Outcome::Timeout | Outcome::SendFailed { .. } => {}
-        }
+        // The probe's details as scan records them (an ICMP error's sender, a replier other
+        // than the target).
+        let d = ScanRow::from_event(ev, ev.attempt);
+        row.rtt_ns = d.rtt_ns;
+        row.reply_ttl = d.reply_ttl;
+        row.responder = d.responder;
+        row.icmp = d.icmp;
         row.probe = Some(ev.n);
         Some(row)
     }

@@ -1,6 +1,9 @@
 //! The source of `asdic sweep`: rounds over a target list, one every `every`, each round's
 //! probes spread evenly across it (target `i` of `N` is due `i·every/N` after the round's
-//! start), so a fleet of any size is probed at a steady rate, without bursts.
+//! start), so a fleet of any size is probed at a steady rate, without bursts. A round that
+//! starts late (the sender was held up) is spread over what is left until the next round is
+//! due, so a stall is made up within one round (at most at the sender's rate cap) instead of
+//! delaying every later round.
 //!
 //! The list can be replaced while the sweep runs ([`Plan::replace`]); the source picks the
 //! new list up at its next round boundary with one atomic load per round, so targets that
@@ -72,6 +75,8 @@ pub struct Sweep {
     next: usize,
     t0: Option<Instant>,
     round_start: Instant,
+    /// The span this round's probes are spread over.
+    round_span: Duration,
 }
 
 impl Sweep {
@@ -86,12 +91,13 @@ impl Sweep {
             next: 0,
             t0: None,
             round_start: Instant::now(),
+            round_span: every.max(Duration::from_millis(1)),
         }
     }
 
     /// When probe `i` of `n` of the round is due.
     fn due(&self, i: usize, n: usize) -> Instant {
-        let off = self.every.as_nanos() * i as u128 / n.max(1) as u128;
+        let off = self.round_span.as_nanos() * i as u128 / n.max(1) as u128;
         self.round_start + Duration::from_nanos(off as u64)
     }
 }
@@ -102,13 +108,12 @@ impl Source for Sweep {
             if self.rounds.is_some_and(|r| self.round >= r) {
                 return Next::Done;
             }
-            // Round k is due at t0 + k·every; a round that overran delays the next one, which
-            // then starts at once (the lag is published).
+            // Round k is due at t0 + k·every. One that starts late (the lag is published) is
+            // spread over what is left until round k+1 is due: the schedule never drifts.
             let t0 = *self.t0.get_or_insert(now);
-            let due = t0
-                + self
-                    .every
-                    .saturating_mul(self.round.min(u64::from(u32::MAX)) as u32);
+            let every = self.every;
+            let at = |k: u64| t0 + every.saturating_mul(k.min(u64::from(u32::MAX)) as u32);
+            let due = at(self.round);
             if now < due {
                 return Next::NotYet;
             }
@@ -116,6 +121,7 @@ impl Source for Sweep {
                 self.items = items;
             }
             self.round_start = now;
+            self.round_span = at(self.round + 1).saturating_duration_since(now);
             self.round += 1;
             self.plan.rounds.store(self.round, Ordering::Relaxed);
             let lag = now.saturating_duration_since(due);
@@ -208,10 +214,10 @@ mod tests {
             Next::Probe { cookie: 0, .. }
         ));
         assert_eq!(plan.lag_us.load(Ordering::Relaxed), 300_000);
-        // Its second probe is due half a round after its own start.
-        assert_eq!(s.next(ms(t0, 1799)), Next::NotYet);
+        // It is spread over the 700 ms left until round 3: its second probe is due at 1.65 s.
+        assert_eq!(s.next(ms(t0, 1649)), Next::NotYet);
         assert!(matches!(
-            s.next(ms(t0, 1800)),
+            s.next(ms(t0, 1650)),
             Next::Probe { cookie: 1, .. }
         ));
         // Round 3 is due at 2 s still: the schedule does not drift.
@@ -248,5 +254,33 @@ mod tests {
         assert_eq!(s.next(ms(t0, 3000)), Next::NotYet);
         assert_eq!(s.next(ms(t0, 3500)), Next::NotYet);
         assert_eq!(plan.rounds.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn a_round_later_than_its_successor_goes_out_at_once() {
+        let plan = Plan::new(items(4));
+        let mut s = Sweep::new(plan.clone(), Duration::from_secs(1), None);
+        let t0 = Instant::now();
+        s.next(t0);
+        for k in 1..4 {
+            s.next(ms(t0, 250 * k));
+        }
+        // Stalled until 2.5 s: round 2 (due at 1 s) is past round 3's time too, so all its
+        // probes are due now (the sender's rate cap paces them); round 3 then starts at once.
+        for k in 0..4 {
+            assert!(matches!(s.next(ms(t0, 2500)), Next::Probe { cookie, .. } if cookie == k));
+        }
+        assert_eq!(plan.lag_us.load(Ordering::Relaxed), 1_500_000);
+        assert!(matches!(
+            s.next(ms(t0, 2500)),
+            Next::Probe { cookie: 0, .. }
+        ));
+        assert_eq!(plan.lag_us.load(Ordering::Relaxed), 500_000);
+        // Round 3 is spread over the 500 ms left until round 4 (due at 3 s).
+        assert_eq!(s.next(ms(t0, 2500)), Next::NotYet);
+        assert!(matches!(
+            s.next(ms(t0, 2625)),
+            Next::Probe { cookie: 1, .. }
+        ));
     }
 }
