@@ -298,10 +298,20 @@ impl Writer {
         Ok(())
     }
 
-    fn run(mut self, rx: Receiver<ToWriter>) -> anyhow::Result<Vec<PathBuf>> {
+    /// Writes what comes through `rx`; emptied row vectors go back through `back`, so the
+    /// steady state allocates no row buffers.
+    fn run(
+        mut self,
+        rx: Receiver<ToWriter>,
+        back: Sender<Vec<SweepRow>>,
+    ) -> anyhow::Result<Vec<PathBuf>> {
         for msg in rx {
             match msg {
-                ToWriter::Rows(period, rows) => self.write(period, &rows)?,
+                ToWriter::Rows(period, mut rows) => {
+                    self.write(period, &rows)?;
+                    rows.clear();
+                    let _ = back.try_send(rows);
+                }
                 ToWriter::Close(period, rows) => {
                     self.write(period, &rows)?;
                     self.close()?;
@@ -497,11 +507,14 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
                 rotate: a.rotate,
                 written: vec![],
             };
-            let (tx, rx) = bounded::<ToWriter>(64);
+            // 16 batches of 8,192 rows in flight at most: a slow disk holds the consumer back
+            // rather than growing memory.
+            let (tx, rx) = bounded::<ToWriter>(16);
+            let (back_tx, back_rx) = bounded::<Vec<SweepRow>>(16);
             let h = std::thread::Builder::new()
                 .name("asdic-writer".into())
-                .spawn(move || w.run(rx))?;
-            (Some(tx), Some(h))
+                .spawn(move || w.run(rx, back_tx))?;
+            (Some((tx, back_rx)), Some(h))
         }
         None => (None, None),
     };
@@ -521,7 +534,8 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         shared: &shared,
         plans: &plans,
         sizes,
-        to_writer: to_writer.as_ref(),
+        to_writer: to_writer.as_ref().map(|(tx, _)| tx),
+        recycled: to_writer.as_ref().map(|(_, back)| back),
         rows: Vec::with_capacity(ROWS_PER_BATCH),
         file_stamp: stamp_of(&a.file),
         period: period_of(SystemTime::now(), a.rotate),
@@ -573,9 +587,9 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         .lock()
         .map(|mut f| f.window_rows(now))
         .unwrap_or_default();
-    if let Some(tx) = to_writer {
+    if let Some((tx, back)) = to_writer {
         let _ = tx.send(ToWriter::Close(period, last_rows));
-        drop(tx);
+        drop((tx, back));
     }
     if let Some(h) = writer {
         let files = h
@@ -669,6 +683,8 @@ struct Loop<'a> {
     plans: &'a [(Family, Arc<Plan>)],
     sizes: Sizes,
     to_writer: Option<&'a Sender<ToWriter>>,
+    /// Row vectors the writer has emptied.
+    recycled: Option<&'a Receiver<Vec<SweepRow>>>,
     rows: Vec<SweepRow>,
     file_stamp: Option<(SystemTime, u64)>,
     period: u64,
@@ -736,7 +752,11 @@ impl Loop<'_> {
         if let Some(tx) = self.to_writer
             && !self.rows.is_empty()
         {
-            let rows = std::mem::replace(&mut self.rows, Vec::with_capacity(ROWS_PER_BATCH));
+            let next = self
+                .recycled
+                .and_then(|r| r.try_recv().ok())
+                .unwrap_or_else(|| Vec::with_capacity(ROWS_PER_BATCH));
+            let rows = std::mem::replace(&mut self.rows, next);
             tx.send(ToWriter::Rows(self.period, rows))
                 .map_err(|_| anyhow::anyhow!("the Parquet writer stopped"))?;
         }
