@@ -481,6 +481,19 @@ pub(crate) fn netlink_recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// Lowers the calling thread's scheduling priority to nice `nice` (Linux: `setpriority`
+/// on the thread id applies to that thread only).
+pub(crate) fn set_thread_nice(nice: i32) -> io::Result<()> {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: integer arguments only; `which`/`who` name this thread.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,17 +543,4 @@ mod tests {
             (None, None, Some(3))
         );
     }
-}
-
-/// Lowers the calling thread's scheduling priority to nice `nice` (Linux: `setpriority`
-/// on the thread id applies to that thread only).
-pub(crate) fn set_thread_nice(nice: i32) -> io::Result<()> {
-    // SAFETY: gettid takes no arguments and cannot fail.
-    let tid = unsafe { libc::gettid() };
-    // SAFETY: integer arguments only; `which`/`who` name this thread.
-    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
