@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use asdic_analysis::{Aggregator, Format, ParquetSink, Row, Sink, sink_for, summary_line};
-use asdic_receiver::event::Drops;
 use asdic_sender::source::{Rounds, Source};
 use asdic_sender::targets;
 use asdic_wire::Family;
@@ -20,7 +19,7 @@ use crate::Fail;
 use crate::args::{FormatChoice, IdChoice, PingArgs};
 use crate::pipeline::{
     EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_line,
-    engine_names, random_u64, read_specs, slots_for, start_all,
+    engine_names, join_all, random_u64, read_specs, slots_for, start_all,
 };
 
 /// Most targets `ping` lists in memory.
@@ -217,16 +216,7 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
     if printed && tty {
         eprintln!();
     }
-    let mut failure = None;
-    let mut drops = Drops::default();
-    for h in handles {
-        match h.join() {
-            Ok(d) => drops.add(&d),
-            Err(e) => {
-                failure.get_or_insert(e);
-            }
-        }
-    }
+    let (drops, failure) = join_all(handles);
     let elapsed = t0.elapsed();
     signals.close();
 

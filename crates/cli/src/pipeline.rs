@@ -492,6 +492,22 @@ impl Running {
     }
 }
 
+/// Waits for every pipeline's threads: the receivers' drop counters added up, and the first
+/// failure (the other threads are still joined, so none outlives the run).
+pub fn join_all(handles: Vec<Running>) -> (Drops, Option<anyhow::Error>) {
+    let mut failure = None;
+    let mut drops = Drops::default();
+    for h in handles {
+        match h.join() {
+            Ok(d) => drops.add(&d),
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    (drops, failure)
+}
+
 /// What identifies a run's probes: shared by its pipelines.
 #[derive(Debug, Clone, Copy)]
 pub struct Ids {

@@ -24,7 +24,7 @@ use crate::Fail;
 use crate::args::{Limit, ScanArgs, ScanFormat};
 use crate::pipeline::{
     EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_line,
-    engine_names, random_u64, read_cidr_file, read_specs, slots_for, start_all,
+    engine_names, join_all, random_u64, read_cidr_file, read_specs, slots_for, start_all,
 };
 
 /// Largest in-flight table per family (40 bytes a slot: 160 MiB).
@@ -393,16 +393,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
     if write_error.is_none() && !rows.is_empty() {
         write_error = output.write(&rows).err();
     }
-    let mut failure = None;
-    let mut drops = Drops::default();
-    for h in handles {
-        match h.join() {
-            Ok(d) => drops.add(&d),
-            Err(e) => {
-                failure.get_or_insert(e);
-            }
-        }
-    }
+    let (drops, failure) = join_all(handles);
     signals.close();
     status.tick(&pipelines, &counts, true);
     status.end();

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use asdic_analysis::fleet::{Fleet, FleetTarget, Limits, Transition};
 use asdic_analysis::{ParquetSink, Sink, SweepEvent, SweepRow};
-use asdic_receiver::event::Drops;
 use asdic_sender::fleet::{FleetLine, parse_fleet};
 use asdic_sender::source::Source;
 use asdic_sender::sweep::{Item, Plan, Sweep};
@@ -30,7 +29,7 @@ use crate::args::SweepArgs;
 use crate::metrics::{self, Shared};
 use crate::pipeline::{
     EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_line,
-    engine_names, random_u64, slots_for, start_all,
+    engine_names, join_all, random_u64, slots_for, start_all,
 };
 
 /// Most targets a sweep lists.
@@ -569,16 +568,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
     state.flush_rows()?;
     let period = state.period;
     drop(state);
-    let mut failure = None;
-    let mut drops = Drops::default();
-    for h in handles {
-        match h.join() {
-            Ok(d) => drops.add(&d),
-            Err(e) => {
-                failure.get_or_insert(e);
-            }
-        }
-    }
+    let (drops, failure) = join_all(handles);
     signals.close();
     // The last file ends with every target's window statistics.
     let now = asdic_engine::now_ns();

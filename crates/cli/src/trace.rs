@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use asdic_analysis::{HopRow, ParquetSink, Paths, Sink, TextFormat, text_sink};
-use asdic_receiver::event::{Drops, Event};
+use asdic_receiver::event::Event;
 use asdic_sender::source::Source;
 use asdic_sender::targets;
 use asdic_sender::trace::{Pairs, Reached, Trace};
@@ -25,7 +25,7 @@ use crate::Fail;
 use crate::args::{IdChoice, TraceArgs, TraceFormat};
 use crate::pipeline::{
     EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_line,
-    engine_names, random_u64, read_specs, slots_for, start_all,
+    engine_names, join_all, random_u64, read_specs, slots_for, start_all,
 };
 
 /// Most targets one trace holds: its hop table keeps about 80 bytes per (target, TTL).
@@ -237,16 +237,7 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
     if printed && tty {
         eprintln!();
     }
-    let mut failure = None;
-    let mut drops = Drops::default();
-    for h in handles {
-        match h.join() {
-            Ok(d) => drops.add(&d),
-            Err(e) => {
-                failure.get_or_insert(e);
-            }
-        }
-    }
+    let (drops, failure) = join_all(handles);
     let elapsed = t0.elapsed();
     signals.close();
 
