@@ -256,18 +256,12 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
     eprintln!("asdic: {}", summary_line(&totals));
     eprintln!(
         "asdic: sent {} probes in {:.3}s ({:.0}/s; {:.2}s in all), {} refused by the local stack; \
-         dropped: {} malformed, {} forged, {} foreign, {} unmatched errors, {} stale, {} other ICMP",
+         dropped: {drops}",
         sent_stats.0,
         send_secs,
         sent_stats.0 as f64 / send_secs,
         elapsed.as_secs_f64(),
         sent_stats.1,
-        drops.malformed,
-        drops.forged,
-        drops.foreign,
-        drops.unmatched_errors,
-        drops.stale,
-        drops.other
     );
     if signals.interrupted() {
         eprintln!("asdic: interrupted: results cover the probes sent before the signal");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use asdic_analysis::{CHUNK_ROWS, ParquetSink, ScanOutcome, ScanRow, Sink, TextFormat, text_sink};
-use asdic_receiver::event::{Drops, Event};
+use asdic_receiver::event::Event;
 use asdic_sender::permute::Cycle;
 use asdic_sender::source::Scan;
 use asdic_sender::space::{self, AddrSet, Space, SpaceSpec};
@@ -426,7 +426,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
             counts.duplicates.to_string(),
         ),
         ("asdic.late".to_string(), counts.late.to_string()),
-        ("asdic.drops".to_string(), drops_text(&drops)),
+        ("asdic.drops".to_string(), drops.to_string()),
         ("asdic.session".to_string(), format!("{:08x}", ids.session)),
         (
             "asdic.interrupted".to_string(),
@@ -454,7 +454,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         sent as f64 / send_secs,
         t0.elapsed().as_secs_f64(),
         counts.send_failed,
-        drops_text(&drops)
+        drops
     );
     if signals.interrupted() {
         eprintln!("asdic: interrupted: results cover the probes sent before the signal");
@@ -472,13 +472,6 @@ fn stop_all(pipelines: &[Pipeline], now: bool) {
             p.receiver.abort.store(true, Ordering::Release);
         }
     }
-}
-
-fn drops_text(d: &Drops) -> String {
-    format!(
-        "{} malformed, {} forged, {} foreign, {} unmatched errors, {} stale, {} other ICMP",
-        d.malformed, d.forged, d.foreign, d.unmatched_errors, d.stale, d.other
-    )
 }
 
 fn open_output(

@@ -599,16 +599,10 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         replies += m.counters.replies;
     }
     eprintln!(
-        "asdic: {} targets, {probes} probes ended, {replies} replies, {} in alarm; dropped: {} \
-         malformed, {} forged, {} foreign, {} unmatched errors, {} stale, {} other ICMP",
+        "asdic: {} targets, {probes} probes ended, {replies} replies, {} in alarm; dropped: \
+         {drops}",
         fleet.len(),
         fleet.in_alarm(),
-        drops.malformed,
-        drops.forged,
-        drops.foreign,
-        drops.unmatched_errors,
-        drops.stale,
-        drops.other
     );
     if signals.interrupted() {
         eprintln!("asdic: interrupted: results cover the probes sent before the signal");

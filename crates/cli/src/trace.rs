@@ -300,16 +300,9 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
     }
     eprintln!("asdic: {summary}");
     eprintln!(
-        "asdic: {:.2}s in all, {failed} refused by the local stack; dropped: {} malformed, {} \
-         forged, {} foreign, {} unmatched errors, {} stale, {} other ICMP, {foreign} not of \
-         this trace",
+        "asdic: {:.2}s in all, {failed} refused by the local stack; dropped: {drops}, \
+         {foreign} not of this trace",
         elapsed.as_secs_f64(),
-        drops.malformed,
-        drops.forged,
-        drops.foreign,
-        drops.unmatched_errors,
-        drops.stale,
-        drops.other
     );
     if signals.interrupted() {
         eprintln!("asdic: interrupted: results cover the probes sent before the signal");

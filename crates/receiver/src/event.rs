@@ -100,6 +100,22 @@ pub struct Drops {
     pub stale: u64,
 }
 
+impl core::fmt::Display for Drops {
+    /// "N malformed, N forged, N foreign, N unmatched errors, N stale, N other ICMP".
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{} malformed, {} forged, {} foreign, {} unmatched errors, {} stale, {} other ICMP",
+            self.malformed,
+            self.forged,
+            self.foreign,
+            self.unmatched_errors,
+            self.stale,
+            self.other
+        )
+    }
+}
+
 impl Drops {
     /// Adds another set of counters to this one.
     pub fn add(&mut self, o: &Drops) {
@@ -109,5 +125,26 @@ impl Drops {
         self.unmatched_errors += o.unmatched_errors;
         self.other += o.other;
         self.stale += o.stale;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_read_as_one_line() {
+        let d = Drops {
+            malformed: 1,
+            forged: 2,
+            foreign: 3,
+            unmatched_errors: 4,
+            other: 5,
+            stale: 6,
+        };
+        assert_eq!(
+            d.to_string(),
+            "1 malformed, 2 forged, 3 foreign, 4 unmatched errors, 6 stale, 5 other ICMP"
+        );
     }
 }
