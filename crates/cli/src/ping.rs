@@ -183,11 +183,7 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         match ev_rx.recv_timeout(Duration::from_millis(200)) {
             Ok(mut batch) => {
                 for ev in batch.iter_mut() {
-                    let fam = if ev.target.is_ipv4() {
-                        Family::V4
-                    } else {
-                        Family::V6
-                    };
+                    let fam = Family::of(ev.target);
                     if let Some(&(_, off)) = offsets.iter().find(|(f, _)| *f == fam) {
                         ev.cookie += off;
                     }

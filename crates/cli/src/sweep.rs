@@ -110,11 +110,7 @@ fn resolve(
         ));
     }
     for l in lines {
-        let family = if l.spec.base.is_ipv4() {
-            Family::V4
-        } else {
-            Family::V6
-        };
+        let family = Family::of(l.spec.base);
         let size = match l.psize {
             Some(p) => {
                 let (s, raised) = payload_for(p, family);
@@ -344,16 +340,12 @@ fn utc_stamp(secs: u64) -> String {
     )
 }
 
-fn family_of(a: IpAddr) -> Family {
-    if a.is_ipv4() { Family::V4 } else { Family::V6 }
-}
-
 /// The items of `family` in list order.
 fn items_of(targets: &[FleetTarget], cookies: &[u32], family: Family) -> Vec<Item> {
     targets
         .iter()
         .zip(cookies)
-        .filter(|(t, _)| family_of(t.addr) == family)
+        .filter(|(t, _)| Family::of(t.addr) == family)
         .map(|(t, &cookie)| Item {
             cookie,
             target: t.addr,

@@ -31,6 +31,15 @@ pub enum Family {
 }
 
 impl Family {
+    /// The family of an address.
+    pub fn of(addr: core::net::IpAddr) -> Family {
+        if addr.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        }
+    }
+
     /// The registry table of this family, sorted by type value.
     pub fn types(self) -> &'static [TypeInfo] {
         match self {
