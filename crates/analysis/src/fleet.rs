@@ -128,10 +128,8 @@ pub struct Applied {
 pub struct Transition {
     /// The target's cookie.
     pub cookie: u32,
-    /// The target.
-    pub addr: IpAddr,
-    /// Its name.
-    pub name: Option<Arc<str>>,
+    /// The target (its line: address, name, size).
+    pub target: FleetTarget,
     /// True: ok → alarm; false: alarm → ok.
     pub alarm: bool,
     /// Why: which limit is exceeded, or that none is.
@@ -339,21 +337,19 @@ impl Fleet {
         if !limits.any() {
             return None;
         }
-        let stats = m
-            .ring
-            .stats(clock_ms(now_ns), self.window_ms, &mut self.scratch);
-        let (alarm, reason) = judge(&stats, &limits);
+        // Judged on every event: loss and mean only; the full statistics on a change.
+        let now_ms = clock_ms(now_ns);
+        let (alarm, reason) = judge(&m.ring.brief(now_ms, self.window_ms), &limits);
         if alarm == m.alarm {
             return None;
         }
         m.alarm = alarm;
         Some(Transition {
             cookie: ev.cookie,
-            addr: m.target.addr,
-            name: m.target.name.clone(),
+            target: m.target.clone(),
             alarm,
             reason,
-            stats,
+            stats: m.ring.stats(now_ms, self.window_ms, &mut self.scratch),
         })
     }
 
@@ -397,7 +393,23 @@ impl Fleet {
     }
 }
 
-/// Whether `stats` break `limits`, and a reason either way.
+impl Transition {
+    /// The `alarm` or `ok` row recording this change at `now_ns`.
+    pub fn row(&self, now_ns: u64) -> SweepRow {
+        let event = if self.alarm {
+            SweepEvent::Alarm
+        } else {
+            SweepEvent::Ok
+        };
+        let mut row = SweepRow::new(now_ns, &self.target, event);
+        row.alarm = Some(self.alarm);
+        row.reason = Some(self.reason.clone());
+        row.stats = Some(self.stats);
+        row
+    }
+}
+
+/// Whether `stats` (loss and mean RTT) break `limits`, and a reason either way.
 fn judge(stats: &WindowStats, limits: &Limits) -> (bool, String) {
     let loss = stats.loss_pct.unwrap_or(0.0);
     if let Some(max) = limits.loss_pct

@@ -104,6 +104,31 @@ impl Ring {
         (1..=self.len).map(move |k| self.samples[(self.head + cap - k) % cap])
     }
 
+    /// Probes, replies, loss and mean RTT of the samples sent within `window_ms` before
+    /// `now_ms`: what alarm limits are judged on, in one pass without percentiles (the other
+    /// fields stay `None`). The same values [`stats`](Ring::stats) gives.
+    pub fn brief(&self, now_ms: u32, window_ms: u32) -> WindowStats {
+        let mut s = WindowStats::default();
+        let mut sum = 0f64;
+        for x in self.newest_first() {
+            if now_ms.wrapping_sub(x.sent_ms) > window_ms {
+                break;
+            }
+            s.probes += 1;
+            if x.rtt_us != LOST {
+                s.replies += 1;
+                sum += f64::from(x.rtt_us);
+            }
+        }
+        if s.probes > 0 {
+            s.loss_pct = Some(100.0 * f64::from(s.probes - s.replies) / f64::from(s.probes));
+        }
+        if s.replies > 0 {
+            s.avg_us = Some(sum / f64::from(s.replies));
+        }
+        s
+    }
+
     /// Statistics of the samples sent within `window_ms` before `now_ms` (same wrapping
     /// clock as [`push`](Ring::push)). `scratch` is reused between calls for the percentiles.
     pub fn stats(&self, now_ms: u32, window_ms: u32, scratch: &mut Vec<u32>) -> WindowStats {
@@ -206,6 +231,12 @@ mod tests {
         assert_eq!(s.p50_us, Some(500.0));
         assert_eq!(s.p90_us, Some(900.0));
         assert_eq!(s.p99_us, Some(900.0));
+        let b = r.brief(10_500, 60_000);
+        assert_eq!(
+            (b.probes, b.replies, b.loss_pct, b.avg_us),
+            (s.probes, s.replies, s.loss_pct, s.avg_us),
+            "brief agrees with stats"
+        );
         r.push(11_000, Some(50));
         assert_eq!(r.stats(11_000, 60_000, &mut scratch).last_us, Some(50.0));
     }

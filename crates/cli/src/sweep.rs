@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use asdic_analysis::fleet::{Fleet, FleetTarget, Limits, Transition};
-use asdic_analysis::{ParquetSink, Sink, SweepEvent, SweepRow};
+use asdic_analysis::{ParquetSink, Sink, SweepRow};
 use asdic_sender::fleet::{FleetLine, parse_fleet};
 use asdic_sender::source::Source;
 use asdic_sender::sweep::{Item, Plan, Sweep};
@@ -361,11 +361,12 @@ fn label(name: Option<&str>, addr: IpAddr) -> String {
     }
 }
 
-fn transition_line(t: &Transition, size: usize) -> String {
+fn transition_line(t: &Transition) -> String {
     format!(
-        "asdic: {} {} size {size}: {}",
+        "asdic: {} {} size {}: {}",
         if t.alarm { "ALARM" } else { "OK" },
-        label(t.name.as_deref(), t.addr),
+        label(t.target.name.as_deref(), t.target.addr),
+        t.target.size,
         t.reason
     )
 }
@@ -530,7 +531,6 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         rows: Vec::with_capacity(ROWS_PER_BATCH),
         file_stamp: stamp_of(&a.file),
         period: period_of(SystemTime::now(), a.rotate),
-        alarms_printed: 0,
     };
     let t0 = Instant::now();
     let mut last_check = Instant::now();
@@ -664,7 +664,6 @@ struct Loop<'a> {
     rows: Vec<SweepRow>,
     file_stamp: Option<(SystemTime, u64)>,
     period: u64,
-    alarms_printed: u64,
 }
 
 impl Loop<'_> {
@@ -684,37 +683,18 @@ impl Loop<'_> {
                     self.rows.push(row);
                 }
                 if let Some(t) = fleet.record(ev, now) {
-                    let size = fleet.get(t.cookie).map_or(0, |m| m.target.size);
-                    changes.push((t, size));
-                }
-            }
-            if self.to_writer.is_some() {
-                for (t, size) in &changes {
-                    if let Some(m) = fleet.get(t.cookie) {
-                        let mut row = SweepRow::new(
-                            now,
-                            &m.target,
-                            if t.alarm {
-                                SweepEvent::Alarm
-                            } else {
-                                SweepEvent::Ok
-                            },
-                        );
-                        debug_assert_eq!(*size, m.target.size);
-                        row.alarm = Some(t.alarm);
-                        row.reason = Some(t.reason.clone());
-                        row.stats = Some(t.stats);
-                        self.rows.push(row);
+                    if self.to_writer.is_some() {
+                        self.rows.push(t.row(now));
                     }
+                    changes.push(t);
                 }
             }
         }
         if !self.a.quiet {
             use std::io::Write as _;
             let mut out = std::io::stdout().lock();
-            for (t, size) in &changes {
-                let _ = writeln!(out, "{}", transition_line(t, *size));
-                self.alarms_printed += 1;
+            for t in &changes {
+                let _ = writeln!(out, "{}", transition_line(t));
             }
             let _ = out.flush();
         }
