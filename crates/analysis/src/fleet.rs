@@ -353,6 +353,14 @@ impl Fleet {
         })
     }
 
+    /// Members with a reply among the probes sent within the window before `now_ns`.
+    pub fn answering(&self, now_ns: u64) -> usize {
+        let now_ms = clock_ms(now_ns);
+        self.members()
+            .filter(|(_, m)| m.ring.brief(now_ms, self.window_ms).replies > 0)
+            .count()
+    }
+
     /// Members in alarm now.
     pub fn in_alarm(&self) -> usize {
         self.members().filter(|(_, m)| m.alarm).count()
@@ -484,6 +492,7 @@ mod tests {
         assert_eq!(c, [2, 0, 3]);
         assert_eq!((a.added, a.removed, a.kept), (2, 1, 1));
         assert_eq!(f.get(0).unwrap().counters.replies, 1, "history kept");
+        assert_eq!(f.answering(1_500_000_000), 1);
         assert!(f.get(1).is_none());
         // A late event for the removed target is ignored, and so is a mismatched address.
         f.record(&ev(1, "198.19.0.2", 1000, Outcome::Timeout), 2_000_000_000);

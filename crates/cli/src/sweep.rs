@@ -808,15 +808,7 @@ impl Loop<'_> {
             .map(|p| p.sender.sent.load(Ordering::Relaxed))
             .sum();
         let (targets, alarm, replied) = match self.shared.fleet.lock() {
-            Ok(f) => {
-                let now = asdic_engine::now_ns();
-                let mut scratch = vec![];
-                let replied = f
-                    .members()
-                    .filter(|(_, m)| f.member_stats(m, now, &mut scratch).replies > 0)
-                    .count();
-                (f.len(), f.in_alarm(), replied)
-            }
+            Ok(f) => (f.len(), f.in_alarm(), f.answering(asdic_engine::now_ns())),
             Err(_) => (0, 0, 0),
         };
         format!(
