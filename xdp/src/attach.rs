@@ -154,6 +154,20 @@ pub(crate) struct Attached {
     pub replaced: Option<String>,
 }
 
+/// The verifier's last words before its statistics ("processed N insns", "verification
+/// time", "stack depth", …): the line that says why, and the one before it.
+fn verifier_tail(log: &str) -> String {
+    let stats = |l: &str| {
+        l.starts_with("processed ")
+            || l.starts_with("verification time")
+            || l.starts_with("stack depth")
+            || l.trim().is_empty()
+    };
+    let mut last: Vec<&str> = log.lines().rev().filter(|l| !stats(l)).take(2).collect();
+    last.reverse();
+    last.join(" / ")
+}
+
 fn load_err(what: &str, e: &(dyn std::error::Error + 'static)) -> XdpError {
     XdpError::Load {
         what: what.to_string(),
@@ -187,12 +201,11 @@ pub(crate) fn load_and_attach(
             verifier_log,
         } => {
             let log = verifier_log.to_string();
-            let tail: Vec<&str> = log.lines().rev().take(3).collect();
+            let tail = verifier_tail(&log);
             let detail = if tail.is_empty() {
                 String::new()
             } else {
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                format!("; verifier: {}", tail.join(" / "))
+                format!("; verifier: {tail}")
             };
             XdpError::Load {
                 what: prog.to_string(),
@@ -240,5 +253,22 @@ impl From<Mode> for AttachMode {
             Mode::Native => AttachMode::Native,
             Mode::Generic => AttachMode::Generic,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::verifier_tail;
+
+    #[test]
+    fn verifier_tail_skips_the_statistics() {
+        let log = "0: R1=ctx() R10=fp0\n50: (0f) r4 += r3\nR4 pointer arithmetic prohibited\n\
+                   processed 50 insns (limit 1000000) max_states_per_insn 0\n\
+                   verification time 446 usec\nstack depth 8\n";
+        assert_eq!(
+            verifier_tail(log),
+            "50: (0f) r4 += r3 / R4 pointer arithmetic prohibited"
+        );
+        assert_eq!(verifier_tail(""), "");
     }
 }

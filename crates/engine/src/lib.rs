@@ -7,8 +7,8 @@
 //!
 //! This crate moves bytes and timestamps; it does not interpret packets beyond what a driver
 //! needs. All `unsafe` code lives in the private `sys` (syscalls), `uring_sys` (io_uring
-//! requests and the memory they point to) and `xsk_sys` (AF_XDP frames and rings) modules,
-//! each block with a `// SAFETY:` comment.
+//! requests and the memory they point to), `xsk_sys` (AF_XDP frames and rings) and
+//! `caps::sys` (capset, prctl, getrlimit) modules, each block with a `// SAFETY:` comment.
 //!
 //! Engines here: [`raw`] (raw ICMP/ICMPv6 sockets, `sendmmsg`/`recvmmsg`, kernel receive
 //! timestamps), [`uring`] (the same sockets driven through io_uring) and [`xdp`] (AF_XDP:
@@ -16,6 +16,8 @@
 
 /// Batches of outgoing probes.
 pub mod batch;
+/// Capabilities: what each engine needs, what the process has, dropping them after setup.
+pub mod caps;
 /// Engine errors.
 pub mod error;
 /// Route, interface and neighbour lookups over rtnetlink (for frame-building engines).

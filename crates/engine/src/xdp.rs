@@ -14,7 +14,9 @@
 //! The XDP program is attached through a bpf_link owned by the RX half: it is detached when
 //! the half is dropped, and by the kernel when the process dies in any way.
 //!
-//! Needs CAP_NET_RAW (AF_XDP sockets), CAP_NET_ADMIN and CAP_BPF (the XDP program).
+//! Needs CAP_NET_RAW (AF_XDP sockets), CAP_NET_ADMIN, CAP_BPF and CAP_PERFMON (the XDP
+//! program), and CAP_IPC_LOCK unless RLIMIT_MEMLOCK holds the UMEM: see [`crate::caps`], which
+//! is checked first so the error names exactly what is missing.
 
 use core::net::IpAddr;
 use std::num::NonZeroU32;
@@ -28,6 +30,7 @@ use xsk_rs::config::{
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 
 use crate::batch::TxBatch;
+use crate::caps;
 use crate::error::{EngineError, SendError};
 use crate::netlink::{self, Link};
 use crate::xsk_sys;
@@ -275,6 +278,9 @@ fn qsize(n: u32) -> Result<QueueSize, EngineError> {
 /// Opens the engine: resolves the path, attaches the XDP program, creates the UMEM and the
 /// socket, registers the socket with the program and fills the fill ring.
 pub fn open(o: &XdpOptions) -> Result<(XdpTx, XdpRx, XdpInfo), EngineError> {
+    if let Some(why) = caps::lacking("XDP", caps::XDP_ENGINE) {
+        return Err(unavailable(why));
+    }
     let path = path_for(o)?;
     let ifname = path.link.name.clone();
     let max_packet = (path.link.mtu as usize + ETH).min((FRAME - 256) as usize);
@@ -306,6 +312,7 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, XdpRx, XdpInfo), EngineError> {
         .build()
         .map_err(|e| unavailable(format!("UMEM config: {e}")))?;
     let total = NonZeroU32::new(tx_frames + rx_frames).expect("at least 128 frames");
+    caps::check_memlock(u64::from(total.get()) * u64::from(FRAME)).map_err(unavailable)?;
     let (umem, mut frames) = Umem::new(umem_cfg, total, false).map_err(|e| {
         unavailable(format!(
             "UMEM of {} MiB: {e}",
