@@ -27,6 +27,8 @@ pub mod aggregate;
 pub mod error;
 /// Sweep targets: rolling windows, counters, alarm state.
 pub mod fleet;
+/// Durable Parquet output: finished parts while running, one file at the end.
+pub mod parts;
 /// Scan output: one row per probe event.
 pub mod scan;
 /// The one output schema: columns, rows and rows → Arrow.
@@ -46,6 +48,7 @@ pub mod window;
 
 pub use aggregate::{Aggregator, RttTotals, Totals};
 pub use error::{Error, Result};
+pub use parts::{PartedSink, list_parts, merge, metadata_of, parts_dir};
 pub use scan::{SCAN_COLUMNS, SCAN_NUM_COLUMNS, ScanOutcome, ScanRow, scan_schema};
 pub use schema::{COLUMNS, NUM_COLUMNS, Record, Row, Value, record_batch, schema};
 pub use sink::{

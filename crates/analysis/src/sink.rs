@@ -182,7 +182,21 @@ impl<R: Record> ParquetSink<R> {
         let path = path.as_ref().to_path_buf();
         let mut tmp_name = path.clone().into_os_string();
         tmp_name.push(".tmp");
-        let tmp = TmpFile::new(PathBuf::from(tmp_name));
+        Self::with_tmp(path, PathBuf::from(tmp_name), metadata, rows)
+    }
+
+    /// As [`with_row_groups`](Self::with_row_groups), written to `tmp` until it is finished
+    /// (a name that readers of a directory of parts skip, e.g. a hidden one).
+    ///
+    /// # Errors
+    /// As [`create`](Self::create).
+    pub fn with_tmp(
+        path: PathBuf,
+        tmp: PathBuf,
+        metadata: Vec<(String, String)>,
+        rows: usize,
+    ) -> Result<Self> {
+        let tmp = TmpFile::new(tmp);
         let file = File::create(&tmp.path).map_err(|source| Error::File {
             path: tmp.path.clone(),
             source,
@@ -232,6 +246,15 @@ impl<R: Record> ParquetSink<R> {
     /// [`Error::Parquet`] if encoding or writing fails.
     pub fn flush(&mut self) -> Result<()> {
         self.writer.flush()?;
+        Ok(())
+    }
+
+    /// Writes a record batch of [`R::schema()`](Record::schema) as it is (merging parts).
+    ///
+    /// # Errors
+    /// [`Error::Parquet`] if the batch does not fit the schema or writing fails.
+    pub fn write_batch(&mut self, batch: &arrow_array::RecordBatch) -> Result<()> {
+        self.writer.write(batch)?;
         Ok(())
     }
 
