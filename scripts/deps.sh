@@ -7,6 +7,9 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v nft >/dev/null || need+=(nftables)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v setpriv >/dev/null || need+=(util-linux)
+command -v prlimit >/dev/null || need+=(util-linux)
+# tests/privilege_bed.rs gives a copy of asdic file capabilities.
+command -v setcap >/dev/null || need+=(libcap2-bin)
 command -v cc >/dev/null || need+=(gcc)
 command -v ethtool >/dev/null || need+=(ethtool)
 # The XDP programs (xdp/) are compiled with clang -target bpf against the kernel's UAPI and

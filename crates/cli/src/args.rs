@@ -5,9 +5,35 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `asdic -V`: the version and the revision it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("ASDIC_GIT_REV"),
+    ")"
+);
+
+/// `asdic --version`: also the engines this build has.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("ASDIC_GIT_REV"),
+    ")\nengines: xdp (AF_XDP with asdic's XDP program), uring (io_uring), raw \
+     (sendmmsg/recvmmsg)\ncapabilities: raw and uring need CAP_NET_RAW; xdp needs CAP_NET_RAW, \
+     CAP_NET_ADMIN, CAP_BPF, CAP_PERFMON (and CAP_IPC_LOCK unless RLIMIT_MEMLOCK holds its \
+     UMEM)"
+);
+
 /// asdic: fast, accurate mass ICMP probing with per-target RTT and loss.
 #[derive(Debug, Parser)]
-#[command(name = "asdic", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "asdic",
+    version = VERSION,
+    long_version = LONG_VERSION,
+    about,
+    long_about = None,
+    propagate_version = true
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -30,6 +56,36 @@ pub enum Command {
     /// Trace the paths to targets Yarrp-style: echo requests at every TTL up to --max-ttl, in
     /// a seeded random (target, TTL) order, stopping at each destination; one row per hop.
     Trace(TraceArgs),
+    /// Merge the parts a killed run left (FILE.parts/) into FILE, as the run would have.
+    Recover(RecoverArgs),
+    /// Write the man pages (asdic.1 and one per subcommand) into a directory.
+    Man(ManArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(CompletionsArgs),
+}
+
+/// `asdic recover` options.
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// The output file of the killed run (its parts are in FILE.parts/).
+    #[arg(value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+/// `asdic man` options.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Where to write the pages, e.g. /usr/local/share/man/man1.
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// `asdic completions` options.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Which I/O engine to use.
@@ -360,6 +416,11 @@ pub struct ScanArgs {
     #[arg(short = 'O', long, value_enum, value_name = "FORMAT")]
     pub output_format: Option<ScanFormat>,
 
+    /// Parquet: finish a durable part of the output (FILE.parts/part-N.parquet) this often; a
+    /// killed run loses at most the rows of the last period. The parts become FILE at the end.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub sync_every: Duration,
+
     /// Write a row for every probe event (timeouts, duplicates, late replies, failed
     /// sends), not just one per responding target.
     #[arg(long)]
@@ -460,6 +521,11 @@ pub struct SweepArgs {
     /// hour).
     #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
     pub rotate: Duration,
+
+    /// Finish a durable part of the current file (its .parts directory) this often; a killed
+    /// sweep loses at most the rows of the last period.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub sync_every: Duration,
 
     /// Stop after this many rounds (default: run until interrupted).
     #[arg(short = 'n', long, value_name = "N")]

@@ -5,9 +5,11 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod docs;
 mod metrics;
 mod ping;
 mod pipeline;
+mod recover;
 mod scan;
 mod sweep;
 mod trace;
@@ -23,6 +25,9 @@ fn main() -> ExitCode {
         args::Command::Scan(a) => scan::run(a),
         args::Command::Sweep(a) => sweep::run(a),
         args::Command::Trace(a) => trace::run(a),
+        args::Command::Recover(a) => recover::run(a),
+        args::Command::Man(a) => docs::man(a),
+        args::Command::Completions(a) => docs::completions(a),
     };
     match result {
         Ok(code) => code,

@@ -18,8 +18,8 @@ use asdic_wire::payload::{self, Key, Numbering};
 use crate::Fail;
 use crate::args::{FormatChoice, IdChoice, PingArgs};
 use crate::pipeline::{
-    EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_line,
-    engine_names, join_all, random_u64, read_specs, slots_for, start_all,
+    EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_names,
+    join_all, random_u64, read_specs, ready, slots_for, start_all,
 };
 
 /// Most targets `ping` lists in memory.
@@ -138,7 +138,7 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         pipelines.push(Pipeline::open(family, slots, &engine, &hints)?);
         lists.push((list.as_slice().into(), offset));
     }
-    eprintln!("{}", engine_line(&pipelines));
+    ready(&pipelines);
     eprintln!(
         "asdic: {} targets ({} IPv4, {} IPv6), {} probes each, {rate} probes/s, timeout {:?}, size {} bytes",
         order.len(),

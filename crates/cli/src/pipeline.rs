@@ -11,7 +11,7 @@ use anyhow::Context;
 use asdic_engine::raw::{self, RawOptions};
 use asdic_engine::uring::{self, UringOptions};
 use asdic_engine::xdp::{self, XdpOptions};
-use asdic_engine::{EngineError, Rx, Tx};
+use asdic_engine::{EngineError, Rx, Tx, caps};
 use asdic_receiver::event::{Drops, Event};
 use asdic_receiver::matcher::Matcher;
 use asdic_receiver::rx::{self, Retry, RxConfig, RxShared};
@@ -602,7 +602,19 @@ pub fn random_u64() -> u64 {
 }
 
 /// The engine line printed at start: which engine runs and why.
-pub fn engine_line(pipelines: &[Pipeline]) -> String {
+/// Every engine of the run is open: drops every capability the process holds (nothing after
+/// this point needs one: sockets, UMEM and XDP links are open, and closing them needs none)
+/// before any thread starts, since capabilities are per thread; then prints which engine runs
+/// and why.
+pub fn ready(pipelines: &[Pipeline]) {
+    let held = caps::CapSet::effective().map_or(true, |c| !c.is_empty());
+    if held && let Err(e) = caps::drop_all() {
+        eprintln!("asdic: warning: could not drop capabilities after setup: {e}");
+    }
+    eprintln!("{}", engine_line(pipelines));
+}
+
+fn engine_line(pipelines: &[Pipeline]) -> String {
     let mut parts: Vec<String> = vec![];
     for p in pipelines {
         let part = format!(

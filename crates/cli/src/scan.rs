@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use asdic_analysis::{CHUNK_ROWS, ParquetSink, ScanOutcome, ScanRow, Sink, TextFormat, text_sink};
+use asdic_analysis::{CHUNK_ROWS, PartedSink, ScanOutcome, ScanRow, Sink, TextFormat, text_sink};
 use asdic_receiver::event::Event;
 use asdic_sender::permute::Cycle;
 use asdic_sender::source::Scan;
@@ -23,8 +23,8 @@ use asdic_wire::payload::{self, Key, Numbering};
 use crate::Fail;
 use crate::args::{Limit, ScanArgs, ScanFormat};
 use crate::pipeline::{
-    EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_line,
-    engine_names, join_all, random_u64, read_cidr_file, read_specs, slots_for, start_all,
+    EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_names,
+    join_all, random_u64, read_cidr_file, read_specs, ready, slots_for, start_all,
 };
 
 /// Largest in-flight table per family (40 bytes a slot: 160 MiB).
@@ -54,7 +54,7 @@ struct Plan {
 
 /// Where rows go.
 enum Output {
-    Parquet(Box<ParquetSink<ScanRow>>),
+    Parquet(Box<PartedSink<ScanRow>>),
     Text(Box<dyn Sink<ScanRow>>),
 }
 
@@ -68,13 +68,23 @@ impl Output {
         Ok(())
     }
 
+    /// Whether the open Parquet part is due to be finished (never for text).
+    fn due(&self) -> bool {
+        matches!(self, Output::Parquet(p) if p.due())
+    }
+
+    /// Finishes the open Parquet part: its rows now survive a kill.
+    fn sync(&mut self) -> anyhow::Result<()> {
+        if let Output::Parquet(p) = self {
+            p.roll()?;
+        }
+        Ok(())
+    }
+
     fn finish(self, meta: Vec<(String, String)>) -> anyhow::Result<()> {
         match self {
-            Output::Parquet(mut p) => {
-                for (k, v) in meta {
-                    p.add_metadata(k, v);
-                }
-                p.finish()?;
+            Output::Parquet(p) => {
+                p.finish_with(meta)?;
             }
             Output::Text(t) => t.finish()?,
         }
@@ -108,6 +118,9 @@ fn lists(a: &ScanArgs) -> Result<(AddrSet, Option<AddrSet>), Fail> {
 
 /// Checks the options that need no targets.
 fn validate(a: &ScanArgs) -> Result<(), Fail> {
+    if a.sync_every < Duration::from_millis(100) {
+        return Err(usage("--sync-every: at least 100ms"));
+    }
     if a.shards == 0 || a.shard >= a.shards {
         return Err(usage(format!(
             "--shard {} of --shards {}: need 0 <= shard < shards",
@@ -319,7 +332,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         pipelines.push(Pipeline::open(p.family, slots as usize, &engine, &hints)?);
     }
     let mut output = open_output(&a, format, seed, rate, &engine_names(&pipelines))?;
-    eprintln!("{}", engine_line(&pipelines));
+    ready(&pipelines);
     eprintln!(
         "asdic: scanning {}{planned} targets (shard {} of {}, seed {seed}), {rate:.0} probes/s, \
          cooldown {:?}, {} retries",
@@ -374,6 +387,10 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+        if output.due() && write_error.is_none() {
+            write_error = output.write(&rows).and_then(|()| output.sync()).err();
+            rows.clear();
         }
         if let Some(e) = &write_error {
             // Nothing more can be recorded: stop sending, stop waiting.
@@ -517,7 +534,7 @@ fn open_output(
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
-            let p = ParquetSink::<ScanRow>::with_row_groups(path, meta, SCAN_ROW_GROUP)
+            let p = PartedSink::<ScanRow>::create(path, meta, SCAN_ROW_GROUP, a.sync_every)
                 .map_err(|e| usage(format!("-o {}: {e}", path.display())))?;
             Ok(Output::Parquet(Box::new(p)))
         }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use asdic_analysis::fleet::{Fleet, FleetTarget, Limits, Transition};
-use asdic_analysis::{ParquetSink, Sink, SweepRow};
+use asdic_analysis::{PartedSink, Sink, SweepRow, parts_dir};
 use asdic_sender::fleet::{FleetLine, parse_fleet};
 use asdic_sender::source::Source;
 use asdic_sender::sweep::{Item, Plan, Sweep};
@@ -28,8 +28,8 @@ use crate::Fail;
 use crate::args::SweepArgs;
 use crate::metrics::{self, Shared};
 use crate::pipeline::{
-    EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_line,
-    engine_names, join_all, random_u64, slots_for, start_all,
+    EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_names,
+    join_all, random_u64, ready, slots_for, start_all,
 };
 
 /// Most targets a sweep lists.
@@ -203,6 +203,9 @@ fn validate(a: &SweepArgs) -> Result<(), Fail> {
     {
         return Err(usage(format!("--alarm-rtt {ms}: milliseconds, 0 or more")));
     }
+    if a.sync_every < Duration::from_millis(100) {
+        return Err(usage("--sync-every: at least 100ms"));
+    }
     if a.rotate < Duration::from_secs(1) {
         return Err(usage("--rotate: at least 1s"));
     }
@@ -233,20 +236,23 @@ enum ToWriter {
     Rows(u64, Vec<SweepRow>),
     /// The period ended: these last rows, then close its file.
     Close(u64, Vec<SweepRow>),
+    /// These rows, then finish the open part of the period's file (--sync-every).
+    Sync(u64, Vec<SweepRow>),
 }
 
 /// The Parquet writer: one file per period in `dir`, named by the period's start (UTC).
 struct Writer {
     dir: PathBuf,
     meta: Vec<(String, String)>,
-    current: Option<(u64, ParquetSink<SweepRow>)>,
+    current: Option<(u64, PartedSink<SweepRow>)>,
     rotate: Duration,
+    sync_every: Duration,
     written: Vec<PathBuf>,
 }
 
 impl Writer {
     /// The file of the period starting at `start` (closing another period's file first).
-    fn open(&mut self, start: u64) -> anyhow::Result<&mut ParquetSink<SweepRow>> {
+    fn open(&mut self, start: u64) -> anyhow::Result<&mut PartedSink<SweepRow>> {
         if self.current.as_ref().is_some_and(|(p, _)| *p != start) {
             self.close()?;
         }
@@ -255,14 +261,14 @@ impl Writer {
             let base = format!("sweep-{}", utc_stamp(start));
             let mut path = self.dir.join(format!("{base}.parquet"));
             let mut k = 1;
-            while path.exists() {
+            while path.exists() || parts_dir(&path).exists() {
                 path = self.dir.join(format!("{base}-{k}.parquet"));
                 k += 1;
             }
             let mut meta = self.meta.clone();
             meta.push(("asdic.period_start_unix_s".into(), start.to_string()));
             meta.push(("asdic.period_s".into(), period.to_string()));
-            let sink = ParquetSink::with_row_groups(&path, meta, 65_536)
+            let sink = PartedSink::create(&path, meta, 65_536, self.sync_every)
                 .with_context(|| format!("creating {}", path.display()))?;
             self.current = Some((start, sink));
         }
@@ -284,11 +290,19 @@ impl Writer {
 
     fn close(&mut self) -> anyhow::Result<()> {
         if let Some((_, sink)) = self.current.take() {
-            let path = sink.path().to_path_buf();
-            Box::new(sink)
-                .finish()
+            let path = sink.out().to_path_buf();
+            sink.finish_with(vec![])
                 .with_context(|| format!("writing {}", path.display()))?;
             self.written.push(path);
+        }
+        Ok(())
+    }
+
+    /// Finishes the open part of the current file, if any.
+    fn sync(&mut self) -> anyhow::Result<()> {
+        if let Some((_, sink)) = &mut self.current {
+            sink.roll()
+                .with_context(|| format!("writing {}", sink.dir().display()))?;
         }
         Ok(())
     }
@@ -310,6 +324,12 @@ impl Writer {
                 ToWriter::Close(period, rows) => {
                     self.write(period, &rows)?;
                     self.close()?;
+                }
+                ToWriter::Sync(period, mut rows) => {
+                    self.write(period, &rows)?;
+                    self.sync()?;
+                    rows.clear();
+                    let _ = back.try_send(rows);
                 }
             }
         }
@@ -462,7 +482,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         work.push((cfg, rx_cfg, Box::new(source) as Box<dyn Source + Send>));
         plans.push((family, plan));
     }
-    eprintln!("{}", engine_line(&pipelines));
+    ready(&pipelines);
     let (n4, n6) = count_families(&first.targets);
     eprintln!(
         "asdic: sweeping {n} targets ({n4} IPv4, {n6} IPv6) every {:?} ({needed:.0} probes/s, \
@@ -497,6 +517,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
                 meta: run_metadata(&a, &pipelines, ids.session),
                 current: None,
                 rotate: a.rotate,
+                sync_every: a.sync_every,
                 written: vec![],
             };
             // 16 batches of 8,192 rows in flight at most: a slow disk holds the consumer back
@@ -534,6 +555,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
     };
     let t0 = Instant::now();
     let mut last_check = Instant::now();
+    let mut last_sync = Instant::now();
     let mut last_status = Instant::now();
     let status = !a.quiet && !a.status_every.is_zero();
     loop {
@@ -547,6 +569,10 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         }
         state.maybe_rotate()?;
+        if last_sync.elapsed() >= a.sync_every {
+            last_sync = Instant::now();
+            state.sync()?;
+        }
         if last_check.elapsed() >= Duration::from_secs(1) || hup.load(Ordering::Relaxed) {
             last_check = Instant::now();
             let by_signal = hup.swap(false, Ordering::Relaxed);
@@ -704,16 +730,32 @@ impl Loop<'_> {
         Ok(())
     }
 
+    /// The rows held so far, replaced by an emptied vector the writer sent back (or a new one).
+    fn take_rows(&mut self) -> Vec<SweepRow> {
+        let next = self
+            .recycled
+            .and_then(|r| r.try_recv().ok())
+            .unwrap_or_else(|| Vec::with_capacity(ROWS_PER_BATCH));
+        std::mem::replace(&mut self.rows, next)
+    }
+
     fn flush_rows(&mut self) -> Result<(), Fail> {
         if let Some(tx) = self.to_writer
             && !self.rows.is_empty()
         {
-            let next = self
-                .recycled
-                .and_then(|r| r.try_recv().ok())
-                .unwrap_or_else(|| Vec::with_capacity(ROWS_PER_BATCH));
-            let rows = std::mem::replace(&mut self.rows, next);
+            let rows = self.take_rows();
             tx.send(ToWriter::Rows(self.period, rows))
+                .map_err(|_| anyhow::anyhow!("the Parquet writer stopped"))?;
+        }
+        Ok(())
+    }
+
+    /// Sends the rows held so far and has the writer finish the open part of the file, so
+    /// they survive a kill.
+    fn sync(&mut self) -> Result<(), Fail> {
+        if let Some(tx) = self.to_writer {
+            let rows = self.take_rows();
+            tx.send(ToWriter::Sync(self.period, rows))
                 .map_err(|_| anyhow::anyhow!("the Parquet writer stopped"))?;
         }
         Ok(())

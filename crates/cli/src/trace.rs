@@ -24,8 +24,8 @@ use asdic_wire::payload::{self, Key, Numbering};
 use crate::Fail;
 use crate::args::{IdChoice, TraceArgs, TraceFormat};
 use crate::pipeline::{
-    EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_line,
-    engine_names, join_all, random_u64, read_specs, slots_for, start_all,
+    EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_names,
+    join_all, random_u64, read_specs, ready, slots_for, start_all,
 };
 
 /// Most targets one trace holds: its hop table keeps about 80 bytes per (target, TTL).
@@ -173,7 +173,7 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
         };
         pipelines.push(Pipeline::open(p.family, slots, &engine, &hints)?);
     }
-    eprintln!("{}", engine_line(&pipelines));
+    ready(&pipelines);
     eprintln!(
         "asdic: tracing {} targets ({} IPv4, {} IPv6) at TTL {}..={}: at most {probes_max} \
          probes in a random order (seed {seed}), {rate} probes/s, timeout {:?}",
