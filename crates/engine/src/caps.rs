@@ -62,6 +62,15 @@ pub const SOCKET_ENGINES: &[Cap] = &[Cap::NetRaw];
 /// What the XDP engine needs (CAP_IPC_LOCK only when the UMEM is over RLIMIT_MEMLOCK).
 pub const XDP_ENGINE: &[Cap] = &[Cap::NetRaw, Cap::NetAdmin, Cap::Bpf, Cap::Perfmon];
 
+/// What to grant for the XDP engine: its needs and CAP_IPC_LOCK.
+pub const XDP_GRANT: &[Cap] = &[
+    Cap::NetRaw,
+    Cap::NetAdmin,
+    Cap::Bpf,
+    Cap::Perfmon,
+    Cap::IpcLock,
+];
+
 /// A set of capabilities (a bit per number, as in `/proc/PID/status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CapSet(pub u64);
@@ -131,7 +140,9 @@ pub fn setcap_line(caps: &[Cap]) -> String {
 /// What `engine` lacks in this process, as one sentence naming the missing capabilities and how
 /// to grant the full set; None when it has them all (or the set cannot be read: the engine then
 /// reports its own error).
-pub fn lacking(engine: &str, needed: &[Cap]) -> Option<String> {
+///
+/// `grant` is the full set to suggest (for XDP, `needed` plus CAP_IPC_LOCK for the UMEM).
+pub fn lacking(engine: &str, needed: &[Cap], grant: &[Cap]) -> Option<String> {
     let have = CapSet::effective().ok()?;
     let missing = have.missing(needed);
     if missing.is_empty() {
@@ -141,7 +152,7 @@ pub fn lacking(engine: &str, needed: &[Cap]) -> Option<String> {
         "missing {} (the {engine} engine needs {}; grant them: {})",
         list(&missing),
         list(needed),
-        setcap_line(needed)
+        setcap_line(grant)
     ))
 }
 

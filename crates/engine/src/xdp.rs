@@ -278,7 +278,7 @@ fn qsize(n: u32) -> Result<QueueSize, EngineError> {
 /// Opens the engine: resolves the path, attaches the XDP program, creates the UMEM and the
 /// socket, registers the socket with the program and fills the fill ring.
 pub fn open(o: &XdpOptions) -> Result<(XdpTx, XdpRx, XdpInfo), EngineError> {
-    if let Some(why) = caps::lacking("XDP", caps::XDP_ENGINE) {
+    if let Some(why) = caps::lacking("XDP", caps::XDP_ENGINE, caps::XDP_GRANT) {
         return Err(unavailable(why));
     }
     let path = path_for(o)?;
