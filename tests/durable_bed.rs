@@ -262,3 +262,85 @@ fn a_killed_sweep_leaves_readable_parts_of_its_current_file() {
     assert_eq!(probes.len(), 40, "{probes:?}");
     assert!(probes.values().all(|&n| n >= 2), "{probes:?}");
 }
+
+#[test]
+fn a_killed_ping_leaves_a_snapshot_of_every_targets_statistics() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("du4", &[]);
+    let truth = bed.truth();
+    let out = scratch("durable-ping.parquet");
+    let partial = PathBuf::from(format!("{}.partial", out.display()));
+    // 1,024 targets, 10 rounds a second apart: about 10 s; killed after a few snapshots.
+    let mut child = spawn(
+        &bed,
+        &[
+            "ping",
+            "198.19.76.0/22",
+            "-c",
+            "10",
+            "-i",
+            "1s",
+            "-W",
+            "300ms",
+            "--rate",
+            "20000",
+            "--sync-every",
+            "500ms",
+            "--engine",
+            "raw",
+            "-q",
+            "--no-progress",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    let t0 = Instant::now();
+    assert!(wait_for(Duration::from_secs(20), || partial.exists()));
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(t0.elapsed()));
+    signal(&child, libc::SIGKILL);
+    let _ = child.wait();
+    assert!(!out.exists());
+    let (rows, meta) = read_parquet(&partial);
+    assert_eq!(meta["asdic.partial"], "true");
+    assert_eq!(meta["asdic.mode"], "ping");
+    assert_eq!(rows.len(), 1024, "every target has its row");
+    let mut sent_total = 0;
+    for r in &rows {
+        let t: std::net::Ipv4Addr = r["target"].as_str().unwrap().parse().unwrap();
+        let x = u32::from(t) & 0xffff;
+        let sent = r["sent"].as_u64().unwrap();
+        let received = r["received"].as_u64().unwrap();
+        assert!((1..10).contains(&sent), "{t}: {sent} sent after ~3 s of 10");
+        sent_total += sent;
+        match asdic_tests::classify(&truth, false, x) {
+            asdic_tests::Truth::Alive => {
+                // Answered all but, at most, the round still in flight at the snapshot.
+                assert!(received <= sent && received + 1 >= sent, "{t}: {r:?}");
+            }
+            _ => assert_eq!(received, 0, "{t}: {r:?}"),
+        }
+    }
+    assert!(sent_total >= 2 * 1024, "{sent_total}");
+
+    // A run that ends leaves its file and no snapshot, though it wrote some.
+    let done = scratch("durable-ping-done.parquet");
+    let o = bed.asdic(&[
+        "ping",
+        "198.19.0.1",
+        "-c",
+        "3",
+        "-i",
+        "300ms",
+        "--sync-every",
+        "100ms",
+        "-q",
+        "--no-progress",
+        "-o",
+        done.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert!(!PathBuf::from(format!("{}.partial", done.display())).exists());
+    let (rows, meta) = read_parquet(&done);
+    assert_eq!(rows[0]["received"].as_u64(), Some(3));
+    assert!(!meta.contains_key("asdic.partial"));
+}

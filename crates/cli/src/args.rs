@@ -183,6 +183,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// `--sync-every`: a duration of at least 100 ms.
+fn parse_sync_every(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(100) {
+        return Err(format!("{s:?}: at least 100ms"));
+    }
+    Ok(d)
+}
+
 /// `asdic ping` options. Flag names follow ping/fping where the meaning is the same.
 #[derive(Debug, Args)]
 pub struct PingArgs {
@@ -230,6 +239,12 @@ pub struct PingArgs {
     /// Write per-target results to this Parquet file.
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// With -o: write the results so far to FILE.partial this often (a complete Parquet file,
+    /// replaced atomically), so a killed run loses at most this much; FILE replaces it at the
+    /// end.
+    #[arg(long, default_value = "5s", value_parser = parse_sync_every, value_name = "DURATION")]
+    pub sync_every: Duration,
 
     /// Format of the per-target results on stdout.
     #[arg(long, value_enum, default_value_t = FormatChoice::Table)]
@@ -418,7 +433,7 @@ pub struct ScanArgs {
 
     /// Parquet: finish a durable part of the output (FILE.parts/part-N.parquet) this often; a
     /// killed run loses at most the rows of the last period. The parts become FILE at the end.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "5s", value_parser = parse_sync_every, value_name = "DURATION")]
     pub sync_every: Duration,
 
     /// Write a row for every probe event (timeouts, duplicates, late replies, failed
@@ -524,7 +539,7 @@ pub struct SweepArgs {
 
     /// Finish a durable part of the current file (its .parts directory) this often; a killed
     /// sweep loses at most the rows of the last period.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "5s", value_parser = parse_sync_every, value_name = "DURATION")]
     pub sync_every: Duration,
 
     /// Stop after this many rounds (default: run until interrupted).
@@ -626,6 +641,12 @@ pub struct TraceArgs {
     /// file.
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// With -o: write the hops so far to FILE.partial this often (a complete Parquet file,
+    /// replaced atomically), so a killed run loses at most this much; FILE replaces it at the
+    /// end.
+    #[arg(long, default_value = "5s", value_parser = parse_sync_every, value_name = "DURATION")]
+    pub sync_every: Duration,
 
     /// Format of the results on stdout.
     #[arg(short = 'O', long, value_enum, default_value_t = TraceFormat::Text)]

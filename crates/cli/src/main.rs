@@ -11,6 +11,7 @@ mod ping;
 mod pipeline;
 mod recover;
 mod scan;
+mod snapshot;
 mod sweep;
 mod trace;
 

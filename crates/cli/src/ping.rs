@@ -21,6 +21,7 @@ use crate::pipeline::{
     EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_names,
     join_all, random_u64, read_specs, ready, slots_for, start_all,
 };
+use crate::snapshot::Snapshots;
 
 /// Most targets `ping` lists in memory.
 const MAX_TARGETS: u64 = 1 << 24;
@@ -172,6 +173,13 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
     let progress = !a.no_progress;
     let expected = order.len() as u64 * u64::from(a.count);
     let mut last_print = Instant::now();
+    let mut snapshots = a.output.as_ref().map(|path| {
+        Snapshots::new(
+            path,
+            run_metadata(&a, rate, session, started_ns, &pipelines),
+            a.sync_every,
+        )
+    });
     let mut printed = false;
     let tty = std::io::stderr().is_terminal();
     let offsets: Vec<(Family, u32)> = pipelines
@@ -194,6 +202,9 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+        if let Some(snap) = snapshots.as_mut().filter(|s| s.due()) {
+            snap.write(|sink| write_all(&agg, sink));
         }
         if progress
             && t0.elapsed() >= Duration::from_secs(1)
@@ -241,6 +252,9 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         Box::new(pq)
             .finish()
             .with_context(|| format!("writing {}", path.display()))?;
+        if let Some(s) = snapshots {
+            s.done();
+        }
     }
     let mut sent_stats = (0, 0, 0u64);
     for p in &pipelines {

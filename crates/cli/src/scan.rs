@@ -118,9 +118,6 @@ fn lists(a: &ScanArgs) -> Result<(AddrSet, Option<AddrSet>), Fail> {
 
 /// Checks the options that need no targets.
 fn validate(a: &ScanArgs) -> Result<(), Fail> {
-    if a.sync_every < Duration::from_millis(100) {
-        return Err(usage("--sync-every: at least 100ms"));
-    }
     if a.shards == 0 || a.shard >= a.shards {
         return Err(usage(format!(
             "--shard {} of --shards {}: need 0 <= shard < shards",

@@ -203,9 +203,6 @@ fn validate(a: &SweepArgs) -> Result<(), Fail> {
     {
         return Err(usage(format!("--alarm-rtt {ms}: milliseconds, 0 or more")));
     }
-    if a.sync_every < Duration::from_millis(100) {
-        return Err(usage("--sync-every: at least 100ms"));
-    }
     if a.rotate < Duration::from_secs(1) {
         return Err(usage("--rotate: at least 1s"));
     }

@@ -27,6 +27,7 @@ use crate::pipeline::{
     EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_names,
     join_all, random_u64, read_specs, ready, slots_for, start_all,
 };
+use crate::snapshot::Snapshots;
 
 /// Most targets one trace holds: its hop table keeps about 80 bytes per (target, TTL).
 const MAX_TARGETS: u64 = 1 << 20;
@@ -204,6 +205,13 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
     let mut paths = Paths::new(order.clone(), a.first_ttl, a.max_ttl);
     let mut foreign = 0u64;
     let mut last_print = Instant::now();
+    let mut snapshots = a.output.as_ref().map(|path| {
+        Snapshots::new(
+            path,
+            run_metadata(&a, rate, seed, session, started_ns, &pipelines),
+            a.sync_every,
+        )
+    });
     let mut printed = false;
     let tty = std::io::stderr().is_terminal();
     loop {
@@ -219,6 +227,9 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+        if let Some(snap) = snapshots.as_mut().filter(|s| s.due()) {
+            snap.write(|sink| write_rows(&paths, sink));
         }
         if !a.no_progress
             && t0.elapsed() >= Duration::from_secs(1)
@@ -297,6 +308,9 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
         Box::new(pq)
             .finish()
             .with_context(|| format!("writing {}", path.display()))?;
+        if let Some(s) = snapshots {
+            s.done();
+        }
     }
     eprintln!("asdic: {summary}");
     eprintln!(
