@@ -292,22 +292,13 @@ mod tests {
 
     /// The targets of a Parquet file of scan rows, in order, and its metadata.
     fn targets(path: &Path) -> (Vec<String>, Vec<(String, String)>) {
-        let (md, batches) = read_parquet(path);
+        let (_, batches) = read_parquet(path);
         let mut t = vec![];
         for b in &batches {
             let col = b.column_by_name("target").unwrap().as_string::<i32>();
             t.extend(col.iter().map(|v| v.unwrap().to_string()));
         }
-        let kv = md
-            .file_metadata()
-            .key_value_metadata()
-            .map(|kv| {
-                kv.iter()
-                    .map(|k| (k.key.clone(), k.value.clone().unwrap_or_default()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        (t, kv)
+        (t, metadata_of(path).unwrap())
     }
 
     #[test]
