@@ -23,6 +23,8 @@ command -v m4 >/dev/null || need+=(m4)
 [ -e /usr/include/zlib.h ] || need+=(zlib1g-dev)
 [ -e /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
 [ -e /usr/include/linux/if_xdp.h ] || need+=(linux-libc-dev)
+# asdic report lays out its figures' text with a TrueType font.
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 if ((${#need[@]})); then
   if [ "$(id -u)" != 0 ]; then
     echo "deps: missing ${need[*]}; run as root to install them" >&2

@@ -17,12 +17,13 @@ fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
-const SUBCOMMANDS: [&str; 7] = [
+const SUBCOMMANDS: [&str; 8] = [
     "ping",
     "scan",
     "sweep",
     "trace",
     "recover",
+    "report",
     "man",
     "completions",
 ];

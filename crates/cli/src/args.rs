@@ -58,6 +58,9 @@ pub enum Command {
     Trace(TraceArgs),
     /// Merge the parts a killed run left (FILE.parts/) into FILE, as the run would have.
     Recover(RecoverArgs),
+    /// Write an HTML report with figures (RTT histogram and CDF, per-prefix hit map,
+    /// latency over time per target, ICMP errors, worst targets) from result files.
+    Report(ReportArgs),
     /// Write the man pages (asdic.1 and one per subcommand) into a directory.
     Man(ManArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
@@ -70,6 +73,44 @@ pub struct RecoverArgs {
     /// The output file of the killed run (its parts are in FILE.parts/).
     #[arg(value_name = "FILE")]
     pub output: PathBuf,
+}
+
+/// `asdic report` options.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Result files or directories: Parquet files of scan, sweep, ping or trace runs, a
+    /// killed run's FILE.parts/, a FILE.partial snapshot, or a sweep's output directory.
+    #[arg(value_name = "RESULTS", required = true)]
+    pub inputs: Vec<PathBuf>,
+
+    /// Directory to write report.html and figures/ into (created if missing).
+    #[arg(
+        short = 'o',
+        long = "output",
+        default_value = "asdic-report",
+        value_name = "DIR"
+    )]
+    pub dir: PathBuf,
+
+    /// The page title.
+    #[arg(long, default_value = "asdic report", value_name = "TEXT")]
+    pub title: String,
+
+    /// Latency-over-time graphs to draw for a sweep, worst targets first.
+    #[arg(long, default_value_t = 12, value_name = "N")]
+    pub graphs: usize,
+
+    /// Rows of the per-target (scan: per-prefix) table, worst first.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub rows: usize,
+
+    /// Write only SVG figures (no PNG copies).
+    #[arg(long)]
+    pub no_png: bool,
+
+    /// TrueType font for the figures' text (default: DejaVu Sans or another system font).
+    #[arg(long, value_name = "FILE")]
+    pub font: Option<PathBuf>,
 }
 
 /// `asdic man` options.

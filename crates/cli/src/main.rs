@@ -10,6 +10,7 @@ mod metrics;
 mod ping;
 mod pipeline;
 mod recover;
+mod report;
 mod scan;
 mod snapshot;
 mod sweep;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         args::Command::Sweep(a) => sweep::run(a),
         args::Command::Trace(a) => trace::run(a),
         args::Command::Recover(a) => recover::run(a),
+        args::Command::Report(a) => report::run(a),
         args::Command::Man(a) => docs::man(a),
         args::Command::Completions(a) => docs::completions(a),
     };

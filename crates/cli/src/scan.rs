@@ -328,7 +328,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         };
         pipelines.push(Pipeline::open(p.family, slots as usize, &engine, &hints)?);
     }
-    let mut output = open_output(&a, format, seed, rate, &engine_names(&pipelines))?;
+    let mut output = open_output(&a, format, seed, rate, planned, &engine_names(&pipelines))?;
     ready(&pipelines);
     eprintln!(
         "asdic: scanning {}{planned} targets (shard {} of {}, seed {seed}), {rate:.0} probes/s, \
@@ -493,6 +493,7 @@ fn open_output(
     format: ScanFormat,
     seed: u64,
     rate: f64,
+    planned: u64,
     engine: &str,
 ) -> Result<Output, Fail> {
     let path = &a.output;
@@ -527,6 +528,7 @@ fn open_output(
                     (!a.no_default_blocklist).to_string(),
                 ),
                 ("asdic.all_events", a.all_events.to_string()),
+                ("asdic.targets_planned", planned.to_string()),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))

@@ -1,0 +1,42 @@
+//! `asdic report RESULTS... -o DIR`: an HTML report with figures (see `asdic_report`).
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use asdic_report::{Error, Options};
+
+use crate::Fail;
+use crate::args::ReportArgs;
+
+pub fn run(a: ReportArgs) -> Result<ExitCode, Fail> {
+    let t0 = Instant::now();
+    let opts = Options {
+        title: a.title,
+        graphs: a.graphs,
+        rows: a.rows,
+        png: !a.no_png,
+        font: a.font,
+    };
+    std::fs::create_dir_all(&a.dir)
+        .map_err(|e| Fail::Usage(format!("-o {}: {e}", a.dir.display())))?;
+    let w = asdic_report::write(&a.inputs, &a.dir, &opts).map_err(|e| match e {
+        // Unreadable or foreign inputs, no font: the operator's to fix.
+        Error::File { .. }
+        | Error::Parquet { .. }
+        | Error::NotAsdic { .. }
+        | Error::Empty(_)
+        | Error::Font(_) => Fail::Usage(e.to_string()),
+        other => Fail::System(anyhow::anyhow!(other)),
+    })?;
+    let modes: Vec<&str> = w.sections.iter().map(|s| s.mode.name()).collect();
+    eprintln!(
+        "asdic: report of {} rows ({}) in {:.2}s: {} and {} figure files in {}",
+        w.rows,
+        modes.join(", "),
+        t0.elapsed().as_secs_f64(),
+        w.html.display(),
+        w.figures.len(),
+        a.dir.join("figures").display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,254 @@
+//! Finding the result files, telling their run mode, and reading their columns.
+//!
+//! An input is a Parquet file (any name: `out.parquet`, a `.partial` snapshot), a killed
+//! run's `FILE.parts/` directory (its finished parts; the open `.tmp` part has no footer and
+//! is skipped), or a directory such as a sweep's output directory: its `*.parquet` files and
+//! the finished parts of its `*.parquet.parts/` subdirectories, in name order.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::{Array, RecordBatch};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::error::{Error, Result};
+use crate::section::Mode;
+
+/// Every result file named by `inputs`, in order, each once.
+///
+/// # Errors
+/// [`Error::File`] for a path that does not exist or cannot be listed, [`Error::Empty`] when
+/// nothing is found.
+pub fn expand(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = vec![];
+    let mut seen = HashSet::new();
+    let mut push = |p: PathBuf, out: &mut Vec<PathBuf>| {
+        if seen.insert(p.clone()) {
+            out.push(p);
+        }
+    };
+    for input in inputs {
+        let meta = std::fs::metadata(input).map_err(|e| Error::file(input, e))?;
+        if !meta.is_dir() {
+            push(input.clone(), &mut out);
+            continue;
+        }
+        if is_parts_dir(input) {
+            for p in asdic_analysis::list_parts(input)? {
+                push(p, &mut out);
+            }
+            continue;
+        }
+        let mut files = vec![];
+        let mut parts = vec![];
+        for e in std::fs::read_dir(input).map_err(|e| Error::file(input, e))? {
+            let p = e.map_err(|e| Error::file(input, e))?.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with('.') {
+                continue;
+            }
+            if p.is_dir() && is_parts_dir(&p) {
+                parts.push(p);
+            } else if p.is_file() && name.ends_with(".parquet") {
+                files.push(p);
+            }
+        }
+        files.sort();
+        parts.sort();
+        for p in files {
+            push(p, &mut out);
+        }
+        for d in parts {
+            for p in asdic_analysis::list_parts(&d)? {
+                push(p, &mut out);
+            }
+        }
+    }
+    if out.is_empty() {
+        let names: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
+        return Err(Error::Empty(names.join(", ")));
+    }
+    Ok(out)
+}
+
+fn is_parts_dir(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".parts"))
+}
+
+/// The files grouped by run mode, groups in the order their first file came.
+///
+/// # Errors
+/// [`Error::Parquet`] for a file that is not Parquet, [`Error::NotAsdic`] for one without
+/// asdic's metadata or of an unknown mode.
+pub fn group(files: &[PathBuf]) -> Result<Vec<(Mode, Vec<PathBuf>)>> {
+    let mut groups: Vec<(Mode, Vec<PathBuf>)> = vec![];
+    for f in files {
+        let meta = metadata(f)?;
+        let mode = get(&meta, "asdic.mode").ok_or_else(|| {
+            Error::not_asdic(f, "no asdic.mode in its metadata: not an asdic result file")
+        })?;
+        let mode = Mode::parse(mode)
+            .ok_or_else(|| Error::not_asdic(f, format!("unknown asdic.mode {mode:?}")))?;
+        match groups.iter_mut().find(|(m, _)| *m == mode) {
+            Some((_, v)) => v.push(f.clone()),
+            None => groups.push((mode, vec![f.clone()])),
+        }
+    }
+    Ok(groups)
+}
+
+fn open(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
+    let f = File::open(path).map_err(|e| Error::file(path, e))?;
+    ParquetRecordBatchReaderBuilder::try_new(f).map_err(|source| Error::Parquet {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The key-value metadata of a Parquet file.
+///
+/// # Errors
+/// As [`group`].
+pub fn metadata(path: &Path) -> Result<Vec<(String, String)>> {
+    let b = open(path)?;
+    Ok(b.metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kv| {
+            kv.iter()
+                .filter_map(|k| Some((k.key.clone(), k.value.clone()?)))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The value of `key` in `meta`.
+pub fn get<'a>(meta: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    meta.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// Calls `f` with every record batch of `path`, in order.
+///
+/// # Errors
+/// As [`group`], and whatever `f` returns.
+pub fn for_each_batch(path: &Path, mut f: impl FnMut(&Batch<'_>) -> Result<()>) -> Result<()> {
+    let reader = open(path)?
+        .with_batch_size(8192)
+        .build()
+        .map_err(|source| Error::Parquet {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    for b in reader {
+        let b = b.map_err(|e| Error::not_asdic(path, format!("reading rows: {e}")))?;
+        f(&Batch { path, b: &b })?;
+    }
+    Ok(())
+}
+
+/// One record batch of a named file, with typed column look-ups.
+#[derive(Debug)]
+pub struct Batch<'a> {
+    path: &'a Path,
+    b: &'a RecordBatch,
+}
+
+impl Batch<'_> {
+    /// Rows in the batch.
+    pub fn len(&self) -> usize {
+        self.b.num_rows()
+    }
+
+    /// Whether the batch has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.b.num_rows() == 0
+    }
+
+    /// Column `name` as array type `T`.
+    ///
+    /// # Errors
+    /// [`Error::NotAsdic`] naming the file and column when it is missing or of another type.
+    pub fn col<T: Array + 'static>(&self, name: &str) -> Result<&T> {
+        let c = self
+            .b
+            .column_by_name(name)
+            .ok_or_else(|| Error::not_asdic(self.path, format!("no column {name:?}")))?;
+        c.as_any().downcast_ref::<T>().ok_or_else(|| {
+            Error::not_asdic(
+                self.path,
+                format!("column {name:?} has type {}", c.data_type()),
+            )
+        })
+    }
+}
+
+/// The value at `i`, or `None` when null.
+pub fn opt<A: Array, T>(a: &A, i: usize, value: impl Fn(&A, usize) -> T) -> Option<T> {
+    (!a.is_null(i)).then(|| value(a, i))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("asdic-report-input-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn directories_expand_to_files_and_finished_parts_in_order() {
+        let d = tmp("expand");
+        for f in ["b.parquet", "a.parquet", ".hidden.parquet", "notes.txt"] {
+            std::fs::write(d.join(f), b"x").unwrap();
+        }
+        let parts = d.join("c.parquet.parts");
+        std::fs::create_dir(&parts).unwrap();
+        for f in [
+            "part-000002.parquet",
+            "part-000001.parquet",
+            ".part-000003.parquet.tmp",
+        ] {
+            std::fs::write(parts.join(f), b"x").unwrap();
+        }
+        let got = expand(std::slice::from_ref(&d)).unwrap();
+        let names: Vec<String> = got
+            .iter()
+            .map(|p| p.strip_prefix(&d).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "a.parquet",
+                "b.parquet",
+                "c.parquet.parts/part-000001.parquet",
+                "c.parquet.parts/part-000002.parquet"
+            ]
+        );
+        // The parts directory on its own, and a file named twice, once.
+        let again = expand(&[parts.clone(), d.join("a.parquet"), d.join("a.parquet")]).unwrap();
+        assert_eq!(again.len(), 3);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn missing_paths_and_empty_directories_are_errors_naming_them() {
+        let d = tmp("empty");
+        let e = expand(std::slice::from_ref(&d)).unwrap_err().to_string();
+        assert!(e.contains("no asdic result files"), "{e}");
+        let missing = d.join("nope.parquet");
+        let e = expand(&[missing]).unwrap_err().to_string();
+        assert!(e.contains("nope.parquet"), "{e}");
+        std::fs::write(d.join("junk.parquet"), b"not parquet").unwrap();
+        let files = expand(std::slice::from_ref(&d)).unwrap();
+        let e = group(&files).unwrap_err().to_string();
+        assert!(e.contains("junk.parquet") && e.contains("Parquet"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

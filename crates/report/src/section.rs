@@ -1,0 +1,1233 @@
+//! One report section per run mode: the summary, the RTT distribution, per-target and
+//! per-prefix tables worst first, the ICMP error breakdown and per-target latency series.
+//!
+//! Each mode's files are read once to fold every row into bounded aggregates; sweeps and
+//! traces are read a second time for the few targets that get a table row or a graph, to
+//! collect their RTTs exactly.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use arrow_array::{Array, Float64Array, StringArray, UInt8Array, UInt64Array};
+
+use crate::Options;
+use crate::error::Result;
+use crate::hist::LogHist;
+use crate::input::{self, Batch, get, opt};
+
+/// The kind of run a file holds (its `asdic.mode` metadata).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `asdic scan`: one row per probe event (hits only unless `--all-events`).
+    Scan,
+    /// `asdic sweep`: one row per probe result, state change and window.
+    Sweep,
+    /// `asdic ping`: one row of statistics per target.
+    Ping,
+    /// `asdic trace`: one row per (target, TTL) probe.
+    Trace,
+}
+
+impl Mode {
+    /// The mode named `s`.
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "scan" => Some(Mode::Scan),
+            "sweep" => Some(Mode::Sweep),
+            "ping" => Some(Mode::Ping),
+            "trace" => Some(Mode::Trace),
+            _ => None,
+        }
+    }
+
+    /// The subcommand's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Scan => "scan",
+            Mode::Sweep => "sweep",
+            Mode::Ping => "ping",
+            Mode::Trace => "trace",
+        }
+    }
+}
+
+/// The numbers at the top of a section.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Targets probed; `None` when the files do not say (a scan of hits only, killed).
+    pub targets: Option<u64>,
+    /// Probes that ended (answered, errored, timed out or failed to send).
+    pub probes: Option<u64>,
+    /// Echo replies (for traces: answers of any hop).
+    pub replies: u64,
+    /// ICMP errors.
+    pub errors: u64,
+    /// Targets that answered (scans: the hits).
+    pub answering: Option<u64>,
+    /// Probes without a reply, percent of probes.
+    pub loss_pct: Option<f64>,
+    /// The RTT quantiles (µs) of [`Section::rtt`].
+    pub p50: Option<f64>,
+    /// See `p50`.
+    pub p90: Option<f64>,
+    /// See `p50`.
+    pub p99: Option<f64>,
+    /// When the run started, ns since the epoch.
+    pub start_ns: Option<u64>,
+    /// When it ended (or its last row, see `duration_is_lower_bound`).
+    pub end_ns: Option<u64>,
+    /// Whether the end is only the last row's time (no end recorded: a killed run or a
+    /// sweep file).
+    pub duration_is_lower_bound: bool,
+    /// The engines the files name, comma-separated.
+    pub engine: String,
+    /// Probes per second achieved.
+    pub rate_pps: Option<f64>,
+    /// Whether every file says it is complete (`asdic.complete`); `None` when none says.
+    pub complete: Option<bool>,
+    /// The command lines that wrote the files.
+    pub commands: Vec<String>,
+    /// Mode-specific lines: (label, value).
+    pub extra: Vec<(String, String)>,
+}
+
+impl Summary {
+    /// Seconds from start to end.
+    pub fn duration_s(&self) -> Option<f64> {
+        let (s, e) = (self.start_ns?, self.end_ns?);
+        Some(e.saturating_sub(s) as f64 / 1e9)
+    }
+}
+
+/// One row of the per-target table.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TargetRow {
+    /// The address.
+    pub target: String,
+    /// Its name, if any.
+    pub name: Option<String>,
+    /// Probes that ended.
+    pub probes: u64,
+    /// Replies.
+    pub replies: u64,
+    /// Loss percent.
+    pub loss_pct: Option<f64>,
+    /// Median RTT, µs.
+    pub p50: Option<f64>,
+    /// 90th percentile RTT, µs.
+    pub p90: Option<f64>,
+    /// 99th percentile RTT, µs.
+    pub p99: Option<f64>,
+    /// Largest RTT, µs.
+    pub max: Option<f64>,
+    /// ICMP errors.
+    pub errors: u64,
+    /// Mode-specific remark (first error, alarms, trace reach).
+    pub note: String,
+}
+
+/// One ICMP type/code in the error breakdown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorRow {
+    /// The IANA name, "Type / Code".
+    pub name: String,
+    /// ICMPv6 rather than ICMPv4.
+    pub v6: bool,
+    /// ICMP type.
+    pub icmp_type: u8,
+    /// ICMP code.
+    pub icmp_code: u8,
+    /// Errors of this type and code.
+    pub count: u64,
+    /// Distinct responders (at least; counting stops at [`MAX_RESPONDERS`]).
+    pub responders: u64,
+    /// The responders that sent most of them, with their counts.
+    pub top: Vec<(String, u64)>,
+}
+
+/// Distinct responders tracked per ICMP type/code; more are counted as "others".
+pub const MAX_RESPONDERS: usize = 100_000;
+
+/// One prefix of a scan's hit map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrefixRow {
+    /// The prefix, `a.b.c.0/24`.
+    pub prefix: String,
+    /// Targets probed in it, when the file has a row per probe (`--all-events`).
+    pub probed: Option<u64>,
+    /// Addresses in the prefix (IPv4), the denominator without `probed`.
+    pub size: Option<u64>,
+    /// Targets that answered.
+    pub hits: u64,
+}
+
+impl PrefixRow {
+    /// Hits over targets probed, else over the prefix's addresses; `None` when neither is
+    /// known.
+    pub fn rate(&self) -> Option<f64> {
+        let d = self.probed.or(self.size)?;
+        (d > 0).then(|| (self.hits as f64 / d as f64).min(1.0))
+    }
+}
+
+/// A scan's per-prefix hit map.
+#[derive(Debug, Clone, Default)]
+pub struct PrefixMap {
+    /// Prefix length of the cells.
+    pub bits: u8,
+    /// IPv6 rather than IPv4.
+    pub v6: bool,
+    /// Every prefix with a probe or a hit, in address order.
+    pub cells: Vec<PrefixRow>,
+    /// Whether the rates have real denominators (`probed`).
+    pub exact: bool,
+}
+
+/// One time bucket of a latency-over-time graph.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Bucket {
+    /// Start, seconds since the section's start.
+    pub t: f64,
+    /// Probes that ended in the bucket.
+    pub sent: u64,
+    /// Of which unanswered.
+    pub lost: u64,
+    /// RTT quantiles of the bucket's replies, µs: min, p25, median, p75, max.
+    pub rtt: Option<[f64; 5]>,
+}
+
+impl Bucket {
+    /// Loss percent within the bucket.
+    pub fn loss_pct(&self) -> f64 {
+        100.0 * self.lost as f64 / self.sent.max(1) as f64
+    }
+}
+
+/// A target's latency over time, SmokePing style.
+#[derive(Debug, Clone, Default)]
+pub struct Series {
+    /// The address.
+    pub target: String,
+    /// Its name.
+    pub name: Option<String>,
+    /// Loss percent over the run.
+    pub loss_pct: f64,
+    /// Bucket width, seconds.
+    pub width: f64,
+    /// The buckets, in time order.
+    pub buckets: Vec<Bucket>,
+}
+
+/// Everything a report shows about the files of one run mode.
+#[derive(Debug, Clone)]
+pub struct Section {
+    /// The mode.
+    pub mode: Mode,
+    /// Its files.
+    pub files: Vec<PathBuf>,
+    /// Rows read.
+    pub rows: u64,
+    /// The summary.
+    pub summary: Summary,
+    /// The RTT samples drawn and summarised.
+    pub rtt: LogHist,
+    /// What one sample of `rtt` is ("echo reply", "per-target median").
+    pub rtt_basis: &'static str,
+    /// The per-target table, worst first, at most [`Options::rows`].
+    pub targets: Vec<TargetRow>,
+    /// Targets in all (the table may show fewer).
+    pub targets_total: u64,
+    /// ICMP errors by type/code, most first.
+    pub errors: Vec<ErrorRow>,
+    /// A scan's hit map.
+    pub prefixes: Option<PrefixMap>,
+    /// Latency-over-time graphs (sweeps), worst first.
+    pub series: Vec<Series>,
+    /// Things the reader should know about these numbers.
+    pub notes: Vec<String>,
+}
+
+/// Reads `files` (all of `mode`) into a section.
+///
+/// # Errors
+/// [`Error`] naming a file that cannot be read or lacks a column the mode needs.
+pub fn build(mode: Mode, files: Vec<PathBuf>, opts: &Options) -> Result<Section> {
+    let mut s = Section {
+        mode,
+        files,
+        rows: 0,
+        summary: Summary::default(),
+        rtt: LogHist::new(),
+        rtt_basis: "echo reply",
+        targets: vec![],
+        targets_total: 0,
+        errors: vec![],
+        prefixes: None,
+        series: vec![],
+        notes: vec![],
+    };
+    let meta = Meta::read(&s.files)?;
+    s.summary.engine = meta.engines.join(", ");
+    s.summary.commands = meta.commands.clone();
+    s.summary.complete = meta.complete;
+    s.summary.start_ns = meta.start_ns;
+    s.summary.end_ns = meta.end_ns;
+    if meta.partial {
+        s.notes.push(
+            "Read from a snapshot or parts of a run that did not end (asdic.partial / .parts): \
+             the numbers cover the run up to its last durable write."
+                .into(),
+        );
+    }
+    match mode {
+        Mode::Scan => scan(&mut s, &meta)?,
+        Mode::Sweep | Mode::Trace => probes(&mut s, opts)?,
+        Mode::Ping => ping(&mut s)?,
+    }
+    if mode != Mode::Ping || s.summary.p50.is_none() {
+        s.summary.p50 = s.rtt.quantile(0.5);
+        s.summary.p90 = s.rtt.quantile(0.9);
+        s.summary.p99 = s.rtt.quantile(0.99);
+    }
+    if s.summary.rate_pps.is_none()
+        && let (Some(p), Some(d)) = (s.summary.probes, s.summary.duration_s())
+        && d > 0.0
+    {
+        s.summary.rate_pps = Some(p as f64 / d);
+    }
+    s.targets.truncate(opts.rows);
+    Ok(s)
+}
+
+/// What the files' metadata say, over all files of a section.
+#[derive(Debug, Default)]
+struct Meta {
+    engines: Vec<String>,
+    commands: Vec<String>,
+    complete: Option<bool>,
+    partial: bool,
+    start_ns: Option<u64>,
+    end_ns: Option<u64>,
+    /// Scan: the sum of `asdic.probes_sent` when every file has it.
+    probes_sent: Option<u64>,
+    /// Scan: the sum of `asdic.targets_planned` when every file has it.
+    targets: Option<u64>,
+    /// Scan: whether every file has a row per probe event.
+    all_events: bool,
+    /// Scan: the send rate recorded by each run, summed when every file has it.
+    send_rate: Option<f64>,
+}
+
+impl Meta {
+    fn read(files: &[PathBuf]) -> Result<Meta> {
+        let mut m = Meta {
+            probes_sent: Some(0),
+            targets: Some(0),
+            all_events: true,
+            send_rate: Some(0.0),
+            ..Meta::default()
+        };
+        let mut runs = HashSet::new();
+        for f in files {
+            let kv = input::metadata(f)?;
+            let num = |k: &str| get(&kv, k).and_then(|v| v.parse::<u64>().ok());
+            // Parts of one run and the rotated files of one sweep share a session: their
+            // run-wide numbers count once.
+            let session = get(&kv, "asdic.session").unwrap_or("").to_string();
+            let first_of_run =
+                runs.insert((session, get(&kv, "asdic.start_unix_ns").map(str::to_string)));
+            if let Some(e) = get(&kv, "asdic.engine")
+                && !m.engines.iter().any(|x| x == e)
+            {
+                m.engines.push(e.to_string());
+            }
+            if let Some(c) = get(&kv, "asdic.command")
+                && !m.commands.iter().any(|x| x == c)
+            {
+                m.commands.push(c.to_string());
+            }
+            match get(&kv, "asdic.complete") {
+                Some(v) => m.complete = Some(m.complete.unwrap_or(true) && v == "true"),
+                None if get(&kv, "asdic.part").is_some() => m.complete = Some(false),
+                None => {}
+            }
+            m.partial |=
+                get(&kv, "asdic.partial") == Some("true") || get(&kv, "asdic.part").is_some();
+            if let Some(s) = num("asdic.start_unix_ns") {
+                m.start_ns = Some(m.start_ns.map_or(s, |x| x.min(s)));
+            }
+            if let Some(e) = num("asdic.end_unix_ns") {
+                m.end_ns = Some(m.end_ns.map_or(e, |x| x.max(e)));
+            }
+            m.all_events &= get(&kv, "asdic.all_events") == Some("true");
+            if first_of_run {
+                m.probes_sent = m
+                    .probes_sent
+                    .zip(num("asdic.probes_sent"))
+                    .map(|(a, b)| a + b);
+                m.targets = m
+                    .targets
+                    .zip(num("asdic.targets_planned"))
+                    .map(|(a, b)| a + b);
+                m.send_rate = m
+                    .send_rate
+                    .zip(get(&kv, "asdic.send_rate_pps").and_then(|v| v.parse::<f64>().ok()))
+                    .map(|(a, b)| a + b);
+            } else {
+                // A second file of one run: its closing numbers are the run's, not more.
+                if num("asdic.probes_sent").is_some() {
+                    m.probes_sent = None;
+                }
+            }
+        }
+        Ok(m)
+    }
+}
+
+/// ICMP errors by (family, type, code), with their responders.
+#[derive(Debug, Default)]
+struct Errors {
+    by: HashMap<(bool, u8, u8), ErrAgg>,
+}
+
+#[derive(Debug, Default)]
+struct ErrAgg {
+    name: String,
+    count: u64,
+    responders: HashMap<String, u64>,
+    others: u64,
+}
+
+impl Errors {
+    fn add(&mut self, v6: bool, t: u8, c: u8, name: Option<&str>, responder: Option<&str>, n: u64) {
+        let e = self.by.entry((v6, t, c)).or_default();
+        if e.name.is_empty() {
+            e.name = name.map_or_else(|| format!("type {t} code {c}"), str::to_string);
+        }
+        e.count += n;
+        match responder {
+            Some(r) if e.responders.contains_key(r) || e.responders.len() < MAX_RESPONDERS => {
+                *e.responders.entry(r.to_string()).or_default() += n;
+            }
+            _ => e.others += n,
+        }
+    }
+
+    fn rows(self) -> Vec<ErrorRow> {
+        let mut rows: Vec<ErrorRow> = self
+            .by
+            .into_iter()
+            .map(|((v6, t, c), e)| {
+                let mut top: Vec<(String, u64)> = e.responders.into_iter().collect();
+                let responders = top.len() as u64 + u64::from(e.others > 0);
+                top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                top.truncate(5);
+                ErrorRow {
+                    name: e.name,
+                    v6,
+                    icmp_type: t,
+                    icmp_code: c,
+                    count: e.count,
+                    responders,
+                    top,
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            b.count.cmp(&a.count).then_with(|| {
+                (a.v6, a.icmp_type, a.icmp_code).cmp(&(b.v6, b.icmp_type, b.icmp_code))
+            })
+        });
+        rows
+    }
+}
+
+fn is_v6(target: &str) -> bool {
+    target.contains(':')
+}
+
+fn str_at(a: &StringArray, i: usize) -> Option<&str> {
+    if a.is_null(i) { None } else { Some(a.value(i)) }
+}
+
+/// The scan: probes, hits, the per-prefix map and errors.
+fn scan(s: &mut Section, meta: &Meta) -> Result<()> {
+    let mut v4 = Prefixes::new(false);
+    let mut v6 = Prefixes::new(true);
+    let mut errors = Errors::default();
+    let (mut probes, mut first_probes, mut replies, mut errs) = (0u64, 0u64, 0u64, 0u64);
+    let (mut dups, mut late, mut timeouts, mut failed) = (0u64, 0u64, 0u64, 0u64);
+    let (mut t_min, mut t_max) = (u64::MAX, 0u64);
+    let files = s.files.clone();
+    for f in &files {
+        input::for_each_batch(f, |b: &Batch<'_>| {
+            let target = b.col::<StringArray>("target")?;
+            let outcome = b.col::<StringArray>("outcome")?;
+            let rtt = b.col::<Float64Array>("rtt_us")?;
+            let responder = b.col::<StringArray>("responder")?;
+            let ty = b.col::<UInt8Array>("icmp_type")?;
+            let code = b.col::<UInt8Array>("icmp_code")?;
+            let name = b.col::<StringArray>("icmp_name")?;
+            let attempt = b.col::<UInt8Array>("attempt")?;
+            let sent = b.col::<UInt64Array>("sent_unix_ns")?;
+            for i in 0..b.len() {
+                s.rows += 1;
+                let Ok(addr) = target.value(i).parse::<IpAddr>() else {
+                    continue;
+                };
+                let t = sent.value(i);
+                t_min = t_min.min(t);
+                t_max = t_max.max(t);
+                let o = outcome.value(i);
+                let ended = matches!(o, "reply" | "error" | "timeout" | "send_failed");
+                probes += u64::from(ended);
+                let first = ended && attempt.value(i) == 0;
+                first_probes += u64::from(first);
+                let prefixes = if addr.is_ipv6() { &mut v6 } else { &mut v4 };
+                match o {
+                    "reply" => {
+                        replies += 1;
+                        if let Some(r) = opt(rtt, i, |a, i| a.value(i)) {
+                            s.rtt.add(r);
+                        }
+                        prefixes.add(addr, first, true);
+                    }
+                    "error" => {
+                        errs += 1;
+                        prefixes.add(addr, first, false);
+                        if let (Some(t), Some(c)) = (
+                            opt(ty, i, |a, i| a.value(i)),
+                            opt(code, i, |a, i| a.value(i)),
+                        ) {
+                            errors.add(
+                                addr.is_ipv6(),
+                                t,
+                                c,
+                                str_at(name, i),
+                                str_at(responder, i),
+                                1,
+                            );
+                        }
+                    }
+                    "timeout" => {
+                        timeouts += 1;
+                        prefixes.add(addr, first, false);
+                    }
+                    "send_failed" => {
+                        failed += 1;
+                        prefixes.add(addr, first, false);
+                    }
+                    "duplicate" => dups += 1,
+                    "late" => late += 1,
+                    _ => {}
+                }
+            }
+            Ok(())
+        })?;
+    }
+    let sum = &mut s.summary;
+    sum.replies = replies;
+    sum.errors = errs;
+    sum.answering = Some(replies);
+    if meta.all_events {
+        sum.probes = Some(probes);
+        sum.targets = Some(first_probes);
+    } else {
+        sum.probes = meta.probes_sent.filter(|&p| p > 0);
+        sum.targets = meta.targets.filter(|&t| t > 0);
+        s.notes.push(
+            "The scan wrote rows for hits only (no --all-events): timeouts are not in the file, \
+             so loss comes from the probe count in its metadata and hit rates per prefix are \
+             over the prefix's addresses."
+                .into(),
+        );
+    }
+    sum.loss_pct = sum
+        .probes
+        .filter(|&p| p > 0)
+        .map(|p| 100.0 * p.saturating_sub(replies) as f64 / p as f64);
+    if let Some(t) = sum.targets.filter(|&t| t > 0) {
+        sum.extra.push((
+            "hit rate".into(),
+            format!(
+                "{:.2} % of targets answered with an echo reply",
+                100.0 * replies as f64 / t as f64
+            ),
+        ));
+    }
+    sum.extra.push((
+        "events".into(),
+        format!(
+            "{replies} replies, {errs} ICMP errors, {timeouts} timeouts, {failed} send failures, {dups} duplicates, {late} late"
+        ),
+    ));
+    if sum.end_ns.is_none() && t_max > 0 {
+        sum.end_ns = Some(t_max);
+        sum.duration_is_lower_bound = true;
+    }
+    if sum.start_ns.is_none() && t_min < u64::MAX {
+        sum.start_ns = Some(t_min);
+    }
+    sum.rate_pps = meta.send_rate.filter(|&r| r > 0.0);
+    s.errors = errors.rows();
+    // One family's map; a dual-stack scan maps the family with more prefixes.
+    let map = if v6.len() > v4.len() { v6 } else { v4 };
+    let mut map = map.finish(meta.all_events);
+    map.cells.sort_by(|a, b| {
+        a.rate()
+            .unwrap_or(0.0)
+            .total_cmp(&b.rate().unwrap_or(0.0))
+            .then_with(|| a.prefix.cmp(&b.prefix))
+    });
+    s.targets_total = map.cells.len() as u64;
+    // The per-target table of a scan is per prefix, worst first.
+    s.targets = map
+        .cells
+        .iter()
+        .map(|c| TargetRow {
+            target: c.prefix.clone(),
+            probes: c.probed.or(c.size).unwrap_or(0),
+            replies: c.hits,
+            loss_pct: c.rate().map(|r| 100.0 * (1.0 - r)),
+            ..TargetRow::default()
+        })
+        .collect();
+    map.cells.sort_by_key(|c| prefix_key(&c.prefix));
+    s.prefixes = Some(map);
+    Ok(())
+}
+
+fn prefix_key(p: &str) -> (u8, u128) {
+    let addr = p.split('/').next().unwrap_or("");
+    match addr.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => (4, u128::from(u32::from(a))),
+        Ok(IpAddr::V6(a)) => (6, u128::from(a)),
+        Err(_) => (0, 0),
+    }
+}
+
+/// Hits and probes per prefix, coarsening while there are too many prefixes.
+#[derive(Debug)]
+struct Prefixes {
+    v6: bool,
+    bits: u8,
+    map: HashMap<u128, (u64, u64)>,
+}
+
+/// Cells in a hit map at most; more prefixes are merged into shorter ones.
+pub const MAX_CELLS: usize = 4096;
+/// Prefixes kept while reading before coarsening.
+const MAX_KEPT: usize = 1 << 18;
+
+impl Prefixes {
+    fn new(v6: bool) -> Self {
+        Prefixes {
+            v6,
+            bits: if v6 { 64 } else { 24 },
+            map: HashMap::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn width(&self) -> u8 {
+        if self.v6 { 128 } else { 32 }
+    }
+
+    fn key(&self, addr: IpAddr) -> u128 {
+        let x = match addr {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
+        };
+        let shift = self.width() - self.bits;
+        if shift >= 128 { 0 } else { x >> shift }
+    }
+
+    fn add(&mut self, addr: IpAddr, probed: bool, hit: bool) {
+        let k = self.key(addr);
+        let e = self.map.entry(k).or_default();
+        e.0 += u64::from(probed);
+        e.1 += u64::from(hit);
+        if self.map.len() > MAX_KEPT {
+            self.coarsen();
+        }
+    }
+
+    fn coarsen(&mut self) {
+        let step = if self.v6 { 8 } else { 4 };
+        let Some(bits) = self.bits.checked_sub(step).filter(|&b| b > 0) else {
+            return;
+        };
+        let mut map: HashMap<u128, (u64, u64)> = HashMap::new();
+        for (k, (p, h)) in self.map.drain() {
+            let e = map.entry(k >> step).or_default();
+            e.0 += p;
+            e.1 += h;
+        }
+        self.map = map;
+        self.bits = bits;
+    }
+
+    fn finish(mut self, exact: bool) -> PrefixMap {
+        while self.map.len() > MAX_CELLS && self.bits > 4 {
+            self.coarsen();
+        }
+        let shift = self.width() - self.bits;
+        let cells = self
+            .map
+            .iter()
+            .map(|(&k, &(probed, hits))| {
+                let base = k << shift;
+                let prefix = if self.v6 {
+                    format!("{}/{}", std::net::Ipv6Addr::from(base), self.bits)
+                } else {
+                    format!("{}/{}", std::net::Ipv4Addr::from(base as u32), self.bits)
+                };
+                PrefixRow {
+                    prefix,
+                    probed: exact.then_some(probed),
+                    size: (!self.v6).then(|| 1u64 << shift),
+                    hits,
+                }
+            })
+            .collect();
+        PrefixMap {
+            bits: self.bits,
+            v6: self.v6,
+            cells,
+            exact,
+        }
+    }
+}
+
+/// Per-target counters of a sweep or a trace (first pass).
+#[derive(Debug, Default, Clone)]
+struct TargetAgg {
+    name: Option<String>,
+    probes: u64,
+    replies: u64,
+    errors: u64,
+    sum_us: f64,
+    first_ns: u64,
+    last_ns: u64,
+    alarms: u64,
+    first_error: Option<String>,
+    /// Trace: the lowest TTL the target itself answered at, and the highest any hop did.
+    reached: Option<u8>,
+    last_hop: Option<u8>,
+}
+
+impl TargetAgg {
+    fn loss(&self) -> f64 {
+        if self.probes == 0 {
+            return 0.0;
+        }
+        self.probes.saturating_sub(self.replies) as f64 / self.probes as f64
+    }
+
+    fn mean(&self) -> f64 {
+        if self.replies == 0 {
+            f64::INFINITY
+        } else {
+            self.sum_us / self.replies as f64
+        }
+    }
+}
+
+/// One probe's end as read from a sweep or trace row.
+struct ProbeEnd<'a> {
+    target: &'a str,
+    t_ns: u64,
+    /// RTT of an answer (sweep: echo reply; trace: any hop's answer).
+    rtt_us: Option<f64>,
+    /// Unanswered (timeout, send failure).
+    lost: bool,
+}
+
+/// Calls `f` with every probe end (and `other` with every other row) of the section's files.
+fn for_each_probe(
+    s: &Section,
+    mut f: impl FnMut(&ProbeEnd<'_>, &Batch<'_>, usize) -> Result<()>,
+) -> Result<()> {
+    let trace = s.mode == Mode::Trace;
+    for file in &s.files {
+        input::for_each_batch(file, |b| {
+            let target = b.col::<StringArray>("target")?;
+            let (kind, rtt, time) = if trace {
+                (
+                    b.col::<StringArray>("kind")?,
+                    b.col::<Float64Array>("rtt_ms")?,
+                    b.col::<UInt64Array>("sent_unix_ns")?,
+                )
+            } else {
+                (
+                    b.col::<StringArray>("event")?,
+                    b.col::<Float64Array>("rtt_us")?,
+                    b.col::<UInt64Array>("time_unix_ns")?,
+                )
+            };
+            let scale = if trace { 1000.0 } else { 1.0 };
+            for i in 0..b.len() {
+                let k = kind.value(i);
+                let answered = if trace {
+                    matches!(k, "reply" | "time_exceeded" | "unreachable" | "error")
+                } else {
+                    k == "reply"
+                };
+                let lost = matches!(k, "timeout" | "send_failed") || (!trace && k == "error");
+                let p = ProbeEnd {
+                    target: target.value(i),
+                    t_ns: time.value(i),
+                    rtt_us: if answered {
+                        opt(rtt, i, |a, i| a.value(i) * scale)
+                    } else {
+                        None
+                    },
+                    lost: lost || (answered && rtt.is_null(i)),
+                };
+                f(&p, b, i)?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// Sweeps and traces: per-target counters, then exact RTTs and series for the worst.
+fn probes(s: &mut Section, opts: &Options) -> Result<()> {
+    let trace = s.mode == Mode::Trace;
+    if trace {
+        s.rtt_basis = "answer of any hop";
+    }
+    let mut targets: HashMap<String, TargetAgg> = HashMap::new();
+    let mut errors = Errors::default();
+    let (mut dups, mut late, mut alarms, mut rows) = (0u64, 0u64, 0u64, 0u64);
+    let (mut t_min, mut t_max) = (u64::MAX, 0u64);
+    let mut rtt = LogHist::new();
+    for_each_probe(s, |p, b, i| {
+        rows += 1;
+        let kind = b
+            .col::<StringArray>(if trace { "kind" } else { "event" })?
+            .value(i);
+        let e = targets.entry(p.target.to_string()).or_default();
+        if e.name.is_none()
+            && !trace
+            && let Some(n) = str_at(b.col::<StringArray>("name")?, i)
+        {
+            e.name = Some(n.to_string());
+        }
+        match kind {
+            "duplicate" => dups += 1,
+            "late" => late += 1,
+            "alarm" => {
+                alarms += 1;
+                e.alarms += 1;
+            }
+            _ => {}
+        }
+        let ended = p.lost || p.rtt_us.is_some() || kind == "error";
+        if !ended {
+            return Ok(());
+        }
+        t_min = t_min.min(p.t_ns);
+        t_max = t_max.max(p.t_ns);
+        if e.probes == 0 {
+            e.first_ns = p.t_ns;
+        }
+        e.first_ns = e.first_ns.min(p.t_ns);
+        e.last_ns = e.last_ns.max(p.t_ns);
+        e.probes += 1;
+        if let Some(r) = p.rtt_us {
+            e.replies += 1;
+            e.sum_us += r;
+            rtt.add(r);
+        }
+        if trace {
+            let ttl = b.col::<UInt8Array>("ttl")?.value(i);
+            if p.rtt_us.is_some() {
+                e.last_hop = Some(e.last_hop.map_or(ttl, |h| h.max(ttl)));
+            }
+            if kind == "reply" {
+                e.reached = Some(e.reached.map_or(ttl, |h| h.min(ttl)));
+            }
+        }
+        let is_error = matches!(kind, "error" | "time_exceeded" | "unreachable");
+        if is_error {
+            let ty = b.col::<UInt8Array>("icmp_type")?;
+            let code = b.col::<UInt8Array>("icmp_code")?;
+            if let (Some(t), Some(c)) = (
+                opt(ty, i, |a, i| a.value(i)),
+                opt(code, i, |a, i| a.value(i)),
+            ) {
+                let name = str_at(b.col::<StringArray>("icmp_name")?, i);
+                let responder = str_at(b.col::<StringArray>("responder")?, i);
+                // A trace's time-exceeded answers are its hops, not failures.
+                if kind != "time_exceeded" {
+                    e.errors += 1;
+                    if e.first_error.is_none() {
+                        e.first_error = name.map(str::to_string);
+                    }
+                }
+                errors.add(is_v6(p.target), t, c, name, responder, 1);
+            }
+        }
+        Ok(())
+    })?;
+    s.rows = rows;
+    s.rtt = rtt;
+    s.errors = errors.rows();
+    let sum = &mut s.summary;
+    sum.targets = Some(targets.len() as u64);
+    let probes: u64 = targets.values().map(|t| t.probes).sum();
+    sum.probes = Some(probes);
+    sum.replies = targets.values().map(|t| t.replies).sum();
+    sum.errors = targets.values().map(|t| t.errors).sum();
+    sum.answering = Some(targets.values().filter(|t| t.replies > 0).count() as u64);
+    sum.loss_pct =
+        (probes > 0).then(|| 100.0 * probes.saturating_sub(sum.replies) as f64 / probes as f64);
+    if trace {
+        let reached = targets.values().filter(|t| t.reached.is_some()).count();
+        sum.extra.push((
+            "destinations reached".into(),
+            format!("{reached} of {}", targets.len()),
+        ));
+    } else {
+        sum.extra.push((
+            "events".into(),
+            format!("{alarms} alarms raised, {dups} duplicate and {late} late replies"),
+        ));
+    }
+    if sum.start_ns.is_none() && t_min < u64::MAX {
+        sum.start_ns = Some(t_min);
+    }
+    if sum.end_ns.is_none() && t_max > 0 {
+        // Sweep files record no end: the last probe's time is the end, to within a round.
+        sum.end_ns = Some(t_max);
+        sum.duration_is_lower_bound = true;
+    }
+    s.targets_total = targets.len() as u64;
+
+    // Worst first: most loss, then most errors, then slowest on average.
+    let mut order: Vec<(&String, &TargetAgg)> = targets.iter().collect();
+    order.sort_by(|a, b| {
+        b.1.loss()
+            .total_cmp(&a.1.loss())
+            .then_with(|| b.1.errors.cmp(&a.1.errors))
+            .then_with(|| b.1.mean().total_cmp(&a.1.mean()))
+            .then_with(|| a.0.cmp(b.0))
+    });
+    let graphs = if trace { 0 } else { opts.graphs };
+    let keep = opts.rows.max(graphs);
+    let chosen: HashMap<String, usize> = order
+        .iter()
+        .take(keep)
+        .enumerate()
+        .map(|(k, (t, _))| ((*t).clone(), k))
+        .collect();
+
+    // Second pass: exact RTTs and time series of the chosen targets.
+    let mut samples: Vec<Vec<(u64, Option<f64>)>> = vec![vec![]; chosen.len()];
+    for_each_probe(s, |p, _, _| {
+        if let Some(&k) = chosen.get(p.target)
+            && (p.lost || p.rtt_us.is_some())
+        {
+            samples[k].push((p.t_ns, p.rtt_us));
+        }
+        Ok(())
+    })?;
+    let start = s.summary.start_ns.unwrap_or(0).min(t_min);
+    for (k, (target, agg)) in order.iter().take(keep).enumerate() {
+        let mut rtts: Vec<f64> = samples[k].iter().filter_map(|x| x.1).collect();
+        rtts.sort_by(f64::total_cmp);
+        let note = if trace {
+            match (agg.reached, agg.last_hop) {
+                (Some(h), _) => format!("reached at TTL {h}"),
+                (None, Some(h)) => format!("not reached; last answer from TTL {h}"),
+                (None, None) => "not reached; no hop answered".into(),
+            }
+        } else {
+            let mut n = vec![];
+            if agg.alarms > 0 {
+                n.push(format!("{} alarms", agg.alarms));
+            }
+            if let Some(e) = &agg.first_error {
+                n.push(e.clone());
+            }
+            n.join("; ")
+        };
+        if k < opts.rows {
+            s.targets.push(TargetRow {
+                target: (*target).clone(),
+                name: agg.name.clone(),
+                probes: agg.probes,
+                replies: agg.replies,
+                loss_pct: (agg.probes > 0).then(|| 100.0 * agg.loss()),
+                p50: nearest_rank(&rtts, 0.5),
+                p90: nearest_rank(&rtts, 0.9),
+                p99: nearest_rank(&rtts, 0.99),
+                max: rtts.last().copied(),
+                errors: agg.errors,
+                note,
+            });
+        }
+        if k < graphs {
+            s.series.push(series(target, agg, &mut samples[k], start));
+        }
+    }
+    Ok(())
+}
+
+/// The nearest-rank quantile of sorted `v`.
+pub fn nearest_rank(v: &[f64], q: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    Some(v[rank - 1])
+}
+
+/// Buckets of about five probes each (at most 120 buckets), SmokePing's rounds.
+fn series(target: &str, agg: &TargetAgg, samples: &mut [(u64, Option<f64>)], start: u64) -> Series {
+    samples.sort_by_key(|x| x.0);
+    let n = ((samples.len() / 5).clamp(1, 120)) as u64;
+    let (first, last) = (agg.first_ns, agg.last_ns.max(agg.first_ns));
+    let width_ns = ((last - first) / n).max(1) + 1;
+    let mut buckets = vec![];
+    let mut i = 0;
+    for b in 0..n {
+        let lo = first + b * width_ns;
+        let hi = lo + width_ns;
+        let mut rtts = vec![];
+        let (mut sent, mut lost) = (0, 0);
+        while i < samples.len() && samples[i].0 < hi {
+            sent += 1;
+            match samples[i].1 {
+                Some(r) => rtts.push(r),
+                None => lost += 1,
+            }
+            i += 1;
+        }
+        if sent == 0 {
+            continue;
+        }
+        rtts.sort_by(f64::total_cmp);
+        let q = |x| nearest_rank(&rtts, x).unwrap_or(0.0);
+        buckets.push(Bucket {
+            t: lo.saturating_sub(start) as f64 / 1e9,
+            sent,
+            lost,
+            rtt: (!rtts.is_empty())
+                .then(|| [rtts[0], q(0.25), q(0.5), q(0.75), rtts[rtts.len() - 1]]),
+        });
+    }
+    Series {
+        target: target.to_string(),
+        name: agg.name.clone(),
+        loss_pct: 100.0 * agg.loss(),
+        width: width_ns as f64 / 1e9,
+        buckets,
+    }
+}
+
+/// Ping: one row per target with its statistics.
+fn ping(s: &mut Section) -> Result<()> {
+    s.rtt_basis = "per-target median";
+    let mut errors = Errors::default();
+    let mut rows: Vec<TargetRow> = vec![];
+    let (mut probes, mut replies, mut errs) = (0u64, 0u64, 0u64);
+    let files = s.files.clone();
+    for f in &files {
+        input::for_each_batch(f, |b| {
+            let target = b.col::<StringArray>("target")?;
+            let name = b.col::<StringArray>("name")?;
+            let sent = b.col::<UInt64Array>("sent")?;
+            let received = b.col::<UInt64Array>("received")?;
+            let loss = b.col::<Float64Array>("loss_pct")?;
+            let [p50, p90, p99, max] = ["rtt_p50_us", "rtt_p90_us", "rtt_p99_us", "rtt_max_us"]
+                .map(|c| b.col::<Float64Array>(c));
+            let (p50, p90, p99, max) = (p50?, p90?, p99?, max?);
+            let n_err = b.col::<UInt64Array>("errors")?;
+            let ty = b.col::<UInt8Array>("error_type")?;
+            let code = b.col::<UInt8Array>("error_code")?;
+            let err_name = b.col::<StringArray>("error_name")?;
+            let responder = b.col::<StringArray>("responder")?;
+            for i in 0..b.len() {
+                s.rows += 1;
+                let f = |a: &Float64Array| opt(a, i, |a, i| a.value(i));
+                probes += sent.value(i);
+                replies += received.value(i);
+                errs += n_err.value(i);
+                if let Some(m) = f(p50) {
+                    s.rtt.add(m);
+                }
+                if let (Some(t), Some(c)) = (
+                    opt(ty, i, |a, i| a.value(i)),
+                    opt(code, i, |a, i| a.value(i)),
+                ) {
+                    let tgt = target.value(i);
+                    errors.add(
+                        is_v6(tgt),
+                        t,
+                        c,
+                        str_at(err_name, i),
+                        str_at(responder, i),
+                        n_err.value(i).max(1),
+                    );
+                }
+                rows.push(TargetRow {
+                    target: target.value(i).to_string(),
+                    name: str_at(name, i).map(str::to_string),
+                    probes: sent.value(i),
+                    replies: received.value(i),
+                    loss_pct: f(loss),
+                    p50: f(p50),
+                    p90: f(p90),
+                    p99: f(p99),
+                    max: f(max),
+                    errors: n_err.value(i),
+                    note: str_at(err_name, i).unwrap_or("").to_string(),
+                });
+            }
+            Ok(())
+        })?;
+    }
+    rows.sort_by(|a, b| {
+        b.loss_pct
+            .unwrap_or(0.0)
+            .total_cmp(&a.loss_pct.unwrap_or(0.0))
+            .then_with(|| b.errors.cmp(&a.errors))
+            .then_with(|| {
+                b.p99
+                    .unwrap_or(f64::INFINITY)
+                    .total_cmp(&a.p99.unwrap_or(f64::INFINITY))
+            })
+            .then_with(|| a.target.cmp(&b.target))
+    });
+    let sum = &mut s.summary;
+    sum.targets = Some(rows.len() as u64);
+    sum.probes = Some(probes);
+    sum.replies = replies;
+    sum.errors = errs;
+    sum.answering = Some(rows.iter().filter(|r| r.replies > 0).count() as u64);
+    sum.loss_pct =
+        (probes > 0).then(|| 100.0 * probes.saturating_sub(replies) as f64 / probes as f64);
+    s.notes.push(
+        "ping files hold per-target statistics, not single probes: the RTT figures and \
+         percentiles are over the targets' median RTTs, and the error breakdown names each \
+         target's first error (counted with all its errors)."
+            .into(),
+    );
+    s.targets_total = rows.len() as u64;
+    s.targets = rows;
+    s.errors = errors.rows();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_coarsen_to_fit_the_map() {
+        let mut p = Prefixes::new(false);
+        // 8,192 /24s in 10.0.0.0/11, one hit in every other one.
+        for k in 0..8192u32 {
+            let a = IpAddr::from(std::net::Ipv4Addr::from((10u32 << 24) | (k << 8) | 1));
+            p.add(a, true, k % 2 == 0);
+        }
+        let m = p.finish(true);
+        assert_eq!(m.bits, 20);
+        assert_eq!(m.cells.len(), 512);
+        assert!(m.cells.iter().all(|c| c.probed == Some(16) && c.hits == 8));
+        assert!(m.cells.iter().all(|c| c.rate() == Some(0.5)));
+        assert!(m.cells.iter().any(|c| c.prefix == "10.0.0.0/20"));
+    }
+
+    #[test]
+    fn prefix_rates_without_probe_rows_use_the_prefix_size() {
+        let mut p = Prefixes::new(false);
+        for host in 0..64u32 {
+            p.add(
+                IpAddr::from(std::net::Ipv4Addr::from(0xc612_0000 | host)),
+                false,
+                true,
+            );
+        }
+        let m = p.finish(false);
+        assert_eq!(m.cells.len(), 1);
+        assert_eq!(m.cells[0].prefix, "198.18.0.0/24");
+        assert_eq!(m.cells[0].rate(), Some(0.25));
+        let mut p6 = Prefixes::new(true);
+        p6.add("2001:db8:1::7".parse().unwrap(), false, true);
+        let m6 = p6.finish(false);
+        assert_eq!(m6.cells[0].prefix, "2001:db8:1::/64");
+        assert_eq!(m6.cells[0].rate(), None);
+    }
+
+    #[test]
+    fn errors_keep_names_counts_and_top_responders() {
+        let mut e = Errors::default();
+        e.add(
+            false,
+            3,
+            1,
+            Some("Destination Unreachable / Host Unreachable"),
+            Some("198.18.0.1"),
+            3,
+        );
+        e.add(false, 3, 1, None, Some("198.18.0.2"), 1);
+        e.add(
+            true,
+            1,
+            3,
+            Some("Destination Unreachable / Address unreachable"),
+            None,
+            1,
+        );
+        let rows = e.rows();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].count, 4);
+        assert_eq!(rows[0].responders, 2);
+        assert_eq!(rows[0].top[0], ("198.18.0.1".to_string(), 3));
+        assert!(rows[0].name.contains("Host Unreachable"));
+        assert!(rows[1].v6 && rows[1].responders == 1);
+    }
+
+    #[test]
+    fn series_buckets_hold_every_probe_and_their_quantiles() {
+        let agg = TargetAgg {
+            first_ns: 1_000_000_000,
+            last_ns: 1_000_000_000 + 99 * 100_000_000,
+            probes: 100,
+            replies: 90,
+            ..TargetAgg::default()
+        };
+        let mut samples: Vec<(u64, Option<f64>)> = (0..100u64)
+            .map(|i| {
+                let rtt = (i % 10 != 9).then_some(100.0 + (i % 10) as f64);
+                (1_000_000_000 + i * 100_000_000, rtt)
+            })
+            .collect();
+        let s = series("198.18.0.9", &agg, &mut samples, 0);
+        assert_eq!(s.buckets.len(), 20);
+        assert_eq!(s.buckets.iter().map(|b| b.sent).sum::<u64>(), 100);
+        assert_eq!(s.buckets.iter().map(|b| b.lost).sum::<u64>(), 10);
+        assert!((s.loss_pct - 10.0).abs() < 1e-9);
+        assert!((s.buckets[0].t - 1.0).abs() < 1e-9);
+        for b in &s.buckets {
+            let [lo, _, med, _, hi] = b.rtt.unwrap();
+            assert!(lo <= med && med <= hi && lo >= 100.0 && hi <= 109.0);
+        }
+    }
+
+    #[test]
+    fn nearest_rank_matches_the_definition() {
+        let v = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(nearest_rank(&v, 0.5), Some(2.0));
+        assert_eq!(nearest_rank(&v, 0.99), Some(4.0));
+        assert_eq!(nearest_rank(&[], 0.5), None);
+    }
+}
