@@ -172,7 +172,7 @@ pub fn draw_section(s: &Section, i: usize, dir: &Path, png: bool) -> Result<Vec<
         let h = RttHist { s };
         add(
             format!("s{i}-{mode}-rtt-histogram"),
-            "RTT distribution".into(),
+            "RTT distribution: histogram".into(),
             format!(
                 "Histogram of {} RTTs ({} samples, one per {}), 60 bins on a log scale.",
                 mode,
@@ -184,7 +184,7 @@ pub fn draw_section(s: &Section, i: usize, dir: &Path, png: bool) -> Result<Vec<
         let c = RttCdf { s };
         add(
             format!("s{i}-{mode}-rtt-cdf"),
-            "RTT CDF".into(),
+            "RTT distribution: CDF".into(),
             "Share of samples at or below each RTT (log scale), with the 50th, 90th and 99th \
              percentiles marked."
                 .into(),

@@ -42,7 +42,7 @@ h3 { font-size: 16px; margin: 18px 0 6px; }
 .meta { color: #5a6570; font-size: 13px; }
 table { border-collapse: collapse; font-size: 13px; margin: 8px 0 16px; }
 th, td { border: 1px solid #d5dbe1; padding: 3px 8px; text-align: left; vertical-align: top; }
-th { background: #eef2f6; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #eef2f6; } td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 table.summary th { width: 190px; }
 tr.bad td { background: #fdecea; } tr.warn td { background: #fff6e0; }
 figure { margin: 8px 0 24px; } figure svg { max-width: 100%; height: auto; border: 1px solid #e3e7eb; }
@@ -97,11 +97,8 @@ fn section(h: &mut String, i: usize, s: &Section, figs: &[Figure]) {
     }
     let (fig_rtt, rest): (Vec<&Figure>, Vec<&Figure>) =
         figs.iter().partition(|f| f.id.contains("-rtt-"));
-    if !fig_rtt.is_empty() {
-        h.push_str("<h3>RTT distribution</h3>\n");
-        for f in fig_rtt {
-            figure(h, f);
-        }
+    for f in fig_rtt {
+        figure(h, f);
     }
     let (maps, rest): (Vec<&Figure>, Vec<&Figure>) =
         rest.into_iter().partition(|f| f.id.contains("-hit-map"));
