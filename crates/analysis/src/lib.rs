@@ -23,6 +23,8 @@
 
 /// The dense per-target store and run totals.
 pub mod aggregate;
+/// UTC calendar fields for file names and reports.
+pub mod clock;
 /// The crate's error type.
 pub mod error;
 /// Sweep targets: rolling windows, counters, alarm state.

@@ -113,16 +113,13 @@ fn open(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
 /// # Errors
 /// As [`group`].
 pub fn metadata(path: &Path) -> Result<Vec<(String, String)>> {
-    let b = open(path)?;
-    Ok(b.metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .map(|kv| {
-            kv.iter()
-                .filter_map(|k| Some((k.key.clone(), k.value.clone()?)))
-                .collect()
-        })
-        .unwrap_or_default())
+    asdic_analysis::metadata_of(path).map_err(|e| match e {
+        asdic_analysis::Error::Parquet(source) => Error::Parquet {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => Error::Analysis(other),
+    })
 }
 
 /// The value of `key` in `meta`.
