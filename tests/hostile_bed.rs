@@ -1,0 +1,192 @@
+//! Hostile traffic on the test bed: while asdic scans, a peer in the far namespace
+//! (`tests/support/hostile.py`) sends forged replies (MAC altered), replies from addresses
+//! never probed, replays of genuine replies, truncated, cut, corrupt and oversized ICMP,
+//! errors quoting probes never sent and a stream of unrelated ICMP. asdic must count each category, report
+//! none of it as a live host or an RTT, lose none of the genuine replies (the bed's nft
+//! counters), and keep its memory as in a clean run.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use asdic_tests::{Bed, Truth, classify, low16, read_parquet, require_bed, root, scratch};
+use serde_json::Value;
+
+const TARGETS: &str = "198.19.0.0/20";
+
+/// Runs the scan, polling its peak RSS; returns (stderr, peak RSS KiB).
+fn scan(bed: &Bed, out: &std::path::Path) -> (String, u64) {
+    let mut child = bed
+        .command(&[
+            "scan",
+            TARGETS,
+            "--rate",
+            "1000",
+            "--engine",
+            "raw",
+            "--all-events",
+            "--no-default-blocklist",
+            "--cooldown",
+            "3s",
+            "-q",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `ip netns exec` execs asdic in place: the child's pid is asdic's.
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the scan did not end"
+        );
+        if let Ok(s) = std::fs::read_to_string(&status)
+            && let Some(kb) = s
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        {
+            peak = peak.max(kb);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        child.wait().unwrap().code().is_some_and(|c| c <= 1),
+        "{err}"
+    );
+    (err, peak)
+}
+
+/// A number before `label` in asdic's stderr, e.g. "12 forged".
+fn count(stderr: &str, label: &str) -> u64 {
+    let i = stderr
+        .rfind(&format!(" {label}"))
+        .unwrap_or_else(|| panic!("no {label:?} in {stderr}"));
+    stderr[..i]
+        .rsplit(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count before {label:?} in {stderr}"))
+}
+
+#[test]
+fn hostile_traffic_is_counted_and_never_reported_as_a_host_or_an_rtt() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("ho1", &[]);
+    let truth = bed.truth();
+
+    // A clean run first: the memory baseline.
+    let clean_out = scratch("hostile-clean.parquet");
+    let (_, clean_rss) = scan(&bed, &clean_out);
+
+    // The peer, ready before the scan starts.
+    let mut peer = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("asdic-{}-far", bed.id()),
+            "python3",
+        ])
+        .arg(root().join("tests/support/hostile.py"))
+        .args(["4", "2.5", "198.19.200"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(peer.stderr.as_mut().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "ready", "the hostile peer did not start");
+    let before = (bed.counter("seen4"), bed.counter("deaddrop"));
+    let out = scratch("hostile.parquet");
+    let (stderr, rss) = scan(&bed, &out);
+    let after = (bed.counter("seen4"), bed.counter("deaddrop"));
+    let mut line = String::new();
+    BufReader::new(peer.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(peer.wait().unwrap().success());
+    let sent: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    let n = |k: &str| sent[k].as_u64().unwrap();
+    assert_eq!(n("requests"), 4096, "the peer saw every probe: {sent}");
+    assert!(
+        n("forged") == 1024 && n("replay") >= 1000 && n("unrelated") >= 200,
+        "{sent}"
+    );
+
+    // Each category counted: forged MACs and replies from addresses never probed fail the
+    // MAC (it covers the replying address); oversized data and data too short for a stamp
+    // are another program's; quotes cut inside their IP header and bad checksums are
+    // malformed; errors quoting unsent probes do not match; replays are duplicates (or stale
+    // once their slot was reused); errors about other traffic are "other"; ICMP queries
+    // never reach the socket (the raw engine's ICMP_FILTER) and count nowhere.
+    let says = format!("{stderr}\npeer: {sent}");
+    let got = |label| count(&stderr, label);
+    assert_eq!(got("forged"), n("forged") + n("unprobed"), "{says}");
+    assert_eq!(got("foreign"), n("oversized") + n("truncated"), "{says}");
+    assert_eq!(
+        got("malformed"),
+        n("cut_error") + n("bad_checksum"),
+        "{says}"
+    );
+    assert_eq!(got("unmatched errors"), n("error"), "{says}");
+    assert_eq!(got("duplicates") + got("stale"), n("replay"), "{says}");
+    assert_eq!(got("other ICMP"), n("unrelated"), "{says}");
+    assert!(n("queries") >= 200, "{says}");
+
+    // Nothing hostile became a host or an RTT, and no genuine reply was lost.
+    let (rows, _) = read_parquet(&out);
+    let mut answered = HashSet::new();
+    for r in &rows {
+        let target = r["target"].as_str().unwrap();
+        if r["outcome"] != "reply" {
+            continue;
+        }
+        let (v6, x) = low16(target);
+        assert!(!v6 && x < 4096, "a reply from {target}, never probed");
+        assert_eq!(
+            classify(&truth, v6, x),
+            Truth::Alive,
+            "{target} is not alive on the bed"
+        );
+        assert!(
+            answered.insert(target.to_string()),
+            "{target} answered twice"
+        );
+        let rtt = r["rtt_us"].as_f64().unwrap();
+        assert!(rtt > 0.0 && rtt < 3_000_000.0, "{target}: rtt {rtt} µs");
+        assert!(r["responder"].is_null(), "{target}: {r:?}");
+    }
+    let genuine = (after.0 - before.0) - (after.1 - before.1);
+    assert_eq!(
+        answered.len() as u64,
+        genuine,
+        "genuine replies lost or invented"
+    );
+    let alive = (0..4096u32)
+        .filter(|&x| classify(&truth, false, x) == Truth::Alive)
+        .count();
+    assert_eq!(answered.len(), alive);
+
+    // Memory: as in the clean run (the hostile traffic holds no state).
+    assert!(
+        rss <= clean_rss + clean_rss / 5,
+        "peak RSS {rss} KiB under attack vs {clean_rss} KiB clean"
+    );
+}
