@@ -18,8 +18,8 @@ use asdic_wire::payload::{self, Key, Numbering};
 use crate::Fail;
 use crate::args::{FormatChoice, IdChoice, PingArgs};
 use crate::pipeline::{
-    EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_names,
-    join_all, random_u64, read_specs, ready, slots_for, start_all,
+    EngineOptions, Ids, Pipeline, Refusals, RunHints, Signals, Started, Work, configs,
+    engine_names, join_all, random_u64, read_specs, ready, slots_for, start_all,
 };
 use crate::snapshot::Snapshots;
 
@@ -187,10 +187,12 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         .zip(&lists)
         .map(|(p, (_, off))| (p.family, *off))
         .collect();
+    let mut refusals = Refusals::default();
     loop {
         match ev_rx.recv_timeout(Duration::from_millis(200)) {
             Ok(mut batch) => {
                 for ev in batch.iter_mut() {
+                    refusals.add(ev);
                     let fam = Family::of(ev.target);
                     if let Some(&(_, off)) = offsets.iter().find(|(f, _)| *f == fam) {
                         ev.cookie += off;
@@ -273,6 +275,7 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         elapsed.as_secs_f64(),
         sent_stats.1,
     );
+    refusals.report();
     if signals.interrupted() {
         eprintln!("asdic: interrupted: results cover the probes sent before the signal");
     }

@@ -23,8 +23,9 @@ use asdic_wire::payload::{self, Key, Numbering};
 use crate::Fail;
 use crate::args::{Limit, ScanArgs, ScanFormat};
 use crate::pipeline::{
-    EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_names,
-    join_all, random_u64, read_cidr_file, read_specs, ready, slots_for, start_all,
+    EngineOptions, Ids, Pipeline, Refusals, RunHints, Signals, Started, Work, configs,
+    engine_names, join_all, random_u64, rate_shortfall, read_cidr_file, read_specs, ready,
+    slots_for, start_all,
 };
 
 /// Largest in-flight table per family (40 bytes a slot: 160 MiB).
@@ -362,14 +363,17 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
 
     let mut status = Status::new(&a, planned, t0)?;
     let mut counts = Counts::default();
+    let mut refusals = Refusals::default();
     let mut rows: Vec<ScanRow> = Vec::with_capacity(CHUNK_ROWS);
     let mut write_error = None;
+    let mut write_stopped = false;
     let mut runtime_over = false;
     loop {
         match ev_rx.recv_timeout(Duration::from_millis(100)) {
             Ok(mut batch) => {
                 for ev in &batch {
                     counts.add(ev);
+                    refusals.add(ev);
                     let row = ScanRow::from_event(ev, ev.attempt);
                     if a.all_events || row.is_hit() {
                         rows.push(row);
@@ -389,10 +393,13 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
             write_error = output.write(&rows).and_then(|()| output.sync()).err();
             rows.clear();
         }
-        if let Some(e) = &write_error {
-            // Nothing more can be recorded: stop sending, stop waiting.
+        if let Some(e) = &write_error
+            && !write_stopped
+        {
+            // Nothing more can be recorded: stop sending, stop waiting (said once).
             eprintln!("\nasdic: writing results failed: {e:#}; stopping");
             stop_all(&pipelines, true);
+            write_stopped = true;
         }
         if let Some(max) = a.max_runtime
             && !runtime_over
@@ -470,6 +477,10 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         counts.send_failed,
         drops
     );
+    refusals.report();
+    if let Some(l) = rate_shortfall(rate, sent, send_secs) {
+        eprintln!("{l}");
+    }
     if signals.interrupted() {
         eprintln!("asdic: interrupted: results cover the probes sent before the signal");
     }

@@ -28,8 +28,8 @@ use crate::Fail;
 use crate::args::SweepArgs;
 use crate::metrics::{self, Shared};
 use crate::pipeline::{
-    EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_names,
-    join_all, random_u64, ready, slots_for, start_all,
+    EngineOptions, Ids, Pipeline, Refusals, RunHints, Signals, Started, Work, configs,
+    engine_names, join_all, random_u64, ready, slots_for, start_all,
 };
 
 /// Most targets a sweep lists.
@@ -536,6 +536,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         rows: Vec::with_capacity(ROWS_PER_BATCH),
         file_stamp: stamp_of(&a.file),
         period: period_of(SystemTime::now(), a.rotate),
+        refusals: Refusals::default(),
     };
     let t0 = Instant::now();
     let mut last_check = Instant::now();
@@ -569,6 +570,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
     }
     state.flush_rows()?;
     let period = state.period;
+    let refusals = std::mem::take(&mut state.refusals);
     drop(state);
     let (drops, failure) = join_all(handles);
     signals.close();
@@ -606,6 +608,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         fleet.len(),
         fleet.in_alarm(),
     );
+    refusals.report();
     if signals.interrupted() {
         eprintln!("asdic: interrupted: results cover the probes sent before the signal");
     }
@@ -674,6 +677,8 @@ struct Loop<'a> {
     rows: Vec<SweepRow>,
     file_stamp: Option<(SystemTime, u64)>,
     period: u64,
+    /// Send failures by OS error.
+    refusals: Refusals,
 }
 
 impl Loop<'_> {
@@ -687,6 +692,7 @@ impl Loop<'_> {
                 .lock()
                 .map_err(|_| anyhow::anyhow!("fleet lock poisoned"))?;
             for ev in batch {
+                self.refusals.add(ev);
                 if self.to_writer.is_some()
                     && let Some(row) = fleet.row(ev)
                 {

@@ -24,8 +24,8 @@ use asdic_wire::payload::{self, Key, Numbering};
 use crate::Fail;
 use crate::args::{IdChoice, TraceArgs, TraceFormat};
 use crate::pipeline::{
-    EngineOptions, Ids, Pipeline, RunHints, Signals, Started, Work, configs, engine_names,
-    join_all, random_u64, read_specs, ready, slots_for, start_all,
+    EngineOptions, Ids, Pipeline, Refusals, RunHints, Signals, Started, Work, configs,
+    engine_names, join_all, random_u64, read_specs, ready, slots_for, start_all,
 };
 use crate::snapshot::Snapshots;
 
@@ -214,10 +214,12 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
     });
     let mut printed = false;
     let tty = std::io::stderr().is_terminal();
+    let mut refusals = Refusals::default();
     loop {
         match ev_rx.recv_timeout(Duration::from_millis(200)) {
             Ok(mut batch) => {
                 for ev in &batch {
+                    refusals.add(ev);
                     if !record(&parts, &mut paths, ev) {
                         foreign += 1;
                     }
@@ -318,6 +320,7 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
          {foreign} not of this trace",
         elapsed.as_secs_f64(),
     );
+    refusals.report();
     if signals.interrupted() {
         eprintln!("asdic: interrupted: results cover the probes sent before the signal");
     }
