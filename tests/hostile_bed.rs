@@ -28,7 +28,7 @@ fn scan(bed: &Bed, out: &std::path::Path) -> (String, u64) {
             "--all-events",
             "--no-default-blocklist",
             "--cooldown",
-            "3s",
+            "400ms",
             "-q",
             "-o",
             out.to_str().unwrap(),
@@ -102,7 +102,7 @@ fn hostile_traffic_is_counted_and_never_reported_as_a_host_or_an_rtt() {
             "python3",
         ])
         .arg(root().join("tests/support/hostile.py"))
-        .args(["4", "2.5", "198.19.200"])
+        .args(["4", "4096", "198.19.200"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -126,7 +126,7 @@ fn hostile_traffic_is_counted_and_never_reported_as_a_host_or_an_rtt() {
     let n = |k: &str| sent[k].as_u64().unwrap();
     assert_eq!(n("requests"), 4096, "the peer saw every probe: {sent}");
     assert!(
-        n("forged") == 1024 && n("replay") >= 1000 && n("unrelated") >= 200,
+        n("forged") == 1024 && n("replay") >= 800 && n("unrelated") >= 200,
         "{sent}"
     );
 
@@ -147,6 +147,9 @@ fn hostile_traffic_is_counted_and_never_reported_as_a_host_or_an_rtt() {
     );
     assert_eq!(got("unmatched errors"), n("error"), "{says}");
     assert_eq!(got("duplicates") + got("stale"), n("replay"), "{says}");
+    // Both kinds of replay happened: within the probe's lap, and after its slot (1,024 at
+    // 1,000 probes/s and 400 ms cooldown) went to a later probe.
+    assert!(got("duplicates") >= 500 && got("stale") >= 300, "{says}");
     assert_eq!(got("other ICMP"), n("unrelated"), "{says}");
     assert!(n("queries") >= 200, "{says}");
 
@@ -183,6 +186,9 @@ fn hostile_traffic_is_counted_and_never_reported_as_a_host_or_an_rtt() {
         .filter(|&x| classify(&truth, false, x) == Truth::Alive)
         .count();
     assert_eq!(answered.len(), alive);
+
+    // The figures, for the record (shown with --nocapture).
+    println!("{says}\npeak RSS {rss} KiB under attack, {clean_rss} KiB clean");
 
     // Memory: as in the clean run (the hostile traffic holds no state).
     assert!(

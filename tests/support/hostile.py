@@ -14,14 +14,17 @@ the router, traffic that must never count as a live host or an RTT:
   unrelated   errors about other traffic (UDP, TCP)
   queries     timestamp and information requests
 
-Every K-th request triggers one of each; unrelated packets go out at a steady pace. The peer
-stops when no request has arrived for IDLE seconds (after at least one did), sends what is
-still due, and prints its counts as one JSON line on stdout. IPv4 only.
+Every K-th request triggers one of each; unrelated packets go out at a steady pace. Replays
+go out 0.2 s after the genuine reply (a duplicate) and 1.5 s after it (by then, at 1,000
+probes/s, a table of 1,024 slots has reused the slot: stale). Once TOTAL requests have been
+seen (the run's last probe), it stops at once: replays not yet due are dropped, so that
+everything it sent reached the prober before the prober's cooldown ended; it prints its counts
+(of packets sent) as one JSON line on stdout. IPv4 only.
 
 Safety: it only sends to SCANNER (198.18.0.1, the bed's scanner) from addresses of the bed's
 198.19.0.0/16 or its router/far hosts, inside the bed's namespaces.
 
-usage: hostile.py K IDLE UNPROBED_PREFIX (e.g. 198.19.200)
+usage: hostile.py K TOTAL UNPROBED_PREFIX (e.g. 4 4096 198.19.200)
 """
 import json
 import os
@@ -76,8 +79,8 @@ def ipv4(src, dst, payload, proto=1, ttl=TTL, total=None):
 
 
 class Peer:
-    def __init__(self, k, idle, unprobed):
-        self.k, self.idle, self.unprobed = k, idle, unprobed
+    def __init__(self, k, total, unprobed):
+        self.k, self.total, self.unprobed = k, total, unprobed
         self.tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         self.tx.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
         self.rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
@@ -168,7 +171,7 @@ class Peer:
             if last is not None and now >= next_unrelated:
                 self.unrelated()
                 next_unrelated = now + 0.002
-            if last is not None and now - last > self.idle and not self.due:
+            if self.counts["requests"] >= self.total:
                 break
             try:
                 frame, addr = self.rx.recvfrom(65535)
@@ -195,4 +198,4 @@ class Peer:
 
 if __name__ == "__main__":
     random.seed(int(os.environ.get("HOSTILE_SEED", "7")))
-    Peer(int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]).run()
+    Peer(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]).run()
