@@ -16,7 +16,9 @@
 # targets whose window shows loss (the bed's dead hosts are 1/97 of them), the replies asdic
 # matched against the replies the responder sent, and the time one scrape took.
 #
-# usage: sudo bench/sweep-scale.sh        [TARGETS=N] [EVERY=1s] [SECS=S] [OUTPUT=1]
+# SAMPLE=S samples every S seconds instead of 10 (bench/soak.sh: 60).
+#
+# usage: sudo bench/sweep-scale.sh        [TARGETS=N] [EVERY=1s] [SECS=S] [OUTPUT=1] [SAMPLE=S]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}/release"
@@ -76,8 +78,11 @@ cpu_sum=0
 cpu_n=0
 rss60=
 elapsed=0
+sample=${SAMPLE:-10}
+lag_max=0
+rounds_seen=0
 while kill -0 "$pid" 2>/dev/null && [ "$elapsed" -lt "$secs" ]; do
-  sleep 10
+  sleep "$sample"
   kill -0 "$pid" 2>/dev/null || break
   now=$(date +%s.%N)
   cur=$(ticks)
@@ -89,6 +94,9 @@ while kill -0 "$pid" 2>/dev/null && [ "$elapsed" -lt "$secs" ]; do
   r=$(rss)
   ip netns exec "$ns" curl -s -m 20 127.0.0.1:9427/metrics >"$work/m" || : >"$work/m"
   lag=$(metric asdic_sweep_round_lag_seconds)
+  lag_max=$(python3 -c "print(max($lag_max, float('${lag:-0}')))")
+  rounds_seen=$(metric asdic_sweep_rounds)
+  rounds_seen=${rounds_seen:-0}
   printf '%6s %9s %7s %7s %10s\n' "$elapsed" "$r" "$cpu" "$(metric asdic_sweep_rounds)" \
     "$(python3 -c "print(round(float('${lag:-0}') * 1000, 1))")"
   if [ "$elapsed" -ge 20 ]; then
@@ -135,3 +143,4 @@ echo "targets with loss in the window: $lossy (dead hosts among the targets: $de
 echo "replies: asdic matched $matched, responder sent $((r1 - r0))"
 echo "scrape: $series series, $bytes bytes, ${t_scrape} s"
 echo "CPU by thread: $threads"
+echo "rounds: $rounds_seen after ${elapsed} s (one per $every: $(python3 -c "print(int($elapsed / $every_s))") expected), largest round lag seen $(python3 -c "print(round($lag_max * 1000, 1))") ms"
