@@ -494,12 +494,6 @@ impl MatchBed {
                 }
                 let total = (f.len() - 14) as u16;
                 f[16..18].copy_from_slice(&total.to_be_bytes());
-                f[24..26].fill(0);
-                let c = checksum::checksum(&f[14..14 + ihl]);
-                f[24..26].copy_from_slice(&c.to_be_bytes());
-                f[icmp + 2..icmp + 4].fill(0);
-                let c = checksum::checksum(&f[icmp..]);
-                f[icmp + 2..icmp + 4].copy_from_slice(&c.to_be_bytes());
             }
             (0x86dd, IpAddr::V6(t)) => {
                 let icmp = 54;
@@ -518,17 +512,12 @@ impl MatchBed {
                 } else {
                     return None;
                 }
-                let plen = (f.len() - 54) as u32;
-                f[18..20].copy_from_slice(&(plen as u16).to_be_bytes());
-                let src: [u8; 16] = f[22..38].try_into().ok()?;
-                let dst: [u8; 16] = f[38..54].try_into().ok()?;
-                f[icmp + 2..icmp + 4].fill(0);
-                let acc = checksum::pseudo_v6(&Ipv6Addr::from(src), &Ipv6Addr::from(dst), plen, 58);
-                let c = checksum::finish(checksum::sum(acc, &f[icmp..]));
-                f[icmp + 2..icmp + 4].copy_from_slice(&c.to_be_bytes());
+                let plen = (f.len() - 54) as u16;
+                f[18..20].copy_from_slice(&plen.to_be_bytes());
             }
             _ => return None,
         }
+        fix_checksums(&mut f);
         Some(f)
     }
 
