@@ -11,6 +11,8 @@ command -v prlimit >/dev/null || need+=(util-linux)
 # tests/privilege_bed.rs gives a copy of asdic file capabilities.
 command -v setcap >/dev/null || need+=(libcap2-bin)
 command -v cc >/dev/null || need+=(gcc)
+# tests/hostile_bed.rs runs its hostile peer (tests/support/hostile.py) with python3.
+command -v python3 >/dev/null || need+=(python3)
 command -v ethtool >/dev/null || need+=(ethtool)
 # The XDP programs (xdp/) are compiled with clang -target bpf against the kernel's UAPI and
 # libbpf's helper headers; xsk-rs's libxdp-sys builds libxdp from source (libelf, zlib, m4,
