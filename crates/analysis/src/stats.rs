@@ -292,7 +292,7 @@ pub fn loss_pct(sent: u64, received: u64) -> Option<f64> {
 
 /// Exact nearest-rank percentile of ascending `sorted`: the value of rank ⌈p·N/100⌉
 /// (1-based; rank 1 for p = 0). `None` when `sorted` is empty; `p` above 100 means 100.
-pub fn nearest_rank(sorted: &[u64], p: u8) -> Option<u64> {
+pub fn nearest_rank<T: Copy>(sorted: &[T], p: u8) -> Option<T> {
     let n = u128::try_from(sorted.len()).ok()?;
     let rank = (u128::from(p.min(100)) * n).div_ceil(100).max(1);
     let index = usize::try_from(rank - 1).ok()?;
@@ -466,7 +466,12 @@ mod tests {
         assert_eq!(nearest_rank(&three, 33), Some(10));
         assert_eq!(nearest_rank(&three, 34), Some(20));
         assert_eq!(nearest_rank(&[7], 99), Some(7));
-        assert_eq!(nearest_rank(&[], 50), None);
+        // RTTs in µs as the report keeps them.
+        let f = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(nearest_rank(&f, 50), Some(2.0));
+        assert_eq!(nearest_rank(&f, 99), Some(4.0));
+        assert_eq!(nearest_rank::<f64>(&[], 50), None);
+        assert_eq!(nearest_rank::<u64>(&[], 50), None);
     }
 
     #[test]

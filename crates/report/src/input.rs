@@ -78,13 +78,22 @@ fn is_parts_dir(p: &Path) -> bool {
         .is_some_and(|n| n.ends_with(".parts"))
 }
 
+/// A result file and its key-value metadata (read once, when grouping).
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// The file.
+    pub path: PathBuf,
+    /// Its Parquet key-value metadata.
+    pub meta: Vec<(String, String)>,
+}
+
 /// The files grouped by run mode, groups in the order their first file came.
 ///
 /// # Errors
 /// [`Error::Parquet`] for a file that is not Parquet, [`Error::NotAsdic`] for one without
 /// asdic's metadata or of an unknown mode.
-pub fn group(files: &[PathBuf]) -> Result<Vec<(Mode, Vec<PathBuf>)>> {
-    let mut groups: Vec<(Mode, Vec<PathBuf>)> = vec![];
+pub fn group(files: &[PathBuf]) -> Result<Vec<(Mode, Vec<Input>)>> {
+    let mut groups: Vec<(Mode, Vec<Input>)> = vec![];
     for f in files {
         let meta = metadata(f)?;
         let mode = get(&meta, "asdic.mode").ok_or_else(|| {
@@ -92,9 +101,13 @@ pub fn group(files: &[PathBuf]) -> Result<Vec<(Mode, Vec<PathBuf>)>> {
         })?;
         let mode = Mode::parse(mode)
             .ok_or_else(|| Error::not_asdic(f, format!("unknown asdic.mode {mode:?}")))?;
+        let input = Input {
+            path: f.clone(),
+            meta,
+        };
         match groups.iter_mut().find(|(m, _)| *m == mode) {
-            Some((_, v)) => v.push(f.clone()),
-            None => groups.push((mode, vec![f.clone()])),
+            Some((_, v)) => v.push(input),
+            None => groups.push((mode, vec![input])),
         }
     }
     Ok(groups)

@@ -88,8 +88,8 @@ pub fn write(inputs: &[PathBuf], dir: &Path, opts: &Options) -> Result<Written> 
     figure::load_font(opts.font.as_deref())?;
     let mut sections = vec![];
     let mut rows = 0;
-    for (mode, files) in groups {
-        let s = section::build(mode, files, opts)?;
+    for (mode, inputs) in groups {
+        let s = section::build(mode, inputs, opts)?;
         rows += s.rows;
         sections.push(s);
     }

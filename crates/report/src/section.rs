@@ -11,10 +11,12 @@ use std::path::PathBuf;
 
 use arrow_array::{Array, Float64Array, StringArray, UInt8Array, UInt64Array};
 
+use asdic_analysis::stats::{loss_pct, nearest_rank};
+
 use crate::Options;
 use crate::error::Result;
 use crate::hist::LogHist;
-use crate::input::{self, Batch, get, opt};
+use crate::input::{self, Batch, Input, get, opt};
 
 /// The kind of run a file holds (its `asdic.mode` metadata).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,14 +250,15 @@ pub struct Section {
     pub notes: Vec<String>,
 }
 
-/// Reads `files` (all of `mode`) into a section.
+/// Reads `inputs` (all of `mode`, with the metadata [`input::group`] read) into a section.
 ///
 /// # Errors
 /// [`Error`] naming a file that cannot be read or lacks a column the mode needs.
-pub fn build(mode: Mode, files: Vec<PathBuf>, opts: &Options) -> Result<Section> {
+pub fn build(mode: Mode, inputs: Vec<Input>, opts: &Options) -> Result<Section> {
+    let meta = Meta::read(&inputs);
     let mut s = Section {
         mode,
-        files,
+        files: inputs.into_iter().map(|i| i.path).collect(),
         rows: 0,
         summary: Summary::default(),
         rtt: LogHist::new(),
@@ -267,7 +270,6 @@ pub fn build(mode: Mode, files: Vec<PathBuf>, opts: &Options) -> Result<Section>
         series: vec![],
         notes: vec![],
     };
-    let meta = Meta::read(&s.files)?;
     s.summary.engine = meta.engines.join(", ");
     s.summary.commands = meta.commands.clone();
     s.summary.complete = meta.complete;
@@ -285,11 +287,9 @@ pub fn build(mode: Mode, files: Vec<PathBuf>, opts: &Options) -> Result<Section>
         Mode::Sweep | Mode::Trace => probes(&mut s, opts)?,
         Mode::Ping => ping(&mut s)?,
     }
-    if mode != Mode::Ping || s.summary.p50.is_none() {
-        s.summary.p50 = s.rtt.quantile(0.5);
-        s.summary.p90 = s.rtt.quantile(0.9);
-        s.summary.p99 = s.rtt.quantile(0.99);
-    }
+    s.summary.p50 = s.rtt.quantile(0.5);
+    s.summary.p90 = s.rtt.quantile(0.9);
+    s.summary.p99 = s.rtt.quantile(0.99);
     if s.summary.rate_pps.is_none()
         && let (Some(p), Some(d)) = (s.summary.probes, s.summary.duration_s())
         && d > 0.0
@@ -320,7 +320,7 @@ struct Meta {
 }
 
 impl Meta {
-    fn read(files: &[PathBuf]) -> Result<Meta> {
+    fn read(inputs: &[Input]) -> Meta {
         let mut m = Meta {
             probes_sent: Some(0),
             targets: Some(0),
@@ -329,38 +329,37 @@ impl Meta {
             ..Meta::default()
         };
         let mut runs = HashSet::new();
-        for f in files {
-            let kv = input::metadata(f)?;
-            let num = |k: &str| get(&kv, k).and_then(|v| v.parse::<u64>().ok());
+        for Input { meta: kv, .. } in inputs {
+            let num = |k: &str| get(kv, k).and_then(|v| v.parse::<u64>().ok());
             // Parts of one run and the rotated files of one sweep share a session: their
             // run-wide numbers count once.
-            let session = get(&kv, "asdic.session").unwrap_or("").to_string();
+            let session = get(kv, "asdic.session").unwrap_or("").to_string();
             let first_of_run =
-                runs.insert((session, get(&kv, "asdic.start_unix_ns").map(str::to_string)));
-            if let Some(e) = get(&kv, "asdic.engine")
+                runs.insert((session, get(kv, "asdic.start_unix_ns").map(str::to_string)));
+            if let Some(e) = get(kv, "asdic.engine")
                 && !m.engines.iter().any(|x| x == e)
             {
                 m.engines.push(e.to_string());
             }
-            if let Some(c) = get(&kv, "asdic.command")
+            if let Some(c) = get(kv, "asdic.command")
                 && !m.commands.iter().any(|x| x == c)
             {
                 m.commands.push(c.to_string());
             }
-            match get(&kv, "asdic.complete") {
+            match get(kv, "asdic.complete") {
                 Some(v) => m.complete = Some(m.complete.unwrap_or(true) && v == "true"),
-                None if get(&kv, "asdic.part").is_some() => m.complete = Some(false),
+                None if get(kv, "asdic.part").is_some() => m.complete = Some(false),
                 None => {}
             }
             m.partial |=
-                get(&kv, "asdic.partial") == Some("true") || get(&kv, "asdic.part").is_some();
+                get(kv, "asdic.partial") == Some("true") || get(kv, "asdic.part").is_some();
             if let Some(s) = num("asdic.start_unix_ns") {
                 m.start_ns = Some(m.start_ns.map_or(s, |x| x.min(s)));
             }
             if let Some(e) = num("asdic.end_unix_ns") {
                 m.end_ns = Some(m.end_ns.map_or(e, |x| x.max(e)));
             }
-            m.all_events &= get(&kv, "asdic.all_events") == Some("true");
+            m.all_events &= get(kv, "asdic.all_events") == Some("true");
             if first_of_run {
                 m.probes_sent = m
                     .probes_sent
@@ -372,7 +371,7 @@ impl Meta {
                     .map(|(a, b)| a + b);
                 m.send_rate = m
                     .send_rate
-                    .zip(get(&kv, "asdic.send_rate_pps").and_then(|v| v.parse::<f64>().ok()))
+                    .zip(get(kv, "asdic.send_rate_pps").and_then(|v| v.parse::<f64>().ok()))
                     .map(|(a, b)| a + b);
             } else {
                 // A second file of one run: its closing numbers are the run's, not more.
@@ -381,7 +380,7 @@ impl Meta {
                 }
             }
         }
-        Ok(m)
+        m
     }
 }
 
@@ -543,10 +542,7 @@ fn scan(s: &mut Section, meta: &Meta) -> Result<()> {
                 .into(),
         );
     }
-    sum.loss_pct = sum
-        .probes
-        .filter(|&p| p > 0)
-        .map(|p| 100.0 * p.saturating_sub(replies) as f64 / p as f64);
+    sum.loss_pct = sum.probes.and_then(|p| loss_pct(p, replies));
     if let Some(t) = sum.targets.filter(|&t| t > 0) {
         sum.extra.push((
             "hit rate".into(),
@@ -721,11 +717,9 @@ struct TargetAgg {
 }
 
 impl TargetAgg {
+    /// Loss percent, 0 without probes (for ordering and graphs).
     fn loss(&self) -> f64 {
-        if self.probes == 0 {
-            return 0.0;
-        }
-        self.probes.saturating_sub(self.replies) as f64 / self.probes as f64
+        loss_pct(self.probes, self.replies).unwrap_or(0.0)
     }
 
     fn mean(&self) -> f64 {
@@ -737,9 +731,11 @@ impl TargetAgg {
     }
 }
 
-/// One probe's end as read from a sweep or trace row.
+/// One sweep or trace row, classified.
 struct ProbeEnd<'a> {
     target: &'a str,
+    /// The row's `event` (sweep) or `kind` (trace).
+    kind: &'a str,
     t_ns: u64,
     /// RTT of an answer (sweep: echo reply; trace: any hop's answer).
     rtt_us: Option<f64>,
@@ -747,7 +743,7 @@ struct ProbeEnd<'a> {
     lost: bool,
 }
 
-/// Calls `f` with every probe end (and `other` with every other row) of the section's files.
+/// Calls `f` with every row of the section's files; a probe's end has an RTT or is lost.
 fn for_each_probe(
     s: &Section,
     mut f: impl FnMut(&ProbeEnd<'_>, &Batch<'_>, usize) -> Result<()>,
@@ -780,6 +776,7 @@ fn for_each_probe(
                 let lost = matches!(k, "timeout" | "send_failed") || (!trace && k == "error");
                 let p = ProbeEnd {
                     target: target.value(i),
+                    kind: k,
                     t_ns: time.value(i),
                     rtt_us: if answered {
                         opt(rtt, i, |a, i| a.value(i) * scale)
@@ -809,10 +806,14 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
     let mut rtt = LogHist::new();
     for_each_probe(s, |p, b, i| {
         rows += 1;
-        let kind = b
-            .col::<StringArray>(if trace { "kind" } else { "event" })?
-            .value(i);
-        let e = targets.entry(p.target.to_string()).or_default();
+        let kind = p.kind;
+        if !targets.contains_key(p.target) {
+            targets.insert(p.target.to_string(), TargetAgg::default());
+        }
+        // Present: inserted just above when missing (one String per target, not per row).
+        let Some(e) = targets.get_mut(p.target) else {
+            return Ok(());
+        };
         if e.name.is_none()
             && !trace
             && let Some(n) = str_at(b.col::<StringArray>("name")?, i)
@@ -828,8 +829,7 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
             }
             _ => {}
         }
-        let ended = p.lost || p.rtt_us.is_some() || kind == "error";
-        if !ended {
+        if !(p.lost || p.rtt_us.is_some()) {
             return Ok(());
         }
         t_min = t_min.min(p.t_ns);
@@ -886,8 +886,7 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
     sum.replies = targets.values().map(|t| t.replies).sum();
     sum.errors = targets.values().map(|t| t.errors).sum();
     sum.answering = Some(targets.values().filter(|t| t.replies > 0).count() as u64);
-    sum.loss_pct =
-        (probes > 0).then(|| 100.0 * probes.saturating_sub(sum.replies) as f64 / probes as f64);
+    sum.loss_pct = loss_pct(probes, sum.replies);
     if trace {
         let reached = targets.values().filter(|t| t.reached.is_some()).count();
         sum.extra.push((
@@ -964,10 +963,10 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
                 name: agg.name.clone(),
                 probes: agg.probes,
                 replies: agg.replies,
-                loss_pct: (agg.probes > 0).then(|| 100.0 * agg.loss()),
-                p50: nearest_rank(&rtts, 0.5),
-                p90: nearest_rank(&rtts, 0.9),
-                p99: nearest_rank(&rtts, 0.99),
+                loss_pct: loss_pct(agg.probes, agg.replies),
+                p50: nearest_rank(&rtts, 50),
+                p90: nearest_rank(&rtts, 90),
+                p99: nearest_rank(&rtts, 99),
                 max: rtts.last().copied(),
                 errors: agg.errors,
                 note,
@@ -978,15 +977,6 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The nearest-rank quantile of sorted `v`.
-pub fn nearest_rank(v: &[f64], q: f64) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    Some(v[rank - 1])
 }
 
 /// Buckets of about five probes each (at most 120 buckets), SmokePing's rounds.
@@ -1014,19 +1004,18 @@ fn series(target: &str, agg: &TargetAgg, samples: &mut [(u64, Option<f64>)], sta
             continue;
         }
         rtts.sort_by(f64::total_cmp);
-        let q = |x| nearest_rank(&rtts, x).unwrap_or(0.0);
+        let q = |p| nearest_rank(&rtts, p).unwrap_or(0.0);
         buckets.push(Bucket {
             t: lo.saturating_sub(start) as f64 / 1e9,
             sent,
             lost,
-            rtt: (!rtts.is_empty())
-                .then(|| [rtts[0], q(0.25), q(0.5), q(0.75), rtts[rtts.len() - 1]]),
+            rtt: (!rtts.is_empty()).then(|| [rtts[0], q(25), q(50), q(75), rtts[rtts.len() - 1]]),
         });
     }
     Series {
         target: target.to_string(),
         name: agg.name.clone(),
-        loss_pct: 100.0 * agg.loss(),
+        loss_pct: agg.loss(),
         width: width_ns as f64 / 1e9,
         buckets,
     }
@@ -1112,8 +1101,7 @@ fn ping(s: &mut Section) -> Result<()> {
     sum.replies = replies;
     sum.errors = errs;
     sum.answering = Some(rows.iter().filter(|r| r.replies > 0).count() as u64);
-    sum.loss_pct =
-        (probes > 0).then(|| 100.0 * probes.saturating_sub(replies) as f64 / probes as f64);
+    sum.loss_pct = loss_pct(probes, replies);
     s.notes.push(
         "ping files hold per-target statistics, not single probes: the RTT figures and \
          percentiles are over the targets' median RTTs, and the error breakdown names each \
@@ -1221,13 +1209,5 @@ mod tests {
             let [lo, _, med, _, hi] = b.rtt.unwrap();
             assert!(lo <= med && med <= hi && lo >= 100.0 && hi <= 109.0);
         }
-    }
-
-    #[test]
-    fn nearest_rank_matches_the_definition() {
-        let v = [1.0, 2.0, 3.0, 4.0];
-        assert_eq!(nearest_rank(&v, 0.5), Some(2.0));
-        assert_eq!(nearest_rank(&v, 0.99), Some(4.0));
-        assert_eq!(nearest_rank(&[], 0.5), None);
     }
 }
