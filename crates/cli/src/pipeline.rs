@@ -699,65 +699,6 @@ impl Drop for Signals {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn unavailable(engine: &'static str) -> EngineError {
-        EngineError::Unavailable {
-            engine,
-            reason: "io_uring_setup: EPERM".into(),
-        }
-    }
-
-    #[test]
-    fn auto_takes_its_first_engine_and_says_why() {
-        let (h, e, why) = pick((Engine::Uring, "faster"), Ok::<_, EngineError>).unwrap();
-        assert_eq!((h, e), (Engine::Uring, Engine::Uring));
-        assert_eq!(why, "auto: faster");
-    }
-
-    #[test]
-    fn auto_falls_back_only_when_the_first_is_unavailable() {
-        let mut tried = vec![];
-        let (h, e, why) = pick((Engine::Uring, "faster"), |e| {
-            tried.push(e);
-            match e {
-                Engine::Uring => Err(unavailable("uring")),
-                Engine::Raw | Engine::Xdp => Ok(e),
-            }
-        })
-        .unwrap();
-        assert_eq!((h, e), (Engine::Raw, Engine::Raw));
-        assert_eq!(tried, [Engine::Uring, Engine::Raw]);
-        assert_eq!(
-            why,
-            "auto: uring is not available here: io_uring_setup: EPERM"
-        );
-
-        // A permission error would fail the other engine too: reported, no second try.
-        let mut tried = vec![];
-        let r = pick((Engine::Uring, "faster"), |e| {
-            tried.push(e);
-            Err::<Engine, _>(EngineError::Permission {
-                engine: e.name(),
-                what: "opening a raw ICMP socket",
-                capability: "CAP_NET_RAW",
-                capability_lower: "cap_net_raw",
-            })
-        });
-        assert!(matches!(r, Err(EngineError::Permission { .. })));
-        assert_eq!(tried, [Engine::Uring]);
-    }
-
-    #[test]
-    fn auto_prefers_the_measured_engine() {
-        // bench/RESULTS.md: uring no faster than raw on the test bed.
-        assert_eq!(AUTO_FIRST.0, Engine::Raw);
-        assert!(AUTO_FIRST.1.contains("bench/RESULTS.md"));
-    }
-}
-
 /// A line saying that sending fell short of `--rate`: below 90 % of `asked` over a send
 /// phase long enough to measure (0.2 s), the engine, CPU or link is the limit, not the cap.
 pub fn rate_shortfall(asked: f64, sent: u64, send_secs: f64) -> Option<String> {
@@ -833,9 +774,63 @@ impl Refusals {
 }
 
 #[cfg(test)]
-mod refusal_tests {
+mod tests {
     use super::*;
     use asdic_receiver::Outcome;
+
+    fn unavailable(engine: &'static str) -> EngineError {
+        EngineError::Unavailable {
+            engine,
+            reason: "io_uring_setup: EPERM".into(),
+        }
+    }
+
+    #[test]
+    fn auto_takes_its_first_engine_and_says_why() {
+        let (h, e, why) = pick((Engine::Uring, "faster"), Ok::<_, EngineError>).unwrap();
+        assert_eq!((h, e), (Engine::Uring, Engine::Uring));
+        assert_eq!(why, "auto: faster");
+    }
+
+    #[test]
+    fn auto_falls_back_only_when_the_first_is_unavailable() {
+        let mut tried = vec![];
+        let (h, e, why) = pick((Engine::Uring, "faster"), |e| {
+            tried.push(e);
+            match e {
+                Engine::Uring => Err(unavailable("uring")),
+                Engine::Raw | Engine::Xdp => Ok(e),
+            }
+        })
+        .unwrap();
+        assert_eq!((h, e), (Engine::Raw, Engine::Raw));
+        assert_eq!(tried, [Engine::Uring, Engine::Raw]);
+        assert_eq!(
+            why,
+            "auto: uring is not available here: io_uring_setup: EPERM"
+        );
+
+        // A permission error would fail the other engine too: reported, no second try.
+        let mut tried = vec![];
+        let r = pick((Engine::Uring, "faster"), |e| {
+            tried.push(e);
+            Err::<Engine, _>(EngineError::Permission {
+                engine: e.name(),
+                what: "opening a raw ICMP socket",
+                capability: "CAP_NET_RAW",
+                capability_lower: "cap_net_raw",
+            })
+        });
+        assert!(matches!(r, Err(EngineError::Permission { .. })));
+        assert_eq!(tried, [Engine::Uring]);
+    }
+
+    #[test]
+    fn auto_prefers_the_measured_engine() {
+        // bench/RESULTS.md: uring no faster than raw on the test bed.
+        assert_eq!(AUTO_FIRST.0, Engine::Raw);
+        assert!(AUTO_FIRST.1.contains("bench/RESULTS.md"));
+    }
 
     fn failed(errno: i32) -> Event {
         Event {
