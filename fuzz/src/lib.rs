@@ -408,13 +408,7 @@ impl MatchBed {
 
     /// A fresh table with probes 0..PROBES in flight (matching consumes them).
     fn refill(&mut self) {
-        let d = self.m.drops();
-        self.drops.malformed += d.malformed;
-        self.drops.forged += d.forged;
-        self.drops.foreign += d.foreign;
-        self.drops.unmatched_errors += d.unmatched_errors;
-        self.drops.other += d.other;
-        self.drops.stale += d.stale;
+        self.drops.add(&self.m.drops());
         self.m = Matcher::new(Arc::new(InflightTable::new(1024)), KEY, SESSION, NUMBERING);
         self.probes.clear();
         for n in 0..PROBES {

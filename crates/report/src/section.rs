@@ -374,7 +374,10 @@ impl Meta {
                     .zip(get(kv, "asdic.send_rate_pps").and_then(|v| v.parse::<f64>().ok()))
                     .map(|(a, b)| a + b);
             } else {
-                // A second file of one run: its closing numbers are the run's, not more.
+                // A second file of one run that carries the run's closing probe count (say the
+                // finished file and its parts given together): adding it would count the run
+                // twice, and which file holds which probes is unknown, so the count is left
+                // unknown.
                 if num("asdic.probes_sent").is_some() {
                     m.probes_sent = None;
                 }
