@@ -93,10 +93,25 @@ fn find_ttf(dir: &Path, depth: u32) -> Option<PathBuf> {
         .find_map(|p| find_ttf(p, depth - 1))
 }
 
+/// What a figure shows, which decides where the page puts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// RTT histogram or CDF.
+    Rtt,
+    /// A scan's per-prefix hit map.
+    HitMap,
+    /// A target's latency over time.
+    Latency,
+    /// ICMP errors by type and code.
+    Errors,
+}
+
 /// One drawn figure.
 #[derive(Debug, Clone)]
 pub struct Figure {
-    /// File stem, unique in the report (`s0-rtt-hist`).
+    /// What it shows.
+    pub kind: Kind,
+    /// File stem, unique in the report (`s0-scan-rtt-histogram`).
     pub id: String,
     /// Heading.
     pub title: String,
@@ -147,8 +162,26 @@ fn render(p: &impl Plot, dir: &Path, id: &str, png: bool) -> Result<(String, Vec
     Ok((svg, files))
 }
 
-/// Draws a figure into a directory under a file stem: the SVG and the files written.
-type Render<'a> = &'a dyn Fn(&Path, &str) -> Result<(String, Vec<PathBuf>)>;
+/// Draws `p` as figure `id` (see [`render`]).
+fn figure(
+    p: &impl Plot,
+    kind: Kind,
+    id: String,
+    title: String,
+    caption: String,
+    dir: &Path,
+    png: bool,
+) -> Result<Figure> {
+    let (svg, files) = render(p, dir, &id, png)?;
+    Ok(Figure {
+        kind,
+        id,
+        title,
+        caption,
+        svg,
+        files,
+    })
+}
 
 /// Draws every figure of section number `i` into `dir`.
 ///
@@ -156,21 +189,11 @@ type Render<'a> = &'a dyn Fn(&Path, &str) -> Result<(String, Vec<PathBuf>)>;
 /// [`Error::Draw`] or [`Error::File`] naming the figure.
 pub fn draw_section(s: &Section, i: usize, dir: &Path, png: bool) -> Result<Vec<Figure>> {
     let mut out = vec![];
-    let mut add = |id: String, title: String, caption: String, p: Render<'_>| -> Result<()> {
-        let (svg, files) = p(dir, &id)?;
-        out.push(Figure {
-            id,
-            title,
-            caption,
-            svg,
-            files,
-        });
-        Ok(())
-    };
     let mode = s.mode.name();
     if s.rtt.count() > 0 {
-        let h = RttHist { s };
-        add(
+        out.push(figure(
+            &RttHist { s },
+            Kind::Rtt,
             format!("s{i}-{mode}-rtt-histogram"),
             "RTT distribution: histogram".into(),
             format!(
@@ -179,21 +202,25 @@ pub fn draw_section(s: &Section, i: usize, dir: &Path, png: bool) -> Result<Vec<
                 text::count(s.rtt.count()),
                 s.rtt_basis
             ),
-            &|d, id| render(&h, d, id, png),
-        )?;
-        let c = RttCdf { s };
-        add(
+            dir,
+            png,
+        )?);
+        out.push(figure(
+            &RttCdf { s },
+            Kind::Rtt,
             format!("s{i}-{mode}-rtt-cdf"),
             "RTT distribution: CDF".into(),
             "Share of samples at or below each RTT (log scale), with the 50th, 90th and 99th \
              percentiles marked."
                 .into(),
-            &|d, id| render(&c, d, id, png),
-        )?;
+            dir,
+            png,
+        )?);
     }
     if let Some(map) = s.prefixes.as_ref().filter(|m| !m.cells.is_empty()) {
-        let h = HitMap { map };
-        add(
+        out.push(figure(
+            &HitMap { map },
+            Kind::HitMap,
             format!("s{i}-{mode}-hit-map"),
             format!("Hit rate per /{} prefix", map.bits),
             if map.exact {
@@ -210,16 +237,18 @@ pub fn draw_section(s: &Section, i: usize, dir: &Path, png: bool) -> Result<Vec<
                  rates over the targets actually probed)."
                     .into()
             },
-            &|d, id| render(&h, d, id, png),
-        )?;
+            dir,
+            png,
+        )?);
     }
     for (k, series) in s.series.iter().enumerate() {
-        let g = Smoke { series };
         let who = match &series.name {
             Some(n) => format!("{} ({n})", series.target),
             None => series.target.clone(),
         };
-        add(
+        out.push(figure(
+            &Smoke { series },
+            Kind::Latency,
             format!("s{i}-{mode}-latency-{k:03}"),
             format!("Latency over time: {who}"),
             format!(
@@ -230,17 +259,20 @@ pub fn draw_section(s: &Section, i: usize, dir: &Path, png: bool) -> Result<Vec<
                 series.width,
                 series.loss_pct
             ),
-            &|d, id| render(&g, d, id, png),
-        )?;
+            dir,
+            png,
+        )?);
     }
     if !s.errors.is_empty() {
-        let e = ErrorBars { s };
-        add(
+        out.push(figure(
+            &ErrorBars { s },
+            Kind::Errors,
             format!("s{i}-{mode}-icmp-errors"),
             "ICMP errors by type and code".into(),
             "Errors received, by IANA type/code name, most first.".into(),
-            &|d, id| render(&e, d, id, png),
-        )?;
+            dir,
+            png,
+        )?);
     }
     Ok(out)
 }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::figure::Figure;
+use crate::figure::{Figure, Kind};
 use crate::section::{Mode, Section};
 use crate::text;
 
@@ -95,32 +95,24 @@ fn section(h: &mut String, i: usize, s: &Section, figs: &[Figure]) {
     for n in &s.notes {
         let _ = writeln!(h, "<p class=\"note\">{}</p>", escape(n));
     }
-    let (fig_rtt, rest): (Vec<&Figure>, Vec<&Figure>) =
-        figs.iter().partition(|f| f.id.contains("-rtt-"));
-    for f in fig_rtt {
-        figure(h, f);
-    }
-    let (maps, rest): (Vec<&Figure>, Vec<&Figure>) =
-        rest.into_iter().partition(|f| f.id.contains("-hit-map"));
-    for f in maps {
+    let of = |k: Kind| figs.iter().filter(move |f| f.kind == k);
+    for f in of(Kind::Rtt).chain(of(Kind::HitMap)) {
         figure(h, f);
     }
     targets(h, s);
-    let (smoke, rest): (Vec<&Figure>, Vec<&Figure>) =
-        rest.into_iter().partition(|f| f.id.contains("-latency-"));
-    if !smoke.is_empty() {
+    let smoke = of(Kind::Latency).count();
+    if smoke > 0 {
         let _ = writeln!(
             h,
-            "<h3>Latency over time, worst {} of {} targets</h3>",
-            smoke.len(),
+            "<h3>Latency over time, worst {smoke} of {} targets</h3>",
             text::count(s.targets_total)
         );
-        for f in smoke {
+        for f in of(Kind::Latency) {
             figure(h, f);
         }
     }
     errors(h, s);
-    for f in rest {
+    for f in of(Kind::Errors) {
         figure(h, f);
     }
     files(h, s);
