@@ -8,14 +8,16 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use asdic_tests::{Bed, Truth, classify, low16, read_parquet, require_bed, root, scratch};
+use asdic_tests::{
+    Bed, Truth, classify, low16, read_parquet, require_bed, root, scratch, wait_with_peak_rss,
+};
 use serde_json::Value;
 
 const TARGETS: &str = "198.19.0.0/20";
 
-/// Runs the scan, polling its peak RSS; returns (stderr, peak RSS KiB).
+/// Runs the scan; returns (stderr, peak RSS KiB).
 fn scan(bed: &Bed, out: &std::path::Path) -> (String, u64) {
     let mut child = bed
         .command(&[
@@ -37,26 +39,9 @@ fn scan(bed: &Bed, out: &std::path::Path) -> (String, u64) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // `ip netns exec` execs asdic in place: the child's pid is asdic's.
-    let status = format!("/proc/{}/status", child.id());
-    let mut peak = 0;
-    let t0 = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "the scan did not end"
-        );
-        if let Ok(s) = std::fs::read_to_string(&status)
-            && let Some(kb) = s
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        {
-            peak = peak.max(kb);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // `ip netns exec` execs asdic in place: the child's pid is asdic's, and its peak RSS
+    // as the kernel counted it up to the exit (the final Parquet write included).
+    let (code, peak) = wait_with_peak_rss(&mut child, Duration::from_secs(60));
     let mut err = String::new();
     child
         .stderr
@@ -64,10 +49,7 @@ fn scan(bed: &Bed, out: &std::path::Path) -> (String, u64) {
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();
-    assert!(
-        child.wait().unwrap().code().is_some_and(|c| c <= 1),
-        "{err}"
-    );
+    assert!(code.is_some_and(|c| c <= 1), "{err}");
     (err, peak)
 }
 

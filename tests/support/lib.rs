@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use arrow_array::{
     Array, Float64Array, Int32Array, RecordBatch, StringArray, UInt8Array, UInt64Array,
@@ -445,6 +446,33 @@ impl Bed {
         });
         ready_rx.recv().expect("the capture thread started");
         Capture { stop, handle }
+    }
+}
+
+/// Waits (at most `limit`) for `child` to end and reaps it with `wait4`, returning its exit
+/// code (None when killed by a signal) and its peak resident set in KiB as the kernel
+/// accounted it (`ru_maxrss`: every page up to the exit, which polling `/proc/PID/status`
+/// can miss when the peak comes just before the process ends). The child is reaped here:
+/// do not call `wait` on it afterwards.
+pub fn wait_with_peak_rss(child: &mut std::process::Child, limit: Duration) -> (Option<i32>, u64) {
+    let pid = child.id() as libc::pid_t;
+    let t0 = std::time::Instant::now();
+    loop {
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: wait4 writes only to `status` and `usage`, both ours and live for the call.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        assert!(r >= 0, "wait4: {}", std::io::Error::last_os_error());
+        if r == pid {
+            let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+            return (code, usage.ru_maxrss as u64);
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "pid {pid} did not end within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
