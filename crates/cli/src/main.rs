@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("asdic: {e:#}");
+            eprintln!("asdic: {e}");
             ExitCode::from(e.exit_code())
         }
     }
@@ -64,7 +64,7 @@ impl std::fmt::Display for Fail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Fail::Usage(m) => f.write_str(m),
-            Fail::System(e) => write!(f, "{e:#}"),
+            Fail::System(e) => f.write_str(&chain(e)),
         }
     }
 }
@@ -72,5 +72,45 @@ impl std::fmt::Display for Fail {
 impl<E: Into<anyhow::Error>> From<E> for Fail {
     fn from(e: E) -> Self {
         Fail::System(e.into())
+    }
+}
+
+/// An error and its causes, "outer: inner: …", each said once: a cause whose text the message
+/// already ends with (from an error type that prints its source itself) is not repeated.
+fn chain(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.ends_with(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn a_failure_names_each_cause_once() {
+        let denied = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        // asdic-analysis prints the OS error in its own message and also gives it as source.
+        let file = asdic_analysis::Error::File {
+            path: "/x/out.parquet.tmp".into(),
+            source: denied(),
+        };
+        let e = Fail::from(anyhow::Error::new(file).context("writing /x/out.parquet"));
+        assert_eq!(
+            e.to_string(),
+            format!("writing /x/out.parquet: /x/out.parquet.tmp: {}", denied())
+        );
+        // Causes that do not repeat each other are all said, in order.
+        let plain: anyhow::Result<()> = Err(denied()).context("opening");
+        let e = Fail::from(plain.context("scan").unwrap_err());
+        assert_eq!(e.to_string(), format!("scan: opening: {}", denied()));
+        assert_eq!(e.exit_code(), 4);
     }
 }
