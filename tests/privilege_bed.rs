@@ -308,3 +308,111 @@ fn every_thread_drops_every_capability_once_the_engines_are_open() {
         assert!(err.contains("engine "), "{who}: {err}");
     }
 }
+
+#[test]
+fn a_root_run_that_could_not_write_its_output_stops_before_sending() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("pv4", &[]);
+    // Another user's directory, as a home directory is: root writes there only with
+    // CAP_DAC_OVERRIDE, which asdic drops once its engines are open.
+    let theirs = std::env::temp_dir().join(format!("asdic-priv-{}-theirs", std::process::id()));
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fleet = world_dir("fleet").join("fleet.txt");
+    std::fs::write(&fleet, "198.19.0.1\n198.19.0.2\n").unwrap();
+    let at = |name: &str| theirs.join(name).to_str().unwrap().to_string();
+    let (scan, ping, trace) = (at("scan.parquet"), at("ping.parquet"), at("trace.parquet"));
+    let dir = theirs.to_str().unwrap().to_string();
+    let scan_args = |out: &str| {
+        let mut v = vec![
+            "scan",
+            "198.19.0.0/28",
+            "--rate",
+            "1000",
+            "--cooldown",
+            "300ms",
+        ];
+        v.extend(["--no-default-blocklist", "-q", "-o"]);
+        v.push(out);
+        v.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let runs: Vec<(&str, &str, Vec<String>)> = vec![
+        ("-o", &scan, scan_args(&scan)),
+        (
+            "-o",
+            &ping,
+            [
+                "ping",
+                "198.19.0.1",
+                "-c",
+                "3",
+                "-i",
+                "100ms",
+                "-q",
+                "-o",
+                &ping,
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+        (
+            "-o",
+            &trace,
+            ["trace", "198.19.0.1", "-o", &trace]
+                .map(String::from)
+                .to_vec(),
+        ),
+        (
+            "--output",
+            &dir,
+            [
+                "sweep",
+                fleet.to_str().unwrap(),
+                "--every",
+                "200ms",
+                "--rounds",
+                "3",
+                "--output",
+                &dir,
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+    ];
+    for (flag, path, args) in &runs {
+        let seen = bed.counter("seen4");
+        let o = bed.asdic(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let err = stderr_of(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("{flag} {path}"))
+                && err.contains("Permission denied")
+                && err.contains("CAP_DAC_OVERRIDE"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("engine "), "{args:?} got under way: {err}");
+        assert_eq!(bed.counter("seen4"), seen, "{args:?} sent probes");
+        let left: Vec<_> = std::fs::read_dir(&theirs).unwrap().collect();
+        assert!(left.is_empty(), "{args:?} left {left:?}");
+    }
+    // The same scan into a directory root owns runs: the bed sees its probes.
+    let ours = world_dir("ours").join("scan.parquet");
+    let seen = bed.counter("seen4");
+    let o = bed.asdic(
+        &scan_args(ours.to_str().unwrap())
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert!(bed.counter("seen4") > seen, "the control scan sent nothing");
+    let truth = bed.truth();
+    let alive = (0..16).filter(|&x| classify(&truth, false, x) == Truth::Alive);
+    assert_eq!(
+        read_parquet(&ours).0.len(),
+        alive.count(),
+        "one row per hit"
+    );
+    std::fs::remove_dir_all(&theirs).unwrap();
+}

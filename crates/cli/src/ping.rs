@@ -18,7 +18,7 @@ use asdic_wire::payload::{self, Key, Numbering};
 use crate::Fail;
 use crate::args::{FormatChoice, IdChoice, PingArgs};
 use crate::pipeline::{
-    EngineOptions, Ids, Pipeline, Refusals, RunHints, Signals, Started, Work, configs,
+    EngineOptions, Ids, Pipeline, Refusals, RunHints, Signals, Started, Work, Writes, configs,
     engine_names, join_all, random_u64, read_specs, ready, slots_for, start_all,
 };
 use crate::snapshot::Snapshots;
@@ -139,7 +139,10 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         pipelines.push(Pipeline::open(family, slots, &engine, &hints)?);
         lists.push((list.as_slice().into(), offset));
     }
-    ready(&pipelines);
+    ready(
+        &pipelines,
+        a.output.as_deref().map(|o| Writes::beside("-o", o)),
+    )?;
     eprintln!(
         "asdic: {} targets ({} IPv4, {} IPv6), {} probes each, {rate} probes/s, timeout {:?}, size {} bytes",
         order.len(),

@@ -23,7 +23,7 @@ use asdic_wire::payload::{self, Key, Numbering};
 use crate::Fail;
 use crate::args::{Limit, ScanArgs, ScanFormat};
 use crate::pipeline::{
-    EngineOptions, Ids, Pipeline, Refusals, RunHints, Signals, Started, Work, configs,
+    EngineOptions, Ids, Pipeline, Refusals, RunHints, Signals, Started, Work, Writes, configs,
     engine_names, join_all, random_u64, rate_shortfall, read_cidr_file, read_specs, ready,
     slots_for, start_all,
 };
@@ -329,8 +329,18 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         };
         pipelines.push(Pipeline::open(p.family, slots as usize, &engine, &hints)?);
     }
-    let mut output = open_output(&a, format, seed, rate, planned, &engine_names(&pipelines))?;
-    ready(&pipelines);
+    let engines = engine_names(&pipelines);
+    let mut output = if format == ScanFormat::Parquet {
+        // Parts and the final file are created as the run goes, without capabilities: drop
+        // them first, so that the check and the parts directory meet the rights of the run.
+        ready(&pipelines, Some(Writes::beside("-o", &a.output)))?;
+        open_output(&a, format, seed, rate, planned, &engines)?
+    } else {
+        // A text output is one file, open from here on.
+        let output = open_output(&a, format, seed, rate, planned, &engines)?;
+        ready(&pipelines, None)?;
+        output
+    };
     eprintln!(
         "asdic: scanning {}{planned} targets (shard {} of {}, seed {seed}), {rate:.0} probes/s, \
          cooldown {:?}, {} retries",

@@ -28,7 +28,7 @@ use crate::Fail;
 use crate::args::SweepArgs;
 use crate::metrics::{self, Shared};
 use crate::pipeline::{
-    EngineOptions, Ids, Pipeline, Refusals, RunHints, Signals, Started, Work, configs,
+    EngineOptions, Ids, Pipeline, Refusals, RunHints, Signals, Started, Work, Writes, configs,
     engine_names, join_all, random_u64, ready, slots_for, start_all,
 };
 
@@ -466,7 +466,14 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         work.push((cfg, rx_cfg, Box::new(source) as Box<dyn Source + Send>));
         plans.push((family, plan));
     }
-    ready(&pipelines);
+    if let Some(dir) = &a.output {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| usage(format!("--output {}: {e}", dir.display())))?;
+    }
+    ready(
+        &pipelines,
+        a.output.as_deref().map(|d| Writes::inside("--output", d)),
+    )?;
     let (n4, n6) = count_families(&first.targets);
     eprintln!(
         "asdic: sweeping {n} targets ({n4} IPv4, {n6} IPv6) every {:?} ({needed:.0} probes/s, \
@@ -494,8 +501,6 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
     }
     let (to_writer, writer) = match &a.output {
         Some(dir) => {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| usage(format!("--output {}: {e}", dir.display())))?;
             let w = Writer {
                 dir: dir.clone(),
                 meta: run_metadata(&a, &pipelines, ids.session),

@@ -24,7 +24,7 @@ use asdic_wire::payload::{self, Key, Numbering};
 use crate::Fail;
 use crate::args::{IdChoice, TraceArgs, TraceFormat};
 use crate::pipeline::{
-    EngineOptions, Ids, Pipeline, Refusals, RunHints, Signals, Started, Work, configs,
+    EngineOptions, Ids, Pipeline, Refusals, RunHints, Signals, Started, Work, Writes, configs,
     engine_names, join_all, random_u64, read_specs, ready, slots_for, start_all,
 };
 use crate::snapshot::Snapshots;
@@ -174,7 +174,10 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
         };
         pipelines.push(Pipeline::open(p.family, slots, &engine, &hints)?);
     }
-    ready(&pipelines);
+    ready(
+        &pipelines,
+        a.output.as_deref().map(|o| Writes::beside("-o", o)),
+    )?;
     eprintln!(
         "asdic: tracing {} targets ({} IPv4, {} IPv6) at TTL {}..={}: at most {probes_max} \
          probes in a random order (seed {seed}), {rate} probes/s, timeout {:?}",

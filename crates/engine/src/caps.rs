@@ -17,6 +17,8 @@ use std::io;
 /// One capability, by its number in `linux/capability.h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cap {
+    /// Writing where file permissions would not let the user (root's usual power over files).
+    DacOverride = 1,
     /// Interfaces, routes, XDP attach.
     NetAdmin = 12,
     /// Raw and AF_XDP sockets.
@@ -35,6 +37,7 @@ impl Cap {
     /// Its name as the kernel and `capabilities(7)` spell it.
     pub fn name(self) -> &'static str {
         match self {
+            Cap::DacOverride => "CAP_DAC_OVERRIDE",
             Cap::NetAdmin => "CAP_NET_ADMIN",
             Cap::NetRaw => "CAP_NET_RAW",
             Cap::IpcLock => "CAP_IPC_LOCK",
