@@ -476,9 +476,14 @@ pub fn wait_with_peak_rss(child: &mut std::process::Child, limit: Duration) -> (
     }
 }
 
-/// A unique scratch path for an output file.
+/// A unique scratch path for an output file. The directory is this process's, emptied on its
+/// first use: one left by an earlier process with the same pid (pids wrap) is stale.
 pub fn scratch(name: &str) -> PathBuf {
+    static FRESH: std::sync::Once = std::sync::Once::new();
     let dir = std::env::temp_dir().join(format!("asdic-tests-{}", std::process::id()));
+    FRESH.call_once(|| {
+        let _ = std::fs::remove_dir_all(&dir);
+    });
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir.join(name)
 }
