@@ -316,6 +316,7 @@ fn a_root_run_that_could_not_write_its_output_stops_before_sending() {
     // Another user's directory, as a home directory is: root writes there only with
     // CAP_DAC_OVERRIDE, which asdic drops once its engines are open.
     let theirs = std::env::temp_dir().join(format!("asdic-priv-{}-theirs", std::process::id()));
+    let _ = std::fs::remove_dir_all(&theirs); // from an earlier process with this pid
     std::fs::create_dir_all(&theirs).unwrap();
     std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
     std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o755)).unwrap();
