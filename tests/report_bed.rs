@@ -265,7 +265,10 @@ fn a_report_of_bed_runs_is_self_contained_and_holds_the_files_numbers() {
     let s = section(&w.sections, Mode::Sweep);
     assert_eq!(s.summary.targets, Some(20));
     assert_eq!(s.summary.probes, Some(500));
-    assert!(s.summary.duration_is_lower_bound);
+    // Its files record their end: 25 rounds 200 ms apart, the last one's 500 ms timeout.
+    assert!(!s.summary.duration_is_lower_bound);
+    let took = s.summary.end_ns.unwrap() - s.summary.start_ns.unwrap();
+    assert!((4_800_000_000..8_000_000_000).contains(&took), "{took} ns");
     assert_eq!(s.targets.len(), 20);
     assert_eq!(s.series.len(), 12);
     let worst = &s.targets[0];

@@ -288,7 +288,12 @@ impl Writer {
     fn close(&mut self) -> anyhow::Result<()> {
         if let Some((_, sink)) = self.current.take() {
             let path = sink.out().to_path_buf();
-            sink.finish_with(vec![])
+            // When the file's period (or the run) ended: a report's duration.
+            let end = (
+                "asdic.end_unix_ns".into(),
+                asdic_engine::now_ns().to_string(),
+            );
+            sink.finish_with(vec![end])
                 .with_context(|| format!("writing {}", path.display()))?;
             self.written.push(path);
         }

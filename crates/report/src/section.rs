@@ -79,8 +79,7 @@ pub struct Summary {
     pub start_ns: Option<u64>,
     /// When it ended (or its last row, see `duration_is_lower_bound`).
     pub end_ns: Option<u64>,
-    /// Whether the end is only the last row's time (no end recorded: a killed run or a
-    /// sweep file).
+    /// Whether the end is only the last row's time (no end recorded: a killed run).
     pub duration_is_lower_bound: bool,
     /// The engines the files name, comma-separated.
     pub engine: String,
@@ -561,10 +560,7 @@ fn scan(s: &mut Section, meta: &Meta) -> Result<()> {
             "{replies} replies, {errs} ICMP errors, {timeouts} timeouts, {failed} send failures, {dups} duplicates, {late} late"
         ),
     ));
-    if sum.end_ns.is_none() && t_max > 0 {
-        sum.end_ns = Some(t_max);
-        sum.duration_is_lower_bound = true;
-    }
+    settle_end(sum, t_max);
     if sum.start_ns.is_none() && t_min < u64::MAX {
         sum.start_ns = Some(t_min);
     }
@@ -905,11 +901,7 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
     if sum.start_ns.is_none() && t_min < u64::MAX {
         sum.start_ns = Some(t_min);
     }
-    if sum.end_ns.is_none() && t_max > 0 {
-        // Sweep files record no end: the last probe's time is the end, to within a round.
-        sum.end_ns = Some(t_max);
-        sum.duration_is_lower_bound = true;
-    }
+    settle_end(sum, t_max);
     s.targets_total = targets.len() as u64;
 
     // Worst first: most loss, then most errors, then slowest on average.
@@ -1117,9 +1109,40 @@ fn ping(s: &mut Section) -> Result<()> {
     Ok(())
 }
 
+/// The run's end from the files' metadata, unless its rows go on later (`t_max`, the last
+/// row's time): no end recorded (a killed run's parts), or only that of an earlier file of the
+/// run (a sweep's rotated file before the killed last one). Then the last row is the end, to
+/// within a round or a cooldown, and the duration a lower bound.
+fn settle_end(sum: &mut Summary, t_max: u64) {
+    if t_max > 0 && sum.end_ns.is_none_or(|e| e < t_max) {
+        sum.end_ns = Some(t_max);
+        sum.duration_is_lower_bound = true;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_end_is_the_recorded_one_unless_rows_come_later() {
+        let summary = |end| Summary {
+            end_ns: end,
+            ..Summary::default()
+        };
+        let mut s = summary(Some(9_000));
+        settle_end(&mut s, 8_500);
+        assert_eq!((s.end_ns, s.duration_is_lower_bound), (Some(9_000), false));
+        let mut s = summary(None);
+        settle_end(&mut s, 8_500);
+        assert_eq!((s.end_ns, s.duration_is_lower_bound), (Some(8_500), true));
+        let mut s = summary(Some(7_000));
+        settle_end(&mut s, 8_500);
+        assert_eq!((s.end_ns, s.duration_is_lower_bound), (Some(8_500), true));
+        let mut s = summary(None);
+        settle_end(&mut s, 0);
+        assert_eq!((s.end_ns, s.duration_is_lower_bound), (None, false));
+    }
 
     #[test]
     fn prefixes_coarsen_to_fit_the_map() {
