@@ -475,6 +475,11 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         std::fs::create_dir_all(dir)
             .map_err(|e| usage(format!("--output {}: {e}", dir.display())))?;
     }
+    // Bound before the capabilities go: a port below 1024 needs one.
+    let metrics_listener = a
+        .metrics_listen
+        .map(|addr| metrics::bind(addr).map_err(|e| usage(format!("--metrics-listen {addr}: {e}"))))
+        .transpose()?;
     ready(
         &pipelines,
         a.output.as_deref().map(|d| Writes::inside("--output", d)),
@@ -499,9 +504,9 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         reloads: AtomicU64::new(0),
         reload_errors: AtomicU64::new(0),
     });
-    if let Some(addr) = a.metrics_listen {
-        let bound = metrics::serve(addr, metrics::registry(shared.clone()))
-            .map_err(|e| usage(format!("--metrics-listen {addr}: {e}")))?;
+    if let Some(listener) = metrics_listener {
+        let bound = metrics::serve(listener, metrics::registry(shared.clone()))
+            .context("starting the metrics server")?;
         eprintln!("asdic: metrics at http://{bound}/metrics");
     }
     let (to_writer, writer) = match &a.output {
