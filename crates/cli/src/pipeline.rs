@@ -862,6 +862,7 @@ mod tests {
     #[test]
     fn an_output_directory_is_checked_by_writing_and_left_as_it_was() {
         let dir = std::env::temp_dir().join(format!("asdic-writable-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir); // from an earlier process with this pid
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("scan.parquet");
         check_writable(&Writes::beside("-o", &file), false).unwrap();
