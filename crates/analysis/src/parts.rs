@@ -54,6 +54,14 @@ pub fn list_parts(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(parts)
 }
 
+/// The directory a file is created (and renamed) in: its parent, or `.` for a bare name.
+pub fn dir_of(file: &Path) -> &Path {
+    match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -237,9 +245,7 @@ pub fn merge<R: Record>(
         }
     }
     Box::new(sink).finish()?;
-    if let Some(d) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        sync_dir(d)?;
-    }
+    sync_dir(dir_of(out))?;
     Ok(rows)
 }
 

@@ -615,14 +615,10 @@ pub struct Writes<'a> {
 impl<'a> Writes<'a> {
     /// An output file: files are created beside it (`FILE.tmp`, `FILE.partial`).
     pub fn beside(flag: &'static str, file: &'a Path) -> Self {
-        let dir = match file.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
         Writes {
             flag,
             given: file,
-            dir,
+            dir: asdic_analysis::dir_of(file),
         }
     }
 
