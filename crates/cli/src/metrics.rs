@@ -334,14 +334,9 @@ pub fn registry(shared: Arc<Shared>) -> Registry {
     r
 }
 
-/// The listening socket for `addr` (port 0 picks one). Bound while the process still holds
-/// its capabilities, so that root can listen on a port below 1024.
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr)
-}
-
-/// Serves `registry` at `GET /metrics` on `listener`; returns its address. The server thread
-/// lives as long as the process.
+/// Serves `registry` at `GET /metrics` on `listener` (bound by the caller while it still
+/// holds its capabilities, so that root can listen on a port below 1024); returns its
+/// address. The server thread lives as long as the process.
 pub fn serve(listener: TcpListener, registry: Registry) -> std::io::Result<SocketAddr> {
     let bound = listener.local_addr()?;
     std::thread::Builder::new()
@@ -519,11 +514,7 @@ mod tests {
             reloads: AtomicU64::new(3),
             reload_errors: AtomicU64::new(0),
         });
-        let addr = serve(
-            bind("127.0.0.1:0".parse().unwrap()).unwrap(),
-            registry(shared),
-        )
-        .unwrap();
+        let addr = serve(TcpListener::bind("127.0.0.1:0").unwrap(), registry(shared)).unwrap();
         let get = |req: &str| {
             let mut c = TcpStream::connect(addr).unwrap();
             c.write_all(req.as_bytes()).unwrap();

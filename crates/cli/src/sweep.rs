@@ -478,7 +478,10 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
     // Bound before the capabilities go: a port below 1024 needs one.
     let metrics_listener = a
         .metrics_listen
-        .map(|addr| metrics::bind(addr).map_err(|e| usage(format!("--metrics-listen {addr}: {e}"))))
+        .map(|addr| {
+            std::net::TcpListener::bind(addr)
+                .map_err(|e| usage(format!("--metrics-listen {addr}: {e}")))
+        })
         .transpose()?;
     ready(
         &pipelines,
