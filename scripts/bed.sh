@@ -26,7 +26,7 @@ readonly REJECT4=198.19.77.0/24 REJECT6=2001:db8:1::4d00/120
 readonly REJECT_HI=77
 
 # Ground-truth defaults.
-readonly DEF_DEAD_MOD=97 DEF_DEAD_REM=13 DEF_LOSS=0 DEF_LOSS_PPM=0
+readonly DEF_DEAD_MOD=97 DEF_DEAD_REM=13 DEF_LOSS=0 DEF_LOSS_PPM=0 DEF_QUEUES=1
 
 # Speed bed: scan (s0) and far (f0) share one /30 and /64; no router.
 readonly SPEED_FAR4=198.18.0.2 SPEED_FAR6=2001:db8:0:1::2
@@ -42,8 +42,9 @@ ID matches [a-z0-9]{1,12} and defaults to "demo". Needs root, iproute2,
 nftables and ping (iputils-ping).
 
 subcommands:
-  up [ID] [--loss PCT] [--dead-mod M] [--dead-rem R]
-  up [ID] --speed [--loss-ppm N] [--dead-mod M] [--dead-rem R]
+  up [ID] [--loss PCT] [--dead-mod M] [--dead-rem R] [--queues Q] [--far-queues F]
+     [--count-replies]
+  up [ID] --speed [--loss-ppm N] [--dead-mod M] [--dead-rem R] [--queues Q]
         (re)build the bed; a stale bed with the same ID is removed first.
         PCT: 0..100 random loss of echo requests at the far end (default 0).
         IPv4 198.19.a.b is dead iff (a*256+b) % M == R; IPv6 2001:db8:1::x
@@ -54,6 +55,11 @@ subcommands:
         target/release/asdic-responder) answers 198.19.0.0/16 and
         2001:db8:1::/64 with the same dead rule (no rejected block);
         N: random loss in parts per million (0..1000000, default 0).
+        Q: RX and TX queues of both ends of the scanner's link (s0), 1..64
+        (default 1); F: the same for the router-far link (r1/f0).
+        --count-replies: the router counts the echo replies it forwards to
+        the scanner per IPv4 target (set replies4, 65,536 elements filled
+        before the run; truth does not list them: nft -j list set).
         Prints "bed ID up" on success; on failure tears down and exits != 0.
   down [ID]
         delete the bed's namespaces and state; idempotent.
@@ -224,16 +230,27 @@ load_env() {
 	local id=$1 f="$STATE_DIR/$1.env" k v
 	[[ -f $f ]] || die "bed '$id' is not up (no $f)"
 	LOSS=$DEF_LOSS DEAD_MOD=$DEF_DEAD_MOD DEAD_REM=$DEF_DEAD_REM SPEED=0 LOSS_PPM=$DEF_LOSS_PPM
+	QUEUES=$DEF_QUEUES FAR_QUEUES=$DEF_QUEUES COUNT_REPLIES=0
 	while IFS='=' read -r k v; do
 		[[ $v =~ ^[0-9]+$ ]] || continue
 		case $k in
 		LOSS) LOSS=$v ;;
 		SPEED) SPEED=$v ;;
+		QUEUES) QUEUES=$v ;;
+		FAR_QUEUES) FAR_QUEUES=$v ;;
+		COUNT_REPLIES) COUNT_REPLIES=$v ;;
 		LOSS_PPM) LOSS_PPM=$v ;;
 		DEAD_MOD) DEAD_MOD=$v ;;
 		DEAD_REM) DEAD_REM=$v ;;
 		esac
 	done <"$f"
+}
+
+# queue_opts Q -> the ip-link options for a device with Q RX and TX queues
+# (nothing for one queue, the kernel's default).
+queue_opts() {
+	(($1 > 1)) && printf 'numtxqueues %d numrxqueues %d' "$1" "$1"
+	return 0
 }
 
 # ------------------------------------------------------------------ nftables
@@ -285,12 +302,28 @@ table inet asdic_bed {
 EOF
 }
 
+# replies4_elements: every address of the IPv4 /16, comma-separated.
+replies4_elements() {
+	awk 'BEGIN { for (i = 0; i < 65536; i++) printf "%s198.19.%d.%d", (i ? "," : ""), int(i / 256), i % 256 }'
+}
+
 nft_rtr() {
+	local set=""
+	# The set is filled here; its rule comes after the self test (so its
+	# counters see only the test's traffic): see bed_up.
+	if ((COUNT_REPLIES)); then
+		set="set replies4 {
+		type ipv4_addr
+		counter
+		elements = { $(replies4_elements) }
+	}"
+	fi
 	cat <<EOF
 table inet asdic_bed {
 	counter sent4 { }
 	counter sent6 { }
 	counter rejected { }
+	$set
 	chain forward {
 		type filter hook forward priority filter; policy accept;
 		iifname "r0" ip daddr $TARGET4 icmp type echo-request counter name "sent4"
@@ -380,8 +413,9 @@ parse_up_opts() {
 		shift
 	fi
 	LOSS=$DEF_LOSS DEAD_MOD=$DEF_DEAD_MOD DEAD_REM=$DEF_DEAD_REM SPEED=0 LOSS_PPM=$DEF_LOSS_PPM
+	QUEUES=$DEF_QUEUES FAR_QUEUES=$DEF_QUEUES COUNT_REPLIES=0
 	UP_REST=()
-	local loss_given=0 ppm_given=0
+	local loss_given=0 ppm_given=0 nft_only=0
 	while (($#)); do
 		case $1 in
 		--loss)
@@ -401,6 +435,20 @@ parse_up_opts() {
 			((LOSS_PPM <= 1000000)) || die "--loss-ppm wants an integer 0..1000000"
 			ppm_given=1
 			shift 2
+			;;
+		--queues | --far-queues)
+			[[ $# -ge 2 && $2 =~ ^[0-9]{1,2}$ ]] && ((10#$2 >= 1 && 10#$2 <= 64)) ||
+				die "$1 wants an integer 1..64"
+			if [[ $1 == --queues ]]; then QUEUES=$((10#$2)); else
+				FAR_QUEUES=$((10#$2))
+				nft_only=1
+			fi
+			shift 2
+			;;
+		--count-replies)
+			COUNT_REPLIES=1
+			nft_only=1
+			shift
 			;;
 		--dead-mod)
 			[[ $# -ge 2 && $2 =~ ^[0-9]{1,6}$ ]] || die "--dead-mod wants an integer >= 0"
@@ -422,6 +470,7 @@ parse_up_opts() {
 	done
 	if ((SPEED)); then
 		((!loss_given)) || die "--loss is for the nftables bed; a --speed bed takes --loss-ppm N"
+		((!nft_only)) || die "--far-queues and --count-replies are for the nftables bed (a --speed bed has no router)"
 	else
 		((!ppm_given)) || die "--loss-ppm is for --speed beds; the nftables bed takes --loss PCT"
 	fi
@@ -509,15 +558,16 @@ bed_up_speed() {
 	ip netns add "$scan"
 	ip netns add "$far"
 	mkdir -p "$STATE_DIR"
-	printf 'SPEED=1\nLOSS=0\nLOSS_PPM=%d\nDEAD_MOD=%d\nDEAD_REM=%d\n' \
-		"$LOSS_PPM" "$DEAD_MOD" "$DEAD_REM" >"$STATE_DIR/$id.env"
+	printf 'SPEED=1\nLOSS=0\nLOSS_PPM=%d\nDEAD_MOD=%d\nDEAD_REM=%d\nQUEUES=%d\n' \
+		"$LOSS_PPM" "$DEAD_MOD" "$DEAD_REM" "$QUEUES" >"$STATE_DIR/$id.env"
 
 	local ns
 	for ns in "$scan" "$far"; do
 		sysctl_common "$ns"
 		ip -n "$ns" link set lo up
 	done
-	ip link add s0 netns "$scan" type veth peer name f0 netns "$far"
+	ip link add s0 netns "$scan" $(queue_opts "$QUEUES") type veth \
+		peer name f0 netns "$far" $(queue_opts "$QUEUES")
 	ip -n "$scan" link set s0 up
 	ip -n "$far" link set f0 up
 	ip -n "$scan" addr add "$SCAN4/30" dev s0
@@ -581,7 +631,8 @@ bed_up() {
 	ip netns add "$far"
 
 	mkdir -p "$STATE_DIR"
-	printf 'SPEED=0\nLOSS=%d\nDEAD_MOD=%d\nDEAD_REM=%d\n' "$LOSS" "$DEAD_MOD" "$DEAD_REM" >"$STATE_DIR/$id.env"
+	printf 'SPEED=0\nLOSS=%d\nDEAD_MOD=%d\nDEAD_REM=%d\nQUEUES=%d\nFAR_QUEUES=%d\nCOUNT_REPLIES=%d\n' \
+		"$LOSS" "$DEAD_MOD" "$DEAD_REM" "$QUEUES" "$FAR_QUEUES" "$COUNT_REPLIES" >"$STATE_DIR/$id.env"
 
 	local ns
 	for ns in "$scan" "$rtr" "$far"; do
@@ -590,8 +641,10 @@ bed_up() {
 	done
 
 	# veth pairs are created directly inside the namespaces.
-	ip link add s0 netns "$scan" type veth peer name r0 netns "$rtr"
-	ip link add r1 netns "$rtr" type veth peer name f0 netns "$far"
+	ip link add s0 netns "$scan" $(queue_opts "$QUEUES") type veth \
+		peer name r0 netns "$rtr" $(queue_opts "$QUEUES")
+	ip link add r1 netns "$rtr" $(queue_opts "$FAR_QUEUES") type veth \
+		peer name f0 netns "$far" $(queue_opts "$FAR_QUEUES")
 
 	# Links go up first: the kernel's link watcher activates them
 	# asynchronously while the rest is configured (see wait_ready).
@@ -653,6 +706,10 @@ bed_up() {
 		nsx "$far" nft add rule inet asdic_bed loss counter name lossdrop drop
 	elif ((LOSS > 0)); then
 		nsx "$far" nft add rule inet asdic_bed loss numgen random mod 100 lt "$LOSS" counter name lossdrop drop
+	fi
+	if ((COUNT_REPLIES)); then
+		nsx "$rtr" nft add rule inet asdic_bed forward \
+			iifname r1 oifname r0 icmp type echo-reply ip saddr @replies4
 	fi
 	nsx "$rtr" nft reset counters table inet asdic_bed >/dev/null
 	nsx "$far" nft reset counters table inet asdic_bed >/dev/null
@@ -729,7 +786,7 @@ truth_speed() {
 	printf '{"id":"%s","scan_ns":"%s","far_ns":"%s","speed":true,' "$id" "$scan" "$far"
 	printf '"src4":"%s","src6":"%s","prefix4":"%s","prefix6":"%s",' "$SCAN4" "$SCAN6" "$TARGET4" "$TARGET6"
 	printf '"dead_mod":%d,"dead_rem":%d,"dead4_count":%d,"dead6_count":%d,' "$DEAD_MOD" "$DEAD_REM" "$dc" "$dc"
-	printf '"loss_ppm":%d,"gateway_mac":"%s",' "$LOSS_PPM" "$mac"
+	printf '"loss_ppm":%d,"gateway_mac":"%s","queues":%d,' "$LOSS_PPM" "$mac" "$QUEUES"
 	printf '"counters":{"seen4":%d,"seen6":%d,"replied":%d,"deaddrop":%d,"lossdrop":%d,"passed":%d}}\n' \
 		"${c[seen4]}" "${c[seen6]}" "${c[replied]}" "${c[deaddrop]}" "${c[lossdrop]}" "${c[passed]}"
 }
@@ -762,7 +819,7 @@ cmd_truth() {
 	printf '"dead_mod":%d,"dead_rem":%d,"dead4_count":%d,"dead6_count":%d,' "$DEAD_MOD" "$DEAD_REM" "$dc" "$dc"
 	printf '"reject4":{"prefix":"%s","type":3,"code":13,"responder":"%s"},' "$REJECT4" "$RTR4_A"
 	printf '"reject6":{"prefix":"%s","type":1,"code":1,"responder":"%s"},' "$REJECT6" "$RTR6_A"
-	printf '"loss_pct":%d,' "$LOSS"
+	printf '"loss_pct":%d,"queues":%d,"far_queues":%d,"count_replies":%s,' "$LOSS" "$QUEUES" "$FAR_QUEUES" "$( ((COUNT_REPLIES)) && echo true || echo false)"
 	printf '"counters":{"lossdrop":%d,"seen4":%d,"seen6":%d,"replied":%d,"deaddrop":%d,"sent4":%d,"sent6":%d,"rejected":%d}}\n' \
 		"${c[lossdrop]}" "${c[seen4]}" "${c[seen6]}" "${c[replied]}" "${c[deaddrop]}" "${c[sent4]}" "${c[sent6]}" "${c[rejected]}"
 }

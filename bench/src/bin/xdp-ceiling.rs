@@ -49,8 +49,11 @@ fn main() {
         std::process::exit(1)
     });
     eprintln!(
-        "xdp-ceiling: {} queue {} ({} mode), next hop {}",
-        info.path.link.name, info.queue, info.mode, info.path.next_hop
+        "xdp-ceiling: {} queues {} ({} mode), next hop {}",
+        info.path.link.name,
+        xdp::queue_list(&info.queues),
+        info.mode,
+        info.path.next_hop
     );
     let TxLayer::Ethernet {
         src_mac,
@@ -96,16 +99,20 @@ fn main() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let received = Arc::new(AtomicU64::new(0));
-    let rx_thread = {
-        let (stop, received) = (stop.clone(), received.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let mut n = 0u64;
-                let _ = rx.recv(Duration::from_millis(10), &mut |_| n += 1);
-                received.fetch_add(n, Ordering::Relaxed);
-            }
+    // One receiver per queue, as asdic runs them.
+    let rx_threads: Vec<_> = rx
+        .drain(..)
+        .map(|mut rx| {
+            let (stop, received) = (stop.clone(), received.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut n = 0u64;
+                    let _ = rx.recv(Duration::from_millis(10), &mut |_| n += 1);
+                    received.fetch_add(n, Ordering::Relaxed);
+                }
+            })
         })
-    };
+        .collect();
     let mut batch = TxBatch::new(batch_len, t.len());
     let t0 = Instant::now();
     let mut sent = 0u64;
@@ -131,7 +138,9 @@ fn main() {
     let elapsed = t0.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
-    rx_thread.join().expect("rx thread");
+    for t in rx_threads {
+        t.join().expect("rx thread");
+    }
     let got = received.load(Ordering::Relaxed);
     println!(
         "{{\"sent\":{sent},\"received\":{got},\"seconds\":{elapsed:.3},\"sent_pps\":{:.0},\"received_pps\":{:.0}}}",

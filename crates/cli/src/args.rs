@@ -151,6 +151,32 @@ pub enum XdpModeChoice {
     Generic,
 }
 
+/// "0-3", "0,2,5", "1": a list of queue numbers and ranges.
+pub fn parse_queues(s: &str) -> Result<Vec<u32>, String> {
+    let mut out = vec![];
+    for part in s.split(',') {
+        let part = part.trim();
+        let num = |x: &str| {
+            x.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("'{x}' is not a queue number (LIST: e.g. 0-3 or 0,2)"))
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b || b - a >= 1024 {
+                    return Err(format!("'{part}' is not a range of queues"));
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(num(part)?),
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
 /// Parses a MAC address "aa:bb:cc:dd:ee:ff".
 pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     let parts: Vec<&str> = s.split([':', '-']).collect();
@@ -316,8 +342,14 @@ pub struct PingArgs {
     #[arg(short = 'G', long, value_parser = parse_mac, value_name = "MAC")]
     pub gateway_mac: Option<[u8; 6]>,
 
-    /// Pin the sender and receiver threads to these cores, e.g. "0,1".
-    #[arg(long, value_delimiter = ',', value_name = "TX,RX")]
+    /// XDP engine: the RX queues to bind an AF_XDP socket to, e.g. "0-3" or "0,2" (default:
+    /// every RX queue of the interface; auto uses XDP only when every queue is served).
+    #[arg(long, value_parser = parse_queues, value_name = "LIST")]
+    pub queues: Option<Vec<u32>>,
+
+    /// Pin the sender thread to the first core and the receiver threads (one per RX queue)
+    /// to the others in turn, e.g. "0,1" or "0,1,2".
+    #[arg(long, value_delimiter = ',', value_name = "TX,RX[,RX…]")]
     pub cores: Vec<usize>,
 
     /// Probes per engine call.
@@ -515,8 +547,14 @@ pub struct ScanArgs {
     #[arg(short = 'G', long, value_parser = parse_mac, value_name = "MAC")]
     pub gateway_mac: Option<[u8; 6]>,
 
-    /// Pin the sender and receiver threads to these cores, e.g. "0,1".
-    #[arg(long, value_delimiter = ',', value_name = "TX,RX")]
+    /// XDP engine: the RX queues to bind an AF_XDP socket to, e.g. "0-3" or "0,2" (default:
+    /// every RX queue of the interface; auto uses XDP only when every queue is served).
+    #[arg(long, value_parser = parse_queues, value_name = "LIST")]
+    pub queues: Option<Vec<u32>>,
+
+    /// Pin the sender thread to the first core and the receiver threads (one per RX queue)
+    /// to the others in turn, e.g. "0,1" or "0,1,2".
+    #[arg(long, value_delimiter = ',', value_name = "TX,RX[,RX…]")]
     pub cores: Vec<usize>,
 
     /// Probes per engine call.
@@ -616,8 +654,14 @@ pub struct SweepArgs {
     #[arg(short = 'G', long, value_parser = parse_mac, value_name = "MAC")]
     pub gateway_mac: Option<[u8; 6]>,
 
-    /// Pin the sender and receiver threads to these cores, e.g. "0,1".
-    #[arg(long, value_delimiter = ',', value_name = "TX,RX")]
+    /// XDP engine: the RX queues to bind an AF_XDP socket to, e.g. "0-3" or "0,2" (default:
+    /// every RX queue of the interface; auto uses XDP only when every queue is served).
+    #[arg(long, value_parser = parse_queues, value_name = "LIST")]
+    pub queues: Option<Vec<u32>>,
+
+    /// Pin the sender thread to the first core and the receiver threads (one per RX queue)
+    /// to the others in turn, e.g. "0,1" or "0,1,2".
+    #[arg(long, value_delimiter = ',', value_name = "TX,RX[,RX…]")]
     pub cores: Vec<usize>,
 
     /// Probes per engine call.
@@ -718,8 +762,14 @@ pub struct TraceArgs {
     #[arg(short = 'G', long, value_parser = parse_mac, value_name = "MAC")]
     pub gateway_mac: Option<[u8; 6]>,
 
-    /// Pin the sender and receiver threads to these cores, e.g. "0,1".
-    #[arg(long, value_delimiter = ',', value_name = "TX,RX")]
+    /// XDP engine: the RX queues to bind an AF_XDP socket to, e.g. "0-3" or "0,2" (default:
+    /// every RX queue of the interface; auto uses XDP only when every queue is served).
+    #[arg(long, value_parser = parse_queues, value_name = "LIST")]
+    pub queues: Option<Vec<u32>>,
+
+    /// Pin the sender thread to the first core and the receiver threads (one per RX queue)
+    /// to the others in turn, e.g. "0,1" or "0,1,2".
+    #[arg(long, value_delimiter = ',', value_name = "TX,RX[,RX…]")]
     pub cores: Vec<usize>,
 
     /// Probes per engine call.
@@ -730,6 +780,16 @@ pub struct TraceArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queue_lists_take_numbers_and_ranges() {
+        assert_eq!(parse_queues("0"), Ok(vec![0]));
+        assert_eq!(parse_queues("0-3"), Ok(vec![0, 1, 2, 3]));
+        assert_eq!(parse_queues("3,0-1,1"), Ok(vec![0, 1, 3]));
+        for bad in ["", "x", "1-", "3-1", "0-5000", "-1", "1,,2"] {
+            assert!(parse_queues(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn limits_bandwidths_seconds() {

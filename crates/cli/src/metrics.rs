@@ -16,10 +16,13 @@ use std::time::Duration;
 
 use asdic_analysis::fleet::{Counters, Fleet, HISTOGRAM_BOUNDS, Histogram};
 use asdic_analysis::window::WindowStats;
+use asdic_engine::KernelDrops;
+use asdic_receiver::rx::RxShared;
 use asdic_sender::sweep::Plan;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
 use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
@@ -34,6 +37,8 @@ pub struct Shared {
     pub reloads: AtomicU64,
     /// Reloads that failed (the previous list stayed).
     pub reload_errors: AtomicU64,
+    /// Each pipeline's receivers' counters (the kernel's drops).
+    pub receivers: Vec<Arc<RxShared>>,
 }
 
 /// One target's values at a scrape.
@@ -317,6 +322,32 @@ impl Collector for SweepCollector {
             "Reloads of the targets file applied",
             self.shared.reloads.load(Ordering::Relaxed) as f64,
         )?;
+        // What the kernel dropped before the receivers read it, by counter: a reply lost
+        // here shows as loss of its target, so it is exported beside the loss it explains.
+        let mut kernel = KernelDrops::default();
+        for r in &self.shared.receivers {
+            kernel.add(&r.kernel_drops());
+        }
+        ConstCounter::new(kernel.lost()).encode(e.encode_descriptor(
+            "asdic_sweep_kernel_lost",
+            "Replies and ICMP errors of the sweep that the kernel dropped or handed to nobody \
+             before asdic could read them",
+            None,
+            MetricType::Counter,
+        )?)?;
+        {
+            let mut m = e.encode_descriptor(
+                "asdic_sweep_kernel_drops",
+                "The kernel's drop counters of the sweep's receive path, by counter (socket \
+                 receive-buffer overflows, AF_XDP socket statistics, the XDP program's failed \
+                 redirects)",
+                None,
+                MetricType::Counter,
+            )?;
+            for (name, v) in kernel.fields() {
+                ConstCounter::new(v).encode(m.encode_family(&[("counter", name)])?)?;
+            }
+        }
         scalar(
             e,
             "asdic_sweep_reload_errors",
@@ -479,11 +510,19 @@ mod tests {
             now,
         );
         fleet.record(&ev(1, "198.19.0.2", Outcome::Timeout), now);
+        let rx = Arc::new(RxShared::default());
+        rx.add_kernel_drops(&KernelDrops {
+            xsk_rx_ring_full: 7,
+            redirect_failed: 2,
+            xsk_fill_empty: 5,
+            ..KernelDrops::default()
+        });
         let shared = Arc::new(Shared {
             fleet: Mutex::new(fleet),
             plans: vec![],
             reloads: AtomicU64::new(0),
             reload_errors: AtomicU64::new(0),
+            receivers: vec![rx],
         });
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry(shared)).unwrap();
@@ -497,6 +536,10 @@ mod tests {
             "asdic_sweep_rtt_quantile_seconds{target=\"198.19.0.1\",name=\"web \\\"1\\\"\",size=\"56\",quantile=\"0.99\"} 0.00025".to_string(),
             format!("asdic_sweep_rtt_seconds_count{l1} 1"),
             "asdic_sweep_targets 2".to_string(),
+            "asdic_sweep_kernel_lost_total 9".to_string(),
+            "asdic_sweep_kernel_drops_total{counter=\"xsk_rx_ring_full\"} 7".to_string(),
+            "asdic_sweep_kernel_drops_total{counter=\"xsk_fill_ring_empty\"} 5".to_string(),
+            "asdic_sweep_kernel_drops_total{counter=\"socket_overflow\"} 0".to_string(),
             "# EOF".to_string(),
         ] {
             assert!(text.contains(&want), "missing {want:?} in\n{text}");
@@ -513,6 +556,7 @@ mod tests {
             plans: vec![],
             reloads: AtomicU64::new(3),
             reload_errors: AtomicU64::new(0),
+            receivers: vec![],
         });
         let addr = serve(TcpListener::bind("127.0.0.1:0").unwrap(), registry(shared)).unwrap();
         let get = |req: &str| {

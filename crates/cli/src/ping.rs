@@ -19,7 +19,8 @@ use crate::Fail;
 use crate::args::{FormatChoice, IdChoice, PingArgs};
 use crate::pipeline::{
     EngineOptions, Ids, Pipeline, Refusals, RunHints, Signals, Started, Work, Writes, configs,
-    engine_names, join_all, random_u64, read_specs, ready, slots_for, start_all,
+    engine_names, join_all, kernel_drops, kernel_metadata, kernel_warning, random_u64, read_specs,
+    ready, slots_for, start_all,
 };
 use crate::snapshot::Snapshots;
 
@@ -63,9 +64,7 @@ fn validate(a: &PingArgs, probes: u128) -> Result<f64, Fail> {
     if a.batch == 0 || a.batch > 1024 {
         return Err(usage(format!("--batch {}: must be 1..=1024", a.batch)));
     }
-    if a.cores.len() > 2 {
-        return Err(usage("--cores takes at most two cores: TX,RX"));
-    }
+    crate::pipeline::check_cores(&a.cores).map_err(usage)?;
     match a.rate {
         Some(r) if !(r.is_finite() && r > 0.0 && r <= 100e6) => Err(usage(format!(
             "--rate {r}: must be a positive number of probes per second"
@@ -106,6 +105,7 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         xdp_mode: a.xdp_mode,
         gateway_mac: a.gateway_mac,
         xdp_rx_frames: None,
+        queues: a.queues.clone(),
     };
     let ids = Ids {
         numbering,
@@ -234,6 +234,7 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
 
     // Results.
     let totals = agg.totals();
+    let kernel = kernel_drops(&pipelines);
     if !a.quiet {
         let format = match a.format {
             FormatChoice::Table => Format::Table,
@@ -253,6 +254,9 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
             .with_context(|| format!("creating {}", path.display()))?;
         pq.add_metadata("asdic.end_unix_ns", asdic_engine::now_ns().to_string());
         pq.add_metadata("asdic.summary", summary_line(&totals));
+        for (k, v) in kernel_metadata(&kernel) {
+            pq.add_metadata(&k, v);
+        }
         write_all(&agg, &mut pq).with_context(|| format!("writing {}", path.display()))?;
         Box::new(pq)
             .finish()
@@ -271,7 +275,7 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
     eprintln!("asdic: {}", summary_line(&totals));
     eprintln!(
         "asdic: sent {} probes in {:.3}s ({:.0}/s; {:.2}s in all), {} refused by the local stack; \
-         dropped: {drops}",
+         dropped: {drops}; {kernel}",
         sent_stats.0,
         send_secs,
         sent_stats.0 as f64 / send_secs,
@@ -279,6 +283,9 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         sent_stats.1,
     );
     refusals.report();
+    if let Some(l) = kernel_warning(&kernel) {
+        eprintln!("{l}");
+    }
     if signals.interrupted() {
         eprintln!("asdic: interrupted: results cover the probes sent before the signal");
     }
@@ -310,6 +317,7 @@ fn write_all<'a>(agg: &'a Aggregator, sink: &mut dyn Sink<Row<'a>>) -> anyhow::R
 
 fn progress_line(pipelines: &[Pipeline], expected: u64, elapsed: Duration) -> String {
     let (mut sent, mut replies, mut errors, mut timeouts, mut inflight) = (0, 0, 0, 0, 0);
+    let kernel = kernel_drops(pipelines).lost();
     for p in pipelines {
         sent += p.sender.sent.load(Ordering::Relaxed);
         replies += p.receiver.replies.load(Ordering::Relaxed);
@@ -327,7 +335,7 @@ fn progress_line(pipelines: &[Pipeline], expected: u64, elapsed: Duration) -> St
     };
     format!(
         "{secs:6.1}s sent {sent}/{expected} ({pct:.1}%, {pps:.0}/s) replies {replies} errors {errors} \
-         timeouts {timeouts} in flight {inflight} ETA {eta:.0}s"
+         timeouts {timeouts} in flight {inflight} kernel drops {kernel} ETA {eta:.0}s"
     )
 }
 

@@ -11,10 +11,10 @@ use anyhow::Context;
 use asdic_engine::raw::{self, RawOptions};
 use asdic_engine::uring::{self, UringOptions};
 use asdic_engine::xdp::{self, XdpOptions};
-use asdic_engine::{EngineError, Rx, Tx, caps};
+use asdic_engine::{EngineError, KernelDrops, Rx, Tx, caps};
 use asdic_receiver::event::{Drops, Event};
 use asdic_receiver::matcher::Matcher;
-use asdic_receiver::rx::{self, Retry, RxConfig, RxShared};
+use asdic_receiver::rx::{self, Retry, Role, RxConfig, RxShared};
 use asdic_receiver::table::InflightTable;
 use asdic_sender::source::Source;
 use asdic_sender::targets::{self, TargetSpec};
@@ -34,8 +34,8 @@ pub struct Pipeline {
     pub family: Family,
     /// Its in-flight table.
     pub table: Arc<InflightTable>,
-    /// The engine halves, until the threads take them.
-    engine: Option<(Box<dyn Tx>, Box<dyn Rx>)>,
+    /// The engine halves (one RX half per queue), until the threads take them.
+    engine: Option<Halves>,
     /// The engine that runs.
     pub engine_kind: Engine,
     /// Why that one: "as asked", or auto's reason.
@@ -63,9 +63,11 @@ pub struct EngineOptions {
     pub xdp_mode: Option<XdpModeChoice>,
     /// The next hop's MAC for the XDP engine, if given.
     pub gateway_mac: Option<[u8; 6]>,
-    /// XDP engine: UMEM frames for receiving, when not the engine's default (4,096): a run
-    /// that receives for a long time on a busy machine buffers more against stalls.
+    /// XDP engine: UMEM frames for receiving per queue, when not the engine's default: a
+    /// run that receives for a long time on a busy machine buffers more against stalls.
     pub xdp_rx_frames: Option<u32>,
+    /// XDP engine: the RX queues to bind (default: all).
+    pub queues: Option<Vec<u32>>,
 }
 
 /// What the XDP engine needs to know of a pipeline's run besides the engine options.
@@ -163,7 +165,31 @@ fn pick<T>(
     }
 }
 
-type Halves = (Box<dyn Tx>, Box<dyn Rx>);
+type Halves = (Box<dyn Tx>, Vec<Box<dyn Rx>>);
+
+/// Checks `--cores TX,RX[,RX…]`: at most one core per thread a run can have (the sender and
+/// up to one receiver per XDP queue), each core listed once.
+pub fn check_cores(cores: &[usize]) -> Result<(), String> {
+    let mut seen = cores.to_vec();
+    seen.sort_unstable();
+    seen.dedup();
+    if seen.len() != cores.len() {
+        return Err("--cores: each core at most once (TX first, then the RX cores)".into());
+    }
+    if cores.len() > 1 + xdp::MAX_QUEUES as usize {
+        return Err(format!(
+            "--cores: at most {} cores (TX, then one per RX queue)",
+            1 + xdp::MAX_QUEUES
+        ));
+    }
+    Ok(())
+}
+
+/// The core of RX worker `i` (one per queue): the RX cores of `--cores` in turn, or none.
+fn rx_core(cores: &[usize], i: usize) -> Option<usize> {
+    let rx = cores.get(1..).filter(|r| !r.is_empty())?;
+    Some(rx[i % rx.len()])
+}
 
 /// Which pipeline of this run holds the XDP engine, if one does.
 static XDP_TAKEN: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
@@ -173,6 +199,7 @@ fn open_engine(
     family: Family,
     o: &EngineOptions,
     hints: &RunHints,
+    auto: bool,
 ) -> Result<(Halves, String), EngineError> {
     let socket = RawOptions {
         v6: family == Family::V6,
@@ -185,14 +212,14 @@ fn open_engine(
     Ok(match e {
         Engine::Raw => {
             let (tx, rx) = raw::open(&socket)?;
-            ((Box::new(tx), Box::new(rx)), String::new())
+            ((Box::new(tx), vec![Box::new(rx)]), String::new())
         }
         Engine::Uring => {
             let (tx, rx) = uring::open(&UringOptions {
                 socket,
                 ..UringOptions::default()
             })?;
-            ((Box::new(tx), Box::new(rx)), String::new())
+            ((Box::new(tx), vec![Box::new(rx)]), String::new())
         }
         Engine::Xdp => {
             let (ident_base, ident_span) = hints.ident_range();
@@ -208,30 +235,67 @@ fn open_engine(
                 batch: o.batch,
                 gateway_mac: o.gateway_mac,
                 frame_len: 14 + if family == Family::V6 { 40 } else { 20 } + 8 + o.size,
+                queues: o.queues.clone(),
+                // Auto must not pick an engine that leaves replies unread.
+                require_all_queues: auto,
                 ..XdpOptions::new(hints.toward)
             };
             let opts = XdpOptions {
                 rx_frames: o.xdp_rx_frames.unwrap_or(opts.rx_frames),
                 ..opts
             };
-            let (tx, rx, info) = xdp::open(&opts)?;
-            let p = &info.path;
-            let mut detail = format!(
-                "on {} queue {}, {} mode, from {} {} to next hop {} {}",
-                p.link.name,
-                info.queue,
-                info.mode,
-                p.src_ip,
-                mac(p.src_mac),
-                p.next_hop,
-                mac(p.dst_mac)
-            );
-            if let Some(r) = &info.replaced {
-                detail.push_str(&format!("; {r}"));
-            }
-            ((Box::new(tx), Box::new(rx)), detail)
+            let (tx, rxs, info) = xdp::open(&opts)?;
+            let detail = xdp_detail(&info);
+            let rxs = rxs
+                .into_iter()
+                .map(|r| Box::new(r) as Box<dyn Rx>)
+                .collect();
+            ((Box::new(tx), rxs), detail)
         }
     })
+}
+
+/// Where the XDP engine runs: interface, queues (and which are left without a socket), mode,
+/// addresses, UMEM.
+fn xdp_detail(info: &xdp::XdpInfo) -> String {
+    let p = &info.path;
+    let n = info.queues.len();
+    let queues = if info.unserved.is_empty() {
+        format!(
+            "{} queue{} {} (every RX queue)",
+            p.link.name,
+            if n == 1 { "" } else { "s" },
+            xdp::queue_list(&info.queues)
+        )
+    } else {
+        format!(
+            "{} queue{} {} of {}; WARNING: RX queue{} {} without a socket, replies the NIC \
+             steers there are lost (counted as xdp_redirect_failed)",
+            p.link.name,
+            if n == 1 { "" } else { "s" },
+            xdp::queue_list(&info.queues),
+            info.rx_queue_count,
+            if info.unserved.len() == 1 { "" } else { "s" },
+            xdp::queue_list(&info.unserved)
+        )
+    };
+    let mut detail = format!(
+        "on {queues}, TX through queue{} {}, {} mode, {} RX frames per queue ({} MiB of UMEM), \
+         from {} {} to next hop {} {}",
+        if info.tx_queues.len() == 1 { "" } else { "s" },
+        xdp::queue_list(&info.tx_queues),
+        info.mode,
+        info.rx_frames,
+        info.umem_bytes >> 20,
+        p.src_ip,
+        mac(p.src_mac),
+        p.next_hop,
+        mac(p.dst_mac)
+    );
+    if let Some(r) = &info.replaced {
+        detail.push_str(&format!("; {r}"));
+    }
+    detail
 }
 
 fn mac(m: [u8; 6]) -> String {
@@ -253,6 +317,7 @@ impl Pipeline {
         // One AF_XDP socket per interface queue (and one XDP program per interface): the
         // first pipeline of a run that gets XDP keeps it, the other family uses sockets.
         let xdp_taken = XDP_TAKEN.lock().map(|t| t.clone()).unwrap_or(None);
+        let auto = o.choice == EngineChoice::Auto;
         let open = |e: Engine| match (&xdp_taken, e) {
             (Some(by), Engine::Xdp) => Err(EngineError::Unavailable {
                 engine: "xdp",
@@ -261,7 +326,7 @@ impl Pipeline {
                      separately to use XDP for both)"
                 ),
             }),
-            _ => open_engine(e, family, o, hints),
+            _ => open_engine(e, family, o, hints, auto),
         };
         let ((halves, detail), kind, why) = match o.choice {
             EngineChoice::Raw => (
@@ -332,7 +397,7 @@ impl Pipeline {
         events: &Sender<Vec<Event>>,
         recycle: &Receiver<Vec<Event>>,
     ) -> Result<Running, Fail> {
-        let (mut txe, mut rxe) = self.engine.take().context("engine already started")?;
+        let (mut txe, rxes) = self.engine.take().context("engine already started")?;
         let caps = txe.caps();
         let layer = match caps.layer {
             asdic_engine::TxLayer::Icmp => Layer::Icmp,
@@ -362,41 +427,63 @@ impl Pipeline {
             templates.push(template);
         }
         let (retry_tx, retry_rx) = bounded::<Retry>(65_536);
-        let (tx_core, rx_core) = (cores.first().copied(), cores.get(1).copied());
+        let tx_core = cores.first().copied();
         let with_retries = rx_cfg.retries > 0;
 
-        let receiver = {
+        // One receiver per RX half (queue): the first one reaps and ends the pipeline's
+        // receiving, the others match until it has ended.
+        let mut receivers = Vec::with_capacity(rxes.len());
+        let multi = rxes.len() > 1;
+        for (i, mut rxe) in rxes.into_iter().enumerate() {
+            let role = if i == 0 { Role::Reaper } else { Role::Helper };
+            let rx_core = rx_core(cores, i);
             let mut matcher = Matcher::new(self.table.clone(), cfg.key, cfg.session, cfg.numbering);
             let shared = self.receiver.clone();
             let sender = self.sender.clone();
             let (events, recycle) = (events.clone(), recycle.clone());
-            std::thread::Builder::new()
-                .name(format!("asdic-rx-{:?}", self.family))
-                .spawn(move || -> anyhow::Result<Drops> {
-                    // If this thread ends early (error or panic), nothing can be matched any
-                    // more: stop sending.
+            let retry_tx = (role == Role::Reaper && with_retries).then(|| retry_tx.clone());
+            let name = if multi {
+                format!("asdic-rx-{:?}-{i}", self.family)
+            } else {
+                format!("asdic-rx-{:?}", self.family)
+            };
+            let handle = std::thread::Builder::new().name(name).spawn(
+                move || -> anyhow::Result<Drops> {
+                    // If a receiver ends early (error or panic), replies go unread: stop
+                    // sending.
                     let _stop = StopOnDrop(sender);
                     tx::pin(rx_core).map_err(|e| anyhow::anyhow!("--cores: {e}"))?;
                     // Fault injection for the tests that check what a crash leaves behind
-                    // (the XDP program must be gone); undocumented on purpose.
-                    if std::env::var_os("ASDIC_INJECT_PANIC").is_some_and(|v| v == "rx") {
+                    // (the XDP program must be gone) and what a stalled receiver costs
+                    // (the kernel's drops must be reported); undocumented on purpose.
+                    if let Some(v) = std::env::var_os("ASDIC_INJECT_PANIC")
+                        && v == "rx"
+                    {
                         std::thread::sleep(Duration::from_millis(300));
                         panic!("injected panic (ASDIC_INJECT_PANIC=rx)");
                     }
-                    let retries = with_retries.then_some(&retry_tx);
-                    let r = rx::run(
+                    if let Some(ms) = std::env::var("ASDIC_INJECT_RX_STALL_MS")
+                        .ok()
+                        .and_then(|v| v.parse::<u64>().ok())
+                    {
+                        std::thread::sleep(Duration::from_millis(ms.min(10_000)));
+                    }
+                    rx::run(
                         rxe.as_mut(),
                         &mut matcher,
                         &rx_cfg,
                         &shared,
                         &events,
                         &recycle,
-                        retries,
-                    );
-                    r?;
+                        retry_tx.as_ref(),
+                        role,
+                    )?;
                     Ok(matcher.drops())
-                })?
-        };
+                },
+            )?;
+            receivers.push(handle);
+        }
+        drop(retry_tx);
         let sender = {
             let table = self.table.clone();
             let (shared, rx_shared) = (self.sender.clone(), self.receiver.clone());
@@ -422,7 +509,7 @@ impl Pipeline {
                     r
                 })?
         };
-        Ok(Running { sender, receiver })
+        Ok(Running { sender, receivers })
     }
 }
 
@@ -473,22 +560,34 @@ pub fn start_all(
 /// A pipeline's running threads.
 pub struct Running {
     sender: std::thread::JoinHandle<anyhow::Result<()>>,
-    receiver: std::thread::JoinHandle<anyhow::Result<Drops>>,
+    receivers: Vec<std::thread::JoinHandle<anyhow::Result<Drops>>>,
 }
 
 impl Running {
-    /// Waits for both threads; the receiver's drop counters, or the first failure.
+    /// Waits for every thread; the receivers' drop counters added up, or the first failure.
     pub fn join(self) -> anyhow::Result<Drops> {
         let s = self
             .sender
             .join()
-            .map_err(|_| anyhow::anyhow!("sender thread panicked"))?;
-        let r = self
-            .receiver
-            .join()
-            .map_err(|_| anyhow::anyhow!("receiver thread panicked"))?;
-        s.context("sending")?;
-        r.context("receiving")
+            .map_err(|_| anyhow::anyhow!("sender thread panicked"));
+        let mut drops = Drops::default();
+        let mut failure: Option<anyhow::Error> = None;
+        for h in self.receivers {
+            match h.join() {
+                Ok(Ok(d)) => drops.add(&d),
+                Ok(Err(e)) => {
+                    failure.get_or_insert(e.context("receiving"));
+                }
+                Err(_) => {
+                    failure.get_or_insert(anyhow::anyhow!("receiver thread panicked"));
+                }
+            }
+        }
+        s?.context("sending")?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(drops),
+        }
     }
 }
 
@@ -719,6 +818,44 @@ pub fn engine_names(pipelines: &[Pipeline]) -> String {
         .map(|p| format!("{:?}:{}", p.family, p.engine_kind.name()))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// What the kernel dropped before the pipelines' receivers could read it, over all of them.
+pub fn kernel_drops(pipelines: &[Pipeline]) -> KernelDrops {
+    let mut k = KernelDrops::default();
+    for p in pipelines {
+        k.add(&p.receiver.kernel_drops());
+    }
+    k
+}
+
+/// The kernel's drops as Parquet metadata: `asdic.kernel_lost` (replies and errors of the run
+/// that asdic never saw) and `asdic.kernel.<counter>` for each counter.
+pub fn kernel_metadata(k: &KernelDrops) -> Vec<(String, String)> {
+    let mut v = vec![("asdic.kernel_lost".to_string(), k.lost().to_string())];
+    for (name, n) in k.fields() {
+        v.push((format!("asdic.kernel.{name}"), n.to_string()));
+    }
+    v
+}
+
+/// The closing line for a run whose replies the kernel dropped, if it did: how many and
+/// where, and what it means for the results.
+pub fn kernel_warning(k: &KernelDrops) -> Option<String> {
+    (k.lost() > 0).then(|| {
+        format!(
+            "asdic: WARNING: the kernel dropped {} replies or errors of this run before asdic \
+             could read them ({}); targets they belonged to show loss the network did not \
+             cause: lower --rate, or give the receivers cores of their own (--cores)",
+            k.lost(),
+            k.fields()
+                .iter()
+                .filter(|(_, v)| *v > 0)
+                .map(|(n, v)| format!("{n} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
 }
 
 /// SIGINT/SIGTERM: the first stops sending (replies in flight are still awaited, up to

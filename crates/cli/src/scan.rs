@@ -24,8 +24,8 @@ use crate::Fail;
 use crate::args::{Limit, ScanArgs, ScanFormat};
 use crate::pipeline::{
     EngineOptions, Ids, Pipeline, Refusals, RunHints, Signals, Started, Work, Writes, configs,
-    engine_names, join_all, random_u64, rate_shortfall, read_cidr_file, read_specs, ready,
-    slots_for, start_all,
+    engine_names, join_all, kernel_drops, kernel_metadata, kernel_warning, random_u64,
+    rate_shortfall, read_cidr_file, read_specs, ready, slots_for, start_all,
 };
 
 /// Largest in-flight table per family (40 bytes a slot: 160 MiB).
@@ -138,9 +138,7 @@ fn validate(a: &ScanArgs) -> Result<(), Fail> {
     if a.batch == 0 || a.batch > 1024 {
         return Err(usage(format!("--batch {}: must be 1..=1024", a.batch)));
     }
-    if a.cores.len() > 2 {
-        return Err(usage("--cores takes at most two cores: TX,RX"));
-    }
+    crate::pipeline::check_cores(&a.cores).map_err(usage)?;
     if a.cooldown.is_zero() {
         return Err(usage("--cooldown 0: replies need some time to come back"));
     }
@@ -298,6 +296,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         xdp_mode: a.xdp_mode,
         gateway_mac: a.gateway_mac,
         xdp_rx_frames: None,
+        queues: a.queues.clone(),
     };
     let ids = Ids {
         numbering: Numbering::Spread {
@@ -440,6 +439,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         .unwrap_or(0);
     let send_secs = (send_us as f64 / 1e6).max(1e-6);
     let summary = counts.summary(sent);
+    let kernel = kernel_drops(&pipelines);
     let mut meta = vec![
         (
             "asdic.end_unix_ns".to_string(),
@@ -464,6 +464,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
             signals.interrupted().to_string(),
         ),
     ];
+    meta.extend(kernel_metadata(&kernel));
     meta.push((
         "asdic.complete".to_string(),
         (!signals.interrupted() && !runtime_over).to_string(),
@@ -481,13 +482,16 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
     eprintln!("asdic: {summary}");
     eprintln!(
         "asdic: sent {sent} probes in {send_secs:.3}s ({:.0}/s; {:.2}s in all), {} refused by the \
-         local stack; dropped: {}",
+         local stack; dropped: {}; {kernel}",
         sent as f64 / send_secs,
         t0.elapsed().as_secs_f64(),
         counts.send_failed,
         drops
     );
     refusals.report();
+    if let Some(l) = kernel_warning(&kernel) {
+        eprintln!("{l}");
+    }
     if let Some(l) = rate_shortfall(rate, sent, send_secs) {
         eprintln!("{l}");
     }
@@ -709,6 +713,7 @@ impl Status {
             exhausted &=
                 p.sender.exhausted.load(Ordering::Relaxed) || p.sender.stop.load(Ordering::Relaxed);
         }
+        let kernel = kernel_drops(pipelines);
         let elapsed = now.duration_since(self.t0).as_secs_f64();
         let send_rate = (sent - self.last_sent.min(sent)) as f64 / dt.max(1e-9);
         let done_targets = c.replies + c.errors + c.timeouts + c.send_failed;
@@ -737,6 +742,8 @@ impl Status {
                 "duplicates": c.duplicates,
                 "late": c.late,
                 "discarded": discarded,
+                "kernel_lost": kernel.lost(),
+                "kernel": kernel.fields().iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
                 "table_full_waits": busy,
                 "eta_s": eta.round(),
                 "final": last,
@@ -746,10 +753,11 @@ impl Status {
         if self.line && !last {
             let line = format!(
                 "{elapsed:6.1}s {pct:5.1}% sent {sent} ({send_rate:.0}/s) replies {} ({hit_rate:.1}% hits) \
-                 errors {} drops {} ETA {}",
+                 errors {} drops {} kernel drops {} ETA {}",
                 c.replies,
                 c.errors,
                 discarded + c.send_failed,
+                kernel.lost(),
                 if exhausted {
                     "cooling down".to_string()
                 } else {

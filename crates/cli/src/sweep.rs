@@ -17,6 +17,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use asdic_analysis::fleet::{Fleet, FleetTarget, Limits, Transition};
 use asdic_analysis::{PartedSink, Sink, SweepRow, parts_dir};
+use asdic_engine::KernelDrops;
+use asdic_receiver::rx::RxShared;
 use asdic_sender::fleet::{FleetLine, parse_fleet};
 use asdic_sender::source::Source;
 use asdic_sender::sweep::{Item, Plan, Sweep};
@@ -29,7 +31,8 @@ use crate::args::SweepArgs;
 use crate::metrics::{self, Shared};
 use crate::pipeline::{
     EngineOptions, Ids, Pipeline, Refusals, RunHints, Signals, Started, Work, Writes, configs,
-    engine_names, join_all, random_u64, ready, slots_for, start_all,
+    engine_names, join_all, kernel_drops, kernel_metadata, kernel_warning, random_u64, ready,
+    slots_for, start_all,
 };
 
 /// Most targets a sweep lists.
@@ -221,9 +224,7 @@ fn validate(a: &SweepArgs) -> Result<(), Fail> {
             "--rate {r}: a positive number of probes per second"
         )));
     }
-    if a.cores.len() > 2 {
-        return Err(usage("--cores takes at most two cores: TX,RX"));
-    }
+    crate::pipeline::check_cores(&a.cores).map_err(usage)?;
     Ok(())
 }
 
@@ -241,6 +242,8 @@ enum ToWriter {
 struct Writer {
     dir: PathBuf,
     meta: Vec<(String, String)>,
+    /// The receivers' counters: each file records the kernel's drops so far when it closes.
+    receivers: Vec<Arc<RxShared>>,
     current: Option<(u64, PartedSink<SweepRow>)>,
     rotate: Duration,
     sync_every: Duration,
@@ -293,7 +296,13 @@ impl Writer {
                 "asdic.end_unix_ns".into(),
                 asdic_engine::now_ns().to_string(),
             );
-            sink.finish_with(vec![end])
+            let mut kernel = KernelDrops::default();
+            for r in &self.receivers {
+                kernel.add(&r.kernel_drops());
+            }
+            let mut meta = vec![end];
+            meta.extend(kernel_metadata(&kernel));
+            sink.finish_with(meta)
                 .with_context(|| format!("writing {}", path.display()))?;
             self.written.push(path);
         }
@@ -448,6 +457,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         xdp_mode: a.xdp_mode,
         gateway_mac: a.gateway_mac,
         xdp_rx_frames: Some(SWEEP_RX_FRAMES),
+        queues: a.queues.clone(),
     };
     let mut pipelines = vec![];
     let mut plans = vec![];
@@ -506,6 +516,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         plans: plans.iter().map(|(_, p)| p.clone()).collect(),
         reloads: AtomicU64::new(0),
         reload_errors: AtomicU64::new(0),
+        receivers: pipelines.iter().map(|p| p.receiver.clone()).collect(),
     });
     if let Some(listener) = metrics_listener {
         let bound = metrics::serve(listener, metrics::registry(shared.clone()))
@@ -517,6 +528,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
             let w = Writer {
                 dir: dir.clone(),
                 meta: run_metadata(&a, &pipelines, ids.session),
+                receivers: pipelines.iter().map(|p| p.receiver.clone()).collect(),
                 current: None,
                 rotate: a.rotate,
                 sync_every: a.sync_every,
@@ -620,13 +632,17 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         probes += m.counters.probes;
         replies += m.counters.replies;
     }
+    let kernel = kernel_drops(&pipelines);
     eprintln!(
         "asdic: {} targets, {probes} probes ended, {replies} replies, {} in alarm; dropped: \
-         {drops}",
+         {drops}; {kernel}",
         fleet.len(),
         fleet.in_alarm(),
     );
     refusals.report();
+    if let Some(l) = kernel_warning(&kernel) {
+        eprintln!("{l}");
+    }
     if signals.interrupted() {
         eprintln!("asdic: interrupted: results cover the probes sent before the signal");
     }
@@ -863,8 +879,10 @@ impl Loop<'_> {
         };
         format!(
             "asdic: {:.0}s round {rounds}: {targets} targets, {replied} answering within the \
-             window, {alarm} in alarm, {sent} probes sent, round lag {lag_ms:.1} ms",
-            elapsed.as_secs_f64()
+             window, {alarm} in alarm, {sent} probes sent, round lag {lag_ms:.1} ms, kernel \
+             drops {}",
+            elapsed.as_secs_f64(),
+            kernel_drops(pipelines).lost()
         )
     }
 }

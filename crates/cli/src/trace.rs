@@ -25,7 +25,8 @@ use crate::Fail;
 use crate::args::{IdChoice, TraceArgs, TraceFormat};
 use crate::pipeline::{
     EngineOptions, Ids, Pipeline, Refusals, RunHints, Signals, Started, Work, Writes, configs,
-    engine_names, join_all, random_u64, read_specs, ready, slots_for, start_all,
+    engine_names, join_all, kernel_drops, kernel_metadata, kernel_warning, random_u64, read_specs,
+    ready, slots_for, start_all,
 };
 use crate::snapshot::Snapshots;
 
@@ -75,9 +76,7 @@ fn validate(a: &TraceArgs, probes: u128) -> Result<f64, Fail> {
     if a.batch == 0 || a.batch > 1024 {
         return Err(usage(format!("--batch {}: must be 1..=1024", a.batch)));
     }
-    if a.cores.len() > 2 {
-        return Err(usage("--cores takes at most two cores: TX,RX"));
-    }
+    crate::pipeline::check_cores(&a.cores).map_err(usage)?;
     match a.rate {
         Some(r) if !(r.is_finite() && r > 0.0 && r <= 100e6) => Err(usage(format!(
             "--rate {r}: must be a positive number of probes per second"
@@ -152,6 +151,7 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
         xdp_mode: a.xdp_mode,
         gateway_mac: a.gateway_mac,
         xdp_rx_frames: None,
+        queues: a.queues.clone(),
     };
     let ids = Ids {
         numbering,
@@ -258,6 +258,7 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
     signals.close();
 
     let totals = paths.totals();
+    let kernel = kernel_drops(&pipelines);
     let sent: u64 = pipelines
         .iter()
         .map(|p| p.sender.sent.load(Ordering::Relaxed))
@@ -309,6 +310,9 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
         pq.add_metadata("asdic.summary", summary.clone());
         pq.add_metadata("asdic.probes_sent", sent.to_string());
         pq.add_metadata("asdic.probes_skipped", skipped.to_string());
+        for (k, v) in kernel_metadata(&kernel) {
+            pq.add_metadata(&k, v);
+        }
         write_rows(&paths, &mut pq).with_context(|| format!("writing {}", path.display()))?;
         Box::new(pq)
             .finish()
@@ -320,10 +324,13 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
     eprintln!("asdic: {summary}");
     eprintln!(
         "asdic: {:.2}s in all, {failed} refused by the local stack; dropped: {drops}, \
-         {foreign} not of this trace",
+         {foreign} not of this trace; {kernel}",
         elapsed.as_secs_f64(),
     );
     refusals.report();
+    if let Some(l) = kernel_warning(&kernel) {
+        eprintln!("{l}");
+    }
     if signals.interrupted() {
         eprintln!("asdic: interrupted: results cover the probes sent before the signal");
     }
@@ -384,8 +391,9 @@ fn progress_line(pipelines: &[Pipeline], parts: &[Part], most: u64, elapsed: Dur
     let secs = elapsed.as_secs_f64();
     format!(
         "{secs:6.1}s sent {sent} + skipped {skipped} of {most} probes ({:.0}/s) replies \
-         {replies} errors {errors} timeouts {timeouts}",
-        sent as f64 / secs.max(1e-9)
+         {replies} errors {errors} timeouts {timeouts} kernel drops {}",
+        sent as f64 / secs.max(1e-9),
+        kernel_drops(pipelines).lost()
     )
 }
 

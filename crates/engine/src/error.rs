@@ -29,6 +29,15 @@ pub enum EngineError {
         /// Why, and what to do about it.
         reason: String,
     },
+    /// The engine cannot go on because the system changed under it (an interface's queues
+    /// were reconfigured mid-run, …): why, and what it means for the results.
+    #[error("{engine}: {reason}")]
+    Changed {
+        /// Engine name.
+        engine: &'static str,
+        /// What changed.
+        reason: String,
+    },
     /// A system call failed.
     #[error("{engine}: {what}: {source}")]
     Io {

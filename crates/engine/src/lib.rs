@@ -111,6 +111,92 @@ pub struct RxFrame<'a> {
     pub truncated: bool,
 }
 
+/// Frames the kernel dropped on their way to an RX half, by where: what the engine's own
+/// sockets and program count. Cumulative since the half was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelDrops {
+    /// Raw and io_uring engines: packets dropped because the socket's receive buffer was full
+    /// (`sk_drops`, read with `SO_MEMINFO`).
+    pub socket: u64,
+    /// AF_XDP: frames dropped at the socket for want of a frame on the fill ring, or too
+    /// large for a frame (`XDP_STATISTICS` `rx_dropped`).
+    pub xsk_rx_dropped: u64,
+    /// AF_XDP: frames dropped because the socket's RX ring was full (`rx_ring_full`).
+    pub xsk_rx_ring_full: u64,
+    /// AF_XDP: times the kernel found the fill ring empty (`rx_fill_ring_empty_descs`). In
+    /// copy mode each such frame is also in `xsk_rx_dropped`; in zero-copy mode the driver
+    /// counts attempts, not frames. Not added to [`KernelDrops::lost`].
+    pub xsk_fill_empty: u64,
+    /// AF_XDP: invalid descriptors on the RX and TX rings (a bug of ours if ever non-zero).
+    pub xsk_invalid: u64,
+    /// asdic's XDP program: replies and errors of the run that arrived on a queue without a
+    /// socket of ours, handed to the kernel, where nothing reads them.
+    pub redirect_failed: u64,
+}
+
+impl KernelDrops {
+    /// Frames of the run that the kernel dropped or handed to nobody: each one a reply or
+    /// error that asdic never saw.
+    pub fn lost(&self) -> u64 {
+        self.socket + self.xsk_rx_dropped + self.xsk_rx_ring_full + self.redirect_failed
+    }
+
+    /// Adds another set of counters to this one.
+    pub fn add(&mut self, o: &KernelDrops) {
+        self.socket += o.socket;
+        self.xsk_rx_dropped += o.xsk_rx_dropped;
+        self.xsk_rx_ring_full += o.xsk_rx_ring_full;
+        self.xsk_fill_empty += o.xsk_fill_empty;
+        self.xsk_invalid += o.xsk_invalid;
+        self.redirect_failed += o.redirect_failed;
+    }
+
+    /// What grew from `before` to `self` (counters never go back; a smaller one counts 0).
+    pub fn since(&self, before: &KernelDrops) -> KernelDrops {
+        KernelDrops {
+            socket: self.socket.saturating_sub(before.socket),
+            xsk_rx_dropped: self.xsk_rx_dropped.saturating_sub(before.xsk_rx_dropped),
+            xsk_rx_ring_full: self
+                .xsk_rx_ring_full
+                .saturating_sub(before.xsk_rx_ring_full),
+            xsk_fill_empty: self.xsk_fill_empty.saturating_sub(before.xsk_fill_empty),
+            xsk_invalid: self.xsk_invalid.saturating_sub(before.xsk_invalid),
+            redirect_failed: self.redirect_failed.saturating_sub(before.redirect_failed),
+        }
+    }
+
+    /// The counters as (name, value) pairs, in a fixed order: the names used in metadata,
+    /// CSV/JSON summaries and metrics.
+    pub fn fields(&self) -> [(&'static str, u64); 6] {
+        [
+            ("socket_overflow", self.socket),
+            ("xsk_rx_dropped", self.xsk_rx_dropped),
+            ("xsk_rx_ring_full", self.xsk_rx_ring_full),
+            ("xsk_fill_ring_empty", self.xsk_fill_empty),
+            ("xsk_invalid_descs", self.xsk_invalid),
+            ("xdp_redirect_failed", self.redirect_failed),
+        ]
+    }
+}
+
+impl core::fmt::Display for KernelDrops {
+    /// "N lost in the kernel" and, when any counter is non-zero, where:
+    /// "(socket_overflow N, xsk_rx_ring_full N, …)".
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} lost in the kernel", self.lost())?;
+        let nz: Vec<String> = self
+            .fields()
+            .iter()
+            .filter(|(_, v)| *v > 0)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        if !nz.is_empty() {
+            write!(f, " ({})", nz.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
 /// The sending half of an engine.
 pub trait Tx: Send {
     /// What this half can do.
@@ -132,6 +218,13 @@ pub trait Rx: Send {
         timeout: Duration,
         on_frame: &mut dyn FnMut(RxFrame<'_>),
     ) -> Result<usize, EngineError>;
+
+    /// What the kernel dropped before this half could read it, cumulative since it opened
+    /// (a system call: read it a few times a second, not per frame). Engines whose kernel
+    /// keeps no such count (the in-memory fakes of tests) report zeros.
+    fn kernel_drops(&mut self) -> Result<KernelDrops, EngineError> {
+        Ok(KernelDrops::default())
+    }
 }
 
 /// Makes the calling thread yield the CPU to the probing threads: nice 19 for this thread
@@ -147,4 +240,36 @@ pub fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_drops_count_lost_frames_once_and_say_where() {
+        let none = KernelDrops::default();
+        assert_eq!(none.to_string(), "0 lost in the kernel");
+        let k = KernelDrops {
+            socket: 1,
+            xsk_rx_dropped: 20,
+            xsk_rx_ring_full: 300,
+            // In copy mode these are also in xsk_rx_dropped: not counted twice.
+            xsk_fill_empty: 20,
+            xsk_invalid: 0,
+            redirect_failed: 4000,
+        };
+        assert_eq!(k.lost(), 4321);
+        assert_eq!(
+            k.to_string(),
+            "4321 lost in the kernel (socket_overflow 1, xsk_rx_dropped 20, xsk_rx_ring_full \
+             300, xsk_fill_ring_empty 20, xdp_redirect_failed 4000)"
+        );
+        let mut sum = k;
+        sum.add(&k);
+        assert_eq!(sum.lost(), 2 * 4321);
+        assert_eq!(sum.since(&k), k);
+        // A counter that went back (a socket reopened) grows by nothing.
+        assert_eq!(none.since(&k), none);
+    }
 }

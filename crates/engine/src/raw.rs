@@ -265,6 +265,14 @@ impl Rx for RawRx {
         }
         Ok(total)
     }
+
+    fn kernel_drops(&mut self) -> Result<crate::KernelDrops, EngineError> {
+        let socket = sys::socket_drops(&self.fd).map_err(io_err("SO_MEMINFO"))?;
+        Ok(crate::KernelDrops {
+            socket,
+            ..crate::KernelDrops::default()
+        })
+    }
 }
 
 /// The frame a raw socket received: IPv4 packets whole, ICMPv6 messages with their source

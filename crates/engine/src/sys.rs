@@ -494,6 +494,69 @@ pub(crate) fn set_thread_nice(nice: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Packets the kernel dropped on the socket's receive queue so far (`sk_drops`: receive buffer
+/// full), read with `SO_MEMINFO` (`SK_MEMINFO_DROPS`). The same counter `SO_RXQ_OVFL` reports,
+/// but readable at any time rather than only beside the next packet received.
+pub(crate) fn socket_drops(fd: &OwnedFd) -> io::Result<u64> {
+    /// `SO_MEMINFO` (asm-generic/socket.h; the same on every architecture asdic builds for).
+    const SO_MEMINFO: libc::c_int = 55;
+    const DROPS: usize = libc::SK_MEMINFO_DROPS as usize;
+    let mut info = [0u32; 9];
+    let mut len = size_of::<[u32; 9]>() as libc::socklen_t;
+    // SAFETY: the pointer and length describe `info`, alive for the call; the kernel writes at
+    // most `len` bytes into it and stores the length it wrote.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if (len as usize) < (DROPS + 1) * 4 {
+        return Err(io::Error::other(format!("SO_MEMINFO returned {len} bytes")));
+    }
+    Ok(u64::from(info[DROPS]))
+}
+
+/// The interface's channel counts (`ETHTOOL_GCHANNELS`): (RX-only, TX-only, combined) in use.
+pub(crate) fn channels(ifname: &str) -> io::Result<(u32, u32, u32)> {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    const ETHTOOL_GCHANNELS: u32 = 0x3c;
+    // `struct ethtool_channels`: cmd, max_rx, max_tx, max_other, max_combined, rx_count,
+    // tx_count, other_count, combined_count.
+    let mut ch = [0u32; 9];
+    ch[0] = ETHTOOL_GCHANNELS;
+    let name = ifname.as_bytes();
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::from_raw_os_error(libc::ENODEV));
+    }
+    // SAFETY: all-zero is a valid ifreq.
+    let mut ifr: libc::ifreq = unsafe { zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = ch.as_mut_ptr().cast();
+    // SAFETY: socket(2) takes no pointers; the result is checked before it is owned.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a freshly created descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `ifr` names the interface and points at `ch`, both alive for the call; the
+    // kernel reads the command from `ch` and writes at most its 9 words.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL as _, &mut ifr) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((ch[5], ch[6], ch[8]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -264,6 +264,18 @@ impl Rx for UringRx {
             source,
         })
     }
+
+    fn kernel_drops(&mut self) -> Result<crate::KernelDrops, EngineError> {
+        let socket = crate::sys::socket_drops(&self.fd).map_err(|source| EngineError::Io {
+            engine: ENGINE,
+            what: "SO_MEMINFO",
+            source,
+        })?;
+        Ok(crate::KernelDrops {
+            socket,
+            ..crate::KernelDrops::default()
+        })
+    }
 }
 
 /// What a send call tells its caller, from the packet it started at.

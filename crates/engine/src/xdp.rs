@@ -8,11 +8,18 @@
 //! table (triggering ARP/NDP if it is missing). Probes then carry that next hop's MAC; like
 //! zmap, the engine assumes every target of the run leaves through the same next hop.
 //!
-//! One socket per (interface, queue). The UMEM is split once: TX frames circulate between
-//! the TX half's free list, the TX ring and the completion ring; RX frames between the fill
-//! ring, the RX ring and the RX half (see `xsk_sys` for why that makes the accessors sound).
-//! The XDP program is attached through a bpf_link owned by the RX half: it is detached when
-//! the half is dropped, and by the kernel when the process dies in any way.
+//! One socket per RX queue of the interface (all of them by default): a NIC spreads replies
+//! over its queues by flow hash (RSS), and a reply that arrives on a queue without a socket
+//! would reach nobody. Each socket has a UMEM of its own, split once: TX frames circulate
+//! between its TX lane's free list, its TX ring and its completion ring; RX frames between its
+//! fill ring, its RX ring and its RX half (see `xsk_sys` for why that makes the accessors
+//! sound). One UMEM per queue rather than one shared: each RX half owns every frame it
+//! touches, so no frame ever crosses threads and no UMEM lock is taken (xsk-rs serialises
+//! socket creation on a shared UMEM), at the price of a TX area per queue (counted in
+//! [`XdpInfo::umem_bytes`]). The TX half sends through every socket whose queue is also a TX
+//! queue, a batch per socket in turn. The XDP program is attached through a bpf_link owned by
+//! the first RX half: it is detached when that half is dropped, and by the kernel when the
+//! process dies in any way.
 //!
 //! Needs CAP_NET_RAW (AF_XDP sockets), CAP_NET_ADMIN, CAP_BPF and CAP_PERFMON (the XDP
 //! program), and CAP_IPC_LOCK unless RLIMIT_MEMLOCK holds the UMEM: see [`crate::caps`], which
@@ -21,7 +28,7 @@
 use core::net::IpAddr;
 use std::num::NonZeroU32;
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use asdic_xdp::{Errno, Filter, FilterConfig, Mode};
 use xsk_rs::config::{
@@ -34,13 +41,21 @@ use crate::caps;
 use crate::error::{EngineError, SendError};
 use crate::netlink::{self, Link};
 use crate::xsk_sys;
-use crate::{Rx, RxCaps, RxFrame, RxLayer, Tx, TxCaps, TxLayer};
+use crate::{KernelDrops, Rx, RxCaps, RxFrame, RxLayer, Tx, TxCaps, TxLayer};
 
 const ENGINE: &str = "xdp";
 /// Bytes per UMEM frame.
 const FRAME: u32 = 2048;
 /// Ethernet header bytes (no VLAN tag).
 const ETH: usize = 14;
+/// RX frames per queue by default: 8,192 frames (16 MiB) hold 27 ms of replies at 300,000
+/// per second on one queue, what the veth bed's 10-round burst needed to lose none on a
+/// busy 2-core machine (bench/RESULTS.md).
+pub const DEFAULT_RX_FRAMES: u32 = 8192;
+/// Most RX queues the filter's XSKMAP has room for (128 entries, two per queue).
+pub const MAX_QUEUES: u32 = 64;
+/// How often an RX half checks that the interface still has the queues it had at open.
+const QUEUE_CHECK: Duration = Duration::from_secs(1);
 
 /// How to open the AF_XDP engine.
 #[derive(Debug, Clone)]
@@ -51,8 +66,11 @@ pub struct XdpOptions {
     pub device: Option<String>,
     /// A target of the run: its route picks the interface, next hop and source address.
     pub toward: IpAddr,
-    /// The interface queue to bind.
-    pub queue: u32,
+    /// The RX queues to bind a socket to; `None`: every RX queue of the interface.
+    pub queues: Option<Vec<u32>>,
+    /// Refuse to open unless the sockets serve every RX queue of the interface (what
+    /// `--engine auto` asks: a reply on an unserved queue would be lost).
+    pub require_all_queues: bool,
     /// XDP attach mode; `None`: native, then generic.
     pub mode: Option<Mode>,
     /// The run's session id (first payload bytes of every probe).
@@ -63,9 +81,9 @@ pub struct XdpOptions {
     pub ident_span: u32,
     /// Packets per TX call and RX batch.
     pub batch: usize,
-    /// UMEM frames for sending.
+    /// UMEM frames for sending, over all TX lanes.
     pub tx_frames: u32,
-    /// UMEM frames for receiving.
+    /// UMEM frames for receiving, per queue.
     pub rx_frames: u32,
     /// The next hop's MAC, instead of asking the neighbour table.
     pub gateway_mac: Option<[u8; 6]>,
@@ -84,14 +102,15 @@ impl XdpOptions {
             v6: toward.is_ipv6(),
             device: None,
             toward,
-            queue: 0,
+            queues: None,
+            require_all_queues: false,
             mode: None,
             session: 0,
             ident_base: 0,
             ident_span: 65_536,
             batch: 64,
             tx_frames: 2048,
-            rx_frames: 4096,
+            rx_frames: DEFAULT_RX_FRAMES,
             gateway_mac: None,
             source: None,
             resolve_wait: Duration::from_secs(3),
@@ -220,8 +239,85 @@ impl<T: Copy> Pool<T> {
     }
 }
 
-/// The sending half.
-pub struct XdpTx {
+/// The RX and TX queue counts of an interface in use now: the channels ethtool reports
+/// (`ETHTOOL_GCHANNELS`: RX-only or TX-only plus combined), else the queues sysfs lists, else
+/// one of each (a device without multi-queue support).
+pub fn queue_counts(ifname: &str) -> (u32, u32) {
+    if let Ok((rx, tx, combined)) = crate::sys::channels(ifname) {
+        let (r, t) = (rx + combined, tx + combined);
+        if r > 0 {
+            return (r, t.max(1));
+        }
+    }
+    let count = |prefix: &str| {
+        std::fs::read_dir(format!("/sys/class/net/{ifname}/queues"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                    .count() as u32
+            })
+            .unwrap_or(0)
+    };
+    (count("rx-").max(1), count("tx-").max(1))
+}
+
+/// "0-3", "0,2": a list of queues for messages.
+pub fn queue_list(qs: &[u32]) -> String {
+    let mut parts: Vec<String> = vec![];
+    let mut i = 0;
+    while i < qs.len() {
+        let mut j = i;
+        while j + 1 < qs.len() && qs[j + 1] == qs[j] + 1 {
+            j += 1;
+        }
+        parts.push(if j > i + 1 {
+            format!("{}-{}", qs[i], qs[j])
+        } else if j == i + 1 {
+            format!("{},{}", qs[i], qs[j])
+        } else {
+            qs[i].to_string()
+        });
+        i = j + 1;
+    }
+    parts.join(",")
+}
+
+/// Which queues to bind, given the interface's RX queue count: the asked ones (sorted,
+/// each once, each one that exists) or all of them; and the RX queues left without a socket.
+pub fn plan_queues(
+    ifname: &str,
+    rx_queues: u32,
+    asked: Option<&[u32]>,
+) -> Result<(Vec<u32>, Vec<u32>), String> {
+    let mut qs: Vec<u32> = match asked {
+        Some(a) => a.to_vec(),
+        None => (0..rx_queues).collect(),
+    };
+    qs.sort_unstable();
+    qs.dedup();
+    if qs.is_empty() {
+        return Err("no queue to bind".into());
+    }
+    if let Some(&q) = qs.iter().find(|&&q| q >= rx_queues) {
+        return Err(format!(
+            "queue {q}: {ifname} has {rx_queues} RX queue{} (0-{})",
+            if rx_queues == 1 { "" } else { "s" },
+            rx_queues - 1
+        ));
+    }
+    if qs.len() as u32 > MAX_QUEUES {
+        return Err(format!(
+            "{} queues: asdic's XDP program serves at most {MAX_QUEUES} (--queues to choose)",
+            qs.len()
+        ));
+    }
+    let unserved = (0..rx_queues).filter(|q| !qs.contains(q)).collect();
+    Ok((qs, unserved))
+}
+
+/// One TX queue's socket: its ring, completion ring, UMEM and free frames.
+struct Lane {
+    queue: u32,
     q: TxQueue,
     cq: CompQueue,
     umem: Umem,
@@ -229,31 +325,80 @@ pub struct XdpTx {
     out: Vec<FrameDesc>,
     done: Vec<FrameDesc>,
     ring: u32,
+}
+
+/// The sending half: a batch per TX lane in turn.
+pub struct XdpTx {
+    lanes: Vec<Lane>,
+    next: usize,
     caps: TxCaps,
 }
 
 impl std::fmt::Debug for XdpTx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let queues: Vec<u32> = self.lanes.iter().map(|l| l.queue).collect();
+        let in_flight: usize = self.lanes.iter().map(|l| l.pool.out()).sum();
         f.debug_struct("XdpTx")
-            .field("in_flight", &self.pool.out())
+            .field("queues", &queues)
+            .field("in_flight", &in_flight)
             .finish()
     }
 }
 
-/// The receiving half; owns the XDP program's attachment.
+/// Watches the interface's RX queue count (an `ethtool -L` mid-run leaves queues unserved).
+#[derive(Debug)]
+struct QueueWatch {
+    ifname: String,
+    rx_queues: u32,
+    served: Vec<u32>,
+    next: Instant,
+}
+
+impl QueueWatch {
+    fn check(&mut self) -> Result<(), EngineError> {
+        let now = Instant::now();
+        if now < self.next {
+            return Ok(());
+        }
+        self.next = now + QUEUE_CHECK;
+        let (rx, _) = queue_counts(&self.ifname);
+        if rx == self.rx_queues {
+            return Ok(());
+        }
+        Err(EngineError::Changed {
+            engine: ENGINE,
+            reason: format!(
+                "{} now has {rx} RX queue{} (it had {} when the run started: reconfigured \
+                 mid-run, e.g. ethtool -L); the AF_XDP sockets serve queues {}, so replies \
+                 would be lost or counted on the wrong queues: stopping (run again to use the \
+                 new queues)",
+                self.ifname,
+                if rx == 1 { "" } else { "s" },
+                self.rx_queues,
+                queue_list(&self.served)
+            ),
+        })
+    }
+}
+
+/// The receiving half of one queue. The first one opened owns the XDP program's attachment
+/// and reports its counters, and watches the interface's queue count.
 pub struct XdpRx {
+    queue: u32,
     q: RxQueue,
     fq: FillQueue,
     umem: Umem,
     descs: Vec<FrameDesc>,
-    filter: Filter,
+    filter: Option<Filter>,
+    watch: Option<QueueWatch>,
     caps: RxCaps,
 }
 
 impl std::fmt::Debug for XdpRx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("XdpRx")
-            .field("mode", &self.filter.mode())
+            .field("queue", &self.queue)
+            .field("mode", &self.filter.as_ref().map(Filter::mode))
             .finish()
     }
 }
@@ -267,17 +412,96 @@ pub struct XdpInfo {
     pub mode: Mode,
     /// A leftover program that was replaced, if any.
     pub replaced: Option<String>,
-    /// The queue bound.
-    pub queue: u32,
+    /// The RX queues bound, one socket (and RX half) each.
+    pub queues: Vec<u32>,
+    /// The queues the TX half sends through.
+    pub tx_queues: Vec<u32>,
+    /// How many RX queues the interface has.
+    pub rx_queue_count: u32,
+    /// RX queues of the interface without a socket (only when `queues` were chosen).
+    pub unserved: Vec<u32>,
+    /// RX frames per queue.
+    pub rx_frames: u32,
+    /// UMEM bytes over all queues.
+    pub umem_bytes: u64,
 }
 
 fn qsize(n: u32) -> Result<QueueSize, EngineError> {
     QueueSize::new(n.next_power_of_two()).map_err(|e| unavailable(format!("ring size {n}: {e}")))
 }
 
-/// Opens the engine: resolves the path, attaches the XDP program, creates the UMEM and the
-/// socket, registers the socket with the program and fills the fill ring.
-pub fn open(o: &XdpOptions) -> Result<(XdpTx, XdpRx, XdpInfo), EngineError> {
+/// One queue's socket, freshly bound: its rings, its UMEM and its frames (TX ones first).
+struct Bound {
+    txq: TxQueue,
+    rxq: RxQueue,
+    fq: FillQueue,
+    cq: CompQueue,
+    umem: Umem,
+    frames: Vec<FrameDesc>,
+}
+
+fn bind_queue(
+    ifname: &str,
+    queue: u32,
+    tx_frames: u32,
+    rx_frames: u32,
+) -> Result<Bound, EngineError> {
+    let umem_cfg = UmemConfig::builder()
+        .frame_size(FrameSize::new(FRAME).map_err(|e| unavailable(e.to_string()))?)
+        .fill_queue_size(qsize(rx_frames)?)
+        .comp_queue_size(qsize(tx_frames)?)
+        .build()
+        .map_err(|e| unavailable(format!("UMEM config: {e}")))?;
+    let total = NonZeroU32::new(tx_frames + rx_frames).expect("at least 128 frames");
+    let (umem, frames) = Umem::new(umem_cfg, total, false).map_err(|e| {
+        unavailable(format!(
+            "UMEM of {} MiB for queue {queue}: {e}",
+            (u64::from(total.get()) * u64::from(FRAME)) >> 20
+        ))
+    })?;
+    let sock_cfg = SocketConfig::builder()
+        .rx_queue_size(qsize(rx_frames)?)
+        .tx_queue_size(qsize(tx_frames)?)
+        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+        .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
+        .build();
+    let iface = Interface::new(
+        std::ffi::CString::new(ifname.to_string())
+            .map_err(|_| unavailable(format!("bad interface name {ifname:?}")))?,
+    );
+    let (txq, rxq, rings) = xsk_sys::socket(sock_cfg, &umem, &iface, queue).map_err(|e| {
+        let why = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .map_or_else(|| e.to_string(), errno_name);
+        let hint = match why.as_str() {
+            "EBUSY" => " (another AF_XDP socket is bound to it)",
+            "EINVAL" => " (no such queue?)",
+            "EPERM" | "EACCES" => " (needs CAP_NET_RAW)",
+            _ => "",
+        };
+        unavailable(format!(
+            "AF_XDP socket on {ifname} queue {queue}: {why}{hint}"
+        ))
+    })?;
+    let Some((fq, cq)) = rings else {
+        return Err(unavailable(format!(
+            "{ifname} queue {queue}: no fill/completion rings"
+        )));
+    };
+    Ok(Bound {
+        txq,
+        rxq,
+        fq,
+        cq,
+        umem,
+        frames,
+    })
+}
+
+/// Opens the engine: resolves the path, attaches the XDP program, creates a UMEM and a
+/// socket per RX queue, registers each socket with the program and fills its fill ring.
+/// Returns the TX half and one RX half per queue (the first one owns the program).
+pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError> {
     if let Some(why) = caps::lacking("XDP", caps::XDP_ENGINE, caps::XDP_GRANT) {
         return Err(unavailable(why));
     }
@@ -291,6 +515,41 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, XdpRx, XdpInfo), EngineError> {
             o.frame_len, max_packet
         )));
     }
+    let (rx_count, tx_count) = queue_counts(&ifname);
+    let (queues, unserved) =
+        plan_queues(&ifname, rx_count, o.queues.as_deref()).map_err(unavailable)?;
+    if o.require_all_queues && !unserved.is_empty() {
+        return Err(unavailable(format!(
+            "sockets on queue{} {} would leave {} of {ifname}'s {rx_count} RX queues \
+             ({}) unserved, and the replies the NIC spreads there would be lost",
+            if queues.len() == 1 { "" } else { "s" },
+            queue_list(&queues),
+            unserved.len(),
+            queue_list(&unserved)
+        )));
+    }
+    let mut tx_queues: Vec<u32> = queues.iter().copied().filter(|&q| q < tx_count).collect();
+    if tx_queues.is_empty() {
+        tx_queues.push(queues[0]);
+    }
+    let rx_frames = o.rx_frames.max(64).next_power_of_two();
+    let lane_frames = (o.tx_frames.max(64) / tx_queues.len() as u32)
+        .max(256)
+        .next_power_of_two();
+    // Queues without a TX lane still need a (small) completion ring and TX area.
+    let tx_frames_of = |q: u32| {
+        if tx_queues.contains(&q) {
+            lane_frames
+        } else {
+            64
+        }
+    };
+    let umem_bytes: u64 = queues
+        .iter()
+        .map(|&q| u64::from(tx_frames_of(q) + rx_frames) * u64::from(FRAME))
+        .sum();
+    caps::check_memlock(umem_bytes).map_err(unavailable)?;
+
     let mut filter = Filter::attach(
         &ifname,
         &FilterConfig {
@@ -304,78 +563,79 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, XdpRx, XdpInfo), EngineError> {
     )
     .map_err(|e| unavailable(e.to_string()))?;
 
-    let (tx_frames, rx_frames) = (o.tx_frames.max(64), o.rx_frames.max(64));
-    let umem_cfg = UmemConfig::builder()
-        .frame_size(FrameSize::new(FRAME).map_err(|e| unavailable(e.to_string()))?)
-        .fill_queue_size(qsize(rx_frames)?)
-        .comp_queue_size(qsize(tx_frames)?)
-        .build()
-        .map_err(|e| unavailable(format!("UMEM config: {e}")))?;
-    let total = NonZeroU32::new(tx_frames + rx_frames).expect("at least 128 frames");
-    caps::check_memlock(u64::from(total.get()) * u64::from(FRAME)).map_err(unavailable)?;
-    let (umem, mut frames) = Umem::new(umem_cfg, total, false).map_err(|e| {
-        unavailable(format!(
-            "UMEM of {} MiB: {e}",
-            (u64::from(total.get()) * u64::from(FRAME)) >> 20
-        ))
-    })?;
-    let sock_cfg = SocketConfig::builder()
-        .rx_queue_size(qsize(rx_frames)?)
-        .tx_queue_size(qsize(tx_frames)?)
-        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
-        .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
-        .build();
-    let iface = Interface::new(
-        std::ffi::CString::new(ifname.clone())
-            .map_err(|_| unavailable(format!("bad interface name {ifname:?}")))?,
-    );
-    let (txq, rxq, rings) = xsk_sys::socket(sock_cfg, &umem, &iface, o.queue).map_err(|e| {
-        let why = std::error::Error::source(&e)
-            .and_then(|s| s.downcast_ref::<std::io::Error>())
-            .map_or_else(|| e.to_string(), errno_name);
-        let hint = match why.as_str() {
-            "EBUSY" => " (another AF_XDP socket is bound to it)",
-            "EINVAL" => " (no such queue?)",
-            "EPERM" | "EACCES" => " (needs CAP_NET_RAW)",
-            _ => "",
-        };
-        unavailable(format!(
-            "AF_XDP socket on {ifname} queue {}: {why}{hint}",
-            o.queue
-        ))
-    })?;
-    let Some((mut fq, cq)) = rings else {
-        return Err(unavailable(format!(
-            "{ifname} queue {}: no fill/completion rings",
-            o.queue
-        )));
-    };
-    filter
-        .register(o.queue, o.v6, rxq.fd().as_raw_fd())
-        .map_err(|e| unavailable(e.to_string()))?;
-
-    let rx_part = frames.split_off(tx_frames as usize);
-    if xsk_sys::fill_produce(&mut fq, &rx_part) != rx_part.len() {
-        return Err(unavailable(format!(
-            "{ifname}: could not fill the fill ring with {} frames",
-            rx_part.len()
-        )));
+    let batch = o.batch.max(1);
+    let mut lanes = vec![];
+    let mut rxs = vec![];
+    for &queue in &queues {
+        let tx_frames = tx_frames_of(queue);
+        let Bound {
+            txq,
+            rxq,
+            mut fq,
+            cq,
+            umem,
+            mut frames,
+        } = bind_queue(&ifname, queue, tx_frames, rx_frames)?;
+        filter
+            .register(queue, o.v6, rxq.fd().as_raw_fd())
+            .map_err(|e| unavailable(e.to_string()))?;
+        let rx_part = frames.split_off(tx_frames as usize);
+        if xsk_sys::fill_produce(&mut fq, &rx_part) != rx_part.len() {
+            return Err(unavailable(format!(
+                "{ifname} queue {queue}: could not fill the fill ring with {} frames",
+                rx_part.len()
+            )));
+        }
+        if tx_queues.contains(&queue) {
+            lanes.push(Lane {
+                queue,
+                q: txq,
+                cq,
+                umem: umem.clone(),
+                pool: Pool::new(frames),
+                out: Vec::with_capacity(batch),
+                done: vec![FrameDesc::default(); tx_frames as usize],
+                ring: tx_frames.next_power_of_two(),
+            });
+        }
+        // A queue without a lane drops its TX ring and completion ring here; the socket
+        // lives on with its RX ring and fill ring (xsk-rs closes it with the last handle).
+        rxs.push(XdpRx {
+            queue,
+            q: rxq,
+            fq,
+            umem,
+            descs: vec![FrameDesc::default(); batch.max(64)],
+            filter: None,
+            watch: None,
+            caps: RxCaps {
+                engine: ENGINE,
+                kernel_timestamps: false,
+            },
+        });
     }
     let info = XdpInfo {
         path: path.clone(),
         mode: filter.mode(),
         replaced: filter.replaced().map(str::to_string),
-        queue: o.queue,
+        queues: queues.clone(),
+        tx_queues,
+        rx_queue_count: rx_count,
+        unserved,
+        rx_frames,
+        umem_bytes,
     };
-    let batch = o.batch.max(1);
+    let first = &mut rxs[0];
+    first.filter = Some(filter);
+    first.watch = Some(QueueWatch {
+        ifname,
+        rx_queues: rx_count,
+        served: queues,
+        next: Instant::now() + QUEUE_CHECK,
+    });
     let tx = XdpTx {
-        q: txq,
-        cq,
-        umem: umem.clone(),
-        pool: Pool::new(frames),
-        out: Vec::with_capacity(batch),
-        done: vec![FrameDesc::default(); tx_frames as usize],
-        ring: tx_frames.next_power_of_two(),
+        lanes,
+        next: 0,
         caps: TxCaps {
             engine: ENGINE,
             layer: TxLayer::Ethernet {
@@ -387,21 +647,10 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, XdpRx, XdpInfo), EngineError> {
             ttl_per_socket: false,
         },
     };
-    let rx = XdpRx {
-        q: rxq,
-        fq,
-        umem,
-        descs: vec![FrameDesc::default(); batch.max(64)],
-        filter,
-        caps: RxCaps {
-            engine: ENGINE,
-            kernel_timestamps: false,
-        },
-    };
-    Ok((tx, rx, info))
+    Ok((tx, rxs, info))
 }
 
-impl XdpTx {
+impl Lane {
     /// Takes completed frames back.
     fn reap(&mut self) {
         loop {
@@ -435,14 +684,13 @@ impl XdpTx {
         }
         Ok(())
     }
-}
 
-impl Tx for XdpTx {
-    fn caps(&self) -> TxCaps {
-        self.caps
-    }
-
-    fn send(&mut self, batch: &TxBatch, from: usize) -> Result<usize, SendError> {
+    fn send(
+        &mut self,
+        batch: &TxBatch,
+        from: usize,
+        max_packet: usize,
+    ) -> Result<usize, SendError> {
         self.reap();
         let want = batch.len().saturating_sub(from);
         if want == 0 {
@@ -457,7 +705,7 @@ impl Tx for XdpTx {
         }
         for (i, d) in self.out.iter_mut().enumerate() {
             let (pkt, _) = batch.packet(from + i).expect("index below batch.len()");
-            if pkt.len() > self.caps.max_packet || !xsk_sys::write_frame(&self.umem, d, pkt) {
+            if pkt.len() > max_packet || !xsk_sys::write_frame(&self.umem, d, pkt) {
                 // Only ever the first packet of a call can be refused: it is reported
                 // alone, the frames go back.
                 let len = pkt.len();
@@ -466,8 +714,7 @@ impl Tx for XdpTx {
                 return Err(SendError::Packet {
                     sent: 0,
                     error: std::io::Error::other(format!(
-                        "{len}-byte frame exceeds the XDP engine's {} bytes",
-                        self.caps.max_packet
+                        "{len}-byte frame exceeds the XDP engine's {max_packet} bytes"
                     )),
                 });
             }
@@ -484,6 +731,36 @@ impl Tx for XdpTx {
     }
 }
 
+impl XdpTx {
+    /// The queues this half sends through.
+    pub fn queues(&self) -> Vec<u32> {
+        self.lanes.iter().map(|l| l.queue).collect()
+    }
+}
+
+impl Tx for XdpTx {
+    fn caps(&self) -> TxCaps {
+        self.caps
+    }
+
+    fn send(&mut self, batch: &TxBatch, from: usize) -> Result<usize, SendError> {
+        // One call goes out through one lane; the next call through the next one. A lane
+        // with a full ring hands the call on to the others before the batch waits.
+        let n = self.lanes.len();
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            match self.lanes[i].send(batch, from, self.caps.max_packet) {
+                Err(SendError::Busy { sent: 0 }) => continue,
+                r => {
+                    self.next = (i + 1) % n;
+                    return r;
+                }
+            }
+        }
+        Err(SendError::Busy { sent: 0 })
+    }
+}
+
 impl Rx for XdpRx {
     fn caps(&self) -> RxCaps {
         self.caps
@@ -494,6 +771,9 @@ impl Rx for XdpRx {
         timeout: Duration,
         on_frame: &mut dyn FnMut(RxFrame<'_>),
     ) -> Result<usize, EngineError> {
+        if let Some(w) = &mut self.watch {
+            w.check()?;
+        }
         let mut n = xsk_sys::rx_consume(&mut self.q, &mut self.descs);
         if n == 0 {
             let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
@@ -525,18 +805,89 @@ impl Rx for XdpRx {
         }
         Ok(n)
     }
+
+    fn kernel_drops(&mut self) -> Result<KernelDrops, EngineError> {
+        let s = self
+            .q
+            .fd()
+            .xdp_statistics()
+            .map_err(|source| EngineError::Io {
+                engine: ENGINE,
+                what: "getsockopt XDP_STATISTICS",
+                source,
+            })?;
+        Ok(KernelDrops {
+            socket: 0,
+            xsk_rx_dropped: s.rx_dropped(),
+            xsk_rx_ring_full: s.rx_ring_full(),
+            xsk_fill_empty: s.rx_fill_ring_empty_descs(),
+            xsk_invalid: s.rx_invalid_descs() + s.tx_invalid_descs(),
+            redirect_failed: self
+                .filter
+                .as_ref()
+                .map_or(0, |f| f.stats().redirect_failed),
+        })
+    }
 }
 
 impl XdpRx {
-    /// The XDP program's counters.
-    pub fn filter_stats(&self) -> asdic_xdp::FilterStats {
-        self.filter.stats()
+    /// The queue this half receives from.
+    pub fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    /// The XDP program's counters (only the half that owns the program has them).
+    pub fn filter_stats(&self) -> Option<asdic_xdp::FilterStats> {
+        self.filter.as_ref().map(Filter::stats)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queue_lists_read_as_ranges() {
+        assert_eq!(queue_list(&[0]), "0");
+        assert_eq!(queue_list(&[0, 1]), "0,1");
+        assert_eq!(queue_list(&[0, 1, 2, 3]), "0-3");
+        assert_eq!(queue_list(&[0, 2, 3, 4, 7, 9, 10]), "0,2-4,7,9,10");
+        assert_eq!(queue_list(&[]), "");
+    }
+
+    #[test]
+    fn every_queue_by_default_and_the_asked_ones_checked() {
+        assert_eq!(plan_queues("s0", 4, None), Ok((vec![0, 1, 2, 3], vec![])));
+        assert_eq!(
+            plan_queues("s0", 4, Some(&[2, 0, 2])),
+            Ok((vec![0, 2], vec![1, 3])),
+            "sorted, each once, the rest unserved"
+        );
+        assert_eq!(
+            plan_queues("s0", 4, Some(&[4])),
+            Err("queue 4: s0 has 4 RX queues (0-3)".to_string())
+        );
+        assert_eq!(
+            plan_queues("s0", 1, Some(&[1])),
+            Err("queue 1: s0 has 1 RX queue (0-0)".to_string())
+        );
+        assert!(plan_queues("s0", 4, Some(&[])).is_err());
+        let all: Vec<u32> = (0..65).collect();
+        assert!(
+            plan_queues("s0", 65, None)
+                .unwrap_err()
+                .contains("at most 64")
+        );
+        assert!(plan_queues("s0", 65, Some(&all[..64])).is_ok());
+    }
+
+    #[test]
+    fn the_loopback_has_one_queue_each_way() {
+        // lo has no ethtool channels; sysfs (or the fallback) gives one queue.
+        let (rx, tx) = queue_counts("lo");
+        assert!(rx >= 1 && tx >= 1, "{rx} {tx}");
+        assert_eq!(queue_counts("no-such-if0"), (1, 1));
+    }
 
     #[test]
     fn pool_hands_out_and_takes_back() {

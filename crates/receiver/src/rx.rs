@@ -1,10 +1,17 @@
 //! The RX loop: engine frames → matcher → batches of events, with the reaper running between
 //! receive calls. Stops when the sender is done and every probe is retired, or at once on abort.
+//!
+//! An engine with several RX queues (AF_XDP on a multi-queue NIC) runs one loop per queue,
+//! all matching against the same lock-free in-flight table: one of them is the
+//! [`Role::Reaper`], which also retires expired probes and decides when the run is over; the
+//! others ([`Role::Helper`]) receive and match until it has ended. Every loop reads its
+//! engine's kernel drop counters a few times a second and adds what grew to the shared
+//! totals, so a reply the kernel dropped is counted, never silently taken for a loss.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use asdic_engine::{EngineError, Rx, now_ns};
+use asdic_engine::{EngineError, KernelDrops, Rx, now_ns};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::event::{Event, Outcome};
@@ -44,6 +51,76 @@ pub struct RxShared {
     pub timeouts: AtomicU64,
     /// Retries that could not be queued (queue full).
     pub retries_dropped: AtomicU64,
+    /// Set when the reaping loop has ended: the helper loops end too.
+    pub reaper_done: AtomicBool,
+    /// What the kernel dropped before the engine could read it, summed over the loops, in
+    /// the order of [`KernelDrops::fields`].
+    kernel: [AtomicU64; 6],
+}
+
+impl RxShared {
+    /// What the kernel dropped so far (as last read by the loops, a few times a second).
+    pub fn kernel_drops(&self) -> KernelDrops {
+        let k = |i: usize| self.kernel[i].load(Ordering::Relaxed);
+        KernelDrops {
+            socket: k(0),
+            xsk_rx_dropped: k(1),
+            xsk_rx_ring_full: k(2),
+            xsk_fill_empty: k(3),
+            xsk_invalid: k(4),
+            redirect_failed: k(5),
+        }
+    }
+
+    /// Adds `d` (what grew since a loop's last reading) to the totals.
+    pub fn add_kernel_drops(&self, d: &KernelDrops) {
+        for (i, (_, v)) in d.fields().iter().enumerate() {
+            if *v > 0 {
+                self.kernel[i].fetch_add(*v, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Which part of a pipeline's receiving a loop does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Receives, matches, retires expired probes, queues retries, and ends the pipeline's
+    /// receiving once the sender is done and nothing is in flight. One per pipeline.
+    Reaper,
+    /// Receives and matches (another queue of the same engine) until the reaper has ended.
+    Helper,
+}
+
+/// How often a loop reads its engine's kernel drop counters.
+const KERNEL_READ: Duration = Duration::from_millis(250);
+
+/// A loop's last reading of its engine's kernel counters.
+struct KernelTally {
+    last: KernelDrops,
+    next: Instant,
+}
+
+impl KernelTally {
+    fn new() -> Self {
+        KernelTally {
+            last: KernelDrops::default(),
+            next: Instant::now() + KERNEL_READ,
+        }
+    }
+
+    /// Reads the counters when due (always with `now`) and adds what grew to `shared`.
+    fn read(&mut self, rx: &mut dyn Rx, shared: &RxShared, now: bool) -> Result<(), EngineError> {
+        let t = Instant::now();
+        if !now && t < self.next {
+            return Ok(());
+        }
+        self.next = t + KERNEL_READ;
+        let d = rx.kernel_drops()?;
+        shared.add_kernel_drops(&d.since(&self.last));
+        self.last = d;
+        Ok(())
+    }
 }
 
 /// Parameters of the RX loop.
@@ -59,8 +136,19 @@ pub struct RxConfig {
     pub batch: usize,
 }
 
+/// Sets [`RxShared::reaper_done`] when dropped (the reaper's loop ending in any way).
+struct ReaperDone<'a>(&'a RxShared);
+
+impl Drop for ReaperDone<'_> {
+    fn drop(&mut self) {
+        self.0.reaper_done.store(true, Ordering::Release);
+    }
+}
+
 /// Runs the RX loop until done. Events go out in batches through `events`; empty vectors come
-/// back through `recycle` so steady state allocates nothing.
+/// back through `recycle` so steady state allocates nothing. `retries` is used by the
+/// [`Role::Reaper`] only.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     rx: &mut dyn Rx,
     matcher: &mut Matcher,
@@ -69,13 +157,18 @@ pub fn run(
     events: &Sender<Vec<Event>>,
     recycle: &Receiver<Vec<Event>>,
     retries: Option<&Sender<Retry>>,
+    role: Role,
 ) -> Result<(), EngineError> {
+    let _done = (role == Role::Reaper).then(|| ReaperDone(shared));
     let timeout_ns = u64::try_from(cfg.timeout.as_nanos()).unwrap_or(u64::MAX);
     let mut buf: Vec<Event> = Vec::with_capacity(cfg.batch);
+    let mut kernel = KernelTally::new();
     loop {
         let abort = shared.abort.load(Ordering::Acquire);
         // Read before receiving: if the sender is done now, every probe is already claimed.
         let sender_done = shared.sender_done.load(Ordering::Acquire);
+        // Read before receiving: a helper still drains what arrived before the reaper ended.
+        let reaper_done = shared.reaper_done.load(Ordering::Acquire);
         let mut discarded = 0u64;
         let got = rx.recv(cfg.poll, &mut |f| {
             let before = buf.len();
@@ -89,26 +182,30 @@ pub fn run(
         if discarded > 0 {
             shared.discarded.fetch_add(discarded, Ordering::Relaxed);
         }
-        let now = if abort { u64::MAX } else { now_ns() };
-        matcher.reap(now, timeout_ns, &mut |ev, p| {
-            let attempt = p.attempt;
-            count(shared, &ev);
-            if let (Outcome::Timeout, Some(q)) = (ev.outcome, retries)
-                && attempt < cfg.retries
-                && !abort
-            {
-                let r = Retry {
-                    cookie: ev.cookie,
-                    target: ev.target,
-                    attempt: attempt + 1,
-                    class: p.class,
-                };
-                if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = q.try_send(r) {
-                    shared.retries_dropped.fetch_add(1, Ordering::Relaxed);
+        if role == Role::Reaper {
+            let now = if abort { u64::MAX } else { now_ns() };
+            matcher.reap(now, timeout_ns, &mut |ev, p| {
+                let attempt = p.attempt;
+                count(shared, &ev);
+                if let (Outcome::Timeout, Some(q)) = (ev.outcome, retries)
+                    && attempt < cfg.retries
+                    && !abort
+                {
+                    let r = Retry {
+                        cookie: ev.cookie,
+                        target: ev.target,
+                        attempt: attempt + 1,
+                        class: p.class,
+                    };
+                    if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+                        q.try_send(r)
+                    {
+                        shared.retries_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-            }
-            buf.push(ev);
-        });
+                buf.push(ev);
+            });
+        }
         if !buf.is_empty() {
             let next = recycle
                 .try_recv()
@@ -116,12 +213,19 @@ pub fn run(
             let full = std::mem::replace(&mut buf, next);
             if events.send(full).is_err() {
                 // The consumer is gone: nothing more to report to.
+                kernel.read(rx, shared, true)?;
                 return Ok(());
             }
         }
-        // On abort the reap above retired everything claimed; once the sender has also
-        // stopped, nothing more can arrive.
-        if sender_done && matcher.table().in_flight() == 0 {
+        let over = match role {
+            // On abort the reap above retired everything claimed; once the sender has also
+            // stopped, nothing more can arrive.
+            Role::Reaper => sender_done && matcher.table().in_flight() == 0,
+            // Every probe is retired by then: what comes later is late at best.
+            Role::Helper => reaper_done,
+        };
+        kernel.read(rx, shared, over)?;
+        if over {
             return Ok(());
         }
     }
@@ -135,4 +239,126 @@ fn count(shared: &RxShared, ev: &Event) {
         _ => return,
     };
     c.fetch_add(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::{InflightTable, ProbeInfo};
+    use asdic_engine::RxCaps;
+    use asdic_wire::payload::{Key, Numbering};
+    use crossbeam_channel::{bounded, unbounded};
+    use std::sync::Arc;
+
+    /// A queue that receives nothing and reports growing kernel drop counters.
+    struct Quiet {
+        reads: u64,
+        each: KernelDrops,
+    }
+
+    impl Rx for Quiet {
+        fn caps(&self) -> RxCaps {
+            RxCaps {
+                engine: "test",
+                kernel_timestamps: false,
+            }
+        }
+
+        fn recv(
+            &mut self,
+            timeout: Duration,
+            _: &mut dyn FnMut(asdic_engine::RxFrame<'_>),
+        ) -> Result<usize, EngineError> {
+            std::thread::sleep(timeout);
+            Ok(0)
+        }
+
+        fn kernel_drops(&mut self) -> Result<KernelDrops, EngineError> {
+            // Cumulative, as the kernel reports them: `each` more per reading.
+            self.reads += 1;
+            let mut d = KernelDrops::default();
+            for _ in 0..self.reads {
+                d.add(&self.each);
+            }
+            Ok(d)
+        }
+    }
+
+    #[test]
+    fn the_reaper_ends_the_helpers_and_every_loops_kernel_drops_are_summed() {
+        let table = Arc::new(InflightTable::new(16));
+        assert!(table.claim(&ProbeInfo {
+            n: 0,
+            target: "198.19.0.1".parse().unwrap(),
+            cookie: 0,
+            t_send_ns: 1,
+            attempt: 0,
+            class: 0,
+        }));
+        let shared = Arc::new(RxShared::default());
+        shared.sender_done.store(true, Ordering::Release);
+        let cfg = RxConfig {
+            timeout: Duration::from_millis(1),
+            retries: 0,
+            poll: Duration::from_millis(5),
+            batch: 16,
+        };
+        let (ev_tx, ev_rx) = unbounded::<Vec<Event>>();
+        let (_back_tx, back_rx) = bounded::<Vec<Event>>(4);
+        let numbering = Numbering::Spread { base: 1 };
+        let spawn = |role: Role, each: KernelDrops, hold: Duration| {
+            let (table, shared, ev_tx, back_rx) = (
+                table.clone(),
+                shared.clone(),
+                ev_tx.clone(),
+                back_rx.clone(),
+            );
+            std::thread::spawn(move || {
+                // The helper starts first and must outlive nothing but the reaper.
+                std::thread::sleep(hold);
+                let mut m = Matcher::new(table, Key::new(1, 2), 7, numbering);
+                let mut rx = Quiet { reads: 0, each };
+                run(&mut rx, &mut m, &cfg, &shared, &ev_tx, &back_rx, None, role)
+            })
+        };
+        let helper = spawn(
+            Role::Helper,
+            KernelDrops {
+                xsk_rx_ring_full: 4,
+                ..KernelDrops::default()
+            },
+            Duration::ZERO,
+        );
+        // While the reaper has not run, the helper neither reaps nor ends.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!helper.is_finished());
+        assert_eq!(table.in_flight(), 1, "helpers do not reap");
+        let reaper = spawn(
+            Role::Reaper,
+            KernelDrops {
+                socket: 3,
+                ..KernelDrops::default()
+            },
+            Duration::ZERO,
+        );
+        reaper.join().unwrap().unwrap();
+        helper.join().unwrap().unwrap();
+        drop(ev_tx);
+        let events: Vec<Event> = ev_rx.iter().flatten().collect();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].outcome, Outcome::Timeout);
+        assert!(shared.reaper_done.load(Ordering::Acquire));
+        // Each loop's last reading, as it ended: multiples of what each one grows by.
+        let k = shared.kernel_drops();
+        assert!(k.socket >= 3 && k.socket % 3 == 0, "{k:?}");
+        assert!(
+            k.xsk_rx_ring_full >= 8 && k.xsk_rx_ring_full % 4 == 0,
+            "{k:?}"
+        );
+        assert_eq!(k.lost(), k.socket + k.xsk_rx_ring_full);
+        assert_eq!(
+            (k.xsk_rx_dropped, k.xsk_fill_empty, k.redirect_failed),
+            (0, 0, 0)
+        );
+    }
 }
