@@ -151,8 +151,12 @@ pub enum XdpModeChoice {
     Generic,
 }
 
+/// RX queues given with `--queues`, sorted, each once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueList(pub Vec<u32>);
+
 /// "0-3", "0,2,5", "1": a list of queue numbers and ranges.
-pub fn parse_queues(s: &str) -> Result<Vec<u32>, String> {
+pub fn parse_queues(s: &str) -> Result<QueueList, String> {
     let mut out = vec![];
     for part in s.split(',') {
         let part = part.trim();
@@ -174,7 +178,7 @@ pub fn parse_queues(s: &str) -> Result<Vec<u32>, String> {
     }
     out.sort_unstable();
     out.dedup();
-    Ok(out)
+    Ok(QueueList(out))
 }
 
 /// Parses a MAC address "aa:bb:cc:dd:ee:ff".
@@ -345,7 +349,7 @@ pub struct PingArgs {
     /// XDP engine: the RX queues to bind an AF_XDP socket to, e.g. "0-3" or "0,2" (default:
     /// every RX queue of the interface; auto uses XDP only when every queue is served).
     #[arg(long, value_parser = parse_queues, value_name = "LIST")]
-    pub queues: Option<Vec<u32>>,
+    pub queues: Option<QueueList>,
 
     /// Pin the sender thread to the first core and the receiver threads (one per RX queue)
     /// to the others in turn, e.g. "0,1" or "0,1,2".
@@ -550,7 +554,7 @@ pub struct ScanArgs {
     /// XDP engine: the RX queues to bind an AF_XDP socket to, e.g. "0-3" or "0,2" (default:
     /// every RX queue of the interface; auto uses XDP only when every queue is served).
     #[arg(long, value_parser = parse_queues, value_name = "LIST")]
-    pub queues: Option<Vec<u32>>,
+    pub queues: Option<QueueList>,
 
     /// Pin the sender thread to the first core and the receiver threads (one per RX queue)
     /// to the others in turn, e.g. "0,1" or "0,1,2".
@@ -657,7 +661,7 @@ pub struct SweepArgs {
     /// XDP engine: the RX queues to bind an AF_XDP socket to, e.g. "0-3" or "0,2" (default:
     /// every RX queue of the interface; auto uses XDP only when every queue is served).
     #[arg(long, value_parser = parse_queues, value_name = "LIST")]
-    pub queues: Option<Vec<u32>>,
+    pub queues: Option<QueueList>,
 
     /// Pin the sender thread to the first core and the receiver threads (one per RX queue)
     /// to the others in turn, e.g. "0,1" or "0,1,2".
@@ -765,7 +769,7 @@ pub struct TraceArgs {
     /// XDP engine: the RX queues to bind an AF_XDP socket to, e.g. "0-3" or "0,2" (default:
     /// every RX queue of the interface; auto uses XDP only when every queue is served).
     #[arg(long, value_parser = parse_queues, value_name = "LIST")]
-    pub queues: Option<Vec<u32>>,
+    pub queues: Option<QueueList>,
 
     /// Pin the sender thread to the first core and the receiver threads (one per RX queue)
     /// to the others in turn, e.g. "0,1" or "0,1,2".
@@ -783,9 +787,9 @@ mod tests {
 
     #[test]
     fn queue_lists_take_numbers_and_ranges() {
-        assert_eq!(parse_queues("0"), Ok(vec![0]));
-        assert_eq!(parse_queues("0-3"), Ok(vec![0, 1, 2, 3]));
-        assert_eq!(parse_queues("3,0-1,1"), Ok(vec![0, 1, 3]));
+        assert_eq!(parse_queues("0"), Ok(QueueList(vec![0])));
+        assert_eq!(parse_queues("0-3"), Ok(QueueList(vec![0, 1, 2, 3])));
+        assert_eq!(parse_queues("3,0-1,1"), Ok(QueueList(vec![0, 1, 3])));
         for bad in ["", "x", "1-", "3-1", "0-5000", "-1", "1,,2"] {
             assert!(parse_queues(bad).is_err(), "{bad}");
         }

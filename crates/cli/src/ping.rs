@@ -105,7 +105,7 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         xdp_mode: a.xdp_mode,
         gateway_mac: a.gateway_mac,
         xdp_rx_frames: None,
-        queues: a.queues.clone(),
+        queues: a.queues.clone().map(|q| q.0),
     };
     let ids = Ids {
         numbering,

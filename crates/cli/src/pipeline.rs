@@ -843,17 +843,28 @@ pub fn kernel_metadata(k: &KernelDrops) -> Vec<(String, String)> {
 /// where, and what it means for the results.
 pub fn kernel_warning(k: &KernelDrops) -> Option<String> {
     (k.lost() > 0).then(|| {
+        let mut why = vec![];
+        if k.redirect_failed > 0 {
+            why.push(
+                "replies came in on RX queues without an AF_XDP socket: leave out --queues, or \
+                 steer the replies to the bound queues (ethtool -N)",
+            );
+        }
+        if k.lost() > k.redirect_failed {
+            why.push("lower --rate, or give the receivers cores of their own (--cores)");
+        }
         format!(
             "asdic: WARNING: the kernel dropped {} replies or errors of this run before asdic \
              could read them ({}); targets they belonged to show loss the network did not \
-             cause: lower --rate, or give the receivers cores of their own (--cores)",
+             cause: {}",
             k.lost(),
             k.fields()
                 .iter()
                 .filter(|(_, v)| *v > 0)
                 .map(|(n, v)| format!("{n} {v}"))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            why.join("; ")
         )
     })
 }

@@ -457,7 +457,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         xdp_mode: a.xdp_mode,
         gateway_mac: a.gateway_mac,
         xdp_rx_frames: Some(SWEEP_RX_FRAMES),
-        queues: a.queues.clone(),
+        queues: a.queues.clone().map(|q| q.0),
     };
     let mut pipelines = vec![];
     let mut plans = vec![];

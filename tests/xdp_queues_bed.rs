@@ -1,0 +1,307 @@
+//! The AF_XDP engine on multi-queue links (veth pairs with 2, 4 and 8 queues, where the router's
+//! flow hash spreads replies over every RX queue of the scanner, as RSS does on a real NIC):
+//! exact ground truth with `--engine xdp` and auto; a chosen subset of queues and what it
+//! costs, counted exactly; the kernel's drops under a stalled receiver equal to the kernel's
+//! own counters; a queue count changed mid-run stops the run with a clear error.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use asdic_tests::{
+    Bed, Truth, assert_ping_ground_truth, classify, col_u64, low16, ping_to_parquet, require_bed,
+    stderr_of,
+};
+
+fn engine_line(err: &str) -> &str {
+    err.lines()
+        .find(|l| l.starts_with("asdic: engine "))
+        .unwrap_or_else(|| panic!("an engine line: {err}"))
+}
+
+/// s0's per-queue counters as `ethtool -S` shows them: (queue, name) → value.
+fn queue_stats(bed: &Bed) -> HashMap<(u32, String), u64> {
+    let o = bed.exec(&["ethtool", "-S", "s0"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut m = HashMap::new();
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        let Some((k, v)) = line.trim().split_once(": ") else {
+            continue;
+        };
+        let Some(rest) = k.strip_prefix("rx_queue_") else {
+            continue;
+        };
+        let Some((q, name)) = rest.split_once('_') else {
+            continue;
+        };
+        if let (Ok(q), Ok(v)) = (q.parse(), v.trim().parse()) {
+            m.insert((q, name.to_string()), v);
+        }
+    }
+    m
+}
+
+/// What grew in one counter of every queue between two readings, per queue.
+fn grew(
+    before: &HashMap<(u32, String), u64>,
+    after: &HashMap<(u32, String), u64>,
+    name: &str,
+) -> Vec<u64> {
+    let queues = after.keys().map(|(q, _)| *q).max().map_or(0, |q| q + 1);
+    (0..queues)
+        .map(|q| {
+            let k = (q, name.to_string());
+            after.get(&k).copied().unwrap_or(0) - before.get(&k).copied().unwrap_or(0)
+        })
+        .collect()
+}
+
+fn meta_u64(meta: &HashMap<String, String>, k: &str) -> u64 {
+    meta.get(k)
+        .unwrap_or_else(|| panic!("{k} in {meta:?}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn every_queue_served_gives_the_exact_ground_truth_on_2_and_4_queues() {
+    let Some(()) = require_bed() else { return };
+    for queues in [2u32, 4] {
+        let id = format!("xq{queues}");
+        let bed = Bed::up(&id, &["--queues", &queues.to_string()]);
+        let truth = bed.truth();
+        for engine in ["xdp", "auto"] {
+            for (family, prefix, rows) in [
+                ("v4", "198.19.0.0/16", 65_536usize),
+                ("v6", "2001:db8:1::4c00/118", 1024),
+            ] {
+                let before = queue_stats(&bed);
+                let name = format!("{id}-{engine}-{family}");
+                let (rows, meta) = ping_to_parquet(
+                    &bed,
+                    &name,
+                    &[prefix, "--engine", engine, "--rate", "50000", "-W", "1s"],
+                    rows,
+                );
+                let after = queue_stats(&bed);
+                let seen = assert_ping_ground_truth(&truth, &rows, 1);
+                if family == "v4" {
+                    let dead = (0..65_536u32)
+                        .filter(|x| x >> 8 != 77 && x % 97 == 13)
+                        .count() as u64;
+                    assert_eq!(seen, [65_536 - 256 - dead, dead, 256], "{name}");
+                } else {
+                    assert_eq!(seen[2], 256, "{name}: the rejected /120");
+                }
+                assert_eq!(
+                    meta.get("asdic.engine").map(String::as_str),
+                    Some("xdp"),
+                    "{name}"
+                );
+                assert_eq!(meta_u64(&meta, "asdic.kernel_lost"), 0, "{name}");
+                // The bed spreads replies over every queue, and every queue was read.
+                let redirected = grew(&before, &after, "xdp_redirect");
+                assert_eq!(redirected.len(), queues as usize, "{name}: {redirected:?}");
+                assert!(
+                    redirected.iter().all(|&n| n > 0),
+                    "{name}: replies on every queue: {redirected:?}"
+                );
+                let replies = rows
+                    .iter()
+                    .map(|r| col_u64(r, "received") + col_u64(r, "errors"))
+                    .sum::<u64>();
+                assert_eq!(
+                    redirected.iter().sum::<u64>(),
+                    replies,
+                    "{name}: every redirected frame matched"
+                );
+                assert!(
+                    grew(&before, &after, "drops").iter().all(|&n| n == 0),
+                    "{name}"
+                );
+            }
+        }
+        // The engine line names every queue.
+        let o = bed.asdic(&["ping", "198.19.0.1", "--engine", "auto", "-q"]);
+        let err = stderr_of(&o);
+        let want = if queues == 2 {
+            "queues 0,1 (every RX queue)".to_string()
+        } else {
+            format!("queues 0-{} (every RX queue)", queues - 1)
+        };
+        assert!(engine_line(&err).contains(&want), "{err}");
+    }
+}
+
+#[test]
+fn a_subset_of_queues_auto_falls_back_and_xdp_counts_what_it_misses() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("xqsub", &["--queues", "4"]);
+    let truth = bed.truth();
+    // auto does not take an engine that leaves replies unread, and says why in one line.
+    let (rows, meta) = ping_to_parquet(
+        &bed,
+        "xqsub-auto",
+        &["198.19.0.0/20", "--queues", "0,2", "--rate", "20000"],
+        4096,
+    );
+    assert_eq!(meta.get("asdic.engine").map(String::as_str), Some("raw"));
+    let seen = assert_ping_ground_truth(&truth, &rows, 1);
+    assert_eq!(seen[0] + seen[1], 4096);
+
+    // Asked for, XDP runs on the subset, warns, and counts every reply it could not see.
+    let out = asdic_tests::scratch("xqsub-xdp.parquet");
+    let o = bed.asdic(&[
+        "ping",
+        "198.19.0.0/20",
+        "--engine",
+        "xdp",
+        "--queues",
+        "0,2",
+        "--rate",
+        "20000",
+        "-q",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let err = stderr_of(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let line = engine_line(&err);
+    assert!(
+        line.contains("queues 0,2 of 4; WARNING: RX queues 1,3 without a socket"),
+        "{line}"
+    );
+    let (rows, meta) = asdic_tests::read_parquet(&out);
+    let received: u64 = rows.iter().map(|r| col_u64(r, "received")).sum();
+    let alive = rows
+        .iter()
+        .filter(|r| {
+            let (v6, x) = low16(r["target"].as_str().unwrap());
+            classify(&truth, v6, x) == Truth::Alive
+        })
+        .count() as u64;
+    let missed = meta_u64(&meta, "asdic.kernel.xdp_redirect_failed");
+    assert!(
+        missed > alive / 4,
+        "about half the replies went to queues 1 and 3: {missed}"
+    );
+    assert_eq!(
+        received + missed,
+        alive,
+        "every reply either matched or counted as missed"
+    );
+    assert_eq!(meta_u64(&meta, "asdic.kernel_lost"), missed);
+    assert!(
+        err.contains(&format!("the kernel dropped {missed} replies or errors"))
+            && err.contains("leave out --queues"),
+        "{err}"
+    );
+    // A queue the interface does not have is refused before anything is sent.
+    let o = bed.asdic(&["ping", "198.19.0.1", "--engine", "xdp", "--queues", "4"]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(
+        stderr_of(&o).contains("queue 4: s0 has 4 RX queues (0-3)"),
+        "{}",
+        stderr_of(&o)
+    );
+}
+
+#[test]
+fn a_stalled_receiver_loses_replies_in_the_kernel_and_says_exactly_how_many() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("xqstall", &["--queues", "2"]);
+    let before = queue_stats(&bed);
+    let replied0 = bed.counter("replied") + bed.counter("rejected");
+    let out = asdic_tests::scratch("xqstall.parquet");
+    let mut c = bed.command(&[
+        "ping",
+        "198.19.0.0/16",
+        "--engine",
+        "xdp",
+        "--rate",
+        "1000000",
+        "-W",
+        "3s",
+        "-q",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    // Every receiver sleeps 1.5 s before it reads anything: the fill rings run dry.
+    c.env("ASDIC_INJECT_RX_STALL_MS", "1500");
+    let o = c.output().expect("asdic");
+    let err = stderr_of(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let after = queue_stats(&bed);
+    let kernel: u64 = grew(&before, &after, "drops").iter().sum();
+    let (rows, meta) = asdic_tests::read_parquet(&out);
+    let lost = meta_u64(&meta, "asdic.kernel_lost");
+    assert!(
+        lost > 10_000,
+        "the stall overflowed the rings: {lost}\n{err}"
+    );
+    assert_eq!(
+        lost, kernel,
+        "asdic's count is the kernel's (veth rx_queue_N_drops)"
+    );
+    assert_eq!(
+        lost,
+        meta_u64(&meta, "asdic.kernel.xsk_rx_dropped")
+            + meta_u64(&meta, "asdic.kernel.xsk_rx_ring_full")
+    );
+    // What the bed answered is what asdic matched plus what the kernel dropped.
+    let answered = bed.counter("replied") + bed.counter("rejected") - replied0;
+    let matched: u64 = rows
+        .iter()
+        .map(|r| col_u64(r, "received") + col_u64(r, "errors"))
+        .sum();
+    assert_eq!(matched + lost, answered, "{err}");
+    assert!(
+        err.contains(&format!("WARNING: the kernel dropped {lost} replies")),
+        "{err}"
+    );
+    assert!(err.contains(&format!("{lost} lost in the kernel")), "{err}");
+}
+
+#[test]
+fn a_queue_count_changed_mid_run_stops_the_run_with_a_clear_error() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("xqchg", &["--queues", "8"]);
+    let set = |rx: &str| {
+        let o = bed.exec(&["ethtool", "-L", "s0", "rx", rx, "tx", "4"]);
+        assert!(
+            o.status.success(),
+            "ethtool -L: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    set("4");
+    let mut c = bed.command(&[
+        "ping",
+        "198.19.0.0/16",
+        "--engine",
+        "xdp",
+        "--rate",
+        "5000",
+        "-q",
+    ]);
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().expect("asdic");
+    std::thread::sleep(Duration::from_millis(2500));
+    let t0 = Instant::now();
+    set("8");
+    let o = child.wait_with_output().expect("asdic");
+    let err = stderr_of(&o);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "stopped soon after the change"
+    );
+    assert!(
+        err.contains("s0 now has 8 RX queues (it had 4 when the run started")
+            && err.contains("the AF_XDP sockets serve queues 0-3"),
+        "{err}"
+    );
+    // The program went with the run.
+    let o = bed.exec(&["ip", "-d", "link", "show", "dev", "s0"]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("prog/xdp"));
+}
