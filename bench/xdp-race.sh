@@ -1,158 +1,180 @@
 #!/usr/bin/env bash
-# The engine race on the speed bed (scripts/bed.sh up --speed: the far end answers echo
-# requests in XDP, so the bed is not the bottleneck the nftables bed is). In one run, on the
-# same bed and the same targets (198.19.0.0/16, 65,536 addresses, 676 of them dead):
+# The AF_XDP race on two speed beds (scripts/bed.sh up --speed: the far end answers echo
+# requests in XDP, so the bed is not the bottleneck), one whose scanner link has 1 queue and
+# one with 2 (the responder answers on the queue of the CPU it runs on, so on this 2-core
+# machine replies arrive on both). In one run, on each bed, over the same 65,536 targets
+# (198.19.0.0/16, 676 dead):
 #
-#   ceiling    prebuilt frames blasted through asdic's AF_XDP TX path with no bookkeeping
-#              (bench/src/bin/xdp-ceiling.rs: no pacing, stamps, table or matching)
-#   asdic-xdp  asdic scan --engine xdp
-#   asdic-uring, asdic-raw   the socket engines
-#   zmap       Debian's zmap, icmp_echoscan module
-#   masscan    Debian's masscan --ping
+#   ceiling    prebuilt frames blasted through asdic's AF_XDP TX path on every queue, replies
+#              only counted (bench/src/bin/xdp-ceiling.rs: no pacing, stamps, table, matching)
+#   asdic      asdic ping --engine xdp -c 60 -i 1ms -R 10000000: 20 rounds back to back,
+#              1,310,720 probes, every reply matched and timed (one socket per queue)
+#   zmap       zmap 4.3.4 (../shared/peers/build-zmap.sh) -M icmp_echoscan -T 2 -P 20
+#              -r 0, every response written (--output-filter "success = 1")
 #
-# every prober asked for 1,000,000 probes/s (more than any reaches here). Per tool, the median
-# of REPS runs (tools alternate within each repetition):
-#   sent/s     probes on the wire per second of sending: s0's tx_packets sampled every 2 ms
-#              inside the scanner namespace, from its start to its end (ignoring up to 8
-#              stray frames at either end)
-#   matched/s  replies the tool reported (asdic's summary, zmap's and masscan's output lines),
-#              per second of sending
-#   loss       1 - matched / replies the responder sent during that run (its `replied`)
+# Each run lasts several seconds. Per tool and bed, the median over REPS runs of:
+#   sent/s     probes on the wire per second: s0's tx_packets sampled every 2 ms; the median
+#              of the full 1-s windows between the run's first and last frame (steady rate,
+#              not the peak)
+#   found      distinct live hosts the tool reported (of 64,860)
+#   matched/s  replies the tool reported, over the seconds it sent
+#   missed     replies the responder sent that the tool did not report
 #   CPU/probe  user+sys of the tool's process (/usr/bin/time) over the frames it sent
 #   RSS        the tool's peak resident set
-# and the sent rates as ratios to zmap's and to the ceiling's.
+# and each tool's steady sent rate as a ratio to zmap's and to the ceiling's on the same bed,
+# plus asdic on 2 queues over asdic on 1 queue. Ratios come from the same run: the machine
+# is noisy, absolute rates are not comparable across runs.
 #
-# usage: bench/xdp-race.sh        REPS=N (default 3)
-# Needs root. Installs zmap, masscan and GNU time with apt if missing.
+# usage: bench/xdp-race.sh        REPS=N (default 3), ZMAP=path (default: build 4.3.4)
+# Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-need=()
-command -v zmap >/dev/null || need+=(zmap)
-command -v masscan >/dev/null || need+=(masscan)
-[ -x /usr/bin/time ] || need+=(time)
-if ((${#need[@]})); then
-  echo "xdp-race: installing ${need[*]}" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+[ -x /usr/bin/time ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null
+zmap=${ZMAP:-/var/tmp/asdic-zmap-4.3.4/build/src/zmap}
+[ -x "$zmap" ] || [ ! -x /var/tmp/zmap434/build/src/zmap ] || zmap=/var/tmp/zmap434/build/src/zmap
+if [ ! -x "$zmap" ]; then
+  zmap=$(bash ../shared/peers/build-zmap.sh /var/tmp/asdic-zmap-4.3.4)
 fi
+"$zmap" --version | head -1 >&2
 target="${CARGO_TARGET_DIR:-target}/release"
 cargo build --release -p asdic-cli -p asdic-xdp -p asdic-bench >&2
 reps=${REPS:-3}
-id=race$$
-ns=asdic-$id-scan
 work=$(mktemp -d)
-trap 'scripts/bed.sh down "$id" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-ASDIC_RESPONDER="$target/asdic-responder" scripts/bed.sh up "$id" --speed >/dev/null
-truth() { scripts/bed.sh truth "$id"; }
-mac=$(truth | sed -n 's/.*"gateway_mac":"\([^"]*\)".*/\1/p')
-replied() { truth | sed -n 's/.*"replied":\([0-9]*\).*/\1/p'; }
+beds=(rq1$$ rq2$$)
+trap 'for b in "${beds[@]}"; do scripts/bed.sh down "$b" >/dev/null 2>&1 || true; done; rm -rf "$work"' EXIT
+ASDIC_RESPONDER="$target/asdic-responder" scripts/bed.sh up "${beds[0]}" --speed >/dev/null
+ASDIC_RESPONDER="$target/asdic-responder" scripts/bed.sh up "${beds[1]}" --speed --queues 2 >/dev/null
 : >"$work/empty.conf"
 
 # Samples s0's tx_packets every 2 ms ("epoch_seconds count" lines) until killed. Bash
 # builtins only (read -t on a pipe as the sleep), so the sampler costs little CPU.
-sampler() {
-  exec ip netns exec "$ns" bash -c '
+sampler() { # ns file
+  exec ip netns exec "$1" bash -c '
     exec {s}<> <(:)
     while :; do
       read -r n < /sys/class/net/s0/statistics/tx_packets
       echo "$EPOCHREALTIME $n"
       read -r -t 0.002 -u "$s" || true
-    done' >"$1" 2>/dev/null
+    done' >"$2" 2>/dev/null
 }
-# file -> "packets seconds": the rate between the first sample 9 packets above the start and
-# the first within 8 of the end, so that a few stray frames before or after the run (ARP,
-# neighbour discovery) do not stretch the span.
+# file -> "steady_pps sent_in_span span_s total": the span runs from the first sample 9
+# packets above the start to the first within 8 of the end (stray ARP/ND frames do not
+# stretch it); steady_pps is the median of the packets sent in each full 1-s window of it.
 span() {
   awk '{ t[NR] = $1; c[NR] = $2 } END {
     n0 = c[1]; n1 = c[NR]
     for (i = 1; i <= NR; i++) if (c[i] >= n0 + 9) { a = i; break }
     for (i = 1; i <= NR; i++) if (c[i] >= n1 - 8) { b = i; break }
     d = t[b] - t[a]; if (d <= 0) d = 1e-9
-    printf "%d %.6f %d\n", c[b] - c[a], d, n1 - n0 }' "$1"
+    k = 0; s = a
+    while (1) {
+      e = s; while (e <= b && t[e] < t[s] + 1) e++
+      if (e > b) break
+      win[++k] = (c[e] - c[s]) / (t[e] - t[s]); s = e
+    }
+    for (i = 2; i <= k; i++) for (x = i; x > 1 && win[x - 1] > win[x]; x--) { y = win[x]; win[x] = win[x - 1]; win[x - 1] = y }
+    med = (k == 0) ? (c[b] - c[a]) / d : (k % 2 ? win[(k + 1) / 2] : (win[k / 2] + win[k / 2 + 1]) / 2)
+    printf "%.0f %d %.6f %d\n", med, c[b] - c[a], d, n1 - n0 }' "$1"
 }
+replied() { scripts/bed.sh truth "$1" | sed -n 's/.*"replied":\([0-9]*\).*/\1/p'; }
 
-run_tool() { # name -> one result line: name sent secs matched replied cpu_s rss_kb
-  local name=$1 out="$work/$1.out" tm="$work/$1.time" samples="$work/$1.samples" r0 r1 spid m
-  r0=$(replied)
-  sampler "$samples" &
+run_tool() { # tool bed -> name steady_pps sent span_s found matched replied cpu_s rss_kb
+  local tool=$1 bed=$2 ns="asdic-$2-scan" name="$1@$2" out="$work/$1-$2.out" tm="$work/$1-$2.time"
+  local samples="$work/$1-$2.samples" r0 r1 spid m f mac
+  mac=$(scripts/bed.sh truth "$bed" | sed -n 's/.*"gateway_mac":"\([^"]*\)".*/\1/p')
+  r0=$(replied "$bed")
+  sampler "$ns" "$samples" &
   spid=$!
-  sleep 0.1
+  sleep 0.2
   local cmd=()
-  case $name in
-  ceiling) cmd=("$target/xdp-ceiling" 198.19.0.0/16 65536 1) ;;
-  asdic-*)
-    cmd=("$target/asdic" scan 198.19.0.0/16 --no-default-blocklist --engine "${name#asdic-}"
-      -r 1000000 -c 1 -q -O csv -o "$out")
+  case $tool in
+  ceiling) cmd=("$target/xdp-ceiling" 198.19.0.0/16 65536 5) ;;
+  asdic)
+    cmd=("$target/asdic" ping 198.19.0.0/16 --engine xdp -c 60 -i 1ms -R 10000000 -W 1s
+      --no-progress --format csv)
     ;;
   zmap)
-    cmd=(zmap -M icmp_echoscan -i s0 -S 198.18.0.1 -G "$mac" -b "$work/empty.conf"
-      -r 1000000 -c 1 -q -o "$out" 198.19.0.0/16)
-    ;;
-  masscan)
-    cmd=(masscan --ping 198.19.0.0/16 --rate 1000000 -e s0 --adapter-ip 198.18.0.1
-      --router-mac "$mac" -oL "$out" --wait 1)
+    cmd=("$zmap" -M icmp_echoscan -i s0 -S 198.18.0.1 -G "$mac" -b "$work/empty.conf"
+      -C /dev/null -r 0 -T 2 -P 60 -c 1 -q --output-filter "success = 1"
+      -f saddr -o "$out" 198.19.0.0/16)
     ;;
   esac
+  local rc=0
   ip netns exec "$ns" /usr/bin/time -f "%U %S %M" -o "$tm" "${cmd[@]}" \
-    >"$work/$name.stdout" 2>"$work/$name.stderr" || {
+    >"$work/$name.stdout" 2>"$work/$name.stderr" || rc=$?
+  # asdic exits 1 when some targets did not answer (the bed's dead hosts).
+  [[ $rc == 0 || ($rc == 1 && $tool == asdic) ]] || {
     echo "xdp-race: $name failed:" >&2
     tail -5 "$work/$name.stderr" >&2
     kill "$spid" 2>/dev/null || true
     return 1
   }
-  sleep 0.1
+  sleep 0.2
   kill "$spid" 2>/dev/null || true
   wait "$spid" 2>/dev/null || true
-  r1=$(replied)
-  case $name in
-  ceiling) m=$(sed -n 's/.*"received":\([0-9]*\).*/\1/p' "$work/$name.stdout") ;;
-  asdic-*) m=$(sed -n 's/^asdic: [0-9]* probes: \([0-9]*\) replies.*/\1/p' "$work/$name.stderr") ;;
-  zmap) m=$(($(grep -c . "$out") - 1)) ;; # a header line
-  masscan) m=$(grep -c '^open icmp' "$out" || true) ;;
+  r1=$(replied "$bed")
+  case $tool in
+  ceiling)
+    m=$(sed -n 's/.*"received":\([0-9]*\).*/\1/p' "$work/$name.stdout")
+    f=0
+    ;;
+  asdic)
+    m=$(sed -n 's/^asdic: 65536 targets, [0-9]* probes, \([0-9]*\) replies.*/\1/p' "$work/$name.stderr")
+    f=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "received") c = i; next } $c > 0 { n++ } END { print n + 0 }' "$work/$name.stdout")
+    ;;
+  zmap)
+    m=$(($(grep -c . "$out") - 1)) # a header line
+    f=$(tail -n +2 "$out" | sort -u | grep -c .)
+    ;;
   esac
-  read -r sent secs total < <(span "$samples")
-  read -r u s rss <"$tm"
-  echo "$name $sent $secs ${m:-0} $((r1 - r0)) $(awk -v u="$u" -v s="$s" 'BEGIN { print u + s }') $rss $total"
+  read -r steady sent secs _ < <(span "$samples")
+  read -r u s rss < <(tail -n 1 "$tm") # after "Command exited with non-zero status 1"
+  echo "$name $steady $sent $secs $f ${m:-0} $((r1 - r0)) $(awk -v u="$u" -v s="$s" 'BEGIN { print u + s }') $rss"
 }
 
-tools=(ceiling asdic-xdp asdic-uring asdic-raw zmap masscan)
+tools=(ceiling asdic zmap)
 results="$work/results"
 for ((rep = 1; rep <= reps; rep++)); do
-  for t in "${tools[@]}"; do
-    run_tool "$t" >>"$results"
+  for b in "${beds[@]}"; do
+    for t in "${tools[@]}"; do
+      run_tool "$t" "$b" >>"$results"
+    done
   done
   echo "xdp-race: repetition $rep of $reps done" >&2
 done
+sed -i "s/@${beds[0]}/@1q/; s/@${beds[1]}/@2q/" "$results"
 
-# Medians per tool, then the table.
-awk -v tools="${tools[*]}" '
+awk '
   function median(a, n,   i, j, t) {
     for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
   }
   {
     k = ++n[$1]
-    pps[$1, k] = $2 / $3; mps[$1, k] = $4 / $3
-    loss[$1, k] = ($5 > 0 ? 100 * (1 - $4 / $5) : 0)
-    cpu[$1, k] = $6 * 1e6 / ($8 > 0 ? $8 : 1); rss[$1, k] = $7 / 1024
+    st[$1, k] = $2; fo[$1, k] = $5; mps[$1, k] = $6 / $4
+    mi[$1, k] = ($7 > $6 ? $7 - $6 : 0)
+    cpu[$1, k] = $8 * 1e6 / ($3 > 0 ? $3 : 1); rss[$1, k] = $9 / 1024
   }
   END {
-    split(tools, order, " ")
-    for (i in order) {
+    split("ceiling@1q asdic@1q zmap@1q ceiling@2q asdic@2q zmap@2q", order, " ")
+    for (i = 1; i <= 6; i++) {
       t = order[i]; m = n[t]
-      for (k = 1; k <= m; k++) { a[k] = pps[t, k] }; P[t] = median(a, m)
+      for (k = 1; k <= m; k++) { a[k] = st[t, k] }; S[t] = median(a, m)
+      for (k = 1; k <= m; k++) { a[k] = fo[t, k] }; F[t] = median(a, m)
       for (k = 1; k <= m; k++) { a[k] = mps[t, k] }; M[t] = median(a, m)
-      for (k = 1; k <= m; k++) { a[k] = loss[t, k] }; L[t] = median(a, m)
+      for (k = 1; k <= m; k++) { a[k] = mi[t, k] }; X[t] = median(a, m)
       for (k = 1; k <= m; k++) { a[k] = cpu[t, k] }; C[t] = median(a, m)
       for (k = 1; k <= m; k++) { a[k] = rss[t, k] }; R[t] = median(a, m)
     }
-    printf "%-12s %10s %10s %8s %10s %9s %8s %8s\n", "tool", "sent/s", "matched/s", "loss%", "CPU us/pr", "RSS MiB", "x zmap", "x ceil"
-    for (i = 1; i in order; i++) {
-      t = order[i]
-      printf "%-12s %10.0f %10.0f %8.3f %10.2f %9.1f %8.2f %8.2f\n", t, P[t], M[t], L[t], C[t], R[t],
-        (P["zmap"] > 0 ? P[t] / P["zmap"] : 0), (P["ceiling"] > 0 ? P[t] / P["ceiling"] : 0)
+    printf "%-12s %10s %8s %10s %8s %10s %8s %7s %7s\n", "tool@bed", "sent/s", "found", "matched/s", "missed", "CPU us/pr", "RSS MiB", "x zmap", "x ceil"
+    for (i = 1; i <= 6; i++) {
+      t = order[i]; q = substr(t, index(t, "@"))
+      printf "%-12s %10.0f %8s %10.0f %8d %10.2f %8.1f %7.2f %7.2f\n", t, S[t], (t ~ /ceiling/ ? "-" : F[t]), M[t], X[t], C[t], R[t],
+        (S["zmap" q] > 0 ? S[t] / S["zmap" q] : 0), (S["ceiling" q] > 0 ? S[t] / S["ceiling" q] : 0)
     }
-    printf "(median of %d runs; 65,536 targets each; loss vs the responder'"'"'s replies in the same run)\n", m
+    printf "asdic on 2 queues / asdic on 1 queue (steady sent/s): %.2f\n", (S["asdic@1q"] > 0 ? S["asdic@2q"] / S["asdic@1q"] : 0)
+    printf "(median of %d runs per tool and bed; steady = median full 1-s window; 65,536 targets, 64,860 live)\n", m
   }' "$results"
-echo "raw runs: tool sent_in_span span_s matched replied cpu_s rss_kb frames_total" >&2
+echo "raw runs: tool@bed steady_pps sent span_s found matched replied cpu_s rss_kb" >&2
 cat "$results" >&2
