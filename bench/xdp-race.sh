@@ -42,7 +42,9 @@ cargo build --release -p asdic-cli -p asdic-xdp -p asdic-bench >&2
 reps=${REPS:-3}
 work=$(mktemp -d)
 beds=(rq1$$ rq2$$)
-trap 'for b in "${beds[@]}"; do scripts/bed.sh down "$b" >/dev/null 2>&1 || true; done; rm -rf "$work"' EXIT
+spid=""
+trap 'if [ -n "$spid" ]; then kill "$spid" 2>/dev/null || true; fi
+  for b in "${beds[@]}"; do scripts/bed.sh down "$b" >/dev/null 2>&1 || true; done; rm -rf "$work"' EXIT
 ASDIC_RESPONDER="$target/asdic-responder" scripts/bed.sh up "${beds[0]}" --speed >/dev/null
 ASDIC_RESPONDER="$target/asdic-responder" scripts/bed.sh up "${beds[1]}" --speed --queues 2 >/dev/null
 : >"$work/empty.conf"
@@ -81,7 +83,7 @@ replied() { scripts/bed.sh truth "$1" | sed -n 's/.*"replied":\([0-9]*\).*/\1/p'
 
 run_tool() { # tool bed -> name steady_pps sent span_s found matched replied cpu_s rss_kb
   local tool=$1 bed=$2 ns="asdic-$2-scan" name="$1@$2" out="$work/$1-$2.out" tm="$work/$1-$2.time"
-  local samples="$work/$1-$2.samples" r0 r1 spid m f mac
+  local samples="$work/$1-$2.samples" r0 r1 m f mac
   mac=$(scripts/bed.sh truth "$bed" | sed -n 's/.*"gateway_mac":"\([^"]*\)".*/\1/p')
   r0=$(replied "$bed")
   sampler "$ns" "$samples" &
@@ -113,6 +115,7 @@ run_tool() { # tool bed -> name steady_pps sent span_s found matched replied cpu
   sleep 0.2
   kill "$spid" 2>/dev/null || true
   wait "$spid" 2>/dev/null || true
+  spid=""
   r1=$(replied "$bed")
   case $tool in
   ceiling)

@@ -501,6 +501,7 @@ impl Pipeline {
                             &cfg,
                             &shared,
                             retries,
+                            Some(&rx_shared.behind),
                         )
                         .map_err(Into::into)
                     });

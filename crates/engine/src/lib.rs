@@ -225,6 +225,13 @@ pub trait Rx: Send {
     fn kernel_drops(&mut self) -> Result<KernelDrops, EngineError> {
         Ok(KernelDrops::default())
     }
+
+    /// Frames waiting to be read and how many the half can hold before the kernel drops,
+    /// where the engine can tell cheaply (no system call); `None` elsewhere. The RX loop holds
+    /// the sender back while a receiver is behind.
+    fn backlog(&mut self) -> Option<(u32, u32)> {
+        None
+    }
 }
 
 /// Makes the calling thread yield the CPU to the probing threads: nice 19 for this thread

@@ -392,6 +392,8 @@ pub struct XdpRx {
     filter: Option<Filter>,
     watch: Option<QueueWatch>,
     caps: RxCaps,
+    /// RX frames of this queue.
+    frames: u32,
 }
 
 impl std::fmt::Debug for XdpRx {
@@ -608,6 +610,7 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
             descs: vec![FrameDesc::default(); batch.max(64)],
             filter: None,
             watch: None,
+            frames: rx_frames,
             caps: RxCaps {
                 engine: ENGINE,
                 kernel_timestamps: false,
@@ -804,6 +807,12 @@ impl Rx for XdpRx {
             let _ = self.fq.wakeup(self.q.fd_mut(), 0);
         }
         Ok(n)
+    }
+
+    fn backlog(&mut self) -> Option<(u32, u32)> {
+        // Frames on the RX ring; the fill ring holds the rest of the queue's frames, so
+        // this many out of all of them are waiting to be read.
+        Some((self.q.nb_avail_exact(), self.frames))
     }
 
     fn kernel_drops(&mut self) -> Result<KernelDrops, EngineError> {

@@ -8,7 +8,7 @@
 //! engine's kernel drop counters a few times a second and adds what grew to the shared
 //! totals, so a reply the kernel dropped is counted, never silently taken for a loss.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use asdic_engine::{EngineError, KernelDrops, Rx, now_ns};
@@ -53,6 +53,10 @@ pub struct RxShared {
     pub retries_dropped: AtomicU64,
     /// Set when the reaping loop has ended: the helper loops end too.
     pub reaper_done: AtomicBool,
+    /// Loops whose engine backlog is over a quarter of what it holds: the sender waits
+    /// (a little, see the sender) while any is, rather than outrun the receivers into
+    /// kernel drops on a machine whose cores it shares with them.
+    pub behind: AtomicU32,
     /// What the kernel dropped before the engine could read it, summed over the loops, in
     /// the order of [`KernelDrops::fields`].
     kernel: [AtomicU64; 6],
@@ -90,6 +94,43 @@ pub enum Role {
     Reaper,
     /// Receives and matches (another queue of the same engine) until the reaper has ended.
     Helper,
+}
+
+/// A loop's say in [`RxShared::behind`]: counted in while its backlog is over a quarter of
+/// what its engine holds, out once under an eighth, and out when the loop ends.
+struct Behind<'a> {
+    shared: &'a RxShared,
+    on: bool,
+}
+
+impl<'a> Behind<'a> {
+    fn new(shared: &'a RxShared) -> Self {
+        Behind { shared, on: false }
+    }
+
+    fn set(&mut self, waiting: u32, holds: u32) {
+        let now = if self.on {
+            waiting > holds / 8
+        } else {
+            waiting > holds / 4
+        };
+        if now != self.on {
+            self.on = now;
+            if now {
+                self.shared.behind.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.shared.behind.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Drop for Behind<'_> {
+    fn drop(&mut self) {
+        if self.on {
+            self.shared.behind.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// How often a loop reads its engine's kernel drop counters.
@@ -163,6 +204,7 @@ pub fn run(
     let timeout_ns = u64::try_from(cfg.timeout.as_nanos()).unwrap_or(u64::MAX);
     let mut buf: Vec<Event> = Vec::with_capacity(cfg.batch);
     let mut kernel = KernelTally::new();
+    let mut behind = Behind::new(shared);
     loop {
         let abort = shared.abort.load(Ordering::Acquire);
         // Read before receiving: if the sender is done now, every probe is already claimed.
@@ -179,6 +221,9 @@ pub fn run(
             discarded += u64::from(buf.len() == before);
         })?;
         shared.frames.fetch_add(got as u64, Ordering::Relaxed);
+        if let Some((waiting, holds)) = rx.backlog() {
+            behind.set(waiting, holds);
+        }
         if discarded > 0 {
             shared.discarded.fetch_add(discarded, Ordering::Relaxed);
         }

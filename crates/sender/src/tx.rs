@@ -2,7 +2,7 @@
 //! template into a batch, claimed in the in-flight table, handed to the engine in batches.
 //! Retries requested by the receiver go out before new work.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use asdic_engine::{EngineError, SendError, Tx, TxBatch, now_ns};
@@ -52,7 +52,13 @@ pub struct SenderShared {
     pub send_us: AtomicU64,
     /// Set when the source is exhausted (every target has had its first probe).
     pub exhausted: AtomicBool,
+    /// Times the sender waited because a receiver was behind.
+    pub held: AtomicU64,
 }
+
+/// Longest the sender waits for behind receivers before one batch: a receiver that never
+/// catches up (stalled, or slower than the link) slows sending, never stops it.
+const HOLD_MAX: Duration = Duration::from_millis(20);
 
 /// Sends every probe of the run, each from the template of its class (`templates[class]`:
 /// one per packet size; at least one). Returns when done, stopped, or on a fatal engine
@@ -65,6 +71,7 @@ pub fn run<S: Source + ?Sized>(
     cfg: &SenderConfig,
     shared: &SenderShared,
     retries: Option<&Receiver<Retry>>,
+    receivers_behind: Option<&AtomicU32>,
 ) -> Result<(), EngineError> {
     let stride = templates.iter().map(Template::len).max().unwrap_or(0);
     let mut batch = TxBatch::new(cfg.batch.max(1), stride);
@@ -88,6 +95,17 @@ pub fn run<S: Source + ?Sized>(
     'outer: loop {
         if stopped() {
             break;
+        }
+        // Receivers first: while one of them is behind (its backlog over a quarter of what
+        // its engine holds), give them the CPU instead of sending more replies their way.
+        if let Some(b) = receivers_behind
+            && b.load(Ordering::Relaxed) > 0
+        {
+            shared.held.fetch_add(1, Ordering::Relaxed);
+            let t0 = Instant::now();
+            while b.load(Ordering::Relaxed) > 0 && t0.elapsed() < HOLD_MAX && !stopped() {
+                std::thread::sleep(Duration::from_micros(50));
+            }
         }
         // Pace: wait for at least one token.
         let allowed = loop {
@@ -343,6 +361,58 @@ mod tests {
     }
 
     #[test]
+    fn a_receiver_behind_holds_the_sender_back_but_never_stops_it() {
+        let template = Template::new(Family::V4, Layer::Icmp, 32).unwrap();
+        let table = InflightTable::new(1024);
+        let cfg = SenderConfig {
+            rate: 1e6,
+            batch: 1,
+            ttl: 64,
+            numbering: Numbering::Spread { base: 1 },
+            session: 7,
+            key: Key::new(1, 2),
+            retries: false,
+        };
+        let mut tx = Recorder(vec![]);
+        let shared = SenderShared::default();
+        // A receiver stays behind for the whole run: each of the three batches waits the
+        // longest hold, then goes out.
+        let behind = AtomicU32::new(1);
+        let t0 = Instant::now();
+        run(
+            &mut tx,
+            std::slice::from_ref(&template),
+            &table,
+            &mut Three(0),
+            &cfg,
+            &shared,
+            None,
+            Some(&behind),
+        )
+        .unwrap();
+        assert_eq!(tx.0.len(), 3, "every probe sent");
+        assert!(shared.held.load(Ordering::Relaxed) >= 3);
+        assert!(t0.elapsed() >= 3 * HOLD_MAX, "{:?}", t0.elapsed());
+        // Caught up: no waiting.
+        behind.store(0, Ordering::Relaxed);
+        let (mut tx, shared) = (Recorder(vec![]), SenderShared::default());
+        let table = InflightTable::new(1024);
+        run(
+            &mut tx,
+            std::slice::from_ref(&template),
+            &table,
+            &mut Three(0),
+            &cfg,
+            &shared,
+            None,
+            Some(&behind),
+        )
+        .unwrap();
+        assert_eq!(tx.0.len(), 3);
+        assert_eq!(shared.held.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
     fn each_probe_carries_its_own_ttl() {
         let layer = Layer::Ethernet {
             src_mac: [2, 0, 0, 0, 0, 1],
@@ -369,6 +439,7 @@ mod tests {
             &mut Three(0),
             &cfg,
             &shared,
+            None,
             None,
         )
         .unwrap();
@@ -454,6 +525,7 @@ mod tests {
             &mut Classes(0),
             &cfg,
             &shared,
+            None,
             None,
         )
         .unwrap();
