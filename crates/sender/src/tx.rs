@@ -62,7 +62,8 @@ const HOLD_MAX: Duration = Duration::from_millis(20);
 
 /// Sends every probe of the run, each from the template of its class (`templates[class]`:
 /// one per packet size; at least one). Returns when done, stopped, or on a fatal engine
-/// error.
+/// error. `receivers_behind` counts the receivers that are behind (the sender waits for them).
+#[allow(clippy::too_many_arguments)]
 pub fn run<S: Source + ?Sized>(
     tx: &mut dyn Tx,
     templates: &[Template],
