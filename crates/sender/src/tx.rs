@@ -361,54 +361,52 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_receiver_behind_holds_the_sender_back_but_never_stops_it() {
-        let template = Template::new(Family::V4, Layer::Icmp, 32).unwrap();
-        let table = InflightTable::new(1024);
-        let cfg = SenderConfig {
+    /// The sender's settings in these tests: 1 M probes/s, `batch` probes per call.
+    fn test_config(batch: usize) -> SenderConfig {
+        SenderConfig {
             rate: 1e6,
-            batch: 1,
+            batch,
             ttl: 64,
             numbering: Numbering::Spread { base: 1 },
             session: 7,
             key: Key::new(1, 2),
             retries: false,
-        };
+        }
+    }
+
+    #[test]
+    fn a_receiver_behind_holds_the_sender_back_but_never_stops_it() {
+        let template = Template::new(Family::V4, Layer::Icmp, 32).unwrap();
+        let cfg = test_config(1);
         let mut tx = Recorder(vec![]);
         let shared = SenderShared::default();
         // A receiver stays behind for the whole run: each of the three batches waits the
         // longest hold, then goes out.
         let behind = AtomicU32::new(1);
+        let send_three = |tx: &mut Recorder, shared: &SenderShared| {
+            let table = InflightTable::new(1024);
+            let t = std::slice::from_ref(&template);
+            run(
+                tx,
+                t,
+                &table,
+                &mut Three(0),
+                &cfg,
+                shared,
+                None,
+                Some(&behind),
+            )
+            .unwrap();
+        };
         let t0 = Instant::now();
-        run(
-            &mut tx,
-            std::slice::from_ref(&template),
-            &table,
-            &mut Three(0),
-            &cfg,
-            &shared,
-            None,
-            Some(&behind),
-        )
-        .unwrap();
+        send_three(&mut tx, &shared);
         assert_eq!(tx.0.len(), 3, "every probe sent");
         assert!(shared.held.load(Ordering::Relaxed) >= 3);
         assert!(t0.elapsed() >= 3 * HOLD_MAX, "{:?}", t0.elapsed());
         // Caught up: no waiting.
         behind.store(0, Ordering::Relaxed);
         let (mut tx, shared) = (Recorder(vec![]), SenderShared::default());
-        let table = InflightTable::new(1024);
-        run(
-            &mut tx,
-            std::slice::from_ref(&template),
-            &table,
-            &mut Three(0),
-            &cfg,
-            &shared,
-            None,
-            Some(&behind),
-        )
-        .unwrap();
+        send_three(&mut tx, &shared);
         assert_eq!(tx.0.len(), 3);
         assert_eq!(shared.held.load(Ordering::Relaxed), 0);
     }
@@ -422,15 +420,7 @@ mod tests {
         };
         let template = Template::new(Family::V4, layer, 32).unwrap();
         let table = InflightTable::new(1024);
-        let cfg = SenderConfig {
-            rate: 1e6,
-            batch: 8,
-            ttl: 64,
-            numbering: Numbering::Spread { base: 1 },
-            session: 7,
-            key: Key::new(1, 2),
-            retries: false,
-        };
+        let cfg = test_config(8);
         let mut tx = Recorder(vec![]);
         let shared = SenderShared::default();
         run(
