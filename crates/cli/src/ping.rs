@@ -144,11 +144,13 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         a.output.as_deref().map(|o| Writes::beside("-o", o)),
     )?;
     eprintln!(
-        "asdic: {} targets ({} IPv4, {} IPv6), {} probes each, {rate} probes/s, timeout {:?}, size {} bytes",
+        "asdic: {} target{} ({} IPv4, {} IPv6), {} probe{} each, {rate} probes/s, timeout {:?}, size {} bytes",
         order.len(),
+        if order.len() == 1 { "" } else { "s" },
         order.len() - v6.len(),
         v6.len(),
         a.count,
+        if a.count == 1 { "" } else { "s" },
         a.timeout,
         a.size
     );
