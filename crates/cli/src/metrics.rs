@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use asdic_analysis::fleet::{Counters, Fleet, HISTOGRAM_BOUNDS, Histogram};
 use asdic_analysis::window::WindowStats;
-use asdic_engine::KernelDrops;
 use asdic_receiver::rx::RxShared;
 use asdic_sender::sweep::Plan;
 use prometheus_client::collector::Collector;
@@ -324,10 +323,7 @@ impl Collector for SweepCollector {
         )?;
         // What the kernel dropped before the receivers read it, by counter: a reply lost
         // here shows as loss of its target, so it is exported beside the loss it explains.
-        let mut kernel = KernelDrops::default();
-        for r in &self.shared.receivers {
-            kernel.add(&r.kernel_drops());
-        }
+        let kernel = RxShared::kernel_drops_of(self.shared.receivers.iter().map(|r| r.as_ref()));
         ConstCounter::new(kernel.lost()).encode(e.encode_descriptor(
             "asdic_sweep_kernel_lost",
             "Replies and ICMP errors of the sweep that the kernel dropped or handed to nobody \
@@ -475,6 +471,7 @@ impl<W: Write> std::fmt::Write for IoWriter<W> {
 mod tests {
     use super::*;
     use asdic_analysis::fleet::{FleetTarget, Limits};
+    use asdic_engine::KernelDrops;
     use asdic_receiver::{Event, Outcome};
 
     #[test]

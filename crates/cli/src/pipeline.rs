@@ -829,11 +829,7 @@ pub fn engine_names(pipelines: &[Pipeline]) -> String {
 
 /// What the kernel dropped before the pipelines' receivers could read it, over all of them.
 pub fn kernel_drops(pipelines: &[Pipeline]) -> KernelDrops {
-    let mut k = KernelDrops::default();
-    for p in pipelines {
-        k.add(&p.receiver.kernel_drops());
-    }
-    k
+    RxShared::kernel_drops_of(pipelines.iter().map(|p| p.receiver.as_ref()))
 }
 
 /// The kernel's drops as Parquet metadata: `asdic.kernel_lost` (replies and errors of the run
@@ -865,12 +861,7 @@ pub fn kernel_warning(k: &KernelDrops) -> Option<String> {
              could read them ({}); targets they belonged to show loss the network did not \
              cause: {}",
             k.lost(),
-            k.fields()
-                .iter()
-                .filter(|(_, v)| *v > 0)
-                .map(|(n, v)| format!("{n} {v}"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            k.nonzero(),
             why.join("; ")
         )
     })

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use asdic_analysis::fleet::{Fleet, FleetTarget, Limits, Transition};
 use asdic_analysis::{PartedSink, Sink, SweepRow, parts_dir};
-use asdic_engine::KernelDrops;
 use asdic_receiver::rx::RxShared;
 use asdic_sender::fleet::{FleetLine, parse_fleet};
 use asdic_sender::source::Source;
@@ -296,10 +295,7 @@ impl Writer {
                 "asdic.end_unix_ns".into(),
                 asdic_engine::now_ns().to_string(),
             );
-            let mut kernel = KernelDrops::default();
-            for r in &self.receivers {
-                kernel.add(&r.kernel_drops());
-            }
+            let kernel = RxShared::kernel_drops_of(self.receivers.iter().map(|r| r.as_ref()));
             let mut meta = vec![end];
             meta.extend(kernel_metadata(&kernel));
             sink.finish_with(meta)

@@ -141,41 +141,79 @@ impl KernelDrops {
         self.socket + self.xsk_rx_dropped + self.xsk_rx_ring_full + self.redirect_failed
     }
 
+    /// The counters' names, in the order of [`KernelDrops::to_array`]: the names used in
+    /// metadata, status JSON and metrics.
+    pub const NAMES: [&'static str; 6] = [
+        "socket_overflow",
+        "xsk_rx_dropped",
+        "xsk_rx_ring_full",
+        "xsk_fill_ring_empty",
+        "xsk_invalid_descs",
+        "xdp_redirect_failed",
+    ];
+
+    /// The counters in the order of [`KernelDrops::NAMES`].
+    pub fn to_array(&self) -> [u64; 6] {
+        [
+            self.socket,
+            self.xsk_rx_dropped,
+            self.xsk_rx_ring_full,
+            self.xsk_fill_empty,
+            self.xsk_invalid,
+            self.redirect_failed,
+        ]
+    }
+
+    /// The counters from an array in the order of [`KernelDrops::NAMES`].
+    pub fn from_array(a: [u64; 6]) -> Self {
+        let [
+            socket,
+            xsk_rx_dropped,
+            xsk_rx_ring_full,
+            xsk_fill_empty,
+            xsk_invalid,
+            redirect_failed,
+        ] = a;
+        KernelDrops {
+            socket,
+            xsk_rx_dropped,
+            xsk_rx_ring_full,
+            xsk_fill_empty,
+            xsk_invalid,
+            redirect_failed,
+        }
+    }
+
     /// Adds another set of counters to this one.
     pub fn add(&mut self, o: &KernelDrops) {
-        self.socket += o.socket;
-        self.xsk_rx_dropped += o.xsk_rx_dropped;
-        self.xsk_rx_ring_full += o.xsk_rx_ring_full;
-        self.xsk_fill_empty += o.xsk_fill_empty;
-        self.xsk_invalid += o.xsk_invalid;
-        self.redirect_failed += o.redirect_failed;
+        let (mut a, b) = (self.to_array(), o.to_array());
+        a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+        *self = KernelDrops::from_array(a);
     }
 
     /// What grew from `before` to `self` (counters never go back; a smaller one counts 0).
     pub fn since(&self, before: &KernelDrops) -> KernelDrops {
-        KernelDrops {
-            socket: self.socket.saturating_sub(before.socket),
-            xsk_rx_dropped: self.xsk_rx_dropped.saturating_sub(before.xsk_rx_dropped),
-            xsk_rx_ring_full: self
-                .xsk_rx_ring_full
-                .saturating_sub(before.xsk_rx_ring_full),
-            xsk_fill_empty: self.xsk_fill_empty.saturating_sub(before.xsk_fill_empty),
-            xsk_invalid: self.xsk_invalid.saturating_sub(before.xsk_invalid),
-            redirect_failed: self.redirect_failed.saturating_sub(before.redirect_failed),
-        }
+        let (mut a, b) = (self.to_array(), before.to_array());
+        a.iter_mut()
+            .zip(b)
+            .for_each(|(x, y)| *x = x.saturating_sub(y));
+        KernelDrops::from_array(a)
     }
 
-    /// The counters as (name, value) pairs, in a fixed order: the names used in metadata,
-    /// CSV/JSON summaries and metrics.
+    /// The counters as (name, value) pairs, in the order of [`KernelDrops::NAMES`].
     pub fn fields(&self) -> [(&'static str, u64); 6] {
-        [
-            ("socket_overflow", self.socket),
-            ("xsk_rx_dropped", self.xsk_rx_dropped),
-            ("xsk_rx_ring_full", self.xsk_rx_ring_full),
-            ("xsk_fill_ring_empty", self.xsk_fill_empty),
-            ("xsk_invalid_descs", self.xsk_invalid),
-            ("xdp_redirect_failed", self.redirect_failed),
-        ]
+        let a = self.to_array();
+        core::array::from_fn(|i| (Self::NAMES[i], a[i]))
+    }
+
+    /// The non-zero counters, "name N, name N" (empty when all are zero).
+    pub fn nonzero(&self) -> String {
+        self.fields()
+            .iter()
+            .filter(|(_, v)| *v > 0)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -184,14 +222,9 @@ impl core::fmt::Display for KernelDrops {
     /// "(socket_overflow N, xsk_rx_ring_full N, …)".
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "{} lost in the kernel", self.lost())?;
-        let nz: Vec<String> = self
-            .fields()
-            .iter()
-            .filter(|(_, v)| *v > 0)
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
+        let nz = self.nonzero();
         if !nz.is_empty() {
-            write!(f, " ({})", nz.join(", "))?;
+            write!(f, " ({nz})")?;
         }
         Ok(())
     }

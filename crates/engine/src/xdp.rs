@@ -734,13 +734,6 @@ impl Lane {
     }
 }
 
-impl XdpTx {
-    /// The queues this half sends through.
-    pub fn queues(&self) -> Vec<u32> {
-        self.lanes.iter().map(|l| l.queue).collect()
-    }
-}
-
 impl Tx for XdpTx {
     fn caps(&self) -> TxCaps {
         self.caps
@@ -836,18 +829,6 @@ impl Rx for XdpRx {
                 .as_ref()
                 .map_or(0, |f| f.stats().redirect_failed),
         })
-    }
-}
-
-impl XdpRx {
-    /// The queue this half receives from.
-    pub fn queue(&self) -> u32 {
-        self.queue
-    }
-
-    /// The XDP program's counters (only the half that owns the program has them).
-    pub fn filter_stats(&self) -> Option<asdic_xdp::FilterStats> {
-        self.filter.as_ref().map(Filter::stats)
     }
 }
 

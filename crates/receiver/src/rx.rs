@@ -58,29 +58,32 @@ pub struct RxShared {
     /// kernel drops on a machine whose cores it shares with them.
     pub behind: AtomicU32,
     /// What the kernel dropped before the engine could read it, summed over the loops, in
-    /// the order of [`KernelDrops::fields`].
+    /// the order of [`KernelDrops::NAMES`].
     kernel: [AtomicU64; 6],
 }
 
 impl RxShared {
     /// What the kernel dropped so far (as last read by the loops, a few times a second).
     pub fn kernel_drops(&self) -> KernelDrops {
-        let k = |i: usize| self.kernel[i].load(Ordering::Relaxed);
-        KernelDrops {
-            socket: k(0),
-            xsk_rx_dropped: k(1),
-            xsk_rx_ring_full: k(2),
-            xsk_fill_empty: k(3),
-            xsk_invalid: k(4),
-            redirect_failed: k(5),
+        KernelDrops::from_array(core::array::from_fn(|i| {
+            self.kernel[i].load(Ordering::Relaxed)
+        }))
+    }
+
+    /// What the kernel dropped before any of these receivers could read it, summed.
+    pub fn kernel_drops_of<'a>(all: impl IntoIterator<Item = &'a RxShared>) -> KernelDrops {
+        let mut k = KernelDrops::default();
+        for r in all {
+            k.add(&r.kernel_drops());
         }
+        k
     }
 
     /// Adds `d` (what grew since a loop's last reading) to the totals.
     pub fn add_kernel_drops(&self, d: &KernelDrops) {
-        for (i, (_, v)) in d.fields().iter().enumerate() {
-            if *v > 0 {
-                self.kernel[i].fetch_add(*v, Ordering::Relaxed);
+        for (c, v) in self.kernel.iter().zip(d.to_array()) {
+            if v > 0 {
+                c.fetch_add(v, Ordering::Relaxed);
             }
         }
     }
