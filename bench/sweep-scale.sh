@@ -22,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}/release"
-cargo build --release -p asdic-cli -p asdic-xdp >&2
+cargo build --release -p asdic-cli -p asdic-responder >&2
 n=${TARGETS:-100000}
 every=${EVERY:-1s}
 secs=${SECS:-150}

@@ -38,7 +38,7 @@ if [ ! -x "$zmap" ]; then
 fi
 "$zmap" --version | head -1 >&2
 target="${CARGO_TARGET_DIR:-target}/release"
-cargo build --release -p asdic-cli -p asdic-xdp -p asdic-bench >&2
+cargo build --release -p asdic-cli -p asdic-responder -p asdic-bench >&2
 reps=${REPS:-3}
 work=$(mktemp -d)
 beds=(rq1$$ rq2$$)

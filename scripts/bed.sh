@@ -483,7 +483,7 @@ parse_up_opts() {
 responder_bin() {
 	local bin=${ASDIC_RESPONDER:-$ROOT_DIR/target/release/asdic-responder}
 	if [[ ! -x $bin ]]; then
-		printf 'bed.sh: asdic-responder not found at %s (set ASDIC_RESPONDER, or build it: cargo build --release -p asdic-xdp)\n' "$bin" >&2
+		printf 'bed.sh: asdic-responder not found at %s (set ASDIC_RESPONDER, or build it: cargo build --release -p asdic-responder)\n' "$bin" >&2
 		return 1
 	fi
 	printf '%s' "$bin"

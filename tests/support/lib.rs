@@ -55,7 +55,7 @@ pub fn responder_bin() -> PathBuf {
     let bin = profile_dir.join("asdic-responder");
     assert!(
         bin.exists(),
-        "{} missing: build it first (cargo build -p asdic-xdp, same profile)",
+        "{} missing: build it first (cargo build -p asdic-responder, same profile)",
         bin.display()
     );
     bin

@@ -285,20 +285,6 @@ pub struct ResponderStats {
     pub passed: u64,
 }
 
-impl ResponderStats {
-    /// The counters as one JSON object.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "seen4": self.seen4,
-            "seen6": self.seen6,
-            "replied": self.replied,
-            "deaddrop": self.deaddrop,
-            "lossdrop": self.lossdrop,
-            "passed": self.passed,
-        })
-    }
-}
-
 /// `asdic_responder`, loaded and attached; dropping it (or the process ending) detaches it.
 #[derive(Debug)]
 pub struct Responder {

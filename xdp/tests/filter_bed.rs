@@ -36,6 +36,26 @@ fn skip() -> bool {
     true
 }
 
+/// The `asdic-responder` binary (crate `xdp/responder`) of this test's profile, or
+/// `ASDIC_RESPONDER`: built by `cargo build --workspace` (scripts/test does so first).
+fn responder() -> PathBuf {
+    if let Some(p) = std::env::var_os("ASDIC_RESPONDER") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>/deps")
+        .join("asdic-responder");
+    assert!(
+        bin.exists(),
+        "{} missing: build it first (cargo build -p asdic-responder, same profile)",
+        bin.display()
+    );
+    bin
+}
+
 /// A speed bed, torn down on drop (also when the test panics).
 struct SpeedBed {
     id: &'static str,
@@ -46,7 +66,7 @@ impl SpeedBed {
         let bed = SpeedBed { id };
         let o = Command::new(root().join("scripts/bed.sh"))
             .args(["up", id, "--speed"])
-            .env("ASDIC_RESPONDER", env!("CARGO_BIN_EXE_asdic-responder"))
+            .env("ASDIC_RESPONDER", responder())
             .output()
             .expect("bed.sh");
         assert!(o.status.success(), "bed up: {}", text(&o));

@@ -136,9 +136,16 @@ fn run() -> Result<()> {
 
 /// Writes the counters to `path` atomically (a temporary file beside it, then rename).
 fn write_counters(path: &Path, s: &ResponderStats, last: bool, iface: &str) -> Result<()> {
-    let mut v = s.to_json();
-    v["final"] = serde_json::Value::Bool(last);
-    v["interface"] = serde_json::Value::from(iface);
+    let v = serde_json::json!({
+        "seen4": s.seen4,
+        "seen6": s.seen6,
+        "replied": s.replied,
+        "deaddrop": s.deaddrop,
+        "lossdrop": s.lossdrop,
+        "passed": s.passed,
+        "final": last,
+        "interface": iface,
+    });
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
