@@ -5,10 +5,10 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
 
-use asdic_sender::permute::Cycle;
-use asdic_sender::source::Scan;
-use asdic_sender::space::{AddrSet, Space, SpaceSpec, default_blocklist};
-use asdic_sender::targets::TargetSpec;
+use asdic_core::permute::Cycle;
+use asdic_core::source::Scan;
+use asdic_core::space::{AddrSet, Space, SpaceSpec, default_blocklist};
+use asdic_core::targets::TargetSpec;
 use asdic_wire::Family;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 

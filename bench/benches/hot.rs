@@ -4,8 +4,8 @@ use std::hint::black_box;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use asdic_receiver::matcher::Matcher;
-use asdic_receiver::table::{InflightTable, ProbeInfo};
+use asdic_core::matcher::Matcher;
+use asdic_core::table::{InflightTable, ProbeInfo};
 use asdic_wire::payload::{Key, Numbering, Stamp};
 use asdic_wire::template::{Layer, ProbeFields, Template};
 use asdic_wire::{Family, checksum, ipv4};

@@ -28,10 +28,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use asdic_engine::{RxFrame, RxLayer};
-use asdic_receiver::matcher::Matcher;
-use asdic_receiver::table::{InflightTable, ProbeInfo};
-use asdic_receiver::{Event, Outcome};
+use asdic_core::frame::{RxFrame, RxLayer};
+use asdic_core::matcher::Matcher;
+use asdic_core::table::{InflightTable, ProbeInfo};
+use asdic_core::{Event, Outcome};
 use asdic_wire::checksum;
 use asdic_wire::payload::{self, Key, Numbering, Stamp, Verdict};
 
@@ -343,7 +343,7 @@ fn payload_oracle(b: &[u8], rng: &mut Rng) -> Result<(), String> {
 
 /// Target and blocklist specs.
 fn targets(b: &[u8]) -> Result<(), String> {
-    use asdic_sender::targets::{TargetSpec, parse_lines};
+    use asdic_core::targets::{TargetSpec, parse_lines};
     let text = String::from_utf8_lossy(b);
     for line in text.lines() {
         if let Ok(spec) = TargetSpec::parse(line.trim()) {
@@ -361,7 +361,7 @@ fn targets(b: &[u8]) -> Result<(), String> {
 
 /// Sweep target-file lines.
 fn fleet(b: &[u8]) -> Result<(), String> {
-    use asdic_sender::fleet::{parse_fleet, parse_line};
+    use asdic_core::fleet::{parse_fleet, parse_line};
     let text = String::from_utf8_lossy(b);
     for line in text.lines() {
         let _ = parse_line(line);
@@ -377,7 +377,7 @@ struct MatchBed {
     fed: u64,
     replies: u64,
     errors: u64,
-    drops: asdic_receiver::Drops,
+    drops: asdic_core::Drops,
 }
 
 const PROBES: u64 = 64;
@@ -392,7 +392,7 @@ impl MatchBed {
             fed: 0,
             replies: 0,
             errors: 0,
-            drops: asdic_receiver::Drops::default(),
+            drops: asdic_core::Drops::default(),
         };
         bed.refill();
         bed

@@ -2,7 +2,7 @@
 
 use core::net::IpAddr;
 
-use asdic_receiver::Event;
+use asdic_core::Event;
 
 use crate::error::{Error, Result};
 use crate::schema::Row;
@@ -206,7 +206,7 @@ fn rtt_totals(samples: &mut [u64]) -> Option<RttTotals> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use asdic_receiver::Outcome;
+    use asdic_core::Outcome;
     use asdic_wire::Family;
     use core::net::{Ipv4Addr, Ipv6Addr};
 

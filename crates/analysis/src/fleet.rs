@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::scan::ScanRow;
 use crate::sweep::{SweepEvent, SweepRow};
 use crate::window::{Ring, WindowStats};
-use asdic_receiver::{Event, Outcome};
+use asdic_core::{Event, Outcome};
 
 /// Alarm limits: a target is in alarm while its window loss exceeds `loss_pct` or its window
 /// average RTT exceeds `rtt_us`.

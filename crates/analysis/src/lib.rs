@@ -2,7 +2,7 @@
 //!
 //! What a run found, in numbers and files. This crate owns the path
 //! **events → per-target statistics → Arrow `RecordBatch` → Parquet / CSV / JSONL / table**:
-//! it folds the receiver's [`Event`](asdic_receiver::Event)s into one [`TargetStats`] per
+//! it folds the receiver's [`Event`](asdic_core::Event)s into one [`TargetStats`] per
 //! target, sums them into run [`Totals`], and writes one [`Row`] per target through a
 //! [`Sink`], every format following the single [`schema`](schema::schema) and its
 //! documented [`COLUMNS`].

@@ -12,7 +12,7 @@ use core::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use asdic_receiver::{Event, Outcome};
+use asdic_core::{Event, Outcome};
 use asdic_wire::registry::Describe;
 
 use crate::schema::{Record, Value};

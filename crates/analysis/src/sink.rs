@@ -973,13 +973,13 @@ target,name,sent,received,loss_pct,rtt_last_us,rtt_min_us,rtt_avg_us,rtt_max_us,
         let mut agg = crate::Aggregator::new(targets.clone())
             .with_names(vec![Some("a".to_owned()), None])
             .unwrap();
-        agg.record(&asdic_receiver::Event {
+        agg.record(&asdic_core::Event {
             n: 0,
             cookie: 0,
             target: targets[0],
             t_send_ns: 1,
             attempt: 0,
-            outcome: asdic_receiver::Outcome::Reply {
+            outcome: asdic_core::Outcome::Reply {
                 rtt_ns: 2_000,
                 ttl: Some(64),
                 from: targets[0],

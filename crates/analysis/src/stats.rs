@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use core::net::IpAddr;
 
-use asdic_receiver::{Event, Outcome};
+use asdic_core::{Event, Outcome};
 use asdic_wire::Family;
 use asdic_wire::registry::Describe;
 

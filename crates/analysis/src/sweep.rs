@@ -6,7 +6,7 @@ use core::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use asdic_receiver::Outcome;
+use asdic_core::Outcome;
 use asdic_wire::registry::Describe;
 
 use crate::fleet::FleetTarget;

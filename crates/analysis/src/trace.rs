@@ -12,7 +12,7 @@ use std::io::{self, Write};
 use std::sync::{Arc, LazyLock};
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use asdic_receiver::{Event, Outcome};
+use asdic_core::{Event, Outcome};
 use asdic_wire::Family;
 use asdic_wire::registry::Describe;
 

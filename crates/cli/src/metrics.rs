@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use asdic_analysis::fleet::{Counters, Fleet, HISTOGRAM_BOUNDS, Histogram};
 use asdic_analysis::window::WindowStats;
+use asdic_core::sweep::Plan;
 use asdic_receiver::rx::RxShared;
-use asdic_sender::sweep::Plan;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
 use prometheus_client::metrics::MetricType;
@@ -471,8 +471,8 @@ impl<W: Write> std::fmt::Write for IoWriter<W> {
 mod tests {
     use super::*;
     use asdic_analysis::fleet::{FleetTarget, Limits};
+    use asdic_core::{Event, Outcome};
     use asdic_engine::KernelDrops;
-    use asdic_receiver::{Event, Outcome};
 
     #[test]
     fn scrape_has_per_target_series_and_no_fake_values() {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use asdic_analysis::{Aggregator, Format, ParquetSink, Row, Sink, sink_for, summary_line};
-use asdic_sender::source::{Rounds, Source};
-use asdic_sender::targets;
+use asdic_core::source::{Rounds, Source};
+use asdic_core::targets;
 use asdic_wire::Family;
 use asdic_wire::payload::{self, Key, Numbering};
 

@@ -8,16 +8,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use asdic_core::event::{Drops, Event};
+use asdic_core::matcher::Matcher;
+use asdic_core::retry::Retry;
+use asdic_core::source::Source;
+use asdic_core::table::InflightTable;
+use asdic_core::targets::{self, TargetSpec};
 use asdic_engine::raw::{self, RawOptions};
 use asdic_engine::uring::{self, UringOptions};
 use asdic_engine::xdp::{self, XdpOptions};
 use asdic_engine::{EngineError, KernelDrops, Rx, Tx, caps};
-use asdic_receiver::event::{Drops, Event};
-use asdic_receiver::matcher::Matcher;
-use asdic_receiver::rx::{self, Retry, Role, RxConfig, RxShared};
-use asdic_receiver::table::InflightTable;
-use asdic_sender::source::Source;
-use asdic_sender::targets::{self, TargetSpec};
+use asdic_receiver::rx::{self, Role, RxConfig, RxShared};
 use asdic_sender::tx::{self, SenderConfig, SenderShared};
 use asdic_wire::Family;
 use asdic_wire::template::{Layer, Template};
@@ -946,7 +947,7 @@ pub struct Refusals {
 impl Refusals {
     /// Counts `ev` if it is a send failure.
     pub fn add(&mut self, ev: &Event) {
-        if let asdic_receiver::Outcome::SendFailed { errno } = ev.outcome {
+        if let asdic_core::Outcome::SendFailed { errno } = ev.outcome {
             match self.by_errno.iter_mut().find(|(e, _)| *e == errno) {
                 Some((_, n)) => *n += 1,
                 None => self.by_errno.push((errno, 1)),
@@ -999,7 +1000,7 @@ impl Refusals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use asdic_receiver::Outcome;
+    use asdic_core::Outcome;
 
     #[test]
     fn an_output_directory_is_checked_by_writing_and_left_as_it_was() {

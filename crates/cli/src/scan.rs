@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use asdic_analysis::{CHUNK_ROWS, PartedSink, ScanOutcome, ScanRow, Sink, TextFormat, text_sink};
-use asdic_receiver::event::Event;
-use asdic_sender::permute::Cycle;
-use asdic_sender::source::Scan;
-use asdic_sender::space::{self, AddrSet, Space, SpaceSpec};
-use asdic_sender::targets::TargetSpec;
+use asdic_core::event::Event;
+use asdic_core::permute::Cycle;
+use asdic_core::source::Scan;
+use asdic_core::space::{self, AddrSet, Space, SpaceSpec};
+use asdic_core::targets::TargetSpec;
 use asdic_wire::Family;
 use asdic_wire::payload::{self, Key, Numbering};
 

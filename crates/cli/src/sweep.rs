@@ -17,10 +17,10 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use asdic_analysis::fleet::{Fleet, FleetTarget, Limits, Transition};
 use asdic_analysis::{PartedSink, Sink, SweepRow, parts_dir};
+use asdic_core::fleet::{FleetLine, parse_fleet};
+use asdic_core::source::Source;
+use asdic_core::sweep::{Item, Plan, Sweep};
 use asdic_receiver::rx::RxShared;
-use asdic_sender::fleet::{FleetLine, parse_fleet};
-use asdic_sender::source::Source;
-use asdic_sender::sweep::{Item, Plan, Sweep};
 use asdic_wire::Family;
 use asdic_wire::payload::{self, Key, Numbering};
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -712,7 +712,7 @@ struct Loop<'a> {
 }
 
 impl Loop<'_> {
-    fn record(&mut self, batch: &[asdic_receiver::Event]) -> Result<(), Fail> {
+    fn record(&mut self, batch: &[asdic_core::Event]) -> Result<(), Fail> {
         let now = asdic_engine::now_ns();
         let mut changes = vec![];
         {

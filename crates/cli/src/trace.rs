@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use asdic_analysis::{HopRow, ParquetSink, Paths, Sink, TextFormat, text_sink};
-use asdic_receiver::event::Event;
-use asdic_sender::source::Source;
-use asdic_sender::targets;
-use asdic_sender::trace::{Pairs, Reached, Trace};
+use asdic_core::event::Event;
+use asdic_core::source::Source;
+use asdic_core::targets;
+use asdic_core::trace::{Pairs, Reached, Trace};
 use asdic_wire::Family;
 use asdic_wire::payload::{self, Key, Numbering};
 

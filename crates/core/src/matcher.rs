@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use asdic_engine::{RxFrame, RxLayer};
+use crate::frame::{RxFrame, RxLayer};
 use asdic_wire::inbound::{self, IcmpError, Inbound};
 use asdic_wire::payload::{self, Key, Numbering, Verdict};
 

@@ -21,7 +21,7 @@ pub enum Next {
         /// Which of the run's probe templates (packet sizes) to send: 0 for the first.
         class: u8,
         /// TTL / hop limit of this probe; 0 for the run's configured TTL
-        /// ([`SenderConfig::ttl`](crate::tx::SenderConfig::ttl)).
+        /// (the TX loop's `SenderConfig::ttl`, crate `asdic-sender`).
         ttl: u8,
     },
     /// Nothing now, more later (the next round is not due).

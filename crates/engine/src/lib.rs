@@ -35,9 +35,9 @@ pub mod xdp;
 /// The unsafe AF_XDP layer (socket creation, UMEM frame and ring accessors).
 mod xsk_sys;
 
-use core::net::Ipv6Addr;
 use std::time::Duration;
 
+pub use asdic_core::frame::{RxFrame, RxLayer};
 pub use batch::TxBatch;
 pub use error::{EngineError, SendError};
 
@@ -79,36 +79,6 @@ pub struct RxCaps {
     pub engine: &'static str,
     /// Whether frames carry kernel receive timestamps (else user-space, after the syscall).
     pub kernel_timestamps: bool,
-}
-
-/// How a received frame's bytes start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RxLayer {
-    /// A whole IPv4 packet (raw ICMP sockets deliver the IP header).
-    Ipv4,
-    /// An ICMPv6 message without its IPv6 header (raw ICMPv6 sockets); the socket tells
-    /// the source and hop limit.
-    Icmpv6 {
-        /// Who sent it.
-        src: Ipv6Addr,
-        /// Hop limit it arrived with, if reported.
-        hop_limit: Option<u8>,
-    },
-    /// A whole Ethernet frame.
-    Ethernet,
-}
-
-/// One received frame, valid during the callback.
-#[derive(Debug, Clone, Copy)]
-pub struct RxFrame<'a> {
-    /// The bytes.
-    pub data: &'a [u8],
-    /// What they start with.
-    pub layer: RxLayer,
-    /// Receive time, nanoseconds since the Unix epoch.
-    pub ts_ns: u64,
-    /// Whether the buffer was too small and the frame was cut.
-    pub truncated: bool,
 }
 
 /// Frames the kernel dropped on their way to an RX half, by where: what the engine's own

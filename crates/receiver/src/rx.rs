@@ -14,21 +14,9 @@ use std::time::{Duration, Instant};
 use asdic_engine::{EngineError, KernelDrops, Rx, now_ns};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::event::{Event, Outcome};
-use crate::matcher::Matcher;
-
-/// A probe to send again after a timeout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retry {
-    /// The target's handle (index).
-    pub cookie: u32,
-    /// The target.
-    pub target: core::net::IpAddr,
-    /// Attempt number of the new probe (1 = first retry).
-    pub attempt: u8,
-    /// The probe template (packet size) to send it from, as the first try.
-    pub class: u8,
-}
+use asdic_core::event::{Event, Outcome};
+use asdic_core::matcher::Matcher;
+use asdic_core::retry::Retry;
 
 /// State shared between the RX loop and the rest of the run.
 #[derive(Debug, Default)]
@@ -292,7 +280,7 @@ fn count(shared: &RxShared, ev: &Event) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::{InflightTable, ProbeInfo};
+    use asdic_core::table::{InflightTable, ProbeInfo};
     use asdic_engine::RxCaps;
     use asdic_wire::payload::{Key, Numbering};
     use crossbeam_channel::{bounded, unbounded};

@@ -5,15 +5,15 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use asdic_core::retry::Retry;
+use asdic_core::table::{InflightTable, ProbeInfo};
 use asdic_engine::{EngineError, SendError, Tx, TxBatch, now_ns};
-use asdic_receiver::rx::Retry;
-use asdic_receiver::table::{InflightTable, ProbeInfo};
 use asdic_wire::payload::{Key, Numbering, Stamp};
 use asdic_wire::template::{ProbeFields, Template};
 use crossbeam_channel::Receiver;
 
 use crate::rate::{TokenBucket, pause};
-use crate::source::{Next, Source};
+use asdic_core::source::{Next, Source};
 
 /// What to send.
 #[derive(Debug, Clone)]

@@ -15,11 +15,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use asdic_core::matcher::Matcher;
+use asdic_core::table::{InflightTable, ProbeInfo};
+use asdic_core::{Event, Outcome};
 use asdic_engine::raw::{self, RawOptions};
 use asdic_engine::{EngineError, Rx, RxFrame, RxLayer, SendError, Tx, TxBatch, TxLayer, now_ns};
-use asdic_receiver::matcher::Matcher;
-use asdic_receiver::table::{InflightTable, ProbeInfo};
-use asdic_receiver::{Event, Outcome};
 use asdic_wire::inbound::{self, Inbound};
 use asdic_wire::payload::{Key, Numbering, Stamp};
 use asdic_wire::template::{Layer, ProbeFields, Template};

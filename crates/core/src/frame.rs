@@ -1,0 +1,34 @@
+//! What the engines hand the matcher: a received frame's bytes, how they start and when they
+//! arrived. Defined here, below the engines, so matching needs no I/O crate.
+
+use core::net::Ipv6Addr;
+
+/// How a received frame's bytes start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxLayer {
+    /// A whole IPv4 packet (raw ICMP sockets deliver the IP header).
+    Ipv4,
+    /// An ICMPv6 message without its IPv6 header (raw ICMPv6 sockets); the socket tells
+    /// the source and hop limit.
+    Icmpv6 {
+        /// Who sent it.
+        src: Ipv6Addr,
+        /// Hop limit it arrived with, if reported.
+        hop_limit: Option<u8>,
+    },
+    /// A whole Ethernet frame.
+    Ethernet,
+}
+
+/// One received frame, valid during the callback.
+#[derive(Debug, Clone, Copy)]
+pub struct RxFrame<'a> {
+    /// The bytes.
+    pub data: &'a [u8],
+    /// What they start with.
+    pub layer: RxLayer,
+    /// Receive time, nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    /// Whether the buffer was too small and the frame was cut.
+    pub truncated: bool,
+}

@@ -1,0 +1,94 @@
+//! The crate graph keeps its one direction (README, "Architecture"): the I/O-free core and
+//! what builds on it (analysis, report) carry none of the I/O stack, the sender does not
+//! reach into the receiver, and the XDP loader carries none of the responder binary's
+//! dependencies. Read from `cargo tree -e normal` (no root, no network: the lock file's
+//! crates are already fetched when tests run).
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+/// The normal (non-dev, non-build) dependency closure of `package`, crate names only.
+fn tree(package: &str) -> BTreeSet<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let o = Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "tree",
+            "--offline",
+            "--locked",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .args(["--format", "{p}", "-p", package])
+        .output()
+        .expect("cargo tree");
+    assert!(
+        o.status.success(),
+        "cargo tree -p {package}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let names: BTreeSet<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        names.contains(package),
+        "{package} not in its own tree: {names:?}"
+    );
+    names
+}
+
+fn assert_none_of(package: &str, banned: &[&str]) {
+    let t = tree(package);
+    let found: Vec<&&str> = banned.iter().filter(|b| t.contains(**b)).collect();
+    assert!(
+        found.is_empty(),
+        "{package} depends on {found:?} (cargo tree -e normal -p {package})"
+    );
+}
+
+const IO_STACK: [&str; 8] = [
+    "asdic-engine",
+    "asdic-xdp",
+    "asdic-receiver",
+    "asdic-sender",
+    "aya",
+    "xsk-rs",
+    "libxdp-sys",
+    "io-uring",
+];
+
+#[test]
+fn analysis_and_report_build_without_the_io_stack() {
+    assert_none_of("asdic-analysis", &IO_STACK);
+    assert_none_of("asdic-report", &IO_STACK);
+}
+
+#[test]
+fn the_core_depends_on_wire_and_nothing_of_io() {
+    assert_none_of("asdic-core", &IO_STACK);
+    assert!(tree("asdic-core").contains("asdic-wire"));
+    // The engines build on the core's frame type, never the reverse.
+    assert!(tree("asdic-engine").contains("asdic-core"));
+}
+
+#[test]
+fn the_sender_does_not_depend_on_the_receiver() {
+    assert_none_of("asdic-sender", &["asdic-receiver"]);
+    assert_none_of("asdic-receiver", &["asdic-sender"]);
+}
+
+#[test]
+fn the_xdp_loader_carries_none_of_the_responder_binary() {
+    assert_none_of(
+        "asdic-xdp",
+        &["clap", "anyhow", "signal-hook", "serde_json"],
+    );
+    assert_none_of(
+        "asdic-engine",
+        &["clap", "anyhow", "signal-hook", "serde_json"],
+    );
+}
