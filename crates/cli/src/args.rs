@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::engines::EngineOptions;
+
 /// `asdic -V`: the version and the revision it was built from.
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -140,6 +142,79 @@ pub enum EngineChoice {
     Uring,
     /// Raw ICMP sockets with sendmmsg/recvmmsg.
     Raw,
+}
+
+/// The I/O engine and its threads: the same flags on every probing subcommand.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Engine")]
+pub struct EngineArgs {
+    /// I/O engine.
+    #[arg(long, value_enum, default_value_t = EngineChoice::Auto)]
+    pub engine: EngineChoice,
+
+    /// XDP engine: attach mode of the XDP program (default: native, then generic).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub xdp_mode: Option<XdpModeChoice>,
+
+    /// XDP engine: the next hop's MAC address, instead of the kernel's neighbour table.
+    #[arg(short = 'G', long, value_parser = parse_mac, value_name = "MAC")]
+    pub gateway_mac: Option<[u8; 6]>,
+
+    /// XDP engine: the RX queues to bind an AF_XDP socket to, e.g. "0-3" or "0,2" (default:
+    /// every RX queue of the interface; auto uses XDP only when every queue is served).
+    #[arg(long, value_parser = parse_queues, value_name = "LIST")]
+    pub queues: Option<QueueList>,
+
+    /// Pin the sender thread to the first core and the receiver threads (one per RX queue)
+    /// to the others in turn, e.g. "0,1" or "0,1,2".
+    #[arg(long, value_delimiter = ',', value_name = "TX,RX[,RX…]")]
+    pub cores: Vec<usize>,
+
+    /// Probes per engine call.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub batch: usize,
+}
+
+impl EngineArgs {
+    /// Checks `--batch` and `--cores`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.batch == 0 || self.batch > 1024 {
+            return Err(format!("--batch {}: must be 1..=1024", self.batch));
+        }
+        crate::pipeline::check_cores(&self.cores)
+    }
+
+    /// How engines open for probes of `size` payload bytes and TTL `ttl`, from `device`
+    /// (`--interface`); `xdp_rx_frames` when the run wants other than the engine's default.
+    pub fn options(
+        &self,
+        ttl: u8,
+        device: Option<String>,
+        size: usize,
+        xdp_rx_frames: Option<u32>,
+    ) -> EngineOptions {
+        EngineOptions {
+            ttl,
+            device,
+            batch: self.batch,
+            size,
+            choice: self.engine,
+            xdp_mode: self.xdp_mode,
+            gateway_mac: self.gateway_mac,
+            xdp_rx_frames,
+            queues: self.queues.clone().map(|q| q.0),
+        }
+    }
+}
+
+/// `--rate PPS` when given: a positive number of probes per second, at most 100 M.
+pub fn check_rate(rate: Option<f64>) -> Result<(), String> {
+    match rate {
+        Some(r) if !(r.is_finite() && r > 0.0 && r <= 100e6) => Err(format!(
+            "--rate {r}: must be a positive number of probes per second"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// How to attach the XDP program.
@@ -329,36 +404,14 @@ pub struct PingArgs {
     #[arg(long)]
     pub no_progress: bool,
 
-    /// I/O engine.
-    #[arg(long, value_enum, default_value_t = EngineChoice::Auto)]
-    pub engine: EngineChoice,
-
     /// Send from this interface only (SO_BINDTODEVICE; the XDP engine checks that the route
     /// to the targets leaves by it).
     #[arg(short = 'I', long, value_name = "IFACE")]
     pub interface: Option<String>,
 
-    /// XDP engine: attach mode of the XDP program (default: native, then generic).
-    #[arg(long, value_enum, value_name = "MODE")]
-    pub xdp_mode: Option<XdpModeChoice>,
-
-    /// XDP engine: the next hop's MAC address, instead of the kernel's neighbour table.
-    #[arg(short = 'G', long, value_parser = parse_mac, value_name = "MAC")]
-    pub gateway_mac: Option<[u8; 6]>,
-
-    /// XDP engine: the RX queues to bind an AF_XDP socket to, e.g. "0-3" or "0,2" (default:
-    /// every RX queue of the interface; auto uses XDP only when every queue is served).
-    #[arg(long, value_parser = parse_queues, value_name = "LIST")]
-    pub queues: Option<QueueList>,
-
-    /// Pin the sender thread to the first core and the receiver threads (one per RX queue)
-    /// to the others in turn, e.g. "0,1" or "0,1,2".
-    #[arg(long, value_delimiter = ',', value_name = "TX,RX[,RX…]")]
-    pub cores: Vec<usize>,
-
-    /// Probes per engine call.
-    #[arg(long, default_value_t = 64, value_name = "N")]
-    pub batch: usize,
+    /// The I/O engine and its threads.
+    #[command(flatten)]
+    pub io: EngineArgs,
 }
 
 /// Output format of `scan`.
@@ -534,36 +587,14 @@ pub struct ScanArgs {
     #[arg(long, default_value_t = 64, value_name = "TTL")]
     pub ttl: u8,
 
-    /// I/O engine.
-    #[arg(long, value_enum, default_value_t = EngineChoice::Auto)]
-    pub engine: EngineChoice,
-
     /// Send from this interface only (SO_BINDTODEVICE; the XDP engine checks that the route
     /// to the targets leaves by it).
     #[arg(short = 'i', long, value_name = "IFACE")]
     pub interface: Option<String>,
 
-    /// XDP engine: attach mode of the XDP program (default: native, then generic).
-    #[arg(long, value_enum, value_name = "MODE")]
-    pub xdp_mode: Option<XdpModeChoice>,
-
-    /// XDP engine: the next hop's MAC address, instead of the kernel's neighbour table.
-    #[arg(short = 'G', long, value_parser = parse_mac, value_name = "MAC")]
-    pub gateway_mac: Option<[u8; 6]>,
-
-    /// XDP engine: the RX queues to bind an AF_XDP socket to, e.g. "0-3" or "0,2" (default:
-    /// every RX queue of the interface; auto uses XDP only when every queue is served).
-    #[arg(long, value_parser = parse_queues, value_name = "LIST")]
-    pub queues: Option<QueueList>,
-
-    /// Pin the sender thread to the first core and the receiver threads (one per RX queue)
-    /// to the others in turn, e.g. "0,1" or "0,1,2".
-    #[arg(long, value_delimiter = ',', value_name = "TX,RX[,RX…]")]
-    pub cores: Vec<usize>,
-
-    /// Probes per engine call.
-    #[arg(long, default_value_t = 64, value_name = "N")]
-    pub batch: usize,
+    /// The I/O engine and its threads.
+    #[command(flatten)]
+    pub io: EngineArgs,
 }
 
 /// `asdic sweep` options. NetXMS ping subagent's terms where they apply.
@@ -642,35 +673,13 @@ pub struct SweepArgs {
     #[arg(short = 'q', long)]
     pub quiet: bool,
 
-    /// I/O engine.
-    #[arg(long, value_enum, default_value_t = EngineChoice::Auto)]
-    pub engine: EngineChoice,
-
     /// Send from this interface only.
     #[arg(short = 'I', long, value_name = "IFACE")]
     pub interface: Option<String>,
 
-    /// XDP engine: attach mode of the XDP program (default: native, then generic).
-    #[arg(long, value_enum, value_name = "MODE")]
-    pub xdp_mode: Option<XdpModeChoice>,
-
-    /// XDP engine: the next hop's MAC address, instead of the kernel's neighbour table.
-    #[arg(short = 'G', long, value_parser = parse_mac, value_name = "MAC")]
-    pub gateway_mac: Option<[u8; 6]>,
-
-    /// XDP engine: the RX queues to bind an AF_XDP socket to, e.g. "0-3" or "0,2" (default:
-    /// every RX queue of the interface; auto uses XDP only when every queue is served).
-    #[arg(long, value_parser = parse_queues, value_name = "LIST")]
-    pub queues: Option<QueueList>,
-
-    /// Pin the sender thread to the first core and the receiver threads (one per RX queue)
-    /// to the others in turn, e.g. "0,1" or "0,1,2".
-    #[arg(long, value_delimiter = ',', value_name = "TX,RX[,RX…]")]
-    pub cores: Vec<usize>,
-
-    /// Probes per engine call.
-    #[arg(long, default_value_t = 64, value_name = "N")]
-    pub batch: usize,
+    /// The I/O engine and its threads.
+    #[command(flatten)]
+    pub io: EngineArgs,
 }
 
 /// Format of `trace`'s results on stdout.
@@ -749,36 +758,14 @@ pub struct TraceArgs {
     #[arg(long)]
     pub no_progress: bool,
 
-    /// I/O engine.
-    #[arg(long, value_enum, default_value_t = EngineChoice::Auto)]
-    pub engine: EngineChoice,
-
     /// Send from this interface only (SO_BINDTODEVICE; the XDP engine checks that the route
     /// to the targets leaves by it).
     #[arg(short = 'I', long, value_name = "IFACE")]
     pub interface: Option<String>,
 
-    /// XDP engine: attach mode of the XDP program (default: native, then generic).
-    #[arg(long, value_enum, value_name = "MODE")]
-    pub xdp_mode: Option<XdpModeChoice>,
-
-    /// XDP engine: the next hop's MAC address, instead of the kernel's neighbour table.
-    #[arg(short = 'G', long, value_parser = parse_mac, value_name = "MAC")]
-    pub gateway_mac: Option<[u8; 6]>,
-
-    /// XDP engine: the RX queues to bind an AF_XDP socket to, e.g. "0-3" or "0,2" (default:
-    /// every RX queue of the interface; auto uses XDP only when every queue is served).
-    #[arg(long, value_parser = parse_queues, value_name = "LIST")]
-    pub queues: Option<QueueList>,
-
-    /// Pin the sender thread to the first core and the receiver threads (one per RX queue)
-    /// to the others in turn, e.g. "0,1" or "0,1,2".
-    #[arg(long, value_delimiter = ',', value_name = "TX,RX[,RX…]")]
-    pub cores: Vec<usize>,
-
-    /// Probes per engine call.
-    #[arg(long, default_value_t = 64, value_name = "N")]
-    pub batch: usize,
+    /// The I/O engine and its threads.
+    #[command(flatten)]
+    pub io: EngineArgs,
 }
 
 #[cfg(test)]

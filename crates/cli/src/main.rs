@@ -5,13 +5,19 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod closing;
 mod docs;
+mod drive;
+mod engines;
+mod inputs;
 mod metrics;
 mod ping;
 mod pipeline;
+mod privilege;
 mod recover;
 mod report;
 mod scan;
+mod signals;
 mod snapshot;
 mod sweep;
 mod trace;

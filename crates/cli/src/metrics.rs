@@ -156,129 +156,148 @@ fn secs(us: Option<f64>) -> Option<f64> {
 impl Collector for SweepCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
         let (snaps, window_ms) = self.snapshot();
-        let w = f64::from(window_ms) / 1000.0;
         let e = &mut enc;
-        let over = format!(" over the last {w} s");
-        gauges(
-            e,
-            &snaps,
-            "asdic_sweep_rtt_last_seconds",
-            "RTT of the latest probe; absent when it was lost (NetXMS LastPingTime)",
-            |s| secs(s.stats.last_us),
+        window_families(e, &snaps, window_ms)?;
+        total_families(e, &snaps)?;
+        self.fleet_families(e, &snaps)
+    }
+}
+
+/// Per target, over the rolling window: RTT statistics, loss, probes, alarm state.
+fn window_families(e: &mut DescriptorEncoder, snaps: &[Snap], window_ms: u32) -> std::fmt::Result {
+    let w = f64::from(window_ms) / 1000.0;
+    let over = format!(" over the last {w} s");
+    gauges(
+        e,
+        snaps,
+        "asdic_sweep_rtt_last_seconds",
+        "RTT of the latest probe; absent when it was lost (NetXMS LastPingTime)",
+        |s| secs(s.stats.last_us),
+    )?;
+    gauges(
+        e,
+        snaps,
+        "asdic_sweep_rtt_avg_seconds",
+        &format!("Mean reply RTT{over} (NetXMS AvgPingTime)"),
+        |s| secs(s.stats.avg_us),
+    )?;
+    gauges(
+        e,
+        snaps,
+        "asdic_sweep_rtt_min_seconds",
+        &format!("Smallest reply RTT{over}"),
+        |s| secs(s.stats.min_us),
+    )?;
+    gauges(
+        e,
+        snaps,
+        "asdic_sweep_rtt_max_seconds",
+        &format!("Largest reply RTT{over}"),
+        |s| secs(s.stats.max_us),
+    )?;
+    gauges(
+        e,
+        snaps,
+        "asdic_sweep_rtt_stddev_seconds",
+        &format!("Population standard deviation of reply RTTs{over} (NetXMS PingStdDev)"),
+        |s| secs(s.stats.stddev_us),
+    )?;
+    {
+        let mut m = e.encode_descriptor(
+            "asdic_sweep_rtt_quantile_seconds",
+            &format!("Reply RTT percentiles (nearest rank){over}"),
+            None,
+            MetricType::Gauge,
         )?;
-        gauges(
-            e,
-            &snaps,
-            "asdic_sweep_rtt_avg_seconds",
-            &format!("Mean reply RTT{over} (NetXMS AvgPingTime)"),
-            |s| secs(s.stats.avg_us),
-        )?;
-        gauges(
-            e,
-            &snaps,
-            "asdic_sweep_rtt_min_seconds",
-            &format!("Smallest reply RTT{over}"),
-            |s| secs(s.stats.min_us),
-        )?;
-        gauges(
-            e,
-            &snaps,
-            "asdic_sweep_rtt_max_seconds",
-            &format!("Largest reply RTT{over}"),
-            |s| secs(s.stats.max_us),
-        )?;
-        gauges(
-            e,
-            &snaps,
-            "asdic_sweep_rtt_stddev_seconds",
-            &format!("Population standard deviation of reply RTTs{over} (NetXMS PingStdDev)"),
-            |s| secs(s.stats.stddev_us),
-        )?;
-        {
-            let mut m = e.encode_descriptor(
-                "asdic_sweep_rtt_quantile_seconds",
-                &format!("Reply RTT percentiles (nearest rank){over}"),
-                None,
-                MetricType::Gauge,
-            )?;
-            for s in &snaps {
-                let [t, n, z] = labels(s);
-                for (q, v) in [
-                    ("0.5", s.stats.p50_us),
-                    ("0.9", s.stats.p90_us),
-                    ("0.99", s.stats.p99_us),
-                ] {
-                    if let Some(v) = secs(v) {
-                        m.encode_family(&[t, n, z, ("quantile", q)])?
-                            .encode_gauge(&v)?;
-                    }
+        for s in snaps {
+            let [t, n, z] = labels(s);
+            for (q, v) in [
+                ("0.5", s.stats.p50_us),
+                ("0.9", s.stats.p90_us),
+                ("0.99", s.stats.p99_us),
+            ] {
+                if let Some(v) = secs(v) {
+                    m.encode_family(&[t, n, z, ("quantile", q)])?
+                        .encode_gauge(&v)?;
                 }
             }
         }
-        gauges(
-            e,
-            &snaps,
-            "asdic_sweep_loss_ratio",
-            &format!("Lost probes / probes{over}, 0..1 (NetXMS PacketLoss / 100)"),
-            |s| s.stats.loss_pct.map(|p| p / 100.0),
+    }
+    gauges(
+        e,
+        snaps,
+        "asdic_sweep_loss_ratio",
+        &format!("Lost probes / probes{over}, 0..1 (NetXMS PacketLoss / 100)"),
+        |s| s.stats.loss_pct.map(|p| p / 100.0),
+    )?;
+    gauges(
+        e,
+        snaps,
+        "asdic_sweep_window_probes",
+        &format!("Probes ended{over}"),
+        |s| Some(f64::from(s.stats.probes)),
+    )?;
+    gauges(
+        e,
+        snaps,
+        "asdic_sweep_alarm",
+        "1 while the target breaks its alarm limits, else 0",
+        |s| Some(f64::from(u8::from(s.alarm))),
+    )?;
+    Ok(())
+}
+
+/// Per target, since it was added: counters and (with --metrics-histograms) the RTT histogram.
+fn total_families(e: &mut DescriptorEncoder, snaps: &[Snap]) -> std::fmt::Result {
+    counters(
+        e,
+        snaps,
+        "asdic_sweep_probes",
+        "Probes ended since the target was added",
+        |c| c.probes,
+    )?;
+    counters(e, snaps, "asdic_sweep_replies", "Echo replies", |c| {
+        c.replies
+    })?;
+    counters(e, snaps, "asdic_sweep_errors", "ICMP errors", |c| c.errors)?;
+    counters(
+        e,
+        snaps,
+        "asdic_sweep_timeouts",
+        "Probes unanswered within the timeout",
+        |c| c.timeouts,
+    )?;
+    if snaps.iter().any(|s| s.histogram.is_some()) {
+        let mut m = e.encode_descriptor(
+            "asdic_sweep_rtt_seconds",
+            "Reply RTTs since the target was added",
+            None,
+            MetricType::Histogram,
         )?;
-        gauges(
-            e,
-            &snaps,
-            "asdic_sweep_window_probes",
-            &format!("Probes ended{over}"),
-            |s| Some(f64::from(s.stats.probes)),
-        )?;
-        gauges(
-            e,
-            &snaps,
-            "asdic_sweep_alarm",
-            "1 while the target breaks its alarm limits, else 0",
-            |s| Some(f64::from(u8::from(s.alarm))),
-        )?;
-        counters(
-            e,
-            &snaps,
-            "asdic_sweep_probes",
-            "Probes ended since the target was added",
-            |c| c.probes,
-        )?;
-        counters(e, &snaps, "asdic_sweep_replies", "Echo replies", |c| {
-            c.replies
-        })?;
-        counters(e, &snaps, "asdic_sweep_errors", "ICMP errors", |c| c.errors)?;
-        counters(
-            e,
-            &snaps,
-            "asdic_sweep_timeouts",
-            "Probes unanswered within the timeout",
-            |c| c.timeouts,
-        )?;
-        if snaps.iter().any(|s| s.histogram.is_some()) {
-            let mut m = e.encode_descriptor(
-                "asdic_sweep_rtt_seconds",
-                "Reply RTTs since the target was added",
-                None,
-                MetricType::Histogram,
-            )?;
-            let mut buckets = [(0f64, 0u64); HISTOGRAM_BOUNDS.len() + 1];
-            for s in &snaps {
-                let Some(h) = &s.histogram else { continue };
-                let mut total = 0;
-                for (i, b) in buckets.iter_mut().enumerate() {
-                    // The encoder takes per-bucket counts and accumulates them itself.
-                    *b = (
-                        HISTOGRAM_BOUNDS.get(i).copied().unwrap_or(f64::INFINITY),
-                        h.counts[i],
-                    );
-                    total += h.counts[i];
-                }
-                m.encode_family(&labels(s))?
-                    .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-                        h.sum_s, total, &buckets, None,
-                    )?;
+        let mut buckets = [(0f64, 0u64); HISTOGRAM_BOUNDS.len() + 1];
+        for s in snaps {
+            let Some(h) = &s.histogram else { continue };
+            let mut total = 0;
+            for (i, b) in buckets.iter_mut().enumerate() {
+                // The encoder takes per-bucket counts and accumulates them itself.
+                *b = (
+                    HISTOGRAM_BOUNDS.get(i).copied().unwrap_or(f64::INFINITY),
+                    h.counts[i],
+                );
+                total += h.counts[i];
             }
+            m.encode_family(&labels(s))?
+                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    h.sum_s, total, &buckets, None,
+                )?;
         }
+    }
+    Ok(())
+}
+
+impl SweepCollector {
+    /// The fleet as a whole: targets, alarms, rounds, reloads, the kernel's drops.
+    fn fleet_families(&self, e: &mut DescriptorEncoder, snaps: &[Snap]) -> std::fmt::Result {
         let rounds: u64 = self
             .shared
             .plans

@@ -18,15 +18,16 @@ use asdic_core::source::Scan;
 use asdic_core::space::{self, AddrSet, Space, SpaceSpec};
 use asdic_core::targets::TargetSpec;
 use asdic_wire::Family;
-use asdic_wire::payload::{self, Key, Numbering};
+use asdic_wire::payload;
 
 use crate::Fail;
-use crate::args::{Limit, ScanArgs, ScanFormat};
-use crate::pipeline::{
-    EngineOptions, Ids, Pipeline, Refusals, RunHints, Signals, Started, Work, Writes, configs,
-    engine_names, join_all, kernel_drops, kernel_metadata, kernel_warning, random_u64,
-    rate_shortfall, read_cidr_file, read_specs, ready, slots_for, start_all,
-};
+use crate::args::{IdChoice, Limit, ScanArgs, ScanFormat, check_rate};
+use crate::closing::kernel_metadata;
+use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
+use crate::engines::{RunHints, engine_names};
+use crate::inputs::{Ids, configs, random_u64, read_cidr_file, read_specs, slots_for};
+use crate::pipeline::Work;
+use crate::privilege::Writes;
 
 /// Largest in-flight table per family (40 bytes a slot: 160 MiB).
 const MAX_SLOTS: u64 = 1 << 22;
@@ -135,24 +136,14 @@ fn validate(a: &ScanArgs) -> Result<(), Fail> {
     if a.ttl == 0 {
         return Err(usage("--ttl 0: must be 1..=255"));
     }
-    if a.batch == 0 || a.batch > 1024 {
-        return Err(usage(format!("--batch {}: must be 1..=1024", a.batch)));
-    }
-    crate::pipeline::check_cores(&a.cores).map_err(usage)?;
+    a.io.validate().map_err(usage)?;
     if a.cooldown.is_zero() {
         return Err(usage("--cooldown 0: replies need some time to come back"));
     }
     if a.ipv6_samples == Some(0) {
         return Err(usage("--ipv6-samples 0: must be at least 1"));
     }
-    if let Some(r) = a.rate
-        && !(r.is_finite() && r > 0.0 && r <= 100e6)
-    {
-        return Err(usage(format!(
-            "--rate {r}: must be a positive number of probes per second"
-        )));
-    }
-    Ok(())
+    check_rate(a.rate).map_err(usage)
 }
 
 /// Probes per second from --rate or --bandwidth (bits/s of Ethernet frames).
@@ -286,25 +277,9 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         (None, false) => ScanFormat::Parquet,
     };
     let planned: u64 = plans.iter().map(|p| p.expected).sum();
-    let mut pipelines = vec![];
-    let engine = EngineOptions {
-        ttl: a.ttl,
-        device: a.interface.clone(),
-        batch: a.batch,
-        size: a.size,
-        choice: a.engine,
-        xdp_mode: a.xdp_mode,
-        gateway_mac: a.gateway_mac,
-        xdp_rx_frames: None,
-        queues: a.queues.clone().map(|q| q.0),
-    };
-    let ids = Ids {
-        numbering: Numbering::Spread {
-            base: random_u64() as u16,
-        },
-        session: random_u64() as u32,
-        key: Key::new(random_u64(), random_u64()),
-    };
+    let engine = a.io.options(a.ttl, a.interface.clone(), a.size, None);
+    let ids = Ids::new(IdChoice::Random);
+    let mut lanes = vec![];
     for p in &plans {
         let share = rate * p.expected as f64 / planned.max(1) as f64;
         let slots = slots_for(share, a.cooldown);
@@ -321,195 +296,239 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
             .space
             .get(0)
             .ok_or_else(|| usage(format!("no {:?} targets left to scan", p.family)))?;
-        let hints = RunHints {
-            toward,
-            ids,
-            probes: p.expected.saturating_mul(1 + u64::from(a.retries)),
-        };
-        pipelines.push(Pipeline::open(p.family, slots as usize, &engine, &hints)?);
-    }
-    let engines = engine_names(&pipelines);
-    let mut output = if format == ScanFormat::Parquet {
-        // Parts and the final file are created as the run goes, without capabilities: drop
-        // them first, so that the check and the parts directory meet the rights of the run.
-        ready(&pipelines, Some(Writes::beside("-o", &a.output)))?;
-        open_output(&a, format, seed, rate, planned, &engines)?
-    } else {
-        // A text output is one file, open from here on.
-        let output = open_output(&a, format, seed, rate, planned, &engines)?;
-        ready(&pipelines, None)?;
-        output
-    };
-    eprintln!(
-        "asdic: scanning {}{planned} targets (shard {} of {}, seed {seed}), {rate:.0} probes/s, \
-         cooldown {:?}, {} retries",
-        if a.shards > 1 { "about " } else { "" },
-        a.shard,
-        a.shards,
-        a.cooldown,
-        a.retries
-    );
-
-    let started_ns = asdic_engine::now_ns();
-    let t0 = Instant::now();
-    let signals = Signals::install(&pipelines, a.cooldown)?;
-    let mut work: Vec<Work> = vec![];
-    for plan in &plans {
-        let share = rate * plan.expected as f64 / planned.max(1) as f64;
-        let (cfg, rx_cfg) = configs(share, &engine, ids, a.cooldown, a.retries, 1024);
-        let walk = plan
+        let (sender, receiver) = configs(share, &engine, ids, a.cooldown, a.retries, 1024);
+        let walk = p
             .cycle
             .shard(a.shard, a.shards)
             .map_err(|e| usage(e.to_string()))?;
-        let source = Scan::new(plan.space.clone(), walk, plan.limit);
-        work.push((cfg, rx_cfg, Box::new(source)));
+        lanes.push(Lane {
+            slots: slots as usize,
+            hints: RunHints {
+                toward,
+                ids,
+                probes: p.expected.saturating_mul(1 + u64::from(a.retries)),
+            },
+            work: Work {
+                sender,
+                receiver,
+                source: Box::new(Scan::new(p.space.clone(), walk, p.limit)),
+            },
+        });
     }
-    let Started {
-        handles,
-        events: ev_rx,
-        recycle: recycle_tx,
-    } = start_all(&mut pipelines, work, &[a.size], &a.cores)?;
+    let lanes = Lanes {
+        engine,
+        lanes,
+        sizes: vec![a.size],
+        cores: a.io.cores.clone(),
+        wait: a.cooldown,
+        poll: Duration::from_millis(100),
+        progress: false,
+        rate_goal: Some(rate),
+    };
+    let mut mode = Scanning {
+        a,
+        format,
+        seed,
+        rate,
+        planned,
+        session: ids.session,
+        output: None,
+        status: None,
+        counts: Counts::default(),
+        rows: Vec::with_capacity(CHUNK_ROWS),
+        write_error: None,
+        write_stopped: false,
+        runtime_over: false,
+    };
+    drive(lanes, &mut mode)
+}
 
-    let mut status = Status::new(&a, planned, t0)?;
-    let mut counts = Counts::default();
-    let mut refusals = Refusals::default();
-    let mut rows: Vec<ScanRow> = Vec::with_capacity(CHUNK_ROWS);
-    let mut write_error = None;
-    let mut write_stopped = false;
-    let mut runtime_over = false;
-    loop {
-        match ev_rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(mut batch) => {
-                for ev in &batch {
-                    counts.add(ev);
-                    refusals.add(ev);
-                    let row = ScanRow::from_event(ev, ev.attempt);
-                    if a.all_events || row.is_hit() {
-                        rows.push(row);
-                    }
-                    if rows.len() >= CHUNK_ROWS && write_error.is_none() {
-                        write_error = output.write(&rows).err();
-                        rows.clear();
-                    }
-                }
-                batch.clear();
-                let _ = recycle_tx.try_send(batch);
+/// `scan`'s part of a run: rows streamed to the output, counts, the status.
+struct Scanning {
+    a: ScanArgs,
+    format: ScanFormat,
+    seed: u64,
+    rate: f64,
+    planned: u64,
+    session: u32,
+    output: Option<Output>,
+    status: Option<Status>,
+    counts: Counts,
+    rows: Vec<ScanRow>,
+    /// The first write failure: nothing more is recorded after it.
+    write_error: Option<anyhow::Error>,
+    write_stopped: bool,
+    runtime_over: bool,
+}
+
+impl Mode for Scanning {
+    fn prepare(&mut self, run: &Run) -> Result<(), Fail> {
+        // A text output is one file, open from here on; Parquet parts and the final file are
+        // created as the run goes, without capabilities (see `writes` and `start`).
+        if self.format != ScanFormat::Parquet {
+            self.output = Some(self.open_output(run)?);
+        }
+        Ok(())
+    }
+
+    fn writes(&self) -> Option<Writes<'_>> {
+        (self.format == ScanFormat::Parquet).then(|| Writes::beside("-o", &self.a.output))
+    }
+
+    fn start(&mut self, run: &Run) -> Result<(), Fail> {
+        if self.output.is_none() {
+            self.output = Some(self.open_output(run)?);
+        }
+        let a = &self.a;
+        eprintln!(
+            "asdic: scanning {}{} targets (shard {} of {}, seed {}), {:.0} probes/s, \
+             cooldown {:?}, {} retries",
+            if a.shards > 1 { "about " } else { "" },
+            self.planned,
+            a.shard,
+            a.shards,
+            self.seed,
+            self.rate,
+            a.cooldown,
+            a.retries
+        );
+        self.status = Some(Status::new(a, self.planned, run.t0)?);
+        Ok(())
+    }
+
+    fn on_events(&mut self, _run: &Run, batch: &mut [Event]) -> Result<(), Fail> {
+        let Some(out) = self.output.as_mut() else {
+            return Ok(());
+        };
+        for ev in batch.iter() {
+            self.counts.add(ev);
+            let row = ScanRow::from_event(ev, ev.attempt);
+            if self.a.all_events || row.is_hit() {
+                self.rows.push(row);
             }
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            if self.rows.len() >= CHUNK_ROWS && self.write_error.is_none() {
+                self.write_error = out.write(&self.rows).err();
+                self.rows.clear();
+            }
         }
-        if output.due() && write_error.is_none() {
-            write_error = output.write(&rows).and_then(|()| output.sync()).err();
-            rows.clear();
+        Ok(())
+    }
+
+    fn tick(&mut self, run: &Run) -> Result<(), Fail> {
+        if let Some(out) = self.output.as_mut()
+            && out.due()
+            && self.write_error.is_none()
+        {
+            self.write_error = out.write(&self.rows).and_then(|()| out.sync()).err();
+            self.rows.clear();
         }
-        if let Some(e) = &write_error
-            && !write_stopped
+        if let Some(e) = &self.write_error
+            && !self.write_stopped
         {
             // Nothing more can be recorded: stop sending, stop waiting (said once).
             eprintln!("\nasdic: writing results failed: {e:#}; stopping");
-            stop_all(&pipelines, true);
-            write_stopped = true;
+            run.stop(true);
+            self.write_stopped = true;
         }
-        if let Some(max) = a.max_runtime
-            && !runtime_over
-            && t0.elapsed() >= max
+        if let Some(max) = self.a.max_runtime
+            && !self.runtime_over
+            && run.t0.elapsed() >= max
         {
-            runtime_over = true;
+            self.runtime_over = true;
             eprintln!("\nasdic: --max-runtime {max:?} reached: stopping sending, cooling down");
-            stop_all(&pipelines, false);
+            run.stop(false);
         }
-        status.tick(&pipelines, &counts, false);
+        if let Some(s) = &mut self.status {
+            s.tick(run, &self.counts, false);
+        }
+        Ok(())
     }
-    if write_error.is_none() && !rows.is_empty() {
-        write_error = output.write(&rows).err();
-    }
-    let (drops, failure) = join_all(handles);
-    signals.close();
-    status.tick(&pipelines, &counts, true);
-    status.end();
 
-    let sent: u64 = pipelines
-        .iter()
-        .map(|p| p.sender.sent.load(Ordering::Relaxed))
-        .sum();
-    let send_us = pipelines
-        .iter()
-        .map(|p| p.sender.send_us.load(Ordering::Relaxed))
-        .max()
-        .unwrap_or(0);
-    let send_secs = (send_us as f64 / 1e6).max(1e-6);
-    let summary = counts.summary(sent);
-    let kernel = kernel_drops(&pipelines);
-    let mut meta = vec![
-        (
-            "asdic.end_unix_ns".to_string(),
-            asdic_engine::now_ns().to_string(),
-        ),
-        ("asdic.start_unix_ns".to_string(), started_ns.to_string()),
-        ("asdic.summary".to_string(), summary.clone()),
-        ("asdic.probes_sent".to_string(), sent.to_string()),
-        (
-            "asdic.send_rate_pps".to_string(),
-            format!("{:.0}", sent as f64 / send_secs),
-        ),
-        (
-            "asdic.duplicates".to_string(),
-            counts.duplicates.to_string(),
-        ),
-        ("asdic.late".to_string(), counts.late.to_string()),
-        ("asdic.drops".to_string(), drops.to_string()),
-        ("asdic.session".to_string(), format!("{:08x}", ids.session)),
-        (
-            "asdic.interrupted".to_string(),
-            signals.interrupted().to_string(),
-        ),
-    ];
-    meta.extend(kernel_metadata(&kernel));
-    meta.push((
-        "asdic.complete".to_string(),
-        (!signals.interrupted() && !runtime_over).to_string(),
-    ));
-    match write_error {
-        None => output
-            .finish(meta)
-            .with_context(|| format!("writing {}", a.output.display()))?,
-        Some(e) => {
-            return Err(Fail::System(
-                e.context(format!("writing {}", a.output.display())),
-            ));
+    fn drained(&mut self, _run: &Run) -> Result<(), Fail> {
+        if let Some(out) = self.output.as_mut()
+            && self.write_error.is_none()
+            && !self.rows.is_empty()
+        {
+            self.write_error = out.write(&self.rows).err();
         }
+        Ok(())
     }
-    eprintln!("asdic: {summary}");
-    eprintln!(
-        "asdic: sent {sent} probes in {send_secs:.3}s ({:.0}/s; {:.2}s in all), {} refused by the \
-         local stack; dropped: {}; {kernel}",
-        sent as f64 / send_secs,
-        t0.elapsed().as_secs_f64(),
-        counts.send_failed,
-        drops
-    );
-    refusals.report();
-    if let Some(l) = kernel_warning(&kernel) {
-        eprintln!("{l}");
+
+    fn finish(&mut self, run: &Run, end: &End) -> Result<ExitCode, Fail> {
+        if let Some(s) = &mut self.status {
+            s.tick(run, &self.counts, true);
+            s.end();
+        }
+        let sent = run.sent();
+        let send_secs = run.send_secs();
+        let summary = self.counts.summary(sent);
+        let mut meta = vec![
+            (
+                "asdic.end_unix_ns".to_string(),
+                asdic_engine::now_ns().to_string(),
+            ),
+            (
+                "asdic.start_unix_ns".to_string(),
+                run.started_ns.to_string(),
+            ),
+            ("asdic.summary".to_string(), summary.clone()),
+            ("asdic.probes_sent".to_string(), sent.to_string()),
+            (
+                "asdic.send_rate_pps".to_string(),
+                format!("{:.0}", sent as f64 / send_secs),
+            ),
+            (
+                "asdic.duplicates".to_string(),
+                self.counts.duplicates.to_string(),
+            ),
+            ("asdic.late".to_string(), self.counts.late.to_string()),
+            ("asdic.drops".to_string(), end.drops.to_string()),
+            ("asdic.session".to_string(), format!("{:08x}", self.session)),
+            (
+                "asdic.interrupted".to_string(),
+                run.interrupted().to_string(),
+            ),
+        ];
+        meta.extend(kernel_metadata(&end.kernel));
+        meta.push((
+            "asdic.complete".to_string(),
+            (!run.interrupted() && !self.runtime_over).to_string(),
+        ));
+        let out = self.output.take().context("the output was never opened")?;
+        match self.write_error.take() {
+            None => out
+                .finish(meta)
+                .with_context(|| format!("writing {}", self.a.output.display()))?,
+            Some(e) => {
+                return Err(Fail::System(
+                    e.context(format!("writing {}", self.a.output.display())),
+                ));
+            }
+        }
+        eprintln!("asdic: {summary}");
+        eprintln!(
+            "asdic: sent {sent} probes in {send_secs:.3}s ({:.0}/s; {:.2}s in all), {} refused \
+             by the local stack; dropped: {}; {}",
+            sent as f64 / send_secs,
+            end.elapsed.as_secs_f64(),
+            self.counts.send_failed,
+            end.drops,
+            end.kernel
+        );
+        Ok(ExitCode::SUCCESS)
     }
-    if let Some(l) = rate_shortfall(rate, sent, send_secs) {
-        eprintln!("{l}");
-    }
-    if signals.interrupted() {
-        eprintln!("asdic: interrupted: results cover the probes sent before the signal");
-    }
-    if let Some(e) = failure {
-        return Err(Fail::System(e));
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
-fn stop_all(pipelines: &[Pipeline], now: bool) {
-    for p in pipelines {
-        p.sender.stop.store(true, Ordering::Relaxed);
-        if now {
-            p.receiver.abort.store(true, Ordering::Release);
-        }
+impl Scanning {
+    fn open_output(&self, run: &Run) -> Result<Output, Fail> {
+        open_output(
+            &self.a,
+            self.format,
+            self.seed,
+            self.rate,
+            self.planned,
+            &engine_names(&run.pipelines),
+        )
     }
 }
 
@@ -696,7 +715,7 @@ impl Status {
         })
     }
 
-    fn tick(&mut self, pipelines: &[Pipeline], c: &Counts, last: bool) {
+    fn tick(&mut self, run: &Run, c: &Counts, last: bool) {
         let now = Instant::now();
         let dt = now.duration_since(self.last).as_secs_f64();
         if !last && dt < 1.0 {
@@ -706,14 +725,14 @@ impl Status {
         let mut discarded = 0;
         let mut busy = 0;
         let mut exhausted = true;
-        for p in pipelines {
+        for p in &run.pipelines {
             sent += p.sender.sent.load(Ordering::Relaxed);
             busy += p.sender.table_full.load(Ordering::Relaxed);
             discarded += p.receiver.discarded.load(Ordering::Relaxed);
             exhausted &=
                 p.sender.exhausted.load(Ordering::Relaxed) || p.sender.stop.load(Ordering::Relaxed);
         }
-        let kernel = kernel_drops(pipelines);
+        let kernel = run.kernel();
         let elapsed = now.duration_since(self.t0).as_secs_f64();
         let send_rate = (sent - self.last_sent.min(sent)) as f64 / dt.max(1e-9);
         let done_targets = c.replies + c.errors + c.timeouts + c.send_failed;

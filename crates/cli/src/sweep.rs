@@ -17,22 +17,23 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use asdic_analysis::fleet::{Fleet, FleetTarget, Limits, Transition};
 use asdic_analysis::{PartedSink, Sink, SweepRow, parts_dir};
+use asdic_core::event::Event;
 use asdic_core::fleet::{FleetLine, parse_fleet};
-use asdic_core::source::Source;
 use asdic_core::sweep::{Item, Plan, Sweep};
 use asdic_receiver::rx::RxShared;
 use asdic_wire::Family;
-use asdic_wire::payload::{self, Key, Numbering};
+use asdic_wire::payload;
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::Fail;
-use crate::args::SweepArgs;
+use crate::args::{IdChoice, SweepArgs, check_rate};
+use crate::closing::kernel_metadata;
+use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
+use crate::engines::{RunHints, engine_names};
+use crate::inputs::{Ids, configs, slots_for};
 use crate::metrics::{self, Shared};
-use crate::pipeline::{
-    EngineOptions, Ids, Pipeline, Refusals, RunHints, Signals, Started, Work, Writes, configs,
-    engine_names, join_all, kernel_drops, kernel_metadata, kernel_warning, random_u64, ready,
-    slots_for, start_all,
-};
+use crate::pipeline::{Pipeline, Work, kernel_drops};
+use crate::privilege::Writes;
 
 /// Most targets a sweep lists.
 const MAX_TARGETS: usize = 1 << 24;
@@ -213,18 +214,8 @@ fn validate(a: &SweepArgs) -> Result<(), Fail> {
             "--rounds 0: at least 1 (or leave it out to run until stopped)",
         ));
     }
-    if a.batch == 0 || a.batch > 1024 {
-        return Err(usage(format!("--batch {}: must be 1..=1024", a.batch)));
-    }
-    if let Some(r) = a.rate
-        && !(r.is_finite() && r > 0.0 && r <= 100e6)
-    {
-        return Err(usage(format!(
-            "--rate {r}: a positive number of probes per second"
-        )));
-    }
-    crate::pipeline::check_cores(&a.cores).map_err(usage)?;
-    Ok(())
+    a.io.validate().map_err(usage)?;
+    check_rate(a.rate).map_err(usage)
 }
 
 /// Messages to the writer thread; each names its period (start, Unix seconds).
@@ -403,8 +394,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
     }
     report_resolved(&a.file, &first);
     let n = first.targets.len();
-    let every_s = a.every.as_secs_f64();
-    let needed = n as f64 / every_s;
+    let needed = n as f64 / a.every.as_secs_f64();
     let cap = a.rate.unwrap_or(DEFAULT_RATE_CAP);
     if needed > cap {
         return Err(usage(match a.rate {
@@ -436,65 +426,47 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
     );
     let (cookies, _) = fleet.apply(&first.targets);
 
-    let numbering = Numbering::Spread {
-        base: random_u64() as u16,
-    };
-    let ids = Ids {
-        numbering,
-        session: random_u64() as u32,
-        key: Key::new(random_u64(), random_u64()),
-    };
-    let engine = EngineOptions {
-        ttl: a.ttl,
-        device: a.interface.clone(),
-        batch: a.batch,
-        size: sizes.sizes.iter().copied().max().unwrap_or(a.size),
-        choice: a.engine,
-        xdp_mode: a.xdp_mode,
-        gateway_mac: a.gateway_mac,
-        xdp_rx_frames: Some(SWEEP_RX_FRAMES),
-        queues: a.queues.clone().map(|q| q.0),
-    };
-    let mut pipelines = vec![];
+    let ids = Ids::new(IdChoice::Random);
+    let size = sizes.sizes.iter().copied().max().unwrap_or(a.size);
+    let engine =
+        a.io.options(a.ttl, a.interface.clone(), size, Some(SWEEP_RX_FRAMES));
+    let mut lanes = vec![];
     let mut plans = vec![];
-    let mut work: Vec<Work> = vec![];
     for family in [Family::V4, Family::V6] {
         let items = items_of(&first.targets, &cookies, family);
         let Some(toward) = items.first().map(|i| i.target) else {
             continue;
         };
         let share = cap * items.len() as f64 / n as f64;
-        let slots = slots_for(share, a.timeout).min(1 << 21) as usize;
-        let hints = RunHints {
-            toward,
-            ids,
-            probes: u64::MAX,
-        };
-        pipelines.push(Pipeline::open(family, slots, &engine, &hints)?);
         let plan = Plan::new(items);
-        let (cfg, rx_cfg) = configs(share, &engine, ids, a.timeout, 0, 4096);
-        let source = Sweep::new(plan.clone(), a.every, a.rounds);
-        work.push((cfg, rx_cfg, Box::new(source) as Box<dyn Source + Send>));
+        let (sender, receiver) = configs(share, &engine, ids, a.timeout, 0, 4096);
+        lanes.push(Lane {
+            slots: slots_for(share, a.timeout).min(1 << 21) as usize,
+            hints: RunHints {
+                toward,
+                ids,
+                probes: u64::MAX,
+            },
+            work: Work {
+                sender,
+                receiver,
+                source: Box::new(Sweep::new(plan.clone(), a.every, a.rounds)),
+            },
+        });
         plans.push((family, plan));
     }
-    if let Some(dir) = &a.output {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| usage(format!("--output {}: {e}", dir.display())))?;
-    }
-    // Bound before the capabilities go: a port below 1024 needs one.
-    let metrics_listener = a
-        .metrics_listen
-        .map(|addr| {
-            std::net::TcpListener::bind(addr)
-                .map_err(|e| usage(format!("--metrics-listen {addr}: {e}")))
-        })
-        .transpose()?;
-    ready(
-        &pipelines,
-        a.output.as_deref().map(|d| Writes::inside("--output", d)),
-    )?;
+    let lanes = Lanes {
+        engine,
+        lanes,
+        sizes: sizes.sizes.clone(),
+        cores: a.io.cores.clone(),
+        wait: a.timeout,
+        poll: Duration::from_millis(200),
+        progress: false,
+        rate_goal: None,
+    };
     let (n4, n6) = count_families(&first.targets);
-    eprintln!(
+    let start_line = format!(
         "asdic: sweeping {n} targets ({n4} IPv4, {n6} IPv6) every {:?} ({needed:.0} probes/s, \
          cap {cap}/s), timeout {:?}, window {:?}, sizes {:?} bytes{}",
         a.every,
@@ -506,146 +478,27 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
             None => ", until interrupted".into(),
         }
     );
-
-    let shared = Arc::new(Shared {
-        fleet: Mutex::new(fleet),
-        plans: plans.iter().map(|(_, p)| p.clone()).collect(),
-        reloads: AtomicU64::new(0),
-        reload_errors: AtomicU64::new(0),
-        receivers: pipelines.iter().map(|p| p.receiver.clone()).collect(),
-    });
-    if let Some(listener) = metrics_listener {
-        let bound = metrics::serve(listener, metrics::registry(shared.clone()))
-            .context("starting the metrics server")?;
-        eprintln!("asdic: metrics at http://{bound}/metrics");
-    }
-    let (to_writer, writer) = match &a.output {
-        Some(dir) => {
-            let w = Writer {
-                dir: dir.clone(),
-                meta: run_metadata(&a, &pipelines, ids.session),
-                receivers: pipelines.iter().map(|p| p.receiver.clone()).collect(),
-                current: None,
-                rotate: a.rotate,
-                sync_every: a.sync_every,
-                written: vec![],
-            };
-            // 16 batches of 8,192 rows in flight at most: a slow disk holds the consumer back
-            // rather than growing memory.
-            let (tx, rx) = bounded::<ToWriter>(16);
-            let (back_tx, back_rx) = bounded::<Vec<SweepRow>>(16);
-            let h = std::thread::Builder::new()
-                .name("asdic-writer".into())
-                .spawn(move || w.run(rx, back_tx))?;
-            (Some((tx, back_rx)), Some(h))
-        }
-        None => (None, None),
-    };
-
-    let hup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
-        .context("installing the SIGHUP handler")?;
-    let signals = Signals::install(&pipelines, a.timeout)?;
-    let Started {
-        handles,
-        events,
-        recycle,
-    } = start_all(&mut pipelines, work, &sizes.sizes, &a.cores)?;
-
-    let mut state = Loop {
-        a: &a,
-        shared: &shared,
-        plans: &plans,
-        sizes,
-        to_writer: to_writer.as_ref().map(|(tx, _)| tx),
-        recycled: to_writer.as_ref().map(|(_, back)| back),
-        rows: Vec::with_capacity(ROWS_PER_BATCH),
+    let now = Instant::now();
+    let mut mode = Sweeping {
         file_stamp: stamp_of(&a.file),
         period: period_of(SystemTime::now(), a.rotate),
-        refusals: Refusals::default(),
+        a,
+        session: ids.session,
+        fleet: Some(fleet),
+        shared: None,
+        plans,
+        sizes,
+        start_line,
+        metrics_listener: None,
+        to_writer: None,
+        writer: None,
+        rows: Vec::with_capacity(ROWS_PER_BATCH),
+        hup: Arc::new(AtomicBool::new(false)),
+        last_check: now,
+        last_sync: now,
+        last_status: now,
     };
-    let t0 = Instant::now();
-    let mut last_check = Instant::now();
-    let mut last_sync = Instant::now();
-    let mut last_status = Instant::now();
-    let status = !a.quiet && !a.status_every.is_zero();
-    loop {
-        match events.recv_timeout(Duration::from_millis(200)) {
-            Ok(mut batch) => {
-                state.record(&batch)?;
-                batch.clear();
-                let _ = recycle.try_send(batch);
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-        }
-        state.maybe_rotate()?;
-        if last_sync.elapsed() >= a.sync_every {
-            last_sync = Instant::now();
-            state.sync()?;
-        }
-        if last_check.elapsed() >= Duration::from_secs(1) || hup.load(Ordering::Relaxed) {
-            last_check = Instant::now();
-            let by_signal = hup.swap(false, Ordering::Relaxed);
-            state.maybe_reload(by_signal);
-        }
-        if status && last_status.elapsed() >= a.status_every {
-            last_status = Instant::now();
-            eprintln!("{}", state.status_line(&pipelines, t0.elapsed()));
-        }
-    }
-    state.flush_rows()?;
-    let period = state.period;
-    let refusals = std::mem::take(&mut state.refusals);
-    drop(state);
-    let (drops, failure) = join_all(handles);
-    signals.close();
-    // The last file ends with every target's window statistics.
-    let now = asdic_engine::now_ns();
-    let last_rows = shared
-        .fleet
-        .lock()
-        .map(|mut f| f.window_rows(now))
-        .unwrap_or_default();
-    if let Some((tx, back)) = to_writer {
-        let _ = tx.send(ToWriter::Close(period, last_rows));
-        drop((tx, back));
-    }
-    if let Some(h) = writer {
-        let files = h
-            .join()
-            .map_err(|_| anyhow::anyhow!("the writer thread panicked"))??;
-        for f in &files {
-            eprintln!("asdic: wrote {}", f.display());
-        }
-    }
-    let fleet = shared
-        .fleet
-        .lock()
-        .map_err(|_| anyhow::anyhow!("fleet lock poisoned"))?;
-    let (mut probes, mut replies) = (0, 0);
-    for (_, m) in fleet.members() {
-        probes += m.counters.probes;
-        replies += m.counters.replies;
-    }
-    let kernel = kernel_drops(&pipelines);
-    eprintln!(
-        "asdic: {} targets, {probes} probes ended, {replies} replies, {} in alarm; dropped: \
-         {drops}; {kernel}",
-        fleet.len(),
-        fleet.in_alarm(),
-    );
-    refusals.report();
-    if let Some(l) = kernel_warning(&kernel) {
-        eprintln!("{l}");
-    }
-    if signals.interrupted() {
-        eprintln!("asdic: interrupted: results cover the probes sent before the signal");
-    }
-    if let Some(e) = failure {
-        return Err(Fail::System(e));
-    }
-    Ok(ExitCode::SUCCESS)
+    drive(lanes, &mut mode)
 }
 
 fn count_families(targets: &[FleetTarget]) -> (usize, usize) {
@@ -695,34 +548,184 @@ fn period_of(t: SystemTime, rotate: Duration) -> u64 {
     s - s % p
 }
 
-/// The consumer loop's state.
-struct Loop<'a> {
-    a: &'a SweepArgs,
-    shared: &'a Shared,
-    plans: &'a [(Family, Arc<Plan>)],
+/// `sweep`'s part of a run: the fleet's statistics (shared with the metrics endpoint),
+/// alarm lines, rows to the writer thread, reloads of the targets file.
+struct Sweeping {
+    a: SweepArgs,
+    session: u32,
+    /// The fleet until `start` shares it.
+    fleet: Option<Fleet>,
+    shared: Option<Arc<Shared>>,
+    plans: Vec<(Family, Arc<Plan>)>,
     sizes: Sizes,
-    to_writer: Option<&'a Sender<ToWriter>>,
-    /// Row vectors the writer has emptied.
-    recycled: Option<&'a Receiver<Vec<SweepRow>>>,
+    start_line: String,
+    /// Bound in `prepare`, while the capabilities are held (a port below 1024 needs one).
+    metrics_listener: Option<std::net::TcpListener>,
+    /// To the writer thread, and the row vectors it has emptied.
+    to_writer: Option<(Sender<ToWriter>, Receiver<Vec<SweepRow>>)>,
+    writer: Option<std::thread::JoinHandle<anyhow::Result<Vec<PathBuf>>>>,
     rows: Vec<SweepRow>,
     file_stamp: Option<(SystemTime, u64)>,
     period: u64,
-    /// Send failures by OS error.
-    refusals: Refusals,
+    hup: Arc<AtomicBool>,
+    last_check: Instant,
+    last_sync: Instant,
+    last_status: Instant,
 }
 
-impl Loop<'_> {
+impl Mode for Sweeping {
+    fn prepare(&mut self, _run: &Run) -> Result<(), Fail> {
+        if let Some(dir) = &self.a.output {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| usage(format!("--output {}: {e}", dir.display())))?;
+        }
+        self.metrics_listener = self
+            .a
+            .metrics_listen
+            .map(|addr| {
+                std::net::TcpListener::bind(addr)
+                    .map_err(|e| usage(format!("--metrics-listen {addr}: {e}")))
+            })
+            .transpose()?;
+        Ok(())
+    }
+
+    fn writes(&self) -> Option<Writes<'_>> {
+        self.a
+            .output
+            .as_deref()
+            .map(|d| Writes::inside("--output", d))
+    }
+
+    fn start(&mut self, run: &Run) -> Result<(), Fail> {
+        eprintln!("{}", self.start_line);
+        let shared = Arc::new(Shared {
+            fleet: Mutex::new(self.fleet.take().context("sweep started twice")?),
+            plans: self.plans.iter().map(|(_, p)| p.clone()).collect(),
+            reloads: AtomicU64::new(0),
+            reload_errors: AtomicU64::new(0),
+            receivers: run.pipelines.iter().map(|p| p.receiver.clone()).collect(),
+        });
+        if let Some(listener) = self.metrics_listener.take() {
+            let bound = metrics::serve(listener, metrics::registry(shared.clone()))
+                .context("starting the metrics server")?;
+            eprintln!("asdic: metrics at http://{bound}/metrics");
+        }
+        self.shared = Some(shared);
+        if let Some(dir) = &self.a.output {
+            let w = Writer {
+                dir: dir.clone(),
+                meta: self.metadata(run),
+                receivers: run.pipelines.iter().map(|p| p.receiver.clone()).collect(),
+                current: None,
+                rotate: self.a.rotate,
+                sync_every: self.a.sync_every,
+                written: vec![],
+            };
+            // 16 batches of 8,192 rows in flight at most: a slow disk holds the consumer back
+            // rather than growing memory.
+            let (tx, rx) = bounded::<ToWriter>(16);
+            let (back_tx, back_rx) = bounded::<Vec<SweepRow>>(16);
+            let h = std::thread::Builder::new()
+                .name("asdic-writer".into())
+                .spawn(move || w.run(rx, back_tx))?;
+            self.to_writer = Some((tx, back_rx));
+            self.writer = Some(h);
+        }
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, self.hup.clone())
+            .context("installing the SIGHUP handler")?;
+        Ok(())
+    }
+
+    fn on_events(&mut self, _run: &Run, batch: &mut [Event]) -> Result<(), Fail> {
+        self.record(batch)
+    }
+
+    fn tick(&mut self, run: &Run) -> Result<(), Fail> {
+        self.maybe_rotate()?;
+        if self.last_sync.elapsed() >= self.a.sync_every {
+            self.last_sync = Instant::now();
+            self.sync()?;
+        }
+        if self.last_check.elapsed() >= Duration::from_secs(1) || self.hup.load(Ordering::Relaxed) {
+            self.last_check = Instant::now();
+            let by_signal = self.hup.swap(false, Ordering::Relaxed);
+            self.maybe_reload(by_signal);
+        }
+        if !self.a.quiet
+            && !self.a.status_every.is_zero()
+            && self.last_status.elapsed() >= self.a.status_every
+        {
+            self.last_status = Instant::now();
+            eprintln!("{}", self.status_line(&run.pipelines, run.t0.elapsed()));
+        }
+        Ok(())
+    }
+
+    fn drained(&mut self, _run: &Run) -> Result<(), Fail> {
+        self.flush_rows()
+    }
+
+    fn finish(&mut self, _run: &Run, end: &End) -> Result<ExitCode, Fail> {
+        let shared = self.shared.take().context("sweep never started")?;
+        // The last file ends with every target's window statistics.
+        let now = asdic_engine::now_ns();
+        let last_rows = shared
+            .fleet
+            .lock()
+            .map(|mut f| f.window_rows(now))
+            .unwrap_or_default();
+        if let Some((tx, back)) = self.to_writer.take() {
+            let _ = tx.send(ToWriter::Close(self.period, last_rows));
+            drop((tx, back));
+        }
+        if let Some(h) = self.writer.take() {
+            let files = h
+                .join()
+                .map_err(|_| anyhow::anyhow!("the writer thread panicked"))??;
+            for f in &files {
+                eprintln!("asdic: wrote {}", f.display());
+            }
+        }
+        let fleet = shared
+            .fleet
+            .lock()
+            .map_err(|_| anyhow::anyhow!("fleet lock poisoned"))?;
+        let (mut probes, mut replies) = (0, 0);
+        for (_, m) in fleet.members() {
+            probes += m.counters.probes;
+            replies += m.counters.replies;
+        }
+        eprintln!(
+            "asdic: {} targets, {probes} probes ended, {replies} replies, {} in alarm; dropped: \
+             {}; {}",
+            fleet.len(),
+            fleet.in_alarm(),
+            end.drops,
+            end.kernel
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl Sweeping {
+    /// What the fleet and the metrics endpoint share; set by `start`, before any event.
+    fn shared(&self) -> &Shared {
+        self.shared
+            .as_deref()
+            .expect("Mode::start shares the fleet before any event")
+    }
+
     fn record(&mut self, batch: &[asdic_core::Event]) -> Result<(), Fail> {
         let now = asdic_engine::now_ns();
         let mut changes = vec![];
+        let shared = self.shared.clone().context("sweep never started")?;
         {
-            let mut fleet = self
-                .shared
+            let mut fleet = shared
                 .fleet
                 .lock()
                 .map_err(|_| anyhow::anyhow!("fleet lock poisoned"))?;
             for ev in batch {
-                self.refusals.add(ev);
                 if self.to_writer.is_some()
                     && let Some(row) = fleet.row(ev)
                 {
@@ -753,19 +756,26 @@ impl Loop<'_> {
     /// The rows held so far, replaced by an emptied vector the writer sent back (or a new one).
     fn take_rows(&mut self) -> Vec<SweepRow> {
         let next = self
-            .recycled
-            .and_then(|r| r.try_recv().ok())
+            .to_writer
+            .as_ref()
+            .and_then(|(_, r)| r.try_recv().ok())
             .unwrap_or_else(|| Vec::with_capacity(ROWS_PER_BATCH));
         std::mem::replace(&mut self.rows, next)
     }
 
-    fn flush_rows(&mut self) -> Result<(), Fail> {
-        if let Some(tx) = self.to_writer
-            && !self.rows.is_empty()
-        {
-            let rows = self.take_rows();
-            tx.send(ToWriter::Rows(self.period, rows))
+    /// Hands `msg` to the writer thread, if there is one.
+    fn send(&self, msg: ToWriter) -> Result<(), Fail> {
+        if let Some((tx, _)) = &self.to_writer {
+            tx.send(msg)
                 .map_err(|_| anyhow::anyhow!("the Parquet writer stopped"))?;
+        }
+        Ok(())
+    }
+
+    fn flush_rows(&mut self) -> Result<(), Fail> {
+        if self.to_writer.is_some() && !self.rows.is_empty() {
+            let rows = self.take_rows();
+            self.send(ToWriter::Rows(self.period, rows))?;
         }
         Ok(())
     }
@@ -773,10 +783,9 @@ impl Loop<'_> {
     /// Sends the rows held so far and has the writer finish the open part of the file, so
     /// they survive a kill.
     fn sync(&mut self) -> Result<(), Fail> {
-        if let Some(tx) = self.to_writer {
+        if self.to_writer.is_some() {
             let rows = self.take_rows();
-            tx.send(ToWriter::Sync(self.period, rows))
-                .map_err(|_| anyhow::anyhow!("the Parquet writer stopped"))?;
+            self.send(ToWriter::Sync(self.period, rows))?;
         }
         Ok(())
     }
@@ -784,9 +793,9 @@ impl Loop<'_> {
     /// At a period boundary: the period's last rows and the targets' window statistics go to
     /// its file, which is closed; the next rows open the next one.
     fn maybe_rotate(&mut self) -> Result<(), Fail> {
-        let Some(tx) = self.to_writer else {
+        if self.to_writer.is_none() {
             return Ok(());
-        };
+        }
         let p = period_of(SystemTime::now(), self.a.rotate);
         if p == self.period {
             return Ok(());
@@ -794,12 +803,10 @@ impl Loop<'_> {
         let ended = std::mem::replace(&mut self.period, p);
         let now = asdic_engine::now_ns();
         let mut rows = std::mem::take(&mut self.rows);
-        if let Ok(mut f) = self.shared.fleet.lock() {
+        if let Ok(mut f) = self.shared().fleet.lock() {
             rows.extend(f.window_rows(now));
         }
-        tx.send(ToWriter::Close(ended, rows))
-            .map_err(|_| anyhow::anyhow!("the Parquet writer stopped"))?;
-        Ok(())
+        self.send(ToWriter::Close(ended, rows))
     }
 
     /// Reloads the targets file if it changed (or on SIGHUP); a file that does not parse
@@ -816,13 +823,13 @@ impl Loop<'_> {
         let r = match r {
             Ok(r) => r,
             Err(e) => {
-                self.shared.reload_errors.fetch_add(1, Ordering::Relaxed);
+                self.shared().reload_errors.fetch_add(1, Ordering::Relaxed);
                 eprintln!("asdic: reload ({why}) refused, keeping the current targets: {e}");
                 return;
             }
         };
         report_resolved(&self.a.file, &r);
-        let Ok(mut fleet) = self.shared.fleet.lock() else {
+        let Ok(mut fleet) = self.shared().fleet.lock() else {
             return;
         };
         let (cookies, applied) = fleet.apply(&r.targets);
@@ -835,7 +842,7 @@ impl Loop<'_> {
                 None => unprobed += items.len(),
             }
         }
-        self.shared.reloads.fetch_add(1, Ordering::Relaxed);
+        self.shared().reloads.fetch_add(1, Ordering::Relaxed);
         eprintln!(
             "asdic: reloaded {} ({why}): {} targets, {} added, {} removed",
             self.a.file.display(),
@@ -869,7 +876,7 @@ impl Loop<'_> {
             .iter()
             .map(|p| p.sender.sent.load(Ordering::Relaxed))
             .sum();
-        let (targets, alarm, replied) = match self.shared.fleet.lock() {
+        let (targets, alarm, replied) = match self.shared().fleet.lock() {
             Ok(f) => (f.len(), f.in_alarm(), f.answering(asdic_engine::now_ns())),
             Err(_) => (0, 0, 0),
         };
@@ -883,24 +890,28 @@ impl Loop<'_> {
     }
 }
 
-fn run_metadata(a: &SweepArgs, pipelines: &[Pipeline], session: u32) -> Vec<(String, String)> {
-    let cmd: Vec<String> = std::env::args().collect();
-    [
-        ("asdic.version", env!("CARGO_PKG_VERSION").to_string()),
-        ("asdic.command", cmd.join(" ")),
-        ("asdic.mode", "sweep".to_string()),
-        ("asdic.engine", engine_names(pipelines)),
-        ("asdic.targets_file", a.file.display().to_string()),
-        ("asdic.every_ms", a.every.as_millis().to_string()),
-        ("asdic.window_ms", a.window.as_millis().to_string()),
-        ("asdic.timeout_ms", a.timeout.as_millis().to_string()),
-        ("asdic.ttl", a.ttl.to_string()),
-        ("asdic.session", format!("{session:08x}")),
-        ("asdic.start_unix_ns", asdic_engine::now_ns().to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+impl Sweeping {
+    /// Each file's Parquet metadata (the file adds its own period and end keys).
+    fn metadata(&self, run: &Run) -> Vec<(String, String)> {
+        let a = &self.a;
+        let cmd: Vec<String> = std::env::args().collect();
+        [
+            ("asdic.version", env!("CARGO_PKG_VERSION").to_string()),
+            ("asdic.command", cmd.join(" ")),
+            ("asdic.mode", "sweep".to_string()),
+            ("asdic.engine", engine_names(&run.pipelines)),
+            ("asdic.targets_file", a.file.display().to_string()),
+            ("asdic.every_ms", a.every.as_millis().to_string()),
+            ("asdic.window_ms", a.window.as_millis().to_string()),
+            ("asdic.timeout_ms", a.timeout.as_millis().to_string()),
+            ("asdic.ttl", a.ttl.to_string()),
+            ("asdic.session", format!("{:08x}", self.session)),
+            ("asdic.start_unix_ns", asdic_engine::now_ns().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
 }
 
 #[cfg(test)]

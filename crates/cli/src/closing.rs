@@ -1,0 +1,162 @@
+//! The lines a run ends with: why the local stack refused probes, what the kernel dropped,
+//! a rate that fell short.
+
+use asdic_core::event::Event;
+use asdic_engine::KernelDrops;
+
+/// The kernel's drops as Parquet metadata: `asdic.kernel_lost` (replies and errors of the run
+/// that asdic never saw) and `asdic.kernel.<counter>` for each counter.
+pub fn kernel_metadata(k: &KernelDrops) -> Vec<(String, String)> {
+    let mut v = vec![("asdic.kernel_lost".to_string(), k.lost().to_string())];
+    for (name, n) in k.fields() {
+        v.push((format!("asdic.kernel.{name}"), n.to_string()));
+    }
+    v
+}
+
+/// The closing line for a run whose replies the kernel dropped, if it did: how many and
+/// where, and what it means for the results.
+pub fn kernel_warning(k: &KernelDrops) -> Option<String> {
+    (k.lost() > 0).then(|| {
+        let mut why = vec![];
+        if k.redirect_failed > 0 {
+            why.push(
+                "replies came in on RX queues without an AF_XDP socket: leave out --queues, or \
+                 steer the replies to the bound queues (ethtool -N)",
+            );
+        }
+        if k.lost() > k.redirect_failed {
+            why.push("lower --rate, or give the receivers cores of their own (--cores)");
+        }
+        format!(
+            "asdic: WARNING: the kernel dropped {} replies or errors of this run before asdic \
+             could read them ({}); targets they belonged to show loss the network did not \
+             cause: {}",
+            k.lost(),
+            k.nonzero(),
+            why.join("; ")
+        )
+    })
+}
+
+/// A line saying that sending fell short of `--rate`: below 90 % of `asked` over a send
+/// phase long enough to measure (0.2 s), the engine, CPU or link is the limit, not the cap.
+pub fn rate_shortfall(asked: f64, sent: u64, send_secs: f64) -> Option<String> {
+    let achieved = sent as f64 / send_secs.max(1e-6);
+    (send_secs >= 0.2 && achieved < 0.9 * asked).then(|| {
+        format!(
+            "asdic: sending reached {achieved:.0} probes/s, {:.1} % of --rate {asked:.0}: the \
+             engine, CPU or link is the limit here (every probe was still sent and accounted for)",
+            100.0 * achieved / asked
+        )
+    })
+}
+
+/// Why the local stack refused probes (send failures by OS error), for the closing lines:
+/// a deleted interface or a vanished route shows as "Network is unreachable" here, not only
+/// as a count.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    by_errno: Vec<(i32, u64)>,
+}
+
+impl Refusals {
+    /// Counts `ev` if it is a send failure.
+    pub fn add(&mut self, ev: &Event) {
+        if let asdic_core::Outcome::SendFailed { errno } = ev.outcome {
+            match self.by_errno.iter_mut().find(|(e, _)| *e == errno) {
+                Some((_, n)) => *n += 1,
+                None => self.by_errno.push((errno, 1)),
+            }
+        }
+    }
+
+    /// "the local stack refused N probes: Network is unreachable (os error 101) ×N; …", most
+    /// first, with a hint for the errors that mean the path is gone; `None` without failures.
+    pub fn line(&self) -> Option<String> {
+        if self.by_errno.is_empty() {
+            return None;
+        }
+        let mut v = self.by_errno.clone();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let total: u64 = v.iter().map(|x| x.1).sum();
+        let parts: Vec<String> = v
+            .iter()
+            .map(|(e, n)| format!("{} ×{n}", std::io::Error::from_raw_os_error(*e)))
+            .collect();
+        let gone = v.iter().any(|(e, _)| {
+            [
+                libc::ENETUNREACH,
+                libc::EHOSTUNREACH,
+                libc::ENODEV,
+                libc::ENXIO,
+                libc::ENETDOWN,
+            ]
+            .contains(e)
+        });
+        Some(format!(
+            "asdic: the local stack refused {total} probes: {}{}",
+            parts.join("; "),
+            if gone {
+                " (the interface or the route to the targets went away or down)"
+            } else {
+                ""
+            }
+        ))
+    }
+
+    /// Prints [`Refusals::line`] on stderr, if any.
+    pub fn report(&self) {
+        if let Some(l) = self.line() {
+            eprintln!("{l}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use asdic_core::Outcome;
+    use core::net::IpAddr;
+
+    fn failed(errno: i32) -> Event {
+        Event {
+            n: 0,
+            cookie: 0,
+            target: IpAddr::from([198, 19, 0, 1]),
+            t_send_ns: 0,
+            attempt: 0,
+            outcome: Outcome::SendFailed { errno },
+        }
+    }
+
+    #[test]
+    fn a_shortfall_is_said_only_when_it_is_real() {
+        assert_eq!(rate_shortfall(100_000.0, 100_000, 1.0), None);
+        assert_eq!(rate_shortfall(100_000.0, 95_000, 1.0), None);
+        // Too short to tell.
+        assert_eq!(rate_shortfall(1e6, 10, 0.01), None);
+        let l = rate_shortfall(2e6, 65_536, 0.5).unwrap();
+        assert!(
+            l.contains("131072 probes/s, 6.6 % of --rate 2000000"),
+            "{l}"
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_os_errors_most_first() {
+        let mut r = Refusals::default();
+        assert_eq!(r.line(), None);
+        for _ in 0..3 {
+            r.add(&failed(libc::ENETUNREACH));
+        }
+        r.add(&failed(libc::ENOBUFS));
+        let l = r.line().unwrap();
+        assert!(
+            l.starts_with("asdic: the local stack refused 4 probes: Network is unreachable"),
+            "{l}"
+        );
+        assert!(l.contains("×3; No buffer space available"), "{l}");
+        assert!(l.ends_with("went away or down)"), "{l}");
+    }
+}

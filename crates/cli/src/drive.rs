@@ -1,0 +1,299 @@
+//! The one driver of every probing subcommand. A subcommand describes its run as [`Lanes`]
+//! (one per address family: table size, engine hints, the sender's and receiver's work) and
+//! implements [`Mode`] for what is its own (its start line, what it does with events, its
+//! outputs and summary); [`drive`] does what they share, in this order:
+//!
+//! 1. open each lane's engine (`--engine` and auto's fallback, said once), the first XDP
+//!    lane keeping the interface's queues;
+//! 2. [`Mode::prepare`], then drop every capability and check that the outputs can still be
+//!    written ([`privilege`](crate::privilege)), then print which engine runs and why;
+//! 3. [`Mode::start`] (the run's clock has started), signals (first: stop sending and cool down; second: stop now), the
+//!    sender and receiver threads;
+//! 4. the event loop: each batch to [`Mode::on_events`] (send failures are also tallied here),
+//!    [`Mode::tick`] after every wait, a progress line once a second when the mode has one;
+//! 5. [`Mode::drained`], the joins, [`Mode::finish`] (results and the mode's summary), then
+//!    the lines every run ends with: why probes were refused, the kernel's drops, a rate
+//!    shortfall, an interruption — and the first thread failure as the run's error.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use asdic_core::event::{Drops, Event};
+use asdic_engine::KernelDrops;
+use crossbeam_channel::RecvTimeoutError;
+
+use crate::Fail;
+use crate::closing::{Refusals, kernel_warning, rate_shortfall};
+use crate::engines::{EngineOptions, Opener, RunHints, engine_line};
+use crate::pipeline::{Pipeline, Started, Work, join_all, kernel_drops, start_all};
+use crate::privilege::{Writes, drop_capabilities};
+use crate::signals::Signals;
+
+/// One address family's part of a run.
+pub struct Lane {
+    /// Its in-flight table's slots.
+    pub slots: usize,
+    /// What its engine needs to know (a target to route toward, identifiers in use).
+    pub hints: RunHints,
+    /// The sender's and the receiver's parameters and the targets.
+    pub work: Work,
+}
+
+/// A run as [`drive`] takes it.
+pub struct Lanes {
+    /// How engines open.
+    pub engine: EngineOptions,
+    /// One lane per address family with targets.
+    pub lanes: Vec<Lane>,
+    /// Payload sizes of the probe templates (a probe's class indexes them).
+    pub sizes: Vec<usize>,
+    /// `--cores`.
+    pub cores: Vec<usize>,
+    /// How long the first signal waits for replies in flight.
+    pub wait: Duration,
+    /// Longest wait for events between ticks.
+    pub poll: Duration,
+    /// Progress lines once a second ([`Mode::progress`]).
+    pub progress: bool,
+    /// The rate asked for, when a run that falls short of it should say so.
+    pub rate_goal: Option<f64>,
+}
+
+/// The running pipelines, as a mode sees them.
+pub struct Run {
+    /// One per lane, in order.
+    pub pipelines: Vec<Pipeline>,
+    /// When sending started.
+    pub t0: Instant,
+    /// The same, nanoseconds since the Unix epoch.
+    pub started_ns: u64,
+    signals: Option<Signals>,
+}
+
+impl Run {
+    /// Probes sent over every pipeline.
+    pub fn sent(&self) -> u64 {
+        self.sum(|p| p.sender.sent.load(Ordering::Relaxed))
+    }
+
+    /// Probes the local stack refused.
+    pub fn failed(&self) -> u64 {
+        self.sum(|p| p.sender.failed.load(Ordering::Relaxed))
+    }
+
+    /// How long the longest sender sent, in seconds (at least 1 µs).
+    pub fn send_secs(&self) -> f64 {
+        let us = self
+            .pipelines
+            .iter()
+            .map(|p| p.sender.send_us.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        (us as f64 / 1e6).max(1e-6)
+    }
+
+    /// What the kernel dropped before the receivers could read it.
+    pub fn kernel(&self) -> KernelDrops {
+        kernel_drops(&self.pipelines)
+    }
+
+    /// Stops every sender; `now` also stops waiting for replies in flight.
+    pub fn stop(&self, now: bool) {
+        for p in &self.pipelines {
+            p.sender.stop.store(true, Ordering::Relaxed);
+            if now {
+                p.receiver.abort.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// Whether SIGINT or SIGTERM came.
+    pub fn interrupted(&self) -> bool {
+        self.signals.as_ref().is_some_and(Signals::interrupted)
+    }
+
+    /// Adds `f` over the pipelines.
+    pub fn sum(&self, f: impl Fn(&Pipeline) -> u64) -> u64 {
+        self.pipelines.iter().map(f).sum()
+    }
+}
+
+/// How the threads ended.
+pub struct End {
+    /// What the receivers dropped (malformed, forged, foreign…), added up.
+    pub drops: Drops,
+    /// From the first probe to the last thread's end.
+    pub elapsed: Duration,
+    /// What the kernel dropped.
+    pub kernel: KernelDrops,
+}
+
+/// What a subcommand does with a run; [`drive`] calls these in order.
+pub trait Mode {
+    /// The engines are open, capabilities still held: open what needs them (a privileged
+    /// port) or must exist before the write check (an output directory).
+    fn prepare(&mut self, _run: &Run) -> Result<(), Fail> {
+        Ok(())
+    }
+
+    /// Where the run creates files once it is under way, checked after the capabilities
+    /// are dropped.
+    fn writes(&self) -> Option<Writes<'_>>;
+
+    /// Capabilities dropped, engine line printed: the start line, outputs opened.
+    fn start(&mut self, run: &Run) -> Result<(), Fail>;
+
+    /// One batch of events.
+    fn on_events(&mut self, run: &Run, batch: &mut [Event]) -> Result<(), Fail>;
+
+    /// After every wait for events: timed work (snapshots, rotation, status).
+    fn tick(&mut self, _run: &Run) -> Result<(), Fail> {
+        Ok(())
+    }
+
+    /// The progress line, asked once a second when [`Lanes::progress`] is on.
+    fn progress(&self, _run: &Run) -> Option<String> {
+        None
+    }
+
+    /// Every receiver has ended (no more events), threads not yet joined: flush what is held.
+    fn drained(&mut self, _run: &Run) -> Result<(), Fail> {
+        Ok(())
+    }
+
+    /// Every thread has ended: write the results, print the mode's summary lines; the exit
+    /// code when no thread failed.
+    fn finish(&mut self, run: &Run, end: &End) -> Result<ExitCode, Fail>;
+}
+
+/// A progress line once a second (after the first second), rewritten in place on a terminal.
+struct Progress {
+    on: bool,
+    tty: bool,
+    last: Instant,
+    printed: bool,
+}
+
+impl Progress {
+    fn show(&mut self, run: &Run, mode: &dyn Mode) {
+        if !self.on
+            || run.t0.elapsed() < Duration::from_secs(1)
+            || self.last.elapsed() < Duration::from_secs(1)
+        {
+            return;
+        }
+        self.last = Instant::now();
+        let Some(line) = mode.progress(run) else {
+            return;
+        };
+        self.printed = true;
+        if self.tty {
+            eprint!("\r\x1b[2K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    fn end(&self) {
+        if self.printed && self.tty {
+            eprintln!();
+        }
+    }
+}
+
+/// Runs `lanes` for `mode`: see the module documentation.
+pub fn drive(lanes: Lanes, mode: &mut dyn Mode) -> Result<ExitCode, Fail> {
+    let mut opener = Opener::default();
+    let mut pipelines = Vec::with_capacity(lanes.lanes.len());
+    let mut work = Vec::with_capacity(lanes.lanes.len());
+    for lane in lanes.lanes {
+        pipelines.push(opener.open(lane.slots, &lanes.engine, &lane.hints)?);
+        work.push(lane.work);
+    }
+    let mut run = Run {
+        pipelines,
+        t0: Instant::now(),
+        started_ns: 0,
+        signals: None,
+    };
+    mode.prepare(&run)?;
+    drop_capabilities(mode.writes())?;
+    eprintln!("{}", engine_line(&run.pipelines));
+    run.started_ns = asdic_engine::now_ns();
+    run.t0 = Instant::now();
+    mode.start(&run)?;
+    run.signals = Some(Signals::install(&run.pipelines, lanes.wait)?);
+    let Started {
+        handles,
+        events,
+        recycle,
+    } = start_all(&mut run.pipelines, work, &lanes.sizes, &lanes.cores)?;
+
+    let mut refusals = Refusals::default();
+    let mut progress = Progress {
+        on: lanes.progress,
+        tty: std::io::stderr().is_terminal(),
+        last: Instant::now(),
+        printed: false,
+    };
+    // A mode's error ends the loop; the threads are still stopped and joined below.
+    let mut stopped: Result<(), Fail> = Ok(());
+    loop {
+        match events.recv_timeout(lanes.poll) {
+            Ok(mut batch) => {
+                batch.iter().for_each(|ev| refusals.add(ev));
+                stopped = mode.on_events(&run, &mut batch);
+                batch.clear();
+                let _ = recycle.try_send(batch);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if stopped.is_ok() {
+            stopped = mode.tick(&run);
+        }
+        if stopped.is_err() {
+            run.stop(true);
+            // Keep emptying the channel so the receivers can end.
+            while events.recv().is_ok() {}
+            break;
+        }
+        progress.show(&run, mode);
+    }
+    progress.end();
+    if let Err(e) = stopped {
+        let _ = join_all(handles);
+        return Err(e);
+    }
+    mode.drained(&run)?;
+    let (drops, failure) = join_all(handles);
+    if let Some(s) = &run.signals {
+        s.close();
+    }
+    let end = End {
+        drops,
+        elapsed: run.t0.elapsed(),
+        kernel: run.kernel(),
+    };
+
+    let code = mode.finish(&run, &end)?;
+    refusals.report();
+    if let Some(l) = kernel_warning(&end.kernel) {
+        eprintln!("{l}");
+    }
+    if let Some(l) = lanes
+        .rate_goal
+        .and_then(|goal| rate_shortfall(goal, run.sent(), run.send_secs()))
+    {
+        eprintln!("{l}");
+    }
+    if run.interrupted() {
+        eprintln!("asdic: interrupted: results cover the probes sent before the signal");
+    }
+    match failure {
+        Some(e) => Err(Fail::System(e)),
+        None => Ok(code),
+    }
+}
