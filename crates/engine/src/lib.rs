@@ -12,7 +12,10 @@
 //!
 //! Engines here: [`raw`] (raw ICMP/ICMPv6 sockets, `sendmmsg`/`recvmmsg`, kernel receive
 //! timestamps), [`uring`] (the same sockets driven through io_uring) and [`xdp`] (AF_XDP:
-//! Ethernet frames through a UMEM, replies steered to it by asdic's XDP program).
+//! Ethernet frames through a UMEM, replies steered to it by asdic's XDP program). [`mem`] is
+//! no I/O at all: a pretend network in memory with a configurable host population behind it
+//! (alive, dead and unreachable hosts, loss, delay, duplicates, forgeries), for running the
+//! whole pipeline in tests and demos without a socket or root.
 
 /// Batches of outgoing probes.
 pub mod batch;
@@ -20,6 +23,8 @@ pub mod batch;
 pub mod caps;
 /// Engine errors.
 pub mod error;
+/// The in-memory engine: a host population behind a pretend network (tests, demos).
+pub mod mem;
 /// Route, interface and neighbour lookups over rtnetlink (for frame-building engines).
 pub mod netlink;
 /// The raw-socket engine.
@@ -224,7 +229,8 @@ pub trait Rx: Send {
 
     /// What the kernel dropped before this half could read it, cumulative since it opened
     /// (a system call: read it a few times a second, not per frame). Engines whose kernel
-    /// keeps no such count (the in-memory fakes of tests) report zeros.
+    /// keeps no such count report zeros (the in-memory engine reports its queue overflow as
+    /// `socket`).
     fn kernel_drops(&mut self) -> Result<KernelDrops, EngineError> {
         Ok(KernelDrops::default())
     }
