@@ -9,7 +9,7 @@ use asdic_engine::uring::{self, UringOptions};
 use asdic_engine::xdp::{self, XdpOptions};
 use asdic_engine::{EngineError, Rx, Tx};
 use asdic_wire::Family;
-use asdic_wire::payload::Numbering;
+use asdic_wire::template;
 
 use crate::Fail;
 use crate::args::{EngineChoice, XdpModeChoice};
@@ -49,19 +49,6 @@ pub struct RunHints {
     pub ids: Ids,
     /// Probes the pipeline may send (identifiers in use follow from it).
     pub probes: u64,
-}
-
-impl RunHints {
-    /// (first identifier, how many) of the identifiers the run's probes carry.
-    pub fn ident_range(&self) -> (u16, u32) {
-        match self.ids.numbering {
-            Numbering::Spread { base } => {
-                let span = (self.probes >> 16).saturating_add(1).min(65_536);
-                (base, span as u32)
-            }
-            Numbering::Fixed { ident } => (ident, 1),
-        }
-    }
 }
 
 /// An engine this build can run.
@@ -249,7 +236,7 @@ fn open_engine(
             ((Box::new(tx), vec![Box::new(rx)]), String::new())
         }
         Engine::Xdp => {
-            let (ident_base, ident_span) = hints.ident_range();
+            let (ident_base, ident_span) = hints.ids.numbering.ident_range(hints.probes);
             let opts = XdpOptions {
                 device: o.device.clone(),
                 mode: o.xdp_mode.map(|m| match m {
@@ -261,7 +248,7 @@ fn open_engine(
                 ident_span,
                 batch: o.batch,
                 gateway_mac: o.gateway_mac,
-                frame_len: 14 + if family == Family::V6 { 40 } else { 20 } + 8 + o.size,
+                frame_len: template::ethernet_frame_len(family, o.size),
                 queues: o.queues.clone(),
                 // Auto must not pick an engine that leaves replies unread.
                 require_all_queues: auto,

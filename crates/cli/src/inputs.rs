@@ -44,11 +44,7 @@ impl Ids {
     /// Most in-flight slots the numbering tells apart: 2^16 with one fixed identifier (the
     /// sequence alone), 2^21 with a spread one.
     pub fn max_slots(&self) -> u64 {
-        if self.numbering.bits() == 16 {
-            1 << 16
-        } else {
-            1 << 21
-        }
+        asdic_core::table::max_slots(self.numbering)
     }
 }
 
@@ -78,17 +74,6 @@ pub fn configs(
         batch: events,
     };
     (cfg, rx_cfg)
-}
-
-/// Table slots for a pipeline sending `rate` probes/s that each wait up to `wait`: twice the
-/// probes in flight, at least 1024.
-pub fn slots_for(rate: f64, wait: Duration) -> u64 {
-    let want = (2.0 * rate * (wait.as_secs_f64() + 0.1)).ceil();
-    if want.is_finite() {
-        (want as u64).max(1024)
-    } else {
-        u64::MAX
-    }
 }
 
 /// Targets from arguments, then `file` (or stdin: with `-`, or when there is neither and

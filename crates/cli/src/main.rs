@@ -57,6 +57,11 @@ pub enum Fail {
     System(anyhow::Error),
 }
 
+/// A usage error: the operator asked for something that cannot run.
+pub fn usage(msg: impl Into<String>) -> Fail {
+    Fail::Usage(msg.into())
+}
+
 impl Fail {
     fn exit_code(&self) -> u8 {
         match self {

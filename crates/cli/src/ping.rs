@@ -11,19 +11,21 @@ use anyhow::Context;
 use asdic_analysis::{Aggregator, Format, ParquetSink, Row, Sink, sink_for, summary_line};
 use asdic_core::event::Event;
 use asdic_core::source::Rounds;
+use asdic_core::table::slots_for;
 use asdic_core::targets;
 use asdic_wire::Family;
 use asdic_wire::payload;
+use asdic_wire::template::MAX_PAYLOAD;
 
-use crate::Fail;
 use crate::args::{FormatChoice, PingArgs, check_rate};
 use crate::closing::kernel_metadata;
 use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::{RunHints, engine_names};
-use crate::inputs::{Ids, configs, read_specs, slots_for};
+use crate::inputs::{Ids, configs, read_specs};
 use crate::pipeline::Work;
 use crate::privilege::Writes;
 use crate::snapshot::Snapshots;
+use crate::{Fail, usage};
 
 /// Most targets `ping` lists in memory.
 const MAX_TARGETS: u64 = 1 << 24;
@@ -31,12 +33,6 @@ const MAX_TARGETS: u64 = 1 << 24;
 const DEFAULT_RATE_LIMIT: u64 = 256;
 /// Rate when none is given (fping's 10 ms between probes).
 const DEFAULT_RATE: f64 = 100.0;
-/// Largest ICMP payload on the raw engine (an IPv4 datagram's limit).
-const MAX_SIZE_RAW: usize = 65_535 - 20 - 8;
-
-fn usage(msg: impl Into<String>) -> Fail {
-    Fail::Usage(msg.into())
-}
 
 /// Checks every option before anything is opened or sent.
 fn validate(a: &PingArgs, probes: u128) -> Result<f64, Fail> {
@@ -47,9 +43,9 @@ fn validate(a: &PingArgs, probes: u128) -> Result<f64, Fail> {
             payload::LEN
         )));
     }
-    if a.size > MAX_SIZE_RAW {
+    if a.size > MAX_PAYLOAD {
         return Err(usage(format!(
-            "--size {}: above the raw engine's maximum of {MAX_SIZE_RAW} bytes",
+            "--size {}: above the raw engine's maximum of {MAX_PAYLOAD} bytes",
             a.size
         )));
     }
@@ -269,7 +265,7 @@ fn progress_line(run: &Run, expected: u64) -> String {
     let replies = run.sum(|p| p.receiver.replies.load(Ordering::Relaxed));
     let errors = run.sum(|p| p.receiver.errors.load(Ordering::Relaxed));
     let timeouts = run.sum(|p| p.receiver.timeouts.load(Ordering::Relaxed));
-    let inflight = run.sum(|p| p.table.in_flight() as u64);
+    let inflight = run.sum(|p| p.table.in_flight());
     let kernel = run.kernel().lost();
     let secs = run.t0.elapsed().as_secs_f64();
     let pps = sent as f64 / secs.max(1e-9);

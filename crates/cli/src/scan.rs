@@ -16,31 +16,25 @@ use asdic_core::event::Event;
 use asdic_core::permute::Cycle;
 use asdic_core::source::Scan;
 use asdic_core::space::{self, AddrSet, Space, SpaceSpec};
+use asdic_core::table::slots_for;
 use asdic_core::targets::TargetSpec;
 use asdic_wire::Family;
 use asdic_wire::payload;
+use asdic_wire::template::{self, MAX_PAYLOAD};
 
-use crate::Fail;
 use crate::args::{IdChoice, Limit, ScanArgs, ScanFormat, check_rate};
 use crate::closing::kernel_metadata;
 use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::{RunHints, engine_names};
-use crate::inputs::{Ids, configs, random_u64, read_cidr_file, read_specs, slots_for};
+use crate::inputs::{Ids, configs, random_u64, read_cidr_file, read_specs};
 use crate::pipeline::Work;
 use crate::privilege::Writes;
+use crate::{Fail, usage};
 
 /// Largest in-flight table per family (40 bytes a slot: 160 MiB).
 const MAX_SLOTS: u64 = 1 << 22;
-/// Largest ICMP payload on the raw engine (an IPv4 datagram's limit).
-const MAX_SIZE: usize = 65_535 - 20 - 8;
 /// Rows per Parquet row group of a scan: the writer buffers one (about 3 MiB at this size).
 const SCAN_ROW_GROUP: usize = 16_384;
-/// Ethernet bytes around an IP packet on the wire: preamble+SFD 8, header 14, FCS 4, gap 12.
-const ETHERNET_OVERHEAD: usize = 38;
-
-fn usage(msg: impl Into<String>) -> Fail {
-    Fail::Usage(msg.into())
-}
 
 /// One family's share of the scan.
 struct Plan {
@@ -126,9 +120,9 @@ fn validate(a: &ScanArgs) -> Result<(), Fail> {
             a.shard, a.shards
         )));
     }
-    if a.size < payload::LEN || a.size > MAX_SIZE {
+    if a.size < payload::LEN || a.size > MAX_PAYLOAD {
         return Err(usage(format!(
-            "--size {}: must be {}..={MAX_SIZE} bytes (at least the probe stamp and its MAC)",
+            "--size {}: must be {}..={MAX_PAYLOAD} bytes (at least the probe stamp and its MAC)",
             a.size,
             payload::LEN
         )));
@@ -157,13 +151,12 @@ fn rate(a: &ScanArgs, plans: &[Plan]) -> Result<f64, Fail> {
         ));
     };
     // Frame size of the largest family in the scan.
-    let ip = if plans.iter().any(|p| p.family == Family::V6) {
-        40
+    let family = if plans.iter().any(|p| p.family == Family::V6) {
+        Family::V6
     } else {
-        20
+        Family::V4
     };
-    // Ethernet pads payloads below 46 bytes.
-    let bits = ((ip + 8 + a.size).max(46) + ETHERNET_OVERHEAD) * 8;
+    let bits = template::ethernet_wire_bits(family, a.size);
     let r = bps / bits as f64;
     if r < 1.0 {
         return Err(usage(format!(

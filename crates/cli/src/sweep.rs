@@ -20,27 +20,27 @@ use asdic_analysis::{PartedSink, Sink, SweepRow, parts_dir};
 use asdic_core::event::Event;
 use asdic_core::fleet::{FleetLine, parse_fleet};
 use asdic_core::sweep::{Item, Plan, Sweep};
+use asdic_core::table::slots_for;
 use asdic_receiver::rx::RxShared;
 use asdic_wire::Family;
 use asdic_wire::payload;
+use asdic_wire::template::{self, MAX_PAYLOAD};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use crate::Fail;
 use crate::args::{IdChoice, SweepArgs, check_rate};
 use crate::closing::kernel_metadata;
 use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::{RunHints, engine_names};
-use crate::inputs::{Ids, configs, slots_for};
+use crate::inputs::{Ids, configs};
 use crate::metrics::{self, Shared};
 use crate::pipeline::{Pipeline, Work, kernel_drops};
 use crate::privilege::Writes;
+use crate::{Fail, usage};
 
 /// Most targets a sweep lists.
 const MAX_TARGETS: usize = 1 << 24;
 /// Probes per second allowed without --rate.
 const DEFAULT_RATE_CAP: f64 = 1000.0;
-/// Largest ICMP payload (an IPv4 datagram's limit).
-const MAX_SIZE: usize = 65_535 - 20 - 8;
 /// XDP engine: UMEM frames for receiving. A sweep receives for as long as it runs, beside
 /// scrapes and file writes: 16,384 frames buffer 164 ms of replies at 100,000/s against a
 /// stalled receiver, where the default 4,096 lost 0.5 % of them with the bench's scrapes
@@ -48,10 +48,6 @@ const MAX_SIZE: usize = 65_535 - 20 - 8;
 const SWEEP_RX_FRAMES: u32 = 16_384;
 /// Rows handed to the writer at once.
 const ROWS_PER_BATCH: usize = 8192;
-
-fn usage(msg: impl Into<String>) -> Fail {
-    Fail::Usage(msg.into())
-}
 
 /// The run's packet sizes (template classes) and how lines map to them.
 #[derive(Debug, Clone)]
@@ -90,12 +86,9 @@ struct Resolved {
 /// ICMP payload bytes for a NetXMS `psize` (IP header included), and whether it was raised
 /// to asdic's minimum.
 fn payload_for(psize: u32, family: Family) -> (usize, bool) {
-    let ip = if family == Family::V6 { 40 } else { 20 };
-    let want = (psize as usize).saturating_sub(ip + 8);
-    if want < payload::LEN {
-        (payload::LEN, true)
-    } else {
-        (want, false)
+    match template::payload_of_packet(family, psize as usize) {
+        Some(want) if want >= payload::LEN => (want, false),
+        _ => (payload::LEN, true),
     }
 }
 
@@ -122,7 +115,7 @@ fn resolve(
             }
             None => default_size,
         };
-        if size > MAX_SIZE {
+        if size > MAX_PAYLOAD {
             return Err(format!(
                 "line {}: packet size {} is above the largest IPv4 datagram",
                 l.line,
@@ -171,9 +164,9 @@ fn stamp_of(path: &Path) -> Option<(SystemTime, u64)> {
 }
 
 fn validate(a: &SweepArgs) -> Result<(), Fail> {
-    if a.size < payload::LEN || a.size > MAX_SIZE {
+    if a.size < payload::LEN || a.size > MAX_PAYLOAD {
         return Err(usage(format!(
-            "--size {}: must be {}..={MAX_SIZE} bytes of ICMP payload",
+            "--size {}: must be {}..={MAX_PAYLOAD} bytes of ICMP payload",
             a.size,
             payload::LEN
         )));
@@ -441,7 +434,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         let plan = Plan::new(items);
         let (sender, receiver) = configs(share, &engine, ids, a.timeout, 0, 4096);
         lanes.push(Lane {
-            slots: slots_for(share, a.timeout).min(1 << 21) as usize,
+            slots: slots_for(share, a.timeout).min(ids.max_slots()) as usize,
             hints: RunHints {
                 toward,
                 ids,
@@ -514,8 +507,8 @@ fn report_resolved(file: &Path, r: &Resolved) {
             file.display(),
             r.raised,
             payload::LEN,
-            payload::LEN + 28,
-            payload::LEN + 48
+            template::ip_packet_len(Family::V4, payload::LEN),
+            template::ip_packet_len(Family::V6, payload::LEN)
         );
     }
     for &(line, first) in r.repeats.iter().take(5) {

@@ -15,20 +15,21 @@ use std::time::Duration;
 use anyhow::Context;
 use asdic_analysis::{HopRow, ParquetSink, Paths, Sink, TextFormat, text_sink};
 use asdic_core::event::Event;
+use asdic_core::table::slots_for;
 use asdic_core::targets;
 use asdic_core::trace::{Pairs, Reached, Trace};
 use asdic_wire::Family;
 use asdic_wire::payload;
 
-use crate::Fail;
 use crate::args::{TraceArgs, TraceFormat, check_rate};
 use crate::closing::kernel_metadata;
 use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::{RunHints, engine_names};
-use crate::inputs::{Ids, configs, read_specs, slots_for};
+use crate::inputs::{Ids, configs, read_specs};
 use crate::pipeline::Work;
 use crate::privilege::Writes;
 use crate::snapshot::Snapshots;
+use crate::{Fail, usage};
 
 /// Most targets one trace holds: its hop table keeps about 80 bytes per (target, TTL).
 const MAX_TARGETS: u64 = 1 << 20;
@@ -38,10 +39,6 @@ const DEFAULT_RATE_LIMIT: u64 = 256;
 const DEFAULT_RATE: f64 = 100.0;
 /// TTL of the engines' sockets; every trace probe names its own.
 const SOCKET_TTL: u8 = 64;
-
-fn usage(msg: impl Into<String>) -> Fail {
-    Fail::Usage(msg.into())
-}
 
 /// Checks every option before anything is opened or sent; returns the rate.
 fn validate(a: &TraceArgs, probes: u128) -> Result<f64, Fail> {

@@ -19,7 +19,29 @@
 use core::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
+use asdic_wire::payload::Numbering;
 use crossbeam_utils::CachePadded;
+
+/// Slots for a table whose probes go out at `rate` per second and each wait up to `wait`:
+/// twice the probes in flight (with 100 ms of slack), at least 1,024.
+pub fn slots_for(rate: f64, wait: std::time::Duration) -> u64 {
+    let want = (2.0 * rate * (wait.as_secs_f64() + 0.1)).ceil();
+    if want.is_finite() {
+        (want as u64).max(1024)
+    } else {
+        u64::MAX
+    }
+}
+
+/// Most slots that probes numbered by `numbering` tell apart: 2^16 with one fixed identifier
+/// (the sequence alone names the probe), 2^21 with a spread one.
+pub fn max_slots(numbering: Numbering) -> u64 {
+    if numbering.bits() == 16 {
+        1 << 16
+    } else {
+        1 << 21
+    }
+}
 
 const EMPTY: u64 = 0;
 const CLAIMING: u64 = 1;

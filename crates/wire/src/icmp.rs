@@ -20,6 +20,13 @@ use crate::registry::Family;
 /// Length of the ICMP header (type, code, checksum, four bytes of rest-of-header).
 pub const HEADER_LEN: usize = 8;
 
+/// Byte offsets of the header's fields.
+pub(crate) mod field {
+    pub const CHECKSUM: core::ops::Range<usize> = 2..4;
+    pub const IDENT: core::ops::Range<usize> = 4..6;
+    pub const SEQ: core::ops::Range<usize> = 6..8;
+}
+
 /// ICMPv4 echo request type.
 pub const V4_ECHO_REQUEST: u8 = 8;
 /// ICMPv4 echo reply type.
@@ -118,9 +125,9 @@ pub fn emit_echo_header(buf: &mut [u8], msg_type: u8, ident: u16, seq: u16) -> R
     let h = buf.get_mut(..HEADER_LEN).ok_or(WireError::Truncated)?;
     h[0] = msg_type;
     h[1] = 0;
-    h[2..4].copy_from_slice(&[0, 0]);
-    h[4..6].copy_from_slice(&ident.to_be_bytes());
-    h[6..8].copy_from_slice(&seq.to_be_bytes());
+    h[field::CHECKSUM].copy_from_slice(&[0, 0]);
+    h[field::IDENT].copy_from_slice(&ident.to_be_bytes());
+    h[field::SEQ].copy_from_slice(&seq.to_be_bytes());
     Ok(())
 }
 
@@ -133,7 +140,7 @@ mod tests {
         let mut b = [0u8; 16];
         emit_echo_header(&mut b, V4_ECHO_REQUEST, 0xabcd, 7).unwrap();
         let c = checksum::checksum(&b);
-        b[2..4].copy_from_slice(&c.to_be_bytes());
+        b[field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
         let p = Packet::new_checked(&b[..]).unwrap();
         assert_eq!(
             (p.msg_type(), p.code(), p.ident(), p.seq()),

@@ -28,7 +28,8 @@ pub const HEADER_LEN: usize = 20;
 /// IP protocol number of ICMP.
 pub const PROTO_ICMP: u8 = 1;
 
-mod field {
+/// Byte offsets of the header's fields.
+pub(crate) mod field {
     pub const VER_IHL: usize = 0;
     pub const TOTAL_LEN: core::ops::Range<usize> = 2..4;
     pub const IDENT: core::ops::Range<usize> = 4..6;

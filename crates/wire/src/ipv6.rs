@@ -21,6 +21,13 @@ pub const HEADER_LEN: usize = 40;
 /// Next-header value of ICMPv6.
 pub const NEXT_ICMPV6: u8 = 58;
 
+/// Byte offsets of the fixed header's fields.
+pub(crate) mod field {
+    pub const HOP_LIMIT: usize = 7;
+    pub const SRC: core::ops::Range<usize> = 8..24;
+    pub const DST: core::ops::Range<usize> = 24..40;
+}
+
 const NEXT_HOP_BY_HOP: u8 = 0;
 const NEXT_ROUTING: u8 = 43;
 const NEXT_FRAGMENT: u8 = 44;
@@ -72,17 +79,17 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// Hop limit.
     pub fn hop_limit(&self) -> u8 {
-        self.buf.as_ref()[7]
+        self.buf.as_ref()[field::HOP_LIMIT]
     }
 
     /// Source address.
     pub fn src(&self) -> Ipv6Addr {
-        addr(&self.buf.as_ref()[8..24])
+        addr(&self.buf.as_ref()[field::SRC])
     }
 
     /// Destination address.
     pub fn dst(&self) -> Ipv6Addr {
-        addr(&self.buf.as_ref()[24..40])
+        addr(&self.buf.as_ref()[field::DST])
     }
 
     /// The bytes after the fixed header (possibly cut short in a quote).
@@ -182,9 +189,9 @@ impl Repr {
         h[..4].copy_from_slice(&[0x60, 0, 0, 0]);
         h[4..6].copy_from_slice(&plen.to_be_bytes());
         h[6] = self.next_header;
-        h[7] = self.hop_limit;
-        h[8..24].copy_from_slice(&self.src.octets());
-        h[24..40].copy_from_slice(&self.dst.octets());
+        h[field::HOP_LIMIT] = self.hop_limit;
+        h[field::SRC].copy_from_slice(&self.src.octets());
+        h[field::DST].copy_from_slice(&self.dst.octets());
         Ok(())
     }
 }

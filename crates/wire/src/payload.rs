@@ -192,6 +192,18 @@ impl Numbering {
         }
     }
 
+    /// The identifiers the first `probes` probes carry: (first, how many), wrapping past
+    /// 65,535. What a filter that admits only this run's replies must let through.
+    pub fn ident_range(self, probes: u64) -> (u16, u32) {
+        match self {
+            Numbering::Spread { base } => {
+                let span = (probes >> 16).saturating_add(1).min(65_536);
+                (base, span as u32)
+            }
+            Numbering::Fixed { ident } => (ident, 1),
+        }
+    }
+
     /// How many low bits of n the (id, seq) pair carries.
     pub fn bits(self) -> u32 {
         match self {
@@ -281,5 +293,19 @@ mod tests {
             let _ = parse(&data);
             let _ = verify(&KEY, 0, "198.19.0.1".parse().unwrap(), 0, 0, &data);
         }
+    }
+
+    #[test]
+    fn ident_ranges_cover_the_probes() {
+        let spread = Numbering::Spread { base: 65_000 };
+        assert_eq!(spread.ident_range(1), (65_000, 1));
+        assert_eq!(spread.ident_range(65_536), (65_000, 2));
+        assert_eq!(spread.ident_range(u64::MAX), (65_000, 65_536));
+        for n in [0, 65_535, 65_536, 1 << 20] {
+            let (first, span) = spread.ident_range(n + 1);
+            let (id, _) = spread.ident_seq(n);
+            assert!(u32::from(id.wrapping_sub(first)) < span, "probe {n}");
+        }
+        assert_eq!(Numbering::Fixed { ident: 7 }.ident_range(1 << 30), (7, 1));
     }
 }

@@ -34,6 +34,39 @@ pub enum Layer {
 /// The largest ICMP payload: an IPv4 datagram is at most 65,535 bytes.
 pub const MAX_PAYLOAD: usize = 65_535 - ipv4::HEADER_LEN - icmp::HEADER_LEN;
 
+/// The IP header a probe of `family` carries (no options, no extension headers).
+pub const fn ip_header_len(family: Family) -> usize {
+    match family {
+        Family::V4 => ipv4::HEADER_LEN,
+        Family::V6 => ipv6::HEADER_LEN,
+    }
+}
+
+/// Bytes of the IP packet of an echo request with `payload` bytes of payload.
+pub const fn ip_packet_len(family: Family, payload: usize) -> usize {
+    ip_header_len(family) + icmp::HEADER_LEN + payload
+}
+
+/// Bytes of the Ethernet frame (header included, FCS not) of such a request.
+pub const fn ethernet_frame_len(family: Family, payload: usize) -> usize {
+    ethernet::HEADER_LEN + ip_packet_len(family, payload)
+}
+
+/// Bits such a request takes on an Ethernet wire: the frame padded to the 46-byte minimum
+/// payload, plus preamble and start delimiter (8), header (14), FCS (4) and the inter-frame
+/// gap (12).
+pub const fn ethernet_wire_bits(family: Family, payload: usize) -> usize {
+    const OVERHEAD: usize = 8 + ethernet::HEADER_LEN + 4 + 12;
+    let ip = ip_packet_len(family, payload);
+    (if ip < 46 { 46 } else { ip } + OVERHEAD) * 8
+}
+
+/// The payload of an echo request whose IP packet is `packet` bytes (NetXMS's packet size
+/// counts the IP header): `None` when the headers alone exceed it.
+pub const fn payload_of_packet(family: Family, packet: usize) -> Option<usize> {
+    packet.checked_sub(ip_header_len(family) + icmp::HEADER_LEN)
+}
+
 /// A prepared probe layout for one family, layer and payload size.
 #[derive(Debug, Clone)]
 pub struct Template {
@@ -163,24 +196,29 @@ impl Template {
             .get_mut(..self.bytes.len())
             .ok_or(WireError::Truncated)?;
         let m = &mut buf[self.icmp_at..];
-        m[4..6].copy_from_slice(&p.ident.to_be_bytes());
-        m[6..8].copy_from_slice(&p.seq.to_be_bytes());
+        m[icmp::field::IDENT].copy_from_slice(&p.ident.to_be_bytes());
+        m[icmp::field::SEQ].copy_from_slice(&p.seq.to_be_bytes());
         payload::emit(&mut m[icmp::HEADER_LEN..], &p.stamp, p.mac)?;
         let mut acc = self.icmp_sum;
-        acc = checksum::sum(acc, &m[4..icmp::HEADER_LEN + payload::LEN]);
+        // Identifier, sequence and the stamp: the patched bytes, contiguous.
+        acc = checksum::sum(
+            acc,
+            &m[icmp::field::IDENT.start..icmp::HEADER_LEN + payload::LEN],
+        );
         if let Layer::Ethernet { .. } = self.layer {
             let ip = &mut buf[self.ip_at..self.icmp_at];
             match (self.family, p.dst) {
                 (Family::V4, IpAddr::V4(d)) => {
-                    ip[8] = p.ttl;
-                    ip[16..20].copy_from_slice(&d.octets());
+                    ip[ipv4::field::TTL] = p.ttl;
+                    ip[ipv4::field::DST].copy_from_slice(&d.octets());
+                    // The TTL is the high byte of its 16-bit word (TTL, protocol).
                     let s = self.ip_sum + (u64::from(p.ttl) << 8);
                     let c = checksum::finish(checksum::sum(s, &d.octets()));
-                    ip[10..12].copy_from_slice(&c.to_be_bytes());
+                    ip[ipv4::field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
                 }
                 (Family::V6, IpAddr::V6(d)) => {
-                    ip[7] = p.ttl;
-                    ip[24..40].copy_from_slice(&d.octets());
+                    ip[ipv6::field::HOP_LIMIT] = p.ttl;
+                    ip[ipv6::field::DST].copy_from_slice(&d.octets());
                     acc = checksum::sum(acc, &d.octets());
                 }
                 _ => return Err(WireError::Malformed),
@@ -191,7 +229,7 @@ impl Template {
         } else {
             checksum::finish(acc)
         };
-        buf[self.icmp_at + 2..self.icmp_at + 4].copy_from_slice(&c.to_be_bytes());
+        buf[self.icmp_at..][icmp::field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
         Ok(())
     }
 }
@@ -325,5 +363,20 @@ mod tests {
             t.patch(&mut [0u8; 10], &fields(IpAddr::from([1, 2, 3, 4]), 0))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn sizes_follow_the_headers() {
+        assert_eq!(ip_packet_len(Family::V4, 32), 60);
+        assert_eq!(ip_packet_len(Family::V6, 32), 80);
+        assert_eq!(ethernet_frame_len(Family::V4, 56), 98);
+        // 60 bytes of IPv4 padded to nothing (above 46), plus 38 around it.
+        assert_eq!(ethernet_wire_bits(Family::V4, 32), (60 + 38) * 8);
+        // A 10-byte payload: 38 bytes of IP, padded to 46.
+        assert_eq!(ethernet_wire_bits(Family::V4, 10), (46 + 38) * 8);
+        assert_eq!(payload_of_packet(Family::V4, 1000), Some(972));
+        assert_eq!(payload_of_packet(Family::V6, 1000), Some(952));
+        assert_eq!(payload_of_packet(Family::V6, 47), None);
+        assert_eq!(MAX_PAYLOAD, 65_535 - 28);
     }
 }
