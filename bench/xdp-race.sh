@@ -25,7 +25,12 @@
 # plus asdic on 2 queues over asdic on 1 queue. Ratios come from the same run: the machine
 # is noisy, absolute rates are not comparable across runs.
 #
-# usage: bench/xdp-race.sh        REPS=N (default 3), ZMAP=path (default: build 4.3.4)
+# With BASE=path (another asdic binary, e.g. built from an earlier commit) the same asdic run
+# is repeated with it as tool "base", in turn with the others, and asdic's steady rate is
+# also given as a ratio to base's: a before/after comparison measured in one run.
+#
+# usage: bench/xdp-race.sh        REPS=N (default 3), ZMAP=path (default: build 4.3.4),
+#                                 BASE=path (optional)
 # Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -92,8 +97,10 @@ run_tool() { # tool bed -> name steady_pps sent span_s found matched replied cpu
   local cmd=()
   case $tool in
   ceiling) cmd=("$target/xdp-ceiling" 198.19.0.0/16 65536 5) ;;
-  asdic)
-    cmd=("$target/asdic" ping 198.19.0.0/16 --engine xdp -c 60 -i 1ms -R 10000000 -W 1s
+  asdic | base)
+    local bin="$target/asdic"
+    [[ $tool == base ]] && bin=$BASE
+    cmd=("$bin" ping 198.19.0.0/16 --engine xdp -c 60 -i 1ms -R 10000000 -W 1s
       --no-progress --format csv)
     ;;
   zmap)
@@ -106,7 +113,7 @@ run_tool() { # tool bed -> name steady_pps sent span_s found matched replied cpu
   ip netns exec "$ns" /usr/bin/time -f "%U %S %M" -o "$tm" "${cmd[@]}" \
     >"$work/$name.stdout" 2>"$work/$name.stderr" || rc=$?
   # asdic exits 1 when some targets did not answer (the bed's dead hosts).
-  [[ $rc == 0 || ($rc == 1 && $tool == asdic) ]] || {
+  [[ $rc == 0 || ($rc == 1 && $tool =~ ^(asdic|base)$) ]] || {
     echo "xdp-race: $name failed:" >&2
     tail -5 "$work/$name.stderr" >&2
     kill "$spid" 2>/dev/null || true
@@ -122,7 +129,7 @@ run_tool() { # tool bed -> name steady_pps sent span_s found matched replied cpu
     m=$(sed -n 's/.*"received":\([0-9]*\).*/\1/p' "$work/$name.stdout")
     f=0
     ;;
-  asdic)
+  asdic | base)
     m=$(sed -n 's/^asdic: 65536 targets, [0-9]* probes, \([0-9]*\) replies.*/\1/p' "$work/$name.stderr")
     f=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "received") c = i; next } $c > 0 { n++ } END { print n + 0 }' "$work/$name.stdout")
     ;;
@@ -137,6 +144,10 @@ run_tool() { # tool bed -> name steady_pps sent span_s found matched replied cpu
 }
 
 tools=(ceiling asdic zmap)
+if [[ -n ${BASE:-} ]]; then
+  [[ -x $BASE ]] || { echo "xdp-race: BASE=$BASE is not an executable" >&2; exit 2; }
+  tools=(ceiling base asdic zmap)
+fi
 results="$work/results"
 for ((rep = 1; rep <= reps; rep++)); do
   for b in "${beds[@]}"; do
@@ -160,8 +171,10 @@ awk '
     cpu[$1, k] = $8 * 1e6 / ($3 > 0 ? $3 : 1); rss[$1, k] = $9 / 1024
   }
   END {
-    split("ceiling@1q asdic@1q zmap@1q ceiling@2q asdic@2q zmap@2q", order, " ")
-    for (i = 1; i <= 6; i++) {
+    nt = split("ceiling@1q base@1q asdic@1q zmap@1q ceiling@2q base@2q asdic@2q zmap@2q", all, " ")
+    no = 0
+    for (i = 1; i <= nt; i++) if (n[all[i]] > 0) order[++no] = all[i]
+    for (i = 1; i <= no; i++) {
       t = order[i]; m = n[t]
       for (k = 1; k <= m; k++) { a[k] = st[t, k] }; S[t] = median(a, m)
       for (k = 1; k <= m; k++) { a[k] = fo[t, k] }; F[t] = median(a, m)
@@ -171,12 +184,14 @@ awk '
       for (k = 1; k <= m; k++) { a[k] = rss[t, k] }; R[t] = median(a, m)
     }
     printf "%-12s %10s %8s %10s %8s %10s %8s %7s %7s\n", "tool@bed", "sent/s", "found", "matched/s", "missed", "CPU us/pr", "RSS MiB", "x zmap", "x ceil"
-    for (i = 1; i <= 6; i++) {
+    for (i = 1; i <= no; i++) {
       t = order[i]; q = substr(t, index(t, "@"))
       printf "%-12s %10.0f %8s %10.0f %8d %10.2f %8.1f %7.2f %7.2f\n", t, S[t], (t ~ /ceiling/ ? "-" : F[t]), M[t], X[t], C[t], R[t],
         (S["zmap" q] > 0 ? S[t] / S["zmap" q] : 0), (S["ceiling" q] > 0 ? S[t] / S["ceiling" q] : 0)
     }
     printf "asdic on 2 queues / asdic on 1 queue (steady sent/s): %.2f\n", (S["asdic@1q"] > 0 ? S["asdic@2q"] / S["asdic@1q"] : 0)
+    if (n["base@1q"] > 0)
+      printf "asdic / base (steady sent/s, same run): %.3f on 1 queue, %.3f on 2 queues\n", S["asdic@1q"] / S["base@1q"], S["asdic@2q"] / S["base@2q"]
     printf "(median of %d runs per tool and bed; steady = median full 1-s window; 65,536 targets, 64,860 live)\n", m
   }' "$results"
 echo "raw runs: tool@bed steady_pps sent span_s found matched replied cpu_s rss_kb" >&2
