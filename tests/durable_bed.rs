@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use asdic_tests::{Bed, read_parquet, require_bed, scratch, stderr_of};
+use asdic_tests::{Bed, RunMode, read_parquet, require_bed, scratch, stderr_of};
 use serde_json::Value;
 
 type Row = HashMap<String, Value>;
@@ -99,7 +99,7 @@ fn a_killed_scan_leaves_readable_parts_holding_a_prefix_of_the_full_run() {
     assert!(o.status.success(), "{}", stderr_of(&o));
     assert!(!parts_dir(&full).exists(), "a finished run leaves no parts");
     let (full_rows, full_meta) = read_parquet(&full);
-    assert_eq!(full_meta["asdic.complete"], "true");
+    assert_eq!(full_meta.complete, Some(true));
     let full_keys: HashSet<(u64, String, String)> = keys(&full_rows).into_iter().collect();
     assert!(full_keys.len() > 60_000, "{} rows", full_keys.len());
 
@@ -122,8 +122,8 @@ fn a_killed_scan_leaves_readable_parts_holding_a_prefix_of_the_full_run() {
     let mut rows = vec![];
     for (i, p) in parts.iter().enumerate() {
         let (r, meta) = read_parquet(p);
-        assert_eq!(meta["asdic.part"], i.to_string(), "{}", p.display());
-        assert_eq!(meta["asdic.mode"], "scan");
+        assert_eq!(meta.part, Some(i as u64), "{}", p.display());
+        assert_eq!(meta.mode, Some(RunMode::Scan));
         assert!(!r.is_empty(), "{}: an empty part", p.display());
         rows.extend(r);
     }
@@ -158,8 +158,8 @@ fn a_killed_scan_leaves_readable_parts_holding_a_prefix_of_the_full_run() {
     assert!(!dir.exists());
     let (merged, meta) = read_parquet(&killed);
     assert_eq!(keys(&merged), got, "recover keeps the parts' rows in order");
-    assert_eq!(meta["asdic.complete"], "false");
-    assert_eq!(meta["asdic.recovered_parts"], parts.len().to_string());
+    assert_eq!(meta.complete, Some(false));
+    assert_eq!(meta.recovered_parts, Some(parts.len() as u64));
     // Nothing left to recover now; a second recover says so.
     let again = bed.asdic(&["recover", killed.to_str().unwrap()]);
     assert_eq!(again.status.code(), Some(2), "{}", stderr_of(&again));
@@ -182,12 +182,12 @@ fn a_terminated_scan_still_writes_one_complete_file() {
     assert!(err.contains("interrupted"), "{err}");
     assert!(!dir.exists(), "parts merged and removed");
     let (rows, meta) = read_parquet(&out);
-    assert_eq!(meta["asdic.interrupted"], "true");
-    assert_eq!(meta["asdic.complete"], "false");
-    assert!(meta.contains_key("asdic.end_unix_ns"));
+    assert_eq!(meta.interrupted, Some(true));
+    assert_eq!(meta.complete, Some(false));
+    assert!(meta.end_unix_ns.is_some(), "{meta:?}");
     // Every probe sent got its row (a hit or not: by default the rows are the hits, and the
     // summary counts them).
-    let summary = &meta["asdic.summary"];
+    let summary = meta.summary.as_deref().expect("a summary");
     assert!(!rows.is_empty(), "{summary}");
 
     // An output whose parts directory exists is refused before anything is sent.
@@ -247,7 +247,7 @@ fn a_killed_sweep_leaves_readable_parts_of_its_current_file() {
     for d in parts_dirs() {
         for p in parts_of(&d) {
             let (rows, meta) = read_parquet(&p);
-            assert_eq!(meta["asdic.mode"], "sweep");
+            assert_eq!(meta.mode, Some(RunMode::Sweep));
             for r in rows {
                 if ["reply", "timeout"].contains(&r["event"].as_str().unwrap()) {
                     *probes
@@ -301,8 +301,8 @@ fn a_killed_ping_leaves_a_snapshot_of_every_targets_statistics() {
     let _ = child.wait();
     assert!(!out.exists());
     let (rows, meta) = read_parquet(&partial);
-    assert_eq!(meta["asdic.partial"], "true");
-    assert_eq!(meta["asdic.mode"], "ping");
+    assert_eq!(meta.partial, Some(true));
+    assert_eq!(meta.mode, Some(RunMode::Ping));
     assert_eq!(rows.len(), 1024, "every target has its row");
     let mut sent_total = 0;
     for r in &rows {
@@ -342,5 +342,5 @@ fn a_killed_ping_leaves_a_snapshot_of_every_targets_statistics() {
     assert!(!PathBuf::from(format!("{}.partial", done.display())).exists());
     let (rows, meta) = read_parquet(&done);
     assert_eq!(rows[0]["received"].as_u64(), Some(3));
-    assert!(!meta.contains_key("asdic.partial"));
+    assert_eq!(meta.partial, None);
 }

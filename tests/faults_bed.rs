@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use asdic_tests::{Bed, Truth, classify, low16, read_parquet, require_bed, scratch, stderr_of};
+use asdic_tests::{
+    Bed, RunMode, Truth, classify, low16, read_parquet, require_bed, scratch, stderr_of,
+};
 use serde_json::Value;
 
 type Row = HashMap<String, Value>;
@@ -206,7 +208,7 @@ fn a_deleted_interface_ends_the_run_with_the_reason_and_a_valid_file() {
     );
     let (rows, meta) = read_parquet(&out);
     assert_eq!(rows.len(), 256);
-    assert_eq!(meta["asdic.mode"], "ping");
+    assert_eq!(meta.mode, Some(RunMode::Ping));
     let truth = bed.truth();
     for r in &rows {
         // Every probe accounted for: answered, timed out, or refused.
@@ -296,7 +298,7 @@ fn a_full_disk_is_a_clear_error_and_leaves_no_corrupt_file() {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         assert!(!name.starts_with('.'), "a leftover temporary file {name}");
         let (rows, meta) = read_parquet(f);
-        assert_eq!(meta["asdic.mode"], "scan");
+        assert_eq!(meta.mode, Some(RunMode::Scan));
         assert!(!rows.is_empty());
     }
 }
@@ -330,7 +332,7 @@ fn a_rate_far_above_the_engine_is_reported_and_loses_nothing() {
     // Every probe ended in a row, and the replies are the bed's.
     let (rows, meta) = read_parquet(&out);
     assert_eq!(rows.len(), 65_536, "{err}");
-    assert_eq!(meta["asdic.probes_sent"], "65536");
+    assert_eq!(meta.probes_sent, Some(65_536));
     let replies = rows.iter().filter(|r| r["outcome"] == "reply").count() as u64;
     let truth = bed.counter("seen4") - bed.counter("deaddrop");
     assert_eq!(replies, truth, "{err}");

@@ -36,8 +36,8 @@ fn a_stalled_socket_receiver_reports_exactly_what_the_kernel_dropped() {
         }
         assert_eq!(o.status.code(), Some(1), "{engine}: {err}");
         let (rows, meta) = read_parquet(&out);
-        let lost: u64 = meta["asdic.kernel_lost"].parse().unwrap();
-        let overflow: u64 = meta["asdic.kernel.socket_overflow"].parse().unwrap();
+        let lost = meta.kernel_lost.unwrap();
+        let overflow = meta.kernel_counter("socket_overflow").unwrap();
         assert!(
             lost > 1_000,
             "{engine}: the small buffer overflowed: {lost}\n{err}"

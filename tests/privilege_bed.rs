@@ -106,7 +106,7 @@ fn memlock_holds(bytes: u64) -> bool {
 /// (index 13, dead on the bed) none.
 fn check_ping(out: &Path, engine: &str) {
     let (rows, meta) = read_parquet(out);
-    assert_eq!(meta["asdic.engine"], engine);
+    assert_eq!(meta.engine.as_deref(), Some(engine));
     assert_eq!(rows.len(), 3);
     for r in &rows {
         let t = r["target"].as_str().unwrap();

@@ -214,7 +214,7 @@ fn a_report_of_bed_runs_is_self_contained_and_holds_the_files_numbers() {
     assert_eq!(m.errors, outcome("error"));
     assert_eq!(m.complete, Some(true));
     assert!(!m.duration_is_lower_bound);
-    assert_eq!(m.engine, meta["asdic.engine"]);
+    assert_eq!(Some(m.engine.as_str()), meta.engine.as_deref());
     let mut rtts: Vec<f64> = rows
         .iter()
         .filter_map(|r| r["rtt_us"].as_f64().filter(|_| r["outcome"] == "reply"))

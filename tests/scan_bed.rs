@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use asdic_tests::{
-    Bed, Truth, classify, low16, read_parquet, require_bed, responding, scratch, stderr_of,
-    stdout_jsonl,
+    Bed, RunMeta, RunMode, Truth, classify, low16, read_parquet, require_bed, responding, scratch,
+    stderr_of, stdout_jsonl,
 };
 use serde_json::Value;
 
@@ -14,7 +14,7 @@ type Rows = Vec<HashMap<String, Value>>;
 
 /// Runs `asdic scan ARGS -q -o NAME.parquet` on the bed, expects success, returns the rows,
 /// the metadata and stderr.
-fn scan(bed: &Bed, name: &str, args: &[&str]) -> (Rows, HashMap<String, String>, String) {
+fn scan(bed: &Bed, name: &str, args: &[&str]) -> (Rows, RunMeta, String) {
     let out = scratch(&format!("{name}.parquet"));
     let mut all = vec!["scan"];
     all.extend_from_slice(args);
@@ -130,25 +130,17 @@ fn hits_and_unreachables_match_ground_truth_and_the_blocklist_holds() {
     assert_eq!(bed.forwarded("blocked42"), 0);
     assert_eq!(bed.counter("seen4"), 65_536 - 256 - 256);
     assert_eq!(bed.counter("seen6"), 1024 - 128 - 256);
-    for (k, v) in [
-        ("asdic.mode", "scan"),
-        ("asdic.seed", "7"),
-        ("asdic.shard", "0"),
-        ("asdic.shards", "1"),
-        ("asdic.default_blocklist", "false"),
-        ("asdic.complete", "true"),
-        ("asdic.rate_pps", "20000"),
-    ] {
-        assert_eq!(meta.get(k).map(String::as_str), Some(v), "{k}");
-    }
-    for k in [
-        "asdic.version",
-        "asdic.start_unix_ns",
-        "asdic.end_unix_ns",
-        "asdic.summary",
-    ] {
-        assert!(meta.contains_key(k), "{k}");
-    }
+    assert_eq!(meta.mode, Some(RunMode::Scan));
+    assert_eq!(meta.seed, Some(7));
+    assert_eq!(meta.shard, Some(0));
+    assert_eq!(meta.shards, Some(1));
+    assert_eq!(meta.default_blocklist, Some(false));
+    assert_eq!(meta.complete, Some(true));
+    assert_eq!(meta.rate_pps, Some(20_000.0));
+    assert!(meta.version.is_some(), "{meta:?}");
+    assert!(meta.start_unix_ns.is_some(), "{meta:?}");
+    assert!(meta.end_unix_ns.is_some(), "{meta:?}");
+    assert!(meta.summary.is_some(), "{meta:?}");
 }
 
 #[test]
@@ -177,7 +169,7 @@ fn shards_partition_the_targets_on_the_wire() {
                 "500ms",
             ],
         );
-        assert_eq!(meta["asdic.shard"], shard.to_string());
+        assert_eq!(meta.shard, Some(shard));
         assert!(rows.len() > 1200, "shard {shard}: {} rows", rows.len());
         for r in &rows {
             let t = s(r, "target");
@@ -254,8 +246,8 @@ fn sigint_cools_down_and_leaves_a_complete_parquet_file() {
     );
     assert_eq!(status.code(), Some(0), "a stopped scan is still a success");
     let (rows, meta) = read_parquet(&out);
-    assert_eq!(meta["asdic.interrupted"], "true");
-    assert_eq!(meta["asdic.complete"], "false");
+    assert_eq!(meta.interrupted, Some(true));
+    assert_eq!(meta.complete, Some(false));
     assert!(
         rows.len() > 5_000 && rows.len() < 60_000,
         "partial: {}",
@@ -286,7 +278,7 @@ fn limits_stop_the_scan_exactly() {
     a.extend_from_slice(&["-r", "20000", "-n", "500"]);
     let (_, meta, _) = scan(&bed, "slim-n", &a);
     assert_eq!(bed.counter("sent4"), 500, "--max-targets 500");
-    assert_eq!(meta["asdic.complete"], "true");
+    assert_eq!(meta.complete, Some(true));
     let mut a = args.to_vec();
     a.extend_from_slice(&["-r", "5000", "-t", "1"]);
     let (_, meta, err) = scan(&bed, "slim-t", &a);
@@ -296,7 +288,7 @@ fn limits_stop_the_scan_exactly() {
         "--max-runtime 1 at 5000/s sent {sent}"
     );
     assert!(err.contains("--max-runtime"), "{err}");
-    assert_eq!(meta["asdic.complete"], "false");
+    assert_eq!(meta.complete, Some(false));
 }
 
 #[test]
@@ -488,6 +480,6 @@ fn a_second_signal_skips_the_cooldown() {
     );
     assert_eq!(status.code(), Some(0));
     let (rows, meta) = read_parquet(&out);
-    assert_eq!(meta["asdic.interrupted"], "true");
+    assert_eq!(meta.interrupted, Some(true));
     assert!(rows.len() > 1_000, "{} rows", rows.len());
 }

@@ -9,7 +9,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use asdic_tests::{Bed, read_parquet, require_bed, scratch, stderr_of};
+use asdic_tests::{Bed, RunMode, read_parquet, require_bed, scratch, stderr_of};
 use serde_json::Value;
 
 type Row = HashMap<String, Value>;
@@ -291,8 +291,8 @@ fn sweep_rotates_files_that_each_stand_alone() {
     );
     for f in &files {
         let (r, meta) = read_parquet(f);
-        assert_eq!(meta["asdic.mode"], "sweep");
-        assert_eq!(meta["asdic.period_s"], "1");
+        assert_eq!(meta.mode, Some(RunMode::Sweep));
+        assert_eq!(meta.period_s, Some(1));
         // Each file ends with the window statistics of every target.
         assert_eq!(
             r.iter().filter(|x| s(x, "event") == "window").count(),

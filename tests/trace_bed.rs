@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
 
-use asdic_tests::{Bed, asdic_bin, read_parquet, require_bed, scratch, stderr_of};
+use asdic_tests::{Bed, RunMode, asdic_bin, read_parquet, require_bed, scratch, stderr_of};
 use serde_json::Value;
 
 const CLASSES: [&str; 5] = ["far", "router", "reject", "silent", "dead"];
@@ -199,11 +199,11 @@ fn paths_hops_and_rows_match_the_chain_in_both_families() {
     // Parquet: one row per probe sent; every TTL up to a path's end probed exactly once,
     // with the truth's responder, kind, ICMP type/code; RTTs only where something answered.
     let (rows, meta) = read_parquet(&out);
-    assert_eq!(meta["asdic.mode"], "trace");
-    assert_eq!(meta["asdic.max_ttl"], "8");
-    assert_eq!(meta["asdic.seed"], "11");
-    let sent: u64 = meta["asdic.probes_sent"].parse().unwrap();
-    let skipped: u64 = meta["asdic.probes_skipped"].parse().unwrap();
+    assert_eq!(meta.mode, Some(RunMode::Trace));
+    assert_eq!(meta.max_ttl, Some(8));
+    assert_eq!(meta.seed, Some(11));
+    let sent = meta.probes_sent.unwrap();
+    let skipped = meta.probes_skipped.unwrap();
     assert_eq!(rows.len() as u64, sent, "a row per probe sent");
     assert_eq!(
         sent + skipped,

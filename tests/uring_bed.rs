@@ -2,15 +2,15 @@
 //! exact checks as the raw engine's ping and scan tests, and the engine choice when io_uring is
 //! missing (a seccomp filter refuses `io_uring_setup`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use asdic_tests::{
-    Bed, Truth, assert_ping_ground_truth, classify, col_u64, low16, ping_to_parquet, read_parquet,
-    require_bed, responding, scratch, stderr_of, stdout_jsonl,
+    Bed, RunMeta, Truth, assert_ping_ground_truth, classify, col_u64, low16, ping_to_parquet,
+    read_parquet, require_bed, responding, scratch, stderr_of, stdout_jsonl,
 };
 
-fn engine(meta: &HashMap<String, String>) -> Option<&str> {
-    meta.get("asdic.engine").map(String::as_str)
+fn engine(meta: &RunMeta) -> Option<&str> {
+    meta.engine.as_deref()
 }
 
 #[test]
@@ -38,10 +38,7 @@ fn uring_ipv4_slash16_matches_ground_truth_exactly() {
         .count() as u64;
     assert_eq!(seen, [65_536 - 256 - dead, dead, 256]);
     assert_eq!(engine(&meta), Some("uring"));
-    assert_eq!(
-        meta.get("asdic.rate_pps").map(String::as_str),
-        Some("20000")
-    );
+    assert_eq!(meta.rate_pps, Some(20_000.0));
     // The far side saw exactly one request per non-rejected address: nothing sent twice.
     assert_eq!(bed.counter("seen4"), 65_536 - 256);
     assert_eq!(bed.counter("rejected"), 256);
@@ -202,7 +199,7 @@ fn uring_scan_hits_match_ground_truth_exactly() {
     assert_eq!(bed.counter("seen4"), 65_536 - 256);
     assert_eq!(bed.counter("seen6"), 1024 - 256);
     assert_eq!(engine(&meta), Some("uring"));
-    assert_eq!(meta.get("asdic.complete").map(String::as_str), Some("true"));
+    assert_eq!(meta.complete, Some(true));
 }
 
 #[test]

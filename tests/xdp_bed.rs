@@ -3,16 +3,16 @@
 //! SIGINT, a panic and SIGKILL; a leftover replaced, a foreign one left alone); clear failures
 //! and fallbacks where XDP cannot attach.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use asdic_tests::{
-    Bed, Truth, assert_ping_ground_truth, classify, col_u64, low16, ping_to_parquet, read_parquet,
-    require_bed, responding, scratch, stderr_of,
+    Bed, RunMeta, Truth, assert_ping_ground_truth, classify, col_u64, low16, ping_to_parquet,
+    read_parquet, require_bed, responding, scratch, stderr_of,
 };
 
-fn engine(meta: &HashMap<String, String>) -> Option<&str> {
-    meta.get("asdic.engine").map(String::as_str)
+fn engine(meta: &RunMeta) -> Option<&str> {
+    meta.engine.as_deref()
 }
 
 /// The XDP program attached to `dev` in the bed's namespace `role`, as iproute2 shows it

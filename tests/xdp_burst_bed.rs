@@ -99,11 +99,7 @@ fn ten_rounds_at_full_speed_through_a_lossy_router_lose_no_reply_on_1_2_and_4_qu
             bed.counter("replied"),
             "the router forwarded every reply far sent"
         );
-        assert_eq!(
-            meta.get("asdic.kernel_lost").map(String::as_str),
-            Some("0"),
-            "{queues} queue(s): {err}"
-        );
+        assert_eq!(meta.kernel_lost, Some(0), "{queues} queue(s): {err}");
         assert!(err.contains("; 0 lost in the kernel"), "{err}");
         eprintln!(
             "{queues} queue(s): {total} replies, every one matched; {lossdrop} requests lost to the bed's 5 %"

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use asdic_tests::{
-    Bed, Truth, assert_ping_ground_truth, classify, col_u64, low16, ping_to_parquet, require_bed,
-    stderr_of,
+    Bed, RunMeta, Truth, assert_ping_ground_truth, classify, col_u64, low16, ping_to_parquet,
+    require_bed, stderr_of,
 };
 
 fn engine_line(err: &str) -> &str {
@@ -55,11 +55,16 @@ fn grew(
         .collect()
 }
 
-fn meta_u64(meta: &HashMap<String, String>, k: &str) -> u64 {
-    meta.get(k)
-        .unwrap_or_else(|| panic!("{k} in {meta:?}"))
-        .parse()
-        .unwrap()
+/// `asdic.kernel_lost` of a run.
+fn kernel_lost(meta: &RunMeta) -> u64 {
+    meta.kernel_lost
+        .unwrap_or_else(|| panic!("asdic.kernel_lost in {meta:?}"))
+}
+
+/// The kernel counter `name` of a run (`asdic.kernel.<name>`).
+fn kernel_counter(meta: &RunMeta, name: &str) -> u64 {
+    meta.kernel_counter(name)
+        .unwrap_or_else(|| panic!("asdic.kernel.{name} in {meta:?}"))
 }
 
 #[test]
@@ -92,12 +97,8 @@ fn every_queue_served_gives_the_exact_ground_truth_on_2_and_4_queues() {
                 } else {
                     assert_eq!(seen[2], 256, "{name}: the rejected /120");
                 }
-                assert_eq!(
-                    meta.get("asdic.engine").map(String::as_str),
-                    Some("xdp"),
-                    "{name}"
-                );
-                assert_eq!(meta_u64(&meta, "asdic.kernel_lost"), 0, "{name}");
+                assert_eq!(meta.engine.as_deref(), Some("xdp"), "{name}");
+                assert_eq!(kernel_lost(&meta), 0, "{name}");
                 // The bed spreads replies over every queue, and every queue was read.
                 let redirected = grew(&before, &after, "xdp_redirect");
                 assert_eq!(redirected.len(), queues as usize, "{name}: {redirected:?}");
@@ -144,7 +145,7 @@ fn a_subset_of_queues_auto_falls_back_and_xdp_counts_what_it_misses() {
         &["198.19.0.0/20", "--queues", "0,2", "--rate", "20000"],
         4096,
     );
-    assert_eq!(meta.get("asdic.engine").map(String::as_str), Some("raw"));
+    assert_eq!(meta.engine.as_deref(), Some("raw"));
     let seen = assert_ping_ground_truth(&truth, &rows, 1);
     assert_eq!(seen[0] + seen[1], 4096);
 
@@ -179,7 +180,7 @@ fn a_subset_of_queues_auto_falls_back_and_xdp_counts_what_it_misses() {
             classify(&truth, v6, x) == Truth::Alive
         })
         .count() as u64;
-    let missed = meta_u64(&meta, "asdic.kernel.xdp_redirect_failed");
+    let missed = kernel_counter(&meta, "xdp_redirect_failed");
     assert!(
         missed > alive / 4,
         "about half the replies went to queues 1 and 3: {missed}"
@@ -189,7 +190,7 @@ fn a_subset_of_queues_auto_falls_back_and_xdp_counts_what_it_misses() {
         alive,
         "every reply either matched or counted as missed"
     );
-    assert_eq!(meta_u64(&meta, "asdic.kernel_lost"), missed);
+    assert_eq!(kernel_lost(&meta), missed);
     assert!(
         err.contains(&format!("the kernel dropped {missed} replies or errors"))
             && err.contains("leave out --queues"),
@@ -233,7 +234,7 @@ fn a_stalled_receiver_loses_replies_in_the_kernel_and_says_exactly_how_many() {
     let after = queue_stats(&bed);
     let kernel: u64 = grew(&before, &after, "drops").iter().sum();
     let (rows, meta) = asdic_tests::read_parquet(&out);
-    let lost = meta_u64(&meta, "asdic.kernel_lost");
+    let lost = kernel_lost(&meta);
     assert!(
         lost > 10_000,
         "the stall overflowed the rings: {lost}\n{err}"
@@ -244,8 +245,7 @@ fn a_stalled_receiver_loses_replies_in_the_kernel_and_says_exactly_how_many() {
     );
     assert_eq!(
         lost,
-        meta_u64(&meta, "asdic.kernel.xsk_rx_dropped")
-            + meta_u64(&meta, "asdic.kernel.xsk_rx_ring_full")
+        kernel_counter(&meta, "xsk_rx_dropped") + kernel_counter(&meta, "xsk_rx_ring_full")
     );
     // What the bed answered is what asdic matched plus what the kernel dropped.
     let answered = bed.counter("replied") + bed.counter("rejected") - replied0;

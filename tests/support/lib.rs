@@ -16,6 +16,9 @@ use arrow_array::{
 };
 use serde_json::Value;
 
+pub use asdic_analysis::meta::keys;
+pub use asdic_analysis::{RunMeta, RunMode};
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -488,12 +491,17 @@ pub fn scratch(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// Reads an asdic Parquet file into rows keyed by column name, and its key-value metadata.
-pub fn read_parquet(path: &Path) -> (Vec<HashMap<String, Value>>, HashMap<String, String>) {
+/// The run metadata of an asdic Parquet file (its footer's key-value metadata, typed).
+pub fn run_meta(path: &Path) -> RunMeta {
+    RunMeta::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Reads an asdic Parquet file into rows keyed by column name, and its run metadata.
+pub fn read_parquet(path: &Path) -> Parquet {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let b = ParquetRecordBatchReaderBuilder::try_new(f).expect("a Parquet file");
-    let meta = b
+    let pairs: Vec<(String, String)> = b
         .metadata()
         .file_metadata()
         .key_value_metadata()
@@ -503,6 +511,7 @@ pub fn read_parquet(path: &Path) -> (Vec<HashMap<String, Value>>, HashMap<String
                 .collect()
         })
         .unwrap_or_default();
+    let meta = RunMeta::from_pairs(&pairs);
     let mut rows = vec![];
     for batch in b.build().expect("reader") {
         let batch: RecordBatch = batch.expect("batch");
@@ -633,8 +642,8 @@ pub fn ping_to_parquet(bed: &Bed, name: &str, args: &[&str], rows: usize) -> Par
     (found, meta)
 }
 
-/// Rows and key-value metadata of a Parquet file.
-pub type Parquet = (Vec<HashMap<String, Value>>, HashMap<String, String>);
+/// Rows and run metadata of a Parquet file.
+pub type Parquet = (Vec<HashMap<String, Value>>, RunMeta);
 
 /// Checks every row against the bed's rules: exact live set, exact unreachable set with type,
 /// code and responder, dead hosts timed out. Returns the rows per class: alive, dead, rejected.

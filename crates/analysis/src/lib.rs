@@ -29,6 +29,8 @@ pub mod clock;
 pub mod error;
 /// Sweep targets: rolling windows, counters, alarm state.
 pub mod fleet;
+/// The run metadata (`asdic.*` Parquet key-value metadata), typed, and its keys.
+pub mod meta;
 /// Durable Parquet output: finished parts while running, one file at the end.
 pub mod parts;
 /// Scan output: one row per probe event.
@@ -50,6 +52,7 @@ pub mod window;
 
 pub use aggregate::{Aggregator, RttTotals, Totals};
 pub use error::{Error, Result};
+pub use meta::{RunMeta, RunMode, UnknownRunMode};
 pub use parts::{PartedSink, dir_of, list_parts, merge, metadata_of, parts_dir};
 pub use scan::{SCAN_COLUMNS, SCAN_NUM_COLUMNS, ScanOutcome, ScanRow, scan_schema};
 pub use schema::{COLUMNS, NUM_COLUMNS, Record, Row, Value, record_batch, schema};

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{Error, Result};
+use crate::meta::keys;
 use crate::schema::Record;
 use crate::sink::{ParquetSink, Sink};
 
@@ -168,7 +169,7 @@ impl<R: Record> PartedSink<R> {
             let path = self.dir.join(format!("part-{n:06}.parquet"));
             let tmp = self.dir.join(format!(".part-{n:06}.parquet.tmp"));
             let mut meta = self.metadata.clone();
-            meta.push(("asdic.part".into(), n.to_string()));
+            meta.push((keys::PART.into(), n.to_string()));
             let sink = ParquetSink::with_tmp(path, tmp, meta, self.row_group)?;
             self.open = Some(sink);
         }
@@ -293,7 +294,7 @@ mod tests {
     }
 
     fn meta() -> Vec<(String, String)> {
-        vec![("asdic.mode".into(), "scan".into())]
+        vec![(keys::MODE.into(), "scan".into())]
     }
 
     /// The targets of a Parquet file of scan rows, in order, and its metadata.
@@ -329,10 +330,10 @@ mod tests {
         // Each finished part reads on its own, rows in order, with the run's metadata.
         let (rows0, meta0) = targets(&parts[0]);
         assert_eq!(rows0.len(), 10);
-        assert!(meta0.iter().any(|(k, v)| k == "asdic.part" && v == "0"));
+        assert!(meta0.iter().any(|(k, v)| k == keys::PART && v == "0"));
         s.write_rows(&[row(13)]).unwrap();
         let n = s
-            .finish_with(vec![("asdic.complete".into(), "true".into())])
+            .finish_with(vec![(keys::COMPLETE.into(), "true".into())])
             .unwrap();
         assert_eq!(n, 14);
         assert!(!dir.exists(), "parts removed after the merge");
@@ -343,11 +344,8 @@ mod tests {
         let (rows, meta) = targets(&out);
         let want: Vec<String> = (0..14).map(|i| row(i).target.to_string()).collect();
         assert_eq!(rows, want);
-        assert!(
-            meta.iter()
-                .any(|(k, v)| k == "asdic.complete" && v == "true")
-        );
-        assert!(!meta.iter().any(|(k, _)| k == "asdic.part"));
+        assert!(meta.iter().any(|(k, v)| k == keys::COMPLETE && v == "true"));
+        assert!(!meta.iter().any(|(k, _)| k == keys::PART));
         let _ = fs::remove_file(&out);
     }
 

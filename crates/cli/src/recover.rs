@@ -3,7 +3,8 @@
 
 use std::process::ExitCode;
 
-use asdic_analysis::{ScanRow, SweepRow, list_parts, merge, metadata_of, parts_dir};
+use asdic_analysis::meta::keys;
+use asdic_analysis::{RunMeta, RunMode, ScanRow, SweepRow, list_parts, merge, parts_dir};
 
 use crate::Fail;
 use crate::args::RecoverArgs;
@@ -34,22 +35,20 @@ pub fn run(a: RecoverArgs) -> Result<ExitCode, Fail> {
             dir.display()
         )));
     };
-    let mut meta: Vec<(String, String)> = metadata_of(first)
-        .map_err(|e| Fail::Usage(e.to_string()))?
-        .into_iter()
-        .filter(|(k, _)| k != "asdic.part")
-        .collect();
-    let mode = meta
-        .iter()
-        .find(|(k, _)| k == "asdic.mode")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
-    meta.push(("asdic.complete".into(), "false".into()));
-    meta.push(("asdic.recovered_parts".into(), parts.len().to_string()));
-    let rows = match mode.as_str() {
-        "scan" => merge::<ScanRow>(&parts, out, meta, ROW_GROUP),
-        "sweep" => merge::<SweepRow>(&parts, out, meta, ROW_GROUP),
+    let mut meta = RunMeta::read(first).map_err(|e| Fail::Usage(e.to_string()))?;
+    meta.part = None;
+    meta.complete = Some(false);
+    meta.recovered_parts = Some(parts.len() as u64);
+    let mode = meta.mode;
+    let pairs = meta.to_pairs();
+    let rows = match mode {
+        Some(RunMode::Scan) => merge::<ScanRow>(&parts, out, pairs, ROW_GROUP),
+        Some(RunMode::Sweep) => merge::<SweepRow>(&parts, out, pairs, ROW_GROUP),
         other => {
+            let other = other.map_or_else(
+                || meta.unparsed(keys::MODE).unwrap_or_default().to_string(),
+                |m| m.to_string(),
+            );
             return Err(Fail::Usage(format!(
                 "{}: parts of an asdic {other:?} run; only scan and sweep write parts",
                 first.display()

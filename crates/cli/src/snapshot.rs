@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use asdic_analysis::{ParquetSink, Record, Sink};
+use asdic_analysis::{ParquetSink, Record, RunMeta, Sink};
 
 /// The snapshots of one output file.
 #[derive(Debug)]
@@ -52,11 +52,14 @@ impl Snapshots {
         self.last = Instant::now();
         let result = (|| -> anyhow::Result<()> {
             let mut meta = self.meta.clone();
-            meta.push(("asdic.partial".into(), "true".into()));
-            meta.push((
-                "asdic.snapshot_unix_ns".into(),
-                asdic_engine::now_ns().to_string(),
-            ));
+            meta.extend(
+                RunMeta {
+                    partial: Some(true),
+                    snapshot_unix_ns: Some(asdic_engine::now_ns()),
+                    ..RunMeta::default()
+                }
+                .to_pairs(),
+            );
             let mut sink = ParquetSink::<R>::create(&self.partial, meta)?;
             rows(&mut sink)?;
             Sink::<R>::finish(Box::new(sink))?;

@@ -10,6 +10,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow_array::{Array, RecordBatch};
+use asdic_analysis::RunMeta;
+use asdic_analysis::meta::keys;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{Error, Result};
@@ -83,8 +85,8 @@ fn is_parts_dir(p: &Path) -> bool {
 pub struct Input {
     /// The file.
     pub path: PathBuf,
-    /// Its Parquet key-value metadata.
-    pub meta: Vec<(String, String)>,
+    /// Its Parquet key-value metadata, typed.
+    pub meta: RunMeta,
 }
 
 /// The files grouped by run mode, groups in the order their first file came.
@@ -96,11 +98,24 @@ pub fn group(files: &[PathBuf]) -> Result<Vec<(Mode, Vec<Input>)>> {
     let mut groups: Vec<(Mode, Vec<Input>)> = vec![];
     for f in files {
         let meta = metadata(f)?;
-        let mode = get(&meta, "asdic.mode").ok_or_else(|| {
-            Error::not_asdic(f, "no asdic.mode in its metadata: not an asdic result file")
-        })?;
-        let mode = Mode::parse(mode)
-            .ok_or_else(|| Error::not_asdic(f, format!("unknown asdic.mode {mode:?}")))?;
+        let mode = match (meta.mode, meta.unparsed(keys::MODE)) {
+            (Some(m), _) => Mode::from(m),
+            (None, Some(other)) => {
+                return Err(Error::not_asdic(
+                    f,
+                    format!("unknown {} {other:?}", keys::MODE),
+                ));
+            }
+            (None, None) => {
+                return Err(Error::not_asdic(
+                    f,
+                    format!(
+                        "no {} in its metadata: not an asdic result file",
+                        keys::MODE
+                    ),
+                ));
+            }
+        };
         let input = Input {
             path: f.clone(),
             meta,
@@ -121,23 +136,18 @@ fn open(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
     })
 }
 
-/// The key-value metadata of a Parquet file.
+/// The key-value metadata of a Parquet file, typed.
 ///
 /// # Errors
 /// As [`group`].
-pub fn metadata(path: &Path) -> Result<Vec<(String, String)>> {
-    asdic_analysis::metadata_of(path).map_err(|e| match e {
+pub fn metadata(path: &Path) -> Result<RunMeta> {
+    RunMeta::read(path).map_err(|e| match e {
         asdic_analysis::Error::Parquet(source) => Error::Parquet {
             path: path.to_path_buf(),
             source,
         },
         other => Error::Analysis(other),
     })
-}
-
-/// The value of `key` in `meta`.
-pub fn get<'a>(meta: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    meta.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 /// Calls `f` with every record batch of `path`, in order.

@@ -11,12 +11,14 @@ use std::path::PathBuf;
 
 use arrow_array::{Array, Float64Array, StringArray, UInt8Array, UInt64Array};
 
+use asdic_analysis::RunMode;
+use asdic_analysis::meta::keys;
 use asdic_analysis::stats::{loss_pct, nearest_rank};
 
 use crate::Options;
 use crate::error::Result;
 use crate::hist::LogHist;
-use crate::input::{self, Batch, Input, get, opt};
+use crate::input::{self, Batch, Input, opt};
 
 /// The kind of run a file holds (its `asdic.mode` metadata).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,22 +36,33 @@ pub enum Mode {
 impl Mode {
     /// The mode named `s`.
     pub fn parse(s: &str) -> Option<Mode> {
-        match s {
-            "scan" => Some(Mode::Scan),
-            "sweep" => Some(Mode::Sweep),
-            "ping" => Some(Mode::Ping),
-            "trace" => Some(Mode::Trace),
-            _ => None,
-        }
+        s.parse::<RunMode>().ok().map(Mode::from)
     }
 
     /// The subcommand's name.
     pub fn name(self) -> &'static str {
-        match self {
-            Mode::Scan => "scan",
-            Mode::Sweep => "sweep",
-            Mode::Ping => "ping",
-            Mode::Trace => "trace",
+        RunMode::from(self).as_str()
+    }
+}
+
+impl From<RunMode> for Mode {
+    fn from(m: RunMode) -> Mode {
+        match m {
+            RunMode::Scan => Mode::Scan,
+            RunMode::Sweep => Mode::Sweep,
+            RunMode::Ping => Mode::Ping,
+            RunMode::Trace => Mode::Trace,
+        }
+    }
+}
+
+impl From<Mode> for RunMode {
+    fn from(m: Mode) -> RunMode {
+        match m {
+            Mode::Scan => RunMode::Scan,
+            Mode::Sweep => RunMode::Sweep,
+            Mode::Ping => RunMode::Ping,
+            Mode::Trace => RunMode::Trace,
         }
     }
 }
@@ -275,11 +288,11 @@ pub fn build(mode: Mode, inputs: Vec<Input>, opts: &Options) -> Result<Section> 
     s.summary.start_ns = meta.start_ns;
     s.summary.end_ns = meta.end_ns;
     if meta.partial {
-        s.notes.push(
-            "Read from a snapshot or parts of a run that did not end (asdic.partial / .parts): \
-             the numbers cover the run up to its last durable write."
-                .into(),
-        );
+        s.notes.push(format!(
+            "Read from a snapshot or parts of a run that did not end ({} / .parts): the \
+             numbers cover the run up to its last durable write.",
+            keys::PARTIAL
+        ));
     }
     match mode {
         Mode::Scan => scan(&mut s, &meta)?,
@@ -329,55 +342,43 @@ impl Meta {
         };
         let mut runs = HashSet::new();
         for Input { meta: kv, .. } in inputs {
-            let num = |k: &str| get(kv, k).and_then(|v| v.parse::<u64>().ok());
             // Parts of one run and the rotated files of one sweep share a session: their
             // run-wide numbers count once.
-            let session = get(kv, "asdic.session").unwrap_or("").to_string();
-            let first_of_run =
-                runs.insert((session, get(kv, "asdic.start_unix_ns").map(str::to_string)));
-            if let Some(e) = get(kv, "asdic.engine")
-                && !m.engines.iter().any(|x| x == e)
+            let session = kv.session.clone().unwrap_or_default();
+            let first_of_run = runs.insert((session, kv.start_unix_ns));
+            if let Some(e) = &kv.engine
+                && !m.engines.contains(e)
             {
-                m.engines.push(e.to_string());
+                m.engines.push(e.clone());
             }
-            if let Some(c) = get(kv, "asdic.command")
-                && !m.commands.iter().any(|x| x == c)
+            if let Some(c) = &kv.command
+                && !m.commands.contains(c)
             {
-                m.commands.push(c.to_string());
+                m.commands.push(c.clone());
             }
-            match get(kv, "asdic.complete") {
-                Some(v) => m.complete = Some(m.complete.unwrap_or(true) && v == "true"),
-                None if get(kv, "asdic.part").is_some() => m.complete = Some(false),
+            match kv.complete {
+                Some(c) => m.complete = Some(m.complete.unwrap_or(true) && c),
+                None if kv.part.is_some() => m.complete = Some(false),
                 None => {}
             }
-            m.partial |=
-                get(kv, "asdic.partial") == Some("true") || get(kv, "asdic.part").is_some();
-            if let Some(s) = num("asdic.start_unix_ns") {
+            m.partial |= kv.partial == Some(true) || kv.part.is_some();
+            if let Some(s) = kv.start_unix_ns {
                 m.start_ns = Some(m.start_ns.map_or(s, |x| x.min(s)));
             }
-            if let Some(e) = num("asdic.end_unix_ns") {
+            if let Some(e) = kv.end_unix_ns {
                 m.end_ns = Some(m.end_ns.map_or(e, |x| x.max(e)));
             }
-            m.all_events &= get(kv, "asdic.all_events") == Some("true");
+            m.all_events &= kv.all_events == Some(true);
             if first_of_run {
-                m.probes_sent = m
-                    .probes_sent
-                    .zip(num("asdic.probes_sent"))
-                    .map(|(a, b)| a + b);
-                m.targets = m
-                    .targets
-                    .zip(num("asdic.targets_planned"))
-                    .map(|(a, b)| a + b);
-                m.send_rate = m
-                    .send_rate
-                    .zip(get(kv, "asdic.send_rate_pps").and_then(|v| v.parse::<f64>().ok()))
-                    .map(|(a, b)| a + b);
+                m.probes_sent = m.probes_sent.zip(kv.probes_sent).map(|(a, b)| a + b);
+                m.targets = m.targets.zip(kv.targets_planned).map(|(a, b)| a + b);
+                m.send_rate = m.send_rate.zip(kv.send_rate_pps).map(|(a, b)| a + b);
             } else {
                 // A second file of one run that carries the run's closing probe count (say the
                 // finished file and its parts given together): adding it would count the run
                 // twice, and which file holds which probes is unknown, so the count is left
                 // unknown.
-                if num("asdic.probes_sent").is_some() {
+                if kv.probes_sent.is_some() {
                     m.probes_sent = None;
                 }
             }
@@ -1123,6 +1124,93 @@ fn settle_end(sum: &mut Summary, t_max: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use asdic_analysis::RunMeta;
+
+    fn input(pairs: &[(&str, &str)]) -> Input {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|&(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Input {
+            path: PathBuf::from("x.parquet"),
+            meta: RunMeta::from_pairs(&pairs),
+        }
+    }
+
+    #[test]
+    fn metadata_of_runs_counts_each_run_once() {
+        let run_a = [
+            (keys::MODE, "scan"),
+            (keys::ENGINE, "raw"),
+            (keys::COMMAND, "asdic scan a"),
+            (keys::ALL_EVENTS, "true"),
+            (keys::TARGETS_PLANNED, "50"),
+            (keys::SESSION, "0000000a"),
+            (keys::START_UNIX_NS, "1000"),
+            (keys::END_UNIX_NS, "5000"),
+            (keys::PROBES_SENT, "50"),
+            (keys::SEND_RATE_PPS, "25"),
+            (keys::COMPLETE, "true"),
+        ];
+        let run_b = [
+            (keys::MODE, "scan"),
+            (keys::ENGINE, "xdp"),
+            (keys::COMMAND, "asdic scan b"),
+            (keys::ALL_EVENTS, "false"),
+            (keys::TARGETS_PLANNED, "10"),
+            (keys::SESSION, "0000000b"),
+            (keys::START_UNIX_NS, "2000"),
+            (keys::END_UNIX_NS, "9000"),
+            (keys::PROBES_SENT, "10"),
+            (keys::SEND_RATE_PPS, "5.5"),
+            (keys::COMPLETE, "true"),
+        ];
+        let m = Meta::read(&[input(&run_a), input(&run_b)]);
+        assert_eq!(m.engines, ["raw", "xdp"]);
+        assert_eq!(m.commands, ["asdic scan a", "asdic scan b"]);
+        assert_eq!(m.complete, Some(true));
+        assert!(!m.partial);
+        assert_eq!((m.start_ns, m.end_ns), (Some(1000), Some(9000)));
+        assert_eq!(m.probes_sent, Some(60));
+        assert_eq!(m.targets, Some(60));
+        assert_eq!(m.send_rate, Some(30.5));
+        assert!(!m.all_events);
+        // Run a's file given twice: its probes would count twice, so they are unknown.
+        let m = Meta::read(&[input(&run_a), input(&run_b), input(&run_a)]);
+        assert_eq!(m.probes_sent, None);
+        assert_eq!(m.targets, Some(60));
+        assert!(!m.all_events);
+
+        // Parts (no closing metadata) and a snapshot: partial, and not complete.
+        let part = |n| {
+            input(&[
+                (keys::MODE, "scan"),
+                (keys::ENGINE, "raw"),
+                (keys::ALL_EVENTS, "true"),
+                (keys::TARGETS_PLANNED, "50"),
+                (keys::PART, n),
+            ])
+        };
+        let m = Meta::read(&[part("0"), part("1")]);
+        assert_eq!(m.complete, Some(false));
+        assert!(m.partial);
+        assert!(m.all_events);
+        assert_eq!(m.targets, Some(50), "the parts of one run count once");
+        assert_eq!(m.probes_sent, None);
+        assert_eq!(m.start_ns, None);
+        let m = Meta::read(&[input(&[(keys::MODE, "ping"), (keys::PARTIAL, "true")])]);
+        assert_eq!(m.complete, None);
+        assert!(m.partial);
+        let m = Meta::read(&[input(&[(keys::MODE, "ping"), (keys::PARTIAL, "false")])]);
+        assert!(!m.partial);
+        // A run that did not complete makes the section incomplete.
+        let mut c = run_b;
+        c[10] = (keys::COMPLETE, "false");
+        assert_eq!(
+            Meta::read(&[input(&run_a), input(&c)]).complete,
+            Some(false)
+        );
+    }
 
     #[test]
     fn the_end_is_the_recorded_one_unless_rows_come_later() {
