@@ -220,6 +220,27 @@ macro_rules! run_meta {
                 v
             }
 
+            /// This metadata completed by `later` (what a file adds when it closes): each field
+            /// `later` has replaces this one's, its kernel counters replace these when it has
+            /// any, its other pairs follow these.
+            pub fn and(mut self, later: RunMeta) -> RunMeta {
+                $(
+                    if later.$field.is_some() {
+                        self.$field = later.$field;
+                    }
+                )+
+                $(
+                    if later.$tfield.is_some() {
+                        self.$tfield = later.$tfield;
+                    }
+                )+
+                if !later.kernel.is_empty() {
+                    self.kernel = later.kernel;
+                }
+                self.other.extend(later.other);
+                self
+            }
+
             /// The metadata in `pairs` (as a Parquet file's key-value metadata). Never fails:
             /// what does not fit a field goes to [`other`](Self::other). When a key appears
             /// more than once, the first occurrence counts (the rest go to `other`, after it
@@ -900,5 +921,30 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let missing = RunMeta::read(&path).unwrap_err();
         assert!(matches!(missing, crate::Error::File { .. }), "{missing}");
+    }
+
+    #[test]
+    fn a_closing_file_completes_what_it_opened_with() {
+        let open = RunMeta {
+            mode: Some(RunMode::Scan),
+            rate_pps: Some(1000.0),
+            complete: Some(false),
+            ..RunMeta::default()
+        };
+        let end = RunMeta {
+            complete: Some(true),
+            end_unix_ns: Some(5),
+            ..RunMeta::default()
+        }
+        .with_kernel(2, [("socket_overflow", 2)]);
+        let m = open.clone().and(end);
+        assert_eq!(m.mode, Some(RunMode::Scan));
+        assert_eq!(m.rate_pps, Some(1000.0));
+        assert_eq!(m.complete, Some(true));
+        assert_eq!(m.end_unix_ns, Some(5));
+        assert_eq!(m.kernel_lost, Some(2));
+        assert_eq!(m.kernel_counter("socket_overflow"), Some(2));
+        // Nothing later: unchanged.
+        assert_eq!(open.clone().and(RunMeta::default()), open);
     }
 }

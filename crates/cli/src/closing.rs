@@ -1,17 +1,19 @@
 //! The lines a run ends with: why the local stack refused probes, what the kernel dropped,
 //! a rate that fell short.
 
+use asdic_analysis::RunMeta;
 use asdic_core::event::Event;
 use asdic_engine::KernelDrops;
 
-/// The kernel's drops as Parquet metadata: `asdic.kernel_lost` (replies and errors of the run
-/// that asdic never saw) and `asdic.kernel.<counter>` for each counter.
-pub fn kernel_metadata(k: &KernelDrops) -> Vec<(String, String)> {
-    let mut v = vec![("asdic.kernel_lost".to_string(), k.lost().to_string())];
-    for (name, n) in k.fields() {
-        v.push((format!("asdic.kernel.{name}"), n.to_string()));
+/// What every result file records when it closes: the end time and the kernel's drops
+/// (`asdic.kernel_lost`, replies and errors of the run that asdic never saw, and
+/// `asdic.kernel.<counter>` for each counter).
+pub fn end_metadata(k: &KernelDrops) -> RunMeta {
+    RunMeta {
+        end_unix_ns: Some(asdic_engine::now_ns()),
+        ..RunMeta::default()
     }
-    v
+    .with_kernel(k.lost(), k.fields())
 }
 
 /// The closing line for a run whose replies the kernel dropped, if it did: how many and

@@ -20,13 +20,15 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use asdic_analysis::meta::session_hex;
+use asdic_analysis::{RunMeta, RunMode};
 use asdic_core::event::{Drops, Event};
 use asdic_engine::KernelDrops;
 use crossbeam_channel::RecvTimeoutError;
 
 use crate::Fail;
 use crate::closing::{Refusals, kernel_warning, rate_shortfall};
-use crate::engines::{EngineOptions, Opener, RunHints, engine_line};
+use crate::engines::{EngineOptions, Opener, RunHints, engine_line, engine_names};
 use crate::pipeline::{Pipeline, Started, Work, join_all, kernel_drops, start_all};
 use crate::privilege::{Writes, drop_capabilities};
 use crate::signals::Signals;
@@ -59,6 +61,8 @@ pub struct Lanes {
     pub progress: bool,
     /// The rate asked for, when a run that falls short of it should say so.
     pub rate_goal: Option<f64>,
+    /// The run's session id (its probes' stamps carry it).
+    pub session: u32,
 }
 
 /// The running pipelines, as a mode sees them.
@@ -69,6 +73,8 @@ pub struct Run {
     pub t0: Instant,
     /// The same, nanoseconds since the Unix epoch.
     pub started_ns: u64,
+    /// The run's session id.
+    pub session: u32,
     signals: Option<Signals>,
 }
 
@@ -112,6 +118,30 @@ impl Run {
     /// Whether SIGINT or SIGTERM came.
     pub fn interrupted(&self) -> bool {
         self.signals.as_ref().is_some_and(Signals::interrupted)
+    }
+
+    /// The metadata every result file of the run starts with: version, command line, mode,
+    /// engines, session, start; the mode adds its parameters.
+    pub fn meta(&self, mode: RunMode) -> RunMeta {
+        RunMeta {
+            version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            command: Some(std::env::args().collect::<Vec<_>>().join(" ")),
+            mode: Some(mode),
+            engine: Some(engine_names(&self.pipelines)),
+            session: Some(session_hex(self.session)),
+            start_unix_ns: Some(self.started_ns),
+            ..RunMeta::default()
+        }
+    }
+
+    /// The families the run probes, for `asdic.families`: "V4", "V6" or "V4,V6".
+    pub fn families(&self) -> String {
+        let f: Vec<String> = self
+            .pipelines
+            .iter()
+            .map(|p| format!("{:?}", p.family))
+            .collect();
+        f.join(",")
     }
 
     /// Adds `f` over the pipelines.
@@ -216,6 +246,7 @@ pub fn drive(lanes: Lanes, mode: &mut dyn Mode) -> Result<ExitCode, Fail> {
         pipelines,
         t0: Instant::now(),
         started_ns: 0,
+        session: lanes.session,
         signals: None,
     };
     mode.prepare(&run)?;

@@ -8,7 +8,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
-use asdic_analysis::{Aggregator, Format, ParquetSink, Row, Sink, sink_for, summary_line};
+use asdic_analysis::meta::millis;
+use asdic_analysis::{
+    Aggregator, Format, ParquetSink, Row, RunMeta, RunMode, Sink, sink_for, summary_line,
+};
 use asdic_core::event::Event;
 use asdic_core::source::Rounds;
 use asdic_core::table::slots_for;
@@ -18,9 +21,9 @@ use asdic_wire::payload;
 use asdic_wire::template::MAX_PAYLOAD;
 
 use crate::args::{FormatChoice, PingArgs, check_rate};
-use crate::closing::kernel_metadata;
+use crate::closing::end_metadata;
 use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
-use crate::engines::{RunHints, engine_names};
+use crate::engines::RunHints;
 use crate::inputs::{Ids, configs, read_specs};
 use crate::pipeline::Work;
 use crate::privilege::Writes;
@@ -121,13 +124,13 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         poll: Duration::from_millis(200),
         progress: !a.no_progress,
         rate_goal: None,
+        session: ids.session,
     };
     let mut mode = Ping {
         expected: order.len() as u64 * u64::from(a.count),
         agg: Aggregator::new(order),
         a,
         rate,
-        session: ids.session,
         offsets,
         snapshots: None,
     };
@@ -138,7 +141,6 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
 struct Ping {
     a: PingArgs,
     rate: f64,
-    session: u32,
     /// Per family, the global index of its first target (cookies are per family).
     offsets: Vec<(Family, u32)>,
     agg: Aggregator,
@@ -167,7 +169,7 @@ impl Mode for Ping {
         self.snapshots = a
             .output
             .as_ref()
-            .map(|path| Snapshots::new(path, self.metadata(run), a.sync_every));
+            .map(|path| Snapshots::new(path, self.metadata(run).to_pairs(), a.sync_every));
         Ok(())
     }
 
@@ -210,13 +212,12 @@ impl Mode for Ping {
             sink.finish().context("writing results to stdout")?;
         }
         if let Some(path) = &a.output {
-            let mut pq = ParquetSink::create(path, self.metadata(run))
+            let meta = RunMeta {
+                summary: Some(summary_line(&totals)),
+                ..self.metadata(run).and(end_metadata(&end.kernel))
+            };
+            let mut pq = ParquetSink::create(path, meta.to_pairs())
                 .with_context(|| format!("creating {}", path.display()))?;
-            pq.add_metadata("asdic.end_unix_ns", asdic_engine::now_ns().to_string());
-            pq.add_metadata("asdic.summary", summary_line(&totals));
-            for (k, v) in kernel_metadata(&end.kernel) {
-                pq.add_metadata(&k, v);
-            }
             write_all(&self.agg, &mut pq).with_context(|| format!("writing {}", path.display()))?;
             Box::new(pq)
                 .finish()
@@ -291,32 +292,18 @@ impl Ping {
     }
 
     /// The run's Parquet metadata (the end's keys are added when the run ends).
-    fn metadata(&self, run: &Run) -> Vec<(String, String)> {
+    fn metadata(&self, run: &Run) -> RunMeta {
         let a = &self.a;
-        let families: Vec<String> = run
-            .pipelines
-            .iter()
-            .map(|p| format!("{:?}", p.family))
-            .collect();
-        let cmd: Vec<String> = std::env::args().collect();
-        [
-            ("asdic.version", env!("CARGO_PKG_VERSION").to_string()),
-            ("asdic.command", cmd.join(" ")),
-            ("asdic.mode", "ping".to_string()),
-            ("asdic.engine", engine_names(&run.pipelines)),
-            ("asdic.families", families.join(",")),
-            ("asdic.rate_pps", self.rate.to_string()),
-            ("asdic.count", a.count.to_string()),
-            ("asdic.interval_ms", a.interval.as_millis().to_string()),
-            ("asdic.timeout_ms", a.timeout.as_millis().to_string()),
-            ("asdic.retries", a.retries.to_string()),
-            ("asdic.size", a.size.to_string()),
-            ("asdic.ttl", a.ttl.to_string()),
-            ("asdic.session", format!("{:08x}", self.session)),
-            ("asdic.start_unix_ns", run.started_ns.to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        RunMeta {
+            families: Some(run.families()),
+            rate_pps: Some(self.rate),
+            count: Some(a.count),
+            interval_ms: Some(millis(a.interval)),
+            timeout_ms: Some(millis(a.timeout)),
+            retries: Some(a.retries),
+            size: Some(a.size as u64),
+            ttl: Some(a.ttl),
+            ..run.meta(RunMode::Ping)
+        }
     }
 }

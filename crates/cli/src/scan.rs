@@ -11,7 +11,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use asdic_analysis::{CHUNK_ROWS, PartedSink, ScanOutcome, ScanRow, Sink, TextFormat, text_sink};
+use asdic_analysis::meta::{millis, session_hex};
+use asdic_analysis::{
+    CHUNK_ROWS, PartedSink, RunMeta, RunMode, ScanOutcome, ScanRow, Sink, TextFormat, text_sink,
+};
 use asdic_core::event::Event;
 use asdic_core::permute::Cycle;
 use asdic_core::source::Scan;
@@ -23,9 +26,9 @@ use asdic_wire::payload;
 use asdic_wire::template::{self, MAX_PAYLOAD};
 
 use crate::args::{IdChoice, Limit, ScanArgs, ScanFormat, check_rate};
-use crate::closing::kernel_metadata;
+use crate::closing::end_metadata;
 use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
-use crate::engines::{RunHints, engine_names};
+use crate::engines::RunHints;
 use crate::inputs::{Ids, configs, random_u64, read_cidr_file, read_specs};
 use crate::pipeline::Work;
 use crate::privilege::Writes;
@@ -317,6 +320,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         poll: Duration::from_millis(100),
         progress: false,
         rate_goal: Some(rate),
+        session: ids.session,
     };
     let mut mode = Scanning {
         a,
@@ -324,7 +328,6 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         seed,
         rate,
         planned,
-        session: ids.session,
         output: None,
         status: None,
         counts: Counts::default(),
@@ -343,7 +346,6 @@ struct Scanning {
     seed: u64,
     rate: f64,
     planned: u64,
-    session: u32,
     output: Option<Output>,
     status: Option<Status>,
     counts: Counts,
@@ -455,42 +457,25 @@ impl Mode for Scanning {
         let sent = run.sent();
         let send_secs = run.send_secs();
         let summary = self.counts.summary(sent);
-        let mut meta = vec![
-            (
-                "asdic.end_unix_ns".to_string(),
-                asdic_engine::now_ns().to_string(),
-            ),
-            (
-                "asdic.start_unix_ns".to_string(),
-                run.started_ns.to_string(),
-            ),
-            ("asdic.summary".to_string(), summary.clone()),
-            ("asdic.probes_sent".to_string(), sent.to_string()),
-            (
-                "asdic.send_rate_pps".to_string(),
-                format!("{:.0}", sent as f64 / send_secs),
-            ),
-            (
-                "asdic.duplicates".to_string(),
-                self.counts.duplicates.to_string(),
-            ),
-            ("asdic.late".to_string(), self.counts.late.to_string()),
-            ("asdic.drops".to_string(), end.drops.to_string()),
-            ("asdic.session".to_string(), format!("{:08x}", self.session)),
-            (
-                "asdic.interrupted".to_string(),
-                run.interrupted().to_string(),
-            ),
-        ];
-        meta.extend(kernel_metadata(&end.kernel));
-        meta.push((
-            "asdic.complete".to_string(),
-            (!run.interrupted() && !self.runtime_over).to_string(),
-        ));
+        let complete = !run.interrupted() && !self.runtime_over;
+        let meta = RunMeta {
+            start_unix_ns: Some(run.started_ns),
+            summary: Some(summary.clone()),
+            probes_sent: Some(sent),
+            // Whole probes per second, as `{:.0}` writes them (ties to even).
+            send_rate_pps: Some((sent as f64 / send_secs).round_ties_even()),
+            duplicates: Some(self.counts.duplicates),
+            late: Some(self.counts.late),
+            drops: Some(end.drops.to_string()),
+            session: Some(session_hex(run.session)),
+            interrupted: Some(run.interrupted()),
+            complete: Some(complete),
+            ..end_metadata(&end.kernel)
+        };
         let out = self.output.take().context("the output was never opened")?;
         match self.write_error.take() {
             None => out
-                .finish(meta)
+                .finish(meta.to_pairs())
                 .with_context(|| format!("writing {}", self.a.output.display()))?,
             Some(e) => {
                 return Err(Fail::System(
@@ -520,7 +505,7 @@ impl Scanning {
             self.seed,
             self.rate,
             self.planned,
-            &engine_names(&run.pipelines),
+            run.meta(RunMode::Scan),
         )
     }
 }
@@ -531,7 +516,7 @@ fn open_output(
     seed: u64,
     rate: f64,
     planned: u64,
-    engine: &str,
+    base: RunMeta,
 ) -> Result<Output, Fail> {
     let path = &a.output;
     let text = |f: TextFormat| -> Result<Output, Fail> {
@@ -546,30 +531,22 @@ fn open_output(
         ScanFormat::Csv => text(TextFormat::Csv),
         ScanFormat::Jsonl => text(TextFormat::Jsonl),
         ScanFormat::Parquet => {
-            let cmd: Vec<String> = std::env::args().collect();
-            let meta = [
-                ("asdic.version", env!("CARGO_PKG_VERSION").to_string()),
-                ("asdic.command", cmd.join(" ")),
-                ("asdic.mode", "scan".to_string()),
-                ("asdic.engine", engine.to_string()),
-                ("asdic.seed", seed.to_string()),
-                ("asdic.shard", a.shard.to_string()),
-                ("asdic.shards", a.shards.to_string()),
-                ("asdic.rate_pps", format!("{rate:.0}")),
-                ("asdic.cooldown_ms", a.cooldown.as_millis().to_string()),
-                ("asdic.retries", a.retries.to_string()),
-                ("asdic.size", a.size.to_string()),
-                ("asdic.ttl", a.ttl.to_string()),
-                (
-                    "asdic.default_blocklist",
-                    (!a.no_default_blocklist).to_string(),
-                ),
-                ("asdic.all_events", a.all_events.to_string()),
-                ("asdic.targets_planned", planned.to_string()),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
+            let meta = RunMeta {
+                seed: Some(seed),
+                shard: Some(a.shard),
+                shards: Some(a.shards),
+                // Whole probes per second, as `{:.0}` writes them (ties to even).
+                rate_pps: Some(rate.round_ties_even()),
+                cooldown_ms: Some(millis(a.cooldown)),
+                retries: Some(a.retries),
+                size: Some(a.size as u64),
+                ttl: Some(a.ttl),
+                default_blocklist: Some(!a.no_default_blocklist),
+                all_events: Some(a.all_events),
+                targets_planned: Some(planned),
+                ..base
+            }
+            .to_pairs();
             let p = PartedSink::<ScanRow>::create(path, meta, SCAN_ROW_GROUP, a.sync_every)
                 .map_err(|e| usage(format!("-o {}: {e}", path.display())))?;
             Ok(Output::Parquet(Box::new(p)))

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use asdic_analysis::fleet::{Fleet, FleetTarget, Limits, Transition};
-use asdic_analysis::{PartedSink, Sink, SweepRow, parts_dir};
+use asdic_analysis::meta::millis;
+use asdic_analysis::{PartedSink, RunMeta, RunMode, Sink, SweepRow, parts_dir};
 use asdic_core::event::Event;
 use asdic_core::fleet::{FleetLine, parse_fleet};
 use asdic_core::sweep::{Item, Plan, Sweep};
@@ -28,9 +29,9 @@ use asdic_wire::template::{self, MAX_PAYLOAD};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::args::{IdChoice, SweepArgs, check_rate};
-use crate::closing::kernel_metadata;
+use crate::closing::end_metadata;
 use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
-use crate::engines::{RunHints, engine_names};
+use crate::engines::RunHints;
 use crate::inputs::{Ids, configs};
 use crate::metrics::{self, Shared};
 use crate::pipeline::{Pipeline, Work, kernel_drops};
@@ -224,7 +225,7 @@ enum ToWriter {
 /// The Parquet writer: one file per period in `dir`, named by the period's start (UTC).
 struct Writer {
     dir: PathBuf,
-    meta: Vec<(String, String)>,
+    meta: RunMeta,
     /// The receivers' counters: each file records the kernel's drops so far when it closes.
     receivers: Vec<Arc<RxShared>>,
     current: Option<(u64, PartedSink<SweepRow>)>,
@@ -248,10 +249,12 @@ impl Writer {
                 path = self.dir.join(format!("{base}-{k}.parquet"));
                 k += 1;
             }
-            let mut meta = self.meta.clone();
-            meta.push(("asdic.period_start_unix_s".into(), start.to_string()));
-            meta.push(("asdic.period_s".into(), period.to_string()));
-            let sink = PartedSink::create(&path, meta, 65_536, self.sync_every)
+            let meta = RunMeta {
+                period_start_unix_s: Some(start),
+                period_s: Some(period),
+                ..self.meta.clone()
+            };
+            let sink = PartedSink::create(&path, meta.to_pairs(), 65_536, self.sync_every)
                 .with_context(|| format!("creating {}", path.display()))?;
             self.current = Some((start, sink));
         }
@@ -274,15 +277,10 @@ impl Writer {
     fn close(&mut self) -> anyhow::Result<()> {
         if let Some((_, sink)) = self.current.take() {
             let path = sink.out().to_path_buf();
-            // When the file's period (or the run) ended: a report's duration.
-            let end = (
-                "asdic.end_unix_ns".into(),
-                asdic_engine::now_ns().to_string(),
-            );
+            // When the file's period (or the run) ended, a report's duration, and the kernel's
+            // drops so far.
             let kernel = RxShared::kernel_drops_of(self.receivers.iter().map(|r| r.as_ref()));
-            let mut meta = vec![end];
-            meta.extend(kernel_metadata(&kernel));
-            sink.finish_with(meta)
+            sink.finish_with(end_metadata(&kernel).to_pairs())
                 .with_context(|| format!("writing {}", path.display()))?;
             self.written.push(path);
         }
@@ -457,6 +455,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         poll: Duration::from_millis(200),
         progress: false,
         rate_goal: None,
+        session: ids.session,
     };
     let (n4, n6) = count_families(&first.targets);
     let start_line = format!(
@@ -476,7 +475,6 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         file_stamp: stamp_of(&a.file),
         period: period_of(SystemTime::now(), a.rotate),
         a,
-        session: ids.session,
         fleet: Some(fleet),
         shared: None,
         plans,
@@ -545,7 +543,6 @@ fn period_of(t: SystemTime, rotate: Duration) -> u64 {
 /// alarm lines, rows to the writer thread, reloads of the targets file.
 struct Sweeping {
     a: SweepArgs,
-    session: u32,
     /// The fleet until `start` shares it.
     fleet: Option<Fleet>,
     shared: Option<Arc<Shared>>,
@@ -885,25 +882,16 @@ impl Sweeping {
 
 impl Sweeping {
     /// Each file's Parquet metadata (the file adds its own period and end keys).
-    fn metadata(&self, run: &Run) -> Vec<(String, String)> {
+    fn metadata(&self, run: &Run) -> RunMeta {
         let a = &self.a;
-        let cmd: Vec<String> = std::env::args().collect();
-        [
-            ("asdic.version", env!("CARGO_PKG_VERSION").to_string()),
-            ("asdic.command", cmd.join(" ")),
-            ("asdic.mode", "sweep".to_string()),
-            ("asdic.engine", engine_names(&run.pipelines)),
-            ("asdic.targets_file", a.file.display().to_string()),
-            ("asdic.every_ms", a.every.as_millis().to_string()),
-            ("asdic.window_ms", a.window.as_millis().to_string()),
-            ("asdic.timeout_ms", a.timeout.as_millis().to_string()),
-            ("asdic.ttl", a.ttl.to_string()),
-            ("asdic.session", format!("{:08x}", self.session)),
-            ("asdic.start_unix_ns", asdic_engine::now_ns().to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        RunMeta {
+            targets_file: Some(a.file.display().to_string()),
+            every_ms: Some(millis(a.every)),
+            window_ms: Some(millis(a.window)),
+            timeout_ms: Some(millis(a.timeout)),
+            ttl: Some(a.ttl),
+            ..run.meta(RunMode::Sweep)
+        }
     }
 }
 

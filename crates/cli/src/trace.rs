@@ -13,7 +13,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
-use asdic_analysis::{HopRow, ParquetSink, Paths, Sink, TextFormat, text_sink};
+use asdic_analysis::meta::millis;
+use asdic_analysis::{HopRow, ParquetSink, Paths, RunMeta, RunMode, Sink, TextFormat, text_sink};
 use asdic_core::event::Event;
 use asdic_core::table::slots_for;
 use asdic_core::targets;
@@ -22,9 +23,9 @@ use asdic_wire::Family;
 use asdic_wire::payload;
 
 use crate::args::{TraceArgs, TraceFormat, check_rate};
-use crate::closing::kernel_metadata;
+use crate::closing::end_metadata;
 use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
-use crate::engines::{RunHints, engine_names};
+use crate::engines::RunHints;
 use crate::inputs::{Ids, configs, read_specs};
 use crate::pipeline::Work;
 use crate::privilege::Writes;
@@ -156,6 +157,7 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
         poll: Duration::from_millis(200),
         progress: !a.no_progress,
         rate_goal: None,
+        session: ids.session,
     };
     let order: Vec<IpAddr> = v4.iter().chain(v6.iter()).copied().collect();
     let mut mode = Tracing {
@@ -164,7 +166,6 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
         a,
         rate,
         seed,
-        session: ids.session,
         parts,
         probes_max,
         v6: v6.len(),
@@ -179,7 +180,6 @@ struct Tracing {
     a: TraceArgs,
     rate: f64,
     seed: u64,
-    session: u32,
     parts: Vec<Part>,
     probes_max: u64,
     /// Targets, and how many of them are IPv6.
@@ -213,7 +213,7 @@ impl Mode for Tracing {
         self.snapshots = a
             .output
             .as_ref()
-            .map(|path| Snapshots::new(path, self.metadata(run), a.sync_every));
+            .map(|path| Snapshots::new(path, self.metadata(run).to_pairs(), a.sync_every));
         Ok(())
     }
 
@@ -266,15 +266,14 @@ impl Mode for Tracing {
             self.print_paths()?;
         }
         if let Some(path) = &self.a.output {
-            let mut pq = ParquetSink::create(path, self.metadata(run))
+            let meta = RunMeta {
+                summary: Some(summary.clone()),
+                probes_sent: Some(sent),
+                probes_skipped: Some(skipped),
+                ..self.metadata(run).and(end_metadata(&end.kernel))
+            };
+            let mut pq = ParquetSink::create(path, meta.to_pairs())
                 .with_context(|| format!("creating {}", path.display()))?;
-            pq.add_metadata("asdic.end_unix_ns", asdic_engine::now_ns().to_string());
-            pq.add_metadata("asdic.summary", summary.clone());
-            pq.add_metadata("asdic.probes_sent", sent.to_string());
-            pq.add_metadata("asdic.probes_skipped", skipped.to_string());
-            for (k, v) in kernel_metadata(&end.kernel) {
-                pq.add_metadata(&k, v);
-            }
             write_rows(&self.paths, &mut pq)
                 .with_context(|| format!("writing {}", path.display()))?;
             Box::new(pq)
@@ -331,32 +330,18 @@ impl Tracing {
     }
 
     /// The run's Parquet metadata (the end's keys are added when the run ends).
-    fn metadata(&self, run: &Run) -> Vec<(String, String)> {
+    fn metadata(&self, run: &Run) -> RunMeta {
         let a = &self.a;
-        let families: Vec<String> = run
-            .pipelines
-            .iter()
-            .map(|p| format!("{:?}", p.family))
-            .collect();
-        let cmd: Vec<String> = std::env::args().collect();
-        [
-            ("asdic.version", env!("CARGO_PKG_VERSION").to_string()),
-            ("asdic.command", cmd.join(" ")),
-            ("asdic.mode", "trace".to_string()),
-            ("asdic.engine", engine_names(&run.pipelines)),
-            ("asdic.families", families.join(",")),
-            ("asdic.rate_pps", self.rate.to_string()),
-            ("asdic.first_ttl", a.first_ttl.to_string()),
-            ("asdic.max_ttl", a.max_ttl.to_string()),
-            ("asdic.timeout_ms", a.timeout.as_millis().to_string()),
-            ("asdic.size", a.size.to_string()),
-            ("asdic.seed", self.seed.to_string()),
-            ("asdic.session", format!("{:08x}", self.session)),
-            ("asdic.start_unix_ns", run.started_ns.to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        RunMeta {
+            families: Some(run.families()),
+            rate_pps: Some(self.rate),
+            first_ttl: Some(a.first_ttl),
+            max_ttl: Some(a.max_ttl),
+            timeout_ms: Some(millis(a.timeout)),
+            size: Some(a.size as u64),
+            seed: Some(self.seed),
+            ..run.meta(RunMode::Trace)
+        }
     }
 }
 
