@@ -389,7 +389,7 @@ mod tests {
             crate::Format::Jsonl,
         ] {
             let mut out = Vec::new();
-            let mut sink = crate::sink_for(format, &mut out);
+            let mut sink = crate::sink_for(format, &mut out).unwrap();
             sink.write_rows(&rows).unwrap();
             sink.finish().unwrap();
             let lines = String::from_utf8(out).unwrap().lines().count();

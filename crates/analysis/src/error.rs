@@ -23,9 +23,17 @@ pub enum Error {
     /// Building an Arrow record batch failed.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
-    /// An output format name that is not one of `table`, `csv`, `jsonl`.
-    #[error("unknown output format {0:?} (expected table, csv or jsonl)")]
+    /// An output format name that is not one of `table`, `text`, `csv`, `jsonl`, `parquet`.
+    #[error("unknown output format {0:?} (expected table, text, csv, jsonl or parquet)")]
     UnknownFormat(String),
+    /// A format these results are not written in by this sink.
+    #[error("{format} is not a format for {what}")]
+    NotFor {
+        /// The format asked for.
+        format: crate::Format,
+        /// What was to be written.
+        what: &'static str,
+    },
     /// [`Aggregator::with_names`](crate::Aggregator::with_names) got a list of the wrong length.
     #[error("{names} names given for {targets} targets")]
     NamesLength {

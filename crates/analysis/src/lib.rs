@@ -57,8 +57,8 @@ pub use parts::{PartedSink, dir_of, list_parts, merge, metadata_of, parts_dir};
 pub use scan::{SCAN_COLUMNS, SCAN_NUM_COLUMNS, ScanOutcome, ScanRow, scan_schema};
 pub use schema::{COLUMNS, NUM_COLUMNS, Record, Row, Value, record_batch, schema};
 pub use sink::{
-    CHUNK_ROWS, CsvSink, Format, JsonlSink, ParquetSink, ROW_GROUP_ROWS, Sink, TableSink,
-    TextFormat, sink_for, text_sink,
+    CHUNK_ROWS, CsvSink, Format, JsonlSink, ParquetSink, ROW_GROUP_ROWS, Sink, TableSink, sink_for,
+    text_sink,
 };
 pub use stats::{FirstError, Rtt, TargetStats};
 pub use summary::summary_line;

@@ -70,6 +70,11 @@ impl ScanOutcome {
         }
     }
 
+    /// The outcome an `outcome` column value names, if any.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+
     /// Whether the target showed up: an echo reply or an ICMP error (the rows a scan
     /// writes by default). Duplicates and late replies come in addition to a terminal
     /// outcome and are not hits.
@@ -278,7 +283,7 @@ mod tests {
     use crate::error::Error;
     use crate::schema::record_batch;
     use crate::sink::tests::{read_parquet, temp_path};
-    use crate::sink::{ParquetSink, Sink, TextFormat, text_sink};
+    use crate::sink::{Format, ParquetSink, Sink, text_sink};
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float64Type, Int32Type, UInt8Type, UInt64Type};
     use arrow_array::{Array, RecordBatch};
@@ -548,9 +553,9 @@ mod tests {
         }
     }
 
-    fn render(format: TextFormat, rows: &[ScanRow]) -> String {
+    fn render(format: Format, rows: &[ScanRow]) -> String {
         let mut buf = Vec::new();
-        let mut sink = text_sink(format, &mut buf);
+        let mut sink = text_sink(format, &mut buf).unwrap();
         sink.write_rows(rows).unwrap();
         sink.finish().unwrap();
         String::from_utf8(buf).unwrap()
@@ -560,7 +565,7 @@ mod tests {
     fn csv_exact() {
         let failed = ScanRow::from_event(&event(TARGET, Outcome::SendFailed { errno: -1 }), 0);
         let text = render(
-            TextFormat::Csv,
+            Format::Csv,
             &[reply_row(), error_row(), timeout_row(), failed],
         );
         let expected = "\
@@ -573,7 +578,7 @@ target,outcome,rtt_us,reply_ttl,responder,icmp_type,icmp_code,icmp_name,send_err
         assert_eq!(text, expected);
         // Header alone when nothing was written.
         assert_eq!(
-            render(TextFormat::Csv, &[]),
+            render(Format::Csv, &[]),
             expected.lines().next().unwrap().to_owned() + "\n"
         );
     }
@@ -594,7 +599,7 @@ target,outcome,rtt_us,reply_ttl,responder,icmp_type,icmp_code,icmp_name,send_err
             0,
         );
         let text = render(
-            TextFormat::Jsonl,
+            Format::Jsonl,
             &[reply_row(), error_row(), timeout_row(), ipv6_error],
         );
         let expected = concat!(
@@ -870,11 +875,8 @@ target,outcome,rtt_us,reply_ttl,responder,icmp_type,icmp_code,icmp_name,send_err
             wrong_type: false,
         };
         assert_eq!(record_batch(&[good]).unwrap().num_rows(), 1);
-        assert_eq!(render_bad(TextFormat::Csv, 2).unwrap(), "a,b\n0,1\n");
-        assert_eq!(
-            render_bad(TextFormat::Jsonl, 2).unwrap(),
-            "{\"a\":0,\"b\":1}\n"
-        );
+        assert_eq!(render_bad(Format::Csv, 2).unwrap(), "a,b\n0,1\n");
+        assert_eq!(render_bad(Format::Jsonl, 2).unwrap(), "{\"a\":0,\"b\":1}\n");
         for cells in [0, 1, 3] {
             let bad = Bad {
                 cells,
@@ -887,7 +889,7 @@ target,outcome,rtt_us,reply_ttl,responder,icmp_type,icmp_code,icmp_name,send_err
                 ),
                 "{cells}"
             );
-            for format in [TextFormat::Csv, TextFormat::Jsonl] {
+            for format in [Format::Csv, Format::Jsonl] {
                 assert!(
                     matches!(
                         render_bad(format, cells),
@@ -907,9 +909,9 @@ target,outcome,rtt_us,reply_ttl,responder,icmp_type,icmp_code,icmp_name,send_err
         ));
     }
 
-    fn render_bad(format: TextFormat, cells: usize) -> crate::Result<String> {
+    fn render_bad(format: Format, cells: usize) -> crate::Result<String> {
         let mut buf = Vec::new();
-        let mut sink = text_sink(format, &mut buf);
+        let mut sink = text_sink(format, &mut buf).unwrap();
         sink.write_rows(&[Bad {
             cells,
             wrong_type: false,

@@ -50,25 +50,53 @@ pub trait Sink<R> {
     fn finish(self: Box<Self>) -> Result<()>;
 }
 
-/// A ping output format for [`sink_for`] (Parquet, being file-only, is [`ParquetSink`]).
+/// Every output format asdic writes. Each subcommand takes those that fit its results:
+/// `ping` table, csv, jsonl (and Parquet with `-o`); `scan` parquet, csv, jsonl; `trace` text,
+/// csv, jsonl (and Parquet with `-o`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
-    /// Aligned human-readable table ([`TableSink`]).
+    /// Aligned human-readable table of ping rows ([`TableSink`]).
     #[default]
     Table,
+    /// A traceroute-style path per target (written by the trace paths themselves).
+    Text,
     /// Comma-separated values with a header line ([`CsvSink`]).
     Csv,
     /// One JSON object per line ([`JsonlSink`]).
     Jsonl,
+    /// Apache Parquet, files only ([`ParquetSink`], `PartedSink`).
+    Parquet,
 }
 
 impl Format {
+    /// Every format, in declaration order.
+    pub const ALL: [Format; 5] = [
+        Format::Table,
+        Format::Text,
+        Format::Csv,
+        Format::Jsonl,
+        Format::Parquet,
+    ];
+
     /// The format's name, as [`FromStr`] accepts it.
     pub fn name(self) -> &'static str {
         match self {
             Format::Table => "table",
+            Format::Text => "text",
             Format::Csv => "csv",
             Format::Jsonl => "jsonl",
+            Format::Parquet => "parquet",
+        }
+    }
+
+    /// One line on what the format is, for help texts.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Format::Table => "Aligned human-readable table",
+            Format::Text => "A traceroute-style path per target",
+            Format::Csv => "Comma-separated values with a header line",
+            Format::Jsonl => "One JSON object per line",
+            Format::Parquet => "Apache Parquet (files only)",
         }
     }
 }
@@ -76,14 +104,16 @@ impl Format {
 impl FromStr for Format {
     type Err = Error;
 
-    /// Accepts `table`, `csv`, `jsonl` (or `ndjson`), in any case.
+    /// Accepts `table`, `text`, `csv`, `jsonl` (or `ndjson`), `parquet`, in any case.
     fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "table" => Ok(Format::Table),
-            "csv" => Ok(Format::Csv),
-            "jsonl" | "ndjson" => Ok(Format::Jsonl),
-            _ => Err(Error::UnknownFormat(s.to_owned())),
+        let lower = s.to_ascii_lowercase();
+        if lower == "ndjson" {
+            return Ok(Format::Jsonl);
         }
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name() == lower)
+            .ok_or_else(|| Error::UnknownFormat(s.to_owned()))
     }
 }
 
@@ -93,35 +123,43 @@ impl core::fmt::Display for Format {
     }
 }
 
-/// A sink of ping rows writing `format` to `writer` (buffered by the sink).
+/// A sink of ping rows writing `format` (table, csv or jsonl) to `writer` (buffered by the
+/// sink).
+///
+/// # Errors
+/// [`Error::NotFor`] for a format ping rows are not written in here (text; Parquet is
+/// [`ParquetSink`], file-only).
 pub fn sink_for<'a, 'r: 'a, W: Write + 'a>(
     format: Format,
     writer: W,
-) -> Box<dyn Sink<Row<'r>> + 'a> {
+) -> Result<Box<dyn Sink<Row<'r>> + 'a>> {
     match format {
-        Format::Table => Box::new(TableSink::new(writer)),
-        Format::Csv => Box::new(CsvSink::new(writer)),
-        Format::Jsonl => Box::new(JsonlSink::new(writer)),
+        Format::Table => Ok(Box::new(TableSink::new(writer))),
+        Format::Csv => Ok(Box::new(CsvSink::new(writer))),
+        Format::Jsonl => Ok(Box::new(JsonlSink::new(writer))),
+        Format::Text | Format::Parquet => Err(Error::NotFor {
+            format,
+            what: "ping rows on a stream",
+        }),
     }
 }
 
-/// A text format any [`Record`] can be written in, for [`text_sink`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TextFormat {
-    /// Comma-separated values with a header line ([`CsvSink`]).
-    Csv,
-    /// One JSON object per line ([`JsonlSink`]).
-    Jsonl,
-}
-
-/// A sink of `R` records writing `format` to `writer` (buffered by the sink).
+/// A sink of `R` records writing `format` (csv or jsonl, the text formats any [`Record`] has)
+/// to `writer` (buffered by the sink).
+///
+/// # Errors
+/// [`Error::NotFor`] for the other formats.
 pub fn text_sink<'a, R: Record + 'a, W: Write + 'a>(
-    format: TextFormat,
+    format: Format,
     writer: W,
-) -> Box<dyn Sink<R> + 'a> {
+) -> Result<Box<dyn Sink<R> + 'a>> {
     match format {
-        TextFormat::Csv => Box::new(CsvSink::new(writer)),
-        TextFormat::Jsonl => Box::new(JsonlSink::new(writer)),
+        Format::Csv => Ok(Box::new(CsvSink::new(writer))),
+        Format::Jsonl => Ok(Box::new(JsonlSink::new(writer))),
+        Format::Table | Format::Text | Format::Parquet => Err(Error::NotFor {
+            format,
+            what: "records on a stream",
+        }),
     }
 }
 
@@ -639,7 +677,7 @@ pub(crate) mod tests {
 
     fn render(format: Format, rows: &[Row<'_>]) -> String {
         let mut buf = Vec::new();
-        let mut sink = sink_for(format, &mut buf);
+        let mut sink = sink_for(format, &mut buf).unwrap();
         sink.write_rows(rows).unwrap();
         sink.finish().unwrap();
         String::from_utf8(buf).unwrap()
@@ -775,13 +813,30 @@ target,name,sent,received,loss_pct,rtt_last_us,rtt_min_us,rtt_avg_us,rtt_max_us,
         assert_eq!("CSV".parse::<Format>().unwrap(), Format::Csv);
         assert_eq!("jsonl".parse::<Format>().unwrap(), Format::Jsonl);
         assert_eq!("ndjson".parse::<Format>().unwrap(), Format::Jsonl);
+        assert_eq!("Parquet".parse::<Format>().unwrap(), Format::Parquet);
         assert!(matches!(
-            "parquet".parse::<Format>(),
-            Err(Error::UnknownFormat(s)) if s == "parquet"
+            "xml".parse::<Format>(),
+            Err(Error::UnknownFormat(s)) if s == "xml"
         ));
-        for f in [Format::Table, Format::Csv, Format::Jsonl] {
+        for f in Format::ALL {
             assert_eq!(f.to_string().parse::<Format>().unwrap(), f);
         }
+    }
+
+    #[test]
+    fn a_sink_is_refused_for_a_format_it_does_not_write() {
+        let mut buf = Vec::new();
+        for f in [Format::Text, Format::Parquet] {
+            let e = sink_for(f, &mut buf).err().unwrap();
+            assert_eq!(
+                e.to_string(),
+                format!("{f} is not a format for ping rows on a stream")
+            );
+        }
+        for f in [Format::Table, Format::Text, Format::Parquet] {
+            assert!(text_sink::<Row<'_>, _>(f, &mut buf).is_err(), "{f}");
+        }
+        assert!(buf.is_empty());
     }
 
     /// The metadata and record batches of the Parquet file at `path`.
@@ -988,7 +1043,7 @@ target,name,sent,received,loss_pct,rtt_last_us,rtt_min_us,rtt_avg_us,rtt_max_us,
 
         let mut buf = Vec::new();
         {
-            let mut sink = sink_for(Format::Csv, Box::new(BufWriter::new(&mut buf)));
+            let mut sink = sink_for(Format::Csv, Box::new(BufWriter::new(&mut buf))).unwrap();
             write_all(&agg, sink.as_mut()).unwrap();
             sink.finish().unwrap();
         }

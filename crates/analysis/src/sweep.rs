@@ -37,6 +37,24 @@ pub enum SweepEvent {
 }
 
 impl SweepEvent {
+    /// Every event, in declaration order.
+    pub const ALL: [SweepEvent; 9] = [
+        SweepEvent::Reply,
+        SweepEvent::Error,
+        SweepEvent::Timeout,
+        SweepEvent::SendFailed,
+        SweepEvent::Duplicate,
+        SweepEvent::Late,
+        SweepEvent::Alarm,
+        SweepEvent::Ok,
+        SweepEvent::Window,
+    ];
+
+    /// The event an `event` column value names, if any.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+
     /// The event of a probe outcome.
     pub fn of(o: &Outcome) -> Self {
         match o {

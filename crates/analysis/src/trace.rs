@@ -36,6 +36,21 @@ pub enum HopKind {
 }
 
 impl HopKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [HopKind; 6] = [
+        HopKind::Reply,
+        HopKind::TimeExceeded,
+        HopKind::Unreachable,
+        HopKind::OtherError,
+        HopKind::Timeout,
+        HopKind::SendFailed,
+    ];
+
+    /// The kind a `kind` column value names, if any.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     /// The name written to the `kind` column.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -499,7 +514,7 @@ mod tests {
     use super::*;
     use crate::schema::record_batch;
     use crate::sink::tests::{read_parquet, temp_path};
-    use crate::sink::{ParquetSink, Sink, TextFormat, text_sink};
+    use crate::sink::{Format, ParquetSink, Sink, text_sink};
     use arrow_array::Array;
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float64Type, UInt8Type};
@@ -738,7 +753,7 @@ mod tests {
 
         let mut out = vec![];
         {
-            let mut s = text_sink::<HopRow<'_>, _>(TextFormat::Csv, &mut out);
+            let mut s = text_sink::<HopRow<'_>, _>(Format::Csv, &mut out).unwrap();
             s.write_rows(&rows).unwrap();
             s.finish().unwrap();
         }

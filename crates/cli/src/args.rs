@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use asdic_analysis::Format;
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engines::EngineOptions;
@@ -272,15 +274,15 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     Ok(m)
 }
 
-/// Output format on stdout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FormatChoice {
-    /// Aligned human-readable table.
-    Table,
-    /// Comma-separated values with a header line.
-    Csv,
-    /// One JSON object per line.
-    Jsonl,
+/// `--format` / `--output-format` taking the `allowed` formats of the one [`Format`], each
+/// listed with its description in `--help`.
+fn formats(allowed: &'static [Format]) -> impl TypedValueParser<Value = Format> {
+    PossibleValuesParser::new(
+        allowed
+            .iter()
+            .map(|f| PossibleValue::new(f.name()).help(f.describe())),
+    )
+    .try_map(|s| s.parse::<Format>())
 }
 
 /// How to choose the ICMP identifier.
@@ -393,8 +395,8 @@ pub struct PingArgs {
     pub sync_every: Duration,
 
     /// Format of the per-target results on stdout.
-    #[arg(long, value_enum, default_value_t = FormatChoice::Table)]
-    pub format: FormatChoice,
+    #[arg(long, value_parser = formats(&[Format::Table, Format::Csv, Format::Jsonl]), default_value = "table", value_name = "FORMAT")]
+    pub format: Format,
 
     /// Quiet: no per-target results on stdout, only the summary (fping -q).
     #[arg(short = 'q', long)]
@@ -412,17 +414,6 @@ pub struct PingArgs {
     /// The I/O engine and its threads.
     #[command(flatten)]
     pub io: EngineArgs,
-}
-
-/// Output format of `scan`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ScanFormat {
-    /// Apache Parquet (files only).
-    Parquet,
-    /// Comma-separated values with a header line.
-    Csv,
-    /// One JSON object per line.
-    Jsonl,
 }
 
 /// `--max-targets`: a count or a percentage of the target space.
@@ -558,8 +549,8 @@ pub struct ScanArgs {
     pub output: PathBuf,
 
     /// Output format (default: parquet for files, csv on stdout).
-    #[arg(short = 'O', long, value_enum, value_name = "FORMAT")]
-    pub output_format: Option<ScanFormat>,
+    #[arg(short = 'O', long, value_parser = formats(&[Format::Parquet, Format::Csv, Format::Jsonl]), value_name = "FORMAT")]
+    pub output_format: Option<Format>,
 
     /// Parquet: finish a durable part of the output (FILE.parts/part-N.parquet) this often; a
     /// killed run loses at most the rows of the last period. The parts become FILE at the end.
@@ -682,17 +673,6 @@ pub struct SweepArgs {
     pub io: EngineArgs,
 }
 
-/// Format of `trace`'s results on stdout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TraceFormat {
-    /// A traceroute-style path per target.
-    Text,
-    /// One hop row per probe, comma-separated, with a header line.
-    Csv,
-    /// One hop row per probe as a JSON object per line.
-    Jsonl,
-}
-
 /// `asdic trace` options. Flag names follow traceroute and `asdic ping` where the meaning is
 /// the same.
 #[derive(Debug, Args)]
@@ -747,8 +727,8 @@ pub struct TraceArgs {
     pub sync_every: Duration,
 
     /// Format of the results on stdout.
-    #[arg(short = 'O', long, value_enum, default_value_t = TraceFormat::Text)]
-    pub format: TraceFormat,
+    #[arg(short = 'O', long, value_parser = formats(&[Format::Text, Format::Csv, Format::Jsonl]), default_value = "text", value_name = "FORMAT")]
+    pub format: Format,
 
     /// Quiet: nothing on stdout, only the summary on stderr.
     #[arg(short = 'q', long)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use asdic_analysis::meta::millis;
 use asdic_analysis::{
-    Aggregator, Format, ParquetSink, Row, RunMeta, RunMode, Sink, sink_for, summary_line,
+    Aggregator, ParquetSink, Row, RunMeta, RunMode, Sink, sink_for, summary_line,
 };
 use asdic_core::event::Event;
 use asdic_core::source::Rounds;
@@ -20,7 +20,7 @@ use asdic_wire::Family;
 use asdic_wire::payload;
 use asdic_wire::template::MAX_PAYLOAD;
 
-use crate::args::{FormatChoice, PingArgs, check_rate};
+use crate::args::{PingArgs, check_rate};
 use crate::closing::end_metadata;
 use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::RunHints;
@@ -199,15 +199,10 @@ impl Mode for Ping {
         let totals = self.agg.totals();
         let a = &self.a;
         if !a.quiet {
-            let format = match a.format {
-                FormatChoice::Table => Format::Table,
-                FormatChoice::Csv => Format::Csv,
-                FormatChoice::Jsonl => Format::Jsonl,
-            };
             let mut sink = sink_for(
-                format,
+                a.format,
                 Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-            );
+            )?;
             write_all(&self.agg, sink.as_mut()).context("writing results to stdout")?;
             sink.finish().context("writing results to stdout")?;
         }

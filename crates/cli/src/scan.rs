@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use asdic_analysis::meta::{millis, session_hex};
 use asdic_analysis::{
-    CHUNK_ROWS, PartedSink, RunMeta, RunMode, ScanOutcome, ScanRow, Sink, TextFormat, text_sink,
+    CHUNK_ROWS, Format, PartedSink, RunMeta, RunMode, ScanOutcome, ScanRow, Sink, text_sink,
 };
 use asdic_core::event::Event;
 use asdic_core::permute::Cycle;
@@ -25,7 +25,7 @@ use asdic_wire::Family;
 use asdic_wire::payload;
 use asdic_wire::template::{self, MAX_PAYLOAD};
 
-use crate::args::{IdChoice, Limit, ScanArgs, ScanFormat, check_rate};
+use crate::args::{IdChoice, Limit, ScanArgs, check_rate};
 use crate::closing::end_metadata;
 use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::RunHints;
@@ -263,14 +263,14 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
     }
     let rate = rate(&a, &plans)?;
     let format = match (a.output_format, a.output.as_os_str() == "-") {
-        (Some(ScanFormat::Parquet), true) => {
+        (Some(Format::Parquet), true) => {
             return Err(usage(
                 "-O parquet needs a file: give -o FILE (stdout takes csv or jsonl)",
             ));
         }
         (Some(f), _) => f,
-        (None, true) => ScanFormat::Csv,
-        (None, false) => ScanFormat::Parquet,
+        (None, true) => Format::Csv,
+        (None, false) => Format::Parquet,
     };
     let planned: u64 = plans.iter().map(|p| p.expected).sum();
     let engine = a.io.options(a.ttl, a.interface.clone(), a.size, None);
@@ -342,7 +342,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
 /// `scan`'s part of a run: rows streamed to the output, counts, the status.
 struct Scanning {
     a: ScanArgs,
-    format: ScanFormat,
+    format: Format,
     seed: u64,
     rate: f64,
     planned: u64,
@@ -360,14 +360,14 @@ impl Mode for Scanning {
     fn prepare(&mut self, run: &Run) -> Result<(), Fail> {
         // A text output is one file, open from here on; Parquet parts and the final file are
         // created as the run goes, without capabilities (see `writes` and `start`).
-        if self.format != ScanFormat::Parquet {
+        if self.format != Format::Parquet {
             self.output = Some(self.open_output(run)?);
         }
         Ok(())
     }
 
     fn writes(&self) -> Option<Writes<'_>> {
-        (self.format == ScanFormat::Parquet).then(|| Writes::beside("-o", &self.a.output))
+        (self.format == Format::Parquet).then(|| Writes::beside("-o", &self.a.output))
     }
 
     fn start(&mut self, run: &Run) -> Result<(), Fail> {
@@ -512,25 +512,23 @@ impl Scanning {
 
 fn open_output(
     a: &ScanArgs,
-    format: ScanFormat,
+    format: Format,
     seed: u64,
     rate: f64,
     planned: u64,
     base: RunMeta,
 ) -> Result<Output, Fail> {
     let path = &a.output;
-    let text = |f: TextFormat| -> Result<Output, Fail> {
+    let text = |f: Format| -> Result<Output, Fail> {
         let w: Box<dyn Write> = if path.as_os_str() == "-" {
             Box::new(std::io::stdout())
         } else {
             Box::new(File::create(path).map_err(|e| usage(format!("-o {}: {e}", path.display())))?)
         };
-        Ok(Output::Text(text_sink(f, w)))
+        Ok(Output::Text(text_sink(f, w)?))
     };
     match format {
-        ScanFormat::Csv => text(TextFormat::Csv),
-        ScanFormat::Jsonl => text(TextFormat::Jsonl),
-        ScanFormat::Parquet => {
+        Format::Parquet => {
             let meta = RunMeta {
                 seed: Some(seed),
                 shard: Some(a.shard),
@@ -551,6 +549,7 @@ fn open_output(
                 .map_err(|e| usage(format!("-o {}: {e}", path.display())))?;
             Ok(Output::Parquet(Box::new(p)))
         }
+        f => text(f),
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use asdic_analysis::meta::millis;
-use asdic_analysis::{HopRow, ParquetSink, Paths, RunMeta, RunMode, Sink, TextFormat, text_sink};
+use asdic_analysis::{Format, HopRow, ParquetSink, Paths, RunMeta, RunMode, Sink, text_sink};
 use asdic_core::event::Event;
 use asdic_core::table::slots_for;
 use asdic_core::targets;
@@ -22,7 +22,7 @@ use asdic_core::trace::{Pairs, Reached, Trace};
 use asdic_wire::Family;
 use asdic_wire::payload;
 
-use crate::args::{TraceArgs, TraceFormat, check_rate};
+use crate::args::{TraceArgs, check_rate};
 use crate::closing::end_metadata;
 use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::RunHints;
@@ -307,7 +307,7 @@ impl Tracing {
     fn print_paths(&self) -> Result<(), Fail> {
         let mut w = std::io::BufWriter::new(std::io::stdout().lock());
         match self.a.format {
-            TraceFormat::Text => {
+            Format::Text => {
                 for t in 0..self.targets {
                     self.paths
                         .write_path(t, &mut w)
@@ -315,13 +315,8 @@ impl Tracing {
                 }
                 w.flush().context("writing paths to stdout")?;
             }
-            TraceFormat::Csv | TraceFormat::Jsonl => {
-                let f = if self.a.format == TraceFormat::Csv {
-                    TextFormat::Csv
-                } else {
-                    TextFormat::Jsonl
-                };
-                let mut sink = text_sink::<HopRow<'_>, _>(f, w);
+            f => {
+                let mut sink = text_sink::<HopRow<'_>, _>(f, w)?;
                 write_rows(&self.paths, sink.as_mut()).context("writing hops to stdout")?;
                 sink.finish().context("writing hops to stdout")?;
             }

@@ -226,7 +226,7 @@ fn ping(s: &Scenario) -> Outcomes {
     // The rows through a sink, in chunks, as ping's write_all.
     let mut out = Vec::new();
     {
-        let mut sink = sink_for(Format::Csv, &mut out);
+        let mut sink = sink_for(Format::Csv, &mut out).unwrap();
         let mut chunk: Vec<Row<'_>> = Vec::with_capacity(8192);
         for row in agg.rows() {
             chunk.push(row);

@@ -11,9 +11,10 @@ use std::path::PathBuf;
 
 use arrow_array::{Array, Float64Array, StringArray, UInt8Array, UInt64Array};
 
-use asdic_analysis::RunMode;
 use asdic_analysis::meta::keys;
 use asdic_analysis::stats::{loss_pct, nearest_rank};
+use asdic_analysis::trace::HopKind;
+use asdic_analysis::{RunMode, ScanOutcome, SweepEvent};
 
 use crate::Options;
 use crate::error::Result;
@@ -481,21 +482,29 @@ fn scan(s: &mut Section, meta: &Meta) -> Result<()> {
                 let t = sent.value(i);
                 t_min = t_min.min(t);
                 t_max = t_max.max(t);
-                let o = outcome.value(i);
-                let ended = matches!(o, "reply" | "error" | "timeout" | "send_failed");
+                let Some(o) = ScanOutcome::parse(outcome.value(i)) else {
+                    continue;
+                };
+                let ended = matches!(
+                    o,
+                    ScanOutcome::Reply
+                        | ScanOutcome::Error
+                        | ScanOutcome::Timeout
+                        | ScanOutcome::SendFailed
+                );
                 probes += u64::from(ended);
                 let first = ended && attempt.value(i) == 0;
                 first_probes += u64::from(first);
                 let prefixes = if addr.is_ipv6() { &mut v6 } else { &mut v4 };
                 match o {
-                    "reply" => {
+                    ScanOutcome::Reply => {
                         replies += 1;
                         if let Some(r) = opt(rtt, i, |a, i| a.value(i)) {
                             s.rtt.add(r);
                         }
                         prefixes.add(addr, first, true);
                     }
-                    "error" => {
+                    ScanOutcome::Error => {
                         errs += 1;
                         prefixes.add(addr, first, false);
                         if let (Some(t), Some(c)) = (
@@ -512,17 +521,16 @@ fn scan(s: &mut Section, meta: &Meta) -> Result<()> {
                             );
                         }
                     }
-                    "timeout" => {
+                    ScanOutcome::Timeout => {
                         timeouts += 1;
                         prefixes.add(addr, first, false);
                     }
-                    "send_failed" => {
+                    ScanOutcome::SendFailed => {
                         failed += 1;
                         prefixes.add(addr, first, false);
                     }
-                    "duplicate" => dups += 1,
-                    "late" => late += 1,
-                    _ => {}
+                    ScanOutcome::Duplicate => dups += 1,
+                    ScanOutcome::Late => late += 1,
                 }
             }
             Ok(())
@@ -734,13 +742,66 @@ impl TargetAgg {
 /// One sweep or trace row, classified.
 struct ProbeEnd<'a> {
     target: &'a str,
-    /// The row's `event` (sweep) or `kind` (trace).
-    kind: &'a str,
+    /// The row's `event` (sweep) or `kind` (trace); `None` for a name this version does not
+    /// know.
+    kind: Option<Kind>,
     t_ns: u64,
     /// RTT of an answer (sweep: echo reply; trace: any hop's answer).
     rtt_us: Option<f64>,
     /// Unanswered (timeout, send failure).
     lost: bool,
+}
+
+/// A sweep row's `event` or a trace row's `kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Sweep(SweepEvent),
+    Hop(HopKind),
+}
+
+impl Kind {
+    /// The kind `s` names in a trace's (`trace`) or a sweep's rows.
+    fn parse(trace: bool, s: &str) -> Option<Kind> {
+        if trace {
+            HopKind::parse(s).map(Kind::Hop)
+        } else {
+            SweepEvent::parse(s).map(Kind::Sweep)
+        }
+    }
+
+    /// An answer with an RTT: a sweep's echo reply; any hop's answer in a trace.
+    fn answered(self) -> bool {
+        match self {
+            Kind::Sweep(e) => e == SweepEvent::Reply,
+            Kind::Hop(h) => matches!(
+                h,
+                HopKind::Reply | HopKind::TimeExceeded | HopKind::Unreachable | HopKind::OtherError
+            ),
+        }
+    }
+
+    /// A probe that drew nothing useful: no answer, a refused send; in a sweep an ICMP
+    /// error too (the target did not answer).
+    fn lost(self) -> bool {
+        match self {
+            Kind::Sweep(e) => matches!(
+                e,
+                SweepEvent::Timeout | SweepEvent::SendFailed | SweepEvent::Error
+            ),
+            Kind::Hop(h) => matches!(h, HopKind::Timeout | HopKind::SendFailed),
+        }
+    }
+
+    /// An ICMP error (in a trace, a router's time exceeded too).
+    fn is_error(self) -> bool {
+        match self {
+            Kind::Sweep(e) => e == SweepEvent::Error,
+            Kind::Hop(h) => matches!(
+                h,
+                HopKind::TimeExceeded | HopKind::Unreachable | HopKind::OtherError
+            ),
+        }
+    }
 }
 
 /// Calls `f` with every row of the section's files; a probe's end has an RTT or is lost.
@@ -767,13 +828,9 @@ fn for_each_probe(
             };
             let scale = if trace { 1000.0 } else { 1.0 };
             for i in 0..b.len() {
-                let k = kind.value(i);
-                let answered = if trace {
-                    matches!(k, "reply" | "time_exceeded" | "unreachable" | "error")
-                } else {
-                    k == "reply"
-                };
-                let lost = matches!(k, "timeout" | "send_failed") || (!trace && k == "error");
+                let k = Kind::parse(trace, kind.value(i));
+                let answered = k.is_some_and(Kind::answered);
+                let lost = k.is_some_and(Kind::lost);
                 let p = ProbeEnd {
                     target: target.value(i),
                     kind: k,
@@ -821,9 +878,9 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
             e.name = Some(n.to_string());
         }
         match kind {
-            "duplicate" => dups += 1,
-            "late" => late += 1,
-            "alarm" => {
+            Some(Kind::Sweep(SweepEvent::Duplicate)) => dups += 1,
+            Some(Kind::Sweep(SweepEvent::Late)) => late += 1,
+            Some(Kind::Sweep(SweepEvent::Alarm)) => {
                 alarms += 1;
                 e.alarms += 1;
             }
@@ -850,12 +907,11 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
             if p.rtt_us.is_some() {
                 e.last_hop = Some(e.last_hop.map_or(ttl, |h| h.max(ttl)));
             }
-            if kind == "reply" {
+            if kind == Some(Kind::Hop(HopKind::Reply)) {
                 e.reached = Some(e.reached.map_or(ttl, |h| h.min(ttl)));
             }
         }
-        let is_error = matches!(kind, "error" | "time_exceeded" | "unreachable");
-        if is_error {
+        if kind.is_some_and(Kind::is_error) {
             let ty = b.col::<UInt8Array>("icmp_type")?;
             let code = b.col::<UInt8Array>("icmp_code")?;
             if let (Some(t), Some(c)) = (
@@ -865,7 +921,7 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
                 let name = str_at(b.col::<StringArray>("icmp_name")?, i);
                 let responder = str_at(b.col::<StringArray>("responder")?, i);
                 // A trace's time-exceeded answers are its hops, not failures.
-                if kind != "time_exceeded" {
+                if kind != Some(Kind::Hop(HopKind::TimeExceeded)) {
                     e.errors += 1;
                     if e.first_error.is_none() {
                         e.first_error = name.map(str::to_string);
