@@ -6,6 +6,7 @@
 #   sudo scripts/install.sh                      # to /usr/local, with the XDP engine's capabilities
 #   sudo scripts/install.sh --setcap raw         # only CAP_NET_RAW (raw and uring engines)
 #   scripts/install.sh --prefix ~/.local --setcap none --no-build
+#   scripts/install.sh --prefix /opt/asdic --bin target/ci/asdic   # a binary built elsewhere
 #
 # --setcap xdp grants cap_net_raw,cap_net_admin,cap_bpf,cap_perfmon,cap_ipc_lock (see the
 # README's "Without root"); asdic drops them all once its engines are open.
@@ -15,12 +16,14 @@ cd "$(dirname "$0")/.."
 prefix=/usr/local
 setcap_set=xdp
 build=1
+bin=
 while [ $# -gt 0 ]; do
     case "$1" in
         --prefix) prefix="$2"; shift 2 ;;
         --setcap) setcap_set="$2"; shift 2 ;;
         --no-build) build=0; shift ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        --bin) bin="$2"; build=0; shift 2 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -34,7 +37,7 @@ esac
 if [ "$build" = 1 ]; then
     cargo build --release --locked -p asdic-cli
 fi
-bin="${CARGO_TARGET_DIR:-target}/release/asdic"
+bin="${bin:-${CARGO_TARGET_DIR:-target}/release/asdic}"
 [ -x "$bin" ] || { echo "install.sh: $bin is missing: build first (or drop --no-build)" >&2; exit 1; }
 
 install -d "$prefix/bin" "$prefix/share/man/man1" \

@@ -117,21 +117,15 @@ fn completions_know_the_subcommands_and_survive_a_closed_pipe() {
 #[test]
 fn install_script_puts_binary_pages_and_completions_under_the_prefix() {
     let prefix = scratch("prefix");
-    let bin_dir = asdic_bin()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
     let o = Command::new(root().join("scripts/install.sh"))
         .args([
             "--prefix",
             prefix.to_str().unwrap(),
             "--setcap",
             "none",
-            "--no-build",
+            "--bin",
+            asdic_bin().to_str().unwrap(),
         ])
-        .env("CARGO_TARGET_DIR", bin_dir)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
