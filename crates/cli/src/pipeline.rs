@@ -86,18 +86,7 @@ impl Pipeline {
     /// One probe template per payload size, in the layer the engine sends; a size the engine
     /// cannot send whole is refused.
     fn templates(&self, caps: TxCaps, sizes: &[usize]) -> Result<Vec<Template>, Fail> {
-        let layer = match caps.layer {
-            asdic_engine::TxLayer::Icmp => Layer::Icmp,
-            asdic_engine::TxLayer::Ethernet {
-                src_mac,
-                dst_mac,
-                src_ip,
-            } => Layer::Ethernet {
-                src_mac,
-                dst_mac,
-                src_ip,
-            },
-        };
+        let layer: Layer = caps.layer.into();
         let mut templates = Vec::with_capacity(sizes.len());
         for &size in sizes {
             let template = Template::new(self.family, layer, size)

@@ -62,6 +62,24 @@ pub enum TxLayer {
     },
 }
 
+impl From<TxLayer> for asdic_wire::template::Layer {
+    /// The probe template layer for what a TX half sends.
+    fn from(l: TxLayer) -> Self {
+        match l {
+            TxLayer::Icmp => asdic_wire::template::Layer::Icmp,
+            TxLayer::Ethernet {
+                src_mac,
+                dst_mac,
+                src_ip,
+            } => asdic_wire::template::Layer::Ethernet {
+                src_mac,
+                dst_mac,
+                src_ip,
+            },
+        }
+    }
+}
+
 /// What a TX half can do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TxCaps {

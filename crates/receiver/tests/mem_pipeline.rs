@@ -20,12 +20,12 @@ use asdic_core::matcher::Matcher;
 use asdic_core::source::Rounds;
 use asdic_core::table::InflightTable;
 use asdic_engine::mem::{self, Fate, Forgery, Host, MemCounts, Population, Select};
-use asdic_engine::{EngineError, Tx, TxLayer};
+use asdic_engine::{EngineError, Tx};
 use asdic_receiver::rx::{self, Role, RxConfig, RxShared};
 use asdic_sender::tx::{self, SenderConfig, SenderShared};
 use asdic_wire::Family;
 use asdic_wire::payload::{Key, Numbering};
-use asdic_wire::template::{Layer, Template};
+use asdic_wire::template::Template;
 use crossbeam_channel::{RecvTimeoutError, bounded};
 
 /// ICMP payload bytes per probe (`--size`).
@@ -86,22 +86,9 @@ fn ping(s: &Scenario) -> Outcomes {
     let stats = txe.stats();
     // As Pipeline::spawn: the template in the layer the engine asks for, within its limit.
     let caps = txe.caps();
-    let layer = match caps.layer {
-        TxLayer::Icmp => Layer::Icmp,
-        TxLayer::Ethernet {
-            src_mac,
-            dst_mac,
-            src_ip,
-        } => Layer::Ethernet {
-            src_mac,
-            dst_mac,
-            src_ip,
-        },
-    };
-    let template = Template::new(family, layer, SIZE).expect("template");
+    let template = Template::new(family, caps.layer.into(), SIZE).expect("template");
     assert!(template.len() <= caps.max_packet);
-    // As the cli's slots_for: twice the probes in flight over rate × (timeout + 0.1 s).
-    let slots = ((2.0 * s.rate * (s.timeout.as_secs_f64() + 0.1)).ceil() as usize).max(1024);
+    let slots = asdic_core::table::slots_for(s.rate, s.timeout) as usize;
     let table = Arc::new(InflightTable::new(slots));
     // As the cli's configs(), without retries.
     let cfg = SenderConfig {
