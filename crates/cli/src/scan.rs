@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use asdic_analysis::meta::{millis, session_hex};
+use asdic_analysis::meta::millis;
 use asdic_analysis::{
     CHUNK_ROWS, Format, PartedSink, RunMeta, RunMode, ScanOutcome, ScanRow, Sink, text_sink,
 };
@@ -458,8 +458,8 @@ impl Mode for Scanning {
         let send_secs = run.send_secs();
         let summary = self.counts.summary(sent);
         let complete = !run.interrupted() && !self.runtime_over;
+        // Added to what the file opened with (run.meta: version, command, session, start…).
         let meta = RunMeta {
-            start_unix_ns: Some(run.started_ns),
             summary: Some(summary.clone()),
             probes_sent: Some(sent),
             // Whole probes per second, as `{:.0}` writes them (ties to even).
@@ -467,7 +467,6 @@ impl Mode for Scanning {
             duplicates: Some(self.counts.duplicates),
             late: Some(self.counts.late),
             drops: Some(end.drops.to_string()),
-            session: Some(session_hex(run.session)),
             interrupted: Some(run.interrupted()),
             complete: Some(complete),
             ..end_metadata(&end.kernel)
