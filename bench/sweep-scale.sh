@@ -95,9 +95,9 @@ while kill -0 "$pid" 2>/dev/null && [ "$elapsed" -lt "$secs" ]; do
   ip netns exec "$ns" curl -s -m 20 127.0.0.1:9427/metrics >"$work/m" || : >"$work/m"
   lag=$(metric asdic_sweep_round_lag_seconds)
   lag_max=$(python3 -c "print(max($lag_max, float('${lag:-0}')))")
-  rounds_seen=$(metric asdic_sweep_rounds)
+  rounds_seen=$(metric asdic_sweep_rounds_total)
   rounds_seen=${rounds_seen:-0}
-  printf '%6s %9s %7s %7s %10s\n' "$elapsed" "$r" "$cpu" "$(metric asdic_sweep_rounds)" \
+  printf '%6s %9s %7s %7s %10s\n' "$elapsed" "$r" "$cpu" "$(metric asdic_sweep_rounds_total)" \
     "$(python3 -c "print(round(float('${lag:-0}') * 1000, 1))")"
   if [ "$elapsed" -ge 20 ]; then
     cpu_sum=$(python3 -c "print($cpu_sum + $cpu)")

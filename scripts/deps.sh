@@ -27,15 +27,30 @@ command -v m4 >/dev/null || need+=(m4)
 [ -e /usr/include/linux/if_xdp.h ] || need+=(linux-libc-dev)
 # asdic report lays out its figures' text with a TrueType font.
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
-if ((${#need[@]})); then
+# tests/metrics_bed.rs checks the sweep's scrapes with promtool and has a Prometheus server
+# query them: both come with Debian's prometheus package (installed without its recommended
+# node exporter).
+bare=()
+{ command -v promtool && command -v prometheus; } >/dev/null || bare+=(prometheus)
+if ((${#need[@]} + ${#bare[@]})); then
   if [ "$(id -u)" != 0 ]; then
-    echo "deps: missing ${need[*]}; run as root to install them" >&2
+    echo "deps: missing ${need[*]} ${bare[*]}; run as root to install them" >&2
     exit 1
   fi
-  echo "deps: installing ${need[*]}" >&2
+  echo "deps: installing ${need[*]} ${bare[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq "${need[@]}" >/dev/null
+  if ((${#need[@]})); then
+    apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+  if ((${#bare[@]})); then
+    apt-get install -y -qq --no-install-recommends "${bare[@]}" >/dev/null
+    # The package starts a Prometheus service where systemd runs; the tests run their own
+    # (inside the bed's namespaces), so the one just installed is stopped and disabled.
+    if [ -d /run/systemd/system ]; then
+      systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
+  fi
 fi
 # libxdp's dispatcher and pinned objects want bpffs.
 if [ "$(id -u)" = 0 ] && ! mountpoint -q /sys/fs/bpf 2>/dev/null; then

@@ -110,7 +110,8 @@ fn sweep_reports_rounds_sizes_statistics_alarms_and_metrics() {
             // Below 1024: bound before asdic drops its capabilities.
             "--metrics-listen",
             "127.0.0.1:942",
-            "--metrics-histograms",
+            "--metrics-per-target",
+            "full",
             "-o",
             out.to_str().unwrap(),
             "--status-every",
@@ -161,9 +162,17 @@ fn sweep_reports_rounds_sizes_statistics_alarms_and_metrics() {
 
     // The metrics scraped mid-run.
     assert!(m.starts_with("HTTP/1.1 200 OK"), "{m}");
-    let web1 = r#"{target="198.19.0.1",name="web1",size="56"}"#;
-    let dead = r#"{target="198.19.0.13",name="dead",size="56"}"#;
-    let v6 = r#"{target="2001:db8:1::5",name="v6",size="1232"}"#;
+    // The labels of a target's series (its group: none given, so "ungrouped").
+    let web1 = r#"{target="198.19.0.1",name="web1",size="56",group="ungrouped"}"#;
+    let dead = r#"{target="198.19.0.13",name="dead",size="56",group="ungrouped"}"#;
+    let v6 = r#"{target="2001:db8:1::5",name="v6",size="1232",group="ungrouped"}"#;
+    // The window's statistics are one family with a `stat` label.
+    let stat = |labels: &str, stat: &str| {
+        format!(
+            "asdic_sweep_window_rtt_seconds{},stat=\"{stat}\"}} ",
+            labels.trim_end_matches('}')
+        )
+    };
     for want in [
         format!("asdic_sweep_loss_ratio{web1} 0.0"),
         format!("asdic_sweep_loss_ratio{dead} 1.0"),
@@ -172,22 +181,23 @@ fn sweep_reports_rounds_sizes_statistics_alarms_and_metrics() {
         format!("asdic_sweep_loss_ratio{v6} 0.0"),
         "asdic_sweep_targets 9".to_string(),
         "asdic_sweep_targets_in_alarm 2".to_string(),
+        r#"asdic_sweep_group_targets{group="ungrouped"} 9"#.to_string(),
     ] {
         assert!(m.contains(&want), "missing {want} in\n{m}");
     }
     for present in [
-        format!("asdic_sweep_rtt_avg_seconds{web1} "),
+        stat(web1, "avg"),
+        stat(web1, "last"),
         format!("asdic_sweep_rtt_seconds_count{web1} "),
+        format!("asdic_sweep_probes_total{web1} "),
     ] {
         assert!(m.contains(&present), "missing {present} in\n{m}");
     }
     // No RTT is made up for a host that never answered.
+    assert!(!m.contains(&stat(dead, "avg")), "{m}");
+    assert!(!m.contains(&stat(dead, "last")), "{m}");
     assert!(
-        !m.contains(&format!("asdic_sweep_rtt_avg_seconds{dead}")),
-        "{m}"
-    );
-    assert!(
-        !m.contains(&format!("asdic_sweep_rtt_last_seconds{dead}")),
+        m.contains(&format!("asdic_sweep_rtt_seconds_count{dead} 0")),
         "{m}"
     );
 
@@ -509,6 +519,21 @@ fn sweep_refuses_bad_input_clearly() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr_of(&o).contains("--window"), "{}", stderr_of(&o));
+    // The retired flag says what replaced it; a linger needs metrics to serve.
+    let o = bed.asdic(&["sweep", file.to_str().unwrap(), "--metrics-histograms"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr_of(&o).contains("--metrics-per-target full"),
+        "{}",
+        stderr_of(&o)
+    );
+    let o = bed.asdic(&["sweep", file.to_str().unwrap(), "--metrics-linger", "5s"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr_of(&o).contains("--metrics-listen"),
+        "{}",
+        stderr_of(&o)
+    );
     let o = bed.asdic(&["sweep", "/nonexistent/fleet.txt"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(

@@ -1,6 +1,10 @@
 //! The target set of `asdic sweep`: per-target rolling windows, lifetime counters, alarm
 //! state, and the rows written for them.
 //!
+//! Each target belongs to a group (`group=NAME` on its line, else [`UNGROUPED`]); a group
+//! keeps lifetime counters and an RTT histogram of the events of its targets, for metrics that
+//! stay few however many targets there are.
+//!
 //! Targets are identified to the sender by a *cookie* that is never reused within a run: a
 //! reply to a probe of a removed target (or of a target whose line changed) can never be
 //! counted for another. Removed targets leave an empty slot of one pointer.
@@ -52,7 +56,12 @@ pub struct FleetTarget {
     pub class: u8,
     /// Its own alarm limits (unset ones fall back to the run's).
     pub limits: Limits,
+    /// Its group (`group=NAME`), `None` for [`UNGROUPED`].
+    pub group: Option<Arc<str>>,
 }
+
+/// The group of targets listed without `group=NAME`.
+pub const UNGROUPED: &str = "ungrouped";
 
 /// Lifetime counters of a target (since it was added).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -73,12 +82,55 @@ pub struct Counters {
     pub late: u64,
 }
 
-/// Upper bounds of the RTT histogram buckets, seconds (a last `+Inf` bucket is implied).
-pub const HISTOGRAM_BOUNDS: [f64; 14] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+impl Counters {
+    /// Counts one event; returns whether it ended a probe (false for a duplicate or late
+    /// reply, which only have counters of their own).
+    pub fn count(&mut self, outcome: &Outcome) -> bool {
+        match outcome {
+            Outcome::Reply { .. } => self.replies += 1,
+            Outcome::Error { .. } => self.errors += 1,
+            Outcome::Timeout => self.timeouts += 1,
+            Outcome::SendFailed { .. } => self.send_failed += 1,
+            Outcome::Duplicate { .. } => {
+                self.duplicates += 1;
+                return false;
+            }
+            Outcome::Late { .. } => {
+                self.late += 1;
+                return false;
+            }
+        }
+        self.probes += 1;
+        true
+    }
+}
+
+/// Upper bounds of the RTT histogram buckets, seconds (a last `+Inf` bucket is implied):
+/// the powers of two from 2^-15 s (30.5 µs: hosts in one rack) to 2 s (beyond the default
+/// 1 s timeout). Factor-2 bounds are the bucket boundaries of a Prometheus native histogram
+/// of schema 0 (and of every finer schema), so these classic buckets convert to native ones
+/// without re-bucketing; 18 buckets keep a target at 20 series.
+pub const HISTOGRAM_BOUNDS: [f64; 17] = [
+    0.000_030_517_578_125,
+    0.000_061_035_156_25,
+    0.000_122_070_312_5,
+    0.000_244_140_625,
+    0.000_488_281_25,
+    0.000_976_562_5,
+    0.001_953_125,
+    0.003_906_25,
+    0.007_812_5,
+    0.015_625,
+    0.031_25,
+    0.062_5,
+    0.125,
+    0.25,
+    0.5,
+    1.0,
+    2.0,
 ];
 
-/// Cumulative-since-start RTT histogram of one target (replies only).
+/// Cumulative-since-start RTT histogram of one target or group (replies only).
 #[derive(Debug, Clone, Default)]
 pub struct Histogram {
     /// Count per bucket (not cumulative), the last one for RTTs above every bound.
@@ -88,7 +140,8 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    fn observe(&mut self, rtt_s: f64) {
+    /// Counts one reply's RTT, seconds.
+    pub fn observe(&mut self, rtt_s: f64) {
         let i = HISTOGRAM_BOUNDS
             .iter()
             .position(|&b| rtt_s <= b)
@@ -109,7 +162,21 @@ pub struct Member {
     pub histogram: Option<Box<Histogram>>,
     /// Whether it is in alarm.
     pub alarm: bool,
+    /// Index of its group in [`Fleet::groups`].
+    pub group: u32,
     ring: Ring,
+}
+
+/// Lifetime totals of a group: the events of its targets recorded while they were in it, so
+/// its counters only grow, whatever reloads add, remove or move.
+#[derive(Debug, Clone, Default)]
+pub struct GroupTotals {
+    /// The group's name (`group=NAME`, or [`UNGROUPED`]).
+    pub name: Arc<str>,
+    /// Counters over its targets.
+    pub counters: Counters,
+    /// RTT histogram of its targets' replies.
+    pub histogram: Histogram,
 }
 
 /// What [`Fleet::apply`] changed.
@@ -149,6 +216,8 @@ pub struct Fleet {
     histograms: bool,
     scratch: Vec<u32>,
     ignored: u64,
+    groups: Vec<GroupTotals>,
+    group_ids: HashMap<Arc<str>, u32>,
 }
 
 /// A wrapping millisecond clock from Unix nanoseconds (the windows' time base).
@@ -169,7 +238,31 @@ impl Fleet {
             histograms,
             scratch: Vec::new(),
             ignored: 0,
+            groups: Vec::new(),
+            group_ids: HashMap::new(),
         }
+    }
+
+    /// Every group seen in this run (also those no listed target is in any more), in order
+    /// of first appearance; [`Member::group`] indexes it.
+    pub fn groups(&self) -> &[GroupTotals] {
+        &self.groups
+    }
+
+    /// The index of group `name` (`None`: [`UNGROUPED`]), added if new.
+    fn group_id(&mut self, name: Option<&str>) -> u32 {
+        let name = name.unwrap_or(UNGROUPED);
+        if let Some(&g) = self.group_ids.get(name) {
+            return g;
+        }
+        let g = self.groups.len() as u32;
+        let name: Arc<str> = Arc::from(name);
+        self.groups.push(GroupTotals {
+            name: name.clone(),
+            ..GroupTotals::default()
+        });
+        self.group_ids.insert(name, g);
+        g
     }
 
     /// Targets listed now.
@@ -193,7 +286,8 @@ impl Fleet {
     }
 
     /// Makes `list` the target set: targets already present (same address and size) keep
-    /// their history, new ones start empty, absent ones are dropped. Returns the cookies in
+    /// their history (and take the line's name, limits and group: events from then on count
+    /// for the new group), new ones start empty, absent ones are dropped. Returns the cookies in
     /// `list` order (the order the sender probes them), and what changed.
     pub fn apply(&mut self, list: &[FleetTarget]) -> (Vec<u32>, Applied) {
         let mut applied = Applied::default();
@@ -205,10 +299,12 @@ impl Fleet {
                 // A repeated line: the first one stands (the parser reports repeats).
                 continue;
             }
+            let group = self.group_id(t.group.as_deref());
             let cookie = match self.by_key.get(&key) {
                 Some(&c) => {
                     if let Some(m) = self.slots.get_mut(c as usize).and_then(Option::as_mut) {
                         m.target = t.clone();
+                        m.group = group;
                     }
                     applied.kept += 1;
                     c
@@ -220,6 +316,7 @@ impl Fleet {
                         counters: Counters::default(),
                         histogram: self.histograms.then(Box::default),
                         alarm: false,
+                        group,
                         ring: Ring::new(self.ring_capacity),
                     })));
                     applied.added += 1;
@@ -283,6 +380,12 @@ impl Fleet {
         m.ring.stats(clock_ms(now_ns), self.window_ms, scratch)
     }
 
+    /// Probes, replies, loss and mean RTT of one member's window, without the other
+    /// statistics (cheaper: no percentiles); see [`Ring::brief`].
+    pub fn member_brief(&self, m: &Member, now_ns: u64) -> WindowStats {
+        m.ring.brief(clock_ms(now_ns), self.window_ms)
+    }
+
     /// Records one event at `now_ns`; returns the alarm state change it caused, if any.
     /// Events whose cookie is not listed, or names another address, are ignored.
     pub fn record(&mut self, ev: &Event, now_ns: u64) -> Option<Transition> {
@@ -298,40 +401,27 @@ impl Fleet {
             self.ignored += 1;
             return None;
         }
-        let c = &mut m.counters;
+        let mut group = self.groups.get_mut(m.group as usize);
+        let ended = m.counters.count(&ev.outcome);
+        if let Some(g) = group.as_mut() {
+            g.counters.count(&ev.outcome);
+        }
+        if !ended {
+            return None;
+        }
         let sent_ms = clock_ms(ev.t_send_ns);
         match ev.outcome {
             Outcome::Reply { rtt_ns, .. } => {
-                c.probes += 1;
-                c.replies += 1;
                 m.ring.push(sent_ms, Some(rtt_ns / 1000));
+                let rtt_s = rtt_ns as f64 / 1e9;
                 if let Some(h) = m.histogram.as_mut() {
-                    h.observe(rtt_ns as f64 / 1e9);
+                    h.observe(rtt_s);
+                }
+                if let Some(g) = group {
+                    g.histogram.observe(rtt_s);
                 }
             }
-            Outcome::Error { .. } => {
-                c.probes += 1;
-                c.errors += 1;
-                m.ring.push(sent_ms, None);
-            }
-            Outcome::Timeout => {
-                c.probes += 1;
-                c.timeouts += 1;
-                m.ring.push(sent_ms, None);
-            }
-            Outcome::SendFailed { .. } => {
-                c.probes += 1;
-                c.send_failed += 1;
-                m.ring.push(sent_ms, None);
-            }
-            Outcome::Duplicate { .. } => {
-                c.duplicates += 1;
-                return None;
-            }
-            Outcome::Late { .. } => {
-                c.late += 1;
-                return None;
-            }
+            _ => m.ring.push(sent_ms, None),
         }
         let limits = m.target.limits.or(self.defaults);
         if !limits.any() {
@@ -451,6 +541,7 @@ mod tests {
             size,
             class: 0,
             limits: Limits::default(),
+            group: None,
         }
     }
 
@@ -565,6 +656,56 @@ mod tests {
     }
 
     #[test]
+    fn groups_count_the_events_of_their_targets() {
+        let mut f = Fleet::new(10_000, 1000, Limits::default(), false);
+        let grouped = |addr: &str, g: Option<&str>| FleetTarget {
+            group: g.map(Arc::from),
+            ..target(addr, 32)
+        };
+        f.apply(&[
+            grouped("198.19.0.1", Some("web")),
+            grouped("198.19.0.2", Some("web")),
+            grouped("198.19.0.3", None),
+        ]);
+        let names: Vec<&str> = f.groups().iter().map(|g| &*g.name).collect();
+        assert_eq!(names, ["web", UNGROUPED]);
+        f.record(&ev(0, "198.19.0.1", 1000, reply(100)), 1_100_000_000);
+        f.record(&ev(1, "198.19.0.2", 1000, reply(3000)), 1_100_000_000);
+        f.record(&ev(2, "198.19.0.3", 1000, Outcome::Timeout), 2_100_000_000);
+        let web = &f.groups()[0];
+        assert_eq!((web.counters.probes, web.counters.replies), (2, 2));
+        assert_eq!(web.histogram.counts.iter().sum::<u64>(), 2);
+        assert_eq!(f.groups()[1].counters.timeouts, 1);
+        // .2 moves to "db": web keeps what it counted, later events go to db.
+        f.apply(&[
+            grouped("198.19.0.1", Some("web")),
+            grouped("198.19.0.2", Some("db")),
+        ]);
+        assert_eq!(f.get(1).unwrap().group, 2);
+        f.record(&ev(1, "198.19.0.2", 2000, Outcome::Timeout), 3_100_000_000);
+        assert_eq!(f.groups()[0].counters.probes, 2);
+        assert_eq!(f.groups()[2].counters.timeouts, 1);
+        // The target's own counters keep its whole history.
+        assert_eq!(f.get(1).unwrap().counters.probes, 2);
+    }
+
+    #[test]
+    fn histogram_buckets_are_powers_of_two() {
+        for (i, b) in HISTOGRAM_BOUNDS.iter().enumerate() {
+            assert_eq!(*b, 2f64.powi(i as i32 - 15), "bound {i}");
+        }
+        let mut h = Histogram::default();
+        // Upper bounds are inclusive, as Prometheus's le.
+        h.observe(0.000_030_517_578_125);
+        h.observe(0.000_03);
+        h.observe(1.5);
+        h.observe(30.0);
+        assert_eq!(h.counts[0], 2);
+        assert_eq!(h.counts[16], 1);
+        assert_eq!(h.counts[17], 1, "beyond 2 s: the +Inf bucket");
+    }
+
+    #[test]
     fn rows_and_histograms() {
         let mut f = Fleet::new(10_000, 1000, Limits::default(), true);
         f.apply(&[target("198.19.0.1", 32)]);
@@ -586,7 +727,10 @@ mod tests {
         assert_eq!(row.responder, Some("198.18.0.2".parse().unwrap()));
         f.record(&ev(0, "198.19.0.1", 2000, reply(300)), 2_100_000_000);
         let h = f.get(0).unwrap().histogram.as_ref().unwrap();
-        assert_eq!(h.counts[2], 1, "300 µs lands in the ≤ 0.5 ms bucket");
+        assert_eq!(
+            h.counts[4], 1,
+            "300 µs lands in the ≤ 2^-11 s (488 µs) bucket"
+        );
         let w = f.window_rows(2_100_000_000);
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].stats.unwrap().loss_pct, Some(50.0));

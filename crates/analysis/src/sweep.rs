@@ -327,6 +327,7 @@ mod tests {
             size: 56,
             class: 0,
             limits: Limits::default(),
+            group: None,
         };
         let mut a = SweepRow::new(1, &t, SweepEvent::Reply);
         a.rtt_ns = Some(1500);

@@ -285,6 +285,20 @@ fn formats(allowed: &'static [Format]) -> impl TypedValueParser<Value = Format> 
     .try_map(|s| s.parse::<Format>())
 }
 
+/// Which series `asdic sweep --metrics-listen` exports per target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PerTarget {
+    /// Counters (probes, replies, errors, timeouts), the RTT histogram, window loss, alarm
+    /// and the window's RTT statistics: 31 series per target.
+    Full,
+    /// Probes and replies counters, window loss, alarm and the window's average RTT: 5
+    /// series per target.
+    Basic,
+    /// No per-target series: only the fleet's and the groups' (group=NAME in the targets
+    /// file).
+    None,
+}
+
 /// How to choose the ICMP identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdChoice {
@@ -592,8 +606,8 @@ pub struct ScanArgs {
 #[derive(Debug, Args)]
 pub struct SweepArgs {
     /// Targets file: `ip[:name[:psize]]` per line (NetXMS Target form; psize includes the IP
-    /// header), `[ipv6]:name:psize`, CIDR prefixes, `loss=PCT` / `rtt=MS` alarm limits per
-    /// target, # comments. Reloaded when it changes and on SIGHUP.
+    /// header), `[ipv6]:name:psize`, CIDR prefixes, `loss=PCT` / `rtt=MS` alarm limits and
+    /// `group=NAME` per line, # comments. Reloaded when it changes and on SIGHUP.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 
@@ -625,12 +639,23 @@ pub struct SweepArgs {
     #[arg(long, value_name = "MS")]
     pub alarm_rtt: Option<f64>,
 
-    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9427.
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9427 (OpenMetrics or
+    /// the classic text format, as the client asks).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_listen: Option<std::net::SocketAddr>,
 
-    /// Also export a per-target RTT histogram (16 series per target).
-    #[arg(long)]
+    /// Which series the metrics carry per target (the fleet's and each group's are always
+    /// there).
+    #[arg(long, value_enum, default_value_t = PerTarget::Basic, value_name = "LEVEL")]
+    pub metrics_per_target: PerTarget,
+
+    /// After the last of --rounds, keep serving the final metrics this long, so that
+    /// Prometheus scrapes the final counts (a signal ends it early).
+    #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
+    pub metrics_linger: Duration,
+
+    /// Retired: the per-target RTT histogram is part of --metrics-per-target full.
+    #[arg(long, hide = true)]
     pub metrics_histograms: bool,
 
     /// Write Parquet files into DIR: one per --rotate period, each complete on its own.

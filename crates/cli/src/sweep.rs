@@ -33,7 +33,7 @@ use crate::closing::end_metadata;
 use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::RunHints;
 use crate::inputs::{Ids, configs};
-use crate::metrics::{self, Shared};
+use crate::metrics::{self, PerTarget, Registries, Shared};
 use crate::pipeline::{Pipeline, Work, kernel_drops};
 use crate::privilege::Writes;
 use crate::{Fail, usage};
@@ -130,6 +130,7 @@ fn resolve(
             continue;
         };
         let name: Option<Arc<str>> = l.name.as_deref().map(Arc::from);
+        let group: Option<Arc<str>> = l.group.as_deref().map(Arc::from);
         let limits = Limits {
             loss_pct: l.loss_pct,
             rtt_us: l.rtt_ms.map(|ms| ms * 1000.0),
@@ -147,6 +148,7 @@ fn resolve(
                 size,
                 class,
                 limits,
+                group: group.clone(),
             });
         }
     }
@@ -206,6 +208,18 @@ fn validate(a: &SweepArgs) -> Result<(), Fail> {
     if a.rounds == Some(0) {
         return Err(usage(
             "--rounds 0: at least 1 (or leave it out to run until stopped)",
+        ));
+    }
+    if a.metrics_histograms {
+        return Err(usage(
+            "--metrics-histograms is retired: the per-target RTT histogram is part of \
+             --metrics-per-target full (the metric names changed too; see the README's \
+             \"asdic sweep\" metrics)",
+        ));
+    }
+    if !a.metrics_linger.is_zero() && a.metrics_listen.is_none() {
+        return Err(usage(
+            "--metrics-linger: there are no metrics without --metrics-listen",
         ));
     }
     a.io.validate().map_err(usage)?;
@@ -367,24 +381,9 @@ fn transition_line(t: &Transition) -> String {
     )
 }
 
-/// Runs `asdic sweep`.
-pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
-    validate(&a)?;
-    let lines = read_file(&a.file).map_err(usage)?;
-    let mut sizes = Sizes {
-        sizes: vec![a.size],
-        open: true,
-    };
-    let first = resolve(&lines, a.size, &mut sizes).map_err(usage)?;
-    sizes.open = false;
-    if first.targets.is_empty() {
-        return Err(usage(format!(
-            "{}: no targets (lines are ip[:name[:psize]] or CIDR prefixes)",
-            a.file.display()
-        )));
-    }
-    report_resolved(&a.file, &first);
-    let n = first.targets.len();
+/// The probes per second `n` targets every `--every` need, and the cap they must fit under
+/// (`--rate`, or the default cap without it).
+fn rate_needed(a: &SweepArgs, n: usize) -> Result<(f64, f64), Fail> {
     let needed = n as f64 / a.every.as_secs_f64();
     let cap = a.rate.unwrap_or(DEFAULT_RATE_CAP);
     if needed > cap {
@@ -403,17 +402,40 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
             ),
         }));
     }
+    Ok((needed, cap))
+}
+
+/// Runs `asdic sweep`.
+pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
+    validate(&a)?;
+    let lines = read_file(&a.file).map_err(usage)?;
+    let mut sizes = Sizes {
+        sizes: vec![a.size],
+        open: true,
+    };
+    let first = resolve(&lines, a.size, &mut sizes).map_err(usage)?;
+    sizes.open = false;
+    if first.targets.is_empty() {
+        return Err(usage(format!(
+            "{}: no targets (lines are ip[:name[:psize]] or CIDR prefixes)",
+            a.file.display()
+        )));
+    }
+    report_resolved(&a.file, &first);
+    let n = first.targets.len();
+    let (needed, cap) = rate_needed(&a, n)?;
 
     let defaults = Limits {
         loss_pct: a.alarm_loss,
         rtt_us: a.alarm_rtt.map(|ms| ms * 1000.0),
     };
     let window_ms = u32::try_from(a.window.as_millis()).unwrap_or(u32::MAX);
+    // Per-target histograms only where they are exported (8 bytes a bucket per target).
     let mut fleet = Fleet::new(
         window_ms,
         a.every.as_millis() as u64,
         defaults,
-        a.metrics_histograms,
+        a.metrics_listen.is_some() && a.metrics_per_target == PerTarget::Full,
     );
     let (cookies, _) = fleet.apply(&first.targets);
 
@@ -597,9 +619,16 @@ impl Mode for Sweeping {
             receivers: run.pipelines.iter().map(|p| p.receiver.clone()).collect(),
         });
         if let Some(listener) = self.metrics_listener.take() {
-            let bound = metrics::serve(listener, metrics::registry(shared.clone()))
-                .context("starting the metrics server")?;
-            eprintln!("asdic: metrics at http://{bound}/metrics");
+            let registries = Registries::new(shared.clone(), self.a.metrics_per_target);
+            let bound =
+                metrics::serve(listener, registries).context("starting the metrics server")?;
+            let level = self.a.metrics_per_target;
+            eprintln!(
+                "asdic: metrics at http://{bound}/metrics (--metrics-per-target {}: {} series \
+                 per answering target, and the fleet's and the groups')",
+                level.name(),
+                level.series()
+            );
         }
         self.shared = Some(shared);
         if let Some(dir) = &self.a.output {
@@ -656,7 +685,7 @@ impl Mode for Sweeping {
         self.flush_rows()
     }
 
-    fn finish(&mut self, _run: &Run, end: &End) -> Result<ExitCode, Fail> {
+    fn finish(&mut self, run: &Run, end: &End) -> Result<ExitCode, Fail> {
         let shared = self.shared.take().context("sweep never started")?;
         // The last file ends with every target's window statistics.
         let now = asdic_engine::now_ns();
@@ -694,8 +723,33 @@ impl Mode for Sweeping {
             end.drops,
             end.kernel
         );
+        drop(fleet);
+        if self.a.metrics_listen.is_some() && !self.a.metrics_linger.is_zero() && !run.interrupted()
+        {
+            linger(self.a.metrics_linger)?;
+        }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// `--metrics-linger`: the metrics server (its own thread, holding the final fleet) keeps
+/// serving for `d`, or until SIGINT or SIGTERM.
+fn linger(d: Duration) -> Result<(), Fail> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())
+            .context("installing the --metrics-linger signal handler")?;
+    }
+    eprintln!("asdic: serving the final metrics for {d:?} (--metrics-linger; Ctrl-C ends it)");
+    let until = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(left) = until.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+    Ok(())
 }
 
 impl Sweeping {
@@ -918,7 +972,8 @@ mod tests {
     #[test]
     fn resolve_expands_and_classes_sizes() {
         let lines = parse_fleet(
-            "198.19.0.1:a\n198.19.0.1:a:1000\n198.19.0.0/30 loss=5\n[2001:db8:1::1]:b:1048\n"
+            "198.19.0.1:a\n198.19.0.1:a:1000\n198.19.0.0/30 loss=5 group=r1\n\
+             [2001:db8:1::1]:b:1048\n"
                 .as_bytes(),
         )
         .unwrap();
@@ -934,6 +989,8 @@ mod tests {
         let v6 = r.targets.last().unwrap();
         assert_eq!((v6.size, v6.class), (1000, 2));
         assert_eq!(r.targets[2].limits.loss_pct, Some(5.0));
+        assert_eq!(r.targets[2].group.as_deref(), Some("r1"));
+        assert_eq!(r.targets[0].group, None);
         // Closed: a new size is skipped and reported.
         sizes.open = false;
         let more = parse_fleet("198.19.0.9::500\n198.19.0.8\n".as_bytes()).unwrap();

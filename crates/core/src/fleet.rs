@@ -11,6 +11,7 @@
 //! 2001:db8:1::5                       IPv6 alone
 //! 198.19.1.0/24                       every address of a prefix (named by address)
 //! 198.19.0.7:db1 loss=20 rtt=50       own alarm limits: loss %, average RTT in ms
+//! 198.19.2.0/24 group=rack12          a group, for the metrics' per-group aggregates
 //! Target = 198.19.0.8:web2            a NetXMS agent's Target line, as is
 //! ```
 //!
@@ -37,6 +38,8 @@ pub struct FleetLine {
     pub loss_pct: Option<f64>,
     /// Own average RTT limit, milliseconds.
     pub rtt_ms: Option<f64>,
+    /// The group its targets belong to (`group=NAME`), for per-group metrics.
+    pub group: Option<String>,
 }
 
 /// Why the targets file could not be read.
@@ -93,24 +96,56 @@ pub fn parse_line(text: &str) -> Result<Option<FleetLine>, String> {
         psize,
         loss_pct: None,
         rtt_ms: None,
+        group: None,
     };
     for w in words {
-        let (k, v) = w
-            .split_once('=')
-            .ok_or_else(|| format!("{w:?}: expected loss=PCT or rtt=MS after the target"))?;
-        let x: f64 = v
-            .parse()
-            .ok()
-            .filter(|x: &f64| x.is_finite() && *x >= 0.0)
-            .ok_or_else(|| format!("{w:?}: {v:?} is not a non-negative number"))?;
+        let (k, v) = w.split_once('=').ok_or_else(|| {
+            format!("{w:?}: expected loss=PCT, rtt=MS or group=NAME after the target")
+        })?;
+        let number = || {
+            v.parse()
+                .ok()
+                .filter(|x: &f64| x.is_finite() && *x >= 0.0)
+                .ok_or_else(|| format!("{w:?}: {v:?} is not a non-negative number"))
+        };
         match k {
-            "loss" if x <= 100.0 => l.loss_pct = Some(x),
-            "loss" => return Err(format!("{w:?}: a loss limit is a percentage, 0..=100")),
-            "rtt" => l.rtt_ms = Some(x),
-            _ => return Err(format!("{w:?}: unknown option {k:?} (loss=PCT, rtt=MS)")),
+            "loss" => match number()? {
+                x if x <= 100.0 => l.loss_pct = Some(x),
+                _ => return Err(format!("{w:?}: a loss limit is a percentage, 0..=100")),
+            },
+            "rtt" => l.rtt_ms = Some(number()?),
+            "group" => {
+                if v.is_empty() {
+                    return Err(format!("{w:?}: a group needs a name"));
+                }
+                check_label(w, v)?;
+                l.group = Some(v.to_string());
+            }
+            _ => {
+                return Err(format!(
+                    "{w:?}: unknown option {k:?} (loss=PCT, rtt=MS, group=NAME)"
+                ));
+            }
         }
     }
     Ok(Some(l))
+}
+
+/// A name or group: a label of the output and the metrics, so at most [`MAX_NAME`] bytes
+/// and no quotes, backslashes or control characters.
+fn check_label(field: &str, label: &str) -> Result<(), String> {
+    if label.len() > MAX_NAME {
+        return Err(format!("{field:?}: names are at most {MAX_NAME} bytes"));
+    }
+    if label
+        .chars()
+        .any(|c| c.is_control() || c == '"' || c == '\\')
+    {
+        return Err(format!(
+            "{field:?}: a name may not hold quotes, backslashes or control characters"
+        ));
+    }
+    Ok(())
 }
 
 /// `Target = x` (NetXMS agent configuration, any case) → `x`.
@@ -175,17 +210,7 @@ fn name_size(field: &str, t: &str) -> Result<(Option<String>, Option<u32>), Stri
         Some((n, s)) => (n, Some(s)),
         None => (t, None),
     };
-    if name.len() > MAX_NAME {
-        return Err(format!("{field:?}: names are at most {MAX_NAME} bytes"));
-    }
-    if name
-        .chars()
-        .any(|c| c.is_control() || c == '"' || c == '\\')
-    {
-        return Err(format!(
-            "{field:?}: a name may not hold quotes, backslashes or control characters"
-        ));
-    }
+    check_label(field, name)?;
     let psize = match size {
         None | Some("") => None,
         Some(s) => Some(
@@ -259,6 +284,30 @@ mod tests {
     }
 
     #[test]
+    fn groups() {
+        let l = one("198.19.2.0/24:edge group=rack-12 loss=5");
+        assert_eq!(l.group.as_deref(), Some("rack-12"));
+        assert_eq!(l.loss_pct, Some(5.0));
+        assert_eq!(one("198.19.0.1").group, None);
+        assert_eq!(
+            one("Target = 198.19.0.1:web1 group=web").group.as_deref(),
+            Some("web")
+        );
+        assert!(
+            parse_line("198.19.0.1 group=")
+                .unwrap_err()
+                .contains("needs a name")
+        );
+        assert!(parse_line("198.19.0.1 group=a\"b").is_err());
+        assert!(parse_line(&format!("198.19.0.1 group={}", "g".repeat(MAX_NAME + 1))).is_err());
+        assert!(
+            parse_line("198.19.0.1 web")
+                .unwrap_err()
+                .contains("group=NAME")
+        );
+    }
+
+    #[test]
     fn errors_name_the_line() {
         let text = "198.19.0.1\n\n# c\nweb.example:x\n";
         let e = parse_fleet(text.as_bytes()).unwrap_err();
@@ -292,6 +341,9 @@ mod tests {
             "é:é:é",
             "1.2.3.4 =",
             "1.2.3.4 loss=",
+            "1.2.3.4 group=",
+            "1.2.3.4 group==",
+            "1.2.3.4 group=é loss=é",
             "\u{0}",
             "[::]:::::",
         ] {
