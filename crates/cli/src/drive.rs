@@ -198,12 +198,51 @@ pub trait Mode {
     fn finish(&mut self, run: &Run, end: &End) -> Result<ExitCode, Fail>;
 }
 
-/// A progress line once a second (after the first second), rewritten in place on a terminal.
+/// A status line on stderr: rewritten in place on a terminal, one line each otherwise.
+#[derive(Debug)]
+pub struct StatusLine {
+    tty: bool,
+    printed: bool,
+}
+
+impl StatusLine {
+    /// A status line on this process's stderr.
+    pub fn new() -> Self {
+        StatusLine {
+            tty: std::io::stderr().is_terminal(),
+            printed: false,
+        }
+    }
+
+    /// Shows `line` (in place of the last one on a terminal).
+    pub fn show(&mut self, line: &str) {
+        self.printed = true;
+        if self.tty {
+            eprint!("\r\x1b[2K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    /// Ends the line on a terminal, so what follows starts on a line of its own.
+    pub fn end(&self) {
+        if self.printed && self.tty {
+            eprintln!();
+        }
+    }
+}
+
+impl Default for StatusLine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A progress line once a second (after the first second).
 struct Progress {
     on: bool,
-    tty: bool,
     last: Instant,
-    printed: bool,
+    line: StatusLine,
 }
 
 impl Progress {
@@ -215,20 +254,8 @@ impl Progress {
             return;
         }
         self.last = Instant::now();
-        let Some(line) = mode.progress(run) else {
-            return;
-        };
-        self.printed = true;
-        if self.tty {
-            eprint!("\r\x1b[2K{line}");
-        } else {
-            eprintln!("{line}");
-        }
-    }
-
-    fn end(&self) {
-        if self.printed && self.tty {
-            eprintln!();
+        if let Some(line) = mode.progress(run) {
+            self.line.show(&line);
         }
     }
 }
@@ -265,9 +292,8 @@ pub fn drive(lanes: Lanes, mode: &mut dyn Mode) -> Result<ExitCode, Fail> {
     let mut refusals = Refusals::default();
     let mut progress = Progress {
         on: lanes.progress,
-        tty: std::io::stderr().is_terminal(),
         last: Instant::now(),
-        printed: false,
+        line: StatusLine::new(),
     };
     // A mode's error ends the loop; the threads are still stopped and joined below.
     let mut stopped: Result<(), Fail> = Ok(());
@@ -293,7 +319,7 @@ pub fn drive(lanes: Lanes, mode: &mut dyn Mode) -> Result<ExitCode, Fail> {
         }
         progress.show(&run, mode);
     }
-    progress.end();
+    progress.line.end();
     if let Err(e) = stopped {
         let _ = join_all(handles);
         return Err(e);

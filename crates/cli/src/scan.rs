@@ -3,7 +3,7 @@
 //! (or per event), with a status line once a second.
 
 use std::fs::File;
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -27,7 +27,7 @@ use asdic_wire::template::{self, MAX_PAYLOAD};
 
 use crate::args::{IdChoice, Limit, ScanArgs, check_rate};
 use crate::closing::end_metadata;
-use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
+use crate::drive::{End, Lane, Lanes, Mode, Run, StatusLine, drive};
 use crate::engines::RunHints;
 use crate::inputs::{Ids, configs, random_u64, read_cidr_file, read_specs};
 use crate::pipeline::Work;
@@ -658,9 +658,8 @@ struct Status {
     cooldown: Duration,
     last: Instant,
     last_sent: u64,
-    printed: bool,
-    line: bool,
-    tty: bool,
+    /// The stderr line, unless -q.
+    line: Option<StatusLine>,
     file: Option<BufWriter<File>>,
 }
 
@@ -676,9 +675,7 @@ impl Status {
             cooldown: a.cooldown,
             last: t0,
             last_sent: 0,
-            printed: false,
-            line: !a.quiet,
-            tty: std::io::stderr().is_terminal(),
+            line: (!a.quiet).then(StatusLine::new),
             file,
         })
     }
@@ -737,7 +734,7 @@ impl Status {
             });
             let _ = writeln!(f, "{obj}").and_then(|()| f.flush());
         }
-        if self.line && !last {
+        if let Some(status) = self.line.as_mut().filter(|_| !last) {
             let line = format!(
                 "{elapsed:6.1}s {pct:5.1}% sent {sent} ({send_rate:.0}/s) replies {} ({hit_rate:.1}% hits) \
                  errors {} drops {} kernel drops {} ETA {}",
@@ -751,18 +748,13 @@ impl Status {
                     format!("{eta:.0}s")
                 }
             );
-            self.printed = true;
-            if self.tty {
-                eprint!("\r\x1b[2K{line}");
-            } else {
-                eprintln!("{line}");
-            }
+            status.show(&line);
         }
     }
 
     fn end(&self) {
-        if self.printed && self.tty {
-            eprintln!();
+        if let Some(l) = &self.line {
+            l.end();
         }
     }
 }
