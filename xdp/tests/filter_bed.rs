@@ -37,7 +37,7 @@ fn skip() -> bool {
 }
 
 /// The `asdic-responder` binary (crate `xdp/responder`) of this test's profile, or
-/// `ASDIC_RESPONDER`: built by `cargo build --workspace` (scripts/test does so first).
+/// `ASDIC_RESPONDER` (scripts/test builds the release one and sets it).
 fn responder() -> PathBuf {
     if let Some(p) = std::env::var_os("ASDIC_RESPONDER") {
         return PathBuf::from(p);
