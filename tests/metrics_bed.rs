@@ -16,6 +16,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
+use asdic_analysis::SweepEvent;
+use asdic_analysis::stats::nearest_rank;
 use asdic_tests::{Bed, read_parquet, require_bed, scratch};
 use serde_json::Value;
 
@@ -129,6 +131,20 @@ impl Lines {
         }
         panic!("no line with {what:?} within {limit:?}: {:#?}", self.seen);
     }
+}
+
+/// `asdic sweep args` in the bed's scanner namespace, killed when dropped, and its stderr
+/// lines.
+fn sweep(bed: &Bed, args: &[&str]) -> (Reaped, Lines) {
+    let mut child = Reaped(
+        bed.command(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("asdic sweep"),
+    );
+    let lines = Lines::of(&mut child.0);
+    (child, lines)
 }
 
 /// GET `path` from 127.0.0.1:`port` in the bed's scanner namespace, asking for `accept`:
@@ -248,14 +264,7 @@ fn promtool_accepts_a_live_scrape_at_every_level() {
     let file = file.to_str().unwrap();
     for (level, per_target) in [("full", 31), ("basic", 5), ("none", 0)] {
         let args = sweep_args(file, level, &["--rounds", "4", "--metrics-linger", "20s"]);
-        let mut sweep = Reaped(
-            bed.command(&args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("asdic sweep"),
-        );
-        let mut lines = Lines::of(&mut sweep.0);
+        let (mut sweep, mut lines) = sweep(&bed, &args);
         let l = lines.wait_for("metrics at", Duration::from_secs(10));
         assert!(
             l.contains(&format!(
@@ -377,20 +386,18 @@ struct Truth {
 
 impl Truth {
     fn add(&mut self, r: &Row) {
-        let event = r["event"].as_str().unwrap();
-        if !matches!(event, "reply" | "error" | "timeout" | "send_failed") {
-            return;
-        }
-        self.probes += 1;
+        let event = SweepEvent::parse(r["event"].as_str().unwrap());
         match event {
-            "reply" => {
+            Some(SweepEvent::Reply) => {
                 self.replies += 1;
                 self.rtts.push(r["rtt_us"].as_f64().unwrap() / 1e6);
             }
-            "error" => self.errors += 1,
-            "timeout" => self.timeouts += 1,
-            _ => {}
+            Some(SweepEvent::Error) => self.errors += 1,
+            Some(SweepEvent::Timeout) => self.timeouts += 1,
+            Some(SweepEvent::SendFailed) => {}
+            _ => return,
         }
+        self.probes += 1;
     }
 
     fn loss(&self) -> f64 {
@@ -403,8 +410,7 @@ impl Truth {
     fn p99(&self) -> f64 {
         let mut v = self.rtts.clone();
         v.sort_by(f64::total_cmp);
-        let rank = (99 * v.len()).div_ceil(100).max(1);
-        v[rank - 1]
+        nearest_rank(&v, 99).expect("p99 of a target with replies")
     }
 }
 
@@ -504,14 +510,7 @@ fn prometheus_scrapes_a_sweep_and_promql_agrees_with_its_files() {
             out.to_str().unwrap(),
         ],
     );
-    let mut sweep = Reaped(
-        bed.command(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("asdic sweep"),
-    );
-    let mut lines = Lines::of(&mut sweep.0);
+    let (mut sweep, mut lines) = sweep(&bed, &args);
     lines.wait_for("metrics at", Duration::from_secs(10));
     let t_start = unix_now();
     lines.wait_for("serving the final metrics", Duration::from_secs(20));
