@@ -5,6 +5,7 @@ use std::io::{BufReader, IsTerminal};
 use std::path::Path;
 use std::time::Duration;
 
+use asdic_core::source::Source;
 use asdic_core::targets::{self, TargetSpec};
 use asdic_receiver::rx::RxConfig;
 use asdic_sender::tx::SenderConfig;
@@ -13,6 +14,7 @@ use asdic_wire::payload::{Key, Numbering};
 use crate::Fail;
 use crate::args::IdChoice;
 use crate::engines::EngineOptions;
+use crate::pipeline::Work;
 
 /// What identifies a run's probes: shared by its pipelines.
 #[derive(Debug, Clone, Copy)]
@@ -48,16 +50,17 @@ impl Ids {
     }
 }
 
-/// The sender's and the receiver's parameters for a pipeline sending `rate` probes/s whose
-/// probes wait `wait` for an answer, retried `retries` times, in RX batches of `events`.
-pub fn configs(
+/// A pipeline's work: sending `rate` probes/s of `source`'s targets, each probe waiting
+/// `wait` for an answer and retried `retries` times, events in RX batches of `events`.
+pub fn work(
     rate: f64,
     o: &EngineOptions,
     ids: Ids,
     wait: Duration,
     retries: u8,
     events: usize,
-) -> (SenderConfig, RxConfig) {
+    source: Box<dyn Source + Send>,
+) -> Work {
     let cfg = SenderConfig {
         rate,
         batch: o.batch,
@@ -73,7 +76,11 @@ pub fn configs(
         poll: Duration::from_millis(10),
         batch: events,
     };
-    (cfg, rx_cfg)
+    Work {
+        sender: cfg,
+        receiver: rx_cfg,
+        source,
+    }
 }
 
 /// Targets from arguments, then `file` (or stdin: with `-`, or when there is neither and

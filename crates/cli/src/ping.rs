@@ -24,8 +24,7 @@ use crate::args::{PingArgs, check_rate};
 use crate::closing::end_metadata;
 use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::RunHints;
-use crate::inputs::{Ids, configs, read_specs};
-use crate::pipeline::Work;
+use crate::inputs::{Ids, read_specs, work};
 use crate::privilege::Writes;
 use crate::snapshot::Snapshots;
 use crate::{Fail, usage};
@@ -102,16 +101,12 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
                 .saturating_mul(u64::from(a.count))
                 .saturating_mul(1 + u64::from(a.retries)),
         };
-        let (sender, receiver) = configs(share, &engine, ids, a.timeout, a.retries, 4096);
         let list: Arc<[IpAddr]> = list.as_slice().into();
+        let source = Box::new(Rounds::new(list, a.count, a.interval));
         lanes.push(Lane {
             slots: slots_for(share, a.timeout).min(ids.max_slots()) as usize,
             hints,
-            work: Work {
-                sender,
-                receiver,
-                source: Box::new(Rounds::new(list, a.count, a.interval)),
-            },
+            work: work(share, &engine, ids, a.timeout, a.retries, 4096, source),
         });
         offsets.push((family, offset));
     }

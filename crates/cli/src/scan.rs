@@ -29,8 +29,7 @@ use crate::args::{IdChoice, Limit, ScanArgs, check_rate};
 use crate::closing::end_metadata;
 use crate::drive::{End, Lane, Lanes, Mode, Run, StatusLine, drive};
 use crate::engines::RunHints;
-use crate::inputs::{Ids, configs, random_u64, read_cidr_file, read_specs};
-use crate::pipeline::Work;
+use crate::inputs::{Ids, random_u64, read_cidr_file, read_specs, work};
 use crate::privilege::Writes;
 use crate::{Fail, usage};
 
@@ -292,11 +291,11 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
             .space
             .get(0)
             .ok_or_else(|| usage(format!("no {:?} targets left to scan", p.family)))?;
-        let (sender, receiver) = configs(share, &engine, ids, a.cooldown, a.retries, 1024);
         let walk = p
             .cycle
             .shard(a.shard, a.shards)
             .map_err(|e| usage(e.to_string()))?;
+        let source = Box::new(Scan::new(p.space.clone(), walk, p.limit));
         lanes.push(Lane {
             slots: slots as usize,
             hints: RunHints {
@@ -304,11 +303,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
                 ids,
                 probes: p.expected.saturating_mul(1 + u64::from(a.retries)),
             },
-            work: Work {
-                sender,
-                receiver,
-                source: Box::new(Scan::new(p.space.clone(), walk, p.limit)),
-            },
+            work: work(share, &engine, ids, a.cooldown, a.retries, 1024, source),
         });
     }
     let lanes = Lanes {

@@ -32,9 +32,9 @@ use crate::args::{IdChoice, SweepArgs, check_rate};
 use crate::closing::end_metadata;
 use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::RunHints;
-use crate::inputs::{Ids, configs};
+use crate::inputs::{Ids, work};
 use crate::metrics::{self, PerTarget, Registries, Shared};
-use crate::pipeline::{Pipeline, Work, kernel_drops};
+use crate::pipeline::{Pipeline, kernel_drops};
 use crate::privilege::Writes;
 use crate::{Fail, usage};
 
@@ -452,7 +452,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         };
         let share = cap * items.len() as f64 / n as f64;
         let plan = Plan::new(items);
-        let (sender, receiver) = configs(share, &engine, ids, a.timeout, 0, 4096);
+        let source = Box::new(Sweep::new(plan.clone(), a.every, a.rounds));
         lanes.push(Lane {
             slots: slots_for(share, a.timeout).min(ids.max_slots()) as usize,
             hints: RunHints {
@@ -460,11 +460,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
                 ids,
                 probes: u64::MAX,
             },
-            work: Work {
-                sender,
-                receiver,
-                source: Box::new(Sweep::new(plan.clone(), a.every, a.rounds)),
-            },
+            work: work(share, &engine, ids, a.timeout, 0, 4096, source),
         });
         plans.push((family, plan));
     }

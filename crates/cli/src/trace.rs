@@ -26,8 +26,7 @@ use crate::args::{TraceArgs, check_rate};
 use crate::closing::end_metadata;
 use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::RunHints;
-use crate::inputs::{Ids, configs, read_specs};
-use crate::pipeline::Work;
+use crate::inputs::{Ids, read_specs, work};
 use crate::privilege::Writes;
 use crate::snapshot::Snapshots;
 use crate::{Fail, usage};
@@ -131,7 +130,6 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
     let mut lanes = vec![];
     for p in &parts {
         let share = rate * p.pairs.len() as f64 / probes_max.max(1) as f64;
-        let (sender, receiver) = configs(share, &engine, ids, a.timeout, 0, 4096);
         let source = Trace::new(p.targets.clone(), p.pairs, seed, p.reached.clone())
             .map_err(|e| Fail::System(e.into()))?;
         lanes.push(Lane {
@@ -141,11 +139,7 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
                 ids,
                 probes: p.pairs.len(),
             },
-            work: Work {
-                sender,
-                receiver,
-                source: Box::new(source),
-            },
+            work: work(share, &engine, ids, a.timeout, 0, 4096, Box::new(source)),
         });
     }
     let lanes = Lanes {
