@@ -330,6 +330,26 @@ impl Mixer {
         }
         x
     }
+
+    /// The inverse of [`Mixer::apply`]: the xor-shift undoes itself (its shift is over half
+    /// the width), the multiplication by the inverse of its odd factor modulo 2^128.
+    fn invert(&self, mut x: u128) -> u128 {
+        for &(mul, add) in self.keys.iter().rev() {
+            x ^= x.checked_shr(self.shift).unwrap_or(0);
+            x = x.wrapping_sub(add).wrapping_mul(inverse(mul)) & self.mask;
+        }
+        x
+    }
+}
+
+/// The inverse of odd `a` modulo 2^128 (Newton's iteration: each step doubles the bits
+/// that are right, from 3 for `a` itself).
+fn inverse(a: u128) -> u128 {
+    let mut x = a;
+    for _ in 0..7 {
+        x = x.wrapping_mul(2u128.wrapping_sub(a.wrapping_mul(x)));
+    }
+    x
 }
 
 /// A run of consecutive indices.
@@ -511,6 +531,57 @@ impl Space {
     }
 }
 
+impl Space {
+    /// The index of address `a`, the inverse of [`Space::get`]: `None` for an address the
+    /// space does not hold (another family, outside the targets, blocked). One binary search
+    /// over the whole ranges, then one inversion per sampled prefix holding `a`.
+    pub fn index_of(&self, a: IpAddr) -> Option<u64> {
+        if family_of(a) != self.family {
+            return None;
+        }
+        let x = to_u128(a);
+        // Whole ranges come first, in address order.
+        let ranges = self
+            .segments
+            .iter()
+            .position(|s| matches!(s, Segment::Sample { .. }))
+            .unwrap_or(self.segments.len());
+        let k = self.segments[..ranges].partition_point(|s| match s {
+            Segment::Range { lo } => *lo <= x,
+            Segment::Sample { .. } => false,
+        });
+        if k > 0
+            && let Segment::Range { lo } = self.segments[k - 1]
+        {
+            let off = x - lo;
+            if off < u128::from(self.segment_len(k - 1)) {
+                return Some(self.starts[k - 1] + off as u64);
+            }
+        }
+        for k in ranges..self.segments.len() {
+            let Segment::Sample { base, mix } = self.segments[k] else {
+                continue;
+            };
+            let m = &self.mixers[mix as usize];
+            if x & !m.mask != base {
+                continue;
+            }
+            let off = m.invert(x & m.mask);
+            if off < u128::from(self.segment_len(k)) {
+                let i = self.starts[k] + off as u64;
+                // A sample that is blocked (or not allowed) was never probed.
+                return (self.get(i) == Some(a)).then_some(i);
+            }
+        }
+        None
+    }
+
+    /// Indices in segment `k`.
+    fn segment_len(&self, k: usize) -> u64 {
+        self.starts.get(k + 1).copied().unwrap_or(self.len) - self.starts[k]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -654,6 +725,19 @@ mod tests {
         let mut got = all(&space);
         got.sort();
         assert_eq!(got, naive(t, &block, None));
+        // index_of inverts get everywhere, and knows no blocked or foreign address.
+        for i in 0..space.len() {
+            let a = space.get(i).unwrap();
+            assert_eq!(space.index_of(a), Some(i), "{a}");
+        }
+        let blocked = set(&block);
+        for x in 0..65_536u32 {
+            let a = IpAddr::from([198, 19, (x >> 8) as u8, x as u8]);
+            assert_eq!(space.index_of(a).is_some(), !blocked.contains(a), "{a}");
+        }
+        for a in ["198.20.0.2", "198.18.255.255", "198.20.0.6", "2001:db8::1"] {
+            assert_eq!(space.index_of(a.parse().unwrap()), None, "{a}");
+        }
     }
 
     #[test]
@@ -749,6 +833,28 @@ mod tests {
                 p64.base
             );
         }
+        // index_of inverts get for sampled addresses too; a blocked sample, an address of
+        // the prefix never sampled, and one outside have none.
+        for i in 0..space.len() {
+            if let Some(a) = space.get(i) {
+                assert_eq!(space.index_of(a), Some(i), "{a}");
+            }
+        }
+        let sampled: std::collections::HashSet<IpAddr> = big.iter().map(|a| **a).collect();
+        let mut rng = SplitMix::new(9);
+        let mut unsampled = 0;
+        for _ in 0..2000 {
+            let a = IpAddr::from(core::net::Ipv6Addr::from(
+                (0x2001_0db8_0001_0000u128 << 64) | u128::from(rng.next_u64()),
+            ));
+            let want = sampled.contains(&a);
+            assert_eq!(space.index_of(a).is_some(), want, "{a}");
+            unsampled += u32::from(!want);
+        }
+        assert!(unsampled > 1990);
+        for a in ["2001:db8:3::1", "2001:db8:2::1:0", "198.19.0.1"] {
+            assert_eq!(space.index_of(a.parse().unwrap()), None, "{a}");
+        }
         let mut uniq = big.clone();
         uniq.sort();
         uniq.dedup();
@@ -772,6 +878,18 @@ mod tests {
 
     fn mask120(a: IpAddr) -> IpAddr {
         TargetSpec::parse(&format!("{a}/120")).unwrap().base
+    }
+
+    #[test]
+    fn mixer_inverts() {
+        let mut rng = SplitMix::new(3);
+        for bits in [1, 7, 32, 64, 80, 127, 128] {
+            let m = Mixer::new(bits, &mut rng);
+            for _ in 0..200 {
+                let x = ((u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64())) & m.mask;
+                assert_eq!(m.invert(m.apply(x)), x, "bits={bits}");
+            }
+        }
     }
 
     #[test]

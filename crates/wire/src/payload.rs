@@ -74,6 +74,43 @@ impl Key {
     }
 }
 
+impl Key {
+    /// The ICMP (identifier, sequence) of a stateless scan's probe to `target`, try number
+    /// `attempt`: 32 bits of a keyed MAC of the two, under this run's key, domain-separated
+    /// from [`Key::mac`]. They are the only validation an ICMPv4 error carries back (it quotes
+    /// the IP header and 8 bytes of the probe), so they are all MAC: a blind forger matches
+    /// one (target, attempt) with probability 2^-32.
+    #[inline]
+    pub fn probe_ids(&self, target: IpAddr, attempt: u8) -> (u16, u16) {
+        use core::hash::Hasher;
+        let mut m = [0u8; 18];
+        m[0] = IDS_DOMAIN;
+        m[1..17].copy_from_slice(&v6(target).octets());
+        m[17] = attempt;
+        let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
+        h.write(&m);
+        let x = h.finish();
+        ((x >> 48) as u16, (x >> 32) as u16)
+    }
+
+    /// The attempt among `0..=max_attempt` whose [`Key::probe_ids`] toward `target` are
+    /// (`ident`, `seq`), if any.
+    #[inline]
+    pub fn probe_attempt(
+        &self,
+        target: IpAddr,
+        ident: u16,
+        seq: u16,
+        max_attempt: u8,
+    ) -> Option<u8> {
+        (0..=max_attempt).find(|&a| self.probe_ids(target, a) == (ident, seq))
+    }
+}
+
+/// First byte of what [`Key::probe_ids`] hashes: no message of [`Key::mac`] (44 bytes) has
+/// the same length, and this tag keeps it so should either change.
+const IDS_DOMAIN: u8 = 0x1d;
+
 fn v6(a: IpAddr) -> Ipv6Addr {
     match a {
         IpAddr::V4(a) => a.to_ipv6_mapped(),
@@ -288,6 +325,34 @@ mod tests {
     }
 
     proptest! {
+        /// The id/seq MAC of one (target, attempt) never validates another target or another
+        /// attempt (a collision has probability 2^-32 per pair: none in these cases), and
+        /// always validates its own.
+        #[test]
+        fn probe_ids_name_one_target_and_attempt(
+            k0 in any::<u64>(), k1 in any::<u64>(),
+            a in any::<[u8; 16]>(), b in any::<[u8; 16]>(),
+            v4 in any::<bool>(), t in 0u8..16, u in 0u8..16,
+        ) {
+            let key = Key::new(k0, k1);
+            let addr = |x: [u8; 16]| -> IpAddr {
+                if v4 { IpAddr::from([x[0], x[1], x[2], x[3]]) } else { IpAddr::from(x) }
+            };
+            let (ta, tb) = (addr(a), addr(b));
+            let (id, seq) = key.probe_ids(ta, t);
+            prop_assert_eq!(key.probe_attempt(ta, id, seq, 15), Some(t));
+            if ta != tb {
+                prop_assert_ne!(key.probe_ids(tb, t), (id, seq));
+                prop_assert_eq!(key.probe_attempt(tb, id, seq, 15), None);
+            }
+            if t != u {
+                prop_assert_ne!(key.probe_ids(ta, u), (id, seq));
+            }
+            // Another key names nothing of this run's.
+            let other = Key::new(k0 ^ 1, k1);
+            prop_assert_ne!(other.probe_ids(ta, t), (id, seq));
+        }
+
         #[test]
         fn parse_never_panics(data in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = parse(&data);
