@@ -421,7 +421,7 @@ impl MatchBed {
                 class: 0,
             };
             assert!(
-                self.m.table().claim(&info),
+                self.m.table().is_some_and(|t| t.claim(&info)),
                 "a fresh table takes {PROBES} probes"
             );
             self.probes.push(info);

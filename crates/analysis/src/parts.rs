@@ -288,8 +288,8 @@ mod tests {
             icmp: None,
             errno: None,
             attempt: 0,
-            probe: u64::from(i),
-            sent_unix_ns: 1_700_000_000_000_000_000 + u64::from(i),
+            probe: Some(u64::from(i)),
+            sent_unix_ns: Some(1_700_000_000_000_000_000 + u64::from(i)),
         }
     }
 

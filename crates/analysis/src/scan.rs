@@ -131,10 +131,15 @@ pub const SCAN_COLUMNS: &[(&str, &str)] = &[
         "attempt",
         "Which try at the target the probe was: 0 for the first, then 1, 2… for retries",
     ),
-    ("probe", "Probe number within the run"),
+    (
+        "probe",
+        "The target's position in this shard's scan order (the same for its retries); null for \
+         an ICMP error that quoted too little of the probe to carry it",
+    ),
     (
         "sent_unix_ns",
-        "When the probe was sent, nanoseconds since the Unix epoch",
+        "When the probe was sent, nanoseconds since the Unix epoch; null when not known (a \
+         timeout, or an error that quoted too little of the probe)",
     ),
 ];
 
@@ -153,8 +158,8 @@ static SCAN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("icmp_name", Utf8, true),
         Field::new("send_errno", Int32, true),
         Field::new("attempt", UInt8, false),
-        Field::new("probe", UInt64, false),
-        Field::new("sent_unix_ns", UInt64, false),
+        Field::new("probe", UInt64, true),
+        Field::new("sent_unix_ns", UInt64, true),
     ]))
 });
 
@@ -183,10 +188,10 @@ pub struct ScanRow {
     pub errno: Option<i32>,
     /// 0 for a target's first probe, then 1, 2… for its retries.
     pub attempt: u8,
-    /// Probe number within the run.
-    pub probe: u64,
-    /// When the probe was sent, ns since the Unix epoch.
-    pub sent_unix_ns: u64,
+    /// The target's position in the scan order, if known.
+    pub probe: Option<u64>,
+    /// When the probe was sent, ns since the Unix epoch, if known.
+    pub sent_unix_ns: Option<u64>,
 }
 
 impl ScanRow {
@@ -202,12 +207,14 @@ impl ScanRow {
             icmp: None,
             errno: None,
             attempt,
-            probe: ev.n,
-            sent_unix_ns: ev.t_send_ns,
+            probe: ev.probe(),
+            sent_unix_ns: ev.sent_ns(),
         };
+        // Without the send time there is no round trip to tell.
+        let rtt = |ns: u64| ev.sent_ns().map(|_| ns);
         match ev.outcome {
             Outcome::Reply { rtt_ns, ttl, from } => {
-                row.rtt_ns = Some(rtt_ns);
+                row.rtt_ns = rtt(rtt_ns);
                 row.reply_ttl = ttl;
                 row.responder = (from != ev.target).then_some(from);
             }
@@ -218,7 +225,7 @@ impl ScanRow {
                 from,
                 rtt_ns,
             } => {
-                row.rtt_ns = Some(rtt_ns);
+                row.rtt_ns = rtt(rtt_ns);
                 row.responder = Some(from);
                 row.icmp = Some(Describe {
                     family,
@@ -229,7 +236,7 @@ impl ScanRow {
             Outcome::Timeout => {}
             Outcome::SendFailed { errno } => row.errno = Some(errno),
             Outcome::Duplicate { rtt_ns } | Outcome::Late { rtt_ns } => {
-                row.rtt_ns = Some(rtt_ns);
+                row.rtt_ns = rtt(rtt_ns);
             }
         }
         row
@@ -255,8 +262,8 @@ impl ScanRow {
             icmp.map_or(Value::Null, Value::Icmp),
             self.errno.map_or(Value::Null, Value::I32),
             Value::U8(self.attempt),
-            Value::U64(self.probe),
-            Value::U64(self.sent_unix_ns),
+            self.probe.map_or(Value::Null, Value::U64),
+            self.sent_unix_ns.map_or(Value::Null, Value::U64),
         ]
     }
 }
@@ -318,8 +325,8 @@ mod tests {
             icmp: None,
             errno: None,
             attempt,
-            probe: 42,
-            sent_unix_ns: 1_700_000_000_123_456_789,
+            probe: Some(42),
+            sent_unix_ns: Some(1_700_000_000_123_456_789),
         }
     }
 
@@ -803,6 +810,11 @@ target,outcome,rtt_us,reply_ttl,responder,icmp_type,icmp_code,icmp_name,send_err
             c.is_valid(i)
                 .then(|| c.as_primitive::<UInt8Type>().value(i))
         };
+        let u64_at = |name: &str| {
+            let c = col(name);
+            c.is_valid(i)
+                .then(|| c.as_primitive::<UInt64Type>().value(i))
+        };
         let outcome = text("outcome").unwrap();
         let outcome = *ScanOutcome::ALL
             .iter()
@@ -833,8 +845,8 @@ target,outcome,rtt_us,reply_ttl,responder,icmp_type,icmp_code,icmp_name,send_err
                 .is_valid(i)
                 .then(|| errno.as_primitive::<Int32Type>().value(i)),
             attempt: u8_at("attempt").unwrap(),
-            probe: col("probe").as_primitive::<UInt64Type>().value(i),
-            sent_unix_ns: col("sent_unix_ns").as_primitive::<UInt64Type>().value(i),
+            probe: u64_at("probe"),
+            sent_unix_ns: u64_at("sent_unix_ns"),
         }
     }
 

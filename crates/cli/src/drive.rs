@@ -110,6 +110,7 @@ impl Run {
         for p in &self.pipelines {
             p.sender.stop.store(true, Ordering::Relaxed);
             if now {
+                p.sender.abort.store(true, Ordering::Relaxed);
                 p.receiver.abort.store(true, Ordering::Release);
             }
         }

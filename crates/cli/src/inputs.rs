@@ -80,6 +80,7 @@ pub fn work(
         sender: cfg,
         receiver: rx_cfg,
         source,
+        scan: None,
     }
 }
 

@@ -10,10 +10,11 @@ use asdic_core::event::{Drops, Event};
 use asdic_core::matcher::Matcher;
 use asdic_core::retry::Retry;
 use asdic_core::source::Source;
+use asdic_core::stateless::ScanState;
 use asdic_core::table::InflightTable;
 use asdic_engine::{KernelDrops, TxCaps, xdp};
 use asdic_receiver::rx::{self, Role, RxConfig, RxShared};
-use asdic_sender::tx::{self, SenderConfig, SenderShared};
+use asdic_sender::tx::{self, Links, SenderConfig, SenderShared};
 use asdic_wire::Family;
 use asdic_wire::template::{Layer, Template};
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -120,6 +121,7 @@ impl Pipeline {
             sender: cfg,
             receiver: rx_cfg,
             mut source,
+            scan,
         } = work;
         let (mut txe, rxes) = self.engine.take().context("engine already started")?;
         let templates = self.templates(txe.caps(), sizes)?;
@@ -134,7 +136,10 @@ impl Pipeline {
         for (i, mut rxe) in rxes.into_iter().enumerate() {
             let role = if i == 0 { Role::Reaper } else { Role::Helper };
             let rx_core = rx_core(cores, i);
-            let mut matcher = Matcher::new(self.table.clone(), cfg.key, cfg.session, cfg.numbering);
+            let mut matcher = match &scan {
+                Some(state) => Matcher::stateless(state),
+                None => Matcher::new(self.table.clone(), cfg.key, cfg.session, cfg.numbering),
+            };
             let shared = self.receiver.clone();
             let sender = self.sender.clone();
             let (events, recycle) = (events.clone(), recycle.clone());
@@ -184,12 +189,18 @@ impl Pipeline {
         let sender = {
             let table = self.table.clone();
             let (shared, rx_shared) = (self.sender.clone(), self.receiver.clone());
+            let events = events.clone();
             std::thread::Builder::new()
                 .name(format!("asdic-tx-{:?}", self.family))
                 .spawn(move || -> anyhow::Result<()> {
                     let pinned = tx::pin(tx_core).map_err(|e| anyhow::anyhow!("--cores: {e}"));
                     let r = pinned.and_then(|()| {
                         let retries = with_retries.then_some(&retry_rx);
+                        let links = Links {
+                            retries,
+                            behind: Some(&rx_shared.behind),
+                            events: Some(&events),
+                        };
                         tx::run(
                             txe.as_mut(),
                             &templates,
@@ -197,8 +208,7 @@ impl Pipeline {
                             source.as_mut(),
                             &cfg,
                             &shared,
-                            retries,
-                            Some(&rx_shared.behind),
+                            links,
                         )
                         .map_err(Into::into)
                     });
@@ -217,7 +227,9 @@ struct StopOnDrop(Arc<SenderShared>);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
+        // Nobody is left to receive answers: no cooling down either.
         self.0.stop.store(true, Ordering::Relaxed);
+        self.0.abort.store(true, Ordering::Relaxed);
     }
 }
 
@@ -229,6 +241,8 @@ pub struct Work {
     pub receiver: RxConfig,
     /// Where the sender takes its targets.
     pub source: Box<dyn Source + Send>,
+    /// A stateless scan's shared state (its receivers match without a table), if it is one.
+    pub scan: Option<Arc<ScanState>>,
 }
 
 /// The running pipelines and the stream of their events.

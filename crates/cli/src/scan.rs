@@ -19,7 +19,7 @@ use asdic_core::event::Event;
 use asdic_core::permute::Cycle;
 use asdic_core::source::Scan;
 use asdic_core::space::{self, AddrSet, Space, SpaceSpec};
-use asdic_core::table::slots_for;
+use asdic_core::stateless::{Responders, ScanSource, ScanState};
 use asdic_core::targets::TargetSpec;
 use asdic_wire::Family;
 use asdic_wire::payload;
@@ -33,8 +33,6 @@ use crate::inputs::{Ids, random_u64, read_cidr_file, read_specs, work};
 use crate::privilege::Writes;
 use crate::{Fail, usage};
 
-/// Largest in-flight table per family (40 bytes a slot: 160 MiB).
-const MAX_SLOTS: u64 = 1 << 22;
 /// Rows per Parquet row group of a scan: the writer buffers one (about 3 MiB at this size).
 const SCAN_ROW_GROUP: usize = 16_384;
 
@@ -275,18 +273,9 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
     let engine = a.io.options(a.ttl, a.interface.clone(), a.size, None);
     let ids = Ids::new(IdChoice::Random);
     let mut lanes = vec![];
+    let mut states = vec![];
     for p in &plans {
         let share = rate * p.expected as f64 / planned.max(1) as f64;
-        let slots = slots_for(share, a.cooldown);
-        if slots > MAX_SLOTS {
-            return Err(usage(format!(
-                "--rate {rate:.0} with --cooldown {:?} keeps {} probes in flight; at most {} fit: \
-                 lower the cooldown or the rate",
-                a.cooldown,
-                slots / 2,
-                MAX_SLOTS / 2
-            )));
-        }
         let toward = p
             .space
             .get(0)
@@ -295,15 +284,29 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
             .cycle
             .shard(a.shard, a.shards)
             .map_err(|e| usage(e.to_string()))?;
-        let source = Box::new(Scan::new(p.space.clone(), walk, p.limit));
+        // Stateless: no in-flight table (its two slots stay unused), retries are the
+        // source's later passes, and the receivers need no reaper's timeouts.
+        let state = Arc::new(ScanState::new(
+            p.space.clone(),
+            ids.key,
+            ids.session,
+            a.retries,
+            a.cooldown,
+            a.all_events,
+        ));
+        let source = Box::new(ScanSource::new(state.clone(), walk, p.limit));
+        let mut work = work(share, &engine, ids, a.cooldown, 0, 1024, source);
+        work.scan = Some(state.clone());
+        states.push(state);
         lanes.push(Lane {
-            slots: slots as usize,
+            slots: 2,
             hints: RunHints {
                 toward,
                 ids,
-                probes: p.expected.saturating_mul(1 + u64::from(a.retries)),
+                // The identifiers are a MAC: any of the 65,536 may come back.
+                probes: u64::MAX,
             },
-            work: work(share, &engine, ids, a.cooldown, a.retries, 1024, source),
+            work,
         });
     }
     let lanes = Lanes {
@@ -323,6 +326,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         seed,
         rate,
         planned,
+        states,
         output: None,
         status: None,
         counts: Counts::default(),
@@ -341,6 +345,8 @@ struct Scanning {
     seed: u64,
     rate: f64,
     planned: u64,
+    /// Each family's stateless scan state (responder set, silent targets).
+    states: Vec<Arc<ScanState>>,
     output: Option<Output>,
     status: Option<Status>,
     counts: Counts,
@@ -370,9 +376,15 @@ impl Mode for Scanning {
             self.output = Some(self.open_output(run)?);
         }
         let a = &self.a;
+        let bound: u64 = self
+            .states
+            .iter()
+            .map(|s| Responders::bound(s.space().len()))
+            .sum();
         eprintln!(
             "asdic: scanning {}{} targets (shard {} of {}, seed {}), {:.0} probes/s, \
-             cooldown {:?}, {} retries",
+             cooldown {:?}, {} retries; stateless: memory is one bit per target of the space, \
+             at most {}, whatever the rate and cooldown",
             if a.shards > 1 { "about " } else { "" },
             self.planned,
             a.shard,
@@ -380,7 +392,8 @@ impl Mode for Scanning {
             self.seed,
             self.rate,
             a.cooldown,
-            a.retries
+            a.retries,
+            human_bytes(bound)
         );
         self.status = Some(Status::new(a, self.planned, run.t0)?);
         Ok(())
@@ -428,8 +441,9 @@ impl Mode for Scanning {
             eprintln!("\nasdic: --max-runtime {max:?} reached: stopping sending, cooling down");
             run.stop(false);
         }
+        let counts = self.counts();
         if let Some(s) = &mut self.status {
-            s.tick(run, &self.counts, false);
+            s.tick(run, &counts, false);
         }
         Ok(())
     }
@@ -445,13 +459,14 @@ impl Mode for Scanning {
     }
 
     fn finish(&mut self, run: &Run, end: &End) -> Result<ExitCode, Fail> {
+        let counts = self.counts();
         if let Some(s) = &mut self.status {
-            s.tick(run, &self.counts, true);
+            s.tick(run, &counts, true);
             s.end();
         }
         let sent = run.sent();
         let send_secs = run.send_secs();
-        let summary = self.counts.summary(sent);
+        let summary = counts.summary(sent);
         let complete = !run.interrupted() && !self.runtime_over;
         // Added to what the file opened with (run.meta: version, command, session, start…).
         let meta = RunMeta {
@@ -459,8 +474,8 @@ impl Mode for Scanning {
             probes_sent: Some(sent),
             // Whole probes per second, as `{:.0}` writes them (ties to even).
             send_rate_pps: Some((sent as f64 / send_secs).round_ties_even()),
-            duplicates: Some(self.counts.duplicates),
-            late: Some(self.counts.late),
+            duplicates: Some(counts.duplicates),
+            late: Some(counts.late),
             drops: Some(end.drops.to_string()),
             interrupted: Some(run.interrupted()),
             complete: Some(complete),
@@ -483,7 +498,7 @@ impl Mode for Scanning {
              by the local stack; dropped: {}; {}",
             sent as f64 / send_secs,
             end.elapsed.as_secs_f64(),
-            self.counts.send_failed,
+            counts.send_failed,
             end.drops,
             end.kernel
         );
@@ -492,6 +507,18 @@ impl Mode for Scanning {
 }
 
 impl Scanning {
+    /// The counts from the events, and the timeouts counted without an event (all of them
+    /// unless --all-events lists them).
+    fn counts(&self) -> Counts {
+        let mut c = self.counts;
+        c.timeouts += self
+            .states
+            .iter()
+            .map(|s| s.unlisted_timeouts())
+            .sum::<u64>();
+        c
+    }
+
     fn open_output(&self, run: &Run) -> Result<Output, Fail> {
         open_output(
             &self.a,
@@ -607,7 +634,7 @@ fn broken_pipe_ok(e: std::io::Error) -> Result<ExitCode, Fail> {
 }
 
 /// What the scan found, by kind.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 struct Counts {
     replies: u64,
     errors: u64,
@@ -756,6 +783,18 @@ impl Status {
 
 fn open_status(p: &Path) -> Result<File, Fail> {
     File::create(p).map_err(|e| usage(format!("--status-file {}: {e}", p.display())))
+}
+
+/// Bytes as KiB, MiB or GiB (binary), one decimal.
+fn human_bytes(b: u64) -> String {
+    let b = b as f64;
+    if b >= (1u64 << 30) as f64 {
+        format!("{:.1} GiB", b / (1u64 << 30) as f64)
+    } else if b >= (1u64 << 20) as f64 {
+        format!("{:.1} MiB", b / (1u64 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", b / 1024.0)
+    }
 }
 
 #[cfg(test)]

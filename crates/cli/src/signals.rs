@@ -35,6 +35,9 @@ impl Signals {
                     );
                 } else {
                     eprintln!("\nasdic: stopping now");
+                    senders
+                        .iter()
+                        .for_each(|s| s.abort.store(true, Ordering::Relaxed));
                     receivers
                         .iter()
                         .for_each(|r| r.abort.store(true, Ordering::Release));

@@ -26,6 +26,26 @@ pub struct Event {
     pub outcome: Outcome,
 }
 
+impl Event {
+    /// [`Event::t_send_ns`] when the send time is not known: a stateless scan's timeout, or
+    /// an ICMP error quoting too little of the probe to carry its stamp.
+    pub const UNKNOWN_TIME: u64 = 0;
+
+    /// [`Event::n`] when the probe number is not known (an ICMP error quoting too little
+    /// of a stateless scan's probe).
+    pub const UNKNOWN_PROBE: u64 = u64::MAX;
+
+    /// When the probe left, if known.
+    pub fn sent_ns(&self) -> Option<u64> {
+        (self.t_send_ns != Self::UNKNOWN_TIME).then_some(self.t_send_ns)
+    }
+
+    /// The probe number, if known.
+    pub fn probe(&self) -> Option<u64> {
+        (self.n != Self::UNKNOWN_PROBE).then_some(self.n)
+    }
+}
+
 /// What happened, see [`Event`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Outcome {

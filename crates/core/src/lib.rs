@@ -7,7 +7,7 @@
 //!
 //! - targets: [`targets`] (addresses, CIDRs, lists), [`fleet`] (sweep's target file),
 //!   [`space`] (the scan's address space minus blocklists), [`permute`] (its cyclic-group
-//!   permutation and shards), [`source`] (what the TX loop draws from), [`sweep`] (rounds
+//!   permutation and shards), [`stateless`] (the scan's passes, validation without state), [`source`] (what the TX loop draws from), [`sweep`] (rounds
 //!   over a replaceable list), [`trace`] (the permuted (target, TTL) walk);
 //! - matching: [`frame`] (a received frame, as engines hand it over), [`table`] (the
 //!   lock-free in-flight table), [`matcher`] (frames to [`Event`]s), [`retry`];
@@ -32,6 +32,8 @@ pub mod retry;
 pub mod source;
 /// The scan's address space: targets minus blocklists, numbered.
 pub mod space;
+/// Stateless scans: identifiers from a keyed MAC, a responder bitmap, retry passes.
+pub mod stateless;
 /// Rounds over a replaceable list, spread evenly (`asdic sweep`).
 pub mod sweep;
 /// The lock-free in-flight table.

@@ -1,36 +1,64 @@
 //! Matching, without I/O: a received frame and its receive time go in, [`Event`]s come out.
 //!
-//! Echo replies are validated by the payload MAC before the table is touched; ICMP errors by
-//! the quoted payload's MAC when the quote holds it, else by the quoted (identifier,
-//! sequence) naming a pending slot whose target is the quoted destination.
+//! Two ways, one per kind of run:
+//! - *tracked* (ping, sweep, trace): echo replies are validated by the payload MAC before the
+//!   in-flight table is touched; ICMP errors by the quoted payload's MAC when the quote holds
+//!   it, else by the quoted (identifier, sequence) naming a pending slot whose target is the
+//!   quoted destination;
+//! - *stateless* (scan, [`crate::stateless`]): echo replies by the payload MAC and the
+//!   identifiers' MAC of (target, attempt), ICMP errors by the quoted payload or, when the
+//!   quote is too short, by the quoted identifiers against the quoted destination; the first
+//!   answer per target sets its bit in the responder set, a later one is a duplicate, one
+//!   past the cooldown (or after the next pass began) is stale.
 
 use std::sync::Arc;
 
 use crate::frame::{RxFrame, RxLayer};
-use asdic_wire::inbound::{self, IcmpError, Inbound};
-use asdic_wire::payload::{self, Key, Numbering, Verdict};
+use asdic_wire::inbound::{self, EchoReply, IcmpError, Inbound};
+use asdic_wire::payload::{self, Key, Numbering, Stamp, Verdict};
 
 use crate::event::{Drops, Event, Outcome};
+use crate::stateless::{ScanReceiver, ScanState};
 use crate::table::{InflightTable, ProbeInfo, Resolution, Retired};
 
 /// Matches replies and errors of one run to its probes.
 #[derive(Debug)]
 pub struct Matcher {
-    table: Arc<InflightTable>,
     key: Key,
     session: u32,
-    numbering: Numbering,
+    how: How,
     drops: Drops,
+}
+
+/// Where a probe's state lives.
+#[derive(Debug)]
+enum How {
+    /// In the in-flight table; (id, seq) follow the numbering.
+    Tracked {
+        table: Arc<InflightTable>,
+        numbering: Numbering,
+    },
+    /// Nowhere but the responder set.
+    Stateless(ScanReceiver),
 }
 
 impl Matcher {
     /// A matcher for the run with this table, MAC key, session id and numbering.
     pub fn new(table: Arc<InflightTable>, key: Key, session: u32, numbering: Numbering) -> Self {
         Matcher {
-            table,
             key,
             session,
-            numbering,
+            how: How::Tracked { table, numbering },
+            drops: Drops::default(),
+        }
+    }
+
+    /// A matcher for one receiver of a stateless scan.
+    pub fn stateless(state: &Arc<ScanState>) -> Self {
+        Matcher {
+            key: state.key,
+            session: state.session,
+            how: How::Stateless(state.receiver()),
             drops: Drops::default(),
         }
     }
@@ -40,9 +68,32 @@ impl Matcher {
         self.drops
     }
 
-    /// The table.
-    pub fn table(&self) -> &Arc<InflightTable> {
-        &self.table
+    /// The in-flight table (none for a stateless scan).
+    pub fn table(&self) -> Option<&Arc<InflightTable>> {
+        match &self.how {
+            How::Tracked { table, .. } => Some(table),
+            How::Stateless(_) => None,
+        }
+    }
+
+    /// Probes claimed and not yet retired (always 0 for a stateless scan: its sender ends
+    /// only once the last answers are in).
+    pub fn in_flight(&self) -> u64 {
+        self.table().map_or(0, |t| t.in_flight())
+    }
+
+    /// A batch of frames begins (a stateless matcher reads the bound on attempts once).
+    pub fn begin_batch(&mut self) {
+        if let How::Stateless(r) = &mut self.how {
+            r.begin();
+        }
+    }
+
+    /// The batch is matched (a stateless matcher tells the scan's source).
+    pub fn end_batch(&mut self) {
+        if let How::Stateless(r) = &self.how {
+            r.end();
+        }
     }
 
     /// Handles one frame from an engine.
@@ -78,11 +129,15 @@ impl Matcher {
                     Verdict::Foreign => return self.drops.foreign += 1,
                     Verdict::Forged => return self.drops.forged += 1,
                 };
-                if self.numbering.ident_seq(stamp.n) != (r.ident, r.seq) {
+                let (table, numbering) = match &self.how {
+                    How::Tracked { table, numbering } => (table, *numbering),
+                    How::Stateless(_) => return self.scan_reply(r, &stamp, ts_ns, out),
+                };
+                if numbering.ident_seq(stamp.n) != (r.ident, r.seq) {
                     return self.drops.forged += 1;
                 }
                 let rtt_ns = ts_ns.saturating_sub(stamp.t_send_ns);
-                let outcome = match self.table.resolve(stamp.n, false) {
+                let outcome = match table.resolve(stamp.n, false) {
                     Resolution::First => Outcome::Reply {
                         rtt_ns,
                         ttl: r.ttl,
@@ -94,7 +149,7 @@ impl Matcher {
                     Resolution::Unknown => return self.drops.forged += 1,
                 };
                 // The receiver thread also reaps, so a slot just resolved still holds the probe.
-                let attempt = self.table.info(stamp.n).map_or(0, |p| p.attempt);
+                let attempt = table.info(stamp.n).map_or(0, |p| p.attempt);
                 out(Event {
                     n: stamp.n,
                     cookie: stamp.cookie,
@@ -110,25 +165,28 @@ impl Matcher {
     }
 
     fn on_error(&mut self, e: &IcmpError<'_>, ts_ns: u64, out: &mut impl FnMut(Event)) {
+        let (table, numbering) = match &self.how {
+            How::Tracked { table, numbering } => (table, *numbering),
+            How::Stateless(_) => return self.scan_error(e, ts_ns, out),
+        };
         let q = &e.probe;
         let probe = match payload::verify(&self.key, self.session, q.dst, q.ident, q.seq, q.data) {
-            Verdict::Valid(s) => match self.table.resolve(s.n, true) {
+            Verdict::Valid(s) => match table.resolve(s.n, true) {
                 Resolution::First => Some(ProbeInfo {
                     n: s.n,
                     target: q.dst,
                     cookie: s.cookie,
                     t_send_ns: s.t_send_ns,
-                    attempt: self.table.info(s.n).map_or(0, |p| p.attempt),
+                    attempt: table.info(s.n).map_or(0, |p| p.attempt),
                     class: 0,
                 }),
                 _ => None,
             },
             Verdict::Forged => None,
             // Too short a quote to hold the payload: fall back to the slot the ids name.
-            Verdict::Foreign if q.data.len() < payload::LEN => self
-                .numbering
+            Verdict::Foreign if q.data.len() < payload::LEN => numbering
                 .recover(q.ident, q.seq)
-                .and_then(|(n_low, bits)| self.table.resolve_partial(n_low, bits, q.dst)),
+                .and_then(|(n_low, bits)| table.resolve_partial(n_low, bits, q.dst)),
             Verdict::Foreign => None,
         };
         let Some(p) = probe else {
@@ -160,8 +218,11 @@ impl Matcher {
         timeout_ns: u64,
         out: &mut impl FnMut(Event, &ProbeInfo),
     ) -> u64 {
+        let Some(table) = self.table() else {
+            return 0;
+        };
         let deadline = now_ns.saturating_sub(timeout_ns);
-        self.table.reap(deadline, |p, r| {
+        table.reap(deadline, |p, r| {
             let outcome = match r {
                 Retired::TimedOut => Outcome::Timeout,
                 Retired::SendFailed(errno) => Outcome::SendFailed { errno },
@@ -176,6 +237,151 @@ impl Matcher {
             };
             out(ev, &p);
         })
+    }
+}
+
+/// What a stateless scan's answer proved, before the responder set decides.
+struct ScanAnswer {
+    /// Position in the scan order (the probe number), if the answer carried it.
+    n: u64,
+    target: core::net::IpAddr,
+    attempt: u8,
+    /// Send time, or [`Event::UNKNOWN_TIME`].
+    t_send_ns: u64,
+}
+
+impl Matcher {
+    fn scan_reply(
+        &mut self,
+        r: &EchoReply<'_>,
+        stamp: &Stamp,
+        ts_ns: u64,
+        out: &mut impl FnMut(Event),
+    ) {
+        let How::Stateless(rx) = &self.how else {
+            return;
+        };
+        let state = rx.state();
+        // The stamp's cookie is the attempt; the identifiers must be that attempt's.
+        let attempt = match u8::try_from(stamp.cookie) {
+            Ok(a) if a <= state.retries => a,
+            _ => return self.drops.forged += 1,
+        };
+        if self.key.probe_ids(r.from, attempt) != (r.ident, r.seq) {
+            return self.drops.forged += 1;
+        }
+        let a = ScanAnswer {
+            n: stamp.n,
+            target: r.from,
+            attempt,
+            t_send_ns: stamp.t_send_ns,
+        };
+        let rtt_ns = ts_ns.saturating_sub(stamp.t_send_ns);
+        let first = Outcome::Reply {
+            rtt_ns,
+            ttl: r.ttl,
+            from: r.from,
+        };
+        if let Some(o) = self.scan_settle(&a, ts_ns, first, &mut |d| d.forged += 1) {
+            out(scan_event(&a, o));
+        }
+    }
+
+    fn scan_error(&mut self, e: &IcmpError<'_>, ts_ns: u64, out: &mut impl FnMut(Event)) {
+        let How::Stateless(rx) = &self.how else {
+            return;
+        };
+        let state = rx.state();
+        let q = &e.probe;
+        let a = match payload::verify(&self.key, self.session, q.dst, q.ident, q.seq, q.data) {
+            Verdict::Valid(s) => match u8::try_from(s.cookie) {
+                Ok(attempt)
+                    if attempt <= state.retries
+                        && self.key.probe_ids(q.dst, attempt) == (q.ident, q.seq) =>
+                {
+                    Some(ScanAnswer {
+                        n: s.n,
+                        target: q.dst,
+                        attempt,
+                        t_send_ns: s.t_send_ns,
+                    })
+                }
+                _ => None,
+            },
+            // Too short a quote to hold the payload: the identifiers alone, for each attempt.
+            Verdict::Foreign if q.data.len() < payload::LEN => self
+                .key
+                .probe_attempt(q.dst, q.ident, q.seq, state.retries)
+                .map(|attempt| ScanAnswer {
+                    n: Event::UNKNOWN_PROBE,
+                    target: q.dst,
+                    attempt,
+                    t_send_ns: Event::UNKNOWN_TIME,
+                }),
+            Verdict::Forged | Verdict::Foreign => None,
+        };
+        let Some(a) = a else {
+            return self.drops.unmatched_errors += 1;
+        };
+        let rtt_ns = if a.t_send_ns == Event::UNKNOWN_TIME {
+            0
+        } else {
+            ts_ns.saturating_sub(a.t_send_ns)
+        };
+        let first = Outcome::Error {
+            family: e.family,
+            icmp_type: e.msg_type,
+            code: e.code,
+            from: e.from,
+            rtt_ns,
+        };
+        if let Some(o) = self.scan_settle(&a, ts_ns, first, &mut |d| d.unmatched_errors += 1) {
+            out(scan_event(&a, o));
+        }
+    }
+
+    /// Stale, first (`first`, and the target's bit set) or duplicate; `unknown` counts an
+    /// answer whose target is not in the scan's space.
+    fn scan_settle(
+        &mut self,
+        a: &ScanAnswer,
+        ts_ns: u64,
+        first: Outcome,
+        unknown: &mut impl FnMut(&mut Drops),
+    ) -> Option<Outcome> {
+        let How::Stateless(rx) = &self.how else {
+            return None;
+        };
+        let state = rx.state();
+        let Some(index) = state.space().index_of(a.target) else {
+            unknown(&mut self.drops);
+            return None;
+        };
+        let cooldown = u64::try_from(state.cooldown.as_nanos()).unwrap_or(u64::MAX);
+        let rtt = (a.t_send_ns != Event::UNKNOWN_TIME).then(|| ts_ns.saturating_sub(a.t_send_ns));
+        if u32::from(a.attempt) < rx.closed() || rtt.is_some_and(|r| r > cooldown) {
+            self.drops.stale += 1;
+            return None;
+        }
+        if state.responders().insert(index) {
+            state.answered(a.attempt);
+            Some(first)
+        } else {
+            Some(Outcome::Duplicate {
+                rtt_ns: rtt.unwrap_or(0),
+            })
+        }
+    }
+}
+
+fn scan_event(a: &ScanAnswer, outcome: Outcome) -> Event {
+    Event {
+        n: a.n,
+        cookie: u32::from(a.attempt),
+        target: a.target,
+        t_send_ns: a.t_send_ns,
+        attempt: a.attempt,
+        outcome,
     }
 }
 

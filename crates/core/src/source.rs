@@ -6,8 +6,10 @@ use core::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::event::Event;
 use crate::permute::Walk;
 use crate::space::Space;
+use crate::stateless::ScanProbe;
 
 /// What a source has to offer now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +26,9 @@ pub enum Next {
         /// (the TX loop's `SenderConfig::ttl`, crate `asdic-sender`).
         ttl: u8,
     },
+    /// Probe this target statelessly: no in-flight slot, the identifiers from the run's key
+    /// ([`crate::stateless`]).
+    Scan(ScanProbe),
     /// Nothing now, more later (the next round is not due).
     NotYet,
     /// Nothing more, ever.
@@ -34,6 +39,19 @@ pub enum Next {
 pub trait Source {
     /// The next target, if one is due at `now`.
     fn next(&mut self, now: Instant) -> Next;
+
+    /// Sending is to stop (`abort`: and not wait for answers). `true` when the source wants
+    /// to be asked on (it hands out no more probes, then [`Next::Done`] once it has cooled
+    /// down and reported); `false` (the default) ends the TX loop at once.
+    fn stop(&mut self, _now: Instant, _abort: bool) -> bool {
+        false
+    }
+
+    /// The engine refused stateless probe `p` (sent at `t_send_ns`) with `errno`.
+    fn failed(&mut self, _p: &ScanProbe, _errno: i32, _t_send_ns: u64) {}
+
+    /// Moves the events the source has produced (timeouts, failed sends) to `out`.
+    fn drain(&mut self, _out: &mut Vec<Event>) {}
 }
 
 /// `count` rounds over a target list, a round starting at most every `interval`.

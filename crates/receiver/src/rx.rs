@@ -203,6 +203,7 @@ pub fn run(
         // Read before receiving: a helper still drains what arrived before the reaper ended.
         let reaper_done = shared.reaper_done.load(Ordering::Acquire);
         let mut discarded = 0u64;
+        matcher.begin_batch();
         let got = rx.recv(cfg.poll, &mut |f| {
             let before = buf.len();
             matcher.on_frame(&f, &mut |ev| {
@@ -211,6 +212,7 @@ pub fn run(
             });
             discarded += u64::from(buf.len() == before);
         })?;
+        matcher.end_batch();
         shared.frames.fetch_add(got as u64, Ordering::Relaxed);
         if let Some((waiting, holds)) = rx.backlog() {
             behind.set(waiting, holds);
@@ -256,7 +258,8 @@ pub fn run(
         let over = match role {
             // On abort the reap above retired everything claimed; once the sender has also
             // stopped, nothing more can arrive.
-            Role::Reaper => sender_done && matcher.table().in_flight() == 0,
+            // A stateless scan has nothing in flight: its sender ends after the cooldown.
+            Role::Reaper => sender_done && matcher.in_flight() == 0,
             // Every probe is retired by then: what comes later is late at best.
             Role::Helper => reaper_done,
         };

@@ -22,7 +22,7 @@ use asdic_core::table::InflightTable;
 use asdic_engine::mem::{self, Fate, Forgery, Host, MemCounts, Population, Select};
 use asdic_engine::{EngineError, Tx};
 use asdic_receiver::rx::{self, Role, RxConfig, RxShared};
-use asdic_sender::tx::{self, SenderConfig, SenderShared};
+use asdic_sender::tx::{self, Links, SenderConfig, SenderShared};
 use asdic_wire::Family;
 use asdic_wire::payload::{Key, Numbering};
 use asdic_wire::template::Template;
@@ -146,8 +146,10 @@ fn ping(s: &Scenario) -> Outcomes {
                     &mut source,
                     &cfg,
                     &shared,
-                    None,
-                    Some(&rx_shared.behind),
+                    Links {
+                        behind: Some(&rx_shared.behind),
+                        ..Links::default()
+                    },
                 );
                 // tx::run does not say it is done: the caller does, as the cli's thread.
                 rx_shared.sender_done.store(true, Ordering::Release);

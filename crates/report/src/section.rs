@@ -479,9 +479,12 @@ fn scan(s: &mut Section, meta: &Meta) -> Result<()> {
                 let Ok(addr) = target.value(i).parse::<IpAddr>() else {
                     continue;
                 };
-                let t = sent.value(i);
-                t_min = t_min.min(t);
-                t_max = t_max.max(t);
+                // A stateless scan's timeouts carry no send time.
+                if sent.is_valid(i) {
+                    let t = sent.value(i);
+                    t_min = t_min.min(t);
+                    t_max = t_max.max(t);
+                }
                 let Some(o) = ScanOutcome::parse(outcome.value(i)) else {
                     continue;
                 };

@@ -5,12 +5,14 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use asdic_core::event::Event;
 use asdic_core::retry::Retry;
+use asdic_core::stateless::ScanProbe;
 use asdic_core::table::{InflightTable, ProbeInfo};
 use asdic_engine::{EngineError, SendError, Tx, TxBatch, now_ns};
 use asdic_wire::payload::{Key, Numbering, Stamp};
 use asdic_wire::template::{ProbeFields, Template};
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::rate::{TokenBucket, pause};
 use asdic_core::source::{Next, Source};
@@ -38,8 +40,10 @@ pub struct SenderConfig {
 /// Progress counters the sender publishes (read by the progress display).
 #[derive(Debug, Default)]
 pub struct SenderShared {
-    /// Set to stop sending.
+    /// Set to stop sending (a source that cools down first still does).
     pub stop: AtomicBool,
+    /// Set to stop at once: no cooling down.
+    pub abort: AtomicBool,
     /// Probes handed to the engine.
     pub sent: AtomicU64,
     /// Probes the engine refused (reported as send failures).
@@ -60,10 +64,30 @@ pub struct SenderShared {
 /// catches up (stalled, or slower than the link) slows sending, never stops it.
 const HOLD_MAX: Duration = Duration::from_millis(20);
 
+/// What the TX loop is tied to besides its engine, table and source.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Links<'a> {
+    /// Retries the receiver asks for (tracked runs with retries).
+    pub retries: Option<&'a Receiver<Retry>>,
+    /// How many receivers are behind (the sender waits for them).
+    pub behind: Option<&'a AtomicU32>,
+    /// Where events the source produces (a stateless scan's timeouts and failed sends) go.
+    pub events: Option<&'a Sender<Vec<Event>>>,
+}
+
+/// What one slot of the batch holds, for reporting a probe the engine refused.
+#[derive(Debug, Clone, Copy)]
+enum Sent {
+    /// A tracked probe: its number (its table slot reports it).
+    Tracked(u64),
+    /// A stateless probe (its source reports it).
+    Scan(ScanProbe),
+}
+
 /// Sends every probe of the run, each from the template of its class (`templates[class]`:
 /// one per packet size; at least one). Returns when done, stopped, or on a fatal engine
-/// error. `receivers_behind` counts the receivers that are behind (the sender waits for them).
-#[allow(clippy::too_many_arguments)]
+/// error. A source that keeps going after a stop ([`Source::stop`]) is asked on, without
+/// sending, until it is done.
 pub fn run<S: Source + ?Sized>(
     tx: &mut dyn Tx,
     templates: &[Template],
@@ -71,8 +95,7 @@ pub fn run<S: Source + ?Sized>(
     source: &mut S,
     cfg: &SenderConfig,
     shared: &SenderShared,
-    retries: Option<&Receiver<Retry>>,
-    receivers_behind: Option<&AtomicU32>,
+    links: Links<'_>,
 ) -> Result<(), EngineError> {
     let stride = templates.iter().map(Template::len).max().unwrap_or(0);
     let mut batch = TxBatch::new(cfg.batch.max(1), stride);
@@ -87,24 +110,45 @@ pub fn run<S: Source + ?Sized>(
             }
         }
     }
-    let mut ns = vec![0u64; batch.capacity()];
+    let mut sent = vec![Sent::Tracked(0); batch.capacity()];
+    let mut events: Vec<Event> = Vec::new();
     let start = Instant::now();
     let mut bucket = TokenBucket::new(cfg.rate, cfg.batch.max(1), start);
     let mut n = table.claimed();
     let mut exhausted = false;
-    let stopped = || shared.stop.load(Ordering::Relaxed);
-    'outer: loop {
-        if stopped() {
-            break;
+    // Stopping: 0 not yet, 1 stopped (the source cools down), 2 aborted too.
+    let mut told = 0u8;
+    let retries = links.retries;
+    loop {
+        let wanted = if shared.abort.load(Ordering::Relaxed) {
+            2
+        } else {
+            u8::from(shared.stop.load(Ordering::Relaxed))
+        };
+        if wanted > told {
+            told = wanted;
+            if !source.stop(Instant::now(), wanted == 2) {
+                break;
+            }
+        }
+        if told > 0 {
+            // Stopped: no more sending; the source cools down and reports, then is done.
+            let done = matches!(source.next(Instant::now()), Next::Done);
+            emit(source, &mut events, links.events);
+            if done {
+                break;
+            }
+            std::thread::sleep(IDLE);
+            continue;
         }
         // Receivers first: while one of them is behind (its backlog over a quarter of what
         // its engine holds), give them the CPU instead of sending more replies their way.
-        if let Some(b) = receivers_behind
+        if let Some(b) = links.behind
             && b.load(Ordering::Relaxed) > 0
         {
             shared.held.fetch_add(1, Ordering::Relaxed);
             let t0 = Instant::now();
-            while b.load(Ordering::Relaxed) > 0 && t0.elapsed() < HOLD_MAX && !stopped() {
+            while b.load(Ordering::Relaxed) > 0 && t0.elapsed() < HOLD_MAX && !stopped(shared) {
                 std::thread::sleep(Duration::from_micros(50));
             }
         }
@@ -112,13 +156,14 @@ pub fn run<S: Source + ?Sized>(
         let allowed = loop {
             let k = bucket.available(batch.capacity(), Instant::now());
             if k > 0 {
-                break k;
+                break Some(k);
             }
             pause(bucket.wait().min(Duration::from_millis(50)));
-            if stopped() {
-                break 'outer;
+            if stopped(shared) {
+                break None;
             }
         };
+        let Some(allowed) = allowed else { continue };
         batch.clear();
         let t_send = now_ns();
         let now = Instant::now();
@@ -129,43 +174,75 @@ pub fn run<S: Source + ?Sized>(
                 if !batch.is_empty() {
                     break;
                 }
-                while !table.can_claim(n) {
-                    if stopped() {
-                        break 'outer;
-                    }
+                while !table.can_claim(n) && !stopped(shared) {
                     pause(Duration::from_micros(100));
+                }
+                if stopped(shared) {
+                    break;
                 }
             }
             // Retries first, then the source's next target.
             // A retry goes out at its first try's size, with the run's TTL (sources that set
             // their own take none).
-            let (cookie, dst, class, ttl, attempt) =
-                if let Some(r) = retries.and_then(|q| q.try_recv().ok()) {
-                    (r.cookie, r.target, r.class, 0, r.attempt)
-                } else if exhausted {
+            let next = if let Some(r) = retries.and_then(|q| q.try_recv().ok()) {
+                (
+                    Next::Probe {
+                        cookie: r.cookie,
+                        target: r.target,
+                        class: r.class,
+                        ttl: 0,
+                    },
+                    r.attempt,
+                )
+            } else if exhausted {
+                break;
+            } else {
+                (source.next(now), 0)
+            };
+            let (dst, class, ttl, attempt, ident, seq, stamp, record) = match next {
+                (
+                    Next::Probe {
+                        cookie,
+                        target,
+                        class,
+                        ttl,
+                    },
+                    attempt,
+                ) => {
+                    let (ident, seq) = cfg.numbering.ident_seq(n);
+                    let stamp = Stamp {
+                        session: cfg.session,
+                        n,
+                        cookie,
+                        t_send_ns: t_send,
+                    };
+                    (
+                        target,
+                        class,
+                        ttl,
+                        attempt,
+                        ident,
+                        seq,
+                        stamp,
+                        Sent::Tracked(n),
+                    )
+                }
+                (Next::Scan(p), _) => {
+                    let (ident, seq) = cfg.key.probe_ids(p.target, p.attempt);
+                    let stamp = Stamp {
+                        session: cfg.session,
+                        n: p.position,
+                        cookie: u32::from(p.attempt),
+                        t_send_ns: t_send,
+                    };
+                    (p.target, 0, 0, p.attempt, ident, seq, stamp, Sent::Scan(p))
+                }
+                (Next::NotYet, _) => break,
+                (Next::Done, _) => {
+                    exhausted = true;
+                    shared.exhausted.store(true, Ordering::Relaxed);
                     break;
-                } else {
-                    match source.next(now) {
-                        Next::Probe {
-                            cookie,
-                            target,
-                            class,
-                            ttl,
-                        } => (cookie, target, class, ttl, 0),
-                        Next::NotYet => break,
-                        Next::Done => {
-                            exhausted = true;
-                            shared.exhausted.store(true, Ordering::Relaxed);
-                            break;
-                        }
-                    }
-                };
-            let (ident, seq) = cfg.numbering.ident_seq(n);
-            let stamp = Stamp {
-                session: cfg.session,
-                n,
-                cookie,
-                t_send_ns: t_send,
+                }
             };
             let mac = cfg.key.mac(dst, ident, seq, &stamp);
             let i = batch.len();
@@ -196,21 +273,24 @@ pub fn run<S: Source + ?Sized>(
             if ttl != 0 {
                 batch.set_ttl(i, ttl);
             }
-            let info = ProbeInfo {
-                n,
-                target: dst,
-                cookie,
-                t_send_ns: t_send,
-                attempt,
-                class,
-            };
-            // `n` is the next probe and `can_claim(n)` held, so the claim succeeds.
-            let claimed = table.claim(&info);
-            debug_assert!(claimed);
-            ns[i] = n;
-            n += 1;
+            sent[i] = record;
+            if let Sent::Tracked(_) = record {
+                let info = ProbeInfo {
+                    n,
+                    target: dst,
+                    cookie: stamp.cookie,
+                    t_send_ns: t_send,
+                    attempt,
+                    class,
+                };
+                // `n` is the next probe and `can_claim(n)` held, so the claim succeeds.
+                let claimed = table.claim(&info);
+                debug_assert!(claimed);
+                n += 1;
+            }
         }
         if batch.is_empty() {
+            emit(source, &mut events, links.events);
             if exhausted && (!cfg.retries || drained(table, retries)) {
                 break;
             }
@@ -223,12 +303,39 @@ pub fn run<S: Source + ?Sized>(
             continue;
         }
         bucket.consume(batch.len());
-        flush(tx, &batch, &ns, table, shared)?;
+        let r = flush(tx, &batch, &sent, t_send, table, source, shared);
+        emit(source, &mut events, links.events);
+        r?;
         shared
             .send_us
             .store(start.elapsed().as_micros() as u64, Ordering::Relaxed);
     }
+    emit(source, &mut events, links.events);
     Ok(())
+}
+
+fn stopped(shared: &SenderShared) -> bool {
+    shared.stop.load(Ordering::Relaxed) || shared.abort.load(Ordering::Relaxed)
+}
+
+/// Hands the source's events to the run (batches of up to 1,024, allocated once each).
+fn emit<S: Source + ?Sized>(
+    source: &mut S,
+    events: &mut Vec<Event>,
+    out: Option<&Sender<Vec<Event>>>,
+) {
+    source.drain(events);
+    if events.is_empty() {
+        return;
+    }
+    match out {
+        Some(tx) => {
+            let full = std::mem::replace(events, Vec::with_capacity(1024));
+            // The run's consumer is gone only when the run is over.
+            let _ = tx.send(full);
+        }
+        None => events.clear(),
+    }
 }
 
 /// How long the TX loop sleeps when nothing is due.
@@ -240,13 +347,31 @@ fn drained(table: &InflightTable, retries: Option<&Receiver<Retry>>) -> bool {
     table.in_flight() == 0 && retries.is_none_or(|q| q.is_empty())
 }
 
+/// Reports the probe in batch slot `i` as not sent.
+fn refused<S: Source + ?Sized>(
+    what: Sent,
+    errno: i32,
+    t_send: u64,
+    table: &InflightTable,
+    source: &mut S,
+) {
+    match what {
+        Sent::Tracked(n) => {
+            table.send_failed(n, errno);
+        }
+        Sent::Scan(p) => source.failed(&p, errno, t_send),
+    }
+}
+
 /// Hands the batch to the engine, retrying when its queues are full, reporting refused
 /// probes as failed sends.
-fn flush(
+fn flush<S: Source + ?Sized>(
     tx: &mut dyn Tx,
     batch: &TxBatch,
-    ns: &[u64],
+    sent: &[Sent],
+    t_send: u64,
     table: &InflightTable,
+    source: &mut S,
     shared: &SenderShared,
 ) -> Result<(), EngineError> {
     let mut from = 0;
@@ -260,24 +385,25 @@ fn flush(
                 shared.sent.fetch_add(k as u64, Ordering::Relaxed);
                 from += k;
             }
-            Err(SendError::Packet { sent, error }) => {
-                shared.sent.fetch_add(sent as u64, Ordering::Relaxed);
-                from += sent;
-                table.send_failed(ns[from], error.raw_os_error().unwrap_or(0));
+            Err(SendError::Packet { sent: k, error }) => {
+                shared.sent.fetch_add(k as u64, Ordering::Relaxed);
+                from += k;
+                let errno = error.raw_os_error().unwrap_or(0);
+                refused(sent[from], errno, t_send, table, source);
                 shared.failed.fetch_add(1, Ordering::Relaxed);
                 from += 1;
             }
             Err(SendError::Fatal(e)) => {
-                for &n in &ns[from..batch.len()] {
-                    table.send_failed(n, 0);
+                for &what in &sent[from..batch.len()] {
+                    refused(what, 0, t_send, table, source);
                 }
                 return Err(e);
             }
         }
-        if shared.stop.load(Ordering::Relaxed) && from < batch.len() {
+        if stopped(shared) && from < batch.len() {
             // Stopping: what was claimed but not sent is reported as not sent.
-            for &n in &ns[from..batch.len()] {
-                table.send_failed(n, libc_ecanceled());
+            for &what in &sent[from..batch.len()] {
+                refused(what, libc_ecanceled(), t_send, table, source);
             }
             return Ok(());
         }
@@ -393,8 +519,10 @@ mod tests {
                 &mut Three(0),
                 &cfg,
                 shared,
-                None,
-                Some(&behind),
+                Links {
+                    behind: Some(&behind),
+                    ..Links::default()
+                },
             )
             .unwrap();
         };
@@ -430,8 +558,7 @@ mod tests {
             &mut Three(0),
             &cfg,
             &shared,
-            None,
-            None,
+            Links::default(),
         )
         .unwrap();
         // Socket engines: 0 = the socket's TTL; frames: the TTL itself, with a header
@@ -516,8 +643,7 @@ mod tests {
             &mut Classes(0),
             &cfg,
             &shared,
-            None,
-            None,
+            Links::default(),
         )
         .unwrap();
         let frame = |payload: usize| (14 + 20 + 8 + payload, 20 + 8 + payload, true);

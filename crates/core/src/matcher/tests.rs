@@ -71,7 +71,7 @@ impl Bed {
             attempt,
             class: 0,
         };
-        assert!(self.m.table().claim(&info));
+        assert!(self.m.table().unwrap().claim(&info));
         self.probe(n, dst, cookie, t_send)
     }
 
