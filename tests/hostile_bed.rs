@@ -115,9 +115,10 @@ fn hostile_traffic_is_counted_and_never_reported_as_a_host_or_an_rtt() {
     // Each category counted: forged MACs and replies from addresses never probed fail the
     // MAC (it covers the replying address); oversized data and data too short for a stamp
     // are another program's; quotes cut inside their IP header and bad checksums are
-    // malformed; errors quoting unsent probes do not match; replays are duplicates (or stale
-    // once their slot was reused); errors about other traffic are "other"; ICMP queries
-    // never reach the socket (the raw engine's ICMP_FILTER) and count nowhere.
+    // malformed; errors quoting unsent probes do not match; a replay within the cooldown
+    // is a duplicate, one past it (1.5 s after the reply, the cooldown is 400 ms) stale;
+    // errors about other traffic are "other"; ICMP queries never reach the socket (the raw
+    // engine's ICMP_FILTER) and count nowhere.
     let says = format!("{stderr}\npeer: {sent}");
     let got = |label| count(&stderr, label);
     assert_eq!(got("forged"), n("forged") + n("unprobed"), "{says}");
@@ -129,8 +130,9 @@ fn hostile_traffic_is_counted_and_never_reported_as_a_host_or_an_rtt() {
     );
     assert_eq!(got("unmatched errors"), n("error"), "{says}");
     assert_eq!(got("duplicates") + got("stale"), n("replay"), "{says}");
-    // Both kinds of replay happened: within the probe's lap, and after its slot (1,024 at
-    // 1,000 probes/s and 400 ms cooldown) went to a later probe.
+    // Each kind exactly: nothing but time tells a late replay from a genuine reply.
+    assert_eq!(got("duplicates"), n("replay_early"), "{says}");
+    assert_eq!(got("stale"), n("replay_late"), "{says}");
     assert!(got("duplicates") >= 500 && got("stale") >= 300, "{says}");
     assert_eq!(got("other ICMP"), n("unrelated"), "{says}");
     assert!(n("queries") >= 200, "{says}");

@@ -5,7 +5,9 @@ the router, traffic that must never count as a live host or an RTT:
 
   forged      an echo reply from the probed address, right id/seq, MAC altered
   unprobed    a copy of a genuine reply's ICMP from an address never probed
-  replay      the far host's own genuine replies, sent again later (duplicates or stale)
+  replay      the far host's own genuine replies, sent again later: 0.2 s later
+              (replay_early: a duplicate) and 1.5 s later (replay_late: past the scan's
+              cooldown, stale)
   truncated   an echo reply with data too short for a stamp
   cut_error   an error whose quoted datagram is cut inside its IP header
   bad_checksum an echo reply with a wrong ICMP checksum
@@ -15,8 +17,8 @@ the router, traffic that must never count as a live host or an RTT:
   queries     timestamp and information requests
 
 Every K-th request triggers one of each; unrelated packets go out at a steady pace. Replays
-go out 0.2 s after the genuine reply (a duplicate) and 1.5 s after it (by then, at 1,000
-probes/s, a table of 1,024 slots has reused the slot: stale). Once TOTAL requests have been
+go out 0.2 s after the genuine reply (a duplicate) and 1.5 s after it (past the scan's
+400 ms cooldown: stale). Once TOTAL requests have been
 seen (the run's last probe), it stops at once: replays not yet due are dropped, so that
 everything it sent reached the prober before the prober's cooldown ended; it prints its counts
 (of packets sent) as one JSON line on stdout. IPv4 only.
@@ -88,9 +90,10 @@ class Peer:
         self.rx.bind(("f0", 0))
         self.rx.settimeout(0.05)
         self.counts = {k: 0 for k in
-                       ["requests", "forged", "unprobed", "replay", "truncated", "cut_error",
+                       ["requests", "forged", "unprobed", "replay", "replay_early", "replay_late",
+                        "truncated", "cut_error",
                         "bad_checksum", "oversized", "error", "unrelated", "queries"]}
-        self.due = []  # (time, packet) replays
+        self.due = []  # (time, kind, packet) replays
         self.seen = 0
         self.replies = 0
 
@@ -134,8 +137,8 @@ class Peer:
         self.replies += 1
         if self.replies % self.k == 0:
             now = time.monotonic()
-            self.due.append((now + 0.2, pkt))
-            self.due.append((now + 1.5, pkt))
+            self.due.append((now + 0.2, "replay_early", pkt))
+            self.due.append((now + 1.5, "replay_late", pkt))
 
     def unrelated(self):
         # Errors about other traffic (UDP, TCP) reach asdic's socket and count as "other";
@@ -161,12 +164,13 @@ class Peer:
         next_unrelated = time.monotonic()
         while True:
             now = time.monotonic()
-            for t, p in [d for d in self.due if d[0] <= now]:
+            for t, kind, p in [d for d in self.due if d[0] <= now]:
                 # Our TTL, so that the replay is not taken for a genuine reply in turn (the
                 # kernel recomputes the header checksum of IP_HDRINCL packets).
                 p = bytearray(p)
                 p[8] = TTL
                 self.send("replay", bytes(p))
+                self.counts[kind] += 1
             self.due = [d for d in self.due if d[0] > now]
             if last is not None and now >= next_unrelated:
                 self.unrelated()
