@@ -41,6 +41,8 @@ pub struct Lane {
     pub hints: RunHints,
     /// The sender's and the receiver's parameters and the targets.
     pub work: Work,
+    /// What bounds its in-flight table, said once at the start (tracked runs).
+    pub table_line: Option<String>,
 }
 
 /// A run as [`drive`] takes it.
@@ -266,8 +268,18 @@ pub fn drive(lanes: Lanes, mode: &mut dyn Mode) -> Result<ExitCode, Fail> {
     let mut opener = Opener::default();
     let mut pipelines = Vec::with_capacity(lanes.lanes.len());
     let mut work = Vec::with_capacity(lanes.lanes.len());
+    let mut table_lines = vec![];
+    let several = lanes.lanes.len() > 1;
     for lane in lanes.lanes {
-        pipelines.push(opener.open(lane.slots, &lanes.engine, &lane.hints)?);
+        let p = opener.open(lane.slots, &lanes.engine, &lane.hints)?;
+        if let Some(l) = lane.table_line {
+            table_lines.push(if several {
+                format!("asdic: {:?} {l}", p.family)
+            } else {
+                format!("asdic: {l}")
+            });
+        }
+        pipelines.push(p);
         work.push(lane.work);
     }
     let mut run = Run {
@@ -280,6 +292,7 @@ pub fn drive(lanes: Lanes, mode: &mut dyn Mode) -> Result<ExitCode, Fail> {
     mode.prepare(&run)?;
     drop_capabilities(mode.writes())?;
     eprintln!("{}", engine_line(&run.pipelines));
+    table_lines.iter().for_each(|l| eprintln!("{l}"));
     run.started_ns = asdic_engine::now_ns();
     run.t0 = Instant::now();
     mode.start(&run)?;

@@ -84,6 +84,51 @@ pub fn work(
     }
 }
 
+/// A tracked run's in-flight table: slots for `rate` probes/s waiting `wait`, or for the
+/// `most` probes its schedule can have in flight (`schedule` says why) when fewer, within
+/// what the numbering tells apart; and the one line that says what bounds it.
+pub fn table_for(
+    ids: Ids,
+    rate: f64,
+    wait: Duration,
+    most: u64,
+    schedule: &str,
+) -> (usize, String) {
+    let by_rate = asdic_core::table::slots_for(rate, wait);
+    let slots = asdic_core::table::slots_for_at_most(rate, wait, most).min(ids.max_slots());
+    let why = if slots == ids.max_slots() && slots < by_rate.min(most.saturating_mul(2)) {
+        format!(
+            "the most the identifiers tell apart (more in flight wait for a slot: the table, \
+             not --rate, then caps the rate at about {:.0}/s)",
+            slots as f64 / 2.0 / (wait.as_secs_f64() + 0.1)
+        )
+    } else if slots < by_rate {
+        format!("{schedule}, fewer than --rate × the timeout")
+    } else {
+        format!("{rate:.0} probes/s × {wait:?} + 100 ms, twice over")
+    };
+    // The table rounds up to a power of two.
+    let cap = slots.max(2).next_power_of_two();
+    let bytes = cap * asdic_core::table::SLOT_BYTES;
+    let line = format!(
+        "in-flight table: {cap} slots ({}), bounded by {why}",
+        human_bytes(bytes)
+    );
+    (slots as usize, line)
+}
+
+/// Bytes as KiB, MiB or GiB (binary), one decimal.
+pub fn human_bytes(b: u64) -> String {
+    let b = b as f64;
+    if b >= (1u64 << 30) as f64 {
+        format!("{:.1} GiB", b / (1u64 << 30) as f64)
+    } else if b >= (1u64 << 20) as f64 {
+        format!("{:.1} MiB", b / (1u64 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", b / 1024.0)
+    }
+}
+
 /// Targets from arguments, then `file` (or stdin: with `-`, or when there is neither and
 /// stdin is not a terminal).
 pub fn read_specs(args: &[String], file: Option<&Path>) -> Result<Vec<TargetSpec>, Fail> {
@@ -125,4 +170,35 @@ pub fn random_u64() -> u64 {
         return asdic_engine::now_ns().rotate_left(17) ^ u64::from(std::process::id());
     }
     u64::from_ne_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_line_names_what_bounds_the_table() {
+        let ids = Ids::new(IdChoice::Random);
+        let s = Duration::from_secs(1);
+        // 25 targets pinged at -R 1000000: the schedule bounds it, not the rate.
+        let (slots, line) = table_for(ids, 1e6, s, 50, "25 targets × 2 probes each");
+        assert_eq!(slots, 1024);
+        assert!(line.contains("1024 slots (40.0 KiB)"), "{line}");
+        assert!(
+            line.contains("25 targets × 2 probes each, fewer than"),
+            "{line}"
+        );
+        // A rate the schedule may reach: the rate bounds it.
+        let (slots, line) = table_for(ids, 1000.0, s, u64::MAX, "");
+        assert_eq!(slots, 2200);
+        assert!(line.contains("4096 slots"), "{line}");
+        assert!(line.contains("1000 probes/s × 1s"), "{line}");
+        // Beyond what the identifiers tell apart: said, with the rate that leaves.
+        let (slots, line) = table_for(ids, 1e7, s, u64::MAX, "");
+        assert_eq!(slots as u64, ids.max_slots());
+        assert!(
+            line.contains("the most the identifiers tell apart"),
+            "{line}"
+        );
+    }
 }

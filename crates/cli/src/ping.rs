@@ -14,7 +14,6 @@ use asdic_analysis::{
 };
 use asdic_core::event::Event;
 use asdic_core::source::Rounds;
-use asdic_core::table::slots_for;
 use asdic_core::targets;
 use asdic_wire::Family;
 use asdic_wire::payload;
@@ -24,7 +23,7 @@ use crate::args::{PingArgs, check_rate};
 use crate::closing::end_metadata;
 use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::RunHints;
-use crate::inputs::{Ids, read_specs, work};
+use crate::inputs::{Ids, read_specs, table_for, work};
 use crate::privilege::Writes;
 use crate::snapshot::Snapshots;
 use crate::{Fail, usage};
@@ -101,12 +100,25 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
                 .saturating_mul(u64::from(a.count))
                 .saturating_mul(1 + u64::from(a.retries)),
         };
+        let n = list.len() as u64;
         let list: Arc<[IpAddr]> = list.as_slice().into();
         let source = Box::new(Rounds::new(list, a.count, a.interval));
+        // A target has a probe out per interval for as long as one waits (and its retries).
+        let per_target =
+            (a.timeout.as_secs_f64() / a.interval.as_secs_f64().max(1e-9)).ceil() as u64 + 1;
+        let each = per_target.min(u64::from(a.count)) * (1 + u64::from(a.retries));
+        let (slots, table_line) = table_for(
+            ids,
+            share,
+            a.timeout,
+            n.saturating_mul(each),
+            &format!("{n} targets × {each} probes each in flight at most"),
+        );
         lanes.push(Lane {
-            slots: slots_for(share, a.timeout).min(ids.max_slots()) as usize,
+            slots,
             hints,
             work: work(share, &engine, ids, a.timeout, a.retries, 4096, source),
+            table_line: Some(table_line),
         });
         offsets.push((family, offset));
     }

@@ -21,7 +21,6 @@ use asdic_analysis::{PartedSink, RunMeta, RunMode, Sink, SweepRow, parts_dir};
 use asdic_core::event::Event;
 use asdic_core::fleet::{FleetLine, parse_fleet};
 use asdic_core::sweep::{Item, Plan, Sweep};
-use asdic_core::table::slots_for;
 use asdic_receiver::rx::RxShared;
 use asdic_wire::Family;
 use asdic_wire::payload;
@@ -32,7 +31,7 @@ use crate::args::{IdChoice, SweepArgs, check_rate};
 use crate::closing::end_metadata;
 use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::RunHints;
-use crate::inputs::{Ids, work};
+use crate::inputs::{Ids, table_for, work};
 use crate::metrics::{self, PerTarget, Registries, Shared};
 use crate::pipeline::{Pipeline, kernel_drops};
 use crate::privilege::Writes;
@@ -453,14 +452,17 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         let share = cap * items.len() as f64 / n as f64;
         let plan = Plan::new(items);
         let source = Box::new(Sweep::new(plan.clone(), a.every, a.rounds));
+        // Sized for the rate cap, not today's list: a reload may grow the list up to it.
+        let (slots, table_line) = table_for(ids, share, a.timeout, u64::MAX, "");
         lanes.push(Lane {
-            slots: slots_for(share, a.timeout).min(ids.max_slots()) as usize,
+            slots,
             hints: RunHints {
                 toward,
                 ids,
                 probes: u64::MAX,
             },
             work: work(share, &engine, ids, a.timeout, 0, 4096, source),
+            table_line: Some(table_line),
         });
         plans.push((family, plan));
     }

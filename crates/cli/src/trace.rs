@@ -16,7 +16,6 @@ use anyhow::Context;
 use asdic_analysis::meta::millis;
 use asdic_analysis::{Format, HopRow, ParquetSink, Paths, RunMeta, RunMode, Sink, text_sink};
 use asdic_core::event::Event;
-use asdic_core::table::slots_for;
 use asdic_core::targets;
 use asdic_core::trace::{Pairs, Reached, Trace};
 use asdic_wire::Family;
@@ -26,7 +25,7 @@ use crate::args::{TraceArgs, check_rate};
 use crate::closing::end_metadata;
 use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::RunHints;
-use crate::inputs::{Ids, read_specs, work};
+use crate::inputs::{Ids, read_specs, table_for, work};
 use crate::privilege::Writes;
 use crate::snapshot::Snapshots;
 use crate::{Fail, usage};
@@ -132,8 +131,16 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
         let share = rate * p.pairs.len() as f64 / probes_max.max(1) as f64;
         let source = Trace::new(p.targets.clone(), p.pairs, seed, p.reached.clone())
             .map_err(|e| Fail::System(e.into()))?;
+        let (slots, table_line) = table_for(
+            ids,
+            share,
+            a.timeout,
+            p.pairs.len(),
+            &format!("{} (target, TTL) pairs in all", p.pairs.len()),
+        );
         lanes.push(Lane {
-            slots: slots_for(share, a.timeout).min(ids.max_slots()) as usize,
+            table_line: Some(table_line),
+            slots,
             hints: RunHints {
                 toward: p.targets[0],
                 ids,

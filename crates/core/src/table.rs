@@ -33,6 +33,17 @@ pub fn slots_for(rate: f64, wait: std::time::Duration) -> u64 {
     }
 }
 
+/// Slots for a run whose probes go out at up to `rate` per second and wait up to `wait`,
+/// but whose own schedule never has more than `most` in flight (a ping's targets × the
+/// probes each can have out within the timeout): sized from the smaller of the two, so a
+/// high `--rate` that the schedule never reaches costs nothing. At least 1,024.
+pub fn slots_for_at_most(rate: f64, wait: std::time::Duration, most: u64) -> u64 {
+    slots_for(rate, wait).min(most.saturating_mul(2).max(1024))
+}
+
+/// Bytes one slot takes.
+pub const SLOT_BYTES: u64 = core::mem::size_of::<Slot>() as u64;
+
 /// Most slots that probes numbered by `numbering` tell apart: 2^16 with one fixed identifier
 /// (the sequence alone names the probe), 2^21 with a spread one.
 pub fn max_slots(numbering: Numbering) -> u64 {

@@ -280,3 +280,17 @@ fn attempt_and_class_come_back_with_the_probe() {
     t.reap(u64::MAX, |q, _| reaped.push((q.attempt, q.class)));
     assert_eq!(reaped, [(2, 7)]);
 }
+
+#[test]
+fn a_schedule_that_never_reaches_the_rate_sizes_the_table() {
+    let s = std::time::Duration::from_secs(1);
+    // 1 M probes/s for 1 s waits: 2.2 M slots by the rate alone.
+    assert_eq!(slots_for(1e6, s), 2_200_000);
+    // 25 targets with at most 2 probes out each: 50 in flight, the 1,024 floor.
+    assert_eq!(slots_for_at_most(1e6, s, 50), 1024);
+    // 100,000 in flight by the schedule: twice that.
+    assert_eq!(slots_for_at_most(1e6, s, 100_000), 200_000);
+    // A rate below what the schedule allows: the rate decides.
+    assert_eq!(slots_for_at_most(1000.0, s, 1 << 30), 2200);
+    assert_eq!(slots_for_at_most(1e6, s, u64::MAX), 2_200_000);
+}
