@@ -29,7 +29,7 @@ use crate::args::{IdChoice, Limit, ScanArgs, check_rate};
 use crate::closing::end_metadata;
 use crate::drive::{End, Lane, Lanes, Mode, Run, StatusLine, drive};
 use crate::engines::RunHints;
-use crate::inputs::{Ids, random_u64, read_cidr_file, read_specs, work};
+use crate::inputs::{Ids, human_bytes, random_u64, read_cidr_file, read_specs, work};
 use crate::privilege::Writes;
 use crate::{Fail, usage};
 
@@ -307,6 +307,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
                 probes: u64::MAX,
             },
             work,
+            table_line: None,
         });
     }
     let lanes = Lanes {
@@ -783,18 +784,6 @@ impl Status {
 
 fn open_status(p: &Path) -> Result<File, Fail> {
     File::create(p).map_err(|e| usage(format!("--status-file {}: {e}", p.display())))
-}
-
-/// Bytes as KiB, MiB or GiB (binary), one decimal.
-fn human_bytes(b: u64) -> String {
-    let b = b as f64;
-    if b >= (1u64 << 30) as f64 {
-        format!("{:.1} GiB", b / (1u64 << 30) as f64)
-    } else if b >= (1u64 << 20) as f64 {
-        format!("{:.1} MiB", b / (1u64 << 20) as f64)
-    } else {
-        format!("{:.1} KiB", b / 1024.0)
-    }
 }
 
 #[cfg(test)]
