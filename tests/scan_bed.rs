@@ -144,6 +144,48 @@ fn hits_and_unreachables_match_ground_truth_and_the_blocklist_holds() {
 }
 
 #[test]
+fn any_rate_and_cooldown_are_accepted_and_find_the_exact_live_set() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("s10m", &[]);
+    let truth = bed.truth();
+    // ZMap's default cooldown at a rate no in-flight table could hold (80 M probes in
+    // flight): a stateless scan keeps one bit per target whatever the two are.
+    let t = Instant::now();
+    let (rows, meta, err) = scan(
+        &bed,
+        "s10m",
+        &[
+            "198.19.0.0/16",
+            "--no-default-blocklist",
+            "--rate",
+            "10000000",
+            "--cooldown",
+            "8",
+        ],
+    );
+    assert!(t.elapsed() >= Duration::from_secs(8), "waited the cooldown");
+    assert!(err.contains("one bit per target"), "the bound, said: {err}");
+    assert!(
+        err.contains("at most 8.1 KiB"),
+        "a /16: two 4 KiB pages at most: {err}"
+    );
+    let mut got = HashSet::new();
+    for r in &rows {
+        check_hit(&truth, r);
+        assert!(got.insert(s(r, "target").to_string()), "two rows for {r:?}");
+    }
+    assert_eq!(
+        got,
+        responding(0..65_536u32, 0..0),
+        "exactly the live and rejected"
+    );
+    assert_eq!(bed.counter("seen4"), 65_536 - 256);
+    assert_eq!(meta.complete, Some(true));
+    assert_eq!(meta.rate_pps, Some(10_000_000.0));
+    assert_eq!(meta.cooldown_ms, Some(8_000));
+}
+
+#[test]
 fn shards_partition_the_targets_on_the_wire() {
     let Some(()) = require_bed() else { return };
     let bed = Bed::up("ssh", &[]);

@@ -507,3 +507,15 @@ fn errors_are_validated_by_the_quoted_identifiers_alone_when_that_is_all_there_i
     assert_eq!(m.drops().unmatched_errors, 3);
     assert!(!st.responders().contains(st.space().index_of(c).unwrap()));
 }
+
+#[test]
+fn the_memory_bounds_the_readme_states() {
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    // All of IPv4 outside the default blocklist; an IPv6 hitlist of 100 M; a /16.
+    let all_v4 = mib(Responders::bound(3_702_257_664));
+    assert!((443.0..444.0).contains(&all_v4), "{all_v4}");
+    let hitlist = mib(Responders::bound(100_000_000));
+    assert!((11.5..12.0).contains(&hitlist), "{hitlist}");
+    let slash16 = Responders::bound(65_536);
+    assert!((8_200..8_300).contains(&slash16), "{slash16}");
+}
