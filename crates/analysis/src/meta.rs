@@ -311,6 +311,8 @@ run_meta! {
     shard: u64 => SHARD = "asdic.shard";
     /// `asdic.shards`: the number of shards the targets were split into: scan.
     shards: u64 => SHARDS = "asdic.shards";
+    /// `asdic.run_id`: the run's name in a dataset (`--dataset`, `run=` partition): scan.
+    run_id: String => RUN_ID = "asdic.run_id";
     /// `asdic.default_blocklist`: whether the default blocklist applied: scan.
     default_blocklist: bool => DEFAULT_BLOCKLIST = "asdic.default_blocklist";
     /// `asdic.all_events`: whether the file has a row per probe event, not only the hits: scan.
@@ -480,6 +482,7 @@ mod tests {
             seed: Some(u64::MAX),
             shard: Some(2),
             shards: Some(3),
+            run_id: Some("seed-00000000000004d2".into()),
             default_blocklist: Some(false),
             all_events: Some(true),
             targets_planned: Some(65_536),
@@ -514,8 +517,8 @@ mod tests {
     fn a_full_struct_round_trips() {
         let m = full();
         let p = m.to_pairs();
-        // 43 keys, 6 kernel counters, 2 others: every field written once.
-        assert_eq!(p.len(), 43 + 6 + 2);
+        // 44 keys, 6 kernel counters, 2 others: every field written once.
+        assert_eq!(p.len(), 44 + 6 + 2);
         let mut names: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
         names.sort_unstable();
         names.dedup();

@@ -72,9 +72,21 @@ fn sync_dir(dir: &Path) -> Result<()> {
         })
 }
 
+/// The marker a dataset partition gets once all its parts are durable and the run completed
+/// (Hadoop's name; Spark, DuckDB and pyarrow skip files starting with `_`).
+pub const SUCCESS: &str = "_SUCCESS";
+
+/// The marker of a partition whose run ended early but cleanly (a signal, a time limit):
+/// its parts are durable, its results a prefix of the run's, and it has no [`SUCCESS`].
+pub const STOPPED: &str = "_STOPPED";
+
 /// Rows of type `R` for one output file, written as finished parts (see the module docs).
 #[derive(Debug)]
 pub struct PartedSink<R: Record> {
+    /// Parts of a dataset partition: never merged; a marker when finished.
+    dataset: bool,
+    /// Part files are `{prefix}-NNNNNN.parquet`.
+    prefix: String,
     out: PathBuf,
     dir: PathBuf,
     metadata: Vec<(String, String)>,
@@ -115,6 +127,8 @@ impl<R: Record> PartedSink<R> {
             },
         })?;
         Ok(Self {
+            dataset: false,
+            prefix: "part".into(),
             out,
             dir,
             metadata,
@@ -125,6 +139,86 @@ impl<R: Record> PartedSink<R> {
             parts: vec![],
             rows: PhantomData,
         })
+    }
+
+    /// Parts in one partition `dir` of a Hive-style dataset (created with its parents): they
+    /// are the output, never merged; [`PartedSink::finish_dataset`] marks the partition
+    /// complete. A killed run leaves its finished parts, readable, and no marker. Parts are
+    /// `part-NNNNNN.parquet`, or `part-{name}-NNNNNN.parquet` when several writers share the
+    /// partition (a sweep's hour: each period of each run names its own).
+    ///
+    /// # Errors
+    /// [`Error::File`] if `dir` cannot be created, or already holds parts of this name or a
+    /// marker (an earlier run of this partition: remove it, or write another partition).
+    pub fn in_dataset(
+        dir: impl AsRef<Path>,
+        name: Option<&str>,
+        metadata: Vec<(String, String)>,
+        row_group: usize,
+        every: Duration,
+    ) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        let file_error = |source| Error::File {
+            path: dir.clone(),
+            source,
+        };
+        fs::create_dir_all(&dir).map_err(file_error)?;
+        let prefix = match name {
+            Some(n) => format!("part-{n}"),
+            None => "part".to_string(),
+        };
+        let taken = match name {
+            None => {
+                dir.join(SUCCESS).exists()
+                    || dir.join(STOPPED).exists()
+                    || !list_parts(&dir)?.is_empty()
+            }
+            Some(_) => dir.join(format!("{prefix}-000000.parquet")).exists(),
+        };
+        if taken {
+            return Err(file_error(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "holds the results of an earlier run of this partition (remove the directory, \
+                 or choose another --run-id)",
+            )));
+        }
+        Ok(Self {
+            dataset: true,
+            prefix,
+            out: dir.clone(),
+            dir,
+            metadata,
+            row_group,
+            every,
+            open: None,
+            since: Instant::now(),
+            parts: vec![],
+            rows: PhantomData,
+        })
+    }
+
+    /// Finishes a dataset partition: the open part, then the marker — [`SUCCESS`] when the
+    /// run is `complete`, else [`STOPPED`] — written, synced and renamed into place after
+    /// every part is durable, holding the run's metadata and `closing` as one JSON object.
+    /// Returns the number of parts.
+    ///
+    /// # Errors
+    /// As [`PartedSink::roll`], and [`Error::File`] if the marker cannot be written.
+    pub fn finish_dataset(
+        mut self,
+        closing: Vec<(String, String)>,
+        complete: bool,
+    ) -> Result<usize> {
+        self.roll()?;
+        if self.prefix != "part" {
+            // One writer of several in the partition: its parts are durable; the partition
+            // is not its to mark.
+            return Ok(self.parts.len());
+        }
+        let mut pairs = self.metadata.clone();
+        pairs.extend(closing);
+        write_marker(&self.dir, complete, &pairs)?;
+        Ok(self.parts.len())
     }
 
     /// The file the parts become.
@@ -166,8 +260,9 @@ impl<R: Record> PartedSink<R> {
     fn part(&mut self) -> Result<&mut ParquetSink<R>> {
         if self.open.is_none() {
             let n = self.parts.len();
-            let path = self.dir.join(format!("part-{n:06}.parquet"));
-            let tmp = self.dir.join(format!(".part-{n:06}.parquet.tmp"));
+            let prefix = &self.prefix;
+            let path = self.dir.join(format!("{prefix}-{n:06}.parquet"));
+            let tmp = self.dir.join(format!(".{prefix}-{n:06}.parquet.tmp"));
             let mut meta = self.metadata.clone();
             meta.push((keys::PART.into(), n.to_string()));
             let sink = ParquetSink::with_tmp(path, tmp, meta, self.row_group)?;
@@ -200,7 +295,8 @@ impl<R: Record> Drop for PartedSink<R> {
     /// stay for recovery, and a directory left empty goes too.
     fn drop(&mut self) {
         drop(self.open.take());
-        if self.parts.is_empty() {
+        // A dataset partition stays, empty or not: its directory is part of the layout.
+        if self.parts.is_empty() && !self.dataset {
             let _ = fs::remove_dir(&self.dir);
         }
     }
@@ -215,8 +311,47 @@ impl<R: Record> Sink<R> for PartedSink<R> {
     }
 
     fn finish(self: Box<Self>) -> Result<()> {
+        if self.dataset {
+            return self.finish_dataset(vec![], true).map(|_| ());
+        }
         self.finish_with(vec![]).map(|_| ())
     }
+}
+
+/// Marks dataset partition `dir`: [`SUCCESS`] when its run is `complete`, else [`STOPPED`],
+/// holding `pairs` (the run's metadata) as one JSON object; written to a hidden temporary
+/// file, synced, renamed into place and the directory synced, so a marker is never seen
+/// half written and never before what the caller wrote before it is durable.
+///
+/// # Errors
+/// [`Error::File`] if the marker cannot be written.
+pub fn write_marker(dir: &Path, complete: bool, pairs: &[(String, String)]) -> Result<()> {
+    let mut json = String::from("{");
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        crate::sink::push_json_string(&mut json, k);
+        json.push(':');
+        crate::sink::push_json_string(&mut json, v);
+    }
+    json.push_str("}\n");
+    let name = if complete { SUCCESS } else { STOPPED };
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let marker = dir.join(name);
+    let file_error = |path: &Path, source| Error::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    {
+        use std::io::Write;
+        let mut f = File::create(&tmp).map_err(|e| file_error(&tmp, e))?;
+        f.write_all(json.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| file_error(&tmp, e))?;
+    }
+    fs::rename(&tmp, &marker).map_err(|e| file_error(&marker, e))?;
+    sync_dir(dir)
 }
 
 /// Merges `parts` (Parquet files of `R`'s schema), in order, into `out` (through `<out>.tmp`,
@@ -393,5 +528,58 @@ mod tests {
         assert!(merge::<ScanRow>(&[bad], &out, vec![], 1024).is_err());
         assert!(!out.exists());
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_dataset_partition_keeps_its_parts_and_is_marked_only_when_finished() {
+        let root = temp_path("dataset");
+        let dir = root.join("run=r1").join("shard=2");
+        let mut p =
+            PartedSink::<ScanRow>::in_dataset(&dir, None, meta(), 2, Duration::from_secs(3600))
+                .unwrap();
+        p.write_rows(&[row(1), row(2), row(3)]).unwrap();
+        p.roll().unwrap();
+        p.write_rows(&[row(4)]).unwrap();
+        // Killed now: the finished part reads, the open one is hidden, no marker.
+        assert_eq!(list_parts(&dir).unwrap().len(), 1);
+        assert!(!dir.join(SUCCESS).exists());
+        let (t, m) = targets(&list_parts(&dir).unwrap()[0]);
+        assert_eq!(t.len(), 3);
+        assert!(m.contains(&(keys::PART.to_string(), "0".to_string())));
+        let parts = p
+            .finish_dataset(vec![(keys::COMPLETE.into(), "true".into())], true)
+            .unwrap();
+        assert_eq!(parts, 2, "never merged");
+        assert_eq!(list_parts(&dir).unwrap().len(), 2);
+        let marker = fs::read_to_string(dir.join(SUCCESS)).unwrap();
+        assert_eq!(
+            marker,
+            "{\"asdic.mode\":\"scan\",\"asdic.complete\":\"true\"}\n"
+        );
+        // No temporary file left behind; a second run of the partition is refused.
+        let names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+        let e = PartedSink::<ScanRow>::in_dataset(&dir, None, meta(), 2, Duration::from_secs(1))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("earlier run of this partition"), "{e}");
+        // An empty partition is still a partition, marked.
+        let empty = root.join("run=r1").join("shard=3");
+        let p = PartedSink::<ScanRow>::in_dataset(&empty, None, meta(), 2, Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(p.finish_dataset(vec![], true).unwrap(), 0);
+        assert!(empty.join(SUCCESS).exists());
+        // Stopped early: durable parts, the other marker, no _SUCCESS.
+        let stopped = root.join("run=r1").join("shard=4");
+        let mut p =
+            PartedSink::<ScanRow>::in_dataset(&stopped, None, meta(), 2, Duration::from_secs(1))
+                .unwrap();
+        p.write_rows(&[row(7)]).unwrap();
+        assert_eq!(p.finish_dataset(vec![], false).unwrap(), 1);
+        assert!(stopped.join(STOPPED).exists() && !stopped.join(SUCCESS).exists());
+        let _ = fs::remove_dir_all(&root);
     }
 }

@@ -525,7 +525,7 @@ impl<W: Write, R: Record> Sink<R> for JsonlSink<W, R> {
 
 /// Appends `s` as a JSON string (RFC 8259): quotes, backslashes and every control
 /// character below U+0020 escaped.
-fn push_json_string(out: &mut String, s: &str) {
+pub(crate) fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

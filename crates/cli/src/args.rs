@@ -74,8 +74,9 @@ pub enum Command {
 /// `asdic recover` options.
 #[derive(Debug, Args)]
 pub struct RecoverArgs {
-    /// The output file of the killed run (its parts are in FILE.parts/).
-    #[arg(value_name = "FILE")]
+    /// The output file of the killed run (its parts are in FILE.parts/), or a dataset
+    /// directory (--dataset): each partition is checked, nothing merged.
+    #[arg(value_name = "FILE|DATASET")]
     pub output: PathBuf,
 }
 
@@ -83,7 +84,8 @@ pub struct RecoverArgs {
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// Result files or directories: Parquet files of scan, sweep, ping or trace runs, a
-    /// killed run's FILE.parts/, a FILE.partial snapshot, or a sweep's output directory.
+    /// killed run's FILE.parts/, a FILE.partial snapshot, a sweep's output directory, or a
+    /// dataset (--dataset DIR, or one of its partitions).
     #[arg(value_name = "RESULTS", required = true)]
     pub inputs: Vec<PathBuf>,
 
@@ -220,6 +222,75 @@ impl EngineArgs {
             xdp_rx_frames: self.xdp_frames.or(xdp_rx_frames),
             queues: self.queues.clone().map(|q| q.0),
         }
+    }
+}
+
+/// `--shard`: the index, and the environment variable it came from with `--shard env`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// The shard, 0-based.
+    pub index: u64,
+    /// `Some(variable)` when read from the job runner's environment.
+    pub from: Option<&'static str>,
+}
+
+/// Parses `--shard I|env` (reading the process environment for `env`).
+pub fn parse_shard(s: &str) -> Result<Shard, String> {
+    shard_from(s, |k| std::env::var(k).ok())
+}
+
+/// `--shard` with the environment given as a lookup.
+pub fn shard_from(s: &str, env: impl Fn(&str) -> Option<String>) -> Result<Shard, String> {
+    if s != "env" {
+        return s
+            .parse::<u64>()
+            .map(|index| Shard { index, from: None })
+            .map_err(|_| "a shard index (0, 1, 2, ...) or \"env\"".to_string());
+    }
+    let number = |var: &str, v: &str| {
+        v.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{var}={v:?} is not a shard index"))
+    };
+    if let Some(v) = env("JOB_COMPLETION_INDEX") {
+        let index = number("JOB_COMPLETION_INDEX", &v)?;
+        return Ok(Shard {
+            index,
+            from: Some("JOB_COMPLETION_INDEX"),
+        });
+    }
+    if let Some(v) = env("SLURM_ARRAY_TASK_ID") {
+        let id = number("SLURM_ARRAY_TASK_ID", &v)?;
+        let min = match env("SLURM_ARRAY_TASK_MIN") {
+            Some(m) => number("SLURM_ARRAY_TASK_MIN", &m)?,
+            None => 0,
+        };
+        let index = id.checked_sub(min).ok_or_else(|| {
+            format!("SLURM_ARRAY_TASK_ID={id} is below SLURM_ARRAY_TASK_MIN={min}")
+        })?;
+        return Ok(Shard {
+            index,
+            from: Some("SLURM_ARRAY_TASK_ID"),
+        });
+    }
+    Err(
+        "neither JOB_COMPLETION_INDEX (a Kubernetes Indexed Job) nor SLURM_ARRAY_TASK_ID (a \
+         Slurm job array) is set: run under one of them, or give the index"
+            .to_string(),
+    )
+}
+
+/// `--run-id`: a name that is safe as a partition value and a directory name.
+fn parse_run_id(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with(['.', '_'])
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("1 to 128 letters, digits, '.', '-' or '_', not starting with '.' or '_'".into())
     }
 }
 
@@ -416,6 +487,16 @@ pub struct PingArgs {
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
+    /// Write the results into a Hive-partitioned dataset instead of -o:
+    /// DIR/run=RUN/part-000000.parquet, marked DIR/run=RUN/_SUCCESS once durable.
+    #[arg(long, value_name = "DIR", conflicts_with = "output")]
+    pub dataset: Option<PathBuf>,
+
+    /// The run's name in the dataset (letters, digits, '.', '-', '_'; default: its UTC start
+    /// time and session, e.g. 20261203T150405Z-1a2b3c4d).
+    #[arg(long, value_name = "ID", requires = "dataset", value_parser = parse_run_id)]
+    pub run_id: Option<String>,
+
     /// With -o: write the results so far to FILE.partial this often (a complete Parquet file,
     /// replaced atomically), so a killed run loses at most this much; FILE replaces it at the
     /// end.
@@ -540,9 +621,23 @@ pub struct ScanArgs {
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub shards: u64,
 
-    /// Which shard this run scans, 0-based.
-    #[arg(long, default_value_t = 0, value_name = "I")]
-    pub shard: u64,
+    /// Which shard this run scans, 0-based; "env" takes it from the job runner:
+    /// JOB_COMPLETION_INDEX (a Kubernetes Indexed Job), else SLURM_ARRAY_TASK_ID (a Slurm
+    /// job array; counted from SLURM_ARRAY_TASK_MIN when set).
+    #[arg(long, default_value = "0", value_parser = parse_shard, value_name = "I|env")]
+    pub shard: Shard,
+
+    /// Write the results as a Hive-partitioned dataset instead of one file:
+    /// DIR/run=RUN/shard=I/part-N.parquet, then DIR/run=RUN/shard=I/_SUCCESS once every part
+    /// of the shard is durable. Spark, DuckDB and pyarrow read DIR as one table (with run and
+    /// shard columns); a killed shard leaves its finished parts and no _SUCCESS.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["output", "output_format"])]
+    pub dataset: Option<PathBuf>,
+
+    /// The run's name in the dataset (letters, digits, '.', '-', '_'). Default: seed-<the
+    /// seed in hex>, so that every shard of one scan (one --seed) agrees.
+    #[arg(long, value_name = "ID", requires = "dataset", value_parser = parse_run_id)]
+    pub run_id: Option<String>,
 
     /// Never probe the addresses in FILE (CIDR per line, # comments). Repeatable.
     #[arg(short = 'b', long = "blocklist-file", value_name = "FILE")]
@@ -676,6 +771,16 @@ pub struct SweepArgs {
     #[arg(short = 'o', long, value_name = "DIR")]
     pub output: Option<PathBuf>,
 
+    /// Write a Hive-partitioned dataset instead:
+    /// DIR/agent=NAME/date=YYYY-MM-DD/hour=HH/part-*.parquet (UTC), parts durable every
+    /// --sync-every, for Spark, DuckDB or pyarrow to read with every other agent's.
+    #[arg(long, value_name = "DIR", conflicts_with = "output")]
+    pub dataset: Option<PathBuf>,
+
+    /// This agent's name in the dataset (default: the host name).
+    #[arg(long, value_name = "NAME", requires = "dataset", value_parser = parse_run_id)]
+    pub agent: Option<String>,
+
     /// Start a new Parquet file this often (aligned to the clock: hourly files start on the
     /// hour).
     #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
@@ -759,6 +864,16 @@ pub struct TraceArgs {
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
+    /// Write the results into a Hive-partitioned dataset instead of -o:
+    /// DIR/run=RUN/part-000000.parquet, marked DIR/run=RUN/_SUCCESS once durable.
+    #[arg(long, value_name = "DIR", conflicts_with = "output")]
+    pub dataset: Option<PathBuf>,
+
+    /// The run's name in the dataset (letters, digits, '.', '-', '_'; default: its UTC start
+    /// time and session, e.g. 20261203T150405Z-1a2b3c4d).
+    #[arg(long, value_name = "ID", requires = "dataset", value_parser = parse_run_id)]
+    pub run_id: Option<String>,
+
     /// With -o: write the hops so far to FILE.partial this often (a complete Parquet file,
     /// replaced atomically), so a killed run loses at most this much; FILE replaces it at the
     /// end.
@@ -840,5 +955,53 @@ mod tests {
     fn clap_definitions_are_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn shards_come_from_the_job_runner_when_asked() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let none = env(&[]);
+        assert_eq!(
+            shard_from("3", none),
+            Ok(Shard {
+                index: 3,
+                from: None
+            })
+        );
+        let k8s = env(&[("JOB_COMPLETION_INDEX", "2"), ("SLURM_ARRAY_TASK_ID", "9")]);
+        assert_eq!(
+            shard_from("env", k8s),
+            Ok(Shard {
+                index: 2,
+                from: Some("JOB_COMPLETION_INDEX")
+            })
+        );
+        // Slurm arrays may start at 1: counted from their minimum.
+        let slurm = env(&[("SLURM_ARRAY_TASK_ID", "4"), ("SLURM_ARRAY_TASK_MIN", "1")]);
+        assert_eq!(
+            shard_from("env", slurm),
+            Ok(Shard {
+                index: 3,
+                from: Some("SLURM_ARRAY_TASK_ID")
+            })
+        );
+        let e = shard_from("env", none).unwrap_err();
+        assert!(
+            e.contains("JOB_COMPLETION_INDEX") && e.contains("SLURM_ARRAY_TASK_ID"),
+            "{e}"
+        );
+        let bad = env(&[("JOB_COMPLETION_INDEX", "two")]);
+        assert!(shard_from("env", bad).unwrap_err().contains("\"two\""));
+        assert!(shard_from("x", none).is_err());
+        assert!(parse_run_id("scan-2026.12").is_ok());
+        for bad in ["", "a/b", "a=b", ".x", "_x", "a b"] {
+            assert!(parse_run_id(bad).is_err(), "{bad:?}");
+        }
     }
 }

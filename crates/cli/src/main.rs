@@ -6,6 +6,7 @@
 
 mod args;
 mod closing;
+mod dataset;
 mod docs;
 mod drive;
 mod engines;

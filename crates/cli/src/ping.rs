@@ -21,6 +21,7 @@ use asdic_wire::template::MAX_PAYLOAD;
 
 use crate::args::{PingArgs, check_rate};
 use crate::closing::end_metadata;
+use crate::dataset::RunPartition;
 use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::RunHints;
 use crate::inputs::{Ids, read_specs, table_for, work};
@@ -133,7 +134,17 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         rate_goal: None,
         session: ids.session,
     };
+    // --dataset: the one result file is the run's partition's part.
+    let partition = match &a.dataset {
+        Some(d) => Some(RunPartition::create(d, a.run_id.as_deref(), ids.session)?),
+        None => None,
+    };
+    let mut a = a;
+    if let Some(p) = &partition {
+        a.output = Some(p.part());
+    }
     let mut mode = Ping {
+        partition,
         expected: order.len() as u64 * u64::from(a.count),
         agg: Aggregator::new(order),
         a,
@@ -146,6 +157,8 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
 
 /// `ping`'s part of a run: per-target statistics, snapshots, the table and the file.
 struct Ping {
+    /// With --dataset: the run's partition (its part is `a.output`).
+    partition: Option<RunPartition>,
     a: PingArgs,
     rate: f64,
     /// Per family, the global index of its first target (cookies are per family).
@@ -227,6 +240,10 @@ impl Mode for Ping {
             if let Some(s) = self.snapshots.take() {
                 s.done();
             }
+            if let Some(p) = &self.partition {
+                p.finish(!run.interrupted(), &meta.to_pairs())
+                    .with_context(|| format!("marking {}", p.dir.display()))?;
+            }
         }
         let (sent, send_secs) = (run.sent(), run.send_secs());
         eprintln!("asdic: {}", summary_line(&totals));
@@ -305,6 +322,7 @@ impl Ping {
             retries: Some(a.retries),
             size: Some(a.size as u64),
             ttl: Some(a.ttl),
+            run_id: self.partition.as_ref().map(|p| p.run_id.clone()),
             ..run.meta(RunMode::Ping)
         }
     }

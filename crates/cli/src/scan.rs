@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -51,6 +51,8 @@ struct Plan {
 /// Where rows go.
 enum Output {
     Parquet(Box<PartedSink<ScanRow>>),
+    /// This shard's partition of a dataset (--dataset).
+    Dataset(Box<PartedSink<ScanRow>>),
     Text(Box<dyn Sink<ScanRow>>),
 }
 
@@ -58,7 +60,7 @@ impl Output {
     fn write(&mut self, rows: &[ScanRow]) -> anyhow::Result<()> {
         match self {
             // The writer buffers at most one row group (SCAN_ROW_GROUP rows) before writing it.
-            Output::Parquet(p) => p.write_rows(rows)?,
+            Output::Parquet(p) | Output::Dataset(p) => p.write_rows(rows)?,
             Output::Text(t) => t.write_rows(rows)?,
         }
         Ok(())
@@ -66,21 +68,24 @@ impl Output {
 
     /// Whether the open Parquet part is due to be finished (never for text).
     fn due(&self) -> bool {
-        matches!(self, Output::Parquet(p) if p.due())
+        matches!(self, Output::Parquet(p) | Output::Dataset(p) if p.due())
     }
 
     /// Finishes the open Parquet part: its rows now survive a kill.
     fn sync(&mut self) -> anyhow::Result<()> {
-        if let Output::Parquet(p) = self {
+        if let Output::Parquet(p) | Output::Dataset(p) = self {
             p.roll()?;
         }
         Ok(())
     }
 
-    fn finish(self, meta: Vec<(String, String)>) -> anyhow::Result<()> {
+    fn finish(self, meta: Vec<(String, String)>, complete: bool) -> anyhow::Result<()> {
         match self {
             Output::Parquet(p) => {
                 p.finish_with(meta)?;
+            }
+            Output::Dataset(p) => {
+                p.finish_dataset(meta, complete)?;
             }
             Output::Text(t) => t.finish()?,
         }
@@ -114,10 +119,24 @@ fn lists(a: &ScanArgs) -> Result<(AddrSet, Option<AddrSet>), Fail> {
 
 /// Checks the options that need no targets.
 fn validate(a: &ScanArgs) -> Result<(), Fail> {
-    if a.shards == 0 || a.shard >= a.shards {
+    if a.shards == 0 || a.shard.index >= a.shards {
+        return Err(usage(match a.shard.from {
+            Some(var) => format!(
+                "--shard env: {var} names shard {}, but --shards is {}: the job runner's \
+                 indices must be 0..{}",
+                a.shard.index, a.shards, a.shards
+            ),
+            None => format!(
+                "--shard {} of --shards {}: need 0 <= shard < shards",
+                a.shard.index, a.shards
+            ),
+        }));
+    }
+    if a.shards > 1 && a.seed.is_none() && !a.dry_run {
         return Err(usage(format!(
-            "--shard {} of --shards {}: need 0 <= shard < shards",
-            a.shard, a.shards
+            "--shards {} without --seed: each shard would draw its own order and together they \
+             would miss and repeat targets; give every shard the same --seed N",
+            a.shards
         )));
     }
     if a.size < payload::LEN || a.size > MAX_PAYLOAD {
@@ -260,6 +279,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
     }
     let rate = rate(&a, &plans)?;
     let format = match (a.output_format, a.output.as_os_str() == "-") {
+        _ if a.dataset.is_some() => Format::Parquet,
         (Some(Format::Parquet), true) => {
             return Err(usage(
                 "-O parquet needs a file: give -o FILE (stdout takes csv or jsonl)",
@@ -282,7 +302,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
             .ok_or_else(|| usage(format!("no {:?} targets left to scan", p.family)))?;
         let walk = p
             .cycle
-            .shard(a.shard, a.shards)
+            .shard(a.shard.index, a.shards)
             .map_err(|e| usage(e.to_string()))?;
         // Stateless: no in-flight table (its two slots stay unused), retries are the
         // source's later passes, and the receivers need no reaper's timeouts.
@@ -321,7 +341,19 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         rate_goal: Some(rate),
         session: ids.session,
     };
+    // A dataset's partition of this shard: every shard of one scan names the same run.
+    let run_id = a.dataset.as_ref().map(|_| {
+        a.run_id
+            .clone()
+            .unwrap_or_else(|| format!("seed-{seed:016x}"))
+    });
+    let partition = a.dataset.as_ref().zip(run_id.as_ref()).map(|(d, r)| {
+        d.join(format!("run={r}"))
+            .join(format!("shard={}", a.shard.index))
+    });
     let mut mode = Scanning {
+        partition,
+        run_id,
         a,
         format,
         seed,
@@ -341,6 +373,9 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
 
 /// `scan`'s part of a run: rows streamed to the output, counts, the status.
 struct Scanning {
+    /// With --dataset: this shard's partition directory, and the run's name.
+    partition: Option<PathBuf>,
+    run_id: Option<String>,
     a: ScanArgs,
     format: Format,
     seed: u64,
@@ -361,14 +396,19 @@ struct Scanning {
 impl Mode for Scanning {
     fn prepare(&mut self, run: &Run) -> Result<(), Fail> {
         // A text output is one file, open from here on; Parquet parts and the final file are
-        // created as the run goes, without capabilities (see `writes` and `start`).
-        if self.format != Format::Parquet {
+        // created as the run goes, without capabilities (see `writes` and `start`). A
+        // dataset's partition directory is made now, and refused if an earlier run left
+        // results in it, before anything is sent.
+        if self.format != Format::Parquet || self.partition.is_some() {
             self.output = Some(self.open_output(run)?);
         }
         Ok(())
     }
 
     fn writes(&self) -> Option<Writes<'_>> {
+        if let Some(dir) = &self.partition {
+            return Some(Writes::inside("--dataset", dir));
+        }
         (self.format == Format::Parquet).then(|| Writes::beside("-o", &self.a.output))
     }
 
@@ -388,7 +428,7 @@ impl Mode for Scanning {
              at most {}, whatever the rate and cooldown",
             if a.shards > 1 { "about " } else { "" },
             self.planned,
-            a.shard,
+            a.shard.index,
             a.shards,
             self.seed,
             self.rate,
@@ -483,15 +523,27 @@ impl Mode for Scanning {
             ..end_metadata(&end.kernel)
         };
         let out = self.output.take().context("the output was never opened")?;
+        let written = self.partition.as_deref().unwrap_or(&self.a.output);
         match self.write_error.take() {
             None => out
-                .finish(meta.to_pairs())
-                .with_context(|| format!("writing {}", self.a.output.display()))?,
+                .finish(meta.to_pairs(), complete)
+                .with_context(|| format!("writing {}", written.display()))?,
             Some(e) => {
                 return Err(Fail::System(
-                    e.context(format!("writing {}", self.a.output.display())),
+                    e.context(format!("writing {}", written.display())),
                 ));
             }
+        }
+        if let Some(dir) = &self.partition {
+            eprintln!(
+                "asdic: dataset partition {} {}",
+                dir.display(),
+                if complete {
+                    "complete (_SUCCESS)"
+                } else {
+                    "stopped early: durable parts, no _SUCCESS (_STOPPED)"
+                }
+            );
         }
         eprintln!("asdic: {summary}");
         eprintln!(
@@ -521,13 +573,18 @@ impl Scanning {
     }
 
     fn open_output(&self, run: &Run) -> Result<Output, Fail> {
+        let base = RunMeta {
+            run_id: self.run_id.clone(),
+            ..run.meta(RunMode::Scan)
+        };
         open_output(
             &self.a,
             self.format,
             self.seed,
             self.rate,
             self.planned,
-            run.meta(RunMode::Scan),
+            self.partition.as_deref(),
+            base,
         )
     }
 }
@@ -538,6 +595,7 @@ fn open_output(
     seed: u64,
     rate: f64,
     planned: u64,
+    partition: Option<&Path>,
     base: RunMeta,
 ) -> Result<Output, Fail> {
     let path = &a.output;
@@ -553,7 +611,7 @@ fn open_output(
         Format::Parquet => {
             let meta = RunMeta {
                 seed: Some(seed),
-                shard: Some(a.shard),
+                shard: Some(a.shard.index),
                 shards: Some(a.shards),
                 // Whole probes per second, as `{:.0}` writes them (ties to even).
                 rate_pps: Some(rate.round_ties_even()),
@@ -567,6 +625,17 @@ fn open_output(
                 ..base
             }
             .to_pairs();
+            if let Some(dir) = partition {
+                let p = PartedSink::<ScanRow>::in_dataset(
+                    dir,
+                    None,
+                    meta,
+                    SCAN_ROW_GROUP,
+                    a.sync_every,
+                )
+                .map_err(|e| usage(format!("--dataset: {e}")))?;
+                return Ok(Output::Dataset(Box::new(p)));
+            }
             let p = PartedSink::<ScanRow>::create(path, meta, SCAN_ROW_GROUP, a.sync_every)
                 .map_err(|e| usage(format!("-o {}: {e}", path.display())))?;
             Ok(Output::Parquet(Box::new(p)))
@@ -592,7 +661,7 @@ fn dry_run(a: &ScanArgs, plans: &[Plan], seed: u64) -> Result<ExitCode, Fail> {
     for p in plans {
         let walk = p
             .cycle
-            .shard(a.shard, a.shards)
+            .shard(a.shard.index, a.shards)
             .map_err(|e| usage(e.to_string()))?;
         let mut scan = Scan::new(p.space.clone(), walk, p.limit);
         if a.quiet {
@@ -614,7 +683,7 @@ fn dry_run(a: &ScanArgs, plans: &[Plan], seed: u64) -> Result<ExitCode, Fail> {
     eprintln!(
         "asdic: dry run: {total} targets (shard {} of {}, seed {seed}){} in {secs:.3}s \
          ({:.1} M addresses/s); nothing sent",
-        a.shard,
+        a.shard.index,
         a.shards,
         if skipped > 0 {
             format!(", {skipped} sampled addresses skipped as blocked")

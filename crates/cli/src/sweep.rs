@@ -204,6 +204,13 @@ fn validate(a: &SweepArgs) -> Result<(), Fail> {
     if a.rotate < Duration::from_secs(1) {
         return Err(usage("--rotate: at least 1s"));
     }
+    if a.dataset.is_some() && 3600 % a.rotate.as_secs().max(1) != 0 {
+        return Err(usage(format!(
+            "--rotate {:?} with --dataset: periods must divide an hour (the dataset's \
+             partitions are hours)",
+            a.rotate
+        )));
+    }
     if a.rounds == Some(0) {
         return Err(usage(
             "--rounds 0: at least 1 (or leave it out to run until stopped)",
@@ -238,6 +245,8 @@ enum ToWriter {
 /// The Parquet writer: one file per period in `dir`, named by the period's start (UTC).
 struct Writer {
     dir: PathBuf,
+    /// With --dataset: this agent's name; periods go to its hour partitions.
+    agent: Option<String>,
     meta: RunMeta,
     /// The receivers' counters: each file records the kernel's drops so far when it closes.
     receivers: Vec<Arc<RxShared>>,
@@ -252,6 +261,34 @@ impl Writer {
     fn open(&mut self, start: u64) -> anyhow::Result<&mut PartedSink<SweepRow>> {
         if self.current.as_ref().is_some_and(|(p, _)| *p != start) {
             self.close()?;
+        }
+        if self.current.is_none()
+            && let Some(agent) = &self.agent
+        {
+            let t = asdic_analysis::clock::Utc::from_unix(start);
+            let dir = self
+                .dir
+                .join(format!("agent={agent}"))
+                .join(format!("date={:04}-{:02}-{:02}", t.year, t.month, t.day))
+                .join(format!("hour={:02}", t.hour));
+            let meta = RunMeta {
+                period_start_unix_s: Some(start),
+                period_s: Some(self.rotate.as_secs().max(1)),
+                ..self.meta.clone()
+            };
+            // Each period of each run names its parts: a restarted agent, or several
+            // periods an hour, never meet.
+            let name = format!(
+                "{:02}{:02}{:02}-{}",
+                t.hour,
+                t.minute,
+                t.second,
+                self.meta.session.as_deref().unwrap_or("run")
+            );
+            let sink =
+                PartedSink::in_dataset(&dir, Some(&name), meta.to_pairs(), 65_536, self.sync_every)
+                    .with_context(|| format!("--dataset {}", dir.display()))?;
+            self.current = Some((start, sink));
         }
         if self.current.is_none() {
             let period = self.rotate.as_secs().max(1);
@@ -293,6 +330,12 @@ impl Writer {
             // When the file's period (or the run) ended, a report's duration, and the kernel's
             // drops so far.
             let kernel = RxShared::kernel_drops_of(self.receivers.iter().map(|r| r.as_ref()));
+            if self.agent.is_some() {
+                // A dataset's parts are the results: durable now, nothing to merge.
+                sink.finish_dataset(end_metadata(&kernel).to_pairs(), true)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                return Ok(());
+            }
             sink.finish_with(end_metadata(&kernel).to_pairs())
                 .with_context(|| format!("writing {}", path.display()))?;
             self.written.push(path);
@@ -585,7 +628,7 @@ struct Sweeping {
 
 impl Mode for Sweeping {
     fn prepare(&mut self, _run: &Run) -> Result<(), Fail> {
-        if let Some(dir) = &self.a.output {
+        if let Some(dir) = self.a.output.as_ref().or(self.a.dataset.as_ref()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| usage(format!("--output {}: {e}", dir.display())))?;
         }
@@ -601,6 +644,9 @@ impl Mode for Sweeping {
     }
 
     fn writes(&self) -> Option<Writes<'_>> {
+        if let Some(d) = &self.a.dataset {
+            return Some(Writes::inside("--dataset", d));
+        }
         self.a
             .output
             .as_deref()
@@ -629,8 +675,14 @@ impl Mode for Sweeping {
             );
         }
         self.shared = Some(shared);
-        if let Some(dir) = &self.a.output {
+        if let Some(dir) = self.a.output.as_ref().or(self.a.dataset.as_ref()) {
+            let agent = self
+                .a
+                .dataset
+                .as_ref()
+                .map(|_| self.a.agent.clone().unwrap_or_else(host_name));
             let w = Writer {
+                agent,
                 dir: dir.clone(),
                 meta: self.metadata(run),
                 receivers: run.pipelines.iter().map(|p| p.receiver.clone()).collect(),
@@ -944,6 +996,28 @@ impl Sweeping {
             ttl: Some(a.ttl),
             ..run.meta(RunMode::Sweep)
         }
+    }
+}
+
+/// This host's name (its UTS namespace's: a Kubernetes pod on the host network has the
+/// node's), as a partition value: characters other than letters, digits, '.', '-' and '_'
+/// become '_'; "unknown" if it cannot be read.
+fn host_name() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name: String = raw
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match name.trim_start_matches(['.', '_']) {
+        "" => "unknown".to_string(),
+        n => n.to_string(),
     }
 }
 

@@ -23,6 +23,7 @@ use asdic_wire::payload;
 
 use crate::args::{TraceArgs, check_rate};
 use crate::closing::end_metadata;
+use crate::dataset::RunPartition;
 use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::RunHints;
 use crate::inputs::{Ids, read_specs, table_for, work};
@@ -161,7 +162,17 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
         session: ids.session,
     };
     let order: Vec<IpAddr> = v4.iter().chain(v6.iter()).copied().collect();
+    // --dataset: the one result file is the run's partition's part.
+    let partition = match &a.dataset {
+        Some(d) => Some(RunPartition::create(d, a.run_id.as_deref(), ids.session)?),
+        None => None,
+    };
+    let mut a = a;
+    if let Some(p) = &partition {
+        a.output = Some(p.part());
+    }
     let mut mode = Tracing {
+        partition,
         targets: order.len(),
         paths: Paths::new(order, a.first_ttl, a.max_ttl),
         a,
@@ -178,6 +189,8 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
 
 /// `trace`'s part of a run: the paths, snapshots, the paths printed and the file.
 struct Tracing {
+    /// With --dataset: the run's partition (its part is `a.output`).
+    partition: Option<RunPartition>,
     a: TraceArgs,
     rate: f64,
     seed: u64,
@@ -283,6 +296,10 @@ impl Mode for Tracing {
             if let Some(s) = self.snapshots.take() {
                 s.done();
             }
+            if let Some(p) = &self.partition {
+                p.finish(!run.interrupted(), &meta.to_pairs())
+                    .with_context(|| format!("marking {}", p.dir.display()))?;
+            }
         }
         eprintln!("asdic: {summary}");
         eprintln!(
@@ -336,6 +353,7 @@ impl Tracing {
             timeout_ms: Some(millis(a.timeout)),
             size: Some(a.size as u64),
             seed: Some(self.seed),
+            run_id: self.partition.as_ref().map(|p| p.run_id.clone()),
             ..run.meta(RunMode::Trace)
         }
     }

@@ -2,8 +2,9 @@
 //!
 //! An input is a Parquet file (any name: `out.parquet`, a `.partial` snapshot), a killed
 //! run's `FILE.parts/` directory (its finished parts; the open `.tmp` part has no footer and
-//! is skipped), or a directory such as a sweep's output directory: its `*.parquet` files and
-//! the finished parts of its `*.parquet.parts/` subdirectories, in name order.
+//! is skipped), a directory such as a sweep's output directory: its `*.parquet` files and
+//! the finished parts of its `*.parquet.parts/` subdirectories, in name order, or a
+//! Hive-partitioned dataset (`--dataset DIR`): the same in every `key=value` subdirectory.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -42,34 +43,48 @@ pub fn expand(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
             }
             continue;
         }
-        let mut files = vec![];
-        let mut parts = vec![];
-        for e in std::fs::read_dir(input).map_err(|e| Error::file(input, e))? {
-            let p = e.map_err(|e| Error::file(input, e))?.path();
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name.starts_with('.') {
-                continue;
-            }
-            if p.is_dir() && is_parts_dir(&p) {
-                parts.push(p);
-            } else if p.is_file() && name.ends_with(".parquet") {
-                files.push(p);
-            }
-        }
-        files.sort();
-        parts.sort();
-        for p in files {
+        for p in in_directory(input)? {
             push(p, &mut out);
-        }
-        for d in parts {
-            for p in asdic_analysis::list_parts(&d)? {
-                push(p, &mut out);
-            }
         }
     }
     if out.is_empty() {
         let names: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
         return Err(Error::Empty(names.join(", ")));
+    }
+    Ok(out)
+}
+
+/// The result files of a directory: its `*.parquet` files, the finished parts of its
+/// `*.parquet.parts/` subdirectories, and, in a Hive-partitioned dataset (`--dataset`),
+/// the same in every `key=value` subdirectory, recursively; each level in name order.
+fn in_directory(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = vec![];
+    let mut parts = vec![];
+    let mut partitions = vec![];
+    for e in std::fs::read_dir(dir).map_err(|e| Error::file(dir, e))? {
+        let p = e.map_err(|e| Error::file(dir, e))?.path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        // Hidden (an open part's .tmp) and `_` files (markers) are not results.
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        if p.is_dir() && is_parts_dir(&p) {
+            parts.push(p);
+        } else if p.is_dir() && name.contains('=') {
+            partitions.push(p);
+        } else if p.is_file() && name.ends_with(".parquet") {
+            files.push(p);
+        }
+    }
+    files.sort();
+    parts.sort();
+    partitions.sort();
+    let mut out = files;
+    for d in parts {
+        out.extend(asdic_analysis::list_parts(&d)?);
+    }
+    for d in partitions {
+        out.extend(in_directory(&d)?);
     }
     Ok(out)
 }
@@ -254,6 +269,40 @@ mod tests {
         // The parts directory on its own, and a file named twice, once.
         let again = expand(&[parts.clone(), d.join("a.parquet"), d.join("a.parquet")]).unwrap();
         assert_eq!(again.len(), 3);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_hive_dataset_expands_to_every_partitions_parts_in_order() {
+        let d = tmp("hive");
+        for (dir, f) in [
+            ("run=r1/shard=1", "part-000000.parquet"),
+            ("run=r1/shard=0", "part-000001.parquet"),
+            ("run=r1/shard=0", "part-000000.parquet"),
+            ("run=r1/shard=0", "_SUCCESS"),
+            ("run=r1/shard=0", ".part-000002.parquet.tmp"),
+            ("run=r1/shard=1", "notes.txt"),
+            ("not-a-partition", "part-000000.parquet"),
+        ] {
+            std::fs::create_dir_all(d.join(dir)).unwrap();
+            std::fs::write(d.join(dir).join(f), b"x").unwrap();
+        }
+        let got = expand(std::slice::from_ref(&d)).unwrap();
+        let names: Vec<String> = got
+            .iter()
+            .map(|p| p.strip_prefix(&d).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "run=r1/shard=0/part-000000.parquet",
+                "run=r1/shard=0/part-000001.parquet",
+                "run=r1/shard=1/part-000000.parquet"
+            ]
+        );
+        // One shard of it, named on its own.
+        let one = expand(&[d.join("run=r1/shard=1")]).unwrap();
+        assert_eq!(one.len(), 1);
         let _ = std::fs::remove_dir_all(&d);
     }
 
