@@ -32,6 +32,8 @@ command -v m4 >/dev/null || need+=(m4)
 # node exporter).
 bare=()
 { command -v promtool && command -v prometheus; } >/dev/null || bare+=(prometheus)
+# tests/dataset_bed.rs queries a scan dataset with Spark (pyspark runs on a JVM) and DuckDB.
+command -v java >/dev/null || bare+=(default-jre-headless)
 if ((${#need[@]} + ${#bare[@]})); then
   if [ "$(id -u)" != 0 ]; then
     echo "deps: missing ${need[*]} ${bare[*]}; run as root to install them" >&2
@@ -51,6 +53,12 @@ if ((${#need[@]} + ${#bare[@]})); then
       systemctl disable --now prometheus >/dev/null 2>&1 || true
     fi
   fi
+fi
+# ... and the Python packages of those engines (tests/support/requirements.txt), from PyPI.
+if ! python3 -c 'import pyspark, duckdb' 2>/dev/null; then
+  echo "deps: installing tests/support/requirements.txt (pyspark, duckdb)" >&2
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+    -r "$(dirname "$0")/../tests/support/requirements.txt" >/dev/null
 fi
 # libxdp's dispatcher and pinned objects want bpffs.
 if [ "$(id -u)" = 0 ] && ! mountpoint -q /sys/fs/bpf 2>/dev/null; then

@@ -431,15 +431,11 @@ fn bucket_of(x: f64) -> (f64, f64) {
     (lower, f64::INFINITY)
 }
 
-#[test]
-fn prometheus_scrapes_a_sweep_and_promql_agrees_with_its_files() {
-    let Some(()) = require_bed() else { return };
-    let Some(prometheus) = tool("prometheus") else {
-        return;
-    };
-    let t_test = Instant::now();
-    let bed = Bed::up("mb2", &[]);
-    let dir = scratch("mb2-prom");
+/// A Prometheus in the bed's scanner namespace scraping `targets` (the lines of one static
+/// config list, YAML) every second, into a fresh `name` scratch directory; returned once it
+/// has tried a first scrape (so a sweep started now is scraped from its start).
+fn start_prometheus(bed: &Bed, prometheus: &Path, name: &str, targets: &str) -> (PathBuf, Reaped) {
+    let dir = scratch(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("prometheus.yml");
@@ -447,7 +443,7 @@ fn prometheus_scrapes_a_sweep_and_promql_agrees_with_its_files() {
         &config,
         format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: \
-             asdic\n    static_configs:\n      - targets: [\"127.0.0.1:{SWEEP_PORT}\"]\n"
+             asdic\n    static_configs:\n{targets}"
         ),
     )
     .unwrap();
@@ -455,7 +451,7 @@ fn prometheus_scrapes_a_sweep_and_promql_agrees_with_its_files() {
     let mut prom = Reaped(
         Command::new("ip")
             .args(["netns", "exec", &format!("asdic-{}-scan", bed.id())])
-            .arg(&prometheus)
+            .arg(prometheus)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
@@ -469,7 +465,7 @@ fn prometheus_scrapes_a_sweep_and_promql_agrees_with_its_files() {
             .expect("prometheus"),
     );
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready(&bed, PROM_PORT, "/-/ready") {
+    while !ready(bed, PROM_PORT, "/-/ready") {
         if let Some(s) = prom.0.try_wait().unwrap() {
             panic!(
                 "prometheus ended: {s}\n{}",
@@ -482,16 +478,33 @@ fn prometheus_scrapes_a_sweep_and_promql_agrees_with_its_files() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    // Ready is not scraping yet (its scrape manager takes up targets every 5 s): the sweep
-    // starts once a first scrape has been tried (and failed: up 0).
+    // Ready is not scraping yet (its scrape manager takes up targets every 5 s): wait until
+    // a first scrape has been tried (and failed: up 0).
     let deadline = Instant::now() + Duration::from_secs(20);
-    while query(&bed, "up{job=\"asdic\"}", unix_now()).is_empty() {
+    while query(bed, "up{job=\"asdic\"}", unix_now()).is_empty() {
         assert!(
             Instant::now() < deadline,
             "prometheus did not scrape within 20 s"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    (dir, prom)
+}
+
+#[test]
+fn prometheus_scrapes_a_sweep_and_promql_agrees_with_its_files() {
+    let Some(()) = require_bed() else { return };
+    let Some(prometheus) = tool("prometheus") else {
+        return;
+    };
+    let t_test = Instant::now();
+    let bed = Bed::up("mb2", &[]);
+    let (dir, _prom) = start_prometheus(
+        &bed,
+        &prometheus,
+        "mb2-prom",
+        &format!("      - targets: [\"127.0.0.1:{SWEEP_PORT}\"]\n"),
+    );
 
     let file = scratch("mb2-fleet.txt");
     std::fs::write(&file, FLEET).unwrap();
@@ -700,6 +713,168 @@ fn prometheus_scrapes_a_sweep_and_promql_agrees_with_its_files() {
     sweep.interrupt();
     let s = sweep.wait(Duration::from_secs(10));
     assert!(s.success(), "{s}: {:#?}", lines.seen);
-    drop(prom);
     eprintln!("whole test: {:.1} s", t_test.elapsed().as_secs_f64());
+}
+
+/// Agent a1's targets: answering hosts, a dead one (13 % 97), one the router rejects.
+const AGENT1: &str = "198.19.0.0/29\n198.19.0.13:dead\n198.19.77.5:rejected\n";
+/// Agent a2's: others, with a dead one (789 = 198.19.3.21) and a rejected one.
+const AGENT2: &str = "198.19.3.16/29\n198.19.77.9:rejected\n";
+
+#[test]
+fn two_agents_write_one_dataset_and_promql_over_both_agrees_with_their_files() {
+    let Some(()) = require_bed() else { return };
+    let Some(prometheus) = tool("prometheus") else {
+        return;
+    };
+    let bed = Bed::up("mb3", &[]);
+    let (dir, _prom) = start_prometheus(
+        &bed,
+        &prometheus,
+        "mb3-prom",
+        "      - targets: [\"127.0.0.1:9427\"]\n        labels: {agent: a1}\n      \
+         - targets: [\"127.0.0.1:9428\"]\n        labels: {agent: a2}\n",
+    );
+    let data = scratch("mb3-dataset");
+    let _ = std::fs::remove_dir_all(&data);
+    let mut agents = vec![];
+    for (agent, port, fleet) in [("a1", "9427", AGENT1), ("a2", "9428", AGENT2)] {
+        let file = scratch(&format!("mb3-{agent}.txt"));
+        std::fs::write(&file, fleet).unwrap();
+        let listen = format!("127.0.0.1:{port}");
+        let args: Vec<String> = [
+            "sweep",
+            file.to_str().unwrap(),
+            "--every",
+            "250ms",
+            "--timeout",
+            "300ms",
+            "--metrics-listen",
+            &listen,
+            "--status-every",
+            "0",
+            "-q",
+            // Two agents on one host: sockets (one XDP program per interface).
+            "--engine",
+            "raw",
+            "--rounds",
+            "12",
+            "--metrics-linger",
+            "30s",
+            "--dataset",
+            data.to_str().unwrap(),
+            "--agent",
+            agent,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (child, lines) = sweep(&bed, &args);
+        agents.push((agent, child, lines));
+    }
+    let mut t_end = 0.0f64;
+    for (_, _, lines) in agents.iter_mut() {
+        lines.wait_for("serving the final metrics", Duration::from_secs(30));
+        t_end = t_end.max(unix_now());
+    }
+    // A scrape of each agent after both ended.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let t_final = loop {
+        let t = query(&bed, "timestamp(asdic_sweep_targets)", unix_now());
+        if t.len() == 2 && t.iter().all(|(_, ts)| *ts > t_end) {
+            break t.iter().map(|(_, ts)| *ts).fold(0.0, f64::max);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no scrape of both agents after their end: {t:?}\n{}",
+            std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+
+    // The agents' files: one dataset, partitioned by agent, date and hour.
+    let mut truth: HashMap<(String, String), Truth> = HashMap::new();
+    for agent in ["a1", "a2"] {
+        let root = data.join(format!("agent={agent}"));
+        let mut parts = vec![];
+        for date in std::fs::read_dir(&root).unwrap() {
+            let date = date.unwrap().path();
+            assert!(
+                date.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("date=")
+            );
+            for hour in std::fs::read_dir(&date).unwrap() {
+                let hour = hour.unwrap().path();
+                assert!(
+                    hour.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with("hour=")
+                );
+                for f in std::fs::read_dir(&hour).unwrap() {
+                    let f = f.unwrap().path();
+                    let n = f.file_name().unwrap().to_string_lossy().into_owned();
+                    assert!(n.starts_with("part-") && n.ends_with(".parquet"), "{n}");
+                    parts.push(f);
+                }
+            }
+        }
+        assert!(!parts.is_empty(), "{agent}: no parts");
+        for f in &parts {
+            for r in read_parquet(f).0 {
+                assert!(
+                    !r.contains_key("agent"),
+                    "a partition column inside the file"
+                );
+                let t = r["target"].as_str().unwrap().to_string();
+                truth.entry((agent.to_string(), t)).or_default().add(&r);
+            }
+        }
+    }
+    assert_eq!(truth.len(), 10 + 9);
+
+    // Fleet-wide loss over both agents, as the README writes it.
+    let fleet = query(
+        &bed,
+        "1 - sum(asdic_sweep_replies_total) / sum(asdic_sweep_probes_total)",
+        t_final,
+    );
+    let probes: u64 = truth.values().map(|t| t.probes).sum();
+    let replies: u64 = truth.values().map(|t| t.replies).sum();
+    let want = 1.0 - replies as f64 / probes as f64;
+    assert!((fleet[0].1 - want).abs() < 1e-12, "{fleet:?} vs {want}");
+    // Each agent's worst targets.
+    let worst = query(
+        &bed,
+        "topk by (agent) (2, 1 - asdic_sweep_replies_total / asdic_sweep_probes_total)",
+        t_final,
+    );
+    let mut got: Vec<(String, String, f64)> = worst
+        .iter()
+        .map(|(l, v)| (l["agent"].clone(), l["target"].clone(), *v))
+        .collect();
+    got.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let mut want: Vec<(String, String, f64)> = vec![];
+    for agent in ["a1", "a2"] {
+        let mut mine: Vec<(String, String, f64)> = truth
+            .iter()
+            .filter(|((a, _), _)| a == agent)
+            .map(|((a, t), tr)| (a.clone(), t.clone(), tr.loss()))
+            .collect();
+        mine.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.1.cmp(&b.1)));
+        want.extend(mine.into_iter().take(2));
+    }
+    want.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(got, want, "worst targets per agent");
+    assert!(
+        want.iter().all(|w| w.2 == 1.0),
+        "the dead and rejected hosts: {want:?}"
+    );
+    for (_, child, _) in agents.iter_mut() {
+        child.interrupt();
+        assert!(child.wait(Duration::from_secs(10)).success());
+    }
 }
