@@ -89,19 +89,9 @@ fn shard_size(bed: &Bed, i: u64) -> u64 {
         .unwrap_or_else(|| panic!("no count in {err}"))
 }
 
+/// A partition's finished parts (none before it exists).
 fn parts_of(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return vec![];
-    };
-    let mut v: Vec<PathBuf> = entries
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let n = p.file_name().unwrap().to_string_lossy();
-            n.starts_with("part-") && n.ends_with(".parquet")
-        })
-        .collect();
-    v.sort();
-    v
+    asdic_analysis::list_parts(dir).unwrap_or_default()
 }
 
 #[test]

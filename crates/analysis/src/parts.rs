@@ -126,9 +126,29 @@ impl<R: Record> PartedSink<R> {
                 source
             },
         })?;
-        Ok(Self {
-            dataset: false,
-            prefix: "part".into(),
+        Ok(Self::with(
+            false,
+            "part".into(),
+            out,
+            dir,
+            metadata,
+            row_group,
+            every,
+        ))
+    }
+
+    fn with(
+        dataset: bool,
+        prefix: String,
+        out: PathBuf,
+        dir: PathBuf,
+        metadata: Vec<(String, String)>,
+        row_group: usize,
+        every: Duration,
+    ) -> Self {
+        Self {
+            dataset,
+            prefix,
             out,
             dir,
             metadata,
@@ -138,7 +158,7 @@ impl<R: Record> PartedSink<R> {
             since: Instant::now(),
             parts: vec![],
             rows: PhantomData,
-        })
+        }
     }
 
     /// Parts in one partition `dir` of a Hive-style dataset (created with its parents): they
@@ -182,19 +202,15 @@ impl<R: Record> PartedSink<R> {
                  or choose another --run-id)",
             )));
         }
-        Ok(Self {
-            dataset: true,
+        Ok(Self::with(
+            true,
             prefix,
-            out: dir.clone(),
+            dir.clone(),
             dir,
             metadata,
             row_group,
             every,
-            open: None,
-            since: Instant::now(),
-            parts: vec![],
-            rows: PhantomData,
-        })
+        ))
     }
 
     /// Finishes a dataset partition: the open part, then the marker — [`SUCCESS`] when the

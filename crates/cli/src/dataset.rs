@@ -49,6 +49,17 @@ impl RunPartition {
         Ok(RunPartition { dir, run_id })
     }
 
+    /// The partition `--dataset` and `--run-id` ask for, if any (see [`RunPartition::create`]).
+    pub fn asked(
+        dataset: Option<&Path>,
+        run_id: Option<&str>,
+        session: u32,
+    ) -> Result<Option<Self>, Fail> {
+        dataset
+            .map(|d| RunPartition::create(d, run_id, session))
+            .transpose()
+    }
+
     /// Where the run's one result file goes.
     pub fn part(&self) -> PathBuf {
         self.dir.join("part-000000.parquet")

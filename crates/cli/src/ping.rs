@@ -135,14 +135,9 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         session: ids.session,
     };
     // --dataset: the one result file is the run's partition's part.
-    let partition = match &a.dataset {
-        Some(d) => Some(RunPartition::create(d, a.run_id.as_deref(), ids.session)?),
-        None => None,
-    };
+    let partition = RunPartition::asked(a.dataset.as_deref(), a.run_id.as_deref(), ids.session)?;
     let mut a = a;
-    if let Some(p) = &partition {
-        a.output = Some(p.part());
-    }
+    a.output = partition.as_ref().map(RunPartition::part).or(a.output);
     let mut mode = Ping {
         partition,
         expected: order.len() as u64 * u64::from(a.count),
