@@ -3,14 +3,12 @@
 //! the legacy (netlink) way is removed and reported, a live link of ours is refused as
 //! busy, anything else is refused and left alone.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
-
-use aya::programs::{ProgramError, Xdp, XdpMode};
-use aya::{Ebpf, EbpfLoader};
 
 use crate::error::{Errno, XdpError};
 use crate::netlink::{self, AttachMode, Reply};
+use crate::object::{Loaded, Maps};
 use crate::sys::{self, RouteSocket};
 use crate::{AttachedProgram, Mode};
 
@@ -148,7 +146,9 @@ fn detach_legacy(
 /// A loaded object with its program attached.
 #[derive(Debug)]
 pub(crate) struct Attached {
-    pub ebpf: Ebpf,
+    /// The bpf_link holding the program on the interface: closed first, on drop.
+    _link: OwnedFd,
+    pub loaded: Loaded,
     pub mode: Mode,
     pub ifindex: u32,
     pub replaced: Option<String>,
@@ -168,14 +168,6 @@ fn verifier_tail(log: &str) -> String {
     last.join(" / ")
 }
 
-fn load_err(what: &str, e: &(dyn std::error::Error + 'static)) -> XdpError {
-    XdpError::Load {
-        what: what.to_string(),
-        errno: Errno::of(e),
-        detail: String::new(),
-    }
-}
-
 /// Loads `object`, lets `configure` fill its maps, loads program `prog`, clears the
 /// interface (see [`clear_leftover`]) and attaches: `mode` None = native, then generic.
 pub(crate) fn load_and_attach(
@@ -183,39 +175,10 @@ pub(crate) fn load_and_attach(
     prog: &'static str,
     ifname: &str,
     mode: Option<Mode>,
-    configure: impl FnOnce(&mut Ebpf) -> Result<(), XdpError>,
+    configure: impl FnOnce(&mut Maps) -> Result<(), XdpError>,
 ) -> Result<Attached, XdpError> {
     let ifindex = ifindex(ifname)?;
-    let mut ebpf = EbpfLoader::new()
-        .load(object)
-        .map_err(|e| load_err(&format!("the {prog} object"), &e))?;
-    configure(&mut ebpf)?;
-    let program: &mut Xdp = ebpf
-        .program_mut(prog)
-        .ok_or_else(|| XdpError::Config(format!("the object has no program {prog}")))?
-        .try_into()
-        .map_err(|e: ProgramError| load_err(prog, &e))?;
-    program.load().map_err(|e| match &e {
-        ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        } => {
-            let log = verifier_log.to_string();
-            let tail = verifier_tail(&log);
-            let detail = if tail.is_empty() {
-                String::new()
-            } else {
-                format!("; verifier: {tail}")
-            };
-            XdpError::Load {
-                what: prog.to_string(),
-                errno: io_error.raw_os_error().map(Errno),
-                detail,
-            }
-        }
-        _ => load_err(prog, &e),
-    })?;
-
+    let loaded = Loaded::load(object, prog, configure, verifier_tail)?;
     let replaced = clear_leftover(ifname, ifindex, prog)?;
 
     let modes: &[Mode] = match mode {
@@ -226,19 +189,20 @@ pub(crate) fn load_and_attach(
     let mut attempts = vec![];
     for &m in modes {
         let flags = match m {
-            Mode::Native => XdpMode::Driver,
-            Mode::Generic => XdpMode::Skb,
+            Mode::Native => sys::XDP_FLAGS_DRV_MODE,
+            Mode::Generic => sys::XDP_FLAGS_SKB_MODE,
         };
-        match program.attach_to_if_index(ifindex, flags) {
-            Ok(_link) => {
+        match sys::xdp_link_create(loaded.prog(), ifindex, flags) {
+            Ok(link) => {
                 return Ok(Attached {
-                    ebpf,
+                    _link: link,
+                    loaded,
                     mode: m,
                     ifindex,
                     replaced,
                 });
             }
-            Err(e) => attempts.push((m, Errno::of(&e))),
+            Err(e) => attempts.push((m, e.raw_os_error().map(Errno))),
         }
     }
     Err(XdpError::Attach {

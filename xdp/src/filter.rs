@@ -7,6 +7,7 @@ use aya::maps::{Array, MapData, PerCpuArray, XskMap};
 
 use crate::attach::{self, Attached};
 use crate::error::{Errno, XdpError};
+use crate::object::Maps;
 use crate::{FILTER_OBJECT, Mode};
 
 /// The program's name in the object and in the kernel.
@@ -93,9 +94,9 @@ impl Filter {
         mode: Option<Mode>,
     ) -> Result<Filter, XdpError> {
         let value = cfg.encode()?;
-        let inner = attach::load_and_attach(FILTER_OBJECT, FILTER_PROGRAM, ifname, mode, |ebpf| {
-            let map = ebpf
-                .map_mut(CFG_MAP)
+        let inner = attach::load_and_attach(FILTER_OBJECT, FILTER_PROGRAM, ifname, mode, |maps| {
+            let map = maps
+                .get_mut(CFG_MAP)
                 .ok_or_else(|| XdpError::Config(format!("the object has no map {CFG_MAP}")))?;
             let mut cfg_map: Array<&mut MapData, [u8; 16]> =
                 Array::try_from(map).map_err(|e| map_err(format!("{CFG_MAP}: open"), &e))?;
@@ -135,8 +136,9 @@ impl Filter {
             })?;
         let map = self
             .inner
-            .ebpf
-            .map_mut(XSK_MAP)
+            .loaded
+            .maps
+            .get_mut(XSK_MAP)
             .ok_or_else(|| XdpError::Config(format!("the object has no map {XSK_MAP}")))?;
         let mut xsks: XskMap<&mut MapData> =
             XskMap::try_from(map).map_err(|e| map_err(format!("{XSK_MAP}: open"), &e))?;
@@ -150,7 +152,7 @@ impl Filter {
 
     /// The counters, summed over CPUs (zero where they cannot be read).
     pub fn stats(&self) -> FilterStats {
-        let s = read_percpu(&self.inner.ebpf, STATS_MAP, 3);
+        let s = read_percpu(&self.inner.loaded.maps, STATS_MAP, 3);
         FilterStats {
             redirected: s[0],
             passed: s[1],
@@ -167,9 +169,9 @@ pub(crate) fn map_err(what: String, e: &(dyn std::error::Error + 'static)) -> Xd
 }
 
 /// Slots `0..n` of per-CPU array `name`, each summed over CPUs.
-pub(crate) fn read_percpu(ebpf: &aya::Ebpf, name: &str, n: u32) -> Vec<u64> {
+pub(crate) fn read_percpu(maps: &Maps, name: &str, n: u32) -> Vec<u64> {
     let mut out = vec![0u64; n as usize];
-    let Some(map) = ebpf.map(name) else {
+    let Some(map) = maps.get(name) else {
         return out;
     };
     let Ok(arr) = PerCpuArray::<&MapData, u64>::try_from(map) else {

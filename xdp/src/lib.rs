@@ -1,8 +1,10 @@
 //! # asdic-xdp
 //!
 //! asdic's XDP programs and their loader. The programs are C (`bpf/`), compiled by
-//! `build.rs` with clang for the BPF target and embedded here; aya loads them and attaches
-//! them through a bpf_link, which the kernel removes when its last descriptor closes — when
+//! `build.rs` with clang for the BPF target and embedded here; they are parsed with aya-obj,
+//! their maps created through aya, and loaded and attached (through a bpf_link) by two
+//! `bpf(2)` calls of our own — without reading the kernel's 5 MB BTF, which our programs do
+//! not need. The kernel removes a bpf_link when its last descriptor closes — when
 //! the owner is dropped, and also when the process dies (SIGKILL, abort).
 //!
 //! - `asdic_filter` ([`Filter`]): sends asdic's echo replies and the ICMP errors about its
@@ -17,7 +19,7 @@
 //! program attached the legacy way (a killed old run, `ip link set xdp`) is removed and
 //! reported, a live one held by another process is refused, a foreign program is refused and
 //! never removed. This crate sends no packets. All `unsafe` code is in the private `sys`
-//! module (libc calls), each block with a `// SAFETY:` comment.
+//! module (libc calls and `bpf(2)`), each block with a `// SAFETY:` comment.
 
 /// Loading, inspecting the interface, attaching.
 mod attach;
@@ -27,9 +29,11 @@ pub mod error;
 pub mod filter;
 /// Route-netlink messages for XDP (built and parsed, no I/O).
 mod netlink;
+/// Loading an object: maps, relocations, the program (no kernel BTF needed).
+mod object;
 /// The speed bed's responder.
 pub mod responder;
-/// The unsafe layer: interface lookup, the netlink socket.
+/// The unsafe layer: interface lookup, the netlink socket, program load and link.
 mod sys;
 
 use std::fmt;

@@ -301,9 +301,9 @@ impl Responder {
     ) -> Result<Responder, XdpError> {
         let value = cfg.encode()?;
         let inner =
-            attach::load_and_attach(RESPONDER_OBJECT, RESPONDER_PROGRAM, ifname, mode, |ebpf| {
-                let map = ebpf
-                    .map_mut(CFG_MAP)
+            attach::load_and_attach(RESPONDER_OBJECT, RESPONDER_PROGRAM, ifname, mode, |maps| {
+                let map = maps
+                    .get_mut(CFG_MAP)
                     .ok_or_else(|| XdpError::Config(format!("the object has no map {CFG_MAP}")))?;
                 let mut cfg_map: Array<&mut MapData, [u8; RESPONDER_CFG_LEN]> =
                     Array::try_from(map).map_err(|e| map_err(format!("{CFG_MAP}: open"), &e))?;
@@ -331,7 +331,7 @@ impl Responder {
 
     /// The counters, summed over CPUs.
     pub fn stats(&self) -> ResponderStats {
-        let s = read_percpu(&self.inner.ebpf, STATS_MAP, 6);
+        let s = read_percpu(&self.inner.loaded.maps, STATS_MAP, 6);
         ResponderStats {
             seen4: s[0],
             seen6: s[1],
