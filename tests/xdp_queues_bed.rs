@@ -207,7 +207,7 @@ fn a_subset_of_queues_auto_falls_back_and_xdp_counts_what_it_misses() {
 }
 
 #[test]
-fn a_stalled_receiver_loses_replies_in_the_kernel_and_says_exactly_how_many() {
+fn a_stalled_receiver_holds_the_sender_or_loses_replies_in_the_kernel_and_says_how_many() {
     let Some(()) = require_bed() else { return };
     let bed = Bed::up("xqstall", &["--queues", "2"]);
     let before = queue_stats(&bed);
@@ -222,11 +222,16 @@ fn a_stalled_receiver_loses_replies_in_the_kernel_and_says_exactly_how_many() {
         "1000000",
         "-W",
         "3s",
+        "--batch",
+        "1024",
         "-q",
         "-o",
         out.to_str().unwrap(),
     ]);
-    // Every receiver sleeps 1.5 s before it reads anything: the fill rings run dry.
+    // Every receiver sleeps 1.5 s before it reads anything: the fill rings run dry. The
+    // sender sees the rings fill and holds back, but at most 20 ms per batch: batches of
+    // 1,024 still outrun the stalled receivers (with 64 it held until they woke, and lost
+    // nothing).
     c.env("ASDIC_INJECT_RX_STALL_MS", "1500");
     let o = c.output().expect("asdic");
     let err = stderr_of(&o);
@@ -259,6 +264,37 @@ fn a_stalled_receiver_loses_replies_in_the_kernel_and_says_exactly_how_many() {
         "{err}"
     );
     assert!(err.contains(&format!("{lost} lost in the kernel")), "{err}");
+
+    // The same stall with the default batches of 64: the sender, seeing the rings fill
+    // from its side, waits for the receivers and nothing is lost.
+    let replied1 = bed.counter("replied") + bed.counter("rejected");
+    let out = asdic_tests::scratch("xqhold.parquet");
+    let mut c = bed.command(&[
+        "ping",
+        "198.19.0.0/16",
+        "--engine",
+        "xdp",
+        "--rate",
+        "1000000",
+        "-W",
+        "3s",
+        "-q",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    c.env("ASDIC_INJECT_RX_STALL_MS", "1500");
+    let o = c.output().expect("asdic");
+    let err = stderr_of(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let (rows, meta) = asdic_tests::read_parquet(&out);
+    assert_eq!(kernel_lost(&meta), 0, "{err}");
+    let answered = bed.counter("replied") + bed.counter("rejected") - replied1;
+    let matched: u64 = rows
+        .iter()
+        .map(|r| col_u64(r, "received") + col_u64(r, "errors"))
+        .sum();
+    assert_eq!(matched, answered, "{err}");
+    assert_eq!(matched, 64_606 + 256, "{err}");
 }
 
 #[test]

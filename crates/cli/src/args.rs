@@ -180,7 +180,7 @@ pub struct EngineArgs {
 
     /// XDP engine: UMEM frames (2 KiB each) for receiving, per RX queue, a power of two
     /// from 256 to 65,536. The kernel pins them: they are the engine's memory. More absorb
-    /// longer receiver stalls at full speed (default: 8,192; sweep 16,384).
+    /// longer receiver stalls at full speed (default: 8,192; scan 2,048; sweep 16,384).
     #[arg(long, value_name = "N")]
     pub xdp_frames: Option<u32>,
 }
@@ -202,14 +202,14 @@ impl EngineArgs {
     }
 
     /// How engines open for probes of `size` payload bytes and TTL `ttl`, from `device`
-    /// (`--interface`); `xdp_rx_frames` when the run wants other than the engine's default
-    /// (`--xdp-frames` wins over both).
+    /// (`--interface`); `umem` = the XDP engine's (RX frames per queue, TX frames) when the
+    /// run wants other than the engine's defaults (`--xdp-frames` wins over the RX count).
     pub fn options(
         &self,
         ttl: u8,
         device: Option<String>,
         size: usize,
-        xdp_rx_frames: Option<u32>,
+        umem: Option<(u32, u32)>,
     ) -> EngineOptions {
         EngineOptions {
             ttl,
@@ -219,7 +219,8 @@ impl EngineArgs {
             choice: self.engine,
             xdp_mode: self.xdp_mode,
             gateway_mac: self.gateway_mac,
-            xdp_rx_frames: self.xdp_frames.or(xdp_rx_frames),
+            xdp_rx_frames: self.xdp_frames.or(umem.map(|u| u.0)),
+            xdp_tx_frames: umem.map(|u| u.1),
             queues: self.queues.clone().map(|q| q.0),
         }
     }

@@ -36,6 +36,8 @@ pub struct EngineOptions {
     /// XDP engine: UMEM frames for receiving per queue, when not the engine's default: a
     /// run that receives for a long time on a busy machine buffers more against stalls.
     pub xdp_rx_frames: Option<u32>,
+    /// XDP engine: UMEM frames for sending over all queues, when not the engine's default.
+    pub xdp_tx_frames: Option<u32>,
     /// XDP engine: the RX queues to bind (default: all).
     pub queues: Option<Vec<u32>>,
 }
@@ -256,6 +258,7 @@ fn open_engine(
             };
             let opts = XdpOptions {
                 rx_frames: o.xdp_rx_frames.unwrap_or(opts.rx_frames),
+                tx_frames: o.xdp_tx_frames.unwrap_or(opts.tx_frames),
                 ..opts
             };
             let (tx, rxs, info) = xdp::open(&opts)?;

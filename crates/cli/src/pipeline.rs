@@ -125,9 +125,16 @@ impl Pipeline {
         } = work;
         let (mut txe, rxes) = self.engine.take().context("engine already started")?;
         let templates = self.templates(txe.caps(), sizes)?;
-        let (retry_tx, retry_rx) = bounded::<Retry>(65_536);
         let tx_core = cores.first().copied();
         let with_retries = rx_cfg.retries > 0;
+        // Retries the reaper hands the sender (tracked runs; a scan's retries are passes):
+        // 2 MiB of slots when used, which a run without them does not pay for.
+        let retry_slots = if with_retries && scan.is_none() {
+            65_536
+        } else {
+            1
+        };
+        let (retry_tx, retry_rx) = bounded::<Retry>(retry_slots);
 
         // One receiver per RX half (queue): the first one reaps and ends the pipeline's
         // receiving, the others match until it has ended.

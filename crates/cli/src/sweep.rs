@@ -483,8 +483,12 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
 
     let ids = Ids::new(IdChoice::Random);
     let size = sizes.sizes.iter().copied().max().unwrap_or(a.size);
-    let engine =
-        a.io.options(a.ttl, a.interface.clone(), size, Some(SWEEP_RX_FRAMES));
+    let engine = a.io.options(
+        a.ttl,
+        a.interface.clone(),
+        size,
+        Some((SWEEP_RX_FRAMES, asdic_engine::xdp::DEFAULT_TX_FRAMES)),
+    );
     let mut lanes = vec![];
     let mut plans = vec![];
     for family in [Family::V4, Family::V6] {

@@ -231,6 +231,14 @@ pub trait Tx: Send {
     /// Sends the batch's packets from index `from` on; returns how many were handed to the
     /// kernel/ring, or the error that stopped the batch at packet `from + sent`.
     fn send(&mut self, batch: &TxBatch, from: usize) -> Result<usize, SendError>;
+
+    /// Whether one of this engine's receive rings holds over a quarter of what it can,
+    /// seen from the sending side without the receiver (which may not be running: on a busy
+    /// machine that is when its ring fills), where the engine can tell cheaply; `false`
+    /// elsewhere. The sender holds back while it is true.
+    fn receivers_behind(&self) -> bool {
+        false
+    }
 }
 
 /// The receiving half of an engine.

@@ -52,6 +52,8 @@ const ETH: usize = 14;
 /// per second on one queue, what the veth bed's 10-round burst needed to lose none on a
 /// busy 2-core machine (bench/RESULTS.md).
 pub const DEFAULT_RX_FRAMES: u32 = 8192;
+/// UMEM frames for sending, over all TX lanes, unless asked otherwise.
+pub const DEFAULT_TX_FRAMES: u32 = 2048;
 /// Most RX queues the filter's XSKMAP has room for (128 entries, two per queue).
 pub const MAX_QUEUES: u32 = 64;
 /// How often an RX half checks that the interface still has the queues it had at open.
@@ -109,7 +111,7 @@ impl XdpOptions {
             ident_base: 0,
             ident_span: 65_536,
             batch: 64,
-            tx_frames: 2048,
+            tx_frames: DEFAULT_TX_FRAMES,
             rx_frames: DEFAULT_RX_FRAMES,
             gateway_mac: None,
             source: None,
@@ -331,6 +333,10 @@ struct Lane {
 pub struct XdpTx {
     lanes: Vec<Lane>,
     next: usize,
+    /// Every RX queue's ring, read from here (see [`Tx::receivers_behind`]).
+    watches: Vec<xsk_sys::RxRingWatch>,
+    /// Frames waiting on one RX ring beyond which receivers are behind: a quarter of it.
+    hold_at: u32,
     caps: TxCaps,
 }
 
@@ -568,6 +574,7 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
     let batch = o.batch.max(1);
     let mut lanes = vec![];
     let mut rxs = vec![];
+    let mut watches = vec![];
     for &queue in &queues {
         let tx_frames = tx_frames_of(queue);
         let Bound {
@@ -581,6 +588,10 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
         filter
             .register(queue, o.v6, rxq.fd().as_raw_fd())
             .map_err(|e| unavailable(e.to_string()))?;
+        // Without a watch the sender still hears from the receiver itself, later.
+        if let Ok(w) = xsk_sys::RxRingWatch::new(rxq.fd().as_raw_fd()) {
+            watches.push(w);
+        }
         let rx_part = frames.split_off(tx_frames as usize);
         if xsk_sys::fill_produce(&mut fq, &rx_part) != rx_part.len() {
             return Err(unavailable(format!(
@@ -639,6 +650,8 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
     let tx = XdpTx {
         lanes,
         next: 0,
+        watches,
+        hold_at: rx_frames / 4,
         caps: TxCaps {
             engine: ENGINE,
             layer: TxLayer::Ethernet {
@@ -737,6 +750,10 @@ impl Lane {
 impl Tx for XdpTx {
     fn caps(&self) -> TxCaps {
         self.caps
+    }
+
+    fn receivers_behind(&self) -> bool {
+        self.watches.iter().any(|w| w.waiting() > self.hold_at)
     }
 
     fn send(&mut self, batch: &TxBatch, from: usize) -> Result<usize, SendError> {

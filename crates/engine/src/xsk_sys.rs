@@ -74,3 +74,98 @@ pub(crate) fn fill_produce(q: &mut FillQueue, descs: &[FrameDesc]) -> usize {
     // reads (module rule).
     unsafe { q.produce(descs) }
 }
+
+/// A read-only view of one AF_XDP socket's RX ring indices, for another thread (the
+/// sender) to see how many frames wait there without asking the receiver, which may not be
+/// running: its own second mapping of the ring's first page(s), where the kernel's producer
+/// and the receiver's consumer index live.
+#[derive(Debug)]
+pub(crate) struct RxRingWatch {
+    base: std::ptr::NonNull<libc::c_void>,
+    len: usize,
+    producer: usize,
+    consumer: usize,
+}
+
+// SAFETY: the mapping is private to this value, valid until it is dropped, and only read
+// through atomic loads; moving it to another thread changes none of that.
+unsafe impl Send for RxRingWatch {}
+
+impl RxRingWatch {
+    /// Maps the RX ring of the AF_XDP socket `fd` (already bound, with an RX ring).
+    pub(crate) fn new(fd: std::os::fd::RawFd) -> std::io::Result<RxRingWatch> {
+        // SAFETY: xdp_mmap_offsets is plain integers; all-zero bytes are a valid value.
+        let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
+        let mut optlen = size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
+        // SAFETY: `off` and `optlen` are live and sized as passed; the kernel writes at most
+        // `optlen` bytes and the new length.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_XDP,
+                libc::XDP_MMAP_OFFSETS,
+                (&mut off as *mut libc::xdp_mmap_offsets).cast(),
+                &mut optlen,
+            )
+        };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if optlen as usize != size_of::<libc::xdp_mmap_offsets>() {
+            // Kernels before 5.4 lay the offsets out without flags; not worth a second path.
+            return Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+        }
+        let (producer, consumer) = (off.rx.producer as usize, off.rx.consumer as usize);
+        // The indices precede the descriptors; map up to those (the kernel allows a prefix).
+        let len = (producer.max(consumer) + 4).max(off.rx.desc as usize);
+        // SAFETY: a fresh read-only shared mapping of the socket's RX ring (page offset
+        // XDP_PGOFF_RX_RING); nothing else is aliased or overwritten.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd,
+                libc::XDP_PGOFF_RX_RING,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let base =
+            std::ptr::NonNull::new(p).ok_or_else(|| std::io::Error::other("mmap gave null"))?;
+        Ok(RxRingWatch {
+            base,
+            len,
+            producer,
+            consumer,
+        })
+    }
+
+    fn index(&self, at: usize) -> u32 {
+        // SAFETY: `at + 4 <= len` (checked at `new`), the offsets the kernel gave are 4-byte
+        // aligned u32 indices inside the mapping, which lives as long as `self`; the kernel and
+        // the receiver write them concurrently, so they are read atomically.
+        unsafe {
+            std::sync::atomic::AtomicU32::from_ptr(self.base.as_ptr().cast::<u8>().add(at).cast())
+                .load(std::sync::atomic::Ordering::Acquire)
+        }
+    }
+
+    /// Frames on the RX ring, not yet taken by the receiver.
+    pub(crate) fn waiting(&self) -> u32 {
+        let cons = self.index(self.consumer);
+        self.index(self.producer).wrapping_sub(cons)
+    }
+}
+
+impl Drop for RxRingWatch {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping `new` made, once; no reference into it outlives
+        // `self`.
+        unsafe {
+            libc::munmap(self.base.as_ptr(), self.len);
+        }
+    }
+}

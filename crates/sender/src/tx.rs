@@ -143,12 +143,16 @@ pub fn run<S: Source + ?Sized>(
         }
         // Receivers first: while one of them is behind (its backlog over a quarter of what
         // its engine holds), give them the CPU instead of sending more replies their way.
-        if let Some(b) = links.behind
-            && b.load(Ordering::Relaxed) > 0
-        {
+        // The engine may see a receive ring filling before its receiver (not running) can say.
+        let behind = |tx: &dyn Tx| {
+            links
+                .behind
+                .is_some_and(|b| b.load(Ordering::Relaxed) > 0 || tx.receivers_behind())
+        };
+        if behind(tx) {
             shared.held.fetch_add(1, Ordering::Relaxed);
             let t0 = Instant::now();
-            while b.load(Ordering::Relaxed) > 0 && t0.elapsed() < HOLD_MAX && !stopped(shared) {
+            while behind(tx) && t0.elapsed() < HOLD_MAX && !stopped(shared) {
                 std::thread::sleep(Duration::from_micros(50));
             }
         }
@@ -536,6 +540,74 @@ mod tests {
         let (mut tx, shared) = (Recorder(vec![]), SenderShared::default());
         send_three(&mut tx, &shared);
         assert_eq!(tx.0.len(), 3);
+        assert_eq!(shared.held.load(Ordering::Relaxed), 0);
+    }
+
+    /// A TX half whose engine reports a receive ring over a quarter full until `until`.
+    struct RingFull {
+        sent: usize,
+        until: Instant,
+    }
+
+    impl Tx for RingFull {
+        fn caps(&self) -> TxCaps {
+            Recorder(vec![]).caps()
+        }
+
+        fn send(&mut self, batch: &TxBatch, from: usize) -> Result<usize, SendError> {
+            assert!(
+                Instant::now() >= self.until,
+                "sent while the engine's ring was full"
+            );
+            self.sent += batch.len() - from;
+            Ok(batch.len() - from)
+        }
+
+        fn receivers_behind(&self) -> bool {
+            Instant::now() < self.until
+        }
+    }
+
+    #[test]
+    fn a_ring_the_engine_sees_filling_holds_the_sender_though_no_receiver_said_so() {
+        let template = Template::new(Family::V4, Layer::Icmp, 32).unwrap();
+        let cfg = test_config(1);
+        let table = InflightTable::new(1024);
+        let shared = SenderShared::default();
+        let behind = AtomicU32::new(0);
+        let mut tx = RingFull {
+            sent: 0,
+            until: Instant::now() + Duration::from_millis(5),
+        };
+        let links = Links {
+            behind: Some(&behind),
+            ..Links::default()
+        };
+        run(
+            &mut tx,
+            std::slice::from_ref(&template),
+            &table,
+            &mut Three(0),
+            &cfg,
+            &shared,
+            links,
+        )
+        .unwrap();
+        assert_eq!(tx.sent, 3, "every probe sent once the ring drained");
+        assert!(shared.held.load(Ordering::Relaxed) >= 1);
+        // Without the receivers' link (a run that does not hold), the engine is not asked.
+        let (table, shared) = (InflightTable::new(1024), SenderShared::default());
+        let mut tx = Recorder(vec![]);
+        run(
+            &mut tx,
+            std::slice::from_ref(&template),
+            &table,
+            &mut Three(0),
+            &cfg,
+            &shared,
+            Links::default(),
+        )
+        .unwrap();
         assert_eq!(shared.held.load(Ordering::Relaxed), 0);
     }
 
