@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# How large a scan dataset gets per million probes, and how long Spark and DuckDB take to
-# query it. Scans the accuracy bed's /16 RUNS times (default 16: 1,048,576 probes) into one
+# How large a scan dataset gets per million probes, and how long Spark, DuckDB, DataFusion
+# and pyarrow take to query it. Scans the accuracy bed's /16 RUNS times (default 16: 1,048,576 probes) into one
 # dataset (asdic scan --dataset, one run each, --all-events so that every probe is a row;
 # and once more without it, hits only), then runs tests/support/dataset_query.py over it:
 # the README's queries (live hosts, rejected targets, loss per /24, rows per shard) in Spark
-# SQL (local mode, 2 threads) and DuckDB. Prints rows, bytes, MB per million probes and each
+# SQL (local mode, 2 threads), DuckDB, DataFusion and pyarrow (compute). Prints rows, bytes, MB per million probes and each
 # engine's query time (reading included, Spark's session start not).
 #
 # usage: sudo bench/dataset.sh [RUNS]
@@ -44,7 +44,10 @@ hit_rows=$(count "$work/hits")
 q=$(python3 tests/support/dataset_query.py "$work/all" | tail -1)
 spark=$(sed -n 's/.*"spark_s": \([0-9.]*\).*/\1/p' <<<"$q")
 duck=$(sed -n 's/.*"duckdb_s": \([0-9.]*\).*/\1/p' <<<"$q")
-awk -v r="$rows" -v a="$all" -v h="$hits" -v hr="$hit_rows" -v n="$runs" -v s="$spark" -v d="$duck" 'BEGIN {
+fusion=$(sed -n 's/.*"datafusion_s": \([0-9.]*\).*/\1/p' <<<"$q")
+arrow=$(sed -n 's/.*"pyarrow_s": \([0-9.]*\).*/\1/p' <<<"$q")
+awk -v r="$rows" -v a="$all" -v h="$hits" -v hr="$hit_rows" -v n="$runs" -v s="$spark" -v d="$duck" \
+  -v f="$fusion" -v p="$arrow" 'BEGIN {
   printf "dataset, --all-events: %d runs, %d probes = rows, %d bytes: %.1f MB per million probes\n", n, r, a, a / r
   printf "dataset, hits only: one run of 65536 probes, %d hit rows, %d bytes: %.1f MB per million probes, %.1f bytes a row\n", hr, h, h / 65536, h / hr
-  printf "queries over the %d-row dataset: Spark SQL %.2f s, DuckDB %.3f s\n", r, s, d }'
+  printf "queries over the %d-row dataset: Spark SQL %.2f s, DuckDB %.3f s, DataFusion %.3f s, pyarrow %.3f s\n", r, s, d, f, p }'

@@ -1,8 +1,9 @@
 //! Datasets across machines: four shards of the bed's /16 scanned by four concurrent
 //! processes into one Hive-partitioned dataset, each taking its shard index from a job
 //! runner's environment (two as Kubernetes Indexed Job pods, two as Slurm array tasks counted
-//! from 1), beside one unsharded run of the same scan. Spark SQL (local mode) and DuckDB,
-//! through tests/support/dataset_query.py, must each give the bed's ground truth — live
+//! from 1), beside one unsharded run of the same scan. Spark SQL (local mode), DuckDB,
+//! DataFusion and pyarrow, each discovering the partitions on its own, through
+//! tests/support/dataset_query.py, must each give the bed's ground truth — live
 //! hosts, the rejected /24, loss per /24, rows per shard — and the same answers for both
 //! runs. A killed shard leaves readable parts and no marker, and `asdic recover` says so.
 
@@ -15,6 +16,9 @@ use asdic_tests::{Bed, Truth, classify, read_parquet, require_bed, root, scratch
 use serde_json::Value;
 
 const SEED: &str = "4242";
+
+/// The query engines of tests/support/dataset_query.py, by their keys in its answer.
+const ENGINES: [&str; 4] = ["spark", "duckdb", "datafusion", "pyarrow"];
 
 /// The scan every run of this file makes (add --shards/--shard, --dataset, --run-id).
 fn scan_args<'a>(dir: &'a str, run: &'a str, rate: &'a str) -> Vec<&'a str> {
@@ -177,7 +181,7 @@ fn four_shards_into_one_dataset_read_by_spark_and_duckdb_as_the_ground_truth() {
     let sizes: Vec<u64> = (0..4).map(|i| shard_size(&bed, i)).collect();
     assert_eq!(sizes.iter().sum::<u64>(), 65_536);
 
-    for engine in ["spark", "duckdb"] {
+    for engine in ENGINES {
         for run in ["sharded", "whole"] {
             let a = &got[engine][run];
             assert_eq!(a["live"].as_u64(), Some(live), "{engine} {run} live");
@@ -214,7 +218,9 @@ fn four_shards_into_one_dataset_read_by_spark_and_duckdb_as_the_ground_truth() {
         }
         assert_eq!(got[engine]["sharded"]["loss"], got[engine]["whole"]["loss"]);
     }
-    assert_eq!(got["spark"], got["duckdb"], "the engines agree");
+    for engine in &ENGINES[1..] {
+        assert_eq!(got["spark"], got[engine], "{engine} agrees with Spark");
+    }
     // The report reads the dataset as the engines do.
     let r = bed.asdic(&[
         "report",
@@ -225,10 +231,12 @@ fn four_shards_into_one_dataset_read_by_spark_and_duckdb_as_the_ground_truth() {
     assert!(r.status.success(), "{}", stderr_of(&r));
     println!(
         "dataset: {rows_whole} rows, {bytes} bytes for the whole /16 ({:.1} MB per million \
-         probes); Spark {} s, DuckDB {} s",
+         probes); Spark {} s, DuckDB {} s, DataFusion {} s, pyarrow {} s",
         bytes as f64 / 65_536.0,
         got["spark_s"],
-        got["duckdb_s"]
+        got["duckdb_s"],
+        got["datafusion_s"],
+        got["pyarrow_s"]
     );
 }
 
