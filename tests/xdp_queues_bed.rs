@@ -206,13 +206,21 @@ fn a_subset_of_queues_auto_falls_back_and_xdp_counts_what_it_misses() {
     );
 }
 
-#[test]
-fn a_stalled_receiver_holds_the_sender_or_loses_replies_in_the_kernel_and_says_how_many() {
-    let Some(()) = require_bed() else { return };
-    let bed = Bed::up("xqstall", &["--queues", "2"]);
-    let before = queue_stats(&bed);
+/// What one stalled ping of the /16 left: its stderr, the replies and errors it matched,
+/// what it reported lost in the kernel (and its metadata), and what the bed answered.
+struct Stalled {
+    err: String,
+    matched: u64,
+    lost: u64,
+    meta: RunMeta,
+    answered: u64,
+}
+
+/// Pings the bed's /16 at 1 M/s over XDP with every receiver asleep for its first 1.5 s
+/// (batches of `batch` probes).
+fn stalled_ping(bed: &Bed, name: &str, batch: &str) -> Stalled {
     let replied0 = bed.counter("replied") + bed.counter("rejected");
-    let out = asdic_tests::scratch("xqstall.parquet");
+    let out = asdic_tests::scratch(name);
     let mut c = bed.command(&[
         "ping",
         "198.19.0.0/16",
@@ -223,23 +231,41 @@ fn a_stalled_receiver_holds_the_sender_or_loses_replies_in_the_kernel_and_says_h
         "-W",
         "3s",
         "--batch",
-        "1024",
+        batch,
         "-q",
         "-o",
         out.to_str().unwrap(),
     ]);
-    // Every receiver sleeps 1.5 s before it reads anything: the fill rings run dry. The
-    // sender sees the rings fill and holds back, but at most 20 ms per batch: batches of
-    // 1,024 still outrun the stalled receivers (with 64 it held until they woke, and lost
-    // nothing).
     c.env("ASDIC_INJECT_RX_STALL_MS", "1500");
     let o = c.output().expect("asdic");
     let err = stderr_of(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
+    let (rows, meta) = asdic_tests::read_parquet(&out);
+    let matched = rows
+        .iter()
+        .map(|r| col_u64(r, "received") + col_u64(r, "errors"))
+        .sum();
+    Stalled {
+        lost: kernel_lost(&meta),
+        answered: bed.counter("replied") + bed.counter("rejected") - replied0,
+        err,
+        matched,
+        meta,
+    }
+}
+
+#[test]
+fn a_stalled_receiver_holds_the_sender_or_loses_replies_in_the_kernel_and_says_how_many() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("xqstall", &["--queues", "2"]);
+    // The fill rings run dry while the receivers sleep. The sender sees the rings fill and
+    // holds back, but at most 20 ms per batch: batches of 1,024 still outrun the stalled
+    // receivers.
+    let before = queue_stats(&bed);
+    let s = stalled_ping(&bed, "xqstall.parquet", "1024");
     let after = queue_stats(&bed);
     let kernel: u64 = grew(&before, &after, "drops").iter().sum();
-    let (rows, meta) = asdic_tests::read_parquet(&out);
-    let lost = kernel_lost(&meta);
+    let (err, lost) = (&s.err, s.lost);
     assert!(
         lost > 10_000,
         "the stall overflowed the rings: {lost}\n{err}"
@@ -250,51 +276,22 @@ fn a_stalled_receiver_holds_the_sender_or_loses_replies_in_the_kernel_and_says_h
     );
     assert_eq!(
         lost,
-        kernel_counter(&meta, "xsk_rx_dropped") + kernel_counter(&meta, "xsk_rx_ring_full")
+        kernel_counter(&s.meta, "xsk_rx_dropped") + kernel_counter(&s.meta, "xsk_rx_ring_full")
     );
     // What the bed answered is what asdic matched plus what the kernel dropped.
-    let answered = bed.counter("replied") + bed.counter("rejected") - replied0;
-    let matched: u64 = rows
-        .iter()
-        .map(|r| col_u64(r, "received") + col_u64(r, "errors"))
-        .sum();
-    assert_eq!(matched + lost, answered, "{err}");
+    assert_eq!(s.matched + lost, s.answered, "{err}");
     assert!(
         err.contains(&format!("WARNING: the kernel dropped {lost} replies")),
         "{err}"
     );
     assert!(err.contains(&format!("{lost} lost in the kernel")), "{err}");
 
-    // The same stall with the default batches of 64: the sender, seeing the rings fill
-    // from its side, waits for the receivers and nothing is lost.
-    let replied1 = bed.counter("replied") + bed.counter("rejected");
-    let out = asdic_tests::scratch("xqhold.parquet");
-    let mut c = bed.command(&[
-        "ping",
-        "198.19.0.0/16",
-        "--engine",
-        "xdp",
-        "--rate",
-        "1000000",
-        "-W",
-        "3s",
-        "-q",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    c.env("ASDIC_INJECT_RX_STALL_MS", "1500");
-    let o = c.output().expect("asdic");
-    let err = stderr_of(&o);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    let (rows, meta) = asdic_tests::read_parquet(&out);
-    assert_eq!(kernel_lost(&meta), 0, "{err}");
-    let answered = bed.counter("replied") + bed.counter("rejected") - replied1;
-    let matched: u64 = rows
-        .iter()
-        .map(|r| col_u64(r, "received") + col_u64(r, "errors"))
-        .sum();
-    assert_eq!(matched, answered, "{err}");
-    assert_eq!(matched, 64_606 + 256, "{err}");
+    // The same stall with the default batches of 64: the sender waits for the receivers
+    // and nothing is lost.
+    let s = stalled_ping(&bed, "xqhold.parquet", "64");
+    assert_eq!(s.lost, 0, "{}", s.err);
+    assert_eq!(s.matched, s.answered, "{}", s.err);
+    assert_eq!(s.matched, 64_606 + 256, "{}", s.err);
 }
 
 #[test]

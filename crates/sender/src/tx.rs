@@ -543,6 +543,19 @@ mod tests {
         assert_eq!(shared.held.load(Ordering::Relaxed), 0);
     }
 
+    /// Sends [`Three`]'s probes from `template` through `tx` over a fresh table.
+    fn send_three(
+        tx: &mut dyn Tx,
+        template: &Template,
+        cfg: &SenderConfig,
+        shared: &SenderShared,
+        links: Links<'_>,
+    ) {
+        let table = InflightTable::new(1024);
+        let t = std::slice::from_ref(template);
+        run(tx, t, &table, &mut Three(0), cfg, shared, links).unwrap();
+    }
+
     /// A TX half whose engine reports a receive ring over a quarter full until `until`.
     struct RingFull {
         sent: usize,
@@ -572,7 +585,6 @@ mod tests {
     fn a_ring_the_engine_sees_filling_holds_the_sender_though_no_receiver_said_so() {
         let template = Template::new(Family::V4, Layer::Icmp, 32).unwrap();
         let cfg = test_config(1);
-        let table = InflightTable::new(1024);
         let shared = SenderShared::default();
         let behind = AtomicU32::new(0);
         let mut tx = RingFull {
@@ -583,31 +595,18 @@ mod tests {
             behind: Some(&behind),
             ..Links::default()
         };
-        run(
-            &mut tx,
-            std::slice::from_ref(&template),
-            &table,
-            &mut Three(0),
-            &cfg,
-            &shared,
-            links,
-        )
-        .unwrap();
+        send_three(&mut tx, &template, &cfg, &shared, links);
         assert_eq!(tx.sent, 3, "every probe sent once the ring drained");
         assert!(shared.held.load(Ordering::Relaxed) >= 1);
         // Without the receivers' link (a run that does not hold), the engine is not asked.
-        let (table, shared) = (InflightTable::new(1024), SenderShared::default());
-        let mut tx = Recorder(vec![]);
-        run(
-            &mut tx,
-            std::slice::from_ref(&template),
-            &table,
-            &mut Three(0),
+        let shared = SenderShared::default();
+        send_three(
+            &mut Recorder(vec![]),
+            &template,
             &cfg,
             &shared,
             Links::default(),
-        )
-        .unwrap();
+        );
         assert_eq!(shared.held.load(Ordering::Relaxed), 0);
     }
 
@@ -619,20 +618,10 @@ mod tests {
             src_ip: IpAddr::from([198, 18, 0, 1]),
         };
         let template = Template::new(Family::V4, layer, 32).unwrap();
-        let table = InflightTable::new(1024);
         let cfg = test_config(8);
         let mut tx = Recorder(vec![]);
         let shared = SenderShared::default();
-        run(
-            &mut tx,
-            std::slice::from_ref(&template),
-            &table,
-            &mut Three(0),
-            &cfg,
-            &shared,
-            Links::default(),
-        )
-        .unwrap();
+        send_three(&mut tx, &template, &cfg, &shared, Links::default());
         // Socket engines: 0 = the socket's TTL; frames: the TTL itself, with a header
         // checksum that covers it.
         assert_eq!(tx.0, vec![(0, 64, true), (5, 5, true), (64, 64, true)]);
