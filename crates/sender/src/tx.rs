@@ -52,7 +52,9 @@ pub struct SenderShared {
     pub busy: AtomicU64,
     /// Times the in-flight table was full and the sender waited.
     pub table_full: AtomicU64,
-    /// Microseconds from the first probe to the end of sending (set when the sender ends).
+    /// Microseconds of sending: from the start to the last batch handed to the engine, less
+    /// the time nothing was due (between rounds, between a scan's retry passes), so that
+    /// probes / send time is the rate the engine sustained.
     pub send_us: AtomicU64,
     /// Set when the source is exhausted (every target has had its first probe).
     pub exhausted: AtomicBool,
@@ -114,6 +116,8 @@ pub fn run<S: Source + ?Sized>(
     let mut events: Vec<Event> = Vec::new();
     let start = Instant::now();
     let mut bucket = TokenBucket::new(cfg.rate, cfg.batch.max(1), start);
+    // Time spent with nothing due (see SenderShared::send_us).
+    let mut idle = Duration::ZERO;
     let mut n = table.claimed();
     let mut exhausted = false;
     // Stopping: 0 not yet, 1 stopped (the source cools down), 2 aborted too.
@@ -303,16 +307,19 @@ pub fn run<S: Source + ?Sized>(
             // a sweep of 10,000 targets/s spent 200 µs of every 500 µs yielding in a loop,
             // ~38 % of a core on an idle machine, for probe times that need no µs precision
             // (each probe is stamped when it is sent). The next batch takes what came due.
+            let t = Instant::now();
             std::thread::sleep(IDLE);
+            idle += t.elapsed();
             continue;
         }
         bucket.consume(batch.len());
         let r = flush(tx, &batch, &sent, t_send, table, source, shared);
         emit(source, &mut events, links.events);
         r?;
+        let busy = start.elapsed().saturating_sub(idle);
         shared
             .send_us
-            .store(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+            .store(busy.as_micros() as u64, Ordering::Relaxed);
     }
     emit(source, &mut events, links.events);
     Ok(())
@@ -489,6 +496,53 @@ mod tests {
                 ttl,
             }
         }
+    }
+
+    /// Two probes 100 ms apart: nothing is due in between.
+    struct Gap(u32, Option<Instant>);
+
+    impl Source for Gap {
+        fn next(&mut self, now: Instant) -> Next {
+            let due = *self.1.get_or_insert(now + Duration::from_millis(100));
+            if self.0 == 1 && now < due {
+                return Next::NotYet;
+            }
+            if self.0 == 2 {
+                return Next::Done;
+            }
+            self.0 += 1;
+            Next::Probe {
+                cookie: self.0,
+                target: IpAddr::from([198, 19, 0, 1]),
+                class: 0,
+                ttl: 0,
+            }
+        }
+    }
+
+    #[test]
+    fn time_with_nothing_due_is_not_sending_time() {
+        let template = Template::new(Family::V4, Layer::Icmp, 32).unwrap();
+        let (table, shared) = (InflightTable::new(1024), SenderShared::default());
+        let t0 = Instant::now();
+        let mut tx = Recorder(vec![]);
+        let t = std::slice::from_ref(&template);
+        let cfg = test_config(1);
+        run(
+            &mut tx,
+            t,
+            &table,
+            &mut Gap(0, None),
+            &cfg,
+            &shared,
+            Links::default(),
+        )
+        .unwrap();
+        assert_eq!(tx.0.len(), 2);
+        assert!(t0.elapsed() >= Duration::from_millis(100));
+        let us = shared.send_us.load(Ordering::Relaxed);
+        // The gap is idle; what remains is two sends and at most an idle sleep's slack.
+        assert!(us < 20_000, "{us} µs of sending");
     }
 
     /// The sender's settings in these tests: 1 M probes/s, `batch` probes per call.
