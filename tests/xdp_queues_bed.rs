@@ -2,9 +2,10 @@
 //! flow hash spreads replies over every RX queue of the scanner, as RSS does on a real NIC):
 //! exact ground truth with `--engine xdp` and auto; a chosen subset of queues and what it
 //! costs, counted exactly; the kernel's drops under a stalled receiver equal to the kernel's
-//! own counters; a queue count changed mid-run stops the run with a clear error.
+//! own counters; a scan at full speed with its small UMEM exact on 2 and 4 queues; a queue
+//! count changed mid-run stops the run with a clear error.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use asdic_tests::{
@@ -121,6 +122,61 @@ fn every_queue_served_gives_the_exact_ground_truth_on_2_and_4_queues() {
                 );
             }
         }
+        // A scan at full speed with its small UMEM (2,048 RX frames a queue): the exact
+        // live and rejected sets, replies on every queue, nothing lost in the kernel.
+        let before = queue_stats(&bed);
+        let csv = asdic_tests::scratch(&format!("{id}-scan.csv"));
+        let o = bed.asdic(&[
+            "scan",
+            "198.19.0.0/16",
+            "--no-default-blocklist",
+            "--engine",
+            "xdp",
+            "-r",
+            "10000000",
+            "-c",
+            "1",
+            "-q",
+            "-O",
+            "csv",
+            "-o",
+            csv.to_str().unwrap(),
+        ]);
+        let err = stderr_of(&o);
+        assert_eq!(o.status.code(), Some(0), "{err}");
+        assert!(err.contains("2048 RX frames per queue"), "{err}");
+        assert!(err.contains("; 0 lost in the kernel"), "{err}");
+        let text = std::fs::read_to_string(&csv).unwrap();
+        let (mut live, mut rejected) = (BTreeSet::new(), BTreeSet::new());
+        for line in text.lines().skip(1) {
+            let mut f = line.split(',');
+            let (target, outcome) = (f.next().unwrap(), f.next().unwrap());
+            let set = match outcome {
+                "reply" => &mut live,
+                "error" => &mut rejected,
+                other => panic!("{other} in {line}"),
+            };
+            assert!(set.insert(target.to_string()), "twice: {line}");
+        }
+        let want = |t: Truth| -> BTreeSet<String> {
+            (0..65_536u32)
+                .filter(|&x| classify(&truth, false, x) == t)
+                .map(|x| format!("198.19.{}.{}", x >> 8, x & 255))
+                .collect()
+        };
+        assert_eq!(live, want(Truth::Alive), "{id}: scan's live set");
+        assert_eq!(rejected, want(Truth::Rejected), "{id}: scan's rejected set");
+        let after = queue_stats(&bed);
+        let redirected = grew(&before, &after, "xdp_redirect");
+        assert!(
+            redirected.iter().all(|&n| n > 0),
+            "{id}: scan replies on every queue: {redirected:?}"
+        );
+        assert!(
+            grew(&before, &after, "drops").iter().all(|&n| n == 0),
+            "{id}"
+        );
+
         // The engine line names every queue.
         let o = bed.asdic(&["ping", "198.19.0.1", "--engine", "auto", "-q"]);
         let err = stderr_of(&o);
