@@ -54,7 +54,8 @@ pub use aggregate::{Aggregator, RttTotals, Totals};
 pub use error::{Error, Result};
 pub use meta::{RunMeta, RunMode, UnknownRunMode};
 pub use parts::{
-    PartedSink, STOPPED, SUCCESS, dir_of, list_parts, merge, metadata_of, parts_dir, write_marker,
+    PartedSink, STOPPED, SUCCESS, dir_of, list_parts, merge, metadata_of, partition_taken,
+    parts_dir, write_marker,
 };
 pub use scan::{SCAN_COLUMNS, SCAN_NUM_COLUMNS, ScanOutcome, ScanRow, scan_schema};
 pub use schema::{COLUMNS, NUM_COLUMNS, Record, Row, Value, record_batch, schema};

@@ -188,11 +188,7 @@ impl<R: Record> PartedSink<R> {
             None => "part".to_string(),
         };
         let taken = match name {
-            None => {
-                dir.join(SUCCESS).exists()
-                    || dir.join(STOPPED).exists()
-                    || !list_parts(&dir)?.is_empty()
-            }
+            None => partition_taken(&dir)?,
             Some(_) => dir.join(format!("{prefix}-000000.parquet")).exists(),
         };
         if taken {
@@ -332,6 +328,14 @@ impl<R: Record> Sink<R> for PartedSink<R> {
         }
         self.finish_with(vec![]).map(|_| ())
     }
+}
+
+/// Whether dataset partition `dir` already holds a run's results: a marker or parts.
+///
+/// # Errors
+/// [`Error::File`] if `dir` cannot be read.
+pub fn partition_taken(dir: &Path) -> Result<bool> {
+    Ok(dir.join(SUCCESS).exists() || dir.join(STOPPED).exists() || !list_parts(dir)?.is_empty())
 }
 
 /// Marks dataset partition `dir`: [`SUCCESS`] when its run is `complete`, else [`STOPPED`],

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use asdic_analysis::{STOPPED, SUCCESS, list_parts, write_marker};
+use asdic_analysis::{partition_taken, write_marker};
 
 use crate::Fail;
 
@@ -36,12 +36,7 @@ impl RunPartition {
         let dir = dataset.join(format!("run={run_id}"));
         let usage = |e: String| Fail::Usage(format!("--dataset {}: {e}", dir.display()));
         std::fs::create_dir_all(&dir).map_err(|e| usage(e.to_string()))?;
-        let taken = dir.join(SUCCESS).exists()
-            || dir.join(STOPPED).exists()
-            || !list_parts(&dir)
-                .map_err(|e| usage(e.to_string()))?
-                .is_empty();
-        if taken {
+        if partition_taken(&dir).map_err(|e| usage(e.to_string()))? {
             return Err(usage(
                 "holds the results of an earlier run (choose another --run-id)".into(),
             ));
