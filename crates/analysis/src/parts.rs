@@ -302,6 +302,27 @@ impl<R: Record> PartedSink<R> {
     }
 }
 
+impl<R: Record> PartedSink<R> {
+    /// Finishes the run whichever kind of sink this is: a dataset partition's parts stay and
+    /// get their marker ([`PartedSink::finish_dataset`]; `complete` picks it), a file's parts
+    /// are merged into it ([`PartedSink::finish_with`]).
+    ///
+    /// # Errors
+    /// As those two.
+    pub fn finish_run(self, closing: Vec<(String, String)>, complete: bool) -> Result<()> {
+        if self.dataset {
+            self.finish_dataset(closing, complete).map(|_| ())
+        } else {
+            self.finish_with(closing).map(|_| ())
+        }
+    }
+
+    /// Whether this sink writes a dataset partition (its parts are the results).
+    pub fn is_dataset(&self) -> bool {
+        self.dataset
+    }
+}
+
 impl<R: Record> Drop for PartedSink<R> {
     /// Abandoned (an error, a panic): the open part's temporary file goes, the finished parts
     /// stay for recovery, and a directory left empty goes too.
@@ -323,10 +344,7 @@ impl<R: Record> Sink<R> for PartedSink<R> {
     }
 
     fn finish(self: Box<Self>) -> Result<()> {
-        if self.dataset {
-            return self.finish_dataset(vec![], true).map(|_| ());
-        }
-        self.finish_with(vec![]).map(|_| ())
+        self.finish_run(vec![], true)
     }
 }
 

@@ -59,9 +59,8 @@ struct Plan {
 
 /// Where rows go.
 enum Output {
+    /// One file, or this shard's partition of a dataset (--dataset).
     Parquet(Box<PartedSink<ScanRow>>),
-    /// This shard's partition of a dataset (--dataset).
-    Dataset(Box<PartedSink<ScanRow>>),
     Text(Box<dyn Sink<ScanRow>>),
 }
 
@@ -69,7 +68,7 @@ impl Output {
     fn write(&mut self, rows: &[ScanRow]) -> anyhow::Result<()> {
         match self {
             // The writer buffers at most one row group (SCAN_ROW_GROUP rows) before writing it.
-            Output::Parquet(p) | Output::Dataset(p) => p.write_rows(rows)?,
+            Output::Parquet(p) => p.write_rows(rows)?,
             Output::Text(t) => t.write_rows(rows)?,
         }
         Ok(())
@@ -77,12 +76,12 @@ impl Output {
 
     /// Whether the open Parquet part is due to be finished (never for text).
     fn due(&self) -> bool {
-        matches!(self, Output::Parquet(p) | Output::Dataset(p) if p.due())
+        matches!(self, Output::Parquet(p) if p.due())
     }
 
     /// Finishes the open Parquet part: its rows now survive a kill.
     fn sync(&mut self) -> anyhow::Result<()> {
-        if let Output::Parquet(p) | Output::Dataset(p) = self {
+        if let Output::Parquet(p) = self {
             p.roll()?;
         }
         Ok(())
@@ -90,12 +89,7 @@ impl Output {
 
     fn finish(self, meta: Vec<(String, String)>, complete: bool) -> anyhow::Result<()> {
         match self {
-            Output::Parquet(p) => {
-                p.finish_with(meta)?;
-            }
-            Output::Dataset(p) => {
-                p.finish_dataset(meta, complete)?;
-            }
+            Output::Parquet(p) => p.finish_run(meta, complete)?,
             Output::Text(t) => t.finish()?,
         }
         Ok(())
@@ -648,7 +642,7 @@ fn open_output(
                     a.sync_every,
                 )
                 .map_err(|e| usage(format!("--dataset: {e}")))?;
-                return Ok(Output::Dataset(Box::new(p)));
+                return Ok(Output::Parquet(Box::new(p)));
             }
             let p = PartedSink::<ScanRow>::create(path, meta, SCAN_ROW_GROUP, a.sync_every)
                 .map_err(|e| usage(format!("-o {}: {e}", path.display())))?;

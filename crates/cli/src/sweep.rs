@@ -330,15 +330,13 @@ impl Writer {
             // When the file's period (or the run) ended, a report's duration, and the kernel's
             // drops so far.
             let kernel = RxShared::kernel_drops_of(self.receivers.iter().map(|r| r.as_ref()));
-            if self.agent.is_some() {
-                // A dataset's parts are the results: durable now, nothing to merge.
-                sink.finish_dataset(end_metadata(&kernel).to_pairs(), true)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                return Ok(());
-            }
-            sink.finish_with(end_metadata(&kernel).to_pairs())
+            // A dataset's parts are the results, durable now; a file's are merged into it.
+            let file = !sink.is_dataset();
+            sink.finish_run(end_metadata(&kernel).to_pairs(), true)
                 .with_context(|| format!("writing {}", path.display()))?;
-            self.written.push(path);
+            if file {
+                self.written.push(path);
+            }
         }
         Ok(())
     }
