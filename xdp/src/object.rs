@@ -79,9 +79,12 @@ impl Loaded {
         let whole = |e: &dyn std::fmt::Display| {
             load_err(format!("the {prog} object"), None, format!(" ({e})"))
         };
+        let map_err = |name: &str, e: &aya::maps::MapError| {
+            load_err(format!("map {name}"), Errno::of(e), format!(" ({e})"))
+        };
         let mut obj = Object::parse(object).map_err(|e| whole(&e))?;
-        let mut maps = HashMap::new();
-        let mut defs = HashMap::new();
+        // Each map: its name, its definition (the relocations name it) and the kernel's map.
+        let mut created = vec![];
         for (name, mut def) in obj.maps.drain() {
             // Without the object's BTF in the kernel, a map cannot name BTF types: sizes
             // alone describe it (what the kernel needs; BTF would only add pretty-printing).
@@ -89,20 +92,14 @@ impl Loaded {
                 m.def.btf_key_type_id = 0;
                 m.def.btf_value_type_id = 0;
             }
-            let data = MapData::create(def.clone(), &name, None)
-                .map_err(|e| load_err(format!("map {name}"), Errno::of(&e), format!(" ({e})")))?;
-            defs.insert(name.clone(), def);
-            maps.insert(name, data);
+            let data = MapData::create(def.clone(), &name, None).map_err(|e| map_err(&name, &e))?;
+            created.push((name, def, data));
         }
         let text: HashSet<usize> = obj.functions.keys().map(|(section, _)| *section).collect();
         obj.relocate_maps(
-            maps.iter().map(|(name, data)| {
-                (
-                    name.as_str(),
-                    data.fd().as_fd().as_raw_fd(),
-                    &defs[name.as_str()],
-                )
-            }),
+            created
+                .iter()
+                .map(|(name, def, data)| (name.as_str(), data.fd().as_fd().as_raw_fd(), def)),
             &text,
         )
         .map_err(|e| whole(&e))?;
@@ -119,20 +116,19 @@ impl Loaded {
             .iter()
             .map(encode)
             .collect();
-        let license = program.license.clone();
+        let license = &program.license;
         let mut typed = Maps::default();
-        for (name, data) in maps {
-            let map = Map::from_map_data(data)
-                .map_err(|e| load_err(format!("map {name}"), Errno::of(&e), format!(" ({e})")))?;
+        for (name, _, data) in created {
+            let map = Map::from_map_data(data).map_err(|e| map_err(&name, &e))?;
             typed.0.insert(name, map);
         }
         configure(&mut typed)?;
-        let prog = match sys::prog_load_xdp(&insns, &license, prog, None) {
+        let prog = match sys::prog_load_xdp(&insns, license, prog, None) {
             Ok(fd) => fd,
             Err(first) => {
                 // Again with the verifier's log, to say why.
                 let mut log = vec![0u8; LOG_BYTES];
-                let e = sys::prog_load_xdp(&insns, &license, prog, Some(&mut log))
+                let e = sys::prog_load_xdp(&insns, license, prog, Some(&mut log))
                     .err()
                     .unwrap_or(first);
                 let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
