@@ -286,8 +286,7 @@ fn parse_run_id(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 128
         && !s.starts_with(['.', '_'])
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        && s.chars().all(crate::dataset::partition_char);
     if ok {
         Ok(s.to_string())
     } else {

@@ -9,6 +9,12 @@ use asdic_analysis::{partition_taken, write_marker};
 
 use crate::Fail;
 
+/// Whether `c` may appear in a partition value (`--run-id`, `--agent`, a host name): safe in
+/// a directory name and in a Hive `key=value`.
+pub fn partition_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')
+}
+
 /// A run's partition of a dataset.
 #[derive(Debug, Clone)]
 pub struct RunPartition {

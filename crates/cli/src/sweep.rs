@@ -29,6 +29,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::args::{IdChoice, SweepArgs, check_rate};
 use crate::closing::end_metadata;
+use crate::dataset::partition_char;
 use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::RunHints;
 use crate::inputs::{Ids, table_for, work};
@@ -1009,13 +1010,7 @@ fn host_name() -> String {
     let name: String = raw
         .trim()
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if partition_char(c) { c } else { '_' })
         .collect();
     match name.trim_start_matches(['.', '_']) {
         "" => "unknown".to_string(),
