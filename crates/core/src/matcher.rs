@@ -386,4 +386,4 @@ fn scan_event(a: &ScanAnswer, outcome: Outcome) -> Event {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -88,7 +88,8 @@ impl Bed {
     }
 }
 
-fn ip(src: IpAddr, dst: IpAddr, ttl: u8, icmp: &[u8]) -> Vec<u8> {
+/// An IPv4 packet carrying `icmp` (also the stateless scan's tests' frames).
+pub(crate) fn ip(src: IpAddr, dst: IpAddr, ttl: u8, icmp: &[u8]) -> Vec<u8> {
     let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else {
         unreachable!()
     };
@@ -107,7 +108,8 @@ fn ip(src: IpAddr, dst: IpAddr, ttl: u8, icmp: &[u8]) -> Vec<u8> {
     b
 }
 
-fn reply_to(req: &[u8]) -> Vec<u8> {
+/// The echo reply to ICMP echo request `req` (its checksum redone).
+pub(crate) fn reply_to(req: &[u8]) -> Vec<u8> {
     let mut r = req.to_vec();
     r[0] = 0;
     r[2..4].fill(0);
@@ -116,7 +118,8 @@ fn reply_to(req: &[u8]) -> Vec<u8> {
     r
 }
 
-fn error_about(t: u8, code: u8, quoted: &[u8]) -> Vec<u8> {
+/// An ICMP error of type `t`, code `code`, quoting `quoted`.
+pub(crate) fn error_about(t: u8, code: u8, quoted: &[u8]) -> Vec<u8> {
     let mut m = vec![t, code, 0, 0, 0, 0, 0, 0];
     m.extend_from_slice(quoted);
     let c = checksum::checksum(&m);

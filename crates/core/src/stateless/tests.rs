@@ -4,12 +4,13 @@
 use super::*;
 use crate::frame::{RxFrame, RxLayer};
 use crate::matcher::Matcher;
+use crate::matcher::tests::{error_about, reply_to};
 use crate::permute::Cycle;
 use crate::space::{AddrSet, SpaceSpec};
 use crate::targets::TargetSpec;
 use asdic_wire::payload::Stamp;
 use asdic_wire::template::{Layer, ProbeFields, Template};
-use asdic_wire::{Family, checksum, ipv4};
+use asdic_wire::{Family, checksum};
 use core::net::Ipv4Addr;
 use std::collections::{HashMap, HashSet};
 
@@ -314,43 +315,20 @@ fn probe(dst: IpAddr, attempt: u8, position: u64, t_send: u64) -> Vec<u8> {
     b
 }
 
+/// An IPv4 packet carrying `icmp`, TTL 60.
 fn ip(src: IpAddr, dst: IpAddr, icmp: &[u8]) -> Vec<u8> {
-    let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else {
-        unreachable!()
-    };
-    let mut b = vec![0; 20];
-    ipv4::Repr {
-        src: s,
-        dst: d,
-        protocol: 1,
-        payload_len: icmp.len(),
-        ttl: 60,
-        ident: 0,
-    }
-    .emit(&mut b)
-    .unwrap();
-    b.extend_from_slice(icmp);
-    b
-}
-
-fn reply_to(req: &[u8]) -> Vec<u8> {
-    let mut r = req.to_vec();
-    r[0] = 0;
-    r[2..4].fill(0);
-    let c = checksum::checksum(&r);
-    r[2..4].copy_from_slice(&c.to_be_bytes());
-    r
+    crate::matcher::tests::ip(src, dst, 60, icmp)
 }
 
 /// A destination unreachable from `router` quoting the probe's IP header and its first
 /// `quote` ICMP bytes (8: what RFC 792 requires and many routers send).
 fn unreachable(router: IpAddr, dst: IpAddr, req: &[u8], quote: usize) -> Vec<u8> {
     let quoted = ip(US, dst, req);
-    let mut m = vec![3, 1, 0, 0, 0, 0, 0, 0];
-    m.extend_from_slice(&quoted[..20 + quote.min(req.len())]);
-    let c = checksum::checksum(&m);
-    m[2..4].copy_from_slice(&c.to_be_bytes());
-    ip(router, US, &m)
+    ip(
+        router,
+        US,
+        &error_about(3, 1, &quoted[..20 + quote.min(req.len())]),
+    )
 }
 
 fn feed(m: &mut Matcher, packet: &[u8], ts: u64) -> Vec<Event> {
