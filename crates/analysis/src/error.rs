@@ -17,6 +17,9 @@ pub enum Error {
         /// What the OS said.
         source: io::Error,
     },
+    /// An output could not be opened, published or was refused (see [`asdic_fs::Error`]).
+    #[error(transparent)]
+    Fs(#[from] asdic_fs::Error),
     /// The Parquet writer failed.
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),

@@ -20,6 +20,13 @@
 //! cookie) plus 8 bytes per reply for exact percentiles; output is streamed in chunks of
 //! [`CHUNK_ROWS`] rows.
 #![forbid(unsafe_code)]
+// A results library never prints, and never panics on what it is given.
+#![deny(
+    clippy::print_stderr,
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 /// The dense per-target store and run totals.
 pub mod aggregate;
@@ -54,14 +61,14 @@ pub use aggregate::{Aggregator, RttTotals, Totals};
 pub use error::{Error, Result};
 pub use meta::{RunMeta, RunMode, UnknownRunMode};
 pub use parts::{
-    PartedSink, STOPPED, SUCCESS, dir_of, list_parts, merge, metadata_of, partition_taken,
-    parts_dir, write_marker,
+    PartedSink, STOPPED, SUCCESS, dir_of, list_parts, merge, metadata_of, part_names, partition,
+    partition_taken, parts_dir, rows_of, write_marker,
 };
 pub use scan::{SCAN_COLUMNS, SCAN_NUM_COLUMNS, ScanOutcome, ScanRow, scan_schema};
 pub use schema::{COLUMNS, NUM_COLUMNS, Record, Row, Value, record_batch, schema};
 pub use sink::{
-    CHUNK_ROWS, CsvSink, Format, JsonlSink, ParquetSink, ROW_GROUP_ROWS, Sink, TableSink, sink_for,
-    text_sink,
+    CHUNK_ROWS, CsvSink, Format, JsonlSink, ParquetSink, ROW_GROUP_ROWS, Sink, TableSink,
+    file_sink, sink_for, text_sink,
 };
 pub use stats::{FirstError, Rtt, TargetStats};
 pub use summary::summary_line;

@@ -355,8 +355,13 @@ run_meta! {
     /// `asdic.drops`: what the receivers dropped, as printed ("N malformed, N forged, …"):
     /// scan.
     drops: String => DROPS = "asdic.drops";
-    /// `asdic.interrupted`: whether a signal stopped the run: scan.
+    /// `asdic.interrupted`: whether a signal stopped the run: ping, trace, scan.
     interrupted: bool => INTERRUPTED = "asdic.interrupted";
+    /// `asdic.signal`: the signal that stopped the run (`SIGINT`, `SIGTERM`), when one did.
+    signal: String => SIGNAL = "asdic.signal";
+    /// `asdic.stderr_lost`: diagnostic lines that could not be written to stderr (a closed
+    /// pipe, a full disk): the run went on without them.
+    stderr_lost: u64 => STDERR_LOST = "asdic.stderr_lost";
     /// `asdic.kernel_lost`: replies and errors of the run the kernel dropped before asdic could
     /// read them (see `RunMeta::with_kernel`).
     kernel_lost: u64 => KERNEL_LOST = "asdic.kernel_lost";
@@ -504,7 +509,9 @@ mod tests {
                 "0 malformed, 0 forged, 0 foreign, 0 unmatched errors, 0 stale, 0 other ICMP"
                     .into(),
             ),
-            interrupted: Some(false),
+            interrupted: Some(true),
+            signal: Some("SIGTERM".into()),
+            stderr_lost: Some(2),
             kernel_lost: Some(3),
             kernel: KERNEL.iter().map(|&(n, c)| (n.to_string(), c)).collect(),
             complete: Some(true),
@@ -517,8 +524,8 @@ mod tests {
     fn a_full_struct_round_trips() {
         let m = full();
         let p = m.to_pairs();
-        // 44 keys, 6 kernel counters, 2 others: every field written once.
-        assert_eq!(p.len(), 44 + 6 + 2);
+        // 46 keys, 6 kernel counters, 2 others: every field written once.
+        assert_eq!(p.len(), 46 + 6 + 2);
         let mut names: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
         names.sort_unstable();
         names.dedup();

@@ -5,21 +5,27 @@
 //! writing one (SIGKILL, OOM, power cut) would leave nothing readable. [`PartedSink`] writes
 //! rows for `<out>` into `<out>.parts/part-NNNNNN.parquet` instead, finishing the open part
 //! (footer, fsync, rename, fsync of the directory) every `every` (a few seconds): a killed run
-//! loses at most the rows of the part still open, which is hidden (`.part-NNNNNN.parquet.tmp`)
-//! so that readers of the directory skip it. [`PartedSink::finish`] merges the parts in order
-//! into `<out>` (through `<out>.tmp`, with the run's closing metadata), then removes them, so a
-//! run that ends normally (including on SIGINT/SIGTERM) leaves exactly one complete file.
+//! loses at most the rows of the part still open, which is hidden (`.part-NNNNNN.parquet.*.tmp`)
+//! so that readers of the directory skip it. [`PartedSink::finish_with`] merges the parts in
+//! order into `<out>` (through a temporary, with the run's closing metadata), then removes
+//! them, so a run that ends normally (including on SIGINT/SIGTERM) leaves exactly one complete
+//! file.
 //!
 //! Every part is a complete Parquet file with the run's schema and metadata (plus `asdic.part`),
 //! so a partial run reads as a dataset (`asdic report OUT.parts`, DuckDB
 //! `read_parquet('OUT.parts/*.parquet')`, `pyarrow.parquet.read_table('OUT.parts')`), and
-//! [`recover`] merges one into `<out>` as the run would have.
+//! [`merge`] merges one into `<out>` as the run would have.
+//!
+//! Every directory and file here is opened through [`asdic_fs`]: the parts directory is
+//! claimed by creating it, parts are published without replacing, nothing planted is followed.
 
 use core::marker::PhantomData;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use asdic_fs::{Dest, Dir, Output, Publish, TempFile};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{Error, Result};
@@ -34,6 +40,11 @@ pub fn parts_dir(out: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+fn is_part(name: &OsStr) -> bool {
+    let n = name.to_str().unwrap_or("");
+    n.starts_with("part-") && n.ends_with(".parquet")
+}
+
 /// The finished parts in `dir`, in order (`part-*.parquet`, sorted by name).
 ///
 /// # Errors
@@ -46,13 +57,22 @@ pub fn list_parts(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut parts = vec![];
     for e in fs::read_dir(dir).map_err(file_error)? {
         let p = e.map_err(file_error)?.path();
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with("part-") && name.ends_with(".parquet") {
+        if p.file_name().is_some_and(is_part) {
             parts.push(p);
         }
     }
     parts.sort();
     Ok(parts)
+}
+
+/// The names of the finished parts in open directory `dir`, in order.
+///
+/// # Errors
+/// [`Error::Fs`] if the directory cannot be read.
+pub fn part_names(dir: &Dir) -> Result<Vec<OsString>> {
+    let mut names: Vec<OsString> = dir.names()?.into_iter().filter(|n| is_part(n)).collect();
+    names.sort();
+    Ok(names)
 }
 
 /// The directory a file is created (and renamed) in: its parent, or `.` for a bare name.
@@ -63,15 +83,6 @@ pub fn dir_of(file: &Path) -> &Path {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| Error::File {
-            path: dir.to_path_buf(),
-            source,
-        })
-}
-
 /// The marker a dataset partition gets once all its parts are durable and the run completed
 /// (Hadoop's name; Spark, DuckDB and pyarrow skip files starting with `_`).
 pub const SUCCESS: &str = "_SUCCESS";
@@ -80,56 +91,80 @@ pub const SUCCESS: &str = "_SUCCESS";
 /// its parts are durable, its results a prefix of the run's, and it has no [`SUCCESS`].
 pub const STOPPED: &str = "_STOPPED";
 
+/// Where a file's parts are merged at the end.
+#[derive(Debug)]
+struct Into {
+    dir: Dir,
+    name: OsString,
+    how: Publish,
+}
+
 /// Rows of type `R` for one output file, written as finished parts (see the module docs).
 #[derive(Debug)]
 pub struct PartedSink<R: Record> {
-    /// Parts of a dataset partition: never merged; a marker when finished.
-    dataset: bool,
+    /// Where the parts are merged into at the end; `None` for a dataset partition, whose
+    /// parts are the output (a marker when finished).
+    into: Option<Into>,
     /// Part files are `{prefix}-NNNNNN.parquet`.
     prefix: String,
     out: PathBuf,
-    dir: PathBuf,
+    /// The parts' directory.
+    dir: Dir,
     metadata: Vec<(String, String)>,
     row_group: usize,
     every: Duration,
     open: Option<ParquetSink<R>>,
     /// When the last part was finished (or the sink created).
     since: Instant,
-    parts: Vec<PathBuf>,
+    parts: Vec<OsString>,
     rows: PhantomData<fn(&R)>,
 }
 
 impl<R: Record> PartedSink<R> {
-    /// Starts the parts of `out` (creating `<out>.parts`), each with `metadata`, row groups of
-    /// at most `row_group` rows, finished every `every`.
+    /// Starts the parts of `out`, a name in a directory (creating `<out>.parts`), each with
+    /// `metadata`, row groups of at most `row_group` rows, finished every `every`. The merged
+    /// file replaces an existing one only when `out` was resolved with `--force`.
     ///
     /// # Errors
     /// [`Error::File`] if `<out>.parts` exists already (an earlier run's results: recover or
-    /// remove them first) or cannot be created.
+    /// remove them first) or cannot be created; [`Error::NotFor`] for a stream.
     pub fn create(
-        out: impl AsRef<Path>,
+        out: &Dest,
         metadata: Vec<(String, String)>,
         row_group: usize,
         every: Duration,
     ) -> Result<Self> {
-        let out = out.as_ref().to_path_buf();
-        let dir = parts_dir(&out);
-        fs::create_dir(&dir).map_err(|source| Error::File {
-            path: dir.clone(),
-            source: if source.kind() == std::io::ErrorKind::AlreadyExists {
-                std::io::Error::new(
-                    source.kind(),
+        let how = if out.replaces() {
+            Publish::Replace
+        } else {
+            Publish::NoReplace
+        };
+        let (Some((parent, name)), Some((_, parts))) = (out.sibling(""), out.sibling(".parts"))
+        else {
+            return Err(Error::NotFor {
+                format: crate::Format::Parquet,
+                what: "parts beside a stream",
+            });
+        };
+        let dir = parent.create_dir(&parts).map_err(|e| match e {
+            asdic_fs::Error::Exists { path } => Error::File {
+                path,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
                     "exists: the parts of an earlier run that did not finish \
                      (`asdic recover` merges them; or remove the directory)",
-                )
-            } else {
-                source
+                ),
             },
+            e => e.into(),
         })?;
         Ok(Self::with(
-            false,
+            Some(Into {
+                dir: parent,
+                name,
+                how,
+            }),
             "part".into(),
-            out,
+            out.path().to_path_buf(),
             dir,
             metadata,
             row_group,
@@ -138,16 +173,16 @@ impl<R: Record> PartedSink<R> {
     }
 
     fn with(
-        dataset: bool,
+        into: Option<Into>,
         prefix: String,
         out: PathBuf,
-        dir: PathBuf,
+        dir: Dir,
         metadata: Vec<(String, String)>,
         row_group: usize,
         every: Duration,
     ) -> Self {
         Self {
-            dataset,
+            into,
             prefix,
             out,
             dir,
@@ -161,47 +196,45 @@ impl<R: Record> PartedSink<R> {
         }
     }
 
-    /// Parts in one partition `dir` of a Hive-style dataset (created with its parents): they
-    /// are the output, never merged; [`PartedSink::finish_dataset`] marks the partition
-    /// complete. A killed run leaves its finished parts, readable, and no marker. Parts are
-    /// `part-NNNNNN.parquet`, or `part-{name}-NNNNNN.parquet` when several writers share the
-    /// partition (a sweep's hour: each period of each run names its own).
+    /// Parts in one partition `dir` of a Hive-style dataset (opened, e.g. by
+    /// [`partition`]): they are the output, never merged; [`PartedSink::finish_dataset`]
+    /// marks the partition complete. A killed run leaves its finished parts, readable, and no
+    /// marker. Parts are `part-NNNNNN.parquet`, or `part-{name}-NNNNNN.parquet` when several
+    /// writers share the partition (a sweep's hour: each period of each run names its own).
     ///
     /// # Errors
-    /// [`Error::File`] if `dir` cannot be created, or already holds parts of this name or a
-    /// marker (an earlier run of this partition: remove it, or write another partition).
+    /// [`Error::File`] if `dir` already holds parts of this name or a marker (an earlier
+    /// run of this partition: `asdic recover` says what it holds; remove it, or write another
+    /// partition).
     pub fn in_dataset(
-        dir: impl AsRef<Path>,
+        dir: Dir,
         name: Option<&str>,
         metadata: Vec<(String, String)>,
         row_group: usize,
         every: Duration,
     ) -> Result<Self> {
-        let dir = dir.as_ref().to_path_buf();
-        let file_error = |source| Error::File {
-            path: dir.clone(),
-            source,
-        };
-        fs::create_dir_all(&dir).map_err(file_error)?;
         let prefix = match name {
             Some(n) => format!("part-{n}"),
             None => "part".to_string(),
         };
         let taken = match name {
             None => partition_taken(&dir)?,
-            Some(_) => dir.join(format!("{prefix}-000000.parquet")).exists(),
+            Some(_) => dir.has(OsStr::new(&format!("{prefix}-000000.parquet")))?,
         };
         if taken {
-            return Err(file_error(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "holds the results of an earlier run of this partition (remove the directory, \
-                 or choose another --run-id)",
-            )));
+            return Err(Error::File {
+                path: dir.path().to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "holds the results of an earlier run of this partition (`asdic recover` \
+                     checks them; remove the directory, or choose another --run-id)",
+                ),
+            });
         }
         Ok(Self::with(
-            true,
+            None,
             prefix,
-            dir.clone(),
+            dir.path().to_path_buf(),
             dir,
             metadata,
             row_group,
@@ -215,7 +248,7 @@ impl<R: Record> PartedSink<R> {
     /// Returns the number of parts.
     ///
     /// # Errors
-    /// As [`PartedSink::roll`], and [`Error::File`] if the marker cannot be written.
+    /// As [`PartedSink::roll`], and [`Error::Fs`] if the marker cannot be written.
     pub fn finish_dataset(
         mut self,
         closing: Vec<(String, String)>,
@@ -240,12 +273,12 @@ impl<R: Record> PartedSink<R> {
 
     /// The directory of parts.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
     /// The parts finished so far.
-    pub fn parts(&self) -> &[PathBuf] {
-        &self.parts
+    pub fn parts(&self) -> Vec<PathBuf> {
+        self.parts.iter().map(|n| self.dir.join(n)).collect()
     }
 
     /// Whether a part period has passed since the last [`roll`](Self::roll): time for the
@@ -257,30 +290,39 @@ impl<R: Record> PartedSink<R> {
     /// Finishes the open part, if any: from now on its rows survive the process.
     ///
     /// # Errors
-    /// As [`ParquetSink`]'s finish, and [`Error::File`] if the directory cannot be synced.
+    /// As [`ParquetSink`]'s finish.
     pub fn roll(&mut self) -> Result<()> {
         self.since = Instant::now();
         if let Some(part) = self.open.take() {
-            let path = part.path().to_path_buf();
+            let name = part
+                .path()
+                .file_name()
+                .map(OsStr::to_os_string)
+                .unwrap_or_default();
+            // Publishing syncs the part and then the directory.
             Box::new(part).finish()?;
-            sync_dir(&self.dir)?;
-            self.parts.push(path);
+            self.parts.push(name);
         }
         Ok(())
     }
 
     fn part(&mut self) -> Result<&mut ParquetSink<R>> {
-        if self.open.is_none() {
-            let n = self.parts.len();
-            let prefix = &self.prefix;
-            let path = self.dir.join(format!("{prefix}-{n:06}.parquet"));
-            let tmp = self.dir.join(format!(".{prefix}-{n:06}.parquet.tmp"));
-            let mut meta = self.metadata.clone();
-            meta.push((keys::PART.into(), n.to_string()));
-            let sink = ParquetSink::with_tmp(path, tmp, meta, self.row_group)?;
-            self.open = Some(sink);
-        }
-        Ok(self.open.as_mut().expect("opened above"))
+        let sink = match self.open.take() {
+            Some(s) => s,
+            None => {
+                let n = self.parts.len();
+                let name = format!("{}-{n:06}.parquet", self.prefix);
+                let tmp = TempFile::new(&self.dir, OsStr::new(&name))?;
+                let mut meta = self.metadata.clone();
+                meta.push((keys::PART.into(), n.to_string()));
+                ParquetSink::to(
+                    Output::temp(tmp, Publish::NoReplace, self.dir.join(&name)),
+                    meta,
+                    self.row_group,
+                )?
+            }
+        };
+        Ok(self.open.insert(sink))
     }
 
     /// Finishes the run: the open part, then every part merged in order into the output file
@@ -293,12 +335,32 @@ impl<R: Record> PartedSink<R> {
         self.roll()?;
         let mut meta = self.metadata.clone();
         meta.extend(closing);
-        let rows = merge::<R>(&self.parts, &self.out, meta, self.row_group)?;
+        let Some(into) = self.into.take() else {
+            return Err(Error::NotFor {
+                format: crate::Format::Parquet,
+                what: "merging a dataset partition",
+            });
+        };
+        let out = Output::temp(
+            TempFile::new(&into.dir, &into.name)?,
+            into.how,
+            self.out.clone(),
+        );
+        let rows = merge::<R>(&self.dir, &self.parts, out, meta, self.row_group)?;
         for p in std::mem::take(&mut self.parts) {
-            let _ = fs::remove_file(p);
+            let _ = self.dir.remove(&p);
         }
-        // The drop removes the directory, now empty.
+        if let Some((parent, name)) = self.dir_name(&into) {
+            let _ = parent.remove_dir(&name);
+        }
         Ok(rows)
+    }
+
+    /// The parts directory as a name in the output's directory.
+    fn dir_name(&self, into: &Into) -> Option<(Dir, OsString)> {
+        let mut name = into.name.clone();
+        name.push(".parts");
+        Some((into.dir.clone(), name))
     }
 }
 
@@ -310,7 +372,7 @@ impl<R: Record> PartedSink<R> {
     /// # Errors
     /// As those two.
     pub fn finish_run(self, closing: Vec<(String, String)>, complete: bool) -> Result<()> {
-        if self.dataset {
+        if self.into.is_none() {
             self.finish_dataset(closing, complete).map(|_| ())
         } else {
             self.finish_with(closing).map(|_| ())
@@ -319,7 +381,7 @@ impl<R: Record> PartedSink<R> {
 
     /// Whether this sink writes a dataset partition (its parts are the results).
     pub fn is_dataset(&self) -> bool {
-        self.dataset
+        self.into.is_none()
     }
 }
 
@@ -329,8 +391,11 @@ impl<R: Record> Drop for PartedSink<R> {
     fn drop(&mut self) {
         drop(self.open.take());
         // A dataset partition stays, empty or not: its directory is part of the layout.
-        if self.parts.is_empty() && !self.dataset {
-            let _ = fs::remove_dir(&self.dir);
+        if self.parts.is_empty()
+            && let Some(into) = &self.into
+            && let Some((parent, name)) = self.dir_name(into)
+        {
+            let _ = parent.remove_dir(&name);
         }
     }
 }
@@ -348,22 +413,39 @@ impl<R: Record> Sink<R> for PartedSink<R> {
     }
 }
 
+/// The directory of a dataset partition, `root/k1=v1/k2=v2…` (`levels` as given), created
+/// where missing: the root as [`Dir::create_all`], each level a real directory under it
+/// ([`Dir::subdir`]), never a link.
+///
+/// # Errors
+/// [`Error::Fs`] naming the level that could not be created or was refused.
+pub fn partition(root: &Path, levels: &[String]) -> Result<Dir> {
+    let mut dir = Dir::create_all(root)?;
+    for l in levels {
+        dir = dir.subdir(OsStr::new(l), true)?;
+    }
+    Ok(dir)
+}
+
 /// Whether dataset partition `dir` already holds a run's results: a marker or parts.
 ///
 /// # Errors
-/// [`Error::File`] if `dir` cannot be read.
-pub fn partition_taken(dir: &Path) -> Result<bool> {
-    Ok(dir.join(SUCCESS).exists() || dir.join(STOPPED).exists() || !list_parts(dir)?.is_empty())
+/// [`Error::Fs`] if `dir` cannot be read.
+pub fn partition_taken(dir: &Dir) -> Result<bool> {
+    Ok(dir.has(OsStr::new(SUCCESS))?
+        || dir.has(OsStr::new(STOPPED))?
+        || !part_names(dir)?.is_empty())
 }
 
 /// Marks dataset partition `dir`: [`SUCCESS`] when its run is `complete`, else [`STOPPED`],
 /// holding `pairs` (the run's metadata) as one JSON object; written to a hidden temporary
-/// file, synced, renamed into place and the directory synced, so a marker is never seen
-/// half written and never before what the caller wrote before it is durable.
+/// file, synced, renamed into place (never over another marker) and the directory synced, so
+/// a marker is never seen half written and never before what the caller wrote before it is
+/// durable.
 ///
 /// # Errors
-/// [`Error::File`] if the marker cannot be written.
-pub fn write_marker(dir: &Path, complete: bool, pairs: &[(String, String)]) -> Result<()> {
+/// [`Error::Fs`] if the marker cannot be written.
+pub fn write_marker(dir: &Dir, complete: bool, pairs: &[(String, String)]) -> Result<()> {
     let mut json = String::from("{");
     for (i, (k, v)) in pairs.iter().enumerate() {
         if i > 0 {
@@ -375,42 +457,36 @@ pub fn write_marker(dir: &Path, complete: bool, pairs: &[(String, String)]) -> R
     }
     json.push_str("}\n");
     let name = if complete { SUCCESS } else { STOPPED };
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let marker = dir.join(name);
-    let file_error = |path: &Path, source| Error::File {
-        path: path.to_path_buf(),
-        source,
-    };
+    let mut tmp = TempFile::new(dir, OsStr::new(name))?;
     {
         use std::io::Write;
-        let mut f = File::create(&tmp).map_err(|e| file_error(&tmp, e))?;
-        f.write_all(json.as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(|e| file_error(&tmp, e))?;
+        tmp.write_all(json.as_bytes())
+            .map_err(|source| Error::File {
+                path: tmp.path(),
+                source,
+            })?;
     }
-    fs::rename(&tmp, &marker).map_err(|e| file_error(&marker, e))?;
-    sync_dir(dir)
+    tmp.publish(Publish::NoReplace)?;
+    Ok(())
 }
 
-/// Merges `parts` (Parquet files of `R`'s schema), in order, into `out` (through `<out>.tmp`,
-/// synced, renamed) with `metadata`. Returns the number of rows.
+/// Merges the parts `names` in `dir` (Parquet files of `R`'s schema, opened without following
+/// links), in order, into `out` with `metadata`, and completes it. Returns the number of rows.
 ///
 /// # Errors
-/// [`Error::File`] if a part cannot be opened, [`Error::Parquet`] if one is not a Parquet
+/// [`Error::Fs`] if a part cannot be opened, [`Error::Parquet`] if one is not a Parquet
 /// file of `R`'s schema, or writing fails.
 pub fn merge<R: Record>(
-    parts: &[PathBuf],
-    out: &Path,
+    dir: &Dir,
+    names: &[OsString],
+    out: Output,
     metadata: Vec<(String, String)>,
     row_group: usize,
 ) -> Result<u64> {
-    let mut sink = ParquetSink::<R>::with_row_groups(out, metadata, row_group)?;
+    let mut sink = ParquetSink::<R>::to(out, metadata, row_group)?;
     let mut rows = 0u64;
-    for p in parts {
-        let f = File::open(p).map_err(|source| Error::File {
-            path: p.clone(),
-            source,
-        })?;
+    for n in names {
+        let f = dir.read_file(n)?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(f)?.build()?;
         for batch in reader {
             let batch = batch?;
@@ -419,8 +495,20 @@ pub fn merge<R: Record>(
         }
     }
     Box::new(sink).finish()?;
-    sync_dir(dir_of(out))?;
     Ok(rows)
+}
+
+/// The number of rows of a Parquet file (from its footer).
+///
+/// # Errors
+/// [`Error::File`] if it cannot be opened, [`Error::Parquet`] if it is not Parquet.
+pub fn rows_of(path: &Path) -> Result<u64> {
+    let f = File::open(path).map_err(|source| Error::File {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(f)?;
+    Ok(u64::try_from(b.metadata().file_metadata().num_rows()).unwrap_or(0))
 }
 
 /// The key-value metadata of a Parquet file.
@@ -466,6 +554,18 @@ mod tests {
         }
     }
 
+    fn dest(p: &Path) -> Dest {
+        Dest::resolve(p, false).unwrap()
+    }
+
+    /// Merges the parts of `out` into it, as `asdic recover` does.
+    fn recover(out: &Path, meta: Vec<(String, String)>) -> Result<u64> {
+        let parts = Dir::open(&parts_dir(out)).unwrap();
+        let names = part_names(&parts).unwrap();
+        let into = Dest::resolve(out, false)?.whole()?;
+        merge::<ScanRow>(&parts, &names, into, meta, 1024)
+    }
+
     fn meta() -> Vec<(String, String)> {
         vec![(keys::MODE.into(), "scan".into())]
     }
@@ -485,7 +585,8 @@ mod tests {
     fn parts_finish_as_they_roll_and_merge_into_one_file() {
         let out = temp_path("parted.parquet");
         let mut s =
-            PartedSink::<ScanRow>::create(&out, meta(), 4, Duration::from_secs(3600)).unwrap();
+            PartedSink::<ScanRow>::create(&dest(&out), meta(), 4, Duration::from_secs(3600))
+                .unwrap();
         let dir = s.dir().to_path_buf();
         assert!(!s.due(), "an hour has not passed");
         s.write_rows(&(0..10).map(row).collect::<Vec<_>>()).unwrap();
@@ -511,9 +612,11 @@ mod tests {
         assert_eq!(n, 14);
         assert!(!dir.exists(), "parts removed after the merge");
         // A run that fails before its first part leaves no directory in the way of the next.
-        let s = PartedSink::<ScanRow>::create(&out, meta(), 4, Duration::ZERO).unwrap();
+        let other = temp_path("parted-unfinished.parquet");
+        let s = PartedSink::<ScanRow>::create(&dest(&other), meta(), 4, Duration::ZERO).unwrap();
+        assert!(parts_dir(&other).is_dir());
         drop(s);
-        assert!(!dir.exists());
+        assert!(!parts_dir(&other).exists());
         let (rows, meta) = targets(&out);
         let want: Vec<String> = (0..14).map(|i| row(i).target.to_string()).collect();
         assert_eq!(rows, want);
@@ -525,7 +628,8 @@ mod tests {
     #[test]
     fn an_abandoned_run_leaves_its_finished_parts_and_refuses_to_overwrite_them() {
         let out = temp_path("abandoned.parquet");
-        let mut s = PartedSink::<ScanRow>::create(&out, meta(), 1024, Duration::ZERO).unwrap();
+        let mut s =
+            PartedSink::<ScanRow>::create(&dest(&out), meta(), 1024, Duration::ZERO).unwrap();
         let dir = s.dir().to_path_buf();
         s.write_rows(&(0..5).map(row).collect::<Vec<_>>()).unwrap();
         assert!(s.due(), "a zero period is due at once");
@@ -536,11 +640,11 @@ mod tests {
         let parts = list_parts(&dir).unwrap();
         assert_eq!(parts.len(), 1);
         assert_eq!(targets(&parts[0]).0.len(), 5);
-        let again = PartedSink::<ScanRow>::create(&out, meta(), 1024, Duration::ZERO);
+        let again = PartedSink::<ScanRow>::create(&dest(&out), meta(), 1024, Duration::ZERO);
         let e = again.unwrap_err().to_string();
         assert!(e.contains(".parts") && e.contains("asdic recover"), "{e}");
         // Recovering: merge the parts as the run would have.
-        let n = merge::<ScanRow>(&parts, &out, metadata_of(&parts[0]).unwrap(), 1024).unwrap();
+        let n = recover(&out, metadata_of(&parts[0]).unwrap()).unwrap();
         assert_eq!(n, 5);
         assert_eq!(targets(&out).0.len(), 5);
         let _ = fs::remove_dir_all(&dir);
@@ -550,7 +654,7 @@ mod tests {
     #[test]
     fn an_empty_run_still_writes_its_file() {
         let out = temp_path("empty-parted.parquet");
-        let s = PartedSink::<ScanRow>::create(&out, meta(), 1024, Duration::ZERO).unwrap();
+        let s = PartedSink::<ScanRow>::create(&dest(&out), meta(), 1024, Duration::ZERO).unwrap();
         assert_eq!(s.finish_with(vec![]).unwrap(), 0);
         assert_eq!(targets(&out).0.len(), 0);
         let _ = fs::remove_file(&out);
@@ -558,23 +662,81 @@ mod tests {
 
     #[test]
     fn a_part_that_is_not_parquet_is_an_error_naming_it() {
-        let dir = temp_path("bad-parts");
+        let root = temp_path("bad-parts");
+        let out = root.join("out.parquet");
+        let dir = parts_dir(&out);
         fs::create_dir_all(&dir).unwrap();
-        let bad = dir.join("part-000000.parquet");
-        fs::write(&bad, b"PAR1 not really").unwrap();
-        let out = dir.join("out.parquet");
-        assert!(merge::<ScanRow>(&[bad], &out, vec![], 1024).is_err());
+        fs::write(dir.join("part-000000.parquet"), b"PAR1 not really").unwrap();
+        assert!(recover(&out, vec![]).is_err());
         assert!(!out.exists());
-        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(fs::read_dir(&root).unwrap().count(), 1, "no temporary left");
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn planted_names_in_the_parts_are_never_followed() {
+        use std::os::unix::fs::symlink;
+        let root = temp_path("planted-parts");
+        fs::create_dir_all(&root).unwrap();
+        let victim = root.join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        let out = root.join("out.parquet");
+        // A planted link at the parts directory: refused, not followed.
+        fs::create_dir(root.join("elsewhere")).unwrap();
+        symlink(root.join("elsewhere"), parts_dir(&out)).unwrap();
+        let e = PartedSink::<ScanRow>::create(&dest(&out), meta(), 4, Duration::ZERO).unwrap_err();
+        assert!(e.to_string().contains("exists"), "{e}");
+        fs::remove_file(parts_dir(&out)).unwrap();
+        // Links at the names parts and their temporaries once had: unused, untouched.
+        let mut s = PartedSink::<ScanRow>::create(&dest(&out), meta(), 4, Duration::ZERO).unwrap();
+        let dir = parts_dir(&out);
+        symlink(&victim, dir.join(".part-000000.parquet.tmp")).unwrap();
+        s.write_rows(&[row(1)]).unwrap();
+        s.roll().unwrap();
+        // A part name taken by a planted link: the part is not published over it.
+        symlink(&victim, dir.join("part-000001.parquet")).unwrap();
+        s.write_rows(&[row(2)]).unwrap();
+        assert!(s.roll().is_err());
+        drop(s);
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_merge_never_replaces_a_file_that_appeared_during_the_run() {
+        let root = temp_path("appeared");
+        fs::create_dir_all(&root).unwrap();
+        let out = root.join("out.parquet");
+        let mut s = PartedSink::<ScanRow>::create(&dest(&out), meta(), 4, Duration::ZERO).unwrap();
+        s.write_rows(&[row(1), row(2)]).unwrap();
+        fs::write(&out, b"someone else's").unwrap();
+        let e = s.finish_with(vec![]).unwrap_err();
+        let Error::Fs(asdic_fs::Error::Kept { kept, .. }) = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(fs::read(&out).unwrap(), b"someone else's");
+        assert_eq!(
+            targets(kept).0.len(),
+            2,
+            "the results are kept in the temporary"
+        );
+        let _ = fs::remove_dir_all(&root);
     }
 
     #[test]
     fn a_dataset_partition_keeps_its_parts_and_is_marked_only_when_finished() {
         let root = temp_path("dataset");
+        let levels = |s: &str| vec!["run=r1".to_string(), format!("shard={s}")];
+        let open = |s: &str| partition(&root, &levels(s)).unwrap();
         let dir = root.join("run=r1").join("shard=2");
-        let mut p =
-            PartedSink::<ScanRow>::in_dataset(&dir, None, meta(), 2, Duration::from_secs(3600))
-                .unwrap();
+        let mut p = PartedSink::<ScanRow>::in_dataset(
+            open("2"),
+            None,
+            meta(),
+            2,
+            Duration::from_secs(3600),
+        )
+        .unwrap();
         p.write_rows(&[row(1), row(2), row(3)]).unwrap();
         p.roll().unwrap();
         p.write_rows(&[row(4)]).unwrap();
@@ -600,20 +762,22 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
-        let e = PartedSink::<ScanRow>::in_dataset(&dir, None, meta(), 2, Duration::from_secs(1))
-            .unwrap_err()
-            .to_string();
+        let e =
+            PartedSink::<ScanRow>::in_dataset(open("2"), None, meta(), 2, Duration::from_secs(1))
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("earlier run of this partition"), "{e}");
         // An empty partition is still a partition, marked.
         let empty = root.join("run=r1").join("shard=3");
-        let p = PartedSink::<ScanRow>::in_dataset(&empty, None, meta(), 2, Duration::from_secs(1))
-            .unwrap();
+        let p =
+            PartedSink::<ScanRow>::in_dataset(open("3"), None, meta(), 2, Duration::from_secs(1))
+                .unwrap();
         assert_eq!(p.finish_dataset(vec![], true).unwrap(), 0);
         assert!(empty.join(SUCCESS).exists());
         // Stopped early: durable parts, the other marker, no _SUCCESS.
         let stopped = root.join("run=r1").join("shard=4");
         let mut p =
-            PartedSink::<ScanRow>::in_dataset(&stopped, None, meta(), 2, Duration::from_secs(1))
+            PartedSink::<ScanRow>::in_dataset(open("4"), None, meta(), 2, Duration::from_secs(1))
                 .unwrap();
         p.write_rows(&[row(7)]).unwrap();
         assert_eq!(p.finish_dataset(vec![], false).unwrap(), 1);

@@ -12,9 +12,10 @@
 use core::fmt::Write as _;
 use core::marker::PhantomData;
 use core::str::FromStr;
-use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+
+use asdic_fs::{Dest, Output};
 
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -163,6 +164,55 @@ pub fn text_sink<'a, R: Record + 'a, W: Write + 'a>(
     }
 }
 
+/// A sink of `R` records into output `out` as `format` — Parquet (with `metadata`, row
+/// groups of at most `row_group` rows), CSV or JSON Lines — whose
+/// [`finish`](Sink::finish) completes `out` (a file is published under its name, see
+/// [`Output::commit`]).
+///
+/// # Errors
+/// [`Error::NotFor`] for the table and text formats, [`Error::Parquet`] if the Parquet writer
+/// cannot start.
+pub fn file_sink<'a, R: Record + 'a>(
+    format: Format,
+    out: Output,
+    metadata: Vec<(String, String)>,
+    row_group: usize,
+) -> Result<Box<dyn Sink<R> + 'a>> {
+    match format {
+        Format::Parquet => Ok(Box::new(ParquetSink::to(out, metadata, row_group)?)),
+        Format::Csv => Ok(Box::new(TextFile::Csv(CsvSink::new(out)))),
+        Format::Jsonl => Ok(Box::new(TextFile::Jsonl(JsonlSink::new(out)))),
+        Format::Table | Format::Text => Err(Error::NotFor {
+            format,
+            what: "result files",
+        }),
+    }
+}
+
+/// A CSV or JSONL sink whose finish completes its output.
+enum TextFile<R> {
+    Csv(CsvSink<Output, R>),
+    Jsonl(JsonlSink<Output, R>),
+}
+
+impl<R: Record> Sink<R> for TextFile<R> {
+    fn write_rows(&mut self, rows: &[R]) -> Result<()> {
+        match self {
+            TextFile::Csv(s) => s.write_rows(rows),
+            TextFile::Jsonl(s) => s.write_rows(rows),
+        }
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        let out = match *self {
+            TextFile::Csv(s) => s.into_inner()?,
+            TextFile::Jsonl(s) => s.into_inner()?,
+        };
+        out.commit()?;
+        Ok(())
+    }
+}
+
 /// Calls `f` with the index and value of each of `row`'s cells, then checks that there
 /// was one cell per column.
 fn for_each_cell<R: Record>(row: &R, mut f: impl FnMut(usize, &Value<'_>)) -> Result<()> {
@@ -183,25 +233,25 @@ fn for_each_cell<R: Record>(row: &R, mut f: impl FnMut(usize, &Value<'_>)) -> Re
 /// groups of at most [`ROW_GROUP_ROWS`] (fewer where [`flush`](ParquetSink::flush) cut
 /// them), run parameters as key-value metadata.
 ///
-/// Data goes to `<path>.tmp`, renamed to `<path>` only by a successful
-/// [`finish`](Sink::finish): a crash never leaves a partial file under the final name, and
-/// dropping the sink unfinished removes the temporary file.
+/// It writes to an [`Output`]: a file's data goes to a temporary that only a successful
+/// [`finish`](Sink::finish) publishes under the final name (never replacing a file unless the
+/// output was resolved with `--force`), so a crash never leaves a partial file under the final
+/// name and dropping the sink unfinished removes the temporary; a stream (stdout, a FIFO)
+/// gets the bytes as row groups complete, the footer last (Parquet needs no seeking).
 #[derive(Debug)]
 pub struct ParquetSink<R> {
-    // Field order matters: the file closes before the guard removes it.
-    writer: ArrowWriter<File>,
-    tmp: TmpFile,
+    writer: ArrowWriter<Output>,
     path: PathBuf,
     rows: PhantomData<fn(&R)>,
 }
 
 impl<R: Record> ParquetSink<R> {
-    /// Creates `<path>.tmp` (replacing a stale one) with `metadata` as key-value metadata,
-    /// for records of [`R::schema()`](Record::schema).
+    /// Creates a new file at `path`, which must not exist (see [`Dest::resolve`]), with
+    /// `metadata` as key-value metadata, for records of [`R::schema()`](Record::schema).
     ///
     /// # Errors
-    /// [`Error::File`] if the temporary file cannot be created, [`Error::Parquet`] if the
-    /// writer cannot start.
+    /// [`Error::Fs`] if `path` exists or its temporary cannot be created, [`Error::Parquet`]
+    /// if the writer cannot start.
     pub fn create(path: impl AsRef<Path>, metadata: Vec<(String, String)>) -> Result<Self> {
         Self::with_row_groups(path, metadata, ROW_GROUP_ROWS)
     }
@@ -217,28 +267,17 @@ impl<R: Record> ParquetSink<R> {
         metadata: Vec<(String, String)>,
         rows: usize,
     ) -> Result<Self> {
-        let path = path.as_ref().to_path_buf();
-        let mut tmp_name = path.clone().into_os_string();
-        tmp_name.push(".tmp");
-        Self::with_tmp(path, PathBuf::from(tmp_name), metadata, rows)
+        let out = Dest::resolve(path.as_ref(), false)?.whole()?;
+        Self::to(out, metadata, rows)
     }
 
-    /// As [`with_row_groups`](Self::with_row_groups), written to `tmp` until it is finished
-    /// (a name that readers of a directory of parts skip, e.g. a hidden one).
+    /// Writes to `out` (a whole-file output, see [`Dest::whole`]), row groups of at most
+    /// `rows` rows.
     ///
     /// # Errors
-    /// As [`create`](Self::create).
-    pub fn with_tmp(
-        path: PathBuf,
-        tmp: PathBuf,
-        metadata: Vec<(String, String)>,
-        rows: usize,
-    ) -> Result<Self> {
-        let tmp = TmpFile::new(tmp);
-        let file = File::create(&tmp.path).map_err(|source| Error::File {
-            path: tmp.path.clone(),
-            source,
-        })?;
+    /// [`Error::Parquet`] if the writer cannot start.
+    pub fn to(out: Output, metadata: Vec<(String, String)>, rows: usize) -> Result<Self> {
+        let path = out.path().to_path_buf();
         let metadata = metadata
             .into_iter()
             .map(|(k, v)| KeyValue::new(k, v))
@@ -248,10 +287,9 @@ impl<R: Record> ParquetSink<R> {
             .set_max_row_group_row_count(Some(rows.max(1)))
             .set_key_value_metadata(Some(metadata))
             .build();
-        let writer = ArrowWriter::try_new(file, R::schema(), Some(props))?;
+        let writer = ArrowWriter::try_new(out, R::schema(), Some(props))?;
         Ok(Self {
             writer,
-            tmp,
             path,
             rows: PhantomData,
         })
@@ -267,11 +305,6 @@ impl<R: Record> ParquetSink<R> {
     /// The final path.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// The temporary path written until [`finish`](Sink::finish).
-    pub fn tmp_path(&self) -> &Path {
-        &self.tmp.path
     }
 
     /// Writes the rows buffered so far to the file as a complete row group (nothing when
@@ -316,49 +349,9 @@ impl<R: Record> Sink<R> for ParquetSink<R> {
     }
 
     fn finish(self: Box<Self>) -> Result<()> {
-        let Self {
-            mut writer,
-            tmp,
-            path,
-            rows: _,
-        } = *self;
-        writer.finish()?;
-        let file_error = |source| Error::File {
-            path: tmp.path.clone(),
-            source,
-        };
-        writer.inner().sync_all().map_err(file_error)?;
-        drop(writer);
-        fs::rename(&tmp.path, &path).map_err(file_error)?;
-        tmp.disarm();
+        let out = self.writer.into_inner()?;
+        out.commit()?;
         Ok(())
-    }
-}
-
-/// A temporary file, removed on drop unless kept.
-#[derive(Debug)]
-struct TmpFile {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl TmpFile {
-    fn new(path: PathBuf) -> Self {
-        Self { path, keep: false }
-    }
-
-    /// Keeps the file (it has been renamed away).
-    fn disarm(mut self) {
-        self.keep = true;
-    }
-}
-
-impl Drop for TmpFile {
-    fn drop(&mut self) {
-        if !self.keep {
-            // Best effort: there is no one to report a failure to.
-            let _ = fs::remove_file(&self.path);
-        }
     }
 }
 
@@ -401,6 +394,17 @@ impl<W: Write, R: Record> CsvSink<W, R> {
         }
         self.line.push('\n');
         self.out.write_all(self.line.as_bytes())
+    }
+}
+
+impl<W: Write, R: Record> CsvSink<W, R> {
+    /// Completes the CSV (the header of an empty one) and returns the writer, flushed.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when writing fails.
+    pub fn into_inner(mut self) -> Result<W> {
+        self.header()?;
+        self.out.into_inner().map_err(|e| Error::Io(e.into_error()))
     }
 }
 
@@ -485,6 +489,16 @@ impl<W: Write, R: Record> JsonlSink<W, R> {
             cell: String::new(),
             rows: PhantomData,
         }
+    }
+}
+
+impl<W: Write, R: Record> JsonlSink<W, R> {
+    /// Returns the writer, flushed.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when writing fails.
+    pub fn into_inner(self) -> Result<W> {
+        self.out.into_inner().map_err(|e| Error::Io(e.into_error()))
     }
 }
 
@@ -674,6 +688,7 @@ pub(crate) mod tests {
     use arrow_array::{Array, RecordBatch};
     use core::net::{IpAddr, Ipv4Addr};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use std::fs::{self, File};
 
     fn render(format: Format, rows: &[Row<'_>]) -> String {
         let mut buf = Vec::new();
@@ -865,13 +880,12 @@ target,name,sent,received,loss_pct,rtt_last_us,rtt_min_us,rtt_avg_us,rtt_max_us,
             ],
         )
         .unwrap();
-        let tmp = sink.tmp_path().to_path_buf();
-        assert!(tmp.exists());
+        assert_eq!(temporaries(&path).len(), 1);
         assert!(!path.exists());
         sink.write_rows(&[full_row(), empty_row()]).unwrap();
         sink.add_metadata("asdic.end", "2026-01-01T00:00:00Z");
         Box::new(sink).finish().unwrap();
-        assert!(!tmp.exists(), "temporary file left behind");
+        assert!(temporaries(&path).is_empty(), "temporary file left behind");
 
         let (metadata, batches) = read_parquet(&path);
         fs::remove_file(&path).unwrap();
@@ -985,10 +999,9 @@ target,name,sent,received,loss_pct,rtt_last_us,rtt_min_us,rtt_avg_us,rtt_max_us,
     fn parquet_dropped_unfinished_leaves_nothing() {
         let path = temp_path("dropped");
         let sink = ParquetSink::<Row<'_>>::create(&path, Vec::new()).unwrap();
-        let tmp = sink.tmp_path().to_path_buf();
-        assert!(tmp.exists());
+        assert_eq!(temporaries(&path).len(), 1);
         drop(sink);
-        assert!(!tmp.exists());
+        assert!(temporaries(&path).is_empty());
         assert!(!path.exists());
     }
 
@@ -997,8 +1010,61 @@ target,name,sent,received,loss_pct,rtt_last_us,rtt_min_us,rtt_avg_us,rtt_max_us,
         let path = temp_path("missing-dir").join("out.parquet");
         assert!(matches!(
             ParquetSink::<Row<'_>>::create(&path, Vec::new()),
-            Err(Error::File { .. })
+            Err(Error::Fs(asdic_fs::Error::Io { .. }))
         ));
+    }
+
+    #[test]
+    fn parquet_never_replaces_a_file_and_streams_into_a_fifo() {
+        let path = temp_path("exists");
+        fs::write(&path, b"earlier results").unwrap();
+        let e = ParquetSink::<Row<'_>>::create(&path, Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("--force"), "{e}");
+        assert_eq!(fs::read(&path).unwrap(), b"earlier results");
+        fs::remove_file(&path).unwrap();
+
+        // A FIFO: the whole file flows through it, nothing is created beside it.
+        let fifo = temp_path("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if !made.is_ok_and(|s| s.success()) {
+            return;
+        }
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read(fifo).unwrap())
+        };
+        let out = (0..300)
+            .find_map(|_| {
+                asdic_fs::Dest::resolve(&fifo, false).ok().or_else(|| {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    None
+                })
+            })
+            .expect("the reader opened the FIFO");
+        let mut sink = ParquetSink::to(out.whole().unwrap(), vec![], ROW_GROUP_ROWS).unwrap();
+        sink.write_rows(&[full_row(), empty_row()]).unwrap();
+        Box::new(sink).finish().unwrap();
+        let bytes = reader.join().unwrap();
+        let copy = temp_path("from-fifo");
+        fs::write(&copy, &bytes).unwrap();
+        let (_, batches) = read_parquet(&copy);
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+        assert!(temporaries(&fifo).is_empty());
+        fs::remove_file(&copy).unwrap();
+        fs::remove_file(&fifo).unwrap();
+    }
+
+    /// The temporaries asdic has open for `path` (`.NAME.*.tmp` beside it).
+    pub(crate) fn temporaries(path: &Path) -> Vec<PathBuf> {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let n = p.file_name().unwrap().to_string_lossy();
+                n.starts_with(&format!(".{name}.")) && n.ends_with(".tmp")
+            })
+            .collect()
     }
 
     /// The cli's way of streaming an aggregator's rows into any ping sink.

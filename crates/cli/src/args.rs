@@ -98,6 +98,11 @@ pub struct ReportArgs {
     )]
     pub dir: PathBuf,
 
+    /// Replace the report.html and figures an earlier report left in the directory
+    /// (otherwise asdic refuses).
+    #[arg(long)]
+    pub force: bool,
+
     /// The page title.
     #[arg(long, default_value = "asdic report", value_name = "TEXT")]
     pub title: String,
@@ -483,9 +488,16 @@ pub struct PingArgs {
     #[arg(short = 'R', long, value_name = "PPS")]
     pub rate: Option<f64>,
 
-    /// Write per-target results to this Parquet file.
+    /// Write per-target results to FILE: Parquet, or CSV or JSON Lines when its name ends in
+    /// .csv or .jsonl; "-" writes them (Parquet) on stdout instead of the table. A FIFO or a
+    /// device is written as a stream; an existing file is refused without --force.
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// Replace a file that exists at -o (otherwise asdic refuses, before sending anything:
+    /// it never replaces results silently).
+    #[arg(long)]
+    pub force: bool,
 
     /// Write the results into a Hive-partitioned dataset instead of -o:
     /// DIR/run=RUN/part-000000.parquet, marked DIR/run=RUN/_SUCCESS once durable.
@@ -503,9 +515,9 @@ pub struct PingArgs {
     #[arg(long, default_value = "5s", value_parser = parse_sync_every, value_name = "DURATION")]
     pub sync_every: Duration,
 
-    /// Format of the per-target results on stdout.
-    #[arg(long, value_parser = formats(&[Format::Table, Format::Csv, Format::Jsonl]), default_value = "table", value_name = "FORMAT")]
-    pub format: Format,
+    /// Format of the per-target results on stdout (default: table).
+    #[arg(long, value_parser = formats(&[Format::Table, Format::Csv, Format::Jsonl]), value_name = "FORMAT")]
+    pub format: Option<Format>,
 
     /// Quiet: no per-target results on stdout, only the summary (fping -q).
     #[arg(short = 'q', long)]
@@ -667,11 +679,19 @@ pub struct ScanArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Where results go: a file, or "-" for stdout.
+    /// Where results go: a file, or "-" for stdout. A name ending in .parquet, .csv or
+    /// .jsonl sets the format; a FIFO or a device is written as a stream; an existing file is
+    /// refused without --force.
     #[arg(short = 'o', long, default_value = "-", value_name = "FILE")]
     pub output: PathBuf,
 
-    /// Output format (default: parquet for files, csv on stdout).
+    /// Replace a file that exists at -o (otherwise asdic refuses, before sending anything:
+    /// it never replaces results silently).
+    #[arg(long)]
+    pub force: bool,
+
+    /// Output format (default: the -o name's extension, else parquet for files and csv on
+    /// stdout).
     #[arg(short = 'O', long, value_parser = formats(&[Format::Parquet, Format::Csv, Format::Jsonl]), value_name = "FORMAT")]
     pub output_format: Option<Format>,
 
@@ -859,10 +879,17 @@ pub struct TraceArgs {
     #[arg(long, default_value = "random", value_parser = parse_id, value_name = "random|N")]
     pub id: IdChoice,
 
-    /// Write one row per probe (target, TTL, responder, RTT, ICMP type/code) to this Parquet
-    /// file.
+    /// Write one row per probe (target, TTL, responder, RTT, ICMP type/code) to FILE:
+    /// Parquet, or CSV or JSON Lines when its name ends in .csv or .jsonl; "-" writes them
+    /// (Parquet) on stdout instead of the paths. A FIFO or a device is written as a stream; an
+    /// existing file is refused without --force.
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// Replace a file that exists at -o (otherwise asdic refuses, before sending anything:
+    /// it never replaces results silently).
+    #[arg(long)]
+    pub force: bool,
 
     /// Write the results into a Hive-partitioned dataset instead of -o:
     /// DIR/run=RUN/part-000000.parquet, marked DIR/run=RUN/_SUCCESS once durable.
@@ -880,9 +907,9 @@ pub struct TraceArgs {
     #[arg(long, default_value = "5s", value_parser = parse_sync_every, value_name = "DURATION")]
     pub sync_every: Duration,
 
-    /// Format of the results on stdout.
-    #[arg(short = 'O', long, value_parser = formats(&[Format::Text, Format::Csv, Format::Jsonl]), default_value = "text", value_name = "FORMAT")]
-    pub format: Format,
+    /// Format of the results on stdout (default: text, one path per target).
+    #[arg(short = 'O', long, value_parser = formats(&[Format::Text, Format::Csv, Format::Jsonl]), value_name = "FORMAT")]
+    pub format: Option<Format>,
 
     /// Quiet: nothing on stdout, only the summary on stderr.
     #[arg(short = 'q', long)]

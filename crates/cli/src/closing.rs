@@ -5,12 +5,14 @@ use asdic_analysis::RunMeta;
 use asdic_core::event::Event;
 use asdic_engine::KernelDrops;
 
-/// What every result file records when it closes: the end time and the kernel's drops
+/// What every result file records when it closes: the end time, diagnostics lost to a broken
+/// stderr, and the kernel's drops
 /// (`asdic.kernel_lost`, replies and errors of the run that asdic never saw, and
 /// `asdic.kernel.<counter>` for each counter).
 pub fn end_metadata(k: &KernelDrops) -> RunMeta {
     RunMeta {
         end_unix_ns: Some(asdic_engine::now_ns()),
+        stderr_lost: crate::diag::lost_meta(),
         ..RunMeta::default()
     }
     .with_kernel(k.lost(), k.fields())
@@ -110,7 +112,7 @@ impl Refusals {
     /// Prints [`Refusals::line`] on stderr, if any.
     pub fn report(&self) {
         if let Some(l) = self.line() {
-            eprintln!("{l}");
+            say!("{l}");
         }
     }
 }

@@ -3,11 +3,13 @@
 //! marked `_SUCCESS` (or `_STOPPED` after a signal) once it is durable. Scans and sweeps
 //! write their partitions part by part (`asdic_analysis::PartedSink::in_dataset`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use asdic_analysis::{partition_taken, write_marker};
+use asdic_analysis::{partition, partition_taken, write_marker};
+use asdic_fs::Dir;
 
 use crate::Fail;
+use crate::output::open_fail;
 
 /// Whether `c` may appear in a partition value (`--run-id`, `--agent`, a host name): safe in
 /// a directory name and in a Hive `key=value`.
@@ -18,17 +20,15 @@ pub fn partition_char(c: char) -> bool {
 /// A run's partition of a dataset.
 #[derive(Debug, Clone)]
 pub struct RunPartition {
-    /// `DIR/run=RUN`.
-    pub dir: PathBuf,
-    /// RUN.
-    pub run_id: String,
+    /// `DIR/run=RUN`, open.
+    pub dir: Dir,
 }
 
 impl RunPartition {
-    /// The partition of run `run_id` (default: the UTC start time and the session, which no
-    /// other run shares) in `dataset`, created now; refused if it already holds results.
-    pub fn create(dataset: &Path, run_id: Option<&str>, session: u32) -> Result<Self, Fail> {
-        let run_id = match run_id {
+    /// The run's name: `run_id` as given, or the UTC start time and the session, which no
+    /// other run shares.
+    pub fn name(run_id: Option<&str>, session: u32) -> String {
+        match run_id {
             Some(r) => r.to_string(),
             None => {
                 let secs = asdic_engine::now_ns() / 1_000_000_000;
@@ -38,32 +38,25 @@ impl RunPartition {
                     t.year, t.month, t.day, t.hour, t.minute, t.second
                 )
             }
-        };
-        let dir = dataset.join(format!("run={run_id}"));
-        let usage = |e: String| Fail::Usage(format!("--dataset {}: {e}", dir.display()));
-        std::fs::create_dir_all(&dir).map_err(|e| usage(e.to_string()))?;
+        }
+    }
+
+    /// The partition of run `run_id` in `dataset`, created now (after the capability drop:
+    /// `dropped_dac` explains a refused permission); refused if it already holds results.
+    pub fn open(dataset: &Path, run_id: &str, dropped_dac: bool) -> Result<Self, Fail> {
+        let dir = partition(dataset, &[format!("run={run_id}")]).map_err(|e| match e {
+            asdic_analysis::Error::Fs(e) => open_fail("--dataset", e, dropped_dac),
+            e => Fail::Usage(format!("--dataset {e}")),
+        })?;
+        let usage = |e: String| Fail::Usage(format!("--dataset {}: {e}", dir.path().display()));
         if partition_taken(&dir).map_err(|e| usage(e.to_string()))? {
             return Err(usage(
-                "holds the results of an earlier run (choose another --run-id)".into(),
+                "holds the results of an earlier run (`asdic recover` checks them; choose \
+                 another --run-id)"
+                    .into(),
             ));
         }
-        Ok(RunPartition { dir, run_id })
-    }
-
-    /// The partition `--dataset` and `--run-id` ask for, if any (see [`RunPartition::create`]).
-    pub fn asked(
-        dataset: Option<&Path>,
-        run_id: Option<&str>,
-        session: u32,
-    ) -> Result<Option<Self>, Fail> {
-        dataset
-            .map(|d| RunPartition::create(d, run_id, session))
-            .transpose()
-    }
-
-    /// Where the run's one result file goes.
-    pub fn part(&self) -> PathBuf {
-        self.dir.join("part-000000.parquet")
+        Ok(RunPartition { dir })
     }
 
     /// Marks the partition once its part is durable: `_SUCCESS` for a run that `complete`d,

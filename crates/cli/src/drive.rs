@@ -5,15 +5,18 @@
 //!
 //! 1. open each lane's engine (`--engine` and auto's fallback, said once), the first XDP
 //!    lane keeping the interface's queues;
-//! 2. [`Mode::prepare`], then drop every capability and check that the outputs can still be
-//!    written ([`privilege`](crate::privilege)), then print which engine runs and why;
-//! 3. [`Mode::start`] (the run's clock has started), signals (first: stop sending and cool down; second: stop now), the
-//!    sender and receiver threads;
+//! 2. [`Mode::prepare`], then drop every capability ([`privilege`](crate::privilege)), then
+//!    print which engine runs and why;
+//! 3. [`Mode::start`] (the run's clock has started; outputs open now, without the
+//!    capabilities, and any the run cannot write ends it before a probe is sent), signals
+//!    (first: stop sending and cool down; second: stop now), the sender and receiver threads;
 //! 4. the event loop: each batch to [`Mode::on_events`] (send failures are also tallied here),
 //!    [`Mode::tick`] after every wait, a progress line once a second when the mode has one;
 //! 5. [`Mode::drained`], the joins, [`Mode::finish`] (results and the mode's summary), then
 //!    the lines every run ends with: why probes were refused, the kernel's drops, a rate
-//!    shortfall, an interruption — and the first thread failure as the run's error.
+//!    shortfall, an interruption — and the first thread failure as the run's error. The exit
+//!    status: a thread's failure (4), results that went to a closed stdout (141), a signal
+//!    (128 + its number, for the modes that stop on one as an interruption), else the mode's.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -27,11 +30,12 @@ use asdic_engine::KernelDrops;
 use crossbeam_channel::RecvTimeoutError;
 
 use crate::Fail;
+use crate::closing::end_metadata;
 use crate::closing::{Refusals, kernel_warning, rate_shortfall};
 use crate::engines::{EngineOptions, Opener, RunHints, engine_line, engine_names};
 use crate::pipeline::{Pipeline, Started, Work, join_all, kernel_drops, start_all};
-use crate::privilege::{Writes, drop_capabilities};
-use crate::signals::Signals;
+use crate::privilege::drop_capabilities;
+use crate::signals::{self, Signals};
 
 /// One address family's part of a run.
 pub struct Lane {
@@ -65,7 +69,13 @@ pub struct Lanes {
     pub rate_goal: Option<f64>,
     /// The run's session id (its probes' stamps carry it).
     pub session: u32,
+    /// Whether SIGINT/SIGTERM interrupt the run (exit status 128 + the signal), as for ping,
+    /// trace and scan; a sweep's normal end is a signal.
+    pub signal_exits: bool,
 }
+
+/// Exit status of a run whose results went to a closed stdout (128 + SIGPIPE).
+pub const EXIT_PIPE: u8 = 141;
 
 /// The running pipelines, as a mode sees them.
 pub struct Run {
@@ -77,6 +87,8 @@ pub struct Run {
     pub started_ns: u64,
     /// The run's session id.
     pub session: u32,
+    /// Whether dropping the capabilities took CAP_DAC_OVERRIDE (explains a refused write).
+    pub dropped_dac: bool,
     signals: Option<Signals>,
 }
 
@@ -121,6 +133,21 @@ impl Run {
     /// Whether SIGINT or SIGTERM came.
     pub fn interrupted(&self) -> bool {
         self.signals.as_ref().is_some_and(Signals::interrupted)
+    }
+
+    /// The first signal that came, if one did.
+    pub fn signal(&self) -> Option<i32> {
+        self.signals.as_ref().and_then(Signals::first)
+    }
+
+    /// What every result file records when it closes: the end time, the kernel's drops,
+    /// whether (and by what) the run was interrupted, diagnostics lost to a broken stderr.
+    pub fn end_meta(&self, kernel: &KernelDrops) -> RunMeta {
+        RunMeta {
+            interrupted: Some(self.interrupted()),
+            signal: self.signal().map(signals::name),
+            ..end_metadata(kernel)
+        }
     }
 
     /// The metadata every result file of the run starts with: version, command line, mode,
@@ -171,11 +198,8 @@ pub trait Mode {
         Ok(())
     }
 
-    /// Where the run creates files once it is under way, checked after the capabilities
-    /// are dropped.
-    fn writes(&self) -> Option<Writes<'_>>;
-
-    /// Capabilities dropped, engine line printed: the start line, outputs opened.
+    /// Capabilities dropped, engine line printed: the start line, outputs opened (a refused
+    /// output ends the run here, before any probe).
     fn start(&mut self, run: &Run) -> Result<(), Fail>;
 
     /// One batch of events.
@@ -197,8 +221,9 @@ pub trait Mode {
     }
 
     /// Every thread has ended: write the results, print the mode's summary lines; the exit
-    /// code when no thread failed.
-    fn finish(&mut self, run: &Run, end: &End) -> Result<ExitCode, Fail>;
+    /// status when no thread failed and no signal came ([`EXIT_PIPE`] when the results went
+    /// to a closed stdout).
+    fn finish(&mut self, run: &Run, end: &End) -> Result<u8, Fail>;
 }
 
 /// A status line on stderr: rewritten in place on a terminal, one line each otherwise.
@@ -221,16 +246,16 @@ impl StatusLine {
     pub fn show(&mut self, line: &str) {
         self.printed = true;
         if self.tty {
-            eprint!("\r\x1b[2K{line}");
+            say_raw!("\r\x1b[2K{line}");
         } else {
-            eprintln!("{line}");
+            say!("{line}");
         }
     }
 
     /// Ends the line on a terminal, so what follows starts on a line of its own.
     pub fn end(&self) {
         if self.printed && self.tty {
-            eprintln!();
+            say!("");
         }
     }
 }
@@ -287,12 +312,13 @@ pub fn drive(lanes: Lanes, mode: &mut dyn Mode) -> Result<ExitCode, Fail> {
         t0: Instant::now(),
         started_ns: 0,
         session: lanes.session,
+        dropped_dac: false,
         signals: None,
     };
     mode.prepare(&run)?;
-    drop_capabilities(mode.writes())?;
-    eprintln!("{}", engine_line(&run.pipelines));
-    table_lines.iter().for_each(|l| eprintln!("{l}"));
+    run.dropped_dac = drop_capabilities();
+    say!("{}", engine_line(&run.pipelines));
+    table_lines.iter().for_each(|l| say!("{l}"));
     run.started_ns = asdic_engine::now_ns();
     run.t0 = Instant::now();
     mode.start(&run)?;
@@ -352,19 +378,23 @@ pub fn drive(lanes: Lanes, mode: &mut dyn Mode) -> Result<ExitCode, Fail> {
     let code = mode.finish(&run, &end)?;
     refusals.report();
     if let Some(l) = kernel_warning(&end.kernel) {
-        eprintln!("{l}");
+        say!("{l}");
     }
     if let Some(l) = lanes
         .rate_goal
         .and_then(|goal| rate_shortfall(goal, run.sent(), run.send_secs()))
     {
-        eprintln!("{l}");
+        say!("{l}");
     }
     if run.interrupted() {
-        eprintln!("asdic: interrupted: results cover the probes sent before the signal");
+        say!("asdic: interrupted: results cover the probes sent before the signal");
     }
-    match failure {
-        Some(e) => Err(Fail::System(e)),
-        None => Ok(code),
+    match (failure, run.signal()) {
+        (Some(e), _) => Err(Fail::System(e)),
+        (None, _) if code == EXIT_PIPE => Ok(ExitCode::from(EXIT_PIPE)),
+        (None, Some(sig)) if lanes.signal_exits => Ok(ExitCode::from(
+            128u8.saturating_add(u8::try_from(sig).unwrap_or(0)),
+        )),
+        (None, _) => Ok(ExitCode::from(code)),
     }
 }

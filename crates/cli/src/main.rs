@@ -3,7 +3,16 @@
 //! The command: argument parsing, wiring engine, sender, receiver and analysis together,
 //! progress, signals and output. No protocol logic lives here.
 #![forbid(unsafe_code)]
+// Diagnostics never stop a run (`diag`), and nothing panics on the operator's input.
+#![deny(
+    clippy::print_stderr,
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
+#[macro_use]
+mod diag;
 mod args;
 mod closing;
 mod dataset;
@@ -12,6 +21,7 @@ mod drive;
 mod engines;
 mod inputs;
 mod metrics;
+mod output;
 mod ping;
 mod pipeline;
 mod privilege;
@@ -19,7 +29,6 @@ mod recover;
 mod report;
 mod scan;
 mod signals;
-mod snapshot;
 mod sweep;
 mod trace;
 
@@ -42,7 +51,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("asdic: {e}");
+            say!("asdic: {e}");
             ExitCode::from(e.exit_code())
         }
     }

@@ -684,7 +684,7 @@ pub fn serve(listener: TcpListener, registries: Registries) -> std::io::Result<S
             // A scrape of a large fleet is a burst of work (snapshot and encoding): it runs
             // at the lowest priority so that it never starves the sender or the receiver.
             if let Err(e) = asdic_engine::background_thread() {
-                eprintln!("asdic: metrics thread keeps normal priority: {e}");
+                say!("asdic: metrics thread keeps normal priority: {e}");
             }
             for conn in listener.incoming() {
                 match conn {

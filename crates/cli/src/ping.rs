@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use asdic_analysis::meta::millis;
-use asdic_analysis::{
-    Aggregator, ParquetSink, Row, RunMeta, RunMode, Sink, sink_for, summary_line,
-};
+use asdic_analysis::{Aggregator, Format, Row, RunMeta, RunMode, Sink, sink_for, summary_line};
 use asdic_core::event::Event;
 use asdic_core::source::Rounds;
 use asdic_core::targets;
@@ -20,13 +18,11 @@ use asdic_wire::payload;
 use asdic_wire::template::MAX_PAYLOAD;
 
 use crate::args::{PingArgs, check_rate};
-use crate::closing::end_metadata;
 use crate::dataset::RunPartition;
-use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
+use crate::drive::{EXIT_PIPE, End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::RunHints;
 use crate::inputs::{Ids, read_specs, table_for, work};
-use crate::privilege::Writes;
-use crate::snapshot::Snapshots;
+use crate::output::{Asked, Results, broken_pipe};
 use crate::{Fail, usage};
 
 /// Most targets `ping` lists in memory.
@@ -79,6 +75,16 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
     let rate = validate(&a, total.saturating_mul(u128::from(a.count)))?;
     let all = targets::expand(&specs, MAX_TARGETS).map_err(|e| usage(format!("targets: {e}")))?;
     let ids = Ids::new(a.id);
+    let dataset = a
+        .dataset
+        .as_deref()
+        .map(|d| (d, RunPartition::name(a.run_id.as_deref(), ids.session)));
+    let asked = Asked::new(
+        a.output.as_deref(),
+        a.force,
+        dataset,
+        a.format.map(|f| ("--format", f)),
+    )?;
 
     // Targets by family; cookies index each family's list, `offsets` maps them back.
     let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = all.iter().partition(|t| t.is_ipv4());
@@ -133,45 +139,45 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         progress: !a.no_progress,
         rate_goal: None,
         session: ids.session,
+        signal_exits: true,
     };
-    // --dataset: the one result file is the run's partition's part.
-    let partition = RunPartition::asked(a.dataset.as_deref(), a.run_id.as_deref(), ids.session)?;
-    let mut a = a;
-    a.output = partition.as_ref().map(RunPartition::part).or(a.output);
     let mut mode = Ping {
-        partition,
+        asked,
+        results: None,
         expected: order.len() as u64 * u64::from(a.count),
         agg: Aggregator::new(order),
         a,
         rate,
         offsets,
-        snapshots: None,
     };
     drive(lanes, &mut mode)
 }
 
 /// `ping`'s part of a run: per-target statistics, snapshots, the table and the file.
 struct Ping {
-    /// With --dataset: the run's partition (its part is `a.output`).
-    partition: Option<RunPartition>,
+    /// What -o or --dataset asked for, and the results file once the run started.
+    asked: Asked,
+    results: Option<Results>,
     a: PingArgs,
     rate: f64,
     /// Per family, the global index of its first target (cookies are per family).
     offsets: Vec<(Family, u32)>,
     agg: Aggregator,
     expected: u64,
-    snapshots: Option<Snapshots>,
 }
 
 impl Mode for Ping {
-    fn writes(&self) -> Option<Writes<'_>> {
-        self.a.output.as_deref().map(|o| Writes::beside("-o", o))
-    }
-
     fn start(&mut self, run: &Run) -> Result<(), Fail> {
+        // Opened first: a refused output ends the run before its start line.
+        self.results = Results::open(
+            &self.asked,
+            &self.metadata(run),
+            self.a.sync_every,
+            run.dropped_dac,
+        )?;
         let (n, n6) = (self.agg.len(), self.offsets_v6());
         let a = &self.a;
-        eprintln!(
+        say!(
             "asdic: {n} target{} ({} IPv4, {n6} IPv6), {} probe{} each, {} probes/s, timeout {:?}, size {} bytes",
             if n == 1 { "" } else { "s" },
             n - n6,
@@ -181,10 +187,6 @@ impl Mode for Ping {
             a.timeout,
             a.size
         );
-        self.snapshots = a
-            .output
-            .as_ref()
-            .map(|path| Snapshots::new(path, self.metadata(run).to_pairs(), a.sync_every));
         Ok(())
     }
 
@@ -200,8 +202,8 @@ impl Mode for Ping {
     }
 
     fn tick(&mut self, _run: &Run) -> Result<(), Fail> {
-        if let Some(snap) = self.snapshots.as_mut().filter(|s| s.due()) {
-            snap.write(|sink| write_all(&self.agg, sink));
+        if let Some(r) = self.results.as_mut() {
+            r.tick(|sink| write_all(&self.agg, sink));
         }
         Ok(())
     }
@@ -210,39 +212,30 @@ impl Mode for Ping {
         Some(progress_line(run, self.expected))
     }
 
-    fn finish(&mut self, run: &Run, end: &End) -> Result<ExitCode, Fail> {
+    fn finish(&mut self, run: &Run, end: &End) -> Result<u8, Fail> {
         let totals = self.agg.totals();
         let a = &self.a;
-        if !a.quiet {
+        // Results to a closed stdout: the rest (-o) is still written, then exit 141.
+        let mut pipe = false;
+        let on_stdout = self.results.as_ref().is_some_and(Results::on_stdout);
+        if !a.quiet && !on_stdout {
             let mut sink = sink_for(
-                a.format,
+                a.format.unwrap_or(Format::Table),
                 Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             )?;
-            write_all(&self.agg, sink.as_mut()).context("writing results to stdout")?;
-            sink.finish().context("writing results to stdout")?;
-        }
-        if let Some(path) = &a.output {
-            let meta = RunMeta {
-                summary: Some(summary_line(&totals)),
-                ..self.metadata(run).and(end_metadata(&end.kernel))
-            };
-            let mut pq = ParquetSink::create(path, meta.to_pairs())
-                .with_context(|| format!("creating {}", path.display()))?;
-            write_all(&self.agg, &mut pq).with_context(|| format!("writing {}", path.display()))?;
-            Box::new(pq)
-                .finish()
-                .with_context(|| format!("writing {}", path.display()))?;
-            if let Some(s) = self.snapshots.take() {
-                s.done();
-            }
-            if let Some(p) = &self.partition {
-                p.finish(!run.interrupted(), &meta.to_pairs())
-                    .with_context(|| format!("marking {}", p.dir.display()))?;
+            let printed = write_all(&self.agg, sink.as_mut())
+                .and_then(|()| Ok(sink.finish()?))
+                .context("writing results to stdout");
+            match printed {
+                Err(e) if broken_pipe(&e) => pipe = true,
+                r => r?,
             }
         }
+        // The summary goes out before the file is written, so that the file's count of lost
+        // diagnostics (a closed stderr) includes it.
         let (sent, send_secs) = (run.sent(), run.send_secs());
-        eprintln!("asdic: {}", summary_line(&totals));
-        eprintln!(
+        say!("asdic: {}", summary_line(&totals));
+        say!(
             "asdic: sent {sent} probes in {send_secs:.3}s ({:.0}/s; {:.2}s in all), {} refused \
              by the local stack; dropped: {}; {}",
             sent as f64 / send_secs,
@@ -251,11 +244,25 @@ impl Mode for Ping {
             end.drops,
             end.kernel
         );
+        if let Some(results) = self.results.take() {
+            let meta = RunMeta {
+                summary: Some(summary_line(&totals)),
+                ..self.metadata(run).and(run.end_meta(&end.kernel))
+            };
+            match results.write(&meta, !run.interrupted(), |sink| write_all(&self.agg, sink)) {
+                Err(e) if on_stdout && broken_pipe(&e) => pipe = true,
+                r => {
+                    r?;
+                }
+            }
+        }
         // fping's convention: 0 when every target answered, 1 when some did not.
-        Ok(if totals.alive == totals.targets {
-            ExitCode::SUCCESS
+        Ok(if pipe {
+            EXIT_PIPE
+        } else if totals.alive == totals.targets {
+            0
         } else {
-            ExitCode::from(1)
+            1
         })
     }
 }
@@ -317,7 +324,7 @@ impl Ping {
             retries: Some(a.retries),
             size: Some(a.size as u64),
             ttl: Some(a.ttl),
-            run_id: self.partition.as_ref().map(|p| p.run_id.clone()),
+            run_id: self.asked.run_id(),
             ..run.meta(RunMode::Ping)
         }
     }

@@ -9,8 +9,9 @@ use asdic_analysis::meta::keys;
 use std::path::{Path, PathBuf};
 
 use asdic_analysis::{
-    RunMeta, RunMode, STOPPED, SUCCESS, ScanRow, SweepRow, list_parts, merge, parts_dir,
+    RunMeta, RunMode, STOPPED, SUCCESS, ScanRow, SweepRow, list_parts, merge, part_names,
 };
+use asdic_fs::{Dest, Dir};
 
 use crate::Fail;
 use crate::args::RecoverArgs;
@@ -19,40 +20,83 @@ use crate::args::RecoverArgs;
 const ROW_GROUP: usize = 65_536;
 
 pub fn run(a: RecoverArgs) -> Result<ExitCode, Fail> {
-    let out = &a.output;
-    if out.is_dir() && !out.as_os_str().to_string_lossy().ends_with(".parts") {
+    // FILE.parts/ names its FILE.
+    let given = a.output.as_os_str().to_string_lossy();
+    let out = match given
+        .strip_suffix(".parts")
+        .or_else(|| given.strip_suffix(".parts/"))
+    {
+        Some(f) if a.output.is_dir() => PathBuf::from(f),
+        _ => a.output.clone(),
+    };
+    let out = &out;
+    if out.is_dir() {
         return dataset(out);
     }
-    let dir = parts_dir(out);
-    if out.exists() {
-        return Err(Fail::Usage(format!(
+    let dest = Dest::resolve(out, false).map_err(|e| match e {
+        asdic_fs::Error::Exists { .. } => Fail::Usage(format!(
             "{} exists: nothing to recover over (move it away first)",
             out.display()
-        )));
-    }
-    if !dir.is_dir() {
+        )),
+        e => Fail::Usage(e.to_string()),
+    })?;
+    let Some((dir, name)) = dest.sibling("") else {
         return Err(Fail::Usage(format!(
-            "{}: no such directory: nothing to recover for {}",
-            dir.display(),
+            "{}: a stream, not a results file",
             out.display()
         )));
+    };
+    let mut parts_name = name.clone();
+    parts_name.push(".parts");
+    let mut partial_name = name.clone();
+    partial_name.push(".partial");
+    let fs = |e: asdic_fs::Error| Fail::Usage(e.to_string());
+    if dir.has(&parts_name).map_err(fs)? {
+        let parts = dir.subdir(&parts_name, false).map_err(fs)?;
+        return merge_parts(dest, &parts, &dir, &parts_name);
     }
-    let parts = list_parts(&dir).map_err(|e| Fail::Usage(e.to_string()))?;
-    let Some(first) = parts.first() else {
+    if let Some(st) = dir.entry(&partial_name).map_err(fs)? {
+        return restore(&dir, &partial_name, &name, st, out);
+    }
+    Err(Fail::Usage(format!(
+        "{}: neither {}.parts/ (a scan's or a sweep's) nor {}.partial (a ping's or a trace's): \
+         nothing to recover",
+        out.display(),
+        out.display(),
+        out.display()
+    )))
+}
+
+/// Merges the finished parts in `parts` (`parts_name` in `dir`) into `dest`, as the run
+/// would have at its end, then removes them.
+fn merge_parts(
+    dest: Dest,
+    parts: &Dir,
+    dir: &Dir,
+    parts_name: &std::ffi::OsStr,
+) -> Result<ExitCode, Fail> {
+    let shown = parts.path().to_path_buf();
+    let names = part_names(parts).map_err(|e| Fail::Usage(e.to_string()))?;
+    let Some(first) = names.first() else {
         return Err(Fail::Usage(format!(
             "{}: no finished parts (the run was killed before its first --sync-every period)",
-            dir.display()
+            shown.display()
         )));
     };
-    let mut meta = RunMeta::read(first).map_err(|e| Fail::Usage(e.to_string()))?;
+    let first = parts.join(first);
+    let mut meta = RunMeta::read(&first).map_err(|e| Fail::Usage(e.to_string()))?;
     meta.part = None;
     meta.complete = Some(false);
-    meta.recovered_parts = Some(parts.len() as u64);
+    meta.recovered_parts = Some(names.len() as u64);
     let mode = meta.mode;
     let pairs = meta.to_pairs();
+    let out = dest.path().to_path_buf();
+    let into = dest
+        .whole()
+        .map_err(|e| Fail::Usage(format!("{}: {e}", out.display())))?;
     let rows = match mode {
-        Some(RunMode::Scan) => merge::<ScanRow>(&parts, out, pairs, ROW_GROUP),
-        Some(RunMode::Sweep) => merge::<SweepRow>(&parts, out, pairs, ROW_GROUP),
+        Some(RunMode::Scan) => merge::<ScanRow>(parts, &names, into, pairs, ROW_GROUP),
+        Some(RunMode::Sweep) => merge::<SweepRow>(parts, &names, into, pairs, ROW_GROUP),
         other => {
             let other = other.map_or_else(
                 || meta.unparsed(keys::MODE).unwrap_or_default().to_string(),
@@ -64,22 +108,74 @@ pub fn run(a: RecoverArgs) -> Result<ExitCode, Fail> {
             )));
         }
     }
-    .map_err(|e| Fail::System(anyhow::anyhow!("merging {}: {e}", dir.display())))?;
-    for p in &parts {
-        let _ = std::fs::remove_file(p);
-    }
-    // A part that was still open when the run died has no footer: it is lost, as documented.
-    if let Ok(rest) = std::fs::read_dir(&dir) {
-        for e in rest.flatten() {
-            let _ = std::fs::remove_file(e.path());
+    .map_err(|e| Fail::System(anyhow::anyhow!("merging {}: {e}", shown.display())))?;
+    // Everything in the directory goes: the parts, and the part that was still open when the
+    // run died (it has no footer: lost, as documented).
+    if let Ok(rest) = parts.names() {
+        for n in rest {
+            let _ = parts.remove(&n);
         }
     }
-    let _ = std::fs::remove_dir(&dir);
-    eprintln!(
+    let _ = dir.remove_dir(parts_name);
+    say!(
         "asdic: recovered {rows} rows from {} parts into {}",
-        parts.len(),
+        names.len(),
         out.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Makes a ping's or trace's last snapshot (`partial` in `dir`) the results `name`: renamed,
+/// never over a file.
+fn restore(
+    dir: &Dir,
+    partial: &std::ffi::OsStr,
+    name: &std::ffi::OsStr,
+    st: asdic_fs::Stat,
+    out: &Path,
+) -> Result<ExitCode, Fail> {
+    let path = dir.join(partial);
+    if !asdic_fs::is_regular(&st) {
+        return Err(Fail::Usage(format!(
+            "{}: not a regular file: asdic wrote no such snapshot",
+            path.display()
+        )));
+    }
+    // A Parquet snapshot says when it was taken; a CSV or JSONL one is taken as it is.
+    let taken = RunMeta::read(&path).ok().and_then(|m| {
+        let rows = asdic_analysis::rows_of(&path).ok();
+        m.snapshot_unix_ns.map(|ns| (ns, rows))
+    });
+    dir.rename(partial, name, false).map_err(|e| {
+        Fail::Usage(format!(
+            "{}: could not be renamed to {}: {e}",
+            path.display(),
+            out.display()
+        ))
+    })?;
+    let _ = dir.sync();
+    match taken {
+        Some((ns, rows)) => {
+            let t = asdic_analysis::clock::Utc::from_unix(ns / 1_000_000_000);
+            say!(
+                "asdic: restored the snapshot taken {:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC{} as {}: \
+                 the results as of at most one --sync-every before the run stopped",
+                t.year,
+                t.month,
+                t.day,
+                t.hour,
+                t.minute,
+                t.second,
+                rows.map_or_else(String::new, |r| format!(" ({r} rows)")),
+                out.display()
+            );
+        }
+        None => say!(
+            "asdic: restored the snapshot {} as {}",
+            path.display(),
+            out.display()
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -144,26 +240,27 @@ fn dataset(dir: &Path) -> Result<ExitCode, Fail> {
         };
         let mut removed = 0;
         if state == State::Killed
-            && let Ok(rest) = std::fs::read_dir(p)
+            && let Ok(d) = Dir::open(p)
+            && let Ok(rest) = d.names()
         {
-            for e in rest.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
+            for n in rest {
+                let name = n.to_string_lossy();
                 if name.starts_with('.') && name.ends_with(".tmp") {
-                    removed += u32::from(std::fs::remove_file(e.path()).is_ok());
+                    removed += u32::from(d.remove(&n).is_ok());
                 }
             }
         }
         let shown = p.strip_prefix(dir).unwrap_or(p).display();
         let n = parts.len();
         match state {
-            State::Complete => eprintln!("asdic: {shown}: complete, {n} parts"),
+            State::Complete => say!("asdic: {shown}: complete, {n} parts"),
             State::Stopped => {
                 incomplete += 1;
-                eprintln!("asdic: {shown}: stopped early (_STOPPED), {n} durable parts");
+                say!("asdic: {shown}: stopped early (_STOPPED), {n} durable parts");
             }
             State::Killed => {
                 incomplete += 1;
-                eprintln!(
+                say!(
                     "asdic: {shown}: killed: {n} finished parts read as they are, no _SUCCESS{}; \
                      run this partition again (into a fresh directory) to complete it",
                     if removed > 0 {
@@ -175,7 +272,7 @@ fn dataset(dir: &Path) -> Result<ExitCode, Fail> {
             }
         }
     }
-    eprintln!(
+    say!(
         "asdic: {} partitions, {} complete",
         found.len(),
         found.len() - incomplete

@@ -16,20 +16,30 @@ pub fn run(a: ReportArgs) -> Result<ExitCode, Fail> {
         rows: a.rows,
         png: !a.no_png,
         font: a.font,
+        force: a.force,
     };
-    std::fs::create_dir_all(&a.dir)
-        .map_err(|e| Fail::Usage(format!("-o {}: {e}", a.dir.display())))?;
-    let w = asdic_report::write(&a.inputs, &a.dir, &opts).map_err(|e| match e {
-        // Unreadable or foreign inputs, no font: the operator's to fix.
+    if a.dir.as_os_str() == "-" {
+        return Err(Fail::Usage(
+            "-o -: a report is a directory (report.html and figures/), not a stream: give -o DIR"
+                .into(),
+        ));
+    }
+    let dir = asdic_fs::Dir::create_all(&a.dir).map_err(|e| Fail::Usage(format!("-o {e}")))?;
+    let w = asdic_report::write(&a.inputs, &dir, &opts).map_err(|e| match e {
+        // Unreadable or foreign inputs, no font, an earlier report, a refused path: the
+        // operator's to fix.
         Error::File { .. }
         | Error::Parquet { .. }
         | Error::NotAsdic { .. }
         | Error::Empty(_)
-        | Error::Font(_) => Fail::Usage(e.to_string()),
+        | Error::Font(_)
+        | Error::Earlier { .. } => Fail::Usage(e.to_string()),
+        Error::Fs(e) if e.is_refusal() => Fail::Usage(format!("-o {e}")),
+        // Writing failed (a full disk): a system error.
         other => Fail::System(anyhow::anyhow!(other)),
     })?;
     let modes: Vec<&str> = w.sections.iter().map(|s| s.mode.name()).collect();
-    eprintln!(
+    say!(
         "asdic: report of {} rows ({}) in {:.2}s: {} and {} figure files in {}",
         w.rows,
         modes.join(", "),

@@ -2,9 +2,8 @@
 //! pseudo-random order, at a capped rate; results streamed as one row per responding target
 //! (or per event), with a status line once a second.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,7 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use asdic_analysis::meta::millis;
 use asdic_analysis::{
-    CHUNK_ROWS, Format, PartedSink, RunMeta, RunMode, ScanOutcome, ScanRow, Sink, text_sink,
+    CHUNK_ROWS, Format, PartedSink, RunMeta, RunMode, ScanOutcome, ScanRow, Sink, file_sink,
+    partition,
 };
 use asdic_core::event::Event;
 use asdic_core::permute::Cycle;
@@ -21,16 +21,16 @@ use asdic_core::source::Scan;
 use asdic_core::space::{self, AddrSet, Space, SpaceSpec};
 use asdic_core::stateless::{Responders, ScanSource, ScanState};
 use asdic_core::targets::TargetSpec;
+use asdic_fs::Output as OutFile;
 use asdic_wire::Family;
 use asdic_wire::payload;
 use asdic_wire::template::{self, MAX_PAYLOAD};
 
 use crate::args::{IdChoice, Limit, ScanArgs, check_rate};
-use crate::closing::end_metadata;
-use crate::drive::{End, Lane, Lanes, Mode, Run, StatusLine, drive};
+use crate::drive::{EXIT_PIPE, End, Lane, Lanes, Mode, Run, StatusLine, drive};
 use crate::engines::RunHints;
 use crate::inputs::{Ids, human_bytes, random_u64, read_cidr_file, read_specs, work};
-use crate::privilege::Writes;
+use crate::output::{broken_pipe, format_for, not_binary_on_a_terminal, open_fail, resolve};
 use crate::{Fail, usage};
 
 /// Rows per Parquet row group of a scan: the writer buffers one (about 3 MiB at this size).
@@ -59,29 +59,32 @@ struct Plan {
 
 /// Where rows go.
 enum Output {
-    /// One file, or this shard's partition of a dataset (--dataset).
-    Parquet(Box<PartedSink<ScanRow>>),
-    Text(Box<dyn Sink<ScanRow>>),
+    /// Parquet parts: of one file (merged at the end), or this shard's partition of a dataset
+    /// (--dataset).
+    Parts(Box<PartedSink<ScanRow>>),
+    /// One stream of rows: CSV or JSONL (a file written as it goes, or a stream), or Parquet
+    /// to a stream (stdout, a FIFO): no parts there.
+    Rows(Box<dyn Sink<ScanRow>>),
 }
 
 impl Output {
     fn write(&mut self, rows: &[ScanRow]) -> anyhow::Result<()> {
         match self {
             // The writer buffers at most one row group (SCAN_ROW_GROUP rows) before writing it.
-            Output::Parquet(p) => p.write_rows(rows)?,
-            Output::Text(t) => t.write_rows(rows)?,
+            Output::Parts(p) => p.write_rows(rows)?,
+            Output::Rows(t) => t.write_rows(rows)?,
         }
         Ok(())
     }
 
-    /// Whether the open Parquet part is due to be finished (never for text).
+    /// Whether the open Parquet part is due to be finished (never for a stream of rows).
     fn due(&self) -> bool {
-        matches!(self, Output::Parquet(p) if p.due())
+        matches!(self, Output::Parts(p) if p.due())
     }
 
     /// Finishes the open Parquet part: its rows now survive a kill.
     fn sync(&mut self) -> anyhow::Result<()> {
-        if let Output::Parquet(p) = self {
+        if let Output::Parts(p) = self {
             p.roll()?;
         }
         Ok(())
@@ -89,8 +92,8 @@ impl Output {
 
     fn finish(self, meta: Vec<(String, String)>, complete: bool) -> anyhow::Result<()> {
         match self {
-            Output::Parquet(p) => p.finish_run(meta, complete)?,
-            Output::Text(t) => t.finish()?,
+            Output::Parts(p) => p.finish_run(meta, complete)?,
+            Output::Rows(t) => t.finish()?,
         }
         Ok(())
     }
@@ -265,32 +268,41 @@ fn explain_empty(a: &ScanArgs, specs: &[TargetSpec]) -> String {
 /// Runs `asdic scan`.
 pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
     if a.show_default_blocklist {
-        for (prefix, what) in space::DEFAULT_BLOCKLIST {
-            println!("{prefix:<20} # {what}");
-        }
-        return Ok(ExitCode::SUCCESS);
+        let mut out = BufWriter::new(std::io::stdout().lock());
+        let listed = space::DEFAULT_BLOCKLIST
+            .iter()
+            .try_for_each(|(prefix, what)| writeln!(out, "{prefix:<20} # {what}"))
+            .and_then(|()| out.flush());
+        return match listed {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) => broken_pipe_ok(e),
+        };
     }
     validate(&a)?;
+    if a.dry_run && (a.output.as_os_str() != "-" || a.dataset.is_some()) {
+        return Err(usage(
+            "--dry-run lists the targets on stdout and writes no results: drop -o/--dataset \
+             (redirect stdout to keep the list)",
+        ));
+    }
     let specs = read_specs(&a.targets, a.file.as_deref())?;
     let seed = a.seed.unwrap_or_else(random_u64);
     let plans = plans(&a, &specs, seed)?;
     if a.no_default_blocklist {
-        eprintln!("asdic: default blocklist OFF (--no-default-blocklist)");
+        say!("asdic: default blocklist OFF (--no-default-blocklist)");
     }
     if a.dry_run {
         return dry_run(&a, &plans, seed);
     }
     let rate = rate(&a, &plans)?;
-    let format = match (a.output_format, a.output.as_os_str() == "-") {
-        _ if a.dataset.is_some() => Format::Parquet,
-        (Some(Format::Parquet), true) => {
-            return Err(usage(
-                "-O parquet needs a file: give -o FILE (stdout takes csv or jsonl)",
-            ));
-        }
-        (Some(f), _) => f,
-        (None, true) => Format::Csv,
-        (None, false) => Format::Parquet,
+    let format = if a.dataset.is_some() {
+        Format::Parquet
+    } else {
+        let stdout = a.output.as_os_str() == "-";
+        let default = if stdout { Format::Csv } else { Format::Parquet };
+        let f = format_for("-o", &a.output, a.output_format.map(|f| ("-O", f)), default)?;
+        not_binary_on_a_terminal("-o", &a.output, f)?;
+        f
     };
     let planned: u64 = plans.iter().map(|p| p.expected).sum();
     let engine = a.io.options(
@@ -348,6 +360,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         progress: false,
         rate_goal: Some(rate),
         session: ids.session,
+        signal_exits: true,
     };
     // A dataset's partition of this shard: every shard of one scan names the same run.
     let run_id = a.dataset.as_ref().map(|_| {
@@ -374,6 +387,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         rows: Vec::with_capacity(CHUNK_ROWS),
         write_error: None,
         write_stopped: false,
+        stdout_closed: false,
         runtime_over: false,
     };
     drive(lanes, &mut mode)
@@ -398,39 +412,23 @@ struct Scanning {
     /// The first write failure: nothing more is recorded after it.
     write_error: Option<anyhow::Error>,
     write_stopped: bool,
+    /// The results went to stdout and its reader went away: the run stops, exit 141.
+    stdout_closed: bool,
     runtime_over: bool,
 }
 
 impl Mode for Scanning {
-    fn prepare(&mut self, run: &Run) -> Result<(), Fail> {
-        // A text output is one file, open from here on; Parquet parts and the final file are
-        // created as the run goes, without capabilities (see `writes` and `start`). A
-        // dataset's partition directory is made now, and refused if an earlier run left
-        // results in it, before anything is sent.
-        if self.format != Format::Parquet || self.partition.is_some() {
-            self.output = Some(self.open_output(run)?);
-        }
-        Ok(())
-    }
-
-    fn writes(&self) -> Option<Writes<'_>> {
-        if let Some(dir) = &self.partition {
-            return Some(Writes::inside("--dataset", dir));
-        }
-        (self.format == Format::Parquet).then(|| Writes::beside("-o", &self.a.output))
-    }
-
     fn start(&mut self, run: &Run) -> Result<(), Fail> {
-        if self.output.is_none() {
-            self.output = Some(self.open_output(run)?);
-        }
+        // Opened without capabilities, before anything is sent: a refused output ends the
+        // run here.
+        self.output = Some(self.open_output(run)?);
         let a = &self.a;
         let bound: u64 = self
             .states
             .iter()
             .map(|s| Responders::bound(s.space().len()))
             .sum();
-        eprintln!(
+        say!(
             "asdic: scanning {}{} targets (shard {} of {}, seed {}), {:.0} probes/s, \
              cooldown {:?}, {} retries; stateless: memory is one bit per target of the space, \
              at most {}, whatever the rate and cooldown",
@@ -444,7 +442,7 @@ impl Mode for Scanning {
             a.retries,
             human_bytes(bound)
         );
-        self.status = Some(Status::new(a, self.planned, run.t0)?);
+        self.status = Some(Status::new(a, self.planned, run.t0, run.dropped_dac)?);
         Ok(())
     }
 
@@ -478,7 +476,12 @@ impl Mode for Scanning {
             && !self.write_stopped
         {
             // Nothing more can be recorded: stop sending, stop waiting (said once).
-            eprintln!("\nasdic: writing results failed: {e:#}; stopping");
+            if self.a.output.as_os_str() == "-" && self.partition.is_none() && broken_pipe(e) {
+                self.stdout_closed = true;
+                say!("\nasdic: stdout closed: stopping");
+            } else {
+                say!("\nasdic: writing results failed: {e:#}; stopping");
+            }
             run.stop(true);
             self.write_stopped = true;
         }
@@ -487,7 +490,7 @@ impl Mode for Scanning {
             && run.t0.elapsed() >= max
         {
             self.runtime_over = true;
-            eprintln!("\nasdic: --max-runtime {max:?} reached: stopping sending, cooling down");
+            say!("\nasdic: --max-runtime {max:?} reached: stopping sending, cooling down");
             run.stop(false);
         }
         let counts = self.counts();
@@ -507,7 +510,7 @@ impl Mode for Scanning {
         Ok(())
     }
 
-    fn finish(&mut self, run: &Run, end: &End) -> Result<ExitCode, Fail> {
+    fn finish(&mut self, run: &Run, end: &End) -> Result<u8, Fail> {
         let counts = self.counts();
         if let Some(s) = &mut self.status {
             s.tick(run, &counts, true);
@@ -516,6 +519,17 @@ impl Mode for Scanning {
         let sent = run.sent();
         let send_secs = run.send_secs();
         let summary = counts.summary(sent);
+        // Before the file, so that its count of lost diagnostics includes these lines.
+        say!("asdic: {summary}");
+        say!(
+            "asdic: sent {sent} probes in {send_secs:.3}s ({:.0}/s; {:.2}s in all), {} refused \
+             by the local stack; dropped: {}; {}",
+            sent as f64 / send_secs,
+            end.elapsed.as_secs_f64(),
+            counts.send_failed,
+            end.drops,
+            end.kernel
+        );
         let complete = !run.interrupted() && !self.runtime_over;
         // Added to what the file opened with (run.meta: version, command, session, start…).
         let meta = RunMeta {
@@ -526,9 +540,8 @@ impl Mode for Scanning {
             duplicates: Some(counts.duplicates),
             late: Some(counts.late),
             drops: Some(end.drops.to_string()),
-            interrupted: Some(run.interrupted()),
             complete: Some(complete),
-            ..end_metadata(&end.kernel)
+            ..run.end_meta(&end.kernel)
         };
         let out = self.output.take().context("the output was never opened")?;
         let written = self.partition.as_deref().unwrap_or(&self.a.output);
@@ -536,6 +549,8 @@ impl Mode for Scanning {
             None => out
                 .finish(meta.to_pairs(), complete)
                 .with_context(|| format!("writing {}", written.display()))?,
+            // The reader of the results went away: nothing more to write there.
+            Some(_) if self.stdout_closed => {}
             Some(e) => {
                 return Err(Fail::System(
                     e.context(format!("writing {}", written.display())),
@@ -543,7 +558,7 @@ impl Mode for Scanning {
             }
         }
         if let Some(dir) = &self.partition {
-            eprintln!(
+            say!(
                 "asdic: dataset partition {} {}",
                 dir.display(),
                 if complete {
@@ -553,17 +568,10 @@ impl Mode for Scanning {
                 }
             );
         }
-        eprintln!("asdic: {summary}");
-        eprintln!(
-            "asdic: sent {sent} probes in {send_secs:.3}s ({:.0}/s; {:.2}s in all), {} refused \
-             by the local stack; dropped: {}; {}",
-            sent as f64 / send_secs,
-            end.elapsed.as_secs_f64(),
-            counts.send_failed,
-            end.drops,
-            end.kernel
-        );
-        Ok(ExitCode::SUCCESS)
+        if let Some(s) = self.status.take() {
+            s.close();
+        }
+        Ok(if self.stdout_closed { EXIT_PIPE } else { 0 })
     }
 }
 
@@ -585,85 +593,65 @@ impl Scanning {
             run_id: self.run_id.clone(),
             ..run.meta(RunMode::Scan)
         };
-        open_output(
-            &self.a,
-            self.format,
-            self.seed,
-            self.rate,
-            self.planned,
-            self.partition.as_deref(),
-            base,
-        )
-    }
-}
-
-fn open_output(
-    a: &ScanArgs,
-    format: Format,
-    seed: u64,
-    rate: f64,
-    planned: u64,
-    partition: Option<&Path>,
-    base: RunMeta,
-) -> Result<Output, Fail> {
-    let path = &a.output;
-    let text = |f: Format| -> Result<Output, Fail> {
-        let w: Box<dyn Write> = if path.as_os_str() == "-" {
-            Box::new(std::io::stdout())
-        } else {
-            Box::new(File::create(path).map_err(|e| usage(format!("-o {}: {e}", path.display())))?)
-        };
-        Ok(Output::Text(text_sink(f, w)?))
-    };
-    match format {
-        Format::Parquet => {
-            let meta = RunMeta {
-                seed: Some(seed),
-                shard: Some(a.shard.index),
-                shards: Some(a.shards),
-                // Whole probes per second, as `{:.0}` writes them (ties to even).
-                rate_pps: Some(rate.round_ties_even()),
-                cooldown_ms: Some(millis(a.cooldown)),
-                retries: Some(a.retries),
-                size: Some(a.size as u64),
-                ttl: Some(a.ttl),
-                default_blocklist: Some(!a.no_default_blocklist),
-                all_events: Some(a.all_events),
-                targets_planned: Some(planned),
-                ..base
-            }
-            .to_pairs();
-            if let Some(dir) = partition {
-                let p = PartedSink::<ScanRow>::in_dataset(
-                    dir,
-                    None,
-                    meta,
-                    SCAN_ROW_GROUP,
-                    a.sync_every,
-                )
-                .map_err(|e| usage(format!("--dataset: {e}")))?;
-                return Ok(Output::Parquet(Box::new(p)));
-            }
-            let p = PartedSink::<ScanRow>::create(path, meta, SCAN_ROW_GROUP, a.sync_every)
-                .map_err(|e| usage(format!("-o {}: {e}", path.display())))?;
-            Ok(Output::Parquet(Box::new(p)))
+        let a = &self.a;
+        let meta = RunMeta {
+            seed: Some(self.seed),
+            shard: Some(a.shard.index),
+            shards: Some(a.shards),
+            // Whole probes per second, as `{:.0}` writes them (ties to even).
+            rate_pps: Some(self.rate.round_ties_even()),
+            cooldown_ms: Some(millis(a.cooldown)),
+            retries: Some(a.retries),
+            size: Some(a.size as u64),
+            ttl: Some(a.ttl),
+            default_blocklist: Some(!a.no_default_blocklist),
+            all_events: Some(a.all_events),
+            targets_planned: Some(self.planned),
+            ..base
         }
-        f => text(f),
+        .to_pairs();
+        let dac = run.dropped_dac;
+        if let (Some(root), Some(run_id)) = (&a.dataset, &self.run_id) {
+            let levels = [format!("run={run_id}"), format!("shard={}", a.shard.index)];
+            let dir = partition(root, &levels).map_err(|e| match e {
+                asdic_analysis::Error::Fs(e) => open_fail("--dataset", e, dac),
+                e => usage(format!("--dataset {e}")),
+            })?;
+            let p =
+                PartedSink::<ScanRow>::in_dataset(dir, None, meta, SCAN_ROW_GROUP, a.sync_every)
+                    .map_err(|e| usage(format!("--dataset {e}")))?;
+            return Ok(Output::Parts(Box::new(p)));
+        }
+        let dest = resolve("-o", &a.output, a.force, dac)?;
+        if self.format == Format::Parquet && !dest.is_stream() {
+            let p = PartedSink::<ScanRow>::create(&dest, meta, SCAN_ROW_GROUP, a.sync_every)
+                .map_err(|e| usage(format!("-o {e}")))?;
+            return Ok(Output::Parts(Box::new(p)));
+        }
+        if self.format == Format::Parquet && !dest.is_stdout() {
+            say!(
+                "asdic: -o {}: a stream: Parquet written as row groups complete, with no parts \
+                 (--sync-every does not apply; a killed run leaves no footer)",
+                a.output.display()
+            );
+        }
+        // CSV and JSONL are written as they come: a file is created now under its name.
+        let out = if self.format == Format::Parquet {
+            dest.whole()
+        } else {
+            dest.live()
+        }
+        .map_err(|e| open_fail("-o", e, dac))?;
+        let sink = file_sink(self.format, out, meta, SCAN_ROW_GROUP)
+            .map_err(|e| usage(format!("-o {e}")))?;
+        Ok(Output::Rows(sink))
     }
 }
 
 /// Prints (or counts) the targets in scan order.
 fn dry_run(a: &ScanArgs, plans: &[Plan], seed: u64) -> Result<ExitCode, Fail> {
     let t0 = Instant::now();
-    let mut out: Box<dyn Write> = if a.output.as_os_str() == "-" {
-        Box::new(BufWriter::with_capacity(1 << 16, std::io::stdout().lock()))
-    } else {
-        Box::new(BufWriter::with_capacity(
-            1 << 16,
-            File::create(&a.output)
-                .map_err(|e| usage(format!("-o {}: {e}", a.output.display())))?,
-        ))
-    };
+    let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut total = 0u64;
     let mut skipped = 0u64;
     for p in plans {
@@ -688,7 +676,7 @@ fn dry_run(a: &ScanArgs, plans: &[Plan], seed: u64) -> Result<ExitCode, Fail> {
         return broken_pipe_ok(e);
     }
     let secs = t0.elapsed().as_secs_f64();
-    eprintln!(
+    say!(
         "asdic: dry run: {total} targets (shard {} of {}, seed {seed}){} in {secs:.3}s \
          ({:.1} M addresses/s); nothing sent",
         a.shard.index,
@@ -760,13 +748,19 @@ struct Status {
     last_sent: u64,
     /// The stderr line, unless -q.
     line: Option<StatusLine>,
-    file: Option<BufWriter<File>>,
+    file: Option<BufWriter<OutFile>>,
 }
 
 impl Status {
-    fn new(a: &ScanArgs, planned: u64, t0: Instant) -> Result<Self, Fail> {
+    fn new(a: &ScanArgs, planned: u64, t0: Instant, dropped_dac: bool) -> Result<Self, Fail> {
+        // A log written as it goes: created now, under its name (never replacing one unless
+        // --force).
         let file = match &a.status_file {
-            Some(p) => Some(BufWriter::new(open_status(p)?)),
+            Some(p) => Some(BufWriter::new(
+                resolve("--status-file", p, a.force, dropped_dac)?
+                    .live()
+                    .map_err(|e| open_fail("--status-file", e, dropped_dac))?,
+            )),
             None => None,
         };
         Ok(Status {
@@ -857,10 +851,15 @@ impl Status {
             l.end();
         }
     }
-}
 
-fn open_status(p: &Path) -> Result<File, Fail> {
-    File::create(p).map_err(|e| usage(format!("--status-file {}: {e}", p.display())))
+    /// The status log is complete: synced (best effort: it is not the results).
+    fn close(self) {
+        if let Some(f) = self.file
+            && let Ok(out) = f.into_inner()
+        {
+            let _ = out.commit();
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! SIGINT and SIGTERM during a run.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::pipeline::Pipeline;
@@ -11,6 +11,7 @@ use crate::pipeline::Pipeline;
 pub struct Signals {
     handle: signal_hook::iterator::Handle,
     hits: Arc<AtomicUsize>,
+    first: Arc<AtomicI32>,
 }
 
 impl Signals {
@@ -22,19 +23,22 @@ impl Signals {
         let senders: Vec<_> = pipelines.iter().map(|p| p.sender.clone()).collect();
         let receivers: Vec<_> = pipelines.iter().map(|p| p.receiver.clone()).collect();
         let hits = Arc::new(AtomicUsize::new(0));
-        let h = hits.clone();
+        let first = Arc::new(AtomicI32::new(0));
+        let (h, f) = (hits.clone(), first.clone());
         std::thread::spawn(move || {
-            for _ in signals.forever() {
+            for sig in signals.forever() {
+                // Relaxed: the counters are read after the threads are joined, or for a line.
+                let _ = f.compare_exchange(0, sig, Ordering::Relaxed, Ordering::Relaxed);
                 let k = h.fetch_add(1, Ordering::Relaxed);
                 senders
                     .iter()
                     .for_each(|s| s.stop.store(true, Ordering::Relaxed));
                 if k == 0 {
-                    eprintln!(
+                    say!(
                         "\nasdic: stopping: waiting up to {wait:?} for replies in flight (signal again to stop now)"
                     );
                 } else {
-                    eprintln!("\nasdic: stopping now");
+                    say!("\nasdic: stopping now");
                     senders
                         .iter()
                         .for_each(|s| s.abort.store(true, Ordering::Relaxed));
@@ -44,12 +48,21 @@ impl Signals {
                 }
             }
         });
-        Ok(Signals { handle, hits })
+        Ok(Signals {
+            handle,
+            hits,
+            first,
+        })
     }
 
     /// Whether a signal came.
     pub fn interrupted(&self) -> bool {
         self.hits.load(Ordering::Relaxed) > 0
+    }
+
+    /// The first signal that came, if one did.
+    pub fn first(&self) -> Option<i32> {
+        Some(self.first.load(Ordering::Relaxed)).filter(|&s| s != 0)
     }
 
     /// Stops listening.
@@ -61,5 +74,14 @@ impl Signals {
 impl Drop for Signals {
     fn drop(&mut self) {
         self.handle.close();
+    }
+}
+
+/// A signal's name, as the metadata records it.
+pub fn name(sig: i32) -> String {
+    match sig {
+        signal_hook::consts::SIGINT => "SIGINT".into(),
+        signal_hook::consts::SIGTERM => "SIGTERM".into(),
+        s => format!("signal {s}"),
     }
 }

@@ -17,10 +17,11 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use asdic_analysis::fleet::{Fleet, FleetTarget, Limits, Transition};
 use asdic_analysis::meta::millis;
-use asdic_analysis::{PartedSink, RunMeta, RunMode, Sink, SweepRow, parts_dir};
+use asdic_analysis::{PartedSink, RunMeta, RunMode, Sink, SweepRow};
 use asdic_core::event::Event;
 use asdic_core::fleet::{FleetLine, parse_fleet};
 use asdic_core::sweep::{Item, Plan, Sweep};
+use asdic_fs::{Dest, Dir};
 use asdic_receiver::rx::RxShared;
 use asdic_wire::Family;
 use asdic_wire::payload;
@@ -35,7 +36,6 @@ use crate::engines::RunHints;
 use crate::inputs::{Ids, table_for, work};
 use crate::metrics::{self, PerTarget, Registries, Shared};
 use crate::pipeline::{Pipeline, kernel_drops};
-use crate::privilege::Writes;
 use crate::{Fail, usage};
 
 /// Most targets a sweep lists.
@@ -245,7 +245,8 @@ enum ToWriter {
 
 /// The Parquet writer: one file per period in `dir`, named by the period's start (UTC).
 struct Writer {
-    dir: PathBuf,
+    /// The output directory, or the dataset's root, open.
+    dir: Dir,
     /// With --dataset: this agent's name; periods go to its hour partitions.
     agent: Option<String>,
     meta: RunMeta,
@@ -267,11 +268,17 @@ impl Writer {
             && let Some(agent) = &self.agent
         {
             let t = asdic_analysis::clock::Utc::from_unix(start);
-            let dir = self
-                .dir
-                .join(format!("agent={agent}"))
-                .join(format!("date={:04}-{:02}-{:02}", t.year, t.month, t.day))
-                .join(format!("hour={:02}", t.hour));
+            let mut dir = self.dir.clone();
+            for level in [
+                format!("agent={agent}"),
+                format!("date={:04}-{:02}-{:02}", t.year, t.month, t.day),
+                format!("hour={:02}", t.hour),
+            ] {
+                dir = dir
+                    .subdir(level.as_ref(), true)
+                    .with_context(|| format!("--dataset {}", self.dir.path().display()))?;
+            }
+            let shown = dir.path().to_path_buf();
             let meta = RunMeta {
                 period_start_unix_s: Some(start),
                 period_s: Some(self.rotate.as_secs().max(1)),
@@ -287,26 +294,43 @@ impl Writer {
                 self.meta.session.as_deref().unwrap_or("run")
             );
             let sink =
-                PartedSink::in_dataset(&dir, Some(&name), meta.to_pairs(), 65_536, self.sync_every)
-                    .with_context(|| format!("--dataset {}", dir.display()))?;
+                PartedSink::in_dataset(dir, Some(&name), meta.to_pairs(), 65_536, self.sync_every)
+                    .with_context(|| format!("--dataset {}", shown.display()))?;
             self.current = Some((start, sink));
         }
         if self.current.is_none() {
             let period = self.rotate.as_secs().max(1);
             let base = format!("sweep-{}", utc_stamp(start));
-            let mut path = self.dir.join(format!("{base}.parquet"));
-            let mut k = 1;
-            while path.exists() || parts_dir(&path).exists() {
-                path = self.dir.join(format!("{base}-{k}.parquet"));
-                k += 1;
-            }
             let meta = RunMeta {
                 period_start_unix_s: Some(start),
                 period_s: Some(period),
                 ..self.meta.clone()
             };
-            let sink = PartedSink::create(&path, meta.to_pairs(), 65_536, self.sync_every)
-                .with_context(|| format!("creating {}", path.display()))?;
+            // The period's file, or the first `-N` after it that neither a file nor an
+            // earlier run's parts hold: a sweep never replaces a file (the one exception to
+            // --force's rule: its names are its own to number).
+            let mut k = 0;
+            let sink = loop {
+                let name = match k {
+                    0 => format!("{base}.parquet"),
+                    k => format!("{base}-{k}.parquet"),
+                };
+                k += 1;
+                let taken = |e: &asdic_fs::Error| matches!(e, asdic_fs::Error::Exists { .. });
+                let dest = match Dest::in_dir(&self.dir, name.as_ref(), false) {
+                    Err(e) if taken(&e) && k < 10_000 => continue,
+                    r => {
+                        r.with_context(|| format!("creating {}", self.dir.join(&name).display()))?
+                    }
+                };
+                match PartedSink::create(&dest, meta.to_pairs(), 65_536, self.sync_every) {
+                    Err(asdic_analysis::Error::File { source, .. })
+                        if source.kind() == std::io::ErrorKind::AlreadyExists && k < 10_000 => {}
+                    r => {
+                        break r.with_context(|| format!("creating {}", dest.path().display()))?;
+                    }
+                }
+            };
             self.current = Some((start, sink));
         }
         // Just set above when it was empty.
@@ -449,6 +473,12 @@ fn rate_needed(a: &SweepArgs, n: usize) -> Result<(f64, f64), Fail> {
 /// Runs `asdic sweep`.
 pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
     validate(&a)?;
+    if a.output.as_ref().is_some_and(|o| o.as_os_str() == "-") {
+        return Err(usage(
+            "-o -: a sweep writes a directory of rotated files, not a stream: give -o DIR \
+             (live numbers are at --metrics-listen)",
+        ));
+    }
     let lines = read_file(&a.file).map_err(usage)?;
     let mut sizes = Sizes {
         sizes: vec![a.size],
@@ -522,6 +552,8 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         progress: false,
         rate_goal: None,
         session: ids.session,
+        // A sweep runs until it is stopped: a signal is its normal end (exit 0).
+        signal_exits: false,
     };
     let (n4, n6) = count_families(&first.targets);
     let start_line = format!(
@@ -565,7 +597,7 @@ fn count_families(targets: &[FleetTarget]) -> (usize, usize) {
 
 fn report_resolved(file: &Path, r: &Resolved) {
     if r.raised > 0 {
-        eprintln!(
+        say!(
             "asdic: {}: {} lines ask for packets below asdic's minimum ({} bytes of payload: \
              {} bytes in all over IPv4, {} over IPv6); raised to it",
             file.display(),
@@ -576,17 +608,17 @@ fn report_resolved(file: &Path, r: &Resolved) {
         );
     }
     for &(line, first) in r.repeats.iter().take(5) {
-        eprintln!(
+        say!(
             "asdic: {}: line {line} repeats a target of line {first} (same address and size): \
              probed once",
             file.display()
         );
     }
     if r.repeats.len() > 5 {
-        eprintln!("asdic: … and {} more repeats", r.repeats.len() - 5);
+        say!("asdic: … and {} more repeats", r.repeats.len() - 5);
     }
     if !r.new_sizes.is_empty() {
-        eprintln!(
+        say!(
             "asdic: {}: targets with packet sizes {:?} skipped: the sizes of a sweep are fixed \
              when it starts (restart to add them)",
             file.display(),
@@ -631,10 +663,6 @@ struct Sweeping {
 
 impl Mode for Sweeping {
     fn prepare(&mut self, _run: &Run) -> Result<(), Fail> {
-        if let Some(dir) = self.a.output.as_ref().or(self.a.dataset.as_ref()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| usage(format!("--output {}: {e}", dir.display())))?;
-        }
         self.metrics_listener = self
             .a
             .metrics_listen
@@ -646,18 +674,19 @@ impl Mode for Sweeping {
         Ok(())
     }
 
-    fn writes(&self) -> Option<Writes<'_>> {
-        if let Some(d) = &self.a.dataset {
-            return Some(Writes::inside("--dataset", d));
-        }
-        self.a
-            .output
-            .as_deref()
-            .map(|d| Writes::inside("--output", d))
-    }
-
     fn start(&mut self, run: &Run) -> Result<(), Fail> {
-        eprintln!("{}", self.start_line);
+        // The output directory opens (created where missing) without the capabilities,
+        // before anything is sent.
+        let out_dir = match (&self.a.output, &self.a.dataset) {
+            (Some(d), _) => Some(("--output", d)),
+            (None, Some(d)) => Some(("--dataset", d)),
+            (None, None) => None,
+        }
+        .map(|(flag, d)| {
+            Dir::create_all(d).map_err(|e| crate::output::open_fail(flag, e, run.dropped_dac))
+        })
+        .transpose()?;
+        say!("{}", self.start_line);
         let shared = Arc::new(Shared {
             fleet: Mutex::new(self.fleet.take().context("sweep started twice")?),
             plans: self.plans.iter().map(|(_, p)| p.clone()).collect(),
@@ -670,7 +699,7 @@ impl Mode for Sweeping {
             let bound =
                 metrics::serve(listener, registries).context("starting the metrics server")?;
             let level = self.a.metrics_per_target;
-            eprintln!(
+            say!(
                 "asdic: metrics at http://{bound}/metrics (--metrics-per-target {}: {} series \
                  per answering target, and the fleet's and the groups')",
                 level.name(),
@@ -678,7 +707,7 @@ impl Mode for Sweeping {
             );
         }
         self.shared = Some(shared);
-        if let Some(dir) = self.a.output.as_ref().or(self.a.dataset.as_ref()) {
+        if let Some(dir) = out_dir {
             let agent = self
                 .a
                 .dataset
@@ -686,7 +715,7 @@ impl Mode for Sweeping {
                 .map(|_| self.a.agent.clone().unwrap_or_else(host_name));
             let w = Writer {
                 agent,
-                dir: dir.clone(),
+                dir,
                 meta: self.metadata(run),
                 receivers: run.pipelines.iter().map(|p| p.receiver.clone()).collect(),
                 current: None,
@@ -729,7 +758,7 @@ impl Mode for Sweeping {
             && self.last_status.elapsed() >= self.a.status_every
         {
             self.last_status = Instant::now();
-            eprintln!("{}", self.status_line(&run.pipelines, run.t0.elapsed()));
+            say!("{}", self.status_line(&run.pipelines, run.t0.elapsed()));
         }
         Ok(())
     }
@@ -738,7 +767,7 @@ impl Mode for Sweeping {
         self.flush_rows()
     }
 
-    fn finish(&mut self, run: &Run, end: &End) -> Result<ExitCode, Fail> {
+    fn finish(&mut self, run: &Run, end: &End) -> Result<u8, Fail> {
         let shared = self.shared.take().context("sweep never started")?;
         // The last file ends with every target's window statistics.
         let now = asdic_engine::now_ns();
@@ -756,7 +785,7 @@ impl Mode for Sweeping {
                 .join()
                 .map_err(|_| anyhow::anyhow!("the writer thread panicked"))??;
             for f in &files {
-                eprintln!("asdic: wrote {}", f.display());
+                say!("asdic: wrote {}", f.display());
             }
         }
         let fleet = shared
@@ -768,7 +797,7 @@ impl Mode for Sweeping {
             probes += m.counters.probes;
             replies += m.counters.replies;
         }
-        eprintln!(
+        say!(
             "asdic: {} targets, {probes} probes ended, {replies} replies, {} in alarm; dropped: \
              {}; {}",
             fleet.len(),
@@ -781,7 +810,7 @@ impl Mode for Sweeping {
         {
             linger(self.a.metrics_linger)?;
         }
-        Ok(ExitCode::SUCCESS)
+        Ok(0)
     }
 }
 
@@ -794,7 +823,7 @@ fn linger(d: Duration) -> Result<(), Fail> {
         signal_hook::flag::register(sig, stop.clone())
             .context("installing the --metrics-linger signal handler")?;
     }
-    eprintln!("asdic: serving the final metrics for {d:?} (--metrics-linger; Ctrl-C ends it)");
+    say!("asdic: serving the final metrics for {d:?} (--metrics-linger; Ctrl-C ends it)");
     let until = Instant::now() + d;
     while !stop.load(Ordering::Relaxed) {
         let Some(left) = until.checked_duration_since(Instant::now()) else {
@@ -807,10 +836,8 @@ fn linger(d: Duration) -> Result<(), Fail> {
 
 impl Sweeping {
     /// What the fleet and the metrics endpoint share; set by `start`, before any event.
-    fn shared(&self) -> &Shared {
-        self.shared
-            .as_deref()
-            .expect("Mode::start shares the fleet before any event")
+    fn shared(&self) -> Result<&Shared, Fail> {
+        Ok(self.shared.as_deref().context("sweep never started")?)
     }
 
     fn record(&mut self, batch: &[asdic_core::Event]) -> Result<(), Fail> {
@@ -900,7 +927,7 @@ impl Sweeping {
         let ended = std::mem::replace(&mut self.period, p);
         let now = asdic_engine::now_ns();
         let mut rows = std::mem::take(&mut self.rows);
-        if let Ok(mut f) = self.shared().fleet.lock() {
+        if let Ok(mut f) = self.shared()?.fleet.lock() {
             rows.extend(f.window_rows(now));
         }
         self.send(ToWriter::Close(ended, rows))
@@ -920,13 +947,15 @@ impl Sweeping {
         let r = match r {
             Ok(r) => r,
             Err(e) => {
-                self.shared().reload_errors.fetch_add(1, Ordering::Relaxed);
-                eprintln!("asdic: reload ({why}) refused, keeping the current targets: {e}");
+                if let Ok(shared) = self.shared() {
+                    shared.reload_errors.fetch_add(1, Ordering::Relaxed);
+                }
+                say!("asdic: reload ({why}) refused, keeping the current targets: {e}");
                 return;
             }
         };
         report_resolved(&self.a.file, &r);
-        let Ok(mut fleet) = self.shared().fleet.lock() else {
+        let Some(Ok(mut fleet)) = self.shared().ok().map(|s| s.fleet.lock()) else {
             return;
         };
         let (cookies, applied) = fleet.apply(&r.targets);
@@ -939,8 +968,10 @@ impl Sweeping {
                 None => unprobed += items.len(),
             }
         }
-        self.shared().reloads.fetch_add(1, Ordering::Relaxed);
-        eprintln!(
+        if let Ok(shared) = self.shared() {
+            shared.reloads.fetch_add(1, Ordering::Relaxed);
+        }
+        say!(
             "asdic: reloaded {} ({why}): {} targets, {} added, {} removed",
             self.a.file.display(),
             r.targets.len(),
@@ -948,7 +979,7 @@ impl Sweeping {
             applied.removed
         );
         if unprobed > 0 {
-            eprintln!(
+            say!(
                 "asdic: {unprobed} targets of a family the sweep started without are not \
                  probed (restart to add that family)"
             );
@@ -973,9 +1004,9 @@ impl Sweeping {
             .iter()
             .map(|p| p.sender.sent.load(Ordering::Relaxed))
             .sum();
-        let (targets, alarm, replied) = match self.shared().fleet.lock() {
-            Ok(f) => (f.len(), f.in_alarm(), f.answering(asdic_engine::now_ns())),
-            Err(_) => (0, 0, 0),
+        let (targets, alarm, replied) = match self.shared().ok().map(|s| s.fleet.lock()) {
+            Some(Ok(f)) => (f.len(), f.in_alarm(), f.answering(asdic_engine::now_ns())),
+            _ => (0, 0, 0),
         };
         format!(
             "asdic: {:.0}s round {rounds}: {targets} targets, {replied} answering within the \

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use asdic_analysis::meta::millis;
-use asdic_analysis::{Format, HopRow, ParquetSink, Paths, RunMeta, RunMode, Sink, text_sink};
+use asdic_analysis::{Format, HopRow, Paths, RunMeta, RunMode, Sink, text_sink};
 use asdic_core::event::Event;
 use asdic_core::targets;
 use asdic_core::trace::{Pairs, Reached, Trace};
@@ -22,13 +22,11 @@ use asdic_wire::Family;
 use asdic_wire::payload;
 
 use crate::args::{TraceArgs, check_rate};
-use crate::closing::end_metadata;
 use crate::dataset::RunPartition;
-use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
+use crate::drive::{EXIT_PIPE, End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::RunHints;
 use crate::inputs::{Ids, read_specs, table_for, work};
-use crate::privilege::Writes;
-use crate::snapshot::Snapshots;
+use crate::output::{Asked, Results, broken_pipe};
 use crate::{Fail, usage};
 
 /// Most targets one trace holds: its hop table keeps about 80 bytes per (target, TTL).
@@ -107,6 +105,16 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
     let all = targets::expand(&specs, MAX_TARGETS).map_err(|e| usage(format!("targets: {e}")))?;
     let ids = Ids::new(a.id);
     let seed = a.seed.unwrap_or_else(crate::inputs::random_u64);
+    let dataset = a
+        .dataset
+        .as_deref()
+        .map(|d| (d, RunPartition::name(a.run_id.as_deref(), ids.session)));
+    let asked = Asked::new(
+        a.output.as_deref(),
+        a.force,
+        dataset,
+        a.format.map(|f| ("--format", f)),
+    )?;
 
     let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = all.iter().partition(|t| t.is_ipv4());
     let mut parts = vec![];
@@ -160,14 +168,12 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
         progress: !a.no_progress,
         rate_goal: None,
         session: ids.session,
+        signal_exits: true,
     };
     let order: Vec<IpAddr> = v4.iter().chain(v6.iter()).copied().collect();
-    // --dataset: the one result file is the run's partition's part.
-    let partition = RunPartition::asked(a.dataset.as_deref(), a.run_id.as_deref(), ids.session)?;
-    let mut a = a;
-    a.output = partition.as_ref().map(RunPartition::part).or(a.output);
     let mut mode = Tracing {
-        partition,
+        asked,
+        results: None,
         targets: order.len(),
         paths: Paths::new(order, a.first_ttl, a.max_ttl),
         a,
@@ -177,15 +183,15 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
         probes_max,
         v6: v6.len(),
         foreign: 0,
-        snapshots: None,
     };
     drive(lanes, &mut mode)
 }
 
 /// `trace`'s part of a run: the paths, snapshots, the paths printed and the file.
 struct Tracing {
-    /// With --dataset: the run's partition (its part is `a.output`).
-    partition: Option<RunPartition>,
+    /// What -o or --dataset asked for, and the results file once the run started.
+    asked: Asked,
+    results: Option<Results>,
     a: TraceArgs,
     rate: f64,
     seed: u64,
@@ -197,17 +203,19 @@ struct Tracing {
     paths: Paths,
     /// Events naming no (target, TTL) of this trace.
     foreign: u64,
-    snapshots: Option<Snapshots>,
 }
 
 impl Mode for Tracing {
-    fn writes(&self) -> Option<Writes<'_>> {
-        self.a.output.as_deref().map(|o| Writes::beside("-o", o))
-    }
-
     fn start(&mut self, run: &Run) -> Result<(), Fail> {
+        // Opened first: a refused output ends the run before its start line.
+        self.results = Results::open(
+            &self.asked,
+            &self.metadata(run),
+            self.a.sync_every,
+            run.dropped_dac,
+        )?;
         let (a, n) = (&self.a, self.targets);
-        eprintln!(
+        say!(
             "asdic: tracing {n} targets ({} IPv4, {} IPv6) at TTL {}..={}: at most {} \
              probes in a random order (seed {}), {} probes/s, timeout {:?}",
             n - self.v6,
@@ -219,10 +227,6 @@ impl Mode for Tracing {
             self.rate,
             a.timeout,
         );
-        self.snapshots = a
-            .output
-            .as_ref()
-            .map(|path| Snapshots::new(path, self.metadata(run).to_pairs(), a.sync_every));
         Ok(())
     }
 
@@ -236,8 +240,8 @@ impl Mode for Tracing {
     }
 
     fn tick(&mut self, _run: &Run) -> Result<(), Fail> {
-        if let Some(snap) = self.snapshots.as_mut().filter(|s| s.due()) {
-            snap.write(|sink| write_rows(&self.paths, sink));
+        if let Some(r) = self.results.as_mut() {
+            r.tick(|sink| write_rows(&self.paths, sink));
         }
         Ok(())
     }
@@ -258,7 +262,7 @@ impl Mode for Tracing {
         ))
     }
 
-    fn finish(&mut self, run: &Run, end: &End) -> Result<ExitCode, Fail> {
+    fn finish(&mut self, run: &Run, end: &End) -> Result<u8, Fail> {
         let totals = self.paths.totals();
         let sent = run.sent();
         let skipped: u64 = self.parts.iter().map(|p| p.reached.skipped()).sum();
@@ -271,33 +275,18 @@ impl Mode for Tracing {
             totals.targets - totals.reached - totals.unreachable,
             totals.timeouts
         );
-        if !self.a.quiet {
-            self.print_paths()?;
-        }
-        if let Some(path) = &self.a.output {
-            let meta = RunMeta {
-                summary: Some(summary.clone()),
-                probes_sent: Some(sent),
-                probes_skipped: Some(skipped),
-                ..self.metadata(run).and(end_metadata(&end.kernel))
-            };
-            let mut pq = ParquetSink::create(path, meta.to_pairs())
-                .with_context(|| format!("creating {}", path.display()))?;
-            write_rows(&self.paths, &mut pq)
-                .with_context(|| format!("writing {}", path.display()))?;
-            Box::new(pq)
-                .finish()
-                .with_context(|| format!("writing {}", path.display()))?;
-            if let Some(s) = self.snapshots.take() {
-                s.done();
-            }
-            if let Some(p) = &self.partition {
-                p.finish(!run.interrupted(), &meta.to_pairs())
-                    .with_context(|| format!("marking {}", p.dir.display()))?;
+        // Results to a closed stdout: the rest (-o) is still written, then exit 141.
+        let mut pipe = false;
+        let on_stdout = self.results.as_ref().is_some_and(Results::on_stdout);
+        if !self.a.quiet && !on_stdout {
+            match self.print_paths() {
+                Err(e) if broken_pipe(&e) => pipe = true,
+                r => r?,
             }
         }
-        eprintln!("asdic: {summary}");
-        eprintln!(
+        // Before the file, so that its count of lost diagnostics includes these lines.
+        say!("asdic: {summary}");
+        say!(
             "asdic: {:.2}s in all, {} refused by the local stack; dropped: {}, {} not of this \
              trace; {}",
             end.elapsed.as_secs_f64(),
@@ -306,20 +295,38 @@ impl Mode for Tracing {
             self.foreign,
             end.kernel
         );
+        if let Some(results) = self.results.take() {
+            let meta = RunMeta {
+                summary: Some(summary.clone()),
+                probes_sent: Some(sent),
+                probes_skipped: Some(skipped),
+                ..self.metadata(run).and(run.end_meta(&end.kernel))
+            };
+            match results.write(&meta, !run.interrupted(), |sink| {
+                write_rows(&self.paths, sink)
+            }) {
+                Err(e) if on_stdout && broken_pipe(&e) => pipe = true,
+                r => {
+                    r?;
+                }
+            }
+        }
         // As ping: 0 when every destination answered, 1 when some did not.
-        Ok(if totals.reached == totals.targets {
-            ExitCode::SUCCESS
+        Ok(if pipe {
+            EXIT_PIPE
+        } else if totals.reached == totals.targets {
+            0
         } else {
-            ExitCode::from(1)
+            1
         })
     }
 }
 
 impl Tracing {
     /// The paths on stdout, as `--format` asks.
-    fn print_paths(&self) -> Result<(), Fail> {
+    fn print_paths(&self) -> anyhow::Result<()> {
         let mut w = std::io::BufWriter::new(std::io::stdout().lock());
-        match self.a.format {
+        match self.a.format.unwrap_or(Format::Text) {
             Format::Text => {
                 for t in 0..self.targets {
                     self.paths
@@ -348,7 +355,7 @@ impl Tracing {
             timeout_ms: Some(millis(a.timeout)),
             size: Some(a.size as u64),
             seed: Some(self.seed),
-            run_id: self.partition.as_ref().map(|p| p.run_id.clone()),
+            run_id: self.asked.run_id(),
             ..run.meta(RunMode::Trace)
         }
     }

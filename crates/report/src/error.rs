@@ -47,6 +47,17 @@ pub enum Error {
     /// Aggregating analysis helpers failed (listing parts).
     #[error(transparent)]
     Analysis(#[from] asdic_analysis::Error),
+    /// The report's directory or one of its files was refused or could not be written.
+    #[error(transparent)]
+    Fs(#[from] asdic_fs::Error),
+    /// An earlier report is in the directory, and replacing it was not asked for.
+    #[error("{}: holds an earlier report's {what}: asdic never replaces it (give --force, or another -o)", dir.display())]
+    Earlier {
+        /// The report directory.
+        dir: PathBuf,
+        /// What is there (`report.html`, `figures/`).
+        what: &'static str,
+    },
 }
 
 impl Error {

@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use asdic_fs::{Dir, Publish};
+use image::ImageEncoder;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
@@ -133,8 +135,15 @@ fn msg<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
-/// Draws `p` to SVG (kept and written to `dir/id.svg`) and, with `png`, to `dir/id.png`.
-fn render(p: &impl Plot, dir: &Path, id: &str, png: bool) -> Result<(String, Vec<PathBuf>)> {
+/// Draws `p` to SVG (kept and written to `dir/id.svg`) and, with `png`, to `dir/id.png`
+/// (rendered and encoded in memory), each published as `how` says.
+fn render(
+    p: &impl Plot,
+    dir: &Dir,
+    id: &str,
+    png: bool,
+    how: Publish,
+) -> Result<(String, Vec<PathBuf>)> {
     let draw_err = |what: String| Error::Draw {
         figure: id.to_string(),
         what,
@@ -146,33 +155,48 @@ fn render(p: &impl Plot, dir: &Path, id: &str, png: bool) -> Result<(String, Vec
         p.plot(&root).map_err(draw_err)?;
         root.present().map_err(|e| draw_err(msg(e)))?;
     }
-    let svg_path = dir.join(format!("{id}.svg"));
-    std::fs::write(&svg_path, &svg).map_err(|e| Error::file(&svg_path, e))?;
-    let mut files = vec![svg_path];
+    let svg_name = format!("{id}.svg");
+    let mut files = vec![crate::write_file(
+        dir,
+        svg_name.as_ref(),
+        svg.as_bytes(),
+        how,
+    )?];
     if png {
-        let png_path = dir.join(format!("{id}.png"));
+        let (w, h) = p.size();
+        let mut rgb = vec![0u8; w as usize * h as usize * 3];
         {
-            let root = BitMapBackend::new(&png_path, p.size()).into_drawing_area();
+            let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
             root.fill(&WHITE).map_err(|e| draw_err(msg(e)))?;
             p.plot(&root).map_err(draw_err)?;
             root.present().map_err(|e| draw_err(msg(e)))?;
         }
-        files.push(png_path);
+        let mut encoded = vec![];
+        image::codecs::png::PngEncoder::new(&mut encoded)
+            .write_image(&rgb, w, h, image::ColorType::Rgb8)
+            .map_err(|e| draw_err(msg(e)))?;
+        let png_name = format!("{id}.png");
+        files.push(crate::write_file(dir, png_name.as_ref(), &encoded, how)?);
     }
     Ok((svg, files))
 }
 
 /// Draws `p` as figure `id` (see [`render`]).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site per figure kind, all alike"
+)]
 fn figure(
     p: &impl Plot,
     kind: Kind,
     id: String,
     title: String,
     caption: String,
-    dir: &Path,
+    dir: &Dir,
     png: bool,
+    how: Publish,
 ) -> Result<Figure> {
-    let (svg, files) = render(p, dir, &id, png)?;
+    let (svg, files) = render(p, dir, &id, png, how)?;
     Ok(Figure {
         kind,
         id,
@@ -187,7 +211,13 @@ fn figure(
 ///
 /// # Errors
 /// [`Error::Draw`] or [`Error::File`] naming the figure.
-pub fn draw_section(s: &Section, i: usize, dir: &Path, png: bool) -> Result<Vec<Figure>> {
+pub fn draw_section(
+    s: &Section,
+    i: usize,
+    dir: &Dir,
+    png: bool,
+    how: Publish,
+) -> Result<Vec<Figure>> {
     let mut out = vec![];
     let mode = s.mode.name();
     if s.rtt.count() > 0 {
@@ -204,6 +234,7 @@ pub fn draw_section(s: &Section, i: usize, dir: &Path, png: bool) -> Result<Vec<
             ),
             dir,
             png,
+            how,
         )?);
         out.push(figure(
             &RttCdf { s },
@@ -215,6 +246,7 @@ pub fn draw_section(s: &Section, i: usize, dir: &Path, png: bool) -> Result<Vec<
                 .into(),
             dir,
             png,
+            how,
         )?);
     }
     if let Some(map) = s.prefixes.as_ref().filter(|m| !m.cells.is_empty()) {
@@ -239,6 +271,7 @@ pub fn draw_section(s: &Section, i: usize, dir: &Path, png: bool) -> Result<Vec<
             },
             dir,
             png,
+            how,
         )?);
     }
     for (k, series) in s.series.iter().enumerate() {
@@ -261,6 +294,7 @@ pub fn draw_section(s: &Section, i: usize, dir: &Path, png: bool) -> Result<Vec<
             ),
             dir,
             png,
+            how,
         )?);
     }
     if !s.errors.is_empty() {
@@ -272,6 +306,7 @@ pub fn draw_section(s: &Section, i: usize, dir: &Path, png: bool) -> Result<Vec<
             "Errors received, by IANA type/code name, most first.".into(),
             dir,
             png,
+            how,
         )?);
     }
     Ok(out)

@@ -31,7 +31,11 @@ pub mod section;
 /// UTC time and number formatting.
 pub mod text;
 
-use std::path::{Path, PathBuf};
+use std::ffi::OsStr;
+use std::io::Write;
+use std::path::PathBuf;
+
+use asdic_fs::{Dir, Publish, TempFile};
 
 pub use error::{Error, Result};
 pub use hist::LogHist;
@@ -50,6 +54,8 @@ pub struct Options {
     pub png: bool,
     /// The TrueType font for figure text; `None` looks in the usual system places.
     pub font: Option<PathBuf>,
+    /// Replace the report and figures an earlier report left in the directory.
+    pub force: bool,
 }
 
 impl Default for Options {
@@ -60,6 +66,7 @@ impl Default for Options {
             rows: 50,
             png: true,
             font: None,
+            force: false,
         }
     }
 }
@@ -78,11 +85,34 @@ pub struct Written {
 }
 
 /// Reads `inputs` (files or directories), and writes `dir/report.html` and the figures
-/// under `dir/figures/`.
+/// under `dir/figures/`, each through a temporary published under its name. An earlier
+/// report there (its `report.html`, or figures) is replaced only with [`Options::force`].
 ///
 /// # Errors
-/// [`Error`] naming the file or directory that could not be read or written.
-pub fn write(inputs: &[PathBuf], dir: &Path, opts: &Options) -> Result<Written> {
+/// [`Error`] naming the file or directory that could not be read or written;
+/// [`Error::Earlier`] for an earlier report not to be replaced.
+pub fn write(inputs: &[PathBuf], dir: &Dir, opts: &Options) -> Result<Written> {
+    let html_name = OsStr::new("report.html");
+    let figures = OsStr::new("figures");
+    if !opts.force {
+        if dir.has(html_name)? {
+            return Err(Error::Earlier {
+                dir: dir.path().to_path_buf(),
+                what: "report.html",
+            });
+        }
+        if dir.has(figures)? && !dir.subdir(figures, false)?.names()?.is_empty() {
+            return Err(Error::Earlier {
+                dir: dir.path().to_path_buf(),
+                what: "figures/",
+            });
+        }
+    }
+    let how = if opts.force {
+        Publish::Replace
+    } else {
+        Publish::NoReplace
+    };
     let files = input::expand(inputs)?;
     let groups = input::group(&files)?;
     figure::load_font(opts.font.as_deref())?;
@@ -93,26 +123,32 @@ pub fn write(inputs: &[PathBuf], dir: &Path, opts: &Options) -> Result<Written> 
         rows += s.rows;
         sections.push(s);
     }
-    let fig_dir = dir.join("figures");
-    std::fs::create_dir_all(&fig_dir).map_err(|e| Error::file(&fig_dir, e))?;
+    let fig_dir = dir.subdir(figures, true)?;
     let mut figures = vec![];
     let mut drawn = vec![];
     for (i, s) in sections.iter().enumerate() {
-        let figs = figure::draw_section(s, i, &fig_dir, opts.png)?;
+        let figs = figure::draw_section(s, i, &fig_dir, opts.png, how)?;
         for f in &figs {
             figures.extend(f.files.iter().cloned());
         }
         drawn.push(figs);
     }
     let page = html::page(&opts.title, &sections, &drawn);
-    let html = dir.join("report.html");
-    let tmp = dir.join(".report.html.tmp");
-    std::fs::write(&tmp, page).map_err(|e| Error::file(&tmp, e))?;
-    std::fs::rename(&tmp, &html).map_err(|e| Error::file(&html, e))?;
+    let html = write_file(dir, html_name, page.as_bytes(), how)?;
     Ok(Written {
         html,
         figures,
         sections,
         rows,
     })
+}
+
+/// Writes `bytes` as `name` in `dir`: a temporary, synced, published as `how` says.
+///
+/// # Errors
+/// [`Error::Fs`] or [`Error::File`] naming it.
+pub(crate) fn write_file(dir: &Dir, name: &OsStr, bytes: &[u8], how: Publish) -> Result<PathBuf> {
+    let mut t = TempFile::new(dir, name)?;
+    t.write_all(bytes).map_err(|e| Error::file(&t.path(), e))?;
+    Ok(t.publish(how)?)
 }
