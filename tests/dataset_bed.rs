@@ -292,7 +292,10 @@ fn a_killed_shard_leaves_readable_parts_and_no_marker() {
     std::thread::sleep(Duration::from_millis(1500));
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(c.id() as i32, libc::SIGINT) }, 0);
-    let err = wait_ok(c, "interrupted shard");
+    let out = c.wait_with_output().expect("waiting");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    // Interrupted: 130 (128 + SIGINT), so a job runner does not count the shard as done.
+    assert_eq!(out.status.code(), Some(130), "interrupted shard: {err}");
     assert!(err.contains("stopped early"), "{err}");
     let s = dir.join("run=s").join("shard=1");
     assert!(s.join("_STOPPED").is_file() && !s.join("_SUCCESS").exists());

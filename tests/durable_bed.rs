@@ -180,6 +180,7 @@ fn a_terminated_scan_still_writes_one_complete_file() {
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("interrupted"), "{err}");
+    assert_eq!(o.status.code(), Some(143), "128 + SIGTERM: {err}");
     assert!(!dir.exists(), "parts merged and removed");
     let (rows, meta) = read_parquet(&out);
     assert_eq!(meta.interrupted, Some(true));
@@ -321,6 +322,35 @@ fn a_killed_ping_leaves_a_snapshot_of_every_targets_statistics() {
         }
     }
     assert!(sent_total >= 2 * 1024, "{sent_total}");
+
+    // The retry a job runner makes is refused while the snapshot is there, with a line naming
+    // `asdic recover`; nothing is sent and the snapshot is untouched.
+    let before = std::fs::read(&partial).unwrap();
+    let sent = bed.counter("sent4");
+    let o = bed.asdic(&[
+        "ping",
+        "198.19.76.0/22",
+        "--rate",
+        "20000",
+        "-q",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr_of(&o));
+    assert!(stderr_of(&o).contains("asdic recover"), "{}", stderr_of(&o));
+    assert_eq!(bed.counter("sent4"), sent, "a refused run sends nothing");
+    assert_eq!(std::fs::read(&partial).unwrap(), before);
+    // `asdic recover FILE` restores the snapshot as FILE, every row of it.
+    let o = bed.asdic(&["recover", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert!(!partial.exists());
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        before,
+        "the snapshot, byte for byte"
+    );
+    let (recovered, _) = read_parquet(&out);
+    assert_eq!(recovered.len(), 1024);
 
     // A run that ends leaves its file and no snapshot, though it wrote some.
     let done = scratch("durable-ping-done.parquet");

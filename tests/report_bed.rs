@@ -197,7 +197,7 @@ fn a_report_of_bed_runs_is_self_contained_and_holds_the_files_numbers() {
     let again = scratch("report-out-lib");
     let w = asdic_report::write(
         &[scan.clone(), sweep_dir.clone(), ping.clone(), trace.clone()],
-        &again,
+        &asdic_fs::Dir::create_all(&again).unwrap(),
         &Options::default(),
     )
     .unwrap();
@@ -401,7 +401,7 @@ fn a_report_of_a_killed_scans_parts_says_it_is_partial() {
         .sum();
     let w = asdic_report::write(
         std::slice::from_ref(&parts),
-        &scratch("report-killed-out"),
+        &asdic_fs::Dir::create_all(&scratch("report-killed-out")).unwrap(),
         &Options::default(),
     )
     .unwrap();

@@ -286,7 +286,11 @@ fn sigint_cools_down_and_leaves_a_complete_parquet_file() {
         t.elapsed() < Duration::from_secs(4),
         "stops after the 1 s cooldown"
     );
-    assert_eq!(status.code(), Some(0), "a stopped scan is still a success");
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "an interrupted scan says so (128 + SIGINT), its results written"
+    );
     let (rows, meta) = read_parquet(&out);
     assert_eq!(meta.interrupted, Some(true));
     assert_eq!(meta.complete, Some(false));
@@ -367,10 +371,12 @@ fn refuses_unsafe_or_unclear_scans_before_sending() {
                 "--no-default-blocklist",
                 "-r",
                 "10",
+                "-o",
+                "x.csv",
                 "-O",
                 "parquet",
             ],
-            "-O parquet needs a file",
+            "the name says csv, -O says parquet",
         ),
     ];
     for (args, msg) in cases {
@@ -524,7 +530,7 @@ fn a_second_signal_skips_the_cooldown() {
         "the second signal ends the 30 s cooldown at once: {:?}",
         t.elapsed()
     );
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(status.code(), Some(130), "the first signal was SIGINT");
     let (rows, meta) = read_parquet(&out);
     assert_eq!(meta.interrupted, Some(true));
     assert!(rows.len() > 1_000, "{} rows", rows.len());
