@@ -49,18 +49,23 @@ pub struct Cli {
 pub enum Command {
     /// Ping targets (addresses, CIDRs, IPv4 and IPv6) fping-style and report per-target RTT
     /// and loss.
+    #[command(after_long_help = EXIT_PROBE)]
     Ping(PingArgs),
     /// Scan address space ZMap-style: every target once, in a seeded pseudo-random order,
     /// sharded, blocklisted, rate-capped; one row per responding target.
+    #[command(after_long_help = EXIT_SCAN)]
     Scan(ScanArgs),
     /// Sweep a fleet continuously (NetXMS/fping-style health checks): rounds over a targets
     /// file spread evenly, rolling per-target RTT and loss, alarms, Prometheus metrics,
     /// rotated Parquet; reloads the file when it changes or on SIGHUP.
+    #[command(after_long_help = EXIT_SWEEP)]
     Sweep(SweepArgs),
     /// Trace the paths to targets Yarrp-style: echo requests at every TTL up to --max-ttl, in
     /// a seeded random (target, TTL) order, stopping at each destination; one row per hop.
+    #[command(after_long_help = EXIT_PROBE)]
     Trace(TraceArgs),
-    /// Merge the parts a killed run left (FILE.parts/) into FILE, as the run would have.
+    /// Restore what a killed run left: merge its parts (FILE.parts/) into FILE as the run
+    /// would have, or make a ping's or trace's last snapshot (FILE.partial) FILE.
     Recover(RecoverArgs),
     /// Write an HTML report with figures (RTT histogram and CDF, per-prefix hit map,
     /// latency over time per target, ICMP errors, worst targets) from result files.
@@ -70,6 +75,20 @@ pub enum Command {
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
     Completions(CompletionsArgs),
 }
+
+/// Exit statuses of ping and trace (`--help`, man pages).
+const EXIT_PROBE: &str = "Exit status: 0 every target answered (trace: was reached), 1 some did \
+not, 2 bad input or an output refused (nothing sent), 4 system error, 130/143 stopped by \
+SIGINT/SIGTERM (results written in full), 141 the results went to a stdout that closed.";
+
+/// Exit statuses of scan.
+const EXIT_SCAN: &str = "Exit status: 0 done (whatever the hit rate), 2 bad input or an output \
+refused (nothing sent), 4 system error, 130/143 stopped by SIGINT/SIGTERM (results written in \
+full), 141 the results went to a stdout that closed.";
+
+/// Exit statuses of sweep.
+const EXIT_SWEEP: &str = "Exit status: 0 after --rounds or SIGINT/SIGTERM (its normal end), 2 \
+bad input or an output refused, 4 system error.";
 
 /// `asdic recover` options.
 #[derive(Debug, Args)]
