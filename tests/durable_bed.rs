@@ -172,6 +172,8 @@ fn a_terminated_scan_still_writes_one_complete_file() {
     let out = scratch("durable-term.parquet");
     let mut args = SCAN.to_vec();
     args.push(out.to_str().unwrap());
+    // Run after the scan above into the same name: replacing it is asked for.
+    args.push("--force");
     let child = spawn(&bed, &args);
     let dir = parts_dir(&out);
     assert!(wait_for(Duration::from_secs(20), || dir.is_dir()

@@ -230,6 +230,7 @@ fn without_io_uring_uring_says_why_and_auto_runs_raw() {
         "198.19.0.1",
         "2001:db8:1::1",
         "-q",
+        "--force",
         "-o",
         out.to_str().unwrap(),
     ];

@@ -625,7 +625,10 @@ impl Scanning {
         let dest = resolve("-o", &a.output, a.force, dac)?;
         if self.format == Format::Parquet && !dest.is_stream() {
             let p = PartedSink::<ScanRow>::create(&dest, meta, SCAN_ROW_GROUP, a.sync_every)
-                .map_err(|e| usage(format!("-o {e}")))?;
+                .map_err(|e| match e {
+                    asdic_analysis::Error::Fs(e) => open_fail("-o", e, dac),
+                    e => usage(format!("-o {e}")),
+                })?;
             return Ok(Output::Parts(Box::new(p)));
         }
         if self.format == Format::Parquet && !dest.is_stdout() {
