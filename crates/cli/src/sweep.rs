@@ -683,7 +683,12 @@ impl Mode for Sweeping {
             (None, None) => None,
         }
         .map(|(flag, d)| {
-            Dir::create_all(d).map_err(|e| crate::output::open_fail(flag, e, run.dropped_dac))
+            let fail = |e| crate::output::open_fail(flag, e, run.dropped_dac);
+            let dir = Dir::create_all(d).map_err(fail)?;
+            // Its files come at the first round: whether they can be created is known now,
+            // before any probe (a temporary of our own, removed when dropped).
+            asdic_fs::TempFile::new(&dir, "sweep.parquet".as_ref()).map_err(fail)?;
+            Ok::<Dir, Fail>(dir)
         })
         .transpose()?;
         say!("{}", self.start_line);
