@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use asdic_tests::{Bed, RunMode, read_parquet, require_bed, scratch, stderr_of};
+use asdic_tests::{Bed, RunMode, read_parquet, require_bed, scratch, signal, stderr_of};
 use serde_json::Value;
 
 type Row = HashMap<String, Value>;
@@ -47,12 +47,6 @@ fn spawn(bed: &Bed, args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting asdic")
-}
-
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
-    let r = unsafe { libc::kill(child.id() as i32, sig) };
-    assert_eq!(r, 0);
 }
 
 /// (probe, target, outcome) of scan rows.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use asdic_tests::{
     Bed, asdic_bin, assert_ping_ground_truth, read_parquet, require_bed, responding, scratch,
-    stderr_of,
+    signal, stderr_of,
 };
 use serde_json::Value;
 
@@ -146,12 +146,6 @@ fn wait_within(child: &mut std::process::Child, limit: Duration) -> std::process
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn signal(child: &std::process::Child, sig: i32) {
-    // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
-    let r = unsafe { libc::kill(child.id() as i32, sig) };
-    assert_eq!(r, 0);
 }
 
 /// The scan rows of a /24 of the bed, checked against its rules: exactly the hosts that

@@ -695,3 +695,10 @@ pub fn assert_ping_ground_truth(
     }
     seen
 }
+
+/// Sends signal `sig` to `child` (still running, not yet reaped).
+pub fn signal(child: &std::process::Child, sig: i32) {
+    // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+    let r = unsafe { libc::kill(child.id() as i32, sig) };
+    assert_eq!(r, 0);
+}
