@@ -355,7 +355,27 @@ fn targets(b: &[u8]) -> Result<(), String> {
             let _ = spec.nth(n - 1);
         }
     }
-    let _ = parse_lines(text.as_bytes());
+    // The raw bytes too (not text, endless lines); what parses becomes a set whose indices
+    // and addresses map both ways.
+    let _ = parse_lines(b);
+    if let Ok(specs) = parse_lines(text.as_bytes()) {
+        use asdic_core::set::{TargetList, TargetSet};
+        let small: Vec<TargetSpec> = specs.into_iter().filter(|s| s.count() <= 4096).collect();
+        let set = TargetSet::of(&small);
+        let mut prev = None;
+        for i in 0..set.len() {
+            let a = set
+                .nth(i)
+                .ok_or(format!("index {i} of {} has no address", set.len()))?;
+            if set.index_of(a) != Some(i) {
+                return Err(format!("{a} at {i} is indexed {:?}", set.index_of(a)));
+            }
+            if prev.is_some_and(|p| p >= a) {
+                return Err(format!("{a} at {i} is not above {prev:?}"));
+            }
+            prev = Some(a);
+        }
+    }
     Ok(())
 }
 
@@ -366,7 +386,7 @@ fn fleet(b: &[u8]) -> Result<(), String> {
     for line in text.lines() {
         let _ = parse_line(line);
     }
-    let _ = parse_fleet(text.as_bytes());
+    let _ = parse_fleet(text.as_bytes(), 1 << 24);
     Ok(())
 }
 

@@ -21,7 +21,7 @@
 
 use std::io::BufRead;
 
-use crate::targets::TargetSpec;
+use crate::targets::{MAX_LINE, Read, TargetSpec, read_line};
 
 /// One target line.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,16 +61,41 @@ pub enum FleetError {
 /// Longest name accepted (a label for output and metrics).
 pub const MAX_NAME: usize = 128;
 
-/// Reads every target line of `input`.
-pub fn parse_fleet(input: impl BufRead) -> Result<Vec<FleetLine>, FleetError> {
+/// Reads every target line of `input`, a line of at most [`MAX_LINE`] bytes at a time, and
+/// at most `max_total` targets (prefixes counted by their addresses).
+pub fn parse_fleet(mut input: impl BufRead, max_total: u128) -> Result<Vec<FleetLine>, FleetError> {
     let mut out = vec![];
-    for (i, line) in input.lines().enumerate() {
-        let line_no = i + 1;
-        let text = line.map_err(|e| FleetError::Io(e.to_string()))?;
-        if let Some(l) = parse_line(&text).map_err(|what| FleetError::Line {
+    let mut buf = Vec::with_capacity(256);
+    let mut total: u128 = 0;
+    for line_no in 1.. {
+        let at = |what: String| FleetError::Line {
             line: line_no,
             what,
-        })? {
+        };
+        buf.clear();
+        match read_line(&mut input, &mut buf, MAX_LINE)
+            .map_err(|e| FleetError::Io(e.to_string()))?
+        {
+            Read::End => break,
+            Read::TooLong => {
+                return Err(at(format!(
+                    "longer than {MAX_LINE} bytes, the most one line of targets may hold \
+                     (is this a targets file?)"
+                )));
+            }
+            Read::Line => {}
+        }
+        let text = std::str::from_utf8(&buf)
+            .map_err(|_| at("not text (is this a targets file?)".into()))?;
+        if let Some(l) = parse_line(text).map_err(at)? {
+            total = total.saturating_add(l.spec.count());
+            if total > max_total {
+                return Err(at(format!(
+                    "{} brings the targets to {total}, more than the {max_total} a sweep may \
+                     hold (use longer prefixes or fewer lines)",
+                    l.spec
+                )));
+            }
             out.push(FleetLine { line: line_no, ..l });
         }
     }
@@ -310,7 +335,7 @@ mod tests {
     #[test]
     fn errors_name_the_line() {
         let text = "198.19.0.1\n\n# c\nweb.example:x\n";
-        let e = parse_fleet(text.as_bytes()).unwrap_err();
+        let e = parse_fleet(text.as_bytes(), u128::MAX).unwrap_err();
         assert!(matches!(e, FleetError::Line { line: 4, .. }), "{e:?}");
         assert!(e.to_string().contains("does not resolve names"));
         assert!(parse_line("198.19.0.1:a:0").is_err());
@@ -319,7 +344,7 @@ mod tests {
         assert!(parse_line("[2001:db8::1").is_err());
         assert!(parse_line("[2001:db8::1]x").is_err());
         assert_eq!(parse_line("   # only a comment").unwrap(), None);
-        let ok = parse_fleet("198.19.0.1\n198.19.0.2:b\n".as_bytes()).unwrap();
+        let ok = parse_fleet("198.19.0.1\n198.19.0.2:b\n".as_bytes(), u128::MAX).unwrap();
         assert_eq!(ok.iter().map(|l| l.line).collect::<Vec<_>>(), [1, 2]);
     }
 
@@ -349,5 +374,26 @@ mod tests {
         ] {
             let _ = parse_line(s);
         }
+    }
+
+    #[test]
+    fn endless_lines_and_too_many_targets_stop_early() {
+        let zeros = std::io::Read::take(std::io::repeat(0), 1 << 30);
+        let e = parse_fleet(std::io::BufReader::new(zeros), u128::MAX).unwrap_err();
+        assert!(
+            e.to_string().starts_with("line 1: longer than 4096 bytes"),
+            "{e}"
+        );
+        // A writer that never stops: refused at the cap, not at the end.
+        let endless = std::io::Read::take(std::io::repeat(b'\n'), 1 << 40);
+        let lines = std::io::Read::chain("198.19.0.0/24\n198.19.1.0/24\n".as_bytes(), endless);
+        let e = parse_fleet(std::io::BufReader::new(lines), 300).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("line 2: 198.19.1.0/24 brings the targets to 512, more than the 300"),
+            "{e}"
+        );
+        let e = parse_fleet(&b"198.19.0.1\n\xff\n"[..], u128::MAX).unwrap_err();
+        assert_eq!(e.to_string(), "line 2: not text (is this a targets file?)");
     }
 }

@@ -28,6 +28,8 @@ pub mod matcher;
 pub mod permute;
 /// Retries of silent targets.
 pub mod retry;
+/// Target lists held compactly.
+pub mod set;
 /// Where the TX loop gets targets: list rounds or a permuted scan.
 pub mod source;
 /// The scan's address space: targets minus blocklists, numbered.

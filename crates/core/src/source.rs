@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::event::Event;
 use crate::permute::Walk;
+use crate::set::TargetList;
 use crate::space::Space;
 use crate::stateless::ScanProbe;
 
@@ -57,18 +58,20 @@ pub trait Source {
 /// `count` rounds over a target list, a round starting at most every `interval`.
 #[derive(Debug)]
 pub struct Rounds {
-    targets: Arc<[IpAddr]>,
+    targets: Arc<dyn TargetList>,
+    len: u64,
     count: u32,
     interval: Duration,
     round: u32,
-    next: usize,
+    next: u64,
     round_start: Option<Instant>,
 }
 
 impl Rounds {
     /// Rounds over `targets`.
-    pub fn new(targets: Arc<[IpAddr]>, count: u32, interval: Duration) -> Self {
+    pub fn new(targets: Arc<dyn TargetList>, count: u32, interval: Duration) -> Self {
         Rounds {
+            len: targets.len(),
             targets,
             count,
             interval,
@@ -81,7 +84,7 @@ impl Rounds {
 
 impl Source for Rounds {
     fn next(&mut self, now: Instant) -> Next {
-        if self.round >= self.count || self.targets.is_empty() {
+        if self.round >= self.count || self.len == 0 {
             return Next::Done;
         }
         if self.next == 0 {
@@ -94,9 +97,11 @@ impl Source for Rounds {
             self.round_start = Some(now);
         }
         let cookie = self.next as u32;
-        let target = self.targets[self.next];
+        let Some(target) = self.targets.nth(self.next) else {
+            return Next::Done;
+        };
         self.next += 1;
-        if self.next == self.targets.len() {
+        if self.next == self.len {
             self.next = 0;
             self.round += 1;
         }
@@ -183,11 +188,11 @@ mod tests {
 
     #[test]
     fn rounds_wait_for_their_interval() {
-        let t: Arc<[IpAddr]> = ["198.19.0.1", "198.19.0.2"]
+        let t: Vec<IpAddr> = ["198.19.0.1", "198.19.0.2"]
             .iter()
             .map(|s| s.parse().unwrap())
             .collect();
-        let mut r = Rounds::new(t.clone(), 2, Duration::from_secs(1));
+        let mut r = Rounds::new(Arc::new(t.clone()), 2, Duration::from_secs(1));
         let t0 = Instant::now();
         let probe = |c: u32| Next::Probe {
             cookie: c,
@@ -202,7 +207,7 @@ mod tests {
         assert_eq!(r.next(t0 + Duration::from_secs(1)), probe(1));
         assert_eq!(r.next(t0 + Duration::from_secs(9)), Next::Done);
         assert_eq!(
-            Rounds::new(Arc::new([]), 3, Duration::ZERO).next(t0),
+            Rounds::new(Arc::new(Vec::new()), 3, Duration::ZERO).next(t0),
             Next::Done
         );
     }

@@ -357,6 +357,8 @@ fn inverse(a: u128) -> u128 {
 enum Segment {
     /// Index `start + i` is address `lo + i`.
     Range { lo: u128 },
+    /// Index `start + i` is the `i`-th listed single address.
+    Singles,
     /// Index `start + i` is `base | mixers[mix](i)`, unless block- or allowlists say no.
     Sample { base: u128, mix: u32 },
 }
@@ -370,6 +372,9 @@ pub struct Space {
     segments: Vec<Segment>,
     /// The bijections of the sampled segments.
     mixers: Vec<Mixer>,
+    /// Listed single addresses (ascending, none blocked, none in a range), 4 or 16 bytes
+    /// each: the [`Segment::Singles`] segment.
+    singles: Singles,
     /// For each bucket of `2^shift` indices, the segment holding its first index: a lookup
     /// searches only the segments that start inside one bucket (about two on average).
     buckets: Vec<u32>,
@@ -397,6 +402,65 @@ pub struct SpaceSpec<'a> {
     pub seed: u64,
 }
 
+/// Single addresses of one family, held at their width.
+#[derive(Debug, Clone)]
+pub enum Singles {
+    /// IPv4 addresses.
+    V4(Vec<u32>),
+    /// IPv6 addresses.
+    V6(Vec<u128>),
+}
+
+impl Singles {
+    /// None of `family`.
+    pub fn none(family: Family) -> Self {
+        match family {
+            Family::V4 => Singles::V4(Vec::new()),
+            Family::V6 => Singles::V6(Vec::new()),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Singles::V4(v) => v.len(),
+            Singles::V6(v) => v.len(),
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<u128> {
+        match self {
+            Singles::V4(v) => v.get(i).map(|&x| u128::from(x)),
+            Singles::V6(v) => v.get(i).copied(),
+        }
+    }
+
+    fn position(&self, x: u128) -> Option<usize> {
+        match self {
+            Singles::V4(v) => v.binary_search(&u32::try_from(x).ok()?).ok(),
+            Singles::V6(v) => v.binary_search(&x).ok(),
+        }
+    }
+
+    fn retain(&mut self, keep: impl Fn(u128) -> bool) {
+        match self {
+            Singles::V4(v) => v.retain(|&x| keep(u128::from(x))),
+            Singles::V6(v) => v.retain(|&x| keep(x)),
+        }
+    }
+
+    fn shrink(&mut self) {
+        match self {
+            Singles::V4(v) => v.shrink_to_fit(),
+            Singles::V6(v) => v.shrink_to_fit(),
+        }
+    }
+}
+
 /// Largest IPv6 prefix (in host bits) expanded whole when no sampling is asked for.
 pub const MAX_WHOLE_V6_BITS: u32 = 32;
 
@@ -406,10 +470,24 @@ impl Space {
     /// # Errors
     /// [`SpaceError`] for an IPv6 prefix that needs sampling, or a space beyond 2^48.
     pub fn new(spec: &SpaceSpec<'_>) -> Result<Self, SpaceError> {
+        Self::with_listed(spec, Vec::new(), Singles::none(spec.family))
+    }
+
+    /// Builds the space of `spec`'s targets plus listed `ranges` (inclusive) and `singles`
+    /// of its family (ascending; from a [`crate::set::TargetSet`]), which it keeps: single
+    /// addresses cost 4 or 16 bytes each, whatever their number.
+    ///
+    /// # Errors
+    /// As [`Space::new`].
+    pub fn with_listed(
+        spec: &SpaceSpec<'_>,
+        listed: Vec<(u128, u128)>,
+        mut singles: Singles,
+    ) -> Result<Self, SpaceError> {
         let family = spec.family;
         let block = spec.block.family(family).clone();
         let allow = spec.allow.map(|a| a.family(family).clone());
-        let mut whole = vec![];
+        let mut whole = listed;
         let mut sampled = vec![];
         for s in spec.targets.iter().filter(|s| family_of(s.base) == family) {
             let bits = match family {
@@ -443,6 +521,20 @@ impl Space {
                 return Err(SpaceError::TooLarge(len));
             }
         }
+        singles.retain(|x| {
+            !ranges.contains(x)
+                && !block.contains(x)
+                && allow.as_ref().is_none_or(|a| a.contains(x))
+        });
+        singles.shrink();
+        if !singles.is_empty() {
+            starts.push(len as u64);
+            segments.push(Segment::Singles);
+            len += singles.len() as u128;
+            if len > u128::from(MAX_SPACE) {
+                return Err(SpaceError::TooLarge(len));
+            }
+        }
         let mut rng = SplitMix::new(spec.seed ^ 0x5a3c_96e1_0f0f_1234);
         let mut mixers = vec![];
         for (s, bits) in sampled {
@@ -465,6 +557,7 @@ impl Space {
             starts,
             segments,
             mixers,
+            singles,
             buckets,
             shift,
             len,
@@ -519,6 +612,7 @@ impl Space {
         let off = u128::from(i - self.starts[k]);
         let x = match self.segments[k] {
             Segment::Range { lo } => lo + off,
+            Segment::Singles => self.singles.get(off as usize)?,
             Segment::Sample { base, mix } => {
                 let x = base | self.mixers[mix as usize].apply(off);
                 if self.block.contains(x) || self.allow.as_ref().is_some_and(|a| !a.contains(x)) {
@@ -540,15 +634,15 @@ impl Space {
             return None;
         }
         let x = to_u128(a);
-        // Whole ranges come first, in address order.
+        // Whole ranges come first, in address order, then the singles.
         let ranges = self
             .segments
             .iter()
-            .position(|s| matches!(s, Segment::Sample { .. }))
+            .position(|s| !matches!(s, Segment::Range { .. }))
             .unwrap_or(self.segments.len());
         let k = self.segments[..ranges].partition_point(|s| match s {
             Segment::Range { lo } => *lo <= x,
-            Segment::Sample { .. } => false,
+            Segment::Singles | Segment::Sample { .. } => false,
         });
         if k > 0
             && let Segment::Range { lo } = self.segments[k - 1]
@@ -557,6 +651,11 @@ impl Space {
             if off < u128::from(self.segment_len(k - 1)) {
                 return Some(self.starts[k - 1] + off as u64);
             }
+        }
+        if let Some(Segment::Singles) = self.segments.get(ranges)
+            && let Some(j) = self.singles.position(x)
+        {
+            return Some(self.starts[ranges] + j as u64);
         }
         for k in ranges..self.segments.len() {
             let Segment::Sample { base, mix } = self.segments[k] else {
@@ -609,6 +708,45 @@ mod tests {
 
     fn all(space: &Space) -> Vec<IpAddr> {
         (0..space.len()).filter_map(|i| space.get(i)).collect()
+    }
+
+    #[test]
+    fn listed_singles_are_kept_at_their_width_and_indexed_both_ways() {
+        // Prefixes as specs; every address listed alone through a target set, some of them
+        // inside a prefix, blocked, or next to each other (a run of 8 becomes a range).
+        let prefixes = "198.19.4.0/30 198.19.9.0/29";
+        let mut singles = String::new();
+        for i in 0..200u32 {
+            singles += &format!("198.19.{}.{} ", 3 * i / 256 + 4, (3 * i) % 256);
+        }
+        singles += "198.19.9.3 198.19.7.1 198.19.20.0/29 198.19.0.1";
+        let listed = crate::set::TargetSet::of(&specs(&singles));
+        let (ranges, ones) = listed.v4.into_parts();
+        let block = set("198.19.7.0/24");
+        let spec = SpaceSpec {
+            family: Family::V4,
+            targets: &specs(prefixes),
+            block: &block,
+            allow: None,
+            v6_samples: None,
+            seed: 1,
+        };
+        let ranges = ranges
+            .iter()
+            .map(|&(lo, hi)| (u128::from(lo), u128::from(hi)))
+            .collect();
+        let space = Space::with_listed(&spec, ranges, Singles::V4(ones)).unwrap();
+        let want = naive(&format!("{prefixes} {singles}"), "198.19.7.0/24", None);
+        assert_eq!(space.len(), want.len() as u64);
+        let mut got = all(&space);
+        got.sort();
+        assert_eq!(got, want);
+        for i in 0..space.len() {
+            let a = space.get(i).unwrap();
+            assert_eq!(space.index_of(a), Some(i), "{a}");
+        }
+        assert_eq!(space.index_of("198.19.7.1".parse().unwrap()), None);
+        assert!(matches!(&space.singles, Singles::V4(v) if v.len() < 200));
     }
 
     #[test]

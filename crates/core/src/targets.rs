@@ -24,9 +24,9 @@ pub enum TargetError {
     /// A prefix length beyond the family's width.
     #[error("{0:?}: prefix length out of range")]
     BadPrefix(String),
-    /// More addresses than may be expanded into a list.
+    /// More addresses than may be listed (`count`: the total with `spec`).
     #[error(
-        "{spec} holds {count} addresses; at most {limit} targets can be listed (use a longer prefix)"
+        "{spec} brings the targets to {count}, more than the {limit} a list may hold (use a longer prefix or fewer lines)"
     )]
     TooMany {
         /// The offending spec.
@@ -36,6 +36,17 @@ pub enum TargetError {
         /// The limit.
         limit: u64,
     },
+    /// A line longer than the cap.
+    #[error(
+        "longer than {0} bytes, the most one line of targets may hold (is this a list of addresses?)"
+    )]
+    LineTooLong(usize),
+    /// A line that is not UTF-8 text.
+    #[error("not text (is this a list of addresses?)")]
+    NotText,
+    /// More entries than a list may hold.
+    #[error("more than {0} entries, the most a target list may hold")]
+    TooManyEntries(u64),
     /// A line of a file failed.
     #[error("line {line}: {error}")]
     Line {
@@ -109,20 +120,99 @@ fn mask(a: IpAddr, prefix: u8) -> IpAddr {
     }
 }
 
+/// Longest line of a target list, in bytes (newline excluded): a few hundred addresses.
+/// Anything longer is not a target list (a binary file, `/dev/zero`), and is refused before
+/// it costs memory.
+pub const MAX_LINE: usize = 4096;
+
+/// Calls `f` with each spec of `input` in order (`#` comments, blank lines, several per
+/// line), holding one line of at most [`MAX_LINE`] bytes at a time.
+///
+/// # Errors
+/// [`TargetError::Line`] naming the 1-based line for a line too long, not text, or not a
+/// target; whatever `f` returns; [`TargetError::Io`] when reading fails.
+pub fn for_each_spec(
+    mut input: impl BufRead,
+    mut f: impl FnMut(TargetSpec) -> Result<(), TargetError>,
+) -> Result<(), TargetError> {
+    let mut line = Vec::with_capacity(256);
+    let mut number = 0usize;
+    let at = |line: usize, error: TargetError| TargetError::Line {
+        line,
+        error: Box::new(error),
+    };
+    loop {
+        line.clear();
+        number += 1;
+        match read_line(&mut input, &mut line, MAX_LINE)
+            .map_err(|e| TargetError::Io(e.to_string()))?
+        {
+            Read::End => return Ok(()),
+            Read::TooLong => return Err(at(number, TargetError::LineTooLong(MAX_LINE))),
+            Read::Line => {}
+        }
+        let text = std::str::from_utf8(&line).map_err(|_| at(number, TargetError::NotText))?;
+        let text = text.split('#').next().unwrap_or("");
+        for tok in text.split_whitespace() {
+            let spec = TargetSpec::parse(tok).map_err(|e| at(number, e))?;
+            f(spec).map_err(|e| at(number, e))?;
+        }
+    }
+}
+
+/// What [`read_line`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// A line (possibly the last, without its newline).
+    Line,
+    /// The end of the input, nothing read.
+    End,
+    /// More than the cap before a newline.
+    TooLong,
+}
+
+/// Appends the next line of `input` to `out` without its newline, reading at most `cap + 1`
+/// bytes of it.
+pub(crate) fn read_line(
+    input: &mut impl BufRead,
+    out: &mut Vec<u8>,
+    cap: usize,
+) -> std::io::Result<Read> {
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(if out.is_empty() {
+                Read::End
+            } else {
+                Read::Line
+            });
+        }
+        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i, true),
+            None => (buf.len(), false),
+        };
+        if out.len() + take > cap {
+            return Ok(Read::TooLong);
+        }
+        out.extend_from_slice(&buf[..take]);
+        input.consume(take + usize::from(done));
+        if done {
+            return Ok(Read::Line);
+        }
+    }
+}
+
 /// Parses specs from lines of text (`#` comments, blank lines, several per line).
 pub fn parse_lines(input: impl BufRead) -> Result<Vec<TargetSpec>, TargetError> {
     let mut out = vec![];
-    for (i, line) in input.lines().enumerate() {
-        let line = line.map_err(|e| TargetError::Io(e.to_string()))?;
-        let line = line.split('#').next().unwrap_or("");
-        for tok in line.split_whitespace() {
-            let spec = TargetSpec::parse(tok).map_err(|e| TargetError::Line {
-                line: i + 1,
-                error: Box::new(e),
-            })?;
-            out.push(spec);
-        }
-    }
+    for_each_spec(input, |s| {
+        out.push(s);
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -196,6 +286,31 @@ mod tests {
             e.to_string(),
             "line 3: \"nope\" is not an IPv4/IPv6 address or CIDR prefix (asdic does not resolve names)"
         );
+    }
+
+    #[test]
+    fn lines_are_capped_and_text() {
+        // One endless line (as /dev/zero gives) stops at the cap, whatever follows.
+        let zeros = std::io::Read::take(std::io::repeat(0), 1 << 30);
+        let e = parse_lines(std::io::BufReader::new(zeros)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 1: longer than 4096 bytes, the most one line of targets may hold (is this a list of addresses?)"
+        );
+        let long = format!("198.19.0.1\n{}\n", "198.19.0.2 ".repeat(400));
+        let e = parse_lines(long.as_bytes()).unwrap_err();
+        assert!(matches!(e, TargetError::Line { line: 2, .. }), "{e}");
+        // Exactly the cap is fine, without a final newline too.
+        let fits = format!("{:<4096}", "198.19.0.3");
+        assert_eq!(parse_lines(fits.as_bytes()).unwrap().len(), 1);
+        let e = parse_lines(&b"198.19.0.1\n\xff\xfe\n"[..]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 2: not text (is this a list of addresses?)"
+        );
+        // A reader that hands out one byte at a time.
+        let slow = std::io::BufReader::with_capacity(1, "198.19.0.1\r\n198.19.0.2".as_bytes());
+        assert_eq!(parse_lines(slow).unwrap().len(), 2);
     }
 
     #[test]
