@@ -1,17 +1,22 @@
 //! The dense per-target store: events in, [`Row`]s and run [`Totals`] out.
 
 use core::net::IpAddr;
+use std::sync::Arc;
 
 use asdic_core::Event;
+use asdic_core::set::TargetList;
 
 use crate::error::{Error, Result};
 use crate::schema::Row;
 use crate::stats::{TargetStats, loss_pct, nearest_rank};
 
 /// Statistics for every target of a run, indexed by the sender's cookie.
+///
+/// It holds the target list it is given (shared, not copied) and one [`TargetStats`] per
+/// target (32 bytes each, more for targets with several replies or errors).
 #[derive(Debug, Clone)]
 pub struct Aggregator {
-    targets: Vec<IpAddr>,
+    targets: Arc<dyn TargetList>,
     /// Empty, or one entry per target.
     names: Vec<Option<String>>,
     stats: Vec<TargetStats>,
@@ -69,7 +74,12 @@ pub struct RttTotals {
 impl Aggregator {
     /// One empty [`TargetStats`] per target; `targets[i]` is the target of cookie `i`.
     pub fn new(targets: Vec<IpAddr>) -> Self {
-        let stats = vec![TargetStats::new(); targets.len()];
+        Self::over(Arc::new(targets))
+    }
+
+    /// One empty [`TargetStats`] per target of `targets`; target `i` is that of cookie `i`.
+    pub fn over(targets: Arc<dyn TargetList>) -> Self {
+        let stats = vec![TargetStats::new(); targets.len() as usize];
         Self {
             targets,
             names: Vec::new(),
@@ -83,9 +93,9 @@ impl Aggregator {
     /// # Errors
     /// [`Error::NamesLength`] unless there is exactly one entry per target.
     pub fn with_names(mut self, names: Vec<Option<String>>) -> Result<Self> {
-        if names.len() != self.targets.len() {
+        if names.len() != self.stats.len() {
             return Err(Error::NamesLength {
-                targets: self.targets.len(),
+                targets: self.stats.len(),
                 names: names.len(),
             });
         }
@@ -95,12 +105,12 @@ impl Aggregator {
 
     /// Number of targets.
     pub fn len(&self) -> usize {
-        self.targets.len()
+        self.stats.len()
     }
 
     /// Whether there are no targets.
     pub fn is_empty(&self) -> bool {
-        self.targets.is_empty()
+        self.stats.is_empty()
     }
 
     /// Accounts for one event.
@@ -110,7 +120,7 @@ impl Aggregator {
     /// otherwise dropped.
     pub fn record(&mut self, ev: &Event) {
         let index = usize::try_from(ev.cookie).ok();
-        let slot = index.and_then(|i| Some((*self.targets.get(i)?, self.stats.get_mut(i)?)));
+        let slot = index.and_then(|i| Some((self.targets.nth(i as u64)?, self.stats.get_mut(i)?)));
         match slot {
             Some((target, stats)) if target == ev.target => stats.record(ev),
             _ => self.ignored += 1,
@@ -132,13 +142,13 @@ impl Aggregator {
     /// The target and statistics of `cookie`, if in range.
     pub fn get(&self, cookie: u32) -> Option<(IpAddr, &TargetStats)> {
         let i = usize::try_from(cookie).ok()?;
-        Some((*self.targets.get(i)?, self.stats.get(i)?))
+        Some((self.targets.nth(i as u64)?, self.stats.get(i)?))
     }
 
     /// Run-wide figures. Gathers and sorts a copy of every reply RTT for the percentiles.
     pub fn totals(&self) -> Totals {
         let mut t = Totals {
-            targets: self.targets.len() as u64,
+            targets: self.stats.len() as u64,
             sent: 0,
             received: 0,
             errors: 0,
@@ -178,14 +188,10 @@ impl Aggregator {
     /// Rows borrow from the aggregator and cost no allocation unless a target's replies
     /// arrived out of RTT order; write them out in chunks to keep memory bounded.
     pub fn rows(&self) -> impl Iterator<Item = Row<'_>> + '_ {
-        self.targets
-            .iter()
-            .zip(&self.stats)
-            .enumerate()
-            .map(|(i, (&target, stats))| {
-                let name = self.names.get(i).and_then(|n| n.as_deref());
-                stats.row(target, name)
-            })
+        self.stats.iter().enumerate().filter_map(|(i, stats)| {
+            let name = self.names.get(i).and_then(|n| n.as_deref());
+            Some(stats.row(self.targets.nth(i as u64)?, name))
+        })
     }
 }
 

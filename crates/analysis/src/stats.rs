@@ -57,34 +57,72 @@ pub struct Rtt {
 
 /// Everything recorded about one target; feed it with [`TargetStats::record`].
 ///
-/// Every reply RTT is kept (8 bytes each) so that percentiles are exact; they are computed
-/// when [`TargetStats::rtt`] is asked for, not per event.
+/// 32 bytes while a target has at most one reply and no other outcome than timeouts (the
+/// common case of a large `-c 1` run); a target with a second reply, an ICMP error, a
+/// refused send, a duplicate, a late reply or another replier gets [`More`] on the heap
+/// (about 170 bytes), and from its second reply on, every reply RTT is kept (8 bytes each)
+/// so that percentiles are exact; they are computed when [`TargetStats::rtt`] is asked for,
+/// not per event. Replies and timeouts are counted to 2^32 − 1, the rest to 2^64 − 1.
 #[derive(Debug, Clone, Default)]
 pub struct TargetStats {
-    sent: u64,
-    received: u64,
+    /// RTT of the last reply (the only one while `received` is 1 and there is no `more`).
+    last_ns: u64,
+    received: u32,
+    timeouts: u32,
+    reply_ttl: Option<u8>,
+    more: Option<Box<More>>,
+}
+
+/// What a target needs beyond one reply and its timeouts.
+#[derive(Debug, Clone, Default)]
+struct More {
     errors: u64,
-    timeouts: u64,
     send_failed: u64,
     duplicates: u64,
     late: u64,
+    /// Moments, extremes and samples of every reply (once `More` exists).
     moments: Moments,
     min_ns: u64,
     max_ns: u64,
-    last_ns: u64,
     /// Reply RTTs in arrival order.
     samples: Vec<u64>,
-    /// Whether `samples` is known to be ascending (it is while replies come in RTT order).
+    /// Whether `samples` is known not to be ascending.
     unsorted: bool,
-    reply_ttl: Option<u8>,
     other_replier: Option<IpAddr>,
     first_error: Option<FirstError>,
+}
+
+impl More {
+    fn push_rtt(&mut self, rtt_ns: u64, last_ns: u64) {
+        if self.samples.is_empty() {
+            self.min_ns = rtt_ns;
+            self.max_ns = rtt_ns;
+        } else {
+            self.unsorted |= rtt_ns < last_ns;
+            self.min_ns = self.min_ns.min(rtt_ns);
+            self.max_ns = self.max_ns.max(rtt_ns);
+        }
+        self.moments.push(rtt_ns as f64);
+        self.samples.push(rtt_ns);
+    }
 }
 
 impl TargetStats {
     /// Empty statistics.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The heap part, made on first need (holding the one reply so far, if any).
+    fn more(&mut self) -> &mut More {
+        let (received, last) = (self.received, self.last_ns);
+        self.more.get_or_insert_with(|| {
+            let mut m = Box::<More>::default();
+            if received == 1 {
+                m.push_rtt(last, last);
+            }
+            m
+        })
     }
 
     /// Accounts for one event about this target.
@@ -95,14 +133,17 @@ impl TargetStats {
     pub fn record(&mut self, ev: &Event) {
         match ev.outcome {
             Outcome::Reply { rtt_ns, ttl, from } => {
-                self.sent += 1;
-                self.received += 1;
-                self.push_rtt(rtt_ns);
+                if self.received >= 1 || self.more.is_some() {
+                    let last = self.last_ns;
+                    self.more().push_rtt(rtt_ns, last);
+                }
+                self.received = self.received.saturating_add(1);
+                self.last_ns = rtt_ns;
                 if ttl.is_some() {
                     self.reply_ttl = ttl;
                 }
-                if from != ev.target && self.other_replier.is_none() {
-                    self.other_replier = Some(from);
+                if from != ev.target && self.other_replier().is_none() {
+                    self.more().other_replier = Some(from);
                 }
             }
             Outcome::Error {
@@ -112,80 +153,65 @@ impl TargetStats {
                 from,
                 ..
             } => {
-                self.sent += 1;
-                self.errors += 1;
-                self.first_error.get_or_insert(FirstError {
+                let m = self.more();
+                m.errors += 1;
+                m.first_error.get_or_insert(FirstError {
                     family,
                     icmp_type,
                     code,
                     from,
                 });
             }
-            Outcome::Timeout => {
-                self.sent += 1;
-                self.timeouts += 1;
-            }
-            Outcome::SendFailed { .. } => {
-                self.sent += 1;
-                self.send_failed += 1;
-            }
-            Outcome::Duplicate { .. } => self.duplicates += 1,
-            Outcome::Late { .. } => self.late += 1,
+            Outcome::Timeout => self.timeouts = self.timeouts.saturating_add(1),
+            Outcome::SendFailed { .. } => self.more().send_failed += 1,
+            Outcome::Duplicate { .. } => self.more().duplicates += 1,
+            Outcome::Late { .. } => self.more().late += 1,
         }
     }
 
-    fn push_rtt(&mut self, rtt_ns: u64) {
-        if self.samples.is_empty() {
-            self.min_ns = rtt_ns;
-            self.max_ns = rtt_ns;
-        } else {
-            self.unsorted |= rtt_ns < self.last_ns;
-            self.min_ns = self.min_ns.min(rtt_ns);
-            self.max_ns = self.max_ns.max(rtt_ns);
-        }
-        self.last_ns = rtt_ns;
-        self.moments.push(rtt_ns as f64);
-        self.samples.push(rtt_ns);
+    /// A counter of the heap part, 0 without it.
+    fn of(&self, f: impl Fn(&More) -> u64) -> u64 {
+        self.more.as_deref().map_or(0, f)
     }
 
     /// Probes that ended: replies, errors, timeouts and send failures.
     pub fn sent(&self) -> u64 {
-        self.sent
+        self.received() + self.timeouts() + self.errors() + self.send_failed()
     }
 
     /// Echo replies (terminal ones only).
     pub fn received(&self) -> u64 {
-        self.received
+        u64::from(self.received)
     }
 
     /// ICMP errors about the probes.
     pub fn errors(&self) -> u64 {
-        self.errors
+        self.of(|m| m.errors)
     }
 
     /// Probes that timed out.
     pub fn timeouts(&self) -> u64 {
-        self.timeouts
+        u64::from(self.timeouts)
     }
 
     /// Probes the local stack refused to send.
     pub fn send_failed(&self) -> u64 {
-        self.send_failed
+        self.of(|m| m.send_failed)
     }
 
     /// Extra replies to probes already answered.
     pub fn duplicates(&self) -> u64 {
-        self.duplicates
+        self.of(|m| m.duplicates)
     }
 
     /// Replies that came after their probe had timed out.
     pub fn late(&self) -> u64 {
-        self.late
+        self.of(|m| m.late)
     }
 
     /// `100 × (sent − received) / sent`, `None` when nothing was sent.
     pub fn loss_pct(&self) -> Option<f64> {
-        loss_pct(self.sent, self.received)
+        loss_pct(self.sent(), self.received())
     }
 
     /// TTL / hop limit of the last reply that carried one.
@@ -195,41 +221,59 @@ impl TargetStats {
 
     /// The first error recorded, if any.
     pub fn first_error(&self) -> Option<FirstError> {
-        self.first_error
+        self.more.as_deref().and_then(|m| m.first_error)
     }
 
     /// The first reply sender that was not the probed address, if any.
     pub fn other_replier(&self) -> Option<IpAddr> {
-        self.other_replier
+        self.more.as_deref().and_then(|m| m.other_replier)
     }
 
     /// Who else spoke for this target: the first error's sender, else a replier that was not
     /// the target.
     pub fn responder(&self) -> Option<IpAddr> {
-        self.first_error.map(|e| e.from).or(self.other_replier)
+        self.first_error().map(|e| e.from).or(self.other_replier())
     }
 
     /// Reply RTTs in nanoseconds, in arrival order.
     pub fn samples_ns(&self) -> &[u64] {
-        &self.samples
+        match self.more.as_deref() {
+            Some(m) => &m.samples,
+            None if self.received == 1 => core::slice::from_ref(&self.last_ns),
+            None => &[],
+        }
     }
 
     /// The RTT summary, `None` without replies. Sorts a copy of the samples unless they
     /// arrived in ascending order.
     pub fn rtt(&self) -> Option<Rtt> {
-        let sorted: Cow<'_, [u64]> = if self.unsorted {
-            let mut copy = self.samples.clone();
+        let Some(m) = self.more.as_deref().filter(|m| !m.samples.is_empty()) else {
+            // One reply (or none): every figure is its RTT.
+            let x = (self.received == 1).then_some(self.last_ns)?;
+            return Some(Rtt {
+                last_ns: x,
+                min_ns: x,
+                max_ns: x,
+                mean_ns: x as f64,
+                stddev_ns: 0.0,
+                p50_ns: x,
+                p90_ns: x,
+                p99_ns: x,
+            });
+        };
+        let sorted: Cow<'_, [u64]> = if m.unsorted {
+            let mut copy = m.samples.clone();
             copy.sort_unstable();
             Cow::Owned(copy)
         } else {
-            Cow::Borrowed(&self.samples)
+            Cow::Borrowed(&m.samples)
         };
         Some(Rtt {
             last_ns: self.last_ns,
-            min_ns: self.min_ns,
-            max_ns: self.max_ns,
-            mean_ns: self.moments.mean,
-            stddev_ns: self.moments.stddev(),
+            min_ns: m.min_ns,
+            max_ns: m.max_ns,
+            mean_ns: m.moments.mean,
+            stddev_ns: m.moments.stddev(),
             p50_ns: nearest_rank(&sorted, 50)?,
             p90_ns: nearest_rank(&sorted, 90)?,
             p99_ns: nearest_rank(&sorted, 99)?,
@@ -241,18 +285,18 @@ impl TargetStats {
         Row {
             target,
             name,
-            sent: self.sent,
-            received: self.received,
+            sent: self.sent(),
+            received: self.received(),
             loss_pct: self.loss_pct(),
             rtt: self.rtt(),
             reply_ttl: self.reply_ttl,
-            errors: self.errors,
-            first_error: self.first_error,
+            errors: self.errors(),
+            first_error: self.first_error(),
             responder: self.responder(),
-            timeouts: self.timeouts,
-            duplicates: self.duplicates,
-            late: self.late,
-            send_failed: self.send_failed,
+            timeouts: self.timeouts(),
+            duplicates: self.duplicates(),
+            late: self.late(),
+            send_failed: self.send_failed(),
         }
     }
 }
@@ -488,5 +532,53 @@ mod tests {
         assert_eq!((a.min_ns, a.max_ns), (b.min_ns, b.max_ns));
         assert!((a.mean_ns - b.mean_ns).abs() < 1e-6);
         assert!((a.stddev_ns - b.stddev_ns).abs() < 1e-6);
+    }
+
+    #[test]
+    fn one_reply_and_timeouts_stay_in_32_bytes() {
+        assert_eq!(core::mem::size_of::<TargetStats>(), 32);
+        let mut s = TargetStats::new();
+        s.record(&ev(0, Outcome::Timeout));
+        s.record(&reply(1, 700, Some(60)));
+        s.record(&ev(2, Outcome::Timeout));
+        assert!(s.more.is_none());
+        assert_eq!((s.sent(), s.received(), s.timeouts()), (3, 1, 2));
+        assert_eq!(s.samples_ns(), &[700]);
+        let r = s.rtt().unwrap();
+        assert_eq!(
+            (r.last_ns, r.min_ns, r.max_ns, r.p50_ns, r.p99_ns),
+            (700, 700, 700, 700, 700)
+        );
+        assert_eq!((r.mean_ns, r.stddev_ns), (700.0, 0.0));
+        // A second reply moves both to the heap, exactly.
+        s.record(&reply(3, 300, Some(61)));
+        let r = s.rtt().unwrap();
+        assert_eq!(
+            (r.last_ns, r.min_ns, r.max_ns, r.mean_ns),
+            (300, 300, 700, 500.0)
+        );
+        assert_eq!((r.stddev_ns, r.p50_ns, r.p90_ns), (200.0, 300, 700));
+        assert_eq!(s.samples_ns(), &[700, 300]);
+        assert_eq!(s.reply_ttl(), Some(61));
+    }
+
+    #[test]
+    fn an_error_before_and_after_the_first_reply_keeps_every_rtt() {
+        for error_first in [true, false] {
+            let mut s = TargetStats::new();
+            if error_first {
+                s.record(&unreachable(0, 1));
+            }
+            s.record(&reply(1, 1_000, None));
+            if !error_first {
+                s.record(&unreachable(0, 1));
+            }
+            s.record(&reply(2, 3_000, None));
+            assert_eq!((s.sent(), s.received(), s.errors()), (3, 2, 1));
+            assert_eq!(s.samples_ns(), &[1_000, 3_000]);
+            let r = s.rtt().unwrap();
+            assert_eq!((r.min_ns, r.max_ns, r.mean_ns), (1_000, 3_000, 2_000.0));
+            assert!(s.first_error().is_some());
+        }
     }
 }

@@ -5,8 +5,9 @@ use std::io::{BufReader, IsTerminal};
 use std::path::Path;
 use std::time::Duration;
 
+use asdic_core::set::{SetBuilder, TargetSet};
 use asdic_core::source::Source;
-use asdic_core::targets::{self, TargetSpec};
+use asdic_core::targets::{self, TargetError, TargetSpec};
 use asdic_receiver::rx::RxConfig;
 use asdic_sender::tx::SenderConfig;
 use asdic_wire::payload::{Key, Numbering};
@@ -129,36 +130,140 @@ pub fn human_bytes(b: u64) -> String {
     }
 }
 
-/// Targets from arguments, then `file` (or stdin: with `-`, or when there is neither and
-/// stdin is not a terminal).
-pub fn read_specs(args: &[String], file: Option<&Path>) -> Result<Vec<TargetSpec>, Fail> {
+/// Calls `f` with each target of the arguments, then of `file` (or stdin: with `-`, or when
+/// there is neither and stdin is not a terminal), read a line at a time; `false` when there
+/// were none.
+fn each_spec(
+    args: &[String],
+    file: Option<&Path>,
+    mut f: impl FnMut(TargetSpec) -> Result<(), TargetError>,
+) -> Result<bool, Fail> {
     let usage = |m: String| Fail::Usage(m);
-    let mut specs = vec![];
+    let mut any = false;
     for t in args {
-        specs.push(TargetSpec::parse(t).map_err(|e| usage(format!("target {e}")))?);
+        let spec = TargetSpec::parse(t).map_err(|e| usage(format!("target {e}")))?;
+        f(spec).map_err(|e| usage(format!("target {t}: {e}")))?;
+        any = true;
     }
+    let mut count = |s| {
+        any = true;
+        f(s)
+    };
     let from_stdin = file.is_some_and(|f| f.as_os_str() == "-")
         || (args.is_empty() && file.is_none() && !std::io::stdin().is_terminal());
     if from_stdin {
-        let more = targets::parse_lines(std::io::stdin().lock())
+        targets::for_each_spec(std::io::stdin().lock(), &mut count)
             .map_err(|e| usage(format!("stdin: {e}")))?;
-        specs.extend(more);
     } else if let Some(f) = file {
-        specs.extend(read_cidr_file(f, "--file")?);
+        each_in_file(f, "--file", &mut count)?;
     }
-    if specs.is_empty() {
-        return Err(usage(
-            "no targets: give addresses or CIDRs as arguments, --file FILE, or on stdin".into(),
-        ));
+    Ok(any)
+}
+
+fn no_targets() -> Fail {
+    Fail::Usage("no targets: give addresses or CIDRs as arguments, --file FILE, or on stdin".into())
+}
+
+/// Targets from arguments, then `file` (or stdin), as a list of at most `max_entries`
+/// specs.
+pub fn read_specs(
+    args: &[String],
+    file: Option<&Path>,
+    max_entries: u64,
+) -> Result<Vec<TargetSpec>, Fail> {
+    let mut specs = vec![];
+    let any = each_spec(args, file, |s| {
+        if specs.len() as u64 >= max_entries {
+            return Err(TargetError::TooManyEntries(max_entries));
+        }
+        specs.push(s);
+        Ok(())
+    })?;
+    if !any {
+        return Err(no_targets());
     }
     Ok(specs)
 }
 
+/// Targets from arguments, then `file` (or stdin), as a compact set of at most `max_total`
+/// addresses (duplicates counted as they are read).
+pub fn read_set(args: &[String], file: Option<&Path>, max_total: u128) -> Result<TargetSet, Fail> {
+    let mut b = SetBuilder::new(max_total, MAX_ENTRIES);
+    if !each_spec(args, file, |s| b.add(s))? {
+        return Err(no_targets());
+    }
+    b.finish().map_err(|e| Fail::Usage(format!("targets: {e}")))
+}
+
+/// A scan's targets: prefixes as read, single addresses in a compact set.
+#[derive(Debug)]
+pub struct Listed {
+    /// Prefixes (of more than one address).
+    pub prefixes: Vec<TargetSpec>,
+    /// Single addresses.
+    pub singles: TargetSet,
+    /// The first few single addresses, to explain an empty space.
+    pub first: Vec<TargetSpec>,
+}
+
+/// Targets from arguments, then `file` (or stdin), for a scan: at most [`MAX_ENTRIES`]
+/// entries; single addresses held at 4 or 16 bytes each.
+pub fn read_listed(args: &[String], file: Option<&Path>) -> Result<Listed, Fail> {
+    let mut b = SetBuilder::new(u128::MAX, MAX_ENTRIES);
+    let (mut prefixes, mut first) = (vec![], vec![]);
+    let mut entries = 0u64;
+    let any = each_spec(args, file, |s| {
+        entries += 1;
+        if entries > MAX_ENTRIES {
+            return Err(TargetError::TooManyEntries(MAX_ENTRIES));
+        }
+        if s.count() > 1 {
+            prefixes.push(s);
+            return Ok(());
+        }
+        if first.len() < 16 {
+            first.push(s);
+        }
+        b.add(s)
+    })?;
+    if !any {
+        return Err(no_targets());
+    }
+    let singles = b
+        .finish()
+        .map_err(|e| Fail::Usage(format!("targets: {e}")))?;
+    Ok(Listed {
+        prefixes,
+        singles,
+        first,
+    })
+}
+
+/// Most entries a target list may hold (lines' addresses and prefixes, duplicates
+/// included): 2^28.
+pub const MAX_ENTRIES: u64 = 1 << 28;
+
 /// Addresses and prefixes from a file (`flag` names the option in errors).
 pub fn read_cidr_file(f: &Path, flag: &str) -> Result<Vec<TargetSpec>, Fail> {
+    let mut out = vec![];
+    each_in_file(f, flag, |s| {
+        if out.len() as u64 >= MAX_ENTRIES {
+            return Err(TargetError::TooManyEntries(MAX_ENTRIES));
+        }
+        out.push(s);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+fn each_in_file(
+    f: &Path,
+    flag: &str,
+    each: impl FnMut(TargetSpec) -> Result<(), TargetError>,
+) -> Result<(), Fail> {
     let file =
         std::fs::File::open(f).map_err(|e| Fail::Usage(format!("{flag} {}: {e}", f.display())))?;
-    targets::parse_lines(BufReader::new(file))
+    targets::for_each_spec(BufReader::with_capacity(1 << 16, file), each)
         .map_err(|e| Fail::Usage(format!("{flag} {}: {e}", f.display())))
 }
 

@@ -1,7 +1,6 @@
 //! `asdic ping`: validate the plan, open one engine per address family, run sender and
 //! receiver threads, aggregate events, print and write results.
 
-use core::net::IpAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,8 +10,8 @@ use anyhow::Context;
 use asdic_analysis::meta::millis;
 use asdic_analysis::{Aggregator, Format, Row, RunMeta, RunMode, Sink, sink_for, summary_line};
 use asdic_core::event::Event;
+use asdic_core::set::{Side, TargetList};
 use asdic_core::source::Rounds;
-use asdic_core::targets;
 use asdic_wire::Family;
 use asdic_wire::payload;
 use asdic_wire::template::MAX_PAYLOAD;
@@ -21,7 +20,7 @@ use crate::args::{PingArgs, check_rate};
 use crate::dataset::RunPartition;
 use crate::drive::{EXIT_PIPE, End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::RunHints;
-use crate::inputs::{Ids, read_specs, table_for, work};
+use crate::inputs::{Ids, read_set, table_for, work};
 use crate::output::{Asked, Results, broken_pipe};
 use crate::{Fail, usage};
 
@@ -70,10 +69,15 @@ fn validate(a: &PingArgs, probes: u128) -> Result<f64, Fail> {
 
 /// Runs `asdic ping`.
 pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
-    let specs = read_specs(&a.targets, a.file.as_deref())?;
-    let total = targets::total(&specs);
-    let rate = validate(&a, total.saturating_mul(u128::from(a.count)))?;
-    let all = targets::expand(&specs, MAX_TARGETS).map_err(|e| usage(format!("targets: {e}")))?;
+    let set = Arc::new(read_set(
+        &a.targets,
+        a.file.as_deref(),
+        u128::from(MAX_TARGETS),
+    )?);
+    let rate = validate(
+        &a,
+        u128::from(set.len()).saturating_mul(u128::from(a.count)),
+    )?;
     let ids = Ids::new(a.id);
     let dataset = a
         .dataset
@@ -86,30 +90,29 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         a.format.map(|f| ("--format", f)),
     )?;
 
-    // Targets by family; cookies index each family's list, `offsets` maps them back.
-    let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = all.iter().partition(|t| t.is_ipv4());
-    let order: Vec<IpAddr> = v4.iter().chain(v6.iter()).copied().collect();
+    // One lane per family over its side of the set; cookies index each side, `offsets` maps
+    // them to the set's index (IPv4 first).
     let engine = a.io.options(a.ttl, a.interface.clone(), a.size, None);
     let mut lanes = vec![];
     let mut offsets = vec![];
-    for (family, list, offset) in [
-        (Family::V4, &v4, 0u32),
-        (Family::V6, &v6, (order.len() - v6.len()) as u32),
+    for (family, v6, offset) in [
+        (Family::V4, false, 0u32),
+        (Family::V6, true, set.v4.len() as u32),
     ] {
-        if list.is_empty() {
+        let list = Side::of(&set, v6);
+        let n = list.len();
+        let Some(toward) = list.nth(0) else {
             continue;
-        }
-        let share = rate * list.len() as f64 / order.len() as f64;
+        };
+        let share = rate * n as f64 / set.len() as f64;
         let hints = RunHints {
-            toward: list[0],
+            toward,
             ids,
-            probes: (list.len() as u64)
+            probes: n
                 .saturating_mul(u64::from(a.count))
                 .saturating_mul(1 + u64::from(a.retries)),
         };
-        let n = list.len() as u64;
-        let list: Arc<[IpAddr]> = list.as_slice().into();
-        let source = Box::new(Rounds::new(list, a.count, a.interval));
+        let source = Box::new(Rounds::new(Arc::new(list), a.count, a.interval));
         // A target has a probe out per interval for as long as one waits (and its retries).
         let per_target =
             (a.timeout.as_secs_f64() / a.interval.as_secs_f64().max(1e-9)).ceil() as u64 + 1;
@@ -144,8 +147,8 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
     let mut mode = Ping {
         asked,
         results: None,
-        expected: order.len() as u64 * u64::from(a.count),
-        agg: Aggregator::new(order),
+        expected: set.len() * u64::from(a.count),
+        agg: Aggregator::over(set),
         a,
         rate,
         offsets,

@@ -29,7 +29,7 @@ use asdic_wire::template::{self, MAX_PAYLOAD};
 use crate::args::{IdChoice, Limit, ScanArgs, check_rate};
 use crate::drive::{EXIT_PIPE, End, Lane, Lanes, Mode, Run, StatusLine, drive};
 use crate::engines::RunHints;
-use crate::inputs::{Ids, human_bytes, random_u64, read_cidr_file, read_specs, work};
+use crate::inputs::{Ids, Listed, human_bytes, random_u64, read_cidr_file, read_listed, work};
 use crate::output::{broken_pipe, format_for, not_binary_on_a_terminal, open_fail, resolve};
 use crate::{Fail, usage};
 
@@ -191,25 +191,49 @@ fn rate(a: &ScanArgs, plans: &[Plan]) -> Result<f64, Fail> {
     Ok(r)
 }
 
-fn plans(a: &ScanArgs, specs: &[TargetSpec], seed: u64) -> Result<Vec<Plan>, Fail> {
+fn plans(a: &ScanArgs, listed: Listed, seed: u64) -> Result<Vec<Plan>, Fail> {
     let (block, allow) = lists(a)?;
     let mut out = vec![];
-    for (family, salt) in [(Family::V4, 0u64), (Family::V6, 0x6a09_e667_f3bc_c908)] {
-        if !specs
-            .iter()
-            .any(|s| (family == Family::V4) == s.base.is_ipv4())
+    let Listed {
+        prefixes,
+        singles,
+        first,
+    } = listed;
+    let widen = |r: Vec<(u32, u32)>| -> Vec<(u128, u128)> {
+        r.into_iter()
+            .map(|(lo, hi)| (u128::from(lo), u128::from(hi)))
+            .collect()
+    };
+    let (v4, v6) = (singles.v4.into_parts(), singles.v6.into_parts());
+    let mut parts = [
+        Some((widen(v4.0), space::Singles::V4(v4.1))),
+        Some((v6.0, space::Singles::V6(v6.1))),
+    ];
+    for (k, (family, salt)) in [(Family::V4, 0u64), (Family::V6, 0x6a09_e667_f3bc_c908)]
+        .into_iter()
+        .enumerate()
+    {
+        let Some((ranges, ones)) = parts[k].take() else {
+            continue;
+        };
+        if ranges.is_empty()
+            && ones.is_empty()
+            && !prefixes
+                .iter()
+                .any(|s| (family == Family::V4) == s.base.is_ipv4())
         {
             continue;
         }
-        let space = Space::new(&SpaceSpec {
+        let spec = SpaceSpec {
             family,
-            targets: specs,
+            targets: &prefixes,
             block: &block,
             allow: allow.as_ref(),
             v6_samples: a.ipv6_samples,
             seed: seed ^ salt,
-        })
-        .map_err(|e| usage(format!("targets: {e}")))?;
+        };
+        let space =
+            Space::with_listed(&spec, ranges, ones).map_err(|e| usage(format!("targets: {e}")))?;
         let cycle = Cycle::new(space.len(), seed ^ salt).map_err(|e| usage(e.to_string()))?;
         // The shard's share of the space (shards differ by a few indices: the cycle's
         // positions that are not indices fall unevenly among them).
@@ -246,7 +270,8 @@ fn plans(a: &ScanArgs, specs: &[TargetSpec], seed: u64) -> Result<Vec<Plan>, Fai
         }
     }
     if out.iter().all(|p| p.space.is_empty()) {
-        return Err(usage(explain_empty(a, specs)));
+        let shown: Vec<TargetSpec> = prefixes.iter().chain(&first).copied().collect();
+        return Err(usage(explain_empty(a, &shown)));
     }
     Ok(out)
 }
@@ -285,9 +310,9 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
              (redirect stdout to keep the list)",
         ));
     }
-    let specs = read_specs(&a.targets, a.file.as_deref())?;
+    let listed = read_listed(&a.targets, a.file.as_deref())?;
     let seed = a.seed.unwrap_or_else(random_u64);
-    let plans = plans(&a, &specs, seed)?;
+    let plans = plans(&a, listed, seed)?;
     if a.no_default_blocklist {
         say!("asdic: default blocklist OFF (--no-default-blocklist)");
     }

@@ -157,7 +157,11 @@ fn resolve(
 
 fn read_file(path: &Path) -> Result<Vec<FleetLine>, String> {
     let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    parse_fleet(std::io::BufReader::new(f)).map_err(|e| format!("{}: {e}", path.display()))
+    parse_fleet(
+        std::io::BufReader::with_capacity(1 << 16, f),
+        MAX_TARGETS as u128,
+    )
+    .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// What identifies the file's content for change detection.
@@ -1080,6 +1084,7 @@ mod tests {
             "198.19.0.1:a\n198.19.0.1:a:1000\n198.19.0.0/30 loss=5 group=r1\n\
              [2001:db8:1::1]:b:1048\n"
                 .as_bytes(),
+            u128::MAX,
         )
         .unwrap();
         let mut sizes = Sizes {
@@ -1098,7 +1103,7 @@ mod tests {
         assert_eq!(r.targets[0].group, None);
         // Closed: a new size is skipped and reported.
         sizes.open = false;
-        let more = parse_fleet("198.19.0.9::500\n198.19.0.8\n".as_bytes()).unwrap();
+        let more = parse_fleet("198.19.0.9::500\n198.19.0.8\n".as_bytes(), u128::MAX).unwrap();
         let r = resolve(&more, 56, &mut sizes).unwrap();
         assert_eq!(r.targets.len(), 1);
         assert_eq!(r.new_sizes, [472]);

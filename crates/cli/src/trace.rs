@@ -92,7 +92,7 @@ struct Part {
 
 /// Runs `asdic trace`.
 pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
-    let specs = read_specs(&a.targets, a.file.as_deref())?;
+    let specs = read_specs(&a.targets, a.file.as_deref(), MAX_TARGETS)?;
     let total = targets::total(&specs);
     let hops = u128::from(a.max_ttl.saturating_sub(a.first_ttl)) + 1;
     let rate = validate(&a, total.saturating_mul(hops))?;

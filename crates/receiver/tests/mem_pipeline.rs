@@ -110,8 +110,7 @@ fn ping(s: &Scenario) -> Outcomes {
     let receiver = Arc::new(RxShared::default());
     let (ev_tx, ev_rx) = bounded::<Vec<Event>>(256);
     let (recycle_tx, recycle_rx) = bounded::<Vec<Event>>(256);
-    let list: Arc<[IpAddr]> = s.targets.clone().into();
-    let mut source = Rounds::new(list.clone(), s.count, s.interval);
+    let mut source = Rounds::new(Arc::new(s.targets.clone()), s.count, s.interval);
 
     let rx_thread = {
         let (table, shared, stop) = (table.clone(), receiver.clone(), sender.clone());
