@@ -878,3 +878,209 @@ fn two_agents_write_one_dataset_and_promql_over_both_agrees_with_their_files() {
         assert!(child.wait(Duration::from_secs(10)).success());
     }
 }
+
+/// One scrape of the sweep on `c` (the classic format): the whole answer.
+fn scrape_on(c: &mut TcpStream) -> std::io::Result<String> {
+    c.set_read_timeout(Some(Duration::from_secs(10)))?;
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut r = vec![];
+    c.read_to_end(&mut r)?;
+    String::from_utf8(r).map_err(std::io::Error::other)
+}
+
+/// A whole scrape of the mx1 fleet: 200, as long as its `Content-Length` says, every
+/// target there, an answering one with all its series. Its body.
+fn check_scrape(r: &str) -> &str {
+    let (head, body) = r.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())),
+        "{head} (body {} bytes)",
+        body.len()
+    );
+    assert!(body.contains("\nasdic_sweep_targets 10000\n"), "{head}");
+    assert_eq!(series_of(body, "198.19.1.1"), 31, "{head}");
+    assert!(body.ends_with('\n'), "{head}");
+    body
+}
+
+/// Issue 25: one slow client blocked the endpoint for everyone. Against a sweep of 10,000
+/// targets at `full` (a scrape of ~33 MB), a slow loris (a byte of a request head every 4 s,
+/// reconnecting each time it is cut off) and a client that asks for a scrape and never reads
+/// it, while a scraper scrapes every 250 ms for 8 s: every scrape is whole within 1 s, and
+/// the loris is cut off at 1 s each time.
+#[test]
+fn slow_clients_do_not_delay_scrapes_of_a_large_sweep() {
+    let Some(()) = require_bed() else { return };
+    let t_test = Instant::now();
+    let bed = Bed::up("mx1", &[]);
+    let file = scratch("mx1-fleet.txt");
+    // 198.19.1.0 to 198.19.40.15: neither 198.19.0.0 nor the rejected 198.19.77.0/24.
+    let fleet: String = (0..10_000u32)
+        .map(|i| format!("198.19.{}.{}\n", 1 + i / 256, i % 256))
+        .collect();
+    std::fs::write(&file, fleet).unwrap();
+    let args = [
+        "sweep",
+        file.to_str().unwrap(),
+        "--every",
+        "1s",
+        "--timeout",
+        "500ms",
+        "--rate",
+        "20000",
+        "--metrics-listen",
+        "127.0.0.1:9427",
+        "--metrics-per-target",
+        "full",
+        "--status-every",
+        "0",
+        "-q",
+    ];
+    let (mut sweep, mut lines) = sweep(&bed, &args);
+    lines.wait_for("metrics at", Duration::from_secs(20));
+    let addr = SocketAddr::from(([127, 0, 0, 1], SWEEP_PORT));
+    // Until a round has ended: every target's series are there.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let first = loop {
+        let r = bed.in_scan_netns(move || scrape_on(&mut TcpStream::connect(addr)?));
+        let whole = |r: &String| {
+            r.contains("\nasdic_sweep_targets 10000\n") && series_of(r, "198.19.1.1") == 31
+        };
+        if let Some(r) = r.ok().filter(whole) {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no full scrape within 15 s");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let size = check_scrape(&first).len();
+    eprintln!("a full scrape of 10,000 targets: {size} bytes");
+
+    const SCRAPING: Duration = Duration::from_secs(8);
+    let (times, bodies, cuts, sink_head) = std::thread::scope(|s| {
+        let bed = &bed;
+        // The loris: connects, trickles a byte every 4 s, notes when it is cut off, again.
+        let loris = s.spawn(move || {
+            bed.in_scan_netns(move || {
+                let until = Instant::now() + SCRAPING;
+                let mut cuts = vec![];
+                while Instant::now() < until {
+                    let t = Instant::now();
+                    let mut c = TcpStream::connect(addr).unwrap();
+                    c.set_read_timeout(Some(Duration::from_millis(100)))
+                        .unwrap();
+                    let head = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+                    let (mut next, mut sent, mut answer) = (t, 0, vec![]);
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        if Instant::now() >= next && sent < head.len() {
+                            // A write after the cut may fail (reset): the read tells.
+                            let _ = c.write_all(&head[sent..sent + 1]);
+                            sent += 1;
+                            next += Duration::from_secs(4);
+                        }
+                        match c.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(k) => answer.extend_from_slice(&buf[..k]),
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                            Err(_) => break,
+                        }
+                        assert!(t.elapsed() < Duration::from_secs(10), "loris never cut");
+                    }
+                    cuts.push((t.elapsed(), String::from_utf8_lossy(&answer).into_owned()));
+                }
+                cuts
+            })
+        });
+        // The client that asks for a scrape and never reads it (while the scraper scrapes);
+        // then it reads the head of its answer: it was being served all along. (That it is
+        // dropped at its write deadline, 2 s + 1 s per MB: the unit tests in metrics.rs.)
+        let sink = s.spawn(move || {
+            bed.in_scan_netns(move || {
+                let mut c = TcpStream::connect(addr).unwrap();
+                c.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                    .unwrap();
+                std::thread::sleep(SCRAPING + Duration::from_millis(500));
+                c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut head = vec![0u8; 256];
+                c.read_exact(&mut head).unwrap();
+                String::from_utf8_lossy(&head).into_owned()
+            })
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        // The scraper, every 250 ms.
+        let scraper = s.spawn(move || {
+            bed.in_scan_netns(move || {
+                let until = Instant::now() + SCRAPING;
+                let (mut times, mut bodies) = (vec![], vec![]);
+                while Instant::now() < until {
+                    let t = Instant::now();
+                    let r = TcpStream::connect(addr).and_then(|mut c| scrape_on(&mut c));
+                    times.push(t.elapsed());
+                    bodies.push(r);
+                    std::thread::sleep(Duration::from_millis(250).saturating_sub(t.elapsed()));
+                }
+                (times, bodies)
+            })
+        });
+        let (times, bodies) = scraper.join().unwrap();
+        (times, bodies, loris.join().unwrap(), sink.join().unwrap())
+    });
+
+    // Every scrape whole, each within 1 s.
+    let mut distinct = std::collections::HashSet::new();
+    for b in &bodies {
+        let r = b
+            .as_ref()
+            .unwrap_or_else(|e| panic!("a scrape failed: {e}"));
+        distinct.insert(check_scrape(r).to_string());
+    }
+    let mut sorted = times.clone();
+    sorted.sort();
+    let over = times
+        .iter()
+        .filter(|t| **t > Duration::from_secs(1))
+        .count();
+    let p99 = sorted[(sorted.len() * 99).div_ceil(100) - 1];
+    let max = sorted[sorted.len() - 1];
+    eprintln!(
+        "{} scrapes beside a slow loris and a client that does not read: median {:?}, p99 \
+         {p99:?}, max {max:?}, {over} over 1 s; {} distinct bodies (encodings) in {SCRAPING:?}",
+        times.len(),
+        sorted[sorted.len() / 2],
+        distinct.len()
+    );
+    assert!(times.len() >= 20, "{} scrapes in {SCRAPING:?}", times.len());
+    assert_eq!(over, 0, "scrapes over 1 s: {times:?}");
+    // The encodings are shared: at most one per 500 ms, whatever the clients.
+    assert!(
+        distinct.len() as f64 <= SCRAPING.as_secs_f64() * 2.0 + 2.0,
+        "{} encodings in {SCRAPING:?}",
+        distinct.len()
+    );
+    // The loris is cut off at 1 s each time, answered 408.
+    assert!(cuts.len() >= 4, "{cuts:?}");
+    for (cut, answer) in &cuts {
+        assert!(
+            *cut >= Duration::from_millis(950) && *cut < Duration::from_millis(1500),
+            "{cuts:?}"
+        );
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    eprintln!(
+        "the loris was cut off {} times, after {:?} to {:?}",
+        cuts.len(),
+        cuts.iter().map(|c| c.0).min().unwrap(),
+        cuts.iter().map(|c| c.0).max().unwrap()
+    );
+    // The client that did not read had its answer coming all along.
+    assert!(
+        sink_head.starts_with("HTTP/1.1 200 OK\r\n") && sink_head.contains("Content-Length: "),
+        "{sink_head}"
+    );
+
+    sweep.interrupt();
+    let s = sweep.wait(Duration::from_secs(10));
+    assert!(s.success(), "{s}: {:#?}", lines.seen);
+    eprintln!("whole test: {:.1} s", t_test.elapsed().as_secs_f64());
+}

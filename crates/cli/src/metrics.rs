@@ -1,6 +1,6 @@
 //! `asdic sweep --metrics-listen`: the sweep's statistics as Prometheus metrics, encoded by
-//! `prometheus-client` from a snapshot taken at each scrape and served over a minimal
-//! HTTP/1.1 endpoint (`GET /metrics`).
+//! `prometheus-client` from a snapshot of the sweep and served over a minimal HTTP/1.1
+//! endpoint (`GET /metrics`) that no client can stall.
 //!
 //! The families follow Prometheus's conventions (and smokeping_prober's and
 //! blackbox_exporter's habits): counters end in `_total`, RTTs are a histogram in seconds,
@@ -23,13 +23,44 @@
 //!
 //! A value that does not exist (no reply in the window, the latest probe lost) is left out,
 //! never written as a number.
+//!
+//! ## The server
+//!
+//! A small bounded server of its own, with std threads: hyper would bring tokio into a
+//! program of plain threads, and tiny_http's pool grows without bound. An acceptor thread
+//! gives each connection a thread of its own, at most 64 at once ([`HttpLimits::DEFAULT`]);
+//! a connection beyond that is answered `503` with `Retry-After: 1` and closed at
+//! once, never queued. A thread per connection rather than a fixed pool fed by a bounded
+//! channel: no parked pool for a scraper that comes every 15 s, a client that stalls holds
+//! its own thread only (a pool's worker would hold a place that the others queue for), and
+//! the cap bounds threads as a pool would. What a client can hold, and for how long:
+//!
+//! - its request head must have come whole within 1 s of the accept: an overall deadline,
+//!   each read waiting only for what is left of it, so a byte every 0.9 s is cut off at 1 s
+//!   all the same (`408`); it is at most 8 KiB (`431`); a body is never read;
+//! - its response must be written within 2 s plus 1 s per MB of it, a deadline across the
+//!   partial writes (each waits only for what is left), after which the connection is
+//!   closed: a client that never reads is dropped.
+//!
+//! Requests go by method and path to a [`Router`]'s handler, on the connection's thread, so
+//! a handler that waits (a later `/probe` waiting on its probe) holds up its own connection
+//! only, and its route's limit keeps it from holding the connections `/metrics` needs.
+//!
+//! A scrape is encoded whole, once per format for all the scrapers within [`FRESH_FOR`]
+//! (500 ms), and shared ([`Snapshots`]): N scrapers cost one encoding, sent with its
+//! `Content-Length`. One encoding runs at a time, on a connection's thread at background
+//! priority; the connections that come meanwhile wait for it. The body is held in memory
+//! (about 3.3 KB per answering target at `full`: 33 MB for 10,000 targets), and so is an
+//! earlier one while a connection still sends it, [`MAX_OLDER`] of them per format at most
+//! (then the latest is served again, stale, until one is done or dropped at its deadline):
+//! at most four bodies per format, the one being encoded included.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 use asdic_analysis::fleet::{Counters, Fleet, GroupTotals, HISTOGRAM_BOUNDS, Histogram, UNGROUPED};
 use asdic_analysis::window::WindowStats;
@@ -673,121 +704,582 @@ impl Registries {
     }
 }
 
+// The HTTP endpoint: a small bounded server of its own (see the module's documentation).
+
+/// How long an encoded scrape is served again: every scraper within this shares one
+/// encoding per format. Half of 1 s, the shortest scrape interval in common use, so that a
+/// scraper at 1 s never gets the snapshot of its previous scrape again, while any number of
+/// scrapers cost at most two encodings a second per format.
+const FRESH_FOR: Duration = Duration::from_millis(500);
+
+/// Encodings older than the latest that connections may still be sending, per format. With
+/// as many alive, the latest is served even when stale instead of a new one encoded: slow
+/// clients pin at most this many bodies (each is dropped at its write deadline).
+const MAX_OLDER: usize = 2;
+
+/// Longest request head read.
+const MAX_HEAD: usize = 8192;
+
+/// Longest response written in one piece with its head.
+const SMALL_BODY: usize = 4096;
+
+/// What the endpoint allows its clients.
+#[derive(Debug, Clone, Copy)]
+struct HttpLimits {
+    /// Connections at once (reading their request or being answered); one more is answered
+    /// `503` and closed at once.
+    connections: usize,
+    /// From the accept to the end of the request head, however the bytes trickle in.
+    head: Duration,
+    /// A response must be written within this plus its length at `write_rate`.
+    write_grace: Duration,
+    /// Bytes per second a client must at least read.
+    write_rate: f64,
+}
+
+impl HttpLimits {
+    /// 64 connections, 1 s for the head, 2 s + 1 s per MB for the response.
+    const DEFAULT: HttpLimits = HttpLimits {
+        connections: 64,
+        head: Duration::from_secs(1),
+        write_grace: Duration::from_secs(2),
+        write_rate: 1e6,
+    };
+
+    /// The time allowed to write `len` bytes.
+    fn write_time(&self, len: usize) -> Duration {
+        self.write_grace + Duration::from_secs_f64(len as f64 / self.write_rate)
+    }
+}
+
+/// A request, as its route sees it.
+#[derive(Debug, Default)]
+struct Request {
+    method: String,
+    /// The path, without the query.
+    path: String,
+    accept: Option<String>,
+}
+
+impl Request {
+    /// The request line and the headers of a request head (leniently: what is missing is
+    /// empty).
+    fn parse(head: &[u8]) -> Request {
+        let mut lines = head.split(|&b| b == b'\n').map(|l| {
+            let l = l.strip_suffix(b"\r").unwrap_or(l);
+            String::from_utf8_lossy(l).into_owned()
+        });
+        let line = lines.next().unwrap_or_default();
+        let accept = lines.take_while(|l| !l.is_empty()).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("accept")
+                .then(|| v.trim().to_string())
+        });
+        let mut parts = line.split_whitespace();
+        let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        Request {
+            method: method.to_string(),
+            path: target.split('?').next().unwrap_or("").to_string(),
+            accept,
+        }
+    }
+}
+
+/// A response, whole before it is sent: its `Content-Length` is known, and a cached scrape
+/// is shared rather than copied.
+#[derive(Debug)]
+struct Response {
+    status: &'static str,
+    content_type: &'static str,
+    headers: Vec<(&'static str, String)>,
+    body: Body,
+}
+
+#[derive(Debug)]
+enum Body {
+    Static(&'static [u8]),
+    Shared(Arc<Vec<u8>>),
+}
+
+impl Body {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Body::Static(b) => b,
+            Body::Shared(b) => b,
+        }
+    }
+}
+
+impl Response {
+    /// A short plain-text answer.
+    fn text(status: &'static str, body: &'static str) -> Response {
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            headers: vec![],
+            body: Body::Static(body.as_bytes()),
+        }
+    }
+
+    /// `503`: come back in a second.
+    fn busy(why: &'static str) -> Response {
+        Response::text("503 Service Unavailable", why).with("Retry-After", "1")
+    }
+
+    fn with(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The status line and headers; `body` is `false` for `HEAD`, whose `Content-Length` is
+    /// still that of the body.
+    fn head(&self) -> String {
+        let mut h = String::with_capacity(192);
+        let _ = write!(
+            h,
+            "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+            self.status,
+            self.content_type,
+            self.body.bytes().len()
+        );
+        for (k, v) in &self.headers {
+            let _ = write!(h, "{k}: {v}\r\n");
+        }
+        h.push_str("Connection: close\r\n\r\n");
+        h
+    }
+}
+
+type Handler = Box<dyn Fn(&Request) -> Response + Send + Sync>;
+
+/// A method set and path, and what answers them.
+struct Route {
+    methods: &'static [&'static str],
+    path: &'static str,
+    /// Requests of this route answered at once; one more is answered `503`. A route whose
+    /// requests may wait (on a probe, say) gets a small one, so that it never holds the
+    /// connections that `/metrics` needs.
+    limit: usize,
+    busy: Arc<AtomicUsize>,
+    handler: Handler,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("methods", &self.methods)
+            .field("path", &self.path)
+            .field("limit", &self.limit)
+            .field("busy", &self.busy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Method and path to handler. Each connection has a thread of its own, on which its
+/// handler runs: a handler that waits holds up its own connection only (and, through its
+/// route's limit, a bounded number of them).
+#[derive(Debug, Default)]
+struct Router {
+    routes: Vec<Route>,
+}
+
+/// One of a route's requests in progress.
+struct Busy(Arc<AtomicUsize>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Router {
+    /// Adds `GET` (and `HEAD`) `path`, answered by `handler` for at most `limit` requests
+    /// at once.
+    fn get(
+        mut self,
+        path: &'static str,
+        limit: usize,
+        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
+    ) -> Router {
+        self.routes.push(Route {
+            methods: &["GET", "HEAD"],
+            path,
+            limit,
+            busy: Arc::new(AtomicUsize::new(0)),
+            handler: Box::new(handler),
+        });
+        self
+    }
+
+    /// The answer to `req`: its route's, `404` for an unknown path, `405` for a method not
+    /// served.
+    fn dispatch(&self, req: &Request) -> Response {
+        let Some(route) = self.routes.iter().find(|r| r.path == req.path) else {
+            return match req.method.as_str() {
+                "GET" | "HEAD" => Response::text("404 Not Found", "not found\n"),
+                _ => Response::text("405 Method Not Allowed", "GET /metrics\n"),
+            };
+        };
+        if !route.methods.contains(&req.method.as_str()) {
+            return Response::text("405 Method Not Allowed", "GET /metrics\n")
+                .with("Allow", route.methods.join(", "));
+        }
+        let entered = route
+            .busy
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < route.limit).then_some(n + 1)
+            });
+        if entered.is_err() {
+            return Response::busy("busy: too many requests of this path at once\n");
+        }
+        let _busy = Busy(route.busy.clone());
+        (route.handler)(req)
+    }
+}
+
+/// The encoded scrapes, one per format, shared by every connection.
+#[derive(Debug)]
+struct Snapshots {
+    registries: Registries,
+    /// How long an encoding is served again ([`FRESH_FOR`]).
+    fresh_for: Duration,
+    /// Held while encoding: one encoding at a time, whatever the format.
+    encoder: Mutex<()>,
+    /// OpenMetrics's, the classic format's.
+    cached: [Mutex<Cached>; 2],
+    /// Encodings done.
+    encodings: AtomicU64,
+}
+
+/// The encodings of one format.
+#[derive(Debug, Default)]
+struct Cached {
+    /// The latest, and when its snapshot was taken.
+    latest: Option<(Instant, Arc<Vec<u8>>)>,
+    /// Encodings done, so that a connection that waited for another's sees it did.
+    generation: u64,
+    /// The ones before the latest, alive while a connection still sends them.
+    older: Vec<Weak<Vec<u8>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Snapshots {
+    fn new(registries: Registries, fresh_for: Duration) -> Snapshots {
+        Snapshots {
+            registries,
+            fresh_for,
+            encoder: Mutex::new(()),
+            cached: Default::default(),
+            encodings: AtomicU64::new(0),
+        }
+    }
+
+    /// A scrape in `format`: the latest encoding if fresh, else a new one. Encodings happen
+    /// one at a time; connections that come meanwhile wait for it and share it.
+    fn get(&self, format: Exposition) -> Result<Arc<Vec<u8>>, std::fmt::Error> {
+        let cached = &self.cached[match format {
+            Exposition::OpenMetrics => 0,
+            Exposition::Classic => 1,
+        }];
+        let seen = {
+            let c = lock(cached);
+            let fresh = c
+                .latest
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < self.fresh_for);
+            if let Some((_, body)) = fresh {
+                return Ok(body.clone());
+            }
+            c.generation
+        };
+        let _encoder = lock(&self.encoder);
+        let hint = {
+            let mut c = lock(cached);
+            c.older.retain(|o| o.strong_count() > 0);
+            if let Some((_, body)) = &c.latest {
+                // Encoded while this connection waited (as fresh as it gets), or too many
+                // older ones still being sent: this one.
+                if c.generation != seen || c.older.len() >= MAX_OLDER {
+                    return Ok(body.clone());
+                }
+            }
+            c.latest.as_ref().map_or(1 << 16, |(_, b)| b.len())
+        };
+        let began = Instant::now();
+        let mut text = String::with_capacity(hint + hint / 16);
+        self.registries.encode(&mut text, format)?;
+        self.encodings.fetch_add(1, Ordering::Relaxed);
+        let body = Arc::new(text.into_bytes());
+        let mut c = lock(cached);
+        if let Some((_, old)) = c.latest.replace((began, body.clone())) {
+            c.older.push(Arc::downgrade(&old));
+        }
+        c.generation += 1;
+        Ok(body)
+    }
+
+    /// `GET /metrics`.
+    fn respond(&self, req: &Request) -> Response {
+        let format = Exposition::negotiate(req.accept.as_deref());
+        match self.get(format) {
+            Ok(body) => Response {
+                status: "200 OK",
+                content_type: format.content_type(),
+                headers: vec![],
+                body: Body::Shared(body),
+            },
+            Err(_) => {
+                say!("asdic: metrics: encoding a scrape failed");
+                Response::text("500 Internal Server Error", "asdic: encoding failed\n")
+            }
+        }
+    }
+}
+
 /// Serves `registries` at `GET /metrics` on `listener` (bound by the caller while it still
 /// holds its capabilities, so that root can listen on a port below 1024); returns its
-/// address. The server thread lives as long as the process.
+/// address. The server's threads live as long as the process.
 pub fn serve(listener: TcpListener, registries: Registries) -> std::io::Result<SocketAddr> {
+    let snapshots = Arc::new(Snapshots::new(registries, FRESH_FOR));
+    let limits = HttpLimits::DEFAULT;
+    serve_routes(listener, endpoints(snapshots, limits.connections), limits)
+}
+
+/// The sweep's routes. A later one whose requests may wait (`/probe`) gets a limit well
+/// below `connections`.
+fn endpoints(snapshots: Arc<Snapshots>, connections: usize) -> Router {
+    Router::default()
+        .get("/", connections, |_| {
+            Response::text("200 OK", "asdic sweep: metrics at /metrics\n")
+        })
+        .get("/metrics", connections, move |req| snapshots.respond(req))
+}
+
+/// Serves `router` on `listener` within `limits`, from a thread of its own.
+fn serve_routes(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+) -> std::io::Result<SocketAddr> {
     let bound = listener.local_addr()?;
+    let router = Arc::new(router);
     std::thread::Builder::new()
         .name("asdic-metrics".into())
         .spawn(move || {
             // A scrape of a large fleet is a burst of work (snapshot and encoding): it runs
             // at the lowest priority so that it never starves the sender or the receiver.
+            // The connections' threads inherit it.
             if let Err(e) = asdic_engine::background_thread() {
                 say!("asdic: metrics thread keeps normal priority: {e}");
             }
-            for conn in listener.incoming() {
-                match conn {
-                    // A failed exchange is the client's problem; keep serving.
-                    Ok(c) => {
-                        let _ = handle(c, &registries);
-                    }
-                    // Out of descriptors or the like: back off instead of spinning.
-                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
+            accept(&listener, &router, limits);
         })?;
     Ok(bound)
 }
 
-/// Longest request head read.
-const MAX_HEAD: usize = 8192;
+/// One of the connections open.
+struct Slot(Arc<AtomicUsize>);
 
-fn handle(mut c: TcpStream, registries: &Registries) -> std::io::Result<()> {
-    c.set_read_timeout(Some(Duration::from_secs(5)))?;
-    c.set_write_timeout(Some(Duration::from_secs(30)))?;
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Accepts connections forever: a thread for each, up to `limits.connections`.
+fn accept(listener: &TcpListener, router: &Arc<Router>, limits: HttpLimits) {
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut said = false;
+    for conn in listener.incoming() {
+        let c = match conn {
+            Ok(c) => c,
+            // Out of descriptors or the like: back off instead of spinning.
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let accepted = Instant::now();
+        // Only this thread counts up: the count can only have gone down since.
+        if open.load(Ordering::Acquire) >= limits.connections {
+            refuse(c);
+            continue;
+        }
+        open.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot(open.clone());
+        let router = router.clone();
+        let spawned = std::thread::Builder::new()
+            .name("asdic-metrics-c".into())
+            .spawn(move || {
+                let _slot = slot;
+                converse(c, &router, &limits, accepted);
+            });
+        if let Err(e) = spawned {
+            // The connection and its slot went with the closure: closed unanswered.
+            if !said {
+                say!("asdic: metrics: no thread for a connection: {e}");
+                said = true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Answers a connection beyond the limit `503` and closes it, without waiting for anything.
+fn refuse(c: TcpStream) {
+    if c.set_nonblocking(true).is_ok() {
+        drain(&c);
+        let r = Response::busy("busy: too many connections\n");
+        let mut bytes = r.head().into_bytes();
+        bytes.extend_from_slice(r.body.bytes());
+        // A new connection's send buffer takes these few bytes whole.
+        let _ = (&c).write(&bytes);
+    }
+    let _ = c.shutdown(Shutdown::Write);
+}
+
+/// The request head read, or why not.
+enum Head {
+    /// Up to its blank line.
+    Complete(Vec<u8>),
+    /// The client closed first.
+    Closed(Vec<u8>),
+    /// Longer than [`MAX_HEAD`].
+    TooLong,
+    /// Not all there by the deadline.
+    Late,
+}
+
+/// One request on `c` answered, within `limits`.
+fn converse(mut c: TcpStream, router: &Router, limits: &HttpLimits, accepted: Instant) {
+    let _ = c.set_nodelay(true);
+    let (response, head_only) = match read_head(&mut c, accepted + limits.head) {
+        Ok(Head::Complete(head)) => {
+            let req = Request::parse(&head);
+            (router.dispatch(&req), req.method == "HEAD")
+        }
+        Ok(Head::Closed(head)) if head.iter().any(|b| !b.is_ascii_whitespace()) => {
+            let req = Request::parse(&head);
+            (router.dispatch(&req), req.method == "HEAD")
+        }
+        Ok(Head::Closed(_)) | Err(_) => return,
+        Ok(Head::TooLong) => (
+            Response::text(
+                "431 Request Header Fields Too Large",
+                "request head over 8 KiB\n",
+            ),
+            false,
+        ),
+        Ok(Head::Late) => (
+            Response::text("408 Request Timeout", "request head too slow\n"),
+            false,
+        ),
+    };
+    // A failed write is the client's problem: it is cut off either way.
+    let _ = send(&mut c, &response, head_only, limits);
+    let _ = c.shutdown(Shutdown::Write);
+    drain(&c);
+}
+
+/// Where the head at the start of `b` ends (after its blank line), if it does.
+fn head_end(b: &[u8]) -> Option<usize> {
+    (0..b.len()).find_map(|i| match &b[i..] {
+        [b'\n', b'\n', ..] => Some(i + 2),
+        [b'\n', b'\r', b'\n', ..] => Some(i + 3),
+        _ => None,
+    })
+}
+
+/// Reads a request head, all of it by `deadline` (each read waits at most for what is
+/// left, so a byte now and then does not extend it).
+fn read_head(c: &mut TcpStream, deadline: Instant) -> std::io::Result<Head> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
-        let k = c.read(&mut buf)?;
-        if k == 0 {
-            break;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(Head::Late);
         }
-        head.extend_from_slice(&buf[..k]);
-    }
-    let mut lines = head.split(|&b| b == b'\n').map(|l| {
-        let l = l.strip_suffix(b"\r").unwrap_or(l);
-        String::from_utf8_lossy(l).into_owned()
-    });
-    let line = lines.next().unwrap_or_default();
-    let accept = lines.take_while(|l| !l.is_empty()).find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case("accept")
-            .then(|| v.trim().to_string())
-    });
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    if matches!(method, "GET" | "HEAD") && path == "/metrics" {
-        let format = Exposition::negotiate(accept.as_deref());
-        // Streamed as it is encoded (the body ends when the connection closes): a fleet of
-        // 100,000 targets at --metrics-per-target full encodes to hundreds of MB, which are
-        // never held in memory at once.
-        write!(
-            c,
-            "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nConnection: close\r\n\r\n",
-            format.content_type()
-        )?;
-        if method == "GET" {
-            let mut out = IoWriter {
-                w: std::io::BufWriter::with_capacity(1 << 16, &mut c),
-                error: None,
-            };
-            let encoded = registries.encode(&mut out, format);
-            if let Some(e) = out.error.take() {
-                return Err(e);
+        c.set_read_timeout(Some(left))?;
+        let room = (MAX_HEAD - head.len()).min(buf.len());
+        match c.read(&mut buf[..room]) {
+            Ok(0) => return Ok(Head::Closed(head)),
+            Ok(k) => {
+                // The blank line may begin in what came before.
+                let from = head.len().saturating_sub(2);
+                head.extend_from_slice(&buf[..k]);
+                if let Some(end) = head_end(&head[from..]) {
+                    head.truncate(from + end);
+                    return Ok(Head::Complete(head));
+                }
+                if head.len() >= MAX_HEAD {
+                    return Ok(Head::TooLong);
+                }
             }
-            if encoded.is_err() {
-                // The status line is gone already: end the body with a line that is not
-                // valid in either format, so the scrape fails visibly.
-                let _ = out.w.write_all(b"\nasdic: encoding failed\n");
-            }
-            out.w.flush()?;
+            Err(e) if is_retry(&e) => {}
+            Err(e) => return Err(e),
         }
-        return c.flush();
     }
-    let (status, body) = match (method, path) {
-        ("GET" | "HEAD", "/") => ("200 OK", "asdic sweep: metrics at /metrics\n"),
-        ("GET" | "HEAD", _) => ("404 Not Found", "not found\n"),
-        _ => ("405 Method Not Allowed", "GET /metrics\n"),
-    };
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
-        body.len()
-    );
-    c.write_all(out.as_bytes())?;
-    if method != "HEAD" {
-        c.write_all(body.as_bytes())?;
-    }
-    c.flush()
 }
 
-/// `fmt::Write` onto an `io::Write`, keeping the I/O error (`fmt::Error` carries none).
-struct IoWriter<W: Write> {
-    w: W,
-    error: Option<std::io::Error>,
+fn is_retry(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{Interrupted, TimedOut, WouldBlock};
+    matches!(e.kind(), WouldBlock | TimedOut | Interrupted)
 }
 
-impl<W: Write> std::fmt::Write for IoWriter<W> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.w.write_all(s.as_bytes()).map_err(|e| {
-            self.error = Some(e);
-            std::fmt::Error
-        })
+/// Writes `r` (its head only for `HEAD`) within the time `limits` allow for its length.
+fn send(
+    c: &mut TcpStream,
+    r: &Response,
+    head_only: bool,
+    limits: &HttpLimits,
+) -> std::io::Result<()> {
+    let mut head = r.head().into_bytes();
+    let body = if head_only { &[][..] } else { r.body.bytes() };
+    let deadline = Instant::now() + limits.write_time(head.len() + body.len());
+    if body.len() <= SMALL_BODY {
+        head.extend_from_slice(body);
+        return write_by(c, &head, deadline);
+    }
+    write_by(c, &head, deadline)?;
+    write_by(c, body, deadline)
+}
+
+/// Writes all of `buf` by `deadline`, however the client reads: each write waits at most
+/// for what is left.
+fn write_by(c: &mut TcpStream, mut buf: &[u8], deadline: Instant) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        c.set_write_timeout(Some(left))?;
+        match c.write(buf) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(k) => buf = &buf[k..],
+            Err(e) if is_retry(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads what the client sent and nobody will read (at most 64 KiB, without waiting), so
+/// that closing does not reset the connection under the response.
+fn drain(c: &TcpStream) {
+    if c.set_nonblocking(true).is_err() {
+        return;
+    }
+    let mut buf = [0u8; 4096];
+    for _ in 0..16 {
+        match (&*c).read(&mut buf) {
+            Ok(k) if k > 0 => {}
+            _ => break,
+        }
     }
 }
 
@@ -1258,5 +1750,273 @@ mod tests {
         assert!(get("GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
         assert!(get("POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
         assert!(get("\r\n\r\n").starts_with("HTTP/1.1 405"));
+        // The body is whole before it is sent: its length is said, also to HEAD.
+        let r = get("GET /metrics HTTP/1.0\n\n");
+        let (head, body) = r.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())),
+            "{head}"
+        );
+        let r = get("HEAD /metrics HTTP/1.1\r\n\r\n");
+        assert!(
+            r.contains(&format!("\r\nContent-Length: {}\r\n", body.len())),
+            "{r}"
+        );
+        let r = get("DELETE /metrics HTTP/1.1\r\n\r\n");
+        assert!(r.contains("\r\nAllow: GET, HEAD\r\n"), "{r}");
+        let r = get(&format!("GET /{} HTTP/1.1\r\n\r\n", "x".repeat(MAX_HEAD)));
+        assert!(r.starts_with("HTTP/1.1 431"), "{r}");
+    }
+
+    /// The sweep's routes over the test fleet at `full`, encodings fresh for `fresh_for`,
+    /// and more routes from `more`: the server's address and its encodings.
+    fn server_of(
+        fresh_for: Duration,
+        limits: HttpLimits,
+        more: impl FnOnce(Router) -> Router,
+    ) -> (SocketAddr, Arc<Snapshots>) {
+        let registries = Registries::new(shared(PerTarget::Full, "web1"), PerTarget::Full);
+        let snapshots = Arc::new(Snapshots::new(registries, fresh_for));
+        let router = more(endpoints(snapshots.clone(), limits.connections));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        (serve_routes(listener, router, limits).unwrap(), snapshots)
+    }
+
+    /// Sends `req` (none if empty) and reads the answer to its end: how long that took, and
+    /// the answer.
+    fn exchange(addr: SocketAddr, req: &str) -> (Duration, String) {
+        let t = Instant::now();
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(req.as_bytes()).unwrap();
+        let mut r = vec![];
+        c.read_to_end(&mut r).unwrap();
+        (t.elapsed(), String::from_utf8(r).unwrap())
+    }
+
+    /// A whole scrape: 200, as long as it says, every family there.
+    fn assert_scrape(r: &str) {
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+        let (head, body) = r.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())),
+            "{head}"
+        );
+        let p = parse(body);
+        assert!(problems(&p, Exposition::Classic).is_empty(), "{body}");
+        for f in families_of(PerTarget::Full) {
+            assert!(family_of(&p, f, Exposition::Classic).is_some(), "{f}");
+        }
+    }
+
+    const SCRAPE: &str = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    #[test]
+    fn slow_clients_are_cut_off_and_do_not_delay_scrapes() {
+        // 32 MiB at 16 MB/s, more than the loopback's buffers hold: written within 2.6 s, or
+        // the connection is closed.
+        const BIG: usize = 32 << 20;
+        let limits = HttpLimits {
+            write_grace: Duration::from_millis(500),
+            write_rate: 16e6,
+            ..HttpLimits::DEFAULT
+        };
+        let big = Arc::new(vec![b'#'; BIG]);
+        let (addr, _) = server_of(FRESH_FOR, limits, |r| {
+            r.get("/big", 4, move |_| Response {
+                status: "200 OK",
+                content_type: "application/octet-stream",
+                headers: vec![],
+                body: Body::Shared(big.clone()),
+            })
+        });
+        // Slow lorises: a byte of a request head every 0.5 s and every 0.9 s (a timeout per
+        // read would never fire). Each is answered 408 and closed at 1 s.
+        let loris = |gap: Duration| {
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                let mut c = TcpStream::connect(addr).unwrap();
+                let mut r = c.try_clone().unwrap();
+                let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let d = done.clone();
+                let writer = std::thread::spawn(move || {
+                    for b in SCRAPE.bytes() {
+                        if d.load(Ordering::Acquire) || c.write_all(&[b]).is_err() {
+                            break;
+                        }
+                        std::thread::sleep(gap);
+                    }
+                });
+                r.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut answer = String::new();
+                let _ = r.read_to_string(&mut answer);
+                let cut = t.elapsed();
+                done.store(true, Ordering::Release);
+                writer.join().unwrap();
+                (cut, answer)
+            })
+        };
+        let lorises = [
+            loris(Duration::from_millis(500)),
+            loris(Duration::from_millis(900)),
+        ];
+        // One that asks for 32 MiB and never reads.
+        let sink = std::thread::spawn(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(b"GET /big HTTP/1.1\r\n\r\n").unwrap();
+            std::thread::sleep(Duration::from_secs(4));
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let (mut got, mut buf) = (0usize, vec![0u8; 1 << 16]);
+            loop {
+                match c.read(&mut buf) {
+                    Ok(0) => return (got, true),
+                    Ok(k) => got += k,
+                    // Closed under unsent data: reset.
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                        return (got, true);
+                    }
+                    Err(_) => return (got, false),
+                }
+            }
+        });
+        // Meanwhile, a scrape every 250 ms, each whole in well under a second.
+        let mut slowest = Duration::ZERO;
+        for _ in 0..16 {
+            let (took, r) = exchange(addr, SCRAPE);
+            assert_scrape(&r);
+            slowest = slowest.max(took);
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        assert!(slowest < Duration::from_millis(500), "{slowest:?}");
+        let mut cuts = vec![];
+        for l in lorises {
+            let (cut, answer) = l.join().unwrap();
+            cuts.push(cut);
+            assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+            assert!(
+                cut >= Duration::from_millis(950) && cut < Duration::from_millis(1500),
+                "{cut:?}"
+            );
+        }
+        let (got, closed) = sink.join().unwrap();
+        eprintln!(
+            "slowest scrape {slowest:?}; lorises cut at {cuts:?}; {got} bytes of {BIG} to the \
+             client that did not read"
+        );
+        assert!(closed, "the sink's connection was not closed");
+        assert!(
+            got < BIG,
+            "{got} bytes of {BIG} to a client that did not read"
+        );
+    }
+
+    #[test]
+    fn connections_beyond_the_cap_are_answered_503_at_once() {
+        let limits = HttpLimits {
+            connections: 4,
+            ..HttpLimits::DEFAULT
+        };
+        let (addr, _) = server_of(FRESH_FOR, limits, |r| r);
+        // Four connections that send nothing hold the four places (for 1 s at most).
+        let idle: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(200));
+        for req in ["", SCRAPE] {
+            let (took, r) = exchange(addr, req);
+            assert!(r.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{r}");
+            assert!(r.contains("\r\nRetry-After: 1\r\n"), "{r}");
+            assert!(took < Duration::from_millis(300), "{took:?}");
+        }
+        // Their places come free as they close.
+        drop(idle);
+        std::thread::sleep(Duration::from_millis(200));
+        assert_scrape(&exchange(addr, SCRAPE).1);
+    }
+
+    #[test]
+    fn concurrent_scrapes_share_one_encoding() {
+        let (addr, snapshots) = server_of(Duration::from_secs(60), HttpLimits::DEFAULT, |r| r);
+        let encodings = || snapshots.encodings.load(Ordering::Relaxed);
+        let together = |req: &'static str, n: usize| {
+            let start = Arc::new(std::sync::Barrier::new(n));
+            let scrapers: Vec<_> = (0..n)
+                .map(|_| {
+                    let start = start.clone();
+                    std::thread::spawn(move || {
+                        start.wait();
+                        exchange(addr, req).1
+                    })
+                })
+                .collect();
+            let answers: Vec<String> = scrapers.into_iter().map(|s| s.join().unwrap()).collect();
+            answers
+        };
+        let answers = together(SCRAPE, 16);
+        assert_scrape(&answers[0]);
+        assert!(answers.iter().all(|a| *a == answers[0]));
+        assert_eq!(encodings(), 1);
+        // The other format is encoded once too.
+        let om = "GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text\r\n\r\n";
+        let answers = together(om, 8);
+        assert!(answers[0].ends_with("# EOF\n"), "{}", answers[0]);
+        assert!(answers.iter().all(|a| *a == answers[0]));
+        assert_eq!(encodings(), 2);
+        // HEAD answers from the same encoding.
+        let r = exchange(addr, "HEAD /metrics HTTP/1.1\r\n\r\n").1;
+        assert!(r.starts_with("HTTP/1.1 200 OK"), "{r}");
+        assert_eq!(encodings(), 2);
+    }
+
+    #[test]
+    fn a_stale_scrape_is_encoded_again_unless_slow_clients_hold_too_many() {
+        let registries = Registries::new(shared(PerTarget::Basic, "web1"), PerTarget::Basic);
+        let snapshots = Snapshots::new(registries, Duration::ZERO);
+        let encodings = || snapshots.encodings.load(Ordering::Relaxed) as usize;
+        let first = snapshots.get(Exposition::Classic).unwrap();
+        let again = snapshots.get(Exposition::Classic).unwrap();
+        assert_eq!(encodings(), 2);
+        assert!(!Arc::ptr_eq(&first, &again));
+        assert_eq!(first, again);
+        // Connections still sending every encoding: the latest is served again once
+        // MAX_OLDER of the earlier ones are alive.
+        let mut held = vec![first, again];
+        for _ in 0..10 {
+            held.push(snapshots.get(Exposition::Classic).unwrap());
+        }
+        assert_eq!(encodings(), MAX_OLDER + 1);
+        held.drain(..held.len() - 1);
+        let _fresh = snapshots.get(Exposition::Classic).unwrap();
+        assert_eq!(encodings(), MAX_OLDER + 2);
+    }
+
+    #[test]
+    fn a_route_that_waits_does_not_hold_up_scrapes() {
+        let (addr, _) = server_of(FRESH_FOR, HttpLimits::DEFAULT, |r| {
+            r.get("/probe", 2, |_| {
+                std::thread::sleep(Duration::from_secs(2));
+                Response::text("200 OK", "probed\n")
+            })
+        });
+        let probes: Vec<_> = (0..2)
+            .map(|_| std::thread::spawn(move || exchange(addr, "GET /probe HTTP/1.1\r\n\r\n")))
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        // A third finds the route full, at once.
+        let (took, r) = exchange(addr, "GET /probe HTTP/1.1\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+        assert!(took < Duration::from_millis(300), "{took:?}");
+        // Scrapes go on meanwhile.
+        for _ in 0..5 {
+            let (took, r) = exchange(addr, SCRAPE);
+            assert_scrape(&r);
+            assert!(took < Duration::from_millis(300), "{took:?}");
+        }
+        for p in probes {
+            let (took, r) = p.join().unwrap();
+            assert!(
+                r.starts_with("HTTP/1.1 200") && r.ends_with("probed\n"),
+                "{r}"
+            );
+            assert!(took >= Duration::from_secs(2), "{took:?}");
+        }
     }
 }
