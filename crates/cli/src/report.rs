@@ -35,7 +35,9 @@ pub fn run(a: ReportArgs) -> Result<ExitCode, Fail> {
         | Error::Font(_)
         | Error::Earlier { .. } => Fail::Usage(e.to_string()),
         Error::Fs(e) if e.is_refusal() => Fail::Usage(format!("-o {e}")),
-        // Writing failed (a full disk): a system error.
+        // Writing failed (a full disk, an I/O error): a system error, exit status 4, as for
+        // every other output. Nothing of the report is left behind (asdic_report::write).
+        // (Error::Write, Error::Fs, Error::Draw.)
         other => Fail::System(anyhow::anyhow!(other)),
     })?;
     let modes: Vec<&str> = w.sections.iter().map(|s| s.mode.name()).collect();

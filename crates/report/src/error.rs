@@ -6,10 +6,19 @@ use std::path::{Path, PathBuf};
 /// Everything that can go wrong while reading results or writing a report.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A file or directory could not be read or written.
+    /// An input file or directory could not be read (also the font).
     #[error("{}: {source}", path.display())]
     File {
         /// The path the operation was about.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// A file of the report could not be written (a full disk, an I/O error): a system
+    /// error, unlike [`Error::File`] about an input.
+    #[error("{}: cannot be written: {source}", path.display())]
+    Write {
+        /// The report's file.
         path: PathBuf,
         /// What the OS said.
         source: io::Error,
@@ -64,6 +73,14 @@ impl Error {
     /// An I/O error about `path`.
     pub fn file(path: &Path, source: io::Error) -> Self {
         Error::File {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// A write error about the report's file `path`.
+    pub fn write(path: &Path, source: io::Error) -> Self {
+        Error::Write {
             path: path.to_path_buf(),
             source,
         }

@@ -7,12 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use asdic_fs::{Dir, Publish};
+use asdic_fs::Dir;
 use image::ImageEncoder;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
+use crate::Stage;
 use crate::error::{Error, Result};
 use crate::section::{PrefixMap, Section, Series};
 use crate::text;
@@ -136,13 +137,14 @@ fn msg<E: std::fmt::Display>(e: E) -> String {
 }
 
 /// Draws `p` to SVG (kept and written to `dir/id.svg`) and, with `png`, to `dir/id.png`
-/// (rendered and encoded in memory), each published as `how` says.
+/// (rendered and encoded in memory), each staged in `stage` (published when the whole report
+/// is written).
 fn render(
     p: &impl Plot,
     dir: &Dir,
     id: &str,
     png: bool,
-    how: Publish,
+    stage: &mut Stage,
 ) -> Result<(String, Vec<PathBuf>)> {
     let draw_err = |what: String| Error::Draw {
         figure: id.to_string(),
@@ -156,12 +158,7 @@ fn render(
         root.present().map_err(|e| draw_err(msg(e)))?;
     }
     let svg_name = format!("{id}.svg");
-    let mut files = vec![crate::write_file(
-        dir,
-        svg_name.as_ref(),
-        svg.as_bytes(),
-        how,
-    )?];
+    let mut files = vec![stage.write(dir, svg_name.as_ref(), svg.as_bytes())?];
     if png {
         let (w, h) = p.size();
         let mut rgb = vec![0u8; w as usize * h as usize * 3];
@@ -176,7 +173,7 @@ fn render(
             .write_image(&rgb, w, h, image::ColorType::Rgb8)
             .map_err(|e| draw_err(msg(e)))?;
         let png_name = format!("{id}.png");
-        files.push(crate::write_file(dir, png_name.as_ref(), &encoded, how)?);
+        files.push(stage.write(dir, png_name.as_ref(), &encoded)?);
     }
     Ok((svg, files))
 }
@@ -194,9 +191,9 @@ fn figure(
     caption: String,
     dir: &Dir,
     png: bool,
-    how: Publish,
+    stage: &mut Stage,
 ) -> Result<Figure> {
-    let (svg, files) = render(p, dir, &id, png, how)?;
+    let (svg, files) = render(p, dir, &id, png, stage)?;
     Ok(Figure {
         kind,
         id,
@@ -211,12 +208,12 @@ fn figure(
 ///
 /// # Errors
 /// [`Error::Draw`] or [`Error::File`] naming the figure.
-pub fn draw_section(
+pub(crate) fn draw_section(
     s: &Section,
     i: usize,
     dir: &Dir,
     png: bool,
-    how: Publish,
+    stage: &mut Stage,
 ) -> Result<Vec<Figure>> {
     let mut out = vec![];
     let mode = s.mode.name();
@@ -234,7 +231,7 @@ pub fn draw_section(
             ),
             dir,
             png,
-            how,
+            stage,
         )?);
         out.push(figure(
             &RttCdf { s },
@@ -246,7 +243,7 @@ pub fn draw_section(
                 .into(),
             dir,
             png,
-            how,
+            stage,
         )?);
     }
     if let Some(map) = s.prefixes.as_ref().filter(|m| !m.cells.is_empty()) {
@@ -271,13 +268,13 @@ pub fn draw_section(
             },
             dir,
             png,
-            how,
+            stage,
         )?);
     }
     for (k, series) in s.series.iter().enumerate() {
         let who = match &series.name {
             Some(n) => format!("{} ({n})", series.target),
-            None => series.target.clone(),
+            None => series.target.to_string(),
         };
         out.push(figure(
             &Smoke { series },
@@ -294,7 +291,7 @@ pub fn draw_section(
             ),
             dir,
             png,
-            how,
+            stage,
         )?);
     }
     if !s.errors.is_empty() {
@@ -306,7 +303,7 @@ pub fn draw_section(
             "Errors received, by IANA type/code name, most first.".into(),
             dir,
             png,
-            how,
+            stage,
         )?);
     }
     Ok(out)

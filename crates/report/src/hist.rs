@@ -53,6 +53,11 @@ impl LogHist {
         (i as usize).min(buckets() - 1)
     }
 
+    /// Buckets in a histogram (2,083).
+    pub fn bucket_count() -> usize {
+        buckets()
+    }
+
     /// The lower edge of bucket `i`, µs.
     pub fn lower(i: usize) -> f64 {
         MIN_US * RATIO.powi(i as i32)

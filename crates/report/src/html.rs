@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::figure::{Figure, Kind};
 use crate::section::{Mode, Section};
-use crate::text;
+use crate::text::{self, Text};
 
 /// `s` with HTML's special characters escaped, for text and attribute values.
 pub fn escape(s: &str) -> String {
@@ -21,6 +21,21 @@ pub fn escape(s: &str) -> String {
         }
     }
     out
+}
+
+/// A string cell from a file, escaped. One that was cut (see [`Text`]) ends in "…" and says
+/// in its title how long the full value is, and where it is.
+pub fn cell(t: &Text) -> String {
+    if !t.is_cut() {
+        return escape(t);
+    }
+    format!(
+        "<span class=\"cut\" title=\"cut to {} of its {} characters: the full value is in the \
+         Parquet file\">{}</span>",
+        text::count(t.chars().count().saturating_sub(1) as u64),
+        text::count(t.full_chars() as u64),
+        escape(t)
+    )
 }
 
 /// An SVG document made fit to inline in HTML: no XML declaration, no namespace
@@ -48,6 +63,7 @@ tr.bad td { background: #fdecea; } tr.warn td { background: #fff6e0; }
 figure { margin: 8px 0 24px; } figure svg { max-width: 100%; height: auto; border: 1px solid #e3e7eb; }
 figcaption { font-size: 13px; color: #3d4650; max-width: 900px; }
 code { font-size: 12px; background: #f3f5f7; padding: 1px 4px; }
+span.cut { border-bottom: 1px dotted #8a949e; }
 .note { background: #fff8e1; border-left: 4px solid #f0b400; padding: 6px 10px; font-size: 13px; }
 nav a { margin-right: 14px; }
 ";
@@ -199,7 +215,7 @@ fn summary(h: &mut String, s: &Section) {
         let _ = writeln!(
             h,
             "<tr><th>command</th><td><code>{}</code></td></tr>",
-            escape(c)
+            cell(c)
         );
     }
     h.push_str("</table>\n");
@@ -249,7 +265,7 @@ fn targets(h: &mut String, s: &Section) {
             let _ = writeln!(
                 h,
                 "<tr{class}><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                escape(&t.target),
+                cell(&t.target),
                 text::count(t.probes),
                 text::count(t.replies),
                 text::pct(rate)
@@ -276,8 +292,8 @@ fn targets(h: &mut String, s: &Section) {
             "<tr{class}><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
              <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
              <td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
-            escape(&t.target),
-            escape(t.name.as_deref().unwrap_or("")),
+            cell(&t.target),
+            t.name.as_ref().map_or_else(String::new, cell),
             text::count(t.probes),
             text::count(t.replies),
             text::pct(t.loss_pct),
@@ -286,7 +302,7 @@ fn targets(h: &mut String, s: &Section) {
             text::rtt_or_dash(t.p99),
             text::rtt_or_dash(t.max),
             text::count(t.errors),
-            escape(&t.note),
+            cell(&t.note),
         );
     }
     h.push_str("</table>\n");
@@ -304,7 +320,7 @@ fn errors(h: &mut String, s: &Section) {
         let top: Vec<String> = e
             .top
             .iter()
-            .map(|(r, n)| format!("{} ({})", escape(r), text::count(*n)))
+            .map(|(r, n)| format!("{} ({})", cell(r), text::count(*n)))
             .collect();
         let _ = writeln!(
             h,
@@ -313,7 +329,7 @@ fn errors(h: &mut String, s: &Section) {
             if e.v6 { "ICMPv6" } else { "ICMPv4" },
             e.icmp_type,
             e.icmp_code,
-            escape(&e.name),
+            cell(&e.name),
             text::count(e.count),
             text::count(e.responders),
             top.join(", ")
@@ -344,6 +360,19 @@ mod tests {
             escape("<a href=\"x\">'&'</a>"),
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
+    }
+
+    #[test]
+    fn cut_cells_say_their_full_length_and_stay_short() {
+        let long = format!("<{}>", "n".repeat(10_000_000));
+        let c = cell(&Text::new(&long));
+        assert!(c.len() < 400, "{}", c.len());
+        assert!(
+            c.contains("title=\"cut to 200 of its 10,000,002 characters"),
+            "{c}"
+        );
+        assert!(c.contains("&lt;nnn") && c.ends_with("n…</span>"), "{c}");
+        assert_eq!(cell(&Text::new("web<1>")), "web&lt;1&gt;");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use arrow_array::{Array, RecordBatch};
 use asdic_analysis::RunMeta;
 use asdic_analysis::meta::keys;
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{Error, Result};
@@ -169,8 +170,32 @@ pub fn metadata(path: &Path) -> Result<RunMeta> {
 ///
 /// # Errors
 /// As [`group`], and whatever `f` returns.
-pub fn for_each_batch(path: &Path, mut f: impl FnMut(&Batch<'_>) -> Result<()>) -> Result<()> {
-    let reader = open(path)?
+pub fn for_each_batch(path: &Path, f: impl FnMut(&Batch<'_>) -> Result<()>) -> Result<()> {
+    for_each_batch_of(path, None, f)
+}
+
+/// Calls `f` with every record batch of `path`, in order, holding only `columns` when given
+/// (the others are not decoded; a missing one is reported by [`Batch::col`]). One batch of
+/// 8,192 rows is in memory at a time, whatever the file's size.
+///
+/// # Errors
+/// As [`for_each_batch`].
+pub fn for_each_batch_of(
+    path: &Path,
+    columns: Option<&[&str]>,
+    mut f: impl FnMut(&Batch<'_>) -> Result<()>,
+) -> Result<()> {
+    let mut builder = open(path)?;
+    if let Some(columns) = columns {
+        let schema = builder.schema();
+        let roots: Vec<usize> = columns
+            .iter()
+            .filter_map(|c| schema.index_of(c).ok())
+            .collect();
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        builder = builder.with_projection(mask);
+    }
+    let reader = builder
         .with_batch_size(8192)
         .build()
         .map_err(|source| Error::Parquet {

@@ -5,7 +5,8 @@
 //! traces are read a second time for the few targets that get a table row or a graph, to
 //! collect their RTTs exactly.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -20,6 +21,7 @@ use crate::Options;
 use crate::error::Result;
 use crate::hist::LogHist;
 use crate::input::{self, Batch, Input, opt};
+use crate::text::{COMMAND_CHARS, Text};
 
 /// The kind of run a file holds (its `asdic.mode` metadata).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,8 +103,9 @@ pub struct Summary {
     pub rate_pps: Option<f64>,
     /// Whether every file says it is complete (`asdic.complete`); `None` when none says.
     pub complete: Option<bool>,
-    /// The command lines that wrote the files.
-    pub commands: Vec<String>,
+    /// The command lines that wrote the files (at most [`MAX_COMMANDS`], each cut to
+    /// [`COMMAND_CHARS`] characters).
+    pub commands: Vec<Text>,
     /// Mode-specific lines: (label, value).
     pub extra: Vec<(String, String)>,
 }
@@ -119,9 +122,9 @@ impl Summary {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TargetRow {
     /// The address.
-    pub target: String,
+    pub target: Text,
     /// Its name, if any.
-    pub name: Option<String>,
+    pub name: Option<Text>,
     /// Probes that ended.
     pub probes: u64,
     /// Replies.
@@ -139,14 +142,14 @@ pub struct TargetRow {
     /// ICMP errors.
     pub errors: u64,
     /// Mode-specific remark (first error, alarms, trace reach).
-    pub note: String,
+    pub note: Text,
 }
 
 /// One ICMP type/code in the error breakdown.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ErrorRow {
     /// The IANA name, "Type / Code".
-    pub name: String,
+    pub name: Text,
     /// ICMPv6 rather than ICMPv4.
     pub v6: bool,
     /// ICMP type.
@@ -155,14 +158,27 @@ pub struct ErrorRow {
     pub icmp_code: u8,
     /// Errors of this type and code.
     pub count: u64,
-    /// Distinct responders (at least; counting stops at [`MAX_RESPONDERS`]).
+    /// Distinct responders (at least: [`MAX_RESPONDERS`] are tracked over all types and
+    /// codes, the others counted as one).
     pub responders: u64,
     /// The responders that sent most of them, with their counts.
-    pub top: Vec<(String, u64)>,
+    pub top: Vec<(Text, u64)>,
 }
 
-/// Distinct responders tracked per ICMP type/code; more are counted as "others".
-pub const MAX_RESPONDERS: usize = 100_000;
+/// Distinct responders tracked, over all ICMP types and codes of a section; the errors of
+/// further ones are counted, their senders as one "other" responder. Each is held with at
+/// most [`RESPONDER_CHARS`] characters: a few MiB at most, whatever the file holds.
+pub const MAX_RESPONDERS: usize = 65_536;
+
+/// Characters of a responder held (an IPv6 address has at most 45).
+pub const RESPONDER_CHARS: usize = 64;
+
+/// ICMP (family, type, code) kinds itemised in a section; errors of further kinds (only a
+/// file asdic did not write has that many) are counted in the summary and noted.
+pub const MAX_KINDS: usize = 1024;
+
+/// Distinct command lines and engines listed in a section's summary; more are counted.
+pub const MAX_COMMANDS: usize = 32;
 
 /// One prefix of a scan's hit map.
 #[derive(Debug, Clone, PartialEq)]
@@ -223,9 +239,9 @@ impl Bucket {
 #[derive(Debug, Clone, Default)]
 pub struct Series {
     /// The address.
-    pub target: String,
+    pub target: Text,
     /// Its name.
-    pub name: Option<String>,
+    pub name: Option<Text>,
     /// Loss percent over the run.
     pub loss_pct: f64,
     /// Bucket width, seconds.
@@ -285,6 +301,13 @@ pub fn build(mode: Mode, inputs: Vec<Input>, opts: &Options) -> Result<Section> 
     };
     s.summary.engine = meta.engines.join(", ");
     s.summary.commands = meta.commands.clone();
+    if meta.unlisted > 0 {
+        s.notes.push(format!(
+            "The files name more engines or command lines than the {MAX_COMMANDS} listed: {} \
+             more (counted per file) are not.",
+            meta.unlisted
+        ));
+    }
     s.summary.complete = meta.complete;
     s.summary.start_ns = meta.start_ns;
     s.summary.end_ns = meta.end_ns;
@@ -298,11 +321,25 @@ pub fn build(mode: Mode, inputs: Vec<Input>, opts: &Options) -> Result<Section> 
     match mode {
         Mode::Scan => scan(&mut s, &meta)?,
         Mode::Sweep | Mode::Trace => probes(&mut s, opts)?,
-        Mode::Ping => ping(&mut s)?,
+        Mode::Ping => ping(&mut s, opts)?,
     }
     s.summary.p50 = s.rtt.quantile(0.5);
     s.summary.p90 = s.rtt.quantile(0.9);
     s.summary.p99 = s.rtt.quantile(0.99);
+    if s.rtt.count() > 0 {
+        s.notes.push(format!(
+            "Exact: every count and loss, and each row of the tables ({}). Binned: the RTT \
+             percentiles of the summary and the RTT figures, from a histogram of {} log buckets \
+             1 % wide (0.1 µs to 100 s; beyond, the exact extreme): each is within 0.5 % of the \
+             exact nearest-rank value, in memory that does not grow with the rows.",
+            match mode {
+                Mode::Ping => "the files' own per-target figures",
+                Mode::Scan => "counted per prefix",
+                Mode::Sweep | Mode::Trace => "from every probe of the targets shown",
+            },
+            LogHist::bucket_count()
+        ));
+    }
     if s.summary.rate_pps.is_none()
         && let (Some(p), Some(d)) = (s.summary.probes, s.summary.duration_s())
         && d > 0.0
@@ -317,7 +354,9 @@ pub fn build(mode: Mode, inputs: Vec<Input>, opts: &Options) -> Result<Section> 
 #[derive(Debug, Default)]
 struct Meta {
     engines: Vec<String>,
-    commands: Vec<String>,
+    commands: Vec<Text>,
+    /// Distinct commands and engines past [`MAX_COMMANDS`], not listed.
+    unlisted: u64,
     complete: Option<bool>,
     partial: bool,
     start_ns: Option<u64>,
@@ -347,15 +386,25 @@ impl Meta {
             // run-wide numbers count once.
             let session = kv.session.clone().unwrap_or_default();
             let first_of_run = runs.insert((session, kv.start_unix_ns));
-            if let Some(e) = &kv.engine
-                && !m.engines.contains(e)
-            {
-                m.engines.push(e.clone());
+            if let Some(e) = &kv.engine {
+                let e = Text::new(e).to_string();
+                if !m.engines.contains(&e) {
+                    if m.engines.len() < MAX_COMMANDS {
+                        m.engines.push(e);
+                    } else {
+                        m.unlisted += 1;
+                    }
+                }
             }
-            if let Some(c) = &kv.command
-                && !m.commands.contains(c)
-            {
-                m.commands.push(c.clone());
+            if let Some(c) = &kv.command {
+                let c = Text::cut(c, COMMAND_CHARS);
+                if !m.commands.contains(&c) {
+                    if m.commands.len() < MAX_COMMANDS {
+                        m.commands.push(c);
+                    } else {
+                        m.unlisted += 1;
+                    }
+                }
             }
             match kv.complete {
                 Some(c) => m.complete = Some(m.complete.unwrap_or(true) && c),
@@ -388,43 +437,72 @@ impl Meta {
     }
 }
 
-/// ICMP errors by (family, type, code), with their responders.
+/// ICMP errors by (family, type, code), with their responders, in bounded memory: at most
+/// [`MAX_KINDS`] kinds and [`MAX_RESPONDERS`] responders over all of them.
 #[derive(Debug, Default)]
 struct Errors {
     by: HashMap<(bool, u8, u8), ErrAgg>,
+    /// Responders tracked over all kinds.
+    responders: usize,
+    /// Errors of kinds past [`MAX_KINDS`], and those kinds (at least).
+    unlisted: u64,
+    unlisted_kinds: HashSet<(bool, u8, u8)>,
 }
 
 #[derive(Debug, Default)]
 struct ErrAgg {
-    name: String,
+    name: Text,
     count: u64,
-    responders: HashMap<String, u64>,
+    responders: HashMap<Text, u64>,
     others: u64,
 }
 
 impl Errors {
     fn add(&mut self, v6: bool, t: u8, c: u8, name: Option<&str>, responder: Option<&str>, n: u64) {
-        let e = self.by.entry((v6, t, c)).or_default();
+        let key = (v6, t, c);
+        if !self.by.contains_key(&key) && self.by.len() >= MAX_KINDS {
+            self.unlisted += n;
+            // 131,072 kinds at most, three bytes each: counted exactly.
+            self.unlisted_kinds.insert(key);
+            return;
+        }
+        let e = self.by.entry(key).or_default();
         if e.name.is_empty() {
-            e.name = name.map_or_else(|| format!("type {t} code {c}"), str::to_string);
+            e.name = name.map_or_else(|| Text::new(&format!("type {t} code {c}")), Text::new);
         }
         e.count += n;
-        match responder {
-            Some(r) if e.responders.contains_key(r) || e.responders.len() < MAX_RESPONDERS => {
-                *e.responders.entry(r.to_string()).or_default() += n;
-            }
-            _ => e.others += n,
+        let Some(r) = responder else {
+            e.others += n;
+            return;
+        };
+        let r = crate::text::head(r, RESPONDER_CHARS);
+        if let Some(k) = e.responders.get_mut(r) {
+            *k += n;
+        } else if self.responders < MAX_RESPONDERS {
+            self.responders += 1;
+            e.responders.insert(Text::cut(r, RESPONDER_CHARS), n);
+        } else {
+            e.others += n;
         }
     }
 
-    fn rows(self) -> Vec<ErrorRow> {
+    /// The rows, most errors first, and a note for the kinds not itemised.
+    fn rows(self) -> (Vec<ErrorRow>, Option<String>) {
+        let note = (self.unlisted > 0).then(|| {
+            format!(
+                "{} ICMP errors of {} further type/code kinds are counted in the summary but not \
+                 itemised: a section lists {MAX_KINDS} kinds at most.",
+                self.unlisted,
+                self.unlisted_kinds.len()
+            )
+        });
         let mut rows: Vec<ErrorRow> = self
             .by
             .into_iter()
             .map(|((v6, t, c), e)| {
-                let mut top: Vec<(String, u64)> = e.responders.into_iter().collect();
+                let mut top: Vec<(Text, u64)> = e.responders.into_iter().collect();
                 let responders = top.len() as u64 + u64::from(e.others > 0);
-                top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.as_str().cmp(b.0.as_str())));
                 top.truncate(5);
                 ErrorRow {
                     name: e.name,
@@ -442,8 +520,15 @@ impl Errors {
                 (a.v6, a.icmp_type, a.icmp_code).cmp(&(b.v6, b.icmp_type, b.icmp_code))
             })
         });
-        rows
+        (rows, note)
     }
+}
+
+/// Sets the section's error rows (and the note on kinds not itemised).
+fn set_errors(s: &mut Section, errors: Errors) {
+    let (rows, note) = errors.rows();
+    s.errors = rows;
+    s.notes.extend(note);
 }
 
 fn is_v6(target: &str) -> bool {
@@ -577,7 +662,7 @@ fn scan(s: &mut Section, meta: &Meta) -> Result<()> {
         sum.start_ns = Some(t_min);
     }
     sum.rate_pps = meta.send_rate.filter(|&r| r > 0.0);
-    s.errors = errors.rows();
+    set_errors(s, errors);
     // One family's map; a dual-stack scan maps the family with more prefixes.
     let map = if v6.len() > v4.len() { v6 } else { v4 };
     let mut map = map.finish(meta.all_events);
@@ -593,7 +678,7 @@ fn scan(s: &mut Section, meta: &Meta) -> Result<()> {
         .cells
         .iter()
         .map(|c| TargetRow {
-            target: c.prefix.clone(),
+            target: Text::new(&c.prefix),
             probes: c.probed.or(c.size).unwrap_or(0),
             replies: c.hits,
             loss_pct: c.rate().map(|r| 100.0 * (1.0 - r)),
@@ -713,7 +798,7 @@ impl Prefixes {
 /// Per-target counters of a sweep or a trace (first pass).
 #[derive(Debug, Default, Clone)]
 struct TargetAgg {
-    name: Option<String>,
+    name: Option<Text>,
     probes: u64,
     replies: u64,
     errors: u64,
@@ -721,7 +806,7 @@ struct TargetAgg {
     first_ns: u64,
     last_ns: u64,
     alarms: u64,
-    first_error: Option<String>,
+    first_error: Option<Text>,
     /// Trace: the lowest TTL the target itself answered at, and the highest any hop did.
     reached: Option<u8>,
     last_hop: Option<u8>,
@@ -859,7 +944,8 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
     if trace {
         s.rtt_basis = "answer of any hop";
     }
-    let mut targets: HashMap<String, TargetAgg> = HashMap::new();
+    // Keyed by the text the page shows (at most CELL_CHARS characters of the address).
+    let mut targets: HashMap<Text, TargetAgg> = HashMap::new();
     let mut errors = Errors::default();
     let (mut dups, mut late, mut alarms, mut rows) = (0u64, 0u64, 0u64, 0u64);
     let (mut t_min, mut t_max) = (u64::MAX, 0u64);
@@ -867,18 +953,19 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
     for_each_probe(s, |p, b, i| {
         rows += 1;
         let kind = p.kind;
-        if !targets.contains_key(p.target) {
-            targets.insert(p.target.to_string(), TargetAgg::default());
+        let key = Text::key(p.target);
+        if !targets.contains_key(key.as_ref()) {
+            targets.insert(Text::new(p.target), TargetAgg::default());
         }
-        // Present: inserted just above when missing (one String per target, not per row).
-        let Some(e) = targets.get_mut(p.target) else {
+        // Present: inserted just above when missing (one Text per target, not per row).
+        let Some(e) = targets.get_mut(key.as_ref()) else {
             return Ok(());
         };
         if e.name.is_none()
             && !trace
             && let Some(n) = str_at(b.col::<StringArray>("name")?, i)
         {
-            e.name = Some(n.to_string());
+            e.name = Some(Text::new(n));
         }
         match kind {
             Some(Kind::Sweep(SweepEvent::Duplicate)) => dups += 1,
@@ -927,7 +1014,7 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
                 if kind != Some(Kind::Hop(HopKind::TimeExceeded)) {
                     e.errors += 1;
                     if e.first_error.is_none() {
-                        e.first_error = name.map(str::to_string);
+                        e.first_error = name.map(Text::new);
                     }
                 }
                 errors.add(is_v6(p.target), t, c, name, responder, 1);
@@ -937,7 +1024,7 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
     })?;
     s.rows = rows;
     s.rtt = rtt;
-    s.errors = errors.rows();
+    set_errors(s, errors);
     let sum = &mut s.summary;
     sum.targets = Some(targets.len() as u64);
     let probes: u64 = targets.values().map(|t| t.probes).sum();
@@ -965,17 +1052,17 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
     s.targets_total = targets.len() as u64;
 
     // Worst first: most loss, then most errors, then slowest on average.
-    let mut order: Vec<(&String, &TargetAgg)> = targets.iter().collect();
+    let mut order: Vec<(&Text, &TargetAgg)> = targets.iter().collect();
     order.sort_by(|a, b| {
         b.1.loss()
             .total_cmp(&a.1.loss())
             .then_with(|| b.1.errors.cmp(&a.1.errors))
             .then_with(|| b.1.mean().total_cmp(&a.1.mean()))
-            .then_with(|| a.0.cmp(b.0))
+            .then_with(|| a.0.as_str().cmp(b.0.as_str()))
     });
     let graphs = if trace { 0 } else { opts.graphs };
     let keep = opts.rows.max(graphs);
-    let chosen: HashMap<String, usize> = order
+    let chosen: HashMap<Text, usize> = order
         .iter()
         .take(keep)
         .enumerate()
@@ -985,8 +1072,8 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
     // Second pass: exact RTTs and time series of the chosen targets.
     let mut samples: Vec<Vec<(u64, Option<f64>)>> = vec![vec![]; chosen.len()];
     for_each_probe(s, |p, _, _| {
-        if let Some(&k) = chosen.get(p.target)
-            && (p.lost || p.rtt_us.is_some())
+        if (p.lost || p.rtt_us.is_some())
+            && let Some(&k) = chosen.get(Text::key(p.target).as_ref())
         {
             samples[k].push((p.t_ns, p.rtt_us));
         }
@@ -996,7 +1083,7 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
     for (k, (target, agg)) in order.iter().take(keep).enumerate() {
         let mut rtts: Vec<f64> = samples[k].iter().filter_map(|x| x.1).collect();
         rtts.sort_by(f64::total_cmp);
-        let note = if trace {
+        let note = Text::new(&if trace {
             match (agg.reached, agg.last_hop) {
                 (Some(h), _) => format!("reached at TTL {h}"),
                 (None, Some(h)) => format!("not reached; last answer from TTL {h}"),
@@ -1008,10 +1095,10 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
                 n.push(format!("{} alarms", agg.alarms));
             }
             if let Some(e) = &agg.first_error {
-                n.push(e.clone());
+                n.push(e.to_string());
             }
             n.join("; ")
-        };
+        });
         if k < opts.rows {
             s.targets.push(TargetRow {
                 target: (*target).clone(),
@@ -1035,7 +1122,12 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
 }
 
 /// Buckets of about five probes each (at most 120 buckets), SmokePing's rounds.
-fn series(target: &str, agg: &TargetAgg, samples: &mut [(u64, Option<f64>)], start: u64) -> Series {
+fn series(
+    target: &Text,
+    agg: &TargetAgg,
+    samples: &mut [(u64, Option<f64>)],
+    start: u64,
+) -> Series {
     samples.sort_by_key(|x| x.0);
     let n = ((samples.len() / 5).clamp(1, 120)) as u64;
     let (first, last) = (agg.first_ns, agg.last_ns.max(agg.first_ns));
@@ -1068,7 +1160,7 @@ fn series(target: &str, agg: &TargetAgg, samples: &mut [(u64, Option<f64>)], sta
         });
     }
     Series {
-        target: target.to_string(),
+        target: target.clone(),
         name: agg.name.clone(),
         loss_pct: agg.loss(),
         width: width_ns as f64 / 1e9,
@@ -1076,15 +1168,150 @@ fn series(target: &str, agg: &TargetAgg, samples: &mut [(u64, Option<f64>)], sta
     }
 }
 
-/// Ping: one row per target with its statistics.
-fn ping(s: &mut Section) -> Result<()> {
+/// The columns of a ping file the report reads (the others are not decoded).
+const PING_COLUMNS: [&str; 14] = [
+    "target",
+    "name",
+    "sent",
+    "received",
+    "loss_pct",
+    "rtt_p50_us",
+    "rtt_p90_us",
+    "rtt_p99_us",
+    "rtt_max_us",
+    "errors",
+    "error_type",
+    "error_code",
+    "error_name",
+    "responder",
+];
+
+/// What ranks a target row, worst first: most loss, then most errors, then the slowest 99th
+/// percentile (none: worst), then the address.
+#[derive(Debug, Clone, Copy)]
+struct Rank<'a> {
+    loss: f64,
+    errors: u64,
+    p99: f64,
+    target: &'a str,
+}
+
+impl Rank<'_> {
+    fn new(loss: Option<f64>, errors: u64, p99: Option<f64>, target: &str) -> Rank<'_> {
+        Rank {
+            loss: loss.unwrap_or(0.0),
+            errors,
+            p99: p99.unwrap_or(f64::INFINITY),
+            target,
+        }
+    }
+
+    /// `Less` when `self` is worse (comes first in the table).
+    fn cmp(&self, other: &Rank<'_>) -> Ordering {
+        other
+            .loss
+            .total_cmp(&self.loss)
+            .then_with(|| other.errors.cmp(&self.errors))
+            .then_with(|| other.p99.total_cmp(&self.p99))
+            .then_with(|| self.target.cmp(other.target))
+    }
+}
+
+/// A table row in [`Worst`]'s heap, ordered by its [`Rank`].
+#[derive(Debug)]
+struct Ranked(TargetRow);
+
+impl Ranked {
+    fn rank(&self) -> Rank<'_> {
+        let r = &self.0;
+        Rank::new(r.loss_pct, r.errors, r.p99, r.target.as_str())
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Ranked) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Ranked) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Ranked) -> Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
+/// The `n` worst rows of a stream, in `n` rows of memory: a max-heap whose top is the best
+/// of those kept, replaced by any row worse than it. Rows that would not be kept are ranked
+/// from borrowed values, without copying their strings.
+#[derive(Debug)]
+struct Worst {
+    n: usize,
+    heap: BinaryHeap<Ranked>,
+}
+
+impl Worst {
+    fn new(n: usize) -> Worst {
+        Worst {
+            n,
+            heap: BinaryHeap::with_capacity(n.min(1 << 16)),
+        }
+    }
+
+    /// Whether a row ranked `r` would be kept.
+    fn wants(&self, r: &Rank<'_>) -> bool {
+        if self.heap.len() < self.n {
+            return true;
+        }
+        self.heap
+            .peek()
+            .is_some_and(|top| r.cmp(&top.rank()) == Ordering::Less)
+    }
+
+    /// Keeps `row` if it is among the `n` worst so far.
+    fn offer(&mut self, row: TargetRow) {
+        if self.n == 0 {
+            return;
+        }
+        if self.heap.len() < self.n {
+            self.heap.push(Ranked(row));
+        } else if let Some(mut top) = self.heap.peek_mut() {
+            let rank = Rank::new(row.loss_pct, row.errors, row.p99, row.target.as_str());
+            if rank.cmp(&top.rank()) == Ordering::Less {
+                *top = Ranked(row);
+            }
+        }
+    }
+
+    /// The rows kept, worst first.
+    fn into_rows(self) -> Vec<TargetRow> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|r| r.0)
+            .collect()
+    }
+}
+
+/// Ping: one row per target with its statistics, folded batch by batch: counters, the
+/// histogram of the targets' medians, the errors, and the [`Options::rows`] worst targets.
+/// Memory does not grow with the rows.
+fn ping(s: &mut Section, opts: &Options) -> Result<()> {
     s.rtt_basis = "per-target median";
     let mut errors = Errors::default();
-    let mut rows: Vec<TargetRow> = vec![];
+    let mut worst = Worst::new(opts.rows);
     let (mut probes, mut replies, mut errs) = (0u64, 0u64, 0u64);
+    let (mut targets, mut answering) = (0u64, 0u64);
     let files = s.files.clone();
     for f in &files {
-        input::for_each_batch(f, |b| {
+        input::for_each_batch_of(f, Some(&PING_COLUMNS), |b| {
             let target = b.col::<StringArray>("target")?;
             let name = b.col::<StringArray>("name")?;
             let sent = b.col::<UInt64Array>("sent")?;
@@ -1100,9 +1327,11 @@ fn ping(s: &mut Section) -> Result<()> {
             let responder = b.col::<StringArray>("responder")?;
             for i in 0..b.len() {
                 s.rows += 1;
+                targets += 1;
                 let f = |a: &Float64Array| opt(a, i, |a, i| a.value(i));
                 probes += sent.value(i);
                 replies += received.value(i);
+                answering += u64::from(received.value(i) > 0);
                 errs += n_err.value(i);
                 if let Some(m) = f(p50) {
                     s.rtt.add(m);
@@ -1121,9 +1350,13 @@ fn ping(s: &mut Section) -> Result<()> {
                         n_err.value(i).max(1),
                     );
                 }
-                rows.push(TargetRow {
-                    target: target.value(i).to_string(),
-                    name: str_at(name, i).map(str::to_string),
+                let key = Text::key(target.value(i));
+                if !worst.wants(&Rank::new(f(loss), n_err.value(i), f(p99), &key)) {
+                    continue;
+                }
+                worst.offer(TargetRow {
+                    target: Text::new(target.value(i)),
+                    name: str_at(name, i).map(Text::new),
                     probes: sent.value(i),
                     replies: received.value(i),
                     loss_pct: f(loss),
@@ -1132,30 +1365,18 @@ fn ping(s: &mut Section) -> Result<()> {
                     p99: f(p99),
                     max: f(max),
                     errors: n_err.value(i),
-                    note: str_at(err_name, i).unwrap_or("").to_string(),
+                    note: Text::new(str_at(err_name, i).unwrap_or("")),
                 });
             }
             Ok(())
         })?;
     }
-    rows.sort_by(|a, b| {
-        b.loss_pct
-            .unwrap_or(0.0)
-            .total_cmp(&a.loss_pct.unwrap_or(0.0))
-            .then_with(|| b.errors.cmp(&a.errors))
-            .then_with(|| {
-                b.p99
-                    .unwrap_or(f64::INFINITY)
-                    .total_cmp(&a.p99.unwrap_or(f64::INFINITY))
-            })
-            .then_with(|| a.target.cmp(&b.target))
-    });
     let sum = &mut s.summary;
-    sum.targets = Some(rows.len() as u64);
+    sum.targets = Some(targets);
     sum.probes = Some(probes);
     sum.replies = replies;
     sum.errors = errs;
-    sum.answering = Some(rows.iter().filter(|r| r.replies > 0).count() as u64);
+    sum.answering = Some(answering);
     sum.loss_pct = loss_pct(probes, replies);
     s.notes.push(
         "ping files hold per-target statistics, not single probes: the RTT figures and \
@@ -1163,9 +1384,9 @@ fn ping(s: &mut Section) -> Result<()> {
          target's first error (counted with all its errors)."
             .into(),
     );
-    s.targets_total = rows.len() as u64;
-    s.targets = rows;
-    s.errors = errors.rows();
+    s.targets_total = targets;
+    s.targets = worst.into_rows();
+    set_errors(s, errors);
     Ok(())
 }
 
@@ -1194,6 +1415,339 @@ mod tests {
             path: PathBuf::from("x.parquet"),
             meta: RunMeta::from_pairs(&pairs),
         }
+    }
+
+    /// One row of a synthetic ping file.
+    #[derive(Debug, Clone)]
+    struct PingRow {
+        target: String,
+        name: Option<String>,
+        sent: u64,
+        received: u64,
+        p: Option<[f64; 4]>,
+        errors: u64,
+        error: Option<(u8, u8, String, String)>,
+    }
+
+    /// `n` ping rows, deterministic, with ties in loss, errors and p99 and a few errors.
+    fn ping_rows(n: usize, seed: u64) -> Vec<PingRow> {
+        let mut x = seed;
+        let mut next = move || {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            x >> 33
+        };
+        (0..n)
+            .map(|i| {
+                let sent = 1 + next() % 4;
+                let received = next() % (sent + 1);
+                let base = 50.0 + (next() % 40) as f64 * 10.0;
+                let errors = if next() % 5 == 0 { 1 + next() % 3 } else { 0 };
+                PingRow {
+                    target: format!("198.18.{}.{}", i / 250, i % 250),
+                    name: (i % 3 == 0).then(|| format!("host{i}")),
+                    sent,
+                    received,
+                    p: (received > 0).then_some([base, base * 1.5, base * 2.0, base * 2.0]),
+                    errors,
+                    error: (errors > 0).then(|| {
+                        let code = (next() % 3) as u8;
+                        (
+                            3,
+                            code,
+                            format!("Destination Unreachable / code {code}"),
+                            format!("198.18.255.{}", next() % 4),
+                        )
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// Writes `rows` as an asdic ping file (its schema and `asdic.mode`), compressed with
+    /// `codec`, in batches of `batch` rows.
+    fn write_ping(
+        path: &std::path::Path,
+        rows: &[PingRow],
+        codec: parquet::basic::Compression,
+        batch: usize,
+    ) {
+        use arrow_array::builder::{Float64Builder, StringBuilder, UInt8Builder, UInt64Builder};
+        use arrow_array::{ArrayRef, RecordBatch};
+        use parquet::arrow::ArrowWriter;
+        use parquet::file::metadata::KeyValue;
+        use parquet::file::properties::WriterProperties;
+        use std::sync::Arc;
+
+        let props = WriterProperties::builder()
+            .set_compression(codec)
+            .set_key_value_metadata(Some(vec![KeyValue::new(
+                keys::MODE.to_string(),
+                "ping".to_string(),
+            )]))
+            .build();
+        let f = std::fs::File::create(path).unwrap();
+        let mut w = ArrowWriter::try_new(f, asdic_analysis::schema(), Some(props)).unwrap();
+        for chunk in rows.chunks(batch.max(1)) {
+            let mut strs: Vec<StringBuilder> = (0..4).map(|_| StringBuilder::new()).collect();
+            let mut u64s: Vec<UInt64Builder> = (0..6).map(|_| UInt64Builder::new()).collect();
+            let mut f64s: Vec<Float64Builder> = (0..9).map(|_| Float64Builder::new()).collect();
+            let mut u8s: Vec<UInt8Builder> = (0..3).map(|_| UInt8Builder::new()).collect();
+            for r in chunk {
+                strs[0].append_value(&r.target);
+                strs[1].append_option(r.name.as_deref());
+                u64s[0].append_value(r.sent);
+                u64s[1].append_value(r.received);
+                u64s[2].append_value(r.errors);
+                for b in &mut u64s[3..] {
+                    b.append_value(0);
+                }
+                f64s[0].append_value(100.0 * (r.sent - r.received) as f64 / r.sent as f64);
+                // last, min, avg, max, stddev, p50, p90, p99
+                let v =
+                    r.p.map(|[p50, p90, p99, max]| [p50, p50, p50, max, 1.0, p50, p90, p99]);
+                for (k, b) in f64s[1..].iter_mut().enumerate() {
+                    b.append_option(v.map(|v| v[k]));
+                }
+                u8s[0].append_option(r.p.map(|_| 64));
+                u8s[1].append_option(r.error.as_ref().map(|e| e.0));
+                u8s[2].append_option(r.error.as_ref().map(|e| e.1));
+                strs[2].append_option(r.error.as_ref().map(|e| e.2.as_str()));
+                strs[3].append_option(r.error.as_ref().map(|e| e.3.as_str()));
+            }
+            let mut s = strs
+                .into_iter()
+                .map(|mut b| Arc::new(b.finish()) as ArrayRef);
+            let mut u = u64s
+                .into_iter()
+                .map(|mut b| Arc::new(b.finish()) as ArrayRef);
+            let mut fl = f64s
+                .into_iter()
+                .map(|mut b| Arc::new(b.finish()) as ArrayRef);
+            let mut b8 = u8s
+                .into_iter()
+                .map(|mut b| Arc::new(b.finish()) as ArrayRef);
+            let (target, name, err_name, responder) = (
+                s.next().unwrap(),
+                s.next().unwrap(),
+                s.next().unwrap(),
+                s.next().unwrap(),
+            );
+            let (sent, received, errors) =
+                (u.next().unwrap(), u.next().unwrap(), u.next().unwrap());
+            let mut cols: Vec<ArrayRef> = vec![target, name, sent, received];
+            cols.extend(fl.by_ref().take(9));
+            let (ttl, ty, code) = (b8.next().unwrap(), b8.next().unwrap(), b8.next().unwrap());
+            cols.extend([ttl, errors, ty, code, err_name, responder]);
+            cols.extend(u);
+            let b = RecordBatch::try_new(asdic_analysis::schema(), cols).unwrap();
+            w.write(&b).unwrap();
+        }
+        w.close().unwrap();
+    }
+
+    fn scratch_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "asdic-report-section-{}-{name}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn ping_section(path: &std::path::Path, rows: usize) -> Section {
+        let opts = Options {
+            rows,
+            ..Options::default()
+        };
+        let inputs = input::group(&[path.to_path_buf()]).unwrap();
+        let (mode, inputs) = inputs.into_iter().next().unwrap();
+        assert_eq!(mode, Mode::Ping);
+        build(mode, inputs, &opts).unwrap()
+    }
+
+    /// What the report computed before it streamed: every row kept, sorted worst first.
+    fn exact_worst(rows: &[PingRow], n: usize) -> Vec<(String, u64, u64, Option<f64>)> {
+        let mut v: Vec<&PingRow> = rows.iter().collect();
+        let loss = |r: &PingRow| 100.0 * (r.sent - r.received) as f64 / r.sent as f64;
+        let p99 = |r: &PingRow| r.p.map_or(f64::INFINITY, |p| p[2]);
+        v.sort_by(|a, b| {
+            loss(b)
+                .total_cmp(&loss(a))
+                .then_with(|| b.errors.cmp(&a.errors))
+                .then_with(|| p99(b).total_cmp(&p99(a)))
+                .then_with(|| a.target.cmp(&b.target))
+        });
+        v.into_iter()
+            .take(n)
+            .map(|r| (r.target.clone(), r.sent, r.errors, r.p.map(|p| p[0])))
+            .collect()
+    }
+
+    #[test]
+    fn streamed_ping_figures_equal_the_exact_ones_of_all_rows() {
+        let d = scratch_dir("ping-exact");
+        for (n, seed, keep, batch) in [
+            (0, 1, 5, 10),
+            (1, 2, 5, 10),
+            (57, 3, 10, 7),
+            (2_000, 4, 50, 333),
+            (2_000, 5, 2_000, 8192),
+            (500, 6, 0, 64),
+        ] {
+            let rows = ping_rows(n, seed);
+            let path = d.join(format!("p{n}-{seed}.parquet"));
+            write_ping(
+                &path,
+                &rows,
+                parquet::basic::Compression::UNCOMPRESSED,
+                batch,
+            );
+            let s = ping_section(&path, keep);
+            let got: Vec<(String, u64, u64, Option<f64>)> = s
+                .targets
+                .iter()
+                .map(|t| (t.target.to_string(), t.probes, t.errors, t.p50))
+                .collect();
+            assert_eq!(got, exact_worst(&rows, keep), "n={n} keep={keep}");
+            let m = &s.summary;
+            assert_eq!(s.rows, n as u64);
+            assert_eq!((m.targets, s.targets_total), (Some(n as u64), n as u64));
+            assert_eq!(m.probes, Some(rows.iter().map(|r| r.sent).sum()));
+            assert_eq!(m.replies, rows.iter().map(|r| r.received).sum::<u64>());
+            assert_eq!(m.errors, rows.iter().map(|r| r.errors).sum::<u64>());
+            assert_eq!(
+                m.answering,
+                Some(rows.iter().filter(|r| r.received > 0).count() as u64)
+            );
+            // The percentiles of the medians: within half a bucket of the exact ones.
+            let mut medians: Vec<f64> = rows.iter().filter_map(|r| r.p.map(|p| p[0])).collect();
+            medians.sort_by(f64::total_cmp);
+            for (q, got) in [(50, m.p50), (90, m.p90), (99, m.p99)] {
+                let want = nearest_rank(&medians, q);
+                match (want, got) {
+                    (Some(w), Some(g)) => assert!((g - w).abs() <= w * 0.005 + 1e-9, "{g} {w}"),
+                    (w, g) => assert_eq!(w, g),
+                }
+            }
+            // Errors: each row's first error, counted with all its errors.
+            let mut by: HashMap<(u8, u8), (u64, HashSet<String>)> = HashMap::new();
+            for r in &rows {
+                if let Some((t, c, _, resp)) = &r.error {
+                    let e = by.entry((*t, *c)).or_default();
+                    e.0 += r.errors;
+                    e.1.insert(resp.clone());
+                }
+            }
+            assert_eq!(s.errors.len(), by.len());
+            for e in &s.errors {
+                let (count, resp) = &by[&(e.icmp_type, e.icmp_code)];
+                assert_eq!((e.count, e.responders), (*count, resp.len() as u64));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn every_codec_of_pyarrow_and_spark_is_read() {
+        use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
+        let d = scratch_dir("codecs");
+        let rows = ping_rows(300, 9);
+        for codec in [
+            Compression::UNCOMPRESSED,
+            Compression::SNAPPY,
+            Compression::GZIP(GzipLevel::default()),
+            Compression::LZ4,
+            Compression::LZ4_RAW,
+            Compression::ZSTD(ZstdLevel::default()),
+            Compression::BROTLI(BrotliLevel::default()),
+        ] {
+            let path = d.join(format!("{codec:?}.parquet").replace(['(', ')', ' '], ""));
+            write_ping(&path, &rows, codec, 100);
+            let s = ping_section(&path, 7);
+            assert_eq!(s.rows, 300, "{codec:?}");
+            assert_eq!(
+                s.targets
+                    .iter()
+                    .map(|t| t.target.to_string())
+                    .collect::<Vec<_>>(),
+                exact_worst(&rows, 7)
+                    .into_iter()
+                    .map(|r| r.0)
+                    .collect::<Vec<_>>(),
+                "{codec:?}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn long_strings_are_held_cut_and_kinds_and_responders_are_bounded() {
+        let d = scratch_dir("long");
+        let mut rows = ping_rows(20, 11);
+        let huge = "ü".repeat(1_000_000);
+        rows[0].received = 0;
+        rows[0].p = None;
+        rows[0].name = Some(huge.clone());
+        rows[0].errors = 1;
+        rows[0].error = Some((3, 1, huge.clone(), huge.clone()));
+        let path = d.join("long.parquet");
+        write_ping(&path, &rows, parquet::basic::Compression::SNAPPY, 8);
+        let s = ping_section(&path, 5);
+        let worst = &s.targets[0];
+        assert_eq!(worst.target, rows[0].target.as_str());
+        let name = worst.name.as_ref().unwrap();
+        assert!(name.is_cut() && name.full_chars() == 1_000_000);
+        assert_eq!(name.chars().count(), crate::text::CELL_CHARS + 1);
+        assert!(worst.note.is_cut());
+        let e = s.errors.iter().find(|e| e.icmp_code == 1).unwrap();
+        assert!(e.name.len() < 1000);
+        assert!(
+            e.top
+                .iter()
+                .all(|(r, _)| r.chars().count() <= RESPONDER_CHARS + 1)
+        );
+
+        // Kinds past MAX_KINDS are counted, not itemised; responders past MAX_RESPONDERS
+        // count as one other.
+        let mut e = Errors::default();
+        for k in 0..(MAX_KINDS + 10) {
+            e.add(
+                k >= 65_536,
+                (k >> 8) as u8,
+                k as u8,
+                None,
+                Some("198.18.0.1"),
+                2,
+            );
+        }
+        for r in 0..(MAX_RESPONDERS + 5) {
+            e.add(
+                false,
+                0,
+                0,
+                None,
+                Some(&format!("10.{}.{}.{}", r >> 16, (r >> 8) & 255, r & 255)),
+                1,
+            );
+        }
+        let (rows, note) = e.rows();
+        assert_eq!(rows.len(), MAX_KINDS);
+        assert!(note.unwrap().starts_with("20 ICMP errors of 10 further"));
+        let first = rows
+            .iter()
+            .find(|r| (r.icmp_type, r.icmp_code) == (0, 0))
+            .unwrap();
+        assert_eq!(first.count, 2 + MAX_RESPONDERS as u64 + 5);
+        // Responders held: MAX_RESPONDERS over all kinds (1,024 of them went to the others
+        // kinds' 198.18.0.1), the rest counted as one.
+        assert_eq!(
+            first.responders,
+            (MAX_RESPONDERS - MAX_KINDS + 1) as u64 + 1
+        );
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
@@ -1348,11 +1902,12 @@ mod tests {
             None,
             1,
         );
-        let rows = e.rows();
+        let (rows, note) = e.rows();
+        assert_eq!(note, None);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].count, 4);
         assert_eq!(rows[0].responders, 2);
-        assert_eq!(rows[0].top[0], ("198.18.0.1".to_string(), 3));
+        assert_eq!(rows[0].top[0], (Text::new("198.18.0.1"), 3));
         assert!(rows[0].name.contains("Host Unreachable"));
         assert!(rows[1].v6 && rows[1].responders == 1);
     }
@@ -1372,7 +1927,7 @@ mod tests {
                 (1_000_000_000 + i * 100_000_000, rtt)
             })
             .collect();
-        let s = series("198.18.0.9", &agg, &mut samples, 0);
+        let s = series(&Text::new("198.18.0.9"), &agg, &mut samples, 0);
         assert_eq!(s.buckets.len(), 20);
         assert_eq!(s.buckets.iter().map(|b| b.sent).sum::<u64>(), 100);
         assert_eq!(s.buckets.iter().map(|b| b.lost).sum::<u64>(), 10);

@@ -58,9 +58,172 @@ pub fn duration(secs: f64) -> String {
     }
 }
 
+/// Characters of a string from a file (a name, an error text, a target) that the page shows
+/// at most; the rest is cut and the full value stays in the Parquet file.
+pub const CELL_CHARS: usize = 200;
+
+/// Characters of a run's command line that the page shows at most.
+pub const COMMAND_CHARS: usize = 2000;
+
+/// The first `max` characters of `s` (all of it when shorter), cut on a character boundary.
+/// Costs at most `max` characters of scanning, whatever the length of `s`.
+pub fn head(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// A string from a file, held with at most [`CELL_CHARS`] (or a given number of)
+/// characters: what the page shows, with "…" where it was cut, and the full value's length
+/// in characters. A hostile file's 100 MB name costs a few hundred bytes here.
+///
+/// Two values are equal when they show the same text (a hostile file's long strings that
+/// share their first [`CELL_CHARS`] characters count as one).
+#[derive(Debug, Clone, Default)]
+pub struct Text {
+    shown: String,
+    chars: usize,
+}
+
+impl Text {
+    /// `s` cut to [`CELL_CHARS`] characters.
+    pub fn new(s: &str) -> Text {
+        Text::cut(s, CELL_CHARS)
+    }
+
+    /// `s` cut to `max` characters, an ellipsis added where it was cut.
+    pub fn cut(s: &str, max: usize) -> Text {
+        let h = head(s, max);
+        if h.len() == s.len() {
+            return Text {
+                shown: s.to_string(),
+                chars: usize::MAX,
+            };
+        }
+        let mut shown = String::with_capacity(h.len() + '…'.len_utf8());
+        shown.push_str(h);
+        shown.push('…');
+        Text {
+            shown,
+            chars: s.chars().count(),
+        }
+    }
+
+    /// What the page shows (ending in "…" when cut).
+    pub fn as_str(&self) -> &str {
+        &self.shown
+    }
+
+    /// Whether the value was cut.
+    pub fn is_cut(&self) -> bool {
+        self.chars != usize::MAX
+    }
+
+    /// The full value's length in characters.
+    pub fn full_chars(&self) -> usize {
+        if self.is_cut() {
+            self.chars
+        } else {
+            self.shown.chars().count()
+        }
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Text) -> bool {
+        self.shown == other.shown
+    }
+}
+
+impl Eq for Text {}
+
+impl std::hash::Hash for Text {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.shown.hash(h);
+    }
+}
+
+/// Map look-ups by the shown text ([`Text::key`]).
+impl std::borrow::Borrow<str> for Text {
+    fn borrow(&self) -> &str {
+        &self.shown
+    }
+}
+
+impl Text {
+    /// The text a [`Text`] of `s` shows, without copying `s` when it is short enough: the
+    /// key to look a `Text` up by in a map.
+    pub fn key(s: &str) -> std::borrow::Cow<'_, str> {
+        if head(s, CELL_CHARS).len() == s.len() {
+            std::borrow::Cow::Borrowed(s)
+        } else {
+            std::borrow::Cow::Owned(Text::new(s).shown)
+        }
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Text {
+        Text::new(s)
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.shown
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        self.shown == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        self.shown == *other
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_strings_are_cut_on_a_character_boundary_with_their_length() {
+        let short = Text::new("web1");
+        assert_eq!(
+            (short.as_str(), short.is_cut(), short.full_chars()),
+            ("web1", false, 4)
+        );
+        // Multi-byte characters: the cut never splits one.
+        let long = "é".repeat(1000) + "x";
+        let t = Text::new(&long);
+        assert!(t.is_cut());
+        assert_eq!(t.full_chars(), 1001);
+        assert_eq!(t.chars().count(), CELL_CHARS + 1);
+        assert!(t.ends_with('…') && t.starts_with("éé"));
+        assert_eq!(head(&long, 3), "ééé");
+        assert_eq!(head("ab", 3), "ab");
+        assert_eq!(head("abc", 3), "abc");
+        let exact = "y".repeat(CELL_CHARS);
+        assert!(!Text::new(&exact).is_cut());
+        let c = Text::cut("0123456789", 4);
+        assert_eq!((c.as_str(), c.full_chars()), ("0123…", 10));
+        assert_eq!(Text::new(""), "");
+    }
 
     #[test]
     fn utc_dates_match_known_instants() {
