@@ -2,6 +2,11 @@
 //! self-contained HTML page (nothing fetched, every figure inline) plus SVG and PNG files,
 //! whose numbers are those of the result files and the bed's ground truth; a killed run's
 //! parts make a report that says it is partial.
+//!
+//! And without a bed, on files made here: a 10-million-row ping file is reported in bounded
+//! memory (peak RSS ≤ 100 MiB); files pyarrow wrote with every codec it has are read; a
+//! 10 MB name is cut in the page; a full disk (a small tmpfs) ends the report with exit
+//! status 4 and leaves nothing of it behind.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,7 +14,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use asdic_report::{Mode, Options, Section};
-use asdic_tests::{Bed, read_parquet, require_bed, scratch, stderr_of};
+use asdic_tests::{Bed, read_parquet, require_bed, scratch, stderr_of, wait_with_peak_rss};
 use serde_json::Value;
 
 fn run_ok(bed: &Bed, args: &[&str]) {
@@ -258,7 +263,7 @@ fn a_report_of_bed_runs_is_self_contained_and_holds_the_files_numbers() {
     assert_eq!((e.icmp_type, e.count, e.responders), (3, 256, 1));
     let responder = rows.iter().find(|r| r["outcome"] == "error").unwrap()["responder"].clone();
     assert_eq!(Value::from(e.top[0].0.as_str()), responder);
-    assert!(html.contains(&e.name), "{}", e.name);
+    assert!(html.contains(e.name.as_str()), "{}", e.name);
 
     // The sweep: 20 targets × 25 rounds; the rejected host is worst with 100 % loss and its
     // errors; every target in the fleet has a row, 12 graphs by default.
@@ -427,4 +432,438 @@ fn a_report_of_a_killed_scans_parts_says_it_is_partial() {
     );
     let html = std::fs::read_to_string(&w.html).unwrap();
     assert!(html.contains("no: interrupted, killed or recovered"));
+}
+
+/// Writes a ping file (ping's own schema, `asdic.mode` = ping) of `rows` rows, compressed
+/// with `codec`, in 65,536-row batches: distinct targets 10.x.y.z, one in 97 dead, one in 61
+/// with an ICMP error from one of 256 routers, medians spread over 100 µs–100 ms. With
+/// `long`, row 7's (an erroring one's) name, error name and responder are that many
+/// characters long. Fast enough for 10 million rows in a few seconds.
+fn write_ping_file(path: &Path, rows: usize, codec: parquet::basic::Compression, long: usize) {
+    use arrow_array::builder::{Float64Builder, StringBuilder, UInt8Builder, UInt64Builder};
+    use arrow_array::{ArrayRef, RecordBatch};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::metadata::KeyValue;
+    use parquet::file::properties::WriterProperties;
+    use std::fmt::Write as _;
+    use std::sync::Arc;
+
+    let meta = [
+        ("asdic.mode", "ping"),
+        ("asdic.engine", "raw"),
+        ("asdic.command", "asdic ping (made by tests/report_bed.rs)"),
+        ("asdic.complete", "true"),
+    ];
+    let props = WriterProperties::builder()
+        .set_compression(codec)
+        .set_max_row_group_row_count(Some(1 << 20))
+        .set_key_value_metadata(Some(
+            meta.iter()
+                .map(|(k, v)| KeyValue::new(k.to_string(), v.to_string()))
+                .collect(),
+        ))
+        .build();
+    let f = std::fs::File::create(path).unwrap();
+    let mut w = ArrowWriter::try_new(f, asdic_analysis::schema(), Some(props)).unwrap();
+    let long_text = "ü".repeat(long);
+    let mut buf = String::new();
+    let mut start = 0;
+    while start < rows {
+        let n = (rows - start).min(1 << 16);
+        let mut target = StringBuilder::with_capacity(n, n * 12);
+        let mut name = StringBuilder::new();
+        let (mut sent, mut received, mut errors) = (
+            UInt64Builder::new(),
+            UInt64Builder::new(),
+            UInt64Builder::new(),
+        );
+        let (mut loss, mut rtt) = (Float64Builder::new(), Float64Builder::new());
+        let (mut ty, mut code, mut ttl) = (
+            UInt8Builder::new(),
+            UInt8Builder::new(),
+            UInt8Builder::new(),
+        );
+        let (mut err_name, mut responder) = (StringBuilder::new(), StringBuilder::new());
+        let (mut timeouts, mut zero) = (UInt64Builder::new(), UInt64Builder::new());
+        for i in start..start + n {
+            buf.clear();
+            let _ = write!(buf, "10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+            target.append_value(&buf);
+            let dead = i % 97 == 13;
+            let error = i % 61 == 7;
+            if i == 7 && long > 0 {
+                name.append_value(&long_text);
+            } else {
+                name.append_null();
+            }
+            sent.append_value(3);
+            received.append_value(if dead || error { 0 } else { 3 });
+            loss.append_value(if dead || error { 100.0 } else { 0.0 });
+            timeouts.append_value(if dead { 3 } else { 0 });
+            zero.append_value(0);
+            if dead || error {
+                rtt.append_null();
+                ttl.append_null();
+            } else {
+                // 100 µs to ~100 ms, log-spread.
+                rtt.append_value(100.0 * 1.001f64.powi((i * 7919 % 6911) as i32));
+                ttl.append_value(64);
+            }
+            if error {
+                errors.append_value(3);
+                ty.append_value(3);
+                code.append_value(1);
+                if i == 7 && long > 0 {
+                    err_name.append_value(&long_text);
+                    responder.append_value(&long_text);
+                } else {
+                    err_name.append_value("Destination Unreachable / Host Unreachable");
+                    buf.clear();
+                    let _ = write!(buf, "192.0.2.{}", i % 256);
+                    responder.append_value(&buf);
+                }
+            } else {
+                errors.append_value(0);
+                ty.append_null();
+                code.append_null();
+                err_name.append_null();
+                responder.append_null();
+            }
+        }
+        let rtt: ArrayRef = Arc::new(rtt.finish());
+        let zero: ArrayRef = Arc::new(zero.finish());
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(target.finish()),
+            Arc::new(name.finish()),
+            Arc::new(sent.finish()),
+            Arc::new(received.finish()),
+            Arc::new(loss.finish()),
+            // last, min, avg, max, stddev, p50, p90, p99: one RTT per target is enough here.
+            rtt.clone(),
+            rtt.clone(),
+            rtt.clone(),
+            rtt.clone(),
+            rtt.clone(),
+            rtt.clone(),
+            rtt.clone(),
+            rtt,
+            Arc::new(ttl.finish()),
+            Arc::new(errors.finish()),
+            Arc::new(ty.finish()),
+            Arc::new(code.finish()),
+            Arc::new(err_name.finish()),
+            Arc::new(responder.finish()),
+            Arc::new(timeouts.finish()),
+            zero.clone(),
+            zero,
+        ];
+        let b = RecordBatch::try_new(asdic_analysis::schema(), cols).unwrap();
+        w.write(&b).unwrap();
+        start += n;
+    }
+    w.close().unwrap();
+}
+
+/// `asdic report -o OUT FILES…`: its exit code and stderr.
+fn report(out: &Path, files: &[&Path]) -> (Option<i32>, String) {
+    let o = std::process::Command::new(asdic_tests::asdic_bin())
+        .args(["report", "--force", "-o", out.to_str().unwrap()])
+        .args(files)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (o.status.code(), stderr_of(&o))
+}
+
+/// Peak RSS (KiB) of a command, as `wait_with_peak_rss` reads it (`ru_maxrss`), but for a
+/// grandchild of this process: started by a small python3 that reports it. Linux counts in
+/// `ru_maxrss` the peak of the memory a process replaced at `exec`, which for a child of
+/// this test process (spawned by `vfork`, or forked) is this process's own peak, the
+/// 10-million-row file it made included; a python3 of ~10 MiB in between bounds that share.
+fn peak_rss_of(cmd: &[&std::ffi::OsStr]) -> (Option<i32>, u64, String) {
+    let script = "import os, sys\n\
+                  pid = os.fork()\n\
+                  if pid == 0:\n    os.execv(sys.argv[1], sys.argv[1:])\n\
+                  _, status, ru = os.wait4(pid, 0)\n\
+                  print('peak-rss-kib', ru.ru_maxrss, os.waitstatus_to_exitcode(status))\n";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .args(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ((out, err), _) = wait_with_peak_rss_output(&mut child);
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("peak-rss-kib "))
+        .unwrap_or_else(|| panic!("no peak RSS from python3: {out} {err}"))
+        .to_string();
+    let mut w = line.split_whitespace();
+    let rss: u64 = w.next().unwrap().parse().unwrap();
+    let status: i32 = w.next().unwrap().parse().unwrap();
+    (Some(status), rss, err)
+}
+
+/// Waits for `child` (its stdout and stderr piped), returning both as text.
+fn wait_with_peak_rss_output(child: &mut std::process::Child) -> ((String, String), u64) {
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+        s
+    });
+    let mut out = String::new();
+    let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
+    let (_, rss) = wait_with_peak_rss(child, Duration::from_secs(120));
+    ((out, err.join().unwrap()), rss)
+}
+
+/// Whether python3 with pyarrow is here; required (a panic) under `ASDIC_REQUIRE_BED=1`,
+/// where scripts/deps.sh installed it.
+fn pyarrow_available() -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import pyarrow"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            !std::env::var("ASDIC_REQUIRE_BED").is_ok_and(|v| v == "1"),
+            "python3 with pyarrow is required (ASDIC_REQUIRE_BED=1): run scripts/deps.sh"
+        );
+        eprintln!("skipped: no python3 with pyarrow");
+    }
+    ok
+}
+
+#[test]
+fn a_report_of_ten_million_ping_rows_stays_within_100_mib() {
+    let file = scratch("report-10m-ping.parquet");
+    let t0 = Instant::now();
+    write_ping_file(
+        &file,
+        10_000_000,
+        parquet::basic::Compression::UNCOMPRESSED,
+        0,
+    );
+    let made = t0.elapsed();
+    let out = scratch("report-10m-out");
+    let t1 = Instant::now();
+    let bin = asdic_tests::asdic_bin();
+    let (code, rss_kib, stderr) = peak_rss_of(&[
+        bin.as_os_str(),
+        "report".as_ref(),
+        "--force".as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        file.as_os_str(),
+    ]);
+    let took = t1.elapsed();
+    let size = std::fs::metadata(&file).unwrap().len();
+    std::fs::remove_file(&file).unwrap();
+    eprintln!(
+        "10,000,000 ping rows ({} MB): made in {:.1} s, reported in {:.1} s, peak RSS {} KiB",
+        size / 1_000_000,
+        made.as_secs_f64(),
+        took.as_secs_f64(),
+        rss_kib
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("report of 10000000 rows"), "{stderr}");
+    assert!(
+        rss_kib <= 100 * 1024,
+        "peak RSS {rss_kib} KiB for 10 million ping rows: more than 100 MiB"
+    );
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    // The worst 50 targets (the default --rows): every one fully lost, the erroring ones
+    // (3 errors each) before the dead ones.
+    assert!(
+        html.contains("Targets worst first (50 of 10,000,000)"),
+        "no table"
+    );
+    assert!(html.contains("Host Unreachable"));
+    assert!(html.contains("Binned: the RTT percentiles"));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn files_pyarrow_wrote_with_each_codec_are_read() {
+    if !pyarrow_available() {
+        return;
+    }
+    // A ping file of this suite's own making, rewritten by pyarrow with each codec, its
+    // metadata kept (as pyarrow and Spark users do when they filter or compact results).
+    let src = scratch("report-codec-src.parquet");
+    write_ping_file(&src, 5_000, parquet::basic::Compression::UNCOMPRESSED, 0);
+    let dir = scratch("report-codecs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = r#"
+import sys, pyarrow.parquet as pq
+src, out = sys.argv[1], sys.argv[2]
+t = pq.read_table(src)
+kv = {k: v for k, v in pq.read_metadata(src).metadata.items() if k != b"ARROW:schema"}
+t = t.replace_schema_metadata(kv)
+for c in ["snappy", "gzip", "brotli", "lz4", "zstd", "none"]:
+    pq.write_table(t, f"{out}/{c}.parquet", compression=c)
+    codecs = {pq.ParquetFile(f"{out}/{c}.parquet").metadata.row_group(0).column(0).compression}
+    print(c, *codecs)
+"#;
+    let o = std::process::Command::new("python3")
+        .args(["-c", script, src.to_str().unwrap(), dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let said = String::from_utf8_lossy(&o.stdout).to_string();
+    for (c, written) in [
+        ("snappy", "SNAPPY"),
+        ("gzip", "GZIP"),
+        ("brotli", "BROTLI"),
+        ("lz4", "LZ4"),
+        ("zstd", "ZSTD"),
+        ("none", "UNCOMPRESSED"),
+    ] {
+        assert!(
+            said.lines()
+                .any(|l| l.starts_with(&format!("{c} {written}"))),
+            "pyarrow did not write {c} as {written}: {said}"
+        );
+        let file = dir.join(format!("{c}.parquet"));
+        let out = scratch(&format!("report-codec-{c}"));
+        let (code, stderr) = report(&out, &[&file]);
+        assert_eq!(code, Some(0), "{c}: {stderr}");
+        assert!(
+            stderr.contains("report of 5000 rows (ping)"),
+            "{c}: {stderr}"
+        );
+        let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+        assert!(html.contains("of 5,000)"), "{c}");
+    }
+}
+
+#[test]
+fn a_ten_megabyte_name_is_cut_in_the_page() {
+    let file = scratch("report-long.parquet");
+    let chars = 10_000_000;
+    write_ping_file(&file, 100, parquet::basic::Compression::SNAPPY, chars);
+    let out = scratch("report-long-out");
+    let (code, stderr) = report(&out, &[&file]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    eprintln!("a {chars}-character name: a page of {} bytes", html.len());
+    assert!(html.len() < 200_000, "the page is {} bytes", html.len());
+    let cut = "ü".repeat(200) + "…";
+    // The name and the error name of the row, cut on a character boundary, their length in
+    // the title; the responder is held shorter (64 characters).
+    assert!(
+        html.matches(&format!(
+            "title=\"cut to 200 of its 10,000,000 characters: the full value is in the \
+             Parquet file\">{cut}</span>"
+        ))
+        .count()
+            >= 3,
+        "no cut name, note and error name in the page"
+    );
+    assert!(html.contains(&format!("{}…", "ü".repeat(64))));
+    // The full value stays in the file.
+    let (rows, _) = read_parquet(&file);
+    assert_eq!(rows[7]["name"].as_str().unwrap().chars().count(), chars);
+}
+
+/// A tmpfs mounted on a scratch directory, unmounted when dropped (also when the test fails).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let o = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "mount: {}", stderr_of(&o));
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Every path under `dir`, recursively, relative to it.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = vec![];
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if e.file_type().unwrap().is_dir() {
+                todo.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_full_disk_ends_the_report_with_status_4_and_nothing_of_it_left() {
+    // Mounting needs root, as the bed does.
+    let Some(()) = require_bed() else { return };
+    let file = scratch("report-full-in.parquet");
+    write_ping_file(
+        &file,
+        20_000,
+        parquet::basic::Compression::ZSTD(Default::default()),
+        0,
+    );
+    let mnt = Tmpfs::mount(&scratch("report-full-fs"), "256k");
+    // The figures and the page take ~150 KiB with PNGs: fill the 256 KiB but for 0, 16, 64
+    // and 128 KiB, so that writing fails at the first file, or after some were written.
+    for free_kib in [0usize, 16, 64, 128] {
+        let filler = mnt.0.join("filler");
+        let _ = std::fs::remove_file(&filler);
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0x55u8; 4096];
+        let mut written = 0;
+        while std::io::Write::write_all(&mut f, &block).is_ok() {
+            written += block.len();
+        }
+        drop(f);
+        let keep = written.saturating_sub(free_kib * 1024);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&filler)
+            .unwrap()
+            .set_len(keep as u64)
+            .unwrap();
+        let out = mnt.0.join(format!("out-{free_kib}"));
+        let (code, stderr) = report(&out, &[&file]);
+        assert_eq!(code, Some(4), "{free_kib} KiB free: {stderr}");
+        assert!(
+            stderr.contains("No space left on device"),
+            "{free_kib} KiB free: {stderr}"
+        );
+        // Nothing of the report: no figure (whole or truncated), no page, no temporary; at
+        // most the empty directory -o named.
+        let left: Vec<String> = tree(&mnt.0)
+            .into_iter()
+            .filter(|p| p != "filler" && (p.contains('/') || !p.starts_with("out-")))
+            .collect();
+        assert!(left.is_empty(), "{free_kib} KiB free: left behind {left:?}");
+    }
+    drop(mnt);
+    // The same report where there is room: written.
+    let out = scratch("report-full-roomy");
+    let (code, stderr) = report(&out, &[&file]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(out.join("report.html").exists());
 }
