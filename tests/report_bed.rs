@@ -14,7 +14,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use asdic_report::{Mode, Options, Section};
-use asdic_tests::{Bed, read_parquet, require_bed, scratch, stderr_of, wait_with_peak_rss};
+use asdic_tests::{Bed, read_parquet, require_bed, scratch, stderr_of};
 use serde_json::Value;
 
 fn run_ok(bed: &Bed, args: &[&str]) {
@@ -575,50 +575,12 @@ fn report(out: &Path, files: &[&Path]) -> (Option<i32>, String) {
     (o.status.code(), stderr_of(&o))
 }
 
-/// Peak RSS (KiB) of a command, as `wait_with_peak_rss` reads it (`ru_maxrss`), but for a
-/// grandchild of this process: started by a small python3 that reports it. Linux counts in
-/// `ru_maxrss` the peak of the memory a process replaced at `exec`, which for a child of
-/// this test process (spawned by `vfork`, or forked) is this process's own peak, the
-/// 10-million-row file it made included; a python3 of ~10 MiB in between bounds that share.
+/// Peak RSS (KiB) of a command (see [`asdic_tests::measured`]), its exit code and stderr.
 fn peak_rss_of(cmd: &[&std::ffi::OsStr]) -> (Option<i32>, u64, String) {
-    let script = "import os, sys\n\
-                  pid = os.fork()\n\
-                  if pid == 0:\n    os.execv(sys.argv[1], sys.argv[1:])\n\
-                  _, status, ru = os.wait4(pid, 0)\n\
-                  print('peak-rss-kib', ru.ru_maxrss, os.waitstatus_to_exitcode(status))\n";
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", script])
-        .args(cmd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let ((out, err), _) = wait_with_peak_rss_output(&mut child);
-    let line = out
-        .lines()
-        .find_map(|l| l.strip_prefix("peak-rss-kib "))
-        .unwrap_or_else(|| panic!("no peak RSS from python3: {out} {err}"))
-        .to_string();
-    let mut w = line.split_whitespace();
-    let rss: u64 = w.next().unwrap().parse().unwrap();
-    let status: i32 = w.next().unwrap().parse().unwrap();
-    (Some(status), rss, err)
-}
-
-/// Waits for `child` (its stdout and stderr piped), returning both as text.
-fn wait_with_peak_rss_output(child: &mut std::process::Child) -> ((String, String), u64) {
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
-        s
-    });
-    let mut out = String::new();
-    let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
-    let (_, rss) = wait_with_peak_rss(child, Duration::from_secs(120));
-    ((out, err.join().unwrap()), rss)
+    let err_path = scratch("peak-rss.stderr");
+    let err = std::fs::File::create(&err_path).unwrap();
+    let (code, rss) = asdic_tests::measured(cmd, Stdio::from(err)).wait();
+    (code, rss, std::fs::read_to_string(&err_path).unwrap())
 }
 
 /// Whether python3 with pyarrow is here; required (a panic) under `ASDIC_REQUIRE_BED=1`,

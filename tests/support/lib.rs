@@ -479,6 +479,65 @@ pub fn wait_with_peak_rss(child: &mut std::process::Child, limit: Duration) -> (
     }
 }
 
+/// A command started by a small python3 that reports its peak RSS (`ru_maxrss`) when it
+/// ends: see [`measured`].
+#[derive(Debug)]
+pub struct Measured {
+    python: std::process::Child,
+    /// The measured process (signal it, not the python3 in between).
+    pub pid: u32,
+}
+
+/// Starts `argv` (stdin null, stdout discarded, stderr to `stderr`) as a grandchild of this
+/// process, under a python3 that reports its peak RSS. A direct child's `ru_maxrss` is not
+/// its own: Linux counts in it the peak of the memory it replaced at `exec`, which for a
+/// child of this test process (spawned by `vfork`, or forked) is this process's; a python3
+/// of ~10 MiB in between bounds that share.
+pub fn measured(argv: &[&std::ffi::OsStr], stderr: Stdio) -> Measured {
+    let script = "import os, sys\n\
+                  pid = os.fork()\n\
+                  if pid == 0:\n    os.execv(sys.argv[1], sys.argv[1:])\n\
+                  print('pid', pid, flush=True)\n\
+                  _, status, ru = os.wait4(pid, 0)\n\
+                  print('peak-rss-kib', ru.ru_maxrss, os.waitstatus_to_exitcode(status))\n";
+    let mut python = Command::new("python3")
+        .args(["-c", script])
+        .args(argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("python3");
+    let mut first = String::new();
+    let mut out = std::io::BufReader::new(python.stdout.as_mut().expect("piped"));
+    std::io::BufRead::read_line(&mut out, &mut first).expect("python3's first line");
+    let pid = first
+        .strip_prefix("pid ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("python3 said {first:?}"));
+    Measured { python, pid }
+}
+
+impl Measured {
+    /// Waits for the end: the exit code (`None` when killed by a signal) and the peak RSS in
+    /// KiB.
+    pub fn wait(mut self) -> (Option<i32>, u64) {
+        let mut rest = String::new();
+        if let Some(out) = self.python.stdout.as_mut() {
+            std::io::Read::read_to_string(out, &mut rest).expect("python3's output");
+        }
+        let _ = self.python.wait();
+        let line = rest
+            .lines()
+            .find_map(|l| l.strip_prefix("peak-rss-kib "))
+            .unwrap_or_else(|| panic!("no peak RSS from python3: {rest}"));
+        let mut w = line.split_whitespace();
+        let rss: u64 = w.next().and_then(|x| x.parse().ok()).expect("rss");
+        let code: i32 = w.next().and_then(|x| x.parse().ok()).expect("status");
+        ((code >= 0).then_some(code), rss)
+    }
+}
+
 /// A unique scratch path for an output file. The directory is this process's, emptied on its
 /// first use: one left by an earlier process with the same pid (pids wrap) is stale.
 pub fn scratch(name: &str) -> PathBuf {
