@@ -73,7 +73,8 @@ struct Slot {
     addr_hi: AtomicU64,
     addr_lo: AtomicU64,
     cookie: AtomicU32,
-    /// Retry attempt (low byte) and template class (second byte), or errno of a failed send.
+    /// Retry attempt (low byte), template class (second byte) and, once a send failed, its
+    /// errno (high 16 bits: Linux's are below 4096).
     aux: AtomicU32,
 }
 
@@ -210,7 +211,10 @@ impl InflightTable {
     /// Marks pending probe `n` as failed to send (the reaper reports it).
     pub fn send_failed(&self, n: u64, errno: i32) -> bool {
         let s = self.slot(n);
-        s.aux.store(errno as u32, Ordering::Relaxed);
+        // The sender is the only writer of `aux`: attempt and class are kept beside the errno.
+        let kept = s.aux.load(Ordering::Relaxed) & 0xffff;
+        let errno = errno.clamp(0, 0xffff) as u32;
+        s.aux.store(kept | errno << 16, Ordering::Relaxed);
         // Release on success: the errno store above is visible to the reaper's acquire load.
         s.tag
             .compare_exchange(
@@ -345,7 +349,7 @@ impl InflightTable {
                     let info = self.read_fields(s, n);
                     on_retired(
                         info,
-                        Retired::SendFailed(s.aux.load(Ordering::Relaxed) as i32),
+                        Retired::SendFailed((s.aux.load(Ordering::Relaxed) >> 16) as i32),
                     );
                     // The slot stays SEND_FAILED (a reply to it would be Late).
                 }

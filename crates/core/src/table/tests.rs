@@ -55,13 +55,28 @@ fn lifecycle() {
     );
     assert_eq!(t.resolve(2, false), Resolution::Late);
     assert_eq!(t.in_flight(), 0);
-    assert!(t.claim(&info(4, 300)));
+    // A failed send's errno never reads back as its attempt or class.
+    let retry = ProbeInfo {
+        attempt: 2,
+        class: 1,
+        ..info(5, 400)
+    };
+    assert!(t.claim(&info(4, 300)) && t.claim(&retry));
+    assert!(t.send_failed(5, libc_enetunreach()));
+    let mut failed = vec![];
+    t.reap(1_000, |p, r| failed.push((p, r)));
+    assert_eq!(
+        failed,
+        vec![
+            (info(4, 300), Retired::TimedOut),
+            (retry, Retired::SendFailed(libc_enetunreach()))
+        ]
+    );
     assert_eq!(
         t.resolve(0, false),
         Resolution::Stale,
         "slot 0 now holds probe 4"
     );
-    assert_eq!(t.info(4), Some(info(4, 300)));
     assert_eq!(t.info(0), None);
 }
 
