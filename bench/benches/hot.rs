@@ -40,6 +40,7 @@ fn stamp_probe(t: &Template, buf: &mut [u8], n: u64) {
             seq,
             stamp,
             mac,
+            flow: None,
         },
     )
     .unwrap();

@@ -12,7 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use arrow_array::{
-    Array, Float64Array, Int32Array, RecordBatch, StringArray, UInt8Array, UInt64Array,
+    Array, Float64Array, Int32Array, RecordBatch, StringArray, UInt8Array, UInt16Array, UInt64Array,
 };
 use serde_json::Value;
 
@@ -138,6 +138,28 @@ impl Bed {
         assert!(
             out.status.success(),
             "chain up failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        bed
+    }
+
+    /// Brings up fork bed `id` (`scripts/fork.sh up ID`): namespaces scan, r1, a1, a2, b1,
+    /// b2, r4 and far, with r1 load-balancing echo requests over the a and b branches by
+    /// their ICMP checksum. [`Bed::in_netns`] and [`Bed::exec_in`] take `r1`, `a1`… as roles.
+    pub fn up_fork(id: &str) -> Bed {
+        let script = root().join("scripts/fork.sh");
+        let out = Command::new(&script)
+            .args(["up", id])
+            .output()
+            .expect("running fork.sh");
+        let bed = Bed {
+            id: id.to_string(),
+            script,
+        };
+        assert!(
+            out.status.success(),
+            "fork up failed:\n{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -586,6 +608,8 @@ pub fn read_parquet(path: &Path) -> Parquet {
                 } else if let Some(a) = col.as_any().downcast_ref::<UInt64Array>() {
                     Value::from(a.value(i))
                 } else if let Some(a) = col.as_any().downcast_ref::<UInt8Array>() {
+                    Value::from(a.value(i))
+                } else if let Some(a) = col.as_any().downcast_ref::<UInt16Array>() {
                     Value::from(a.value(i))
                 } else if let Some(a) = col.as_any().downcast_ref::<Float64Array>() {
                     Value::from(a.value(i))

@@ -93,6 +93,7 @@ fn main() {
             seq: i as u16,
             stamp,
             mac: key.mac(dst, 0x4000, i as u16, &stamp),
+            flow: None,
         };
         t.patch(f, &fields).expect("patch");
     }

@@ -548,6 +548,7 @@ mod tests {
                         field.data_type() == &DataType::Utf8
                     }
                     Value::U8(_) => field.data_type() == &DataType::UInt8,
+                    Value::U16(_) => field.data_type() == &DataType::UInt16,
                     Value::I32(_) => field.data_type() == &DataType::Int32,
                     Value::U64(_) => field.data_type() == &DataType::UInt64,
                     Value::F64(_) => field.data_type() == &DataType::Float64,

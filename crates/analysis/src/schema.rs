@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, LazyLock};
 
 use arrow_array::builder::{
-    Float64Builder, Int32Builder, StringBuilder, UInt8Builder, UInt64Builder,
+    Float64Builder, Int32Builder, StringBuilder, UInt8Builder, UInt16Builder, UInt64Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -245,7 +245,8 @@ impl Record for Row<'_> {
 /// One cell of a [`Record`]. `Display` gives its text form (empty for null).
 ///
 /// Arrow column types: [`Str`](Value::Str), [`Addr`](Value::Addr) and
-/// [`Icmp`](Value::Icmp) go to `Utf8`, [`U8`](Value::U8) to `UInt8`,
+/// [`Icmp`](Value::Icmp) go to `Utf8`, [`U8`](Value::U8) to `UInt8`, [`U16`](Value::U16)
+/// to `UInt16`,
 /// [`I32`](Value::I32) to `Int32`, [`U64`](Value::U64) to `UInt64`, [`F64`](Value::F64)
 /// to `Float64`, and [`Null`](Value::Null) to any nullable column.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -260,6 +261,8 @@ pub enum Value<'a> {
     Icmp(Describe),
     /// A small integer.
     U8(u8),
+    /// A 16-bit integer (a flow id).
+    U16(u16),
     /// A signed integer (an OS error number…).
     I32(i32),
     /// A counter.
@@ -292,6 +295,7 @@ impl fmt::Display for Value<'_> {
             Value::Addr(a) => a.fmt(f),
             Value::Icmp(d) => d.fmt(f),
             Value::U8(x) => x.fmt(f),
+            Value::U16(x) => x.fmt(f),
             Value::I32(x) => x.fmt(f),
             Value::U64(x) => x.fmt(f),
             Value::F64(x) if x.is_finite() => x.fmt(f),
@@ -357,6 +361,7 @@ pub fn record_batch<R: Record>(rows: &[R]) -> Result<RecordBatch> {
 enum ColumnBuilder {
     Utf8(StringBuilder),
     UInt8(UInt8Builder),
+    UInt16(UInt16Builder),
     Int32(Int32Builder),
     UInt64(UInt64Builder),
     Float64(Float64Builder),
@@ -368,6 +373,7 @@ impl ColumnBuilder {
         Some(match data_type {
             DataType::Utf8 => Self::Utf8(StringBuilder::with_capacity(capacity, capacity * 16)),
             DataType::UInt8 => Self::UInt8(UInt8Builder::with_capacity(capacity)),
+            DataType::UInt16 => Self::UInt16(UInt16Builder::with_capacity(capacity)),
             DataType::Int32 => Self::Int32(Int32Builder::with_capacity(capacity)),
             DataType::UInt64 => Self::UInt64(UInt64Builder::with_capacity(capacity)),
             DataType::Float64 => Self::Float64(Float64Builder::with_capacity(capacity)),
@@ -379,6 +385,7 @@ impl ColumnBuilder {
         match (self, value) {
             (Self::Utf8(b), Value::Null) => b.append_null(),
             (Self::UInt8(b), Value::Null) => b.append_null(),
+            (Self::UInt16(b), Value::Null) => b.append_null(),
             (Self::Int32(b), Value::Null) => b.append_null(),
             (Self::UInt64(b), Value::Null) => b.append_null(),
             (Self::Float64(b), Value::Null) => b.append_null(),
@@ -389,6 +396,7 @@ impl ColumnBuilder {
                 b.append_value("");
             }
             (Self::UInt8(b), Value::U8(x)) => b.append_value(x),
+            (Self::UInt16(b), Value::U16(x)) => b.append_value(x),
             (Self::Int32(b), Value::I32(x)) => b.append_value(x),
             (Self::UInt64(b), Value::U64(x)) => b.append_value(x),
             (Self::Float64(b), Value::F64(x)) => b.append_value(x),
@@ -401,6 +409,7 @@ impl ColumnBuilder {
         match &mut self {
             Self::Utf8(b) => Arc::new(b.finish()),
             Self::UInt8(b) => Arc::new(b.finish()),
+            Self::UInt16(b) => Arc::new(b.finish()),
             Self::Int32(b) => Arc::new(b.finish()),
             Self::UInt64(b) => Arc::new(b.finish()),
             Self::Float64(b) => Arc::new(b.finish()),
@@ -502,6 +511,7 @@ pub(crate) mod tests {
                         field.data_type() == &DataType::Utf8
                     }
                     Value::U8(_) => field.data_type() == &DataType::UInt8,
+                    Value::U16(_) => field.data_type() == &DataType::UInt16,
                     Value::I32(_) => field.data_type() == &DataType::Int32,
                     Value::U64(_) => field.data_type() == &DataType::UInt64,
                     Value::F64(_) => field.data_type() == &DataType::Float64,

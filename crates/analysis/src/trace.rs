@@ -186,7 +186,7 @@ impl Hop {
 }
 
 /// Number of trace output columns.
-pub const HOP_NUM_COLUMNS: usize = 12;
+pub const HOP_NUM_COLUMNS: usize = 13;
 
 /// Every trace output column in order, as (name, one-line description).
 pub const HOP_COLUMNS: &[(&str, &str)] = &[
@@ -225,6 +225,11 @@ pub const HOP_COLUMNS: &[(&str, &str)] = &[
         "attempt",
         "Which try at this (target, TTL) the probe was: 0 for the first",
     ),
+    (
+        "flow",
+        "Flow of the probe (trace --flow): every probe to a target at one ICMP checksum, so \
+         that per-flow load balancers send them down one path (Paris traceroute)",
+    ),
     ("probe", "Probe number within the run"),
     (
         "sent_unix_ns",
@@ -235,7 +240,7 @@ pub const HOP_COLUMNS: &[(&str, &str)] = &[
 const _: () = assert!(HOP_COLUMNS.len() == HOP_NUM_COLUMNS);
 
 static HOP_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    use DataType::{Float64, UInt8, UInt64, Utf8};
+    use DataType::{Float64, UInt8, UInt16, UInt64, Utf8};
     Arc::new(Schema::new(vec![
         Field::new("target", Utf8, false),
         Field::new("ttl", UInt8, false),
@@ -247,6 +252,7 @@ static HOP_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("icmp_name", Utf8, true),
         Field::new("reply_ttl", UInt8, true),
         Field::new("attempt", UInt8, false),
+        Field::new("flow", UInt16, false),
         Field::new("probe", UInt64, false),
         Field::new("sent_unix_ns", UInt64, false),
     ]))
@@ -264,6 +270,8 @@ pub struct HopRow<'a> {
     pub target: IpAddr,
     /// The probe's TTL.
     pub ttl: u8,
+    /// The flow of the run's probes.
+    pub flow: u16,
     /// What it drew.
     pub hop: &'a Hop,
 }
@@ -285,6 +293,7 @@ impl HopRow<'_> {
             icmp.map_or(Value::Null, Value::Icmp),
             h.reply_ttl.map_or(Value::Null, Value::U8),
             Value::U8(h.attempt),
+            Value::U16(self.flow),
             Value::U64(h.probe),
             Value::U64(h.sent_unix_ns),
         ]
@@ -332,6 +341,8 @@ pub struct Paths {
     cells: Vec<Option<Hop>>,
     /// Per target, the TTL its path ends at, 0 while unknown.
     ends: Vec<u8>,
+    /// The flow of every probe (Paris traceroute).
+    flow: u16,
 }
 
 impl Paths {
@@ -347,7 +358,14 @@ impl Paths {
             targets,
             first_ttl,
             max_ttl,
+            flow: 0,
         }
+    }
+
+    /// The same, for probes of flow `flow`.
+    pub fn with_flow(mut self, flow: u16) -> Self {
+        self.flow = flow;
+        self
     }
 
     fn hops(&self) -> usize {
@@ -399,6 +417,7 @@ impl Paths {
             c.as_ref().map(|hop| HopRow {
                 target: self.targets[i / hops],
                 ttl: self.first_ttl + (i % hops) as u8,
+                flow: self.flow,
                 hop,
             })
         })
@@ -775,7 +794,7 @@ mod tests {
             lines
                 .next()
                 .unwrap()
-                .starts_with("198.19.3.4,2,timeout,,,,,,,0,8,")
+                .starts_with("198.19.3.4,2,timeout,,,,,,,0,0,8,")
         );
     }
 }

@@ -890,9 +890,16 @@ pub struct TraceArgs {
     #[arg(short = 'e', long, value_name = "N")]
     pub seed: Option<u64>,
 
-    /// ICMP payload bytes per probe; at least 32, the probe stamp.
-    #[arg(short = 's', long, default_value_t = 32, value_name = "BYTES")]
+    /// ICMP payload bytes per probe; at least 34: the probe stamp, its MAC and the flow word.
+    #[arg(short = 's', long, default_value_t = 34, value_name = "BYTES")]
     pub size: usize,
+
+    /// Flow of every probe (Paris traceroute): all probes to a target carry one ICMP
+    /// checksum, so per-flow load balancers (which hash type, code and checksum) send them
+    /// down one path; another flow number gives another checksum, so another path through
+    /// the same balancers.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub flow: u16,
 
     /// ICMP identifier: "random" (default: a random base per run) or a fixed 0..=65535.
     #[arg(long, default_value = "random", value_parser = parse_id, value_name = "random|N")]

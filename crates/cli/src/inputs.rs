@@ -70,6 +70,7 @@ pub fn work(
         session: ids.session,
         key: ids.key,
         retries: retries > 0,
+        flow: None,
     };
     let rx_cfg = RxConfig {
         timeout: wait,
@@ -82,6 +83,7 @@ pub fn work(
         receiver: rx_cfg,
         source,
         scan: None,
+        flow_source: None,
     }
 }
 

@@ -122,9 +122,16 @@ impl Pipeline {
             receiver: rx_cfg,
             mut source,
             scan,
+            flow_source,
         } = work;
         let (mut txe, rxes) = self.engine.take().context("engine already started")?;
-        let templates = self.templates(txe.caps(), sizes)?;
+        let mut templates = self.templates(txe.caps(), sizes)?;
+        if let Some(src) = flow_source {
+            templates = templates
+                .into_iter()
+                .map(|t| t.with_flow_source(src))
+                .collect();
+        }
         let tx_core = cores.first().copied();
         let with_retries = rx_cfg.retries > 0;
         // Retries the reaper hands the sender (tracked runs; a scan's retries are passes):
@@ -250,6 +257,9 @@ pub struct Work {
     pub source: Box<dyn Source + Send>,
     /// A stateless scan's shared state (its receivers match without a table), if it is one.
     pub scan: Option<Arc<ScanState>>,
+    /// For flows (`sender.flow`) through a kernel that computes the ICMPv6 checksum: the
+    /// source it uses, so that a flow's checksum is the same on every engine.
+    pub flow_source: Option<core::net::Ipv6Addr>,
 }
 
 /// The running pipelines and the stream of their events.

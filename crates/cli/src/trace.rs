@@ -19,7 +19,7 @@ use asdic_core::event::Event;
 use asdic_core::targets;
 use asdic_core::trace::{Pairs, Reached, Trace};
 use asdic_wire::Family;
-use asdic_wire::payload;
+use asdic_wire::template::FLOW_PAYLOAD;
 
 use crate::args::{TraceArgs, check_rate};
 use crate::dataset::RunPartition;
@@ -52,11 +52,11 @@ fn validate(a: &TraceArgs, probes: u128) -> Result<f64, Fail> {
             a.first_ttl, a.max_ttl
         )));
     }
-    if a.size < payload::LEN {
+    if a.size < FLOW_PAYLOAD {
         return Err(usage(format!(
-            "--size {}: below the minimum of {} bytes (the probe stamp and its MAC)",
+            "--size {}: below trace's minimum of {FLOW_PAYLOAD} bytes (the probe stamp, its \
+             MAC and the word that keeps a target's probes one flow)",
             a.size,
-            payload::LEN
         )));
     }
     if a.size > 1400 {
@@ -155,7 +155,16 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
                 ids,
                 probes: p.pairs.len(),
             },
-            work: work(share, &engine, ids, a.timeout, 0, 4096, Box::new(source)),
+            work: {
+                let mut w = work(share, &engine, ids, a.timeout, 0, 4096, Box::new(source));
+                w.sender.flow = Some(a.flow);
+                // The source the kernel picks towards the first target (raw and io_uring
+                // IPv6 sockets; whole frames name theirs).
+                if let Ok(IpAddr::V6(src)) = asdic_engine::netlink::source_for(p.targets[0]) {
+                    w.flow_source = Some(src);
+                }
+                w
+            },
         });
     }
     let lanes = Lanes {
@@ -175,7 +184,7 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
         asked,
         results: None,
         targets: order.len(),
-        paths: Paths::new(order, a.first_ttl, a.max_ttl),
+        paths: Paths::new(order, a.first_ttl, a.max_ttl).with_flow(a.flow),
         a,
         rate,
         seed,

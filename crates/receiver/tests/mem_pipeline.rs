@@ -99,6 +99,7 @@ fn ping(s: &Scenario) -> Outcomes {
         session,
         key,
         retries: false,
+        flow: None,
     };
     let rx_cfg = RxConfig {
         timeout: s.timeout,

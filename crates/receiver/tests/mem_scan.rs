@@ -95,6 +95,7 @@ fn run(s: &Scan) -> Ran {
         session,
         key,
         retries: false,
+        flow: None,
     };
     let rx_cfg = RxConfig {
         timeout: s.cooldown,

@@ -11,7 +11,7 @@ use asdic_core::stateless::ScanProbe;
 use asdic_core::table::{InflightTable, ProbeInfo};
 use asdic_engine::{EngineError, SendError, Tx, TxBatch, now_ns};
 use asdic_wire::payload::{Key, Numbering, Stamp};
-use asdic_wire::template::{ProbeFields, Template};
+use asdic_wire::template::{ProbeFields, Template, flow_sum};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::rate::{TokenBucket, pause};
@@ -35,6 +35,9 @@ pub struct SenderConfig {
     pub key: Key,
     /// Whether timed-out probes may be retried (then the sender waits for the table to drain).
     pub retries: bool,
+    /// Paris traceroute: every probe to a target is of this flow, at one ICMP checksum (the
+    /// templates need room for the flow word, `asdic_wire::template::FLOW_PAYLOAD`).
+    pub flow: Option<u16>,
 }
 
 /// Progress counters the sender publishes (read by the progress display).
@@ -274,6 +277,7 @@ pub fn run<S: Source + ?Sized>(
                 seq,
                 stamp,
                 mac,
+                flow: cfg.flow.map(|f| flow_sum(dst, f)),
             };
             if template.patch(buf, &fields).is_err() {
                 continue;
@@ -555,6 +559,7 @@ mod tests {
             session: 7,
             key: Key::new(1, 2),
             retries: false,
+            flow: None,
         }
     }
 
@@ -748,6 +753,7 @@ mod tests {
             session: 7,
             key: Key::new(1, 2),
             retries: false,
+            flow: None,
         };
         let mut tx = Lengths(vec![]);
         let shared = SenderShared::default();

@@ -403,6 +403,7 @@ impl Socket {
             seq,
             stamp,
             mac: key.mac(target, ident, seq, &stamp),
+            flow: None,
         };
         batch.clear();
         // The batch has one slot of exactly the template's length, and it was just emptied.

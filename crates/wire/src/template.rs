@@ -83,6 +83,10 @@ pub struct Template {
     ip_sum: u64,
     /// Whether the ICMP checksum is left to the kernel (raw ICMPv6 sockets compute it).
     kernel_checksum: bool,
+    /// With the kernel's checksum: the sum of the pseudo-header it adds, but for the
+    /// destination ([`Template::with_flow_source`]), so that a flow's checksum is the same as
+    /// when asdic computes it.
+    flow_pseudo: Option<u64>,
 }
 
 impl Template {
@@ -162,7 +166,24 @@ impl Template {
             icmp_sum,
             ip_sum,
             kernel_checksum,
+            flow_pseudo: None,
         })
+    }
+
+    /// For probes whose ICMPv6 checksum the kernel computes: the source address it will use,
+    /// so that a flow ([`ProbeFields::flow`]) gets the checksum it gets in whole frames.
+    /// Without it a flow still keeps one checksum, but another one.
+    pub fn with_flow_source(mut self, src: Ipv6Addr) -> Self {
+        if self.kernel_checksum {
+            let len = (self.bytes.len() - self.icmp_at) as u32;
+            self.flow_pseudo = Some(checksum::pseudo_v6(
+                &src,
+                &Ipv6Addr::UNSPECIFIED,
+                len,
+                ipv6::NEXT_ICMPV6,
+            ));
+        }
+        self
     }
 
     /// Bytes of one probe.
@@ -224,6 +245,25 @@ impl Template {
                 _ => return Err(WireError::Malformed),
             }
         }
+        // The flow word, right after the stamp and its MAC (outside what the MAC covers):
+        // chosen so that the message sums to the flow's value, or the padding it replaced.
+        let word_at = self.icmp_at + icmp::HEADER_LEN + FLOW_WORD;
+        match (p.flow, buf.get_mut(word_at..word_at + 2)) {
+            (Some(target_sum), Some(word)) => {
+                let pad = u64::from(!PAD_WORD);
+                // What the kernel will add: the pseudo-header, with this probe's destination.
+                let pseudo = match (self.flow_pseudo, p.dst) {
+                    (Some(s), IpAddr::V6(d)) => checksum::sum(s, &d.octets()),
+                    _ => 0,
+                };
+                let w = ones_add(target_sum, !fold(acc + pad + pseudo));
+                word.copy_from_slice(&w.to_be_bytes());
+                acc += pad + u64::from(w);
+            }
+            (Some(_), None) => return Err(WireError::Truncated),
+            (None, Some(word)) => word.fill(payload::PAD_BYTE),
+            (None, None) => {}
+        }
         let c = if self.kernel_checksum {
             0
         } else {
@@ -232,6 +272,51 @@ impl Template {
         buf[self.icmp_at..][icmp::field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
         Ok(())
     }
+
+    /// Whether probes of this template have room for the flow word ([`FLOW_PAYLOAD`]).
+    pub fn has_flow_word(&self) -> bool {
+        self.bytes.len() >= self.icmp_at + icmp::HEADER_LEN + FLOW_PAYLOAD
+    }
+}
+
+/// Payload offset of the flow word: the 16 bits after the stamp and its MAC that keep every
+/// probe of a flow at one ICMP checksum ([`ProbeFields::flow`]).
+pub const FLOW_WORD: usize = payload::LEN;
+/// The smallest payload that holds the flow word.
+pub const FLOW_PAYLOAD: usize = FLOW_WORD + 2;
+
+const PAD_WORD: u16 = u16::from_be_bytes([payload::PAD_BYTE, payload::PAD_BYTE]);
+
+/// `acc` folded to 16 bits (one's complement sum, not complemented).
+fn fold(mut acc: u64) -> u16 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// One's complement sum of two 16-bit words.
+fn ones_add(a: u16, b: u16) -> u16 {
+    let s = u32::from(a) + u32::from(b);
+    ((s & 0xffff) + (s >> 16)) as u16
+}
+
+/// The sum every probe of flow `flow` to `dst` is given (Paris traceroute): per-flow load
+/// balancers hash the first bytes of the transport header, which for ICMP are type, code and
+/// checksum, so all of a flow's probes take one path; another `flow` (a later MDA's
+/// enumeration) gives another checksum. In 1..=0xfffe, so that one's complement has one
+/// representation of it.
+pub fn flow_sum(dst: IpAddr, flow: u16) -> u16 {
+    let a = match dst {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    };
+    // SplitMix64's finaliser over the address's halves and the flow.
+    let mut z = (a as u64) ^ ((a >> 64) as u64).rotate_left(29) ^ u64::from(flow) << 48;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    1 + (z % 0xfffe) as u16
 }
 
 /// The per-probe fields [`Template::patch`] writes.
@@ -249,6 +334,10 @@ pub struct ProbeFields {
     pub stamp: Stamp,
     /// Its MAC.
     pub mac: u64,
+    /// For a probe of a flow: the sum ([`flow_sum`]) its ICMP message (with the IPv6
+    /// pseudo-header where asdic computes it) is brought to by the flow word, so that every
+    /// probe of the flow carries one checksum; `None` leaves the padding there.
+    pub flow: Option<u16>,
 }
 
 #[cfg(test)]
@@ -274,7 +363,118 @@ mod tests {
             seq,
             stamp,
             mac: KEY.mac(dst, ident, seq, &stamp),
+            flow: None,
         }
+    }
+
+    #[test]
+    fn a_flow_has_one_checksum_whether_the_kernel_or_asdic_computes_it() {
+        let src: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let dst: IpAddr = "2001:db8:1:1::77".parse().unwrap();
+        let eth = Layer::Ethernet {
+            src_mac: [2; 6],
+            dst_mac: [4; 6],
+            src_ip: IpAddr::V6(src),
+        };
+        let frame = Template::new(Family::V6, eth, 40).unwrap();
+        let raw = Template::new(Family::V6, Layer::Icmp, 40)
+            .unwrap()
+            .with_flow_source(src);
+        for (n, flow) in [(1u64, 0u16), (2, 0), (70_000, 5)] {
+            let f = ProbeFields {
+                flow: Some(flow_sum(dst, flow)),
+                ..fields(dst, n)
+            };
+            let mut a = vec![0u8; frame.len()];
+            frame.prepare(&mut a).unwrap();
+            frame.patch(&mut a, &f).unwrap();
+            let mut b = vec![0u8; raw.len()];
+            raw.prepare(&mut b).unwrap();
+            raw.patch(&mut b, &f).unwrap();
+            // What the kernel writes into the raw socket's message.
+            let len = b.len() as u32;
+            let IpAddr::V6(d) = dst else { unreachable!() };
+            let kernel = checksum::finish(checksum::sum(
+                checksum::pseudo_v6(&src, &d, len, ipv6::NEXT_ICMPV6),
+                &b,
+            ));
+            let at = frame.icmp_at;
+            assert_eq!(
+                kernel.to_be_bytes(),
+                [a[at + 2], a[at + 3]],
+                "n {n} flow {flow}"
+            );
+            assert_eq!(kernel, !flow_sum(dst, flow));
+        }
+    }
+
+    #[test]
+    fn a_flow_keeps_one_checksum_whatever_the_probe() {
+        let v4 = IpAddr::from([198, 19, 1, 9]);
+        let v6: IpAddr = "2001:db8:1:1::9".parse().unwrap();
+        let eth = |src_ip| Layer::Ethernet {
+            src_mac: [2; 6],
+            dst_mac: [4; 6],
+            src_ip,
+        };
+        let cases = [
+            (Family::V4, Layer::Icmp, v4),
+            (Family::V4, eth(IpAddr::from([198, 18, 0, 1])), v4),
+            (Family::V6, Layer::Icmp, v6),
+            (Family::V6, eth("2001:db8::1".parse().unwrap()), v6),
+        ];
+        for (family, layer, dst) in cases {
+            let t = Template::new(family, layer, FLOW_PAYLOAD).unwrap();
+            assert!(t.has_flow_word());
+            assert!(!Template::new(family, layer, 32).unwrap().has_flow_word());
+            let mut buf = vec![0u8; t.len()];
+            t.prepare(&mut buf).unwrap();
+            let at = t.icmp_at;
+            for flow in [0u16, 1, 7] {
+                let mut seen = std::collections::BTreeSet::new();
+                for n in [0u64, 1, 2, 65_536, 99_999, 1 << 40] {
+                    let f = ProbeFields {
+                        flow: Some(flow_sum(dst, flow)),
+                        ..fields(dst, n)
+                    };
+                    t.patch(&mut buf, &f).unwrap();
+                    let m = &buf[at..];
+                    // What the first bytes of the transport header say: type, code, checksum
+                    // (for raw ICMPv6 the kernel's, from the message's sum and a constant
+                    // pseudo-header).
+                    let sum = if t.kernel_checksum {
+                        checksum::sum(0, m)
+                    } else {
+                        u64::from(u16::from_be_bytes([m[2], m[3]]))
+                    };
+                    seen.insert((m[0], m[1], fold(sum)));
+                    // Still a valid probe: the checksum verifies, the stamp too.
+                    if family == Family::V4 {
+                        assert_eq!(checksum::reference(m), 0);
+                    }
+                    let p = icmp::Packet::new_checked(m).unwrap();
+                    assert_eq!(
+                        crate::payload::verify(&KEY, 5, dst, f.ident, f.seq, p.data()),
+                        Verdict::Valid(f.stamp)
+                    );
+                }
+                assert_eq!(seen.len(), 1, "{family:?} {layer:?} flow {flow}: {seen:?}");
+            }
+            // Without a flow, the padding comes back.
+            t.patch(&mut buf, &fields(dst, 3)).unwrap();
+            assert_eq!(&buf[at + 8 + FLOW_WORD..][..2], &[payload::PAD_BYTE; 2]);
+        }
+        // Flows of one target differ (MDA's enumeration), and the sums avoid 0 and 0xffff.
+        let sums: std::collections::BTreeSet<u16> = (0..64).map(|f| flow_sum(v4, f)).collect();
+        assert!(sums.len() > 60);
+        assert!(sums.iter().all(|&s| s != 0 && s != 0xffff));
+        let t = Template::new(Family::V4, Layer::Icmp, 32).unwrap();
+        let mut buf = vec![0u8; t.len()];
+        let f = ProbeFields {
+            flow: Some(1),
+            ..fields(v4, 0)
+        };
+        assert_eq!(t.patch(&mut buf, &f), Err(WireError::Truncated));
     }
 
     #[test]

@@ -49,6 +49,7 @@ impl Bed {
                     seq,
                     stamp,
                     mac,
+                    flow: None,
                 },
             )
             .unwrap();
