@@ -180,3 +180,70 @@ fn hostile_traffic_is_counted_and_never_reported_as_a_host_or_an_rtt() {
         "peak RSS {rss} KiB under attack vs {clean_rss} KiB clean"
     );
 }
+
+/// A blind off-path attacker (`tests/support/spray.py`, in the router namespace) sprays the
+/// scanner with destination-unreachable errors quoting only the 8-byte ICMP header, for every
+/// identifier and sequences 0 and 1, while asdic pings a host that never answers. With
+/// predictable sequences (0, 1, 2 …) one of them named the probe and the silent host was
+/// reported "Host Unreachable" on every engine; with keyed sequences none does.
+#[test]
+fn a_blind_spray_of_8_byte_quotes_matches_no_probe() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("ho2", &[]);
+    // A dead host of the bed (index 13: 13 % 97 == 13).
+    let dead = "198.19.0.13";
+    for engine in ["raw", "uring", "xdp"] {
+        let mut spray = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &format!("asdic-{}-rtr", bed.id()),
+                "python3",
+            ])
+            .arg(root().join("tests/support/spray.py"))
+            .args([dead, "2", "4"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spray.py");
+        std::thread::sleep(Duration::from_millis(300));
+        let out = scratch(&format!("spray-{engine}.parquet"));
+        let o = bed.asdic(&[
+            "ping",
+            dead,
+            "-c",
+            "1",
+            "-W",
+            "3s",
+            "--engine",
+            engine,
+            "-q",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        let mut sent = String::new();
+        spray
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut sent)
+            .unwrap();
+        assert!(spray.wait().unwrap().success());
+        let sent: Value = serde_json::from_str(sent.trim()).expect("spray.py's count");
+        assert!(sent["sent"].as_u64().unwrap() >= 2 * 65_536, "{sent}");
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(1), "{engine}: {stderr}");
+        let (rows, _) = read_parquet(&out);
+        assert_eq!(rows.len(), 1);
+        let n = |k: &str| rows[0][k].as_u64().unwrap();
+        assert_eq!(
+            (n("sent"), n("received"), n("errors"), n("timeouts")),
+            (1, 0, 0, 1),
+            "{engine}: the silent host timed out, no forged error matched: {stderr}"
+        );
+        // The errors did reach asdic (on XDP the filter passes those of other identifiers
+        // to the kernel).
+        if engine != "xdp" {
+            assert!(count(&stderr, "unmatched errors") >= 65_536, "{stderr}");
+        }
+    }
+}

@@ -12,7 +12,10 @@ use asdic_wire::{Family, checksum, ipv4};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const KEY: Key = Key::new(1, 2);
-const NUM: Numbering = Numbering::Spread { base: 7 };
+const NUM: Numbering = Numbering::Spread {
+    base: 7,
+    key: 0x5eed_0001,
+};
 
 /// The target of probe `n`: 198.19.0.0/16, wrapping.
 fn target(n: u64) -> std::net::Ipv4Addr {

@@ -401,7 +401,10 @@ struct MatchBed {
 }
 
 const PROBES: u64 = 64;
-const NUMBERING: Numbering = Numbering::Spread { base: 0x4000 };
+const NUMBERING: Numbering = Numbering::Spread {
+    base: 0x4000,
+    key: 0x5eed_0001,
+};
 const T_SEND: u64 = 1_795_000_000_000_000_000;
 
 impl MatchBed {

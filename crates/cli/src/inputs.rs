@@ -34,6 +34,7 @@ impl Ids {
         let numbering = match id {
             IdChoice::Random => Numbering::Spread {
                 base: random_u64() as u16,
+                key: random_u64() as u32,
             },
             IdChoice::Fixed(ident) => Numbering::Fixed { ident },
         };

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use crate::frame::{RxFrame, RxLayer};
+use asdic_wire::Family;
 use asdic_wire::inbound::{self, EchoReply, IcmpError, Inbound};
 use asdic_wire::payload::{self, Key, Numbering, Stamp, Verdict};
 
@@ -183,8 +184,10 @@ impl Matcher {
                 _ => None,
             },
             Verdict::Forged => None,
-            // Too short a quote to hold the payload: fall back to the slot the ids name.
-            Verdict::Foreign if q.data.len() < payload::LEN => numbering
+            // Too short a quote to hold the payload: fall back to the slot the ids name, for
+            // ICMP (RFC 792 asks for 8 bytes). ICMPv6 errors quote as much as fits in 1,280
+            // bytes (RFC 4443), so a quote without the stamp is not a router's: not matched.
+            Verdict::Foreign if q.data.len() < payload::LEN && e.family == Family::V4 => numbering
                 .recover(q.ident, q.seq)
                 .and_then(|(n_low, bits)| table.resolve_partial(n_low, bits, q.dst)),
             Verdict::Foreign => None,

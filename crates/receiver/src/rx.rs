@@ -344,7 +344,10 @@ mod tests {
         };
         let (ev_tx, ev_rx) = unbounded::<Vec<Event>>();
         let (_back_tx, back_rx) = bounded::<Vec<Event>>(4);
-        let numbering = Numbering::Spread { base: 1 };
+        let numbering = Numbering::Spread {
+            base: 1,
+            key: 0x5eed_0001,
+        };
         let spawn = |role: Role, each: KernelDrops, hold: Duration| {
             let (table, shared, ev_tx, back_rx) = (
                 table.clone(),

@@ -78,7 +78,10 @@ fn ping(s: &Scenario) -> Outcomes {
     let t0 = Instant::now();
     let family = Family::of(s.targets[0]);
     // The run's identity; the cli draws these at random.
-    let numbering = Numbering::Spread { base: 0xfff0 };
+    let numbering = Numbering::Spread {
+        base: 0xfff0,
+        key: 0x5eed_0001,
+    };
     let key = Key::new(0x0123_4567_89ab_cdef, 0x0fed_cba9_8765_4321);
     let session = 0xa5d1_c001;
 

@@ -91,7 +91,10 @@ fn run(s: &Scan) -> Ran {
         rate: s.rate,
         batch: 64,
         ttl: 64,
-        numbering: Numbering::Spread { base: 1 },
+        numbering: Numbering::Spread {
+            base: 1,
+            key: 0x5eed_0001,
+        },
         session,
         key,
         retries: false,

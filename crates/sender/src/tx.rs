@@ -555,7 +555,10 @@ mod tests {
             rate: 1e6,
             batch,
             ttl: 64,
-            numbering: Numbering::Spread { base: 1 },
+            numbering: Numbering::Spread {
+                base: 1,
+                key: 0x5eed_0001,
+            },
             session: 7,
             key: Key::new(1, 2),
             retries: false,
@@ -749,7 +752,10 @@ mod tests {
             // Batches of 2: slots are reused with other classes.
             batch: 2,
             ttl: 64,
-            numbering: Numbering::Spread { base: 1 },
+            numbering: Numbering::Spread {
+                base: 1,
+                key: 0x5eed_0001,
+            },
             session: 7,
             key: Key::new(1, 2),
             retries: false,

@@ -188,15 +188,20 @@ pub fn verify(
 /// How probe numbers map to ICMP (identifier, sequence) and back.
 ///
 /// `Spread` (the default) gives each block of 65,536 probes its own identifier,
-/// `id = base + (n >> 16)`, `seq = n & 0xffff`, so (id, seq) names n modulo 2^32. `Fixed`
-/// keeps one identifier for the whole run (as `ping -e` or net-ping's `sessionId`), and (id,
-/// seq) names n modulo 2^16 only.
+/// `id = base + (n >> 16)`, and a sequence that is a keyed permutation of `n & 0xffff`
+/// within the block, so (id, seq) names n modulo 2^32 and, with `base` and `key` random per
+/// run, cannot be guessed off the path: an ICMP error that quotes only the 8-byte header (RFC
+/// 792's minimum) matches a probe in flight with probability about (probes in flight) / 2^32
+/// per forged error. `Fixed` keeps one identifier for the whole run (as `ping -e` or
+/// net-ping's `sessionId`), and (id, seq) names n modulo 2^16 only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Numbering {
     /// Identifier advances every 65,536 probes from a (random) base.
     Spread {
         /// Identifier of probes 0..65,536.
         base: u16,
+        /// Key of the sequence permutation (random per run).
+        key: u32,
     },
     /// One identifier for every probe.
     Fixed {
@@ -211,7 +216,10 @@ impl Numbering {
     pub fn ident_seq(self, n: u64) -> (u16, u16) {
         let seq = n as u16;
         match self {
-            Numbering::Spread { base } => (base.wrapping_add((n >> 16) as u16), seq),
+            Numbering::Spread { base, key } => {
+                let block = (n >> 16) as u16;
+                (base.wrapping_add(block), permute16(key, block, seq))
+            }
             Numbering::Fixed { ident } => (ident, seq),
         }
     }
@@ -221,9 +229,10 @@ impl Numbering {
     #[inline]
     pub fn recover(self, ident: u16, seq: u16) -> Option<(u64, u32)> {
         match self {
-            Numbering::Spread { base } => {
-                let hi = u64::from(ident.wrapping_sub(base));
-                Some(((hi << 16) | u64::from(seq), 32))
+            Numbering::Spread { base, key } => {
+                let block = ident.wrapping_sub(base);
+                let lo = unpermute16(key, block, seq);
+                Some(((u64::from(block) << 16) | u64::from(lo), 32))
             }
             Numbering::Fixed { ident: mine } => (ident == mine).then_some((u64::from(seq), 16)),
         }
@@ -233,7 +242,7 @@ impl Numbering {
     /// 65,535. What a filter that admits only this run's replies must let through.
     pub fn ident_range(self, probes: u64) -> (u16, u32) {
         match self {
-            Numbering::Spread { base } => {
+            Numbering::Spread { base, .. } => {
                 let span = (probes >> 16).saturating_add(1).min(65_536);
                 (base, span as u32)
             }
@@ -248,6 +257,39 @@ impl Numbering {
             Numbering::Fixed { .. } => 16,
         }
     }
+}
+
+/// Rounds of the sequence's Feistel network: four make a 16-bit permutation whose outputs an
+/// observer of a few cannot predict without the key.
+const ROUNDS: u32 = 4;
+
+/// The round function: 8 bits from the key, the block, the round and the right half.
+#[inline]
+fn round(key: u32, block: u16, r: u32, x: u8) -> u8 {
+    let mut z = u64::from(key) << 32 | u64::from(block) << 16 | u64::from(r) << 8 | u64::from(x);
+    z = (z ^ (z >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    z = (z ^ (z >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    (z ^ (z >> 33)) as u8
+}
+
+/// The keyed permutation of the 65,536 sequences of identifier block `block`.
+#[inline]
+fn permute16(key: u32, block: u16, x: u16) -> u16 {
+    let (mut l, mut r) = ((x >> 8) as u8, x as u8);
+    for i in 0..ROUNDS {
+        (l, r) = (r, l ^ round(key, block, i, r));
+    }
+    u16::from(l) << 8 | u16::from(r)
+}
+
+/// The inverse of [`permute16`].
+#[inline]
+fn unpermute16(key: u32, block: u16, y: u16) -> u16 {
+    let (mut l, mut r) = ((y >> 8) as u8, y as u8);
+    for i in (0..ROUNDS).rev() {
+        (l, r) = (r ^ round(key, block, i, l), l);
+    }
+    u16::from(l) << 8 | u16::from(r)
 }
 
 #[cfg(test)]
@@ -270,7 +312,10 @@ mod tests {
     fn round_trip_and_verify() {
         let t: IpAddr = "198.19.3.4".parse().unwrap();
         let s = stamp();
-        let num = Numbering::Spread { base: 0xfffe };
+        let num = Numbering::Spread {
+            base: 0xfffe,
+            key: 3,
+        };
         let (id, seq) = num.ident_seq(s.n);
         let mut b = [PAD_BYTE; 56];
         emit(&mut b, &s, KEY.mac(t, id, seq, &s)).unwrap();
@@ -303,8 +348,60 @@ mod tests {
     }
 
     #[test]
+    fn sequences_are_a_keyed_permutation() {
+        for (key, block) in [(0u32, 0u16), (0xdead_beef, 7), (1, 65_535)] {
+            let mut seen = vec![false; 65_536];
+            for x in 0..=u16::MAX {
+                let y = permute16(key, block, x);
+                assert!(!seen[usize::from(y)], "{key} {block}: {y} twice");
+                seen[usize::from(y)] = true;
+                assert_eq!(unpermute16(key, block, y), x);
+            }
+        }
+        // Consecutive probes do not have consecutive (or otherwise guessable) sequences, and
+        // another key or block gives another order.
+        let a: Vec<u16> = (0..8).map(|x| permute16(9, 0, x)).collect();
+        let b: Vec<u16> = (0..8).map(|x| permute16(10, 0, x)).collect();
+        let c: Vec<u16> = (0..8).map(|x| permute16(9, 1, x)).collect();
+        assert!(a != b && a != c && b != c);
+        assert!(
+            a.windows(2)
+                .filter(|w| w[1] == w[0].wrapping_add(1))
+                .count()
+                < 2
+        );
+    }
+
+    #[test]
+    fn an_off_path_spray_of_every_identifier_matches_no_probe() {
+        // What a blind attacker sends: errors quoting every identifier with the first few
+        // sequences (a count from 0 is what predictable numbering gave away). The probes in
+        // flight are the first 8 of the run; over 64 runs (keys and bases), none is hit.
+        let mut hits = 0;
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..64 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let num = Numbering::Spread {
+                base: (x >> 48) as u16,
+                key: (x >> 8) as u32,
+            };
+            for id in 0..=u16::MAX {
+                for seq in 0..4u16 {
+                    let (n_low, _) = num.recover(id, seq).unwrap();
+                    hits += usize::from(n_low < 8);
+                }
+            }
+        }
+        // 64 runs × 2^18 guesses × 8 / 2^32 ≈ 0.03 expected.
+        assert_eq!(hits, 0);
+    }
+
+    #[test]
     fn numbering_recovers() {
-        let spread = Numbering::Spread { base: 65_530 };
+        let spread = Numbering::Spread {
+            base: 65_530,
+            key: 0x1234_5678,
+        };
         for n in [
             0u64,
             1,
@@ -362,7 +459,10 @@ mod tests {
 
     #[test]
     fn ident_ranges_cover_the_probes() {
-        let spread = Numbering::Spread { base: 65_000 };
+        let spread = Numbering::Spread {
+            base: 65_000,
+            key: 5,
+        };
         assert_eq!(spread.ident_range(1), (65_000, 1));
         assert_eq!(spread.ident_range(65_536), (65_000, 2));
         assert_eq!(spread.ident_range(u64::MAX), (65_000, 65_536));

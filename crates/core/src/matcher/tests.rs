@@ -10,7 +10,10 @@ use core::net::{IpAddr, Ipv4Addr};
 
 const KEY: Key = Key::new(7, 8);
 const SESSION: u32 = 0x5e55;
-const NUM: Numbering = Numbering::Spread { base: 0x1000 };
+const NUM: Numbering = Numbering::Spread {
+    base: 0x1000,
+    key: 0x5eed_0001,
+};
 const US: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
 
 struct Bed {
@@ -246,6 +249,92 @@ fn errors_match_by_full_quote_or_by_ids_and_target() {
             .is_empty()
     );
     assert_eq!(bed.m.drops().unmatched_errors, 2);
+}
+
+#[test]
+fn icmpv6_errors_must_quote_a_stamp_that_verifies() {
+    let table = Arc::new(InflightTable::new(16));
+    let mut m = Matcher::new(table.clone(), KEY, SESSION, NUM);
+    let us: core::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+    let router: core::net::Ipv6Addr = "2001:db8::2".parse().unwrap();
+    let dst: IpAddr = "2001:db8:1:1::5".parse().unwrap();
+    let t = Template::new(Family::V6, Layer::Icmp, 56).unwrap();
+    let mut probe = vec![0u8; t.len()];
+    t.prepare(&mut probe).unwrap();
+    let (ident, seq) = NUM.ident_seq(0);
+    let stamp = Stamp {
+        session: SESSION,
+        n: 0,
+        cookie: 9,
+        t_send_ns: 1_000,
+    };
+    t.patch(
+        &mut probe,
+        &ProbeFields {
+            dst,
+            ttl: 64,
+            ident,
+            seq,
+            stamp,
+            mac: KEY.mac(dst, ident, seq, &stamp),
+            flow: None,
+        },
+    )
+    .unwrap();
+    assert!(table.claim(&ProbeInfo {
+        n: 0,
+        target: dst,
+        cookie: 9,
+        t_send_ns: 1_000,
+        attempt: 0,
+        class: 0
+    }));
+    // The quoted packet: our IPv6 header, then the echo request (whole, or its 8 bytes).
+    let IpAddr::V6(d) = dst else { unreachable!() };
+    let quote = |icmp: &[u8]| {
+        let mut q = vec![0u8; 40];
+        asdic_wire::ipv6::Repr {
+            src: us,
+            dst: d,
+            next_header: 58,
+            payload_len: probe.len(),
+            hop_limit: 1,
+        }
+        .emit(&mut q)
+        .unwrap();
+        q.extend_from_slice(icmp);
+        let mut e = vec![1, 3, 0, 0, 0, 0, 0, 0];
+        e.extend_from_slice(&q);
+        e
+    };
+    let mut feed = |msg: &[u8]| {
+        let mut evs = vec![];
+        let f = RxFrame {
+            data: msg,
+            layer: RxLayer::Icmpv6 {
+                src: router,
+                hop_limit: Some(64),
+            },
+            ts_ns: 2_000,
+            truncated: false,
+        };
+        m.on_frame(&f, &mut |e| evs.push(e));
+        evs
+    };
+    // Eight bytes only (the identifiers right, the stamp missing): not matched.
+    assert!(feed(&quote(&probe[..8])).is_empty());
+    // The whole probe: matched by its stamp.
+    let evs = feed(&quote(&probe));
+    assert_eq!(evs.len(), 1);
+    assert_eq!((evs[0].n, evs[0].target, evs[0].cookie), (0, dst, 9));
+    assert!(matches!(
+        evs[0].outcome,
+        Outcome::Error {
+            icmp_type: 1,
+            code: 3,
+            ..
+        }
+    ));
 }
 
 #[test]
