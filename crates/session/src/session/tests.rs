@@ -568,10 +568,9 @@ fn every_icmpv6_error_maps_to_its_variant() {
         ),
         "{redirect:?}"
     );
-    assert!(matches!(
-        e(6),
-        PingError::DestinationUnreachable { code: 3, .. }
-    ));
+    // An ICMPv6 error quoting only 8 bytes (RFC 4443 asks for as much as fits in 1,280): it
+    // could be anyone's, so it is not taken; the request times out.
+    assert!(matches!(e(6), PingError::RequestTimedOut));
     assert!(matches!(
         e(7),
         PingError::OtherIcmpError { icmp_type: 100, .. }
