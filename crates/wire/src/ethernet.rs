@@ -17,6 +17,8 @@ pub const ETHERTYPE_IPV4: u16 = 0x0800;
 pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 /// EtherType of an 802.1Q VLAN tag.
 pub const ETHERTYPE_VLAN: u16 = 0x8100;
+/// EtherType of an 802.1ad (QinQ) service tag.
+pub const ETHERTYPE_QINQ: u16 = 0x88a8;
 
 mod field {
     pub const DST: core::ops::Range<usize> = 0..6;
@@ -68,6 +70,15 @@ impl<T: AsRef<[u8]>> Frame<T> {
         let mut m = [0; 6];
         m.copy_from_slice(&self.buf.as_ref()[field::SRC]);
         m
+    }
+
+    /// Whether the frame carries an 802.1Q or 802.1ad tag (its EtherType at bytes 12..14).
+    pub fn tagged(&self) -> bool {
+        let b = self.buf.as_ref();
+        matches!(
+            u16::from_be_bytes([b[12], b[13]]),
+            ETHERTYPE_VLAN | ETHERTYPE_QINQ
+        )
     }
 
     /// The EtherType behind any VLAN tag.

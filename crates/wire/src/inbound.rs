@@ -109,11 +109,14 @@ pub fn parse_icmpv6(msg: &[u8], src: Ipv6Addr, hop_limit: Option<u8>) -> Result<
     classify(Family::V6, msg, IpAddr::V6(src), hop_limit)
 }
 
-/// Classifies a whole IPv6 packet. Verifies the ICMPv6 checksum over the pseudo-header.
+/// Classifies a whole IPv6 packet, as it came off the wire (not reassembled): its extension
+/// headers walked as asdic's XDP program walks them ([`ipv6::Packet::inbound_upper_layer`]:
+/// at most 6, hop-by-hop first only, a fragment header anywhere is `Unsupported`). Verifies
+/// the ICMPv6 checksum over the pseudo-header.
 pub fn parse_ipv6(packet: &[u8]) -> Result<Inbound<'_>> {
     let ip = ipv6::Packet::new_checked(packet)?;
     let (src, dst, hop_limit) = (ip.src(), ip.dst(), ip.hop_limit());
-    let (next, upper) = ip.into_upper_layer()?;
+    let (next, upper) = ip.into_inbound_upper_layer()?;
     if next != ipv6::NEXT_ICMPV6 {
         return Err(WireError::Unsupported);
     }
@@ -126,15 +129,30 @@ pub fn parse_ipv6(packet: &[u8]) -> Result<Inbound<'_>> {
     classify(Family::V6, msg, IpAddr::V6(src), Some(hop_limit))
 }
 
-/// Classifies an Ethernet frame carrying IPv4 or IPv6.
+/// Classifies an Ethernet frame carrying IPv4 or IPv6, with the checks asdic's XDP program
+/// makes (`xdp/bpf/filter.bpf.c`) and the kernel makes for the other engines: no VLAN tag
+/// (asdic sends untagged; a tagged frame is `Unsupported`), a sound IPv4 header (version,
+/// IHL, header checksum: `Checksum`) and no fragment of either family (`Unsupported`: the
+/// kernel reassembles those). Destination MAC and address are the engine's to check.
 pub fn parse_ethernet(frame: &[u8]) -> Result<Inbound<'_>> {
     let eth = ethernet::Frame::new_checked(frame)?;
+    if eth.tagged() {
+        return Err(WireError::Unsupported);
+    }
     let ethertype = eth.ethertype();
     let payload = &frame[frame.len() - eth.payload().len()..];
     match ethertype {
         ethernet::ETHERTYPE_IPV4 => {
             // Ethernet pads short frames: trust the IP total length, not the frame length.
-            parse_ipv4(trim_v4(payload)?)
+            let p = trim_v4(payload)?;
+            let ip = ipv4::Packet::new_checked(p)?;
+            if !ip.checksum_ok() {
+                return Err(WireError::Checksum);
+            }
+            if ip.more_fragments() || ip.frag_offset() != 0 {
+                return Err(WireError::Unsupported);
+            }
+            parse_ipv4(p)
         }
         ethernet::ETHERTYPE_IPV6 => parse_ipv6(trim_v6(payload)?),
         _ => Err(WireError::Unsupported),
@@ -538,6 +556,67 @@ mod tests {
             parse_icmpv6(&redirect(&[])[..30], src, None).unwrap_err(),
             WireError::Truncated
         );
+    }
+
+    fn eth(ethertype: u16, p: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 14];
+        ethernet::emit(&mut f, [0; 6], [1; 6], ethertype).unwrap();
+        f.extend_from_slice(p);
+        f
+    }
+
+    #[test]
+    fn ethernet_frames_are_checked_as_the_kernel_and_the_xdp_program_do() {
+        let m = icmp_msg(0, 0, [0x12, 0x34, 0, 9], b"0123456789abcdef");
+        let p = v4_packet([198, 19, 0, 9], [198, 18, 0, 1], 63, &m);
+        assert!(matches!(
+            parse_ethernet(&eth(ethernet::ETHERTYPE_IPV4, &p)),
+            Ok(Inbound::EchoReply(_))
+        ));
+        // A bad IPv4 header checksum (the raw path never sees one: the kernel drops it).
+        let mut bad = p.clone();
+        bad[10] ^= 0x40;
+        assert_eq!(
+            parse_ethernet(&eth(ethernet::ETHERTYPE_IPV4, &bad)).unwrap_err(),
+            WireError::Checksum
+        );
+        // A first fragment (MF) and a later one: the kernel's to reassemble.
+        for (b6, b7) in [(0x20, 0), (0, 3)] {
+            let mut frag = p.clone();
+            frag[6] = b6;
+            frag[7] = b7;
+            frag[10..12].copy_from_slice(&[0, 0]);
+            let c = checksum::checksum(&frag[..20]);
+            frag[10..12].copy_from_slice(&c.to_be_bytes());
+            assert_eq!(
+                parse_ethernet(&eth(ethernet::ETHERTYPE_IPV4, &frag)).unwrap_err(),
+                WireError::Unsupported
+            );
+        }
+        // 802.1Q and 802.1ad tags: never ours.
+        for tag in [ethernet::ETHERTYPE_VLAN, ethernet::ETHERTYPE_QINQ] {
+            let mut inner = vec![0, 5, 0x08, 0x00];
+            inner.extend_from_slice(&p);
+            assert_eq!(
+                parse_ethernet(&eth(tag, &inner)).unwrap_err(),
+                WireError::Unsupported
+            );
+        }
+        // An IPv6 reply behind hop-by-hop and destination options: walked to the reply.
+        let mut reply = vec![129, 0, 0, 0, 0, 5, 0, 6, 1, 2, 3, 4];
+        let plain = v6_packet("2001:db8:1::7", "2001:db8::1", &mut reply);
+        let mut ext = plain[..40].to_vec();
+        ext[6] = 0; // hop-by-hop
+        ext.extend_from_slice(&[60, 0, 1, 4, 0, 0, 0, 0]);
+        ext.extend_from_slice(&[58, 0, 1, 4, 0, 0, 0, 0]);
+        ext.extend_from_slice(&plain[40..]);
+        let plen = (ext.len() - 40) as u16;
+        ext[4..6].copy_from_slice(&plen.to_be_bytes());
+        let frame = eth(ethernet::ETHERTYPE_IPV6, &ext);
+        let Inbound::EchoReply(r) = parse_ethernet(&frame).unwrap() else {
+            panic!("not a reply")
+        };
+        assert_eq!((r.ident, r.seq, r.data), (5, 6, &[1u8, 2, 3, 4][..]));
     }
 
     proptest! {

@@ -112,6 +112,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.buf.as_ref()[field::PROTO]
     }
 
+    /// The "more fragments" flag.
+    pub fn more_fragments(&self) -> bool {
+        self.buf.as_ref()[6] & 0x20 != 0
+    }
+
     /// Fragment offset in bytes.
     pub fn frag_offset(&self) -> usize {
         let b = self.buf.as_ref();

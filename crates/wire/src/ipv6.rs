@@ -34,6 +34,8 @@ const NEXT_FRAGMENT: u8 = 44;
 const NEXT_DEST_OPTS: u8 = 60;
 /// Upper bound on extension headers walked, so a crafted chain cannot make us loop long.
 const MAX_EXT_HEADERS: usize = 8;
+/// Extension headers walked in a packet off the wire, as asdic's XDP program walks them.
+pub const MAX_INBOUND_EXT: usize = 6;
 
 /// A view over an IPv6 packet.
 #[derive(Debug, Clone, Copy)]
@@ -136,10 +138,54 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 }
 
+impl<T: AsRef<[u8]>> Packet<T> {
+    /// Walks the extension headers of a packet off the wire (not reassembled) to the upper
+    /// layer, as asdic's XDP program does (`xdp/bpf/filter.bpf.c`): hop-by-hop (only right
+    /// after the fixed header, else `Malformed`), routing and destination options, at most
+    /// [`MAX_INBOUND_EXT`] of them (more: `Unsupported`); a fragment header anywhere is
+    /// `Unsupported` (the kernel reassembles fragments, the engines read them there).
+    pub fn inbound_upper_layer(&self) -> Result<(u8, &[u8])> {
+        let (next, at) = self.inbound_offset()?;
+        Ok((next, &self.buf.as_ref()[at..self.end]))
+    }
+
+    fn inbound_offset(&self) -> Result<(u8, usize)> {
+        let mut next = self.next_header();
+        let mut at = HEADER_LEN;
+        let b = &self.buf.as_ref()[..self.end];
+        for depth in 0..=MAX_INBOUND_EXT {
+            match next {
+                NEXT_FRAGMENT => return Err(WireError::Unsupported),
+                NEXT_HOP_BY_HOP if depth > 0 => return Err(WireError::Malformed),
+                NEXT_HOP_BY_HOP | NEXT_ROUTING | NEXT_DEST_OPTS => {
+                    if depth == MAX_INBOUND_EXT {
+                        return Err(WireError::Unsupported);
+                    }
+                    let h = b.get(at..at + 2).ok_or(WireError::Truncated)?;
+                    let skip = (usize::from(h[1]) + 1) * 8;
+                    if at + skip > b.len() {
+                        return Err(WireError::Truncated);
+                    }
+                    next = h[0];
+                    at += skip;
+                }
+                _ => return Ok((next, at)),
+            }
+        }
+        Err(WireError::Unsupported)
+    }
+}
+
 impl<'a> Packet<&'a [u8]> {
     /// Like [`Packet::upper_layer`], borrowed for as long as the underlying buffer.
     pub fn into_upper_layer(self) -> Result<(u8, &'a [u8])> {
         let (next, at) = self.upper_offset()?;
+        Ok((next, &self.buf[at..self.end]))
+    }
+
+    /// Like [`Packet::inbound_upper_layer`], borrowed for as long as the underlying buffer.
+    pub fn into_inbound_upper_layer(self) -> Result<(u8, &'a [u8])> {
+        let (next, at) = self.inbound_offset()?;
         Ok((next, &self.buf[at..self.end]))
     }
 }
@@ -245,6 +291,66 @@ mod tests {
         let b = sample(NEXT_HOP_BY_HOP, &[NEXT_ICMPV6, 3, 0, 0]);
         let p = Packet::new_checked(&b[..]).unwrap();
         assert_eq!(p.upper_layer().unwrap_err(), WireError::Truncated);
+    }
+
+    /// A chain of `n` destination-options headers (8 bytes each), then ICMPv6.
+    fn chain(first: u8, n: usize) -> Vec<u8> {
+        let mut pl = vec![];
+        for i in 0..n {
+            let next = if i + 1 == n {
+                NEXT_ICMPV6
+            } else {
+                NEXT_DEST_OPTS
+            };
+            pl.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
+        }
+        pl.extend_from_slice(&[129, 0, 0, 0, 0, 1, 0, 2]);
+        sample(if n == 0 { NEXT_ICMPV6 } else { first }, &pl)
+    }
+
+    #[test]
+    fn inbound_walk_is_the_xdp_programs() {
+        // Up to six extension headers are walked, a seventh is too deep.
+        for n in 0..=MAX_INBOUND_EXT {
+            let b = chain(NEXT_DEST_OPTS, n);
+            let p = Packet::new_checked(&b[..]).unwrap();
+            let (nh, up) = p.inbound_upper_layer().unwrap();
+            assert_eq!((nh, up.len()), (NEXT_ICMPV6, 8), "{n}");
+        }
+        let b = chain(NEXT_DEST_OPTS, MAX_INBOUND_EXT + 1);
+        let p = Packet::new_checked(&b[..]).unwrap();
+        assert_eq!(p.inbound_upper_layer().unwrap_err(), WireError::Unsupported);
+        // Hop-by-hop first, then routing (a 16-byte one), then destination options.
+        let mut pl = vec![NEXT_ROUTING, 0, 1, 4, 0, 0, 0, 0];
+        pl.extend_from_slice(&[NEXT_DEST_OPTS, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        pl.extend_from_slice(&[NEXT_ICMPV6, 0, 1, 4, 0, 0, 0, 0]);
+        pl.extend_from_slice(&[129, 0, 0, 0]);
+        let b = sample(NEXT_HOP_BY_HOP, &pl);
+        let p = Packet::new_checked(&b[..]).unwrap();
+        assert_eq!(
+            p.inbound_upper_layer().unwrap(),
+            (NEXT_ICMPV6, &[129u8, 0, 0, 0][..])
+        );
+        // Hop-by-hop anywhere but first: malformed (RFC 8200 §4.1).
+        let mut pl = vec![NEXT_HOP_BY_HOP, 0, 1, 4, 0, 0, 0, 0];
+        pl.extend_from_slice(&[NEXT_ICMPV6, 0, 1, 4, 0, 0, 0, 0, 129, 0, 0, 0]);
+        let b = sample(NEXT_DEST_OPTS, &pl);
+        let p = Packet::new_checked(&b[..]).unwrap();
+        assert_eq!(p.inbound_upper_layer().unwrap_err(), WireError::Malformed);
+        // Every fragment, a first one too (which the lax walk of quotes accepts).
+        let mut pl = vec![NEXT_FRAGMENT, 0, 1, 4, 0, 0, 0, 0];
+        pl.extend_from_slice(&[NEXT_ICMPV6, 0, 0, 1, 0, 0, 0, 7, 129, 0, 0, 0]);
+        let b = sample(NEXT_HOP_BY_HOP, &pl);
+        let p = Packet::new_checked(&b[..]).unwrap();
+        assert!(p.upper_layer().is_ok());
+        assert_eq!(p.inbound_upper_layer().unwrap_err(), WireError::Unsupported);
+        // A chain cut short is truncated, never a panic.
+        let b = chain(NEXT_DEST_OPTS, 3);
+        for cut in HEADER_LEN..b.len() {
+            if let Ok(p) = Packet::new_quoted(&b[..cut]) {
+                let _ = p.inbound_upper_layer();
+            }
+        }
     }
 
     #[test]
