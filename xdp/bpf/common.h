@@ -95,6 +95,19 @@ static __always_inline __u16 parse_eth(void *data, void *data_end, void **l3)
 	return proto;
 }
 
+/*
+ * asdic_marker: one u64 the loader writes (xdp/src/attach.rs, an asdic constant per program).
+ * The program looks it up, so the map is among the program's map_ids: that is how a
+ * leftover of ours is recognised, whatever its name.
+ */
+#define ASDIC_MARKER_MAP                                 \
+	struct {                                         \
+		__uint(type, BPF_MAP_TYPE_ARRAY);        \
+		__uint(max_entries, 1);                  \
+		__type(key, __u32);                      \
+		__type(value, __u64);                    \
+	} asdic_marker SEC(".maps")
+
 /* Adds one to per-CPU counter `slot` of `map` (no atomics: the slot is this CPU's). */
 #define ASDIC_COUNT(map, slot)                                       \
 	({                                                           \

@@ -24,24 +24,50 @@
  */
 #include "common.h"
 
-/* asdic_cfg's one value; xdp/src/filter.rs encodes it (little-endian host). */
+/* asdic_cfg's one value; xdp/src/filter.rs encodes it (little-endian host, 44 bytes). */
 struct asdic_filter_cfg {
 	__u32 session;
 	__u16 ident_base;
 	__u16 pad;
 	__u32 ident_span; /* 1..=65536 */
-	__u32 families;   /* bit 0: IPv4, bit 1: IPv6 */
+	__u32 families;   /* bit 0: IPv4, bit 1: IPv6, bit 2: drop ours without a socket */
+	__u8 mac[6];      /* the interface's MAC */
+	__u16 pad2;
+	__be32 src4;      /* the run's IPv4 source (network order) */
+	__u8 src6[16];    /* the run's IPv6 source */
 };
 
 #define FAMILY_V4 1
 #define FAMILY_V6 2
+/* Ours without a socket: dropped (the engine reads the kernel's ICMP beside its sockets, and
+ * would see it there behind the count's back) rather than passed to the kernel. */
+#define FLAG_DROP_UNSERVED 4
 
-/* asdic_stats slots (xdp/src/filter.rs reads them in this order). */
+/* Extension headers walked to the ICMPv6 header, at most. */
+#define MAX_EXT 6
+/* Extension header next-header values (RFC 8200). */
+#define NEXTHDR_HOP 0
+#define NEXTHDR_ROUTING 43
+#define NEXTHDR_FRAGMENT 44
+#define NEXTHDR_DEST 60
+
+/*
+ * asdic_stats slots (xdp/src/filter.rs reads them in this order, and names them). Every
+ * frame is counted in exactly one.
+ */
 enum {
-	STAT_REDIRECTED = 0,
-	STAT_PASSED = 1,
-	STAT_REDIRECT_FAILED = 2,
-	STAT_COUNT = 3,
+	STAT_REDIRECTED = 0,     /* ours, on an AF_XDP socket */
+	STAT_REDIRECT_FAILED = 1, /* ours, no socket for its queue and family */
+	STAT_PASS_NOT_IP = 2,    /* not IPv4/IPv6, or a family the run does not use (ARP, ...) */
+	STAT_PASS_VLAN = 3,      /* an 802.1Q / 802.1ad tag in the frame */
+	STAT_PASS_MAC = 4,       /* unicast to another MAC */
+	STAT_PASS_BAD_HEADER = 5, /* IP version, IHL, header checksum, lengths, cut frame */
+	STAT_PASS_DST = 6,       /* IP destination not the run's source */
+	STAT_PASS_FRAGMENT = 7,  /* any fragment: the kernel reassembles, the raw socket reads */
+	STAT_PASS_EXT_CHAIN = 8, /* more than MAX_EXT extension headers */
+	STAT_PASS_NOT_ICMP = 9,  /* another protocol */
+	STAT_PASS_NOT_OURS = 10, /* ICMP that is not a reply or error of this run */
+	STAT_COUNT = 11,
 };
 
 struct {
@@ -64,6 +90,9 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } asdic_stats SEC(".maps");
+
+/* asdic's mark (xdp/src/attach.rs): how a leftover of ours is told from a namesake. */
+ASDIC_MARKER_MAP;
 
 /* (u16)(id - ident_base) < ident_span: a range that may wrap past 0xffff. */
 static __always_inline int ident_ok(const struct asdic_filter_cfg *cfg, __be16 id)
@@ -148,29 +177,11 @@ static __always_inline int quoted_v6(const struct asdic_filter_cfg *cfg, void *q
 			  claimed < present ? claimed : present);
 }
 
-static __always_inline int ours_v4(const struct asdic_filter_cfg *cfg, void *l3, void *data_end)
+/* The ICMP message at `icmp`, `len` bytes by the IP header: ours? */
+static __always_inline int icmp_ours_v4(const struct asdic_filter_cfg *cfg, struct asdic_icmphdr *icmp,
+					void *data_end, long len)
 {
-	struct iphdr *ip = l3;
-
-	if ((void *)(ip + 1) > data_end)
-		return 0;
-	if (ip->version != 4 || ip->protocol != IPPROTO_ICMP)
-		return 0;
-	/* A non-first fragment has no ICMP header. */
-	if (ip->frag_off & bpf_htons(ASDIC_IP_OFFSET))
-		return 0;
-	__u32 ihl = ip->ihl * 4;
-
-	if (ihl < sizeof(*ip))
-		return 0;
-	struct asdic_icmphdr *icmp = l3 + ihl;
-
-	if ((void *)icmp + ASDIC_ICMP_HDR_LEN > data_end)
-		return 0;
-	/* The ICMP message's length as the IP header tells it (frames may be padded). */
-	long len = (long)bpf_ntohs(ip->tot_len) - ihl;
-
-	if (len < ASDIC_ICMP_HDR_LEN)
+	if ((void *)icmp + ASDIC_ICMP_HDR_LEN > data_end || len < ASDIC_ICMP_HDR_LEN)
 		return 0;
 	void *rest = (void *)icmp + ASDIC_ICMP_HDR_LEN;
 
@@ -188,21 +199,68 @@ static __always_inline int ours_v4(const struct asdic_filter_cfg *cfg, void *l3,
 	return 0;
 }
 
-static __always_inline int ours_v6(const struct asdic_filter_cfg *cfg, void *l3, void *data_end)
+/* One 16-bit word of the IPv4 header into the sum, when the header has it (constant offsets:
+ * each access checked against data_end right before, as the verifier needs). */
+#define CSUM_WORD(i)                                            \
+	do {                                                    \
+		if ((i) * 2 < ihl) {                            \
+			if (l3 + (i) * 2 + 2 > data_end)        \
+				return 0;                       \
+			sum += ((__u16 *)l3)[(i)];              \
+		}                                               \
+	} while (0)
+
+/* The IPv4 header checksum over `ihl` bytes (20..60) verifies: at most 30 words. */
+static __always_inline int ipv4_csum_ok(void *l3, void *data_end, __u32 ihl)
 {
-	struct ipv6hdr *ip6 = l3;
+	__u32 sum = 0;
 
-	if ((void *)(ip6 + 1) > data_end)
-		return 0;
-	if (ip6->version != 6 || ip6->nexthdr != IPPROTO_ICMPV6)
-		return 0;
-	struct icmp6hdr *icmp = (void *)(ip6 + 1);
+	CSUM_WORD(0); CSUM_WORD(1); CSUM_WORD(2); CSUM_WORD(3); CSUM_WORD(4);
+	CSUM_WORD(5); CSUM_WORD(6); CSUM_WORD(7); CSUM_WORD(8); CSUM_WORD(9);
+	CSUM_WORD(10); CSUM_WORD(11); CSUM_WORD(12); CSUM_WORD(13); CSUM_WORD(14);
+	CSUM_WORD(15); CSUM_WORD(16); CSUM_WORD(17); CSUM_WORD(18); CSUM_WORD(19);
+	CSUM_WORD(20); CSUM_WORD(21); CSUM_WORD(22); CSUM_WORD(23); CSUM_WORD(24);
+	CSUM_WORD(25); CSUM_WORD(26); CSUM_WORD(27); CSUM_WORD(28); CSUM_WORD(29);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return sum == 0xffff;
+}
 
-	if ((void *)icmp + ASDIC_ICMP_HDR_LEN > data_end)
-		return 0;
-	long len = bpf_ntohs(ip6->payload_len);
+/* A STAT_* slot for an IPv4 packet at l3. */
+static __always_inline int classify_v4(const struct asdic_filter_cfg *cfg, void *l3, void *data_end)
+{
+	struct iphdr *ip = l3;
 
-	if (len < ASDIC_ICMP_HDR_LEN)
+	if ((void *)(ip + 1) > data_end)
+		return STAT_PASS_BAD_HEADER;
+	__u32 ihl = ip->ihl * 4;
+	__u32 tot = bpf_ntohs(ip->tot_len);
+
+	if (ip->version != 4 || ihl < sizeof(*ip) || tot < ihl)
+		return STAT_PASS_BAD_HEADER;
+	if (l3 + tot > data_end)
+		return STAT_PASS_BAD_HEADER;
+	if (!ipv4_csum_ok(l3, data_end, ihl))
+		return STAT_PASS_BAD_HEADER;
+	if (ip->daddr != cfg->src4)
+		return STAT_PASS_DST;
+	if (ip->protocol != IPPROTO_ICMP)
+		return STAT_PASS_NOT_ICMP;
+	/* Every fragment, the first one too: the kernel reassembles them. */
+	if (ip->frag_off & bpf_htons(ASDIC_IP_MF | ASDIC_IP_OFFSET))
+		return STAT_PASS_FRAGMENT;
+	if (ihl > 60)
+		return STAT_PASS_BAD_HEADER;
+	struct asdic_icmphdr *icmp = l3 + ihl;
+
+	return icmp_ours_v4(cfg, icmp, data_end, (long)tot - ihl) ? STAT_REDIRECTED
+								  : STAT_PASS_NOT_OURS;
+}
+
+static __always_inline int icmp_ours_v6(const struct asdic_filter_cfg *cfg, struct icmp6hdr *icmp,
+					void *data_end, long len)
+{
+	if ((void *)icmp + ASDIC_ICMP_HDR_LEN > data_end || len < ASDIC_ICMP_HDR_LEN)
 		return 0;
 	void *rest = (void *)icmp + ASDIC_ICMP_HDR_LEN;
 
@@ -219,45 +277,139 @@ static __always_inline int ours_v6(const struct asdic_filter_cfg *cfg, void *l3,
 	return 0;
 }
 
+static __always_inline int same6(const __u8 *a, const __u8 *b)
+{
+	int diff = 0;
+
+#pragma unroll
+	for (int i = 0; i < 16; i++)
+		diff |= a[i] ^ b[i];
+	return diff == 0;
+}
+
+/* A STAT_* slot for an IPv6 packet at l3, its extension headers walked. */
+static __always_inline int classify_v6(const struct asdic_filter_cfg *cfg, void *l3, void *data_end)
+{
+	struct ipv6hdr *ip6 = l3;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return STAT_PASS_BAD_HEADER;
+	__u32 end = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+
+	if (ip6->version != 6 || l3 + end > data_end)
+		return STAT_PASS_BAD_HEADER;
+	if (!same6(ip6->daddr.in6_u.u6_addr8, cfg->src6))
+		return STAT_PASS_DST;
+	__u8 next = ip6->nexthdr;
+	__u32 off = sizeof(*ip6);
+
+#pragma unroll
+	for (int i = 0; i < MAX_EXT; i++) {
+		if (next == IPPROTO_ICMPV6)
+			break;
+		if (next == NEXTHDR_FRAGMENT)
+			return STAT_PASS_FRAGMENT;
+		if (next != NEXTHDR_HOP && next != NEXTHDR_ROUTING && next != NEXTHDR_DEST)
+			return STAT_PASS_NOT_ICMP;
+		/* Hop-by-hop options only right after the fixed header (RFC 8200 4.3). */
+		if (next == NEXTHDR_HOP && i != 0)
+			return STAT_PASS_BAD_HEADER;
+		if (off > 4096)
+			return STAT_PASS_BAD_HEADER;
+		__u8 *h = l3 + off;
+
+		if ((void *)(h + 2) > data_end)
+			return STAT_PASS_BAD_HEADER;
+		next = h[0];
+		off += ((__u32)h[1] + 1) * 8;
+		if (off > end)
+			return STAT_PASS_BAD_HEADER;
+	}
+	if (next != IPPROTO_ICMPV6)
+		return (next == NEXTHDR_HOP || next == NEXTHDR_ROUTING || next == NEXTHDR_DEST ||
+			next == NEXTHDR_FRAGMENT)
+			       ? STAT_PASS_EXT_CHAIN
+			       : STAT_PASS_NOT_ICMP;
+	if (off > 4096)
+		return STAT_PASS_BAD_HEADER;
+	struct icmp6hdr *icmp = l3 + off;
+
+	return icmp_ours_v6(cfg, icmp, data_end, (long)end - off) ? STAT_REDIRECTED
+								  : STAT_PASS_NOT_OURS;
+}
+
+/* Whether the frame's destination is the interface, or a group address (broadcast, multicast). */
+static __always_inline int mac_ok(const struct asdic_filter_cfg *cfg, const struct ethhdr *eth)
+{
+	if (eth->h_dest[0] & 1)
+		return 1;
+	int diff = 0;
+
+#pragma unroll
+	for (int i = 0; i < 6; i++)
+		diff |= eth->h_dest[i] ^ cfg->mac[i];
+	return diff == 0;
+}
+
+/* A STAT_* slot for the frame: STAT_REDIRECTED when it is ours. */
+static __always_inline int classify(const struct asdic_filter_cfg *cfg, void *data, void *data_end,
+				    int *v6)
+{
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return STAT_PASS_BAD_HEADER;
+	__u16 proto = bpf_ntohs(eth->h_proto);
+
+	/* asdic sends untagged: a tagged frame is never ours (tags stripped by VLAN
+	 * acceleration never show here). */
+	if (proto == ETH_P_8021Q || proto == ETH_P_8021AD)
+		return STAT_PASS_VLAN;
+	if (!mac_ok(cfg, eth))
+		return STAT_PASS_MAC;
+	if (proto == ETH_P_IP && (cfg->families & FAMILY_V4))
+		return classify_v4(cfg, eth + 1, data_end);
+	if (proto == ETH_P_IPV6 && (cfg->families & FAMILY_V6)) {
+		*v6 = 1;
+		return classify_v6(cfg, eth + 1, data_end);
+	}
+	return STAT_PASS_NOT_IP;
+}
+
 SEC("xdp")
 int asdic_filter(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	void *l3 = data;
 	__u32 zero = 0;
-	int ours = 0, v6 = 0;
+	int v6 = 0;
 
 	struct asdic_filter_cfg *cfg = bpf_map_lookup_elem(&asdic_cfg, &zero);
 
-	if (!cfg)
+	if (!cfg || !bpf_map_lookup_elem(&asdic_marker, &zero))
 		return XDP_PASS;
-	__u16 proto = parse_eth(data, data_end, &l3);
+	int verdict = classify(cfg, data, data_end, &v6);
 
-	if (proto == ETH_P_IP && (cfg->families & FAMILY_V4)) {
-		ours = ours_v4(cfg, l3, data_end);
-	} else if (proto == ETH_P_IPV6 && (cfg->families & FAMILY_V6)) {
-		v6 = 1;
-		ours = ours_v6(cfg, l3, data_end);
-	}
-	if (!ours) {
-		ASDIC_COUNT(asdic_stats, STAT_PASSED);
+	if (verdict != STAT_REDIRECTED) {
+		ASDIC_COUNT(asdic_stats, verdict);
 		return XDP_PASS;
 	}
 
 	__u32 key = ctx->rx_queue_index * 2 + v6;
 
-	/* No socket for this queue and family: the kernel gets it, and we say so. */
+	/* No socket for this queue and family: counted, and dropped or passed as configured. */
+	int unserved = (cfg->families & FLAG_DROP_UNSERVED) ? XDP_DROP : XDP_PASS;
+
 	if (!bpf_map_lookup_elem(&asdic_xsks, &key)) {
 		ASDIC_COUNT(asdic_stats, STAT_REDIRECT_FAILED);
-		return XDP_PASS;
+		return unserved;
 	}
 	/* The low bits of flags are the action when the slot emptied meanwhile. */
-	long act = bpf_redirect_map(&asdic_xsks, key, XDP_PASS);
+	long act = bpf_redirect_map(&asdic_xsks, key, unserved);
 
 	if (act != XDP_REDIRECT) {
 		ASDIC_COUNT(asdic_stats, STAT_REDIRECT_FAILED);
-		return XDP_PASS;
+		return unserved;
 	}
 	ASDIC_COUNT(asdic_stats, STAT_REDIRECTED);
 	return XDP_REDIRECT;

@@ -2,9 +2,17 @@
 //! looking at what the interface already carries: a leftover of our own program attached
 //! the legacy (netlink) way is removed and reported, a live link of ours is refused as
 //! busy, anything else is refused and left alone.
+//!
+//! "Our own" is told by a mark, not a name: each of our programs looks up a one-entry array
+//! map `asdic_marker` that the loader fills with the program's constant
+//! ([`crate::filter::FILTER_MARKER`], [`crate::responder::RESPONDER_MARKER`]), so the map is
+//! among the program's `map_ids`. A foreign program that happens to be named `asdic_filter`
+//! has no such map and is left alone.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use aya::maps::{Array, Map, MapData, MapInfo};
 
 use crate::error::{Errno, XdpError};
 use crate::netlink::{self, AttachMode, Reply};
@@ -73,16 +81,99 @@ fn program_name(id: u32) -> Option<String> {
         .and_then(|p| p.name_as_str().map(str::to_string))
 }
 
-/// Clears the way for `ours` on `ifname`: see the module doc. Returns the note to report
-/// when a leftover was removed.
+/// The name of the map that marks our programs.
+pub(crate) const MARKER_MAP: &str = "asdic_marker";
+
+/// Writes `marker` into the object's `asdic_marker` map (before the program loads).
+pub(crate) fn write_marker(maps: &mut Maps, marker: u64) -> Result<(), XdpError> {
+    let map = maps
+        .get_mut(MARKER_MAP)
+        .ok_or_else(|| XdpError::Config(format!("the object has no map {MARKER_MAP}")))?;
+    let mut m: Array<&mut MapData, u64> = Array::try_from(map)
+        .map_err(|e| crate::filter::map_err(format!("{MARKER_MAP}: open"), &e))?;
+    m.set(0, marker, 0)
+        .map_err(|e| crate::filter::map_err(format!("{MARKER_MAP}: write the marker"), &e))
+}
+
+/// Whether loaded program `id` carries `marker`: one of its maps is an `asdic_marker` array
+/// of one u64 holding it. Anything that cannot be read says no (the program is then foreign
+/// and left alone).
+fn has_marker(id: u32, marker: u64) -> bool {
+    let Some(info) = aya::programs::loaded_programs()
+        .flatten()
+        .find(|p| p.id() == id)
+    else {
+        return false;
+    };
+    let Ok(Some(maps)) = info.map_ids() else {
+        return false;
+    };
+    maps.into_iter().any(|map_id| {
+        let named = MapInfo::from_id(map_id)
+            .ok()
+            .is_some_and(|m| m.name_as_str() == Some(MARKER_MAP));
+        if !named {
+            return false;
+        }
+        let Ok(data) = MapData::from_id(map_id) else {
+            return false;
+        };
+        let Ok(map) = Map::from_map_data(data) else {
+            return false;
+        };
+        let Ok(arr) = Array::<MapData, u64>::try_from(map) else {
+            return false;
+        };
+        arr.get(&0, 0).is_ok_and(|v| v == marker)
+    })
+}
+
+/// Writes `marker` into the `asdic_marker` map of loaded program `id`: what our loader does
+/// before loading, done afterwards to a program loaded from our object by another loader
+/// (`ip link set xdp obj …`), which leaves the map at zero. For tests.
+pub(crate) fn mark_loaded(id: u32, marker: u64) -> Result<(), XdpError> {
+    let info = aya::programs::loaded_programs()
+        .flatten()
+        .find(|p| p.id() == id)
+        .ok_or_else(|| XdpError::Config(format!("no loaded program {id}")))?;
+    let maps = info
+        .map_ids()
+        .ok()
+        .flatten()
+        .ok_or_else(|| XdpError::Config(format!("program {id}: no map ids")))?;
+    for map_id in maps {
+        if MapInfo::from_id(map_id)
+            .ok()
+            .is_none_or(|m| m.name_as_str() != Some(MARKER_MAP))
+        {
+            continue;
+        }
+        let data = MapData::from_id(map_id)
+            .map_err(|e| crate::filter::map_err(format!("map {map_id}"), &e))?;
+        let map = Map::from_map_data(data)
+            .map_err(|e| crate::filter::map_err(format!("map {map_id}"), &e))?;
+        let mut arr = Array::<MapData, u64>::try_from(map)
+            .map_err(|e| crate::filter::map_err(format!("map {map_id}"), &e))?;
+        return arr
+            .set(0, marker, 0)
+            .map_err(|e| crate::filter::map_err(format!("map {map_id}: set"), &e));
+    }
+    Err(XdpError::Config(format!(
+        "program {id} has no {MARKER_MAP}"
+    )))
+}
+
+/// Clears the way for `ours` (whose programs carry `marker`) on `ifname`: see the module doc.
+/// Returns the note to report when a leftover was removed.
 pub(crate) fn clear_leftover(
     ifname: &str,
     ifindex: u32,
     ours: &'static str,
+    marker: u64,
 ) -> Result<Option<String>, XdpError> {
     let mut notes = vec![];
     for p in attached(ifname, ifindex)? {
-        if p.name != ours {
+        if !has_marker(p.id, marker) {
             return Err(XdpError::Foreign {
                 ifname: ifname.to_string(),
                 name: p.name,
@@ -168,18 +259,20 @@ fn verifier_tail(log: &str) -> String {
     last.join(" / ")
 }
 
-/// Loads `object`, lets `configure` fill its maps, loads program `prog`, clears the
-/// interface (see [`clear_leftover`]) and attaches: `mode` None = native, then generic.
+/// Loads `object`, lets `configure` fill its maps (the marker too: [`write_marker`]), loads
+/// program `prog`, clears the interface (see [`clear_leftover`]: leftovers carrying `marker`)
+/// and attaches: `mode` None = native, then generic.
 pub(crate) fn load_and_attach(
     object: &[u8],
     prog: &'static str,
+    marker: u64,
     ifname: &str,
     mode: Option<Mode>,
     configure: impl FnOnce(&mut Maps) -> Result<(), XdpError>,
 ) -> Result<Attached, XdpError> {
     let ifindex = ifindex(ifname)?;
     let loaded = Loaded::load(object, prog, configure, verifier_tail)?;
-    let replaced = clear_leftover(ifname, ifindex, prog)?;
+    let replaced = clear_leftover(ifname, ifindex, prog, marker)?;
 
     let modes: &[Mode] = match mode {
         None => &[Mode::Native, Mode::Generic],

@@ -1,6 +1,7 @@
 //! `asdic_filter` (bpf/filter.bpf.c) from Rust: its configuration, attaching it, registering
 //! AF_XDP sockets, reading its counters.
 
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
 
 use aya::maps::{Array, MapData, PerCpuArray, XskMap};
@@ -18,7 +19,14 @@ const XSK_MAP: &str = "asdic_xsks";
 /// Entries of `asdic_xsks`: keys are `queue * 2 + (v6 as u32)`.
 pub const XSK_SLOTS: u32 = 128;
 
-/// What the filter hands to the AF_XDP sockets.
+/// The value `asdic_marker` holds in `asdic_filter`'s object: "asdicFLT".
+pub const FILTER_MARKER: u64 = u64::from_be_bytes(*b"asdicFLT");
+/// Bytes of `struct asdic_filter_cfg`.
+pub const CFG_LEN: usize = 44;
+
+/// What the filter hands to the AF_XDP sockets: a closed list, checked in the program, of
+/// frames that can be ours (see `bpf/filter.bpf.c`); everything else goes on to the kernel,
+/// counted under a [`PassReason`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FilterConfig {
     /// Session id: the first 4 payload bytes (big-endian) of our probes.
@@ -31,12 +39,50 @@ pub struct FilterConfig {
     pub v4: bool,
     /// Redirect IPv6 replies and errors.
     pub v6: bool,
+    /// The interface's MAC: unicast frames to another MAC are not ours.
+    pub mac: [u8; 6],
+    /// The run's IPv4 source: IPv4 packets to another address are not ours.
+    pub src4: Ipv4Addr,
+    /// The run's IPv6 source: IPv6 packets to another address are not ours.
+    pub src6: Ipv6Addr,
+    /// Drop a frame of ours that finds no socket for its queue and family (counted in
+    /// `redirect_failed`) instead of passing it to the kernel: for an engine that also reads
+    /// the kernel's ICMP (fragments) and must not get it there uncounted.
+    pub drop_unserved: bool,
+}
+
+impl FilterConfig {
+    /// A configuration for `session` and identifiers `ident_base..+ident_span`, the
+    /// interface's `mac` and the run's sources; families from which sources are given
+    /// (an unspecified address: that family is off).
+    pub fn new(
+        session: u32,
+        ident_base: u16,
+        ident_span: u32,
+        mac: [u8; 6],
+        src4: Option<Ipv4Addr>,
+        src6: Option<Ipv6Addr>,
+    ) -> FilterConfig {
+        FilterConfig {
+            session,
+            ident_base,
+            ident_span,
+            v4: src4.is_some(),
+            v6: src6.is_some(),
+            mac,
+            src4: src4.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            src6: src6.unwrap_or(Ipv6Addr::UNSPECIFIED),
+            drop_unserved: false,
+        }
+    }
 }
 
 impl FilterConfig {
     /// The value of `asdic_cfg`, as `struct asdic_filter_cfg` lies in memory:
-    /// `{ u32 session; u16 ident_base; u16 pad; u32 ident_span; u32 families; }` (host order).
-    pub fn encode(&self) -> Result<[u8; 16], XdpError> {
+    /// `{ u32 session; u16 ident_base; u16 pad; u32 ident_span; u32 families; u8 mac[6];
+    /// u16 pad2; be32 src4; u8 src6[16]; }` (integers in host order, addresses in network
+    /// order).
+    pub fn encode(&self) -> Result<[u8; CFG_LEN], XdpError> {
         if !(1..=65536).contains(&self.ident_span) {
             return Err(XdpError::Config(format!(
                 "ident_span {} is not in 1..=65536",
@@ -46,12 +92,21 @@ impl FilterConfig {
         if !self.v4 && !self.v6 {
             return Err(XdpError::Config("neither IPv4 nor IPv6 is enabled".into()));
         }
-        let families = u32::from(self.v4) | (u32::from(self.v6) << 1);
-        let mut b = [0u8; 16];
+        if self.v4 && self.src4.is_unspecified() || self.v6 && self.src6.is_unspecified() {
+            return Err(XdpError::Config(
+                "a family is enabled without the run's source address".into(),
+            ));
+        }
+        let families =
+            u32::from(self.v4) | (u32::from(self.v6) << 1) | (u32::from(self.drop_unserved) << 2);
+        let mut b = [0u8; CFG_LEN];
         b[0..4].copy_from_slice(&self.session.to_ne_bytes());
         b[4..6].copy_from_slice(&self.ident_base.to_ne_bytes());
         b[8..12].copy_from_slice(&self.ident_span.to_ne_bytes());
         b[12..16].copy_from_slice(&families.to_ne_bytes());
+        b[16..22].copy_from_slice(&self.mac);
+        b[24..28].copy_from_slice(&self.src4.octets());
+        b[28..44].copy_from_slice(&self.src6.octets());
         Ok(b)
     }
 
@@ -62,16 +117,84 @@ impl FilterConfig {
     }
 }
 
+/// Why the filter passed a frame to the kernel: each frame is counted under one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PassReason {
+    /// Not IPv4 or IPv6 (ARP, LLDP, …), or a family the run does not use.
+    NotIp,
+    /// An 802.1Q or 802.1ad tag in the frame: asdic sends untagged, so never ours.
+    Vlan,
+    /// Unicast to another MAC than the interface's.
+    Mac,
+    /// A bad IP header: version, IHL, IPv4 header checksum, lengths beyond the frame,
+    /// hop-by-hop options not first, a frame cut short.
+    BadHeader,
+    /// An IP destination that is not the run's source address.
+    Dst,
+    /// A fragment (IPv4 MF or an offset; an IPv6 fragment header anywhere in the chain): the
+    /// kernel reassembles it, the engine reads it back through its raw socket.
+    Fragment,
+    /// More IPv6 extension headers than the program walks (6).
+    ExtChain,
+    /// Another protocol than ICMP / ICMPv6.
+    NotIcmp,
+    /// ICMP that is not a reply or error of this run (identifier, session, type).
+    NotOurs,
+}
+
+impl PassReason {
+    /// Every reason, in the order of the program's counter slots (from slot 2 on).
+    pub const ALL: [PassReason; 9] = [
+        PassReason::NotIp,
+        PassReason::Vlan,
+        PassReason::Mac,
+        PassReason::BadHeader,
+        PassReason::Dst,
+        PassReason::Fragment,
+        PassReason::ExtChain,
+        PassReason::NotIcmp,
+        PassReason::NotOurs,
+    ];
+
+    /// The reason's name in counters (`xdp_pass_<name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PassReason::NotIp => "not_ip",
+            PassReason::Vlan => "vlan",
+            PassReason::Mac => "dst_mac",
+            PassReason::BadHeader => "bad_header",
+            PassReason::Dst => "dst_ip",
+            PassReason::Fragment => "fragment",
+            PassReason::ExtChain => "ext_chain",
+            PassReason::NotIcmp => "not_icmp",
+            PassReason::NotOurs => "not_ours",
+        }
+    }
+}
+
 /// The filter's counters, summed over CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FilterStats {
     /// Frames handed to an AF_XDP socket.
     pub redirected: u64,
-    /// Frames that were not ours, passed to the kernel.
+    /// Frames that were not ours, passed to the kernel: the sum of `pass`.
     pub passed: u64,
     /// Frames that were ours but found no socket for their queue and family (passed to the
-    /// kernel too).
+    /// kernel, or dropped with [`FilterConfig::drop_unserved`]).
     pub redirect_failed: u64,
+    /// Passed frames by reason, in the order of [`PassReason::ALL`].
+    pub pass: [u64; 9],
+}
+
+impl FilterStats {
+    /// Frames passed for `reason`.
+    pub fn passed_for(&self, reason: PassReason) -> u64 {
+        let i = PassReason::ALL
+            .iter()
+            .position(|&r| r == reason)
+            .expect("every reason is in ALL");
+        self.pass[i]
+    }
 }
 
 /// `asdic_filter`, loaded and attached to one interface. Dropping it detaches the program
@@ -84,7 +207,8 @@ pub struct Filter {
 impl Filter {
     /// Attach to `ifname`; mode None = native first, then generic; Some(m) = only m.
     ///
-    /// A leftover `asdic_filter` attached the legacy (netlink) way — by a killed old run or
+    /// A leftover `asdic_filter` (recognised by its `asdic_marker` map, not its name) attached
+    /// the legacy (netlink) way — by a killed old run or
     /// `ip link set xdp` — is removed first and [`Filter::replaced`] says so; one held by a
     /// live bpf_link (another running process) fails with [`XdpError::Busy`]; any other
     /// program fails with [`XdpError::Foreign`] and is left in place.
@@ -94,16 +218,24 @@ impl Filter {
         mode: Option<Mode>,
     ) -> Result<Filter, XdpError> {
         let value = cfg.encode()?;
-        let inner = attach::load_and_attach(FILTER_OBJECT, FILTER_PROGRAM, ifname, mode, |maps| {
-            let map = maps
-                .get_mut(CFG_MAP)
-                .ok_or_else(|| XdpError::Config(format!("the object has no map {CFG_MAP}")))?;
-            let mut cfg_map: Array<&mut MapData, [u8; 16]> =
-                Array::try_from(map).map_err(|e| map_err(format!("{CFG_MAP}: open"), &e))?;
-            cfg_map
-                .set(0, value, 0)
-                .map_err(|e| map_err(format!("{CFG_MAP}: write the configuration"), &e))
-        })?;
+        let inner = attach::load_and_attach(
+            FILTER_OBJECT,
+            FILTER_PROGRAM,
+            FILTER_MARKER,
+            ifname,
+            mode,
+            |maps| {
+                let map = maps
+                    .get_mut(CFG_MAP)
+                    .ok_or_else(|| XdpError::Config(format!("the object has no map {CFG_MAP}")))?;
+                let mut cfg_map: Array<&mut MapData, [u8; CFG_LEN]> =
+                    Array::try_from(map).map_err(|e| map_err(format!("{CFG_MAP}: open"), &e))?;
+                cfg_map
+                    .set(0, value, 0)
+                    .map_err(|e| map_err(format!("{CFG_MAP}: write the configuration"), &e))?;
+                attach::write_marker(maps, FILTER_MARKER)
+            },
+        )?;
         Ok(Filter { inner })
     }
 
@@ -152,11 +284,14 @@ impl Filter {
 
     /// The counters, summed over CPUs (zero where they cannot be read).
     pub fn stats(&self) -> FilterStats {
-        let s = read_percpu(&self.inner.loaded.maps, STATS_MAP, 3);
+        let s = read_percpu(&self.inner.loaded.maps, STATS_MAP, 11);
+        let mut pass = [0u64; 9];
+        pass.copy_from_slice(&s[2..11]);
         FilterStats {
             redirected: s[0],
-            passed: s[1],
-            redirect_failed: s[2],
+            passed: pass.iter().sum(),
+            redirect_failed: s[1],
+            pass,
         }
     }
 }
@@ -196,6 +331,10 @@ mod tests {
             ident_span: 32,
             v4: true,
             v6: false,
+            mac: [2, 0, 0, 0, 0, 9],
+            src4: Ipv4Addr::new(198, 18, 0, 1),
+            src6: Ipv6Addr::UNSPECIFIED,
+            drop_unserved: false,
         }
     }
 
@@ -207,14 +346,43 @@ mod tests {
         assert_eq!(&b[6..8], &[0, 0]);
         assert_eq!(&b[8..12], &32u32.to_ne_bytes());
         assert_eq!(&b[12..16], &1u32.to_ne_bytes());
+        assert_eq!(&b[16..22], &[2, 0, 0, 0, 0, 9]);
+        assert_eq!(&b[22..24], &[0, 0]);
+        assert_eq!(&b[24..28], &[198, 18, 0, 1], "network order");
+        assert_eq!(&b[28..44], &[0; 16]);
+        let src6: Ipv6Addr = "2001:db8:0:1::1".parse().unwrap();
         let both = FilterConfig {
             v6: true,
+            src6,
             ident_span: 65536,
+            drop_unserved: true,
             ..cfg()
         };
         let b = both.encode().unwrap();
         assert_eq!(&b[8..12], &65536u32.to_ne_bytes());
-        assert_eq!(&b[12..16], &3u32.to_ne_bytes());
+        assert_eq!(&b[12..16], &7u32.to_ne_bytes());
+        assert_eq!(&b[28..44], &src6.octets());
+        let built = FilterConfig::new(
+            0x0102_0304,
+            0xfff0,
+            32,
+            [2, 0, 0, 0, 0, 9],
+            Some(Ipv4Addr::new(198, 18, 0, 1)),
+            None,
+        );
+        assert_eq!(built, cfg());
+    }
+
+    #[test]
+    fn pass_reasons_have_distinct_names_in_slot_order() {
+        let names: std::collections::HashSet<_> =
+            PassReason::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), PassReason::ALL.len());
+        let mut s = FilterStats::default();
+        s.pass[5] = 7;
+        assert_eq!(s.passed_for(PassReason::Fragment), 7);
+        assert_eq!(s.passed_for(PassReason::NotIp), 0);
+        assert_eq!(FILTER_MARKER.to_be_bytes(), *b"asdicFLT");
     }
 
     #[test]
@@ -227,6 +395,14 @@ mod tests {
             assert!(matches!(c.encode(), Err(XdpError::Config(_))), "{span}");
         }
         let c = FilterConfig { v4: false, ..cfg() };
+        assert!(matches!(c.encode(), Err(XdpError::Config(_))));
+        // A family without its source address: nothing could be ours, refused.
+        let c = FilterConfig { v6: true, ..cfg() };
+        assert!(matches!(c.encode(), Err(XdpError::Config(_))));
+        let c = FilterConfig {
+            src4: Ipv4Addr::UNSPECIFIED,
+            ..cfg()
+        };
         assert!(matches!(c.encode(), Err(XdpError::Config(_))));
     }
 

@@ -39,7 +39,7 @@ mod sys;
 use std::fmt;
 
 pub use error::{Errno, XdpError};
-pub use filter::{Filter, FilterConfig, FilterStats};
+pub use filter::{FILTER_MARKER, Filter, FilterConfig, FilterStats, PassReason};
 pub use netlink::AttachMode;
 pub use responder::{Ipv4Prefix, Ipv6Prefix, Responder, ResponderConfig, ResponderStats, TxPath};
 
@@ -96,6 +96,14 @@ pub struct AttachedProgram {
 pub fn attached_program(ifname: &str) -> Result<Option<AttachedProgram>, XdpError> {
     let ifindex = attach::ifindex(ifname)?;
     Ok(attach::attached(ifname, ifindex)?.into_iter().next())
+}
+
+/// Marks loaded program `id` as asdic's `asdic_filter` (writes [`FILTER_MARKER`] into its
+/// `asdic_marker` map), as our loader does: for tests that load our object with another
+/// loader to stand for a leftover of ours.
+#[doc(hidden)]
+pub fn mark_as_filter(id: u32) -> Result<(), XdpError> {
+    attach::mark_loaded(id, FILTER_MARKER)
 }
 
 #[cfg(test)]

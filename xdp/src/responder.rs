@@ -14,6 +14,8 @@ use crate::{Mode, RESPONDER_OBJECT};
 
 /// The program's name in the object and in the kernel.
 pub const RESPONDER_PROGRAM: &str = "asdic_responder";
+/// The value `asdic_marker` holds in `asdic_responder`'s object: "asdicRSP".
+pub const RESPONDER_MARKER: u64 = u64::from_be_bytes(*b"asdicRSP");
 const CFG_MAP: &str = "asdic_rcfg";
 const STATS_MAP: &str = "asdic_rstats";
 
@@ -293,15 +295,20 @@ pub struct Responder {
 
 impl Responder {
     /// Attach to `ifname` (mode as for [`crate::Filter::attach`]); a leftover
-    /// `asdic_responder` attached the legacy way is replaced, anything else refused.
+    /// `asdic_responder` (recognised by its marker) attached the legacy way is replaced, anything else refused.
     pub fn attach(
         ifname: &str,
         cfg: &ResponderConfig,
         mode: Option<Mode>,
     ) -> Result<Responder, XdpError> {
         let value = cfg.encode()?;
-        let inner =
-            attach::load_and_attach(RESPONDER_OBJECT, RESPONDER_PROGRAM, ifname, mode, |maps| {
+        let inner = attach::load_and_attach(
+            RESPONDER_OBJECT,
+            RESPONDER_PROGRAM,
+            RESPONDER_MARKER,
+            ifname,
+            mode,
+            |maps| {
                 let map = maps
                     .get_mut(CFG_MAP)
                     .ok_or_else(|| XdpError::Config(format!("the object has no map {CFG_MAP}")))?;
@@ -309,8 +316,10 @@ impl Responder {
                     Array::try_from(map).map_err(|e| map_err(format!("{CFG_MAP}: open"), &e))?;
                 cfg_map
                     .set(0, value, 0)
-                    .map_err(|e| map_err(format!("{CFG_MAP}: write the configuration"), &e))
-            })?;
+                    .map_err(|e| map_err(format!("{CFG_MAP}: write the configuration"), &e))?;
+                attach::write_marker(maps, RESPONDER_MARKER)
+            },
+        )?;
         Ok(Responder { inner })
     }
 

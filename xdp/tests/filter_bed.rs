@@ -266,13 +266,36 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// The filter's configuration for the speed bed's scanner: its addresses and s0's MAC (read
+/// with `ip`, run from the calling thread, so in its network namespace).
 fn cfg() -> FilterConfig {
+    let o = Command::new("ip")
+        .args(["-o", "link", "show", "s0"])
+        .output()
+        .expect("ip link show s0");
+    let text = String::from_utf8_lossy(&o.stdout);
+    let mac = text
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .map(|m| {
+            let mut b = [0u8; 6];
+            for (x, h) in b.iter_mut().zip(m.split(':')) {
+                *x = u8::from_str_radix(h, 16).expect("a MAC");
+            }
+            b
+        })
+        .unwrap_or_else(|| panic!("no MAC for s0 in {text:?}"));
     FilterConfig {
         session: SESSION,
         ident_base: 0,
         ident_span: 65536,
         v4: true,
         v6: true,
+        mac,
+        src4: "198.18.0.1".parse().unwrap(),
+        src6: "2001:db8:0:1::1".parse().unwrap(),
+        drop_unserved: false,
     }
 }
 
@@ -452,7 +475,8 @@ fn leftovers_are_replaced_live_links_and_foreign_programs_refused() {
     let filter_o = write("filter.bpf.o", FILTER_OBJECT);
     let responder_o = write("responder.bpf.o", RESPONDER_OBJECT);
 
-    // A leftover asdic_filter attached the legacy way (as by `ip link set xdp`).
+    // Our object loaded by another loader (`ip link set xdp`): named asdic_filter, but its
+    // asdic_marker map holds no mark. A namesake, not a leftover: refused and left alone.
     bed.ok(
         "scan",
         &[
@@ -462,6 +486,13 @@ fn leftovers_are_replaced_live_links_and_foreign_programs_refused() {
     let scan = bed.ns("scan");
     let leftover = in_netns(&scan, || attached_program("s0").unwrap().expect("leftover"));
     assert_eq!(leftover.name, "asdic_filter");
+    let e = in_netns(&scan, || Filter::attach("s0", &cfg(), None)).unwrap_err();
+    assert!(matches!(e, XdpError::Foreign { .. }), "{e}");
+    let kept = in_netns(&scan, || attached_program("s0").unwrap().expect("kept"));
+    assert_eq!(kept.id, leftover.id, "a namesake is never removed");
+
+    // Marked as ours (what our loader writes), it is a leftover of ours: replaced.
+    asdic_xdp::mark_as_filter(leftover.id).expect("mark");
     let f = in_netns(&scan, || Filter::attach("s0", &cfg(), None));
     let f = f.expect("a leftover is replaced");
     let note = f.replaced().expect("replaced says so").to_string();

@@ -8,14 +8,14 @@ use asdic_engine::KernelDrops;
 /// What every result file records when it closes: the end time, diagnostics lost to a broken
 /// stderr, and the kernel's drops
 /// (`asdic.kernel_lost`, replies and errors of the run that asdic never saw, and
-/// `asdic.kernel.<counter>` for each counter).
+/// `asdic.kernel.<counter>` for each counter, the XDP program's verdicts included).
 pub fn end_metadata(k: &KernelDrops) -> RunMeta {
     RunMeta {
         end_unix_ns: Some(asdic_engine::now_ns()),
         stderr_lost: crate::diag::lost_meta(),
         ..RunMeta::default()
     }
-    .with_kernel(k.lost(), k.fields())
+    .with_kernel(k.lost(), k.fields().into_iter().chain(k.xdp_fields()))
 }
 
 /// The closing line for a run whose replies the kernel dropped, if it did: how many and

@@ -105,7 +105,9 @@ pub struct RxCaps {
 }
 
 /// Frames the kernel dropped on their way to an RX half, by where: what the engine's own
-/// sockets and program count. Cumulative since the half was opened.
+/// sockets and program count; and, for the AF_XDP engine, where its XDP program sent every
+/// frame (redirected, or passed to the kernel under a named reason) and how many it read
+/// back through its raw socket. Cumulative since the half was opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KernelDrops {
     /// Raw and io_uring engines: packets dropped because the socket's receive buffer was full
@@ -123,8 +125,17 @@ pub struct KernelDrops {
     /// AF_XDP: invalid descriptors on the RX and TX rings (a bug of ours if ever non-zero).
     pub xsk_invalid: u64,
     /// asdic's XDP program: replies and errors of the run that arrived on a queue without a
-    /// socket of ours, handed to the kernel, where nothing reads them.
+    /// socket of ours, dropped there.
     pub redirect_failed: u64,
+    /// asdic's XDP program: frames redirected to the AF_XDP sockets (not a loss).
+    pub xdp_redirected: u64,
+    /// asdic's XDP program: frames passed to the kernel, by reason, in the order of
+    /// [`asdic_xdp::PassReason::ALL`] (not a loss: they were not ours, or are fragments read
+    /// back reassembled).
+    pub xdp_pass: [u64; 9],
+    /// The AF_XDP engine: ICMP read through its raw socket (reassembled fragments, and
+    /// whatever else of the kernel's ICMP reaches it), not a loss.
+    pub xdp_via_kernel: u64,
 }
 
 impl KernelDrops {
@@ -134,7 +145,10 @@ impl KernelDrops {
         self.socket + self.xsk_rx_dropped + self.xsk_rx_ring_full + self.redirect_failed
     }
 
-    /// The counters' names, in the order of [`KernelDrops::to_array`]: the names used in
+    /// How many counters there are: [`KernelDrops::NAMES`], then [`KernelDrops::XDP_NAMES`].
+    pub const LEN: usize = 17;
+
+    /// The drop counters' names, in the order of [`KernelDrops::to_array`]: the names used in
     /// metadata, status JSON and metrics.
     pub const NAMES: [&'static str; 6] = [
         "socket_overflow",
@@ -145,36 +159,64 @@ impl KernelDrops {
         "xdp_redirect_failed",
     ];
 
-    /// The counters in the order of [`KernelDrops::NAMES`].
-    pub fn to_array(&self) -> [u64; 6] {
-        [
+    /// The XDP program's verdicts and the AF_XDP engine's reads through its raw socket
+    /// (no drops), after the drop counters in [`KernelDrops::to_array`]: the names used in
+    /// metadata.
+    pub const XDP_NAMES: [&'static str; 11] = [
+        "xdp_redirected",
+        "xdp_pass_not_ip",
+        "xdp_pass_vlan",
+        "xdp_pass_dst_mac",
+        "xdp_pass_bad_header",
+        "xdp_pass_dst_ip",
+        "xdp_pass_fragment",
+        "xdp_pass_ext_chain",
+        "xdp_pass_not_icmp",
+        "xdp_pass_not_ours",
+        "xdp_via_kernel",
+    ];
+
+    /// The counters in the order of [`KernelDrops::NAMES`], then [`KernelDrops::XDP_NAMES`].
+    pub fn to_array(&self) -> [u64; Self::LEN] {
+        let mut a = [0u64; Self::LEN];
+        a[..7].copy_from_slice(&[
             self.socket,
             self.xsk_rx_dropped,
             self.xsk_rx_ring_full,
             self.xsk_fill_empty,
             self.xsk_invalid,
             self.redirect_failed,
-        ]
+            self.xdp_redirected,
+        ]);
+        a[7..16].copy_from_slice(&self.xdp_pass);
+        a[16] = self.xdp_via_kernel;
+        a
     }
 
-    /// The counters from an array in the order of [`KernelDrops::NAMES`].
-    pub fn from_array(a: [u64; 6]) -> Self {
-        let [
-            socket,
-            xsk_rx_dropped,
-            xsk_rx_ring_full,
-            xsk_fill_empty,
-            xsk_invalid,
-            redirect_failed,
-        ] = a;
+    /// The counters from an array in the order of [`KernelDrops::to_array`].
+    pub fn from_array(a: [u64; Self::LEN]) -> Self {
+        let mut xdp_pass = [0u64; 9];
+        xdp_pass.copy_from_slice(&a[7..16]);
         KernelDrops {
-            socket,
-            xsk_rx_dropped,
-            xsk_rx_ring_full,
-            xsk_fill_empty,
-            xsk_invalid,
-            redirect_failed,
+            socket: a[0],
+            xsk_rx_dropped: a[1],
+            xsk_rx_ring_full: a[2],
+            xsk_fill_empty: a[3],
+            xsk_invalid: a[4],
+            redirect_failed: a[5],
+            xdp_redirected: a[6],
+            xdp_pass,
+            xdp_via_kernel: a[16],
         }
+    }
+
+    /// Counter `name` (`socket_overflow`, `xdp_pass_vlan`, …), if there is one.
+    pub fn get(&self, name: &str) -> Option<u64> {
+        let i = Self::NAMES
+            .iter()
+            .chain(&Self::XDP_NAMES)
+            .position(|&n| n == name)?;
+        Some(self.to_array()[i])
     }
 
     /// Adds another set of counters to this one.
@@ -193,13 +235,20 @@ impl KernelDrops {
         KernelDrops::from_array(a)
     }
 
-    /// The counters as (name, value) pairs, in the order of [`KernelDrops::NAMES`].
+    /// The drop counters as (name, value) pairs, in the order of [`KernelDrops::NAMES`].
     pub fn fields(&self) -> [(&'static str, u64); 6] {
         let a = self.to_array();
         core::array::from_fn(|i| (Self::NAMES[i], a[i]))
     }
 
-    /// The non-zero counters, "name N, name N" (empty when all are zero).
+    /// The XDP program's verdicts and the raw socket's reads as (name, value) pairs, in the
+    /// order of [`KernelDrops::XDP_NAMES`].
+    pub fn xdp_fields(&self) -> [(&'static str, u64); 11] {
+        let a = self.to_array();
+        core::array::from_fn(|i| (Self::XDP_NAMES[i], a[Self::NAMES.len() + i]))
+    }
+
+    /// The non-zero drop counters, "name N, name N" (empty when all are zero).
     pub fn nonzero(&self) -> String {
         self.fields()
             .iter()
@@ -300,6 +349,9 @@ mod tests {
             xsk_fill_empty: 20,
             xsk_invalid: 0,
             redirect_failed: 4000,
+            xdp_redirected: 50,
+            xdp_pass: [0, 1, 2, 3, 4, 5, 6, 7, 8],
+            xdp_via_kernel: 9,
         };
         assert_eq!(k.lost(), 4321);
         assert_eq!(
@@ -313,5 +365,13 @@ mod tests {
         assert_eq!(sum.since(&k), k);
         // A counter that went back (a socket reopened) grows by nothing.
         assert_eq!(none.since(&k), none);
+        // The program's verdicts round-trip and are named, but are no loss.
+        assert_eq!(KernelDrops::from_array(k.to_array()), k);
+        assert_eq!(k.get("xdp_pass_vlan"), Some(1));
+        assert_eq!(k.get("xdp_pass_not_ours"), Some(8));
+        assert_eq!(k.get("xdp_via_kernel"), Some(9));
+        assert_eq!(k.get("nope"), None);
+        assert_eq!(k.get("xsk_rx_ring_full"), Some(300));
+        assert_eq!(k.xdp_fields()[0], ("xdp_redirected", 50));
     }
 }

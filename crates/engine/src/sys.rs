@@ -86,6 +86,39 @@ pub(crate) fn poll_in(fd: &OwnedFd, timeout: Duration) -> io::Result<bool> {
     Ok(r > 0)
 }
 
+/// Waits up to `ms` milliseconds for input on descriptor `a` or socket `b`; which are ready.
+pub(crate) fn poll_in2(a: std::os::fd::RawFd, b: &OwnedFd, ms: i32) -> io::Result<(bool, bool)> {
+    let mut p = [
+        libc::pollfd {
+            fd: a,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: b.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: `p` is an array of two valid pollfds, alive for the call.
+    let r = unsafe { libc::poll(p.as_mut_ptr(), 2, ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok((false, false))
+        } else {
+            Err(e)
+        };
+    }
+    let ready = |q: &libc::pollfd| q.revents & libc::POLLIN != 0;
+    if p.iter()
+        .any(|q| q.revents & (libc::POLLERR | libc::POLLNVAL) != 0 && !ready(q))
+    {
+        return Err(io::Error::other("socket error while polling"));
+    }
+    Ok((ready(&p[0]), ready(&p[1])))
+}
+
 enum Addrs {
     V4(Vec<libc::sockaddr_in>),
     V6(Vec<libc::sockaddr_in6>),

@@ -21,13 +21,22 @@
 //! the first RX half: it is detached when that half is dropped, and by the kernel when the
 //! process dies in any way.
 //!
+//! The program redirects only what can be ours, a closed list checked there (see
+//! `xdp/bpf/filter.bpf.c`): no VLAN tag, our MAC (or a group address), a sound IP header
+//! (IPv4 header checksum, lengths), our source address as destination, IPv6 extension
+//! headers walked, an ICMP reply or error of this run. Every fragment goes to the kernel,
+//! which reassembles it; a raw ICMP (ICMPv6) socket bound to the interface, opened beside the
+//! AF_XDP sockets, reads it back and the first RX half drains it with its ring, so that its
+//! frames meet the same matcher. (What the kernel delivers there also includes ICMP that is
+//! not ours: the matcher counts it as the raw engine would.)
+//!
 //! Needs CAP_NET_RAW (AF_XDP sockets), CAP_NET_ADMIN, CAP_BPF and CAP_PERFMON (the XDP
 //! program), and CAP_IPC_LOCK unless RLIMIT_MEMLOCK holds the UMEM: see [`crate::caps`], which
 //! is checked first so the error names exactly what is missing.
 
 use core::net::IpAddr;
 use std::num::NonZeroU32;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use asdic_xdp::{Errno, Filter, FilterConfig, Mode};
@@ -40,8 +49,9 @@ use crate::batch::TxBatch;
 use crate::caps;
 use crate::error::{EngineError, SendError};
 use crate::netlink::{self, Link};
-use crate::xsk_sys;
+use crate::raw::{self, RawOptions};
 use crate::{KernelDrops, Rx, RxCaps, RxFrame, RxLayer, Tx, TxCaps, TxLayer};
+use crate::{sys, xsk_sys};
 
 const ENGINE: &str = "xdp";
 /// Bytes per UMEM frame.
@@ -396,10 +406,73 @@ pub struct XdpRx {
     umem: Umem,
     descs: Vec<FrameDesc>,
     filter: Option<Filter>,
+    /// The raw socket that reads what the kernel reassembled (the first half only).
+    side: Option<Side>,
     watch: Option<QueueWatch>,
     caps: RxCaps,
     /// RX frames of this queue.
     frames: u32,
+}
+
+/// The raw ICMP (ICMPv6) socket beside the AF_XDP sockets: the fragments the program passes
+/// to the kernel come back here reassembled.
+struct Side {
+    fd: OwnedFd,
+    vec: sys::RecvVec,
+    v6: bool,
+    /// Frames read so far.
+    read: u64,
+}
+
+/// Messages per `recvmmsg` on the side socket, and their size (a reassembled reply may be
+/// large; fragments are rare, so few slots).
+const SIDE_BATCH: usize = 8;
+const SIDE_BYTES: usize = 65_536;
+
+fn side_socket(v6: bool, ifname: &str) -> Result<Side, EngineError> {
+    let opts = RawOptions {
+        v6,
+        device: Some(ifname.to_string()),
+        batch: SIDE_BATCH,
+        max_reply: SIDE_BYTES,
+        rcvbuf: 4 << 20,
+        sndbuf: 4096,
+        ..RawOptions::default()
+    };
+    let fd = raw::socket(&opts, ENGINE)?;
+    Ok(Side {
+        fd,
+        vec: sys::RecvVec::new(SIDE_BATCH, SIDE_BYTES),
+        v6,
+        read: 0,
+    })
+}
+
+impl Side {
+    /// Hands what waits on the socket to `on_frame`, a bounded number of batches.
+    fn drain(&mut self, on_frame: &mut dyn FnMut(RxFrame<'_>)) -> Result<usize, EngineError> {
+        let mut total = 0;
+        for _ in 0..8 {
+            let n = self.vec.recv(&self.fd).map_err(|source| EngineError::Io {
+                engine: ENGINE,
+                what: "recvmmsg (raw socket)",
+                source,
+            })?;
+            let fallback = crate::now_ns();
+            for i in 0..n {
+                let (m, data) = self.vec.message(i);
+                if let Some(f) = raw::frame(self.v6, &m, data, fallback) {
+                    on_frame(f);
+                }
+            }
+            total += n;
+            if n < SIDE_BATCH {
+                break;
+            }
+        }
+        self.read += total as u64;
+        Ok(total)
+    }
 }
 
 impl std::fmt::Debug for XdpRx {
@@ -558,14 +631,32 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
         .sum();
     caps::check_memlock(umem_bytes).map_err(unavailable)?;
 
+    let (src4, src6) = match path.src_ip {
+        IpAddr::V4(a) => (Some(a), None),
+        IpAddr::V6(a) => (None, Some(a)),
+    };
+    if src6.is_some() != o.v6 {
+        return Err(unavailable(format!(
+            "source address {} is not of the probes' family",
+            path.src_ip
+        )));
+    }
+    // The raw socket for what the kernel reassembles: opened now, while the capabilities are
+    // there, and before the program passes it anything.
+    let side = side_socket(o.v6, &ifname)?;
     let mut filter = Filter::attach(
         &ifname,
         &FilterConfig {
-            session: o.session,
-            ident_base: o.ident_base,
-            ident_span: o.ident_span.clamp(1, 65_536),
-            v4: !o.v6,
-            v6: o.v6,
+            // Ours without a socket would reach the raw socket uncounted: dropped, counted.
+            drop_unserved: true,
+            ..FilterConfig::new(
+                o.session,
+                o.ident_base,
+                o.ident_span.clamp(1, 65_536),
+                path.src_mac,
+                src4,
+                src6,
+            )
         },
         o.mode,
     )
@@ -620,6 +711,7 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
             umem,
             descs: vec![FrameDesc::default(); batch.max(64)],
             filter: None,
+            side: None,
             watch: None,
             frames: rx_frames,
             caps: RxCaps {
@@ -641,6 +733,7 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
     };
     let first = &mut rxs[0];
     first.filter = Some(filter);
+    first.side = Some(side);
     first.watch = Some(QueueWatch {
         ifname,
         rx_queues: rx_count,
@@ -788,17 +881,35 @@ impl Rx for XdpRx {
             w.check()?;
         }
         let mut n = xsk_sys::rx_consume(&mut self.q, &mut self.descs);
+        let mut from_side = 0;
         if n == 0 {
             let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-            let ready = self.q.poll(ms).map_err(|source| EngineError::Io {
-                engine: ENGINE,
-                what: "poll",
-                source,
-            })?;
+            let ready = match &self.side {
+                None => self.q.poll(ms).map_err(|source| EngineError::Io {
+                    engine: ENGINE,
+                    what: "poll",
+                    source,
+                })?,
+                Some(side) => {
+                    let (ring, raw) = sys::poll_in2(self.q.fd().as_raw_fd(), &side.fd, ms)
+                        .map_err(|source| EngineError::Io {
+                            engine: ENGINE,
+                            what: "poll",
+                            source,
+                        })?;
+                    ring || raw
+                }
+            };
             if !ready {
                 return Ok(0);
             }
             n = xsk_sys::rx_consume(&mut self.q, &mut self.descs);
+        }
+        if let Some(side) = &mut self.side {
+            from_side = side.drain(on_frame)?;
+        }
+        if n == 0 {
+            return Ok(from_side);
         }
         // Timestamped once per batch, right off the ring.
         let ts_ns = crate::now_ns();
@@ -816,7 +927,7 @@ impl Rx for XdpRx {
         if self.fq.needs_wakeup() {
             let _ = self.fq.wakeup(self.q.fd_mut(), 0);
         }
-        Ok(n)
+        Ok(n + from_side)
     }
 
     fn backlog(&mut self) -> Option<(u32, u32)> {
@@ -826,6 +937,15 @@ impl Rx for XdpRx {
     }
 
     fn kernel_drops(&mut self) -> Result<KernelDrops, EngineError> {
+        let filter = self.filter.as_ref().map(Filter::stats).unwrap_or_default();
+        let side_drops = match &self.side {
+            Some(side) => sys::socket_drops(&side.fd).map_err(|source| EngineError::Io {
+                engine: ENGINE,
+                what: "SO_MEMINFO (raw socket)",
+                source,
+            })?,
+            None => 0,
+        };
         let s = self
             .q
             .fd()
@@ -836,15 +956,15 @@ impl Rx for XdpRx {
                 source,
             })?;
         Ok(KernelDrops {
-            socket: 0,
+            socket: side_drops,
             xsk_rx_dropped: s.rx_dropped(),
             xsk_rx_ring_full: s.rx_ring_full(),
             xsk_fill_empty: s.rx_fill_ring_empty_descs(),
             xsk_invalid: s.rx_invalid_descs() + s.tx_invalid_descs(),
-            redirect_failed: self
-                .filter
-                .as_ref()
-                .map_or(0, |f| f.stats().redirect_failed),
+            redirect_failed: filter.redirect_failed,
+            xdp_redirected: filter.redirected,
+            xdp_pass: filter.pass,
+            xdp_via_kernel: self.side.as_ref().map_or(0, |s| s.read),
         })
     }
 }

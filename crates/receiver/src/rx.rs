@@ -47,7 +47,7 @@ pub struct RxShared {
     pub behind: AtomicU32,
     /// What the kernel dropped before the engine could read it, summed over the loops, in
     /// the order of [`KernelDrops::NAMES`].
-    kernel: [AtomicU64; 6],
+    kernel: [AtomicU64; KernelDrops::LEN],
 }
 
 impl RxShared {
