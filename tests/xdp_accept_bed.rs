@@ -196,6 +196,7 @@ fn xdp_raw_and_uring_accept_exactly_what_the_kernel_accepts() {
                 "xdp_pass_not_ours",
                 "xdp_via_kernel",
                 "xdp_redirect_failed",
+                "xdp_misaddressed",
             ];
             let got: Vec<(&str, u64)> = counters.iter().map(|&c| (c, k(c))).collect();
             if engine == "xdp" {
@@ -217,6 +218,8 @@ fn xdp_raw_and_uring_accept_exactly_what_the_kernel_accepts() {
                 );
                 assert_eq!(k("xdp_pass_ext_chain"), 0, "{what}: {got:?}");
                 assert_eq!(k("xdp_redirect_failed"), 0, "{what}: {got:?}");
+                // Nothing the program handed over failed the same checks in userspace.
+                assert_eq!(k("xdp_misaddressed"), 0, "{what}: {got:?}");
                 // Every reply but the fragmented ones redirected (ext headers included).
                 let live = u64::from(HOSTS) - 6 - fragments / 2;
                 assert!(k("xdp_redirected") >= live, "{what}: {got:?}");

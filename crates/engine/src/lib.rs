@@ -136,6 +136,9 @@ pub struct KernelDrops {
     /// The AF_XDP engine: ICMP read through its raw socket (reassembled fragments, and
     /// whatever else of the kernel's ICMP reaches it), not a loss.
     pub xdp_via_kernel: u64,
+    /// The AF_XDP engine: frames off its rings not addressed to the run (MAC, tag, IP
+    /// destination), checked again in userspace and dropped (0 unless the program erred).
+    pub xdp_misaddressed: u64,
 }
 
 impl KernelDrops {
@@ -146,7 +149,7 @@ impl KernelDrops {
     }
 
     /// How many counters there are: [`KernelDrops::NAMES`], then [`KernelDrops::XDP_NAMES`].
-    pub const LEN: usize = 17;
+    pub const LEN: usize = 18;
 
     /// The drop counters' names, in the order of [`KernelDrops::to_array`]: the names used in
     /// metadata, status JSON and metrics.
@@ -162,7 +165,7 @@ impl KernelDrops {
     /// The XDP program's verdicts and the AF_XDP engine's reads through its raw socket
     /// (no drops), after the drop counters in [`KernelDrops::to_array`]: the names used in
     /// metadata.
-    pub const XDP_NAMES: [&'static str; 11] = [
+    pub const XDP_NAMES: [&'static str; 12] = [
         "xdp_redirected",
         "xdp_pass_not_ip",
         "xdp_pass_vlan",
@@ -174,6 +177,7 @@ impl KernelDrops {
         "xdp_pass_not_icmp",
         "xdp_pass_not_ours",
         "xdp_via_kernel",
+        "xdp_misaddressed",
     ];
 
     /// The counters in the order of [`KernelDrops::NAMES`], then [`KernelDrops::XDP_NAMES`].
@@ -190,6 +194,7 @@ impl KernelDrops {
         ]);
         a[7..16].copy_from_slice(&self.xdp_pass);
         a[16] = self.xdp_via_kernel;
+        a[17] = self.xdp_misaddressed;
         a
     }
 
@@ -207,6 +212,7 @@ impl KernelDrops {
             xdp_redirected: a[6],
             xdp_pass,
             xdp_via_kernel: a[16],
+            xdp_misaddressed: a[17],
         }
     }
 
@@ -243,7 +249,7 @@ impl KernelDrops {
 
     /// The XDP program's verdicts and the raw socket's reads as (name, value) pairs, in the
     /// order of [`KernelDrops::XDP_NAMES`].
-    pub fn xdp_fields(&self) -> [(&'static str, u64); 11] {
+    pub fn xdp_fields(&self) -> [(&'static str, u64); 12] {
         let a = self.to_array();
         core::array::from_fn(|i| (Self::XDP_NAMES[i], a[Self::NAMES.len() + i]))
     }
@@ -352,6 +358,7 @@ mod tests {
             xdp_redirected: 50,
             xdp_pass: [0, 1, 2, 3, 4, 5, 6, 7, 8],
             xdp_via_kernel: 9,
+            xdp_misaddressed: 10,
         };
         assert_eq!(k.lost(), 4321);
         assert_eq!(

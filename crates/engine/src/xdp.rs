@@ -412,6 +412,10 @@ pub struct XdpRx {
     caps: RxCaps,
     /// RX frames of this queue.
     frames: u32,
+    /// Our MAC and address: what every frame off the ring must be addressed to.
+    to: ([u8; 6], IpAddr),
+    /// Frames off the ring that were not (see [`KernelDrops::xdp_misaddressed`]).
+    misaddressed: u64,
 }
 
 /// The raw ICMP (ICMPv6) socket beside the AF_XDP sockets: the fragments the program passes
@@ -714,6 +718,8 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
             side: None,
             watch: None,
             frames: rx_frames,
+            to: (path.src_mac, path.src_ip),
+            misaddressed: 0,
             caps: RxCaps {
                 engine: ENGINE,
                 kernel_timestamps: false,
@@ -913,9 +919,17 @@ impl Rx for XdpRx {
         }
         // Timestamped once per batch, right off the ring.
         let ts_ns = crate::now_ns();
+        let (mac, ip) = self.to;
         for d in &self.descs[..n] {
+            let data = xsk_sys::frame_bytes(&self.umem, d);
+            // The program's address checks, again: a frame it should not have handed over
+            // is counted, never matched.
+            if !asdic_wire::inbound::ethernet_addressed_to(data, mac, ip) {
+                self.misaddressed += 1;
+                continue;
+            }
             on_frame(RxFrame {
-                data: xsk_sys::frame_bytes(&self.umem, d),
+                data,
                 layer: RxLayer::Ethernet,
                 ts_ns,
                 truncated: false,
@@ -965,6 +979,7 @@ impl Rx for XdpRx {
             xdp_redirected: filter.redirected,
             xdp_pass: filter.pass,
             xdp_via_kernel: self.side.as_ref().map_or(0, |s| s.read),
+            xdp_misaddressed: self.misaddressed,
         })
     }
 }

@@ -159,6 +159,26 @@ pub fn parse_ethernet(frame: &[u8]) -> Result<Inbound<'_>> {
     }
 }
 
+/// Whether Ethernet frame `frame` is addressed to us: to `mac` or a group (broadcast,
+/// multicast) address, untagged, and its IP packet to `ip` (its family's). The address checks
+/// asdic's XDP program makes, made again in userspace for the frames it hands over.
+pub fn ethernet_addressed_to(frame: &[u8], mac: [u8; 6], ip: IpAddr) -> bool {
+    let Some(dst_mac) = frame.get(..6) else {
+        return false;
+    };
+    if dst_mac != mac && dst_mac[0] & 1 == 0 {
+        return false;
+    }
+    let Some(&[t0, t1]) = frame.get(12..14) else {
+        return false;
+    };
+    match (u16::from_be_bytes([t0, t1]), ip) {
+        (ethernet::ETHERTYPE_IPV4, IpAddr::V4(a)) => frame.get(30..34) == Some(&a.octets()[..]),
+        (ethernet::ETHERTYPE_IPV6, IpAddr::V6(a)) => frame.get(38..54) == Some(&a.octets()[..]),
+        _ => false,
+    }
+}
+
 fn trim_v4(b: &[u8]) -> Result<&[u8]> {
     let total = b.get(2..4).ok_or(WireError::Truncated)?;
     let total = usize::from(u16::from_be_bytes([total[0], total[1]]));
@@ -617,6 +637,54 @@ mod tests {
             panic!("not a reply")
         };
         assert_eq!((r.ident, r.seq, r.data), (5, 6, &[1u8, 2, 3, 4][..]));
+    }
+
+    #[test]
+    fn frames_addressed_to_us_and_others() {
+        let me = [2, 0, 0, 0, 0, 1];
+        let m = icmp_msg(0, 0, [0x12, 0x34, 0, 9], b"data");
+        let p = v4_packet([198, 19, 0, 9], [198, 18, 0, 1], 63, &m);
+        let mut f = vec![0u8; 14];
+        ethernet::emit(&mut f, me, [4; 6], ethernet::ETHERTYPE_IPV4).unwrap();
+        f.extend_from_slice(&p);
+        let ours = IpAddr::from([198, 18, 0, 1]);
+        assert!(ethernet_addressed_to(&f, me, ours));
+        assert!(!ethernet_addressed_to(
+            &f,
+            me,
+            IpAddr::from([198, 18, 0, 99])
+        ));
+        assert!(!ethernet_addressed_to(&f, [2, 0, 0, 0, 0, 2], ours));
+        assert!(!ethernet_addressed_to(
+            &f,
+            me,
+            "2001:db8::1".parse().unwrap()
+        ));
+        let mut bcast = f.clone();
+        bcast[..6].copy_from_slice(&[0xff; 6]);
+        assert!(ethernet_addressed_to(&bcast, [2, 0, 0, 0, 0, 2], ours));
+        let mut tagged = f[..12].to_vec();
+        tagged.extend_from_slice(&[0x81, 0, 0, 5]);
+        tagged.extend_from_slice(&f[12..]);
+        assert!(!ethernet_addressed_to(&tagged, me, ours));
+        let mut reply = vec![129, 0, 0, 0, 0, 5, 0, 6];
+        let p6 = v6_packet("2001:db8:1::7", "2001:db8::1", &mut reply);
+        let mut f6 = vec![0u8; 14];
+        ethernet::emit(&mut f6, me, [4; 6], ethernet::ETHERTYPE_IPV6).unwrap();
+        f6.extend_from_slice(&p6);
+        assert!(ethernet_addressed_to(
+            &f6,
+            me,
+            "2001:db8::1".parse().unwrap()
+        ));
+        assert!(!ethernet_addressed_to(
+            &f6,
+            me,
+            "2001:db8::2".parse().unwrap()
+        ));
+        for cut in 0..f6.len() {
+            let _ = ethernet_addressed_to(&f6[..cut], me, ours);
+        }
     }
 
     proptest! {
