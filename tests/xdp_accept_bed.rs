@@ -3,10 +3,12 @@
 //!
 //! From the router side of the bed (`tests/support/xdp_accept.py` on r0), at the scanner's
 //! interface: for dead hosts, their genuine reply (a valid stamp) wrapped in frames the kernel
-//! drops (a bad IPv4 header checksum, a wrong destination IP, a wrong destination MAC, an
-//! 802.1Q and an 802.1ad tag); for live hosts whose requests the router drops, the only reply
-//! comes fragmented (IPv4 and IPv6) or behind IPv6 extension headers (hop-by-hop and
-//! destination options; a deep chain of six). Every engine must give the bed's exact ground
+//! drops (a bad IPv4 header checksum, an IPv6 payload length beyond the frame, a wrong
+//! destination IP, a wrong destination MAC, an 802.1Q and an 802.1ad tag); for live hosts
+//! whose requests the router drops, the only reply comes fragmented (IPv4 and IPv6), with IPv4
+//! header options, or behind IPv6 extension headers (hop-by-hop and destination options; a
+//! deep chain of six; a chain of seven, past what the program walks: the kernel's, read back
+//! through the engine's raw socket). Every engine must give the bed's exact ground
 //! truth, and the XDP program must count each category under its reason.
 
 use std::io::{BufRead, BufReader};
@@ -43,6 +45,8 @@ const FRAG4: [u32; 6] = [1, 2, 3, 4, 5, 6];
 const EXT6: [u32; 4] = [1, 2, 3, 4];
 const DEEP6: [u32; 4] = [5, 6, 7, 8];
 const FRAG6: [u32; 4] = [9, 10, 11, 12];
+const OPTS4: [u32; 4] = [7, 8, 9, 10];
+const DEEP7: [u32; 4] = [14, 15, 16, 17];
 
 /// One ping run on `engine` with the injector on r0; (rows, metadata, injector counts).
 fn run(
@@ -57,10 +61,18 @@ fn run(
 ) {
     let none: &[u32] = &[];
     let (dead4, dead6) = if family6 { (none, dead) } else { (dead, none) };
-    let (frag4, ext6, deep6, frag6): (&[u32], &[u32], &[u32], &[u32]) = if family6 {
-        (none, &EXT6, &DEEP6, &FRAG6)
+    type Sets<'a> = (
+        &'a [u32],
+        &'a [u32],
+        &'a [u32],
+        &'a [u32],
+        &'a [u32],
+        &'a [u32],
+    );
+    let (frag4, ext6, deep6, frag6, opts4, deep7): Sets = if family6 {
+        (none, &EXT6, &DEEP6, &FRAG6, none, &DEEP7)
     } else {
-        (&FRAG4, none, none, none)
+        (&FRAG4, none, none, none, &OPTS4, none)
     };
     let mut inj = Command::new("ip")
         .args([
@@ -77,6 +89,8 @@ fn run(
         .arg(list(ext6, v6))
         .arg(list(deep6, v6))
         .arg(list(frag6, v6))
+        .arg(list(opts4, v4))
+        .arg(list(deep7, v6))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -134,7 +148,14 @@ fn xdp_raw_and_uring_accept_exactly_what_the_kernel_accepts() {
         .filter(|&x| classify(&truth, false, x) == Truth::Dead)
         .collect();
     assert_eq!(dead.len(), 6, "{dead:?}");
-    for x in FRAG4.iter().chain(&EXT6).chain(&DEEP6).chain(&FRAG6) {
+    for x in FRAG4
+        .iter()
+        .chain(&EXT6)
+        .chain(&DEEP6)
+        .chain(&FRAG6)
+        .chain(&OPTS4)
+        .chain(&DEEP7)
+    {
         assert_eq!(classify(&truth, false, *x), Truth::Alive);
     }
 
@@ -145,8 +166,15 @@ fn xdp_raw_and_uring_accept_exactly_what_the_kernel_accepts() {
         format!(
             "table inet xa_accept {{\n  chain xa_forward {{\n    type filter hook forward priority -10;\n    \
              ip daddr {{ {} }} drop\n    ip6 daddr {{ {} }} drop\n  }}\n}}\n",
-            list(&FRAG4, v4).replace(',', ", "),
-            [list(&EXT6, v6), list(&DEEP6, v6), list(&FRAG6, v6)]
+            [list(&FRAG4, v4), list(&OPTS4, v4)]
+                .join(",")
+                .replace(',', ", "),
+            [
+                list(&EXT6, v6),
+                list(&DEEP6, v6),
+                list(&FRAG6, v6),
+                list(&DEEP7, v6)
+            ]
                 .join(",")
                 .replace(',', ", ")
         ),
@@ -169,8 +197,9 @@ fn xdp_raw_and_uring_accept_exactly_what_the_kernel_accepts() {
             }
             if family6 {
                 assert_eq!((n("ext6"), n("deep6"), n("frag6")), (4, 4, 4), "{sent}");
+                assert_eq!((n("bad_plen"), n("deep7")), (6, 4), "{sent}");
             } else {
-                assert_eq!((n("bad_csum"), n("frag4")), (6, 6), "{sent}");
+                assert_eq!((n("bad_csum"), n("frag4"), n("opts4")), (6, 6, 4), "{sent}");
             }
 
             // The same exact ground truth on every engine: the dead stay dead whatever
@@ -203,25 +232,24 @@ fn xdp_raw_and_uring_accept_exactly_what_the_kernel_accepts() {
                 // Each category under its reason, exactly.
                 assert_eq!(k("xdp_pass_vlan"), 12, "{what}: 802.1Q + 802.1ad: {got:?}");
                 assert_eq!(k("xdp_pass_dst_mac"), 6, "{what}: {got:?}");
-                assert_eq!(
-                    k("xdp_pass_bad_header"),
-                    if family6 { 0 } else { 6 },
-                    "{what}: {got:?}"
-                );
+                // IPv4: the bad header checksums; IPv6: the payload lengths beyond the frame.
+                assert_eq!(k("xdp_pass_bad_header"), 6, "{what}: {got:?}");
                 // Neighbour discovery (to solicited-node multicast) also lands there.
                 assert!(k("xdp_pass_dst_ip") >= 6, "{what}: {got:?}");
                 let fragments = if family6 { 2 * 4 } else { 2 * 6 };
                 assert_eq!(k("xdp_pass_fragment"), fragments, "{what}: {got:?}");
+                // Past the walk: passed, and the kernel's to deliver.
+                let deeper = if family6 { 4 } else { 0 };
+                assert_eq!(k("xdp_pass_ext_chain"), deeper, "{what}: {got:?}");
                 assert!(
-                    k("xdp_via_kernel") >= fragments / 2,
+                    k("xdp_via_kernel") >= fragments / 2 + deeper,
                     "{what}: every reassembled reply read back: {got:?}"
                 );
-                assert_eq!(k("xdp_pass_ext_chain"), 0, "{what}: {got:?}");
                 assert_eq!(k("xdp_redirect_failed"), 0, "{what}: {got:?}");
                 // Nothing the program handed over failed the same checks in userspace.
                 assert_eq!(k("xdp_misaddressed"), 0, "{what}: {got:?}");
                 // Every reply but the fragmented ones redirected (ext headers included).
-                let live = u64::from(HOSTS) - 6 - fragments / 2;
+                let live = u64::from(HOSTS) - 6 - fragments / 2 - deeper;
                 assert!(k("xdp_redirected") >= live, "{what}: {got:?}");
             } else {
                 assert!(got.iter().all(|&(_, v)| v == 0), "{what}: {got:?}");

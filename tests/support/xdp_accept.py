@@ -12,14 +12,19 @@ hand-built Ethernet frames (no scapy), from the genuine reply the probed host wo
     dst_mac     unicast to another MAC than the scanner's
     vlan        an 802.1Q tag (VLAN 5) in front of the IP header
     qinq        an 802.1ad tag (VLAN 5)
+    bad_plen    IPv6 only: a payload length 8 bytes beyond the frame
   for a live host whose request the router drops (nft, set up by the test), the only reply:
     frag4       IPv4: two fragments (MF, then offset 3)
+    opts4       IPv4: a header with options (IHL 6: three NOPs and an end of list)
     ext6        IPv6: hop-by-hop and destination options headers, then ICMPv6
     deep6       IPv6: hop-by-hop, routing (type 0, no segments left) and four destination
                 options headers: six extension headers
     frag6       IPv6: two fragments (fragment header)
+    deep7       IPv6: seven extension headers (one destination options header more than
+                deep6): past what asdic's XDP program walks, so the kernel's (read back
+                through the engine's raw socket)
 
-usage: xdp_accept.py TOTAL DEAD4 DEAD6 FRAG4 EXT6 DEEP6 FRAG6
+usage: xdp_accept.py TOTAL DEAD4 DEAD6 FRAG4 EXT6 DEEP6 FRAG6 OPTS4 DEEP7
   each set a comma-separated list of addresses ("-" for none). It stops once TOTAL requests
   have been seen (0.5 s later, or after 30 s), and prints its counts as one JSON line.
 
@@ -49,9 +54,10 @@ def csum(b):
     return (~s) & 0xFFFF
 
 
-def ipv4(src, dst, payload, ident, frag=0, proto=1, bad_csum=False, total=None):
-    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total if total is not None else 20 + len(payload),
-                    ident, frag, 61, proto, 0, socket.inet_aton(src), socket.inet_aton(dst))
+def ipv4(src, dst, payload, ident, frag=0, proto=1, bad_csum=False, options=b""):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45 + len(options) // 4, 0,
+                    20 + len(options) + len(payload), ident, frag, 61, proto, 0,
+                    socket.inet_aton(src), socket.inet_aton(dst)) + options
     c = csum(h) ^ (0x5555 if bad_csum else 0)
     return h[:10] + struct.pack("!H", c) + h[12:] + payload
 
@@ -68,8 +74,8 @@ def icmp6_reply(src, dst, ident, seq, data):
     return m[:2] + struct.pack("!H", csum(pseudo + m)) + m[4:]
 
 
-def ipv6(src, dst, next_header, payload):
-    return (struct.pack("!IHBB", 0x60000000, len(payload), next_header, 61)
+def ipv6(src, dst, next_header, payload, extra_len=0):
+    return (struct.pack("!IHBB", 0x60000000, len(payload) + extra_len, next_header, 61)
             + socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
             + payload)
 
@@ -95,16 +101,18 @@ def addrs(arg):
 
 
 class Injector:
-    def __init__(self, total, dead4, dead6, frag4, ext6, deep6, frag6):
+    def __init__(self, total, dead4, dead6, frag4, ext6, deep6, frag6, opts4, deep7):
         self.total = total
         self.dead4, self.dead6 = dead4, dead6
         self.frag4, self.ext6, self.deep6, self.frag6 = frag4, ext6, deep6, frag6
+        self.opts4, self.deep7 = opts4, deep7
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
         self.sock.bind(("r0", 0))
         self.sock.settimeout(0.05)
         self.counts = {k: 0 for k in ["requests4", "requests6", "bad_csum", "dst_ip", "dst_mac",
-                                      "vlan", "qinq", "frag4", "ext6", "deep6", "frag6",
+                                      "vlan", "qinq", "bad_plen", "frag4", "opts4", "ext6", "deep6",
+                                      "frag6", "deep7",
                                       "frames"]}
         self.ip_id = 0x4000
 
@@ -145,6 +153,9 @@ class Injector:
                                    ipv4(dst, SCAN4, first, self.ip_id, frag=0x2000)))
             self.send(None, eth(scan_mac, rtr_mac, 0x0800,
                                 ipv4(dst, SCAN4, rest, self.ip_id, frag=3)))
+        elif dst in self.opts4:
+            self.send("opts4", eth(scan_mac, rtr_mac, 0x0800,
+                                   ipv4(dst, SCAN4, reply, self.ip_id, options=b"\x01\x01\x01\x00")))
 
     def on_v6(self, scan_mac, rtr_mac, ip):
         if ip[6] != 58:
@@ -161,12 +172,17 @@ class Injector:
             self.dead(scan_mac, rtr_mac, 0x86DD, ipv6(dst, SCAN6, 58, reply),
                       ipv6(dst, OTHER6, 58, icmp6_reply(dst, OTHER6, ident, seq, body[8:])),
                       None)
+            self.send("bad_plen", eth(scan_mac, rtr_mac, 0x86DD,
+                                      ipv6(dst, SCAN6, 58, reply, extra_len=8)))
         elif dst in self.ext6:
             chain = opts(60) + opts(58)
             self.send("ext6", eth(scan_mac, rtr_mac, 0x86DD, ipv6(dst, SCAN6, 0, chain + reply)))
         elif dst in self.deep6:
             chain = opts(43) + routing0(60) + opts(60) + opts(60) + opts(60) + opts(58)
             self.send("deep6", eth(scan_mac, rtr_mac, 0x86DD, ipv6(dst, SCAN6, 0, chain + reply)))
+        elif dst in self.deep7:
+            chain = opts(43) + routing0(60) + opts(60) + opts(60) + opts(60) + opts(60) + opts(58)
+            self.send("deep7", eth(scan_mac, rtr_mac, 0x86DD, ipv6(dst, SCAN6, 0, chain + reply)))
         elif dst in self.frag6:
             self.ip_id = (self.ip_id + 1) & 0xFFFF
             first, rest = reply[:24], reply[24:]
@@ -202,4 +218,4 @@ class Injector:
 
 if __name__ == "__main__":
     a = sys.argv[1:]
-    Injector(int(a[0]), *[addrs(x) for x in a[1:7]]).run()
+    Injector(int(a[0]), *[addrs(x) for x in a[1:9]]).run()

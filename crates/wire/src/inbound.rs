@@ -694,6 +694,8 @@ mod tests {
             let _ = parse_ipv6(&data);
             let _ = parse_ethernet(&data);
             let _ = parse_icmpv6(&data, Ipv6Addr::LOCALHOST, None);
+            let _ = ethernet_addressed_to(&data, [2; 6], IpAddr::from([198, 18, 0, 1]));
+            let _ = ethernet_addressed_to(&data, [2; 6], IpAddr::V6(Ipv6Addr::LOCALHOST));
         }
 
         #[test]
