@@ -246,4 +246,41 @@ fn a_blind_spray_of_8_byte_quotes_matches_no_probe() {
             assert!(count(&stderr, "unmatched errors") >= 65_536, "{stderr}");
         }
     }
+    // A fixed identifier (`--id N`): every one of its 65,536 sequences, over and over. One
+    // names the probe, but 16 bits are no proof: counted as unverified, never unreachable.
+    let mut spray = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("asdic-{}-rtr", bed.id()),
+            "python3",
+        ])
+        .arg(root().join("tests/support/spray.py"))
+        .args([dead, "65536", "4", "4242"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spray.py");
+    std::thread::sleep(Duration::from_millis(300));
+    let out = scratch("spray-fixed.parquet");
+    let o = bed.asdic(&[
+        "ping",
+        dead,
+        "-c",
+        "1",
+        "-W",
+        "3s",
+        "--id",
+        "4242",
+        "--engine",
+        "raw",
+        "-q",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(spray.wait().unwrap().success());
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    let (rows, _) = read_parquet(&out);
+    let n = |k: &str| rows[0][k].as_u64().unwrap();
+    assert_eq!((n("errors"), n("timeouts")), (0, 1), "{stderr}");
+    assert!(count(&stderr, "unverified errors") >= 1, "{stderr}");
 }

@@ -10,7 +10,9 @@ Prints the number of errors sent as one JSON line.
 Safety: it sends only to SCANNER (198.18.0.1, the bed's scanner), from the router's address,
 inside the bed's namespaces; the loop is bounded in time.
 
-usage: spray.py TARGET SEQS SECONDS
+With IDENT, only that identifier (a run's fixed `--id`), with the sequences 0..SEQS-1.
+
+usage: spray.py TARGET SEQS SECONDS [IDENT]
 """
 import json
 import socket
@@ -40,6 +42,7 @@ def ipv4(src, dst, proto, payload, ttl=64):
 
 def main():
     target, seqs, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    idents = [int(sys.argv[4])] if len(sys.argv) > 4 else range(65536)
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
     # The quoted datagram: our probe's IP header (as asdic sent it, 56 bytes of payload)
@@ -48,7 +51,7 @@ def main():
     sent = 0
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        for ident in range(65536):
+        for ident in idents:
             for seq in range(seqs):
                 echo = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
                 err = struct.pack("!BBHI", 3, 1, 0, 0) + quoted_ip + echo
@@ -58,6 +61,8 @@ def main():
                     sent += 1
                 except OSError:
                     pass
+                if seq % 4096 == 4095 and time.monotonic() >= end:
+                    break
             if ident % 4096 == 0 and time.monotonic() >= end:
                 break
     print(json.dumps({"sent": sent}))

@@ -36,7 +36,10 @@ impl Ids {
                 base: random_u64() as u16,
                 key: random_u64() as u32,
             },
-            IdChoice::Fixed(ident) => Numbering::Fixed { ident },
+            IdChoice::Fixed(ident) => Numbering::Fixed {
+                ident,
+                key: random_u64() as u32,
+            },
         };
         Ids {
             numbering,

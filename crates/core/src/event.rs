@@ -118,10 +118,15 @@ pub struct Drops {
     pub other: u64,
     /// Valid replies whose slot was reused by a later probe (older than the table's lap).
     pub stale: u64,
+    /// ICMP errors quoting only the (id, seq) of a probe in flight when the identifier is
+    /// fixed (`--id N`, the session library): 16 guessable bits are no proof, so they are
+    /// counted and the probe waits for its answer or timeout.
+    pub unverified: u64,
 }
 
 impl core::fmt::Display for Drops {
-    /// "N malformed, N forged, N foreign, N unmatched errors, N stale, N other ICMP".
+    /// "N malformed, N forged, N foreign, N unmatched errors, N stale, N other ICMP", and
+    /// ", N unverified errors" when there were any.
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
@@ -132,7 +137,11 @@ impl core::fmt::Display for Drops {
             self.unmatched_errors,
             self.stale,
             self.other
-        )
+        )?;
+        if self.unverified > 0 {
+            write!(f, ", {} unverified errors", self.unverified)?;
+        }
+        Ok(())
     }
 }
 
@@ -145,6 +154,7 @@ impl Drops {
         self.unmatched_errors += o.unmatched_errors;
         self.other += o.other;
         self.stale += o.stale;
+        self.unverified += o.unverified;
     }
 }
 
@@ -161,6 +171,7 @@ mod tests {
             unmatched_errors: 4,
             other: 5,
             stale: 6,
+            unverified: 0,
         };
         assert_eq!(
             d.to_string(),

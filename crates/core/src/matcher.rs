@@ -187,9 +187,23 @@ impl Matcher {
             // Too short a quote to hold the payload: fall back to the slot the ids name, for
             // ICMP (RFC 792 asks for 8 bytes). ICMPv6 errors quote as much as fits in 1,280
             // bytes (RFC 4443), so a quote without the stamp is not a router's: not matched.
-            Verdict::Foreign if q.data.len() < payload::LEN && e.family == Family::V4 => numbering
-                .recover(q.ident, q.seq)
-                .and_then(|(n_low, bits)| table.resolve_partial(n_low, bits, q.dst)),
+            Verdict::Foreign if q.data.len() < payload::LEN && e.family == Family::V4 => {
+                if !numbering.trusts_ids() {
+                    // 16 bits anyone can guess: said, never taken as the probe's answer.
+                    if numbering
+                        .recover(q.ident, q.seq)
+                        .is_some_and(|(n_low, bits)| table.names_pending(n_low, bits, q.dst))
+                    {
+                        self.drops.unverified += 1;
+                        return;
+                    }
+                    None
+                } else {
+                    numbering
+                        .recover(q.ident, q.seq)
+                        .and_then(|(n_low, bits)| table.resolve_partial(n_low, bits, q.dst))
+                }
+            }
             Verdict::Foreign => None,
         };
         let Some(p) = probe else {

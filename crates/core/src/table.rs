@@ -267,6 +267,28 @@ impl InflightTable {
     /// whose target is `target` — for ICMP errors that quote only identifier and sequence.
     /// Returns the probe, or `None` if no pending probe matches.
     pub fn resolve_partial(&self, n_low: u64, bits: u32, target: IpAddr) -> Option<ProbeInfo> {
+        let (s, tag, info) = self.pending_named(n_low, bits, target)?;
+        let new = info.n << STATE_BITS | ERRORED;
+        // AcqRel: exactly one resolver wins; failure means the slot moved on or was resolved.
+        s.tag
+            .compare_exchange(tag, new, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()
+            .map(|_| info)
+    }
+
+    /// Whether a pending probe to `target` has a number of `n_low` modulo `2^bits`, without
+    /// resolving it.
+    pub fn names_pending(&self, n_low: u64, bits: u32, target: IpAddr) -> bool {
+        self.pending_named(n_low, bits, target).is_some()
+    }
+
+    /// The slot, tag and fields of the pending probe `n_low` (mod `2^bits`) to `target`.
+    fn pending_named(
+        &self,
+        n_low: u64,
+        bits: u32,
+        target: IpAddr,
+    ) -> Option<(&Slot, u64, ProbeInfo)> {
         if self.slots.len() as u64 > 1u64.checked_shl(bits).unwrap_or(u64::MAX) {
             // The quoted bits cannot name a slot of a table this large.
             return None;
@@ -281,18 +303,10 @@ impl InflightTable {
             return None;
         }
         let info = self.read_fields(s, n);
-        // Acquire fence: the field loads above happen before the compare-exchange below
+        // Acquire fence: the field loads above happen before the caller's compare-exchange
         // (seqlock reader protocol); if the slot was rewritten meanwhile, its tag changed.
         fence(Ordering::Acquire);
-        if info.target != target {
-            return None;
-        }
-        let new = n << STATE_BITS | ERRORED;
-        // AcqRel: exactly one resolver wins; failure means the slot moved on or was resolved.
-        s.tag
-            .compare_exchange(tag, new, Ordering::AcqRel, Ordering::Relaxed)
-            .ok()
-            .map(|_| info)
+        (info.target == target).then_some((s, tag, info))
     }
 
     /// Reads the published fields of probe `n`, if its slot still holds it.

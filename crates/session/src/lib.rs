@@ -36,11 +36,13 @@
 //!
 //! The session opens asdic's raw-socket engine (needs CAP_NET_RAW) and a receiver thread.
 //! Every echo request carries `session_id` as its ICMP identifier, its own sequence number
-//! (one per try), and asdic's 32-byte payload stamp with a keyed MAC; the receiver crate's
-//! matcher accepts a reply, or an ICMP error quoting a request, only when that MAC verifies
-//! (or, for quotes too short to hold it, when identifier, sequence and target name a try in
-//! flight). The MAC key is new for every socket, so answers to a closed socket's requests
-//! never complete a later request.
+//! (one per try, a keyed permutation of the try's number), and asdic's 32-byte payload stamp
+//! with a keyed MAC; the receiver crate's matcher accepts a reply, or an ICMP error quoting a
+//! request, only when that MAC verifies. An error whose quote is too short to hold it (RFC
+//! 792's 8 bytes) names the try by its sequence alone, 16 bits a blind forger can guess: it
+//! is counted as unverified and not taken, and the try waits for its reply or times out. The
+//! MAC key is new for every socket, so answers to a closed socket's requests never complete a
+//! later request.
 //!
 //! Each try waits `timeout`; then the next try is sent, up to `retries` more, and the
 //! request fails with [`PingError::RequestTimedOut`]. 65,536 tries can wait at once (one per

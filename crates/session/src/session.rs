@@ -254,8 +254,8 @@ fn open_raw(o: &Options) -> Result<EngineHalves, EngineError> {
 
 /// A fresh MAC key and stamp session id per socket: replies to an earlier socket's probes
 /// cannot validate against a later one's table.
-fn secrets() -> (Key, u32) {
-    let mut b = [0u8; 20];
+fn secrets() -> (Key, u32, u32) {
+    let mut b = [0u8; 24];
     if getrandom::fill(&mut b).is_err() {
         // No OS entropy source at all: fall back to the clock, which still tells sockets
         // apart (the MAC then guards against mistakes, not attackers).
@@ -270,7 +270,8 @@ fn secrets() -> (Key, u32) {
         u64::from_le_bytes(w)
     };
     let session = u32::from_le_bytes([b[16], b[17], b[18], b[19]]);
-    (Key::new(word(0), word(8)), session)
+    let seq_key = u32::from_le_bytes([b[20], b[21], b[22], b[23]]);
+    (Key::new(word(0), word(8)), session, seq_key)
 }
 
 impl Socket {
@@ -293,9 +294,10 @@ impl Socket {
         let mut batch = TxBatch::new(1, template.len());
         let slot = batch.slot_mut(0).ok_or_else(bad_size)?;
         template.prepare(slot).map_err(|_| bad_size())?;
-        let (key, session) = secrets();
+        let (key, session, seq_key) = secrets();
         let numbering = Numbering::Fixed {
             ident: options.session_id,
+            key: seq_key,
         };
         let table = Arc::new(InflightTable::new(TABLE_SLOTS));
         let matcher = Matcher::new(table.clone(), key, session, numbering);

@@ -193,7 +193,9 @@ pub fn verify(
 /// run, cannot be guessed off the path: an ICMP error that quotes only the 8-byte header (RFC
 /// 792's minimum) matches a probe in flight with probability about (probes in flight) / 2^32
 /// per forged error. `Fixed` keeps one identifier for the whole run (as `ping -e` or
-/// net-ping's `sessionId`), and (id, seq) names n modulo 2^16 only.
+/// net-ping's `sessionId`), and (id, seq) names n modulo 2^16 only: its sequence is keyed the
+/// same way, but 16 bits can be guessed, so an error that quotes only them is not trusted
+/// ([`Numbering::trusts_ids`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Numbering {
     /// Identifier advances every 65,536 probes from a (random) base.
@@ -207,6 +209,8 @@ pub enum Numbering {
     Fixed {
         /// The identifier.
         ident: u16,
+        /// Key of the sequence permutation (random per run).
+        key: u32,
     },
 }
 
@@ -220,7 +224,7 @@ impl Numbering {
                 let block = (n >> 16) as u16;
                 (base.wrapping_add(block), permute16(key, block, seq))
             }
-            Numbering::Fixed { ident } => (ident, seq),
+            Numbering::Fixed { ident, key } => (ident, permute16(key, ident, seq)),
         }
     }
 
@@ -234,7 +238,9 @@ impl Numbering {
                 let lo = unpermute16(key, block, seq);
                 Some(((u64::from(block) << 16) | u64::from(lo), 32))
             }
-            Numbering::Fixed { ident: mine } => (ident == mine).then_some((u64::from(seq), 16)),
+            Numbering::Fixed { ident: mine, key } => {
+                (ident == mine).then(|| (u64::from(unpermute16(key, mine, seq)), 16))
+            }
         }
     }
 
@@ -246,8 +252,15 @@ impl Numbering {
                 let span = (probes >> 16).saturating_add(1).min(65_536);
                 (base, span as u32)
             }
-            Numbering::Fixed { ident } => (ident, 1),
+            Numbering::Fixed { ident, .. } => (ident, 1),
         }
+    }
+
+    /// Whether (id, seq) alone may stand for a probe (an ICMP error quoting only the 8-byte
+    /// header): with 32 unguessable bits a blind forger hits a probe in flight with
+    /// probability (in flight) / 2^32; with a fixed identifier, only 16 bits are unknown.
+    pub fn trusts_ids(self) -> bool {
+        self.bits() == 32
     }
 
     /// How many low bits of n the (id, seq) pair carries.
@@ -414,11 +427,12 @@ mod tests {
             let (id, seq) = spread.ident_seq(n);
             assert_eq!(spread.recover(id, seq), Some((n & 0xffff_ffff, 32)));
         }
-        let fixed = Numbering::Fixed { ident: 77 };
+        let fixed = Numbering::Fixed { ident: 77, key: 9 };
         let (id, seq) = fixed.ident_seq(65_540);
-        assert_eq!((id, seq), (77, 4));
+        assert_eq!(id, 77);
         assert_eq!(fixed.recover(id, seq), Some((4, 16)));
         assert_eq!(fixed.recover(78, seq), None);
+        assert!(spread.trusts_ids() && !fixed.trusts_ids());
     }
 
     proptest! {
@@ -471,6 +485,9 @@ mod tests {
             let (id, _) = spread.ident_seq(n);
             assert!(u32::from(id.wrapping_sub(first)) < span, "probe {n}");
         }
-        assert_eq!(Numbering::Fixed { ident: 7 }.ident_range(1 << 30), (7, 1));
+        assert_eq!(
+            Numbering::Fixed { ident: 7, key: 1 }.ident_range(1 << 30),
+            (7, 1)
+        );
     }
 }
