@@ -3,20 +3,21 @@
  * asdic_filter: hands asdic's echo replies and the ICMP errors about asdic's
  * probes to AF_XDP sockets; every other frame goes on to the kernel.
  *
- * A frame is ours when it is
+ * A frame is ours when it passes the closed list of classify() (untagged, to
+ * our MAC or a group address, a sound IP header to the run's source address,
+ * not a fragment, ICMPv6 within MAX_EXT extension headers) and it is
  *   - an ICMP echo reply (type 0) or ICMPv6 echo reply (129) whose identifier
- *     is in [ident_base, ident_base + ident_span) (wrapping at 2^16) and, when
- *     it carries at least 4 bytes of payload, whose first 4 payload bytes
- *     (big-endian) are the session id;
+ *     is in [ident_base, ident_base + ident_span) (wrapping at 2^16), with at
+ *     least the 32-byte stamp of payload, whose first 4 bytes (big-endian) are
+ *     the session id;
  *   - an ICMP error (3, 4, 5, 11, 12) or ICMPv6 error (1, 2, 3, 4) quoting an
- *     echo request (8 / 128) with such an identifier (and such a session when
- *     at least 4 bytes of the quoted payload are there);
+ *     echo request (8 / 128) with such an identifier, session and whole stamp;
  * and its family is enabled in asdic_cfg. Ours goes to asdic_xsks at key
  * rx_queue_index * 2 + (IPv6 ? 1 : 0); when no socket sits there it is
- * counted as redirect_failed and passed to the kernel.
- *
- * IPv4: any header length, non-first fragments are not ours. IPv6: only when
- * the next header is ICMPv6 itself (extension headers: not ours).
+ * counted as redirect_failed and dropped or passed as configured. Everything
+ * else goes to the kernel, counted by reason: other programs keep their ICMP
+ * (`ping -s 0`), and the engine reads the kernel's copy through a raw socket
+ * beside (fragments reassembled, errors quoting only 8 bytes of our probes).
  *
  * License: "Dual BSD/GPL" is GPL-compatible for the kernel (any helper may be
  * used, now or later) while the source stays under a permissive license, as
@@ -102,18 +103,24 @@ static __always_inline int ident_ok(const struct asdic_filter_cfg *cfg, __be16 i
 	return (__u32)off < cfg->ident_span;
 }
 
+/* asdic's payload stamp (crates/wire, payload::LEN): session, probe number, cookie, send
+ * time and MAC. Every probe carries it whole. */
+#define ASDIC_STAMP_LEN 32
+
 /*
- * With fewer than 4 payload bytes there is no session to check. Otherwise the
- * first 4 bytes (read bytewise: no alignment assumed) must be the session id;
- * a frame that claims them but ends before them is not ours.
+ * Ours only with the whole stamp there, its first 4 bytes (read bytewise: no
+ * alignment assumed) the session id. A shorter payload (another program's `ping
+ * -s 0`) or a quote without it (an error quoting RFC 792's 8 bytes) goes to the
+ * kernel: other programs get theirs, and the engine's raw socket beside reads
+ * the kernel's copy, so a short quote of one of our probes is still matched.
  */
 static __always_inline int session_ok(const struct asdic_filter_cfg *cfg, void *payload,
 				      void *data_end, long avail)
 {
 	__u8 *b = payload;
 
-	if (avail < 4)
-		return 1;
+	if (avail < ASDIC_STAMP_LEN)
+		return 0;
 	if ((void *)(b + 4) > data_end)
 		return 0;
 	__u32 v = ((__u32)b[0] << 24) | ((__u32)b[1] << 16) | ((__u32)b[2] << 8) | b[3];
