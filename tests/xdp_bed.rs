@@ -419,3 +419,61 @@ fn other_programs_keep_their_pings_during_an_xdp_scan() {
     let want = responding(0..65_536, 0..0);
     assert_eq!(got, want, "exactly the responding targets");
 }
+
+/// A flood carrying the run's session (any probed host learns it) and identifiers, with
+/// stamps whose MAC is wrong, from the router side while asdic pings the /16 on XDP: the
+/// program drops every one of them (`asdic.kernel.xdp_drop_forged`), the AF_XDP ring never
+/// fills, and the ping's result is the bed's exact ground truth (before, such a flood filled
+/// the ring and live hosts were reported lost).
+#[test]
+fn a_session_flood_is_dropped_in_the_program_and_loses_no_reply() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("xfl", &[]);
+    let truth = bed.truth();
+    let mut flood = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("asdic-{}-rtr", bed.id()),
+            "python3",
+        ])
+        .arg(asdic_tests::root().join("tests/support/flood.py"))
+        .args(["r0", "6"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("flood.py");
+    let out = scratch("xfl.parquet");
+    let o = bed.asdic(&[
+        "ping",
+        "198.19.0.0/16",
+        "-R",
+        "20000",
+        "--engine",
+        "xdp",
+        "-q",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let mut said = String::new();
+    std::io::Read::read_to_string(flood.stdout.as_mut().unwrap(), &mut said).unwrap();
+    assert!(flood.wait().unwrap().success());
+    assert!(
+        said.starts_with("ready"),
+        "the flood learnt the session: {said}"
+    );
+    let sent: serde_json::Value = serde_json::from_str(said.lines().last().unwrap()).unwrap();
+    let sent = sent["sent"].as_u64().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr_of(&o));
+    let (rows, meta) = read_parquet(&out);
+    assert_eq!(rows.len(), 65_536);
+    assert_ping_ground_truth(&truth, &rows, 1);
+    assert_eq!(meta.kernel_lost, Some(0), "{meta:?}");
+    let dropped = meta.kernel_counter("xdp_drop_forged").unwrap();
+    // What the flood sent while the ping ran reached the program and was dropped there (the
+    // flood goes on a little after the ping ends).
+    assert!(
+        dropped >= 100_000 && dropped <= sent,
+        "dropped {dropped} of {sent} in the program"
+    );
+    eprintln!("flood: {sent} sent, {dropped} dropped in the XDP program, 0 replies lost");
+}

@@ -25,17 +25,21 @@
  */
 #include "common.h"
 
-/* asdic_cfg's one value; xdp/src/filter.rs encodes it (little-endian host, 44 bytes). */
+/* asdic_cfg's one value; xdp/src/filter.rs encodes it (little-endian host, 64 bytes). */
 struct asdic_filter_cfg {
 	__u32 session;
 	__u16 ident_base;
 	__u16 pad;
 	__u32 ident_span; /* 1..=65536 */
-	__u32 families;   /* bit 0: IPv4, bit 1: IPv6, bit 2: drop ours without a socket */
+	__u32 families;   /* bit 0: IPv4, bit 1: IPv6, bit 2: drop ours without a socket,
+			   * bit 3: check the stamp's MAC */
 	__u8 mac[6];      /* the interface's MAC */
 	__u16 pad2;
 	__be32 src4;      /* the run's IPv4 source (network order) */
 	__u8 src6[16];    /* the run's IPv6 source */
+	__u32 pad3;
+	__u64 k0;         /* the run's SipHash-1-3 key (crates/wire Key) */
+	__u64 k1;
 };
 
 #define FAMILY_V4 1
@@ -43,6 +47,8 @@ struct asdic_filter_cfg {
 /* Ours without a socket: dropped (the engine reads the kernel's ICMP beside its sockets, and
  * would see it there behind the count's back) rather than passed to the kernel. */
 #define FLAG_DROP_UNSERVED 4
+/* A frame with this run's session whose stamp's MAC fails is dropped here (counted). */
+#define FLAG_CHECK_MAC 8
 
 /* Extension headers walked to the ICMPv6 header, at most. */
 #define MAX_EXT 6
@@ -68,7 +74,8 @@ enum {
 	STAT_PASS_EXT_CHAIN = 8, /* more than MAX_EXT extension headers */
 	STAT_PASS_NOT_ICMP = 9,  /* another protocol */
 	STAT_PASS_NOT_OURS = 10, /* ICMP that is not a reply or error of this run */
-	STAT_COUNT = 11,
+	STAT_DROP_FORGED = 11,   /* this run's session, a MAC that fails: dropped */
+	STAT_COUNT = 12,
 };
 
 struct {
@@ -107,25 +114,123 @@ static __always_inline int ident_ok(const struct asdic_filter_cfg *cfg, __be16 i
  * time and MAC. Every probe carries it whole. */
 #define ASDIC_STAMP_LEN 32
 
+/* What a payload says: not ours, ours, or this run's session under a MAC that fails. */
+#define NOT_OURS 0
+#define OURS 1
+#define FORGED 2
+
+#define ROTL64(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                  \
+	do {                                                                      \
+		v0 += v1; v1 = ROTL64(v1, 13); v1 ^= v0; v0 = ROTL64(v0, 32);     \
+		v2 += v3; v3 = ROTL64(v3, 16); v3 ^= v2;                          \
+		v0 += v3; v3 = ROTL64(v3, 21); v3 ^= v0;                          \
+		v2 += v1; v1 = ROTL64(v1, 17); v1 ^= v2; v2 = ROTL64(v2, 32);     \
+	} while (0)
+
+/* Little-endian 64-bit word at m (on the stack). */
+static __always_inline __u64 le64(const __u8 *m)
+{
+	__u64 w = 0;
+
+#pragma unroll
+	for (int i = 7; i >= 0; i--)
+		w = (w << 8) | m[i];
+	return w;
+}
+
+/*
+ * SipHash-1-3 of the 44 bytes at m under (k0, k1): crates/wire's Key::mac over
+ * target (16, IPv4 mapped), identifier, sequence and the first 24 stamp bytes.
+ * Six compressions and three finalisation rounds: about 130 ALU instructions.
+ */
+static __always_inline __u64 sip13_44(__u64 k0, __u64 k1, const __u8 *m)
+{
+	__u64 v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
+	__u64 v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
+
+#pragma unroll
+	for (int i = 0; i < 5; i++) {
+		__u64 w = le64(m + 8 * i);
+
+		v3 ^= w;
+		SIPROUND;
+		v0 ^= w;
+	}
+	__u64 last = ((__u64)44 << 56) | (__u64)m[40] | ((__u64)m[41] << 8) |
+		     ((__u64)m[42] << 16) | ((__u64)m[43] << 24);
+
+	v3 ^= last;
+	SIPROUND;
+	v0 ^= last;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
 /*
  * Ours only with the whole stamp there, its first 4 bytes (read bytewise: no
- * alignment assumed) the session id. A shorter payload (another program's `ping
- * -s 0`) or a quote without it (an error quoting RFC 792's 8 bytes) goes to the
- * kernel: other programs get theirs, and the engine's raw socket beside reads
- * the kernel's copy, so a short quote of one of our probes is still matched.
+ * alignment assumed) the session id, and (when configured) its MAC verifying
+ * over `target` (16 bytes, IPv4 mapped), identifier and sequence (as on the
+ * wire) and the stamp: a frame with our session and a MAC that fails is FORGED,
+ * dropped here, so that a flood of them never fills the AF_XDP ring. A shorter
+ * payload (another program's `ping -s 0`) or a quote without the stamp (an
+ * error quoting RFC 792's 8 bytes) goes to the kernel: other programs get
+ * theirs, and the engine's raw socket beside reads the kernel's copy, so a
+ * short quote of one of our probes is still matched.
  */
-static __always_inline int session_ok(const struct asdic_filter_cfg *cfg, void *payload,
-				      void *data_end, long avail)
+static __always_inline int stamp_verdict(const struct asdic_filter_cfg *cfg, const __u8 *target,
+					 __be16 id, __be16 seq, void *payload, void *data_end,
+					 long avail)
 {
 	__u8 *b = payload;
 
 	if (avail < ASDIC_STAMP_LEN)
-		return 0;
-	if ((void *)(b + 4) > data_end)
-		return 0;
+		return NOT_OURS;
+	if ((void *)(b + ASDIC_STAMP_LEN) > data_end)
+		return NOT_OURS;
 	__u32 v = ((__u32)b[0] << 24) | ((__u32)b[1] << 16) | ((__u32)b[2] << 8) | b[3];
 
-	return v == cfg->session;
+	if (v != cfg->session)
+		return NOT_OURS;
+	if (!(cfg->families & FLAG_CHECK_MAC))
+		return OURS;
+	__u8 m[48] = {};
+
+#pragma unroll
+	for (int i = 0; i < 16; i++)
+		m[i] = target[i];
+	__builtin_memcpy(m + 16, &id, 2);
+	__builtin_memcpy(m + 18, &seq, 2);
+#pragma unroll
+	for (int i = 0; i < 24; i++)
+		m[20 + i] = b[i];
+	__u64 want = sip13_44(cfg->k0, cfg->k1, m);
+	__u64 got = 0;
+
+#pragma unroll
+	for (int i = 24; i < 32; i++)
+		got = (got << 8) | b[i];
+	return got == want ? OURS : FORGED;
+}
+
+/* The counter slot of a payload's verdict. */
+static __always_inline int verdict_slot(int v)
+{
+	return v == OURS ? STAT_REDIRECTED : v == FORGED ? STAT_DROP_FORGED : STAT_PASS_NOT_OURS;
+}
+
+/* `a` (network order) as an IPv4-mapped IPv6 address into t[16]. */
+static __always_inline void mapped4(__u8 *t, __be32 a)
+{
+#pragma unroll
+	for (int i = 0; i < 10; i++)
+		t[i] = 0;
+	t[10] = 0xff;
+	t[11] = 0xff;
+	__builtin_memcpy(t + 12, &a, 4);
 }
 
 /*
@@ -155,9 +260,12 @@ static __always_inline int quoted_v4(const struct asdic_filter_cfg *cfg, void *q
 		return 0;
 	long claimed = (long)bpf_ntohs(ip->tot_len) - ihl - ASDIC_ICMP_HDR_LEN;
 	long present = len - ihl - ASDIC_ICMP_HDR_LEN;
+	__u8 target[16];
 
-	return session_ok(cfg, (void *)icmp + ASDIC_ICMP_HDR_LEN, data_end,
-			  claimed < present ? claimed : present);
+	mapped4(target, ip->daddr);
+	return stamp_verdict(cfg, target, icmp->id, icmp->sequence,
+			     (void *)icmp + ASDIC_ICMP_HDR_LEN, data_end,
+			     claimed < present ? claimed : present);
 }
 
 /* The IPv6 packet quoted by an ICMPv6 error (next header ICMPv6 only). */
@@ -179,23 +287,30 @@ static __always_inline int quoted_v6(const struct asdic_filter_cfg *cfg, void *q
 		return 0;
 	long claimed = (long)bpf_ntohs(ip6->payload_len) - ASDIC_ICMP_HDR_LEN;
 	long present = len - (long)sizeof(*ip6) - ASDIC_ICMP_HDR_LEN;
+	__u8 target[16];
 
-	return session_ok(cfg, (void *)icmp + ASDIC_ICMP_HDR_LEN, data_end,
-			  claimed < present ? claimed : present);
+	__builtin_memcpy(target, ip6->daddr.in6_u.u6_addr8, 16);
+	return stamp_verdict(cfg, target, icmp->icmp6_dataun.u_echo.identifier,
+			     icmp->icmp6_dataun.u_echo.sequence, (void *)icmp + ASDIC_ICMP_HDR_LEN,
+			     data_end, claimed < present ? claimed : present);
 }
 
 /* The ICMP message at `icmp`, `len` bytes by the IP header: ours? */
 static __always_inline int icmp_ours_v4(const struct asdic_filter_cfg *cfg, struct asdic_icmphdr *icmp,
-					void *data_end, long len)
+					void *data_end, long len, __be32 saddr)
 {
 	if ((void *)icmp + ASDIC_ICMP_HDR_LEN > data_end || len < ASDIC_ICMP_HDR_LEN)
 		return 0;
 	void *rest = (void *)icmp + ASDIC_ICMP_HDR_LEN;
+	__u8 target[16];
 
 	switch (icmp->type) {
 	case ASDIC_ICMP_ECHOREPLY:
-		return ident_ok(cfg, icmp->id) &&
-		       session_ok(cfg, rest, data_end, len - ASDIC_ICMP_HDR_LEN);
+		if (!ident_ok(cfg, icmp->id))
+			return NOT_OURS;
+		mapped4(target, saddr);
+		return stamp_verdict(cfg, target, icmp->id, icmp->sequence, rest, data_end,
+				     len - ASDIC_ICMP_HDR_LEN);
 	case ASDIC_ICMP_DEST_UNREACH:
 	case ASDIC_ICMP_SOURCE_QUENCH:
 	case ASDIC_ICMP_REDIRECT:
@@ -260,12 +375,11 @@ static __always_inline int classify_v4(const struct asdic_filter_cfg *cfg, void 
 		return STAT_PASS_BAD_HEADER;
 	struct asdic_icmphdr *icmp = l3 + ihl;
 
-	return icmp_ours_v4(cfg, icmp, data_end, (long)tot - ihl) ? STAT_REDIRECTED
-								  : STAT_PASS_NOT_OURS;
+	return verdict_slot(icmp_ours_v4(cfg, icmp, data_end, (long)tot - ihl, ip->saddr));
 }
 
 static __always_inline int icmp_ours_v6(const struct asdic_filter_cfg *cfg, struct icmp6hdr *icmp,
-					void *data_end, long len)
+					void *data_end, long len, const __u8 *saddr)
 {
 	if ((void *)icmp + ASDIC_ICMP_HDR_LEN > data_end || len < ASDIC_ICMP_HDR_LEN)
 		return 0;
@@ -273,8 +387,11 @@ static __always_inline int icmp_ours_v6(const struct asdic_filter_cfg *cfg, stru
 
 	switch (icmp->icmp6_type) {
 	case ICMPV6_ECHO_REPLY:
-		return ident_ok(cfg, icmp->icmp6_dataun.u_echo.identifier) &&
-		       session_ok(cfg, rest, data_end, len - ASDIC_ICMP_HDR_LEN);
+		if (!ident_ok(cfg, icmp->icmp6_dataun.u_echo.identifier))
+			return NOT_OURS;
+		return stamp_verdict(cfg, saddr, icmp->icmp6_dataun.u_echo.identifier,
+				     icmp->icmp6_dataun.u_echo.sequence, rest, data_end,
+				     len - ASDIC_ICMP_HDR_LEN);
 	case ICMPV6_DEST_UNREACH:
 	case ICMPV6_PKT_TOOBIG:
 	case ICMPV6_TIME_EXCEED:
@@ -341,8 +458,10 @@ static __always_inline int classify_v6(const struct asdic_filter_cfg *cfg, void 
 		return STAT_PASS_BAD_HEADER;
 	struct icmp6hdr *icmp = l3 + off;
 
-	return icmp_ours_v6(cfg, icmp, data_end, (long)end - off) ? STAT_REDIRECTED
-								  : STAT_PASS_NOT_OURS;
+	__u8 saddr[16];
+
+	__builtin_memcpy(saddr, ip6->saddr.in6_u.u6_addr8, 16);
+	return verdict_slot(icmp_ours_v6(cfg, icmp, data_end, (long)end - off, saddr));
 }
 
 /* Whether the frame's destination is the interface, or a group address (broadcast, multicast). */
@@ -397,6 +516,10 @@ int asdic_filter(struct xdp_md *ctx)
 		return XDP_PASS;
 	int verdict = classify(cfg, data, data_end, &v6);
 
+	if (verdict == STAT_DROP_FORGED) {
+		ASDIC_COUNT(asdic_stats, verdict);
+		return XDP_DROP;
+	}
 	if (verdict != STAT_REDIRECTED) {
 		ASDIC_COUNT(asdic_stats, verdict);
 		return XDP_PASS;

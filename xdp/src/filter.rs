@@ -22,7 +22,7 @@ pub const XSK_SLOTS: u32 = 128;
 /// The value `asdic_marker` holds in `asdic_filter`'s object: "asdicFLT".
 pub const FILTER_MARKER: u64 = u64::from_be_bytes(*b"asdicFLT");
 /// Bytes of `struct asdic_filter_cfg`.
-pub const CFG_LEN: usize = 44;
+pub const CFG_LEN: usize = 64;
 
 /// What the filter hands to the AF_XDP sockets: a closed list, checked in the program, of
 /// frames that can be ours (see `bpf/filter.bpf.c`); everything else goes on to the kernel,
@@ -49,6 +49,9 @@ pub struct FilterConfig {
     /// `redirect_failed`) instead of passing it to the kernel: for an engine that also reads
     /// the kernel's ICMP (fragments) and must not get it there uncounted.
     pub drop_unserved: bool,
+    /// The run's MAC key (k0, k1): a frame with the run's session whose stamp's MAC fails
+    /// is dropped in the program (counted as `forged`) and never fills an AF_XDP ring.
+    pub mac_key: Option<(u64, u64)>,
 }
 
 impl FilterConfig {
@@ -73,6 +76,7 @@ impl FilterConfig {
             src4: src4.unwrap_or(Ipv4Addr::UNSPECIFIED),
             src6: src6.unwrap_or(Ipv6Addr::UNSPECIFIED),
             drop_unserved: false,
+            mac_key: None,
         }
     }
 }
@@ -80,8 +84,8 @@ impl FilterConfig {
 impl FilterConfig {
     /// The value of `asdic_cfg`, as `struct asdic_filter_cfg` lies in memory:
     /// `{ u32 session; u16 ident_base; u16 pad; u32 ident_span; u32 families; u8 mac[6];
-    /// u16 pad2; be32 src4; u8 src6[16]; }` (integers in host order, addresses in network
-    /// order).
+    /// u16 pad2; be32 src4; u8 src6[16]; u32 pad3; u64 k0; u64 k1; }` (integers in host
+    /// order, addresses in network order).
     pub fn encode(&self) -> Result<[u8; CFG_LEN], XdpError> {
         if !(1..=65536).contains(&self.ident_span) {
             return Err(XdpError::Config(format!(
@@ -97,8 +101,10 @@ impl FilterConfig {
                 "a family is enabled without the run's source address".into(),
             ));
         }
-        let families =
-            u32::from(self.v4) | (u32::from(self.v6) << 1) | (u32::from(self.drop_unserved) << 2);
+        let families = u32::from(self.v4)
+            | (u32::from(self.v6) << 1)
+            | (u32::from(self.drop_unserved) << 2)
+            | (u32::from(self.mac_key.is_some()) << 3);
         let mut b = [0u8; CFG_LEN];
         b[0..4].copy_from_slice(&self.session.to_ne_bytes());
         b[4..6].copy_from_slice(&self.ident_base.to_ne_bytes());
@@ -107,6 +113,9 @@ impl FilterConfig {
         b[16..22].copy_from_slice(&self.mac);
         b[24..28].copy_from_slice(&self.src4.octets());
         b[28..44].copy_from_slice(&self.src6.octets());
+        let (k0, k1) = self.mac_key.unwrap_or((0, 0));
+        b[48..56].copy_from_slice(&k0.to_ne_bytes());
+        b[56..64].copy_from_slice(&k1.to_ne_bytes());
         Ok(b)
     }
 
@@ -184,6 +193,8 @@ pub struct FilterStats {
     pub redirect_failed: u64,
     /// Passed frames by reason, in the order of [`PassReason::ALL`].
     pub pass: [u64; 9],
+    /// Frames with the run's session under a stamp whose MAC failed: dropped.
+    pub forged: u64,
 }
 
 impl FilterStats {
@@ -284,7 +295,7 @@ impl Filter {
 
     /// The counters, summed over CPUs (zero where they cannot be read).
     pub fn stats(&self) -> FilterStats {
-        let s = read_percpu(&self.inner.loaded.maps, STATS_MAP, 11);
+        let s = read_percpu(&self.inner.loaded.maps, STATS_MAP, 12);
         let mut pass = [0u64; 9];
         pass.copy_from_slice(&s[2..11]);
         FilterStats {
@@ -292,6 +303,7 @@ impl Filter {
             passed: pass.iter().sum(),
             redirect_failed: s[1],
             pass,
+            forged: s[11],
         }
     }
 }
@@ -335,6 +347,7 @@ mod tests {
             src4: Ipv4Addr::new(198, 18, 0, 1),
             src6: Ipv6Addr::UNSPECIFIED,
             drop_unserved: false,
+            mac_key: None,
         }
     }
 
@@ -362,6 +375,19 @@ mod tests {
         assert_eq!(&b[8..12], &65536u32.to_ne_bytes());
         assert_eq!(&b[12..16], &7u32.to_ne_bytes());
         assert_eq!(&b[28..44], &src6.octets());
+        assert_eq!(&b[44..64], &[0; 20], "no key: the session alone decides");
+        let keyed = FilterConfig {
+            mac_key: Some((0x1111_2222_3333_4444, 0x5555_6666_7777_8888)),
+            ..cfg()
+        };
+        let b = keyed.encode().unwrap();
+        assert_eq!(
+            &b[12..16],
+            &(1u32 | 8).to_ne_bytes(),
+            "bit 3: check the MAC"
+        );
+        assert_eq!(&b[48..56], &0x1111_2222_3333_4444u64.to_ne_bytes());
+        assert_eq!(&b[56..64], &0x5555_6666_7777_8888u64.to_ne_bytes());
         let built = FilterConfig::new(
             0x0102_0304,
             0xfff0,

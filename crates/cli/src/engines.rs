@@ -246,6 +246,7 @@ fn open_engine(
                     XdpModeChoice::Generic => asdic_xdp::Mode::Generic,
                 }),
                 session: hints.ids.session,
+                mac_key: Some(hints.ids.key.halves()),
                 ident_base,
                 ident_span,
                 batch: o.batch,

@@ -139,6 +139,9 @@ pub struct KernelDrops {
     /// The AF_XDP engine: frames off its rings not addressed to the run (MAC, tag, IP
     /// destination), checked again in userspace and dropped (0 unless the program erred).
     pub xdp_misaddressed: u64,
+    /// asdic's XDP program: frames carrying this run's session under a stamp whose MAC
+    /// fails, dropped there (forged: never ours, so no loss).
+    pub xdp_drop_forged: u64,
 }
 
 impl KernelDrops {
@@ -149,7 +152,7 @@ impl KernelDrops {
     }
 
     /// How many counters there are: [`KernelDrops::NAMES`], then [`KernelDrops::XDP_NAMES`].
-    pub const LEN: usize = 18;
+    pub const LEN: usize = 19;
 
     /// The drop counters' names, in the order of [`KernelDrops::to_array`]: the names used in
     /// metadata, status JSON and metrics.
@@ -165,7 +168,7 @@ impl KernelDrops {
     /// The XDP program's verdicts and the AF_XDP engine's reads through its raw socket
     /// (no drops), after the drop counters in [`KernelDrops::to_array`]: the names used in
     /// metadata.
-    pub const XDP_NAMES: [&'static str; 12] = [
+    pub const XDP_NAMES: [&'static str; 13] = [
         "xdp_redirected",
         "xdp_pass_not_ip",
         "xdp_pass_vlan",
@@ -178,6 +181,7 @@ impl KernelDrops {
         "xdp_pass_not_ours",
         "xdp_via_kernel",
         "xdp_misaddressed",
+        "xdp_drop_forged",
     ];
 
     /// The counters in the order of [`KernelDrops::NAMES`], then [`KernelDrops::XDP_NAMES`].
@@ -195,6 +199,7 @@ impl KernelDrops {
         a[7..16].copy_from_slice(&self.xdp_pass);
         a[16] = self.xdp_via_kernel;
         a[17] = self.xdp_misaddressed;
+        a[18] = self.xdp_drop_forged;
         a
     }
 
@@ -213,6 +218,7 @@ impl KernelDrops {
             xdp_pass,
             xdp_via_kernel: a[16],
             xdp_misaddressed: a[17],
+            xdp_drop_forged: a[18],
         }
     }
 
@@ -249,7 +255,7 @@ impl KernelDrops {
 
     /// The XDP program's verdicts and the raw socket's reads as (name, value) pairs, in the
     /// order of [`KernelDrops::XDP_NAMES`].
-    pub fn xdp_fields(&self) -> [(&'static str, u64); 12] {
+    pub fn xdp_fields(&self) -> [(&'static str, u64); 13] {
         let a = self.to_array();
         core::array::from_fn(|i| (Self::XDP_NAMES[i], a[Self::NAMES.len() + i]))
     }
@@ -359,6 +365,7 @@ mod tests {
             xdp_pass: [0, 1, 2, 3, 4, 5, 6, 7, 8],
             xdp_via_kernel: 9,
             xdp_misaddressed: 10,
+            xdp_drop_forged: 11,
         };
         assert_eq!(k.lost(), 4321);
         assert_eq!(
@@ -377,6 +384,7 @@ mod tests {
         assert_eq!(k.get("xdp_pass_vlan"), Some(1));
         assert_eq!(k.get("xdp_pass_not_ours"), Some(8));
         assert_eq!(k.get("xdp_via_kernel"), Some(9));
+        assert_eq!(k.get("xdp_drop_forged"), Some(11));
         assert_eq!(k.get("nope"), None);
         assert_eq!(k.get("xsk_rx_ring_full"), Some(300));
         assert_eq!(k.xdp_fields()[0], ("xdp_redirected", 50));

@@ -87,6 +87,9 @@ pub struct XdpOptions {
     pub mode: Option<Mode>,
     /// The run's session id (first payload bytes of every probe).
     pub session: u32,
+    /// The run's MAC key (`asdic_wire::payload::Key::halves`): the program drops a frame
+    /// with the session whose stamp's MAC fails. `None`: the session alone decides.
+    pub mac_key: Option<(u64, u64)>,
     /// First ICMP identifier of the run.
     pub ident_base: u16,
     /// How many identifiers from `ident_base` on (wrapping) the run uses, 1..=65,536.
@@ -118,6 +121,7 @@ impl XdpOptions {
             require_all_queues: false,
             mode: None,
             session: 0,
+            mac_key: None,
             ident_base: 0,
             ident_span: 65_536,
             batch: 64,
@@ -653,6 +657,7 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
         &FilterConfig {
             // Ours without a socket would reach the raw socket uncounted: dropped, counted.
             drop_unserved: true,
+            mac_key: o.mac_key,
             ..FilterConfig::new(
                 o.session,
                 o.ident_base,
@@ -980,6 +985,7 @@ impl Rx for XdpRx {
             xdp_pass: filter.pass,
             xdp_via_kernel: self.side.as_ref().map_or(0, |s| s.read),
             xdp_misaddressed: self.misaddressed,
+            xdp_drop_forged: filter.forged,
         })
     }
 }

@@ -59,6 +59,11 @@ impl Key {
         Key { k0, k1 }
     }
 
+    /// The two key halves (k0, k1), for the XDP program that checks MACs in the kernel.
+    pub fn halves(&self) -> (u64, u64) {
+        (self.k0, self.k1)
+    }
+
     /// The MAC of a probe to `target` with the given ICMP identifier and sequence.
     #[inline]
     pub fn mac(&self, target: IpAddr, ident: u16, seq: u16, stamp: &Stamp) -> u64 {
