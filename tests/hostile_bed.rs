@@ -190,53 +190,11 @@ fn hostile_traffic_is_counted_and_never_reported_as_a_host_or_an_rtt() {
 fn a_blind_spray_of_8_byte_quotes_matches_no_probe() {
     let Some(()) = require_bed() else { return };
     let bed = Bed::up("ho2", &[]);
-    // A dead host of the bed (index 13: 13 % 97 == 13).
-    let dead = "198.19.0.13";
     for engine in ["raw", "uring", "xdp"] {
-        let mut spray = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &format!("asdic-{}-rtr", bed.id()),
-                "python3",
-            ])
-            .arg(root().join("tests/support/spray.py"))
-            .args([dead, "2", "4"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spray.py");
-        std::thread::sleep(Duration::from_millis(300));
-        let out = scratch(&format!("spray-{engine}.parquet"));
-        let o = bed.asdic(&[
-            "ping",
-            dead,
-            "-c",
-            "1",
-            "-W",
-            "3s",
-            "--engine",
-            engine,
-            "-q",
-            "-o",
-            out.to_str().unwrap(),
-        ]);
-        let mut sent = String::new();
-        spray
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut sent)
-            .unwrap();
-        assert!(spray.wait().unwrap().success());
-        let sent: Value = serde_json::from_str(sent.trim()).expect("spray.py's count");
-        assert!(sent["sent"].as_u64().unwrap() >= 2 * 65_536, "{sent}");
-        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert_eq!(o.status.code(), Some(1), "{engine}: {stderr}");
-        let (rows, _) = read_parquet(&out);
-        assert_eq!(rows.len(), 1);
-        let n = |k: &str| rows[0][k].as_u64().unwrap();
+        let (row, stderr, sent) = sprayed_ping(&bed, &["2", "4"], &["--engine", engine]);
+        assert!(sent >= 2 * 65_536, "{sent}");
         assert_eq!(
-            (n("sent"), n("received"), n("errors"), n("timeouts")),
+            (row("sent"), row("received"), row("errors"), row("timeouts")),
             (1, 0, 0, 1),
             "{engine}: the silent host timed out, no forged error matched: {stderr}"
         );
@@ -246,7 +204,25 @@ fn a_blind_spray_of_8_byte_quotes_matches_no_probe() {
     }
     // A fixed identifier (`--id N`): every one of its 65,536 sequences, over and over. One
     // names the probe, but 16 bits are no proof: counted as unverified, never unreachable.
-    let mut spray = Command::new("ip")
+    let (row, stderr, _) = sprayed_ping(
+        &bed,
+        &["65536", "4", "4242"],
+        &["--id", "4242", "--engine", "raw"],
+    );
+    assert_eq!((row("errors"), row("timeouts")), (0, 1), "{stderr}");
+    assert!(count(&stderr, "unverified errors") >= 1, "{stderr}");
+}
+
+/// A ping of the bed's silent host 198.19.0.13 (index 13: 13 % 97 == 13), `-c 1 -W 3s` with
+/// `extra` options, while `spray.py` (its arguments after the target: `spray`) runs in the
+/// router namespace: the row's counters, asdic's stderr, and how many errors were sprayed.
+fn sprayed_ping(
+    bed: &Bed,
+    spray: &[&str],
+    extra: &[&str],
+) -> (impl Fn(&str) -> u64 + use<>, String, u64) {
+    let dead = "198.19.0.13";
+    let mut sprayer = Command::new("ip")
         .args([
             "netns",
             "exec",
@@ -254,31 +230,40 @@ fn a_blind_spray_of_8_byte_quotes_matches_no_probe() {
             "python3",
         ])
         .arg(root().join("tests/support/spray.py"))
-        .args([dead, "65536", "4", "4242"])
-        .stdout(Stdio::null())
+        .arg(dead)
+        .args(spray)
+        .stdout(Stdio::piped())
         .spawn()
         .expect("spray.py");
     std::thread::sleep(Duration::from_millis(300));
-    let out = scratch("spray-fixed.parquet");
-    let o = bed.asdic(&[
+    let out = scratch(&format!("spray-{}.parquet", extra.join("")));
+    let mut args = vec![
         "ping",
         dead,
         "-c",
         "1",
         "-W",
         "3s",
-        "--id",
-        "4242",
-        "--engine",
-        "raw",
         "-q",
         "-o",
         out.to_str().unwrap(),
-    ]);
-    assert!(spray.wait().unwrap().success());
+    ];
+    args.extend_from_slice(extra);
+    let o = bed.asdic(&args);
+    let mut said = String::new();
+    sprayer
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
+    assert!(sprayer.wait().unwrap().success());
+    let said: Value = serde_json::from_str(said.trim()).expect("spray.py's count");
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "a silent host: exit 1: {stderr}");
     let (rows, _) = read_parquet(&out);
-    let n = |k: &str| rows[0][k].as_u64().unwrap();
-    assert_eq!((n("errors"), n("timeouts")), (0, 1), "{stderr}");
-    assert!(count(&stderr, "unverified errors") >= 1, "{stderr}");
+    assert_eq!(rows.len(), 1);
+    let row = rows.into_iter().next().unwrap();
+    let counter = move |k: &str| row[k].as_u64().unwrap();
+    (counter, stderr, said["sent"].as_u64().unwrap())
 }
