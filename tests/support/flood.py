@@ -18,16 +18,9 @@ import struct
 import sys
 import time
 
+from inet import csum, ipv4
+
 SCANNER = "198.18.0.1"
-
-
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def main():
@@ -54,9 +47,7 @@ def main():
         data = session + os.urandom(28)
         icmp = struct.pack("!BBHHH", 0, 0, 0, ident, random.randrange(65536)) + data
         icmp = icmp[:2] + struct.pack("!H", csum(icmp)) + icmp[4:]
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0, 0, 60, 1, 0, src, dst)
-        ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
-        frames.append(ip + icmp)
+        frames.append(ipv4(src, dst, 1, icmp, ttl=60))
     sent = 0
     end = time.monotonic() + seconds
     while time.monotonic() < end:

@@ -33,6 +33,8 @@ import os
 import random
 import socket
 import struct
+
+from inet import csum
 import sys
 import time
 
@@ -41,15 +43,6 @@ SCANNER = "198.18.0.1"
 # (seen leaving f0) for the far host's genuine replies.
 TTL = 61
 ETH_P_ALL = 0x0003
-
-
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return (~s) & 0xFFFF
 
 
 def icmp(t, code, rest, data):

@@ -20,24 +20,10 @@ import struct
 import sys
 import time
 
+from inet import csum, ipv4
+
 SCANNER = "198.18.0.1"
 ROUTER = "198.18.0.2"
-
-
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
-def ipv4(src, dst, proto, payload, ttl=64):
-    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0, ttl, proto, 0,
-                    socket.inet_aton(src), socket.inet_aton(dst))
-    h = h[:10] + struct.pack("!H", csum(h)) + h[12:]
-    return h + payload
 
 
 def main():
@@ -47,7 +33,8 @@ def main():
     s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
     # The quoted datagram: our probe's IP header (as asdic sent it, 56 bytes of payload)
     # and the first 8 bytes of its ICMP echo request.
-    quoted_ip = ipv4(SCANNER, target, 1, b"\0" * (8 + 56))[:20]
+    scanner, router = socket.inet_aton(SCANNER), socket.inet_aton(ROUTER)
+    quoted_ip = ipv4(scanner, socket.inet_aton(target), 1, b"\0" * (8 + 56))[:20]
     sent = 0
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -57,7 +44,7 @@ def main():
                 err = struct.pack("!BBHI", 3, 1, 0, 0) + quoted_ip + echo
                 err = err[:2] + struct.pack("!H", csum(err)) + err[4:]
                 try:
-                    s.sendto(ipv4(ROUTER, SCANNER, 1, err), (SCANNER, 0))
+                    s.sendto(ipv4(router, scanner, 1, err), (SCANNER, 0))
                     sent += 1
                 except OSError:
                     pass

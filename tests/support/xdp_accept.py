@@ -34,6 +34,8 @@ Safety: it only sends on r0 of the bed, to the scanner's MAC, frames from the be
 import json
 import socket
 import struct
+
+from inet import csum
 import sys
 import time
 
@@ -43,15 +45,6 @@ OTHER4 = "198.18.0.99"
 OTHER6 = "2001:db8:0:1::99"
 OTHER_MAC = bytes.fromhex("020000000099")
 ETH_P_ALL = 0x0003
-
-
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return (~s) & 0xFFFF
 
 
 def ipv4(src, dst, payload, ident, frag=0, proto=1, bad_csum=False, options=b""):
