@@ -329,6 +329,21 @@ impl TargetList for TargetSet {
     }
 }
 
+/// Inclusive ranges (any order, overlaps allowed) as sorted, disjoint, non-adjacent ones.
+pub fn merge_ranges<T: Addr>(mut ranges: Vec<(T, T)>) -> Vec<(T, T)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(T, T)> = Vec::with_capacity(ranges.len());
+    for (lo, hi) in ranges {
+        match out.last_mut() {
+            Some(last) if lo.to_u128() <= last.1.to_u128().saturating_add(1) => {
+                last.1 = last.1.max(hi);
+            }
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
+}
+
 /// One family of a shared [`TargetSet`], as a list of its own (indices from 0).
 #[derive(Debug, Clone)]
 pub struct Side {
@@ -395,20 +410,7 @@ impl<T: Addr> Pending<T> {
         } else {
             self.ranges.push((T::from_u128(lo), T::from_u128(hi)));
             if self.ranges.len() >= 1 << 16 && self.ranges.len().is_power_of_two() {
-                let mut r = core::mem::take(&mut self.ranges);
-                r.sort_unstable();
-                let mut out: Vec<(T, T)> = Vec::with_capacity(r.len());
-                for (lo, hi) in r {
-                    match out.last_mut() {
-                        Some(last) if lo.to_u128() <= last.1.to_u128().saturating_add(1) => {
-                            if hi > last.1 {
-                                last.1 = hi;
-                            }
-                        }
-                        _ => out.push((lo, hi)),
-                    }
-                }
-                self.ranges = out;
+                self.ranges = merge_ranges(core::mem::take(&mut self.ranges));
             }
         }
     }

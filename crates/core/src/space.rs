@@ -26,16 +26,10 @@ pub struct RangeSet {
 
 impl RangeSet {
     /// The set of the given inclusive ranges (any order, overlaps allowed).
-    pub fn from_ranges(mut ranges: Vec<(u128, u128)>) -> Self {
-        ranges.sort_unstable();
-        let mut out: Vec<(u128, u128)> = Vec::with_capacity(ranges.len());
-        for (lo, hi) in ranges {
-            match out.last_mut() {
-                Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
-                _ => out.push((lo, hi)),
-            }
+    pub fn from_ranges(ranges: Vec<(u128, u128)>) -> Self {
+        RangeSet {
+            ranges: crate::set::merge_ranges(ranges),
         }
-        RangeSet { ranges: out }
     }
 
     /// The set of the given prefixes of `family` (other families' prefixes are ignored).
