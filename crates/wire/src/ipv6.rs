@@ -115,13 +115,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         for _ in 0..MAX_EXT_HEADERS {
             match next {
                 NEXT_HOP_BY_HOP | NEXT_ROUTING | NEXT_DEST_OPTS => {
-                    let h = b.get(at..at + 2).ok_or(WireError::Truncated)?;
-                    let skip = (usize::from(h[1]) + 1) * 8;
-                    if at + skip > b.len() {
-                        return Err(WireError::Truncated);
-                    }
-                    next = h[0];
-                    at += skip;
+                    (next, at) = skip_ext(b, at)?;
                 }
                 NEXT_FRAGMENT => {
                     let h = b.get(at..at + 8).ok_or(WireError::Truncated)?;
@@ -161,19 +155,24 @@ impl<T: AsRef<[u8]>> Packet<T> {
                     if depth == MAX_INBOUND_EXT {
                         return Err(WireError::Unsupported);
                     }
-                    let h = b.get(at..at + 2).ok_or(WireError::Truncated)?;
-                    let skip = (usize::from(h[1]) + 1) * 8;
-                    if at + skip > b.len() {
-                        return Err(WireError::Truncated);
-                    }
-                    next = h[0];
-                    at += skip;
+                    (next, at) = skip_ext(b, at)?;
                 }
                 _ => return Ok((next, at)),
             }
         }
         Err(WireError::Unsupported)
     }
+}
+
+/// The next header and the offset after the hop-by-hop, routing or destination-options
+/// header at `at` of `b` (all three give their length in 8-octet units, the first excluded).
+fn skip_ext(b: &[u8], at: usize) -> Result<(u8, usize)> {
+    let h = b.get(at..at + 2).ok_or(WireError::Truncated)?;
+    let end = at + (usize::from(h[1]) + 1) * 8;
+    if end > b.len() {
+        return Err(WireError::Truncated);
+    }
+    Ok((h[0], end))
 }
 
 impl<'a> Packet<&'a [u8]> {
