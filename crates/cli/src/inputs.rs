@@ -178,14 +178,7 @@ pub fn read_specs(
     max_entries: u64,
 ) -> Result<Vec<TargetSpec>, Fail> {
     let mut specs = vec![];
-    let any = each_spec(args, file, |s| {
-        if specs.len() as u64 >= max_entries {
-            return Err(TargetError::TooManyEntries(max_entries));
-        }
-        specs.push(s);
-        Ok(())
-    })?;
-    if !any {
+    if !each_spec(args, file, push_within(&mut specs, max_entries))? {
         return Err(no_targets());
     }
     Ok(specs)
@@ -252,14 +245,22 @@ pub const MAX_ENTRIES: u64 = 1 << 28;
 /// Addresses and prefixes from a file (`flag` names the option in errors).
 pub fn read_cidr_file(f: &Path, flag: &str) -> Result<Vec<TargetSpec>, Fail> {
     let mut out = vec![];
-    each_in_file(f, flag, |s| {
-        if out.len() as u64 >= MAX_ENTRIES {
-            return Err(TargetError::TooManyEntries(MAX_ENTRIES));
+    each_in_file(f, flag, push_within(&mut out, MAX_ENTRIES))?;
+    Ok(out)
+}
+
+/// A spec callback that appends to `out`, refusing the spec past `max` entries.
+fn push_within(
+    out: &mut Vec<TargetSpec>,
+    max: u64,
+) -> impl FnMut(TargetSpec) -> Result<(), TargetError> + '_ {
+    move |s| {
+        if out.len() as u64 >= max {
+            return Err(TargetError::TooManyEntries(max));
         }
         out.push(s);
         Ok(())
-    })?;
-    Ok(out)
+    }
 }
 
 fn each_in_file(

@@ -199,23 +199,22 @@ fn plans(a: &ScanArgs, listed: Listed, seed: u64) -> Result<Vec<Plan>, Fail> {
         singles,
         first,
     } = listed;
-    let widen = |r: Vec<(u32, u32)>| -> Vec<(u128, u128)> {
-        r.into_iter()
-            .map(|(lo, hi)| (u128::from(lo), u128::from(hi)))
-            .collect()
-    };
-    let (v4, v6) = (singles.v4.into_parts(), singles.v6.into_parts());
-    let mut parts = [
-        Some((widen(v4.0), space::Singles::V4(v4.1))),
-        Some((v6.0, space::Singles::V6(v6.1))),
-    ];
-    for (k, (family, salt)) in [(Family::V4, 0u64), (Family::V6, 0x6a09_e667_f3bc_c908)]
+    let (v4, ones4) = singles.v4.into_parts();
+    let (v6, ones6) = singles.v6.into_parts();
+    let v4 = v4
         .into_iter()
-        .enumerate()
-    {
-        let Some((ranges, ones)) = parts[k].take() else {
-            continue;
-        };
+        .map(|(lo, hi)| (u128::from(lo), u128::from(hi)))
+        .collect();
+    let families = [
+        (Family::V4, 0u64, v4, space::Singles::V4(ones4)),
+        (
+            Family::V6,
+            0x6a09_e667_f3bc_c908,
+            v6,
+            space::Singles::V6(ones6),
+        ),
+    ];
+    for (family, salt, ranges, ones) in families {
         if ranges.is_empty()
             && ones.is_empty()
             && !prefixes
