@@ -17,6 +17,10 @@ readonly STATE_DIR=/run/asdic-bed
 readonly ID_RE='^[a-z0-9]{1,12}$'
 readonly NS_RE='^asdic-[a-z0-9]{1,12}-(scan|r[1-8]|far)$'
 readonly MAX_ROUTERS=8 DEF_ROUTERS=3
+readonly SCRIPT=chain.sh
+# die, need_root, need_tools, check_id, check_ns, nsx, ns_del, sysctls, wait_ready, ping_ok
+# shellcheck source=scripts/netns.sh
+. "$(dirname "${BASH_SOURCE[0]}")/netns.sh"
 
 # Link k (0..N) joins node k and node k+1 (node 0 = scan, 1..N = routers,
 # N+1 = far): 198.18.0.(4k+1)/30 -- 198.18.0.(4k+2)/30 and
@@ -59,22 +63,6 @@ target classes (IPv4 198.19.X.0/24, IPv6 2001:db8:1:X::/64):
 EOF
 }
 
-die() {
-	printf 'chain.sh: %s\n' "$*" >&2
-	exit 2
-}
-
-need_root() { [[ $EUID -eq 0 ]] || die "must run as root"; }
-
-need_tools() {
-	local t
-	for t in ip nft ping; do
-		command -v "$t" >/dev/null 2>&1 || die "missing tool: $t (apt-get install -y iproute2 nftables iputils-ping)"
-	done
-}
-
-check_id() { [[ $1 =~ $ID_RE ]] || die "invalid bed ID '$1' (want [a-z0-9]{1,12})"; }
-
 # node_ns ID K N -> the namespace of node K (0 = scan, N+1 = far)
 node_ns() {
 	local id=$1 k=$2 n=$3
@@ -85,24 +73,6 @@ node_ns() {
 	else
 		printf '%s-%s-r%d' "$PREFIX" "$id" "$k"
 	fi
-}
-
-check_ns() { [[ $1 =~ $NS_RE ]] || die "refusing to touch namespace '$1'"; }
-
-nsx() {
-	local ns=$1
-	shift
-	check_ns "$ns"
-	ip netns exec "$ns" "$@"
-}
-
-ns_del() {
-	local ns=$1
-	check_ns "$ns"
-	if [[ -e /run/netns/$ns ]]; then
-		ip netns del "$ns" 2>/dev/null || [[ ! -e /run/netns/$ns ]] || ip netns del "$ns"
-	fi
-	return 0
 }
 
 # Addresses of link K: side 1 (towards the scanner) and side 2.
@@ -116,45 +86,6 @@ chain_down() {
 		ns_del "$ns"
 	done
 	rm -f "$STATE_DIR/$id.chain"
-}
-
-sysctls() {
-	local ns=$1
-	nsx "$ns" sysctl -qew \
-		net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
-		net.ipv6.conf.all.dad_transmits=0 net.ipv6.conf.default.dad_transmits=0 \
-		net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 >/dev/null
-	# Errors and echo replies without rate limits (per namespace; -e skips
-	# keys an older kernel keeps global). An empty mask exempts every type.
-	nsx "$ns" sysctl -qw net.ipv4.icmp_ratelimit=0 net.ipv6.icmp.ratelimit=0
-	nsx "$ns" sysctl -qew net.ipv4.icmp_msgs_per_sec=1000000 net.ipv4.icmp_msgs_burst=1000000 \
-		net.ipv4.icmp_ratemask=0 >/dev/null
-	if nsx "$ns" test -e /proc/sys/net/ipv6/icmp/ratemask; then
-		nsx "$ns" sh -c 'printf "\n" > /proc/sys/net/ipv6/icmp/ratemask'
-	fi
-}
-
-wait_ready() {
-	local ns=$1 dev=$2 i
-	for ((i = 0; i < 100; i++)); do
-		if [[ $(ip -n "$ns" -o link show dev "$dev") == *"state UP"* &&
-			$(ip -n "$ns" -6 -o addr show dev "$dev" scope link -tentative) == *inet6* ]]; then
-			return 0
-		fi
-		sleep 0.02
-	done
-	printf 'chain.sh: %s in %s did not come up\n' "$dev" "$ns" >&2
-	return 1
-}
-
-ping_ok() {
-	local ns=$1 addr=$2 fam=$3 try
-	for try in 1 2 3 4 5; do
-		nsx "$ns" ping "-$fam" -n -q -c1 -W1 "$addr" >/dev/null 2>&1 && return 0
-		sleep 0.2
-	done
-	printf 'chain.sh: self test failed: %s does not answer from %s\n' "$addr" "$ns" >&2
-	return 1
 }
 
 # r2's rules: reject one class, no time exceeded about another. The quoted

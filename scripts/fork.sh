@@ -19,6 +19,10 @@ readonly STATE_DIR=/run/asdic-bed
 readonly ID_RE='^[a-z0-9]{1,12}$'
 readonly NS_RE='^asdic-[a-z0-9]{1,12}-(scan|r1|a1|a2|b1|b2|r4|far)$'
 readonly DEF_ID=fork
+readonly SCRIPT=fork.sh
+# die, need_root, need_tools, check_id, check_ns, nsx, ns_del, sysctls, wait_ready, ping_ok
+# shellcheck source=scripts/netns.sh
+. "$(dirname "${BASH_SOURCE[0]}")/netns.sh"
 
 # Nodes, and the links between them: link k joins LINK_UP[k] (its interface
 # LINK_UPIF[k], towards the targets) and LINK_DOWN[k] (interface
@@ -78,41 +82,7 @@ targets: 198.19.1.0/24 and 2001:db8:1:1::/64, every address answered by far.
 EOF
 }
 
-die() {
-	printf 'fork.sh: %s\n' "$*" >&2
-	exit 2
-}
-
-need_root() { [[ $EUID -eq 0 ]] || die "must run as root"; }
-
-need_tools() {
-	local t
-	for t in ip nft ping; do
-		command -v "$t" >/dev/null 2>&1 || die "missing tool: $t (apt-get install -y iproute2 nftables iputils-ping)"
-	done
-}
-
-check_id() { [[ $1 =~ $ID_RE ]] || die "invalid bed ID '$1' (want [a-z0-9]{1,12})"; }
-
 ns_of() { printf '%s-%s-%s' "$PREFIX" "$1" "$2"; }
-
-check_ns() { [[ $1 =~ $NS_RE ]] || die "refusing to touch namespace '$1'"; }
-
-nsx() {
-	local ns=$1
-	shift
-	check_ns "$ns"
-	ip netns exec "$ns" "$@"
-}
-
-ns_del() {
-	local ns=$1
-	check_ns "$ns"
-	if [[ -e /run/netns/$ns ]]; then
-		ip netns del "$ns" 2>/dev/null || [[ ! -e /run/netns/$ns ]] || ip netns del "$ns"
-	fi
-	return 0
-}
 
 # Addresses of link K: side 1 (towards the scanner) and side 2.
 a4() { printf '198.18.0.%d' "$((4 * $1 + $2))"; }
@@ -137,49 +107,15 @@ fork_down() {
 	rm -f "$STATE_DIR/$id.fork"
 }
 
-sysctls() {
+fork_sysctls() {
 	local ns=$1
-	nsx "$ns" sysctl -qew \
-		net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
-		net.ipv6.conf.all.dad_transmits=0 net.ipv6.conf.default.dad_transmits=0 \
-		net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 >/dev/null
-	# Errors and echo replies without rate limits (per namespace; -e skips
-	# keys an older kernel keeps global). An empty mask exempts every type.
-	nsx "$ns" sysctl -qw net.ipv4.icmp_ratelimit=0 net.ipv6.icmp.ratelimit=0
-	nsx "$ns" sysctl -qew net.ipv4.icmp_msgs_per_sec=1000000 net.ipv4.icmp_msgs_burst=1000000 \
-		net.ipv4.icmp_ratemask=0 >/dev/null
-	if nsx "$ns" test -e /proc/sys/net/ipv6/icmp/ratemask; then
-		nsx "$ns" sh -c 'printf "\n" > /proc/sys/net/ipv6/icmp/ratemask'
-	fi
+	sysctls "$ns"
 	# Return traffic is asymmetric (the b branch answers through r1 on
 	# another interface than the a branch's replies): no reverse path
 	# filter. IPv4 errors leave from the source of the route back, not the
 	# inbound interface's address.
 	nsx "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 \
 		net.ipv4.icmp_errors_use_inbound_ifaddr=0
-}
-
-wait_ready() {
-	local ns=$1 dev=$2 i
-	for ((i = 0; i < 100; i++)); do
-		if [[ $(ip -n "$ns" -o link show dev "$dev") == *"state UP"* &&
-			$(ip -n "$ns" -6 -o addr show dev "$dev" scope link -tentative) == *inet6* ]]; then
-			return 0
-		fi
-		sleep 0.02
-	done
-	printf 'fork.sh: %s in %s did not come up\n' "$dev" "$ns" >&2
-	return 1
-}
-
-ping_ok() {
-	local ns=$1 addr=$2 fam=$3 try
-	for try in 1 2 3 4 5; do
-		nsx "$ns" ping "-$fam" -n -q -c1 -W1 "$addr" >/dev/null 2>&1 && return 0
-		sleep 0.2
-	done
-	printf 'fork.sh: self test failed: %s does not answer from %s\n' "$addr" "$ns" >&2
-	return 1
 }
 
 # r1's load balancer: echo requests from the scanner get mark 0 or 1 from a
@@ -256,7 +192,7 @@ fork_up() {
 		check_ns "$ns"
 		ip netns add "$ns"
 		ip -n "$ns" link set lo up
-		sysctls "$ns"
+		fork_sysctls "$ns"
 	done
 	for ((k = 0; k < ${#LINK_UP[@]}; k++)); do
 		up=$(ns_of "$id" "${LINK_UP[k]}")
