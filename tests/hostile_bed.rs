@@ -185,7 +185,9 @@ fn hostile_traffic_is_counted_and_never_reported_as_a_host_or_an_rtt() {
 /// scanner with destination-unreachable errors quoting only the 8-byte ICMP header, for every
 /// identifier and sequences 0 and 1, while asdic pings a host that never answers. With
 /// predictable sequences (0, 1, 2 …) one of them named the probe and the silent host was
-/// reported "Host Unreachable" on every engine; with keyed sequences none does.
+/// reported "Host Unreachable" on every engine; with keyed sequences none does. With a fixed
+/// identifier the sprayed sequence that names the probe is unverified (raw) or forged (XDP's
+/// keyed IP ID).
 #[test]
 fn a_blind_spray_of_8_byte_quotes_matches_no_probe() {
     let Some(()) = require_bed() else { return };
@@ -211,6 +213,17 @@ fn a_blind_spray_of_8_byte_quotes_matches_no_probe() {
     );
     assert_eq!((row("errors"), row("timeouts")), (0, 1), "{stderr}");
     assert!(count(&stderr, "unverified errors") >= 1, "{stderr}");
+    // On XDP asdic writes the IPv4 header, with a keyed IP ID that the quote carries back:
+    // the sequence that names the probe comes with a wrong IP ID, so it is forged, not
+    // unverified (and a router's real 8-byte quote is matched: crates/core matcher tests).
+    let (row, stderr, _) = sprayed_ping(
+        &bed,
+        &["65536", "4", "4242"],
+        &["--id", "4242", "--engine", "xdp"],
+    );
+    assert_eq!((row("errors"), row("timeouts")), (0, 1), "{stderr}");
+    assert!(count(&stderr, "forged") >= 1, "{stderr}");
+    assert!(!stderr.contains("unverified errors"), "{stderr}");
 }
 
 /// A ping of the bed's silent host 198.19.0.13 (index 13: 13 % 97 == 13), `-c 1 -W 3s` with
@@ -222,20 +235,7 @@ fn sprayed_ping(
     extra: &[&str],
 ) -> (impl Fn(&str) -> u64 + use<>, String, u64) {
     let dead = "198.19.0.13";
-    let mut sprayer = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &format!("asdic-{}-rtr", bed.id()),
-            "python3",
-        ])
-        .arg(root().join("tests/support/spray.py"))
-        .arg(dead)
-        .args(spray)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spray.py");
-    std::thread::sleep(Duration::from_millis(300));
+    let sprayer = bed.spray(dead, spray);
     let out = scratch(&format!("spray-{}.parquet", extra.join("")));
     let mut args = vec![
         "ping",
@@ -250,20 +250,12 @@ fn sprayed_ping(
     ];
     args.extend_from_slice(extra);
     let o = bed.asdic(&args);
-    let mut said = String::new();
-    sprayer
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut said)
-        .unwrap();
-    assert!(sprayer.wait().unwrap().success());
-    let said: Value = serde_json::from_str(said.trim()).expect("spray.py's count");
+    let sent = sprayer.finish();
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(1), "a silent host: exit 1: {stderr}");
     let (rows, _) = read_parquet(&out);
     assert_eq!(rows.len(), 1);
     let row = rows.into_iter().next().unwrap();
     let counter = move |k: &str| row[k].as_u64().unwrap();
-    (counter, stderr, said["sent"].as_u64().unwrap())
+    (counter, stderr, sent)
 }

@@ -281,3 +281,30 @@ fn packet_too_big_names_the_router_and_the_mtu() {
         assert_eq!(p.target, host4(1));
     });
 }
+
+/// `asdic-session` under the blind spray of `tests/support/spray.py`: its identifier is the
+/// session id (net-ping's `sessionId`), so only its keyed 16-bit sequence is unknown, and a
+/// spray of every sequence names the probe. Such an error is unverified: never the probe's
+/// answer, so a silent host times out instead of turning "unreachable".
+#[test]
+fn a_blind_spray_of_8_byte_quotes_does_not_answer_a_session_ping() {
+    let Some(()) = require_bed() else { return };
+    let bin = example_bin();
+    let bed = Bed::up("se5", &[]);
+    let spray = bed.spray("198.19.0.13", &["65536", "4", "4242"]);
+    let o = bed.exec(&[
+        bin.to_str().unwrap(),
+        "-w",
+        "3000",
+        "-r",
+        "0",
+        "-i",
+        "4242",
+        "198.19.0.13",
+    ]);
+    let sent = spray.finish();
+    assert!(sent >= 65_536, "the spray sent {sent} errors");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert_eq!(out.trim(), "198.19.0.13: Request timed out");
+}

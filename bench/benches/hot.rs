@@ -43,6 +43,7 @@ fn stamp_probe(t: &Template, buf: &mut [u8], n: u64) {
             seq,
             stamp,
             mac,
+            ip_ident: 0,
             flow: None,
         },
     )

@@ -284,6 +284,27 @@ impl Bed {
             .expect("ip netns exec")
     }
 
+    /// Starts `tests/support/spray.py TARGET ARGS…` in the router namespace: a blind
+    /// off-path attacker spraying the scanner with ICMP errors that quote only 8 bytes of an
+    /// echo request to `target` (see the script). Let it start before probing.
+    pub fn spray(&self, target: &str, args: &[&str]) -> Spray {
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &format!("asdic-{}-rtr", self.id),
+                "python3",
+            ])
+            .arg(root().join("tests/support/spray.py"))
+            .arg(target)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spray.py");
+        std::thread::sleep(Duration::from_millis(300));
+        Spray(child)
+    }
+
     /// Adds counter `name` on the router, counting echo requests it forwards to the IPv4
     /// `prefix` (before the router's reject rules).
     pub fn count_forwarded(&self, name: &str, prefix: &str) {
@@ -365,6 +386,34 @@ fn deny_io_uring_setup() -> std::io::Result<()> {
 impl Drop for Bed {
     fn drop(&mut self) {
         let _ = Command::new(&self.script).args(["down", &self.id]).output();
+    }
+}
+
+/// A running `spray.py` ([`Bed::spray`]).
+pub struct Spray(std::process::Child);
+
+impl Spray {
+    /// Waits for the spray's bounded run to end: how many errors it sent.
+    pub fn finish(mut self) -> u64 {
+        use std::io::Read;
+        let mut said = String::new();
+        if let Some(mut out) = self.0.stdout.take() {
+            out.read_to_string(&mut said).expect("spray.py's output");
+        }
+        assert!(
+            self.0.wait().expect("spray.py").success(),
+            "spray.py failed"
+        );
+        let said: Value = serde_json::from_str(said.trim()).expect("spray.py's count");
+        said["sent"].as_u64().expect("spray.py's count")
+    }
+}
+
+impl Drop for Spray {
+    fn drop(&mut self) {
+        // A test that failed before finish(): do not leave the sprayer running.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

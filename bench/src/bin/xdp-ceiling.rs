@@ -93,6 +93,7 @@ fn main() {
             seq: i as u16,
             stamp,
             mac: key.mac(dst, 0x4000, i as u16, &stamp),
+            ip_ident: 0,
             flow: None,
         };
         t.patch(f, &fields).expect("patch");

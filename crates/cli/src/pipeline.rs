@@ -132,6 +132,8 @@ impl Pipeline {
                 .map(|t| t.with_flow_source(src))
                 .collect();
         }
+        // The sender writes a keyed IP ID where it builds the IPv4 header (XDP frames).
+        let keyed_ip_ident = templates.iter().any(Template::writes_ip_ident);
         let tx_core = cores.first().copied();
         let with_retries = rx_cfg.retries > 0;
         // Retries the reaper hands the sender (tracked runs; a scan's retries are passes):
@@ -152,7 +154,8 @@ impl Pipeline {
             let rx_core = rx_core(cores, i);
             let mut matcher = match &scan {
                 Some(state) => Matcher::stateless(state),
-                None => Matcher::new(self.table.clone(), cfg.key, cfg.session, cfg.numbering),
+                None => Matcher::new(self.table.clone(), cfg.key, cfg.session, cfg.numbering)
+                    .with_keyed_ip_ident(keyed_ip_ident),
             };
             let shared = self.receiver.clone();
             let sender = self.sender.clone();

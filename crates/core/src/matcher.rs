@@ -29,6 +29,8 @@ pub struct Matcher {
     session: u32,
     how: How,
     drops: Drops,
+    /// Whether the sender writes [`Key::ip_ident`] into its IPv4 probes (frames it builds).
+    keyed_ip_ident: bool,
 }
 
 /// Where a probe's state lives.
@@ -51,7 +53,17 @@ impl Matcher {
             session,
             how: How::Tracked { table, numbering },
             drops: Drops::default(),
+            keyed_ip_ident: false,
         }
+    }
+
+    /// For a sender that writes [`Key::ip_ident`] into its IPv4 probes (the XDP engine builds
+    /// whole frames): an ICMPv4 error quoting only 8 bytes must also quote that IP ID, which
+    /// adds 16 keyed bits to the quoted (id, seq) — 48 with the default numbering, 32 with a
+    /// fixed identifier, which is then enough to take the error as the probe's answer.
+    pub fn with_keyed_ip_ident(mut self, keyed: bool) -> Self {
+        self.keyed_ip_ident = keyed;
+        self
     }
 
     /// A matcher for one receiver of a stateless scan.
@@ -61,6 +73,7 @@ impl Matcher {
             session: state.session,
             how: How::Stateless(state.receiver()),
             drops: Drops::default(),
+            keyed_ip_ident: false,
         }
     }
 
@@ -188,20 +201,34 @@ impl Matcher {
             // ICMP (RFC 792 asks for 8 bytes). ICMPv6 errors quote as much as fits in 1,280
             // bytes (RFC 4443), so a quote without the stamp is not a router's: not matched.
             Verdict::Foreign if q.data.len() < payload::LEN && e.family == Family::V4 => {
-                if !numbering.trusts_ids() {
-                    // 16 bits anyone can guess: said, never taken as the probe's answer.
-                    if numbering
-                        .recover(q.ident, q.seq)
-                        .is_some_and(|(n_low, bits)| table.names_pending(n_low, bits, q.dst))
-                    {
-                        self.drops.unverified += 1;
-                        return;
+                let named = numbering.recover(q.ident, q.seq);
+                let pending = |(n_low, bits): (u64, u32)| table.names_pending(n_low, bits, q.dst);
+                // Where the sender keyed the IP ID (XDP frames), the quote carries 16 more
+                // bits to check: 48 with the default numbering, 32 with a fixed identifier.
+                let ip_ident_ok = match q.ip_ident {
+                    Some(id) if self.keyed_ip_ident => {
+                        Some(id == self.key.ip_ident(q.dst, q.ident, q.seq))
                     }
-                    None
-                } else {
-                    numbering
-                        .recover(q.ident, q.seq)
-                        .and_then(|(n_low, bits)| table.resolve_partial(n_low, bits, q.dst))
+                    _ => None,
+                };
+                match ip_ident_ok {
+                    Some(false) => {
+                        if named.is_some_and(pending) {
+                            // The ids of a probe in flight, with an IP ID it never carried.
+                            self.drops.forged += 1;
+                            return;
+                        }
+                        None
+                    }
+                    None if !numbering.trusts_ids() => {
+                        // 16 bits anyone can guess: said, never taken as the probe's answer.
+                        if named.is_some_and(pending) {
+                            self.drops.unverified += 1;
+                            return;
+                        }
+                        None
+                    }
+                    _ => named.and_then(|(n_low, bits)| table.resolve_partial(n_low, bits, q.dst)),
                 }
             }
             Verdict::Foreign => None,

@@ -925,6 +925,7 @@ mod tests {
                 seq,
                 stamp,
                 mac: KEY.mac(dst, ident, seq, &stamp),
+                ip_ident: 0,
                 flow: None,
             };
             t.patch(b.push(dst, t.len()).unwrap(), &f).unwrap();

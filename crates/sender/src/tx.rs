@@ -267,8 +267,11 @@ pub fn run<S: Source + ?Sized>(
                 }
                 slot_class[i] = class;
             }
-            let Some(buf) = batch.push(dst, template.len()) else {
-                break;
+            // Tracked probes in frames asdic builds carry a keyed IPv4 IP ID: the 16 more
+            // bits an error quoting only 8 bytes brings back (scans' ids are a MAC already).
+            let ip_ident = match record {
+                Sent::Tracked(_) if template.writes_ip_ident() => cfg.key.ip_ident(dst, ident, seq),
+                _ => 0,
             };
             let fields = ProbeFields {
                 dst,
@@ -277,10 +280,19 @@ pub fn run<S: Source + ?Sized>(
                 seq,
                 stamp,
                 mac,
+                ip_ident,
                 flow: cfg.flow.map(|f| flow_sum(dst, f)),
             };
-            if template.patch(buf, &fields).is_err() {
+            // Patched in its slot before it joins the batch: a probe that cannot be built
+            // (a source's target of another family) is never sent half-written.
+            let Some(slot) = batch.slot_mut(i) else {
+                break;
+            };
+            if template.patch(slot, &fields).is_err() {
                 continue;
+            }
+            if batch.push(dst, template.len()).is_none() {
+                break;
             }
             if ttl != 0 {
                 batch.set_ttl(i, ttl);

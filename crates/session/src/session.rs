@@ -405,6 +405,7 @@ impl Socket {
             seq,
             stamp,
             mac: key.mac(target, ident, seq, &stamp),
+            ip_ident: 0,
             flow: None,
         };
         batch.clear();

@@ -76,6 +76,8 @@ pub struct Quoted<'a> {
     pub dst: IpAddr,
     /// TTL / hop limit left in the quoted header when it expired or was rejected.
     pub ttl: u8,
+    /// The quoted IPv4 header's identification field (`None` for IPv6).
+    pub ip_ident: Option<u16>,
     /// Echo identifier.
     pub ident: u16,
     /// Echo sequence.
@@ -317,7 +319,7 @@ fn quoted_v4(body: &[u8]) -> Result<Option<Quoted<'_>>> {
     if ip.protocol() != ipv4::PROTO_ICMP || ip.frag_offset() != 0 {
         return Ok(None);
     }
-    let (src, dst, ttl) = (ip.src(), ip.dst(), ip.ttl());
+    let (src, dst, ttl, ip_ident) = (ip.src(), ip.dst(), ip.ttl(), ip.ident());
     let m = icmp::Packet::new_checked(ip.into_payload())?;
     if m.msg_type() != icmp::V4_ECHO_REQUEST {
         return Ok(None);
@@ -326,6 +328,7 @@ fn quoted_v4(body: &[u8]) -> Result<Option<Quoted<'_>>> {
         src: IpAddr::V4(src),
         dst: IpAddr::V4(dst),
         ttl,
+        ip_ident: Some(ip_ident),
         ident: m.ident(),
         seq: m.seq(),
         data: m.into_data(),
@@ -347,6 +350,7 @@ fn quoted_v6(body: &[u8]) -> Result<Option<Quoted<'_>>> {
         src: IpAddr::V6(src),
         dst: IpAddr::V6(dst),
         ttl,
+        ip_ident: None,
         ident: m.ident(),
         seq: m.seq(),
         data: m.into_data(),

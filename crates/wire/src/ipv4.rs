@@ -102,6 +102,12 @@ impl<T: AsRef<[u8]>> Packet<T> {
         ]))
     }
 
+    /// The identification field.
+    pub fn ident(&self) -> u16 {
+        let b = self.buf.as_ref();
+        u16::from_be_bytes([b[field::IDENT.start], b[field::IDENT.start + 1]])
+    }
+
     /// Time to live.
     pub fn ttl(&self) -> u8 {
         self.buf.as_ref()[field::TTL]

@@ -231,9 +231,10 @@ impl Template {
             match (self.family, p.dst) {
                 (Family::V4, IpAddr::V4(d)) => {
                     ip[ipv4::field::TTL] = p.ttl;
+                    ip[ipv4::field::IDENT].copy_from_slice(&p.ip_ident.to_be_bytes());
                     ip[ipv4::field::DST].copy_from_slice(&d.octets());
                     // The TTL is the high byte of its 16-bit word (TTL, protocol).
-                    let s = self.ip_sum + (u64::from(p.ttl) << 8);
+                    let s = self.ip_sum + (u64::from(p.ttl) << 8) + u64::from(p.ip_ident);
                     let c = checksum::finish(checksum::sum(s, &d.octets()));
                     ip[ipv4::field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
                 }
@@ -271,6 +272,12 @@ impl Template {
         };
         buf[self.icmp_at..][icmp::field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
         Ok(())
+    }
+
+    /// Whether this template writes the IPv4 header, and with it [`ProbeFields::ip_ident`]
+    /// (an Ethernet-layer IPv4 template: the XDP engine's frames).
+    pub fn writes_ip_ident(&self) -> bool {
+        self.family == Family::V4 && matches!(self.layer, Layer::Ethernet { .. })
     }
 
     /// Whether probes of this template have room for the flow word ([`FLOW_PAYLOAD`]).
@@ -330,6 +337,10 @@ pub struct ProbeFields {
     pub ident: u16,
     /// ICMP sequence.
     pub seq: u16,
+    /// The IPv4 header's identification field, where the template writes the IP header
+    /// ([`Template::writes_ip_ident`]; ignored otherwise): [`crate::payload::Key::ip_ident`]
+    /// for tracked probes, so that an error quoting only 8 bytes carries 16 more keyed bits.
+    pub ip_ident: u16,
     /// The payload stamp.
     pub stamp: Stamp,
     /// Its MAC.
@@ -363,6 +374,7 @@ mod tests {
             seq,
             stamp,
             mac: KEY.mac(dst, ident, seq, &stamp),
+            ip_ident: 0,
             flow: None,
         }
     }
@@ -382,6 +394,7 @@ mod tests {
             .with_flow_source(src);
         for (n, flow) in [(1u64, 0u16), (2, 0), (70_000, 5)] {
             let f = ProbeFields {
+                ip_ident: 0,
                 flow: Some(flow_sum(dst, flow)),
                 ..fields(dst, n)
             };
@@ -434,6 +447,7 @@ mod tests {
                 let mut seen = std::collections::BTreeSet::new();
                 for n in [0u64, 1, 2, 65_536, 99_999, 1 << 40] {
                     let f = ProbeFields {
+                        ip_ident: 0,
                         flow: Some(flow_sum(dst, flow)),
                         ..fields(dst, n)
                     };
@@ -471,6 +485,7 @@ mod tests {
         let t = Template::new(Family::V4, Layer::Icmp, 32).unwrap();
         let mut buf = vec![0u8; t.len()];
         let f = ProbeFields {
+            ip_ident: 0,
             flow: Some(1),
             ..fields(v4, 0)
         };

@@ -52,6 +52,7 @@ impl Bed {
                     seq,
                     stamp,
                     mac,
+                    ip_ident: 0,
                     flow: None,
                 },
             )
@@ -277,6 +278,7 @@ fn icmpv6_errors_must_quote_a_stamp_that_verifies() {
             seq,
             stamp,
             mac: KEY.mac(dst, ident, seq, &stamp),
+            ip_ident: 0,
             flow: None,
         },
     )
@@ -361,4 +363,100 @@ fn events_carry_the_try_number_of_their_probe() {
         .reap(u64::MAX, 0, &mut |e, p| reaped.push((e, p.attempt)));
     assert_eq!(reaped.len(), 1);
     assert_eq!((reaped[0].0.attempt, reaped[0].1), (3, 3));
+}
+
+/// The IPv4 packet of tracked probe `n` to `dst` as the XDP engine builds it (whole frame,
+/// keyed IP ID when `keyed`), claimed in `m`'s table: what a router quotes.
+fn framed_probe(m: &Matcher, num: Numbering, n: u64, dst: IpAddr, keyed: bool) -> Vec<u8> {
+    let eth = Layer::Ethernet {
+        src_mac: [2; 6],
+        dst_mac: [4; 6],
+        src_ip: US,
+    };
+    let t = Template::new(Family::V4, eth, 56).unwrap();
+    assert!(t.writes_ip_ident());
+    let (ident, seq) = num.ident_seq(n);
+    let stamp = Stamp {
+        session: SESSION,
+        n,
+        cookie: 5,
+        t_send_ns: 1_000,
+    };
+    let info = ProbeInfo {
+        n,
+        target: dst,
+        cookie: 5,
+        t_send_ns: 1_000,
+        attempt: 0,
+        class: 0,
+    };
+    assert!(m.table().unwrap().claim(&info));
+    let mut b = vec![0; t.len()];
+    t.prepare(&mut b).unwrap();
+    let fields = ProbeFields {
+        dst,
+        ttl: 64,
+        ident,
+        seq,
+        stamp,
+        mac: KEY.mac(dst, ident, seq, &stamp),
+        ip_ident: if keyed {
+            KEY.ip_ident(dst, ident, seq)
+        } else {
+            0
+        },
+        flow: None,
+    };
+    t.patch(&mut b, &fields).unwrap();
+    let ip = b[14..].to_vec();
+    assert!(ipv4::Packet::new_checked(&ip[..]).unwrap().checksum_ok());
+    ip
+}
+
+#[test]
+fn a_keyed_ip_ident_verifies_eight_byte_quotes_even_with_a_fixed_identifier() {
+    let router = IpAddr::from([198, 18, 0, 2]);
+    let t = IpAddr::from([198, 19, 0, 13]);
+    let fixed = Numbering::Fixed {
+        ident: 0x0707,
+        key: 0x5eed_0002,
+    };
+    let feed = |m: &mut Matcher, quote: &[u8]| {
+        let pkt = ip(router, US, 64, &error_about(3, 1, quote));
+        let f = RxFrame {
+            data: &pkt,
+            layer: RxLayer::Ipv4,
+            ts_ns: 5_000,
+            truncated: false,
+        };
+        let mut evs = vec![];
+        m.on_frame(&f, &mut |e| evs.push(e));
+        evs
+    };
+    for num in [NUM, fixed] {
+        // With the keyed IP ID (XDP): the right one is an answer, for either numbering …
+        let table = Arc::new(InflightTable::new(16));
+        let mut m = Matcher::new(table, KEY, SESSION, num).with_keyed_ip_ident(true);
+        let q = framed_probe(&m, num, 0, t, true);
+        let evs = feed(&mut m, &q[..28]);
+        assert_eq!(evs.len(), 1, "{num:?}");
+        assert!(matches!(evs[0].outcome, Outcome::Error { code: 1, .. }));
+        // … a wrong one (a blind guess of the ids, or another probe's IP ID) is forged.
+        let mut q = framed_probe(&m, num, 1, t, true);
+        q[4] ^= 0x40;
+        assert!(feed(&mut m, &q[..28]).is_empty());
+        assert_eq!((m.drops().forged, m.drops().unverified), (1, 0), "{num:?}");
+        // Without it (raw sockets: the kernel's IP ID), only 32-bit numberings are trusted.
+        let table = Arc::new(InflightTable::new(16));
+        let mut m = Matcher::new(table, KEY, SESSION, num);
+        let q = framed_probe(&m, num, 0, t, false);
+        let evs = feed(&mut m, &q[..28]);
+        match num {
+            Numbering::Spread { .. } => assert_eq!(evs.len(), 1),
+            Numbering::Fixed { .. } => {
+                assert!(evs.is_empty());
+                assert_eq!(m.drops().unverified, 1);
+            }
+        }
+    }
 }

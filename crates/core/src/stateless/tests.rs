@@ -309,6 +309,7 @@ fn probe(dst: IpAddr, attempt: u8, position: u64, t_send: u64) -> Vec<u8> {
             seq,
             stamp,
             mac,
+            ip_ident: 0,
             flow: None,
         },
     )
