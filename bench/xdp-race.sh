@@ -9,8 +9,10 @@
 #              only counted (bench/src/bin/xdp-ceiling.rs: no pacing, stamps, table, matching)
 #   asdic      asdic ping --engine xdp -c 60 -i 1ms -R 10000000: 20 rounds back to back,
 #              1,310,720 probes, every reply matched and timed (one socket per queue)
-#   zmap       zmap 4.3.4 (../shared/peers/build-zmap.sh) -M icmp_echoscan -T 2 -P 20
-#              -r 0, every response written (--output-filter "success = 1")
+#   zmap       Debian's zmap (apt-get install zmap: 2.1.1; ZMAP=path for another installed
+#              build, ZMAP=none to leave it out; peers are never built from source here)
+#              -M icmp_echoscan -T 2 -P 60 -r 0, every response written
+#              (--output-filter "success = 1")
 #
 # Each run lasts several seconds. Per tool and bed, the median over REPS runs of:
 #   sent/s     probes on the wire per second: s0's tx_packets sampled every 2 ms; the median
@@ -29,29 +31,40 @@
 # is repeated with it as tool "base", in turn with the others, and asdic's steady rate is
 # also given as a ratio to base's: a before/after comparison measured in one run.
 #
-# usage: bench/xdp-race.sh        REPS=N (default 3), ZMAP=path (default: build 4.3.4),
-#                                 BASE=path (optional)
+# usage: bench/xdp-race.sh        REPS=N (default 3), ZMAP=path|none (default: Debian's),
+#                                 BASE=path (optional), QUEUES=1|2|both (default both)
 # Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 [ -x /usr/bin/time ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null
-zmap=${ZMAP:-/var/tmp/asdic-zmap-4.3.4/build/src/zmap}
-[ -x "$zmap" ] || [ ! -x /var/tmp/zmap434/build/src/zmap ] || zmap=/var/tmp/zmap434/build/src/zmap
-if [ ! -x "$zmap" ]; then
-  zmap=$(bash ../shared/peers/build-zmap.sh /var/tmp/asdic-zmap-4.3.4)
+zmap=${ZMAP:-}
+if [[ -z $zmap ]]; then
+  command -v zmap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zmap >/dev/null
+  zmap=$(command -v zmap)
 fi
-"$zmap" --version | head -1 >&2
+if [[ $zmap != none ]]; then
+  [[ -x $zmap ]] || { echo "xdp-race: ZMAP=$zmap is not an executable" >&2; exit 2; }
+  "$zmap" --version 2>&1 | head -1 >&2
+fi
 target="${CARGO_TARGET_DIR:-target}/release"
 cargo build --release -p asdic-cli -p asdic-responder -p asdic-bench >&2
 reps=${REPS:-3}
 work=$(mktemp -d)
-beds=(rq1$$ rq2$$)
+case ${QUEUES:-both} in
+1) beds=(rq1$$) ;;
+2) beds=(rq2$$) ;;
+both) beds=(rq1$$ rq2$$) ;;
+*) echo "xdp-race: QUEUES=${QUEUES} is not 1, 2 or both" >&2; exit 2 ;;
+esac
 spid=""
 trap 'if [ -n "$spid" ]; then kill "$spid" 2>/dev/null || true; fi
   for b in "${beds[@]}"; do scripts/bed.sh down "$b" >/dev/null 2>&1 || true; done; rm -rf "$work"' EXIT
-ASDIC_RESPONDER="$target/asdic-responder" scripts/bed.sh up "${beds[0]}" --speed >/dev/null
-ASDIC_RESPONDER="$target/asdic-responder" scripts/bed.sh up "${beds[1]}" --speed --queues 2 >/dev/null
+for b in "${beds[@]}"; do
+  q=1
+  [[ $b == rq2* ]] && q=2
+  ASDIC_RESPONDER="$target/asdic-responder" scripts/bed.sh up "$b" --speed --queues "$q" >/dev/null
+done
 : >"$work/empty.conf"
 
 # Samples s0's tx_packets every 2 ms ("epoch_seconds count" lines) until killed. Bash
@@ -143,11 +156,13 @@ run_tool() { # tool bed -> name steady_pps sent span_s found matched replied cpu
   echo "$name $steady $sent $secs $f ${m:-0} $((r1 - r0)) $(awk -v u="$u" -v s="$s" 'BEGIN { print u + s }') $rss"
 }
 
-tools=(ceiling asdic zmap)
+tools=(ceiling)
 if [[ -n ${BASE:-} ]]; then
   [[ -x $BASE ]] || { echo "xdp-race: BASE=$BASE is not an executable" >&2; exit 2; }
-  tools=(ceiling base asdic zmap)
+  tools+=(base)
 fi
+tools+=(asdic)
+[[ $zmap == none ]] || tools+=(zmap)
 results="$work/results"
 for ((rep = 1; rep <= reps; rep++)); do
   for b in "${beds[@]}"; do
@@ -157,7 +172,7 @@ for ((rep = 1; rep <= reps; rep++)); do
   done
   echo "xdp-race: repetition $rep of $reps done" >&2
 done
-sed -i "s/@${beds[0]}/@1q/; s/@${beds[1]}/@2q/" "$results"
+sed -i "s/@rq1$$/@1q/; s/@rq2$$/@2q/" "$results"
 
 awk '
   function median(a, n,   i, j, t) {
@@ -189,9 +204,16 @@ awk '
       printf "%-12s %10.0f %8s %10.0f %8d %10.2f %8.1f %7.2f %7.2f\n", t, S[t], (t ~ /ceiling/ ? "-" : F[t]), M[t], X[t], C[t], R[t],
         (S["zmap" q] > 0 ? S[t] / S["zmap" q] : 0), (S["ceiling" q] > 0 ? S[t] / S["ceiling" q] : 0)
     }
-    printf "asdic on 2 queues / asdic on 1 queue (steady sent/s): %.2f\n", (S["asdic@1q"] > 0 ? S["asdic@2q"] / S["asdic@1q"] : 0)
-    if (n["base@1q"] > 0)
-      printf "asdic / base (steady sent/s, same run): %.3f on 1 queue, %.3f on 2 queues\n", S["asdic@1q"] / S["base@1q"], S["asdic@2q"] / S["base@2q"]
+    if (n["asdic@1q"] > 0 && n["asdic@2q"] > 0)
+      printf "asdic on 2 queues / asdic on 1 queue (steady sent/s): %.2f\n", S["asdic@2q"] / S["asdic@1q"]
+    for (q = 1; q <= 2; q++) if (n["base@" q "q"] > 0 && S["base@" q "q"] > 0) {
+      printf "asdic / base on %d queue(s), same run: steady sent/s %.3f, matched/s %.3f, CPU/probe %.3f\n", q,
+        S["asdic@" q "q"] / S["base@" q "q"], M["asdic@" q "q"] / M["base@" q "q"], C["asdic@" q "q"] / C["base@" q "q"]
+      # The spread of the runs of base: a ratio inside it is noise.
+      for (k = 1; k <= n["base@" q "q"]; k++) { a[k] = st["base@" q "q", k] }
+      lo = a[1]; hi = a[1]; for (k = 2; k <= n["base@" q "q"]; k++) { if (a[k] < lo) lo = a[k]; if (a[k] > hi) hi = a[k] }
+      printf "  steady sent/s of base over its runs: %.0f..%.0f (%.1f %% of its median)\n", lo, hi, (hi - lo) * 100 / S["base@" q "q"]
+    }
     printf "(median of %d runs per tool and bed; steady = median full 1-s window; 65,536 targets, 64,860 live)\n", m
   }' "$results"
 echo "raw runs: tool@bed steady_pps sent span_s found matched replied cpu_s rss_kb" >&2

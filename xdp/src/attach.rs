@@ -247,7 +247,7 @@ pub(crate) struct Attached {
 
 /// The verifier's last words before its statistics ("processed N insns", "verification
 /// time", "stack depth", …): the line that says why, and the one before it.
-fn verifier_tail(log: &str) -> String {
+pub(crate) fn verifier_tail(log: &str) -> String {
     let stats = |l: &str| {
         l.starts_with("processed ")
             || l.starts_with("verification time")

@@ -8,7 +8,8 @@ use aya::maps::{Array, MapData, PerCpuArray, XskMap};
 
 use crate::attach::{self, Attached};
 use crate::error::{Errno, XdpError};
-use crate::object::Maps;
+use crate::object::{Loaded, Maps};
+use crate::sys;
 use crate::{FILTER_OBJECT, Mode};
 
 /// The program's name in the object and in the kernel.
@@ -235,17 +236,7 @@ impl Filter {
             FILTER_MARKER,
             ifname,
             mode,
-            |maps| {
-                let map = maps
-                    .get_mut(CFG_MAP)
-                    .ok_or_else(|| XdpError::Config(format!("the object has no map {CFG_MAP}")))?;
-                let mut cfg_map: Array<&mut MapData, [u8; CFG_LEN]> =
-                    Array::try_from(map).map_err(|e| map_err(format!("{CFG_MAP}: open"), &e))?;
-                cfg_map
-                    .set(0, value, 0)
-                    .map_err(|e| map_err(format!("{CFG_MAP}: write the configuration"), &e))?;
-                attach::write_marker(maps, FILTER_MARKER)
-            },
+            |maps| configure(maps, value),
         )?;
         Ok(Filter { inner })
     }
@@ -295,16 +286,78 @@ impl Filter {
 
     /// The counters, summed over CPUs (zero where they cannot be read).
     pub fn stats(&self) -> FilterStats {
-        let s = read_percpu(&self.inner.loaded.maps, STATS_MAP, 12);
-        let mut pass = [0u64; 9];
-        pass.copy_from_slice(&s[2..11]);
-        FilterStats {
-            redirected: s[0],
-            passed: pass.iter().sum(),
-            redirect_failed: s[1],
-            pass,
-            forged: s[11],
-        }
+        stats(&self.inner.loaded.maps)
+    }
+}
+
+/// Writes the configuration `value` and the marker into a loaded object's maps.
+fn configure(maps: &mut Maps, value: [u8; CFG_LEN]) -> Result<(), XdpError> {
+    let map = maps
+        .get_mut(CFG_MAP)
+        .ok_or_else(|| XdpError::Config(format!("the object has no map {CFG_MAP}")))?;
+    let mut cfg_map: Array<&mut MapData, [u8; CFG_LEN]> =
+        Array::try_from(map).map_err(|e| map_err(format!("{CFG_MAP}: open"), &e))?;
+    cfg_map
+        .set(0, value, 0)
+        .map_err(|e| map_err(format!("{CFG_MAP}: write the configuration"), &e))?;
+    attach::write_marker(maps, FILTER_MARKER)
+}
+
+/// `asdic_filter` loaded with a configuration but attached nowhere: the kernel runs it on
+/// given frames (`BPF_PROG_TEST_RUN`), to check its verdicts and time it without a link.
+/// No socket is registered, so a frame it would hand to AF_XDP is counted `redirect_failed`
+/// and passed (or dropped, with `drop_unserved`).
+#[derive(Debug)]
+pub struct Unattached {
+    loaded: Loaded,
+}
+
+/// What one frame got from [`Unattached::run`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestRun {
+    /// The XDP action: `XDP_ABORTED` 0, `XDP_DROP` 1, `XDP_PASS` 2, `XDP_TX` 3,
+    /// `XDP_REDIRECT` 4.
+    pub action: u32,
+    /// Mean nanoseconds per run of the program, as the kernel timed `repeat` runs.
+    pub ns: u32,
+}
+
+impl Unattached {
+    /// Loads the filter with `cfg` (root, or CAP_BPF).
+    pub fn load(cfg: &FilterConfig) -> Result<Unattached, XdpError> {
+        let value = cfg.encode()?;
+        let loaded = Loaded::load(
+            FILTER_OBJECT,
+            FILTER_PROGRAM,
+            |maps| configure(maps, value),
+            attach::verifier_tail,
+        )?;
+        Ok(Unattached { loaded })
+    }
+
+    /// Runs the program on `frame` `repeat` times (at least once).
+    pub fn run(&self, frame: &[u8], repeat: u32) -> Result<TestRun, XdpError> {
+        let (action, ns) = sys::prog_test_run(self.loaded.prog(), frame, repeat.max(1))
+            .map_err(|e| XdpError::Config(format!("BPF_PROG_TEST_RUN of {FILTER_PROGRAM}: {e}")))?;
+        Ok(TestRun { action, ns })
+    }
+
+    /// The counters so far, as [`Filter::stats`].
+    pub fn stats(&self) -> FilterStats {
+        stats(&self.loaded.maps)
+    }
+}
+
+fn stats(maps: &Maps) -> FilterStats {
+    let s = read_percpu(maps, STATS_MAP, 12);
+    let mut pass = [0u64; 9];
+    pass.copy_from_slice(&s[2..11]);
+    FilterStats {
+        redirected: s[0],
+        passed: pass.iter().sum(),
+        redirect_failed: s[1],
+        pass,
+        forged: s[11],
     }
 }
 

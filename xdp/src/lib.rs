@@ -39,7 +39,9 @@ mod sys;
 use std::fmt;
 
 pub use error::{Errno, XdpError};
-pub use filter::{FILTER_MARKER, Filter, FilterConfig, FilterStats, PassReason};
+pub use filter::{
+    FILTER_MARKER, Filter, FilterConfig, FilterStats, PassReason, TestRun, Unattached,
+};
 pub use netlink::AttachMode;
 pub use responder::{Ipv4Prefix, Ipv6Prefix, Responder, ResponderConfig, ResponderStats, TxPath};
 

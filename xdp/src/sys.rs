@@ -130,6 +130,7 @@ impl RouteSocket {
 
 /// `bpf(2)` commands and constants used here (linux/bpf.h, linux/if_link.h).
 const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_XDP: u32 = 37;
@@ -166,12 +167,60 @@ struct LinkCreateAttr {
     flags: u32,
 }
 
+/// The leading fields of `union bpf_attr` for `BPF_PROG_TEST_RUN`, up to `duration`.
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+}
+
+/// Runs XDP program `prog` on `frame` `repeat` times in the kernel (`BPF_PROG_TEST_RUN`, as
+/// if it had arrived on queue 0 of the loopback device; nothing is sent or redirected):
+/// its action and the mean time per run in nanoseconds, as the kernel measured it.
+pub(crate) fn prog_test_run(
+    prog: std::os::fd::BorrowedFd<'_>,
+    frame: &[u8],
+    repeat: u32,
+) -> io::Result<(u32, u32)> {
+    let mut attr = TestRunAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        data_size_in: u32::try_from(frame.len())
+            .map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?,
+        data_in: frame.as_ptr() as u64,
+        repeat,
+        ..TestRunAttr::default()
+    };
+    // SAFETY: `frame` (its length as given) outlives the call and is only read; no output
+    // buffer is given (data_out 0), so the kernel writes only into `attr`.
+    unsafe { bpf_call(BPF_PROG_TEST_RUN, &mut attr) }?;
+    Ok((attr.retval, attr.duration))
+}
+
 /// `bpf(cmd, attr, size_of::<A>())`, returning the new descriptor it creates.
+///
+/// # Safety
+/// As [`bpf_call`]; and `cmd` must be one that returns a new descriptor on success.
+unsafe fn bpf_fd<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<OwnedFd> {
+    // SAFETY: the caller vouches for `attr` and `cmd`.
+    let r = unsafe { bpf_call(cmd, attr) }?;
+    // SAFETY: a successful BPF_PROG_LOAD / BPF_LINK_CREATE returns a new descriptor
+    // that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
+}
+
+/// `bpf(cmd, attr, size_of::<A>())`, returning what it returns.
 ///
 /// # Safety
 /// Every pointer inside `attr` must be valid for what the kernel does with it under `cmd`
 /// (read the instructions and license, write the log buffer) for the call's duration.
-unsafe fn bpf_fd<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<OwnedFd> {
+unsafe fn bpf_call<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<libc::c_long> {
     // Bounded: EAGAIN/EINTR (the verifier interrupted) are retried a few times, as libbpf does.
     let mut tries = 0;
     loop {
@@ -195,9 +244,7 @@ unsafe fn bpf_fd<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<OwnedFd> {
             }
             return Err(e);
         }
-        // SAFETY: a successful BPF_PROG_LOAD / BPF_LINK_CREATE returns a new descriptor
-        // that nothing else owns.
-        return Ok(unsafe { OwnedFd::from_raw_fd(r as i32) });
+        return Ok(r);
     }
 }
 
