@@ -92,3 +92,48 @@ fn the_xdp_loader_carries_none_of_the_responder_binary() {
         &["clap", "anyhow", "signal-hook", "serde_json"],
     );
 }
+
+/// Every `.rs` file under `dir` (recursively), skipping build output.
+fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name();
+        if p.is_dir() && name != "target" && !name.to_string_lossy().starts_with('.') {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// One runtime drives a run: the sender's and receivers' loops are started by
+/// `asdic-runtime` alone, so the binary, the library and the in-memory tests run the same
+/// wiring (no copy that can drift).
+#[test]
+fn only_the_runtime_runs_the_sender_and_receiver_loops() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![];
+    for d in ["crates", "tests", "bench", "fuzz", "xdp"] {
+        rust_files(&root.join(d), &mut files);
+    }
+    assert!(files.len() > 50, "found only {} source files", files.len());
+    let mut callers = vec![];
+    for f in &files {
+        let rel = f.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        if rel.starts_with("crates/runtime/src/") || rel == "tests/structure.rs" {
+            continue;
+        }
+        let text = std::fs::read_to_string(f).unwrap();
+        for call in ["tx::run(", "rx::run("] {
+            if text.contains(call) {
+                callers.push(format!("{rel}: {call}"));
+            }
+        }
+    }
+    assert!(callers.is_empty(), "outside crates/runtime: {callers:?}");
+    let runtime = std::fs::read_to_string(root.join("crates/runtime/src/lib.rs")).unwrap();
+    assert!(runtime.contains("tx::run(") && runtime.contains("rx::run("));
+}

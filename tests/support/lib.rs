@@ -390,6 +390,7 @@ impl Drop for Bed {
 }
 
 /// A running `spray.py` ([`Bed::spray`]).
+#[derive(Debug)]
 pub struct Spray(std::process::Child);
 
 impl Spray {

@@ -222,7 +222,7 @@ impl EngineArgs {
                 "--xdp-frames {n}: must be a power of two from 256 to 65536"
             ));
         }
-        crate::pipeline::check_cores(&self.cores)
+        asdic_runtime::check_cores(&self.cores)
     }
 
     /// How engines open for probes of `size` payload bytes and TTL `ttl`, from `device`

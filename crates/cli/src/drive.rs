@@ -33,9 +33,9 @@ use crate::Fail;
 use crate::closing::end_metadata;
 use crate::closing::{Refusals, kernel_warning, rate_shortfall};
 use crate::engines::{EngineOptions, Opener, RunHints, engine_line, engine_names};
-use crate::pipeline::{Pipeline, Started, Work, join_all, kernel_drops, start_all};
 use crate::privilege::drop_capabilities;
 use crate::signals::{self, Signals};
+use asdic_runtime::{Pipeline, Started, Work, join_all, kernel_drops, start_all};
 
 /// One address family's part of a run.
 pub struct Lane {
@@ -122,11 +122,7 @@ impl Run {
     /// Stops every sender; `now` also stops waiting for replies in flight.
     pub fn stop(&self, now: bool) {
         for p in &self.pipelines {
-            p.sender.stop.store(true, Ordering::Relaxed);
-            if now {
-                p.sender.abort.store(true, Ordering::Relaxed);
-                p.receiver.abort.store(true, Ordering::Release);
-            }
+            if now { p.abort() } else { p.stop() }
         }
     }
 
@@ -327,7 +323,8 @@ pub fn drive(lanes: Lanes, mode: &mut dyn Mode) -> Result<ExitCode, Fail> {
         handles,
         events,
         recycle,
-    } = start_all(&mut run.pipelines, work, &lanes.sizes, &lanes.cores)?;
+    } = start_all(&mut run.pipelines, work, &lanes.sizes, &lanes.cores)
+        .map_err(Fail::from_start)?;
 
     let mut refusals = Refusals::default();
     let mut progress = Progress {

@@ -7,14 +7,14 @@ use core::net::IpAddr;
 use asdic_engine::raw::{self, RawOptions};
 use asdic_engine::uring::{self, UringOptions};
 use asdic_engine::xdp::{self, XdpOptions};
-use asdic_engine::{EngineError, Rx, Tx};
+use asdic_engine::{EngineError, Rx};
 use asdic_wire::Family;
 use asdic_wire::template;
 
 use crate::Fail;
 use crate::args::{EngineChoice, XdpModeChoice};
 use crate::inputs::Ids;
-use crate::pipeline::Pipeline;
+use asdic_runtime::{EngineUsed, Faults, Halves, Pipeline};
 
 /// How to open a pipeline's engine.
 #[derive(Debug, Clone)]
@@ -124,8 +124,6 @@ fn pick<T>(
     }
 }
 
-pub type Halves = (Box<dyn Tx>, Vec<Box<dyn Rx>>);
-
 /// Opens the engines of one run, lane by lane. One AF_XDP socket per interface queue (and one
 /// XDP program per interface): the first lane that gets XDP keeps it, the other family uses
 /// sockets.
@@ -200,7 +198,14 @@ impl Opener {
         } else {
             format!("{why}; {detail}")
         };
-        Ok(Pipeline::new(family, slots, halves, kind, engine_why))
+        let used = EngineUsed {
+            name: kind.name(),
+            what: kind.what(),
+            why: engine_why,
+        };
+        let mut p = Pipeline::new(family, slots, halves, used);
+        p.faults = injected_faults();
+        Ok(p)
     }
 }
 
@@ -323,16 +328,29 @@ fn mac(m: [u8; 6]) -> String {
         .join(":")
 }
 
+/// Faults the bed tests inject through the environment (what a crash leaves behind, what a
+/// stalled receiver costs); undocumented on purpose.
+fn injected_faults() -> Faults {
+    let ms = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|ms| std::time::Duration::from_millis(ms.min(10_000)))
+    };
+    Faults {
+        rx_panic_after: std::env::var_os("ASDIC_INJECT_PANIC")
+            .filter(|v| v == "rx")
+            .map(|_| std::time::Duration::from_millis(300)),
+        rx_stall: ms("ASDIC_INJECT_RX_STALL_MS"),
+    }
+}
+
 /// "asdic: engine NAME: what (why)", once per distinct engine of the run.
 pub fn engine_line(pipelines: &[Pipeline]) -> String {
     let mut parts: Vec<String> = vec![];
     for p in pipelines {
-        let part = format!(
-            "engine {}: {} ({})",
-            p.engine_kind.name(),
-            p.engine_kind.what(),
-            p.engine_why
-        );
+        let e = &p.engine_used;
+        let part = format!("engine {}: {} ({})", e.name, e.what, e.why);
         if !parts.contains(&part) {
             parts.push(part);
         }
@@ -343,13 +361,13 @@ pub fn engine_line(pipelines: &[Pipeline]) -> String {
 /// The engines that ran, for the `asdic.engine` metadata: one name, or per family when they
 /// differ (`V4:uring,V6:raw`).
 pub fn engine_names(pipelines: &[Pipeline]) -> String {
-    let first = pipelines.first().map(|p| p.engine_kind);
-    if pipelines.iter().all(|p| Some(p.engine_kind) == first) {
-        return first.map_or("none", Engine::name).to_string();
+    let first = pipelines.first().map(|p| p.engine_used.name);
+    if pipelines.iter().all(|p| Some(p.engine_used.name) == first) {
+        return first.unwrap_or("none").to_string();
     }
     pipelines
         .iter()
-        .map(|p| format!("{:?}:{}", p.family, p.engine_kind.name()))
+        .map(|p| format!("{:?}:{}", p.family, p.engine_used.name))
         .collect::<Vec<_>>()
         .join(",")
 }

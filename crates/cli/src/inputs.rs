@@ -15,7 +15,7 @@ use asdic_wire::payload::{Key, Numbering};
 use crate::Fail;
 use crate::args::IdChoice;
 use crate::engines::EngineOptions;
-use crate::pipeline::Work;
+use asdic_runtime::Work;
 
 /// What identifies a run's probes: shared by its pipelines.
 #[derive(Debug, Clone, Copy)]

@@ -23,7 +23,6 @@ mod inputs;
 mod metrics;
 mod output;
 mod ping;
-mod pipeline;
 mod privilege;
 mod recover;
 mod report;
@@ -86,6 +85,16 @@ impl std::fmt::Display for Fail {
         match self {
             Fail::Usage(m) => f.write_str(m),
             Fail::System(e) => f.write_str(&chain(e)),
+        }
+    }
+}
+
+impl Fail {
+    /// A pipeline that could not start: bad input stays a usage error.
+    pub fn from_start(e: asdic_runtime::StartError) -> Fail {
+        match e {
+            asdic_runtime::StartError::Usage(m) => Fail::Usage(m),
+            asdic_runtime::StartError::System(e) => Fail::System(e),
         }
     }
 }

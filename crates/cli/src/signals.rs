@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::pipeline::Pipeline;
+use asdic_runtime::Pipeline;
 
 /// SIGINT/SIGTERM: the first stops sending (replies in flight are still awaited, up to
 /// `wait`); the second stops waiting. Either way results are written.
@@ -20,8 +20,7 @@ impl Signals {
         use signal_hook::consts::{SIGINT, SIGTERM};
         let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
         let handle = signals.handle();
-        let senders: Vec<_> = pipelines.iter().map(|p| p.sender.clone()).collect();
-        let receivers: Vec<_> = pipelines.iter().map(|p| p.receiver.clone()).collect();
+        let stoppers: Vec<_> = pipelines.iter().map(Pipeline::stopper).collect();
         let hits = Arc::new(AtomicUsize::new(0));
         let first = Arc::new(AtomicI32::new(0));
         let (h, f) = (hits.clone(), first.clone());
@@ -30,21 +29,14 @@ impl Signals {
                 // Relaxed: the counters are read after the threads are joined, or for a line.
                 let _ = f.compare_exchange(0, sig, Ordering::Relaxed, Ordering::Relaxed);
                 let k = h.fetch_add(1, Ordering::Relaxed);
-                senders
-                    .iter()
-                    .for_each(|s| s.stop.store(true, Ordering::Relaxed));
+                stoppers.iter().for_each(|s| s.stop());
                 if k == 0 {
                     say!(
                         "\nasdic: stopping: waiting up to {wait:?} for replies in flight (signal again to stop now)"
                     );
                 } else {
                     say!("\nasdic: stopping now");
-                    senders
-                        .iter()
-                        .for_each(|s| s.abort.store(true, Ordering::Relaxed));
-                    receivers
-                        .iter()
-                        .for_each(|r| r.abort.store(true, Ordering::Release));
+                    stoppers.iter().for_each(|s| s.abort());
                 }
             }
         });

@@ -35,8 +35,8 @@ use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::RunHints;
 use crate::inputs::{Ids, table_for, work};
 use crate::metrics::{self, PerTarget, Registries, Shared};
-use crate::pipeline::{Pipeline, kernel_drops};
 use crate::{Fail, usage};
+use asdic_runtime::{Pipeline, kernel_drops};
 
 /// Most targets a sweep lists.
 const MAX_TARGETS: usize = 1 << 24;

@@ -1,5 +1,10 @@
-//! One address family's pipeline: its engine's halves, in-flight table, and the sender and
-//! receiver threads (one receiver per RX queue) with their counters.
+//! The running prober, one place for everyone who runs it (the `asdic` subcommands and the
+//! in-memory pipeline tests): an address family's *pipeline* takes an engine someone opened
+//! (its TX half and one RX half per queue), builds the probe templates in the layer the engine
+//! sends, and runs the sender (`tx::run`) and one receiver per queue (`rx::run`, the first one
+//! reaping) on their threads, pinned where asked, with the stop and abort that end a run, the
+//! stream of event batches, and the kernel's drop counters. Only this crate calls `tx::run`
+//! and `rx::run` (`tests/structure.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,15 +17,69 @@ use asdic_core::retry::Retry;
 use asdic_core::source::Source;
 use asdic_core::stateless::ScanState;
 use asdic_core::table::InflightTable;
-use asdic_engine::{KernelDrops, TxCaps, xdp};
+use asdic_engine::{KernelDrops, Rx, Tx, TxCaps, xdp};
 use asdic_receiver::rx::{self, Role, RxConfig, RxShared};
 use asdic_sender::tx::{self, Links, SenderConfig, SenderShared};
 use asdic_wire::Family;
 use asdic_wire::template::{Layer, Template};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use crate::Fail;
-use crate::engines::{Engine, Halves};
+/// An open engine: its TX half and one RX half per queue.
+pub type Halves = (Box<dyn Tx>, Vec<Box<dyn Rx>>);
+
+/// The engine a pipeline runs, as its opener describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineUsed {
+    /// Its name (`raw`, `uring`, `xdp`, `mem`), as the Parquet metadata records it.
+    pub name: &'static str,
+    /// What it is, in a few words.
+    pub what: &'static str,
+    /// Why this one: "as asked", or auto's reason.
+    pub why: String,
+}
+
+/// Why a pipeline could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The run asks for something the engine cannot do (a probe size it cannot send): names
+    /// the flag.
+    Usage(String),
+    /// Anything else (a thread that could not be spawned, an engine taken twice).
+    System(anyhow::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Usage(m) => f.write_str(m),
+            StartError::System(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<std::io::Error> for StartError {
+    fn from(e: std::io::Error) -> Self {
+        StartError::System(e.into())
+    }
+}
+
+impl From<anyhow::Error> for StartError {
+    fn from(e: anyhow::Error) -> Self {
+        StartError::System(e)
+    }
+}
+
+/// Faults a test can ask the receivers for (the bed tests of what a crash leaves behind and
+/// what a stalled receiver costs). None by default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// Each receiver panics this long after it starts.
+    pub rx_panic_after: Option<Duration>,
+    /// Each receiver sleeps this long before it reads anything.
+    pub rx_stall: Option<Duration>,
+}
 
 /// One address family's engine, table and the counters of its threads.
 pub struct Pipeline {
@@ -30,14 +89,59 @@ pub struct Pipeline {
     pub table: Arc<InflightTable>,
     /// The engine halves (one RX half per queue), until the threads take them.
     engine: Option<Halves>,
-    /// The engine that runs.
-    pub engine_kind: Engine,
-    /// Why that one: "as asked", or auto's reason.
-    pub engine_why: String,
+    /// The engine that runs, and why.
+    pub engine_used: EngineUsed,
     /// The sender's counters and stop flag.
     pub sender: Arc<SenderShared>,
     /// The receiver's counters and abort flag.
     pub receiver: Arc<RxShared>,
+    /// Faults to inject (tests only).
+    pub faults: Faults,
+}
+
+/// Ends a pipeline's run from any thread.
+#[derive(Debug, Clone)]
+pub struct Stopper {
+    sender: Arc<SenderShared>,
+    receiver: Arc<RxShared>,
+}
+
+impl Stopper {
+    /// Stops sending; probes in flight are still awaited (the first SIGINT).
+    pub fn stop(&self) {
+        self.sender.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops now: sending, cooling down and waiting; every probe in flight is reported as
+    /// timed out (the second SIGINT, or a run past its limit).
+    pub fn abort(&self) {
+        self.sender.stop.store(true, Ordering::Relaxed);
+        self.sender.abort.store(true, Ordering::Relaxed);
+        // Release: the receiver's acquire load sees the sender's flags set before it.
+        self.receiver.abort.store(true, Ordering::Release);
+    }
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("family", &self.family)
+            .field("engine_used", &self.engine_used)
+            .field("started", &self.engine.is_none())
+            .field("faults", &self.faults)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Work {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Work")
+            .field("sender", &self.sender)
+            .field("receiver", &self.receiver)
+            .field("scan", &self.scan.is_some())
+            .field("flow_source", &self.flow_source)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Checks `--cores TX,RX[,RX…]`: at most one core per thread a run can have (the sender and
@@ -66,34 +170,47 @@ fn rx_core(cores: &[usize], i: usize) -> Option<usize> {
 
 impl Pipeline {
     /// A pipeline over an open engine's halves, with a table of `slots` slots.
-    pub fn new(
-        family: Family,
-        slots: usize,
-        halves: Halves,
-        engine_kind: Engine,
-        engine_why: String,
-    ) -> Self {
+    pub fn new(family: Family, slots: usize, halves: Halves, engine_used: EngineUsed) -> Self {
         Pipeline {
             family,
             table: Arc::new(InflightTable::new(slots)),
             engine: Some(halves),
-            engine_kind,
-            engine_why,
+            engine_used,
             sender: Arc::new(SenderShared::default()),
             receiver: Arc::new(RxShared::default()),
+            faults: Faults::default(),
         }
+    }
+
+    /// What stops this pipeline, for another thread (a signal handler).
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            sender: self.sender.clone(),
+            receiver: self.receiver.clone(),
+        }
+    }
+
+    /// As [`Stopper::stop`].
+    pub fn stop(&self) {
+        self.stopper().stop();
+    }
+
+    /// As [`Stopper::abort`].
+    pub fn abort(&self) {
+        self.stopper().abort();
     }
 
     /// One probe template per payload size, in the layer the engine sends; a size the engine
     /// cannot send whole is refused.
-    fn templates(&self, caps: TxCaps, sizes: &[usize]) -> Result<Vec<Template>, Fail> {
+    fn templates(&self, caps: TxCaps, sizes: &[usize]) -> Result<Vec<Template>, StartError> {
         let layer: Layer = caps.layer.into();
         let mut templates = Vec::with_capacity(sizes.len());
         for &size in sizes {
-            let template = Template::new(self.family, layer, size)
-                .map_err(|e| Fail::Usage(format!("--size {size}: cannot build a probe: {e}")))?;
+            let template = Template::new(self.family, layer, size).map_err(|e| {
+                StartError::Usage(format!("--size {size}: cannot build a probe: {e}"))
+            })?;
             if template.len() > caps.max_packet {
-                return Err(Fail::Usage(format!(
+                return Err(StartError::Usage(format!(
                     "--size {size}: {}-byte probes exceed what the {} engine sends ({} bytes: \
                      it does not fragment); use a smaller --size or --engine raw",
                     template.len(),
@@ -116,7 +233,7 @@ impl Pipeline {
         cores: &[usize],
         events: &Sender<Vec<Event>>,
         recycle: &Receiver<Vec<Event>>,
-    ) -> Result<Running, Fail> {
+    ) -> Result<Running, StartError> {
         let Work {
             sender: cfg,
             receiver: rx_cfg,
@@ -159,6 +276,7 @@ impl Pipeline {
             };
             let shared = self.receiver.clone();
             let sender = self.sender.clone();
+            let faults = self.faults;
             let (events, recycle) = (events.clone(), recycle.clone());
             let retry_tx = (role == Role::Reaper && with_retries).then(|| retry_tx.clone());
             let name = if multi {
@@ -172,20 +290,15 @@ impl Pipeline {
                     // sending.
                     let _stop = StopOnDrop(sender);
                     tx::pin(rx_core).map_err(|e| anyhow::anyhow!("--cores: {e}"))?;
-                    // Fault injection for the tests that check what a crash leaves behind
-                    // (the XDP program must be gone) and what a stalled receiver costs
-                    // (the kernel's drops must be reported); undocumented on purpose.
-                    if let Some(v) = std::env::var_os("ASDIC_INJECT_PANIC")
-                        && v == "rx"
-                    {
-                        std::thread::sleep(Duration::from_millis(300));
-                        panic!("injected panic (ASDIC_INJECT_PANIC=rx)");
+                    // Faults the tests ask for: what a crash leaves behind (the XDP program
+                    // must be gone), what a stalled receiver costs (the kernel's drops must
+                    // be reported).
+                    if let Some(after) = faults.rx_panic_after {
+                        std::thread::sleep(after);
+                        panic!("injected panic (receiver)");
                     }
-                    if let Some(ms) = std::env::var("ASDIC_INJECT_RX_STALL_MS")
-                        .ok()
-                        .and_then(|v| v.parse::<u64>().ok())
-                    {
-                        std::thread::sleep(Duration::from_millis(ms.min(10_000)));
+                    if let Some(stall) = faults.rx_stall {
+                        std::thread::sleep(stall);
                     }
                     rx::run(
                         rxe.as_mut(),
@@ -266,6 +379,7 @@ pub struct Work {
 }
 
 /// The running pipelines and the stream of their events.
+#[derive(Debug)]
 pub struct Started {
     /// Each pipeline's threads.
     pub handles: Vec<Running>,
@@ -282,7 +396,7 @@ pub fn start_all(
     work: Vec<Work>,
     sizes: &[usize],
     cores: &[usize],
-) -> Result<Started, Fail> {
+) -> Result<Started, StartError> {
     let (ev_tx, events) = bounded::<Vec<Event>>(256);
     let (recycle, recycle_rx) = bounded::<Vec<Event>>(256);
     let mut handles = vec![];
@@ -297,6 +411,7 @@ pub fn start_all(
 }
 
 /// A pipeline's running threads.
+#[derive(Debug)]
 pub struct Running {
     sender: std::thread::JoinHandle<anyhow::Result<()>>,
     receivers: Vec<std::thread::JoinHandle<anyhow::Result<Drops>>>,

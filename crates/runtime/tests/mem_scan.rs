@@ -1,8 +1,8 @@
 //! The whole pipeline of a stateless `asdic scan`, without root and without a network: the
-//! real sender (`tx::run`) drawing from the real scan source (passes over the permutation,
-//! retries of silent targets only), the real receiver (`rx::run`) with the stateless matcher
-//! and responder set, over the in-memory engine (`asdic_engine::mem`), wired as the cli
-//! wires them (crates/cli/src/pipeline.rs and scan.rs).
+//! runtime the cli drives (`asdic_runtime::Pipeline`: the real sender drawing from the real
+//! scan source — passes over the permutation, retries of silent targets only — and the real
+//! receiver with the stateless matcher and responder set) over the in-memory engine
+//! (`asdic_engine::mem`), as crates/cli/src/scan.rs starts it.
 //!
 //! Every result is checked against the population's own rule (`Population::fate`): the
 //! engine sees a target's k-th request as its try k, so each target's outcome per try is
@@ -16,20 +16,17 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use asdic_core::event::{Drops, Event, Outcome};
-use asdic_core::matcher::Matcher;
 use asdic_core::permute::Cycle;
 use asdic_core::space::{AddrSet, Space, SpaceSpec};
 use asdic_core::stateless::{ScanSource, ScanState};
-use asdic_core::table::InflightTable;
 use asdic_core::targets::TargetSpec;
 use asdic_engine::mem::{self, Fate, Forgery, Population, Select};
-use asdic_engine::{EngineError, Tx};
-use asdic_receiver::rx::{self, Role, RxConfig, RxShared};
-use asdic_sender::tx::{self, Links, SenderConfig, SenderShared};
+use asdic_receiver::rx::{RxConfig, RxShared};
+use asdic_runtime::{EngineUsed, Pipeline, Started, Work, join_all, start_all};
+use asdic_sender::tx::{SenderConfig, SenderShared};
 use asdic_wire::Family;
 use asdic_wire::payload::{Key, Numbering};
-use asdic_wire::template::Template;
-use crossbeam_channel::{RecvTimeoutError, bounded};
+use crossbeam_channel::RecvTimeoutError;
 
 /// Longest a run may take before the test fails.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -79,14 +76,17 @@ fn run(s: &Scan) -> Ran {
         s.report_silent,
     ));
     let walk = Cycle::new(space.len(), 7).unwrap().shard(0, 1).unwrap();
-    let mut source = ScanSource::new(state.clone(), walk, u64::MAX);
+    let source = ScanSource::new(state.clone(), walk, u64::MAX);
 
-    let (mut txe, mut rxe) = mem::open(s.pop.clone());
+    let (txe, rxe) = mem::open(s.pop.clone());
     let stats = txe.stats();
-    let caps = txe.caps();
-    let template = Template::new(family, caps.layer.into(), 32).unwrap();
     // As scan.rs: a table of two slots that nothing claims.
-    let table = Arc::new(InflightTable::new(2));
+    let used = EngineUsed {
+        name: "mem",
+        what: "the in-memory simulator (asdic_engine::mem)",
+        why: "a test".into(),
+    };
+    let mut pipeline = Pipeline::new(family, 2, (Box::new(txe), vec![Box::new(rxe)]), used);
     let cfg = SenderConfig {
         rate: s.rate,
         batch: 64,
@@ -106,49 +106,19 @@ fn run(s: &Scan) -> Ran {
         poll: Duration::from_millis(10),
         batch: 1024,
     };
-    let sender = Arc::new(SenderShared::default());
-    let receiver = Arc::new(RxShared::default());
-    let (ev_tx, ev_rx) = bounded::<Vec<Event>>(256);
-    let (recycle_tx, recycle_rx) = bounded::<Vec<Event>>(256);
-
-    let rx_thread = {
-        let (shared, state, ev_tx) = (receiver.clone(), state.clone(), ev_tx.clone());
-        std::thread::spawn(move || -> Result<Drops, EngineError> {
-            let mut matcher = Matcher::stateless(&state);
-            rx::run(
-                &mut rxe,
-                &mut matcher,
-                &rx_cfg,
-                &shared,
-                &ev_tx,
-                &recycle_rx,
-                None,
-                Role::Reaper,
-            )?;
-            Ok(matcher.drops())
-        })
+    let work = Work {
+        sender: cfg,
+        receiver: rx_cfg,
+        source: Box::new(source),
+        scan: Some(state.clone()),
+        flow_source: None,
     };
-    let tx_thread = {
-        let (shared, rx_shared) = (sender.clone(), receiver.clone());
-        std::thread::spawn(move || -> Result<(), EngineError> {
-            let links = Links {
-                behind: Some(&rx_shared.behind),
-                events: Some(&ev_tx),
-                ..Links::default()
-            };
-            let r = tx::run(
-                &mut txe,
-                std::slice::from_ref(&template),
-                &table,
-                &mut source,
-                &cfg,
-                &shared,
-                links,
-            );
-            rx_shared.sender_done.store(true, Ordering::Release);
-            r
-        })
-    };
+    let Started {
+        handles,
+        events: ev_rx,
+        recycle: recycle_tx,
+    } = start_all(std::slice::from_mut(&mut pipeline), vec![work], &[32], &[])
+        .expect("starting the scan");
     let mut events = vec![];
     loop {
         match ev_rx.recv_timeout(Duration::from_millis(200)) {
@@ -162,14 +132,16 @@ fn run(s: &Scan) -> Ran {
         }
         assert!(t0.elapsed() < LIMIT, "the scan took over {LIMIT:?}");
     }
-    let drops = rx_thread.join().unwrap().unwrap();
-    tx_thread.join().unwrap().unwrap();
+    let (drops, failure) = join_all(handles);
+    if let Some(e) = failure {
+        panic!("the scan failed: {e:#}");
+    }
     Ran {
         events,
         drops,
         state,
-        sender,
-        receiver,
+        sender: pipeline.sender.clone(),
+        receiver: pipeline.receiver.clone(),
         mem: stats.snapshot(),
         elapsed: t0.elapsed(),
     }

@@ -1,9 +1,8 @@
-//! The whole pipeline of `asdic ping`, without root and without a network: the real sender
-//! (`tx::run`) and receiver (`rx::run`, as the reaper) in two threads over the in-memory
-//! engine (`asdic_engine::mem`), with the real matcher and in-flight table, and the events
-//! folded by the analysis crate's aggregator and written through one of its sinks, wired as
-//! the cli wires them (crates/cli/src/pipeline.rs, `Pipeline::spawn`; crates/cli/src/ping.rs,
-//! the aggregation loop and `write_all`).
+//! The whole pipeline of `asdic ping`, without root and without a network: the runtime the
+//! cli drives (`asdic_runtime::Pipeline`: the real sender and receiver threads, matcher and
+//! in-flight table) over the in-memory engine (`asdic_engine::mem`), and the events folded
+//! by the analysis crate's aggregator and written through one of its sinks, as
+//! crates/cli/src/ping.rs folds and writes them.
 //!
 //! Every result is checked exactly against what the engine's population says: each target's
 //! received, error, timeout and duplicate counts are computed from `Population::fate`, the
@@ -16,22 +15,28 @@ use std::time::{Duration, Instant};
 
 use asdic_analysis::{Aggregator, FirstError, Format, Row, sink_for, summary_line};
 use asdic_core::event::{Drops, Event, Outcome};
-use asdic_core::matcher::Matcher;
 use asdic_core::source::Rounds;
-use asdic_core::table::InflightTable;
 use asdic_engine::mem::{self, Fate, Forgery, Host, MemCounts, Population, Select};
-use asdic_engine::{EngineError, Tx};
-use asdic_receiver::rx::{self, Role, RxConfig, RxShared};
-use asdic_sender::tx::{self, Links, SenderConfig, SenderShared};
+use asdic_receiver::rx::{RxConfig, RxShared};
+use asdic_runtime::{EngineUsed, Pipeline, Started, Work, join_all, start_all};
+use asdic_sender::tx::{SenderConfig, SenderShared};
 use asdic_wire::Family;
 use asdic_wire::payload::{Key, Numbering};
-use asdic_wire::template::Template;
-use crossbeam_channel::{RecvTimeoutError, bounded};
+use crossbeam_channel::RecvTimeoutError;
 
 /// ICMP payload bytes per probe (`--size`).
 const SIZE: usize = 56;
 /// Longest a run may take before the test stops it and fails.
 const LIMIT: Duration = Duration::from_secs(20);
+
+/// The in-memory engine, as the runtime's start line would name it.
+fn mem_engine() -> EngineUsed {
+    EngineUsed {
+        name: "mem",
+        what: "the in-memory simulator (asdic_engine::mem)",
+        why: "a test".into(),
+    }
+}
 
 /// One `asdic ping` run over a population.
 struct Scenario {
@@ -63,16 +68,6 @@ struct Outcomes {
     elapsed: Duration,
 }
 
-/// Stops the sender when dropped: the receiver's thread holds one (as the cli's does), so
-/// that a receiver ending in any way stops the sending.
-struct StopOnDrop(Arc<SenderShared>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 /// Runs `s` as `asdic ping` does for one address family and returns what came out.
 fn ping(s: &Scenario) -> Outcomes {
     let t0 = Instant::now();
@@ -85,15 +80,16 @@ fn ping(s: &Scenario) -> Outcomes {
     let key = Key::new(0x0123_4567_89ab_cdef, 0x0fed_cba9_8765_4321);
     let session = 0xa5d1_c001;
 
-    let (mut txe, mut rxe) = mem::open(s.pop.clone());
+    let (txe, rxe) = mem::open(s.pop.clone());
     let stats = txe.stats();
-    // As Pipeline::spawn: the template in the layer the engine asks for, within its limit.
-    let caps = txe.caps();
-    let template = Template::new(family, caps.layer.into(), SIZE).expect("template");
-    assert!(template.len() <= caps.max_packet);
     let slots = asdic_core::table::slots_for(s.rate, s.timeout) as usize;
-    let table = Arc::new(InflightTable::new(slots));
-    // As the cli's configs(), without retries.
+    let mut pipeline = Pipeline::new(
+        family,
+        slots,
+        (Box::new(txe), vec![Box::new(rxe)]),
+        mem_engine(),
+    );
+    // As the cli's ping, without retries.
     let cfg = SenderConfig {
         rate: s.rate,
         batch: 64,
@@ -110,56 +106,28 @@ fn ping(s: &Scenario) -> Outcomes {
         poll: Duration::from_millis(10),
         batch: 4096,
     };
-    let sender = Arc::new(SenderShared::default());
-    let receiver = Arc::new(RxShared::default());
-    let (ev_tx, ev_rx) = bounded::<Vec<Event>>(256);
-    let (recycle_tx, recycle_rx) = bounded::<Vec<Event>>(256);
-    let mut source = Rounds::new(Arc::new(s.targets.clone()), s.count, s.interval);
-
-    let rx_thread = {
-        let (table, shared, stop) = (table.clone(), receiver.clone(), sender.clone());
-        std::thread::Builder::new()
-            .name("asdic-rx-mem".into())
-            .spawn(move || -> Result<Drops, EngineError> {
-                let _stop = StopOnDrop(stop);
-                let mut matcher = Matcher::new(table, key, session, numbering);
-                rx::run(
-                    &mut rxe,
-                    &mut matcher,
-                    &rx_cfg,
-                    &shared,
-                    &ev_tx,
-                    &recycle_rx,
-                    None,
-                    Role::Reaper,
-                )?;
-                Ok(matcher.drops())
-            })
-            .expect("spawning the receiver")
+    let work = Work {
+        sender: cfg,
+        receiver: rx_cfg,
+        source: Box::new(Rounds::new(
+            Arc::new(s.targets.clone()),
+            s.count,
+            s.interval,
+        )),
+        scan: None,
+        flow_source: None,
     };
-    let tx_thread = {
-        let (table, shared, rx_shared) = (table.clone(), sender.clone(), receiver.clone());
-        std::thread::Builder::new()
-            .name("asdic-tx-mem".into())
-            .spawn(move || -> Result<(), EngineError> {
-                let r = tx::run(
-                    &mut txe,
-                    std::slice::from_ref(&template),
-                    &table,
-                    &mut source,
-                    &cfg,
-                    &shared,
-                    Links {
-                        behind: Some(&rx_shared.behind),
-                        ..Links::default()
-                    },
-                );
-                // tx::run does not say it is done: the caller does, as the cli's thread.
-                rx_shared.sender_done.store(true, Ordering::Release);
-                r
-            })
-            .expect("spawning the sender")
-    };
+    let Started {
+        handles,
+        events: ev_rx,
+        recycle: recycle_tx,
+    } = start_all(
+        std::slice::from_mut(&mut pipeline),
+        vec![work],
+        &[SIZE],
+        &[],
+    )
+    .expect("starting the pipeline");
 
     // Aggregate on this thread, as ping does (one family: its cookies need no offset).
     let mut agg = Aggregator::new(s.targets.clone());
@@ -197,8 +165,7 @@ fn ping(s: &Scenario) -> Outcomes {
         // Bounded: past the limit, stop as a second SIGINT would, then give up waiting.
         match stopped_at {
             None if t0.elapsed() > LIMIT => {
-                sender.stop.store(true, Ordering::Relaxed);
-                receiver.abort.store(true, Ordering::Release);
+                pipeline.abort();
                 stopped_at = Some(Instant::now());
             }
             Some(at) if at.elapsed() > Duration::from_secs(5) => {
@@ -208,11 +175,10 @@ fn ping(s: &Scenario) -> Outcomes {
         }
     }
     assert!(stopped_at.is_none(), "the run took over {LIMIT:?}");
-    let drops = rx_thread
-        .join()
-        .expect("receiver panicked")
-        .expect("receiving");
-    tx_thread.join().expect("sender panicked").expect("sending");
+    let (drops, failure) = join_all(handles);
+    if let Some(e) = failure {
+        panic!("the pipeline failed: {e:#}");
+    }
     let elapsed = t0.elapsed();
 
     // The rows through a sink, in chunks, as ping's write_all.
@@ -236,8 +202,8 @@ fn ping(s: &Scenario) -> Outcomes {
         agg,
         drops,
         mem: stats.snapshot(),
-        sender,
-        receiver,
+        sender: pipeline.sender.clone(),
+        receiver: pipeline.receiver.clone(),
         bad_events,
         csv: String::from_utf8(out).expect("CSV is UTF-8"),
         elapsed,
