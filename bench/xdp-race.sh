@@ -118,7 +118,7 @@ run_tool() { # tool bed -> name steady_pps sent span_s found matched replied cpu
     ;;
   zmap)
     cmd=("$zmap" -M icmp_echoscan -i s0 -S 198.18.0.1 -G "$mac" -b "$work/empty.conf"
-      -C /dev/null -r 0 -T 2 -P 60 -c 1 -q --output-filter "success = 1"
+      -C /dev/null -r 0 -T 2 -P 60 -c 1 -q --output-filter "success = 1" --max-sendto-failures=1000000000
       -f saddr -o "$out" 198.19.0.0/16)
     ;;
   esac
