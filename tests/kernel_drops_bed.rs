@@ -25,9 +25,13 @@ fn a_stalled_socket_receiver_reports_exactly_what_the_kernel_dropped() {
             "-o",
             out.to_str().unwrap(),
         ];
-        let mut c = bed.command(&args);
-        c.env("ASDIC_INJECT_RX_STALL_MS", "1500")
-            .env("ASDIC_INJECT_RCVBUF", "262144");
+        let mut c = bed.command_with_faults(
+            &args,
+            &[
+                ("ASDIC_INJECT_RX_STALL_MS", "1500"),
+                ("ASDIC_INJECT_RCVBUF", "262144"),
+            ],
+        );
         let o = c.output().expect("asdic");
         let err = stderr_of(&o);
         if engine == "uring" && err.contains("--engine uring:") && err.contains("not available") {

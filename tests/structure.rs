@@ -137,3 +137,55 @@ fn only_the_runtime_runs_the_sender_and_receiver_loops() {
     let runtime = std::fs::read_to_string(root.join("crates/runtime/src/lib.rs")).unwrap();
     assert!(runtime.contains("tx::run(") && runtime.contains("rx::run("));
 }
+
+/// Whether `needle` occurs in the file at `path`.
+fn file_contains(path: &std::path::Path, needle: &[u8]) -> bool {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    bytes.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The fault-injection hooks (`ASDIC_INJECT_*`) are in the hooked test build only: the
+/// binary the tests run as the product (`ASDIC_BIN`: the release build in scripts/test) reads
+/// none of them, the hooked one (`ASDIC_TEST_BIN` or target/ci/asdic-hooked) does.
+#[test]
+fn the_product_binary_has_no_fault_hooks() {
+    let product = asdic_tests::asdic_bin();
+    assert!(
+        !file_contains(&product, b"ASDIC_INJECT"),
+        "{} reads ASDIC_INJECT_* variables",
+        product.display()
+    );
+    if std::env::var_os("ASDIC_REQUIRE_BED").is_some()
+        || std::env::var_os("ASDIC_TEST_BIN").is_some()
+    {
+        let hooked = asdic_tests::hooked_bin();
+        for hook in [
+            "ASDIC_INJECT_PANIC",
+            "ASDIC_INJECT_RX_STALL_MS",
+            "ASDIC_INJECT_RCVBUF",
+        ] {
+            assert!(
+                file_contains(&hooked, hook.as_bytes()),
+                "{} lacks {hook}",
+                hooked.display()
+            );
+        }
+    }
+}
+
+/// A library user builds `asdic-session` without the XDP and io_uring engines (no clang,
+/// libbpf or libelf), and the in-memory engine is for tests only.
+#[test]
+fn the_session_builds_without_xdp_or_io_uring() {
+    assert_none_of(
+        "asdic-session",
+        &[
+            "asdic-xdp",
+            "aya",
+            "aya-obj",
+            "xsk-rs",
+            "libxdp-sys",
+            "io-uring",
+        ],
+    );
+}

@@ -160,12 +160,14 @@ fn auto_scan_uses_xdp_for_one_family_and_sockets_for_the_other() {
 /// Starts `asdic ARGS` in the bed, waits until the XDP program shows on s0, and returns the
 /// child.
 fn start_with_program(bed: &Bed, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
-    let mut c = bed.command(args);
+    // Faults need the hooked build; the release binary reads no ASDIC_INJECT_* variable.
+    let mut c = if env.is_empty() {
+        bed.command(args)
+    } else {
+        bed.command_with_faults(args, env)
+    };
     c.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
-    for (k, v) in env {
-        c.env(k, v);
-    }
     let child = c.spawn().expect("starting asdic");
     let t0 = Instant::now();
     while xdp_on(bed, "scan", "s0").is_none() {

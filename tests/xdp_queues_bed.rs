@@ -277,22 +277,24 @@ struct Stalled {
 fn stalled_ping(bed: &Bed, name: &str, batch: &str) -> Stalled {
     let replied0 = bed.counter("replied") + bed.counter("rejected");
     let out = asdic_tests::scratch(name);
-    let mut c = bed.command(&[
-        "ping",
-        "198.19.0.0/16",
-        "--engine",
-        "xdp",
-        "--rate",
-        "1000000",
-        "-W",
-        "3s",
-        "--batch",
-        batch,
-        "-q",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    c.env("ASDIC_INJECT_RX_STALL_MS", "1500");
+    let mut c = bed.command_with_faults(
+        &[
+            "ping",
+            "198.19.0.0/16",
+            "--engine",
+            "xdp",
+            "--rate",
+            "1000000",
+            "-W",
+            "3s",
+            "--batch",
+            batch,
+            "-q",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &[("ASDIC_INJECT_RX_STALL_MS", "1500")],
+    );
     let o = c.output().expect("asdic");
     let err = stderr_of(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");

@@ -24,44 +24,57 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The `asdic` binary of the same profile as this test (target/<profile>/asdic).
-pub fn asdic_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("ASDIC_BIN") {
+/// Binary `name` of the same profile as this test (target/<profile>/NAME), or the path in
+/// environment variable `var`; `build` says how to build it when it is missing.
+fn profile_bin(var: &str, name: &str, build: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(var) {
         return PathBuf::from(p);
     }
     // The test executable lives in target/<profile>/deps/.
     let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
+    let bin = exe
         .parent()
         .and_then(Path::parent)
-        .expect("target/<profile>");
-    let bin = profile_dir.join("asdic");
+        .expect("target/<profile>")
+        .join(name);
     assert!(
         bin.exists(),
-        "{} missing: build it first (cargo build -p asdic-cli, same profile)",
+        "{} missing: build it first ({build}), or set {var}",
         bin.display()
     );
     bin
 }
 
+/// The `asdic` binary of the same profile as this test (target/<profile>/asdic), or
+/// `ASDIC_BIN`.
+pub fn asdic_bin() -> PathBuf {
+    profile_bin(
+        "ASDIC_BIN",
+        "asdic",
+        "cargo build -p asdic-cli, same profile",
+    )
+}
+
+/// The hooked test build of `asdic` (`--features testing`: it reads the `ASDIC_INJECT_*`
+/// fault variables, which the release binary ignores): `ASDIC_TEST_BIN`, or
+/// target/<profile>/asdic-hooked, as scripts/test builds it.
+pub fn hooked_bin() -> PathBuf {
+    profile_bin(
+        "ASDIC_TEST_BIN",
+        "asdic-hooked",
+        "cargo build --profile ci -p asdic-cli --features testing && \
+         cp target/ci/asdic target/ci/asdic-hooked",
+    )
+}
+
 /// The `asdic-responder` binary (XDP echo responder of the speed bed) of the same profile as
 /// this test, or `ASDIC_RESPONDER`.
 pub fn responder_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("ASDIC_RESPONDER") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let bin = profile_dir.join("asdic-responder");
-    assert!(
-        bin.exists(),
-        "{} missing: build it first (cargo build -p asdic-responder, same profile)",
-        bin.display()
-    );
-    bin
+    profile_bin(
+        "ASDIC_RESPONDER",
+        "asdic-responder",
+        "cargo build -p asdic-responder, same profile",
+    )
 }
 
 /// Whether the bed can run here; `Err(reason)` if not.
@@ -218,6 +231,18 @@ impl Bed {
         c.args(["netns", "exec", &format!("asdic-{}-scan", self.id)])
             .arg(asdic_bin())
             .args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// The command that runs the hooked build of asdic ([`hooked_bin`]) with `ARGS` in the
+    /// scanner namespace, with the fault variables `faults` (`ASDIC_INJECT_*`) set.
+    pub fn command_with_faults(&self, args: &[&str], faults: &[(&str, &str)]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &format!("asdic-{}-scan", self.id)])
+            .arg(hooked_bin())
+            .args(args)
+            .envs(faults.iter().copied());
         c.stdin(Stdio::null());
         c
     }

@@ -222,12 +222,7 @@ fn open_engine(
         device: o.device.clone(),
         batch: o.batch,
         max_reply: (o.size + 128).max(2048),
-        // Fault injection for the test that checks the sockets' drop count against the
-        // bed (a small buffer overflows while the receiver is stalled); undocumented.
-        rcvbuf: std::env::var("ASDIC_INJECT_RCVBUF")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(RawOptions::default().rcvbuf),
+        rcvbuf: injected_rcvbuf().unwrap_or(RawOptions::default().rcvbuf),
         ..RawOptions::default()
     };
     Ok(match e {
@@ -329,7 +324,9 @@ fn mac(m: [u8; 6]) -> String {
 }
 
 /// Faults the bed tests inject through the environment (what a crash leaves behind, what a
-/// stalled receiver costs); undocumented on purpose.
+/// stalled receiver costs), in the hooked test build only (`--features testing`): the
+/// release binary, which may carry file capabilities, reads no such variable.
+#[cfg(feature = "testing")]
 fn injected_faults() -> Faults {
     let ms = |name: &str| {
         std::env::var(name)
@@ -343,6 +340,25 @@ fn injected_faults() -> Faults {
             .map(|_| std::time::Duration::from_millis(300)),
         rx_stall: ms("ASDIC_INJECT_RX_STALL_MS"),
     }
+}
+
+#[cfg(not(feature = "testing"))]
+fn injected_faults() -> Faults {
+    Faults::default()
+}
+
+/// The sockets' receive buffer for the test that checks their drop count against the bed (a
+/// small buffer overflows while the receiver is stalled): hooked test build only.
+#[cfg(feature = "testing")]
+fn injected_rcvbuf() -> Option<usize> {
+    std::env::var("ASDIC_INJECT_RCVBUF")
+        .ok()
+        .and_then(|v| v.parse().ok())
+}
+
+#[cfg(not(feature = "testing"))]
+fn injected_rcvbuf() -> Option<usize> {
+    None
 }
 
 /// "asdic: engine NAME: what (why)", once per distinct engine of the run.

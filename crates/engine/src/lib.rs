@@ -16,6 +16,9 @@
 //! no I/O at all: a pretend network in memory with a configurable host population behind it
 //! (alive, dead and unreachable hosts, loss, delay, duplicates, forgeries), for running the
 //! whole pipeline in tests and demos without a socket or root.
+//!
+//! Only [`raw`] is always built; `uring`, `xdp` and `testing` (for [`mem`]) are features, off
+//! by default: the asdic binary enables `uring` and `xdp`, the tests `testing`.
 
 /// Batches of outgoing probes.
 pub mod batch;
@@ -24,6 +27,7 @@ pub mod caps;
 /// Engine errors.
 pub mod error;
 /// The in-memory engine: a host population behind a pretend network (tests, demos).
+#[cfg(feature = "testing")]
 pub mod mem;
 /// Route, interface and neighbour lookups over rtnetlink (for frame-building engines).
 pub mod netlink;
@@ -32,15 +36,23 @@ pub mod raw;
 /// The unsafe syscall layer (sockets, sendmmsg, recvmmsg, poll, cmsg parsing).
 mod sys;
 /// The io_uring engine.
+#[cfg(feature = "uring")]
 pub mod uring;
 /// The unsafe io_uring layer (rings, request memory, pushes).
+#[cfg(feature = "uring")]
 mod uring_sys;
 /// The AF_XDP engine.
+#[cfg(feature = "xdp")]
 pub mod xdp;
 /// The unsafe AF_XDP layer (socket creation, UMEM frame and ring accessors).
+#[cfg(feature = "xdp")]
 mod xsk_sys;
 
 use std::time::Duration;
+
+/// Most RX queues an engine serves: asdic's XDP program's XSKMAP has 128 entries, two per
+/// queue (IPv4, IPv6).
+pub const MAX_RX_QUEUES: u32 = 64;
 
 pub use asdic_core::frame::{RxFrame, RxLayer};
 pub use batch::TxBatch;
@@ -130,7 +142,7 @@ pub struct KernelDrops {
     /// asdic's XDP program: frames redirected to the AF_XDP sockets (not a loss).
     pub xdp_redirected: u64,
     /// asdic's XDP program: frames passed to the kernel, by reason, in the order of
-    /// [`asdic_xdp::PassReason::ALL`] (not a loss: they were not ours, or are fragments read
+    /// `asdic_xdp::PassReason::ALL` (not a loss: they were not ours, or are fragments read
     /// back reassembled).
     pub xdp_pass: [u64; 9],
     /// The AF_XDP engine: ICMP read through its raw socket (reassembled fragments, and

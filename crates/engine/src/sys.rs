@@ -87,6 +87,7 @@ pub(crate) fn poll_in(fd: &OwnedFd, timeout: Duration) -> io::Result<bool> {
 }
 
 /// Waits up to `ms` milliseconds for input on descriptor `a` or socket `b`; which are ready.
+#[cfg(feature = "xdp")]
 pub(crate) fn poll_in2(a: std::os::fd::RawFd, b: &OwnedFd, ms: i32) -> io::Result<(bool, bool)> {
     let mut p = [
         libc::pollfd {
@@ -557,6 +558,7 @@ pub(crate) fn socket_drops(fd: &OwnedFd) -> io::Result<u64> {
 }
 
 /// The interface's channel counts (`ETHTOOL_GCHANNELS`): (RX-only, TX-only, combined) in use.
+#[cfg(feature = "xdp")]
 pub(crate) fn channels(ifname: &str) -> io::Result<(u32, u32, u32)> {
     const SIOCETHTOOL: libc::c_ulong = 0x8946;
     const ETHTOOL_GCHANNELS: u32 = 0x3c;

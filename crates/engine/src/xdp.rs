@@ -65,7 +65,7 @@ pub const DEFAULT_RX_FRAMES: u32 = 8192;
 /// UMEM frames for sending, over all TX lanes, unless asked otherwise.
 pub const DEFAULT_TX_FRAMES: u32 = 2048;
 /// Most RX queues the filter's XSKMAP has room for (128 entries, two per queue).
-pub const MAX_QUEUES: u32 = 64;
+pub const MAX_QUEUES: u32 = crate::MAX_RX_QUEUES;
 /// How often an RX half checks that the interface still has the queues it had at open.
 const QUEUE_CHECK: Duration = Duration::from_secs(1);
 

@@ -17,7 +17,7 @@ use asdic_core::retry::Retry;
 use asdic_core::source::Source;
 use asdic_core::stateless::ScanState;
 use asdic_core::table::InflightTable;
-use asdic_engine::{KernelDrops, Rx, Tx, TxCaps, xdp};
+use asdic_engine::{KernelDrops, Rx, Tx, TxCaps};
 use asdic_receiver::rx::{self, Role, RxConfig, RxShared};
 use asdic_sender::tx::{self, Links, SenderConfig, SenderShared};
 use asdic_wire::Family;
@@ -153,10 +153,10 @@ pub fn check_cores(cores: &[usize]) -> Result<(), String> {
     if seen.len() != cores.len() {
         return Err("--cores: each core at most once (TX first, then the RX cores)".into());
     }
-    if cores.len() > 1 + xdp::MAX_QUEUES as usize {
+    if cores.len() > 1 + asdic_engine::MAX_RX_QUEUES as usize {
         return Err(format!(
             "--cores: at most {} cores (TX, then one per RX queue)",
-            1 + xdp::MAX_QUEUES
+            1 + asdic_engine::MAX_RX_QUEUES
         ));
     }
     Ok(())
