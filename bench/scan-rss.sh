@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Peak memory and what was found, asdic scan against zmap 4.3.4, on the same scans of the
+# Peak memory and what was found, asdic scan against zmap (Debian's), on the same scans of the
 # accuracy bed (scanner -- router -- far side, the far side answering 198.19.0.0/16 by its
 # kernel, 674 dead hosts and a /24 the router rejects): 198.19.0.0/20 and 198.19.0.0/16 at
 # 20,000 probes/s, 200,000/s and full speed (asdic --rate 10000000, zmap --rate 0), cooldown
@@ -11,19 +11,16 @@
 # rejected): found, missed, extra. zmap counts echo replies only (its icmp_echoscan
 # success); asdic's replies are counted the same way (its ICMP error rows aside).
 #
-# usage: bench/scan-rss.sh        ZMAP=path (default: build 4.3.4 from ../shared/peers)
+# usage: bench/scan-rss.sh        ZMAP=path (default: Debian's zmap, apt-get install zmap)
 #                                 RATES="20000 200000 full" PREFIXES="20 16"
 # Needs root. Traffic stays in the bed's namespaces (198.18.0.0/15).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 [ -x /usr/bin/time ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null
-zmap=${ZMAP:-/var/tmp/asdic-zmap-4.3.4/build/src/zmap}
-[ -x "$zmap" ] || [ ! -x /var/tmp/zmap434/build/src/zmap ] || zmap=/var/tmp/zmap434/build/src/zmap
-if [ ! -x "$zmap" ]; then
-  zmap=$(bash ../shared/peers/build-zmap.sh /var/tmp/asdic-zmap-4.3.4)
-fi
-"$zmap" --version 2>/dev/null | head -1 >&2
+. bench/peers.sh
+zmap=$(peer_zmap)
+[[ $zmap != none ]] || { echo "scan-rss: needs zmap (ZMAP=none is not for this race)" >&2; exit 2; }
 target="${CARGO_TARGET_DIR:-target}/release"
 cargo build --release -p asdic-cli >&2
 rates=${RATES:-20000 200000 full}
@@ -63,7 +60,8 @@ for plen in $prefixes; do
         [ "$rate" = full ] && r=0
         ip netns exec "$ns" /usr/bin/time -f '%M' -o "$tm" "$zmap" -M icmp_echoscan -i s0 \
           -S 198.18.0.1 -G "$mac" -b "$work/empty.conf" -C /dev/null -r "$r" -T 1 -P 1 -c 1 \
-          --output-filter "success = 1" -f saddr -o "$out" "198.19.0.0/$plen" 2>"$err"
+          --output-filter "success = 1" --max-sendto-failures=1000000000 -f saddr -o "$out" \
+          "198.19.0.0/$plen" 2>"$err"
         tail -n +2 "$out" | sort -u >"$work/found"
         # zmap's last status line: "send: N done (R Kp/s avg)"; seconds = N / R.
         read -r sent secs < <(grep -o 'send: [0-9]* done ([0-9.]* [KM]*p/s avg)' "$err" | tail -1 |

@@ -38,15 +38,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 [ -x /usr/bin/time ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null
-zmap=${ZMAP:-}
-if [[ -z $zmap ]]; then
-  command -v zmap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zmap >/dev/null
-  zmap=$(command -v zmap)
-fi
-if [[ $zmap != none ]]; then
-  [[ -x $zmap ]] || { echo "xdp-race: ZMAP=$zmap is not an executable" >&2; exit 2; }
-  "$zmap" --version 2>&1 | head -1 >&2
-fi
+. bench/peers.sh
+zmap=$(peer_zmap)
 target="${CARGO_TARGET_DIR:-target}/release"
 cargo build --release -p asdic-cli -p asdic-responder -p asdic-bench >&2
 reps=${REPS:-3}
