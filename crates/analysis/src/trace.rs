@@ -333,7 +333,7 @@ pub struct PathTotals {
 
 /// The hops of every target of a run at TTLs `first_ttl..=max_ttl`: dense, one cell per
 /// (target, TTL), filled by terminal events.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Paths {
     targets: Vec<IpAddr>,
     first_ttl: u8,

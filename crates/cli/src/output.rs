@@ -171,9 +171,22 @@ impl Asked {
 pub struct Results {
     format: Format,
     out: Output,
-    snapshots: Option<Snapshots>,
+    snapshots: Option<Snapshotting>,
     partition: Option<RunPartition>,
 }
+
+/// The snapshots, idle or being written on a thread of their own.
+#[derive(Debug)]
+enum Snapshotting {
+    /// Waiting for the next period.
+    Idle(Snapshots),
+    /// A snapshot is being written; the thread hands the snapshots back.
+    Writing(std::thread::JoinHandle<Snapshots>),
+}
+
+/// A snapshot's writing, moved to its thread: it owns a copy of the results so far and writes
+/// them with [`Snapshots::write`].
+pub type SnapshotJob = Box<dyn FnOnce(&mut Snapshots) + Send>;
 
 impl Results {
     /// Opens what `asked` names, with the run's metadata for the snapshots (`meta`), every
@@ -234,7 +247,7 @@ impl Results {
         Ok(Some(Results {
             format,
             out,
-            snapshots,
+            snapshots: snapshots.map(Snapshotting::Idle),
             partition,
         }))
     }
@@ -244,11 +257,39 @@ impl Results {
         self.out.is_stdout()
     }
 
-    /// Writes a snapshot when one is due (see [`Snapshots`]).
-    pub fn tick<R: Record>(&mut self, rows: impl FnOnce(&mut dyn Sink<R>) -> anyhow::Result<()>) {
-        if let Some(s) = self.snapshots.as_mut().filter(|s| s.due()) {
-            s.write(rows);
+    /// Starts a snapshot when one is due (see [`Snapshots`]), off the calling thread (the run's
+    /// event loop, which the receivers wait on): `job` is called here to take a copy of the
+    /// results so far (cheap next to encoding, compressing and syncing them), and the
+    /// returned closure writes that copy on a thread of its own. One snapshot at a time: while
+    /// one is being written, the next waits (the period is then the writing time).
+    pub fn tick_with(&mut self, job: impl FnOnce() -> SnapshotJob) {
+        let state = match self.snapshots.take() {
+            Some(Snapshotting::Writing(h)) if !h.is_finished() => {
+                self.snapshots = Some(Snapshotting::Writing(h));
+                return;
+            }
+            Some(Snapshotting::Writing(h)) => match h.join() {
+                Ok(s) => s,
+                // The writer panicked: no more snapshots (the final write still happens).
+                Err(_) => return,
+            },
+            Some(Snapshotting::Idle(s)) => s,
+            None => return,
+        };
+        if !state.due() {
+            self.snapshots = Some(Snapshotting::Idle(state));
+            return;
         }
+        let write = job();
+        let mut s = state;
+        let spawned = std::thread::Builder::new()
+            .name("asdic-snapshot".into())
+            .spawn(move || {
+                write(&mut s);
+                s
+            });
+        // Without a thread, no snapshots: the final write still happens.
+        self.snapshots = spawned.ok().map(Snapshotting::Writing);
     }
 
     /// Writes the results (`rows` into the sink) with the run's final metadata `meta`,
@@ -270,7 +311,13 @@ impl Results {
             file_sink::<R>(self.format, self.out, meta.to_pairs(), 1 << 16).with_context(ctx)?;
         rows(sink.as_mut()).with_context(ctx)?;
         sink.finish().with_context(ctx)?;
-        if let Some(s) = self.snapshots {
+        // A snapshot still being written ends first: then it goes, the results are there.
+        let snapshots = match self.snapshots {
+            Some(Snapshotting::Writing(h)) => h.join().ok(),
+            Some(Snapshotting::Idle(s)) => Some(s),
+            None => None,
+        };
+        if let Some(s) = snapshots {
             s.done();
         }
         if let Some(p) = &self.partition {

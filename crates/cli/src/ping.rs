@@ -21,7 +21,7 @@ use crate::dataset::RunPartition;
 use crate::drive::{EXIT_PIPE, End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::RunHints;
 use crate::inputs::{Ids, read_set, table_for, work};
-use crate::output::{Asked, Results, broken_pipe};
+use crate::output::{Asked, Results, Snapshots, broken_pipe};
 use crate::{Fail, usage};
 
 /// Most targets `ping` lists in memory.
@@ -206,7 +206,10 @@ impl Mode for Ping {
 
     fn tick(&mut self, _run: &Run) -> Result<(), Fail> {
         if let Some(r) = self.results.as_mut() {
-            r.tick(|sink| write_all(&self.agg, sink));
+            r.tick_with(|| {
+                let agg = self.agg.clone();
+                Box::new(move |s: &mut Snapshots| s.write(|sink| write_all(&agg, sink)))
+            });
         }
         Ok(())
     }

@@ -26,7 +26,7 @@ use crate::dataset::RunPartition;
 use crate::drive::{EXIT_PIPE, End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::RunHints;
 use crate::inputs::{Ids, read_specs, table_for, work};
-use crate::output::{Asked, Results, broken_pipe};
+use crate::output::{Asked, Results, Snapshots, broken_pipe};
 use crate::{Fail, usage};
 
 /// Most targets one trace holds: its hop table keeps about 80 bytes per (target, TTL).
@@ -250,7 +250,10 @@ impl Mode for Tracing {
 
     fn tick(&mut self, _run: &Run) -> Result<(), Fail> {
         if let Some(r) = self.results.as_mut() {
-            r.tick(|sink| write_rows(&self.paths, sink));
+            r.tick_with(|| {
+                let paths = self.paths.clone();
+                Box::new(move |s: &mut Snapshots| s.write(|sink| write_rows(&paths, sink)))
+            });
         }
         Ok(())
     }

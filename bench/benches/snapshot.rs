@@ -1,0 +1,74 @@
+//! What a durable snapshot of `asdic ping` (`--sync-every`) costs the run's event loop, for a
+//! /16 (65,536 targets, 20 replies each): before, the loop encoded every row to Parquet itself
+//! (here without the file and its fsync, which came on top); now it takes a copy of the
+//! aggregate and a thread of its own encodes, writes and syncs it.
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+
+use asdic_analysis::{Aggregator, Format, Row, sink_for};
+use asdic_core::event::{Event, Outcome};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+const TARGETS: u32 = 65_536;
+const REPLIES: u32 = 20;
+
+fn aggregate() -> Aggregator {
+    let targets: Vec<IpAddr> = (0..TARGETS)
+        .map(|i| IpAddr::V4(Ipv4Addr::from(0xc613_0000 + i)))
+        .collect();
+    let mut agg = Aggregator::new(targets.clone());
+    let mut batch = Vec::with_capacity(TARGETS as usize);
+    for k in 0..REPLIES {
+        batch.clear();
+        for (i, &t) in targets.iter().enumerate() {
+            batch.push(Event {
+                n: u64::from(k) * u64::from(TARGETS) + i as u64,
+                cookie: i as u32,
+                target: t,
+                t_send_ns: 1_700_000_000_000_000_000,
+                attempt: 0,
+                outcome: Outcome::Reply {
+                    rtt_ns: 20_000 + u64::from(k) * 1_000 + i as u64 % 997,
+                    ttl: Some(63),
+                    from: t,
+                },
+            });
+        }
+        agg.record_batch(&batch);
+    }
+    agg
+}
+
+fn snapshot(c: &mut Criterion) {
+    let agg = aggregate();
+    let mut g = c.benchmark_group("snapshot of a /16, 20 replies each");
+    g.sample_size(10);
+    g.bench_function(
+        "event loop before: every row computed and encoded (CSV, in memory)",
+        |b| {
+            b.iter(|| {
+                let mut out = Vec::with_capacity(8 << 20);
+                let mut sink = sink_for(Format::Csv, &mut out).unwrap();
+                let mut chunk: Vec<Row<'_>> = Vec::with_capacity(8192);
+                for row in agg.rows() {
+                    chunk.push(row);
+                    if chunk.len() == 8192 {
+                        sink.write_rows(&chunk).unwrap();
+                        chunk.clear();
+                    }
+                }
+                sink.write_rows(&chunk).unwrap();
+                sink.finish().unwrap();
+                black_box(out.len())
+            })
+        },
+    );
+    g.bench_function("event loop now: copy the aggregate", |b| {
+        b.iter(|| black_box(agg.clone()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, snapshot);
+criterion_main!(benches);
