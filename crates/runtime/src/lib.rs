@@ -237,11 +237,11 @@ impl Pipeline {
         let Work {
             sender: cfg,
             receiver: rx_cfg,
-            mut source,
+            source,
             scan,
             flow_source,
         } = work;
-        let (mut txe, rxes) = self.engine.take().context("engine already started")?;
+        let (txe, rxes) = self.engine.take().context("engine already started")?;
         let mut templates = self.templates(txe.caps(), sizes)?;
         if let Some(src) = flow_source {
             templates = templates
@@ -251,7 +251,6 @@ impl Pipeline {
         }
         // The sender writes a keyed IP ID where it builds the IPv4 header (XDP frames).
         let keyed_ip_ident = templates.iter().any(Template::writes_ip_ident);
-        let tx_core = cores.first().copied();
         let with_retries = rx_cfg.retries > 0;
         // Retries the reaper hands the sender (tracked runs; a scan's retries are passes):
         // 2 MiB of slots when used, which a run without them does not pay for.
@@ -266,89 +265,140 @@ impl Pipeline {
         // receiving, the others match until it has ended.
         let mut receivers = Vec::with_capacity(rxes.len());
         let multi = rxes.len() > 1;
-        for (i, mut rxe) in rxes.into_iter().enumerate() {
+        for (i, rxe) in rxes.into_iter().enumerate() {
             let role = if i == 0 { Role::Reaper } else { Role::Helper };
-            let rx_core = rx_core(cores, i);
-            let mut matcher = match &scan {
+            let matcher = match &scan {
                 Some(state) => Matcher::stateless(state),
                 None => Matcher::new(self.table.clone(), cfg.key, cfg.session, cfg.numbering)
                     .with_keyed_ip_ident(keyed_ip_ident),
             };
-            let shared = self.receiver.clone();
-            let sender = self.sender.clone();
-            let faults = self.faults;
-            let (events, recycle) = (events.clone(), recycle.clone());
-            let retry_tx = (role == Role::Reaper && with_retries).then(|| retry_tx.clone());
             let name = if multi {
                 format!("asdic-rx-{:?}-{i}", self.family)
             } else {
                 format!("asdic-rx-{:?}", self.family)
             };
-            let handle = std::thread::Builder::new().name(name).spawn(
-                move || -> anyhow::Result<Drops> {
-                    // If a receiver ends early (error or panic), replies go unread: stop
-                    // sending.
-                    let _stop = StopOnDrop(sender);
-                    tx::pin(rx_core).map_err(|e| anyhow::anyhow!("--cores: {e}"))?;
-                    // Faults the tests ask for: what a crash leaves behind (the XDP program
-                    // must be gone), what a stalled receiver costs (the kernel's drops must
-                    // be reported).
-                    if let Some(after) = faults.rx_panic_after {
-                        std::thread::sleep(after);
-                        panic!("injected panic (receiver)");
-                    }
-                    if let Some(stall) = faults.rx_stall {
-                        std::thread::sleep(stall);
-                    }
-                    rx::run(
-                        rxe.as_mut(),
-                        &mut matcher,
-                        &rx_cfg,
-                        &shared,
-                        &events,
-                        &recycle,
-                        retry_tx.as_ref(),
-                        role,
-                    )?;
-                    Ok(matcher.drops())
-                },
-            )?;
-            receivers.push(handle);
+            let receiver = Receiving {
+                rx: rxe,
+                matcher,
+                cfg: rx_cfg,
+                role,
+                core: rx_core(cores, i),
+                retries: (role == Role::Reaper && with_retries).then(|| retry_tx.clone()),
+                events: events.clone(),
+                recycle: recycle.clone(),
+            };
+            receivers.push(self.spawn_receiver(name, receiver)?);
         }
         drop(retry_tx);
-        let sender = {
-            let table = self.table.clone();
-            let (shared, rx_shared) = (self.sender.clone(), self.receiver.clone());
-            let events = events.clone();
-            std::thread::Builder::new()
-                .name(format!("asdic-tx-{:?}", self.family))
-                .spawn(move || -> anyhow::Result<()> {
-                    let pinned = tx::pin(tx_core).map_err(|e| anyhow::anyhow!("--cores: {e}"));
-                    let r = pinned.and_then(|()| {
-                        let retries = with_retries.then_some(&retry_rx);
-                        let links = Links {
-                            retries,
-                            behind: Some(&rx_shared.behind),
-                            events: Some(&events),
-                        };
-                        tx::run(
-                            txe.as_mut(),
-                            &templates,
-                            &table,
-                            source.as_mut(),
-                            &cfg,
-                            &shared,
-                            links,
-                        )
-                        .map_err(Into::into)
-                    });
-                    // Release: the receiver's acquire load sees every claim made before.
-                    rx_shared.sender_done.store(true, Ordering::Release);
-                    r
-                })?
+        let sending = Sending {
+            tx: txe,
+            templates,
+            source,
+            cfg,
+            core: cores.first().copied(),
+            retries: with_retries.then_some(retry_rx),
+            events: events.clone(),
         };
+        let sender = self.spawn_sender(sending)?;
         Ok(Running { sender, receivers })
     }
+
+    /// Starts one receiver thread (`rx::run` over one RX half).
+    fn spawn_receiver(
+        &self,
+        name: String,
+        mut r: Receiving,
+    ) -> std::io::Result<std::thread::JoinHandle<anyhow::Result<Drops>>> {
+        let shared = self.receiver.clone();
+        let sender = self.sender.clone();
+        let faults = self.faults;
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || -> anyhow::Result<Drops> {
+                // If a receiver ends early (error or panic), replies go unread: stop sending.
+                let _stop = StopOnDrop(sender);
+                tx::pin(r.core).map_err(|e| anyhow::anyhow!("--cores: {e}"))?;
+                // Faults the tests ask for: what a crash leaves behind (the XDP program must
+                // be gone), what a stalled receiver costs (the kernel's drops must be
+                // reported).
+                if let Some(after) = faults.rx_panic_after {
+                    std::thread::sleep(after);
+                    panic!("injected panic (receiver)");
+                }
+                if let Some(stall) = faults.rx_stall {
+                    std::thread::sleep(stall);
+                }
+                rx::run(
+                    r.rx.as_mut(),
+                    &mut r.matcher,
+                    &r.cfg,
+                    &shared,
+                    &r.events,
+                    &r.recycle,
+                    r.retries.as_ref(),
+                    r.role,
+                )?;
+                Ok(r.matcher.drops())
+            })
+    }
+
+    /// Starts the sender thread (`tx::run`); when it ends, the receivers are told.
+    fn spawn_sender(
+        &self,
+        mut s: Sending,
+    ) -> std::io::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
+        let table = self.table.clone();
+        let (shared, rx_shared) = (self.sender.clone(), self.receiver.clone());
+        std::thread::Builder::new()
+            .name(format!("asdic-tx-{:?}", self.family))
+            .spawn(move || -> anyhow::Result<()> {
+                let pinned = tx::pin(s.core).map_err(|e| anyhow::anyhow!("--cores: {e}"));
+                let r = pinned.and_then(|()| {
+                    let links = Links {
+                        retries: s.retries.as_ref(),
+                        behind: Some(&rx_shared.behind),
+                        events: Some(&s.events),
+                    };
+                    tx::run(
+                        s.tx.as_mut(),
+                        &s.templates,
+                        &table,
+                        s.source.as_mut(),
+                        &s.cfg,
+                        &shared,
+                        links,
+                    )
+                    .map_err(Into::into)
+                });
+                // Release: the receiver's acquire load sees every claim made before.
+                rx_shared.sender_done.store(true, Ordering::Release);
+                r
+            })
+    }
+}
+
+/// What a receiver thread takes with it.
+struct Receiving {
+    rx: Box<dyn Rx>,
+    matcher: Matcher,
+    cfg: RxConfig,
+    role: Role,
+    core: Option<usize>,
+    /// The reaper's way to hand timed-out probes back for another try.
+    retries: Option<Sender<Retry>>,
+    events: Sender<Vec<Event>>,
+    recycle: Receiver<Vec<Event>>,
+}
+
+/// What the sender thread takes with it.
+struct Sending {
+    tx: Box<dyn Tx>,
+    templates: Vec<Template>,
+    source: Box<dyn Source + Send>,
+    cfg: SenderConfig,
+    core: Option<usize>,
+    retries: Option<Receiver<Retry>>,
+    events: Sender<Vec<Event>>,
 }
 
 /// Stops the sender when dropped: the receiver's thread holds one while it runs, so that the
