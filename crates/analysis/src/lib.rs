@@ -65,7 +65,9 @@ pub use parts::{
     partition_taken, parts_dir, rows_of, write_marker,
 };
 pub use scan::{SCAN_COLUMNS, SCAN_NUM_COLUMNS, ScanOutcome, ScanRow, scan_schema};
-pub use schema::{COLUMNS, NUM_COLUMNS, Record, Row, Value, record_batch, schema};
+pub use schema::{
+    COLUMNS, Column, NUM_COLUMNS, Record, Row, Type, Value, arrow_schema, record_batch, schema,
+};
 pub use sink::{
     CHUNK_ROWS, CsvSink, Format, JsonlSink, ParquetSink, ROW_GROUP_ROWS, Sink, TableSink,
     file_sink, sink_for, text_sink,

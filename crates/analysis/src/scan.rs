@@ -11,11 +11,11 @@ use core::fmt;
 use core::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::SchemaRef;
 use asdic_core::{Event, Outcome};
 use asdic_wire::registry::Describe;
 
-use crate::schema::{Record, Value};
+use crate::schema::{Column, Record, Type, Value, arrow_schema};
 
 /// What happened to a probe, as the scan's `outcome` column names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,51 +93,73 @@ impl fmt::Display for ScanOutcome {
 pub const SCAN_NUM_COLUMNS: usize = 12;
 
 /// Every scan output column in order, as (name, one-line description).
-pub const SCAN_COLUMNS: &[(&str, &str)] = &[
-    ("target", "Probed address"),
-    (
+pub const SCAN_COLUMNS: &[Column] = &[
+    Column::new("target", Type::Utf8, false, "Probed address"),
+    Column::new(
         "outcome",
+        Type::Utf8,
+        false,
         "What happened: reply, error, timeout, send_failed, duplicate or late",
     ),
-    (
+    Column::new(
         "rtt_us",
+        Type::Float64,
+        true,
         "Time from send to the reply or ICMP error, microseconds; null for timeout and send_failed",
     ),
-    (
+    Column::new(
         "reply_ttl",
+        Type::UInt8,
+        true,
         "TTL / hop limit the reply arrived with; null unless outcome is reply and it was known",
     ),
-    (
+    Column::new(
         "responder",
+        Type::Utf8,
+        true,
         "Sender of the ICMP error, or of a reply when not the target; null otherwise",
     ),
-    (
+    Column::new(
         "icmp_type",
+        Type::UInt8,
+        true,
         "ICMP type of the error (ICMPv6 for an IPv6 target); null unless outcome is error",
     ),
-    (
+    Column::new(
         "icmp_code",
+        Type::UInt8,
+        true,
         "ICMP code of the error; null unless outcome is error",
     ),
-    (
+    Column::new(
         "icmp_name",
+        Type::Utf8,
+        true,
         "IANA name of the error, \"Type / Code\"; null unless outcome is error",
     ),
-    (
+    Column::new(
         "send_errno",
+        Type::Int32,
+        true,
         "OS error number the send failed with; null unless outcome is send_failed",
     ),
-    (
+    Column::new(
         "attempt",
+        Type::UInt8,
+        false,
         "Which try at the target the probe was: 0 for the first, then 1, 2… for retries",
     ),
-    (
+    Column::new(
         "probe",
+        Type::UInt64,
+        true,
         "The target's position in this shard's scan order (the same for its retries); null for \
          an ICMP error that quoted too little of the probe to carry it",
     ),
-    (
+    Column::new(
         "sent_unix_ns",
+        Type::UInt64,
+        true,
         "When the probe was sent, nanoseconds since the Unix epoch; null when not known (a \
          timeout, or an error that quoted too little of the probe)",
     ),
@@ -145,23 +167,7 @@ pub const SCAN_COLUMNS: &[(&str, &str)] = &[
 
 const _: () = assert!(SCAN_COLUMNS.len() == SCAN_NUM_COLUMNS);
 
-static SCAN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    use DataType::{Float64, Int32, UInt8, UInt64, Utf8};
-    Arc::new(Schema::new(vec![
-        Field::new("target", Utf8, false),
-        Field::new("outcome", Utf8, false),
-        Field::new("rtt_us", Float64, true),
-        Field::new("reply_ttl", UInt8, true),
-        Field::new("responder", Utf8, true),
-        Field::new("icmp_type", UInt8, true),
-        Field::new("icmp_code", UInt8, true),
-        Field::new("icmp_name", Utf8, true),
-        Field::new("send_errno", Int32, true),
-        Field::new("attempt", UInt8, false),
-        Field::new("probe", UInt64, true),
-        Field::new("sent_unix_ns", UInt64, true),
-    ]))
-});
+static SCAN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| arrow_schema(SCAN_COLUMNS));
 
 /// The Arrow schema of scan output, in [`SCAN_COLUMNS`] order.
 pub fn scan_schema() -> SchemaRef {
@@ -269,7 +275,7 @@ impl ScanRow {
 }
 
 impl Record for ScanRow {
-    fn columns() -> &'static [(&'static str, &'static str)] {
+    fn columns() -> &'static [Column] {
         SCAN_COLUMNS
     }
 
@@ -510,12 +516,13 @@ mod tests {
 
     #[test]
     fn schema_and_columns_agree() {
+        use arrow_schema::DataType;
         let schema = scan_schema();
         assert_eq!(schema.fields().len(), SCAN_NUM_COLUMNS);
         assert_eq!(<ScanRow as Record>::columns(), SCAN_COLUMNS);
         assert_eq!(<ScanRow as Record>::schema(), schema);
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        let documented: Vec<&str> = SCAN_COLUMNS.iter().map(|(n, _)| *n).collect();
+        let documented: Vec<&str> = SCAN_COLUMNS.iter().map(|c| c.name).collect();
         assert_eq!(names, documented);
         assert_eq!(
             names,
@@ -534,9 +541,9 @@ mod tests {
                 "sent_unix_ns"
             ]
         );
-        for (name, description) in SCAN_COLUMNS {
-            assert!(!description.is_empty(), "{name}");
-            assert!(!description.contains('\n'), "{name}");
+        for c in SCAN_COLUMNS {
+            assert!(!c.doc.is_empty(), "{}", c.name);
+            assert!(!c.doc.contains('\n'), "{}", c.name);
         }
         // Every row's cells fit their columns: right type, null only where nullable.
         for row in [reply_row(), error_row(), timeout_row()] {
@@ -859,15 +866,16 @@ target,outcome,rtt_us,reply_ttl,responder,icmp_type,icmp_code,icmp_name,send_err
     }
 
     impl Record for Bad {
-        fn columns() -> &'static [(&'static str, &'static str)] {
-            &[("a", "First"), ("b", "Second")]
+        fn columns() -> &'static [Column] {
+            const COLUMNS: &[Column] = &[
+                Column::new("a", Type::UInt64, false, "First"),
+                Column::new("b", Type::UInt64, false, "Second"),
+            ];
+            COLUMNS
         }
 
         fn schema() -> SchemaRef {
-            Arc::new(Schema::new(vec![
-                Field::new("a", DataType::UInt64, false),
-                Field::new("b", DataType::UInt64, false),
-            ]))
+            arrow_schema(Self::columns())
         }
 
         fn visit<'s>(&'s self, f: &mut dyn FnMut(Value<'s>)) {

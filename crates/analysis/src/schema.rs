@@ -25,15 +25,82 @@ use asdic_wire::registry::Describe;
 use crate::error::{Error, Result};
 use crate::stats::{FirstError, Rtt};
 
+/// The Arrow type of an output column (the few asdic writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Type {
+    /// Text.
+    Utf8,
+    /// 8-bit unsigned.
+    UInt8,
+    /// 16-bit unsigned.
+    UInt16,
+    /// 64-bit unsigned.
+    UInt64,
+    /// 32-bit signed.
+    Int32,
+    /// Double.
+    Float64,
+}
+
+impl Type {
+    /// Its Arrow data type.
+    pub fn arrow(self) -> DataType {
+        match self {
+            Type::Utf8 => DataType::Utf8,
+            Type::UInt8 => DataType::UInt8,
+            Type::UInt16 => DataType::UInt16,
+            Type::UInt64 => DataType::UInt64,
+            Type::Int32 => DataType::Int32,
+            Type::Float64 => DataType::Float64,
+        }
+    }
+}
+
+/// One output column, declared once: the Arrow schema, the CSV header, the JSON keys and the
+/// documentation all come from its record's table of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Column {
+    /// Its name.
+    pub name: &'static str,
+    /// Its type.
+    pub ty: Type,
+    /// Whether a cell may be null.
+    pub nullable: bool,
+    /// One line on what it holds.
+    pub doc: &'static str,
+}
+
+impl Column {
+    /// A column.
+    pub const fn new(name: &'static str, ty: Type, nullable: bool, doc: &'static str) -> Self {
+        Column {
+            name,
+            ty,
+            nullable,
+            doc,
+        }
+    }
+}
+
+/// The Arrow schema of a table of columns, in order.
+pub fn arrow_schema(columns: &[Column]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(c.name, c.ty.arrow(), c.nullable))
+            .collect::<Vec<_>>(),
+    ))
+}
+
 /// A kind of output row: its columns, Arrow schema and cells.
 ///
 /// Every sink ([`Sink`](crate::Sink)) and [`record_batch`] works from these three, so a
 /// record's Parquet, CSV and JSONL forms always have the same columns in the same order.
 pub trait Record {
-    /// Every column in order, as (name, one-line description).
-    fn columns() -> &'static [(&'static str, &'static str)];
+    /// Every column in order: name, type, nullability, one-line description.
+    fn columns() -> &'static [Column];
 
-    /// The Arrow schema, in [`columns()`](Record::columns) order.
+    /// The Arrow schema, made from [`columns()`](Record::columns) ([`arrow_schema`]).
     fn schema() -> SchemaRef;
 
     /// Calls `f` with each cell in [`columns()`](Record::columns) order, exactly once per
@@ -44,113 +111,140 @@ pub trait Record {
 /// Number of ping output columns.
 pub const NUM_COLUMNS: usize = 22;
 
-/// Every ping output column in order, as (name, one-line description).
-pub const COLUMNS: &[(&str, &str)] = &[
-    ("target", "Probed address"),
-    (
+/// Every ping output column in order.
+pub const COLUMNS: &[Column] = &[
+    Column::new("target", Type::Utf8, false, "Probed address"),
+    Column::new(
         "name",
+        Type::Utf8,
+        true,
         "Name the target was given by (hostname or label); null if none",
     ),
-    (
+    Column::new(
         "sent",
+        Type::UInt64,
+        false,
         "Probes that ended: replies + errors + timeouts + send failures",
     ),
-    (
+    Column::new(
         "received",
+        Type::UInt64,
+        false,
         "Echo replies (first valid reply per probe; duplicates and late replies excluded)",
     ),
-    (
+    Column::new(
         "loss_pct",
+        Type::Float64,
+        true,
         "100 * (sent - received) / sent; null when nothing was sent",
     ),
-    (
+    Column::new(
         "rtt_last_us",
+        Type::Float64,
+        true,
         "RTT of the last reply, microseconds; null without replies",
     ),
-    (
+    Column::new(
         "rtt_min_us",
+        Type::Float64,
+        true,
         "Smallest reply RTT, microseconds; null without replies",
     ),
-    (
+    Column::new(
         "rtt_avg_us",
+        Type::Float64,
+        true,
         "Mean reply RTT, microseconds; null without replies",
     ),
-    (
+    Column::new(
         "rtt_max_us",
+        Type::Float64,
+        true,
         "Largest reply RTT, microseconds; null without replies",
     ),
-    (
+    Column::new(
         "rtt_stddev_us",
+        Type::Float64,
+        true,
         "Population standard deviation of reply RTTs, microseconds; null without replies",
     ),
-    (
+    Column::new(
         "rtt_p50_us",
+        Type::Float64,
+        true,
         "Median reply RTT (nearest rank), microseconds; null without replies",
     ),
-    (
+    Column::new(
         "rtt_p90_us",
+        Type::Float64,
+        true,
         "90th percentile reply RTT (nearest rank), microseconds; null without replies",
     ),
-    (
+    Column::new(
         "rtt_p99_us",
+        Type::Float64,
+        true,
         "99th percentile reply RTT (nearest rank), microseconds; null without replies",
     ),
-    (
+    Column::new(
         "reply_ttl",
+        Type::UInt8,
+        true,
         "TTL / hop limit of the last reply that reported one; null if none",
     ),
-    ("errors", "ICMP errors received about the probes"),
-    (
+    Column::new(
+        "errors",
+        Type::UInt64,
+        false,
+        "ICMP errors received about the probes",
+    ),
+    Column::new(
         "error_type",
+        Type::UInt8,
+        true,
         "ICMP type of the first error; null without errors",
     ),
-    (
+    Column::new(
         "error_code",
+        Type::UInt8,
+        true,
         "ICMP code of the first error; null without errors",
     ),
-    (
+    Column::new(
         "error_name",
+        Type::Utf8,
+        true,
         "IANA name of the first error, \"Type / Code\"; null without errors",
     ),
-    (
+    Column::new(
         "responder",
+        Type::Utf8,
+        true,
         "Sender of the first error, else a replier other than the target; null if neither",
     ),
-    ("timeouts", "Probes that got no answer within the timeout"),
-    ("duplicates", "Extra replies to probes already answered"),
-    ("late", "Replies that came after their probe had timed out"),
+    Column::new(
+        "timeouts",
+        Type::UInt64,
+        false,
+        "Probes that got no answer within the timeout",
+    ),
+    Column::new(
+        "duplicates",
+        Type::UInt64,
+        false,
+        "Extra replies to probes already answered",
+    ),
+    Column::new(
+        "late",
+        Type::UInt64,
+        false,
+        "Replies that came after their probe had timed out",
+    ),
 ];
 
 const _: () = assert!(COLUMNS.len() == NUM_COLUMNS);
 
-static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    use DataType::{Float64, UInt8, UInt64, Utf8};
-    let rtt = |name: &str| Field::new(name, Float64, true);
-    Arc::new(Schema::new(vec![
-        Field::new("target", Utf8, false),
-        Field::new("name", Utf8, true),
-        Field::new("sent", UInt64, false),
-        Field::new("received", UInt64, false),
-        Field::new("loss_pct", Float64, true),
-        rtt("rtt_last_us"),
-        rtt("rtt_min_us"),
-        rtt("rtt_avg_us"),
-        rtt("rtt_max_us"),
-        rtt("rtt_stddev_us"),
-        rtt("rtt_p50_us"),
-        rtt("rtt_p90_us"),
-        rtt("rtt_p99_us"),
-        Field::new("reply_ttl", UInt8, true),
-        Field::new("errors", UInt64, false),
-        Field::new("error_type", UInt8, true),
-        Field::new("error_code", UInt8, true),
-        Field::new("error_name", Utf8, true),
-        Field::new("responder", Utf8, true),
-        Field::new("timeouts", UInt64, false),
-        Field::new("duplicates", UInt64, false),
-        Field::new("late", UInt64, false),
-    ]))
-});
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| arrow_schema(COLUMNS));
 
 /// The Arrow schema of ping's output, in [`COLUMNS`] order.
 pub fn schema() -> SchemaRef {
@@ -227,7 +321,7 @@ impl Row<'_> {
 }
 
 impl Record for Row<'_> {
-    fn columns() -> &'static [(&'static str, &'static str)] {
+    fn columns() -> &'static [Column] {
         COLUMNS
     }
 
@@ -313,7 +407,7 @@ impl fmt::Display for Value<'_> {
 pub fn record_batch<R: Record>(rows: &[R]) -> Result<RecordBatch> {
     let schema = R::schema();
     let names = R::columns();
-    let name = |i: usize| names.get(i).map_or("?", |(name, _)| *name);
+    let name = |i: usize| names.get(i).map_or("?", |c| c.name);
     let mut builders = schema
         .fields()
         .iter()
@@ -484,11 +578,11 @@ pub(crate) mod tests {
     fn schema_and_columns_agree() {
         let schema = schema();
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        let documented: Vec<&str> = COLUMNS.iter().map(|(n, _)| *n).collect();
+        let documented: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
         assert_eq!(names, documented);
-        for (name, description) in COLUMNS {
-            assert!(!description.is_empty(), "{name}");
-            assert!(!description.contains('\n'), "{name}");
+        for c in COLUMNS {
+            assert!(!c.doc.is_empty(), "{}", c.name);
+            assert!(!c.doc.contains('\n'), "{}", c.name);
         }
         for field in schema.fields() {
             let rtt = field.name().starts_with("rtt_");

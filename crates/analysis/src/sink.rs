@@ -386,11 +386,11 @@ impl<W: Write, R: Record> CsvSink<W, R> {
         }
         self.header_written = true;
         self.line.clear();
-        for (i, (name, _)) in R::columns().iter().enumerate() {
+        for (i, c) in R::columns().iter().enumerate() {
             if i > 0 {
                 self.line.push(',');
             }
-            push_csv_field(&mut self.line, name);
+            push_csv_field(&mut self.line, c.name);
         }
         self.line.push('\n');
         self.out.write_all(self.line.as_bytes())
@@ -511,13 +511,13 @@ impl<W: Write, R: Record> Sink<R> for JsonlSink<W, R> {
             line.push('{');
             for_each_cell(row, |i, value| {
                 // A cell beyond the columns fails the row below.
-                let Some((name, _)) = columns.get(i) else {
+                let Some(c) = columns.get(i) else {
                     return;
                 };
                 if i > 0 {
                     line.push(',');
                 }
-                push_json_string(line, name);
+                push_json_string(line, c.name);
                 line.push(':');
                 if value.is_null() {
                     line.push_str("null");

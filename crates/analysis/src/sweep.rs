@@ -5,12 +5,12 @@ use core::fmt;
 use core::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::SchemaRef;
 use asdic_core::Outcome;
 use asdic_wire::registry::Describe;
 
 use crate::fleet::FleetTarget;
-use crate::schema::{Record, Value};
+use crate::schema::{Column, Record, Type, Value, arrow_schema};
 use crate::window::WindowStats;
 
 /// What a sweep row records.
@@ -93,124 +93,157 @@ impl fmt::Display for SweepEvent {
 pub const SWEEP_NUM_COLUMNS: usize = 25;
 
 /// Every sweep column in order, as (name, one-line description).
-pub const SWEEP_COLUMNS: &[(&str, &str)] = &[
-    (
+pub const SWEEP_COLUMNS: &[Column] = &[
+    Column::new(
         "time_unix_ns",
+        Type::UInt64,
+        false,
         "Probe rows: when the probe was sent; alarm/ok/window rows: when the row was made (ns since the Unix epoch)",
     ),
-    ("target", "The target's address"),
-    (
+    Column::new("target", Type::Utf8, false, "The target's address"),
+    Column::new(
         "name",
+        Type::Utf8,
+        true,
         "The target's name from the targets file; null if none",
     ),
-    ("size", "ICMP payload bytes of the target's probes"),
-    (
+    Column::new(
+        "size",
+        Type::UInt64,
+        false,
+        "ICMP payload bytes of the target's probes",
+    ),
+    Column::new(
         "event",
+        Type::Utf8,
+        false,
         "reply, error, timeout, send_failed, duplicate, late (probe rows); alarm, ok (state changes); window (statistics when the file closed)",
     ),
-    (
+    Column::new(
         "rtt_us",
+        Type::Float64,
+        true,
         "Probe rows: reply or error RTT, microseconds; null for timeouts and failed sends",
     ),
-    ("reply_ttl", "TTL / hop limit of a reply; null otherwise"),
-    (
+    Column::new(
+        "reply_ttl",
+        Type::UInt8,
+        true,
+        "TTL / hop limit of a reply; null otherwise",
+    ),
+    Column::new(
         "responder",
+        Type::Utf8,
+        true,
         "Sender of an ICMP error, or of a reply when it is not the target; null otherwise",
     ),
-    ("icmp_type", "ICMP type of an error; null otherwise"),
-    ("icmp_code", "ICMP code of an error; null otherwise"),
-    (
+    Column::new(
+        "icmp_type",
+        Type::UInt8,
+        true,
+        "ICMP type of an error; null otherwise",
+    ),
+    Column::new(
+        "icmp_code",
+        Type::UInt8,
+        true,
+        "ICMP code of an error; null otherwise",
+    ),
+    Column::new(
         "icmp_name",
+        Type::Utf8,
+        true,
         "IANA name of an error, \"Type / Code\"; null otherwise",
     ),
-    ("probe", "Probe number within the run (probe rows)"),
-    (
+    Column::new(
+        "probe",
+        Type::UInt64,
+        true,
+        "Probe number within the run (probe rows)",
+    ),
+    Column::new(
         "in_alarm",
+        Type::UInt8,
+        true,
         "alarm/ok/window rows: 1 if the target is in alarm, else 0",
     ),
-    (
+    Column::new(
         "reason",
+        Type::Utf8,
+        true,
         "alarm/ok rows: the limit broken, or the values back within limits",
     ),
-    (
+    Column::new(
         "window_probes",
+        Type::UInt64,
+        true,
         "alarm/ok/window rows: probes ended within the window",
     ),
-    (
+    Column::new(
         "loss_pct",
+        Type::Float64,
+        true,
         "alarm/ok/window rows: 100 × lost / probes in the window (NetXMS PacketLoss)",
     ),
-    (
+    Column::new(
         "rtt_last_us",
+        Type::Float64,
+        true,
         "alarm/ok/window rows: RTT of the latest probe, null if it was lost (NetXMS LastPingTime)",
     ),
-    (
+    Column::new(
         "rtt_min_us",
+        Type::Float64,
+        true,
         "alarm/ok/window rows: smallest reply RTT in the window",
     ),
-    (
+    Column::new(
         "rtt_avg_us",
+        Type::Float64,
+        true,
         "alarm/ok/window rows: mean reply RTT in the window (NetXMS AvgPingTime)",
     ),
-    (
+    Column::new(
         "rtt_max_us",
+        Type::Float64,
+        true,
         "alarm/ok/window rows: largest reply RTT in the window",
     ),
-    (
+    Column::new(
         "rtt_stddev_us",
+        Type::Float64,
+        true,
         "alarm/ok/window rows: population standard deviation of reply RTTs (NetXMS PingStdDev)",
     ),
-    (
+    Column::new(
         "rtt_p50_us",
+        Type::Float64,
+        true,
         "alarm/ok/window rows: median reply RTT (nearest rank)",
     ),
-    (
+    Column::new(
         "rtt_p90_us",
+        Type::Float64,
+        true,
         "alarm/ok/window rows: 90th percentile reply RTT",
     ),
-    (
+    Column::new(
         "rtt_p99_us",
+        Type::Float64,
+        true,
         "alarm/ok/window rows: 99th percentile reply RTT",
     ),
-    (
+    Column::new(
         "window_replies",
+        Type::UInt64,
+        true,
         "alarm/ok/window rows: replies within the window",
     ),
 ];
 
 const _: () = assert!(SWEEP_COLUMNS.len() == SWEEP_NUM_COLUMNS);
 
-static SWEEP_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    use DataType::{Float64, UInt8, UInt64, Utf8};
-    let f = |name: &str| Field::new(name, Float64, true);
-    Arc::new(Schema::new(vec![
-        Field::new("time_unix_ns", UInt64, false),
-        Field::new("target", Utf8, false),
-        Field::new("name", Utf8, true),
-        Field::new("size", UInt64, false),
-        Field::new("event", Utf8, false),
-        f("rtt_us"),
-        Field::new("reply_ttl", UInt8, true),
-        Field::new("responder", Utf8, true),
-        Field::new("icmp_type", UInt8, true),
-        Field::new("icmp_code", UInt8, true),
-        Field::new("icmp_name", Utf8, true),
-        Field::new("probe", UInt64, true),
-        Field::new("in_alarm", UInt8, true),
-        Field::new("reason", Utf8, true),
-        Field::new("window_probes", UInt64, true),
-        f("loss_pct"),
-        f("rtt_last_us"),
-        f("rtt_min_us"),
-        f("rtt_avg_us"),
-        f("rtt_max_us"),
-        f("rtt_stddev_us"),
-        f("rtt_p50_us"),
-        f("rtt_p90_us"),
-        f("rtt_p99_us"),
-        Field::new("window_replies", UInt64, true),
-    ]))
-});
+static SWEEP_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| arrow_schema(SWEEP_COLUMNS));
 
 /// The Arrow schema of sweep output, in [`SWEEP_COLUMNS`] order.
 pub fn sweep_schema() -> SchemaRef {
@@ -274,7 +307,7 @@ fn opt_f64(x: Option<f64>) -> Value<'static> {
 }
 
 impl Record for SweepRow {
-    fn columns() -> &'static [(&'static str, &'static str)] {
+    fn columns() -> &'static [Column] {
         SWEEP_COLUMNS
     }
 

@@ -11,12 +11,12 @@ use core::net::IpAddr;
 use std::io::{self, Write};
 use std::sync::{Arc, LazyLock};
 
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::SchemaRef;
 use asdic_core::{Event, Outcome};
 use asdic_wire::Family;
 use asdic_wire::registry::Describe;
 
-use crate::schema::{Record, Value};
+use crate::schema::{Column, Record, Type, Value, arrow_schema};
 
 /// What a probe at one TTL drew, as the `kind` column names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -189,74 +189,82 @@ impl Hop {
 pub const HOP_NUM_COLUMNS: usize = 13;
 
 /// Every trace output column in order, as (name, one-line description).
-pub const HOP_COLUMNS: &[(&str, &str)] = &[
-    ("target", "Traced destination"),
-    ("ttl", "TTL / hop limit the probe was sent with"),
-    (
+pub const HOP_COLUMNS: &[Column] = &[
+    Column::new("target", Type::Utf8, false, "Traced destination"),
+    Column::new(
+        "ttl",
+        Type::UInt8,
+        false,
+        "TTL / hop limit the probe was sent with",
+    ),
+    Column::new(
         "kind",
+        Type::Utf8,
+        false,
         "What it drew: reply (the destination's echo reply), time_exceeded, unreachable, \
          error (another ICMP error), timeout or send_failed",
     ),
-    (
+    Column::new(
         "responder",
+        Type::Utf8,
+        true,
         "Who answered: a router, or the destination; null for timeout and send_failed",
     ),
-    (
+    Column::new(
         "rtt_ms",
+        Type::Float64,
+        true,
         "Time from send to the answer, milliseconds; null for timeout and send_failed",
     ),
-    (
+    Column::new(
         "icmp_type",
+        Type::UInt8,
+        true,
         "ICMP type of the answer (ICMPv6 for an IPv6 target); null without an answer",
     ),
-    (
+    Column::new(
         "icmp_code",
+        Type::UInt8,
+        true,
         "ICMP code of the answer; null without an answer",
     ),
-    (
+    Column::new(
         "icmp_name",
+        Type::Utf8,
+        true,
         "IANA name of the answer, \"Type / Code\"; null without an answer",
     ),
-    (
+    Column::new(
         "reply_ttl",
+        Type::UInt8,
+        true,
         "TTL / hop limit the destination's reply arrived with; null unless kind is reply",
     ),
-    (
+    Column::new(
         "attempt",
+        Type::UInt8,
+        false,
         "Which try at this (target, TTL) the probe was: 0 for the first",
     ),
-    (
+    Column::new(
         "flow",
+        Type::UInt16,
+        false,
         "Flow of the probe (trace --flow): every probe to a target at one ICMP checksum, so \
          that per-flow load balancers send them down one path (Paris traceroute)",
     ),
-    ("probe", "Probe number within the run"),
-    (
+    Column::new("probe", Type::UInt64, false, "Probe number within the run"),
+    Column::new(
         "sent_unix_ns",
+        Type::UInt64,
+        false,
         "When the probe was sent, nanoseconds since the Unix epoch",
     ),
 ];
 
 const _: () = assert!(HOP_COLUMNS.len() == HOP_NUM_COLUMNS);
 
-static HOP_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    use DataType::{Float64, UInt8, UInt16, UInt64, Utf8};
-    Arc::new(Schema::new(vec![
-        Field::new("target", Utf8, false),
-        Field::new("ttl", UInt8, false),
-        Field::new("kind", Utf8, false),
-        Field::new("responder", Utf8, true),
-        Field::new("rtt_ms", Float64, true),
-        Field::new("icmp_type", UInt8, true),
-        Field::new("icmp_code", UInt8, true),
-        Field::new("icmp_name", Utf8, true),
-        Field::new("reply_ttl", UInt8, true),
-        Field::new("attempt", UInt8, false),
-        Field::new("flow", UInt16, false),
-        Field::new("probe", UInt64, false),
-        Field::new("sent_unix_ns", UInt64, false),
-    ]))
-});
+static HOP_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| arrow_schema(HOP_COLUMNS));
 
 /// The Arrow schema of trace output, in [`HOP_COLUMNS`] order.
 pub fn hop_schema() -> SchemaRef {
@@ -301,7 +309,7 @@ impl HopRow<'_> {
 }
 
 impl Record for HopRow<'_> {
-    fn columns() -> &'static [(&'static str, &'static str)] {
+    fn columns() -> &'static [Column] {
         HOP_COLUMNS
     }
 
