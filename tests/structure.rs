@@ -189,3 +189,38 @@ fn the_session_builds_without_xdp_or_io_uring() {
         ],
     );
 }
+
+/// One rtnetlink stack: only asdic-netlink opens a `NETLINK_ROUTE` socket or defines the
+/// netlink message header's constants; the engines and the XDP loader use it.
+#[test]
+fn one_netlink_stack() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![];
+    for d in ["crates", "xdp"] {
+        rust_files(&root.join(d), &mut files);
+    }
+    let mut elsewhere = vec![];
+    for f in &files {
+        let rel = f.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        if rel.starts_with("crates/netlink/") {
+            continue;
+        }
+        let text = std::fs::read_to_string(f).unwrap();
+        for sign in [
+            "NETLINK_ROUTE",
+            "const NLMSG_ERROR",
+            "const NLMSG_HDRLEN",
+            "struct RouteSocket",
+        ] {
+            if text.contains(sign) {
+                elsewhere.push(format!("{rel}: {sign}"));
+            }
+        }
+    }
+    assert!(
+        elsewhere.is_empty(),
+        "netlink outside crates/netlink: {elsewhere:?}"
+    );
+    assert!(tree("asdic-engine").contains("asdic-netlink"));
+    assert!(tree("asdic-xdp").contains("asdic-netlink"));
+}

@@ -10,23 +10,15 @@
 //! has no such map and is left alone.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use aya::maps::{Array, Map, MapData, MapInfo};
 
 use crate::error::{Errno, XdpError};
 use crate::netlink::{self, AttachMode, Reply};
 use crate::object::{Loaded, Maps};
-use crate::sys::{self, RouteSocket};
+use crate::sys;
 use crate::{AttachedProgram, Mode};
-
-/// Netlink sequence numbers; only need to differ between requests on one socket.
-static SEQ: AtomicU32 = AtomicU32::new(1);
-
-fn next_seq() -> u32 {
-    // Relaxed: a counter whose value only labels requests.
-    SEQ.fetch_add(1, Ordering::Relaxed)
-}
+use asdic_netlink::{RouteSocket, next_seq};
 
 /// The index of `ifname`, or [`XdpError::NoSuchInterface`].
 pub(crate) fn ifindex(ifname: &str) -> Result<u32, XdpError> {

@@ -1,38 +1,17 @@
-//! Route-netlink messages for XDP, built and parsed without I/O (the socket is in `sys`):
+//! Route-netlink messages for XDP, built and parsed with asdic-netlink (the workspace's one
+//! rtnetlink stack, which also owns the socket):
 //! which programs an interface carries (`RTM_GETLINK` → `IFLA_XDP`), and the legacy detach
 //! (`RTM_SETLINK` with `IFLA_XDP { IFLA_XDP_FD = -1, IFLA_XDP_FLAGS, IFLA_XDP_EXPECTED_FD }`).
 //!
-//! Layout (`<linux/netlink.h>`, `<linux/rtnetlink.h>`, `<linux/if_link.h>`), host byte order:
-//!
-//! ```text
-//! struct nlmsghdr  { u32 nlmsg_len; u16 nlmsg_type; u16 nlmsg_flags; u32 nlmsg_seq; u32 nlmsg_pid; }
-//! struct ifinfomsg { u8 ifi_family; u8 pad; u16 ifi_type; i32 ifi_index; u32 ifi_flags; u32 ifi_change; }
-//! struct nlattr    { u16 nla_len; u16 nla_type; }   then the payload, padded to 4 bytes
-//! struct nlmsgerr  { i32 error; struct nlmsghdr msg; }   then (NLM_F_ACK_TLVS) attributes
-//! ```
+//! The `IFLA_XDP` attributes are in `<linux/if_link.h>`.
 
 use std::io;
 
-use crate::sys::RouteSocket;
-
-const NLMSG_HDRLEN: usize = 16;
-const IFINFOMSG_LEN: usize = 16;
-const NLA_HDRLEN: usize = 4;
-
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const RTM_NEWLINK: u16 = 16;
-const RTM_GETLINK: u16 = 18;
-const RTM_SETLINK: u16 = 19;
-
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_CAPPED: u16 = 0x100;
-const NLM_F_ACK_TLVS: u16 = 0x200;
-const NLMSGERR_ATTR_MSG: u16 = 1;
-
-const NLA_F_NESTED: u16 = 0x8000;
-const NLA_TYPE_MASK: u16 = 0x3fff;
+pub(crate) use asdic_netlink::KernelError;
+use asdic_netlink::{
+    Builder, IFINFOMSG_LEN, NLM_F_ACK, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, RTM_GETLINK,
+    RTM_NEWLINK, RTM_SETLINK, RouteSocket, attrs, error_of, u32_at,
+};
 
 const IFLA_XDP: u16 = 43;
 const IFLA_XDP_FD: u16 = 1;
@@ -87,13 +66,6 @@ impl std::fmt::Display for AttachMode {
     }
 }
 
-/// An error the kernel returned for a request: the errno and, with extended acks, its text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct KernelError {
-    pub errno: i32,
-    pub msg: Option<String>,
-}
-
 /// What the kernel answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Reply {
@@ -107,66 +79,11 @@ pub(crate) enum Reply {
     Other,
 }
 
-struct Builder {
-    buf: Vec<u8>,
-}
-
-impl Builder {
-    fn new(kind: u16, flags: u16, seq: u32) -> Builder {
-        let mut buf = Vec::with_capacity(64);
-        buf.extend_from_slice(&0u32.to_ne_bytes()); // length, set in finish
-        buf.extend_from_slice(&kind.to_ne_bytes());
-        buf.extend_from_slice(&flags.to_ne_bytes());
-        buf.extend_from_slice(&seq.to_ne_bytes());
-        buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it in
-        Builder { buf }
-    }
-
-    fn ifinfomsg(&mut self, ifindex: u32) {
-        self.buf.push(libc::AF_UNSPEC as u8);
-        self.buf.push(0);
-        self.buf.extend_from_slice(&0u16.to_ne_bytes());
-        self.buf.extend_from_slice(&(ifindex as i32).to_ne_bytes());
-        self.buf.extend_from_slice(&0u32.to_ne_bytes());
-        self.buf.extend_from_slice(&0u32.to_ne_bytes());
-    }
-
-    /// Starts a nested attribute; returns where its header is, for `end_nest`.
-    fn begin_nest(&mut self, kind: u16) -> usize {
-        let at = self.buf.len();
-        self.buf.extend_from_slice(&0u16.to_ne_bytes());
-        self.buf
-            .extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
-        at
-    }
-
-    fn end_nest(&mut self, at: usize) {
-        let len = (self.buf.len() - at) as u16;
-        self.buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
-    }
-
-    fn attr(&mut self, kind: u16, payload: &[u8]) {
-        let len = (NLA_HDRLEN + payload.len()) as u16;
-        self.buf.extend_from_slice(&len.to_ne_bytes());
-        self.buf.extend_from_slice(&kind.to_ne_bytes());
-        self.buf.extend_from_slice(payload);
-        while !self.buf.len().is_multiple_of(4) {
-            self.buf.push(0);
-        }
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        let len = self.buf.len() as u32;
-        self.buf[0..4].copy_from_slice(&len.to_ne_bytes());
-        self.buf
-    }
-}
-
 /// `RTM_GETLINK` for one interface.
 pub(crate) fn getlink_request(seq: u32, ifindex: u32) -> Vec<u8> {
-    let mut b = Builder::new(RTM_GETLINK, NLM_F_REQUEST, seq);
-    b.ifinfomsg(ifindex);
-    b.finish()
+    Builder::new(RTM_GETLINK, NLM_F_REQUEST, seq)
+        .ifinfomsg(ifindex)
+        .finish()
 }
 
 /// `RTM_SETLINK` that removes the program attached in `mode`, only if it is still the one
@@ -190,74 +107,14 @@ pub(crate) fn detach_request(
     b.finish()
 }
 
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-/// Attributes `(type, payload)` in `b`; stops at the first malformed one.
-fn attrs(b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        let len = usize::from(u16_at(b, at)?);
-        let kind = u16_at(b, at + 2)? & NLA_TYPE_MASK;
-        if len < NLA_HDRLEN {
-            return None;
-        }
-        let payload = b.get(at + NLA_HDRLEN..at + len)?;
-        at += len.next_multiple_of(4);
-        Some((kind, payload))
-    })
-}
-
-/// Splits a received datagram into messages `(type, flags, seq, payload)`.
-pub(crate) fn messages(b: &[u8]) -> impl Iterator<Item = (u16, u16, u32, &[u8])> {
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        let len = u32_at(b, at)? as usize;
-        if len < NLMSG_HDRLEN {
-            return None;
-        }
-        let kind = u16_at(b, at + 4)?;
-        let flags = u16_at(b, at + 6)?;
-        let seq = u32_at(b, at + 8)?;
-        let payload = b.get(at + NLMSG_HDRLEN..at + len)?;
-        at += len.next_multiple_of(4);
-        Some((kind, flags, seq, payload))
-    })
-}
-
-/// Parses one message (see [`messages`]).
+/// Parses one message (see [`asdic_netlink::messages`]).
 pub(crate) fn parse(kind: u16, flags: u16, payload: &[u8]) -> Reply {
     match kind {
-        NLMSG_ERROR => {
-            let Some(err) = u32_at(payload, 0).map(|e| e as i32) else {
-                return Reply::Other;
-            };
-            if err == 0 {
-                return Reply::Ack;
-            }
-            // The TLVs follow the request's header (capped) or the whole request.
-            let orig_len = u32_at(payload, 4).unwrap_or(0) as usize;
-            let tlv_at = if flags & NLM_F_CAPPED != 0 {
-                4 + NLMSG_HDRLEN
-            } else {
-                4 + orig_len.max(NLMSG_HDRLEN)
-            };
-            let msg = (flags & NLM_F_ACK_TLVS != 0)
-                .then(|| payload.get(tlv_at..))
-                .flatten()
-                .and_then(|tlvs| attrs(tlvs).find(|(k, _)| *k == NLMSGERR_ATTR_MSG))
-                .map(|(_, m)| {
-                    let m = m.split(|&c| c == 0).next().unwrap_or(m);
-                    String::from_utf8_lossy(m).into_owned()
-                })
-                .filter(|m| !m.is_empty());
-            Reply::Error(KernelError { errno: -err, msg })
-        }
+        NLMSG_ERROR => match error_of(flags, payload) {
+            Some(Ok(())) => Reply::Ack,
+            Some(Err(e)) => Reply::Error(e),
+            None => Reply::Other,
+        },
         RTM_NEWLINK => Reply::Link(parse_link(payload)),
         NLMSG_DONE => Reply::Other,
         _ => Reply::Other,
@@ -311,30 +168,18 @@ fn parse_link(payload: &[u8]) -> Vec<(AttachMode, u32)> {
 /// Sends `req` (sequence number `seq`) and returns the first answer to it that is not
 /// [`Reply::Other`].
 pub(crate) fn request(sock: &RouteSocket, seq: u32, req: &[u8]) -> io::Result<Reply> {
-    sock.send(req)?;
-    let mut buf = vec![0u8; 64 * 1024];
-    // Bounded: a request gets one answer; unrelated messages are few.
-    for _ in 0..16 {
-        let n = sock.recv(&mut buf)?;
-        for (kind, flags, s, payload) in messages(&buf[..n]) {
-            if s != seq {
-                continue;
-            }
-            match parse(kind, flags, payload) {
-                Reply::Other => {}
-                r => return Ok(r),
-            }
+    asdic_netlink::exchange(sock, seq, req, |kind, flags, payload| {
+        match parse(kind, flags, payload) {
+            Reply::Other => None,
+            r => Some(r),
         }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::TimedOut,
-        "no netlink answer to the request",
-    ))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use asdic_netlink::{NLA_F_NESTED, messages, u16_at};
 
     fn ne32(v: u32) -> [u8; 4] {
         v.to_ne_bytes()
@@ -446,42 +291,21 @@ mod tests {
     }
 
     #[test]
-    fn error_with_extended_ack() {
-        // NLMSG_ERROR, capped: error -EBUSY, the request's header, then NLMSGERR_ATTR_MSG.
+    fn errors_and_acks_come_from_the_shared_parser() {
         let req = detach_request(4, 2, AttachMode::Native, 5);
-        let mut b = Builder::new(NLMSG_ERROR, NLM_F_CAPPED | NLM_F_ACK_TLVS, 4);
-        b.buf.extend_from_slice(&(-libc::EBUSY).to_ne_bytes());
-        b.buf.extend_from_slice(&req[..NLMSG_HDRLEN]);
-        b.attr(NLMSGERR_ATTR_MSG, b"Can't replace active BPF XDP link\0");
+        let mut b = Builder::new(NLMSG_ERROR, 0, 4);
+        b.bytes(&(-libc::EBUSY).to_ne_bytes()).bytes(&req);
         let (seq, r) = parse_one(&b.finish());
         assert_eq!(seq, 4);
         assert_eq!(
             r,
             Reply::Error(KernelError {
                 errno: libc::EBUSY,
-                msg: Some("Can't replace active BPF XDP link".into())
+                msg: None
             })
         );
-        // Uncapped: the whole request is echoed before the TLVs.
-        let mut b = Builder::new(NLMSG_ERROR, NLM_F_ACK_TLVS, 4);
-        b.buf.extend_from_slice(&(-libc::EEXIST).to_ne_bytes());
-        b.buf.extend_from_slice(&req);
-        b.attr(
-            NLMSGERR_ATTR_MSG,
-            b"Active program does not match expected\0",
-        );
-        let r = parse_one(&b.finish()).1;
-        assert_eq!(
-            r,
-            Reply::Error(KernelError {
-                errno: libc::EEXIST,
-                msg: Some("Active program does not match expected".into())
-            })
-        );
-        // Plain ack.
-        let mut b = Builder::new(NLMSG_ERROR, NLM_F_CAPPED, 4);
-        b.buf.extend_from_slice(&0i32.to_ne_bytes());
-        b.buf.extend_from_slice(&req[..NLMSG_HDRLEN]);
+        let mut b = Builder::new(NLMSG_ERROR, 0, 4);
+        b.bytes(&0i32.to_ne_bytes()).bytes(&req);
         assert_eq!(parse_one(&b.finish()).1, Reply::Ack);
     }
 

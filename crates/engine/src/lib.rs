@@ -29,8 +29,9 @@ pub mod error;
 /// The in-memory engine: a host population behind a pretend network (tests, demos).
 #[cfg(feature = "testing")]
 pub mod mem;
-/// Route, interface and neighbour lookups over rtnetlink (for frame-building engines).
-pub mod netlink;
+/// Route, interface and neighbour lookups over rtnetlink (for frame-building engines):
+/// asdic-netlink's, the one rtnetlink stack of the workspace.
+pub use asdic_netlink::route as netlink;
 /// The raw-socket engine.
 pub mod raw;
 /// The unsafe syscall layer (sockets, sendmmsg, recvmmsg, poll, cmsg parsing).

@@ -457,64 +457,6 @@ pub(crate) fn control(hdr: &libc::msghdr) -> (Option<u64>, Option<u8>) {
     (ts, hops)
 }
 
-/// Opens a NETLINK_ROUTE socket whose receives time out after `timeout`.
-pub(crate) fn netlink_route_socket(timeout: Duration) -> io::Result<OwnedFd> {
-    // SAFETY: socket(2) takes no pointers; the result is checked before it is owned.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a freshly created descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let tv = libc::timeval {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: libc::suseconds_t::from(timeout.subsec_micros()),
-    };
-    set_opt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
-    Ok(fd)
-}
-
-/// Sends one netlink request to the kernel.
-pub(crate) fn netlink_send(fd: &OwnedFd, msg: &[u8]) -> io::Result<()> {
-    // SAFETY: sockaddr_nl is plain old data; all-zero is a valid value.
-    let mut to: libc::sockaddr_nl = unsafe { zeroed() };
-    to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    // SAFETY: `msg` and `to` are alive for the call and only read by the kernel; the lengths
-    // are theirs.
-    let r = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            msg.as_ptr().cast(),
-            msg.len(),
-            0,
-            (&to as *const libc::sockaddr_nl).cast(),
-            size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-/// Receives one netlink datagram into `buf`; returns its length.
-pub(crate) fn netlink_recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: the pointer and length describe `buf`, writable and alive for the call.
-    let r = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r as usize)
-    }
-}
-
 /// Lowers the calling thread's scheduling priority to nice `nice` (Linux: `setpriority`
 /// on the thread id applies to that thread only).
 pub(crate) fn set_thread_nice(nice: i32) -> io::Result<()> {
