@@ -21,6 +21,9 @@
 //! never removed. This crate sends no packets. All `unsafe` code is in the private `sys`
 //! module (libc calls and `bpf(2)`), each block with a `// SAFETY:` comment.
 
+// Functions of at most 100 lines (clippy's default threshold); tests may run longer.
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 /// Loading, inspecting the interface, attaching.
 mod attach;
 /// Errors and errno names.

@@ -19,6 +19,9 @@
 //! Memory: the aggregator is dense (one [`TargetStats`] per target, indexed by the event
 //! cookie) plus 8 bytes per reply for exact percentiles; output is streamed in chunks of
 //! [`CHUNK_ROWS`] rows.
+
+// Functions of at most 100 lines (clippy's default threshold); tests may run longer.
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
 #![forbid(unsafe_code)]
 // A results library never prints, and never panics on what it is given.
 #![deny(

@@ -27,7 +27,7 @@ use asdic_analysis::meta::session_hex;
 use asdic_analysis::{RunMeta, RunMode};
 use asdic_core::event::{Drops, Event};
 use asdic_engine::KernelDrops;
-use crossbeam_channel::RecvTimeoutError;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::Fail;
 use crate::closing::end_metadata;
@@ -285,32 +285,8 @@ impl Progress {
 }
 
 /// Runs `lanes` for `mode`: see the module documentation.
-pub fn drive(lanes: Lanes, mode: &mut dyn Mode) -> Result<ExitCode, Fail> {
-    let mut opener = Opener::default();
-    let mut pipelines = Vec::with_capacity(lanes.lanes.len());
-    let mut work = Vec::with_capacity(lanes.lanes.len());
-    let mut table_lines = vec![];
-    let several = lanes.lanes.len() > 1;
-    for lane in lanes.lanes {
-        let p = opener.open(lane.slots, &lanes.engine, &lane.hints)?;
-        if let Some(l) = lane.table_line {
-            table_lines.push(if several {
-                format!("asdic: {:?} {l}", p.family)
-            } else {
-                format!("asdic: {l}")
-            });
-        }
-        pipelines.push(p);
-        work.push(lane.work);
-    }
-    let mut run = Run {
-        pipelines,
-        t0: Instant::now(),
-        started_ns: 0,
-        session: lanes.session,
-        dropped_dac: false,
-        signals: None,
-    };
+pub fn drive(mut lanes: Lanes, mode: &mut dyn Mode) -> Result<ExitCode, Fail> {
+    let (mut run, work, table_lines) = open_lanes(&mut lanes)?;
     mode.prepare(&run)?;
     run.dropped_dac = drop_capabilities();
     say!("{}", engine_line(&run.pipelines));
@@ -327,37 +303,7 @@ pub fn drive(lanes: Lanes, mode: &mut dyn Mode) -> Result<ExitCode, Fail> {
         .map_err(Fail::from_start)?;
 
     let mut refusals = Refusals::default();
-    let mut progress = Progress {
-        on: lanes.progress,
-        last: Instant::now(),
-        line: StatusLine::new(),
-    };
-    // A mode's error ends the loop; the threads are still stopped and joined below.
-    let mut stopped: Result<(), Fail> = Ok(());
-    loop {
-        match events.recv_timeout(lanes.poll) {
-            Ok(mut batch) => {
-                batch.iter().for_each(|ev| refusals.add(ev));
-                stopped = mode.on_events(&run, &mut batch);
-                batch.clear();
-                let _ = recycle.try_send(batch);
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-        if stopped.is_ok() {
-            stopped = mode.tick(&run);
-        }
-        if stopped.is_err() {
-            run.stop(true);
-            // Keep emptying the channel so the receivers can end.
-            while events.recv().is_ok() {}
-            break;
-        }
-        progress.show(&run, mode);
-    }
-    progress.line.end();
-    if let Err(e) = stopped {
+    if let Err(e) = event_loop(&lanes, mode, &run, &events, &recycle, &mut refusals) {
         let _ = join_all(handles);
         return Err(e);
     }
@@ -394,4 +340,78 @@ pub fn drive(lanes: Lanes, mode: &mut dyn Mode) -> Result<ExitCode, Fail> {
         )),
         (None, _) => Ok(ExitCode::from(code)),
     }
+}
+
+/// Opens every lane's engine (the run's pipelines, not started): the run, each pipeline's
+/// work, and the in-flight table lines to print.
+fn open_lanes(lanes: &mut Lanes) -> Result<(Run, Vec<Work>, Vec<String>), Fail> {
+    let mut opener = Opener::default();
+    let mut pipelines = Vec::with_capacity(lanes.lanes.len());
+    let mut work = Vec::with_capacity(lanes.lanes.len());
+    let mut table_lines = vec![];
+    let several = lanes.lanes.len() > 1;
+    for lane in std::mem::take(&mut lanes.lanes) {
+        let p = opener.open(lane.slots, &lanes.engine, &lane.hints)?;
+        if let Some(l) = lane.table_line {
+            table_lines.push(if several {
+                format!("asdic: {:?} {l}", p.family)
+            } else {
+                format!("asdic: {l}")
+            });
+        }
+        pipelines.push(p);
+        work.push(lane.work);
+    }
+    let run = Run {
+        pipelines,
+        t0: Instant::now(),
+        started_ns: 0,
+        session: lanes.session,
+        dropped_dac: false,
+        signals: None,
+    };
+    Ok((run, work, table_lines))
+}
+
+/// Feeds the receivers' event batches to `mode` until every receiver has ended, with its
+/// timed work and the progress line between them. A mode's error stops the run now (the
+/// channel is still emptied, so the receivers can end) and is returned.
+fn event_loop(
+    lanes: &Lanes,
+    mode: &mut dyn Mode,
+    run: &Run,
+    events: &Receiver<Vec<Event>>,
+    recycle: &Sender<Vec<Event>>,
+    refusals: &mut Refusals,
+) -> Result<(), Fail> {
+    let mut progress = Progress {
+        on: lanes.progress,
+        last: Instant::now(),
+        line: StatusLine::new(),
+    };
+    let mut stopped: Result<(), Fail> = Ok(());
+    loop {
+        match events.recv_timeout(lanes.poll) {
+            Ok(mut batch) => {
+                batch.iter().for_each(|ev| refusals.add(ev));
+                stopped = mode.on_events(run, &mut batch);
+                batch.clear();
+                let _ = recycle.try_send(batch);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if stopped.is_ok() {
+            stopped = mode.tick(run);
+        }
+        if stopped.is_err() {
+            run.stop(true);
+            // Keep emptying the channel so the receivers can end.
+            while events.recv().is_ok() {}
+            break;
+        }
+        progress.show(run, mode);
+    }
+    progress.line.end();
+    stopped
 }

@@ -2,6 +2,9 @@
 //!
 //! The command: argument parsing, wiring engine, sender, receiver and analysis together,
 //! progress, signals and output. No protocol logic lives here.
+
+// Functions of at most 100 lines (clippy's default threshold); tests may run longer.
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
 #![forbid(unsafe_code)]
 // Diagnostics never stop a run (`diag`), and nothing panics on the operator's input.
 #![deny(

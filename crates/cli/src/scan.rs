@@ -28,7 +28,7 @@ use asdic_wire::template::{self, MAX_PAYLOAD};
 
 use crate::args::{IdChoice, Limit, ScanArgs, check_rate};
 use crate::drive::{EXIT_PIPE, End, Lane, Lanes, Mode, Run, StatusLine, drive};
-use crate::engines::RunHints;
+use crate::engines::{EngineOptions, RunHints};
 use crate::inputs::{Ids, Listed, human_bytes, random_u64, read_cidr_file, read_listed, work};
 use crate::output::{broken_pipe, format_for, not_binary_on_a_terminal, open_fail, resolve};
 use crate::{Fail, usage};
@@ -289,6 +289,56 @@ fn explain_empty(a: &ScanArgs, specs: &[TargetSpec]) -> String {
     "nothing to scan: every target is blocklisted or outside the allowlist".to_string()
 }
 
+/// One lane per family plan: its share of the rate, its shard of the permutation, and the
+/// scan's shared state (stateless: no in-flight table — its two slots stay unused —, retries
+/// are the source's later passes, and the receivers need no reaper's timeouts).
+fn scan_lanes(
+    a: &ScanArgs,
+    plans: &[Plan],
+    engine: &EngineOptions,
+    ids: Ids,
+    rate: f64,
+    planned: u64,
+) -> Result<(Vec<Lane>, Vec<Arc<ScanState>>), Fail> {
+    let mut lanes = vec![];
+    let mut states = vec![];
+    for p in plans {
+        let share = rate * p.expected as f64 / planned.max(1) as f64;
+        let toward = p
+            .space
+            .get(0)
+            .ok_or_else(|| usage(format!("no {:?} targets left to scan", p.family)))?;
+        let walk = p
+            .cycle
+            .shard(a.shard.index, a.shards)
+            .map_err(|e| usage(e.to_string()))?;
+        let state = Arc::new(ScanState::new(
+            p.space.clone(),
+            ids.key,
+            ids.session,
+            a.retries,
+            a.cooldown,
+            a.all_events,
+        ));
+        let source = Box::new(ScanSource::new(state.clone(), walk, p.limit));
+        let mut work = work(share, engine, ids, a.cooldown, 0, 1024, source);
+        work.scan = Some(state.clone());
+        states.push(state);
+        lanes.push(Lane {
+            slots: 2,
+            hints: RunHints {
+                toward,
+                ids,
+                // The identifiers are a MAC: any of the 65,536 may come back.
+                probes: u64::MAX,
+            },
+            work,
+            table_line: None,
+        });
+    }
+    Ok((lanes, states))
+}
+
 /// Runs `asdic scan`.
 pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
     if a.show_default_blocklist {
@@ -336,44 +386,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         Some((SCAN_RX_FRAMES, SCAN_TX_FRAMES)),
     );
     let ids = Ids::new(IdChoice::Random);
-    let mut lanes = vec![];
-    let mut states = vec![];
-    for p in &plans {
-        let share = rate * p.expected as f64 / planned.max(1) as f64;
-        let toward = p
-            .space
-            .get(0)
-            .ok_or_else(|| usage(format!("no {:?} targets left to scan", p.family)))?;
-        let walk = p
-            .cycle
-            .shard(a.shard.index, a.shards)
-            .map_err(|e| usage(e.to_string()))?;
-        // Stateless: no in-flight table (its two slots stay unused), retries are the
-        // source's later passes, and the receivers need no reaper's timeouts.
-        let state = Arc::new(ScanState::new(
-            p.space.clone(),
-            ids.key,
-            ids.session,
-            a.retries,
-            a.cooldown,
-            a.all_events,
-        ));
-        let source = Box::new(ScanSource::new(state.clone(), walk, p.limit));
-        let mut work = work(share, &engine, ids, a.cooldown, 0, 1024, source);
-        work.scan = Some(state.clone());
-        states.push(state);
-        lanes.push(Lane {
-            slots: 2,
-            hints: RunHints {
-                toward,
-                ids,
-                // The identifiers are a MAC: any of the 65,536 may come back.
-                probes: u64::MAX,
-            },
-            work,
-            table_line: None,
-        });
-    }
+    let (lanes, states) = scan_lanes(&a, &plans, &engine, ids, rate, planned)?;
     let lanes = Lanes {
         engine,
         lanes,

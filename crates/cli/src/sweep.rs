@@ -32,7 +32,7 @@ use crate::args::{IdChoice, SweepArgs, check_rate};
 use crate::closing::end_metadata;
 use crate::dataset::partition_char;
 use crate::drive::{End, Lane, Lanes, Mode, Run, drive};
-use crate::engines::RunHints;
+use crate::engines::{EngineOptions, RunHints};
 use crate::inputs::{Ids, table_for, work};
 use crate::metrics::{self, PerTarget, Registries, Shared};
 use crate::{Fail, usage};
@@ -522,30 +522,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         size,
         Some((SWEEP_RX_FRAMES, asdic_engine::xdp::DEFAULT_TX_FRAMES)),
     );
-    let mut lanes = vec![];
-    let mut plans = vec![];
-    for family in [Family::V4, Family::V6] {
-        let items = items_of(&first.targets, &cookies, family);
-        let Some(toward) = items.first().map(|i| i.target) else {
-            continue;
-        };
-        let share = cap * items.len() as f64 / n as f64;
-        let plan = Plan::new(items);
-        let source = Box::new(Sweep::new(plan.clone(), a.every, a.rounds));
-        // Sized for the rate cap, not today's list: a reload may grow the list up to it.
-        let (slots, table_line) = table_for(ids, share, a.timeout, u64::MAX, "");
-        lanes.push(Lane {
-            slots,
-            hints: RunHints {
-                toward,
-                ids,
-                probes: u64::MAX,
-            },
-            work: work(share, &engine, ids, a.timeout, 0, 4096, source),
-            table_line: Some(table_line),
-        });
-        plans.push((family, plan));
-    }
+    let (lanes, plans) = sweep_lanes(&a, &first.targets, &cookies, &engine, ids, cap);
     let lanes = Lanes {
         engine,
         lanes,
@@ -592,6 +569,43 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         last_status: now,
     };
     drive(lanes, &mut mode)
+}
+
+/// One lane per family with targets: its share of the rate cap, its table (sized for the
+/// cap, not today's list: a reload may grow the list up to it) and its plan.
+fn sweep_lanes(
+    a: &SweepArgs,
+    targets: &[FleetTarget],
+    cookies: &[u32],
+    engine: &EngineOptions,
+    ids: Ids,
+    cap: f64,
+) -> (Vec<Lane>, Vec<(Family, Arc<Plan>)>) {
+    let n = targets.len();
+    let mut lanes = vec![];
+    let mut plans = vec![];
+    for family in [Family::V4, Family::V6] {
+        let items = items_of(targets, cookies, family);
+        let Some(toward) = items.first().map(|i| i.target) else {
+            continue;
+        };
+        let share = cap * items.len() as f64 / n as f64;
+        let plan = Plan::new(items);
+        let source = Box::new(Sweep::new(plan.clone(), a.every, a.rounds));
+        let (slots, table_line) = table_for(ids, share, a.timeout, u64::MAX, "");
+        lanes.push(Lane {
+            slots,
+            hints: RunHints {
+                toward,
+                ids,
+                probes: u64::MAX,
+            },
+            work: work(share, engine, ids, a.timeout, 0, 4096, source),
+            table_line: Some(table_line),
+        });
+        plans.push((family, plan));
+    }
+    (lanes, plans)
 }
 
 fn count_families(targets: &[FleetTarget]) -> (usize, usize) {

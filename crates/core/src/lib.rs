@@ -14,6 +14,9 @@
 //! - output: [`event`] ([`Event`], [`Outcome`], [`Drops`]).
 //!
 //! Packet layouts and templates are in `asdic-wire`, one layer further down.
+
+// Functions of at most 100 lines (clippy's default threshold); tests may run longer.
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
 #![forbid(unsafe_code)]
 
 /// Events: what matching produces.

@@ -20,6 +20,9 @@
 //! Only [`raw`] is always built; `uring`, `xdp` and `testing` (for [`mem`]) are features, off
 //! by default: the asdic binary enables `uring` and `xdp`, the tests `testing`.
 
+// Functions of at most 100 lines (clippy's default threshold); tests may run longer.
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 /// Batches of outgoing probes.
 pub mod batch;
 /// Capabilities: what each engine needs, what the process has, dropping them after setup.

@@ -587,26 +587,75 @@ fn bind_queue(
     })
 }
 
-/// Opens the engine: resolves the path, attaches the XDP program, creates a UMEM and a
-/// socket per RX queue, registers each socket with the program and fills its fill ring.
-/// Returns the TX half and one RX half per queue (the first one owns the program).
-pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError> {
-    if let Some(why) = caps::lacking("XDP", caps::XDP_ENGINE, caps::XDP_GRANT) {
-        return Err(unavailable(why));
+impl XdpRx {
+    /// The RX half of `queue`'s socket (the first one gets the program, the side socket and
+    /// the queue watch after).
+    fn new(
+        queue: u32,
+        q: RxQueue,
+        fq: FillQueue,
+        umem: Umem,
+        batch: usize,
+        frames: u32,
+        path: &XdpPath,
+    ) -> XdpRx {
+        XdpRx {
+            queue,
+            q,
+            fq,
+            umem,
+            descs: vec![FrameDesc::default(); batch.max(64)],
+            filter: None,
+            side: None,
+            watch: None,
+            frames,
+            to: (path.src_mac, path.src_ip),
+            misaddressed: 0,
+            caps: RxCaps {
+                engine: ENGINE,
+                kernel_timestamps: false,
+            },
+        }
     }
-    let path = path_for(o)?;
-    let ifname = path.link.name.clone();
-    let max_packet = (path.link.mtu as usize + ETH).min((FRAME - 256) as usize);
-    if o.frame_len > max_packet {
-        return Err(unavailable(format!(
-            "{}-byte probe frames exceed {ifname}'s MTU ({} bytes of frame); the XDP engine \
-             does not fragment",
-            o.frame_len, max_packet
-        )));
+}
+
+/// How an open lays the interface's queues out: which it binds, which send, the frames of
+/// each and the UMEM they add up to.
+struct Layout {
+    /// The interface's RX queues.
+    rx_count: u32,
+    /// The queues bound (one socket each).
+    queues: Vec<u32>,
+    /// RX queues left without a socket.
+    unserved: Vec<u32>,
+    /// The bound queues that also send.
+    tx_queues: Vec<u32>,
+    /// RX frames per queue.
+    rx_frames: u32,
+    /// TX frames per sending queue.
+    lane_frames: u32,
+    /// UMEM bytes over all queues.
+    umem_bytes: u64,
+}
+
+impl Layout {
+    /// TX frames of `queue`: a sending queue's share, else a small completion ring and TX
+    /// area that a socket needs anyway.
+    fn tx_frames_of(&self, queue: u32) -> u32 {
+        if self.tx_queues.contains(&queue) {
+            self.lane_frames
+        } else {
+            64
+        }
     }
-    let (rx_count, tx_count) = queue_counts(&ifname);
+}
+
+/// Plans the queues of `ifname` for `o`, refusing what cannot run: queues left unserved where
+/// all must be, a UMEM beyond the memlock limit.
+fn layout(o: &XdpOptions, ifname: &str) -> Result<Layout, EngineError> {
+    let (rx_count, tx_count) = queue_counts(ifname);
     let (queues, unserved) =
-        plan_queues(&ifname, rx_count, o.queues.as_deref()).map_err(unavailable)?;
+        plan_queues(ifname, rx_count, o.queues.as_deref()).map_err(unavailable)?;
     if o.require_all_queues && !unserved.is_empty() {
         return Err(unavailable(format!(
             "sockets on queue{} {} would leave {} of {ifname}'s {rx_count} RX queues \
@@ -626,19 +675,32 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
         .max(256)
         .next_power_of_two();
     // Queues without a TX lane still need a (small) completion ring and TX area.
-    let tx_frames_of = |q: u32| {
-        if tx_queues.contains(&q) {
-            lane_frames
-        } else {
-            64
-        }
-    };
     let umem_bytes: u64 = queues
         .iter()
-        .map(|&q| u64::from(tx_frames_of(q) + rx_frames) * u64::from(FRAME))
+        .map(|&q| {
+            let tx = if tx_queues.contains(&q) {
+                lane_frames
+            } else {
+                64
+            };
+            u64::from(tx + rx_frames) * u64::from(FRAME)
+        })
         .sum();
     caps::check_memlock(umem_bytes).map_err(unavailable)?;
+    Ok(Layout {
+        rx_count,
+        queues,
+        unserved,
+        tx_queues,
+        rx_frames,
+        lane_frames,
+        umem_bytes,
+    })
+}
 
+/// Attaches asdic's filter to the path's interface for this run: its session, identifiers,
+/// MAC key, and its source address as the only destination.
+fn attach_filter(o: &XdpOptions, path: &XdpPath) -> Result<Filter, EngineError> {
     let (src4, src6) = match path.src_ip {
         IpAddr::V4(a) => (Some(a), None),
         IpAddr::V6(a) => (None, Some(a)),
@@ -649,11 +711,8 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
             path.src_ip
         )));
     }
-    // The raw socket for what the kernel reassembles: opened now, while the capabilities are
-    // there, and before the program passes it anything.
-    let side = side_socket(o.v6, &ifname)?;
-    let mut filter = Filter::attach(
-        &ifname,
+    Filter::attach(
+        &path.link.name,
         &FilterConfig {
             // Ours without a socket would reach the raw socket uncounted: dropped, counted.
             drop_unserved: true,
@@ -669,14 +728,38 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
         },
         o.mode,
     )
-    .map_err(|e| unavailable(e.to_string()))?;
+    .map_err(|e| unavailable(e.to_string()))
+}
+
+/// Opens the engine: resolves the path, attaches the XDP program, creates a UMEM and a
+/// socket per RX queue, registers each socket with the program and fills its fill ring.
+/// Returns the TX half and one RX half per queue (the first one owns the program).
+pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError> {
+    if let Some(why) = caps::lacking("XDP", caps::XDP_ENGINE, caps::XDP_GRANT) {
+        return Err(unavailable(why));
+    }
+    let path = path_for(o)?;
+    let ifname = path.link.name.clone();
+    let max_packet = (path.link.mtu as usize + ETH).min((FRAME - 256) as usize);
+    if o.frame_len > max_packet {
+        return Err(unavailable(format!(
+            "{}-byte probe frames exceed {ifname}'s MTU ({} bytes of frame); the XDP engine \
+             does not fragment",
+            o.frame_len, max_packet
+        )));
+    }
+    let l = layout(o, &ifname)?;
+    // The raw socket for what the kernel reassembles: opened now, while the capabilities are
+    // there, and before the program passes it anything.
+    let side = side_socket(o.v6, &ifname)?;
+    let mut filter = attach_filter(o, &path)?;
 
     let batch = o.batch.max(1);
     let mut lanes = vec![];
     let mut rxs = vec![];
     let mut watches = vec![];
-    for &queue in &queues {
-        let tx_frames = tx_frames_of(queue);
+    for &queue in &l.queues {
+        let tx_frames = l.tx_frames_of(queue);
         let Bound {
             txq,
             rxq,
@@ -684,7 +767,7 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
             cq,
             umem,
             mut frames,
-        } = bind_queue(&ifname, queue, tx_frames, rx_frames)?;
+        } = bind_queue(&ifname, queue, tx_frames, l.rx_frames)?;
         filter
             .register(queue, o.v6, rxq.fd().as_raw_fd())
             .map_err(|e| unavailable(e.to_string()))?;
@@ -699,7 +782,7 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
                 rx_part.len()
             )));
         }
-        if tx_queues.contains(&queue) {
+        if l.tx_queues.contains(&queue) {
             lanes.push(Lane {
                 queue,
                 q: txq,
@@ -713,49 +796,33 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
         }
         // A queue without a lane drops its TX ring and completion ring here; the socket
         // lives on with its RX ring and fill ring (xsk-rs closes it with the last handle).
-        rxs.push(XdpRx {
-            queue,
-            q: rxq,
-            fq,
-            umem,
-            descs: vec![FrameDesc::default(); batch.max(64)],
-            filter: None,
-            side: None,
-            watch: None,
-            frames: rx_frames,
-            to: (path.src_mac, path.src_ip),
-            misaddressed: 0,
-            caps: RxCaps {
-                engine: ENGINE,
-                kernel_timestamps: false,
-            },
-        });
+        rxs.push(XdpRx::new(queue, rxq, fq, umem, batch, l.rx_frames, &path));
     }
     let info = XdpInfo {
         path: path.clone(),
         mode: filter.mode(),
         replaced: filter.replaced().map(str::to_string),
-        queues: queues.clone(),
-        tx_queues,
-        rx_queue_count: rx_count,
-        unserved,
-        rx_frames,
-        umem_bytes,
+        queues: l.queues.clone(),
+        tx_queues: l.tx_queues,
+        rx_queue_count: l.rx_count,
+        unserved: l.unserved,
+        rx_frames: l.rx_frames,
+        umem_bytes: l.umem_bytes,
     };
     let first = &mut rxs[0];
     first.filter = Some(filter);
     first.side = Some(side);
     first.watch = Some(QueueWatch {
         ifname,
-        rx_queues: rx_count,
-        served: queues,
+        rx_queues: l.rx_count,
+        served: l.queues,
         next: Instant::now() + QUEUE_CHECK,
     });
     let tx = XdpTx {
         lanes,
         next: 0,
         watches,
-        hold_at: rx_frames / 4,
+        hold_at: l.rx_frames / 4,
         caps: TxCaps {
             engine: ENGINE,
             layer: TxLayer::Ethernet {

@@ -21,6 +21,9 @@
 //!
 //! It owns no formats and knows nothing of probing; it must never follow a name it did not
 //! resolve itself. No unsafe code (the system calls go through `rustix`).
+
+// Functions of at most 100 lines (clippy's default threshold); tests may run longer.
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
 #![forbid(unsafe_code)]
 
 /// What an output name resolves to, and the writers over it.

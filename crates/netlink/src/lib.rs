@@ -18,6 +18,9 @@
 //! struct ifinfomsg{ u8 family, pad; u16 type; s32 index; u32 flags, change; } 16 bytes
 //! ```
 
+// Functions of at most 100 lines (clippy's default threshold); tests may run longer.
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 pub mod route;
 mod sys;
 

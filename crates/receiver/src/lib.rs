@@ -5,5 +5,8 @@
 //! expired probes, and the kernel's drop counters are read a few times a second. Writes no
 //! files.
 
+// Functions of at most 100 lines (clippy's default threshold); tests may run longer.
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 /// The RX loop.
 pub mod rx;

@@ -14,6 +14,9 @@
 //! state is a few counters, and time series are kept only for the targets that are drawn
 //! (a second pass over the files). No unsafe code; a malformed file is an error naming it,
 //! never a panic.
+
+// Functions of at most 100 lines (clippy's default threshold); tests may run longer.
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
 #![forbid(unsafe_code)]
 
 /// The crate's error type.

@@ -539,91 +539,145 @@ fn str_at(a: &StringArray, i: usize) -> Option<&str> {
     if a.is_null(i) { None } else { Some(a.value(i)) }
 }
 
+/// What a scan's rows add up to.
+struct ScanTally {
+    v4: Prefixes,
+    v6: Prefixes,
+    errors: Errors,
+    probes: u64,
+    first_probes: u64,
+    replies: u64,
+    errs: u64,
+    dups: u64,
+    late: u64,
+    timeouts: u64,
+    failed: u64,
+    t_min: u64,
+    t_max: u64,
+}
+
+impl ScanTally {
+    fn new() -> Self {
+        ScanTally {
+            v4: Prefixes::new(false),
+            v6: Prefixes::new(true),
+            errors: Errors::default(),
+            probes: 0,
+            first_probes: 0,
+            replies: 0,
+            errs: 0,
+            dups: 0,
+            late: 0,
+            timeouts: 0,
+            failed: 0,
+            t_min: u64::MAX,
+            t_max: 0,
+        }
+    }
+
+    /// Adds one batch of scan rows (the section counts them and collects reply RTTs).
+    fn add(&mut self, s: &mut Section, b: &Batch<'_>) -> Result<()> {
+        let target = b.col::<StringArray>("target")?;
+        let outcome = b.col::<StringArray>("outcome")?;
+        let rtt = b.col::<Float64Array>("rtt_us")?;
+        let responder = b.col::<StringArray>("responder")?;
+        let ty = b.col::<UInt8Array>("icmp_type")?;
+        let code = b.col::<UInt8Array>("icmp_code")?;
+        let name = b.col::<StringArray>("icmp_name")?;
+        let attempt = b.col::<UInt8Array>("attempt")?;
+        let sent = b.col::<UInt64Array>("sent_unix_ns")?;
+        for i in 0..b.len() {
+            s.rows += 1;
+            let Ok(addr) = target.value(i).parse::<IpAddr>() else {
+                continue;
+            };
+            // A stateless scan's timeouts carry no send time.
+            if sent.is_valid(i) {
+                let t = sent.value(i);
+                self.t_min = self.t_min.min(t);
+                self.t_max = self.t_max.max(t);
+            }
+            let Some(o) = ScanOutcome::parse(outcome.value(i)) else {
+                continue;
+            };
+            let ended = matches!(
+                o,
+                ScanOutcome::Reply
+                    | ScanOutcome::Error
+                    | ScanOutcome::Timeout
+                    | ScanOutcome::SendFailed
+            );
+            self.probes += u64::from(ended);
+            let first = ended && attempt.value(i) == 0;
+            self.first_probes += u64::from(first);
+            let prefixes = if addr.is_ipv6() {
+                &mut self.v6
+            } else {
+                &mut self.v4
+            };
+            match o {
+                ScanOutcome::Reply => {
+                    self.replies += 1;
+                    if let Some(r) = opt(rtt, i, |a, i| a.value(i)) {
+                        s.rtt.add(r);
+                    }
+                    prefixes.add(addr, first, true);
+                }
+                ScanOutcome::Error => {
+                    self.errs += 1;
+                    prefixes.add(addr, first, false);
+                    if let (Some(t), Some(c)) = (
+                        opt(ty, i, |a, i| a.value(i)),
+                        opt(code, i, |a, i| a.value(i)),
+                    ) {
+                        self.errors.add(
+                            addr.is_ipv6(),
+                            t,
+                            c,
+                            str_at(name, i),
+                            str_at(responder, i),
+                            1,
+                        );
+                    }
+                }
+                ScanOutcome::Timeout => {
+                    self.timeouts += 1;
+                    prefixes.add(addr, first, false);
+                }
+                ScanOutcome::SendFailed => {
+                    self.failed += 1;
+                    prefixes.add(addr, first, false);
+                }
+                ScanOutcome::Duplicate => self.dups += 1,
+                ScanOutcome::Late => self.late += 1,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The scan: probes, hits, the per-prefix map and errors.
 fn scan(s: &mut Section, meta: &Meta) -> Result<()> {
-    let mut v4 = Prefixes::new(false);
-    let mut v6 = Prefixes::new(true);
-    let mut errors = Errors::default();
-    let (mut probes, mut first_probes, mut replies, mut errs) = (0u64, 0u64, 0u64, 0u64);
-    let (mut dups, mut late, mut timeouts, mut failed) = (0u64, 0u64, 0u64, 0u64);
-    let (mut t_min, mut t_max) = (u64::MAX, 0u64);
+    let mut tally = ScanTally::new();
     let files = s.files.clone();
     for f in &files {
-        input::for_each_batch(f, |b: &Batch<'_>| {
-            let target = b.col::<StringArray>("target")?;
-            let outcome = b.col::<StringArray>("outcome")?;
-            let rtt = b.col::<Float64Array>("rtt_us")?;
-            let responder = b.col::<StringArray>("responder")?;
-            let ty = b.col::<UInt8Array>("icmp_type")?;
-            let code = b.col::<UInt8Array>("icmp_code")?;
-            let name = b.col::<StringArray>("icmp_name")?;
-            let attempt = b.col::<UInt8Array>("attempt")?;
-            let sent = b.col::<UInt64Array>("sent_unix_ns")?;
-            for i in 0..b.len() {
-                s.rows += 1;
-                let Ok(addr) = target.value(i).parse::<IpAddr>() else {
-                    continue;
-                };
-                // A stateless scan's timeouts carry no send time.
-                if sent.is_valid(i) {
-                    let t = sent.value(i);
-                    t_min = t_min.min(t);
-                    t_max = t_max.max(t);
-                }
-                let Some(o) = ScanOutcome::parse(outcome.value(i)) else {
-                    continue;
-                };
-                let ended = matches!(
-                    o,
-                    ScanOutcome::Reply
-                        | ScanOutcome::Error
-                        | ScanOutcome::Timeout
-                        | ScanOutcome::SendFailed
-                );
-                probes += u64::from(ended);
-                let first = ended && attempt.value(i) == 0;
-                first_probes += u64::from(first);
-                let prefixes = if addr.is_ipv6() { &mut v6 } else { &mut v4 };
-                match o {
-                    ScanOutcome::Reply => {
-                        replies += 1;
-                        if let Some(r) = opt(rtt, i, |a, i| a.value(i)) {
-                            s.rtt.add(r);
-                        }
-                        prefixes.add(addr, first, true);
-                    }
-                    ScanOutcome::Error => {
-                        errs += 1;
-                        prefixes.add(addr, first, false);
-                        if let (Some(t), Some(c)) = (
-                            opt(ty, i, |a, i| a.value(i)),
-                            opt(code, i, |a, i| a.value(i)),
-                        ) {
-                            errors.add(
-                                addr.is_ipv6(),
-                                t,
-                                c,
-                                str_at(name, i),
-                                str_at(responder, i),
-                                1,
-                            );
-                        }
-                    }
-                    ScanOutcome::Timeout => {
-                        timeouts += 1;
-                        prefixes.add(addr, first, false);
-                    }
-                    ScanOutcome::SendFailed => {
-                        failed += 1;
-                        prefixes.add(addr, first, false);
-                    }
-                    ScanOutcome::Duplicate => dups += 1,
-                    ScanOutcome::Late => late += 1,
-                }
-            }
-            Ok(())
-        })?;
+        input::for_each_batch(f, |b: &Batch<'_>| tally.add(s, b))?;
     }
+    let ScanTally {
+        v4,
+        v6,
+        errors,
+        probes,
+        first_probes,
+        replies,
+        errs,
+        dups,
+        late,
+        timeouts,
+        failed,
+        t_min,
+        t_max,
+    } = tally;
     let sum = &mut s.summary;
     sum.replies = replies;
     sum.errors = errs;
@@ -1025,6 +1079,19 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
     s.rows = rows;
     s.rtt = rtt;
     set_errors(s, errors);
+    probes_summary(s, &targets, trace, (alarms, dups, late), (t_min, t_max));
+    worst_targets(s, opts, &targets, t_min)
+}
+
+/// The summary of sweeps and traces from the per-target counters: targets, probes, replies,
+/// errors, loss, and (`events`: alarms, duplicates, late replies) or destinations reached.
+fn probes_summary(
+    s: &mut Section,
+    targets: &HashMap<Text, TargetAgg>,
+    trace: bool,
+    (alarms, dups, late): (u64, u64, u64),
+    (t_min, t_max): (u64, u64),
+) {
     let sum = &mut s.summary;
     sum.targets = Some(targets.len() as u64);
     let probes: u64 = targets.values().map(|t| t.probes).sum();
@@ -1050,7 +1117,17 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
     }
     settle_end(sum, t_max);
     s.targets_total = targets.len() as u64;
+}
 
+/// The worst targets (most loss, then most errors, then slowest on average): their rows with
+/// exact RTT percentiles and, for sweeps, their time series (a second pass over the files).
+fn worst_targets(
+    s: &mut Section,
+    opts: &Options,
+    targets: &HashMap<Text, TargetAgg>,
+    t_min: u64,
+) -> Result<()> {
+    let trace = s.mode == Mode::Trace;
     // Worst first: most loss, then most errors, then slowest on average.
     let mut order: Vec<(&Text, &TargetAgg)> = targets.iter().collect();
     order.sort_by(|a, b| {

@@ -6,6 +6,9 @@
 //! stream of event batches, and the kernel's drop counters. Only this crate calls `tx::run`
 //! and `rx::run` (`tests/structure.rs`).
 
+// Functions of at most 100 lines (clippy's default threshold); tests may run longer.
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -67,6 +67,9 @@
 //! quoting the session's real probes with their MACs, through a test engine. Note that the
 //! raw ICMPv6 socket's filter passes types 1 to 4 only, so live ICMPv6 redirects do not
 //! reach a session yet.
+
+// Functions of at most 100 lines (clippy's default threshold); tests may run longer.
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
 #![forbid(unsafe_code)]
 
 /// [`PingError`] and [`Error`], and the mapping of ICMP errors onto them.
