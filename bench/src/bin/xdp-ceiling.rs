@@ -86,16 +86,7 @@ fn main() {
             t_send_ns: 0,
         };
         t.prepare(f).expect("prepare");
-        let fields = ProbeFields {
-            dst,
-            ttl: 64,
-            ident: 0x4000,
-            seq: i as u16,
-            stamp,
-            mac: key.mac(dst, 0x4000, i as u16, &stamp),
-            ip_ident: 0,
-            flow: None,
-        };
+        let fields = ProbeFields::new(&key, dst, 64, 0x4000, i as u16, stamp);
         t.patch(f, &fields).expect("patch");
     }
 

@@ -65,21 +65,13 @@ fn reply(from: IpAddr, ident: u16, size: usize, forged: bool) -> Vec<u8> {
             t_send_ns: 1_700_000_000_000_000_000,
         },
     );
-    let mac = KEY.mac(from, ident, seq, &stamp) ^ u64::from(forged);
     let dst = match family {
         Family::V4 => IpAddr::V4(SRC4),
         Family::V6 => IpAddr::V6(SRC6),
     };
-    let fields = ProbeFields {
-        dst,
-        ttl: 63,
-        ident,
-        seq,
-        ip_ident: 0,
-        stamp,
-        mac,
-        flow: None,
-    };
+    // The reply's MAC is over its sender (the target the probe went to).
+    let mut fields = ProbeFields::new(&KEY, dst, 63, ident, seq, stamp);
+    fields.mac = KEY.mac(from, ident, seq, &stamp) ^ u64::from(forged);
     t.patch(&mut b, &fields).expect("patch");
     // Request to reply: the type byte, and the checksum updated for it.
     let at = b.len() - (asdic_wire::icmp::HEADER_LEN + size);

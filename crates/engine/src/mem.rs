@@ -918,16 +918,7 @@ mod tests {
                 cookie: i as u32,
                 t_send_ns: crate::now_ns(),
             };
-            let f = ProbeFields {
-                dst,
-                ttl: 64,
-                ident,
-                seq,
-                stamp,
-                mac: KEY.mac(dst, ident, seq, &stamp),
-                ip_ident: 0,
-                flow: None,
-            };
+            let f = ProbeFields::new(&KEY, dst, 64, ident, seq, stamp);
             t.patch(b.push(dst, t.len()).unwrap(), &f).unwrap();
             fields.push(f);
         }

@@ -12,7 +12,7 @@ use asdic_core::stateless::ScanProbe;
 use asdic_core::table::{InflightTable, ProbeInfo};
 use asdic_engine::{EngineError, SendError, Tx, TxBatch, now_ns};
 use asdic_wire::payload::{Key, Numbering, Stamp};
-use asdic_wire::template::{ProbeFields, Template, flow_sum};
+use asdic_wire::template::{ProbeFields, Template};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::rate::{TokenBucket, pause};
@@ -448,16 +448,10 @@ impl<'a> TxLoop<'a> {
                     }
                     _ => 0,
                 };
-                let fields = ProbeFields {
-                    dst: p.dst,
-                    ttl: p.ttl.unwrap_or(self.cfg.ttl),
-                    ident: p.ident,
-                    seq: p.seq,
-                    stamp: p.stamp,
-                    mac: self.cfg.key.mac(p.dst, p.ident, p.seq, &p.stamp),
-                    ip_ident,
-                    flow: self.cfg.flow.map(|f| flow_sum(p.dst, f)),
-                };
+                let ttl = p.ttl.unwrap_or(self.cfg.ttl);
+                let fields = ProbeFields::new(&self.cfg.key, p.dst, ttl, p.ident, p.seq, p.stamp)
+                    .with_ip_ident(ip_ident)
+                    .with_flow(self.cfg.flow);
                 template.patch(self.batch.slot_mut(i)?, &fields).ok()?;
                 Some(template.len())
             });

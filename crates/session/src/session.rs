@@ -398,16 +398,7 @@ impl Socket {
             cookie,
             t_send_ns: t,
         };
-        let fields = ProbeFields {
-            dst: target,
-            ttl: *ttl,
-            ident,
-            seq,
-            stamp,
-            mac: key.mac(target, ident, seq, &stamp),
-            ip_ident: 0,
-            flow: None,
-        };
+        let fields = ProbeFields::new(key, target, *ttl, ident, seq, stamp);
         batch.clear();
         // The batch has one slot of exactly the template's length, and it was just emptied.
         let Some(buf) = batch.push(target, template.len()) else {

@@ -351,6 +351,47 @@ pub struct ProbeFields {
     pub flow: Option<u16>,
 }
 
+impl ProbeFields {
+    /// The fields of the echo request to `dst` with these identifier, sequence and stamp,
+    /// MAC'd under `key`, with the TTL / hop limit `ttl`, no keyed IP ID and no flow (see
+    /// [`ProbeFields::with_ip_ident`], [`ProbeFields::with_flow`]). The one way asdic's
+    /// senders (the TX loop, the session, the benches) build a probe.
+    #[inline]
+    pub fn new(
+        key: &payload::Key,
+        dst: IpAddr,
+        ttl: u8,
+        ident: u16,
+        seq: u16,
+        stamp: Stamp,
+    ) -> Self {
+        ProbeFields {
+            dst,
+            ttl,
+            ident,
+            seq,
+            ip_ident: 0,
+            stamp,
+            mac: key.mac(dst, ident, seq, &stamp),
+            flow: None,
+        }
+    }
+
+    /// The same with IPv4 IP ID `ip_ident` (frames asdic builds: [`Template::writes_ip_ident`]).
+    #[inline]
+    pub fn with_ip_ident(mut self, ip_ident: u16) -> Self {
+        self.ip_ident = ip_ident;
+        self
+    }
+
+    /// The same as a probe of flow `flow` ([`flow_sum`] of its destination), or of none.
+    #[inline]
+    pub fn with_flow(mut self, flow: Option<u16>) -> Self {
+        self.flow = flow.map(|f| flow_sum(self.dst, f));
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
