@@ -298,23 +298,6 @@ cmd_up() {
 	printf 'chain %s up\n' "$id"
 }
 
-cmd_exec() {
-	local id=chain
-	if [[ $# -gt 0 && $1 != -* ]]; then
-		check_id "$1"
-		id=$1
-		shift
-	fi
-	[[ $# -gt 0 && $1 == -- ]] || die "expected '--' before the command"
-	shift
-	(($# > 0)) || die "no command given"
-	need_root
-	local ns="$PREFIX-$id-scan"
-	check_ns "$ns"
-	[[ -e /run/netns/$ns ]] || die "chain bed '$id' is not up"
-	exec ip netns exec "$ns" "$@"
-}
-
 main() {
 	(($# > 0)) || {
 		usage >&2
@@ -334,7 +317,7 @@ main() {
 		printf 'chain %s down\n' "$id"
 		;;
 	truth) cmd_truth "$@" ;;
-	exec) cmd_exec "$@" ;;
+	exec) exec_in_scan chain chain "$@" ;;
 	*)
 		usage >&2
 		exit 2

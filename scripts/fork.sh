@@ -325,24 +325,6 @@ cmd_up() {
 	printf 'fork %s up\n' "$id"
 }
 
-cmd_exec() {
-	local id=$DEF_ID
-	if [[ $# -gt 0 && $1 != -* ]]; then
-		check_id "$1"
-		id=$1
-		shift
-	fi
-	[[ $# -gt 0 && $1 == -- ]] || die "expected '--' before the command"
-	shift
-	(($# > 0)) || die "no command given"
-	need_root
-	local ns
-	ns=$(ns_of "$id" scan)
-	check_ns "$ns"
-	[[ -e /run/netns/$ns ]] || die "fork bed '$id' is not up"
-	exec ip netns exec "$ns" "$@"
-}
-
 main() {
 	(($# > 0)) || {
 		usage >&2
@@ -362,7 +344,7 @@ main() {
 		printf 'fork %s down\n' "$id"
 		;;
 	truth) cmd_truth "$@" ;;
-	exec) cmd_exec "$@" ;;
+	exec) exec_in_scan fork "$DEF_ID" "$@" ;;
 	*)
 		usage >&2
 		exit 2
