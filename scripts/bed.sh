@@ -83,15 +83,12 @@ See scripts/README.md for the topology and the ground-truth rules.
 EOF
 }
 
-die() {
-	printf 'bed.sh: %s\n' "$*" >&2
-	exit 2
-}
+readonly SCRIPT=bed.sh
+# die, need_root, check_id, check_ns, nsx, ns_del, sysctl_*, wait_ready, ping_ok.
+# shellcheck source=scripts/netns.sh
+. "$ROOT_DIR/scripts/netns.sh"
 
-need_root() {
-	[[ $EUID -eq 0 ]] || die "must run as root"
-}
-
+# bed.sh's own tool check (awk for the truth files; ping comes with need_ping).
 need_tools() {
 	local t
 	for t in ip nft awk; do
@@ -108,32 +105,17 @@ need_ping() {
 	command -v ping >/dev/null 2>&1 || die "missing tool: ping (apt-get install -y iputils-ping)"
 }
 
-check_id() {
-	[[ $1 =~ $ID_RE ]] || die "invalid bed ID '$1' (want [a-z0-9]{1,12})"
-}
-
 ns_scan() { printf '%s-%s-scan' "$PREFIX" "$1"; }
 ns_rtr() { printf '%s-%s-rtr' "$PREFIX" "$1"; }
 ns_far() { printf '%s-%s-far' "$PREFIX" "$1"; }
-
-# Every namespace operation goes through these guards.
-check_ns() {
-	[[ $1 =~ $NS_RE ]] || die "refusing to touch namespace '$1' (not ${PREFIX}-ID-{scan,rtr,far})"
-}
 
 ns_exists() {
 	[[ -e /run/netns/$1 ]]
 }
 
-# nsx NS CMD...: run CMD inside NS (checked name).
-nsx() {
-	local ns=$1
-	shift
-	check_ns "$ns"
-	ip netns exec "$ns" "$@"
-}
-
-ns_del() {
+# ns_del_any NS: removes any namespace of asdic's beds (cleanup also removes the chain and
+# fork beds' asdic-ID-rN and -bN, which this bed's NS_RE refuses).
+ns_del_any() {
 	local ns=$1
 	[[ $ns == "${PREFIX}"-* ]] || die "refusing to delete namespace '$ns'"
 	if ns_exists "$ns"; then
@@ -338,60 +320,6 @@ EOF
 # ----------------------------------------------------------------------- up
 
 # Sysctls are per namespace; -e ignores keys this kernel lacks.
-sysctl_common() {
-	nsx "$1" sysctl -qew \
-		net.ipv6.conf.all.accept_dad=0 \
-		net.ipv6.conf.default.accept_dad=0 \
-		net.ipv6.conf.all.dad_transmits=0 \
-		net.ipv6.conf.default.dad_transmits=0 \
-		net.ipv6.conf.all.disable_ipv6=0 \
-		net.ipv6.conf.default.disable_ipv6=0 >/dev/null
-}
-
-sysctl_no_ratelimit() {
-	local ns=$1
-	nsx "$ns" sysctl -qw net.ipv4.icmp_ratelimit=0 net.ipv6.icmp.ratelimit=0
-	# The global ICMP budget is per namespace since Linux 6.x; older kernels
-	# show it only in the root namespace, so -e skips it there (and we never
-	# write the root namespace's). An empty rate mask exempts every type.
-	nsx "$ns" sysctl -qew \
-		net.ipv4.icmp_msgs_per_sec=1000000 \
-		net.ipv4.icmp_msgs_burst=1000000 \
-		net.ipv4.icmp_ratemask=0 >/dev/null
-	if nsx "$ns" test -e /proc/sys/net/ipv6/icmp/ratemask; then
-		nsx "$ns" sh -c 'printf "\n" > /proc/sys/net/ipv6/icmp/ratemask'
-	fi
-}
-
-# wait_ready NS DEV: until DEV is operationally up and has a usable IPv6
-# link-local address. Until then IPv6 neighbour discovery cannot send
-# solicitations and the first packets wait for a 1 s retransmit.
-wait_ready() {
-	local ns=$1 dev=$2 i link ll
-	for ((i = 0; i < 100; i++)); do
-		link=$(ip -n "$ns" -o link show dev "$dev")
-		ll=$(ip -n "$ns" -6 -o addr show dev "$dev" scope link -tentative)
-		if [[ $link == *"state UP"* && $ll == *inet6* ]]; then
-			return 0
-		fi
-		sleep 0.02
-	done
-	printf 'bed.sh: %s in %s did not come up\n' "$dev" "$ns" >&2
-	return 1
-}
-
-ping_ok() {
-	local ns=$1 addr=$2 fam=$3 try
-	for try in 1 2 3 4 5; do
-		if nsx "$ns" ping "-$fam" -n -q -c1 -W1 "$addr" >/dev/null 2>&1; then
-			return 0
-		fi
-		[[ $try -lt 5 ]] && sleep 0.2
-	done
-	printf 'bed.sh: self test failed: %s does not answer from %s\n' "$addr" "$ns" >&2
-	return 1
-}
-
 _UP_ID=""
 _up_fail() {
 	local rc=$?
@@ -901,7 +829,7 @@ cmd_cleanup() {
 	while read -r ns _; do
 		[[ $ns == "${PREFIX}"-* ]] || continue
 		kill_ns_responders "$ns"
-		ns_del "$ns"
+		ns_del_any "$ns"
 		printf 'removed %s\n' "$ns"
 		removed=$((removed + 1))
 	done < <(ip netns list 2>/dev/null)
