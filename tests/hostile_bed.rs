@@ -7,11 +7,11 @@
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use asdic_tests::{
-    Bed, Truth, classify, low16, read_parquet, require_bed, root, scratch, wait_with_peak_rss,
+    Bed, Truth, classify, low16, read_parquet, require_bed, scratch, wait_with_peak_rss,
 };
 use serde_json::Value;
 
@@ -76,18 +76,9 @@ fn hostile_traffic_is_counted_and_never_reported_as_a_host_or_an_rtt() {
     let (_, clean_rss) = scan(&bed, &clean_out);
 
     // The peer, ready before the scan starts.
-    let mut peer = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &format!("asdic-{}-far", bed.id()),
-            "python3",
-        ])
-        .arg(root().join("tests/support/hostile.py"))
+    let mut peer = bed
+        .python("far", "hostile.py")
         .args(["4", "4096", "198.19.200"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut ready = String::new();

@@ -12,12 +12,12 @@
 //! truth, and the XDP program must count each category under its reason.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+
 use std::time::Instant;
 
 use asdic_tests::{
-    Bed, RunMeta, Truth, assert_ping_ground_truth, classify, read_parquet, require_bed, root,
-    scratch, stderr_of,
+    Bed, RunMeta, Truth, assert_ping_ground_truth, classify, read_parquet, require_bed, scratch,
+    stderr_of,
 };
 use serde_json::Value;
 
@@ -74,14 +74,8 @@ fn run(
     } else {
         (&FRAG4, none, none, none, &OPTS4, none)
     };
-    let mut inj = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &format!("asdic-{}-rtr", bed.id()),
-            "python3",
-        ])
-        .arg(root().join("tests/support/xdp_accept.py"))
+    let mut inj = bed
+        .python("rtr", "xdp_accept.py")
         .arg(HOSTS.to_string())
         .arg(list(dead4, v4))
         .arg(list(dead6, v6))
@@ -91,9 +85,6 @@ fn run(
         .arg(list(frag6, v6))
         .arg(list(opts4, v4))
         .arg(list(deep7, v6))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut ready = String::new();

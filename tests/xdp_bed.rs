@@ -432,16 +432,9 @@ fn a_session_flood_is_dropped_in_the_program_and_loses_no_reply() {
     let Some(()) = require_bed() else { return };
     let bed = Bed::up("xfl", &[]);
     let truth = bed.truth();
-    let mut flood = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &format!("asdic-{}-rtr", bed.id()),
-            "python3",
-        ])
-        .arg(asdic_tests::root().join("tests/support/flood.py"))
+    let mut flood = bed
+        .python("rtr", "flood.py")
         .args(["r0", "6"])
-        .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("flood.py");
     let out = scratch("xfl.parquet");

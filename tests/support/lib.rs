@@ -309,21 +309,31 @@ impl Bed {
             .expect("ip netns exec")
     }
 
+    /// The command that runs the helper `tests/support/SCRIPT` with python3 in the bed's
+    /// namespace `role` (stdin null, stdout and stderr piped); add its arguments.
+    pub fn python(&self, role: &str, script: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args([
+            "netns",
+            "exec",
+            &format!("asdic-{}-{role}", self.id),
+            "python3",
+        ])
+        .arg(root().join("tests/support").join(script))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        c
+    }
+
     /// Starts `tests/support/spray.py TARGET ARGS…` in the router namespace: a blind
     /// off-path attacker spraying the scanner with ICMP errors that quote only 8 bytes of an
     /// echo request to `target` (see the script). Let it start before probing.
     pub fn spray(&self, target: &str, args: &[&str]) -> Spray {
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &format!("asdic-{}-rtr", self.id),
-                "python3",
-            ])
-            .arg(root().join("tests/support/spray.py"))
+        let child = self
+            .python("rtr", "spray.py")
             .arg(target)
             .args(args)
-            .stdout(Stdio::piped())
             .spawn()
             .expect("spray.py");
         std::thread::sleep(Duration::from_millis(300));
