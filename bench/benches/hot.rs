@@ -33,21 +33,8 @@ fn stamp_probe(t: &Template, buf: &mut [u8], n: u64) {
         cookie: n as u32,
         t_send_ns: n,
     };
-    let mac = KEY.mac(dst, ident, seq, &stamp);
-    t.patch(
-        buf,
-        &ProbeFields {
-            dst,
-            ttl: 64,
-            ident,
-            seq,
-            stamp,
-            mac,
-            ip_ident: 0,
-            flow: None,
-        },
-    )
-    .unwrap();
+    t.patch(buf, &ProbeFields::new(&KEY, dst, 64, ident, seq, stamp))
+        .unwrap();
 }
 
 fn checksums(c: &mut Criterion) {

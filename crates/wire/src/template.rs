@@ -408,16 +408,7 @@ mod tests {
             t_send_ns: 1_000 + n,
         };
         let (ident, seq) = (0x4000 + (n >> 16) as u16, n as u16);
-        ProbeFields {
-            dst,
-            ttl: 33,
-            ident,
-            seq,
-            stamp,
-            mac: KEY.mac(dst, ident, seq, &stamp),
-            ip_ident: 0,
-            flow: None,
-        }
+        ProbeFields::new(&KEY, dst, 33, ident, seq, stamp)
     }
 
     #[test]
@@ -434,11 +425,7 @@ mod tests {
             .unwrap()
             .with_flow_source(src);
         for (n, flow) in [(1u64, 0u16), (2, 0), (70_000, 5)] {
-            let f = ProbeFields {
-                ip_ident: 0,
-                flow: Some(flow_sum(dst, flow)),
-                ..fields(dst, n)
-            };
+            let f = fields(dst, n).with_flow(Some(flow));
             let mut a = vec![0u8; frame.len()];
             frame.prepare(&mut a).unwrap();
             frame.patch(&mut a, &f).unwrap();
@@ -487,11 +474,7 @@ mod tests {
             for flow in [0u16, 1, 7] {
                 let mut seen = std::collections::BTreeSet::new();
                 for n in [0u64, 1, 2, 65_536, 99_999, 1 << 40] {
-                    let f = ProbeFields {
-                        ip_ident: 0,
-                        flow: Some(flow_sum(dst, flow)),
-                        ..fields(dst, n)
-                    };
+                    let f = fields(dst, n).with_flow(Some(flow));
                     t.patch(&mut buf, &f).unwrap();
                     let m = &buf[at..];
                     // What the first bytes of the transport header say: type, code, checksum
@@ -526,7 +509,6 @@ mod tests {
         let t = Template::new(Family::V4, Layer::Icmp, 32).unwrap();
         let mut buf = vec![0u8; t.len()];
         let f = ProbeFields {
-            ip_ident: 0,
             flow: Some(1),
             ..fields(v4, 0)
         };

@@ -39,23 +39,10 @@ impl Bed {
             cookie,
             t_send_ns: t_send,
         };
-        let mac = KEY.mac(dst, ident, seq, &stamp);
         let mut b = vec![0; self.t.len()];
         self.t.prepare(&mut b).unwrap();
         self.t
-            .patch(
-                &mut b,
-                &ProbeFields {
-                    dst,
-                    ttl: 64,
-                    ident,
-                    seq,
-                    stamp,
-                    mac,
-                    ip_ident: 0,
-                    flow: None,
-                },
-            )
+            .patch(&mut b, &ProbeFields::new(&KEY, dst, 64, ident, seq, stamp))
             .unwrap();
         b
     }
@@ -271,16 +258,7 @@ fn icmpv6_errors_must_quote_a_stamp_that_verifies() {
     };
     t.patch(
         &mut probe,
-        &ProbeFields {
-            dst,
-            ttl: 64,
-            ident,
-            seq,
-            stamp,
-            mac: KEY.mac(dst, ident, seq, &stamp),
-            ip_ident: 0,
-            flow: None,
-        },
+        &ProbeFields::new(&KEY, dst, 64, ident, seq, stamp),
     )
     .unwrap();
     assert!(table.claim(&ProbeInfo {
@@ -393,20 +371,12 @@ fn framed_probe(m: &Matcher, num: Numbering, n: u64, dst: IpAddr, keyed: bool) -
     assert!(m.table().unwrap().claim(&info));
     let mut b = vec![0; t.len()];
     t.prepare(&mut b).unwrap();
-    let fields = ProbeFields {
-        dst,
-        ttl: 64,
-        ident,
-        seq,
-        stamp,
-        mac: KEY.mac(dst, ident, seq, &stamp),
-        ip_ident: if keyed {
-            KEY.ip_ident(dst, ident, seq)
-        } else {
-            0
-        },
-        flow: None,
+    let ip_ident = if keyed {
+        KEY.ip_ident(dst, ident, seq)
+    } else {
+        0
     };
+    let fields = ProbeFields::new(&KEY, dst, 64, ident, seq, stamp).with_ip_ident(ip_ident);
     t.patch(&mut b, &fields).unwrap();
     let ip = b[14..].to_vec();
     assert!(ipv4::Packet::new_checked(&ip[..]).unwrap().checksum_ok());

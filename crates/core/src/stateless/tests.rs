@@ -297,23 +297,10 @@ fn probe(dst: IpAddr, attempt: u8, position: u64, t_send: u64) -> Vec<u8> {
         cookie: u32::from(attempt),
         t_send_ns: t_send,
     };
-    let mac = KEY.mac(dst, ident, seq, &stamp);
     let mut b = vec![0; t.len()];
     t.prepare(&mut b).unwrap();
-    t.patch(
-        &mut b,
-        &ProbeFields {
-            dst,
-            ttl: 64,
-            ident,
-            seq,
-            stamp,
-            mac,
-            ip_ident: 0,
-            flow: None,
-        },
-    )
-    .unwrap();
+    t.patch(&mut b, &ProbeFields::new(&KEY, dst, 64, ident, seq, stamp))
+        .unwrap();
     b
 }
 
