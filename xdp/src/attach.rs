@@ -87,6 +87,24 @@ pub(crate) fn write_marker(maps: &mut Maps, marker: u64) -> Result<(), XdpError>
         .map_err(|e| crate::filter::map_err(format!("{MARKER_MAP}: write the marker"), &e))
 }
 
+/// Writes a program's configuration `value` into slot 0 of its array map `name`, then its
+/// `marker` ([`write_marker`]): what the filter and the responder do before they load.
+pub(crate) fn configure<const N: usize>(
+    maps: &mut Maps,
+    name: &str,
+    value: [u8; N],
+    marker: u64,
+) -> Result<(), XdpError> {
+    let map = maps
+        .get_mut(name)
+        .ok_or_else(|| XdpError::Config(format!("the object has no map {name}")))?;
+    let mut cfg: Array<&mut MapData, [u8; N]> =
+        Array::try_from(map).map_err(|e| crate::filter::map_err(format!("{name}: open"), &e))?;
+    cfg.set(0, value, 0)
+        .map_err(|e| crate::filter::map_err(format!("{name}: write the configuration"), &e))?;
+    write_marker(maps, marker)
+}
+
 /// Whether loaded program `id` carries `marker`: one of its maps is an `asdic_marker` array
 /// of one u64 holding it. Anything that cannot be read says no (the program is then foreign
 /// and left alone).

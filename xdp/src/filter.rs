@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
 
-use aya::maps::{Array, MapData, PerCpuArray, XskMap};
+use aya::maps::{MapData, PerCpuArray, XskMap};
 
 use crate::attach::{self, Attached};
 use crate::error::{Errno, XdpError};
@@ -292,15 +292,7 @@ impl Filter {
 
 /// Writes the configuration `value` and the marker into a loaded object's maps.
 fn configure(maps: &mut Maps, value: [u8; CFG_LEN]) -> Result<(), XdpError> {
-    let map = maps
-        .get_mut(CFG_MAP)
-        .ok_or_else(|| XdpError::Config(format!("the object has no map {CFG_MAP}")))?;
-    let mut cfg_map: Array<&mut MapData, [u8; CFG_LEN]> =
-        Array::try_from(map).map_err(|e| map_err(format!("{CFG_MAP}: open"), &e))?;
-    cfg_map
-        .set(0, value, 0)
-        .map_err(|e| map_err(format!("{CFG_MAP}: write the configuration"), &e))?;
-    attach::write_marker(maps, FILTER_MARKER)
+    attach::configure(maps, CFG_MAP, value, FILTER_MARKER)
 }
 
 /// `asdic_filter` loaded with a configuration but attached nowhere: the kernel runs it on

@@ -5,11 +5,9 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use aya::maps::{Array, MapData};
-
 use crate::attach::{self, Attached};
 use crate::error::XdpError;
-use crate::filter::{map_err, read_percpu};
+use crate::filter::read_percpu;
 use crate::{Mode, RESPONDER_OBJECT};
 
 /// The program's name in the object and in the kernel.
@@ -308,17 +306,7 @@ impl Responder {
             RESPONDER_MARKER,
             ifname,
             mode,
-            |maps| {
-                let map = maps
-                    .get_mut(CFG_MAP)
-                    .ok_or_else(|| XdpError::Config(format!("the object has no map {CFG_MAP}")))?;
-                let mut cfg_map: Array<&mut MapData, [u8; RESPONDER_CFG_LEN]> =
-                    Array::try_from(map).map_err(|e| map_err(format!("{CFG_MAP}: open"), &e))?;
-                cfg_map
-                    .set(0, value, 0)
-                    .map_err(|e| map_err(format!("{CFG_MAP}: write the configuration"), &e))?;
-                attach::write_marker(maps, RESPONDER_MARKER)
-            },
+            |maps| attach::configure(maps, CFG_MAP, value, RESPONDER_MARKER),
         )?;
         Ok(Responder { inner })
     }
