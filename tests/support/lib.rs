@@ -120,10 +120,6 @@ pub struct Bed {
     script: PathBuf,
 }
 
-fn bed_sh() -> PathBuf {
-    root().join("scripts/bed.sh")
-}
-
 impl Bed {
     /// Brings up bed `id` with extra `up` options (e.g. `["--loss", "10"]`).
     pub fn up(id: &str, opts: &[&str]) -> Bed {
@@ -139,60 +135,47 @@ impl Bed {
     /// Brings up chain bed `id` (`scripts/chain.sh up ID --routers N`): namespaces scan,
     /// r1..rN and far. [`Bed::in_netns`] and [`Bed::exec_in`] take `r1`… as roles.
     pub fn up_chain(id: &str, routers: u8) -> Bed {
-        let script = root().join("scripts/chain.sh");
-        let out = Command::new(&script)
-            .args(["up", id, "--routers", &routers.to_string()])
-            .output()
-            .expect("running chain.sh");
-        let bed = Bed {
-            id: id.to_string(),
-            script,
-        };
-        assert!(
-            out.status.success(),
-            "chain up failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        bed
+        Bed::up_by("chain.sh", id, &["--routers", &routers.to_string()], None)
     }
 
     /// Brings up fork bed `id` (`scripts/fork.sh up ID`): namespaces scan, r1, a1, a2, b1,
     /// b2, r4 and far, with r1 load-balancing echo requests over the a and b branches by
     /// their ICMP checksum. [`Bed::in_netns`] and [`Bed::exec_in`] take `r1`, `a1`… as roles.
     pub fn up_fork(id: &str) -> Bed {
-        let script = root().join("scripts/fork.sh");
-        let out = Command::new(&script)
-            .args(["up", id])
-            .output()
-            .expect("running fork.sh");
-        let bed = Bed {
-            id: id.to_string(),
-            script,
-        };
-        assert!(
-            out.status.success(),
-            "fork up failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        bed
+        Bed::up_by("fork.sh", id, &[], None)
     }
 
     fn up_with(id: &str, opts: &[&str], speed: bool) -> Bed {
-        let mut c = Command::new(bed_sh());
-        c.arg("up").arg(id);
         if speed {
-            c.arg("--speed").env("ASDIC_RESPONDER", responder_bin());
+            let args: Vec<&str> = std::iter::once("--speed")
+                .chain(opts.iter().copied())
+                .collect();
+            Bed::up_by("bed.sh", id, &args, Some(responder_bin()))
+        } else {
+            Bed::up_by("bed.sh", id, opts, None)
         }
-        let out = c.args(opts).output().expect("running bed.sh");
+    }
+
+    /// Runs `scripts/SCRIPT up ID ARGS…` (with `ASDIC_RESPONDER` set to `responder` if
+    /// given) and returns the bed, torn down on drop; a failed `up` fails the test with the
+    /// script's output.
+    fn up_by(script: &str, id: &str, args: &[&str], responder: Option<PathBuf>) -> Bed {
+        let path = root().join("scripts").join(script);
+        let mut c = Command::new(&path);
+        c.arg("up").arg(id).args(args);
+        if let Some(r) = responder {
+            c.env("ASDIC_RESPONDER", r);
+        }
+        let out = c
+            .output()
+            .unwrap_or_else(|e| panic!("running {script}: {e}"));
         let bed = Bed {
             id: id.to_string(),
-            script: bed_sh(),
+            script: path,
         };
         assert!(
             out.status.success(),
-            "bed up failed:\n{}{}",
+            "{script} up failed:\n{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
