@@ -211,24 +211,23 @@ impl Matcher {
                     }
                     _ => None,
                 };
-                match ip_ident_ok {
-                    Some(false) => {
-                        if named.is_some_and(pending) {
-                            // The ids of a probe in flight, with an IP ID it never carried.
-                            self.drops.forged += 1;
-                            return;
-                        }
-                        None
+                // Ids naming a probe in flight that cannot be taken as its answer: counted.
+                let refused = match ip_ident_ok {
+                    // With an IP ID that probe never carried.
+                    Some(false) => Some(&mut self.drops.forged),
+                    // 16 bits anyone can guess: said, never taken as the probe's answer.
+                    None if !numbering.trusts_ids() => Some(&mut self.drops.unverified),
+                    _ => None,
+                };
+                match refused {
+                    Some(count) if named.is_some_and(pending) => {
+                        *count += 1;
+                        return;
                     }
-                    None if !numbering.trusts_ids() => {
-                        // 16 bits anyone can guess: said, never taken as the probe's answer.
-                        if named.is_some_and(pending) {
-                            self.drops.unverified += 1;
-                            return;
-                        }
-                        None
+                    Some(_) => None,
+                    None => {
+                        named.and_then(|(n_low, bits)| table.resolve_partial(n_low, bits, q.dst))
                     }
-                    _ => named.and_then(|(n_low, bits)| table.resolve_partial(n_low, bits, q.dst)),
                 }
             }
             Verdict::Foreign => None,
