@@ -296,6 +296,8 @@ mod tests {
                 code: 0,
                 from: addr(254),
                 rtt_ns: 5,
+                rest: 0,
+                gateway: None,
             },
         ));
         agg.record(&ev(2, addr(2), Outcome::Timeout));
@@ -358,6 +360,8 @@ mod tests {
                     code: (r >> 32) as u8,
                     from: addr((r >> 40) as u8),
                     rtt_ns,
+                    rest: 0,
+                    gateway: None,
                 },
                 2 => Outcome::Timeout,
                 3 => Outcome::SendFailed { errno: r as i32 },

@@ -719,6 +719,8 @@ mod tests {
                 code: 13,
                 from: "198.18.0.2".parse().unwrap(),
                 rtt_ns: 5000,
+                rest: 0,
+                gateway: None,
             },
         );
         f.record(&e, 1_100_000_000);

@@ -230,6 +230,7 @@ impl ScanRow {
                 code,
                 from,
                 rtt_ns,
+                ..
             } => {
                 row.rtt_ns = rtt(rtt_ns);
                 row.responder = Some(from);
@@ -360,6 +361,8 @@ mod tests {
                     code: 13,
                     from: ROUTER,
                     rtt_ns: 1_500_000,
+                    rest: 0,
+                    gateway: None,
                 },
             ),
             1,
@@ -413,6 +416,8 @@ mod tests {
                         code: 13,
                         from: ROUTER,
                         rtt_ns: 1_500_000,
+                        rest: 0,
+                        gateway: None,
                     },
                 ),
                 ScanRow {
@@ -436,6 +441,8 @@ mod tests {
                         code: 1,
                         from: TARGET6,
                         rtt_ns: 77,
+                        rest: 0,
+                        gateway: None,
                     },
                 ),
                 ScanRow {
@@ -609,6 +616,8 @@ target,outcome,rtt_us,reply_ttl,responder,icmp_type,icmp_code,icmp_name,send_err
                     code: 1,
                     from: ROUTER6,
                     rtt_ns: 250,
+                    rest: 0,
+                    gateway: None,
                 },
             ),
             0,

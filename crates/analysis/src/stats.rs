@@ -382,6 +382,8 @@ mod tests {
                 code,
                 from: ROUTER,
                 rtt_ns: 777,
+                rest: 0,
+                gateway: None,
             },
         )
     }

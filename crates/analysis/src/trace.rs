@@ -135,6 +135,7 @@ impl Hop {
                 code,
                 from,
                 rtt_ns,
+                ..
             } => {
                 hop.kind = match (family, icmp_type) {
                     (Family::V4, 11) | (Family::V6, 3) => HopKind::TimeExceeded,
@@ -568,6 +569,8 @@ mod tests {
             code,
             from: ip(from),
             rtt_ns,
+            rest: 0,
+            gateway: None,
         }
     }
 

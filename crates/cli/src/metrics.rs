@@ -1484,6 +1484,8 @@ mod tests {
             code: 13,
             from: "198.18.0.2".parse().unwrap(),
             rtt_ns: 80_000,
+            rest: 0,
+            gateway: None,
         };
         fleet.record(&ev(2, "198.19.0.3", error), now);
         let rx = Arc::new(RxShared::default());

@@ -70,6 +70,11 @@ pub enum Outcome {
         from: IpAddr,
         /// Time from send to the error, nanoseconds.
         rtt_ns: u64,
+        /// The error's rest-of-header word: an ICMPv6 Packet Too Big's MTU, a Parameter
+        /// Problem's pointer, an ICMPv4 redirect's gateway, 0 where the type defines none.
+        rest: u32,
+        /// The better first hop a redirect names (ICMPv4 type 5, ICMPv6 type 137).
+        gateway: Option<IpAddr>,
     },
     /// No answer within the timeout: terminal.
     Timeout,

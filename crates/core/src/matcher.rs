@@ -248,6 +248,8 @@ impl Matcher {
                 code: e.code,
                 from: e.from,
                 rtt_ns: ts_ns.saturating_sub(p.t_send_ns),
+                rest: e.rest,
+                gateway: e.gateway,
             },
         });
     }
@@ -377,6 +379,8 @@ impl Matcher {
             code: e.code,
             from: e.from,
             rtt_ns,
+            rest: e.rest,
+            gateway: e.gateway,
         };
         if let Some(o) = self.scan_settle(&a, ts_ns, first, &mut |d| d.unmatched_errors += 1) {
             out(scan_event(&a, o));

@@ -6,8 +6,11 @@ use core::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+
 use crate::event::Event;
 use crate::permute::Walk;
+use crate::retry::Retry;
 use crate::set::TargetList;
 use crate::space::Space;
 use crate::stateless::ScanProbe;
@@ -27,6 +30,9 @@ pub enum Next {
         /// (the TX loop's `SenderConfig::ttl`, crate `asdic-sender`).
         ttl: u8,
     },
+    /// Probe this target again, or as the caller's own numbered try: the in-flight table
+    /// records `attempt` (a fed source's retries, [`Feed`]).
+    Try(Retry),
     /// Probe this target statelessly: no in-flight slot, the identifiers from the run's key
     /// ([`crate::stateless`]).
     Scan(ScanProbe),
@@ -53,6 +59,98 @@ pub trait Source {
 
     /// Moves the events the source has produced (timeouts, failed sends) to `out`.
     fn drain(&mut self, _out: &mut Vec<Event>) {}
+
+    /// Nothing was due ([`Next::NotYet`]): waits until something may be. A source that comes
+    /// due by the clock (the default) sleeps `hint`, the TX loop's idle step; a [`Feed`]
+    /// wakes for its next probe.
+    fn wait(&mut self, hint: Duration) {
+        std::thread::sleep(hint);
+    }
+}
+
+/// The most a [`Feed`] waits for its next probe before its TX loop looks at its stop flags
+/// again.
+const FEED_WAIT: Duration = Duration::from_millis(20);
+
+/// A source fed while the run goes on: each probe handed to its [`Injector`] goes out as soon
+/// as the rate allows (a session's requests and their retries). It is done once every
+/// injector is dropped and nothing is left to send. An idle feed sleeps in the channel, not in
+/// a loop: a session with nothing outstanding costs no CPU.
+#[derive(Debug)]
+pub struct Feed {
+    queue: Receiver<Retry>,
+    /// A probe that arrived while waiting, for the next call.
+    waiting: Option<Retry>,
+}
+
+/// Hands probes to a running [`Feed`]; cloneable, `Send + Sync`.
+#[derive(Debug, Clone)]
+pub struct Injector {
+    queue: Sender<Retry>,
+}
+
+/// Why an [`Injector`] could not hand a probe over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InjectError {
+    /// The feed's queue is full: the sender is that far behind.
+    #[error("the feed's queue is full")]
+    Full,
+    /// The run has ended.
+    #[error("the run has ended")]
+    Ended,
+}
+
+impl Feed {
+    /// A feed that holds at most `capacity` probes not yet sent, and its injector.
+    pub fn new(capacity: usize) -> (Injector, Feed) {
+        Feed::of(crossbeam_channel::bounded(capacity.max(1)))
+    }
+
+    /// A feed whose caller bounds what it holds (a session: by its outstanding requests), and
+    /// its injector; memory grows with what is queued, not with the bound.
+    pub fn unbounded() -> (Injector, Feed) {
+        Feed::of(crossbeam_channel::unbounded())
+    }
+
+    fn of((queue, rx): (Sender<Retry>, Receiver<Retry>)) -> (Injector, Feed) {
+        (
+            Injector { queue },
+            Feed {
+                queue: rx,
+                waiting: None,
+            },
+        )
+    }
+}
+
+impl Injector {
+    /// Queues try `p.attempt` at `p.target`, reported under `p.cookie`.
+    pub fn probe(&self, p: Retry) -> Result<(), InjectError> {
+        self.queue.try_send(p).map_err(|e| match e {
+            TrySendError::Full(_) => InjectError::Full,
+            TrySendError::Disconnected(_) => InjectError::Ended,
+        })
+    }
+}
+
+impl Source for Feed {
+    fn next(&mut self, _now: Instant) -> Next {
+        if let Some(p) = self.waiting.take() {
+            return Next::Try(p);
+        }
+        match self.queue.try_recv() {
+            Ok(p) => Next::Try(p),
+            Err(TryRecvError::Empty) => Next::NotYet,
+            Err(TryRecvError::Disconnected) => Next::Done,
+        }
+    }
+
+    fn wait(&mut self, _hint: Duration) {
+        if self.waiting.is_none() {
+            // Disconnected or timed out: the next call says which.
+            self.waiting = self.queue.recv_timeout(FEED_WAIT).ok();
+        }
+    }
 }
 
 /// `count` rounds over a target list, a round starting at most every `interval`.
@@ -185,6 +283,47 @@ mod tests {
     use crate::space::{AddrSet, SpaceSpec};
     use crate::targets::TargetSpec;
     use asdic_wire::Family;
+
+    #[test]
+    fn a_feed_hands_out_what_was_injected_waits_without_spinning_and_ends_with_its_injectors() {
+        let (inject, mut feed) = Feed::new(2);
+        let now = Instant::now();
+        assert_eq!(feed.next(now), Next::NotYet);
+        let p = |cookie, attempt| Retry {
+            cookie,
+            target: "198.19.0.7".parse().unwrap(),
+            attempt,
+            class: 0,
+        };
+        inject.probe(p(1, 0)).unwrap();
+        inject.probe(p(1, 1)).unwrap();
+        assert_eq!(inject.probe(p(2, 0)), Err(InjectError::Full));
+        assert_eq!(feed.next(now), Next::Try(p(1, 0)));
+        assert_eq!(feed.next(now), Next::Try(p(1, 1)));
+        // Waiting with nothing queued takes the feed's own bound, not the hint.
+        let t = Instant::now();
+        feed.wait(Duration::ZERO);
+        assert!(t.elapsed() >= FEED_WAIT, "{:?}", t.elapsed());
+        // A probe injected while the feed waits wakes it (it is in hand when wait returns),
+        // and is the next one out. A few tries: the injecting thread may be scheduled late.
+        let woke = (0..5u32).any(|i| {
+            let late = inject.clone();
+            let h = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(2));
+                late.probe(p(3, 0)).unwrap();
+            });
+            feed.wait(Duration::from_secs(1));
+            h.join().unwrap();
+            let woke = feed.waiting.is_some();
+            assert_eq!(feed.next(now), Next::Try(p(3, 0)), "try {i}");
+            woke
+        });
+        assert!(woke, "the feed slept through its injections");
+        drop(inject);
+        assert_eq!(feed.next(now), Next::Done);
+        feed.wait(Duration::from_secs(1));
+        assert_eq!(feed.next(now), Next::Done);
+    }
 
     #[test]
     fn rounds_wait_for_their_interval() {

@@ -339,7 +339,7 @@ mod tests {
             match tr.next(now) {
                 Next::Probe { target, ttl, .. } => got.push((k, target, ttl)),
                 Next::Done => break,
-                Next::NotYet | Next::Scan(_) => unreachable!(),
+                Next::NotYet | Next::Scan(_) | Next::Try(_) => unreachable!(),
             }
         }
         assert_eq!(reached.end(1), Some(4));

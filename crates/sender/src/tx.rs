@@ -361,18 +361,12 @@ impl<'a> TxLoop<'a> {
         now: Instant,
         t_send: u64,
     ) -> Step {
-        let (next, attempt) = if let Some(r) = self.links.retries.and_then(|q| q.try_recv().ok()) {
-            let next = Next::Probe {
-                cookie: r.cookie,
-                target: r.target,
-                class: r.class,
-                ttl: 0,
-            };
-            (next, r.attempt)
+        let next = if let Some(r) = self.links.retries.and_then(|q| q.try_recv().ok()) {
+            Next::Try(r)
         } else if self.exhausted {
             return Step::Pause;
         } else {
-            (source.next(now), 0)
+            source.next(now)
         };
         match next {
             Next::Probe {
@@ -380,23 +374,16 @@ impl<'a> TxLoop<'a> {
                 target,
                 class,
                 ttl,
-            } => {
-                let (ident, seq) = self.cfg.numbering.ident_seq(self.n);
-                Step::Probe(Probe {
-                    dst: target,
-                    class,
-                    ttl: (ttl != 0).then_some(ttl),
-                    attempt,
-                    ident,
-                    seq,
-                    stamp: Stamp {
-                        session: self.cfg.session,
-                        n: self.n,
-                        cookie,
-                        t_send_ns: t_send,
-                    },
-                    sent: Sent::Tracked(self.n),
-                })
+            } => Step::Probe(self.tracked(
+                target,
+                class,
+                (ttl != 0).then_some(ttl),
+                0,
+                cookie,
+                t_send,
+            )),
+            Next::Try(r) => {
+                Step::Probe(self.tracked(r.target, r.class, None, r.attempt, r.cookie, t_send))
             }
             Next::Scan(p) => {
                 let (ident, seq) = self.cfg.key.probe_ids(p.target, p.attempt);
@@ -422,6 +409,34 @@ impl<'a> TxLoop<'a> {
                 self.shared.exhausted.store(true, Ordering::Relaxed);
                 Step::Pause
             }
+        }
+    }
+
+    /// The next tracked probe: try `attempt` at `dst`, under the next probe number.
+    fn tracked(
+        &self,
+        dst: IpAddr,
+        class: u8,
+        ttl: Option<u8>,
+        attempt: u8,
+        cookie: u32,
+        t_send: u64,
+    ) -> Probe {
+        let (ident, seq) = self.cfg.numbering.ident_seq(self.n);
+        Probe {
+            dst,
+            class,
+            ttl,
+            attempt,
+            ident,
+            seq,
+            stamp: Stamp {
+                session: self.cfg.session,
+                n: self.n,
+                cookie,
+                t_send_ns: t_send,
+            },
+            sent: Sent::Tracked(self.n),
         }
     }
 
@@ -501,7 +516,7 @@ impl<'a> TxLoop<'a> {
             return true;
         }
         let t = Instant::now();
-        std::thread::sleep(IDLE);
+        source.wait(IDLE);
         self.idle += t.elapsed();
         false
     }

@@ -212,7 +212,9 @@ fn errors_match_by_full_quote_or_by_ids_and_target() {
             icmp_type: 3,
             code: 13,
             from: router,
-            rtt_ns: 8_000
+            rtt_ns: 8_000,
+            rest: 0,
+            gateway: None,
         }
     );
     assert_eq!((evs[0].target, evs[0].cookie), (t1, 1000));

@@ -115,7 +115,9 @@ fn run(
                 src.drain(&mut events);
                 return (probes, events);
             }
-            Next::Probe { .. } => panic!("a scan source hands out stateless probes"),
+            Next::Probe { .. } | Next::Try(_) => {
+                panic!("a scan source hands out stateless probes")
+            }
         }
         src.drain(&mut events);
     }
@@ -215,7 +217,7 @@ fn a_stop_mid_pass_cools_down_and_reports_both_attempts() {
             Next::NotYet => later += 10 * MS,
             Next::Done => break later,
             Next::Scan(p) => panic!("probe after stop: {p:?}"),
-            Next::Probe { .. } => unreachable!(),
+            Next::Probe { .. } | Next::Try(_) => unreachable!(),
         }
     };
     assert!(done >= now + Duration::from_millis(500), "cooled down");
