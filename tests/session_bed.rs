@@ -42,17 +42,42 @@ fn dead(k: u32) -> u32 {
     13 + 97 * k
 }
 
+/// Which engine a session of these tests opens.
+#[derive(Clone, Copy, Debug)]
+enum Engine {
+    Raw,
+    Uring,
+}
+
+fn session(engine: Engine, o: Options) -> Session {
+    match engine {
+        Engine::Raw => Session::new(o),
+        Engine::Uring => Session::with_engine(o, asdic_session::open_uring),
+    }
+    .unwrap_or_else(|e| panic!("a {engine:?} session in the bed: {e}"))
+}
+
 #[test]
 fn replies_errors_and_timeouts_from_the_bed() {
     let Some(()) = require_bed() else { return };
-    let bed = Bed::up("se1", &[]);
+    replies_errors_and_timeouts(Engine::Raw, "se1");
+}
+
+#[test]
+fn a_session_over_io_uring_answers_as_the_raw_one() {
+    let Some(()) = require_bed() else { return };
+    replies_errors_and_timeouts(Engine::Uring, "seu");
+}
+
+fn replies_errors_and_timeouts(engine: Engine, id: &str) {
+    let bed = Bed::up(id, &[]);
     bed.count_forwarded("sedead", "198.19.0.13/32");
-    bed.in_scan_netns(|| {
+    bed.in_scan_netns(move || {
         for (protocol, live, rejected, rtr) in [
             (Protocol::V4, host4(1), host4(77 << 8 | 5), ip(RTR4)),
             (Protocol::V6, host6(1), host6(77 << 8 | 5), ip(RTR6)),
         ] {
-            let s = Session::new(opts(protocol, 1000, 0)).expect("session in the bed");
+            let s = session(engine, opts(protocol, 1000, 0));
             // A reachable target.
             let p = s.ping_host(live).unwrap_or_else(|e| panic!("{live}: {e}"));
             assert_eq!(p.target, live);
@@ -78,11 +103,13 @@ fn replies_errors_and_timeouts_from_the_bed() {
             );
             s.close();
             // TTL 1: the router reports time exceeded, naming itself; target stays the target.
-            let s = Session::new(Options {
-                ttl: 1,
-                ..opts(protocol, 1000, 0)
-            })
-            .unwrap();
+            let s = session(
+                engine,
+                Options {
+                    ttl: 1,
+                    ..opts(protocol, 1000, 0)
+                },
+            );
             match s.ping_host(live) {
                 Err(PingError::TimeExceeded { source, code: 0 }) => assert_eq!(source, rtr),
                 other => panic!("ttl 1 to {live}: {other:?}"),
@@ -91,7 +118,7 @@ fn replies_errors_and_timeouts_from_the_bed() {
 
         // A dead host, timeout 200 ms and 2 retries: three tries, then RequestTimedOut.
         for (protocol, target) in [(Protocol::V4, host4(13)), (Protocol::V6, host6(13))] {
-            let s = Session::new(opts(protocol, 200, 2)).unwrap();
+            let s = session(engine, opts(protocol, 200, 2));
             let t0 = Instant::now();
             let e = s.ping_host(target).unwrap_err();
             let took = t0.elapsed();

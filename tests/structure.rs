@@ -138,6 +138,35 @@ fn only_the_runtime_runs_the_sender_and_receiver_loops() {
     assert!(runtime.contains("tx::run(") && runtime.contains("rx::run("));
 }
 
+/// One probe builder: of the product's sources (their test modules and files aside), only the
+/// sender's TX loop patches probe templates; the session and the subcommands send through it.
+#[test]
+fn only_the_sender_builds_probes() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![];
+    for d in ["crates", "xdp"] {
+        rust_files(&root.join(d), &mut files);
+    }
+    let mut builders = vec![];
+    for f in &files {
+        let rel = f.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let product = !rel.starts_with("crates/wire/")
+            && !rel.contains("/tests/")
+            && !rel.ends_with("/tests.rs")
+            && !rel.contains("/examples/");
+        if !product {
+            continue;
+        }
+        let text = std::fs::read_to_string(f).unwrap();
+        // What precedes the file's test module.
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        if code.contains(".patch(") {
+            builders.push(rel);
+        }
+    }
+    assert_eq!(builders, ["crates/sender/src/tx.rs"]);
+}
+
 /// Whether `needle` occurs in the file at `path`.
 fn file_contains(path: &std::path::Path, needle: &[u8]) -> bool {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

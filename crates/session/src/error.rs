@@ -24,9 +24,12 @@ pub enum Error {
     /// An engine that does not take bare ICMP messages (the session builds those only).
     #[error("engine {0}: a session needs an engine that sends ICMP messages, not frames")]
     UnsupportedEngine(&'static str),
-    /// The receiver thread could not be started.
-    #[error("starting the session's receiver thread: {0}")]
+    /// The session's threads could not be started.
+    #[error("starting the session's threads: {0}")]
     Thread(std::io::Error),
+    /// The session's pipeline ended with a failure that is not the engine's (a panic).
+    #[error("the session's pipeline failed: {0}")]
+    Failed(String),
 }
 
 /// Why a request ended without a reply: net-ping's error classes, and this library's own.

@@ -34,19 +34,29 @@
 //!
 //! ## How it works
 //!
-//! The session opens asdic's raw-socket engine (needs CAP_NET_RAW) and a receiver thread.
+//! A session is a thin layer over `asdic-runtime`, the pipeline the `asdic` command runs: the
+//! same sender thread builds every probe, the same receiver thread and matcher validate what
+//! comes back and reap tries that timed out, and a session thread turns the runtime's events
+//! into completions. It opens asdic's raw-socket engine (needs CAP_NET_RAW); with the `uring`
+//! feature, `Session::with_engine(options, open_uring)` sends and receives through io_uring
+//! instead. XDP is not offered: it takes an interface's hook for itself and needs five
+//! capabilities. By default the crate builds no I/O engine beyond raw sockets: no clang,
+//! libbpf or libelf.
+//!
 //! Every echo request carries `session_id` as its ICMP identifier, its own sequence number
 //! (one per try, a keyed permutation of the try's number), and asdic's 32-byte payload stamp
-//! with a keyed MAC; the receiver crate's matcher accepts a reply, or an ICMP error quoting a
-//! request, only when that MAC verifies. An error whose quote is too short to hold it (RFC
-//! 792's 8 bytes) names the try by its sequence alone, 16 bits a blind forger can guess: it
-//! is counted as unverified and not taken, and the try waits for its reply or times out. The
-//! MAC key is new for every socket, so answers to a closed socket's requests never complete a
-//! later request.
+//! with a keyed MAC; the matcher accepts a reply, or an ICMP error quoting a request, only
+//! when that MAC verifies. An error whose quote is too short to hold it (RFC 792's 8 bytes)
+//! names the try by its sequence alone, 16 bits a blind forger can guess: it is counted as
+//! unverified and not taken, and the try waits for its reply or times out. The MAC key is new
+//! for every socket, so answers to a closed socket's requests never complete a later request.
+//! An idle session sleeps: its threads wake at most every 20 ms.
 //!
 //! Each try waits `timeout`; then the next try is sent, up to `retries` more, and the
-//! request fails with [`PingError::RequestTimedOut`]. 65,536 tries can wait at once (one per
-//! sequence number); beyond that a request fails with [`PingError::TooManyOutstanding`].
+//! request fails with [`PingError::RequestTimedOut`]. 65,536 requests can be outstanding at
+//! once (one try each, one per sequence number); beyond that a request fails with
+//! [`PingError::TooManyOutstanding`]. A try whose sequence number is still held by a try of
+//! 65,536 tries earlier waits for that one to end.
 //! The outstanding requests sit in a map under a mutex: this API is for many hosts, not
 //! for line-rate scans (the `asdic` command is).
 //!
@@ -84,6 +94,8 @@ pub use options::{
     MAX_PACKET_SIZE, MAX_TIMEOUT, MIN_PACKET_SIZE, Options, OptionsError, Protocol,
     default_session_id,
 };
-pub use session::{EngineHalves, Pong, Session};
+#[cfg(feature = "uring")]
+pub use session::open_uring;
+pub use session::{EngineHalves, Pong, Session, open_raw};
 
 pub use asdic_engine::EngineError;

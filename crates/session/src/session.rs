@@ -1,28 +1,27 @@
-//! [`Session`]: one raw socket at a time, a receiver thread, and the outstanding requests.
-//!
-//! Sending happens on the caller's thread, under the socket's state mutex: claim the next
-//! slot of the in-flight table (probe number `n`, ICMP sequence `n mod 2^16`), patch the
-//! template, send. The receiver thread parses what arrives, lets the receiver crate's
-//! [`Matcher`] validate it (payload MAC, also of the probe an ICMP error quotes) and resolve
-//! the slot, reaps tries older than the timeout, and then, under the same mutex, turns the
-//! events into completions: a reply or an error ends the request, a timeout sends the next
-//! try or ends it. Callbacks always run after the mutex is released.
+//! [`Session`]: a net-ping layer over asdic's runtime. Each open socket is one runtime
+//! pipeline (the sender and receiver threads of the `asdic` command, its probe builder and its
+//! matcher) fed by a [`Feed`]: a request hands its try to the feed's injector, the sender
+//! builds and sends it, the receiver validates what comes back (payload MAC, also of the probe
+//! an ICMP error quotes) and reaps tries older than the timeout. The session's own thread
+//! reads the runtime's events and, under the state mutex, turns them into completions: a
+//! reply or an error ends the request, a timeout injects the next try or ends it. Callbacks
+//! always run after the mutex is released.
 
 use core::net::IpAddr;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use asdic_core::matcher::Matcher;
-use asdic_core::table::{InflightTable, ProbeInfo};
+use asdic_core::retry::Retry;
+use asdic_core::source::{Feed, InjectError, Injector};
 use asdic_core::{Event, Outcome};
 use asdic_engine::raw::{self, RawOptions};
-use asdic_engine::{EngineError, Rx, RxFrame, RxLayer, SendError, Tx, TxBatch, TxLayer, now_ns};
-use asdic_wire::inbound::{self, Inbound};
-use asdic_wire::payload::{Key, Numbering, Stamp};
-use asdic_wire::template::{Layer, ProbeFields, Template};
+use asdic_engine::{EngineError, Rx, Tx, TxLayer, now_ns};
+use asdic_receiver::rx::RxConfig;
+use asdic_runtime::{EngineUsed, Pipeline, StartError, Started, Stopper, Work};
+use asdic_sender::tx::SenderConfig;
+use asdic_wire::payload::{Key, Numbering};
 
 use crate::error::{Error, PingError};
 use crate::options::{Options, OptionsError, Protocol};
@@ -30,7 +29,7 @@ use crate::options::{Options, OptionsError, Protocol};
 /// The two halves of an engine, as [`Session::with_engine`]'s opener returns them.
 pub type EngineHalves = (Box<dyn Tx>, Box<dyn Rx>);
 
-/// Opens an engine for the options (the raw-socket engine, or a test double).
+/// Opens an engine for the options (the raw-socket engine, io_uring's, or a test double).
 type Opener = dyn Fn(&Options) -> Result<EngineHalves, EngineError> + Send + Sync;
 
 /// A request's completion.
@@ -40,8 +39,11 @@ type Done = Box<dyn FnOnce(Result<Pong, PingError>) + Send>;
 /// told apart with a fixed identifier.
 const TABLE_SLOTS: usize = 1 << 16;
 
-/// How often a full send queue is retried before the request fails, 1 ms apart.
-const BUSY_RETRIES: u32 = 50;
+/// Probes per engine call: requests made together go out together.
+const BATCH: usize = 8;
+
+/// The session sends as fast as its requests come: no rate cap of its own.
+const UNCAPPED: f64 = 1e9;
 
 /// A reply: net-ping's `(target, sent, rcvd)` and a little more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +62,8 @@ pub struct Pong {
     pub attempt: u8,
 }
 
-/// A ping session, as net-ping's `Session`: one address family, one raw socket, any number
-/// of requests outstanding at once. `Send + Sync`: share it between threads in an `Arc`.
+/// A ping session, as net-ping's `Session`: one address family, one engine (a raw socket by
+/// default), any number of requests outstanding at once. `Send + Sync`: share it between threads in an `Arc`.
 ///
 /// See the [crate documentation](crate) for an example.
 pub struct Session {
@@ -70,44 +72,35 @@ pub struct Session {
     socket: Mutex<Option<Arc<Socket>>>,
 }
 
-/// One open socket (engine) and what is outstanding on it; replaced after a close.
+/// One open engine: its runtime pipeline and what is outstanding on it; replaced after a
+/// close.
 struct Socket {
-    protocol: Protocol,
     retries: u8,
-    timeout_ns: u64,
-    table: Arc<InflightTable>,
     state: Mutex<State>,
-    /// Tells the receiver thread to end.
-    stop: AtomicBool,
+    /// Ends the pipeline.
+    stopper: Stopper,
+    /// The event thread, which joins the pipeline's threads when they end.
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// What sending needs, and the outstanding requests.
+/// The outstanding requests, and the way to the sender.
 struct State {
-    /// No more requests: the session closed this socket, or its receiver ended.
+    /// No more requests: the session closed this socket, or its pipeline ended.
     closed: bool,
-    tx: Option<Box<dyn Tx>>,
-    batch: TxBatch,
-    template: Template,
-    key: Key,
-    session: u32,
-    numbering: Numbering,
-    ttl: u8,
+    inject: Option<Injector>,
     next_cookie: u32,
     requests: HashMap<u32, Request>,
 }
 
-/// An outstanding request, by its cookie (the probe stamp's cookie).
+/// An outstanding request, by its cookie (the runtime's handle on it, in its probe stamps).
 struct Request {
     target: IpAddr,
-    first_sent_ns: u64,
+    /// When its first try left, once the runtime has said.
+    first_sent_ns: Option<u64>,
     /// The try in flight.
     attempt: u8,
     done: Done,
 }
-
-/// From an ICMP error: the rest-of-header word and a redirect's gateway.
-type ErrorExtra = (u32, Option<IpAddr>);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Callbacks never run under these mutexes, so a poisoned one can only follow a panic of
@@ -120,7 +113,8 @@ fn time(ns: u64) -> SystemTime {
 }
 
 impl Session {
-    /// Validates the options and opens the raw socket (net-ping's `createSession`).
+    /// Validates the options and opens the raw socket (net-ping's `createSession`); see
+    /// [`Session::with_engine`] and [`open_uring`] for io_uring.
     ///
     /// Fails with [`Error::Options`] naming a bad option, or [`Error::Engine`] when the
     /// socket cannot be opened: [`EngineError::Permission`] names CAP_NET_RAW.
@@ -128,9 +122,10 @@ impl Session {
         Session::with_engine(options, open_raw)
     }
 
-    /// Like [`Session::new`], with another engine: `open` is called now and again for the
-    /// first request after each [`close`](Session::close). The engine must send bare ICMP
-    /// messages ([`TxLayer::Icmp`]), with the TTL set per socket from the options.
+    /// Like [`Session::new`], with another engine ([`open_raw`], [`open_uring`] with the
+    /// `uring` feature, or your own): `open` is called now and again for the first request
+    /// after each [`close`](Session::close). The engine must send bare ICMP messages
+    /// ([`TxLayer::Icmp`]), with the TTL set per socket from the options.
     pub fn with_engine(
         options: Options,
         open: impl Fn(&Options) -> Result<EngineHalves, EngineError> + Send + Sync + 'static,
@@ -166,10 +161,10 @@ impl Session {
     }
 
     /// Pings `target` and returns at once; `done` is called once with the outcome (net-ping's
-    /// `pingHost` callback). It runs on the session's receiver thread, on the thread that
-    /// closes the session, or, for errors found before sending (wrong family, no route, a
-    /// closed session), on this thread before this call returns. Keep it short: it holds up
-    /// the receiver thread.
+    /// `pingHost` callback). It runs on the session's event thread, on the thread that
+    /// closes the session, or, for errors found before sending (wrong family, a closed
+    /// session, too many outstanding), on this thread before this call returns. Keep it
+    /// short: it holds up the event thread.
     pub fn ping_host_with<F>(&self, target: IpAddr, done: F)
     where
         F: FnOnce(Result<Pong, PingError>) + Send + 'static,
@@ -187,7 +182,7 @@ impl Session {
     }
 
     /// Closes the raw socket and ends every outstanding request with [`PingError::Closed`]
-    /// ("Socket forcibly closed"), before returning; the receiver thread is joined. The
+    /// ("Socket forcibly closed"), before returning; the session's threads are joined. The
     /// session stays usable: the next request opens a new socket.
     pub fn close(&self) {
         let socket = lock(&self.socket).take();
@@ -202,7 +197,7 @@ impl Session {
         socket.map_or(0, |s| lock(&s.state).requests.len())
     }
 
-    /// The open socket, opening one after a close (or after the receiver failed).
+    /// The open socket, opening one after a close (or after its pipeline failed).
     fn current(&self) -> Result<Arc<Socket>, PingError> {
         let mut current = lock(&self.socket);
         if let Some(s) = current.as_ref()
@@ -237,19 +232,35 @@ impl core::fmt::Debug for Session {
     }
 }
 
-/// Opens the raw-socket engine for the options.
-fn open_raw(o: &Options) -> Result<EngineHalves, EngineError> {
-    let (tx, rx) = raw::open(&RawOptions {
+/// Opens the raw-socket engine for the options: [`Session::new`]'s engine.
+pub fn open_raw(o: &Options) -> Result<EngineHalves, EngineError> {
+    let (tx, rx) = raw::open(&raw_options(o))?;
+    Ok((Box::new(tx), Box::new(rx)))
+}
+
+/// Opens the io_uring engine for the options (the `uring` feature): the same raw socket,
+/// with sends and receives through a ring. `Session::with_engine(options, open_uring)`.
+#[cfg(feature = "uring")]
+pub fn open_uring(o: &Options) -> Result<EngineHalves, EngineError> {
+    use asdic_engine::uring::{self, UringOptions};
+    let (tx, rx) = uring::open(&UringOptions {
+        socket: raw_options(o),
+        ..UringOptions::default()
+    })?;
+    Ok((Box::new(tx), Box::new(rx)))
+}
+
+fn raw_options(o: &Options) -> RawOptions {
+    RawOptions {
         v6: o.protocol == Protocol::V6,
         ttl: o.ttl,
         device: None,
-        batch: 8,
+        batch: BATCH,
         // A reply is as large as the request; leave room for IP headers and options.
         max_reply: (o.effective_packet_size() + 128).max(2048),
         rcvbuf: 4 << 20,
         sndbuf: 1 << 20,
-    })?;
-    Ok((Box::new(tx), Box::new(rx)))
+    }
 }
 
 /// A fresh MAC key and stamp session id per socket: replies to an earlier socket's probes
@@ -281,76 +292,77 @@ impl Socket {
         if caps.layer != TxLayer::Icmp {
             return Err(Error::UnsupportedEngine(caps.engine));
         }
-        let bad_size = || Error::Options(OptionsError::PacketSize(options.packet_size));
-        let template = Template::new(
-            options.protocol.family(),
-            Layer::Icmp,
-            options.payload_len(),
-        )
-        .map_err(|_| bad_size())?;
-        if template.len() > caps.max_packet {
-            return Err(bad_size());
-        }
-        let mut batch = TxBatch::new(1, template.len());
-        let slot = batch.slot_mut(0).ok_or_else(bad_size)?;
-        template.prepare(slot).map_err(|_| bad_size())?;
-        let (key, session, seq_key) = secrets();
-        let numbering = Numbering::Fixed {
-            ident: options.session_id,
-            key: seq_key,
+        let used = EngineUsed {
+            name: caps.engine,
+            what: "the session's engine",
+            why: "as opened".into(),
         };
-        let table = Arc::new(InflightTable::new(TABLE_SLOTS));
-        let matcher = Matcher::new(table.clone(), key, session, numbering);
+        let family = options.protocol.family();
+        let mut pipeline = Pipeline::new(family, TABLE_SLOTS, (tx, vec![rx]), used);
+        let stopper = pipeline.stopper();
+        // Bounded by the requests `start` admits (one try each).
+        let (inject, feed) = Feed::unbounded();
+        let started = asdic_runtime::start_all(
+            std::slice::from_mut(&mut pipeline),
+            vec![work(options, feed)],
+            &[options.payload_len()],
+            &[],
+        )
+        .map_err(|e| match e {
+            StartError::Usage(_) => Error::Options(OptionsError::PacketSize(options.packet_size)),
+            StartError::System(e) => Error::Thread(std::io::Error::other(format!("{e:#}"))),
+        })?;
         let socket = Arc::new(Socket {
-            protocol: options.protocol,
             retries: options.retries,
-            timeout_ns: u64::try_from(options.timeout.as_nanos()).unwrap_or(u64::MAX),
-            table,
             state: Mutex::new(State {
                 closed: false,
-                tx: Some(tx),
-                batch,
-                template,
-                key,
-                session,
-                numbering,
-                ttl: options.ttl,
+                inject: Some(inject),
                 next_cookie: 0,
                 requests: HashMap::new(),
             }),
-            stop: AtomicBool::new(false),
+            stopper,
             thread: Mutex::new(None),
         });
-        // Timeouts are noticed within a poll; keep it a small part of the timeout.
-        let poll = (options.timeout / 8).clamp(Duration::from_millis(1), Duration::from_millis(20));
         let s = socket.clone();
-        let handle = thread::Builder::new()
+        let spawned = thread::Builder::new()
             .name(format!("asdic-session-{}", options.protocol.name()))
-            .spawn(move || receive(&s, rx, matcher, poll))
-            .map_err(Error::Thread)?;
-        *lock(&socket.thread) = Some(handle);
+            .spawn(move || deliver(&s, started));
+        match spawned {
+            Ok(handle) => *lock(&socket.thread) = Some(handle),
+            Err(e) => {
+                // Nobody reads the events: end the pipeline (its threads end by themselves).
+                socket.stopper.abort();
+                lock(&socket.state).inject = None;
+                return Err(Error::Thread(e));
+            }
+        }
         Ok(socket)
     }
 
-    /// Sends the first try of a new request.
+    /// Hands the first try of a new request to the sender.
     fn start(&self, target: IpAddr, done: Done) {
         let mut st = lock(&self.state);
         if st.closed {
             drop(st);
             return done(Err(PingError::Closed));
         }
+        // One try in flight per request: as many requests as the table has slots.
+        if st.requests.len() >= TABLE_SLOTS {
+            drop(st);
+            return done(Err(PingError::TooManyOutstanding));
+        }
         let mut cookie = st.next_cookie;
         while st.requests.contains_key(&cookie) {
             cookie = cookie.wrapping_add(1);
         }
         st.next_cookie = cookie.wrapping_add(1);
-        match self.send_try(&mut st, cookie, target, 0) {
-            Ok(t) => {
+        match inject(&st, cookie, target, 0) {
+            Ok(()) => {
                 st.requests.insert(
                     cookie,
                     Request {
                         target,
-                        first_sent_ns: t,
+                        first_sent_ns: None,
                         attempt: 0,
                         done,
                     },
@@ -363,132 +375,52 @@ impl Socket {
         }
     }
 
-    /// Claims the next probe number and sends try `attempt` of request `cookie`; returns its
-    /// send time. A probe that could not be sent is marked so in the table.
-    fn send_try(
-        &self,
-        st: &mut State,
-        cookie: u32,
-        target: IpAddr,
-        attempt: u8,
-    ) -> Result<u64, PingError> {
-        // The state mutex makes this thread the table's single producer.
-        let n = self.table.claimed();
-        if !self.table.can_claim(n) {
-            return Err(PingError::TooManyOutstanding);
-        }
-        let State {
-            tx,
-            batch,
-            template,
-            key,
-            session,
-            numbering,
-            ttl,
-            ..
-        } = st;
-        let Some(tx) = tx.as_mut() else {
-            return Err(PingError::Closed);
-        };
-        let (ident, seq) = numbering.ident_seq(n);
-        let t = now_ns();
-        let stamp = Stamp {
-            session: *session,
-            n,
-            cookie,
-            t_send_ns: t,
-        };
-        let fields = ProbeFields::new(key, target, *ttl, ident, seq, stamp);
-        batch.clear();
-        // The batch has one slot of exactly the template's length, and it was just emptied.
-        let Some(buf) = batch.push(target, template.len()) else {
-            return Err(PingError::TooManyOutstanding);
-        };
-        if template.patch(buf, &fields).is_err() {
-            return Err(PingError::WrongFamily {
-                target,
-                protocol: self.protocol,
-            });
-        }
-        let info = ProbeInfo {
-            n,
-            target,
-            cookie,
-            t_send_ns: t,
-            attempt,
-            class: 0,
-        };
-        if !self.table.claim(&info) {
-            return Err(PingError::TooManyOutstanding);
-        }
-        let mut busy = 0;
-        loop {
-            let error = match tx.send(batch, 0) {
-                Ok(sent) if sent > 0 => return Ok(t),
-                Ok(_) | Err(SendError::Busy { .. }) if busy < BUSY_RETRIES => {
-                    busy += 1;
-                    thread::sleep(Duration::from_millis(1));
-                    continue;
-                }
-                Ok(_) | Err(SendError::Busy { .. }) => PingError::Send {
-                    target,
-                    error: std::io::Error::from(std::io::ErrorKind::WouldBlock),
-                },
-                Err(SendError::Packet { error, .. }) => PingError::Send { target, error },
-                Err(SendError::Fatal(e)) => PingError::Engine(Arc::new(Error::Engine(e))),
-            };
-            let errno = match &error {
-                PingError::Send { error, .. } => error.raw_os_error().unwrap_or(0),
-                _ => 0,
-            };
-            // The reaper retires it; the request is completed by the caller.
-            self.table.send_failed(n, errno);
-            return Err(error);
-        }
-    }
-
-    /// Turns one matched event into a completion, or into the next try.
+    /// Turns one event of the runtime into a completion, or into the next try.
     fn on_event(
         &self,
         st: &mut State,
-        ev: Event,
-        extra: ErrorExtra,
+        ev: &Event,
         done: &mut Vec<(Done, Result<Pong, PingError>)>,
     ) {
-        let Some(req) = st.requests.get(&ev.cookie) else {
+        let Some(req) = st.requests.get_mut(&ev.cookie) else {
             return;
         };
         if req.target != ev.target {
             return;
         }
+        if ev.attempt == 0 {
+            req.first_sent_ns.get_or_insert(ev.t_send_ns);
+        }
         let result = match ev.outcome {
-            Outcome::Reply { rtt_ns, ttl, .. } => Ok(pong(req, &ev, rtt_ns, ttl)),
+            Outcome::Reply { rtt_ns, ttl, .. } => Ok(pong(req, ev, rtt_ns, ttl)),
             // A late reply to an earlier try still answers the request.
-            Outcome::Late { rtt_ns } => Ok(pong(req, &ev, rtt_ns, None)),
+            Outcome::Late { rtt_ns } => Ok(pong(req, ev, rtt_ns, None)),
             Outcome::Error {
                 family,
                 icmp_type,
                 code,
                 from,
+                rest,
+                gateway,
                 ..
             } => Err(PingError::from_icmp(
-                family, icmp_type, code, from, extra.0, extra.1,
+                family, icmp_type, code, from, rest, gateway,
             )),
+            Outcome::SendFailed { errno } => Err(PingError::Send {
+                target: req.target,
+                error: std::io::Error::from_raw_os_error(errno),
+            }),
             Outcome::Timeout if ev.attempt != req.attempt => return,
             Outcome::Timeout if req.attempt < self.retries => {
                 let (target, next) = (req.target, req.attempt + 1);
-                match self.send_try(st, ev.cookie, target, next) {
-                    Ok(_) => {
-                        if let Some(req) = st.requests.get_mut(&ev.cookie) {
-                            req.attempt = next;
-                        }
-                        return;
-                    }
+                req.attempt = next;
+                match inject(st, ev.cookie, target, next) {
+                    Ok(()) => return,
                     Err(e) => Err(e),
                 }
             }
             Outcome::Timeout => Err(PingError::RequestTimedOut),
-            // Sends fail synchronously (the caller completes those); duplicates add nothing.
+            // Duplicates add nothing.
             _ => return,
         };
         if let Some(req) = st.requests.remove(&ev.cookie) {
@@ -496,27 +428,27 @@ impl Socket {
         }
     }
 
-    /// Marks the socket closed, releases its send half and takes every outstanding request.
+    /// Marks the socket closed, lets go of its feed (the sender ends once it has sent what it
+    /// holds) and takes every outstanding request.
     fn take_all(&self) -> Vec<Done> {
         let mut st = lock(&self.state);
         st.closed = true;
-        st.tx = None;
+        st.inject = None;
         st.requests.drain().map(|(_, r)| r.done).collect()
     }
 
-    /// Closes: every outstanding request ends with `Closed`; the receiver thread is told to
-    /// stop, and joined if `join`.
+    /// Closes: every outstanding request ends with `Closed`; the pipeline is aborted, and
+    /// the event thread (which joins the pipeline's threads) joined if `join`.
     fn shut_down(&self, join: bool) {
         let done = self.take_all();
-        // Release: the thread sees `closed` (set above, under the mutex) once it sees this.
-        self.stop.store(true, Ordering::Release);
+        self.stopper.abort();
         for d in done {
             d(Err(PingError::Closed));
         }
         let handle = lock(&self.thread).take();
         if let Some(h) = handle.filter(|_| join) {
-            // A callback that closes the session runs on the receiver thread: it ends by
-            // itself once the callback returns.
+            // A callback that closes the session runs on the event thread: it ends by itself
+            // once the callback returns.
             if h.thread().id() != thread::current().id() {
                 let _ = h.join();
             }
@@ -524,11 +456,61 @@ impl Socket {
     }
 }
 
+/// The runtime's work for a session's pipeline: tries from `feed`, no rate cap, the session's
+/// identifier with keyed sequence numbers, no retries of the runtime's own (the session sends
+/// them, per request).
+fn work(options: &Options, feed: Feed) -> Work {
+    let (key, session, seq_key) = secrets();
+    // Timeouts are noticed within a poll; keep it a small part of the timeout.
+    let poll = (options.timeout / 8).clamp(Duration::from_millis(1), Duration::from_millis(20));
+    Work {
+        sender: SenderConfig {
+            rate: UNCAPPED,
+            batch: BATCH,
+            ttl: options.ttl,
+            numbering: Numbering::Fixed {
+                ident: options.session_id,
+                key: seq_key,
+            },
+            session,
+            key,
+            retries: false,
+            flow: None,
+        },
+        receiver: RxConfig {
+            timeout: options.timeout,
+            retries: 0,
+            poll,
+            batch: 64,
+        },
+        source: Box::new(feed),
+        scan: None,
+        flow_source: None,
+    }
+}
+
+/// Hands try `attempt` of request `cookie` to the sender.
+fn inject(st: &State, cookie: u32, target: IpAddr, attempt: u8) -> Result<(), PingError> {
+    let Some(inject) = st.inject.as_ref() else {
+        return Err(PingError::Closed);
+    };
+    let p = Retry {
+        cookie,
+        target,
+        attempt,
+        class: 0,
+    };
+    inject.probe(p).map_err(|e| match e {
+        InjectError::Full => PingError::TooManyOutstanding,
+        InjectError::Ended => PingError::Closed,
+    })
+}
+
 /// The reply to `req` that `ev` reports.
 fn pong(req: &Request, ev: &Event, rtt_ns: u64, ttl: Option<u8>) -> Pong {
     Pong {
         target: req.target,
-        sent: time(req.first_sent_ns),
+        sent: time(req.first_sent_ns.unwrap_or(ev.t_send_ns)),
         rcvd: time(ev.t_send_ns.saturating_add(rtt_ns)),
         rtt: Duration::from_nanos(rtt_ns),
         ttl,
@@ -536,81 +518,44 @@ fn pong(req: &Request, ev: &Event, rtt_ns: u64, ttl: Option<u8>) -> Pong {
     }
 }
 
-/// Ends the outstanding requests of a socket whose receiver thread stops for any reason
-/// (closed, engine failure, panic).
-struct FailOnExit<'a> {
-    socket: &'a Socket,
-    error: Option<EngineError>,
-}
-
-impl Drop for FailOnExit<'_> {
-    fn drop(&mut self) {
-        let done = self.socket.take_all();
-        let error = self.error.take().map(|e| Arc::new(Error::Engine(e)));
-        for d in done {
-            d(Err(match &error {
-                Some(e) => PingError::Engine(e.clone()),
-                None => PingError::Closed,
-            }));
-        }
-    }
-}
-
-/// The receiver thread: frames → matcher → events; the reaper; completions.
-fn receive(socket: &Socket, mut rx: Box<dyn Rx>, mut matcher: Matcher, poll: Duration) {
-    let mut guard = FailOnExit {
-        socket,
-        error: None,
-    };
-    let mut events: Vec<(Event, ErrorExtra)> = Vec::new();
+/// The event thread: the runtime's events → completions. When the pipeline ends (closed, or
+/// an engine failure, or a panic in it), its threads are joined and the requests still
+/// outstanding end with the failure, or `Closed`.
+fn deliver(socket: &Socket, started: Started) {
+    let Started {
+        handles,
+        events,
+        recycle,
+    } = started;
     let mut done = Vec::new();
-    // Acquire: pairs with the release store in `shut_down`.
-    while !socket.stop.load(Ordering::Acquire) {
-        let got = rx.recv(poll, &mut |f| on_frame(&mut matcher, &f, &mut events));
-        if let Err(e) = got {
-            guard.error = Some(e);
-            return;
-        }
-        matcher.reap(now_ns(), socket.timeout_ns, &mut |ev, _| {
-            events.push((ev, (0, None)));
-        });
-        if events.is_empty() {
-            continue;
-        }
+    for mut batch in events.iter() {
         {
             let mut st = lock(&socket.state);
-            if st.closed {
-                return;
-            }
-            for (ev, extra) in events.drain(..) {
-                socket.on_event(&mut st, ev, extra, &mut done);
+            if !st.closed {
+                for ev in &batch {
+                    socket.on_event(&mut st, ev, &mut done);
+                }
             }
         }
         for (d, r) in done.drain(..) {
             d(r);
         }
+        batch.clear();
+        let _ = recycle.try_send(batch);
     }
-}
-
-/// Parses a frame and lets the matcher validate and resolve it; keeps what an ICMP error
-/// carries beyond the matcher's event (MTU, pointer, gateway).
-fn on_frame(matcher: &mut Matcher, f: &RxFrame<'_>, events: &mut Vec<(Event, ErrorExtra)>) {
-    if f.truncated {
-        return;
+    let (_, failure) = asdic_runtime::join_all(handles);
+    let error = failure.map(|e| {
+        Arc::new(match e.downcast::<EngineError>() {
+            Ok(e) => Error::Engine(e),
+            Err(e) => Error::Failed(format!("{e:#}")),
+        })
+    });
+    for d in socket.take_all() {
+        d(Err(match &error {
+            Some(e) => PingError::Engine(e.clone()),
+            None => PingError::Closed,
+        }));
     }
-    let parsed = match f.layer {
-        RxLayer::Ipv4 => inbound::parse_ipv4(f.data),
-        RxLayer::Icmpv6 { src, hop_limit } => inbound::parse_icmpv6(f.data, src, hop_limit),
-        RxLayer::Ethernet => inbound::parse_ethernet(f.data),
-    };
-    let Ok(msg) = parsed else {
-        return;
-    };
-    let extra = match &msg {
-        Inbound::Error(e) => (e.rest, e.gateway),
-        _ => (0, None),
-    };
-    matcher.on_inbound(&msg, f.ts_ns, &mut |ev| events.push((ev, extra)));
 }
 
 #[cfg(test)]

@@ -3,10 +3,10 @@
 //! the byte layouts raw sockets deliver.
 
 use core::net::{Ipv4Addr, Ipv6Addr};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use asdic_engine::{RxCaps, TxCaps};
+use asdic_engine::{RxCaps, RxFrame, RxLayer, SendError, TxBatch, TxCaps};
 use asdic_wire::{checksum, ipv4, ipv6};
 
 use super::*;
