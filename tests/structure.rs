@@ -167,6 +167,38 @@ fn only_the_sender_builds_probes() {
     assert_eq!(builders, ["crates/sender/src/tx.rs"]);
 }
 
+/// Engines are opened by the runtime (the binary's choice and auto's fallback) and by the
+/// session's openers (a library user's choice), nowhere else in the product.
+#[test]
+fn engines_are_opened_by_the_runtime_and_the_session_only() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![];
+    for d in ["crates", "xdp"] {
+        rust_files(&root.join(d), &mut files);
+    }
+    let mut openers = std::collections::BTreeSet::new();
+    for f in &files {
+        let rel = f.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        if rel.starts_with("crates/engine/") || rel.contains("/tests/") || rel.ends_with("tests.rs")
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(f).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        if ["raw::open(", "uring::open(", "xdp::open("]
+            .iter()
+            .any(|c| code.contains(c))
+        {
+            openers.insert(rel);
+        }
+    }
+    let expected = [
+        "crates/runtime/src/engines.rs",
+        "crates/session/src/session.rs",
+    ];
+    assert_eq!(openers.iter().collect::<Vec<_>>(), expected);
+}
+
 /// Whether `needle` occurs in the file at `path`.
 fn file_contains(path: &std::path::Path, needle: &[u8]) -> bool {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

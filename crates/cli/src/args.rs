@@ -8,6 +8,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engines::EngineOptions;
+use asdic_runtime::engines::{Choice, XdpMode};
 
 /// `asdic -V`: the version and the revision it was built from.
 pub const VERSION: &str = concat!(
@@ -240,12 +241,21 @@ impl EngineArgs {
             device,
             batch: self.batch,
             size,
-            choice: self.engine,
-            xdp_mode: self.xdp_mode,
+            choice: match self.engine {
+                EngineChoice::Auto => Choice::Auto,
+                EngineChoice::Xdp => Choice::Xdp,
+                EngineChoice::Uring => Choice::Uring,
+                EngineChoice::Raw => Choice::Raw,
+            },
+            xdp_mode: self.xdp_mode.map(|m| match m {
+                XdpModeChoice::Native => XdpMode::Native,
+                XdpModeChoice::Generic => XdpMode::Generic,
+            }),
             gateway_mac: self.gateway_mac,
             xdp_rx_frames: self.xdp_frames.or(umem.map(|u| u.0)),
             xdp_tx_frames: umem.map(|u| u.1),
             queues: self.queues.clone().map(|q| q.0),
+            rcvbuf: crate::engines::injected_rcvbuf(),
         }
     }
 }

@@ -351,7 +351,10 @@ fn open_lanes(lanes: &mut Lanes) -> Result<(Run, Vec<Work>, Vec<String>), Fail> 
     let mut table_lines = vec![];
     let several = lanes.lanes.len() > 1;
     for lane in std::mem::take(&mut lanes.lanes) {
-        let p = opener.open(lane.slots, &lanes.engine, &lane.hints)?;
+        let mut p = opener
+            .open(lane.slots, &lanes.engine, &lane.hints)
+            .map_err(Fail::System)?;
+        p.faults = crate::engines::injected_faults();
         if let Some(l) = lane.table_line {
             table_lines.push(if several {
                 format!("asdic: {:?} {l}", p.family)

@@ -17,41 +17,24 @@ use crate::args::IdChoice;
 use crate::engines::EngineOptions;
 use asdic_runtime::Work;
 
-/// What identifies a run's probes: shared by its pipelines.
-#[derive(Debug, Clone, Copy)]
-pub struct Ids {
-    /// How probe numbers map to (identifier, sequence).
-    pub numbering: Numbering,
-    /// The run's session id.
-    pub session: u32,
-    /// The run's MAC key.
-    pub key: Key,
-}
+pub use asdic_runtime::engines::Ids;
 
-impl Ids {
-    /// Fresh identifiers for a run: numbered as `--id` asks, a random session and MAC key.
-    pub fn new(id: IdChoice) -> Self {
-        let numbering = match id {
-            IdChoice::Random => Numbering::Spread {
-                base: random_u64() as u16,
-                key: random_u64() as u32,
-            },
-            IdChoice::Fixed(ident) => Numbering::Fixed {
-                ident,
-                key: random_u64() as u32,
-            },
-        };
-        Ids {
-            numbering,
-            session: random_u64() as u32,
-            key: Key::new(random_u64(), random_u64()),
-        }
-    }
-
-    /// Most in-flight slots the numbering tells apart: 2^16 with one fixed identifier (the
-    /// sequence alone), 2^21 with a spread one.
-    pub fn max_slots(&self) -> u64 {
-        asdic_core::table::max_slots(self.numbering)
+/// Fresh identifiers for a run: numbered as `--id` asks, a random session and MAC key.
+pub fn ids(id: IdChoice) -> Ids {
+    let numbering = match id {
+        IdChoice::Random => Numbering::Spread {
+            base: random_u64() as u16,
+            key: random_u64() as u32,
+        },
+        IdChoice::Fixed(ident) => Numbering::Fixed {
+            ident,
+            key: random_u64() as u32,
+        },
+    };
+    Ids {
+        numbering,
+        session: random_u64() as u32,
+        key: Key::new(random_u64(), random_u64()),
     }
 }
 
@@ -290,7 +273,7 @@ mod tests {
 
     #[test]
     fn the_table_line_names_what_bounds_the_table() {
-        let ids = Ids::new(IdChoice::Random);
+        let ids = ids(IdChoice::Random);
         let s = Duration::from_secs(1);
         // 25 targets pinged at -R 1000000: the schedule bounds it, not the rate.
         let (slots, line) = table_for(ids, 1e6, s, 50, "25 targets × 2 probes each");

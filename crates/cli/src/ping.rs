@@ -20,7 +20,7 @@ use crate::args::{PingArgs, check_rate};
 use crate::dataset::RunPartition;
 use crate::drive::{EXIT_PIPE, End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::RunHints;
-use crate::inputs::{Ids, read_set, table_for, work};
+use crate::inputs::{read_set, table_for, work};
 use crate::output::{Asked, Results, Snapshots, broken_pipe};
 use crate::{Fail, usage};
 
@@ -78,7 +78,7 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         &a,
         u128::from(set.len()).saturating_mul(u128::from(a.count)),
     )?;
-    let ids = Ids::new(a.id);
+    let ids = crate::inputs::ids(a.id);
     let dataset = a
         .dataset
         .as_deref()

@@ -385,7 +385,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         a.size,
         Some((SCAN_RX_FRAMES, SCAN_TX_FRAMES)),
     );
-    let ids = Ids::new(IdChoice::Random);
+    let ids = crate::inputs::ids(IdChoice::Random);
     let (lanes, states) = scan_lanes(&a, &plans, &engine, ids, rate, planned)?;
     let lanes = Lanes {
         engine,

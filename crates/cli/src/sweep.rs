@@ -514,7 +514,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
     );
     let (cookies, _) = fleet.apply(&first.targets);
 
-    let ids = Ids::new(IdChoice::Random);
+    let ids = crate::inputs::ids(IdChoice::Random);
     let size = sizes.sizes.iter().copied().max().unwrap_or(a.size);
     let engine = a.io.options(
         a.ttl,

@@ -25,7 +25,7 @@ use crate::args::{TraceArgs, check_rate};
 use crate::dataset::RunPartition;
 use crate::drive::{EXIT_PIPE, End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::RunHints;
-use crate::inputs::{Ids, read_specs, table_for, work};
+use crate::inputs::{read_specs, table_for, work};
 use crate::output::{Asked, Results, Snapshots, broken_pipe};
 use crate::{Fail, usage};
 
@@ -103,7 +103,7 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
         )));
     }
     let all = targets::expand(&specs, MAX_TARGETS).map_err(|e| usage(format!("targets: {e}")))?;
-    let ids = Ids::new(a.id);
+    let ids = crate::inputs::ids(a.id);
     let seed = a.seed.unwrap_or_else(crate::inputs::random_u64);
     let dataset = a
         .dataset

@@ -9,6 +9,9 @@
 // Functions of at most 100 lines (clippy's default threshold); tests may run longer.
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
+/// Which engine runs, and why: the choice, auto's fallback, opening an engine.
+pub mod engines;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

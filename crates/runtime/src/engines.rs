@@ -1,0 +1,489 @@
+//! Which engine runs, and why: the engine choice and auto's fallback, opening a pipeline's
+//! engine (raw and io_uring sockets, AF_XDP with the route's interface, queues and next hop),
+//! and the line that says what runs. The io_uring and AF_XDP engines are there with the
+//! `uring` and `xdp` features (the `asdic` binary has both); without them, asking for one
+//! says it is not built in, and auto falls back to raw sockets.
+
+use core::net::IpAddr;
+
+use asdic_engine::raw::RawOptions;
+use asdic_engine::{EngineError, Rx};
+use asdic_wire::Family;
+use asdic_wire::payload::{Key, Numbering};
+
+use crate::{EngineUsed, Halves, Pipeline};
+
+/// Which engine to open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// AF_XDP if it can attach here, else the faster socket engine (measured), else the other.
+    Auto,
+    /// AF_XDP.
+    Xdp,
+    /// Raw ICMP sockets driven through io_uring.
+    Uring,
+    /// Raw ICMP sockets with sendmmsg/recvmmsg.
+    Raw,
+}
+
+/// How to attach the XDP program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpMode {
+    /// In the driver.
+    Native,
+    /// In the kernel's generic path after the driver.
+    Generic,
+}
+
+/// How to open a pipeline's engine.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// TTL / hop limit of probes.
+    pub ttl: u8,
+    /// Interface to bind to.
+    pub device: Option<String>,
+    /// Probes per engine call.
+    pub batch: usize,
+    /// ICMP payload bytes per probe.
+    pub size: usize,
+    /// Which engine to open.
+    pub choice: Choice,
+    /// XDP attach mode, if forced.
+    pub xdp_mode: Option<XdpMode>,
+    /// The next hop's MAC for the XDP engine, if given.
+    pub gateway_mac: Option<[u8; 6]>,
+    /// XDP engine: UMEM frames for receiving per queue, when not the engine's default: a
+    /// run that receives for a long time on a busy machine buffers more against stalls.
+    pub xdp_rx_frames: Option<u32>,
+    /// XDP engine: UMEM frames for sending over all queues, when not the engine's default.
+    pub xdp_tx_frames: Option<u32>,
+    /// XDP engine: the RX queues to bind (default: all).
+    pub queues: Option<Vec<u32>>,
+    /// Socket engines: the receive buffer, when not the engine's default.
+    pub rcvbuf: Option<usize>,
+}
+
+/// What identifies a run's probes: shared by its pipelines.
+#[derive(Debug, Clone, Copy)]
+pub struct Ids {
+    /// How probe numbers map to (identifier, sequence).
+    pub numbering: Numbering,
+    /// The run's session id.
+    pub session: u32,
+    /// The run's MAC key.
+    pub key: Key,
+}
+
+impl Ids {
+    /// Most in-flight slots the numbering tells apart: 2^16 with one fixed identifier (the
+    /// sequence alone), 2^21 with a spread one.
+    pub fn max_slots(&self) -> u64 {
+        asdic_core::table::max_slots(self.numbering)
+    }
+}
+
+/// What the XDP engine needs to know of a pipeline's run besides the engine options.
+#[derive(Debug, Clone, Copy)]
+pub struct RunHints {
+    /// A target of the pipeline: the route to it picks interface, next hop and source.
+    pub toward: IpAddr,
+    /// The run's identifiers (the XDP program redirects only replies carrying them).
+    pub ids: Ids,
+    /// Probes the pipeline may send (identifiers in use follow from it).
+    pub probes: u64,
+}
+
+/// An engine this build can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Raw ICMP sockets, `sendmmsg`/`recvmmsg`.
+    Raw,
+    /// The same sockets driven through io_uring.
+    Uring,
+    /// AF_XDP.
+    Xdp,
+}
+
+impl Engine {
+    /// Its name, as `--engine` takes it and the Parquet metadata records it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Raw => "raw",
+            Engine::Uring => "uring",
+            Engine::Xdp => "xdp",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Engine::Raw => "raw ICMP sockets with sendmmsg/recvmmsg and kernel timestamps",
+            Engine::Uring => {
+                "raw ICMP sockets driven through io_uring (SendMsg/RecvMsg requests) and kernel \
+                 timestamps"
+            }
+            Engine::Xdp => "AF_XDP socket, Ethernet frames through a UMEM, asdic's XDP program",
+        }
+    }
+
+    fn other(self) -> Engine {
+        match self {
+            Engine::Raw | Engine::Xdp => Engine::Uring,
+            Engine::Uring => Engine::Raw,
+        }
+    }
+}
+
+/// The engine `--engine auto` tries first, and why; the other is its fallback. Measured on
+/// the 2-core test bed (bench/engine-rates.sh, bench/RESULTS.md), uring was no faster than raw
+/// at any rate (within run-to-run noise, and a little costlier sending into a sink), so auto
+/// keeps raw, which needs no io_uring.
+const AUTO_FIRST: (Engine, &str) = (
+    Engine::Raw,
+    "uring measured no faster on the test bed, see bench/RESULTS.md",
+);
+
+/// Auto's choice: `first` (because `why`), or, only when `first` cannot run here at all, the
+/// other. Other errors (permissions, socket options) would fail the other engine the same way
+/// and are returned as they are.
+fn pick<T>(
+    (first, why): (Engine, &str),
+    mut open: impl FnMut(Engine) -> Result<T, EngineError>,
+) -> Result<(T, Engine, String), EngineError> {
+    match open(first) {
+        Ok(h) => Ok((h, first, format!("auto: {why}"))),
+        Err(EngineError::Unavailable { reason, .. }) => {
+            let other = first.other();
+            let h = open(other)?;
+            Ok((
+                h,
+                other,
+                format!("auto: {} is not available here: {reason}", first.name()),
+            ))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens the engines of one run, lane by lane. One AF_XDP socket per interface queue (and one
+/// XDP program per interface): the first lane that gets XDP keeps it, the other family uses
+/// sockets.
+#[derive(Debug, Default)]
+pub struct Opener {
+    /// Which lane holds the XDP engine, if one does.
+    xdp_taken: Option<String>,
+}
+
+impl Opener {
+    /// Opens the engine for the family of `hints.toward`, with a table of `slots` slots.
+    pub fn open(
+        &mut self,
+        slots: usize,
+        o: &EngineOptions,
+        hints: &RunHints,
+    ) -> anyhow::Result<Pipeline> {
+        let family = Family::of(hints.toward);
+        let system = anyhow::Error::from;
+        let xdp_taken = self.xdp_taken.clone();
+        let auto = o.choice == Choice::Auto;
+        let open = |e: Engine| match (&xdp_taken, e) {
+            (Some(by), Engine::Xdp) => Err(EngineError::Unavailable {
+                engine: "xdp",
+                reason: format!(
+                    "the {by} (one AF_XDP socket per interface queue; run the other family \
+                     separately to use XDP for both)"
+                ),
+            }),
+            _ => open_engine(e, family, o, hints, auto),
+        };
+        let ((halves, detail), kind, why) = match o.choice {
+            Choice::Raw => (
+                open(Engine::Raw).map_err(system)?,
+                Engine::Raw,
+                "as asked".into(),
+            ),
+            Choice::Uring => match open(Engine::Uring) {
+                Ok(h) => (h, Engine::Uring, "as asked".to_string()),
+                Err(e @ EngineError::Unavailable { .. }) => {
+                    anyhow::bail!("--engine uring: {e} (--engine raw or auto work without it)");
+                }
+                Err(e) => return Err(system(e)),
+            },
+            Choice::Xdp => match open(Engine::Xdp) {
+                Ok(h) => (h, Engine::Xdp, "as asked".to_string()),
+                Err(e) => {
+                    anyhow::bail!("--engine xdp: {e} (--engine auto falls back to raw sockets)");
+                }
+            },
+            Choice::Auto => match open(Engine::Xdp) {
+                Ok(h) => (h, Engine::Xdp, "auto: XDP attached".to_string()),
+                Err(x) => {
+                    let (h, kind, why) = pick(AUTO_FIRST, open).map_err(system)?;
+                    let x = match x {
+                        EngineError::Unavailable { reason, .. } => reason,
+                        e => e.to_string(),
+                    };
+                    (h, kind, format!("{why}; XDP not used: {x}"))
+                }
+            },
+        };
+        if kind == Engine::Xdp {
+            self.xdp_taken = Some(format!("{family:?} pipeline has it ({detail})"));
+        }
+        let engine_why = if detail.is_empty() {
+            why
+        } else {
+            format!("{why}; {detail}")
+        };
+        let used = EngineUsed {
+            name: kind.name(),
+            what: kind.what(),
+            why: engine_why,
+        };
+        Ok(Pipeline::new(family, slots, halves, used))
+    }
+}
+
+fn open_engine(
+    e: Engine,
+    family: Family,
+    o: &EngineOptions,
+    hints: &RunHints,
+    auto: bool,
+) -> Result<(Halves, String), EngineError> {
+    let socket = RawOptions {
+        v6: family == Family::V6,
+        ttl: o.ttl,
+        device: o.device.clone(),
+        batch: o.batch,
+        max_reply: (o.size + 128).max(2048),
+        rcvbuf: o.rcvbuf.unwrap_or(RawOptions::default().rcvbuf),
+        ..RawOptions::default()
+    };
+    match e {
+        Engine::Raw => {
+            let (tx, rx) = asdic_engine::raw::open(&socket)?;
+            Ok((
+                (Box::new(tx), vec![Box::new(rx) as Box<dyn Rx>]),
+                String::new(),
+            ))
+        }
+        Engine::Uring => open_uring(socket),
+        Engine::Xdp => open_xdp(family, o, hints, auto),
+    }
+}
+
+#[cfg(feature = "uring")]
+fn open_uring(socket: RawOptions) -> Result<(Halves, String), EngineError> {
+    use asdic_engine::uring::{self, UringOptions};
+    let (tx, rx) = uring::open(&UringOptions {
+        socket,
+        ..UringOptions::default()
+    })?;
+    Ok((
+        (Box::new(tx), vec![Box::new(rx) as Box<dyn Rx>]),
+        String::new(),
+    ))
+}
+
+#[cfg(not(feature = "uring"))]
+fn open_uring(_: RawOptions) -> Result<(Halves, String), EngineError> {
+    Err(not_built("uring"))
+}
+
+#[cfg(not(feature = "xdp"))]
+fn open_xdp(
+    _: Family,
+    _: &EngineOptions,
+    _: &RunHints,
+    _: bool,
+) -> Result<(Halves, String), EngineError> {
+    Err(not_built("xdp"))
+}
+
+/// An engine this build left out.
+#[cfg(not(all(feature = "uring", feature = "xdp")))]
+fn not_built(engine: &'static str) -> EngineError {
+    EngineError::Unavailable {
+        engine,
+        reason: format!("not built into this program (asdic-runtime's `{engine}` feature)"),
+    }
+}
+
+#[cfg(feature = "xdp")]
+fn open_xdp(
+    family: Family,
+    o: &EngineOptions,
+    hints: &RunHints,
+    auto: bool,
+) -> Result<(Halves, String), EngineError> {
+    use asdic_engine::xdp::{self, XdpOptions};
+    let (ident_base, ident_span) = hints.ids.numbering.ident_range(hints.probes);
+    let opts = XdpOptions {
+        device: o.device.clone(),
+        mode: o.xdp_mode.map(|m| match m {
+            XdpMode::Native => asdic_xdp::Mode::Native,
+            XdpMode::Generic => asdic_xdp::Mode::Generic,
+        }),
+        session: hints.ids.session,
+        mac_key: Some(hints.ids.key.halves()),
+        ident_base,
+        ident_span,
+        batch: o.batch,
+        gateway_mac: o.gateway_mac,
+        frame_len: asdic_wire::template::ethernet_frame_len(family, o.size),
+        queues: o.queues.clone(),
+        // Auto must not pick an engine that leaves replies unread.
+        require_all_queues: auto,
+        ..XdpOptions::new(hints.toward)
+    };
+    let opts = XdpOptions {
+        rx_frames: o.xdp_rx_frames.unwrap_or(opts.rx_frames),
+        tx_frames: o.xdp_tx_frames.unwrap_or(opts.tx_frames),
+        ..opts
+    };
+    let (tx, rxs, info) = xdp::open(&opts)?;
+    let detail = xdp_detail(&info);
+    let rxs = rxs
+        .into_iter()
+        .map(|r| Box::new(r) as Box<dyn Rx>)
+        .collect();
+    Ok(((Box::new(tx), rxs), detail))
+}
+
+#[cfg(feature = "xdp")]
+/// Where the XDP engine runs: interface, queues (and which are left without a socket), mode,
+/// addresses, UMEM.
+fn xdp_detail(info: &asdic_engine::xdp::XdpInfo) -> String {
+    let p = &info.path;
+    let n = info.queues.len();
+    let queues = if info.unserved.is_empty() {
+        format!(
+            "{} queue{} {} (every RX queue)",
+            p.link.name,
+            if n == 1 { "" } else { "s" },
+            asdic_engine::xdp::queue_list(&info.queues)
+        )
+    } else {
+        format!(
+            "{} queue{} {} of {}; WARNING: RX queue{} {} without a socket, replies the NIC \
+             steers there are lost (counted as xdp_redirect_failed)",
+            p.link.name,
+            if n == 1 { "" } else { "s" },
+            asdic_engine::xdp::queue_list(&info.queues),
+            info.rx_queue_count,
+            if info.unserved.len() == 1 { "" } else { "s" },
+            asdic_engine::xdp::queue_list(&info.unserved)
+        )
+    };
+    let mut detail = format!(
+        "on {queues}, TX through queue{} {}, {} mode, {} RX frames per queue ({} MiB of UMEM), \
+         from {} {} to next hop {} {}",
+        if info.tx_queues.len() == 1 { "" } else { "s" },
+        asdic_engine::xdp::queue_list(&info.tx_queues),
+        info.mode,
+        info.rx_frames,
+        info.umem_bytes >> 20,
+        p.src_ip,
+        mac(p.src_mac),
+        p.next_hop,
+        mac(p.dst_mac)
+    );
+    if let Some(r) = &info.replaced {
+        detail.push_str(&format!("; {r}"));
+    }
+    detail
+}
+
+#[cfg(feature = "xdp")]
+fn mac(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// "asdic: engine NAME: what (why)", once per distinct engine of the run.
+pub fn engine_line(pipelines: &[Pipeline]) -> String {
+    let mut parts: Vec<String> = vec![];
+    for p in pipelines {
+        let e = &p.engine_used;
+        let part = format!("engine {}: {} ({})", e.name, e.what, e.why);
+        if !parts.contains(&part) {
+            parts.push(part);
+        }
+    }
+    format!("asdic: {}", parts.join("; "))
+}
+
+/// The engines that ran, for the `asdic.engine` metadata: one name, or per family when they
+/// differ (`V4:uring,V6:raw`).
+pub fn engine_names(pipelines: &[Pipeline]) -> String {
+    let first = pipelines.first().map(|p| p.engine_used.name);
+    if pipelines.iter().all(|p| Some(p.engine_used.name) == first) {
+        return first.unwrap_or("none").to_string();
+    }
+    pipelines
+        .iter()
+        .map(|p| format!("{:?}:{}", p.family, p.engine_used.name))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unavailable(engine: &'static str) -> EngineError {
+        EngineError::Unavailable {
+            engine,
+            reason: "io_uring_setup: EPERM".into(),
+        }
+    }
+
+    #[test]
+    fn auto_takes_its_first_engine_and_says_why() {
+        let (h, e, why) = pick((Engine::Uring, "faster"), Ok::<_, EngineError>).unwrap();
+        assert_eq!((h, e), (Engine::Uring, Engine::Uring));
+        assert_eq!(why, "auto: faster");
+    }
+
+    #[test]
+    fn auto_falls_back_only_when_the_first_is_unavailable() {
+        let mut tried = vec![];
+        let (h, e, why) = pick((Engine::Uring, "faster"), |e| {
+            tried.push(e);
+            match e {
+                Engine::Uring => Err(unavailable("uring")),
+                Engine::Raw | Engine::Xdp => Ok(e),
+            }
+        })
+        .unwrap();
+        assert_eq!((h, e), (Engine::Raw, Engine::Raw));
+        assert_eq!(tried, [Engine::Uring, Engine::Raw]);
+        assert_eq!(
+            why,
+            "auto: uring is not available here: io_uring_setup: EPERM"
+        );
+
+        // A permission error would fail the other engine too: reported, no second try.
+        let mut tried = vec![];
+        let r = pick((Engine::Uring, "faster"), |e| {
+            tried.push(e);
+            Err::<Engine, _>(EngineError::Permission {
+                engine: e.name(),
+                what: "opening a raw ICMP socket",
+                capability: "CAP_NET_RAW",
+                capability_lower: "cap_net_raw",
+            })
+        });
+        assert!(matches!(r, Err(EngineError::Permission { .. })));
+        assert_eq!(tried, [Engine::Uring]);
+    }
+
+    #[test]
+    fn auto_prefers_the_measured_engine() {
+        // bench/RESULTS.md: uring no faster than raw on the test bed.
+        assert_eq!(AUTO_FIRST.0, Engine::Raw);
+        assert!(AUTO_FIRST.1.contains("bench/RESULTS.md"));
+    }
+}
