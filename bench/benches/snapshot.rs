@@ -23,10 +23,10 @@ fn aggregate() -> Aggregator {
         batch.clear();
         for (i, &t) in targets.iter().enumerate() {
             batch.push(Event {
-                n: u64::from(k) * u64::from(TARGETS) + i as u64,
+                probe: Some(u64::from(k) * u64::from(TARGETS) + i as u64),
                 cookie: i as u32,
                 target: t,
-                t_send_ns: 1_700_000_000_000_000_000,
+                sent_ns: Some(1_700_000_000_000_000_000),
                 attempt: 0,
                 outcome: Outcome::Reply {
                     rtt_ns: 20_000 + u64::from(k) * 1_000 + i as u64 % 997,

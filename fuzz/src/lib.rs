@@ -553,13 +553,16 @@ impl MatchBed {
         };
         self.m.on_frame(&f, &mut |e| events.push(e));
         for e in events {
-            let Some(p) = self.probes.iter().find(|p| p.n == e.n) else {
-                return Err(format!("an event for probe {} that was never sent", e.n));
+            let Some(n) = e.probe else {
+                return Err(format!("a tracked event without its probe: {e:?}"));
+            };
+            let Some(p) = self.probes.iter().find(|p| p.n == n) else {
+                return Err(format!("an event for probe {n} that was never sent"));
             };
             if e.target != p.target {
                 return Err(format!(
                     "probe {} answered for {} instead of {}",
-                    e.n, e.target, p.target
+                    n, e.target, p.target
                 ));
             }
             match e.outcome {
@@ -567,18 +570,18 @@ impl MatchBed {
                     self.replies += 1;
                     // Accepted: the frame must carry probe n's genuine stamp and come from
                     // its target.
-                    let genuine = self.payload(e.n);
+                    let genuine = self.payload(n);
                     let stamp = &genuine[..payload::LEN];
                     if !frame.windows(stamp.len()).any(|w| w == stamp) {
                         return Err(format!(
                             "a reply without probe {}'s genuine stamp was accepted",
-                            e.n
+                            n
                         ));
                     }
                     if !contains_addr(frame, p.target) {
                         return Err(format!(
                             "a reply to probe {} not from {} was accepted",
-                            e.n, p.target
+                            n, p.target
                         ));
                     }
                 }

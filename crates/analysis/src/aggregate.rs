@@ -222,10 +222,10 @@ mod tests {
 
     fn ev(cookie: u32, target: IpAddr, outcome: Outcome) -> Event {
         Event {
-            n: 0,
+            probe: Some(0),
             cookie,
             target,
-            t_send_ns: 0,
+            sent_ns: Some(0),
             attempt: 0,
             outcome,
         }
@@ -369,10 +369,10 @@ mod tests {
                 _ => Outcome::Late { rtt_ns },
             };
             agg.record(&Event {
-                n,
+                probe: Some(n),
                 cookie,
                 target,
-                t_send_ns: r,
+                sent_ns: Some(r),
                 attempt: 0,
                 outcome,
             });

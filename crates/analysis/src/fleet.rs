@@ -409,7 +409,8 @@ impl Fleet {
         if !ended {
             return None;
         }
-        let sent_ms = clock_ms(ev.t_send_ns);
+        // A sweep's probes are tracked: every event carries its send time.
+        let sent_ms = clock_ms(ev.sent_ns.unwrap_or_default());
         match ev.outcome {
             Outcome::Reply { rtt_ns, .. } => {
                 m.ring.push(sent_ms, Some(rtt_ns / 1000));
@@ -462,7 +463,8 @@ impl Fleet {
         if m.target.addr != ev.target {
             return None;
         }
-        let mut row = SweepRow::new(ev.t_send_ns, &m.target, SweepEvent::of(&ev.outcome));
+        let sent = ev.sent_ns.unwrap_or_default();
+        let mut row = SweepRow::new(sent, &m.target, SweepEvent::of(&ev.outcome));
         // The probe's details as scan records them (an ICMP error's sender, a replier other
         // than the target).
         let d = ScanRow::from_event(ev, ev.attempt);
@@ -470,7 +472,7 @@ impl Fleet {
         row.reply_ttl = d.reply_ttl;
         row.responder = d.responder;
         row.icmp = d.icmp;
-        row.probe = Some(ev.n);
+        row.probe = ev.probe;
         Some(row)
     }
 
@@ -547,10 +549,10 @@ mod tests {
 
     fn ev(cookie: u32, addr: &str, t_ms: u64, outcome: Outcome) -> Event {
         Event {
-            n: t_ms,
+            probe: Some(t_ms),
             cookie,
             target: addr.parse().unwrap(),
-            t_send_ns: t_ms * 1_000_000,
+            sent_ns: Some(t_ms * 1_000_000),
             attempt: 0,
             outcome,
         }

@@ -213,11 +213,11 @@ impl ScanRow {
             icmp: None,
             errno: None,
             attempt,
-            probe: ev.probe(),
-            sent_unix_ns: ev.sent_ns(),
+            probe: ev.probe,
+            sent_unix_ns: ev.sent_ns,
         };
         // Without the send time there is no round trip to tell.
-        let rtt = |ns: u64| ev.sent_ns().map(|_| ns);
+        let rtt = |ns: u64| ev.sent_ns.map(|_| ns);
         match ev.outcome {
             Outcome::Reply { rtt_ns, ttl, from } => {
                 row.rtt_ns = rtt(rtt_ns);
@@ -312,10 +312,10 @@ mod tests {
 
     fn event(target: IpAddr, outcome: Outcome) -> Event {
         Event {
-            n: 42,
+            probe: Some(42),
             cookie: 7,
             target,
-            t_send_ns: 1_700_000_000_123_456_789,
+            sent_ns: Some(1_700_000_000_123_456_789),
             attempt: 0,
             outcome,
         }

@@ -1095,10 +1095,10 @@ target,name,sent,received,loss_pct,rtt_last_us,rtt_min_us,rtt_avg_us,rtt_max_us,
             .with_names(vec![Some("a".to_owned()), None])
             .unwrap();
         agg.record(&asdic_core::Event {
-            n: 0,
+            probe: Some(0),
             cookie: 0,
             target: targets[0],
-            t_send_ns: 1,
+            sent_ns: Some(1),
             attempt: 0,
             outcome: asdic_core::Outcome::Reply {
                 rtt_ns: 2_000,

@@ -353,10 +353,10 @@ mod tests {
 
     fn ev(n: u64, outcome: Outcome) -> Event {
         Event {
-            n,
+            probe: Some(n),
             cookie: 0,
             target: TARGET,
-            t_send_ns: 1_000_000 * n,
+            sent_ns: Some(1_000_000 * n),
             attempt: 0,
             outcome,
         }

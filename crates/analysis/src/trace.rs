@@ -109,8 +109,9 @@ impl Hop {
             reply_ttl: None,
             errno: None,
             attempt: ev.attempt,
-            probe: ev.n,
-            sent_unix_ns: ev.t_send_ns,
+            // Trace's probes are tracked: every event carries its number and send time.
+            probe: ev.probe.unwrap_or_default(),
+            sent_unix_ns: ev.sent_ns.unwrap_or_default(),
         };
         match ev.outcome {
             Outcome::Reply { rtt_ns, ttl, from } => {
@@ -553,10 +554,10 @@ mod tests {
 
     fn ev(target: &str, n: u64, outcome: Outcome) -> Event {
         Event {
-            n,
+            probe: Some(n),
             cookie: 0,
             target: ip(target),
-            t_send_ns: 1_000 + n,
+            sent_ns: Some(1_000 + n),
             attempt: 0,
             outcome,
         }

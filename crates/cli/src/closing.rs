@@ -125,10 +125,10 @@ mod tests {
 
     fn failed(errno: i32) -> Event {
         Event {
-            n: 0,
+            probe: Some(0),
             cookie: 0,
             target: IpAddr::from([198, 19, 0, 1]),
-            t_send_ns: 0,
+            sent_ns: Some(0),
             attempt: 0,
             outcome: Outcome::SendFailed { errno },
         }

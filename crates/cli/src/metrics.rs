@@ -1462,10 +1462,10 @@ mod tests {
         ]);
         let now = asdic_engine::now_ns();
         let ev = |cookie, a: &str, outcome| Event {
-            n: 0,
+            probe: Some(0),
             cookie,
             target: a.parse().unwrap(),
-            t_send_ns: now - 1_000_000,
+            sent_ns: Some(now - 1_000_000),
             attempt: 0,
             outcome,
         };

@@ -12,7 +12,6 @@ use asdic_analysis::{Aggregator, Format, Row, RunMeta, RunMode, Sink, sink_for, 
 use asdic_core::event::Event;
 use asdic_core::set::{Side, TargetList};
 use asdic_core::source::Rounds;
-use asdic_wire::Family;
 use asdic_wire::payload;
 use asdic_wire::template::MAX_PAYLOAD;
 
@@ -90,15 +89,11 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         a.format.map(|f| ("--format", f)),
     )?;
 
-    // One lane per family over its side of the set; cookies index each side, `offsets` maps
-    // them to the set's index (IPv4 first).
+    // One lane per family over its side of the set; a target's cookie is its index in the
+    // set (IPv4 first), the aggregator's index.
     let engine = a.io.options(a.ttl, a.interface.clone(), a.size, None);
     let mut lanes = vec![];
-    let mut offsets = vec![];
-    for (family, v6, offset) in [
-        (Family::V4, false, 0u32),
-        (Family::V6, true, set.v4.len() as u32),
-    ] {
+    for (v6, offset) in [(false, 0u32), (true, set.v4.len() as u32)] {
         let list = Side::of(&set, v6);
         let n = list.len();
         let Some(toward) = list.nth(0) else {
@@ -112,7 +107,8 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
                 .saturating_mul(u64::from(a.count))
                 .saturating_mul(1 + u64::from(a.retries)),
         };
-        let source = Box::new(Rounds::new(Arc::new(list), a.count, a.interval));
+        let source =
+            Box::new(Rounds::new(Arc::new(list), a.count, a.interval).with_cookie_base(offset));
         // A target has a probe out per interval for as long as one waits (and its retries).
         let per_target =
             (a.timeout.as_secs_f64() / a.interval.as_secs_f64().max(1e-9)).ceil() as u64 + 1;
@@ -130,7 +126,6 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
             work: work(share, &engine, ids, a.timeout, a.retries, 4096, source),
             table_line: Some(table_line),
         });
-        offsets.push((family, offset));
     }
     let lanes = Lanes {
         engine,
@@ -148,10 +143,10 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         asked,
         results: None,
         expected: set.len() * u64::from(a.count),
+        v6_targets: set.v6.len() as usize,
         agg: Aggregator::over(set),
         a,
         rate,
-        offsets,
     };
     drive(lanes, &mut mode)
 }
@@ -163,8 +158,8 @@ struct Ping {
     results: Option<Results>,
     a: PingArgs,
     rate: f64,
-    /// Per family, the global index of its first target (cookies are per family).
-    offsets: Vec<(Family, u32)>,
+    /// How many of the targets are IPv6.
+    v6_targets: usize,
     agg: Aggregator,
     expected: u64,
 }
@@ -178,7 +173,7 @@ impl Mode for Ping {
             self.a.sync_every,
             run.dropped_dac,
         )?;
-        let (n, n6) = (self.agg.len(), self.offsets_v6());
+        let (n, n6) = (self.agg.len(), self.v6_targets);
         let a = &self.a;
         say!(
             "asdic: {n} target{} ({} IPv4, {n6} IPv6), {} probe{} each, {} probes/s, timeout {:?}, size {} bytes",
@@ -194,12 +189,6 @@ impl Mode for Ping {
     }
 
     fn on_events(&mut self, _run: &Run, batch: &mut [Event]) -> Result<(), Fail> {
-        for ev in batch.iter_mut() {
-            let fam = Family::of(ev.target);
-            if let Some(&(_, off)) = self.offsets.iter().find(|(f, _)| *f == fam) {
-                ev.cookie += off;
-            }
-        }
         self.agg.record_batch(batch);
         Ok(())
     }
@@ -310,14 +299,6 @@ fn progress_line(run: &Run, expected: u64) -> String {
 }
 
 impl Ping {
-    /// IPv6 targets: those from the IPv6 lane's offset on.
-    fn offsets_v6(&self) -> usize {
-        match self.offsets.iter().find(|(f, _)| *f == Family::V6) {
-            Some(&(_, off)) => self.agg.len() - off as usize,
-            None => 0,
-        }
-    }
-
     /// The run's Parquet metadata (the end's keys are added when the run ends).
     fn metadata(&self, run: &Run) -> RunMeta {
         let a = &self.a;

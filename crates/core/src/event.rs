@@ -11,39 +11,24 @@ use asdic_wire::Family;
 /// replies come in addition, never instead.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Event {
-    /// Probe number within the run.
-    pub n: u64,
-    /// The sender's handle on the target (its index in the target list).
+    /// Probe number within the run; `None` when not known (an ICMP error quoting too little
+    /// of a stateless scan's probe).
+    pub probe: Option<u64>,
+    /// The handle the run's source gave the probe's target (`Next::Probe`'s or `Next::Try`'s
+    /// cookie: ping's index in its target list, trace's (target, TTL) pair, sweep's member,
+    /// a session's request), as given. Stateless scan probes have none (0): their answers name
+    /// their target, and the try is [`Event::attempt`].
     pub cookie: u32,
     /// The probed address.
     pub target: IpAddr,
-    /// When the probe left, ns since the Unix epoch.
-    pub t_send_ns: u64,
+    /// When the probe left, ns since the Unix epoch; `None` when not known (a stateless
+    /// scan's timeout, an ICMP error quoting too little of the probe to carry its stamp).
+    pub sent_ns: Option<u64>,
     /// Which try at the target the probe was (0 = first, then retries), when the in-flight
     /// table still knew it (it does for every terminal outcome).
     pub attempt: u8,
     /// What happened.
     pub outcome: Outcome,
-}
-
-impl Event {
-    /// [`Event::t_send_ns`] when the send time is not known: a stateless scan's timeout, or
-    /// an ICMP error quoting too little of the probe to carry its stamp.
-    pub const UNKNOWN_TIME: u64 = 0;
-
-    /// [`Event::n`] when the probe number is not known (an ICMP error quoting too little
-    /// of a stateless scan's probe).
-    pub const UNKNOWN_PROBE: u64 = u64::MAX;
-
-    /// When the probe left, if known.
-    pub fn sent_ns(&self) -> Option<u64> {
-        (self.t_send_ns != Self::UNKNOWN_TIME).then_some(self.t_send_ns)
-    }
-
-    /// The probe number, if known.
-    pub fn probe(&self) -> Option<u64> {
-        (self.n != Self::UNKNOWN_PROBE).then_some(self.n)
-    }
 }
 
 /// What happened, see [`Event`].

@@ -165,10 +165,10 @@ impl Matcher {
                 // The receiver thread also reaps, so a slot just resolved still holds the probe.
                 let attempt = table.info(stamp.n).map_or(0, |p| p.attempt);
                 out(Event {
-                    n: stamp.n,
+                    probe: Some(stamp.n),
                     cookie: stamp.cookie,
                     target: r.from,
-                    t_send_ns: stamp.t_send_ns,
+                    sent_ns: Some(stamp.t_send_ns),
                     attempt,
                     outcome,
                 });
@@ -237,10 +237,10 @@ impl Matcher {
             return;
         };
         out(Event {
-            n: p.n,
+            probe: Some(p.n),
             cookie: p.cookie,
             target: p.target,
-            t_send_ns: p.t_send_ns,
+            sent_ns: Some(p.t_send_ns),
             attempt: p.attempt,
             outcome: Outcome::Error {
                 family: e.family,
@@ -273,10 +273,10 @@ impl Matcher {
                 Retired::SendFailed(errno) => Outcome::SendFailed { errno },
             };
             let ev = Event {
-                n: p.n,
+                probe: Some(p.n),
                 cookie: p.cookie,
                 target: p.target,
-                t_send_ns: p.t_send_ns,
+                sent_ns: Some(p.t_send_ns),
                 attempt: p.attempt,
                 outcome,
             };
@@ -288,11 +288,11 @@ impl Matcher {
 /// What a stateless scan's answer proved, before the responder set decides.
 struct ScanAnswer {
     /// Position in the scan order (the probe number), if the answer carried it.
-    n: u64,
+    n: Option<u64>,
     target: core::net::IpAddr,
     attempt: u8,
-    /// Send time, or [`Event::UNKNOWN_TIME`].
-    t_send_ns: u64,
+    /// Send time, if the answer carried it.
+    t_send_ns: Option<u64>,
 }
 
 impl Matcher {
@@ -316,10 +316,10 @@ impl Matcher {
             return self.drops.forged += 1;
         }
         let a = ScanAnswer {
-            n: stamp.n,
+            n: Some(stamp.n),
             target: r.from,
             attempt,
-            t_send_ns: stamp.t_send_ns,
+            t_send_ns: Some(stamp.t_send_ns),
         };
         let rtt_ns = ts_ns.saturating_sub(stamp.t_send_ns);
         let first = Outcome::Reply {
@@ -345,10 +345,10 @@ impl Matcher {
                         && self.key.probe_ids(q.dst, attempt) == (q.ident, q.seq) =>
                 {
                     Some(ScanAnswer {
-                        n: s.n,
+                        n: Some(s.n),
                         target: q.dst,
                         attempt,
-                        t_send_ns: s.t_send_ns,
+                        t_send_ns: Some(s.t_send_ns),
                     })
                 }
                 _ => None,
@@ -358,21 +358,17 @@ impl Matcher {
                 .key
                 .probe_attempt(q.dst, q.ident, q.seq, state.retries)
                 .map(|attempt| ScanAnswer {
-                    n: Event::UNKNOWN_PROBE,
+                    n: None,
                     target: q.dst,
                     attempt,
-                    t_send_ns: Event::UNKNOWN_TIME,
+                    t_send_ns: None,
                 }),
             Verdict::Forged | Verdict::Foreign => None,
         };
         let Some(a) = a else {
             return self.drops.unmatched_errors += 1;
         };
-        let rtt_ns = if a.t_send_ns == Event::UNKNOWN_TIME {
-            0
-        } else {
-            ts_ns.saturating_sub(a.t_send_ns)
-        };
+        let rtt_ns = a.t_send_ns.map_or(0, |t| ts_ns.saturating_sub(t));
         let first = Outcome::Error {
             family: e.family,
             icmp_type: e.msg_type,
@@ -405,7 +401,7 @@ impl Matcher {
             return None;
         };
         let cooldown = u64::try_from(state.cooldown.as_nanos()).unwrap_or(u64::MAX);
-        let rtt = (a.t_send_ns != Event::UNKNOWN_TIME).then(|| ts_ns.saturating_sub(a.t_send_ns));
+        let rtt = a.t_send_ns.map(|t| ts_ns.saturating_sub(t));
         if u32::from(a.attempt) < rx.closed() || rtt.is_some_and(|r| r > cooldown) {
             self.drops.stale += 1;
             return None;
@@ -423,10 +419,11 @@ impl Matcher {
 
 fn scan_event(a: &ScanAnswer, outcome: Outcome) -> Event {
     Event {
-        n: a.n,
-        cookie: u32::from(a.attempt),
+        probe: a.n,
+        // A stateless probe has no handle of its source's: its try is `attempt`.
+        cookie: 0,
         target: a.target,
-        t_send_ns: a.t_send_ns,
+        sent_ns: a.t_send_ns,
         attempt: a.attempt,
         outcome,
     }

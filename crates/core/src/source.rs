@@ -163,10 +163,12 @@ pub struct Rounds {
     round: u32,
     next: u64,
     round_start: Option<Instant>,
+    /// The cookie of the list's first target.
+    base: u32,
 }
 
 impl Rounds {
-    /// Rounds over `targets`.
+    /// Rounds over `targets`; a target's cookie is its index in the list.
     pub fn new(targets: Arc<dyn TargetList>, count: u32, interval: Duration) -> Self {
         Rounds {
             len: targets.len(),
@@ -176,7 +178,14 @@ impl Rounds {
             round: 0,
             next: 0,
             round_start: None,
+            base: 0,
         }
+    }
+
+    /// Cookies from `base` on: the list is a part of a larger one (ping's IPv6 targets follow
+    /// its IPv4 ones), and a target's cookie is its index there.
+    pub fn with_cookie_base(self, base: u32) -> Self {
+        Rounds { base, ..self }
     }
 }
 
@@ -194,7 +203,7 @@ impl Source for Rounds {
             }
             self.round_start = Some(now);
         }
-        let cookie = self.next as u32;
+        let cookie = self.base.wrapping_add(self.next as u32);
         let Some(target) = self.targets.nth(self.next) else {
             return Next::Done;
         };
@@ -349,6 +358,15 @@ mod tests {
             Rounds::new(Arc::new(Vec::new()), 3, Duration::ZERO).next(t0),
             Next::Done
         );
+        // A part of a larger list: cookies index the larger one, in every round.
+        let mut r = Rounds::new(Arc::new(t.clone()), 2, Duration::ZERO).with_cookie_base(40);
+        let cookies: Vec<u32> = (0..4)
+            .map(|_| match r.next(t0) {
+                Next::Probe { cookie, .. } => cookie,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(cookies, [40, 41, 40, 41]);
     }
 
     #[test]

@@ -446,10 +446,10 @@ impl ScanSource {
 
     fn timeout(&mut self, target: IpAddr, position: u64, attempt: u8) {
         self.events.push(Event {
-            n: position,
-            cookie: u32::from(attempt),
+            probe: Some(position),
+            cookie: 0,
             target,
-            t_send_ns: Event::UNKNOWN_TIME,
+            sent_ns: None,
             attempt,
             outcome: Outcome::Timeout,
         });
@@ -624,10 +624,10 @@ impl Source for ScanSource {
             c.fetch_add(1, Ordering::Relaxed);
         }
         self.events.push(Event {
-            n: p.position,
-            cookie: u32::from(p.attempt),
+            probe: Some(p.position),
+            cookie: 0,
             target: p.target,
-            t_send_ns,
+            sent_ns: Some(t_send_ns),
             attempt: p.attempt,
             outcome: Outcome::SendFailed { errno },
         });

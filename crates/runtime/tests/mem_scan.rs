@@ -192,7 +192,7 @@ fn check(s: &Scan) {
                 assert_eq!(from, IpAddr::V4(s.pop.router_v4));
                 assert_eq!(icmp_type, 3);
                 // 8 bytes quoted: no stamp, so no send time and no probe number.
-                assert_eq!((e.sent_ns(), e.probe()), (None, None), "{e:?}");
+                assert_eq!((e.sent_ns, e.probe), (None, None), "{e:?}");
                 'e'
             }
             Outcome::Timeout => 't',

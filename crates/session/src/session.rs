@@ -388,8 +388,10 @@ impl Socket {
         if req.target != ev.target {
             return;
         }
-        if ev.attempt == 0 {
-            req.first_sent_ns.get_or_insert(ev.t_send_ns);
+        if ev.attempt == 0
+            && let Some(t) = ev.sent_ns
+        {
+            req.first_sent_ns.get_or_insert(t);
         }
         let result = match ev.outcome {
             Outcome::Reply { rtt_ns, ttl, .. } => Ok(pong(req, ev, rtt_ns, ttl)),
@@ -508,10 +510,12 @@ fn inject(st: &State, cookie: u32, target: IpAddr, attempt: u8) -> Result<(), Pi
 
 /// The reply to `req` that `ev` reports.
 fn pong(req: &Request, ev: &Event, rtt_ns: u64, ttl: Option<u8>) -> Pong {
+    // A session's tries are tracked: every event carries its send time.
+    let sent = ev.sent_ns.unwrap_or_default();
     Pong {
         target: req.target,
-        sent: time(req.first_sent_ns.unwrap_or(ev.t_send_ns)),
-        rcvd: time(ev.t_send_ns.saturating_add(rtt_ns)),
+        sent: time(req.first_sent_ns.unwrap_or(sent)),
+        rcvd: time(sent.saturating_add(rtt_ns)),
         rtt: Duration::from_nanos(rtt_ns),
         ttl,
         attempt: ev.attempt,

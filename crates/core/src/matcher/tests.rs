@@ -135,7 +135,10 @@ fn reply_duplicate_late_and_stale() {
             from: a
         }
     );
-    assert_eq!((evs[0].n, evs[0].cookie, evs[0].target), (0, 1000, a));
+    assert_eq!(
+        (evs[0].probe, evs[0].cookie, evs[0].target),
+        (Some(0), 1000, a)
+    );
     assert_eq!(
         bed.feed(&rep, 300_000)[0].outcome,
         Outcome::Duplicate { rtt_ns: 299_000 }
@@ -146,7 +149,10 @@ fn reply_duplicate_late_and_stale() {
     let mut timeouts = vec![];
     bed.m.reap(10_000, 5_000, &mut |e, _| timeouts.push(e));
     assert_eq!(timeouts.len(), 1);
-    assert_eq!((timeouts[0].n, timeouts[0].outcome), (1, Outcome::Timeout));
+    assert_eq!(
+        (timeouts[0].probe, timeouts[0].outcome),
+        (Some(1), Outcome::Timeout)
+    );
     let rep_b = ip(b, US, 61, &reply_to(&req_b));
     assert_eq!(
         bed.feed(&rep_b, 20_000)[0].outcome,
@@ -231,7 +237,10 @@ fn errors_match_by_full_quote_or_by_ids_and_target() {
     );
     let evs = bed.feed(&ip(router, US, 64, &error_about(11, 0, short)), 9_500);
     assert_eq!(evs.len(), 1);
-    assert_eq!((evs[0].n, evs[0].target, evs[0].cookie), (1, t2, 1001));
+    assert_eq!(
+        (evs[0].probe, evs[0].target, evs[0].cookie),
+        (Some(1), t2, 1001)
+    );
     // Quoting a probe we never sent.
     let never = ip(US, t2, 64, &bed.probe(77, t2, 0, 0));
     assert!(
@@ -308,7 +317,10 @@ fn icmpv6_errors_must_quote_a_stamp_that_verifies() {
     // The whole probe: matched by its stamp.
     let evs = feed(&quote(&probe));
     assert_eq!(evs.len(), 1);
-    assert_eq!((evs[0].n, evs[0].target, evs[0].cookie), (0, dst, 9));
+    assert_eq!(
+        (evs[0].probe, evs[0].target, evs[0].cookie),
+        (Some(0), dst, 9)
+    );
     assert!(matches!(
         evs[0].outcome,
         Outcome::Error {

@@ -152,7 +152,7 @@ fn passes_probe_the_silent_targets_again_and_report_every_timeout() {
     let mut timeouts: HashSet<(IpAddr, u8)> = HashSet::new();
     for e in &events {
         assert_eq!(e.outcome, Outcome::Timeout);
-        assert_eq!(e.sent_ns(), None);
+        assert_eq!(e.sent_ns, None);
         assert!(timeouts.insert((e.target, e.attempt)), "{e:?} twice");
     }
     let want: HashSet<(IpAddr, u8)> = probes
@@ -163,7 +163,7 @@ fn passes_probe_the_silent_targets_again_and_report_every_timeout() {
     assert_eq!(timeouts, want);
     // Positions are the scan order's: the same for every try at a target.
     let pos: HashMap<IpAddr, u64> = probes.iter().map(|p| (p.target, p.position)).collect();
-    assert!(events.iter().all(|e| pos[&e.target] == e.n));
+    assert!(events.iter().all(|e| Some(pos[&e.target]) == e.probe));
     assert!(probes.iter().all(|p| pos[&p.target] == p.position));
     // Counted as listed; the passes were a cooldown apart (3 cooldowns in all).
     assert_eq!(st.silent(), timeouts.len() as u64);
@@ -257,7 +257,7 @@ fn failed_sends_are_events_and_never_retried() {
     src.drain(&mut events);
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].outcome, Outcome::SendFailed { errno: 101 });
-    assert_eq!((events[0].target, events[0].t_send_ns), (p.target, 42));
+    assert_eq!((events[0].target, events[0].sent_ns), (p.target, Some(42)));
     let (probes, rest) = run(&mut src, &st, t0, &HashMap::new());
     assert!(
         probes
@@ -357,7 +357,10 @@ fn replies_are_timed_without_state_duplicates_found_and_late_ones_stale() {
             from: a
         }
     );
-    assert_eq!((e.n, e.attempt, e.t_send_ns, e.target), (33, 0, T0, a));
+    assert_eq!(
+        (e.probe, e.attempt, e.sent_ns, e.target),
+        (Some(33), 0, Some(T0), a)
+    );
     // The same reply again: a duplicate, timed too.
     let evs = feed(&mut m, &rep, T0 + 3_000_000);
     assert_eq!(evs[0].outcome, Outcome::Duplicate { rtt_ns: 3_000_000 });
@@ -445,7 +448,7 @@ fn errors_are_validated_by_the_quoted_identifiers_alone_when_that_is_all_there_i
     assert_eq!(evs.len(), 1, "{:?}", m.drops());
     let e = evs[0];
     assert_eq!(
-        (e.target, e.attempt, e.sent_ns(), e.probe()),
+        (e.target, e.attempt, e.sent_ns, e.probe),
         (a, 1, None, None)
     );
     assert!(matches!(
@@ -464,7 +467,7 @@ fn errors_are_validated_by_the_quoted_identifiers_alone_when_that_is_all_there_i
         &unreachable(router, b, &probe(b, 0, 6, T0), 64),
         T0 + 9,
     );
-    assert_eq!((evs[0].n, evs[0].t_send_ns), (6, T0));
+    assert_eq!((evs[0].probe, evs[0].sent_ns), (Some(6), Some(T0)));
     assert!(matches!(evs[0].outcome, Outcome::Error { rtt_ns: 9, .. }));
     // Quoting a probe never sent: another target's identifiers, or made-up ones.
     let c = IpAddr::from([198, 19, 0, 22]);
