@@ -5,8 +5,8 @@
 # TARGETS targets (default 100,000) swept every EVERY (default 1s) for SECS seconds (default
 # 150: the 60 s window fills, then stays full), with the Prometheus endpoint scraped every
 # 10 s and, with OUTPUT=1, Parquet written (rotated each minute). FAMILY=mixed (default): the
-# whole 198.19.0.0/16, 65,536 IPv4 on the XDP engine, and the rest IPv6 from 2001:db8:1::/64
-# on raw sockets, as auto picks (one AF_XDP socket per interface queue); FAMILY=v6: all from
+# whole 198.19.0.0/16, 65,536 IPv4, and the rest IPv6 from 2001:db8:1::/64, both families on
+# the one XDP engine auto picks (one AF_XDP socket per queue serves both); FAMILY=v6: all from
 # 2001:db8:1::/64, all on XDP.
 #
 # Every 10 s it prints the sweep process's RSS (read just before the scrape) and CPU

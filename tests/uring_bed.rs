@@ -205,7 +205,8 @@ fn uring_scan_hits_match_ground_truth_exactly() {
 #[test]
 fn without_io_uring_uring_says_why_and_auto_runs_raw() {
     let Some(()) = require_bed() else { return };
-    let bed = Bed::up("unou", &[]);
+    // Two queues: auto's XDP can be made to leave one unserved (`--queues 0`), and refuses.
+    let bed = Bed::up("unou", &["--queues", "2"]);
     let Some(mut c) = bed.command_without_io_uring(&["ping", "198.19.0.1", "--engine", "uring"])
     else {
         eprintln!("skipped: the seccomp filter is written for x86_64 only");
@@ -222,42 +223,55 @@ fn without_io_uring_uring_says_why_and_auto_runs_raw() {
     assert!(err.lines().count() <= 2, "short: {err}");
     assert_eq!(bed.counter("sent4"), 0, "nothing sent");
 
-    // auto: XDP for the first family (one AF_XDP socket per interface), and for the other
-    // raw, the measured socket choice, with or without io_uring; the file records both.
+    // auto: both families on XDP (one set of sockets) where it attaches; where it would leave
+    // a queue unserved, raw sockets, the measured socket choice; either way with or without
+    // io_uring, and the file records which.
     let out = scratch("unou.parquet");
-    let args = [
-        "ping",
-        "198.19.0.1",
-        "2001:db8:1::1",
-        "-q",
-        "--force",
-        "-o",
-        out.to_str().unwrap(),
-    ];
-    for with_uring in [false, true] {
-        let o = if with_uring {
-            bed.asdic(&args)
-        } else {
-            let mut c = bed.command_without_io_uring(&args).expect("x86_64");
-            c.output().expect("running asdic")
-        };
-        let err = stderr_of(&o);
-        assert_eq!(o.status.code(), Some(0), "{err}");
-        let line = err
-            .lines()
-            .find(|l| l.starts_with("asdic: engine "))
-            .unwrap_or_else(|| panic!("an engine line: {err}"));
-        assert!(
-            line.starts_with("asdic: engine xdp:") && line.contains("; engine raw: "),
-            "{line}"
-        );
-        assert!(
-            line.contains("(auto: uring measured no faster"),
-            "raw by measurement: {line}"
-        );
-        let (rows, meta) = read_parquet(&out);
-        assert_eq!(rows.len(), 2);
-        assert_eq!(engine(&meta), Some("V4:xdp,V6:raw"));
+    for (queues, want) in [(None, "xdp"), (Some("0"), "raw")] {
+        for with_uring in [false, true] {
+            let mut args = vec![
+                "ping",
+                "198.19.0.1",
+                "2001:db8:1::1",
+                "-q",
+                "--force",
+                "-o",
+                out.to_str().unwrap(),
+            ];
+            if let Some(q) = queues {
+                args.extend(["--queues", q]);
+            }
+            let o = if with_uring {
+                bed.asdic(&args)
+            } else {
+                let mut c = bed.command_without_io_uring(&args).expect("x86_64");
+                c.output().expect("running asdic")
+            };
+            let err = stderr_of(&o);
+            assert_eq!(o.status.code(), Some(0), "{err}");
+            let line = err
+                .lines()
+                .find(|l| l.starts_with("asdic: engine "))
+                .unwrap_or_else(|| panic!("an engine line: {err}"));
+            if want == "xdp" {
+                assert!(
+                    line.starts_with("asdic: engine xdp:") && line.contains("both families"),
+                    "{line}"
+                );
+                assert!(!line.contains("engine raw"), "{line}");
+            } else {
+                assert!(line.starts_with("asdic: engine raw:"), "{line}");
+                assert!(
+                    line.contains("(auto: uring measured no faster")
+                        && line.contains("XDP not used")
+                        && line.contains("unserved"),
+                    "raw by measurement, and why not XDP: {line}"
+                );
+            }
+            let (rows, meta) = read_parquet(&out);
+            assert_eq!(rows.len(), 2);
+            assert_eq!(engine(&meta), Some(want));
+        }
     }
-    assert_eq!(bed.counter("replied"), 4);
+    assert_eq!(bed.counter("replied"), 8);
 }

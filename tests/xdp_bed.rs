@@ -107,7 +107,7 @@ fn xdp_ipv6_prefix_with_loss_matches_ground_truth_exactly() {
 }
 
 #[test]
-fn auto_scan_uses_xdp_for_one_family_and_sockets_for_the_other() {
+fn auto_scans_both_families_through_one_xdp_engine() {
     let Some(()) = require_bed() else { return };
     let bed = Bed::up("xs", &[]);
     let truth = bed.truth();
@@ -131,15 +131,16 @@ fn auto_scan_uses_xdp_for_one_family_and_sockets_for_the_other() {
     assert_eq!(o.status.code(), Some(0), "{err}");
     let line = engine_line(&err);
     assert!(
-        line.contains("engine xdp:") && line.contains("auto: XDP attached"),
+        line.contains("engine xdp:") && line.contains("auto: XDP attached, both families"),
         "{line}"
     );
     assert!(
-        line.contains("engine raw:") && line.contains("one AF_XDP socket per interface queue"),
-        "the other family says why it is not on XDP: {line}"
+        line.contains("from 198.18.0.1 ") && line.contains("and from 2001:db8:0:1::1 "),
+        "each family's source and next hop: {line}"
     );
+    assert!(!line.contains("engine raw"), "one engine: {line}");
     let (rows, meta) = read_parquet(&out);
-    assert_eq!(engine(&meta), Some("V4:xdp,V6:raw"));
+    assert_eq!(engine(&meta), Some("xdp"));
     let want = responding(0..65_536, 0x4c00..0x5000);
     let mut got = HashSet::new();
     for r in &rows {
@@ -154,6 +155,53 @@ fn auto_scan_uses_xdp_for_one_family_and_sockets_for_the_other() {
         assert!(got.insert(t), "one row per target");
     }
     assert_eq!(got, want, "exactly the responding targets");
+    // Every probe of both families crossed the router once.
+    assert_eq!(bed.counter("seen4"), 65_536 - 256);
+    assert_eq!(bed.counter("seen6"), 1024 - 256);
+    assert_eq!(xdp_on(&bed, "scan", "s0"), None);
+}
+
+/// `--engine xdp` takes a run of both families (it refused one before): one set of sockets,
+/// both ethertypes, each family's own source address and next hop, exact per-target counts.
+#[test]
+fn xdp_pings_both_families_through_one_set_of_sockets() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("xmix", &["--queues", "2"]);
+    let truth = bed.truth();
+    let (rows, meta) = ping_to_parquet(
+        &bed,
+        "xmix",
+        &[
+            "198.19.76.0/23",
+            "2001:db8:1::4c00/119",
+            "--engine",
+            "xdp",
+            "--rate",
+            "5000",
+            "-c",
+            "2",
+            "-i",
+            "100ms",
+        ],
+        512 + 512,
+    );
+    let seen = assert_ping_ground_truth(&truth, &rows, 2);
+    let dead = |v6: bool| {
+        rows.iter()
+            .filter(|r| {
+                let (f, x) = low16(r["target"].as_str().unwrap());
+                f == v6 && classify(&truth, f, x) == Truth::Dead
+            })
+            .count() as u64
+    };
+    let (dead4, dead6) = (dead(false), dead(true));
+    assert!(dead4 > 0 && dead6 > 0, "both families have dead hosts");
+    assert_eq!(seen, [1024 - 512 - dead4 - dead6, dead4 + dead6, 512]);
+    assert_eq!(engine(&meta), Some("xdp"));
+    assert_eq!(meta.families.as_deref(), Some("V4,V6"));
+    // Each request crossed the router once, both families, over both queues.
+    assert_eq!(bed.counter("seen4"), 2 * 256);
+    assert_eq!(bed.counter("seen6"), 2 * 256);
     assert_eq!(xdp_on(&bed, "scan", "s0"), None);
 }
 
@@ -471,4 +519,126 @@ fn a_session_flood_is_dropped_in_the_program_and_loses_no_reply() {
         "dropped {dropped} of {sent} in the program"
     );
     eprintln!("flood: {sent} sent, {dropped} dropped in the XDP program, 0 replies lost");
+}
+
+/// Families whose routes leave by different interfaces get one AF_XDP engine per interface:
+/// here the scanner reaches the IPv6 hosts over a second link to the router (s1 – r2), added
+/// inside the bed's namespaces (they go with the bed).
+#[test]
+fn families_that_leave_by_different_interfaces_get_an_engine_each() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("xif", &[]);
+    let rtr = format!("asdic-{}-rtr", bed.id());
+    let steps: [(&str, Vec<&str>); 9] = [
+        (
+            "scan",
+            vec![
+                "ip", "link", "add", "s1", "type", "veth", "peer", "name", "r2", "netns", &rtr,
+            ],
+        ),
+        (
+            "scan",
+            vec![
+                "ip",
+                "addr",
+                "add",
+                "2001:db8:0:9::1/64",
+                "dev",
+                "s1",
+                "nodad",
+            ],
+        ),
+        (
+            "rtr",
+            vec![
+                "ip",
+                "addr",
+                "add",
+                "2001:db8:0:9::2/64",
+                "dev",
+                "r2",
+                "nodad",
+            ],
+        ),
+        ("scan", vec!["ip", "link", "set", "s1", "up"]),
+        ("rtr", vec!["ip", "link", "set", "r2", "up"]),
+        ("rtr", vec!["sysctl", "-q", "net.ipv6.conf.r2.forwarding=1"]),
+        (
+            "scan",
+            vec![
+                "ip",
+                "-6",
+                "route",
+                "replace",
+                "2001:db8:1::/64",
+                "via",
+                "2001:db8:0:9::2",
+                "dev",
+                "s1",
+            ],
+        ),
+        (
+            "far",
+            vec![
+                "ip",
+                "-6",
+                "route",
+                "add",
+                "2001:db8:0:9::/64",
+                "via",
+                "2001:db8:0:2::1",
+            ],
+        ),
+        ("scan", vec!["ip", "-6", "route", "get", "2001:db8:1::1"]),
+    ];
+    for (role, cmd) in &steps {
+        let o = bed.exec_in(role, cmd);
+        assert!(
+            o.status.success(),
+            "{role}: {cmd:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let truth = bed.truth();
+    let (rows, meta) = ping_to_parquet(
+        &bed,
+        "xif",
+        &[
+            "198.19.0.0/24",
+            "2001:db8:1::/120",
+            "--engine",
+            "xdp",
+            "--rate",
+            "2000",
+        ],
+        512,
+    );
+    let seen = assert_ping_ground_truth(&truth, &rows, 1);
+    assert_eq!(seen[0] + seen[1], 512);
+    assert!(seen[1] >= 2, "dead hosts in both families: {seen:?}");
+    assert_eq!(engine(&meta), Some("xdp"));
+    let o = bed.asdic(&[
+        "ping",
+        "198.19.0.1",
+        "2001:db8:1::1",
+        "--engine",
+        "xdp",
+        "-q",
+    ]);
+    let err = stderr_of(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let line = engine_line(&err);
+    assert!(
+        line.contains("on s0 queue")
+            && line.contains("; engine xdp: ")
+            && line.contains("on s1 queue"),
+        "an engine per interface: {line}"
+    );
+    for dev in ["s0", "s1"] {
+        assert_eq!(
+            xdp_on(&bed, "scan", dev),
+            None,
+            "{dev}: detached at the end"
+        );
+    }
 }

@@ -27,6 +27,7 @@ use asdic_analysis::meta::session_hex;
 use asdic_analysis::{RunMeta, RunMode};
 use asdic_core::event::{Drops, Event};
 use asdic_engine::KernelDrops;
+use asdic_wire::Family;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::Fail;
@@ -165,7 +166,8 @@ impl Run {
         let f: Vec<String> = self
             .pipelines
             .iter()
-            .map(|p| format!("{:?}", p.family))
+            .flat_map(|p| p.families())
+            .map(|f| format!("{f:?}"))
             .collect();
         f.join(",")
     }
@@ -349,31 +351,51 @@ fn open_lanes(lanes: &mut Lanes) -> Result<(Run, Vec<Work>, Vec<String>), Fail> 
     let mut pipelines = Vec::with_capacity(lanes.lanes.len());
     let mut work = Vec::with_capacity(lanes.lanes.len());
     let mut table_lines = vec![];
-    let several = lanes.lanes.len() > 1;
-    for lane in std::mem::take(&mut lanes.lanes) {
-        let mut p = opener
-            .open(lane.slots, &lanes.engine, &lane.hints)
-            .map_err(Fail::System)?;
-        p.faults = crate::engines::injected_faults();
-        if let Some(l) = lane.table_line {
+    let all = std::mem::take(&mut lanes.lanes);
+    let several = all.len() > 1;
+    for lane in &all {
+        if let Some(l) = &lane.table_line {
             table_lines.push(if several {
-                format!("asdic: {:?} {l}", p.family)
+                format!("asdic: {:?} {l}", Family::of(lane.hints.toward))
             } else {
                 format!("asdic: {l}")
             });
         }
+    }
+    // Both families through one AF_XDP engine where it can serve them: one pipeline.
+    if let [a, b] = all.as_slice() {
+        let slots = (a.slots + b.slots).min(a.hints.ids.max_slots() as usize);
+        if let Some(mut p) = opener.open_both(slots, &lanes.engine, &a.hints, &b.hints) {
+            p.faults = crate::engines::injected_faults();
+            let parts = all
+                .into_iter()
+                .map(|l| (Family::of(l.hints.toward), l.work))
+                .collect();
+            pipelines.push(p);
+            work.push(Work::merge(parts));
+            return Ok((run_of(pipelines, lanes.session), work, table_lines));
+        }
+    }
+    for lane in all {
+        let mut p = opener
+            .open(lane.slots, &lanes.engine, &lane.hints)
+            .map_err(Fail::System)?;
+        p.faults = crate::engines::injected_faults();
         pipelines.push(p);
         work.push(lane.work);
     }
-    let run = Run {
+    Ok((run_of(pipelines, lanes.session), work, table_lines))
+}
+
+fn run_of(pipelines: Vec<Pipeline>, session: u32) -> Run {
+    Run {
         pipelines,
         t0: Instant::now(),
         started_ns: 0,
-        session: lanes.session,
+        session,
         dropped_dac: false,
         signals: None,
-    };
-    Ok((run, work, table_lines))
+    }
 }
 
 /// Feeds the receivers' event batches to `mode` until every receiver has ended, with its

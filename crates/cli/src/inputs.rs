@@ -69,7 +69,7 @@ pub fn work(
         sender: cfg,
         receiver: rx_cfg,
         source,
-        scan: None,
+        scan: vec![],
         flow_source: None,
     }
 }

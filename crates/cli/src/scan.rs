@@ -322,7 +322,7 @@ fn scan_lanes(
         ));
         let source = Box::new(ScanSource::new(state.clone(), walk, p.limit));
         let mut work = work(share, engine, ids, a.cooldown, 0, 1024, source);
-        work.scan = Some(state.clone());
+        work.scan = vec![state.clone()];
         states.push(state);
         lanes.push(Lane {
             slots: 2,

@@ -41,8 +41,9 @@ enum How {
         table: Arc<InflightTable>,
         numbering: Numbering,
     },
-    /// Nowhere but the responder set.
-    Stateless(ScanReceiver),
+    /// Nowhere but the responder set: one scan per family (a pipeline of both families
+    /// scans each family's space).
+    Stateless(Vec<ScanReceiver>),
 }
 
 impl Matcher {
@@ -68,10 +69,20 @@ impl Matcher {
 
     /// A matcher for one receiver of a stateless scan.
     pub fn stateless(state: &Arc<ScanState>) -> Self {
+        Matcher::stateless_of(std::slice::from_ref(state))
+    }
+
+    /// A stateless matcher for the scans of one run, one per family (the same key and
+    /// session): an answer meets the scan of its target's family.
+    ///
+    /// # Panics
+    /// If `states` is empty.
+    pub fn stateless_of(states: &[Arc<ScanState>]) -> Self {
+        let first = &states[0];
         Matcher {
-            key: state.key,
-            session: state.session,
-            how: How::Stateless(state.receiver()),
+            key: first.key,
+            session: first.session,
+            how: How::Stateless(states.iter().map(|s| s.receiver()).collect()),
             drops: Drops::default(),
             keyed_ip_ident: false,
         }
@@ -98,15 +109,15 @@ impl Matcher {
 
     /// A batch of frames begins (a stateless matcher reads the bound on attempts once).
     pub fn begin_batch(&mut self) {
-        if let How::Stateless(r) = &mut self.how {
-            r.begin();
+        if let How::Stateless(rs) = &mut self.how {
+            rs.iter_mut().for_each(ScanReceiver::begin);
         }
     }
 
     /// The batch is matched (a stateless matcher tells the scan's source).
     pub fn end_batch(&mut self) {
-        if let How::Stateless(r) = &self.how {
-            r.end();
+        if let How::Stateless(rs) = &self.how {
+            rs.iter().for_each(ScanReceiver::end);
         }
     }
 
@@ -303,8 +314,9 @@ impl Matcher {
         ts_ns: u64,
         out: &mut impl FnMut(Event),
     ) {
-        let How::Stateless(rx) = &self.how else {
-            return;
+        let Some(rx) = scan_receiver(&self.how, r.from) else {
+            // Of a family this run does not scan: its MAC may verify, its target cannot.
+            return self.drops.forged += 1;
         };
         let state = rx.state();
         // The stamp's cookie is the attempt; the identifiers must be that attempt's.
@@ -333,11 +345,11 @@ impl Matcher {
     }
 
     fn scan_error(&mut self, e: &IcmpError<'_>, ts_ns: u64, out: &mut impl FnMut(Event)) {
-        let How::Stateless(rx) = &self.how else {
-            return;
+        let q = &e.probe;
+        let Some(rx) = scan_receiver(&self.how, q.dst) else {
+            return self.drops.unmatched_errors += 1;
         };
         let state = rx.state();
-        let q = &e.probe;
         let a = match payload::verify(&self.key, self.session, q.dst, q.ident, q.seq, q.data) {
             Verdict::Valid(s) => match u8::try_from(s.cookie) {
                 Ok(attempt)
@@ -392,7 +404,8 @@ impl Matcher {
         first: Outcome,
         unknown: &mut impl FnMut(&mut Drops),
     ) -> Option<Outcome> {
-        let How::Stateless(rx) = &self.how else {
+        let Some(rx) = scan_receiver(&self.how, a.target) else {
+            unknown(&mut self.drops);
             return None;
         };
         let state = rx.state();
@@ -415,6 +428,15 @@ impl Matcher {
             })
         }
     }
+}
+
+/// The scan of `target`'s family, if the matcher is a stateless one with such a scan.
+fn scan_receiver(how: &How, target: core::net::IpAddr) -> Option<&ScanReceiver> {
+    let How::Stateless(rxs) = how else {
+        return None;
+    };
+    let family = asdic_wire::Family::of(target);
+    rxs.iter().find(|r| r.state().space().family() == family)
 }
 
 fn scan_event(a: &ScanAnswer, outcome: Outcome) -> Event {

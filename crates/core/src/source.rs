@@ -14,6 +14,7 @@ use crate::retry::Retry;
 use crate::set::TargetList;
 use crate::space::Space;
 use crate::stateless::ScanProbe;
+use asdic_wire::Family;
 
 /// What a source has to offer now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +66,124 @@ pub trait Source {
     /// wakes for its next probe.
     fn wait(&mut self, hint: Duration) {
         std::thread::sleep(hint);
+    }
+}
+
+/// The sources of one pipeline that sends to both families (an engine of both): each family's
+/// own source, asked in turn so that each gets its share of the probes (`weight`: its share of
+/// the run's rate); done when both are.
+pub struct Merged {
+    parts: Vec<Part>,
+}
+
+struct Part {
+    family: Family,
+    source: Box<dyn Source + Send>,
+    weight: f64,
+    /// Probes it handed out.
+    handed: u64,
+    /// It said [`Next::Done`], or it ended on a stop.
+    done: bool,
+}
+
+impl core::fmt::Debug for Merged {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let parts: Vec<_> = self
+            .parts
+            .iter()
+            .map(|p| (p.family, p.weight, p.handed, p.done))
+            .collect();
+        f.debug_struct("Merged").field("parts", &parts).finish()
+    }
+}
+
+impl Merged {
+    /// Each family's source with its weight (its share of the rate, > 0).
+    pub fn new(parts: Vec<(Family, Box<dyn Source + Send>, f64)>) -> Self {
+        Merged {
+            parts: parts
+                .into_iter()
+                .map(|(family, source, weight)| Part {
+                    family,
+                    source,
+                    weight: if weight > 0.0 { weight } else { 1.0 },
+                    handed: 0,
+                    done: false,
+                })
+                .collect(),
+        }
+    }
+
+    /// The parts not done, the one furthest behind its share first.
+    fn order(&self) -> ([usize; 2], usize) {
+        let mut order = [0usize; 2];
+        let mut n = 0;
+        for (i, p) in self.parts.iter().enumerate().take(2) {
+            if !p.done {
+                order[n] = i;
+                n += 1;
+            }
+        }
+        let behind = |i: usize| self.parts[i].handed as f64 / self.parts[i].weight;
+        if n == 2 && behind(order[1]) < behind(order[0]) {
+            order.swap(0, 1);
+        }
+        (order, n)
+    }
+}
+
+impl Source for Merged {
+    fn next(&mut self, now: Instant) -> Next {
+        let (order, n) = self.order();
+        for &i in &order[..n] {
+            let p = &mut self.parts[i];
+            match p.source.next(now) {
+                Next::Done => p.done = true,
+                Next::NotYet => {}
+                next => {
+                    p.handed += 1;
+                    return next;
+                }
+            }
+        }
+        if self.parts.iter().all(|p| p.done) {
+            Next::Done
+        } else {
+            Next::NotYet
+        }
+    }
+
+    fn stop(&mut self, now: Instant, abort: bool) -> bool {
+        let mut on = false;
+        for p in self.parts.iter_mut().filter(|p| !p.done) {
+            if p.source.stop(now, abort) {
+                on = true;
+            } else {
+                // It ends at once: never asked again.
+                p.done = true;
+            }
+        }
+        on
+    }
+
+    fn failed(&mut self, probe: &ScanProbe, errno: i32, t_send_ns: u64) {
+        let family = Family::of(probe.target);
+        if let Some(p) = self.parts.iter_mut().find(|p| p.family == family) {
+            p.source.failed(probe, errno, t_send_ns);
+        }
+    }
+
+    fn drain(&mut self, out: &mut Vec<Event>) {
+        for p in &mut self.parts {
+            p.source.drain(out);
+        }
+    }
+
+    fn wait(&mut self, hint: Duration) {
+        match self.parts.iter_mut().find(|p| !p.done) {
+            Some(p) => p.source.wait(hint),
+            None => std::thread::sleep(hint),
+        }
     }
 }
 
@@ -332,6 +451,48 @@ mod tests {
         assert_eq!(feed.next(now), Next::Done);
         feed.wait(Duration::from_secs(1));
         assert_eq!(feed.next(now), Next::Done);
+    }
+
+    #[test]
+    fn merged_sources_share_the_probes_by_weight_and_end_together() {
+        let v4: Vec<IpAddr> = (1..=6).map(|i| IpAddr::from([198, 19, 0, i])).collect();
+        let v6: Vec<IpAddr> = (1..=2)
+            .map(|i| IpAddr::from([0x2001, 0xdb8, 1, 0, 0, 0, 0, i]))
+            .collect();
+        let rounds = |t: &Vec<IpAddr>, base| {
+            Box::new(Rounds::new(Arc::new(t.clone()), 1, Duration::ZERO).with_cookie_base(base))
+                as Box<dyn Source + Send>
+        };
+        let mut m = Merged::new(vec![
+            (Family::V4, rounds(&v4, 0), 6.0),
+            (Family::V6, rounds(&v6, 6), 2.0),
+        ]);
+        let t0 = Instant::now();
+        let mut got = vec![];
+        for _ in 0..20 {
+            match m.next(t0) {
+                Next::Probe { cookie, target, .. } => got.push((cookie, target.is_ipv6())),
+                Next::Done => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        // Every target once, each family in its own order, the IPv6 ones spread 1 in 4.
+        assert_eq!(got.len(), 8);
+        let sixes: Vec<usize> = (0..8).filter(|&i| got[i].1).collect();
+        assert_eq!(sixes.len(), 2);
+        assert!(sixes[1] - sixes[0] >= 3, "{got:?}");
+        let mut cookies: Vec<u32> = got.iter().map(|g| g.0).collect();
+        cookies.sort_unstable();
+        assert_eq!(cookies, (0..8).collect::<Vec<u32>>());
+        assert_eq!(m.next(t0), Next::Done);
+        // Sources that end at once on a stop are never asked again.
+        let mut m = Merged::new(vec![
+            (Family::V4, rounds(&v4, 0), 1.0),
+            (Family::V6, rounds(&v6, 6), 1.0),
+        ]);
+        assert!(matches!(m.next(t0), Next::Probe { .. }));
+        assert!(!m.stop(t0, false));
+        assert_eq!(m.next(t0), Next::Done);
     }
 
     #[test]

@@ -309,6 +309,18 @@ pub trait Tx: Send {
     /// kernel/ring, or the error that stopped the batch at packet `from + sent`.
     fn send(&mut self, batch: &TxBatch, from: usize) -> Result<usize, SendError>;
 
+    /// What a packet to a target of `family` must contain, if this engine sends to that
+    /// family: the AF_XDP engine opened for both families frames each with its own source
+    /// address and next hop. By default, the engine's one layer ([`TxCaps::layer`]), for
+    /// the family it was opened for (the caller knows which).
+    fn layer_for(&self, family: asdic_wire::Family) -> Option<TxLayer> {
+        let layer = self.caps().layer;
+        match layer {
+            TxLayer::Ethernet { src_ip, .. } if asdic_wire::Family::of(src_ip) != family => None,
+            _ => Some(layer),
+        }
+    }
+
     /// Whether one of this engine's receive rings holds over a quarter of what it can,
     /// seen from the sending side without the receiver (which may not be running: on a busy
     /// machine that is when its ring fills), where the engine can tell cheaply; `false`

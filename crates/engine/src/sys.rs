@@ -86,27 +86,30 @@ pub(crate) fn poll_in(fd: &OwnedFd, timeout: Duration) -> io::Result<bool> {
     Ok(r > 0)
 }
 
-/// Waits up to `ms` milliseconds for input on descriptor `a` or socket `b`; which are ready.
+/// Most descriptors [`poll_any`] waits on.
 #[cfg(feature = "xdp")]
-pub(crate) fn poll_in2(a: std::os::fd::RawFd, b: &OwnedFd, ms: i32) -> io::Result<(bool, bool)> {
-    let mut p = [
-        libc::pollfd {
-            fd: a,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: b.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    // SAFETY: `p` is an array of two valid pollfds, alive for the call.
-    let r = unsafe { libc::poll(p.as_mut_ptr(), 2, ms) };
+pub(crate) const POLL_MAX: usize = 4;
+
+/// Waits up to `ms` milliseconds for input on any of `fds` (at most [`POLL_MAX`]); whether
+/// one is ready.
+#[cfg(feature = "xdp")]
+pub(crate) fn poll_any(fds: &[std::os::fd::RawFd], ms: i32) -> io::Result<bool> {
+    let mut all = [libc::pollfd {
+        fd: -1,
+        events: libc::POLLIN,
+        revents: 0,
+    }; POLL_MAX];
+    let n = fds.len().min(POLL_MAX);
+    for (q, &fd) in all.iter_mut().zip(fds) {
+        q.fd = fd;
+    }
+    let p = &mut all[..n];
+    // SAFETY: `p` holds `p.len()` valid pollfds, alive for the call.
+    let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, ms) };
     if r < 0 {
         let e = io::Error::last_os_error();
         return if e.kind() == io::ErrorKind::Interrupted {
-            Ok((false, false))
+            Ok(false)
         } else {
             Err(e)
         };
@@ -117,7 +120,7 @@ pub(crate) fn poll_in2(a: std::os::fd::RawFd, b: &OwnedFd, ms: i32) -> io::Resul
     {
         return Err(io::Error::other("socket error while polling"));
     }
-    Ok((ready(&p[0]), ready(&p[1])))
+    Ok(p.iter().any(ready))
 }
 
 enum Addrs {

@@ -78,6 +78,10 @@ pub struct XdpOptions {
     pub device: Option<String>,
     /// A target of the run: its route picks the interface, next hop and source address.
     pub toward: IpAddr,
+    /// A target of the other family, for one engine that sends and receives both (one socket
+    /// per queue serves both ethertypes): its route must leave by the same interface, and
+    /// picks that family's next hop and source address.
+    pub also: Option<IpAddr>,
     /// The RX queues to bind a socket to; `None`: every RX queue of the interface.
     pub queues: Option<Vec<u32>>,
     /// Refuse to open unless the sockets serve every RX queue of the interface (what
@@ -117,6 +121,7 @@ impl XdpOptions {
             v6: toward.is_ipv6(),
             device: None,
             toward,
+            also: None,
             queues: None,
             require_all_queues: false,
             mode: None,
@@ -218,6 +223,35 @@ pub fn path_for(o: &XdpOptions) -> Result<XdpPath, EngineError> {
         next_hop,
         src_ip,
     })
+}
+
+/// The path of `o.toward`, and of `o.also` (the other family) if given: the same interface,
+/// or no engine (families that leave by different interfaces take one engine each).
+fn paths(o: &XdpOptions) -> Result<(XdpPath, Option<XdpPath>), EngineError> {
+    let path = path_for(o)?;
+    let Some(also) = o.also else {
+        return Ok((path, None));
+    };
+    if also.is_ipv6() == o.v6 {
+        return Err(unavailable(format!(
+            "{also} and {} are of one family: `also` names the other",
+            o.toward
+        )));
+    }
+    let other = path_for(&XdpOptions {
+        toward: also,
+        v6: also.is_ipv6(),
+        also: None,
+        source: o.source.filter(|s| s.is_ipv6() == also.is_ipv6()),
+        ..o.clone()
+    })?;
+    if other.link.index != path.link.index {
+        return Err(unavailable(format!(
+            "{} leaves by {} and {also} by {}: one engine per interface",
+            o.toward, path.link.name, other.link.name
+        )));
+    }
+    Ok((path, Some(other)))
 }
 
 /// A stack of frames owned by one half (the TX free list).
@@ -352,6 +386,8 @@ pub struct XdpTx {
     /// Frames waiting on one RX ring beyond which receivers are behind: a quarter of it.
     hold_at: u32,
     caps: TxCaps,
+    /// Opened for both families: the other family's layer (its source and next hop).
+    other: Option<TxLayer>,
 }
 
 impl std::fmt::Debug for XdpTx {
@@ -410,14 +446,16 @@ pub struct XdpRx {
     umem: Umem,
     descs: Vec<FrameDesc>,
     filter: Option<Filter>,
-    /// The raw socket that reads what the kernel reassembled (the first half only).
-    side: Option<Side>,
+    /// The raw sockets that read what the kernel reassembled, one per family (the first half
+    /// only).
+    sides: Vec<Side>,
     watch: Option<QueueWatch>,
     caps: RxCaps,
     /// RX frames of this queue.
     frames: u32,
-    /// Our MAC and address: what every frame off the ring must be addressed to.
-    to: ([u8; 6], IpAddr),
+    /// Our MAC and addresses (the other family's too, for an engine of both): what every
+    /// frame off the ring must be addressed to.
+    to: ([u8; 6], IpAddr, Option<IpAddr>),
     /// Frames off the ring that were not (see [`KernelDrops::xdp_misaddressed`]).
     misaddressed: u64,
 }
@@ -497,6 +535,8 @@ impl std::fmt::Debug for XdpRx {
 pub struct XdpInfo {
     /// Interface, addresses, next hop.
     pub path: XdpPath,
+    /// The other family's, for an engine of both.
+    pub other: Option<XdpPath>,
     /// How the XDP program is attached.
     pub mode: Mode,
     /// A leftover program that was replaced, if any.
@@ -597,7 +637,7 @@ impl XdpRx {
         umem: Umem,
         batch: usize,
         frames: u32,
-        path: &XdpPath,
+        to: ([u8; 6], IpAddr, Option<IpAddr>),
     ) -> XdpRx {
         XdpRx {
             queue,
@@ -606,10 +646,10 @@ impl XdpRx {
             umem,
             descs: vec![FrameDesc::default(); batch.max(64)],
             filter: None,
-            side: None,
+            sides: vec![],
             watch: None,
             frames,
-            to: (path.src_mac, path.src_ip),
+            to,
             misaddressed: 0,
             caps: RxCaps {
                 engine: ENGINE,
@@ -700,12 +740,19 @@ fn layout(o: &XdpOptions, ifname: &str) -> Result<Layout, EngineError> {
 
 /// Attaches asdic's filter to the path's interface for this run: its session, identifiers,
 /// MAC key, and its source address as the only destination.
-fn attach_filter(o: &XdpOptions, path: &XdpPath) -> Result<Filter, EngineError> {
-    let (src4, src6) = match path.src_ip {
-        IpAddr::V4(a) => (Some(a), None),
-        IpAddr::V6(a) => (None, Some(a)),
-    };
-    if src6.is_some() != o.v6 {
+fn attach_filter(
+    o: &XdpOptions,
+    path: &XdpPath,
+    other: Option<&XdpPath>,
+) -> Result<Filter, EngineError> {
+    let (mut src4, mut src6) = (None, None);
+    for p in std::iter::once(path).chain(other) {
+        match p.src_ip {
+            IpAddr::V4(a) => src4 = Some(a),
+            IpAddr::V6(a) => src6 = Some(a),
+        }
+    }
+    if path.src_ip.is_ipv6() != o.v6 || other.is_some_and(|p| p.src_ip.is_ipv6() == o.v6) {
         return Err(unavailable(format!(
             "source address {} is not of the probes' family",
             path.src_ip
@@ -731,29 +778,17 @@ fn attach_filter(o: &XdpOptions, path: &XdpPath) -> Result<Filter, EngineError> 
     .map_err(|e| unavailable(e.to_string()))
 }
 
-/// Opens the engine: resolves the path, attaches the XDP program, creates a UMEM and a
-/// socket per RX queue, registers each socket with the program and fills its fill ring.
-/// Returns the TX half and one RX half per queue (the first one owns the program).
-pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError> {
-    if let Some(why) = caps::lacking("XDP", caps::XDP_ENGINE, caps::XDP_GRANT) {
-        return Err(unavailable(why));
-    }
-    let path = path_for(o)?;
-    let ifname = path.link.name.clone();
-    let max_packet = (path.link.mtu as usize + ETH).min((FRAME - 256) as usize);
-    if o.frame_len > max_packet {
-        return Err(unavailable(format!(
-            "{}-byte probe frames exceed {ifname}'s MTU ({} bytes of frame); the XDP engine \
-             does not fragment",
-            o.frame_len, max_packet
-        )));
-    }
-    let l = layout(o, &ifname)?;
-    // The raw socket for what the kernel reassembles: opened now, while the capabilities are
-    // there, and before the program passes it anything.
-    let side = side_socket(o.v6, &ifname)?;
-    let mut filter = attach_filter(o, &path)?;
-
+/// The sockets of one open: one per queue in `l` (registered with the program for each family
+/// in `families`, `true` for IPv6), its fill ring filled; the TX lanes of the sending queues,
+/// the RX halves, and the RX rings' watches.
+fn bind_all(
+    o: &XdpOptions,
+    l: &Layout,
+    ifname: &str,
+    filter: &mut Filter,
+    families: &[bool],
+    to: ([u8; 6], IpAddr, Option<IpAddr>),
+) -> Result<Sockets, EngineError> {
     let batch = o.batch.max(1);
     let mut lanes = vec![];
     let mut rxs = vec![];
@@ -767,10 +802,13 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
             cq,
             umem,
             mut frames,
-        } = bind_queue(&ifname, queue, tx_frames, l.rx_frames)?;
-        filter
-            .register(queue, o.v6, rxq.fd().as_raw_fd())
-            .map_err(|e| unavailable(e.to_string()))?;
+        } = bind_queue(ifname, queue, tx_frames, l.rx_frames)?;
+        // One socket per queue for every family the engine serves.
+        for &v6 in families {
+            filter
+                .register(queue, v6, rxq.fd().as_raw_fd())
+                .map_err(|e| unavailable(e.to_string()))?;
+        }
         // Without a watch the sender still hears from the receiver itself, later.
         if let Ok(w) = xsk_sys::RxRingWatch::new(rxq.fd().as_raw_fd()) {
             watches.push(w);
@@ -796,10 +834,63 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
         }
         // A queue without a lane drops its TX ring and completion ring here; the socket
         // lives on with its RX ring and fill ring (xsk-rs closes it with the last handle).
-        rxs.push(XdpRx::new(queue, rxq, fq, umem, batch, l.rx_frames, &path));
+        rxs.push(XdpRx::new(queue, rxq, fq, umem, batch, l.rx_frames, to));
     }
+    Ok(Sockets {
+        lanes,
+        rxs,
+        watches,
+    })
+}
+
+/// What [`bind_all`] opened.
+struct Sockets {
+    lanes: Vec<Lane>,
+    rxs: Vec<XdpRx>,
+    watches: Vec<xsk_sys::RxRingWatch>,
+}
+
+/// Opens the engine: resolves the path, attaches the XDP program, creates a UMEM and a
+/// socket per RX queue, registers each socket with the program and fills its fill ring.
+/// Returns the TX half and one RX half per queue (the first one owns the program).
+pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError> {
+    if let Some(why) = caps::lacking("XDP", caps::XDP_ENGINE, caps::XDP_GRANT) {
+        return Err(unavailable(why));
+    }
+    let (path, other) = paths(o)?;
+    let ifname = path.link.name.clone();
+    let max_packet = (path.link.mtu as usize + ETH).min((FRAME - 256) as usize);
+    if o.frame_len > max_packet {
+        return Err(unavailable(format!(
+            "{}-byte probe frames exceed {ifname}'s MTU ({} bytes of frame); the XDP engine \
+             does not fragment",
+            o.frame_len, max_packet
+        )));
+    }
+    let l = layout(o, &ifname)?;
+    // The raw socket for what the kernel reassembles: opened now, while the capabilities are
+    // there, and before the program passes it anything.
+    let mut sides = vec![side_socket(o.v6, &ifname)?];
+    if other.is_some() {
+        sides.push(side_socket(!o.v6, &ifname)?);
+    }
+    let mut filter = attach_filter(o, &path, other.as_ref())?;
+
+    let families: Vec<bool> = [o.v6, !o.v6].into_iter().take(sides.len()).collect();
+    let to = (path.src_mac, path.src_ip, other.as_ref().map(|p| p.src_ip));
+    let Sockets {
+        lanes,
+        mut rxs,
+        watches,
+    } = bind_all(o, &l, &ifname, &mut filter, &families, to)?;
+    let other_layer = other.as_ref().map(|p| TxLayer::Ethernet {
+        src_mac: p.src_mac,
+        dst_mac: p.dst_mac,
+        src_ip: p.src_ip,
+    });
     let info = XdpInfo {
         path: path.clone(),
+        other,
         mode: filter.mode(),
         replaced: filter.replaced().map(str::to_string),
         queues: l.queues.clone(),
@@ -811,7 +902,7 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
     };
     let first = &mut rxs[0];
     first.filter = Some(filter);
-    first.side = Some(side);
+    first.sides = sides;
     first.watch = Some(QueueWatch {
         ifname,
         rx_queues: l.rx_count,
@@ -833,6 +924,7 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
             max_packet,
             ttl_per_socket: false,
         },
+        other: other_layer,
     };
     Ok((tx, rxs, info))
 }
@@ -923,6 +1015,13 @@ impl Tx for XdpTx {
         self.caps
     }
 
+    fn layer_for(&self, family: asdic_wire::Family) -> Option<TxLayer> {
+        [Some(self.caps.layer), self.other]
+            .into_iter()
+            .flatten()
+            .find(|l| matches!(l, TxLayer::Ethernet { src_ip, .. } if asdic_wire::Family::of(*src_ip) == family))
+    }
+
     fn receivers_behind(&self) -> bool {
         self.watches.iter().any(|w| w.waiting() > self.hold_at)
     }
@@ -962,41 +1061,40 @@ impl Rx for XdpRx {
         let mut from_side = 0;
         if n == 0 {
             let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-            let ready = match &self.side {
-                None => self.q.poll(ms).map_err(|source| EngineError::Io {
-                    engine: ENGINE,
-                    what: "poll",
-                    source,
-                })?,
-                Some(side) => {
-                    let (ring, raw) = sys::poll_in2(self.q.fd().as_raw_fd(), &side.fd, ms)
-                        .map_err(|source| EngineError::Io {
-                            engine: ENGINE,
-                            what: "poll",
-                            source,
-                        })?;
-                    ring || raw
+            let ready = if self.sides.is_empty() {
+                self.q.poll(ms)
+            } else {
+                let mut fds = [self.q.fd().as_raw_fd(); sys::POLL_MAX];
+                for (fd, side) in fds[1..].iter_mut().zip(&self.sides) {
+                    *fd = side.fd.as_raw_fd();
                 }
-            };
+                sys::poll_any(&fds[..=self.sides.len()], ms)
+            }
+            .map_err(|source| EngineError::Io {
+                engine: ENGINE,
+                what: "poll",
+                source,
+            })?;
             if !ready {
                 return Ok(0);
             }
             n = xsk_sys::rx_consume(&mut self.q, &mut self.descs);
         }
-        if let Some(side) = &mut self.side {
-            from_side = side.drain(on_frame)?;
+        for side in &mut self.sides {
+            from_side += side.drain(on_frame)?;
         }
         if n == 0 {
             return Ok(from_side);
         }
         // Timestamped once per batch, right off the ring.
         let ts_ns = crate::now_ns();
-        let (mac, ip) = self.to;
+        let (mac, ip, other) = self.to;
         for d in &self.descs[..n] {
             let data = xsk_sys::frame_bytes(&self.umem, d);
             // The program's address checks, again: a frame it should not have handed over
             // is counted, never matched.
-            if !asdic_wire::inbound::ethernet_addressed_to(data, mac, ip) {
+            let to_us = |ip| asdic_wire::inbound::ethernet_addressed_to(data, mac, ip);
+            if !to_us(ip) && !other.is_some_and(to_us) {
                 self.misaddressed += 1;
                 continue;
             }
@@ -1024,14 +1122,14 @@ impl Rx for XdpRx {
 
     fn kernel_drops(&mut self) -> Result<KernelDrops, EngineError> {
         let filter = self.filter.as_ref().map(Filter::stats).unwrap_or_default();
-        let side_drops = match &self.side {
-            Some(side) => sys::socket_drops(&side.fd).map_err(|source| EngineError::Io {
+        let mut side_drops = 0;
+        for side in &self.sides {
+            side_drops += sys::socket_drops(&side.fd).map_err(|source| EngineError::Io {
                 engine: ENGINE,
                 what: "SO_MEMINFO (raw socket)",
                 source,
-            })?,
-            None => 0,
-        };
+            })?;
+        }
         let s = self
             .q
             .fd()
@@ -1050,7 +1148,7 @@ impl Rx for XdpRx {
             redirect_failed: filter.redirect_failed,
             xdp_redirected: filter.redirected,
             xdp_pass: filter.pass,
-            xdp_via_kernel: self.side.as_ref().map_or(0, |s| s.read),
+            xdp_via_kernel: self.sides.iter().map(|s| s.read).sum(),
             xdp_misaddressed: self.misaddressed,
             xdp_drop_forged: filter.forged,
         })

@@ -164,16 +164,70 @@ fn pick<T>(
     }
 }
 
-/// Opens the engines of one run, lane by lane. One AF_XDP socket per interface queue (and one
-/// XDP program per interface): the first lane that gets XDP keeps it, the other family uses
-/// sockets.
+/// Opens the engines of one run. One AF_XDP socket per interface queue serves both families
+/// ([`Opener::open_both`]); where the families leave by different interfaces, each opens its
+/// own engine ([`Opener::open`]), at most one XDP program per interface: a family whose
+/// interface already has the run's program uses sockets.
 #[derive(Debug, Default)]
 pub struct Opener {
-    /// Which lane holds the XDP engine, if one does.
-    xdp_taken: Option<String>,
+    /// The interface (index, if known) of the run's XDP engine, and whose it is.
+    xdp_taken: Option<(Option<u32>, String)>,
+}
+
+/// The interface probes toward `toward` leave by (the device asked for, else the route's).
+fn egress(o: &EngineOptions, toward: IpAddr) -> Option<u32> {
+    match &o.device {
+        Some(d) => asdic_engine::netlink::link_by_name(d).ok().map(|l| l.index),
+        None => asdic_engine::netlink::route_to(toward)
+            .ok()
+            .map(|r| r.ifindex),
+    }
 }
 
 impl Opener {
+    /// For a run of both families, AF_XDP for both through one set of sockets when it is
+    /// asked for (or auto's first choice) and both families leave by one interface: one
+    /// pipeline of both families, with a table of `slots` slots. `None` when that cannot be
+    /// (each family then opens its own engine, and says why).
+    pub fn open_both(
+        &mut self,
+        slots: usize,
+        o: &EngineOptions,
+        first: &RunHints,
+        second: &RunHints,
+    ) -> Option<Pipeline> {
+        if !matches!(o.choice, Choice::Xdp | Choice::Auto)
+            || Family::of(first.toward) == Family::of(second.toward)
+            || self.xdp_taken.is_some()
+        {
+            return None;
+        }
+        let hints = RunHints {
+            probes: first.probes.saturating_add(second.probes),
+            ..*first
+        };
+        let auto = o.choice == Choice::Auto;
+        let (halves, detail) = open_xdp(o, &hints, Some(second.toward), auto).ok()?;
+        let (family, other) = (Family::of(first.toward), Family::of(second.toward));
+        self.xdp_taken = Some((
+            egress(o, first.toward),
+            format!("{family:?}+{other:?} pipeline has it ({detail})"),
+        ));
+        let why = if auto {
+            "auto: XDP attached, both families"
+        } else {
+            "as asked, both families"
+        };
+        let used = EngineUsed {
+            name: Engine::Xdp.name(),
+            what: Engine::Xdp.what(),
+            why: format!("{why}; {detail}"),
+        };
+        let mut p = Pipeline::new(family, slots, halves, used);
+        p.other = Some(other);
+        Some(p)
+    }
+
     /// Opens the engine for the family of `hints.toward`, with a table of `slots` slots.
     pub fn open(
         &mut self,
@@ -183,15 +237,16 @@ impl Opener {
     ) -> anyhow::Result<Pipeline> {
         let family = Family::of(hints.toward);
         let system = anyhow::Error::from;
-        let xdp_taken = self.xdp_taken.clone();
+        // One XDP program per interface: the run's, if this family leaves by its interface.
+        let taken = self
+            .xdp_taken
+            .clone()
+            .filter(|(ifindex, _)| ifindex.is_none() || *ifindex == egress(o, hints.toward));
         let auto = o.choice == Choice::Auto;
-        let open = |e: Engine| match (&xdp_taken, e) {
-            (Some(by), Engine::Xdp) => Err(EngineError::Unavailable {
+        let open = |e: Engine| match (&taken, e) {
+            (Some((_, by)), Engine::Xdp) => Err(EngineError::Unavailable {
                 engine: "xdp",
-                reason: format!(
-                    "the {by} (one AF_XDP socket per interface queue; run the other family \
-                     separately to use XDP for both)"
-                ),
+                reason: format!("the {by} (one XDP program per interface)"),
             }),
             _ => open_engine(e, family, o, hints, auto),
         };
@@ -227,7 +282,10 @@ impl Opener {
             },
         };
         if kind == Engine::Xdp {
-            self.xdp_taken = Some(format!("{family:?} pipeline has it ({detail})"));
+            self.xdp_taken = Some((
+                egress(o, hints.toward),
+                format!("{family:?} pipeline has it ({detail})"),
+            ));
         }
         let engine_why = if detail.is_empty() {
             why
@@ -268,7 +326,7 @@ fn open_engine(
             ))
         }
         Engine::Uring => open_uring(socket),
-        Engine::Xdp => open_xdp(family, o, hints, auto),
+        Engine::Xdp => open_xdp(o, hints, None, auto),
     }
 }
 
@@ -292,9 +350,9 @@ fn open_uring(_: RawOptions) -> Result<(Halves, String), EngineError> {
 
 #[cfg(not(feature = "xdp"))]
 fn open_xdp(
-    _: Family,
     _: &EngineOptions,
     _: &RunHints,
+    _: Option<IpAddr>,
     _: bool,
 ) -> Result<(Halves, String), EngineError> {
     Err(not_built("xdp"))
@@ -309,11 +367,13 @@ fn not_built(engine: &'static str) -> EngineError {
     }
 }
 
+/// The AF_XDP engine toward `hints.toward`, and toward `also` (the other family) through the
+/// same sockets if given.
 #[cfg(feature = "xdp")]
 fn open_xdp(
-    family: Family,
     o: &EngineOptions,
     hints: &RunHints,
+    also: Option<IpAddr>,
     auto: bool,
 ) -> Result<(Halves, String), EngineError> {
     use asdic_engine::xdp::{self, XdpOptions};
@@ -330,7 +390,12 @@ fn open_xdp(
         ident_span,
         batch: o.batch,
         gateway_mac: o.gateway_mac,
-        frame_len: asdic_wire::template::ethernet_frame_len(family, o.size),
+        frame_len: std::iter::once(hints.toward)
+            .chain(also)
+            .map(|t| asdic_wire::template::ethernet_frame_len(Family::of(t), o.size))
+            .max()
+            .unwrap_or(0),
+        also,
         queues: o.queues.clone(),
         // Auto must not pick an engine that leaves replies unread.
         require_all_queues: auto,
@@ -390,6 +455,14 @@ fn xdp_detail(info: &asdic_engine::xdp::XdpInfo) -> String {
     );
     if let Some(r) = &info.replaced {
         detail.push_str(&format!("; {r}"));
+    }
+    if let Some(o) = &info.other {
+        detail.push_str(&format!(
+            "; and from {} to next hop {} {}",
+            o.src_ip,
+            o.next_hop,
+            mac(o.dst_mac)
+        ));
     }
     detail
 }

@@ -20,7 +20,7 @@ use anyhow::Context;
 use asdic_core::event::{Drops, Event};
 use asdic_core::matcher::Matcher;
 use asdic_core::retry::Retry;
-use asdic_core::source::Source;
+use asdic_core::source::{Merged, Source};
 use asdic_core::stateless::ScanState;
 use asdic_core::table::InflightTable;
 use asdic_engine::{KernelDrops, Rx, Tx, TxCaps};
@@ -87,10 +87,13 @@ pub struct Faults {
     pub rx_stall: Option<Duration>,
 }
 
-/// One address family's engine, table and the counters of its threads.
+/// One address family's engine, table and the counters of its threads; or both families',
+/// through one engine that sends and receives both (AF_XDP on one interface).
 pub struct Pipeline {
-    /// The family.
+    /// The family (the first of two).
     pub family: Family,
+    /// The other family, for a pipeline of both.
+    pub other: Option<Family>,
     /// Its in-flight table.
     pub table: Arc<InflightTable>,
     /// The engine halves (one RX half per queue), until the threads take them.
@@ -144,7 +147,7 @@ impl std::fmt::Debug for Work {
         f.debug_struct("Work")
             .field("sender", &self.sender)
             .field("receiver", &self.receiver)
-            .field("scan", &self.scan.is_some())
+            .field("scan", &self.scan.len())
             .field("flow_source", &self.flow_source)
             .finish_non_exhaustive()
     }
@@ -179,12 +182,26 @@ impl Pipeline {
     pub fn new(family: Family, slots: usize, halves: Halves, engine_used: EngineUsed) -> Self {
         Pipeline {
             family,
+            other: None,
             table: Arc::new(InflightTable::new(slots)),
             engine: Some(halves),
             engine_used,
             sender: Arc::new(SenderShared::default()),
             receiver: Arc::new(RxShared::default()),
             faults: Faults::default(),
+        }
+    }
+
+    /// Its families: one, or both for a pipeline of both.
+    pub fn families(&self) -> Vec<Family> {
+        std::iter::once(self.family).chain(self.other).collect()
+    }
+
+    /// What it is called in what it prints: `V4`, `V6` or `V4+V6`.
+    pub fn name(&self) -> String {
+        match self.other {
+            Some(o) => format!("{:?}+{o:?}", self.family),
+            None => format!("{:?}", self.family),
         }
     }
 
@@ -206,13 +223,36 @@ impl Pipeline {
         self.stopper().abort();
     }
 
-    /// One probe template per payload size, in the layer the engine sends; a size the engine
-    /// cannot send whole is refused.
-    fn templates(&self, caps: TxCaps, sizes: &[usize]) -> Result<Vec<Template>, StartError> {
-        let layer: Layer = caps.layer.into();
-        let mut templates = Vec::with_capacity(sizes.len());
+    /// One probe template per payload size and family, in the layer the engine sends to that
+    /// family; a size the engine cannot send whole is refused.
+    fn templates(&self, tx: &dyn Tx, sizes: &[usize]) -> Result<Vec<Template>, StartError> {
+        let caps = tx.caps();
+        let mut templates = Vec::with_capacity(sizes.len() * 2);
+        for family in self.families() {
+            let layer = match self.other {
+                None => caps.layer,
+                Some(_) => tx.layer_for(family).ok_or_else(|| {
+                    StartError::System(anyhow::anyhow!(
+                        "the {} engine does not send {family:?}",
+                        caps.engine
+                    ))
+                })?,
+            };
+            self.family_templates(family, layer.into(), caps, sizes, &mut templates)?;
+        }
+        Ok(templates)
+    }
+
+    fn family_templates(
+        &self,
+        family: Family,
+        layer: Layer,
+        caps: TxCaps,
+        sizes: &[usize],
+        templates: &mut Vec<Template>,
+    ) -> Result<(), StartError> {
         for &size in sizes {
-            let template = Template::new(self.family, layer, size).map_err(|e| {
+            let template = Template::new(family, layer, size).map_err(|e| {
                 StartError::Usage(format!("--size {size}: cannot build a probe: {e}"))
             })?;
             if template.len() > caps.max_packet {
@@ -226,7 +266,7 @@ impl Pipeline {
             }
             templates.push(template);
         }
-        Ok(templates)
+        Ok(())
     }
 
     /// Starts the receiver and sender threads on `work`, sending probes of `sizes[class]`
@@ -248,7 +288,7 @@ impl Pipeline {
             flow_source,
         } = work;
         let (txe, rxes) = self.engine.take().context("engine already started")?;
-        let mut templates = self.templates(txe.caps(), sizes)?;
+        let mut templates = self.templates(txe.as_ref(), sizes)?;
         if let Some(src) = flow_source {
             templates = templates
                 .into_iter()
@@ -260,7 +300,7 @@ impl Pipeline {
         let with_retries = rx_cfg.retries > 0;
         // Retries the reaper hands the sender (tracked runs; a scan's retries are passes):
         // 2 MiB of slots when used, which a run without them does not pay for.
-        let retry_slots = if with_retries && scan.is_none() {
+        let retry_slots = if with_retries && scan.is_empty() {
             65_536
         } else {
             1
@@ -273,15 +313,15 @@ impl Pipeline {
         let multi = rxes.len() > 1;
         for (i, rxe) in rxes.into_iter().enumerate() {
             let role = if i == 0 { Role::Reaper } else { Role::Helper };
-            let matcher = match &scan {
-                Some(state) => Matcher::stateless(state),
-                None => Matcher::new(self.table.clone(), cfg.key, cfg.session, cfg.numbering)
+            let matcher = match scan.as_slice() {
+                [] => Matcher::new(self.table.clone(), cfg.key, cfg.session, cfg.numbering)
                     .with_keyed_ip_ident(keyed_ip_ident),
+                states => Matcher::stateless_of(states),
             };
             let name = if multi {
-                format!("asdic-rx-{:?}-{i}", self.family)
+                format!("asdic-rx-{}-{i}", self.name())
             } else {
-                format!("asdic-rx-{:?}", self.family)
+                format!("asdic-rx-{}", self.name())
             };
             let receiver = Receiving {
                 rx: rxe,
@@ -356,7 +396,7 @@ impl Pipeline {
         let table = self.table.clone();
         let (shared, rx_shared) = (self.sender.clone(), self.receiver.clone());
         std::thread::Builder::new()
-            .name(format!("asdic-tx-{:?}", self.family))
+            .name(format!("asdic-tx-{}", self.name()))
             .spawn(move || -> anyhow::Result<()> {
                 let pinned = tx::pin(s.core).map_err(|e| anyhow::anyhow!("--cores: {e}"));
                 let r = pinned.and_then(|()| {
@@ -427,11 +467,39 @@ pub struct Work {
     pub receiver: RxConfig,
     /// Where the sender takes its targets.
     pub source: Box<dyn Source + Send>,
-    /// A stateless scan's shared state (its receivers match without a table), if it is one.
-    pub scan: Option<Arc<ScanState>>,
+    /// A stateless scan's shared state, one per family (its receivers match without a
+    /// table); empty for tracked runs.
+    pub scan: Vec<Arc<ScanState>>,
     /// For flows (`sender.flow`) through a kernel that computes the ICMPv6 checksum: the
     /// source it uses, so that a flow's checksum is the same on every engine.
     pub flow_source: Option<core::net::Ipv6Addr>,
+}
+
+impl Work {
+    /// One pipeline's work for both families, from each family's work and its share of the
+    /// rate: their sources asked in turn by share ([`Merged`]), the rates added up, the scans
+    /// side by side; the rest as the first family's (they differ only in their targets).
+    pub fn merge(parts: Vec<(Family, Work)>) -> Work {
+        let rate: f64 = parts.iter().map(|(_, w)| w.sender.rate).sum();
+        let mut sources = Vec::with_capacity(parts.len());
+        let mut scan = vec![];
+        let mut first: Option<(SenderConfig, RxConfig)> = None;
+        let mut flow_source = None;
+        for (family, w) in parts {
+            sources.push((family, w.source, w.sender.rate));
+            scan.extend(w.scan);
+            flow_source = flow_source.or(w.flow_source);
+            first.get_or_insert((w.sender, w.receiver));
+        }
+        let (sender, receiver) = first.expect("at least one part");
+        Work {
+            sender: SenderConfig { rate, ..sender },
+            receiver,
+            source: Box::new(Merged::new(sources)),
+            scan,
+            flow_source,
+        }
+    }
 }
 
 /// The running pipelines and the stream of their events.

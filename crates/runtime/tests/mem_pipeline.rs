@@ -114,7 +114,7 @@ fn ping(s: &Scenario) -> Outcomes {
             s.count,
             s.interval,
         )),
-        scan: None,
+        scan: vec![],
         flow_source: None,
     };
     let Started {

@@ -110,7 +110,7 @@ fn run(s: &Scan) -> Ran {
         sender: cfg,
         receiver: rx_cfg,
         source: Box::new(source),
-        scan: Some(state.clone()),
+        scan: vec![state.clone()],
         flow_source: None,
     };
     let Started {

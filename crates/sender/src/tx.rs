@@ -11,6 +11,7 @@ use asdic_core::retry::Retry;
 use asdic_core::stateless::ScanProbe;
 use asdic_core::table::{InflightTable, ProbeInfo};
 use asdic_engine::{EngineError, SendError, Tx, TxBatch, now_ns};
+use asdic_wire::Family;
 use asdic_wire::payload::{Key, Numbering, Stamp};
 use asdic_wire::template::{ProbeFields, Template};
 use crossbeam_channel::{Receiver, Sender};
@@ -148,11 +149,13 @@ enum Flow {
     End,
 }
 
-/// Sends every probe of the run, each from the template of its class (`templates[class]`:
-/// one per packet size; at least one). Returns when done, stopped, or on a fatal engine
-/// error. A source that keeps going after a stop ([`Source::stop`]) is asked on, without
-/// sending, until it is done. A probe that cannot be built (a class with no template, a
-/// target of the other family) is reported as a failed send (`EINVAL`), never dropped.
+/// Sends every probe of the run, each from the template of its target's family and its class
+/// (`templates`: one per packet size and family, at least one; the k-th template of a family
+/// is that family's class k: a pipeline of both families has both sets). Returns when done,
+/// stopped, or on a fatal engine error. A source that keeps going after a stop
+/// ([`Source::stop`]) is asked on, without sending, until it is done. A probe that cannot be
+/// built (a class with no template, a target of a family without templates) is reported as a
+/// failed send (`EINVAL`), never dropped.
 ///
 /// Each batch: follow the stop flags, give behind receivers the CPU, wait for tokens,
 /// [`TxLoop::fill_batch`] (retries first, then the source; each probe patched in its slot
@@ -203,9 +206,11 @@ struct TxLoop<'a> {
     shared: &'a SenderShared,
     links: Links<'a>,
     batch: TxBatch,
-    /// Which template each slot holds: slots are prepared once, and again only when a probe
-    /// of another class lands in them.
-    slot_class: Vec<u8>,
+    /// Per family (IPv4, IPv6), the index in `templates` of each class's template.
+    classes: [Vec<usize>; 2],
+    /// Which template (index) each slot holds: slots are prepared once, and again only when a
+    /// probe of another class or family lands in them.
+    slot_template: Vec<usize>,
     /// How each slot's probe is reported if the engine refuses it.
     sent: Vec<Sent>,
     /// The source's events, on their way to the run.
@@ -246,7 +251,12 @@ impl<'a> TxLoop<'a> {
             cfg,
             shared,
             links,
-            slot_class: vec![0u8; batch.capacity()],
+            classes: [Family::V4, Family::V6].map(|f| {
+                (0..templates.len())
+                    .filter(|&i| templates[i].family() == f)
+                    .collect()
+            }),
+            slot_template: vec![0; batch.capacity()],
             sent: vec![Sent::Tracked(0); batch.capacity()],
             batch,
             events: Vec::new(),
@@ -446,14 +456,15 @@ impl<'a> TxLoop<'a> {
     /// it.
     fn write<S: Source + ?Sized>(&mut self, p: Probe, source: &mut S) -> bool {
         let i = self.batch.len();
-        let built = self
-            .templates
+        let family = usize::from(p.dst.is_ipv6());
+        let built = self.classes[family]
             .get(usize::from(p.class))
-            .and_then(|template| {
-                if self.slot_class[i] != p.class {
+            .and_then(|&k| {
+                let template = &self.templates[k];
+                if self.slot_template[i] != k {
                     let slot = self.batch.slot_mut(i)?;
                     template.prepare(slot).ok()?;
-                    self.slot_class[i] = p.class;
+                    self.slot_template[i] = k;
                 }
                 // Tracked probes in frames asdic builds carry a keyed IPv4 IP ID: the 16 more
                 // bits an error quoting only 8 bytes brings back (scans' ids are a MAC already).
@@ -911,6 +922,125 @@ mod tests {
             }
             Ok(batch.len() - from)
         }
+    }
+
+    /// Frames as (ethertype, length, destination's first byte), in order.
+    struct Frames(Vec<(u16, usize, u8)>);
+
+    impl Tx for Frames {
+        fn caps(&self) -> TxCaps {
+            TxCaps {
+                engine: "frames",
+                layer: TxLayer::Icmp,
+                max_packet: 9000,
+                ttl_per_socket: false,
+            }
+        }
+
+        fn send(&mut self, batch: &TxBatch, from: usize) -> Result<usize, SendError> {
+            for i in from..batch.len() {
+                let (bytes, dst) = batch.packet(i).expect("packet");
+                let ethertype = u16::from_be_bytes([bytes[12], bytes[13]]);
+                let first = match dst {
+                    IpAddr::V4(a) => a.octets()[0],
+                    IpAddr::V6(a) => a.octets()[0],
+                };
+                // The frame's own destination address is the batch's.
+                let at = if ethertype == 0x0800 {
+                    14 + 16
+                } else {
+                    14 + 24
+                };
+                assert_eq!(bytes[at], first, "frame {i} goes where the batch says");
+                self.0.push((ethertype, bytes.len(), first));
+            }
+            Ok(batch.len() - from)
+        }
+    }
+
+    /// IPv4 and IPv6 targets in turn, classes 0, 1, 1, 0 of each.
+    struct Mixed(usize);
+
+    impl Source for Mixed {
+        fn next(&mut self, _now: Instant) -> Next {
+            const ORDER: [(bool, u8); 8] = [
+                (false, 0),
+                (true, 0),
+                (false, 1),
+                (true, 1),
+                (true, 1),
+                (false, 1),
+                (true, 0),
+                (false, 0),
+            ];
+            let Some(&(v6, class)) = ORDER.get(self.0) else {
+                return Next::Done;
+            };
+            self.0 += 1;
+            let target = if v6 {
+                IpAddr::from([0x2001, 0xdb8, 1, 0, 0, 0, 0, 1])
+            } else {
+                IpAddr::from([198, 19, 0, 1])
+            };
+            Next::Probe {
+                cookie: self.0 as u32,
+                target,
+                class,
+                ttl: 0,
+            }
+        }
+    }
+
+    #[test]
+    fn a_pipeline_of_both_families_frames_each_probe_from_its_familys_templates() {
+        let v4 = Layer::Ethernet {
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            src_ip: IpAddr::from([198, 18, 0, 1]),
+        };
+        let v6 = Layer::Ethernet {
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 3],
+            src_ip: IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, 1]),
+        };
+        // Each family's class k is its k-th template, whatever the order between families.
+        let templates = vec![
+            Template::new(Family::V6, v6, 32).unwrap(),
+            Template::new(Family::V4, v4, 32).unwrap(),
+            Template::new(Family::V4, v4, 100).unwrap(),
+            Template::new(Family::V6, v6, 100).unwrap(),
+        ];
+        let table = InflightTable::new(1024);
+        let cfg = SenderConfig {
+            batch: 3,
+            ..test_config(3)
+        };
+        let mut tx = Frames(vec![]);
+        run(
+            &mut tx,
+            &templates,
+            &table,
+            &mut Mixed(0),
+            &cfg,
+            &SenderShared::default(),
+            Links::default(),
+        )
+        .unwrap();
+        let v4f = |p: usize| (0x0800, 14 + 20 + 8 + p, 198);
+        let v6f = |p: usize| (0x86dd, 14 + 40 + 8 + p, 0x20);
+        assert_eq!(
+            tx.0,
+            [
+                v4f(32),
+                v6f(32),
+                v4f(100),
+                v6f(100),
+                v6f(100),
+                v4f(100),
+                v6f(32),
+                v4f(32)
+            ]
+        );
     }
 
     /// Probes of classes 0, 1, 1, 0, 2, 0 (a slot's template changes between batches).

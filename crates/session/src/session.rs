@@ -486,7 +486,7 @@ fn work(options: &Options, feed: Feed) -> Work {
             batch: 64,
         },
         source: Box::new(feed),
-        scan: None,
+        scan: vec![],
         flow_source: None,
     }
 }
