@@ -92,63 +92,102 @@ impl fmt::Display for ScanOutcome {
 /// Number of scan output columns.
 pub const SCAN_NUM_COLUMNS: usize = 12;
 
-/// Every scan output column in order, as (name, one-line description).
-pub const SCAN_COLUMNS: &[Column] = &[
-    Column::new("target", Type::Utf8, false, "Probed address"),
-    Column::new(
+/// The columns of scan's table that others read by name (the report): one declaration,
+/// in the table below and wherever they are read.
+pub mod scan_col {
+    use crate::schema::{Column, Type};
+
+    /// `target`.
+    pub const TARGET: Column = Column::new("target", Type::Utf8, false, "Probed address");
+
+    /// `outcome`.
+    pub const OUTCOME: Column = Column::new(
         "outcome",
         Type::Utf8,
         false,
         "What happened: reply, error, timeout, send_failed, duplicate or late",
-    ),
-    Column::new(
+    );
+
+    /// `rtt_us`.
+    pub const RTT_US: Column = Column::new(
         "rtt_us",
         Type::Float64,
         true,
         "Time from send to the reply or ICMP error, microseconds; null for timeout and send_failed",
-    ),
+    );
+
+    /// `responder`.
+    pub const RESPONDER: Column = Column::new(
+        "responder",
+        Type::Utf8,
+        true,
+        "Sender of the ICMP error, or of a reply when not the target; null otherwise",
+    );
+
+    /// `icmp_type`.
+    pub const ICMP_TYPE: Column = Column::new(
+        "icmp_type",
+        Type::UInt8,
+        true,
+        "ICMP type of the error (ICMPv6 for an IPv6 target); null unless outcome is error",
+    );
+
+    /// `icmp_code`.
+    pub const ICMP_CODE: Column = Column::new(
+        "icmp_code",
+        Type::UInt8,
+        true,
+        "ICMP code of the error; null unless outcome is error",
+    );
+
+    /// `icmp_name`.
+    pub const ICMP_NAME: Column = Column::new(
+        "icmp_name",
+        Type::Utf8,
+        true,
+        "IANA name of the error, \"Type / Code\"; null unless outcome is error",
+    );
+
+    /// `attempt`.
+    pub const ATTEMPT: Column = Column::new(
+        "attempt",
+        Type::UInt8,
+        false,
+        "Which try at the target the probe was: 0 for the first, then 1, 2… for retries",
+    );
+
+    /// `sent_unix_ns`.
+    pub const SENT_UNIX_NS: Column = Column::new(
+        "sent_unix_ns",
+        Type::UInt64,
+        true,
+        "When the probe was sent, nanoseconds since the Unix epoch; null when not known (a \
+         timeout, or an error that quoted too little of the probe)",
+    );
+}
+
+/// Every scan output column in order, as (name, one-line description).
+pub const SCAN_COLUMNS: &[Column] = &[
+    scan_col::TARGET,
+    scan_col::OUTCOME,
+    scan_col::RTT_US,
     Column::new(
         "reply_ttl",
         Type::UInt8,
         true,
         "TTL / hop limit the reply arrived with; null unless outcome is reply and it was known",
     ),
-    Column::new(
-        "responder",
-        Type::Utf8,
-        true,
-        "Sender of the ICMP error, or of a reply when not the target; null otherwise",
-    ),
-    Column::new(
-        "icmp_type",
-        Type::UInt8,
-        true,
-        "ICMP type of the error (ICMPv6 for an IPv6 target); null unless outcome is error",
-    ),
-    Column::new(
-        "icmp_code",
-        Type::UInt8,
-        true,
-        "ICMP code of the error; null unless outcome is error",
-    ),
-    Column::new(
-        "icmp_name",
-        Type::Utf8,
-        true,
-        "IANA name of the error, \"Type / Code\"; null unless outcome is error",
-    ),
+    scan_col::RESPONDER,
+    scan_col::ICMP_TYPE,
+    scan_col::ICMP_CODE,
+    scan_col::ICMP_NAME,
     Column::new(
         "send_errno",
         Type::Int32,
         true,
         "OS error number the send failed with; null unless outcome is send_failed",
     ),
-    Column::new(
-        "attempt",
-        Type::UInt8,
-        false,
-        "Which try at the target the probe was: 0 for the first, then 1, 2… for retries",
-    ),
+    scan_col::ATTEMPT,
     Column::new(
         "probe",
         Type::UInt64,
@@ -156,13 +195,7 @@ pub const SCAN_COLUMNS: &[Column] = &[
         "The target's position in this shard's scan order (the same for its retries); null for \
          an ICMP error that quoted too little of the probe to carry it",
     ),
-    Column::new(
-        "sent_unix_ns",
-        Type::UInt64,
-        true,
-        "When the probe was sent, nanoseconds since the Unix epoch; null when not known (a \
-         timeout, or an error that quoted too little of the probe)",
-    ),
+    scan_col::SENT_UNIX_NS,
 ];
 
 const _: () = assert!(SCAN_COLUMNS.len() == SCAN_NUM_COLUMNS);

@@ -111,33 +111,126 @@ pub trait Record {
 /// Number of ping output columns.
 pub const NUM_COLUMNS: usize = 22;
 
-/// Every ping output column in order.
-pub const COLUMNS: &[Column] = &[
-    Column::new("target", Type::Utf8, false, "Probed address"),
-    Column::new(
+/// The columns of ping's table that others read by name (the report): one declaration,
+/// in the table below and wherever they are read.
+pub mod ping_col {
+    use crate::schema::{Column, Type};
+
+    /// `target`.
+    pub const TARGET: Column = Column::new("target", Type::Utf8, false, "Probed address");
+
+    /// `name`.
+    pub const NAME: Column = Column::new(
         "name",
         Type::Utf8,
         true,
         "Name the target was given by (hostname or label); null if none",
-    ),
-    Column::new(
+    );
+
+    /// `sent`.
+    pub const SENT: Column = Column::new(
         "sent",
         Type::UInt64,
         false,
         "Probes that ended: replies + errors + timeouts + send failures",
-    ),
-    Column::new(
+    );
+
+    /// `received`.
+    pub const RECEIVED: Column = Column::new(
         "received",
         Type::UInt64,
         false,
         "Echo replies (first valid reply per probe; duplicates and late replies excluded)",
-    ),
-    Column::new(
+    );
+
+    /// `loss_pct`.
+    pub const LOSS_PCT: Column = Column::new(
         "loss_pct",
         Type::Float64,
         true,
         "100 * (sent - received) / sent; null when nothing was sent",
-    ),
+    );
+
+    /// `rtt_max_us`.
+    pub const RTT_MAX_US: Column = Column::new(
+        "rtt_max_us",
+        Type::Float64,
+        true,
+        "Largest reply RTT, microseconds; null without replies",
+    );
+
+    /// `rtt_p50_us`.
+    pub const RTT_P50_US: Column = Column::new(
+        "rtt_p50_us",
+        Type::Float64,
+        true,
+        "Median reply RTT (nearest rank), microseconds; null without replies",
+    );
+
+    /// `rtt_p90_us`.
+    pub const RTT_P90_US: Column = Column::new(
+        "rtt_p90_us",
+        Type::Float64,
+        true,
+        "90th percentile reply RTT (nearest rank), microseconds; null without replies",
+    );
+
+    /// `rtt_p99_us`.
+    pub const RTT_P99_US: Column = Column::new(
+        "rtt_p99_us",
+        Type::Float64,
+        true,
+        "99th percentile reply RTT (nearest rank), microseconds; null without replies",
+    );
+
+    /// `errors`.
+    pub const ERRORS: Column = Column::new(
+        "errors",
+        Type::UInt64,
+        false,
+        "ICMP errors received about the probes",
+    );
+
+    /// `error_type`.
+    pub const ERROR_TYPE: Column = Column::new(
+        "error_type",
+        Type::UInt8,
+        true,
+        "ICMP type of the first error; null without errors",
+    );
+
+    /// `error_code`.
+    pub const ERROR_CODE: Column = Column::new(
+        "error_code",
+        Type::UInt8,
+        true,
+        "ICMP code of the first error; null without errors",
+    );
+
+    /// `error_name`.
+    pub const ERROR_NAME: Column = Column::new(
+        "error_name",
+        Type::Utf8,
+        true,
+        "IANA name of the first error, \"Type / Code\"; null without errors",
+    );
+
+    /// `responder`.
+    pub const RESPONDER: Column = Column::new(
+        "responder",
+        Type::Utf8,
+        true,
+        "Sender of the first error, else a replier other than the target; null if neither",
+    );
+}
+
+/// Every ping output column in order.
+pub const COLUMNS: &[Column] = &[
+    ping_col::TARGET,
+    ping_col::NAME,
+    ping_col::SENT,
+    ping_col::RECEIVED,
+    ping_col::LOSS_PCT,
     Column::new(
         "rtt_last_us",
         Type::Float64,
@@ -156,72 +249,27 @@ pub const COLUMNS: &[Column] = &[
         true,
         "Mean reply RTT, microseconds; null without replies",
     ),
-    Column::new(
-        "rtt_max_us",
-        Type::Float64,
-        true,
-        "Largest reply RTT, microseconds; null without replies",
-    ),
+    ping_col::RTT_MAX_US,
     Column::new(
         "rtt_stddev_us",
         Type::Float64,
         true,
         "Population standard deviation of reply RTTs, microseconds; null without replies",
     ),
-    Column::new(
-        "rtt_p50_us",
-        Type::Float64,
-        true,
-        "Median reply RTT (nearest rank), microseconds; null without replies",
-    ),
-    Column::new(
-        "rtt_p90_us",
-        Type::Float64,
-        true,
-        "90th percentile reply RTT (nearest rank), microseconds; null without replies",
-    ),
-    Column::new(
-        "rtt_p99_us",
-        Type::Float64,
-        true,
-        "99th percentile reply RTT (nearest rank), microseconds; null without replies",
-    ),
+    ping_col::RTT_P50_US,
+    ping_col::RTT_P90_US,
+    ping_col::RTT_P99_US,
     Column::new(
         "reply_ttl",
         Type::UInt8,
         true,
         "TTL / hop limit of the last reply that reported one; null if none",
     ),
-    Column::new(
-        "errors",
-        Type::UInt64,
-        false,
-        "ICMP errors received about the probes",
-    ),
-    Column::new(
-        "error_type",
-        Type::UInt8,
-        true,
-        "ICMP type of the first error; null without errors",
-    ),
-    Column::new(
-        "error_code",
-        Type::UInt8,
-        true,
-        "ICMP code of the first error; null without errors",
-    ),
-    Column::new(
-        "error_name",
-        Type::Utf8,
-        true,
-        "IANA name of the first error, \"Type / Code\"; null without errors",
-    ),
-    Column::new(
-        "responder",
-        Type::Utf8,
-        true,
-        "Sender of the first error, else a replier other than the target; null if neither",
-    ),
+    ping_col::ERRORS,
+    ping_col::ERROR_TYPE,
+    ping_col::ERROR_CODE,
+    ping_col::ERROR_NAME,
+    ping_col::RESPONDER,
     Column::new(
         "timeouts",
         Type::UInt64,

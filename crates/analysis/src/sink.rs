@@ -359,6 +359,11 @@ impl<R: Record> Sink<R> for ParquetSink<R> {
 /// quotes doubled), an empty field for null, `""` for an empty string, LF line ends.
 ///
 /// The header names [`R::columns()`](Record::columns).
+///
+/// Not arrow-csv: it writes a null as its null string (empty by default) and an empty string
+/// unquoted unless it is a record's only field, so the two read back alike; it also needs
+/// whole record batches where this streams rows as they come (stdout, `--format csv`).
+/// [`JsonlSink`] streams rows the same way, from the same [`Record::visit`] cells.
 #[derive(Debug)]
 pub struct CsvSink<W: Write, R> {
     out: BufWriter<W>,

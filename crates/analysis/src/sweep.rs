@@ -92,69 +92,102 @@ impl fmt::Display for SweepEvent {
 /// Number of sweep columns.
 pub const SWEEP_NUM_COLUMNS: usize = 25;
 
-/// Every sweep column in order, as (name, one-line description).
-pub const SWEEP_COLUMNS: &[Column] = &[
-    Column::new(
+/// The columns of sweep's table that others read by name (the report): one declaration,
+/// in the table below and wherever they are read.
+pub mod sweep_col {
+    use crate::schema::{Column, Type};
+
+    /// `time_unix_ns`.
+    pub const TIME_UNIX_NS: Column = Column::new(
         "time_unix_ns",
         Type::UInt64,
         false,
         "Probe rows: when the probe was sent; alarm/ok/window rows: when the row was made (ns since the Unix epoch)",
-    ),
-    Column::new("target", Type::Utf8, false, "The target's address"),
-    Column::new(
+    );
+
+    /// `target`.
+    pub const TARGET: Column = Column::new("target", Type::Utf8, false, "The target's address");
+
+    /// `name`.
+    pub const NAME: Column = Column::new(
         "name",
         Type::Utf8,
         true,
         "The target's name from the targets file; null if none",
-    ),
+    );
+
+    /// `event`.
+    pub const EVENT: Column = Column::new(
+        "event",
+        Type::Utf8,
+        false,
+        "reply, error, timeout, send_failed, duplicate, late (probe rows); alarm, ok (state changes); window (statistics when the file closed)",
+    );
+
+    /// `rtt_us`.
+    pub const RTT_US: Column = Column::new(
+        "rtt_us",
+        Type::Float64,
+        true,
+        "Probe rows: reply or error RTT, microseconds; null for timeouts and failed sends",
+    );
+
+    /// `responder`.
+    pub const RESPONDER: Column = Column::new(
+        "responder",
+        Type::Utf8,
+        true,
+        "Sender of an ICMP error, or of a reply when it is not the target; null otherwise",
+    );
+
+    /// `icmp_type`.
+    pub const ICMP_TYPE: Column = Column::new(
+        "icmp_type",
+        Type::UInt8,
+        true,
+        "ICMP type of an error; null otherwise",
+    );
+
+    /// `icmp_code`.
+    pub const ICMP_CODE: Column = Column::new(
+        "icmp_code",
+        Type::UInt8,
+        true,
+        "ICMP code of an error; null otherwise",
+    );
+
+    /// `icmp_name`.
+    pub const ICMP_NAME: Column = Column::new(
+        "icmp_name",
+        Type::Utf8,
+        true,
+        "IANA name of an error, \"Type / Code\"; null otherwise",
+    );
+}
+
+/// Every sweep column in order, as (name, one-line description).
+pub const SWEEP_COLUMNS: &[Column] = &[
+    sweep_col::TIME_UNIX_NS,
+    sweep_col::TARGET,
+    sweep_col::NAME,
     Column::new(
         "size",
         Type::UInt64,
         false,
         "ICMP payload bytes of the target's probes",
     ),
-    Column::new(
-        "event",
-        Type::Utf8,
-        false,
-        "reply, error, timeout, send_failed, duplicate, late (probe rows); alarm, ok (state changes); window (statistics when the file closed)",
-    ),
-    Column::new(
-        "rtt_us",
-        Type::Float64,
-        true,
-        "Probe rows: reply or error RTT, microseconds; null for timeouts and failed sends",
-    ),
+    sweep_col::EVENT,
+    sweep_col::RTT_US,
     Column::new(
         "reply_ttl",
         Type::UInt8,
         true,
         "TTL / hop limit of a reply; null otherwise",
     ),
-    Column::new(
-        "responder",
-        Type::Utf8,
-        true,
-        "Sender of an ICMP error, or of a reply when it is not the target; null otherwise",
-    ),
-    Column::new(
-        "icmp_type",
-        Type::UInt8,
-        true,
-        "ICMP type of an error; null otherwise",
-    ),
-    Column::new(
-        "icmp_code",
-        Type::UInt8,
-        true,
-        "ICMP code of an error; null otherwise",
-    ),
-    Column::new(
-        "icmp_name",
-        Type::Utf8,
-        true,
-        "IANA name of an error, \"Type / Code\"; null otherwise",
-    ),
+    sweep_col::RESPONDER,
+    sweep_col::ICMP_TYPE,
+    sweep_col::ICMP_CODE,
+    sweep_col::ICMP_NAME,
     Column::new(
         "probe",
         Type::UInt64,

@@ -190,52 +190,90 @@ impl Hop {
 /// Number of trace output columns.
 pub const HOP_NUM_COLUMNS: usize = 13;
 
-/// Every trace output column in order, as (name, one-line description).
-pub const HOP_COLUMNS: &[Column] = &[
-    Column::new("target", Type::Utf8, false, "Traced destination"),
-    Column::new(
+/// The columns of trace's table that others read by name (the report): one declaration,
+/// in the table below and wherever they are read.
+pub mod hop_col {
+    use crate::schema::{Column, Type};
+
+    /// `target`.
+    pub const TARGET: Column = Column::new("target", Type::Utf8, false, "Traced destination");
+
+    /// `ttl`.
+    pub const TTL: Column = Column::new(
         "ttl",
         Type::UInt8,
         false,
         "TTL / hop limit the probe was sent with",
-    ),
-    Column::new(
+    );
+
+    /// `kind`.
+    pub const KIND: Column = Column::new(
         "kind",
         Type::Utf8,
         false,
         "What it drew: reply (the destination's echo reply), time_exceeded, unreachable, \
          error (another ICMP error), timeout or send_failed",
-    ),
-    Column::new(
+    );
+
+    /// `responder`.
+    pub const RESPONDER: Column = Column::new(
         "responder",
         Type::Utf8,
         true,
         "Who answered: a router, or the destination; null for timeout and send_failed",
-    ),
-    Column::new(
+    );
+
+    /// `rtt_ms`.
+    pub const RTT_MS: Column = Column::new(
         "rtt_ms",
         Type::Float64,
         true,
         "Time from send to the answer, milliseconds; null for timeout and send_failed",
-    ),
-    Column::new(
+    );
+
+    /// `icmp_type`.
+    pub const ICMP_TYPE: Column = Column::new(
         "icmp_type",
         Type::UInt8,
         true,
         "ICMP type of the answer (ICMPv6 for an IPv6 target); null without an answer",
-    ),
-    Column::new(
+    );
+
+    /// `icmp_code`.
+    pub const ICMP_CODE: Column = Column::new(
         "icmp_code",
         Type::UInt8,
         true,
         "ICMP code of the answer; null without an answer",
-    ),
-    Column::new(
+    );
+
+    /// `icmp_name`.
+    pub const ICMP_NAME: Column = Column::new(
         "icmp_name",
         Type::Utf8,
         true,
         "IANA name of the answer, \"Type / Code\"; null without an answer",
-    ),
+    );
+
+    /// `sent_unix_ns`.
+    pub const SENT_UNIX_NS: Column = Column::new(
+        "sent_unix_ns",
+        Type::UInt64,
+        false,
+        "When the probe was sent, nanoseconds since the Unix epoch",
+    );
+}
+
+/// Every trace output column in order, as (name, one-line description).
+pub const HOP_COLUMNS: &[Column] = &[
+    hop_col::TARGET,
+    hop_col::TTL,
+    hop_col::KIND,
+    hop_col::RESPONDER,
+    hop_col::RTT_MS,
+    hop_col::ICMP_TYPE,
+    hop_col::ICMP_CODE,
+    hop_col::ICMP_NAME,
     Column::new(
         "reply_ttl",
         Type::UInt8,
@@ -256,12 +294,7 @@ pub const HOP_COLUMNS: &[Column] = &[
          that per-flow load balancers send them down one path (Paris traceroute)",
     ),
     Column::new("probe", Type::UInt64, false, "Probe number within the run"),
-    Column::new(
-        "sent_unix_ns",
-        Type::UInt64,
-        false,
-        "When the probe was sent, nanoseconds since the Unix epoch",
-    ),
+    hop_col::SENT_UNIX_NS,
 ];
 
 const _: () = assert!(HOP_COLUMNS.len() == HOP_NUM_COLUMNS);

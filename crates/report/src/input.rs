@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use arrow_array::{Array, RecordBatch};
 use asdic_analysis::RunMeta;
 use asdic_analysis::meta::keys;
+use asdic_analysis::schema::Column;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -182,7 +183,7 @@ pub fn for_each_batch(path: &Path, f: impl FnMut(&Batch<'_>) -> Result<()>) -> R
 /// As [`for_each_batch`].
 pub fn for_each_batch_of(
     path: &Path,
-    columns: Option<&[&str]>,
+    columns: Option<&[&Column]>,
     mut f: impl FnMut(&Batch<'_>) -> Result<()>,
 ) -> Result<()> {
     let mut builder = open(path)?;
@@ -190,7 +191,7 @@ pub fn for_each_batch_of(
         let schema = builder.schema();
         let roots: Vec<usize> = columns
             .iter()
-            .filter_map(|c| schema.index_of(c).ok())
+            .filter_map(|c| schema.index_of(c.name).ok())
             .collect();
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
         builder = builder.with_projection(mask);
@@ -227,11 +228,12 @@ impl Batch<'_> {
         self.b.num_rows() == 0
     }
 
-    /// Column `name` as array type `T`.
+    /// Column `column` (from its record's schema table) as array type `T`.
     ///
     /// # Errors
     /// [`Error::NotAsdic`] naming the file and column when it is missing or of another type.
-    pub fn col<T: Array + 'static>(&self, name: &str) -> Result<&T> {
+    pub fn col<T: Array + 'static>(&self, column: &Column) -> Result<&T> {
+        let name = column.name;
         let c = self
             .b
             .column_by_name(name)

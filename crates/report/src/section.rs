@@ -13,8 +13,12 @@ use std::path::PathBuf;
 use arrow_array::{Array, Float64Array, StringArray, UInt8Array, UInt64Array};
 
 use asdic_analysis::meta::keys;
+use asdic_analysis::scan::scan_col;
+use asdic_analysis::schema::{Column, ping_col};
 use asdic_analysis::stats::{loss_pct, nearest_rank};
+use asdic_analysis::sweep::sweep_col;
 use asdic_analysis::trace::HopKind;
+use asdic_analysis::trace::hop_col;
 use asdic_analysis::{RunMode, ScanOutcome, SweepEvent};
 
 use crate::Options;
@@ -577,15 +581,15 @@ impl ScanTally {
 
     /// Adds one batch of scan rows (the section counts them and collects reply RTTs).
     fn add(&mut self, s: &mut Section, b: &Batch<'_>) -> Result<()> {
-        let target = b.col::<StringArray>("target")?;
-        let outcome = b.col::<StringArray>("outcome")?;
-        let rtt = b.col::<Float64Array>("rtt_us")?;
-        let responder = b.col::<StringArray>("responder")?;
-        let ty = b.col::<UInt8Array>("icmp_type")?;
-        let code = b.col::<UInt8Array>("icmp_code")?;
-        let name = b.col::<StringArray>("icmp_name")?;
-        let attempt = b.col::<UInt8Array>("attempt")?;
-        let sent = b.col::<UInt64Array>("sent_unix_ns")?;
+        let target = b.col::<StringArray>(&scan_col::TARGET)?;
+        let outcome = b.col::<StringArray>(&scan_col::OUTCOME)?;
+        let rtt = b.col::<Float64Array>(&scan_col::RTT_US)?;
+        let responder = b.col::<StringArray>(&scan_col::RESPONDER)?;
+        let ty = b.col::<UInt8Array>(&scan_col::ICMP_TYPE)?;
+        let code = b.col::<UInt8Array>(&scan_col::ICMP_CODE)?;
+        let name = b.col::<StringArray>(&scan_col::ICMP_NAME)?;
+        let attempt = b.col::<UInt8Array>(&scan_col::ATTEMPT)?;
+        let sent = b.col::<UInt64Array>(&scan_col::SENT_UNIX_NS)?;
         for i in 0..b.len() {
             s.rows += 1;
             let Ok(addr) = target.value(i).parse::<IpAddr>() else {
@@ -954,18 +958,18 @@ fn for_each_probe(
     let trace = s.mode == Mode::Trace;
     for file in &s.files {
         input::for_each_batch(file, |b| {
-            let target = b.col::<StringArray>("target")?;
+            let target = b.col::<StringArray>(pick(trace, &hop_col::TARGET, &sweep_col::TARGET))?;
             let (kind, rtt, time) = if trace {
                 (
-                    b.col::<StringArray>("kind")?,
-                    b.col::<Float64Array>("rtt_ms")?,
-                    b.col::<UInt64Array>("sent_unix_ns")?,
+                    b.col::<StringArray>(&hop_col::KIND)?,
+                    b.col::<Float64Array>(&hop_col::RTT_MS)?,
+                    b.col::<UInt64Array>(&hop_col::SENT_UNIX_NS)?,
                 )
             } else {
                 (
-                    b.col::<StringArray>("event")?,
-                    b.col::<Float64Array>("rtt_us")?,
-                    b.col::<UInt64Array>("time_unix_ns")?,
+                    b.col::<StringArray>(&sweep_col::EVENT)?,
+                    b.col::<Float64Array>(&sweep_col::RTT_US)?,
+                    b.col::<UInt64Array>(&sweep_col::TIME_UNIX_NS)?,
                 )
             };
             let scale = if trace { 1000.0 } else { 1.0 };
@@ -1017,7 +1021,7 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
         };
         if e.name.is_none()
             && !trace
-            && let Some(n) = str_at(b.col::<StringArray>("name")?, i)
+            && let Some(n) = str_at(b.col::<StringArray>(&sweep_col::NAME)?, i)
         {
             e.name = Some(Text::new(n));
         }
@@ -1047,7 +1051,7 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
             rtt.add(r);
         }
         if trace {
-            let ttl = b.col::<UInt8Array>("ttl")?.value(i);
+            let ttl = b.col::<UInt8Array>(&hop_col::TTL)?.value(i);
             if p.rtt_us.is_some() {
                 e.last_hop = Some(e.last_hop.map_or(ttl, |h| h.max(ttl)));
             }
@@ -1056,14 +1060,22 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
             }
         }
         if kind.is_some_and(Kind::is_error) {
-            let ty = b.col::<UInt8Array>("icmp_type")?;
-            let code = b.col::<UInt8Array>("icmp_code")?;
+            let ty =
+                b.col::<UInt8Array>(pick(trace, &hop_col::ICMP_TYPE, &sweep_col::ICMP_TYPE))?;
+            let code =
+                b.col::<UInt8Array>(pick(trace, &hop_col::ICMP_CODE, &sweep_col::ICMP_CODE))?;
             if let (Some(t), Some(c)) = (
                 opt(ty, i, |a, i| a.value(i)),
                 opt(code, i, |a, i| a.value(i)),
             ) {
-                let name = str_at(b.col::<StringArray>("icmp_name")?, i);
-                let responder = str_at(b.col::<StringArray>("responder")?, i);
+                let name = str_at(
+                    b.col::<StringArray>(pick(trace, &hop_col::ICMP_NAME, &sweep_col::ICMP_NAME))?,
+                    i,
+                );
+                let responder = str_at(
+                    b.col::<StringArray>(pick(trace, &hop_col::RESPONDER, &sweep_col::RESPONDER))?,
+                    i,
+                );
                 // A trace's time-exceeded answers are its hops, not failures.
                 if kind != Some(Kind::Hop(HopKind::TimeExceeded)) {
                     e.errors += 1;
@@ -1246,22 +1258,27 @@ fn series(
 }
 
 /// The columns of a ping file the report reads (the others are not decoded).
-const PING_COLUMNS: [&str; 14] = [
-    "target",
-    "name",
-    "sent",
-    "received",
-    "loss_pct",
-    "rtt_p50_us",
-    "rtt_p90_us",
-    "rtt_p99_us",
-    "rtt_max_us",
-    "errors",
-    "error_type",
-    "error_code",
-    "error_name",
-    "responder",
+const PING_COLUMNS: [&Column; 14] = [
+    &ping_col::TARGET,
+    &ping_col::NAME,
+    &ping_col::SENT,
+    &ping_col::RECEIVED,
+    &ping_col::LOSS_PCT,
+    &ping_col::RTT_P50_US,
+    &ping_col::RTT_P90_US,
+    &ping_col::RTT_P99_US,
+    &ping_col::RTT_MAX_US,
+    &ping_col::ERRORS,
+    &ping_col::ERROR_TYPE,
+    &ping_col::ERROR_CODE,
+    &ping_col::ERROR_NAME,
+    &ping_col::RESPONDER,
 ];
+
+/// The trace's column or the sweep's, as the section is one or the other.
+fn pick(trace: bool, hop: &'static Column, sweep: &'static Column) -> &'static Column {
+    if trace { hop } else { sweep }
+}
 
 /// What ranks a target row, worst first: most loss, then most errors, then the slowest 99th
 /// percentile (none: worst), then the address.
@@ -1389,19 +1406,24 @@ fn ping(s: &mut Section, opts: &Options) -> Result<()> {
     let files = s.files.clone();
     for f in &files {
         input::for_each_batch_of(f, Some(&PING_COLUMNS), |b| {
-            let target = b.col::<StringArray>("target")?;
-            let name = b.col::<StringArray>("name")?;
-            let sent = b.col::<UInt64Array>("sent")?;
-            let received = b.col::<UInt64Array>("received")?;
-            let loss = b.col::<Float64Array>("loss_pct")?;
-            let [p50, p90, p99, max] = ["rtt_p50_us", "rtt_p90_us", "rtt_p99_us", "rtt_max_us"]
-                .map(|c| b.col::<Float64Array>(c));
+            let target = b.col::<StringArray>(&ping_col::TARGET)?;
+            let name = b.col::<StringArray>(&ping_col::NAME)?;
+            let sent = b.col::<UInt64Array>(&ping_col::SENT)?;
+            let received = b.col::<UInt64Array>(&ping_col::RECEIVED)?;
+            let loss = b.col::<Float64Array>(&ping_col::LOSS_PCT)?;
+            let [p50, p90, p99, max] = [
+                &ping_col::RTT_P50_US,
+                &ping_col::RTT_P90_US,
+                &ping_col::RTT_P99_US,
+                &ping_col::RTT_MAX_US,
+            ]
+            .map(|c| b.col::<Float64Array>(c));
             let (p50, p90, p99, max) = (p50?, p90?, p99?, max?);
-            let n_err = b.col::<UInt64Array>("errors")?;
-            let ty = b.col::<UInt8Array>("error_type")?;
-            let code = b.col::<UInt8Array>("error_code")?;
-            let err_name = b.col::<StringArray>("error_name")?;
-            let responder = b.col::<StringArray>("responder")?;
+            let n_err = b.col::<UInt64Array>(&ping_col::ERRORS)?;
+            let ty = b.col::<UInt8Array>(&ping_col::ERROR_TYPE)?;
+            let code = b.col::<UInt8Array>(&ping_col::ERROR_CODE)?;
+            let err_name = b.col::<StringArray>(&ping_col::ERROR_NAME)?;
+            let responder = b.col::<StringArray>(&ping_col::RESPONDER)?;
             for i in 0..b.len() {
                 s.rows += 1;
                 targets += 1;
