@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Peak memory and what was found, asdic scan against zmap (Debian's), on the same scans of the
+# Peak memory and what was found, asdic scan against zmap and masscan (Debian's), on the same
+# scans of the
 # accuracy bed (scanner -- router -- far side, the far side answering 198.19.0.0/16 by its
 # kernel, 674 dead hosts and a /24 the router rejects): 198.19.0.0/20 and 198.19.0.0/16 at
-# 20,000 probes/s, 200,000/s and full speed (asdic --rate 10000000, zmap --rate 0), cooldown
+# 20,000 probes/s, 200,000/s and full speed (asdic --rate 10000000, zmap --rate 0, masscan
+# --rate 10000000), cooldown
 # 1 s, results as CSV. asdic runs twice per scan: on its AF_XDP engine (what auto picks on
 # this bed) and on raw sockets (zmap's kind of I/O).
 #
-# For each run: probes sent, seconds of sending, peak RSS (GNU time's maximum resident set),
+# For each run: probes sent (masscan: frames on the scanner's link during its run), seconds of
+# sending (masscan reports none: -), peak RSS (GNU time's maximum resident set),
 # and the echo-reply hit set checked against the bed's rule (live = not dead, not
 # rejected): found, missed, extra. zmap counts echo replies only (its icmp_echoscan
-# success); asdic's replies are counted the same way (its ICMP error rows aside).
+# success), masscan its "open icmp" lines (--ping); asdic's replies are counted the same way
+# (its ICMP error rows aside).
 #
 # usage: bench/scan-rss.sh        ZMAP=path (default: Debian's zmap, apt-get install zmap)
+#                                 MASSCAN=path|none (default: Debian's masscan)
 #                                 RATES="20000 200000 full" PREFIXES="20 16"
 # Needs root. Traffic stays in the bed's namespaces (198.18.0.0/15).
 set -euo pipefail
@@ -21,6 +26,9 @@ scripts/deps.sh
 . bench/peers.sh
 zmap=$(peer_zmap)
 [[ $zmap != none ]] || { echo "scan-rss: needs zmap (ZMAP=none is not for this race)" >&2; exit 2; }
+masscan=$(peer_masscan)
+tools="asdic-xdp asdic-raw zmap"
+[[ $masscan == none ]] || tools="$tools masscan"
 target="${CARGO_TARGET_DIR:-target}/release"
 cargo build --release -p asdic-cli >&2
 rates=${RATES:-20000 200000 full}
@@ -43,7 +51,7 @@ printf '%-10s %-16s %9s %9s %9s %8s %8s %8s %9s\n' tool scan rate sent send_s fo
 for plen in $prefixes; do
   live "$plen" >"$work/live"
   for rate in $rates; do
-    for tool in asdic-xdp asdic-raw zmap; do
+    for tool in $tools; do
       out="$work/$tool.csv" err="$work/$tool.err" tm="$work/$tool.time"
       case $tool in
       asdic-*)
@@ -66,6 +74,20 @@ for plen in $prefixes; do
         # zmap's last status line: "send: N done (R Kp/s avg)"; seconds = N / R.
         read -r sent secs < <(grep -o 'send: [0-9]* done ([0-9.]* [KM]*p/s avg)' "$err" | tail -1 |
           awk '{ r = $4; gsub(/[(]/, "", r); r += 0; if ($5 ~ /^K/) r *= 1e3; if ($5 ~ /^M/) r *= 1e6; printf "%d %.3f\n", $2, (r > 0 ? $2 / r : 0) }')
+        ;;
+      masscan)
+        r=$rate
+        [ "$rate" = full ] && r=10000000
+        tx0=$(ip netns exec "$ns" cat /sys/class/net/s0/statistics/tx_packets)
+        rc=0
+        ip netns exec "$ns" /usr/bin/time -f '%M' -o "$tm" timeout 300 "$masscan" --ping \
+          "198.19.0.0/$plen" --rate "$r" --adapter s0 --adapter-ip 198.18.0.1 --router-mac "$mac" \
+          --wait 1 -oL "$out" >"$err" 2>&1 || rc=$?
+        [[ $rc == 0 ]] || echo "scan-rss: masscan exited $rc (124: timed out)" >&2
+        awk '$1 == "open" && $2 == "icmp" { print $4 }' "$out" | sort -u >"$work/found"
+        # Frames on s0 during its run (its probes, and the odd ARP); it reports no send time.
+        sent=$(($(ip netns exec "$ns" cat /sys/class/net/s0/statistics/tx_packets) - tx0))
+        secs=-
         ;;
       esac
       found=$(grep -c . "$work/found" || true)

@@ -13,6 +13,9 @@
 #              build, ZMAP=none to leave it out; peers are never built from source here)
 #              -M icmp_echoscan -T 2 -P 60 -r 0, every response written
 #              (--output-filter "success = 1")
+#   masscan    Debian's masscan (apt-get install masscan: 1.3.2; MASSCAN=path|none) --ping
+#              --rate 10000000 --wait 1 -oL: one probe per target (it has no rounds), so its
+#              run is shorter than a full 1-s window and its sent/s is the span's average
 #
 # Each run lasts several seconds. Per tool and bed, the median over REPS runs of:
 #   sent/s     probes on the wire per second: s0's tx_packets sampled every 2 ms; the median
@@ -32,6 +35,7 @@
 # also given as a ratio to base's: a before/after comparison measured in one run.
 #
 # usage: bench/xdp-race.sh        REPS=N (default 3), ZMAP=path|none (default: Debian's),
+#                                 MASSCAN=path|none (default: Debian's),
 #                                 BASE=path (optional), QUEUES=1|2|both (default both)
 # Needs root.
 set -euo pipefail
@@ -40,6 +44,7 @@ scripts/deps.sh
 [ -x /usr/bin/time ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null
 . bench/peers.sh
 zmap=$(peer_zmap)
+masscan=$(peer_masscan)
 target="${CARGO_TARGET_DIR:-target}/release"
 cargo build --release -p asdic-cli -p asdic-responder -p asdic-bench >&2
 reps=${REPS:-3}
@@ -114,6 +119,10 @@ run_tool() { # tool bed -> name steady_pps sent span_s found matched replied cpu
       -C /dev/null -r 0 -T 2 -P 60 -c 1 -q --output-filter "success = 1" --max-sendto-failures=1000000000
       -f saddr -o "$out" 198.19.0.0/16)
     ;;
+  masscan)
+    cmd=(timeout 120 "$masscan" --ping 198.19.0.0/16 --rate 10000000 --adapter s0
+      --adapter-ip 198.18.0.1 --router-mac "$mac" --wait 1 -oL "$out")
+    ;;
   esac
   local rc=0
   ip netns exec "$ns" /usr/bin/time -f "%U %S %M" -o "$tm" "${cmd[@]}" \
@@ -143,6 +152,10 @@ run_tool() { # tool bed -> name steady_pps sent span_s found matched replied cpu
     m=$(($(grep -c . "$out") - 1)) # a header line
     f=$(tail -n +2 "$out" | sort -u | grep -c .)
     ;;
+  masscan)
+    m=$(grep -c '^open icmp' "$out" || true)
+    f=$(awk '$1 == "open" && $2 == "icmp" { print $4 }' "$out" | sort -u | grep -c . || true)
+    ;;
   esac
   read -r steady sent secs _ < <(span "$samples")
   read -r u s rss < <(tail -n 1 "$tm") # after "Command exited with non-zero status 1"
@@ -156,6 +169,7 @@ if [[ -n ${BASE:-} ]]; then
 fi
 tools+=(asdic)
 [[ $zmap == none ]] || tools+=(zmap)
+[[ $masscan == none ]] || tools+=(masscan)
 results="$work/results"
 for ((rep = 1; rep <= reps; rep++)); do
   for b in "${beds[@]}"; do
@@ -179,7 +193,7 @@ awk '
     cpu[$1, k] = $8 * 1e6 / ($3 > 0 ? $3 : 1); rss[$1, k] = $9 / 1024
   }
   END {
-    nt = split("ceiling@1q base@1q asdic@1q zmap@1q ceiling@2q base@2q asdic@2q zmap@2q", all, " ")
+    nt = split("ceiling@1q base@1q asdic@1q zmap@1q masscan@1q ceiling@2q base@2q asdic@2q zmap@2q masscan@2q", all, " ")
     no = 0
     for (i = 1; i <= nt; i++) if (n[all[i]] > 0) order[++no] = all[i]
     for (i = 1; i <= no; i++) {
