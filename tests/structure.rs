@@ -109,24 +109,43 @@ fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
+/// The Rust sources under `dirs` of the workspace: (path from the root, text).
+fn sources(dirs: &[&str]) -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![];
+    for d in dirs {
+        rust_files(&root.join(d), &mut files);
+    }
+    assert!(files.len() > 50, "found only {} source files", files.len());
+    files
+        .iter()
+        .map(|f| {
+            let rel = f.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            (rel, std::fs::read_to_string(f).unwrap())
+        })
+        .collect()
+}
+
+/// A source's code before its test module.
+fn before_tests(text: &str) -> &str {
+    text.split("#[cfg(test)]").next().unwrap_or("")
+}
+
+/// Whether a file is a test (an integration test, a tests module file, an example).
+fn is_test_file(rel: &str) -> bool {
+    rel.contains("/tests/") || rel.ends_with("tests.rs") || rel.contains("/examples/")
+}
+
 /// One runtime drives a run: the sender's and receivers' loops are started by
 /// `asdic-runtime` alone, so the binary, the library and the in-memory tests run the same
 /// wiring (no copy that can drift).
 #[test]
 fn only_the_runtime_runs_the_sender_and_receiver_loops() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = vec![];
-    for d in ["crates", "tests", "bench", "fuzz", "xdp"] {
-        rust_files(&root.join(d), &mut files);
-    }
-    assert!(files.len() > 50, "found only {} source files", files.len());
     let mut callers = vec![];
-    for f in &files {
-        let rel = f.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+    for (rel, text) in sources(&["crates", "tests", "bench", "fuzz", "xdp"]) {
         if rel.starts_with("crates/runtime/src/") || rel == "tests/structure.rs" {
             continue;
         }
-        let text = std::fs::read_to_string(f).unwrap();
         for call in ["tx::run(", "rx::run("] {
             if text.contains(call) {
                 callers.push(format!("{rel}: {call}"));
@@ -134,6 +153,7 @@ fn only_the_runtime_runs_the_sender_and_receiver_loops() {
         }
     }
     assert!(callers.is_empty(), "outside crates/runtime: {callers:?}");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let runtime = std::fs::read_to_string(root.join("crates/runtime/src/lib.rs")).unwrap();
     assert!(runtime.contains("tx::run(") && runtime.contains("rx::run("));
 }
@@ -142,28 +162,15 @@ fn only_the_runtime_runs_the_sender_and_receiver_loops() {
 /// sender's TX loop patches probe templates; the session and the subcommands send through it.
 #[test]
 fn only_the_sender_builds_probes() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = vec![];
-    for d in ["crates", "xdp"] {
-        rust_files(&root.join(d), &mut files);
-    }
-    let mut builders = vec![];
-    for f in &files {
-        let rel = f.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-        let product = !rel.starts_with("crates/wire/")
-            && !rel.contains("/tests/")
-            && !rel.ends_with("/tests.rs")
-            && !rel.contains("/examples/");
-        if !product {
-            continue;
-        }
-        let text = std::fs::read_to_string(f).unwrap();
-        // What precedes the file's test module.
-        let code = text.split("#[cfg(test)]").next().unwrap_or("");
-        if code.contains(".patch(") {
-            builders.push(rel);
-        }
-    }
+    let builders: Vec<String> = sources(&["crates", "xdp"])
+        .into_iter()
+        .filter(|(rel, text)| {
+            !rel.starts_with("crates/wire/")
+                && !is_test_file(rel)
+                && before_tests(text).contains(".patch(")
+        })
+        .map(|(rel, _)| rel)
+        .collect();
     assert_eq!(builders, ["crates/sender/src/tx.rs"]);
 }
 
@@ -171,27 +178,17 @@ fn only_the_sender_builds_probes() {
 /// session's openers (a library user's choice), nowhere else in the product.
 #[test]
 fn engines_are_opened_by_the_runtime_and_the_session_only() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = vec![];
-    for d in ["crates", "xdp"] {
-        rust_files(&root.join(d), &mut files);
-    }
-    let mut openers = std::collections::BTreeSet::new();
-    for f in &files {
-        let rel = f.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-        if rel.starts_with("crates/engine/") || rel.contains("/tests/") || rel.ends_with("tests.rs")
-        {
-            continue;
-        }
-        let text = std::fs::read_to_string(f).unwrap();
-        let code = text.split("#[cfg(test)]").next().unwrap_or("");
-        if ["raw::open(", "uring::open(", "xdp::open("]
-            .iter()
-            .any(|c| code.contains(c))
-        {
-            openers.insert(rel);
-        }
-    }
+    let openers: std::collections::BTreeSet<String> = sources(&["crates", "xdp"])
+        .into_iter()
+        .filter(|(rel, text)| {
+            !rel.starts_with("crates/engine/")
+                && !is_test_file(rel)
+                && ["raw::open(", "uring::open(", "xdp::open("]
+                    .iter()
+                    .any(|c| before_tests(text).contains(c))
+        })
+        .map(|(rel, _)| rel)
+        .collect();
     let expected = [
         "crates/runtime/src/engines.rs",
         "crates/session/src/session.rs",
@@ -255,18 +252,11 @@ fn the_session_builds_without_xdp_or_io_uring() {
 /// netlink message header's constants; the engines and the XDP loader use it.
 #[test]
 fn one_netlink_stack() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = vec![];
-    for d in ["crates", "xdp"] {
-        rust_files(&root.join(d), &mut files);
-    }
     let mut elsewhere = vec![];
-    for f in &files {
-        let rel = f.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+    for (rel, text) in sources(&["crates", "xdp"]) {
         if rel.starts_with("crates/netlink/") {
             continue;
         }
-        let text = std::fs::read_to_string(f).unwrap();
         for sign in [
             "NETLINK_ROUTE",
             "const NLMSG_ERROR",

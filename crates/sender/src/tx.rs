@@ -663,15 +663,15 @@ mod tests {
     use asdic_wire::template::Layer;
     use core::net::IpAddr;
 
-    /// A TX half that takes everything and records, per packet, the TTL the batch asks the
-    /// socket for, the TTL byte of the frame's IPv4 header and whether that header's
-    /// checksum verifies.
-    struct Recorder(Vec<(u8, u8, bool)>);
+    /// A TX half that takes everything and keeps each packet, with its destination and the
+    /// TTL its batch asks the socket for.
+    #[derive(Default)]
+    struct Capture(Vec<(Vec<u8>, IpAddr, u8)>);
 
-    impl Tx for Recorder {
+    impl Tx for Capture {
         fn caps(&self) -> TxCaps {
             TxCaps {
-                engine: "recorder",
+                engine: "capture",
                 layer: TxLayer::Icmp,
                 max_packet: 9000,
                 ttl_per_socket: true,
@@ -680,12 +680,69 @@ mod tests {
 
         fn send(&mut self, batch: &TxBatch, from: usize) -> Result<usize, SendError> {
             for i in from..batch.len() {
-                let (bytes, _) = batch.packet(i).expect("packet");
-                let ip = &bytes[14..34];
-                let ok = asdic_wire::checksum::checksum(ip) == 0;
-                self.0.push((batch.ttl(i), ip[8], ok));
+                let (bytes, dst) = batch.packet(i).expect("packet");
+                self.0.push((bytes.to_vec(), dst, batch.ttl(i)));
             }
             Ok(batch.len() - from)
+        }
+    }
+
+    impl Capture {
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+
+        /// Per IPv4 frame: the batch's TTL, the header's TTL byte, whether its checksum
+        /// verifies.
+        fn ttls(&self) -> Vec<(u8, u8, bool)> {
+            self.0
+                .iter()
+                .map(|(b, _, ttl)| {
+                    (
+                        *ttl,
+                        b[14 + 8],
+                        asdic_wire::checksum::checksum(&b[14..34]) == 0,
+                    )
+                })
+                .collect()
+        }
+
+        /// Per IPv4 frame: its length, the header's total length, whether its checksum
+        /// verifies.
+        fn lengths(&self) -> Vec<(usize, usize, bool)> {
+            self.0
+                .iter()
+                .map(|(b, _, _)| {
+                    let total = usize::from(u16::from_be_bytes([b[16], b[17]]));
+                    (
+                        b.len(),
+                        total,
+                        asdic_wire::checksum::checksum(&b[14..34]) == 0,
+                    )
+                })
+                .collect()
+        }
+
+        /// Per frame: its ethertype, its length, and the first byte of its destination (the
+        /// frame's own, checked against the batch's).
+        fn frames(&self) -> Vec<(u16, usize, u8)> {
+            self.0
+                .iter()
+                .map(|(b, dst, _)| {
+                    let ethertype = u16::from_be_bytes([b[12], b[13]]);
+                    let first = match dst {
+                        IpAddr::V4(a) => a.octets()[0],
+                        IpAddr::V6(a) => a.octets()[0],
+                    };
+                    let at = if ethertype == 0x0800 {
+                        14 + 16
+                    } else {
+                        14 + 24
+                    };
+                    assert_eq!(b[at], first, "the frame goes where the batch says");
+                    (ethertype, b.len(), first)
+                })
+                .collect()
         }
     }
 
@@ -737,7 +794,7 @@ mod tests {
         let template = Template::new(Family::V4, Layer::Icmp, 32).unwrap();
         let (table, shared) = (InflightTable::new(1024), SenderShared::default());
         let t0 = Instant::now();
-        let mut tx = Recorder(vec![]);
+        let mut tx = Capture::default();
         let t = std::slice::from_ref(&template);
         let cfg = test_config(1);
         run(
@@ -750,7 +807,7 @@ mod tests {
             Links::default(),
         )
         .unwrap();
-        assert_eq!(tx.0.len(), 2);
+        assert_eq!(tx.len(), 2);
         assert!(t0.elapsed() >= Duration::from_millis(100));
         let us = shared.send_us.load(Ordering::Relaxed);
         // The gap is idle; what remains is two sends and at most an idle sleep's slack.
@@ -778,12 +835,12 @@ mod tests {
     fn a_receiver_behind_holds_the_sender_back_but_never_stops_it() {
         let template = Template::new(Family::V4, Layer::Icmp, 32).unwrap();
         let cfg = test_config(1);
-        let mut tx = Recorder(vec![]);
+        let mut tx = Capture::default();
         let shared = SenderShared::default();
         // A receiver stays behind for the whole run: each of the three batches waits the
         // longest hold, then goes out.
         let behind = AtomicU32::new(1);
-        let send_three = |tx: &mut Recorder, shared: &SenderShared| {
+        let send_three = |tx: &mut Capture, shared: &SenderShared| {
             let table = InflightTable::new(1024);
             let t = std::slice::from_ref(&template);
             run(
@@ -802,14 +859,14 @@ mod tests {
         };
         let t0 = Instant::now();
         send_three(&mut tx, &shared);
-        assert_eq!(tx.0.len(), 3, "every probe sent");
+        assert_eq!(tx.len(), 3, "every probe sent");
         assert!(shared.held.load(Ordering::Relaxed) >= 3);
         assert!(t0.elapsed() >= 3 * HOLD_MAX, "{:?}", t0.elapsed());
         // Caught up: no waiting.
         behind.store(0, Ordering::Relaxed);
-        let (mut tx, shared) = (Recorder(vec![]), SenderShared::default());
+        let (mut tx, shared) = (Capture::default(), SenderShared::default());
         send_three(&mut tx, &shared);
-        assert_eq!(tx.0.len(), 3);
+        assert_eq!(tx.len(), 3);
         assert_eq!(shared.held.load(Ordering::Relaxed), 0);
     }
 
@@ -834,7 +891,7 @@ mod tests {
 
     impl Tx for RingFull {
         fn caps(&self) -> TxCaps {
-            Recorder(vec![]).caps()
+            Capture::default().caps()
         }
 
         fn send(&mut self, batch: &TxBatch, from: usize) -> Result<usize, SendError> {
@@ -871,7 +928,7 @@ mod tests {
         // Without the receivers' link (a run that does not hold), the engine is not asked.
         let shared = SenderShared::default();
         send_three(
-            &mut Recorder(vec![]),
+            &mut Capture::default(),
             &template,
             &cfg,
             &shared,
@@ -889,101 +946,35 @@ mod tests {
         };
         let template = Template::new(Family::V4, layer, 32).unwrap();
         let cfg = test_config(8);
-        let mut tx = Recorder(vec![]);
+        let mut tx = Capture::default();
         let shared = SenderShared::default();
         send_three(&mut tx, &template, &cfg, &shared, Links::default());
         // Socket engines: 0 = the socket's TTL; frames: the TTL itself, with a header
         // checksum that covers it.
-        assert_eq!(tx.0, vec![(0, 64, true), (5, 5, true), (64, 64, true)]);
+        assert_eq!(tx.ttls(), vec![(0, 64, true), (5, 5, true), (64, 64, true)]);
         assert_eq!(shared.sent.load(Ordering::Relaxed), 3);
     }
 
-    /// A TX half that records each frame's length, its IPv4 total length and whether the
-    /// IPv4 header checksum verifies.
-    struct Lengths(Vec<(usize, usize, bool)>);
+    const V4: IpAddr = IpAddr::V4(core::net::Ipv4Addr::new(198, 19, 0, 1));
+    const V6: IpAddr = IpAddr::V6(core::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1));
 
-    impl Tx for Lengths {
-        fn caps(&self) -> TxCaps {
-            TxCaps {
-                engine: "lengths",
-                layer: TxLayer::Icmp,
-                max_packet: 9000,
-                ttl_per_socket: true,
-            }
-        }
+    /// Probes of the listed (target, class) pairs, in order, then done.
+    struct Listed(Vec<(IpAddr, u8)>, usize);
 
-        fn send(&mut self, batch: &TxBatch, from: usize) -> Result<usize, SendError> {
-            for i in from..batch.len() {
-                let (bytes, _) = batch.packet(i).expect("packet");
-                let ip = &bytes[14..34];
-                let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-                let ok = asdic_wire::checksum::checksum(ip) == 0;
-                self.0.push((bytes.len(), total, ok));
-            }
-            Ok(batch.len() - from)
+    impl Listed {
+        fn new(probes: impl IntoIterator<Item = (IpAddr, u8)>) -> Self {
+            Listed(probes.into_iter().collect(), 0)
         }
     }
 
-    /// Frames as (ethertype, length, destination's first byte), in order.
-    struct Frames(Vec<(u16, usize, u8)>);
-
-    impl Tx for Frames {
-        fn caps(&self) -> TxCaps {
-            TxCaps {
-                engine: "frames",
-                layer: TxLayer::Icmp,
-                max_packet: 9000,
-                ttl_per_socket: false,
-            }
-        }
-
-        fn send(&mut self, batch: &TxBatch, from: usize) -> Result<usize, SendError> {
-            for i in from..batch.len() {
-                let (bytes, dst) = batch.packet(i).expect("packet");
-                let ethertype = u16::from_be_bytes([bytes[12], bytes[13]]);
-                let first = match dst {
-                    IpAddr::V4(a) => a.octets()[0],
-                    IpAddr::V6(a) => a.octets()[0],
-                };
-                // The frame's own destination address is the batch's.
-                let at = if ethertype == 0x0800 {
-                    14 + 16
-                } else {
-                    14 + 24
-                };
-                assert_eq!(bytes[at], first, "frame {i} goes where the batch says");
-                self.0.push((ethertype, bytes.len(), first));
-            }
-            Ok(batch.len() - from)
-        }
-    }
-
-    /// IPv4 and IPv6 targets in turn, classes 0, 1, 1, 0 of each.
-    struct Mixed(usize);
-
-    impl Source for Mixed {
+    impl Source for Listed {
         fn next(&mut self, _now: Instant) -> Next {
-            const ORDER: [(bool, u8); 8] = [
-                (false, 0),
-                (true, 0),
-                (false, 1),
-                (true, 1),
-                (true, 1),
-                (false, 1),
-                (true, 0),
-                (false, 0),
-            ];
-            let Some(&(v6, class)) = ORDER.get(self.0) else {
+            let Some(&(target, class)) = self.0.get(self.1) else {
                 return Next::Done;
             };
-            self.0 += 1;
-            let target = if v6 {
-                IpAddr::from([0x2001, 0xdb8, 1, 0, 0, 0, 0, 1])
-            } else {
-                IpAddr::from([198, 19, 0, 1])
-            };
+            self.1 += 1;
             Next::Probe {
-                cookie: self.0 as u32,
+                cookie: self.1 as u32,
                 target,
                 class,
                 ttl: 0,
@@ -1015,12 +1006,24 @@ mod tests {
             batch: 3,
             ..test_config(3)
         };
-        let mut tx = Frames(vec![]);
+        let mut tx = Capture::default();
         run(
             &mut tx,
             &templates,
             &table,
-            &mut Mixed(0),
+            &mut Listed::new(
+                [
+                    (false, 0),
+                    (true, 0),
+                    (false, 1),
+                    (true, 1),
+                    (true, 1),
+                    (false, 1),
+                    (true, 0),
+                    (false, 0),
+                ]
+                .map(|(v6, class)| (if v6 { V6 } else { V4 }, class)),
+            ),
             &cfg,
             &SenderShared::default(),
             Links::default(),
@@ -1029,7 +1032,7 @@ mod tests {
         let v4f = |p: usize| (0x0800, 14 + 20 + 8 + p, 198);
         let v6f = |p: usize| (0x86dd, 14 + 40 + 8 + p, 0x20);
         assert_eq!(
-            tx.0,
+            tx.frames(),
             [
                 v4f(32),
                 v6f(32),
@@ -1041,25 +1044,6 @@ mod tests {
                 v4f(32)
             ]
         );
-    }
-
-    /// Probes of classes 0, 1, 1, 0, 2, 0 (a slot's template changes between batches).
-    struct Classes(usize);
-
-    impl Source for Classes {
-        fn next(&mut self, _now: Instant) -> Next {
-            const ORDER: [u8; 6] = [0, 1, 1, 0, 2, 0];
-            let Some(&class) = ORDER.get(self.0) else {
-                return Next::Done;
-            };
-            self.0 += 1;
-            Next::Probe {
-                cookie: self.0 as u32,
-                target: IpAddr::from([198, 19, 0, 1]),
-                class,
-                ttl: 0,
-            }
-        }
     }
 
     #[test]
@@ -1088,13 +1072,14 @@ mod tests {
             retries: false,
             flow: None,
         };
-        let mut tx = Lengths(vec![]);
+        let mut tx = Capture::default();
         let shared = SenderShared::default();
         run(
             &mut tx,
             &templates,
             &table,
-            &mut Classes(0),
+            // Classes 0, 1, 1, 0, 2, 0: a slot's template changes between batches.
+            &mut Listed::new([0, 1, 1, 0, 2, 0].map(|c| (V4, c))),
             &cfg,
             &shared,
             Links::default(),
@@ -1102,7 +1087,7 @@ mod tests {
         .unwrap();
         let frame = |payload: usize| (14 + 20 + 8 + payload, 20 + 8 + payload, true);
         assert_eq!(
-            tx.0,
+            tx.lengths(),
             [32, 1000, 1000, 32, 100, 32].map(frame).to_vec(),
             "every frame has its class's length and a valid header"
         );
@@ -1116,28 +1101,6 @@ mod tests {
         }
     }
 
-    /// A class with no template, then a target of the other family: neither can be built.
-    struct Unbuildable(usize);
-
-    impl Source for Unbuildable {
-        fn next(&mut self, _now: Instant) -> Next {
-            let (class, target) = match self.0 {
-                0 => (0, IpAddr::from([198, 19, 0, 1])),
-                1 => (7, IpAddr::from([198, 19, 0, 2])),
-                2 => (0, "2001:db8:1::3".parse().unwrap()),
-                3 => (0, IpAddr::from([198, 19, 0, 4])),
-                _ => return Next::Done,
-            };
-            self.0 += 1;
-            Next::Probe {
-                cookie: self.0 as u32,
-                target,
-                class,
-                ttl: 0,
-            }
-        }
-    }
-
     #[test]
     fn a_probe_that_cannot_be_built_is_a_failed_send_never_a_silent_drop() {
         let layer = Layer::Ethernet {
@@ -1147,20 +1110,30 @@ mod tests {
         };
         let template = Template::new(Family::V4, layer, 32).unwrap();
         let table = InflightTable::new(1024);
-        let (mut tx, shared) = (Lengths(vec![]), SenderShared::default());
+        let (mut tx, shared) = (Capture::default(), SenderShared::default());
         run(
             &mut tx,
             std::slice::from_ref(&template),
             &table,
-            &mut Unbuildable(0),
+            // The second has a class without a template, the third is of a family without one.
+            &mut Listed::new([
+                (IpAddr::from([198, 19, 0, 1]), 0),
+                (IpAddr::from([198, 19, 0, 2]), 7),
+                ("2001:db8:1::3".parse().unwrap(), 0),
+                (IpAddr::from([198, 19, 0, 4]), 0),
+            ]),
             &test_config(4),
             &shared,
             Links::default(),
         )
         .unwrap();
         // Two frames went out, whole (their headers verify) …
-        assert_eq!(tx.0.len(), 2);
-        assert!(tx.0.iter().all(|&(_, _, ok)| ok), "{:?}", tx.0);
+        assert_eq!(tx.len(), 2);
+        assert!(
+            tx.lengths().iter().all(|&(_, _, ok)| ok),
+            "{:?}",
+            tx.lengths()
+        );
         // … and all four targets are in the table: the two that could not be built are
         // reported as failed sends (EINVAL), each with its target.
         assert_eq!(shared.failed.load(Ordering::Relaxed), 2);
