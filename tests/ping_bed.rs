@@ -269,3 +269,67 @@ fn both_families_in_one_run() {
         "{text}"
     );
 }
+
+/// Timeouts hold by the RTT too (issue 28, item 4): with `-W 50us`, shorter than most of the
+/// bed's round trips, a reply is received only within 50 µs and late otherwise, on every
+/// engine; every reply the far side sent is one or the other, and every probe not received
+/// timed out.
+#[test]
+fn a_reply_over_the_timeout_is_late_never_received() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("pw50", &[]);
+    let truth = bed.truth();
+    let mut late_total = 0;
+    for engine in ["raw", "uring", "xdp"] {
+        let out = scratch(&format!("pw50-{engine}.parquet"));
+        let replied = bed.counter("replied");
+        let o = bed.asdic(&[
+            "ping",
+            "198.19.1.0/24",
+            "--rate",
+            "256",
+            "-W",
+            "50us",
+            "--engine",
+            engine,
+            "-q",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{engine}: {err}");
+        let replied = bed.counter("replied") - replied;
+        let (rows, _) = read_parquet(&out);
+        assert_eq!(rows.len(), 256);
+        let (mut received, mut late, mut timeouts) = (0, 0, 0);
+        for r in &rows {
+            let t = r["target"].as_str().unwrap();
+            if u(r, "received") > 0 {
+                let max = r["rtt_max_us"].as_f64().unwrap();
+                assert!(
+                    max <= 50.0,
+                    "{engine}: {t} received with an RTT of {max} µs"
+                );
+            }
+            let (v6, x) = low16(t);
+            if classify(&truth, v6, x) == Truth::Dead {
+                assert_eq!(u(r, "received") + u(r, "late"), 0, "{engine}: {t}");
+            }
+            assert_eq!(u(r, "errors"), 0, "{engine}: {t}");
+            received += u(r, "received");
+            late += u(r, "late");
+            timeouts += u(r, "timeouts");
+        }
+        assert_eq!(
+            received + late,
+            replied,
+            "{engine}: every reply counted once"
+        );
+        assert_eq!(received + timeouts, 256, "{engine}: every probe ended once");
+        late_total += late;
+    }
+    assert!(
+        late_total > 0,
+        "the bed's round trips exceed 50 µs at times"
+    );
+}

@@ -31,6 +31,9 @@ pub struct Matcher {
     drops: Drops,
     /// Whether the sender writes [`Key::ip_ident`] into its IPv4 probes (frames it builds).
     keyed_ip_ident: bool,
+    /// How long a tracked probe may wait for its answer: a reply whose RTT exceeds it is
+    /// late, however soon the reaper would have noticed.
+    timeout_ns: u64,
 }
 
 /// Where a probe's state lives.
@@ -55,6 +58,7 @@ impl Matcher {
             how: How::Tracked { table, numbering },
             drops: Drops::default(),
             keyed_ip_ident: false,
+            timeout_ns: u64::MAX,
         }
     }
 
@@ -64,6 +68,15 @@ impl Matcher {
     /// fixed identifier, which is then enough to take the error as the probe's answer.
     pub fn with_keyed_ip_ident(mut self, keyed: bool) -> Self {
         self.keyed_ip_ident = keyed;
+        self
+    }
+
+    /// A probe's timeout, enforced by its RTT too: a reply measured over it is
+    /// [`Outcome::Late`], never a reply, even while its slot still waits for the reaper
+    /// (which then retires it as timed out, as for a reply that came after it). Without it
+    /// only the reaper's clock decides.
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout_ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
         self
     }
 
@@ -85,6 +98,7 @@ impl Matcher {
             how: How::Stateless(states.iter().map(|s| s.receiver()).collect()),
             drops: Drops::default(),
             keyed_ip_ident: false,
+            timeout_ns: u64::MAX,
         }
     }
 
@@ -162,7 +176,13 @@ impl Matcher {
                     return self.drops.forged += 1;
                 }
                 let rtt_ns = ts_ns.saturating_sub(stamp.t_send_ns);
-                let outcome = match table.resolve(stamp.n, false) {
+                // Past its timeout: late, and its slot left for the reaper to time out.
+                let resolution = if rtt_ns > self.timeout_ns {
+                    table.late(stamp.n)
+                } else {
+                    table.resolve(stamp.n, false)
+                };
+                let outcome = match resolution {
                     Resolution::First => Outcome::Reply {
                         rtt_ns,
                         ttl: r.ttl,
@@ -195,7 +215,12 @@ impl Matcher {
             How::Stateless(_) => return self.scan_error(e, ts_ns, out),
         };
         let q = &e.probe;
+        // Past its probe's timeout an error is not its answer (as a scan's past the cooldown):
+        // stale, and the probe left for the reaper to time out.
+        let timeout_ns = self.timeout_ns;
+        let late = |t_send_ns: u64| ts_ns.saturating_sub(t_send_ns) > timeout_ns;
         let probe = match payload::verify(&self.key, self.session, q.dst, q.ident, q.seq, q.data) {
+            Verdict::Valid(s) if late(s.t_send_ns) => return self.drops.stale += 1,
             Verdict::Valid(s) => match table.resolve(s.n, true) {
                 Resolution::First => Some(ProbeInfo {
                     n: s.n,
@@ -237,7 +262,17 @@ impl Matcher {
                     }
                     Some(_) => None,
                     None => {
-                        named.and_then(|(n_low, bits)| table.resolve_partial(n_low, bits, q.dst))
+                        let (n_low, bits) = match named {
+                            Some(named) => named,
+                            None => return self.drops.unmatched_errors += 1,
+                        };
+                        if table
+                            .pending_probe(n_low, bits, q.dst)
+                            .is_some_and(|p| late(p.t_send_ns))
+                        {
+                            return self.drops.stale += 1;
+                        }
+                        table.resolve_partial(n_low, bits, q.dst)
                     }
                 }
             }

@@ -226,6 +226,32 @@ impl InflightTable {
             .is_ok()
     }
 
+    /// How a reply to probe `n` that came after its timeout stands, without resolving it:
+    /// [`Resolution::Late`] while the probe waits (for the reaper, which times it out) or
+    /// has timed out; [`Resolution::Duplicate`] once answered; otherwise as
+    /// [`InflightTable::resolve`] says.
+    pub fn late(&self, n: u64) -> Resolution {
+        if n >= MAX_PROBES {
+            return Resolution::Unknown;
+        }
+        // Acquire: see the state the last writer left.
+        let tag = self.slot(n).tag.load(Ordering::Acquire);
+        let (tn, state) = (tag >> STATE_BITS, tag & STATE_MASK);
+        if tn != n || state == EMPTY {
+            return if tn > n && state != EMPTY {
+                Resolution::Stale
+            } else {
+                Resolution::Unknown
+            };
+        }
+        match state {
+            ANSWERED | ERRORED => Resolution::Duplicate,
+            PENDING | TIMED_OUT | SEND_FAILED => Resolution::Late,
+            // Claiming with our own n: nothing was sent yet, so nothing can answer it.
+            _ => Resolution::Unknown,
+        }
+    }
+
     /// Resolves probe `n` (known in full from a validated payload) as answered or errored.
     pub fn resolve(&self, n: u64, errored: bool) -> Resolution {
         if n >= MAX_PROBES {
@@ -280,6 +306,13 @@ impl InflightTable {
     /// resolving it.
     pub fn names_pending(&self, n_low: u64, bits: u32, target: IpAddr) -> bool {
         self.pending_named(n_low, bits, target).is_some()
+    }
+
+    /// The pending probe to `target` whose number is `n_low` modulo `2^bits`, without
+    /// resolving it.
+    pub fn pending_probe(&self, n_low: u64, bits: u32, target: IpAddr) -> Option<ProbeInfo> {
+        self.pending_named(n_low, bits, target)
+            .map(|(_, _, info)| info)
     }
 
     /// The slot, tag and fields of the pending probe `n_low` (mod `2^bits`) to `target`.

@@ -9,6 +9,7 @@
 //! totals, so a reply the kernel dropped is counted, never silently taken for a loss.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use asdic_engine::{EngineError, KernelDrops, Rx, now_ns};
@@ -48,9 +49,36 @@ pub struct RxShared {
     /// What the kernel dropped before the engine could read it, summed over the loops, in
     /// the order of [`KernelDrops::NAMES`].
     kernel: [AtomicU64; KernelDrops::LEN],
+    /// Per loop, the time (ns since the epoch, the frames' clock) before which everything
+    /// that reached its queue has been read ([`RxShared::reader`]).
+    readers: Mutex<Vec<Arc<AtomicU64>>>,
 }
 
 impl RxShared {
+    /// A new loop's read mark, 0 until it has read its queue once: register every loop's
+    /// before any starts, so the reaper waits for all of them.
+    pub fn reader(&self) -> Arc<AtomicU64> {
+        let mark = Arc::new(AtomicU64::new(0));
+        self.readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(mark.clone());
+        mark
+    }
+
+    /// The time before which every loop has read everything that reached its queue (`now`
+    /// without loops): a probe is timed out only once no loop can still hold an answer to
+    /// it stamped within its timeout.
+    fn read_to(&self, now: u64) -> u64 {
+        self.readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            // Acquire: pairs with the loops' release of their marks.
+            .map(|m| m.load(Ordering::Acquire))
+            .fold(now, u64::min)
+    }
+
     /// What the kernel dropped so far (as last read by the loops, a few times a second).
     pub fn kernel_drops(&self) -> KernelDrops {
         KernelDrops::from_array(core::array::from_fn(|i| {
@@ -190,6 +218,7 @@ pub fn run(
     recycle: &Receiver<Vec<Event>>,
     retries: Option<&Sender<Retry>>,
     role: Role,
+    mark: Option<&AtomicU64>,
 ) -> Result<(), EngineError> {
     let _done = (role == Role::Reaper).then(|| ReaperDone(shared));
     let timeout_ns = u64::try_from(cfg.timeout.as_nanos()).unwrap_or(u64::MAX);
@@ -204,7 +233,10 @@ pub fn run(
         let reaper_done = shared.reaper_done.load(Ordering::Acquire);
         let mut discarded = 0u64;
         matcher.begin_batch();
+        let t0 = now_ns();
+        let mut newest = 0u64;
         let got = rx.recv(cfg.poll, &mut |f| {
+            newest = newest.max(f.ts_ns);
             let before = buf.len();
             matcher.on_frame(&f, &mut |ev| {
                 count(shared, &ev);
@@ -213,6 +245,12 @@ pub fn run(
             discarded += u64::from(buf.len() == before);
         })?;
         matcher.end_batch();
+        if let Some(m) = mark {
+            // Everything stamped before the newest frame read is read (a queue delivers in
+            // order); with nothing read, everything that came before the call.
+            // Release: the reaper's acquire load sees the events matched before it.
+            m.fetch_max(if got == 0 { t0 } else { newest }, Ordering::Release);
+        }
         shared.frames.fetch_add(got as u64, Ordering::Relaxed);
         if let Some((waiting, holds)) = rx.backlog() {
             behind.set(waiting, holds);
@@ -221,7 +259,13 @@ pub fn run(
             shared.discarded.fetch_add(discarded, Ordering::Relaxed);
         }
         if role == Role::Reaper {
-            let now = if abort { u64::MAX } else { now_ns() };
+            // Not past what every loop has read: an answer stamped within its probe's
+            // timeout may still wait in a queue.
+            let now = if abort {
+                u64::MAX
+            } else {
+                shared.read_to(now_ns())
+            };
             matcher.reap(now, timeout_ns, &mut |ev, p| {
                 let attempt = p.attempt;
                 count(shared, &ev);
@@ -360,7 +404,9 @@ mod tests {
                 std::thread::sleep(hold);
                 let mut m = Matcher::new(table, Key::new(1, 2), 7, numbering);
                 let mut rx = Quiet { reads: 0, each };
-                run(&mut rx, &mut m, &cfg, &shared, &ev_tx, &back_rx, None, role)
+                run(
+                    &mut rx, &mut m, &cfg, &shared, &ev_tx, &back_rx, None, role, None,
+                )
             })
         };
         let helper = spawn(
@@ -401,6 +447,160 @@ mod tests {
         assert_eq!(
             (k.xsk_rx_dropped, k.xsk_fill_empty, k.redirect_failed),
             (0, 0, 0)
+        );
+    }
+
+    /// A queue whose loop is held up (descheduled, busy) in its first read until `until`,
+    /// when it gets the one frame that arrived meanwhile.
+    struct Held {
+        frame: Option<(Vec<u8>, u64)>,
+        until: std::time::Instant,
+    }
+
+    impl Rx for Held {
+        fn caps(&self) -> RxCaps {
+            RxCaps {
+                engine: "test",
+                kernel_timestamps: true,
+            }
+        }
+
+        fn recv(
+            &mut self,
+            timeout: Duration,
+            on_frame: &mut dyn FnMut(asdic_engine::RxFrame<'_>),
+        ) -> Result<usize, EngineError> {
+            let left = self
+                .until
+                .saturating_duration_since(std::time::Instant::now());
+            std::thread::sleep(left);
+            match self.frame.take() {
+                Some((data, ts_ns)) => {
+                    on_frame(asdic_engine::RxFrame {
+                        data: &data,
+                        layer: asdic_engine::RxLayer::Ipv4,
+                        ts_ns,
+                        truncated: false,
+                    });
+                    Ok(1)
+                }
+                None => {
+                    std::thread::sleep(timeout);
+                    Ok(0)
+                }
+            }
+        }
+    }
+
+    /// The echo reply from `dst` to probe `n`, as an IPv4 packet.
+    fn reply(key: &Key, numbering: Numbering, n: u64, dst: std::net::Ipv4Addr, t: u64) -> Vec<u8> {
+        use asdic_wire::payload::Stamp;
+        use asdic_wire::template::{Layer, ProbeFields, Template};
+        let template = Template::new(asdic_wire::Family::V4, Layer::Icmp, 32).unwrap();
+        let (ident, seq) = numbering.ident_seq(n);
+        let stamp = Stamp {
+            session: 7,
+            n,
+            cookie: 0,
+            t_send_ns: t,
+        };
+        let mut icmp = vec![0; template.len()];
+        template.prepare(&mut icmp).unwrap();
+        let fields = ProbeFields::new(key, dst.into(), 64, ident, seq, stamp);
+        template.patch(&mut icmp, &fields).unwrap();
+        icmp[0] = 0;
+        icmp[2..4].fill(0);
+        let c = asdic_wire::checksum::checksum(&icmp);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        let mut p = vec![0; 20];
+        asdic_wire::ipv4::Repr {
+            src: dst,
+            dst: std::net::Ipv4Addr::new(198, 18, 0, 1),
+            protocol: 1,
+            payload_len: icmp.len(),
+            ttl: 63,
+            ident: 0,
+        }
+        .emit(&mut p)
+        .unwrap();
+        p.extend_from_slice(&icmp);
+        p
+    }
+
+    #[test]
+    fn the_reaper_waits_for_a_queue_still_holding_an_answer_within_the_timeout() {
+        let (key, numbering) = (
+            Key::new(1, 2),
+            Numbering::Spread {
+                base: 1,
+                key: 0x5eed_0001,
+            },
+        );
+        let dst = std::net::Ipv4Addr::new(198, 19, 0, 1);
+        let table = Arc::new(InflightTable::new(16));
+        let t_send = now_ns();
+        assert!(table.claim(&ProbeInfo {
+            n: 0,
+            target: dst.into(),
+            cookie: 0,
+            t_send_ns: t_send,
+            attempt: 0,
+            class: 0,
+        }));
+        let shared = Arc::new(RxShared::default());
+        shared.sender_done.store(true, Ordering::Release);
+        // A 1 ms timeout; the answer arrived 200 µs after the probe left, on a queue whose
+        // loop does not read for 100 ms.
+        let cfg = RxConfig {
+            timeout: Duration::from_millis(1),
+            retries: 0,
+            poll: Duration::from_millis(2),
+            batch: 16,
+        };
+        let (ev_tx, ev_rx) = unbounded::<Vec<Event>>();
+        let (_back_tx, back_rx) = bounded::<Vec<Event>>(4);
+        let marks = [shared.reader(), shared.reader()];
+        let loops: Vec<_> = [
+            (Role::Reaper, None),
+            (Role::Helper, Some(reply(&key, numbering, 0, dst, t_send))),
+        ]
+        .into_iter()
+        .zip(marks)
+        .map(|((role, frame), mark)| {
+            let (table, shared, ev_tx, back_rx) = (
+                table.clone(),
+                shared.clone(),
+                ev_tx.clone(),
+                back_rx.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut m = Matcher::new(table, key, 7, numbering).with_timeout(cfg.timeout);
+                let mut rx = Held {
+                    frame: frame.map(|f| (f, t_send + 200_000)),
+                    until: std::time::Instant::now() + Duration::from_millis(100),
+                };
+                let mark = Some(mark.as_ref());
+                run(
+                    &mut rx, &mut m, &cfg, &shared, &ev_tx, &back_rx, None, role, mark,
+                )
+            })
+        })
+        .collect();
+        for l in loops {
+            l.join().unwrap().unwrap();
+        }
+        drop(ev_tx);
+        let events: Vec<Event> = ev_rx.iter().flatten().collect();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(
+            matches!(
+                events[0].outcome,
+                Outcome::Reply {
+                    rtt_ns: 200_000,
+                    ..
+                }
+            ),
+            "answered within its timeout, never timed out: {events:?}"
         );
     }
 }

@@ -13,7 +13,7 @@
 pub mod engines;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -311,11 +311,14 @@ impl Pipeline {
         // receiving, the others match until it has ended.
         let mut receivers = Vec::with_capacity(rxes.len());
         let multi = rxes.len() > 1;
-        for (i, rxe) in rxes.into_iter().enumerate() {
+        // Every loop's read mark before any loop starts: the reaper waits for all of them.
+        let marks: Vec<_> = rxes.iter().map(|_| self.receiver.reader()).collect();
+        for ((i, rxe), mark) in rxes.into_iter().enumerate().zip(marks) {
             let role = if i == 0 { Role::Reaper } else { Role::Helper };
             let matcher = match scan.as_slice() {
                 [] => Matcher::new(self.table.clone(), cfg.key, cfg.session, cfg.numbering)
-                    .with_keyed_ip_ident(keyed_ip_ident),
+                    .with_keyed_ip_ident(keyed_ip_ident)
+                    .with_timeout(rx_cfg.timeout),
                 states => Matcher::stateless_of(states),
             };
             let name = if multi {
@@ -330,6 +333,7 @@ impl Pipeline {
                 role,
                 core: rx_core(cores, i),
                 retries: (role == Role::Reaper && with_retries).then(|| retry_tx.clone()),
+                mark,
                 events: events.clone(),
                 recycle: recycle.clone(),
             };
@@ -383,6 +387,7 @@ impl Pipeline {
                     &r.recycle,
                     r.retries.as_ref(),
                     r.role,
+                    Some(&r.mark),
                 )?;
                 Ok(r.matcher.drops())
             })
@@ -432,6 +437,8 @@ struct Receiving {
     core: Option<usize>,
     /// The reaper's way to hand timed-out probes back for another try.
     retries: Option<Sender<Retry>>,
+    /// Up to when this loop has read its queue.
+    mark: Arc<AtomicU64>,
     events: Sender<Vec<Event>>,
     recycle: Receiver<Vec<Event>>,
 }

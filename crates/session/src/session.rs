@@ -97,6 +97,9 @@ struct Request {
     target: IpAddr,
     /// When its first try left, once the runtime has said.
     first_sent_ns: Option<u64>,
+    /// A reply to the try in flight that came after its timeout, before the timeout was
+    /// reported.
+    late: Option<Pong>,
     /// The try in flight.
     attempt: u8,
     done: Done,
@@ -363,6 +366,7 @@ impl Socket {
                     Request {
                         target,
                         first_sent_ns: None,
+                        late: None,
                         attempt: 0,
                         done,
                     },
@@ -395,8 +399,13 @@ impl Socket {
         }
         let result = match ev.outcome {
             Outcome::Reply { rtt_ns, ttl, .. } => Ok(pong(req, ev, rtt_ns, ttl)),
-            // A late reply to an earlier try still answers the request.
-            Outcome::Late { rtt_ns } => Ok(pong(req, ev, rtt_ns, None)),
+            // A late reply to an earlier try still answers the request (a retry is out).
+            Outcome::Late { rtt_ns } if ev.attempt < req.attempt => Ok(pong(req, ev, rtt_ns, None)),
+            // Late for the try in flight: its timeout comes next, and decides.
+            Outcome::Late { rtt_ns } => {
+                req.late = Some(pong(req, ev, rtt_ns, None));
+                return;
+            }
             Outcome::Error {
                 family,
                 icmp_type,
@@ -413,6 +422,10 @@ impl Socket {
                 error: std::io::Error::from_raw_os_error(errno),
             }),
             Outcome::Timeout if ev.attempt != req.attempt => return,
+            // The try timed out but answered late, and another try was due: the answer stands.
+            Outcome::Timeout if req.attempt < self.retries && req.late.is_some() => {
+                req.late.take().ok_or(PingError::RequestTimedOut)
+            }
             Outcome::Timeout if req.attempt < self.retries => {
                 let (target, next) = (req.target, req.attempt + 1);
                 req.attempt = next;

@@ -444,3 +444,41 @@ fn a_keyed_ip_ident_verifies_eight_byte_quotes_even_with_a_fixed_identifier() {
         }
     }
 }
+
+#[test]
+fn a_timeout_holds_by_the_rtt_too_not_only_by_the_reapers_clock() {
+    let mut bed = Bed::new(8);
+    bed.m = Matcher::new(bed.m.table().unwrap().clone(), KEY, SESSION, NUM)
+        .with_timeout(std::time::Duration::from_micros(50));
+    let (a, b, c) = (
+        IpAddr::from([198, 19, 0, 1]),
+        IpAddr::from([198, 19, 0, 2]),
+        IpAddr::from([198, 19, 0, 3]),
+    );
+    let (ra, rb) = (bed.send(0, a, 1_000), bed.send(1, b, 1_000));
+    let rc = bed.send(2, c, 1_000);
+    // Within 50 µs: a reply.
+    let evs = bed.feed(&ip(a, US, 61, &reply_to(&ra)), 51_000);
+    assert!(matches!(
+        evs[0].outcome,
+        Outcome::Reply { rtt_ns: 50_000, .. }
+    ));
+    // Over it, before the reaper came by: late, never a reply, and the probe still waits
+    // for the reaper, which times it out.
+    let evs = bed.feed(&ip(b, US, 61, &reply_to(&rb)), 51_001);
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0].outcome, Outcome::Late { rtt_ns: 50_001 });
+    // An error over the timeout is not the probe's answer either: stale.
+    let router = IpAddr::from([198, 18, 0, 2]);
+    let err = ip(router, US, 64, &error_about(3, 1, &ip(US, c, 64, &rc)));
+    assert!(bed.feed(&err, 60_000).is_empty());
+    assert_eq!(bed.m.drops().stale, 1);
+    let mut timed_out = vec![];
+    bed.m.reap(60_000, 50_000, &mut |ev, _| {
+        timed_out.push((ev.target, ev.outcome))
+    });
+    assert_eq!(timed_out, [(b, Outcome::Timeout), (c, Outcome::Timeout)]);
+    // A second copy after that is late too.
+    let evs = bed.feed(&ip(b, US, 61, &reply_to(&rb)), 70_000);
+    assert_eq!(evs[0].outcome, Outcome::Late { rtt_ns: 69_000 });
+}
