@@ -236,15 +236,10 @@ impl InflightTable {
         }
         // Acquire: see the state the last writer left.
         let tag = self.slot(n).tag.load(Ordering::Acquire);
-        let (tn, state) = (tag >> STATE_BITS, tag & STATE_MASK);
-        if tn != n || state == EMPTY {
-            return if tn > n && state != EMPTY {
-                Resolution::Stale
-            } else {
-                Resolution::Unknown
-            };
+        if let Some(r) = not_this_lap(tag, n) {
+            return r;
         }
-        match state {
+        match tag & STATE_MASK {
             ANSWERED | ERRORED => Resolution::Duplicate,
             PENDING | TIMED_OUT | SEND_FAILED => Resolution::Late,
             // Claiming with our own n: nothing was sent yet, so nothing can answer it.
@@ -262,15 +257,10 @@ impl InflightTable {
         // Acquire: see the state the last writer (sender, reaper, other receiver) left.
         let mut tag = s.tag.load(Ordering::Acquire);
         loop {
-            let (tn, state) = (tag >> STATE_BITS, tag & STATE_MASK);
-            if tn != n || state == EMPTY {
-                return if tn > n && state != EMPTY {
-                    Resolution::Stale
-                } else {
-                    Resolution::Unknown
-                };
+            if let Some(r) = not_this_lap(tag, n) {
+                return r;
             }
-            match state {
+            match tag & STATE_MASK {
                 PENDING => {
                     // AcqRel: exactly one resolver wins the PENDING -> final transition.
                     match s
@@ -426,6 +416,20 @@ impl InflightTable {
             class: (aux >> 8) as u8,
         }
     }
+}
+
+/// How a slot whose tag is `tag` stands for probe `n` when it does not hold it: a later lap
+/// (the probe is long retired: stale) or nothing known of it; `None` when it holds probe `n`.
+fn not_this_lap(tag: u64, n: u64) -> Option<Resolution> {
+    let (tn, state) = (tag >> STATE_BITS, tag & STATE_MASK);
+    if tn == n && state != EMPTY {
+        return None;
+    }
+    Some(if tn > n && state != EMPTY {
+        Resolution::Stale
+    } else {
+        Resolution::Unknown
+    })
 }
 
 fn split(a: IpAddr) -> (u64, u64) {

@@ -367,14 +367,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_reaper_ends_the_helpers_and_every_loops_kernel_drops_are_summed() {
+    /// A table with probe 0 to `target` sent at `t_send` and a sender that is done; loops
+    /// with a 1 ms timeout polling every `poll_ms`.
+    fn one_probe_out(
+        target: std::net::IpAddr,
+        t_send: u64,
+        poll_ms: u64,
+    ) -> (Arc<InflightTable>, Arc<RxShared>, RxConfig) {
         let table = Arc::new(InflightTable::new(16));
         assert!(table.claim(&ProbeInfo {
             n: 0,
-            target: "198.19.0.1".parse().unwrap(),
+            target,
             cookie: 0,
-            t_send_ns: 1,
+            t_send_ns: t_send,
             attempt: 0,
             class: 0,
         }));
@@ -383,9 +388,15 @@ mod tests {
         let cfg = RxConfig {
             timeout: Duration::from_millis(1),
             retries: 0,
-            poll: Duration::from_millis(5),
+            poll: Duration::from_millis(poll_ms),
             batch: 16,
         };
+        (table, shared, cfg)
+    }
+
+    #[test]
+    fn the_reaper_ends_the_helpers_and_every_loops_kernel_drops_are_summed() {
+        let (table, shared, cfg) = one_probe_out("198.19.0.1".parse().unwrap(), 1, 5);
         let (ev_tx, ev_rx) = unbounded::<Vec<Event>>();
         let (_back_tx, back_rx) = bounded::<Vec<Event>>(4);
         let numbering = Numbering::Spread {
@@ -537,26 +548,10 @@ mod tests {
             },
         );
         let dst = std::net::Ipv4Addr::new(198, 19, 0, 1);
-        let table = Arc::new(InflightTable::new(16));
         let t_send = now_ns();
-        assert!(table.claim(&ProbeInfo {
-            n: 0,
-            target: dst.into(),
-            cookie: 0,
-            t_send_ns: t_send,
-            attempt: 0,
-            class: 0,
-        }));
-        let shared = Arc::new(RxShared::default());
-        shared.sender_done.store(true, Ordering::Release);
         // A 1 ms timeout; the answer arrived 200 µs after the probe left, on a queue whose
         // loop does not read for 100 ms.
-        let cfg = RxConfig {
-            timeout: Duration::from_millis(1),
-            retries: 0,
-            poll: Duration::from_millis(2),
-            batch: 16,
-        };
+        let (table, shared, cfg) = one_probe_out(dst.into(), t_send, 2);
         let (ev_tx, ev_rx) = unbounded::<Vec<Event>>();
         let (_back_tx, back_rx) = bounded::<Vec<Event>>(4);
         let marks = [shared.reader(), shared.reader()];
