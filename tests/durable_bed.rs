@@ -408,5 +408,17 @@ fn snapshots_every_100ms_of_a_slash16_ping_lose_no_reply() {
         let seen = asdic_tests::assert_ping_ground_truth(&truth, &rows, 1);
         assert_eq!(seen, [65_536 - 256 - dead, dead, 256], "{engine}");
         assert_eq!(meta.kernel_lost, Some(0), "{engine}: {err}");
+        // What the RTTs are made of, said in the file: the socket's kernel stamp on receive,
+        // XDP's one stamp per batch off the ring; the sender's per batch on both.
+        let rx = if engine == "raw" {
+            "kernel-software"
+        } else {
+            "user-space-batch"
+        };
+        assert_eq!(
+            meta.stamps.as_deref(),
+            Some(format!("tx=user-space-batch rx={rx} clock=realtime").as_str()),
+            "{engine}"
+        );
     }
 }

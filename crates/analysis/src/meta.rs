@@ -274,6 +274,11 @@ run_meta! {
     /// `asdic.engine`: the engine that ran (`raw`, `uring`, `xdp`), or one per family when they
     /// differ (`V4:xdp,V6:raw`).
     engine: String => ENGINE = "asdic.engine";
+    /// `asdic.stamps`: where the engine took the times an RTT is made of: `tx=` the send
+    /// stamp (`user-space-batch`: once per batch, as the sender fills it), `rx=` the receive
+    /// stamp (`kernel-software`: the socket's per-message stamp; `user-space-batch`: once per
+    /// batch off the ring), `clock=` their clock; one per family when they differ.
+    stamps: String => STAMPS = "asdic.stamps";
     /// `asdic.families`: the address families probed, comma-separated (`V4,V6`): ping, trace.
     families: String => FAMILIES = "asdic.families";
     /// `asdic.targets_file`: the targets file a sweep reads.
@@ -470,6 +475,11 @@ mod tests {
             command: Some("asdic scan 198.19.0.0/16 -r 20000 -o out.parquet".into()),
             mode: Some(RunMode::Scan),
             engine: Some("V4:xdp,V6:raw".into()),
+            stamps: Some(
+                "V4:tx=user-space-batch rx=user-space-batch clock=realtime;\
+                 V6:tx=user-space-batch rx=kernel-software clock=realtime"
+                    .into(),
+            ),
             families: Some("V4,V6".into()),
             targets_file: Some("/etc/asdic/targets.txt".into()),
             rate_pps: Some(1000.5),
@@ -524,8 +534,8 @@ mod tests {
     fn a_full_struct_round_trips() {
         let m = full();
         let p = m.to_pairs();
-        // 46 keys, 6 kernel counters, 2 others: every field written once.
-        assert_eq!(p.len(), 46 + 6 + 2);
+        // 47 keys, 6 kernel counters, 2 others: every field written once.
+        assert_eq!(p.len(), 47 + 6 + 2);
         let mut names: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
         names.sort_unstable();
         names.dedup();

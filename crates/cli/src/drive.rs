@@ -33,7 +33,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::Fail;
 use crate::closing::end_metadata;
 use crate::closing::{Refusals, kernel_warning, rate_shortfall};
-use crate::engines::{EngineOptions, Opener, RunHints, engine_line, engine_names};
+use crate::engines::{EngineOptions, Opener, RunHints, engine_line, engine_names, stamp_points};
 use crate::privilege::drop_capabilities;
 use crate::signals::{self, Signals};
 use asdic_runtime::{Pipeline, Started, Work, join_all, kernel_drops, start_all};
@@ -155,6 +155,7 @@ impl Run {
             command: Some(std::env::args().collect::<Vec<_>>().join(" ")),
             mode: Some(mode),
             engine: Some(engine_names(&self.pipelines)),
+            stamps: Some(stamp_points(&self.pipelines)),
             session: Some(session_hex(self.session)),
             start_unix_ns: Some(self.started_ns),
             ..RunMeta::default()

@@ -2,7 +2,9 @@
 //! (the engines themselves, auto's fallback and the engine line are `asdic_runtime::engines`).
 
 use asdic_runtime::Faults;
-pub use asdic_runtime::engines::{EngineOptions, Opener, RunHints, engine_line, engine_names};
+pub use asdic_runtime::engines::{
+    EngineOptions, Opener, RunHints, engine_line, engine_names, stamp_points,
+};
 
 /// Faults the bed tests inject through the environment (what a crash leaves behind, what a
 /// stalled receiver costs), in the hooked test build only (`--features testing`): the

@@ -491,15 +491,28 @@ pub fn engine_line(pipelines: &[Pipeline]) -> String {
 /// The engines that ran, for the `asdic.engine` metadata: one name, or per family when they
 /// differ (`V4:uring,V6:raw`).
 pub fn engine_names(pipelines: &[Pipeline]) -> String {
-    let first = pipelines.first().map(|p| p.engine_used.name);
-    if pipelines.iter().all(|p| Some(p.engine_used.name) == first) {
-        return first.unwrap_or("none").to_string();
+    per_pipeline(pipelines, ",", |p| p.engine_used.name.to_string())
+}
+
+/// Where the engines that ran took their stamps, for the `asdic.stamps` metadata: one, or per
+/// family when they differ (`V4:…;V6:…`).
+pub fn stamp_points(pipelines: &[Pipeline]) -> String {
+    per_pipeline(pipelines, ";", |p| p.stamps.clone())
+}
+
+/// `what` of the pipelines: once when they agree, else per pipeline, named, joined by `sep`.
+fn per_pipeline(pipelines: &[Pipeline], sep: &str, what: impl Fn(&Pipeline) -> String) -> String {
+    let all: Vec<String> = pipelines.iter().map(&what).collect();
+    match all.first() {
+        None => "none".to_string(),
+        Some(first) if all.iter().all(|w| w == first) => first.clone(),
+        Some(_) => pipelines
+            .iter()
+            .zip(&all)
+            .map(|(p, w)| format!("{}:{w}", p.name()))
+            .collect::<Vec<_>>()
+            .join(sep),
     }
-    pipelines
-        .iter()
-        .map(|p| format!("{:?}:{}", p.family, p.engine_used.name))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 #[cfg(test)]

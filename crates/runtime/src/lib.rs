@@ -100,6 +100,8 @@ pub struct Pipeline {
     engine: Option<Halves>,
     /// The engine that runs, and why.
     pub engine_used: EngineUsed,
+    /// Where its RTTs' stamps are taken (`asdic.stamps`).
+    pub stamps: String,
     /// The sender's counters and stop flag.
     pub sender: Arc<SenderShared>,
     /// The receiver's counters and abort flag.
@@ -180,7 +182,17 @@ fn rx_core(cores: &[usize], i: usize) -> Option<usize> {
 impl Pipeline {
     /// A pipeline over an open engine's halves, with a table of `slots` slots.
     pub fn new(family: Family, slots: usize, halves: Halves, engine_used: EngineUsed) -> Self {
+        // The sender stamps a batch once as it fills it (`tx::run`); a receiver's frames carry
+        // the kernel's stamp or the one the engine took as it read the batch.
+        let kernel = halves.1.first().is_some_and(|r| r.caps().kernel_timestamps);
+        let rx = if kernel {
+            "kernel-software"
+        } else {
+            "user-space-batch"
+        };
+        let stamps = format!("tx=user-space-batch rx={rx} clock=realtime");
         Pipeline {
+            stamps,
             family,
             other: None,
             table: Arc::new(InflightTable::new(slots)),
