@@ -292,12 +292,21 @@ fn a_reply_over_the_timeout_is_late_never_received() {
             "50us",
             "--engine",
             engine,
+            "-v",
             "-q",
             "-o",
             out.to_str().unwrap(),
         ]);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{engine}: {err}");
+        // `-v` says where the RTTs' stamps are taken.
+        let rx = if engine == "xdp" {
+            "user-space-batch"
+        } else {
+            "kernel-software"
+        };
+        let said = format!("asdic: stamps: tx=user-space-batch rx={rx} clock=realtime");
+        assert!(err.lines().any(|l| l == said), "{engine}: {err}");
         let replied = bed.counter("replied") - replied;
         let (rows, _) = read_parquet(&out);
         assert_eq!(rows.len(), 256);

@@ -181,6 +181,11 @@ pub struct EngineArgs {
     #[arg(long, value_enum, default_value_t = EngineChoice::Auto)]
     pub engine: EngineChoice,
 
+    /// Say more at the start: where the engine takes the stamps an RTT is made of (also in
+    /// the Parquet metadata, `asdic.stamps`).
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
     /// XDP engine: attach mode of the XDP program (default: native, then generic).
     #[arg(long, value_enum, value_name = "MODE")]
     pub xdp_mode: Option<XdpModeChoice>,

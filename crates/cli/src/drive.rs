@@ -60,6 +60,8 @@ pub struct Lanes {
     pub sizes: Vec<usize>,
     /// `--cores`.
     pub cores: Vec<usize>,
+    /// `-v`: the start says where the stamps are taken.
+    pub verbose: bool,
     /// How long the first signal waits for replies in flight.
     pub wait: Duration,
     /// Longest wait for events between ticks.
@@ -293,6 +295,9 @@ pub fn drive(mut lanes: Lanes, mode: &mut dyn Mode) -> Result<ExitCode, Fail> {
     mode.prepare(&run)?;
     run.dropped_dac = drop_capabilities();
     say!("{}", engine_line(&run.pipelines));
+    if lanes.verbose {
+        say!("asdic: stamps: {}", stamp_points(&run.pipelines));
+    }
     table_lines.iter().for_each(|l| say!("{l}"));
     run.started_ns = asdic_engine::now_ns();
     run.t0 = Instant::now();

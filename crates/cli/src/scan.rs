@@ -392,6 +392,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         lanes,
         sizes: vec![a.size],
         cores: a.io.cores.clone(),
+        verbose: a.io.verbose,
         wait: a.cooldown,
         poll: Duration::from_millis(100),
         progress: false,

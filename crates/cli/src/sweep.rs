@@ -528,6 +528,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         lanes,
         sizes: sizes.sizes.clone(),
         cores: a.io.cores.clone(),
+        verbose: a.io.verbose,
         wait: a.timeout,
         poll: Duration::from_millis(200),
         progress: false,

@@ -172,6 +172,7 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
         lanes,
         sizes: vec![a.size],
         cores: a.io.cores.clone(),
+        verbose: a.io.verbose,
         wait: a.timeout,
         poll: Duration::from_millis(200),
         progress: !a.no_progress,
