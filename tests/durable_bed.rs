@@ -411,14 +411,9 @@ fn snapshots_every_100ms_of_a_slash16_ping_lose_no_reply() {
         assert!(!err.contains("asdic: stamps:"), "only with -v: {err}");
         // What the RTTs are made of, said in the file: the socket's kernel stamp on receive,
         // XDP's one stamp per batch off the ring; the sender's per batch on both.
-        let rx = if engine == "raw" {
-            "kernel-software"
-        } else {
-            "user-space-batch"
-        };
         assert_eq!(
             meta.stamps.as_deref(),
-            Some(format!("tx=user-space-batch rx={rx} clock=realtime").as_str()),
+            Some(asdic_tests::stamps_of(engine).as_str()),
             "{engine}"
         );
     }

@@ -300,12 +300,7 @@ fn a_reply_over_the_timeout_is_late_never_received() {
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{engine}: {err}");
         // `-v` says where the RTTs' stamps are taken.
-        let rx = if engine == "xdp" {
-            "user-space-batch"
-        } else {
-            "kernel-software"
-        };
-        let said = format!("asdic: stamps: tx=user-space-batch rx={rx} clock=realtime");
+        let said = format!("asdic: stamps: {}", asdic_tests::stamps_of(engine));
         assert!(err.lines().any(|l| l == said), "{engine}: {err}");
         let replied = bed.counter("replied") - replied;
         let (rows, _) = read_parquet(&out);

@@ -853,3 +853,14 @@ pub fn signal(child: &std::process::Child, sig: i32) {
     let r = unsafe { libc::kill(child.id() as i32, sig) };
     assert_eq!(r, 0);
 }
+
+/// What `asdic.stamps` (and `-v`) say for `engine`: the sender stamps once per batch; the
+/// socket engines' frames carry the kernel's receive stamp, XDP's one stamp per batch read.
+pub fn stamps_of(engine: &str) -> String {
+    let rx = if engine == "xdp" {
+        "user-space-batch"
+    } else {
+        "kernel-software"
+    };
+    format!("tx=user-space-batch rx={rx} clock=realtime")
+}

@@ -41,6 +41,14 @@ pub struct RawOptions {
     pub sndbuf: usize,
 }
 
+impl RawOptions {
+    /// The receive buffer per message for probes of `len` bytes: a reply is as large as its
+    /// request, with room for IP headers and options, and never less than the default.
+    pub fn reply_room(len: usize) -> usize {
+        (len + 128).max(RawOptions::default().max_reply)
+    }
+}
+
 impl Default for RawOptions {
     fn default() -> Self {
         RawOptions {

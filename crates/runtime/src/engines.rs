@@ -208,24 +208,47 @@ impl Opener {
         };
         let auto = o.choice == Choice::Auto;
         let (halves, detail) = open_xdp(o, &hints, Some(second.toward), auto).ok()?;
-        let (family, other) = (Family::of(first.toward), Family::of(second.toward));
-        self.xdp_taken = Some((
-            egress(o, first.toward),
-            format!("{family:?}+{other:?} pipeline has it ({detail})"),
-        ));
         let why = if auto {
             "auto: XDP attached, both families"
         } else {
             "as asked, both families"
         };
-        let used = EngineUsed {
-            name: Engine::Xdp.name(),
-            what: Engine::Xdp.what(),
-            why: format!("{why}; {detail}"),
+        let other = Some(Family::of(second.toward));
+        let kind = (Engine::Xdp, why.to_string());
+        Some(self.pipeline(o, first, slots, (halves, detail), kind, other))
+    }
+
+    /// The pipeline (of `hints.toward`'s family, and `other`) over an opened engine: its line
+    /// says `kind`, `why` and the engine's `detail`; an XDP engine holds its interface for
+    /// the rest of the run.
+    fn pipeline(
+        &mut self,
+        o: &EngineOptions,
+        hints: &RunHints,
+        slots: usize,
+        (halves, detail): (Halves, String),
+        (kind, why): (Engine, String),
+        other: Option<Family>,
+    ) -> Pipeline {
+        let why = if detail.is_empty() {
+            why
+        } else {
+            format!("{why}; {detail}")
         };
-        let mut p = Pipeline::new(family, slots, halves, used);
-        p.other = Some(other);
-        Some(p)
+        let used = EngineUsed {
+            name: kind.name(),
+            what: kind.what(),
+            why,
+        };
+        let mut p = Pipeline::new(Family::of(hints.toward), slots, halves, used);
+        p.other = other;
+        if kind == Engine::Xdp {
+            self.xdp_taken = Some((
+                egress(o, hints.toward),
+                format!("{} pipeline has it ({detail})", p.name()),
+            ));
+        }
+        p
     }
 
     /// Opens the engine for the family of `hints.toward`, with a table of `slots` slots.
@@ -250,7 +273,7 @@ impl Opener {
             }),
             _ => open_engine(e, family, o, hints, auto),
         };
-        let ((halves, detail), kind, why) = match o.choice {
+        let (opened, kind, why) = match o.choice {
             Choice::Raw => (
                 open(Engine::Raw).map_err(system)?,
                 Engine::Raw,
@@ -281,23 +304,7 @@ impl Opener {
                 }
             },
         };
-        if kind == Engine::Xdp {
-            self.xdp_taken = Some((
-                egress(o, hints.toward),
-                format!("{family:?} pipeline has it ({detail})"),
-            ));
-        }
-        let engine_why = if detail.is_empty() {
-            why
-        } else {
-            format!("{why}; {detail}")
-        };
-        let used = EngineUsed {
-            name: kind.name(),
-            what: kind.what(),
-            why: engine_why,
-        };
-        Ok(Pipeline::new(family, slots, halves, used))
+        Ok(self.pipeline(o, hints, slots, opened, (kind, why), None))
     }
 }
 
@@ -313,7 +320,7 @@ fn open_engine(
         ttl: o.ttl,
         device: o.device.clone(),
         batch: o.batch,
-        max_reply: (o.size + 128).max(2048),
+        max_reply: RawOptions::reply_room(o.size),
         rcvbuf: o.rcvbuf.unwrap_or(RawOptions::default().rcvbuf),
         ..RawOptions::default()
     };

@@ -241,15 +241,12 @@ impl Pipeline {
         let caps = tx.caps();
         let mut templates = Vec::with_capacity(sizes.len() * 2);
         for family in self.families() {
-            let layer = match self.other {
-                None => caps.layer,
-                Some(_) => tx.layer_for(family).ok_or_else(|| {
-                    StartError::System(anyhow::anyhow!(
-                        "the {} engine does not send {family:?}",
-                        caps.engine
-                    ))
-                })?,
-            };
+            let layer = tx.layer_for(family).ok_or_else(|| {
+                StartError::System(anyhow::anyhow!(
+                    "the {} engine does not send {family:?}",
+                    caps.engine
+                ))
+            })?;
             self.family_templates(family, layer.into(), caps, sizes, &mut templates)?;
         }
         Ok(templates)

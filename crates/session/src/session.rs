@@ -259,8 +259,7 @@ fn raw_options(o: &Options) -> RawOptions {
         ttl: o.ttl,
         device: None,
         batch: BATCH,
-        // A reply is as large as the request; leave room for IP headers and options.
-        max_reply: (o.effective_packet_size() + 128).max(2048),
+        max_reply: RawOptions::reply_room(o.effective_packet_size()),
         rcvbuf: 4 << 20,
         sndbuf: 1 << 20,
     }
