@@ -238,7 +238,8 @@ impl Matcher {
             // bytes (RFC 4443), so a quote without the stamp is not a router's: not matched.
             Verdict::Foreign if q.data.len() < payload::LEN && e.family == Family::V4 => {
                 let named = numbering.recover(q.ident, q.seq);
-                let pending = |(n_low, bits): (u64, u32)| table.names_pending(n_low, bits, q.dst);
+                let pending =
+                    |(n_low, bits): (u64, u32)| table.pending_probe(n_low, bits, q.dst).is_some();
                 // Where the sender keyed the IP ID (XDP frames), the quote carries 16 more
                 // bits to check: 48 with the default numbering, 32 with a fixed identifier.
                 let ip_ident_ok = match q.ip_ident {

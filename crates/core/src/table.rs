@@ -292,12 +292,6 @@ impl InflightTable {
             .map(|_| info)
     }
 
-    /// Whether a pending probe to `target` has a number of `n_low` modulo `2^bits`, without
-    /// resolving it.
-    pub fn names_pending(&self, n_low: u64, bits: u32, target: IpAddr) -> bool {
-        self.pending_named(n_low, bits, target).is_some()
-    }
-
     /// The pending probe to `target` whose number is `n_low` modulo `2^bits`, without
     /// resolving it.
     pub fn pending_probe(&self, n_low: u64, bits: u32, target: IpAddr) -> Option<ProbeInfo> {
