@@ -409,8 +409,9 @@ fn snapshots_every_100ms_of_a_slash16_ping_lose_no_reply() {
         assert_eq!(seen, [65_536 - 256 - dead, dead, 256], "{engine}");
         assert_eq!(meta.kernel_lost, Some(0), "{engine}: {err}");
         assert!(!err.contains("asdic: stamps:"), "only with -v: {err}");
-        // What the RTTs are made of, said in the file: the socket's kernel stamp on receive,
-        // XDP's one stamp per batch off the ring; the sender's per batch on both.
+        // What the RTTs are made of, said in the file: the kernel's send and receive stamps
+        // on the socket engine; on XDP the sender's right before each probe's own call and
+        // the XDP program's on receive.
         assert_eq!(
             meta.stamps.as_deref(),
             Some(asdic_tests::stamps_of(engine).as_str()),

@@ -64,6 +64,7 @@ fn collect(rx: &mut dyn Rx, id: u16, replies: usize, errors: usize, within: Dura
                     f.data
                 }
                 RxLayer::Ethernet => panic!("raw sockets give no frames"),
+                RxLayer::TxStamp { .. } => panic!("no send stamps asked for"),
             };
             match icmp[0] {
                 0 | 129 if u16::from_be_bytes([icmp[4], icmp[5]]) == id => {

@@ -854,13 +854,14 @@ pub fn signal(child: &std::process::Child, sig: i32) {
     assert_eq!(r, 0);
 }
 
-/// What `asdic.stamps` (and `-v`) say for `engine`: the sender stamps once per batch; the
-/// socket engines' frames carry the kernel's receive stamp, XDP's one stamp per batch read.
+/// What `asdic.stamps` (and `-v`) say for `engine` in a run that keeps per-probe state
+/// (ping, trace, sweep): the socket engines time from the kernel's send and receive stamps;
+/// XDP (copy mode on veth) stamps each probe right before the call that sends it alone, and
+/// each frame as its XDP program begins.
 pub fn stamps_of(engine: &str) -> String {
-    let rx = if engine == "xdp" {
-        "user-space-batch"
+    if engine == "xdp" {
+        "tx=user-space-per-call rx=xdp-hook clock=realtime".to_string()
     } else {
-        "kernel-software"
-    };
-    format!("tx=user-space-batch rx={rx} clock=realtime")
+        "tx=kernel-software rx=kernel-software clock=realtime".to_string()
+    }
 }

@@ -12,7 +12,9 @@
  *     the session id;
  *   - an ICMP error (3, 4, 5, 11, 12) or ICMPv6 error (1, 2, 3, 4) quoting an
  *     echo request (8 / 128) with such an identifier, session and whole stamp;
- * and its family is enabled in asdic_cfg. Ours goes to asdic_xsks at key
+ * and its family is enabled in asdic_cfg. With FLAG_STAMP, ours carries its receive
+ * stamp in front of the frame: 16 bytes, ASDIC_STAMP_MAGIC then bpf_ktime_get_ns() taken
+ * as the program began (CLOCK_MONOTONIC), both host order. Ours goes to asdic_xsks at key
  * rx_queue_index * 2 + (IPv6 ? 1 : 0); when no socket sits there it is
  * counted as redirect_failed and dropped or passed as configured. Everything
  * else goes to the kernel, counted by reason: other programs keep their ICMP
@@ -49,6 +51,15 @@ struct asdic_filter_cfg {
 #define FLAG_DROP_UNSERVED 4
 /* A frame with this run's session whose stamp's MAC fails is dropped here (counted). */
 #define FLAG_CHECK_MAC 8
+/* Ours carries its receive stamp in front (struct asdic_rx_stamp). */
+#define FLAG_STAMP 16
+
+/* What FLAG_STAMP puts in front of a frame of ours (xdp/src/filter.rs RX_STAMP_LEN). */
+struct asdic_rx_stamp {
+	__u64 magic;
+	__u64 ns;
+};
+#define ASDIC_STAMP_MAGIC 0xa5d1c57a3f5e1c01ULL
 
 /* Extension headers walked to the ICMPv6 header, at most. */
 #define MAX_EXT 6
@@ -502,9 +513,28 @@ static __always_inline int classify(const struct asdic_filter_cfg *cfg, void *da
 	return STAT_PASS_NOT_IP;
 }
 
+/* Puts the receive stamp in front of the frame; whether it did (no headroom: the engine
+ * counts the frame as unstamped). */
+static __always_inline int prepend_stamp(struct xdp_md *ctx, __u64 ns)
+{
+	if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct asdic_rx_stamp)))
+		return 0;
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct asdic_rx_stamp *st = data;
+
+	if ((void *)(st + 1) > data_end)
+		return 0;
+	st->magic = ASDIC_STAMP_MAGIC;
+	st->ns = ns;
+	return 1;
+}
+
 SEC("xdp")
 int asdic_filter(struct xdp_md *ctx)
 {
+	/* The receive stamp: as early as a program can take it. */
+	__u64 now = bpf_ktime_get_ns();
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	__u32 zero = 0;
@@ -534,10 +564,14 @@ int asdic_filter(struct xdp_md *ctx)
 		ASDIC_COUNT(asdic_stats, STAT_REDIRECT_FAILED);
 		return unserved;
 	}
+	int stamped = (cfg->families & FLAG_STAMP) && prepend_stamp(ctx, now);
 	/* The low bits of flags are the action when the slot emptied meanwhile. */
 	long act = bpf_redirect_map(&asdic_xsks, key, unserved);
 
 	if (act != XDP_REDIRECT) {
+		/* The kernel gets the frame as it came. */
+		if (stamped)
+			bpf_xdp_adjust_head(ctx, (int)sizeof(struct asdic_rx_stamp));
 		ASDIC_COUNT(asdic_stats, STAT_REDIRECT_FAILED);
 		return unserved;
 	}

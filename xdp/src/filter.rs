@@ -53,6 +53,23 @@ pub struct FilterConfig {
     /// The run's MAC key (k0, k1): a frame with the run's session whose stamp's MAC fails
     /// is dropped in the program (counted as `forged`) and never fills an AF_XDP ring.
     pub mac_key: Option<(u64, u64)>,
+    /// Put each frame of ours behind its receive stamp ([`rx_stamp`]): 16 bytes, taken as
+    /// the program began (`bpf_ktime_get_ns`, CLOCK_MONOTONIC).
+    pub stamp: bool,
+}
+
+/// Bytes of the receive stamp in front of a frame of ours when [`FilterConfig::stamp`] is on.
+pub const RX_STAMP_LEN: usize = 16;
+/// The first 8 bytes (host order) of a receive stamp.
+pub const RX_STAMP_MAGIC: u64 = 0xa5d1_c57a_3f5e_1c01;
+
+/// A frame as the program redirected it with [`FilterConfig::stamp`] on: its receive stamp
+/// (CLOCK_MONOTONIC ns) and the frame behind it; `None` when it carries none.
+pub fn rx_stamp(data: &[u8]) -> Option<(u64, &[u8])> {
+    let (head, frame) = data.split_first_chunk::<RX_STAMP_LEN>()?;
+    let (magic, ns) = head.split_at(8);
+    let word = |b: &[u8]| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8]));
+    (word(magic) == RX_STAMP_MAGIC).then(|| (word(ns), frame))
 }
 
 impl FilterConfig {
@@ -78,6 +95,7 @@ impl FilterConfig {
             src6: src6.unwrap_or(Ipv6Addr::UNSPECIFIED),
             drop_unserved: false,
             mac_key: None,
+            stamp: false,
         }
     }
 }
@@ -105,7 +123,8 @@ impl FilterConfig {
         let families = u32::from(self.v4)
             | (u32::from(self.v6) << 1)
             | (u32::from(self.drop_unserved) << 2)
-            | (u32::from(self.mac_key.is_some()) << 3);
+            | (u32::from(self.mac_key.is_some()) << 3)
+            | (u32::from(self.stamp) << 4);
         let mut b = [0u8; CFG_LEN];
         b[0..4].copy_from_slice(&self.session.to_ne_bytes());
         b[4..6].copy_from_slice(&self.ident_base.to_ne_bytes());
@@ -393,7 +412,30 @@ mod tests {
             src6: Ipv6Addr::UNSPECIFIED,
             drop_unserved: false,
             mac_key: None,
+            stamp: false,
         }
+    }
+
+    #[test]
+    fn a_stamped_frame_gives_its_stamp_and_the_frame_behind_it() {
+        let mut b = RX_STAMP_MAGIC.to_ne_bytes().to_vec();
+        b.extend(123_456_789u64.to_ne_bytes());
+        b.extend([1, 2, 3]);
+        assert_eq!(rx_stamp(&b), Some((123_456_789, &[1u8, 2, 3][..])));
+        assert_eq!(rx_stamp(&b[..16]), Some((123_456_789, &[][..])));
+        assert_eq!(rx_stamp(&b[..15]), None, "too short");
+        b[0] ^= 1;
+        assert_eq!(rx_stamp(&b), None, "no magic: an unstamped frame");
+        assert_eq!(
+            FilterConfig {
+                stamp: true,
+                ..cfg()
+            }
+            .encode()
+            .unwrap()[12..16],
+            (1u32 | 16).to_ne_bytes(),
+            "bit 4: stamp"
+        );
     }
 
     #[test]

@@ -331,6 +331,7 @@ fn cfg() -> FilterConfig {
         drop_unserved: false,
         // The session alone: the test's pings carry no stamp MAC.
         mac_key: None,
+        stamp: false,
     }
 }
 

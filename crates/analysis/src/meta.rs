@@ -275,9 +275,12 @@ run_meta! {
     /// differ (`V4:xdp,V6:raw`).
     engine: String => ENGINE = "asdic.engine";
     /// `asdic.stamps`: where the engine took the times an RTT is made of: `tx=` the send
-    /// stamp (`user-space-batch`: once per batch, as the sender fills it), `rx=` the receive
-    /// stamp (`kernel-software`: the socket's per-message stamp; `user-space-batch`: once per
-    /// batch off the ring), `clock=` their clock; one per family when they differ.
+    /// stamp (`kernel-software`: the kernel's as the device took the packet;
+    /// `user-space-per-call`: right before the call that sent the probe alone;
+    /// `user-space-probe`: as the probe was written into its batch), `rx=` the receive
+    /// stamp (`kernel-software`: the socket's per-message stamp; `xdp-hook`: the XDP
+    /// program's; `user-space-batch`: once per batch read), `clock=` their clock; one per
+    /// family when they differ.
     stamps: String => STAMPS = "asdic.stamps";
     /// `asdic.families`: the address families probed, comma-separated (`V4,V6`): ping, trace.
     families: String => FAMILIES = "asdic.families";

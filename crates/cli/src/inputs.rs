@@ -278,7 +278,7 @@ mod tests {
         // 25 targets pinged at -R 1000000: the schedule bounds it, not the rate.
         let (slots, line) = table_for(ids, 1e6, s, 50, "25 targets × 2 probes each");
         assert_eq!(slots, 1024);
-        assert!(line.contains("1024 slots (40.0 KiB)"), "{line}");
+        assert!(line.contains("1024 slots (48.0 KiB)"), "{line}");
         assert!(
             line.contains("25 targets × 2 probes each, fewer than"),
             "{line}"

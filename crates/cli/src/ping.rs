@@ -106,6 +106,7 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
             probes: n
                 .saturating_mul(u64::from(a.count))
                 .saturating_mul(1 + u64::from(a.retries)),
+            tracked: true,
         };
         let source =
             Box::new(Rounds::new(Arc::new(list), a.count, a.interval).with_cookie_base(offset));

@@ -331,6 +331,7 @@ fn scan_lanes(
                 ids,
                 // The identifiers are a MAC: any of the 65,536 may come back.
                 probes: u64::MAX,
+                tracked: false,
             },
             work,
             table_line: None,

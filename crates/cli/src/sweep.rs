@@ -600,6 +600,7 @@ fn sweep_lanes(
                 toward,
                 ids,
                 probes: u64::MAX,
+                tracked: true,
             },
             work: work(share, engine, ids, a.timeout, 0, 4096, source),
             table_line: Some(table_line),

@@ -115,7 +115,6 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
         dataset,
         a.format.map(|f| ("--format", f)),
     )?;
-
     let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = all.iter().partition(|t| t.is_ipv4());
     let mut parts = vec![];
     for (family, list, offset) in [(Family::V4, &v4, 0), (Family::V6, &v6, v4.len())] {
@@ -150,11 +149,7 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
         lanes.push(Lane {
             table_line: Some(table_line),
             slots,
-            hints: RunHints {
-                toward: p.targets[0],
-                ids,
-                probes: p.pairs.len(),
-            },
+            hints: RunHints::tracked(p.targets[0], ids, p.pairs.len()),
             work: {
                 let mut w = work(share, &engine, ids, a.timeout, 0, 4096, Box::new(source));
                 w.sender.flow = Some(a.flow);

@@ -112,6 +112,10 @@ pub struct Drops {
     /// fixed (`--id N`, the session library): 16 guessable bits are no proof, so they are
     /// counted and the probe waits for its answer or timeout.
     pub unverified: u64,
+    /// Replies and errors timed from the sender's stamp because the kernel's send stamp of
+    /// their probe never came back (engines with kernel send stamps only; none is expected
+    /// unless the receive buffer overflowed).
+    pub unstamped: u64,
 }
 
 impl core::fmt::Display for Drops {
@@ -131,6 +135,9 @@ impl core::fmt::Display for Drops {
         if self.unverified > 0 {
             write!(f, ", {} unverified errors", self.unverified)?;
         }
+        if self.unstamped > 0 {
+            write!(f, ", {} timed without a kernel send stamp", self.unstamped)?;
+        }
         Ok(())
     }
 }
@@ -145,6 +152,7 @@ impl Drops {
         self.other += o.other;
         self.stale += o.stale;
         self.unverified += o.unverified;
+        self.unstamped += o.unstamped;
     }
 }
 
@@ -162,6 +170,7 @@ mod tests {
             other: 5,
             stale: 6,
             unverified: 0,
+            unstamped: 0,
         };
         assert_eq!(
             d.to_string(),

@@ -18,6 +18,13 @@ pub enum RxLayer {
     },
     /// A whole Ethernet frame.
     Ethernet,
+    /// No frame (empty data): the kernel's stamp (`ts_ns`) of the moment the device took
+    /// the packet sent with this tag (engines whose `TxCaps::kernel_stamps` is set; the tag
+    /// is the probe number's low 32 bits).
+    TxStamp {
+        /// The packet's tag.
+        tag: u32,
+    },
 }
 
 /// One received frame, valid during the callback.

@@ -34,6 +34,9 @@ pub struct Matcher {
     /// How long a tracked probe may wait for its answer: a reply whose RTT exceeds it is
     /// late, however soon the reaper would have noticed.
     timeout_ns: u64,
+    /// Whether the engine hands back the kernel's send stamps: a tracked answer whose
+    /// probe has none is timed from the sender's stamp and counted.
+    kernel_stamps: bool,
 }
 
 /// Where a probe's state lives.
@@ -59,6 +62,7 @@ impl Matcher {
             drops: Drops::default(),
             keyed_ip_ident: false,
             timeout_ns: u64::MAX,
+            kernel_stamps: false,
         }
     }
 
@@ -77,6 +81,14 @@ impl Matcher {
     /// only the reaper's clock decides.
     pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.timeout_ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+        self
+    }
+
+    /// For an engine that hands back the kernel's send stamps (`TxCaps::kernel_stamps`):
+    /// tracked RTTs start from them, and an answer to a probe without one is counted
+    /// ([`Drops::unstamped`]).
+    pub fn with_kernel_stamps(mut self, on: bool) -> Self {
+        self.kernel_stamps = on;
         self
     }
 
@@ -99,6 +111,7 @@ impl Matcher {
             drops: Drops::default(),
             keyed_ip_ident: false,
             timeout_ns: u64::MAX,
+            kernel_stamps: false,
         }
     }
 
@@ -137,6 +150,12 @@ impl Matcher {
 
     /// Handles one frame from an engine.
     pub fn on_frame(&mut self, f: &RxFrame<'_>, out: &mut impl FnMut(Event)) {
+        if let RxLayer::TxStamp { tag } = f.layer {
+            if let How::Tracked { table, .. } = &self.how {
+                table.stamp_sent(tag, f.ts_ns);
+            }
+            return;
+        }
         if f.truncated {
             self.drops.malformed += 1;
             return;
@@ -145,6 +164,7 @@ impl Matcher {
             RxLayer::Ipv4 => inbound::parse_ipv4(f.data),
             RxLayer::Icmpv6 { src, hop_limit } => inbound::parse_icmpv6(f.data, src, hop_limit),
             RxLayer::Ethernet => inbound::parse_ethernet(f.data),
+            RxLayer::TxStamp { .. } => return,
         };
         match parsed {
             Ok(msg) => self.on_inbound(&msg, f.ts_ns, out),
@@ -175,7 +195,14 @@ impl Matcher {
                 if numbering.ident_seq(stamp.n) != (r.ident, r.seq) {
                     return self.drops.forged += 1;
                 }
-                let rtt_ns = ts_ns.saturating_sub(stamp.t_send_ns);
+                let sent_ns = match table.wire_sent(stamp.n) {
+                    Some(t) => t,
+                    None => {
+                        self.drops.unstamped += u64::from(self.kernel_stamps);
+                        stamp.t_send_ns
+                    }
+                };
+                let rtt_ns = ts_ns.saturating_sub(sent_ns);
                 // Past its timeout: late, and its slot left for the reaper to time out.
                 let resolution = if rtt_ns > self.timeout_ns {
                     table.late(stamp.n)
@@ -199,7 +226,7 @@ impl Matcher {
                     probe: Some(stamp.n),
                     cookie: stamp.cookie,
                     target: r.from,
-                    sent_ns: Some(stamp.t_send_ns),
+                    sent_ns: Some(sent_ns),
                     attempt,
                     outcome,
                 });
@@ -219,14 +246,23 @@ impl Matcher {
         // stale, and the probe left for the reaper to time out.
         let timeout_ns = self.timeout_ns;
         let late = |t_send_ns: u64| ts_ns.saturating_sub(t_send_ns) > timeout_ns;
-        let probe = match payload::verify(&self.key, self.session, q.dst, q.ident, q.seq, q.data) {
-            Verdict::Valid(s) if late(s.t_send_ns) => return self.drops.stale += 1,
+        let verdict = payload::verify(&self.key, self.session, q.dst, q.ident, q.seq, q.data);
+        // The kernel's send stamp where it came back, else the quoted one.
+        let wire = match verdict {
+            Verdict::Valid(s) => table.wire_sent(s.n).unwrap_or_else(|| {
+                self.drops.unstamped += u64::from(self.kernel_stamps);
+                s.t_send_ns
+            }),
+            _ => 0,
+        };
+        let probe = match verdict {
+            Verdict::Valid(_) if late(wire) => return self.drops.stale += 1,
             Verdict::Valid(s) => match table.resolve(s.n, true) {
                 Resolution::First => Some(ProbeInfo {
                     n: s.n,
                     target: q.dst,
                     cookie: s.cookie,
-                    t_send_ns: s.t_send_ns,
+                    t_send_ns: wire,
                     attempt: table.info(s.n).map_or(0, |p| p.attempt),
                     class: 0,
                 }),

@@ -70,6 +70,9 @@ pub const MAX_PROBES: u64 = 1 << (64 - STATE_BITS);
 struct Slot {
     tag: AtomicU64,
     t_send_ns: AtomicU64,
+    /// The kernel's stamp of the moment the device took the probe, once it came back
+    /// (engines with kernel send stamps); 0 until then.
+    t_wire_ns: AtomicU64,
     addr_hi: AtomicU64,
     addr_lo: AtomicU64,
     cookie: AtomicU32,
@@ -87,7 +90,8 @@ pub struct ProbeInfo {
     pub target: IpAddr,
     /// The sender's handle on the target.
     pub cookie: u32,
-    /// Send time, ns since the Unix epoch.
+    /// Send time, ns since the Unix epoch: the kernel's stamp of the moment the device took
+    /// the probe once it came back ([`InflightTable::stamp_sent`]), else the sender's.
     pub t_send_ns: u64,
     /// Which attempt this is (0 = first send, then retries).
     pub attempt: u8,
@@ -194,6 +198,7 @@ impl InflightTable {
         fence(Ordering::Release);
         let (hi, lo) = split(info.target);
         s.t_send_ns.store(info.t_send_ns, Ordering::Relaxed);
+        s.t_wire_ns.store(0, Ordering::Relaxed);
         s.addr_hi.store(hi, Ordering::Relaxed);
         s.addr_lo.store(lo, Ordering::Relaxed);
         s.cookie.store(info.cookie, Ordering::Relaxed);
@@ -206,6 +211,37 @@ impl InflightTable {
         // Release: `claimed()` readers see the slot published.
         self.head.store(n + 1, Ordering::Release);
         true
+    }
+
+    /// Records the kernel's send stamp of the probe whose number's low 32 bits are `tag`,
+    /// if its slot holds it (sent, not yet retired); whether it did. From then on the table
+    /// times the probe from this stamp ([`ProbeInfo::t_send_ns`], the reaper's deadline).
+    ///
+    /// A stamp comes back microseconds after its probe left, and a slot is claimed again
+    /// only once its probe has been retired (a timeout later): the check and the store
+    /// below cannot straddle a new lap in practice, and a stamp of a retired probe is
+    /// dropped.
+    pub fn stamp_sent(&self, tag: u32, ts_ns: u64) -> bool {
+        if self.slots.len() as u64 > 1 << 32 {
+            return false;
+        }
+        let s = self.slot(u64::from(tag));
+        // Acquire: pairs with the sender's release of PENDING.
+        let t = s.tag.load(Ordering::Acquire);
+        if (t >> STATE_BITS) as u32 != tag || matches!(t & STATE_MASK, EMPTY | CLAIMING) {
+            return false;
+        }
+        // Release: a reader that sees the stamp sees the probe it belongs to.
+        s.t_wire_ns.store(ts_ns, Ordering::Release);
+        true
+    }
+
+    /// The kernel's send stamp of probe `n`, if it came back and the slot still holds `n`.
+    pub fn wire_sent(&self, n: u64) -> Option<u64> {
+        let s = self.slot(n);
+        // Acquire: pairs with `stamp_sent`'s release.
+        let t = s.t_wire_ns.load(Ordering::Acquire);
+        (t != 0 && s.tag.load(Ordering::Acquire) >> STATE_BITS == n).then_some(t)
     }
 
     /// Marks pending probe `n` as failed to send (the reaper reports it).
@@ -360,7 +396,7 @@ impl InflightTable {
                 ANSWERED | ERRORED => {}
                 PENDING => {
                     // Probes are claimed in send order, so the first unexpired one ends the walk.
-                    if s.t_send_ns.load(Ordering::Relaxed) > deadline_ns {
+                    if sent_at(s) > deadline_ns {
                         break;
                     }
                     let info = self.read_fields(s, n);
@@ -405,10 +441,18 @@ impl InflightTable {
                 s.addr_lo.load(Ordering::Relaxed),
             ),
             cookie: s.cookie.load(Ordering::Relaxed),
-            t_send_ns: s.t_send_ns.load(Ordering::Relaxed),
+            t_send_ns: sent_at(s),
             attempt: aux as u8,
             class: (aux >> 8) as u8,
         }
+    }
+}
+
+/// A slot's send time: the kernel's stamp once it came back, else the sender's.
+fn sent_at(s: &Slot) -> u64 {
+    match s.t_wire_ns.load(Ordering::Relaxed) {
+        0 => s.t_send_ns.load(Ordering::Relaxed),
+        t => t,
     }
 }
 

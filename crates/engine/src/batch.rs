@@ -20,6 +20,8 @@ pub struct TxBatch {
     lens: Vec<usize>,
     /// Per packet: the TTL / hop limit socket engines must set for it, 0 for the socket's own.
     ttls: Vec<u8>,
+    /// Per packet: the id its kernel send stamp comes back with, if it wants one.
+    tags: Vec<Option<u32>>,
     count: usize,
     epoch: u64,
 }
@@ -33,6 +35,7 @@ impl TxBatch {
             dsts: vec![IpAddr::from([0, 0, 0, 0]); capacity],
             lens: vec![0; capacity],
             ttls: vec![0; capacity],
+            tags: vec![None; capacity],
             count: 0,
             epoch: next_epoch(),
         }
@@ -89,6 +92,7 @@ impl TxBatch {
         self.dsts[i] = dst;
         self.lens[i] = len;
         self.ttls[i] = 0;
+        self.tags[i] = None;
         self.count += 1;
         let s = self.stride;
         Some(&mut self.buf[i * s..i * s + len])
@@ -107,6 +111,20 @@ impl TxBatch {
     /// The TTL set for packet `i`, 0 for the socket's own (also past the end).
     pub fn ttl(&self, i: usize) -> u8 {
         if i < self.count { self.ttls[i] } else { 0 }
+    }
+
+    /// Asks for packet `i`'s send stamp, tagged `tag`: engines that take the kernel's
+    /// per-packet send stamps (sockets with [`TxCaps::kernel_stamps`](crate::TxCaps)) hand it
+    /// back with this tag as an [`RxLayer::TxStamp`](crate::RxLayer); others ignore it.
+    pub fn set_tag(&mut self, i: usize, tag: u32) {
+        if i < self.count {
+            self.tags[i] = Some(tag);
+        }
+    }
+
+    /// The tag of packet `i`'s send stamp, if it asked for one.
+    pub fn tag(&self, i: usize) -> Option<u32> {
+        if i < self.count { self.tags[i] } else { None }
     }
 
     /// Packet `i`: its bytes and destination.

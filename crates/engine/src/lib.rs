@@ -109,6 +109,14 @@ pub struct TxCaps {
     /// engines send a packet with a TTL of its own ([`TxBatch::set_ttl`]) with a per-message
     /// control message instead, in the same batch call.
     pub ttl_per_socket: bool,
+    /// Whether the kernel stamps each tagged packet as its device takes it
+    /// ([`TxBatch::set_tag`]) and the RX half hands the stamps back
+    /// ([`RxLayer::TxStamp`]): the send time an RTT should start from.
+    pub kernel_stamps: bool,
+    /// Whether the kernel transmits each packet of a call, one after another, before the
+    /// call returns (sockets; AF_XDP in copy mode): a send stamp taken before the call is
+    /// early by the work of the packets ahead of its packet in the call.
+    pub serial_send: bool,
 }
 
 /// What an RX half can do.
@@ -116,8 +124,30 @@ pub struct TxCaps {
 pub struct RxCaps {
     /// Engine name.
     pub engine: &'static str,
-    /// Whether frames carry kernel receive timestamps (else user-space, after the syscall).
-    pub kernel_timestamps: bool,
+    /// Where its frames' receive stamps are taken.
+    pub stamp: RxStamp,
+}
+
+/// Where an RX half stamps the frames it hands over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxStamp {
+    /// The kernel's software stamp of each message as it arrived (sockets).
+    KernelSoftware,
+    /// Taken by asdic's XDP program as it began on each frame (`bpf_ktime_get_ns`).
+    XdpHook,
+    /// Taken in user space once per batch read (the in-memory engine, test engines).
+    UserBatch,
+}
+
+impl RxStamp {
+    /// The name `asdic.stamps` gives it (`rx=…`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RxStamp::KernelSoftware => "kernel-software",
+            RxStamp::XdpHook => "xdp-hook",
+            RxStamp::UserBatch => "user-space-batch",
+        }
+    }
 }
 
 /// Frames the kernel dropped on their way to an RX half, by where: what the engine's own
@@ -158,6 +188,10 @@ pub struct KernelDrops {
     /// asdic's XDP program: frames carrying this run's session under a stamp whose MAC
     /// fails, dropped there (forged: never ours, so no loss).
     pub xdp_drop_forged: u64,
+    /// The AF_XDP engine: frames of ours that came off the ring without the program's
+    /// receive stamp (no headroom to put it in), stamped as the batch was read instead.
+    /// Not a loss.
+    pub xdp_unstamped: u64,
 }
 
 impl KernelDrops {
@@ -168,7 +202,7 @@ impl KernelDrops {
     }
 
     /// How many counters there are: [`KernelDrops::NAMES`], then [`KernelDrops::XDP_NAMES`].
-    pub const LEN: usize = 19;
+    pub const LEN: usize = 20;
 
     /// The drop counters' names, in the order of [`KernelDrops::to_array`]: the names used in
     /// metadata, status JSON and metrics.
@@ -184,7 +218,7 @@ impl KernelDrops {
     /// The XDP program's verdicts and the AF_XDP engine's reads through its raw socket
     /// (no drops), after the drop counters in [`KernelDrops::to_array`]: the names used in
     /// metadata.
-    pub const XDP_NAMES: [&'static str; 13] = [
+    pub const XDP_NAMES: [&'static str; 14] = [
         "xdp_redirected",
         "xdp_pass_not_ip",
         "xdp_pass_vlan",
@@ -198,6 +232,7 @@ impl KernelDrops {
         "xdp_via_kernel",
         "xdp_misaddressed",
         "xdp_drop_forged",
+        "xdp_unstamped",
     ];
 
     /// The counters in the order of [`KernelDrops::NAMES`], then [`KernelDrops::XDP_NAMES`].
@@ -216,6 +251,7 @@ impl KernelDrops {
         a[16] = self.xdp_via_kernel;
         a[17] = self.xdp_misaddressed;
         a[18] = self.xdp_drop_forged;
+        a[19] = self.xdp_unstamped;
         a
     }
 
@@ -235,6 +271,7 @@ impl KernelDrops {
             xdp_via_kernel: a[16],
             xdp_misaddressed: a[17],
             xdp_drop_forged: a[18],
+            xdp_unstamped: a[19],
         }
     }
 
@@ -271,7 +308,7 @@ impl KernelDrops {
 
     /// The XDP program's verdicts and the raw socket's reads as (name, value) pairs, in the
     /// order of [`KernelDrops::XDP_NAMES`].
-    pub fn xdp_fields(&self) -> [(&'static str, u64); 13] {
+    pub fn xdp_fields(&self) -> [(&'static str, u64); 14] {
         let a = self.to_array();
         core::array::from_fn(|i| (Self::XDP_NAMES[i], a[Self::NAMES.len() + i]))
     }
@@ -394,6 +431,7 @@ mod tests {
             xdp_via_kernel: 9,
             xdp_misaddressed: 10,
             xdp_drop_forged: 11,
+            xdp_unstamped: 12,
         };
         assert_eq!(k.lost(), 4321);
         assert_eq!(

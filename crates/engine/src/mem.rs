@@ -739,6 +739,8 @@ impl Tx for MemTx {
             layer: TxLayer::Icmp,
             max_packet: MAX_PACKET_V4,
             ttl_per_socket: true,
+            kernel_stamps: false,
+            serial_send: false,
         }
     }
 
@@ -809,7 +811,7 @@ impl Rx for MemRx {
     fn caps(&self) -> RxCaps {
         RxCaps {
             engine: ENGINE,
-            kernel_timestamps: true,
+            stamp: crate::RxStamp::KernelSoftware,
         }
     }
 
@@ -959,7 +961,9 @@ mod tests {
                 assert_eq!(checksum::finish(checksum::sum(acc, &f.0)), 0, "ICMPv6 sum");
                 inbound::parse_icmpv6(&f.0, src, hop_limit).unwrap()
             }
-            RxLayer::Ethernet => panic!("the mem engine hands over no Ethernet frames"),
+            RxLayer::Ethernet | RxLayer::TxStamp { .. } => {
+                panic!("the mem engine hands over neither Ethernet frames nor send stamps")
+            }
         }
     }
 

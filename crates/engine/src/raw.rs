@@ -39,6 +39,12 @@ pub struct RawOptions {
     pub rcvbuf: usize,
     /// Socket send buffer in bytes.
     pub sndbuf: usize,
+    /// Take the kernel's software send stamp of every tagged packet
+    /// ([`TxBatch::set_tag`]) and hand it back through the RX half
+    /// ([`RxLayer::TxStamp`](crate::RxLayer)), where the kernel can tie a stamp to its packet
+    /// (`SCM_TS_OPT_ID`, Linux 6.13 on); elsewhere it stays off and [`TxCaps::kernel_stamps`]
+    /// says so.
+    pub tx_stamps: bool,
 }
 
 impl RawOptions {
@@ -58,6 +64,7 @@ impl Default for RawOptions {
             batch: 64,
             max_reply: 2048,
             rcvbuf: 64 << 20,
+            tx_stamps: false,
             sndbuf: 4 << 20,
         }
     }
@@ -80,23 +87,35 @@ fn io_err_of(
 
 /// Opens the engine: one socket, two halves.
 pub fn open(opts: &RawOptions) -> Result<(RawTx, RawRx), EngineError> {
-    let fd = Arc::new(socket(opts, ENGINE)?);
+    let (fd, stamps) = socket(opts, ENGINE)?;
+    let fd = Arc::new(fd);
     let batch = opts.batch.max(1);
+    let ctl = sys::MsgControl {
+        v6: opts.v6,
+        socket_ttl: opts.ttl,
+        tx_stamps: stamps,
+    };
     let tx = RawTx {
         fd: fd.clone(),
-        vec: sys::SendVec::new(batch, opts.v6, opts.ttl),
+        vec: sys::SendVec::new(batch, ctl),
+        stamps,
     };
     let rx = RawRx {
         fd,
         vec: sys::RecvVec::new(batch, opts.max_reply.max(256)),
         v6: opts.v6,
+        errq: stamps.then(|| sys::ErrQueue::new(batch)),
     };
     Ok((tx, rx))
 }
 
 /// Opens and configures the raw ICMP (or ICMPv6) socket as `opts` says, naming `engine` in
 /// errors: the socket of the raw engine, and of every engine that drives one (io_uring).
-pub(crate) fn socket(opts: &RawOptions, engine: &'static str) -> Result<OwnedFd, EngineError> {
+/// Also says whether the kernel's send stamps are on.
+pub(crate) fn socket(
+    opts: &RawOptions,
+    engine: &'static str,
+) -> Result<(OwnedFd, bool), EngineError> {
     let fd = sys::raw_socket(opts.v6).map_err(|e| match e.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => EngineError::Permission {
             engine,
@@ -110,11 +129,12 @@ pub(crate) fn socket(opts: &RawOptions, engine: &'static str) -> Result<OwnedFd,
             source: e,
         },
     })?;
-    configure(&fd, opts, engine)?;
-    Ok(fd)
+    let stamps = configure(&fd, opts, engine)?;
+    Ok((fd, stamps))
 }
 
-fn configure(fd: &OwnedFd, o: &RawOptions, engine: &'static str) -> Result<(), EngineError> {
+/// Configures the socket; returns whether send stamps are on.
+fn configure(fd: &OwnedFd, o: &RawOptions, engine: &'static str) -> Result<bool, EngineError> {
     let io_err = |what| io_err_of(engine, what);
     let ttl = libc::c_int::from(o.ttl);
     let one: libc::c_int = 1;
@@ -157,7 +177,14 @@ fn configure(fd: &OwnedFd, o: &RawOptions, engine: &'static str) -> Result<(), E
         let pass: u32 = [0u32, 3, 4, 5, 11, 12].iter().fold(0, |m, t| m | 1 << t);
         sys::set_opt(fd, SOL_RAW, ICMP_FILTER, &!pass).map_err(io_err("ICMP_FILTER"))?;
     }
-    Ok(())
+    // Send stamps share the receive buffer with replies: each waits on the error queue as a
+    // packetless skb (OPT_TSONLY; 832 bytes of truesize measured) until the RX half reads it,
+    // right beside the replies it reads.
+    if o.tx_stamps && sys::kernel_has_ts_opt_id() {
+        sys::set_tx_stamps(fd).map_err(io_err("SO_TIMESTAMPING"))?;
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// The sending half.
@@ -165,6 +192,7 @@ fn configure(fd: &OwnedFd, o: &RawOptions, engine: &'static str) -> Result<(), E
 pub struct RawTx {
     fd: Arc<OwnedFd>,
     vec: sys::SendVec,
+    stamps: bool,
 }
 
 impl core::fmt::Debug for sys::SendVec {
@@ -186,6 +214,8 @@ impl Tx for RawTx {
             layer: TxLayer::Icmp,
             max_packet: MAX_PACKET,
             ttl_per_socket: true,
+            kernel_stamps: self.stamps,
+            serial_send: true,
         }
     }
 
@@ -233,13 +263,15 @@ pub struct RawRx {
     fd: Arc<OwnedFd>,
     vec: sys::RecvVec,
     v6: bool,
+    /// The send stamps' reader, when they are on.
+    errq: Option<sys::ErrQueue>,
 }
 
 impl Rx for RawRx {
     fn caps(&self) -> RxCaps {
         RxCaps {
             engine: ENGINE,
-            kernel_timestamps: true,
+            stamp: crate::RxStamp::KernelSoftware,
         }
     }
 
@@ -255,6 +287,12 @@ impl Rx for RawRx {
         // Drain what is queued, a bounded number of batches per call.
         for _ in 0..16 {
             let n = self.vec.recv(&self.fd).map_err(io_err("recvmmsg"))?;
+            // The send stamps of every probe these replies answer are on the error queue
+            // already: the kernel queued each before its packet left the device. Handed
+            // over first, so each reply finds its probe's stamp.
+            if let Some(q) = &mut self.errq {
+                total += tx_stamps(q, &self.fd, on_frame)?;
+            }
             if n == 0 {
                 break;
             }
@@ -281,6 +319,24 @@ impl Rx for RawRx {
             ..crate::KernelDrops::default()
         })
     }
+}
+
+/// Reads the send stamps waiting on `fd`'s error queue and hands each over as an
+/// [`RxLayer::TxStamp`]; returns how many.
+pub(crate) fn tx_stamps(
+    q: &mut sys::ErrQueue,
+    fd: &OwnedFd,
+    on_frame: &mut dyn FnMut(RxFrame<'_>),
+) -> Result<usize, EngineError> {
+    q.drain(fd, &mut |tag, ts_ns| {
+        on_frame(RxFrame {
+            data: &[],
+            layer: RxLayer::TxStamp { tag },
+            ts_ns,
+            truncated: false,
+        })
+    })
+    .map_err(io_err("recvmmsg (MSG_ERRQUEUE)"))
 }
 
 /// The frame a raw socket received: IPv4 packets whole, ICMPv6 messages with their source

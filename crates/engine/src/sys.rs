@@ -80,9 +80,11 @@ pub(crate) fn poll_in(fd: &OwnedFd, timeout: Duration) -> io::Result<bool> {
             Err(e)
         };
     }
-    if p.revents & (libc::POLLERR | libc::POLLNVAL) != 0 && p.revents & libc::POLLIN == 0 {
-        return Err(io::Error::other("socket error while polling"));
+    if p.revents & libc::POLLNVAL != 0 {
+        return Err(io::Error::other("socket closed while polling"));
     }
+    // POLLERR alone: send stamps wait on the error queue, or a socket error does, which the
+    // read that follows reports.
     Ok(r > 0)
 }
 
@@ -151,36 +153,59 @@ pub(crate) fn sin6(a: Ipv6Addr) -> libc::sockaddr_in6 {
     }
 }
 
-/// u64 words of control data for one TTL / hop-limit message: `CMSG_SPACE(sizeof(int))`
-/// (24 bytes on Linux: a 16-byte `cmsghdr`, the `int` padded to 8); u64 words keep it aligned
-/// for `cmsghdr`. A unit test checks it against `libc::CMSG_SPACE`.
-pub(crate) const TTL_CMSG_WORDS: usize = 3;
+/// u64 words of control data per sent message: room for a TTL / hop-limit message, a
+/// send-stamp request and its id, `CMSG_SPACE(sizeof(int))` each (24 bytes on Linux: a
+/// 16-byte `cmsghdr`, the `int` padded to 8); u64 words keep them aligned for `cmsghdr`. A
+/// unit test checks it against `libc::CMSG_SPACE`.
+pub(crate) const MSG_CTL_WORDS: usize = 9;
 
-/// Which socket option a per-message TTL goes in, and the TTL sockets of the family get.
+/// `SCM_TS_OPT_ID` (Linux 6.13, `asm-generic/socket.h`; not in the libc crate yet): this
+/// message's own id for its send stamps, in place of the socket's `OPT_ID` counter.
+pub(crate) const SCM_TS_OPT_ID: i32 = 81;
+
+/// What one message carries in its control data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ctl {
+    /// A TTL / hop limit of its own.
+    pub ttl: Option<u8>,
+    /// The id its kernel send stamp comes back with (`SCM_TS_OPT_ID`).
+    pub stamp_id: Option<u32>,
+}
+
+/// Which socket option a per-message TTL goes in, the TTL sockets of the family get, and
+/// whether the socket takes kernel send stamps.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct TtlCmsg {
+pub(crate) struct MsgControl {
     /// IPv6 (`IPV6_HOPLIMIT`) or IPv4 (`IP_TTL`).
     pub v6: bool,
     /// The socket's own TTL: packets with it (or 0) need no control message.
     pub socket_ttl: u8,
+    /// Whether the socket has send stamps on ([`set_tx_stamps`]): tagged packets then carry
+    /// their tag as `SCM_TS_OPT_ID`.
+    pub tx_stamps: bool,
 }
 
-impl TtlCmsg {
-    /// The TTL packet `i` of `batch` needs in a control message, if any.
+impl MsgControl {
+    /// What packet `i` of `batch` needs in control messages, if anything.
     #[inline]
-    pub(crate) fn needed(&self, batch: &TxBatch, i: usize) -> Option<u8> {
+    pub(crate) fn needed(&self, batch: &TxBatch, i: usize) -> Option<Ctl> {
         let t = batch.ttl(i);
-        (t != 0 && t != self.socket_ttl).then_some(t)
+        let ttl = (t != 0 && t != self.socket_ttl).then_some(t);
+        let stamp_id = batch.tag(i).filter(|_| self.tx_stamps);
+        (ttl.is_some() || stamp_id.is_some()).then_some(Ctl { ttl, stamp_id })
     }
 
-    /// Points `h`'s control data at `ctl` and writes one `IP_TTL` (IPv4) or `IPV6_HOPLIMIT`
-    /// (IPv6) control message carrying `ttl` there: what `ip_cmsg_send` (raw IPv4 sockets)
-    /// and `ip6_datagram_send_ctl` (raw IPv6 sockets) take as this message's TTL / hop limit.
+    /// Points `h`'s control data at `ctl` and writes there, in this order, an `IP_TTL`
+    /// (IPv4) or `IPV6_HOPLIMIT` (IPv6) message with the TTL (what `ip_cmsg_send` and
+    /// `ip6_datagram_send_ctl` take as this message's TTL / hop limit), and for a stamp an
+    /// `SO_TIMESTAMPING` message asking for this message's software send stamp and an
+    /// `SCM_TS_OPT_ID` message with its id (`__sock_cmsg_send`): the socket asks for none
+    /// by itself, so a packet without a tag never brings back a stamp under a made-up id.
     ///
     /// # Safety
-    /// `ctl` must point to [`TTL_CMSG_WORDS`] writable `u64`s that no one else uses until the
+    /// `ctl` must point to [`MSG_CTL_WORDS`] writable `u64`s that no one else uses until the
     /// message is sent.
-    pub(crate) unsafe fn write(&self, h: &mut libc::msghdr, ctl: *mut u64, ttl: u8) {
+    pub(crate) unsafe fn write(&self, h: &mut libc::msghdr, ctl: *mut u64, c: Ctl) {
         let (level, ty) = if self.v6 {
             (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT)
         } else {
@@ -189,25 +214,235 @@ impl TtlCmsg {
         let int = size_of::<libc::c_int>() as libc::c_uint;
         // SAFETY: CMSG_SPACE and CMSG_LEN are arithmetic on their argument.
         let (space, len) = unsafe { (libc::CMSG_SPACE(int), libc::CMSG_LEN(int)) };
-        debug_assert!(space as usize <= TTL_CMSG_WORDS * 8);
+        let space = space as usize;
+        debug_assert!(3 * space <= MSG_CTL_WORDS * 8 && space.is_multiple_of(8));
+        let msgs = [
+            c.ttl.map(|t| (level, ty, libc::c_int::from(t))),
+            c.stamp_id.map(|_| {
+                (
+                    libc::SOL_SOCKET,
+                    libc::SO_TIMESTAMPING,
+                    libc::SOF_TIMESTAMPING_TX_SOFTWARE as libc::c_int,
+                )
+            }),
+            c.stamp_id
+                .map(|id| (libc::SOL_SOCKET, SCM_TS_OPT_ID, id as libc::c_int)),
+        ];
+        let mut at = 0;
+        for (level, ty, value) in msgs.into_iter().flatten() {
+            // SAFETY: the caller guarantees MSG_CTL_WORDS (>= 3 * CMSG_SPACE(sizeof(int)))
+            // writable, 8-byte aligned words at `ctl`; each message takes `space` bytes (a
+            // multiple of 8) from byte `at`, so its header and data (CMSG_DATA: right after
+            // the header) stay inside; the data is written unaligned-safe.
+            unsafe {
+                let c = ctl.cast::<u8>().add(at).cast::<libc::cmsghdr>();
+                (*c).cmsg_len = len as _;
+                (*c).cmsg_level = level;
+                (*c).cmsg_type = ty;
+                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>(), value);
+            }
+            at += space;
+        }
         h.msg_control = ctl.cast();
-        h.msg_controllen = space as _;
-        // SAFETY: `h` now describes `ctl`, which the caller guarantees holds TTL_CMSG_WORDS
-        // (>= CMSG_SPACE(sizeof(int))) writable, 8-byte aligned words: CMSG_FIRSTHDR returns
-        // `ctl` itself, the header fits, and CMSG_DATA points inside the same space; the data
-        // is written unaligned-safe.
-        unsafe {
-            let c = libc::CMSG_FIRSTHDR(h);
-            debug_assert!(!c.is_null());
-            (*c).cmsg_len = len as _;
-            (*c).cmsg_level = level;
-            (*c).cmsg_type = ty;
-            std::ptr::write_unaligned(
-                libc::CMSG_DATA(c).cast::<libc::c_int>(),
-                libc::c_int::from(ttl),
-            );
+        h.msg_controllen = at as _;
+    }
+}
+
+/// Readies the socket for the kernel's software send stamps: a message that asks for one
+/// ([`MsgControl::write`]) comes back on the error queue with its `SCM_TS_OPT_ID` and the
+/// time the device took it, without the packet (`OPT_TSONLY`); the socket asks for none by
+/// itself (no `TX_SOFTWARE` here); received messages get no `SCM_TIMESTAMPING`
+/// (`OPT_RX_FILTER`: `SO_TIMESTAMPNS` stamps them).
+pub(crate) fn set_tx_stamps(fd: &OwnedFd) -> io::Result<()> {
+    let flags = libc::SOF_TIMESTAMPING_SOFTWARE
+        | libc::SOF_TIMESTAMPING_OPT_ID
+        | libc::SOF_TIMESTAMPING_OPT_TSONLY
+        | libc::SOF_TIMESTAMPING_OPT_RX_FILTER;
+    set_opt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_TIMESTAMPING,
+        &(flags as libc::c_int),
+    )
+}
+
+/// Whether this kernel takes `SCM_TS_OPT_ID` (Linux 6.13 on): an older one refuses every
+/// message that carries it, so send stamps stay off there.
+pub(crate) fn kernel_has_ts_opt_id() -> bool {
+    // SAFETY: all-zero is a valid utsname; uname fills it.
+    let mut u: libc::utsname = unsafe { zeroed() };
+    // SAFETY: `u` is a valid, writable utsname.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return false;
+    }
+    let release: String = u
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8 as char)
+        .collect();
+    release_at_least(&release, (6, 13))
+}
+
+/// Whether a kernel release string ("6.18.44-fc-v1272") is at least `want` (major, minor).
+pub(crate) fn release_at_least(release: &str, want: (u32, u32)) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= want,
+        _ => false,
+    }
+}
+
+/// `SCM_TSTAMP_SND` (`linux/errqueue.h`): a stamp taken as the device took the packet.
+const SCM_TSTAMP_SND: u32 = 0;
+
+/// Send stamps read off a socket's error queue: (id, ns since the epoch) per stamp.
+pub(crate) struct ErrQueue {
+    hdrs: Vec<libc::mmsghdr>,
+    iovs: Vec<libc::iovec>,
+    bufs: Vec<u8>,
+    cmsgs: Vec<u64>,
+}
+
+/// Bytes of packet room per error-queue message: `OPT_TSONLY` sends none back.
+const ERRQ_BUF: usize = 64;
+/// Bytes of control data per error-queue message: `SCM_TIMESTAMPING` (three timespecs),
+/// `SCM_TIMESTAMPNS` and `IP(V6)_RECVERR` (the extended error and an address).
+const ERRQ_CMSG: usize = 256;
+
+// SAFETY: as for `RecvVec`: the pointers in `hdrs`/`iovs` point into this struct's own heap
+// buffers, are rewritten before every read, and are dereferenced only during that call.
+unsafe impl Send for ErrQueue {}
+
+impl core::fmt::Debug for ErrQueue {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("ErrQueue")
+    }
+}
+
+impl ErrQueue {
+    pub(crate) fn new(cap: usize) -> Self {
+        ErrQueue {
+            // SAFETY: all-zero bytes are a valid mmsghdr.
+            hdrs: (0..cap)
+                .map(|_| unsafe { zeroed::<libc::mmsghdr>() })
+                .collect(),
+            iovs: vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0
+                };
+                cap
+            ],
+            bufs: vec![0; cap * ERRQ_BUF],
+            cmsgs: vec![0; cap * ERRQ_CMSG / 8],
         }
     }
+
+    /// Reads every send stamp waiting on `fd`'s error queue (a bounded number of calls) and
+    /// passes each as (id, ns); returns how many.
+    pub(crate) fn drain(
+        &mut self,
+        fd: &OwnedFd,
+        on_stamp: &mut dyn FnMut(u32, u64),
+    ) -> io::Result<usize> {
+        let cap = self.hdrs.len();
+        let mut total = 0;
+        for _ in 0..64 {
+            let base = self.bufs.as_mut_ptr();
+            let cbase = self.cmsgs.as_mut_ptr();
+            for i in 0..cap {
+                // SAFETY: offsets are within the buffers allocated with `cap` slots in `new`.
+                let (buf, ctl) = unsafe { (base.add(i * ERRQ_BUF), cbase.add(i * ERRQ_CMSG / 8)) };
+                self.iovs[i] = libc::iovec {
+                    iov_base: buf.cast(),
+                    iov_len: ERRQ_BUF,
+                };
+                let h = &mut self.hdrs[i];
+                h.msg_len = 0;
+                h.msg_hdr.msg_name = std::ptr::null_mut();
+                h.msg_hdr.msg_namelen = 0;
+                h.msg_hdr.msg_iov = &mut self.iovs[i];
+                h.msg_hdr.msg_iovlen = 1;
+                h.msg_hdr.msg_control = ctl.cast();
+                h.msg_hdr.msg_controllen = ERRQ_CMSG as _;
+                h.msg_hdr.msg_flags = 0;
+            }
+            // SAFETY: every header points to a distinct buffer slot and control area owned by
+            // `self`, of the lengths given, alive and not otherwise borrowed during the call.
+            let r = unsafe {
+                libc::recvmmsg(
+                    fd.as_raw_fd(),
+                    self.hdrs.as_mut_ptr(),
+                    cap as u32,
+                    (libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) as _,
+                    std::ptr::null_mut(),
+                )
+            };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                return match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(total),
+                    _ => Err(e),
+                };
+            }
+            let n = r as usize;
+            for h in &self.hdrs[..n] {
+                if let Some((id, ts)) = tx_stamp(&h.msg_hdr) {
+                    on_stamp(id, ts);
+                    total += 1;
+                }
+            }
+            if n < cap {
+                break;
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// The send stamp an error-queue message carries: the id (`ee_data` of a
+/// `SO_EE_ORIGIN_TIMESTAMPING` error of kind `SCM_TSTAMP_SND`) and the software stamp.
+pub(crate) fn tx_stamp(hdr: &libc::msghdr) -> Option<(u32, u64)> {
+    let (mut ts, mut id) = (None, None);
+    // SAFETY: `hdr` was filled by recvmmsg: `msg_control` points to our aligned control
+    // buffer and `msg_controllen` to the bytes the kernel wrote there, as well-formed
+    // cmsghdrs; CMSG_FIRSTHDR/CMSG_NXTHDR stay within that length and return null at its
+    // end. Data is read unaligned, of the size the cmsg type defines, after checking the
+    // message is long enough for it.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        while !c.is_null() {
+            let (level, ty) = ((*c).cmsg_level, (*c).cmsg_type);
+            let data = libc::CMSG_DATA(c);
+            let room = ((*c).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
+            if level == libc::SOL_SOCKET
+                && ty == libc::SCM_TIMESTAMPING
+                && room >= size_of::<libc::timespec>()
+            {
+                // ts[0]: the software stamp.
+                let t = std::ptr::read_unaligned(data.cast::<libc::timespec>());
+                if t.tv_sec > 0 || t.tv_nsec > 0 {
+                    ts = Some(t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64);
+                }
+            } else if ((level == libc::SOL_IP && ty == libc::IP_RECVERR)
+                || (level == libc::SOL_IPV6 && ty == libc::IPV6_RECVERR))
+                && room >= size_of::<libc::sock_extended_err>()
+            {
+                let e = std::ptr::read_unaligned(data.cast::<libc::sock_extended_err>());
+                if e.ee_errno == libc::ENOMSG as u32
+                    && e.ee_origin == libc::SO_EE_ORIGIN_TIMESTAMPING
+                    && e.ee_info == SCM_TSTAMP_SND
+                {
+                    id = Some(e.ee_data);
+                }
+            }
+            c = libc::CMSG_NXTHDR(hdr, c);
+        }
+    }
+    Some((id?, ts?))
 }
 
 /// Header vectors for `sendmmsg`.
@@ -215,9 +450,9 @@ pub(crate) struct SendVec {
     hdrs: Vec<libc::mmsghdr>,
     iovs: Vec<libc::iovec>,
     addrs: Addrs,
-    /// Per message, room for a TTL control message.
+    /// Per message, room for its control messages.
     ctl: Vec<u64>,
-    ttl: TtlCmsg,
+    ttl: MsgControl,
 }
 
 // SAFETY: the raw pointers inside `hdrs` and `iovs` point into `addrs`, `iovs` and the batch
@@ -226,7 +461,7 @@ pub(crate) struct SendVec {
 unsafe impl Send for SendVec {}
 
 impl SendVec {
-    pub(crate) fn new(cap: usize, v6: bool, socket_ttl: u8) -> Self {
+    pub(crate) fn new(cap: usize, ttl: MsgControl) -> Self {
         // SAFETY: mmsghdr and iovec are plain C structs for which all-zero bytes are valid.
         let hdrs = (0..cap)
             .map(|_| unsafe { zeroed::<libc::mmsghdr>() })
@@ -238,7 +473,7 @@ impl SendVec {
             };
             cap
         ];
-        let addrs = if v6 {
+        let addrs = if ttl.v6 {
             Addrs::V6(vec![sin6(Ipv6Addr::UNSPECIFIED); cap])
         } else {
             Addrs::V4(vec![sin(core::net::Ipv4Addr::UNSPECIFIED); cap])
@@ -247,8 +482,8 @@ impl SendVec {
             hdrs,
             iovs,
             addrs,
-            ctl: vec![0; cap * TTL_CMSG_WORDS],
-            ttl: TtlCmsg { v6, socket_ttl },
+            ctl: vec![0; cap * MSG_CTL_WORDS],
+            ttl,
         }
     }
 
@@ -290,8 +525,8 @@ impl SendVec {
             h.msg_controllen = 0;
             h.msg_flags = 0;
             if let Some(t) = self.ttl.needed(batch, from + i) {
-                let ctl = self.ctl[i * TTL_CMSG_WORDS..].as_mut_ptr();
-                // SAFETY: `ctl` is message `i`'s own TTL_CMSG_WORDS words of `self.ctl`,
+                let ctl = self.ctl[i * MSG_CTL_WORDS..].as_mut_ptr();
+                // SAFETY: `ctl` is message `i`'s own MSG_CTL_WORDS words of `self.ctl`,
                 // used by no other header and alive until the next `send`.
                 unsafe { self.ttl.write(h, ctl, t) };
             }
@@ -460,6 +695,50 @@ pub(crate) fn control(hdr: &libc::msghdr) -> (Option<u64>, Option<u8>) {
     (ts, hops)
 }
 
+/// Whether the AF_XDP socket `fd` is bound in zero-copy mode (`XDP_OPTIONS`); `false` in
+/// copy mode, or when the kernel does not say.
+#[cfg(feature = "xdp")]
+pub(crate) fn xsk_zero_copy(fd: std::os::fd::RawFd) -> bool {
+    const SOL_XDP: i32 = 283;
+    const XDP_OPTIONS: i32 = 8;
+    const XDP_OPTIONS_ZEROCOPY: u32 = 1;
+    let mut flags: u32 = 0;
+    let mut len = size_of::<u32>() as libc::socklen_t;
+    // SAFETY: `flags` is a writable u32 (struct xdp_options) and `len` says so; the kernel
+    // writes at most `len` bytes.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            SOL_XDP,
+            XDP_OPTIONS,
+            (&mut flags as *mut u32).cast(),
+            &mut len,
+        )
+    };
+    r == 0 && flags & XDP_OPTIONS_ZEROCOPY != 0
+}
+
+/// Now on CLOCK_REALTIME (ns since the epoch), and CLOCK_REALTIME − CLOCK_MONOTONIC: what
+/// turns a monotonic stamp (`bpf_ktime_get_ns`) into one on the clock of the sender's
+/// stamps. Read between two monotonic reads, so the offset is off by half their gap at most
+/// (tens of ns).
+#[cfg(feature = "xdp")]
+pub(crate) fn realtime_minus_monotonic() -> (u64, i64) {
+    let mono = || {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `t` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+        t.tv_sec * 1_000_000_000 + t.tv_nsec
+    };
+    let a = mono();
+    let real = crate::now_ns();
+    let b = mono();
+    (real, real as i64 - (a + (b - a) / 2))
+}
+
 /// Lowers the calling thread's scheduling priority to nice `nice` (Linux: `setpriority`
 /// on the thread id applies to that thread only).
 pub(crate) fn set_thread_nice(nice: i32) -> io::Result<()> {
@@ -541,32 +820,194 @@ pub(crate) fn channels(ifname: &str) -> io::Result<(u32, u32, u32)> {
 mod tests {
     use super::*;
 
+    /// The control messages `write` left in `h`: (level, type, int value) each.
+    fn read_back(h: &libc::msghdr) -> Vec<(i32, i32, libc::c_int)> {
+        let mut out = Vec::new();
+        // SAFETY: `h` describes a control buffer holding well-formed cmsghdrs.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(h);
+            while !c.is_null() {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                out.push(((*c).cmsg_level, (*c).cmsg_type, v));
+                c = libc::CMSG_NXTHDR(h, c);
+            }
+        }
+        out
+    }
+
     #[test]
-    fn the_ttl_control_message_fits_and_reads_back() {
+    fn the_control_messages_fit_and_read_back() {
+        let ask = (
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPING,
+            libc::SOF_TIMESTAMPING_TX_SOFTWARE as i32,
+        );
         // SAFETY: arithmetic only.
         let space = unsafe { libc::CMSG_SPACE(size_of::<libc::c_int>() as u32) } as usize;
-        assert!(space <= TTL_CMSG_WORDS * 8, "{space} bytes");
+        assert!(3 * space <= MSG_CTL_WORDS * 8, "{space} bytes");
         for (v6, level, ty) in [
             (false, libc::IPPROTO_IP, libc::IP_TTL),
             (true, libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT),
         ] {
-            let mut ctl = [0u64; TTL_CMSG_WORDS];
-            // SAFETY: all-zero is a valid msghdr.
-            let mut h: libc::msghdr = unsafe { zeroed() };
-            let t = TtlCmsg { v6, socket_ttl: 64 };
-            // SAFETY: `ctl` is TTL_CMSG_WORDS words, alive for the test.
-            unsafe { t.write(&mut h, ctl.as_mut_ptr(), 7) };
-            assert_eq!(h.msg_controllen as usize, space);
-            // SAFETY: `h` describes `ctl`, which now holds one well-formed cmsghdr.
-            unsafe {
-                let c = libc::CMSG_FIRSTHDR(&h);
-                assert!(!c.is_null());
-                assert_eq!(((*c).cmsg_level, (*c).cmsg_type), (level, ty));
-                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
-                assert_eq!(v, 7);
-                assert!(libc::CMSG_NXTHDR(&h, c).is_null(), "exactly one message");
+            let t = MsgControl {
+                v6,
+                socket_ttl: 64,
+                tx_stamps: true,
+            };
+            for (c, want) in [
+                (
+                    Ctl {
+                        ttl: Some(7),
+                        stamp_id: None,
+                    },
+                    vec![(level, ty, 7)],
+                ),
+                (
+                    Ctl {
+                        ttl: None,
+                        stamp_id: Some(0xdead_beef),
+                    },
+                    vec![
+                        ask,
+                        (libc::SOL_SOCKET, SCM_TS_OPT_ID, 0xdead_beef_u32 as i32),
+                    ],
+                ),
+                (
+                    Ctl {
+                        ttl: Some(3),
+                        stamp_id: Some(9),
+                    },
+                    vec![(level, ty, 3), ask, (libc::SOL_SOCKET, SCM_TS_OPT_ID, 9)],
+                ),
+            ] {
+                let mut ctl = [u64::MAX; MSG_CTL_WORDS];
+                // SAFETY: all-zero is a valid msghdr.
+                let mut h: libc::msghdr = unsafe { zeroed() };
+                // SAFETY: `ctl` is MSG_CTL_WORDS words, alive for the test.
+                unsafe { t.write(&mut h, ctl.as_mut_ptr(), c) };
+                assert_eq!(h.msg_controllen as usize, space * want.len());
+                assert_eq!(read_back(&h), want, "{c:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_tagged_packet_asks_for_its_stamp_only_where_stamps_are_on() {
+        let mut b = TxBatch::new(2, 8);
+        b.push(IpAddr::from([198, 19, 0, 1]), 8).unwrap();
+        b.push(IpAddr::from([198, 19, 0, 2]), 8).unwrap();
+        b.set_tag(1, 77);
+        let mut t = MsgControl {
+            v6: false,
+            socket_ttl: 64,
+            tx_stamps: true,
+        };
+        assert_eq!(t.needed(&b, 0), None);
+        assert_eq!(
+            t.needed(&b, 1),
+            Some(Ctl {
+                ttl: None,
+                stamp_id: Some(77)
+            })
+        );
+        t.tx_stamps = false;
+        assert_eq!(t.needed(&b, 1), None);
+        // A refilled batch forgets the tags.
+        b.clear();
+        b.push(IpAddr::from([198, 19, 0, 1]), 8).unwrap();
+        b.push(IpAddr::from([198, 19, 0, 2]), 8).unwrap();
+        assert_eq!(b.tag(1), None);
+    }
+
+    #[test]
+    fn kernel_releases_compare_by_major_and_minor() {
+        assert!(release_at_least("6.18.44-fc-v1272", (6, 13)));
+        assert!(release_at_least("6.13.0", (6, 13)));
+        assert!(release_at_least("7.0", (6, 13)));
+        assert!(!release_at_least("6.12.9-amd64", (6, 13)));
+        assert!(!release_at_least("5.19", (6, 13)));
+        assert!(!release_at_least("", (6, 13)));
+        assert!(!release_at_least("six", (6, 13)));
+    }
+
+    /// An error-queue message as the kernel writes it for a send stamp.
+    fn stamp_message(
+        ctl: &mut [u64; ERRQ_CMSG / 8],
+        v6: bool,
+        origin: u8,
+        info: u32,
+        id: u32,
+        ts: (i64, i64),
+    ) -> libc::msghdr {
+        // SAFETY: all-zero is a valid msghdr.
+        let mut h: libc::msghdr = unsafe { zeroed() };
+        h.msg_control = ctl.as_mut_ptr().cast();
+        h.msg_controllen = ERRQ_CMSG as _;
+        let ee = libc::sock_extended_err {
+            ee_errno: libc::ENOMSG as u32,
+            ee_origin: origin,
+            ee_type: 0,
+            ee_code: 0,
+            ee_pad: 0,
+            ee_info: info,
+            ee_data: id,
+        };
+        let stamps = [
+            libc::timespec {
+                tv_sec: ts.0,
+                tv_nsec: ts.1,
+            },
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+        ];
+        let (level, ty) = if v6 {
+            (libc::SOL_IPV6, libc::IPV6_RECVERR)
+        } else {
+            (libc::SOL_IP, libc::IP_RECVERR)
+        };
+        // SAFETY: the two messages (CMSG_SPACE of 48 and 16 bytes) fit the 256-byte buffer;
+        // headers are written in place, data unaligned-safe.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&h);
+            (*c).cmsg_len = libc::CMSG_LEN(size_of_val(&stamps) as u32) as _;
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_TIMESTAMPING;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), stamps);
+            let c = libc::CMSG_NXTHDR(&h, c);
+            (*c).cmsg_len = libc::CMSG_LEN(size_of_val(&ee) as u32) as _;
+            (*c).cmsg_level = level;
+            (*c).cmsg_type = ty;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), ee);
+            h.msg_controllen = (libc::CMSG_SPACE(size_of_val(&stamps) as u32)
+                + libc::CMSG_SPACE(size_of_val(&ee) as u32)) as _;
+        }
+        h
+    }
+
+    #[test]
+    fn a_send_stamp_reads_back_with_its_id_and_nothing_else_does() {
+        for v6 in [false, true] {
+            let mut ctl = [0u64; ERRQ_CMSG / 8];
+            let h = stamp_message(&mut ctl, v6, libc::SO_EE_ORIGIN_TIMESTAMPING, 0, 42, (5, 7));
+            assert_eq!(tx_stamp(&h), Some((42, 5_000_000_007)));
+            // Another kind of stamp (scheduler, ACK), another origin (a real ICMP error), no
+            // stamp: not a send stamp.
+            let h = stamp_message(&mut ctl, v6, libc::SO_EE_ORIGIN_TIMESTAMPING, 1, 42, (5, 7));
+            assert_eq!(tx_stamp(&h), None);
+            let h = stamp_message(&mut ctl, v6, libc::SO_EE_ORIGIN_ICMP, 0, 42, (5, 7));
+            assert_eq!(tx_stamp(&h), None);
+            let h = stamp_message(&mut ctl, v6, libc::SO_EE_ORIGIN_TIMESTAMPING, 0, 42, (0, 0));
+            assert_eq!(tx_stamp(&h), None);
+        }
+        // SAFETY: all-zero is a valid msghdr: no control data at all.
+        let empty: libc::msghdr = unsafe { zeroed() };
+        assert_eq!(tx_stamp(&empty), None);
     }
 
     #[test]
@@ -577,13 +1018,18 @@ mod tests {
         }
         b.set_ttl(1, 64);
         b.set_ttl(2, 3);
-        let t = TtlCmsg {
+        let t = MsgControl {
             v6: false,
             socket_ttl: 64,
+            tx_stamps: true,
+        };
+        let ttl = |ttl| Ctl {
+            ttl: Some(ttl),
+            stamp_id: None,
         };
         assert_eq!(
             (t.needed(&b, 0), t.needed(&b, 1), t.needed(&b, 2)),
-            (None, None, Some(3))
+            (None, None, Some(ttl(3)))
         );
     }
 }

@@ -94,11 +94,13 @@ fn unavailable(e: io::Error) -> EngineError {
 
 /// Opens the engine: one socket, a ring per half.
 pub fn open(opts: &UringOptions) -> Result<(UringTx, UringRx), EngineError> {
-    let fd = Arc::new(raw::socket(&opts.socket, ENGINE)?);
+    let (fd, stamps) = raw::socket(&opts.socket, ENGINE)?;
+    let fd = Arc::new(fd);
     let raw_fd = fd.as_raw_fd();
-    let ttl = crate::sys::TtlCmsg {
+    let ttl = crate::sys::MsgControl {
         v6: opts.socket.v6,
         socket_ttl: opts.socket.ttl,
+        tx_stamps: stamps,
     };
     let ring = SendRing::new(raw_fd, opts.socket.batch.max(1), ttl).map_err(unavailable)?;
     let window = Window::new(ring.slots());
@@ -116,6 +118,7 @@ pub fn open(opts: &UringOptions) -> Result<(UringTx, UringRx), EngineError> {
         ring,
         window,
         fd: fd.clone(),
+        stamps,
     };
     let rx = UringRx {
         ring: rx_ring,
@@ -124,6 +127,7 @@ pub fn open(opts: &UringOptions) -> Result<(UringTx, UringRx), EngineError> {
         v6: opts.socket.v6,
         armed_slots: opts.armed_slots.max(1),
         max_reply,
+        errq: stamps.then(|| crate::sys::ErrQueue::new(opts.socket.batch.max(1))),
     };
     Ok((tx, rx))
 }
@@ -133,6 +137,7 @@ pub struct UringTx {
     ring: SendRing,
     window: Window,
     fd: Arc<OwnedFd>,
+    stamps: bool,
 }
 
 impl core::fmt::Debug for UringTx {
@@ -151,6 +156,8 @@ impl Tx for UringTx {
             layer: TxLayer::Icmp,
             max_packet: raw::MAX_PACKET,
             ttl_per_socket: true,
+            kernel_stamps: self.stamps,
+            serial_send: true,
         }
     }
 
@@ -195,6 +202,9 @@ pub struct UringRx {
     v6: bool,
     armed_slots: usize,
     max_reply: usize,
+    /// The send stamps' reader, when they are on: a plain `recvmmsg(MSG_ERRQUEUE)` beside
+    /// the ring, after every wait.
+    errq: Option<crate::sys::ErrQueue>,
 }
 
 impl UringRx {
@@ -221,7 +231,7 @@ impl Rx for UringRx {
     fn caps(&self) -> RxCaps {
         RxCaps {
             engine: ENGINE,
-            kernel_timestamps: true,
+            stamp: crate::RxStamp::KernelSoftware,
         }
     }
 
@@ -231,7 +241,24 @@ impl Rx for UringRx {
         on_frame: &mut dyn FnMut(RxFrame<'_>),
     ) -> Result<usize, EngineError> {
         let v6 = self.v6;
+        let (errq, fd) = (&mut self.errq, &self.fd);
+        let mut stamps = 0;
+        let mut stamp_err = None;
+        let mut drained_at = 0;
         let mut on = |m: &crate::sys::Received, data: &[u8]| {
+            // A probe's send stamp is queued on the error queue before the probe leaves the
+            // device, so before any reply to it is received: a reply stamped before the last
+            // read of the error queue began finds its probe's stamp handed over; a later one
+            // reads the queue again first.
+            if let Some(q) = errq.as_mut()
+                && m.ts_ns.is_none_or(|t| t >= drained_at)
+            {
+                drained_at = crate::now_ns();
+                match raw::tx_stamps(q, fd, on_frame) {
+                    Ok(n) => stamps += n,
+                    Err(e) => stamp_err = Some(e),
+                }
+            }
             let fallback = if m.ts_ns.is_some() {
                 0
             } else {
@@ -258,11 +285,20 @@ impl Rx for UringRx {
                 r => r,
             },
         };
-        r.map_err(|source| EngineError::Io {
+        let n = r.map_err(|source| EngineError::Io {
             engine: ENGINE,
             what: "io_uring recvmsg",
             source,
-        })
+        })?;
+        if let Some(e) = stamp_err {
+            return Err(e);
+        }
+        // Stamps of probes nobody answered (yet) do not wait for a reply: the error queue
+        // shares the receive buffer with replies.
+        if let Some(q) = &mut self.errq {
+            stamps += raw::tx_stamps(q, &self.fd, on_frame)?;
+        }
+        Ok(n + stamps)
     }
 
     fn kernel_drops(&mut self) -> Result<crate::KernelDrops, EngineError> {

@@ -28,7 +28,7 @@ use io_uring::types::{Fixed, SubmitArgs, Timespec};
 use io_uring::{IoUring, Probe, opcode};
 
 use crate::batch::TxBatch;
-use crate::sys::{self, CMSG_SPACE, Received, TTL_CMSG_WORDS, TtlCmsg};
+use crate::sys::{self, CMSG_SPACE, MSG_CTL_WORDS, MsgControl, Received};
 
 /// The state of a packet whose send is not yet known; any other value is the send's result
 /// (bytes sent, or a negated errno).
@@ -213,7 +213,7 @@ pub(crate) struct SendRing {
     addrs: Pinned<SockAddr>,
     /// Per slot, room for a TTL control message.
     ctl: Pinned<u64>,
-    ttl: TtlCmsg,
+    ttl: MsgControl,
     slots: usize,
     /// Requests submitted whose completion has not been reaped.
     in_flight: usize,
@@ -224,7 +224,7 @@ pub(crate) struct SendRing {
 impl SendRing {
     /// A ring for up to `slots` packets per send on `fd` (which must outlive it); packets
     /// with a TTL of their own get it as a control message (`ttl`).
-    pub(crate) fn new(fd: RawFd, slots: usize, ttl: TtlCmsg) -> io::Result<Self> {
+    pub(crate) fn new(fd: RawFd, slots: usize, ttl: MsgControl) -> io::Result<Self> {
         let slots = slots.max(1);
         let iov = libc::iovec {
             iov_base: std::ptr::null_mut(),
@@ -238,7 +238,7 @@ impl SendRing {
             hdrs: Pinned::new(slots, zeroed_msghdr()),
             iovs: Pinned::new(slots, iov),
             addrs: Pinned::new(slots, addr),
-            ctl: Pinned::new(slots * TTL_CMSG_WORDS, 0u64),
+            ctl: Pinned::new(slots * MSG_CTL_WORDS, 0u64),
             ttl,
             slots,
             in_flight: 0,
@@ -291,8 +291,8 @@ impl SendRing {
                 };
                 // SAFETY: `iov`, `hdr` and the control words are slot `i` of our arrays,
                 // unused by any request (nothing is in flight between sends; the control
-                // words are TTL_CMSG_WORDS long from `i * TTL_CMSG_WORDS`, inside the array
-                // of `slots * TTL_CMSG_WORDS`); the iovec points at the packet's bytes, which
+                // words are MSG_CTL_WORDS long from `i * MSG_CTL_WORDS`, inside the array
+                // of `slots * MSG_CTL_WORDS`); the iovec points at the packet's bytes, which
                 // `batch` lends us for this call.
                 unsafe {
                     *iov = libc::iovec {
@@ -309,7 +309,7 @@ impl SendRing {
                     h.msg_flags = 0;
                     if let Some(t) = self.ttl.needed(batch, first + i) {
                         // Slot `i`'s own control words, unused by any request (as above).
-                        self.ttl.write(h, self.ctl.at(i * TTL_CMSG_WORDS), t);
+                        self.ttl.write(h, self.ctl.at(i * MSG_CTL_WORDS), t);
                     }
                 }
                 let sqe = opcode::SendMsg::new(SOCKET, hdr.cast_const())

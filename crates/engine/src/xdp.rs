@@ -458,6 +458,9 @@ pub struct XdpRx {
     to: ([u8; 6], IpAddr, Option<IpAddr>),
     /// Frames off the ring that were not (see [`KernelDrops::xdp_misaddressed`]).
     misaddressed: u64,
+    /// Frames off the ring without the program's receive stamp
+    /// ([`KernelDrops::xdp_unstamped`]).
+    unstamped: u64,
 }
 
 /// The raw ICMP (ICMPv6) socket beside the AF_XDP sockets: the fragments the program passes
@@ -485,7 +488,7 @@ fn side_socket(v6: bool, ifname: &str) -> Result<Side, EngineError> {
         sndbuf: 4096,
         ..RawOptions::default()
     };
-    let fd = raw::socket(&opts, ENGINE)?;
+    let (fd, _) = raw::socket(&opts, ENGINE)?;
     Ok(Side {
         fd,
         vec: sys::RecvVec::new(SIDE_BATCH, SIDE_BYTES),
@@ -651,9 +654,10 @@ impl XdpRx {
             frames,
             to,
             misaddressed: 0,
+            unstamped: 0,
             caps: RxCaps {
                 engine: ENGINE,
-                kernel_timestamps: false,
+                stamp: crate::RxStamp::XdpHook,
             },
         }
     }
@@ -764,6 +768,8 @@ fn attach_filter(
             // Ours without a socket would reach the raw socket uncounted: dropped, counted.
             drop_unserved: true,
             mac_key: o.mac_key,
+            // Every frame of ours comes with the program's receive stamp.
+            stamp: true,
             ..FilterConfig::new(
                 o.session,
                 o.ident_base,
@@ -793,6 +799,7 @@ fn bind_all(
     let mut lanes = vec![];
     let mut rxs = vec![];
     let mut watches = vec![];
+    let mut zero_copy = false;
     for &queue in &l.queues {
         let tx_frames = l.tx_frames_of(queue);
         let Bound {
@@ -809,6 +816,7 @@ fn bind_all(
                 .register(queue, v6, rxq.fd().as_raw_fd())
                 .map_err(|e| unavailable(e.to_string()))?;
         }
+        zero_copy |= sys::xsk_zero_copy(rxq.fd().as_raw_fd());
         // Without a watch the sender still hears from the receiver itself, later.
         if let Ok(w) = xsk_sys::RxRingWatch::new(rxq.fd().as_raw_fd()) {
             watches.push(w);
@@ -840,6 +848,7 @@ fn bind_all(
         lanes,
         rxs,
         watches,
+        zero_copy,
     })
 }
 
@@ -848,6 +857,8 @@ struct Sockets {
     lanes: Vec<Lane>,
     rxs: Vec<XdpRx>,
     watches: Vec<xsk_sys::RxRingWatch>,
+    /// Whether the sockets are bound in zero-copy mode (else the kernel copies).
+    zero_copy: bool,
 }
 
 /// Opens the engine: resolves the path, attaches the XDP program, creates a UMEM and a
@@ -882,6 +893,7 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
         lanes,
         mut rxs,
         watches,
+        zero_copy,
     } = bind_all(o, &l, &ifname, &mut filter, &families, to)?;
     let other_layer = other.as_ref().map(|p| TxLayer::Ethernet {
         src_mac: p.src_mac,
@@ -923,6 +935,8 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
             },
             max_packet,
             ttl_per_socket: false,
+            kernel_stamps: false,
+            serial_send: !zero_copy,
         },
         other: other_layer,
     };
@@ -1086,11 +1100,20 @@ impl Rx for XdpRx {
         if n == 0 {
             return Ok(from_side);
         }
-        // Timestamped once per batch, right off the ring.
-        let ts_ns = crate::now_ns();
+        // Each frame carries the program's stamp (CLOCK_MONOTONIC), told on the clock of
+        // the sender's stamps by the two clocks' offset, read now; a frame without one is
+        // stamped now and counted.
+        let (real_ns, offset) = sys::realtime_minus_monotonic();
         let (mac, ip, other) = self.to;
         for d in &self.descs[..n] {
-            let data = xsk_sys::frame_bytes(&self.umem, d);
+            let (ts_ns, data) =
+                match asdic_xdp::filter::rx_stamp(xsk_sys::frame_bytes(&self.umem, d)) {
+                    Some((mono, frame)) => (mono.wrapping_add_signed(offset), frame),
+                    None => {
+                        self.unstamped += 1;
+                        (real_ns, xsk_sys::frame_bytes(&self.umem, d))
+                    }
+                };
             // The program's address checks, again: a frame it should not have handed over
             // is counted, never matched.
             let to_us = |ip| asdic_wire::inbound::ethernet_addressed_to(data, mac, ip);
@@ -1151,6 +1174,7 @@ impl Rx for XdpRx {
             xdp_via_kernel: self.sides.iter().map(|s| s.read).sum(),
             xdp_misaddressed: self.misaddressed,
             xdp_drop_forged: filter.forged,
+            xdp_unstamped: self.unstamped,
         })
     }
 }

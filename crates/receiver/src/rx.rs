@@ -343,7 +343,7 @@ mod tests {
         fn caps(&self) -> RxCaps {
             RxCaps {
                 engine: "test",
-                kernel_timestamps: false,
+                stamp: asdic_engine::RxStamp::UserBatch,
             }
         }
 
@@ -472,7 +472,7 @@ mod tests {
         fn caps(&self) -> RxCaps {
             RxCaps {
                 engine: "test",
-                kernel_timestamps: true,
+                stamp: asdic_engine::RxStamp::KernelSoftware,
             }
         }
 

@@ -91,6 +91,22 @@ pub struct RunHints {
     pub ids: Ids,
     /// Probes the pipeline may send (identifiers in use follow from it).
     pub probes: u64,
+    /// Whether the run keeps per-probe state (ping, trace, sweep, sessions): socket engines
+    /// then take the kernel's send stamp of every probe. A stateless scan has no place to
+    /// keep them.
+    pub tracked: bool,
+}
+
+impl RunHints {
+    /// Hints for a run that keeps per-probe state (ping, trace, sweep).
+    pub fn tracked(toward: IpAddr, ids: Ids, probes: u64) -> Self {
+        RunHints {
+            toward,
+            ids,
+            probes,
+            tracked: true,
+        }
+    }
 }
 
 /// An engine this build can run.
@@ -241,6 +257,7 @@ impl Opener {
             why,
         };
         let mut p = Pipeline::new(Family::of(hints.toward), slots, halves, used);
+        p.set_tracked(hints.tracked);
         p.other = other;
         if kind == Engine::Xdp {
             self.xdp_taken = Some((
@@ -322,6 +339,7 @@ fn open_engine(
         batch: o.batch,
         max_reply: RawOptions::reply_room(o.size),
         rcvbuf: o.rcvbuf.unwrap_or(RawOptions::default().rcvbuf),
+        tx_stamps: hints.tracked,
         ..RawOptions::default()
     };
     match e {

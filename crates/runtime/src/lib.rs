@@ -179,18 +179,38 @@ fn rx_core(cores: &[usize], i: usize) -> Option<usize> {
     Some(rx[i % rx.len()])
 }
 
+/// Where a pipeline over `halves` takes its RTTs' stamps (`asdic.stamps`), for a run that
+/// keeps per-probe state (`tracked`) or not. A probe's send stamp is the kernel's where the
+/// engine hands it back (tracked runs on sockets); else the sender's, taken as it writes the
+/// probe (`user-space-probe`), or right before the engine call that sends it alone
+/// (`user-space-per-call`: tracked runs on an engine whose kernel transmits a call's packets
+/// one after another, AF_XDP in copy mode). A frame's receive stamp is the kernel's, the XDP
+/// program's, or the engine's as it read the batch.
+fn stamp_line(halves: &Halves, tracked: bool) -> String {
+    let caps = halves.0.caps();
+    let tx = if caps.kernel_stamps {
+        "kernel-software"
+    } else if tracked && caps.serial_send {
+        "user-space-per-call"
+    } else {
+        "user-space-probe"
+    };
+    let rx = halves.1.first().map_or("none", |r| r.caps().stamp.name());
+    format!("tx={tx} rx={rx} clock=realtime")
+}
+
 impl Pipeline {
+    /// Says where the RTTs' stamps are taken for a run that keeps per-probe state or not
+    /// (before the run starts; [`Pipeline::spawn`] says it again from its work).
+    pub fn set_tracked(&mut self, tracked: bool) {
+        if let Some(h) = &self.engine {
+            self.stamps = stamp_line(h, tracked);
+        }
+    }
+
     /// A pipeline over an open engine's halves, with a table of `slots` slots.
     pub fn new(family: Family, slots: usize, halves: Halves, engine_used: EngineUsed) -> Self {
-        // The sender stamps a batch once as it fills it (`tx::run`); a receiver's frames carry
-        // the kernel's stamp or the one the engine took as it read the batch.
-        let kernel = halves.1.first().is_some_and(|r| r.caps().kernel_timestamps);
-        let rx = if kernel {
-            "kernel-software"
-        } else {
-            "user-space-batch"
-        };
-        let stamps = format!("tx=user-space-batch rx={rx} clock=realtime");
+        let stamps = stamp_line(&halves, true);
         Pipeline {
             stamps,
             family,
@@ -290,13 +310,23 @@ impl Pipeline {
         recycle: &Receiver<Vec<Event>>,
     ) -> Result<Running, StartError> {
         let Work {
-            sender: cfg,
+            sender: mut cfg,
             receiver: rx_cfg,
             source,
             scan,
             flow_source,
         } = work;
+        self.set_tracked(scan.is_empty());
         let (txe, rxes) = self.engine.take().context("engine already started")?;
+        // A tracked probe's RTT starts from its send stamp: where the kernel sends a call's
+        // packets one after another before returning and hands back no stamp of its own
+        // (AF_XDP in copy mode), a probe stamped before a call of 64 would be timed early
+        // by the work of the 63 before it. One probe per call: each stamped right before
+        // the kernel takes it.
+        let caps = txe.caps();
+        if scan.is_empty() && caps.serial_send && !caps.kernel_stamps {
+            cfg.batch = 1;
+        }
         let mut templates = self.templates(txe.as_ref(), sizes)?;
         if let Some(src) = flow_source {
             templates = templates
@@ -306,6 +336,7 @@ impl Pipeline {
         }
         // The sender writes a keyed IP ID where it builds the IPv4 header (XDP frames).
         let keyed_ip_ident = templates.iter().any(Template::writes_ip_ident);
+        let kernel_stamps = txe.caps().kernel_stamps;
         let with_retries = rx_cfg.retries > 0;
         // Retries the reaper hands the sender (tracked runs; a scan's retries are passes):
         // 2 MiB of slots when used, which a run without them does not pay for.
@@ -327,7 +358,8 @@ impl Pipeline {
             let matcher = match scan.as_slice() {
                 [] => Matcher::new(self.table.clone(), cfg.key, cfg.session, cfg.numbering)
                     .with_keyed_ip_ident(keyed_ip_ident)
-                    .with_timeout(rx_cfg.timeout),
+                    .with_timeout(rx_cfg.timeout)
+                    .with_kernel_stamps(kernel_stamps),
                 states => Matcher::stateless_of(states),
             };
             let name = if multi {

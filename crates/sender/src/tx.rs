@@ -324,21 +324,24 @@ impl<'a> TxLoop<'a> {
         }
     }
 
-    /// Fills the batch with up to `allowed` probes, all stamped with one send time, which
-    /// it returns.
+    /// Fills the batch with up to `allowed` probes, each stamped as it is written (a vDSO
+    /// clock read, tens of ns: the batch's last probe is not timed from its first one's
+    /// moment); returns the first stamp, the batch's send time for failures.
     fn fill_batch<S: Source + ?Sized>(&mut self, allowed: usize, source: &mut S) -> u64 {
         self.batch.clear();
         let t_send = now_ns();
         let now = Instant::now();
+        let mut t_probe = t_send;
         while self.batch.len() < allowed {
             if !self.wait_for_slot() {
                 break;
             }
-            match self.next_probe(source, now, t_send) {
+            match self.next_probe(source, now, t_probe) {
                 Step::Probe(p) => {
                     if !self.write(p, source) {
                         break;
                     }
+                    t_probe = now_ns();
                 }
                 Step::Pause => break,
             }
@@ -488,6 +491,11 @@ impl<'a> TxLoop<'a> {
             }
             if let Some(ttl) = p.ttl {
                 self.batch.set_ttl(i, ttl);
+            }
+            // A tracked probe's kernel send stamp comes back under its number's low 32 bits
+            // (the table is smaller than 2^32 slots, so they name its slot and lap).
+            if let Sent::Tracked(n) = p.sent {
+                self.batch.set_tag(i, n as u32);
             }
             self.sent[i] = p.sent;
         }
@@ -675,6 +683,8 @@ mod tests {
                 layer: TxLayer::Icmp,
                 max_packet: 9000,
                 ttl_per_socket: true,
+                kernel_stamps: false,
+                serial_send: false,
             }
         }
 

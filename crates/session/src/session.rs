@@ -262,6 +262,7 @@ fn raw_options(o: &Options) -> RawOptions {
         max_reply: RawOptions::reply_room(o.effective_packet_size()),
         rcvbuf: 4 << 20,
         sndbuf: 1 << 20,
+        tx_stamps: true,
     }
 }
 

@@ -482,3 +482,81 @@ fn a_timeout_holds_by_the_rtt_too_not_only_by_the_reapers_clock() {
     let evs = bed.feed(&ip(b, US, 61, &reply_to(&rb)), 70_000);
     assert_eq!(evs[0].outcome, Outcome::Late { rtt_ns: 69_000 });
 }
+
+#[test]
+fn rtts_start_from_the_kernels_send_stamp_and_a_missing_one_is_counted() {
+    let mut bed = Bed::new(8);
+    bed.m = Matcher::new(bed.m.table().unwrap().clone(), KEY, SESSION, NUM)
+        .with_timeout(std::time::Duration::from_micros(50))
+        .with_kernel_stamps(true);
+    let (a, b, c, d) = (
+        IpAddr::from([198, 19, 0, 1]),
+        IpAddr::from([198, 19, 0, 2]),
+        IpAddr::from([198, 19, 0, 3]),
+        IpAddr::from([198, 19, 0, 4]),
+    );
+    // Four probes filled at 1,000 ns; the kernel took probe 0 at 1,300 and probe 1 at
+    // 40,000; probe 2's stamp never comes (one under another lap's tag is dropped); probe
+    // 3's comes later.
+    let (ra, rb, rc, rd) = (
+        bed.send(0, a, 1_000),
+        bed.send(1, b, 1_000),
+        bed.send(2, c, 1_000),
+        bed.send(3, d, 1_000),
+    );
+    let stamp = |m: &mut Matcher, tag: u32, ts_ns: u64| {
+        let f = RxFrame {
+            data: &[],
+            layer: RxLayer::TxStamp { tag },
+            ts_ns,
+            truncated: false,
+        };
+        let mut evs = vec![];
+        m.on_frame(&f, &mut |e| evs.push(e));
+        assert!(evs.is_empty(), "a stamp is no event");
+    };
+    stamp(&mut bed.m, 0, 1_300);
+    stamp(&mut bed.m, 1, 40_000);
+    stamp(&mut bed.m, 2 + 8, 2_000);
+    assert_eq!(
+        bed.m.table().unwrap().wire_sent(2),
+        None,
+        "another lap's stamp"
+    );
+    let evs = bed.feed(&ip(a, US, 61, &reply_to(&ra)), 11_300);
+    assert!(matches!(
+        evs[0].outcome,
+        Outcome::Reply { rtt_ns: 10_000, .. }
+    ));
+    assert_eq!(evs[0].sent_ns, Some(1_300));
+    // 80 µs after it was filled but 41 µs after it left: within the 50 µs timeout.
+    let evs = bed.feed(&ip(b, US, 61, &reply_to(&rb)), 81_000);
+    assert!(matches!(
+        evs[0].outcome,
+        Outcome::Reply { rtt_ns: 41_000, .. }
+    ));
+    assert_eq!(bed.m.drops().unstamped, 0);
+    // No stamp came back: timed from the sender's, and counted.
+    let evs = bed.feed(&ip(c, US, 61, &reply_to(&rc)), 21_000);
+    assert!(matches!(
+        evs[0].outcome,
+        Outcome::Reply { rtt_ns: 20_000, .. }
+    ));
+    assert_eq!(bed.m.drops().unstamped, 1);
+    // An error is timed from the kernel's stamp too.
+    stamp(&mut bed.m, 3, 5_000);
+    let router = IpAddr::from([198, 18, 0, 2]);
+    let err = ip(router, US, 64, &error_about(3, 1, &ip(US, d, 64, &rd)));
+    let evs = bed.feed(&err, 9_000);
+    assert!(matches!(
+        evs[0].outcome,
+        Outcome::Error { rtt_ns: 4_000, .. }
+    ));
+    assert_eq!(bed.m.drops().unstamped, 1);
+    assert!(
+        bed.m
+            .drops()
+            .to_string()
+            .ends_with(", 1 timed without a kernel send stamp")
+    );
+}

@@ -309,3 +309,34 @@ fn a_schedule_that_never_reaches_the_rate_sizes_the_table() {
     assert_eq!(slots_for_at_most(1000.0, s, 1 << 30), 2200);
     assert_eq!(slots_for_at_most(1e6, s, u64::MAX), 2_200_000);
 }
+
+#[test]
+fn a_kernel_send_stamp_times_its_probe_for_the_reaper_and_readers() {
+    let t = InflightTable::new(4);
+    assert!(!t.stamp_sent(0, 500), "nothing claimed yet");
+    for n in 0..3 {
+        assert!(t.claim(&info(n, 100)));
+    }
+    assert!(t.stamp_sent(1, 700));
+    assert!(!t.stamp_sent(5, 700), "a later lap's tag");
+    assert_eq!(t.wire_sent(0), None);
+    assert_eq!(t.wire_sent(1), Some(700));
+    assert_eq!(t.info(1).unwrap().t_send_ns, 700);
+    assert_eq!(t.info(0).unwrap().t_send_ns, 100, "no stamp: the sender's");
+    // Deadline 600: probe 0 (sent at 100) expires; probe 1 left at 700, so it waits and the
+    // walk stops there.
+    let mut got = vec![];
+    t.reap(600, |p, r| got.push((p.n, p.t_send_ns, r)));
+    assert_eq!(got, [(0, 100, Retired::TimedOut)]);
+    t.reap(700, |p, r| got.push((p.n, p.t_send_ns, r)));
+    assert_eq!(
+        got[1..],
+        [(1, 700, Retired::TimedOut), (2, 100, Retired::TimedOut)]
+    );
+    // A new lap starts without its predecessor's stamp.
+    assert!(t.claim(&info(3, 800)));
+    assert!(t.claim(&info(4, 800)));
+    assert!(t.claim(&info(5, 800)));
+    assert_eq!(t.wire_sent(5), None);
+    assert_eq!(t.info(5).unwrap().t_send_ns, 800);
+}

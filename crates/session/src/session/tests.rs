@@ -260,6 +260,8 @@ impl Tx for TestTx {
             },
             max_packet: 65_515,
             ttl_per_socket: true,
+            kernel_stamps: false,
+            serial_send: false,
         }
     }
 
@@ -292,7 +294,7 @@ impl Rx for TestRx {
     fn caps(&self) -> RxCaps {
         RxCaps {
             engine: "test",
-            kernel_timestamps: false,
+            stamp: asdic_engine::RxStamp::UserBatch,
         }
     }
 
