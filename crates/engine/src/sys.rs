@@ -718,12 +718,12 @@ pub(crate) fn xsk_zero_copy(fd: std::os::fd::RawFd) -> bool {
     r == 0 && flags & XDP_OPTIONS_ZEROCOPY != 0
 }
 
-/// Now on CLOCK_REALTIME (ns since the epoch), and CLOCK_REALTIME − CLOCK_MONOTONIC: what
-/// turns a monotonic stamp (`bpf_ktime_get_ns`) into one on the clock of the sender's
-/// stamps. Read between two monotonic reads, so the offset is off by half their gap at most
-/// (tens of ns).
+/// Now on CLOCK_REALTIME (ns since the epoch), CLOCK_REALTIME − CLOCK_MONOTONIC (what turns
+/// a monotonic stamp, `bpf_ktime_get_ns`, into one on the clock of the sender's stamps), and
+/// the gap between the two monotonic reads the realtime read sits between: the offset is off
+/// by at most that (tens of ns, unless the thread was preempted in between).
 #[cfg(feature = "xdp")]
-pub(crate) fn realtime_minus_monotonic() -> (u64, i64) {
+pub(crate) fn realtime_minus_monotonic() -> (u64, i64, u64) {
     let mono = || {
         let mut t = libc::timespec {
             tv_sec: 0,
@@ -736,7 +736,7 @@ pub(crate) fn realtime_minus_monotonic() -> (u64, i64) {
     let a = mono();
     let real = crate::now_ns();
     let b = mono();
-    (real, real as i64 - (a + (b - a) / 2))
+    (real, real as i64 - (a + (b - a) / 2), b.abs_diff(a))
 }
 
 /// Lowers the calling thread's scheduling priority to nice `nice` (Linux: `setpriority`

@@ -461,6 +461,38 @@ pub struct XdpRx {
     /// Frames off the ring without the program's receive stamp
     /// ([`KernelDrops::xdp_unstamped`]).
     unstamped: u64,
+    /// CLOCK_REALTIME − CLOCK_MONOTONIC, for the program's stamps.
+    clock: Offset,
+}
+
+/// CLOCK_REALTIME − CLOCK_MONOTONIC as last read tightly: the two clocks run at one rate
+/// (NTP slews both), so the offset changes only when the realtime clock is stepped. A read
+/// is taken only when its two monotonic reads lie within [`Offset::TIGHT_NS`] of each other:
+/// a thread preempted between them would misplace every stamp of the batch by the
+/// preemption.
+#[derive(Debug, Default)]
+struct Offset {
+    offset: Option<i64>,
+}
+
+impl Offset {
+    /// Widest gap between the monotonic reads of a read that is taken.
+    const TIGHT_NS: u64 = 2_000;
+
+    /// Now on CLOCK_REALTIME and the offset: read again (a few tries while the reads are
+    /// loose, or until one is tight the first time).
+    fn now(&mut self) -> (u64, i64) {
+        let mut last = (0, 0);
+        for _ in 0..8 {
+            let (real, offset, gap) = sys::realtime_minus_monotonic();
+            last = (real, offset);
+            if gap <= Self::TIGHT_NS {
+                self.offset = Some(offset);
+                return last;
+            }
+        }
+        (last.0, *self.offset.get_or_insert(last.1))
+    }
 }
 
 /// The raw ICMP (ICMPv6) socket beside the AF_XDP sockets: the fragments the program passes
@@ -655,6 +687,7 @@ impl XdpRx {
             to,
             misaddressed: 0,
             unstamped: 0,
+            clock: Offset::default(),
             caps: RxCaps {
                 engine: ENGINE,
                 stamp: crate::RxStamp::XdpHook,
@@ -1101,9 +1134,9 @@ impl Rx for XdpRx {
             return Ok(from_side);
         }
         // Each frame carries the program's stamp (CLOCK_MONOTONIC), told on the clock of
-        // the sender's stamps by the two clocks' offset, read now; a frame without one is
-        // stamped now and counted.
-        let (real_ns, offset) = sys::realtime_minus_monotonic();
+        // the sender's stamps by the two clocks' offset; a frame without one is stamped now
+        // and counted.
+        let (real_ns, offset) = self.clock.now();
         let (mac, ip, other) = self.to;
         for d in &self.descs[..n] {
             let (ts_ns, data) =
@@ -1182,6 +1215,19 @@ impl Rx for XdpRx {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_clock_offset_is_read_tightly_and_kept() {
+        let mut c = Offset::default();
+        let (real, off) = c.now();
+        let (real2, off2) = c.now();
+        assert!(real <= real2 && real2 - real < 1_000_000_000);
+        // The offset does not move (unless the clock was stepped between the two reads).
+        assert!(off.abs_diff(off2) < 10_000, "{off} {off2}");
+        assert_eq!(c.offset, Some(off2));
+        let (_, mono_off, _) = sys::realtime_minus_monotonic();
+        assert!(mono_off.abs_diff(off2) < 10_000);
+    }
 
     #[test]
     fn queue_lists_read_as_ranges() {
