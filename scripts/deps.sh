@@ -14,6 +14,9 @@ command -v cc >/dev/null || need+=(gcc)
 # tests/hostile_bed.rs runs its hostile peer (tests/support/hostile.py) with python3.
 command -v python3 >/dev/null || need+=(python3)
 command -v ethtool >/dev/null || need+=(ethtool)
+# tests/rtt_truth_bed.rs (and bench/rtt-truth.sh) capture the bed's router link with
+# nanosecond stamps: the wire RTTs asdic's are checked against.
+command -v tcpdump >/dev/null || need+=(tcpdump)
 # The XDP programs (xdp/) are compiled with clang -target bpf against the kernel's UAPI and
 # libbpf's helper headers; xsk-rs's libxdp-sys builds libxdp from source (libelf, zlib, m4,
 # pkg-config, llvm's tools).
