@@ -12,6 +12,7 @@
 #
 # usage: bench/rtt-truth.sh [RATE...]   (default: 1000 20000 50000 200000)
 #        ENGINES="xdp raw uring" (default)  REPS=N (default 5)
+#        ASDIC_ARGS="--batch 1" (more flags for every asdic run)
 #        ASDIC=path/to/asdic (default: build target/release/asdic)
 set -euo pipefail
 cd "$(dirname "$0")/.."
