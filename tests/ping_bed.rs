@@ -337,3 +337,99 @@ fn a_reply_over_the_timeout_is_late_never_received() {
         "the bed's round trips exceed 50 µs at times"
     );
 }
+
+/// `--per-probe` (issue 28, item 5): one row per probe with what it drew, like fping -C, on a
+/// socket engine and on XDP: three probes each to a live host, a dead one and one of the
+/// rejected /24; the table prints fping -C's lines.
+#[test]
+fn per_probe_rows_say_what_each_probe_drew() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("pprb", &[]);
+    let (live, dead, rejected) = ("198.19.0.1", "198.19.0.13", "198.19.77.1");
+    for engine in ["raw", "xdp"] {
+        let out = scratch(&format!("per-probe-{engine}.parquet"));
+        let o = bed.asdic(&[
+            "ping",
+            live,
+            dead,
+            rejected,
+            "-c",
+            "3",
+            "-i",
+            "20ms",
+            "-W",
+            "200ms",
+            "--engine",
+            engine,
+            "--per-probe",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{engine}: {err}");
+        // The table on stdout: per target its RTTs in ms, "-" for none.
+        let table = String::from_utf8_lossy(&o.stdout).into_owned();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{engine}: {table}");
+        let rtts: Vec<&str> = lines[0].split(" : ").nth(1).unwrap().split(' ').collect();
+        assert!(lines[0].starts_with(live), "{table}");
+        assert_eq!(rtts.len(), 3, "{table}");
+        assert!(
+            rtts.iter()
+                .all(|r| r.parse::<f64>().is_ok_and(|ms| ms > 0.0)),
+            "{table}"
+        );
+        assert_eq!(lines[1], format!("{dead:<15} : - - -"));
+        assert_eq!(lines[2], format!("{rejected:<15} : - - -"));
+        // The file: nine rows, by target then probe.
+        let (rows, meta) = read_parquet(&out);
+        assert_eq!(rows.len(), 9, "{engine}: {rows:?}");
+        assert_eq!(
+            meta.stamps.as_deref(),
+            Some(asdic_tests::stamps_of(engine).as_str())
+        );
+        let of = |t: &str| -> Vec<_> { rows.iter().filter(|r| r["target"] == t).collect() };
+        let mut sent = vec![];
+        for r in of(live) {
+            assert_eq!(r["outcome"], "reply", "{r:?}");
+            assert!(r["rtt_us"].as_f64().is_some_and(|us| us > 0.0), "{r:?}");
+            assert_eq!(r["reply_ttl"].as_u64(), Some(63));
+            assert_eq!(r["responder"], live);
+            sent.push(u(r, "sent_unix_ns"));
+        }
+        assert!(
+            sent.windows(2).all(|w| w[1] >= w[0] + 15_000_000),
+            "20 ms apart: {sent:?}"
+        );
+        for r in of(dead) {
+            assert_eq!(r["outcome"], "timeout", "{r:?}");
+            assert!(r["rtt_us"].is_null() && r["responder"].is_null(), "{r:?}");
+        }
+        for r in of(rejected) {
+            assert_eq!(r["outcome"], "error", "{r:?}");
+            assert_eq!((u(r, "error_type"), u(r, "error_code")), (3, 13));
+            assert_eq!(r["responder"], "198.18.0.2");
+            assert!(r["rtt_us"].as_f64().is_some_and(|us| us > 0.0), "{r:?}");
+        }
+        let probes: Vec<u64> = rows.iter().map(|r| u(r, "probe")).collect();
+        let mut sorted = probes.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..9).collect::<Vec<u64>>(), "every probe once");
+    }
+    // Beyond what it keeps: refused before anything is sent.
+    let o = bed.asdic(&[
+        "ping",
+        "198.19.0.0/16",
+        "-c",
+        "300",
+        "-R",
+        "1000",
+        "--per-probe",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--per-probe: 19660800 probes"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -43,6 +43,8 @@ pub mod fleet;
 pub mod meta;
 /// Durable Parquet output: finished parts while running, one file at the end.
 pub mod parts;
+/// `ping --per-probe`: one row per probe.
+pub mod probes;
 /// Scan output: one row per probe event.
 pub mod scan;
 /// The one output schema: columns, rows and rows → Arrow.
@@ -67,6 +69,7 @@ pub use parts::{
     PartedSink, STOPPED, SUCCESS, dir_of, list_parts, merge, metadata_of, part_names, partition,
     partition_taken, parts_dir, rows_of, write_marker,
 };
+pub use probes::{PROBE_COLUMNS, PROBE_NUM_COLUMNS, ProbeRow, Probes, probe_schema};
 pub use scan::{SCAN_COLUMNS, SCAN_NUM_COLUMNS, ScanOutcome, ScanRow, scan_schema};
 pub use schema::{
     COLUMNS, Column, NUM_COLUMNS, Record, Row, Type, Value, arrow_schema, record_batch, schema,

@@ -204,9 +204,10 @@ pub struct EngineArgs {
     #[arg(long, value_delimiter = ',', value_name = "TX,RX[,RX…]")]
     pub cores: Vec<usize>,
 
-    /// Probes per engine call.
-    #[arg(long, default_value_t = 64, value_name = "N")]
-    pub batch: usize,
+    /// Probes per engine call [default: 64; tracked runs (ping, trace, sweep) on AF_XDP in
+    /// copy mode: 1, each probe stamped right before the call that sends it].
+    #[arg(long, value_name = "N")]
+    pub batch: Option<usize>,
 
     /// XDP engine: UMEM frames (2 KiB each) for receiving, per RX queue, a power of two
     /// from 256 to 65,536. The kernel pins them: they are the engine's memory. More absorb
@@ -215,11 +216,14 @@ pub struct EngineArgs {
     pub xdp_frames: Option<u32>,
 }
 
+/// Probes per engine call without `--batch`.
+const DEFAULT_BATCH: usize = 64;
+
 impl EngineArgs {
     /// Checks `--batch` and `--cores`.
     pub fn validate(&self) -> Result<(), String> {
-        if self.batch == 0 || self.batch > 1024 {
-            return Err(format!("--batch {}: must be 1..=1024", self.batch));
+        if let Some(b) = self.batch.filter(|&b| b == 0 || b > 1024) {
+            return Err(format!("--batch {b}: must be 1..=1024"));
         }
         if let Some(n) = self.xdp_frames
             && !(n.is_power_of_two() && (256..=65_536).contains(&n))
@@ -244,7 +248,7 @@ impl EngineArgs {
         EngineOptions {
             ttl,
             device,
-            batch: self.batch,
+            batch: self.batch.unwrap_or(DEFAULT_BATCH),
             size,
             choice: match self.engine {
                 EngineChoice::Auto => Choice::Auto,
@@ -261,6 +265,7 @@ impl EngineArgs {
             xdp_tx_frames: umem.map(|u| u.1),
             queues: self.queues.clone().map(|q| q.0),
             rcvbuf: crate::engines::injected_rcvbuf(),
+            batch_given: self.batch.is_some(),
         }
     }
 }
@@ -556,6 +561,12 @@ pub struct PingArgs {
     /// Quiet: no per-target results on stdout, only the summary (fping -q).
     #[arg(short = 'q', long)]
     pub quiet: bool,
+
+    /// One row per probe instead of per target (target, probe, attempt, send time, outcome,
+    /// RTT, …), like fping -C: the table prints each target's RTTs in ms, "-" for a probe
+    /// without a reply. At most 16,777,216 probes.
+    #[arg(long)]
+    pub per_probe: bool,
 
     /// No progress line on stderr.
     #[arg(long)]

@@ -1,6 +1,8 @@
 //! `asdic ping`: validate the plan, open one engine per address family, run sender and
 //! receiver threads, aggregate events, print and write results.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,7 +10,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use asdic_analysis::meta::millis;
-use asdic_analysis::{Aggregator, Format, Row, RunMeta, RunMode, Sink, sink_for, summary_line};
+use asdic_analysis::{
+    Aggregator, Format, ProbeRow, Probes, Row, RunMeta, RunMode, Sink, sink_for, summary_line,
+    text_sink,
+};
 use asdic_core::event::Event;
 use asdic_core::set::{Side, TargetList};
 use asdic_core::source::Rounds;
@@ -29,6 +34,8 @@ const MAX_TARGETS: u64 = 1 << 24;
 const DEFAULT_RATE_LIMIT: u64 = 256;
 /// Rate when none is given (fping's 10 ms between probes).
 const DEFAULT_RATE: f64 = 100.0;
+/// Most probes `--per-probe` keeps (48 bytes each: 768 MiB).
+const PER_PROBE_MAX: u128 = 1 << 24;
 
 /// Checks every option before anything is opened or sent.
 fn validate(a: &PingArgs, probes: u128) -> Result<f64, Fail> {
@@ -56,6 +63,13 @@ fn validate(a: &PingArgs, probes: u128) -> Result<f64, Fail> {
     }
     a.io.validate().map_err(usage)?;
     check_rate(a.rate).map_err(usage)?;
+    let tries = probes.saturating_mul(1 + u128::from(a.retries));
+    if a.per_probe && tries > PER_PROBE_MAX {
+        return Err(usage(format!(
+            "--per-probe: {tries} probes with retries, more than the {PER_PROBE_MAX} it keeps \
+             (48 bytes each); split the targets or lower --count"
+        )));
+    }
     match a.rate {
         Some(r) => Ok(r),
         None if probes > u128::from(DEFAULT_RATE_LIMIT) => Err(usage(format!(
@@ -146,6 +160,7 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         results: None,
         expected: set.len() * u64::from(a.count),
         v6_targets: set.v6.len() as usize,
+        probes: a.per_probe.then(|| Probes::over(set.clone())),
         agg: Aggregator::over(set),
         a,
         rate,
@@ -163,6 +178,8 @@ struct Ping {
     /// How many of the targets are IPv6.
     v6_targets: usize,
     agg: Aggregator,
+    /// Every probe's outcome, with `--per-probe`.
+    probes: Option<Probes>,
     expected: u64,
 }
 
@@ -192,14 +209,23 @@ impl Mode for Ping {
 
     fn on_events(&mut self, _run: &Run, batch: &mut [Event]) -> Result<(), Fail> {
         self.agg.record_batch(batch);
+        if let Some(p) = self.probes.as_mut() {
+            p.record_batch(batch);
+        }
         Ok(())
     }
 
     fn tick(&mut self, _run: &Run) -> Result<(), Fail> {
         if let Some(r) = self.results.as_mut() {
-            r.tick_with(|| {
-                let agg = self.agg.clone();
-                Box::new(move |s: &mut Snapshots| s.write(|sink| write_all(&agg, sink)))
+            r.tick_with(|| match &self.probes {
+                Some(p) => {
+                    let mut p = p.clone();
+                    Box::new(move |s: &mut Snapshots| s.write(|sink| write_probes(&mut p, sink)))
+                }
+                None => {
+                    let agg = self.agg.clone();
+                    Box::new(move |s: &mut Snapshots| s.write(|sink| write_all(&agg, sink)))
+                }
             });
         }
         Ok(())
@@ -216,13 +242,24 @@ impl Mode for Ping {
         let mut pipe = false;
         let on_stdout = self.results.as_ref().is_some_and(Results::on_stdout);
         if !a.quiet && !on_stdout {
-            let mut sink = sink_for(
-                a.format.unwrap_or(Format::Table),
-                Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-            )?;
-            let printed = write_all(&self.agg, sink.as_mut())
-                .and_then(|()| Ok(sink.finish()?))
-                .context("writing results to stdout");
+            let out = Box::new(std::io::BufWriter::new(std::io::stdout().lock()));
+            let format = a.format.unwrap_or(Format::Table);
+            let printed = match self.probes.as_mut() {
+                Some(p) if format == Format::Table => print_per_probe(p, out),
+                Some(p) => text_sink::<ProbeRow, _>(format, out)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|mut sink| {
+                        write_probes(p, sink.as_mut())?;
+                        Ok(sink.finish()?)
+                    }),
+                None => sink_for(format, out)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|mut sink| {
+                        write_all(&self.agg, sink.as_mut())?;
+                        Ok(sink.finish()?)
+                    }),
+            }
+            .context("writing results to stdout");
             match printed {
                 Err(e) if broken_pipe(&e) => pipe = true,
                 r => r?,
@@ -246,7 +283,12 @@ impl Mode for Ping {
                 summary: Some(summary_line(&totals)),
                 ..self.metadata(run).and(run.end_meta(&end.kernel))
             };
-            match results.write(&meta, !run.interrupted(), |sink| write_all(&self.agg, sink)) {
+            let complete = !run.interrupted();
+            let written = match self.probes.as_mut() {
+                Some(p) => results.write(&meta, complete, |sink| write_probes(p, sink)),
+                None => results.write(&meta, complete, |sink| write_all(&self.agg, sink)),
+            };
+            match written {
                 Err(e) if on_stdout && broken_pipe(&e) => pipe = true,
                 r => {
                     r?;
@@ -276,6 +318,50 @@ fn write_all<'a>(agg: &'a Aggregator, sink: &mut dyn Sink<Row<'a>>) -> anyhow::R
     if !chunk.is_empty() {
         sink.write_rows(&chunk)?;
     }
+    Ok(())
+}
+
+fn write_probes(p: &mut Probes, sink: &mut dyn Sink<ProbeRow>) -> anyhow::Result<()> {
+    let mut chunk = Vec::with_capacity(8192);
+    for row in p.rows() {
+        chunk.push(row);
+        if chunk.len() == 8192 {
+            sink.write_rows(&chunk)?;
+            chunk.clear();
+        }
+    }
+    if !chunk.is_empty() {
+        sink.write_rows(&chunk)?;
+    }
+    Ok(())
+}
+
+/// `--per-probe` as a table, as fping -C prints it: per target, each probe's RTT in ms in
+/// probe order, "-" for one without a reply (timed out, errored, refused).
+fn print_per_probe(p: &mut Probes, mut out: Box<dyn std::io::Write + '_>) -> anyhow::Result<()> {
+    let mut line = String::new();
+    let mut current = None;
+    for row in p.rows() {
+        if current != Some(row.target) {
+            if current.is_some() {
+                writeln!(out, "{line}")?;
+            }
+            current = Some(row.target);
+            line.clear();
+            let _ = write!(line, "{:<15} :", row.target);
+        }
+        match (row.outcome, row.rtt_ns) {
+            ("reply", Some(ns)) => {
+                let _ = write!(line, " {:.3}", ns as f64 / 1e6);
+            }
+            ("late" | "duplicate", _) => {}
+            _ => line.push_str(" -"),
+        }
+    }
+    if current.is_some() {
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
     Ok(())
 }
 

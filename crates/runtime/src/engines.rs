@@ -61,6 +61,9 @@ pub struct EngineOptions {
     pub queues: Option<Vec<u32>>,
     /// Socket engines: the receive buffer, when not the engine's default.
     pub rcvbuf: Option<usize>,
+    /// Whether the operator chose `batch` (`--batch`): then it holds for every run, even
+    /// where a tracked run would otherwise send one probe per call.
+    pub batch_given: bool,
 }
 
 /// What identifies a run's probes: shared by its pipelines.
@@ -257,7 +260,7 @@ impl Opener {
             why,
         };
         let mut p = Pipeline::new(Family::of(hints.toward), slots, halves, used);
-        p.set_tracked(hints.tracked);
+        p.set_tracked(hints.tracked, o.batch_given);
         p.other = other;
         if kind == Engine::Xdp {
             self.xdp_taken = Some((

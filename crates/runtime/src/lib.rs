@@ -102,6 +102,8 @@ pub struct Pipeline {
     pub engine_used: EngineUsed,
     /// Where its RTTs' stamps are taken (`asdic.stamps`).
     pub stamps: String,
+    /// Whether a tracked run's probes go one per engine call ([`Pipeline::set_tracked`]).
+    pub per_call: bool,
     /// The sender's counters and stop flag.
     pub sender: Arc<SenderShared>,
     /// The receiver's counters and abort flag.
@@ -179,18 +181,17 @@ fn rx_core(cores: &[usize], i: usize) -> Option<usize> {
     Some(rx[i % rx.len()])
 }
 
-/// Where a pipeline over `halves` takes its RTTs' stamps (`asdic.stamps`), for a run that
-/// keeps per-probe state (`tracked`) or not. A probe's send stamp is the kernel's where the
-/// engine hands it back (tracked runs on sockets); else the sender's, taken as it writes the
-/// probe (`user-space-probe`), or right before the engine call that sends it alone
-/// (`user-space-per-call`: tracked runs on an engine whose kernel transmits a call's packets
-/// one after another, AF_XDP in copy mode). A frame's receive stamp is the kernel's, the XDP
-/// program's, or the engine's as it read the batch.
-fn stamp_line(halves: &Halves, tracked: bool) -> String {
+/// Where a pipeline over `halves` takes its RTTs' stamps (`asdic.stamps`), sending one
+/// probe per engine call or not. A probe's send stamp is the kernel's where the engine hands
+/// it back (tracked runs on sockets); else the sender's, taken as it writes the probe
+/// (`user-space-probe`), or right before the engine call that sends it alone
+/// (`user-space-per-call`, see [`Pipeline::per_call`]). A frame's receive stamp is the
+/// kernel's, the XDP program's, or the engine's as it read the batch.
+fn stamp_line(halves: &Halves, per_call: bool) -> String {
     let caps = halves.0.caps();
     let tx = if caps.kernel_stamps {
         "kernel-software"
-    } else if tracked && caps.serial_send {
+    } else if per_call {
         "user-space-per-call"
     } else {
         "user-space-probe"
@@ -200,18 +201,24 @@ fn stamp_line(halves: &Halves, tracked: bool) -> String {
 }
 
 impl Pipeline {
-    /// Says where the RTTs' stamps are taken for a run that keeps per-probe state or not
-    /// (before the run starts; [`Pipeline::spawn`] says it again from its work).
-    pub fn set_tracked(&mut self, tracked: bool) {
+    /// Sends a tracked run's probes one per engine call where the engine's kernel transmits
+    /// a call's packets one after another before returning and hands back no stamp of its
+    /// own (AF_XDP in copy mode) — a probe stamped before a call of 64 would be timed early
+    /// by the work of the 63 before it — unless `batch_given` (the operator's `--batch`
+    /// wins). Says where the stamps are taken accordingly.
+    pub fn set_tracked(&mut self, tracked: bool, batch_given: bool) {
         if let Some(h) = &self.engine {
-            self.stamps = stamp_line(h, tracked);
+            let caps = h.0.caps();
+            self.per_call = tracked && !batch_given && caps.serial_send && !caps.kernel_stamps;
+            self.stamps = stamp_line(h, self.per_call);
         }
     }
 
     /// A pipeline over an open engine's halves, with a table of `slots` slots.
     pub fn new(family: Family, slots: usize, halves: Halves, engine_used: EngineUsed) -> Self {
-        let stamps = stamp_line(&halves, true);
+        let stamps = stamp_line(&halves, false);
         Pipeline {
+            per_call: false,
             stamps,
             family,
             other: None,
@@ -316,15 +323,9 @@ impl Pipeline {
             scan,
             flow_source,
         } = work;
-        self.set_tracked(scan.is_empty());
         let (txe, rxes) = self.engine.take().context("engine already started")?;
-        // A tracked probe's RTT starts from its send stamp: where the kernel sends a call's
-        // packets one after another before returning and hands back no stamp of its own
-        // (AF_XDP in copy mode), a probe stamped before a call of 64 would be timed early
-        // by the work of the 63 before it. One probe per call: each stamped right before
-        // the kernel takes it.
-        let caps = txe.caps();
-        if scan.is_empty() && caps.serial_send && !caps.kernel_stamps {
+        // One probe per call: each stamped right before the kernel takes it.
+        if self.per_call && scan.is_empty() {
             cfg.batch = 1;
         }
         let mut templates = self.templates(txe.as_ref(), sizes)?;
