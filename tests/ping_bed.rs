@@ -416,19 +416,34 @@ fn per_probe_rows_say_what_each_probe_drew() {
         sorted.sort_unstable();
         assert_eq!(sorted, (0..9).collect::<Vec<u64>>(), "every probe once");
     }
-    // Beyond what it keeps: refused before anything is sent.
-    let o = bed.asdic(&[
+    // Beyond what it keeps: refused before anything is sent (killed after 10 s if not).
+    let mut c = bed.command(&[
         "ping",
         "198.19.0.0/16",
         "-c",
-        "300",
+        "65",
         "-R",
         "1000",
         "--per-probe",
     ]);
+    let mut child = c
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("asdic");
+    let until = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("asdic").is_none() {
+        if Instant::now() > until {
+            child.kill().expect("kill");
+            let _ = child.wait();
+            panic!("--per-probe beyond its limit was not refused");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().expect("asdic");
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("--per-probe: 19660800 probes"),
+        stderr(&o).contains("--per-probe: 4259840 probes"),
         "{}",
         stderr(&o)
     );

@@ -97,7 +97,7 @@ pub fn probe_schema() -> SchemaRef {
     Arc::clone(&PROBE_SCHEMA)
 }
 
-/// What one probe drew (or one extra reply to it), as kept: 48 bytes.
+/// What one probe drew (or one extra reply to it), as kept: 56 bytes (a unit test holds it).
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Kept {
     /// The target's index in the run's list (its cookie).
@@ -109,7 +109,8 @@ struct Kept {
     ttl: Option<u8>,
     icmp: Option<(bool, u8, u8)>,
     probe: u64,
-    sent_ns: Option<u64>,
+    /// Send stamp, 0 when unknown.
+    sent_ns: u64,
     /// RTT (ns) of answers; errno of failed sends.
     rtt_or_errno: i64,
     /// Who answered, where it is not the target (an error's router).
@@ -178,7 +179,7 @@ impl Probes {
                 ttl,
                 icmp,
                 probe: e.probe.unwrap_or(0),
-                sent_ns: e.sent_ns,
+                sent_ns: e.sent_ns.unwrap_or(0),
                 rtt_or_errno,
                 from,
             }
@@ -207,7 +208,7 @@ impl Probes {
                 .unwrap_or(IpAddr::from([0, 0, 0, 0])),
             probe: k.probe,
             attempt: k.attempt,
-            sent_ns: k.sent_ns,
+            sent_ns: (k.sent_ns != 0).then_some(k.sent_ns),
             outcome: KINDS[usize::from(k.kind)],
             rtt_ns: (k.kind != 2 && k.kind != 3).then_some(k.rtt_or_errno as u64),
             reply_ttl: k.ttl,
@@ -308,6 +309,11 @@ mod tests {
             attempt: 0,
             outcome,
         }
+    }
+
+    #[test]
+    fn a_kept_probe_takes_56_bytes() {
+        assert_eq!(size_of::<Kept>(), 56);
     }
 
     #[test]

@@ -564,7 +564,7 @@ pub struct PingArgs {
 
     /// One row per probe instead of per target (target, probe, attempt, send time, outcome,
     /// RTT, …), like fping -C: the table prints each target's RTTs in ms, "-" for a probe
-    /// without a reply. At most 16,777,216 probes.
+    /// without a reply. At most 4,194,304 probes.
     #[arg(long)]
     pub per_probe: bool,
 

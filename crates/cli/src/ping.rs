@@ -34,8 +34,8 @@ const MAX_TARGETS: u64 = 1 << 24;
 const DEFAULT_RATE_LIMIT: u64 = 256;
 /// Rate when none is given (fping's 10 ms between probes).
 const DEFAULT_RATE: f64 = 100.0;
-/// Most probes `--per-probe` keeps (48 bytes each: 768 MiB).
-const PER_PROBE_MAX: u128 = 1 << 24;
+/// Most probes `--per-probe` keeps (56 bytes each: 224 MiB).
+const PER_PROBE_MAX: u128 = 1 << 22;
 
 /// Checks every option before anything is opened or sent.
 fn validate(a: &PingArgs, probes: u128) -> Result<f64, Fail> {
@@ -67,7 +67,7 @@ fn validate(a: &PingArgs, probes: u128) -> Result<f64, Fail> {
     if a.per_probe && tries > PER_PROBE_MAX {
         return Err(usage(format!(
             "--per-probe: {tries} probes with retries, more than the {PER_PROBE_MAX} it keeps \
-             (48 bytes each); split the targets or lower --count"
+             (56 bytes each); split the targets or lower --count"
         )));
     }
     match a.rate {
