@@ -448,3 +448,79 @@ fn per_probe_rows_say_what_each_probe_drew() {
         stderr(&o)
     );
 }
+
+/// One clock per run (issue 28, item 3): RTTs and timeouts run on CLOCK_MONOTONIC (the stamp
+/// clock), and sockets' kernel stamps (CLOCK_REALTIME) are brought onto it across a step of
+/// the realtime clock. The hooked build pretends the realtime clock jumps an hour ahead (then
+/// an hour back) 200 ms into a ping of a /22 at 2,000/s — the machine's clock is never
+/// touched: every engine sees the step once, every live host answers with an RTT of
+/// microseconds, and only the dead time out.
+#[test]
+fn a_step_of_the_realtime_clock_moves_no_rtt_and_no_timeout() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("pclk", &[]);
+    let truth = bed.truth();
+    for engine in ["raw", "uring", "xdp"] {
+        for step in ["3600000", "-3600000"] {
+            let out = scratch(&format!("clock-step-{engine}{step}.parquet"));
+            let o = bed
+                .command_with_faults(
+                    &[
+                        "ping",
+                        "198.19.0.0/22",
+                        "-R",
+                        "2000",
+                        "--engine",
+                        engine,
+                        "-q",
+                        "-o",
+                        out.to_str().unwrap(),
+                    ],
+                    &[("ASDIC_INJECT_CLOCK_STEP", &format!("200:{step}"))],
+                )
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("asdic");
+            // A run whose stamps went astray need not end: killed after 30 s.
+            let until = Instant::now() + Duration::from_secs(30);
+            let mut o = o;
+            while o.try_wait().expect("asdic").is_none() {
+                if Instant::now() > until {
+                    o.kill().expect("kill");
+                    let _ = o.wait();
+                    panic!("{engine} {step}: still running after 30 s");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let o = o.wait_with_output().expect("asdic");
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(1), "{engine} {step}: {err}");
+            assert!(
+                err.contains("the realtime clock stepped 1 times"),
+                "{engine} {step}: {err}"
+            );
+            let (rows, _) = read_parquet(&out);
+            assert_eq!(rows.len(), 1024);
+            for r in &rows {
+                let t = r["target"].as_str().unwrap();
+                let (v6, x) = low16(t);
+                let alive = classify(&truth, v6, x) == Truth::Alive;
+                assert_eq!(u(r, "received"), u64::from(alive), "{engine} {step}: {r:?}");
+                assert_eq!(
+                    u(r, "timeouts"),
+                    u64::from(!alive),
+                    "{engine} {step}: {r:?}"
+                );
+                assert_eq!(u(r, "late"), 0, "{engine} {step}: {r:?}");
+                if alive {
+                    let rtt = r["rtt_max_us"].as_f64().unwrap();
+                    assert!(
+                        rtt > 0.0 && rtt < 5_000.0,
+                        "{engine} {step}: {t} at {rtt} µs"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -128,6 +128,7 @@ fn parse_and_match(c: &mut Criterion) {
                         layer: asdic_engine::RxLayer::Ipv4,
                         ts_ns: 1_000_000,
                         truncated: false,
+                        realtime: false,
                     };
                     m.on_frame(&f, &mut |_| got += 1);
                 }

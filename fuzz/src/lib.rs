@@ -550,6 +550,7 @@ impl MatchBed {
             layer: RxLayer::Ethernet,
             ts_ns: T_SEND + 1_000_000,
             truncated: false,
+            realtime: false,
         };
         self.m.on_frame(&f, &mut |e| events.push(e));
         for e in events {

@@ -860,8 +860,8 @@ pub fn signal(child: &std::process::Child, sig: i32) {
 /// each frame as its XDP program begins.
 pub fn stamps_of(engine: &str) -> String {
     if engine == "xdp" {
-        "tx=user-space-per-call rx=xdp-hook clock=realtime".to_string()
+        "tx=user-space-per-call rx=xdp-hook clock=monotonic".to_string()
     } else {
-        "tx=kernel-software rx=kernel-software clock=realtime".to_string()
+        "tx=kernel-software rx=kernel-software clock=monotonic".to_string()
     }
 }

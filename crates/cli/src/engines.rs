@@ -22,6 +22,12 @@ pub fn injected_faults() -> Faults {
             .filter(|v| v == "rx")
             .map(|_| std::time::Duration::from_millis(300)),
         rx_stall: ms("ASDIC_INJECT_RX_STALL_MS"),
+        // "AFTER_MS:STEP_MS": the realtime clock pretends to step by STEP_MS (signed).
+        clock_step: std::env::var("ASDIC_INJECT_CLOCK_STEP").ok().and_then(|v| {
+            let (after, by) = v.split_once(':')?;
+            let after = std::time::Duration::from_millis(after.parse::<u64>().ok()?.min(10_000));
+            Some((after, by.parse::<i64>().ok()?.saturating_mul(1_000_000)))
+        }),
     }
 }
 

@@ -64,6 +64,7 @@ pub fn work(
         retries,
         poll: Duration::from_millis(10),
         batch: events,
+        clock_step: None,
     };
     Work {
         sender: cfg,

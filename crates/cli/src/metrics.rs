@@ -221,7 +221,7 @@ impl SweepCollector {
     /// never held for long: the consumer of events waits at most one part.
     fn snapshot(&self) -> Scrape {
         const PART: usize = 4096;
-        let now = asdic_engine::now_ns();
+        let now = asdic_engine::stamp_ns();
         let mut scratch = Vec::new();
         let mut s = Scrape::default();
         let mut groups: Vec<GroupSnap> = Vec::new();
@@ -1460,7 +1460,7 @@ mod tests {
             target("198.19.0.2", None, Some("web")),
             target("198.19.0.3", Some("db1"), None),
         ]);
-        let now = asdic_engine::now_ns();
+        let now = asdic_engine::stamp_ns();
         let ev = |cookie, a: &str, outcome| Event {
             probe: Some(0),
             cookie,

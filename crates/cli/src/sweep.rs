@@ -795,7 +795,7 @@ impl Mode for Sweeping {
     fn finish(&mut self, run: &Run, end: &End) -> Result<u8, Fail> {
         let shared = self.shared.take().context("sweep never started")?;
         // The last file ends with every target's window statistics.
-        let now = asdic_engine::now_ns();
+        let now = asdic_engine::stamp_ns();
         let last_rows = shared
             .fleet
             .lock()
@@ -866,7 +866,7 @@ impl Sweeping {
     }
 
     fn record(&mut self, batch: &[asdic_core::Event]) -> Result<(), Fail> {
-        let now = asdic_engine::now_ns();
+        let now = asdic_engine::stamp_ns();
         let mut changes = vec![];
         let shared = self.shared.clone().context("sweep never started")?;
         {
@@ -950,7 +950,7 @@ impl Sweeping {
             return Ok(());
         }
         let ended = std::mem::replace(&mut self.period, p);
-        let now = asdic_engine::now_ns();
+        let now = asdic_engine::stamp_ns();
         let mut rows = std::mem::take(&mut self.rows);
         if let Ok(mut f) = self.shared()?.fleet.lock() {
             rows.extend(f.window_rows(now));
@@ -1030,7 +1030,7 @@ impl Sweeping {
             .map(|p| p.sender.sent.load(Ordering::Relaxed))
             .sum();
         let (targets, alarm, replied) = match self.shared().ok().map(|s| s.fleet.lock()) {
-            Some(Ok(f)) => (f.len(), f.in_alarm(), f.answering(asdic_engine::now_ns())),
+            Some(Ok(f)) => (f.len(), f.in_alarm(), f.answering(asdic_engine::stamp_ns())),
             _ => (0, 0, 0),
         };
         format!(

@@ -116,6 +116,12 @@ pub struct Drops {
     /// their probe never came back (engines with kernel send stamps only; none is expected
     /// unless the receive buffer overflowed).
     pub unstamped: u64,
+    /// Steps of CLOCK_REALTIME the receiver saw: RTTs and timeouts run on a clock no step
+    /// moves, and sockets' kernel stamps are brought onto it across steps.
+    pub clock_steps: u64,
+    /// Answers whose kernel stamps were read around a step of CLOCK_REALTIME, so may lie on
+    /// either side of it: their RTTs may be off by the step.
+    pub across_step: u64,
 }
 
 impl core::fmt::Display for Drops {
@@ -138,6 +144,13 @@ impl core::fmt::Display for Drops {
         if self.unstamped > 0 {
             write!(f, ", {} timed without a kernel send stamp", self.unstamped)?;
         }
+        if self.clock_steps + self.across_step > 0 {
+            write!(
+                f,
+                ", the realtime clock stepped {} times ({} answers timed across a step)",
+                self.clock_steps, self.across_step
+            )?;
+        }
         Ok(())
     }
 }
@@ -153,6 +166,8 @@ impl Drops {
         self.stale += o.stale;
         self.unverified += o.unverified;
         self.unstamped += o.unstamped;
+        self.clock_steps += o.clock_steps;
+        self.across_step += o.across_step;
     }
 }
 
@@ -171,6 +186,8 @@ mod tests {
             stale: 6,
             unverified: 0,
             unstamped: 0,
+            clock_steps: 0,
+            across_step: 0,
         };
         assert_eq!(
             d.to_string(),

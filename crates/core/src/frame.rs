@@ -34,8 +34,13 @@ pub struct RxFrame<'a> {
     pub data: &'a [u8],
     /// What they start with.
     pub layer: RxLayer,
-    /// Receive time, nanoseconds since the Unix epoch.
+    /// Receive time, nanoseconds since the Unix epoch: on the run's stamp clock, or on
+    /// CLOCK_REALTIME where `realtime` says so.
     pub ts_ns: u64,
+    /// Whether `ts_ns` is a socket's kernel stamp on CLOCK_REALTIME, which the receiver
+    /// turns into the stamp clock (watching for steps of the realtime clock); else it is on
+    /// the stamp clock already (`asdic_engine::stamp_ns`, the XDP program's stamps).
+    pub realtime: bool,
     /// Whether the buffer was too small and the frame was cut.
     pub truncated: bool,
 }

@@ -115,6 +115,13 @@ impl Matcher {
         }
     }
 
+    /// The receiver saw the realtime clock step `steps` times, and read `across` answers
+    /// whose kernel stamps may lie on either side of a step (counted in [`Drops`]).
+    pub fn clock_stepped(&mut self, steps: u64, across: u64) {
+        self.drops.clock_steps += steps;
+        self.drops.across_step += across;
+    }
+
     /// What was dropped so far.
     pub fn drops(&self) -> Drops {
         self.drops

@@ -402,8 +402,51 @@ pub fn background_thread() -> std::io::Result<()> {
     sys::set_thread_nice(19)
 }
 
-/// Now, in nanoseconds since the Unix epoch (CLOCK_REALTIME, the clock of kernel receive
-/// timestamps, so send and receive times compare).
+/// The stamp clock, ns: what every send and receive stamp of a run is told on, and what its
+/// timeouts are reaped by. CLOCK_MONOTONIC moved by [`stamp_base`] (CLOCK_REALTIME −
+/// CLOCK_MONOTONIC as read when the process first asked), so it reads as ns since the Unix
+/// epoch — the wall clock as it stood then — and no step of the realtime clock (an NTP step,
+/// an operator's `date -s`) moves it or an RTT measured on it. Sockets' kernel stamps
+/// (CLOCK_REALTIME) are brought onto it by the receiver, which watches for steps.
+pub fn stamp_ns() -> u64 {
+    sys::monotonic_ns().wrapping_add_signed(stamp_base())
+}
+
+/// CLOCK_REALTIME − CLOCK_MONOTONIC (ns) as first read by the process, from a tight read
+/// (its two monotonic reads within 2 µs of each other): the stamp clock's base.
+pub fn stamp_base() -> i64 {
+    static BASE: std::sync::LazyLock<i64> = std::sync::LazyLock::new(|| tight_offset().0);
+    *BASE
+}
+
+/// CLOCK_REALTIME − CLOCK_MONOTONIC now, ns, and whether the read was tight (its two
+/// monotonic reads within 2 µs: a thread preempted between them reads it off by as much);
+/// the tightest of up to 8 reads.
+pub fn tight_offset() -> (i64, bool) {
+    let mut best = (0, u64::MAX);
+    for _ in 0..8 {
+        let (_, offset, gap) = sys::realtime_minus_monotonic();
+        if gap < best.1 {
+            best = (offset, gap);
+        }
+        if gap <= 2_000 {
+            break;
+        }
+    }
+    (best.0, best.1 <= 2_000)
+}
+
+/// Now on CLOCK_REALTIME, ns since the Unix epoch: the wall clock (metadata times, file
+/// names), and the clock of sockets' kernel stamps. Not for RTTs or timeouts: see
+/// [`stamp_ns`].
+pub fn realtime_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Now, in nanoseconds since the Unix epoch (CLOCK_REALTIME): the wall clock, for metadata
+/// and file names (the same as [`realtime_ns`]).
 pub fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

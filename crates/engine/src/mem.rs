@@ -748,7 +748,7 @@ impl Tx for MemTx {
     /// [`MAX_PACKET_V4`] or [`MAX_PACKET_V6`] bytes) stops the batch with `EMSGSIZE`, as a
     /// socket would refuse it.
     fn send(&mut self, batch: &TxBatch, from: usize) -> Result<usize, SendError> {
-        let now = (Instant::now(), crate::now_ns());
+        let now = (Instant::now(), crate::stamp_ns());
         let net = self.net.clone();
         let mut q = net.lock();
         let before = q.seq;
@@ -860,6 +860,7 @@ impl Rx for MemRx {
                 layer: p.layer,
                 ts_ns: p.ts_ns,
                 truncated: false,
+                realtime: false,
             });
         }
         let n = self.taken.len();
@@ -918,7 +919,7 @@ mod tests {
                 session: SESSION,
                 n,
                 cookie: i as u32,
-                t_send_ns: crate::now_ns(),
+                t_send_ns: crate::stamp_ns(),
             };
             let f = ProbeFields::new(&KEY, dst, 64, ident, seq, stamp);
             t.patch(b.push(dst, t.len()).unwrap(), &f).unwrap();

@@ -296,7 +296,7 @@ impl Rx for RawRx {
             if n == 0 {
                 break;
             }
-            let fallback = crate::now_ns();
+            let fallback = crate::stamp_ns();
             for i in 0..n {
                 let (m, data) = self.vec.message(i);
                 debug_assert_eq!(m.len, data.len());
@@ -334,13 +334,15 @@ pub(crate) fn tx_stamps(
             layer: RxLayer::TxStamp { tag },
             ts_ns,
             truncated: false,
+            realtime: true,
         })
     })
     .map_err(io_err("recvmmsg (MSG_ERRQUEUE)"))
 }
 
 /// The frame a raw socket received: IPv4 packets whole, ICMPv6 messages with their source
-/// (`None` for an ICMPv6 message without one). `fallback` stands in for a missing timestamp.
+/// (`None` for an ICMPv6 message without one), stamped by the kernel (CLOCK_REALTIME);
+/// `fallback` (on the stamp clock) stands in for a missing stamp.
 pub(crate) fn frame<'a>(
     v6: bool,
     m: &sys::Received,
@@ -360,6 +362,7 @@ pub(crate) fn frame<'a>(
         layer,
         ts_ns: m.ts_ns.unwrap_or(fallback),
         truncated: m.truncated,
+        realtime: m.ts_ns.is_some(),
     })
 }
 

@@ -718,11 +718,20 @@ pub(crate) fn xsk_zero_copy(fd: std::os::fd::RawFd) -> bool {
     r == 0 && flags & XDP_OPTIONS_ZEROCOPY != 0
 }
 
-/// Now on CLOCK_REALTIME (ns since the epoch), CLOCK_REALTIME − CLOCK_MONOTONIC (what turns
-/// a monotonic stamp, `bpf_ktime_get_ns`, into one on the clock of the sender's stamps), and
-/// the gap between the two monotonic reads the realtime read sits between: the offset is off
-/// by at most that (tens of ns, unless the thread was preempted in between).
-#[cfg(feature = "xdp")]
+/// CLOCK_MONOTONIC now, ns.
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// Now on CLOCK_REALTIME (ns since the epoch), CLOCK_REALTIME − CLOCK_MONOTONIC, and the
+/// gap between the two monotonic reads the realtime read sits between: the offset is off by
+/// at most that (tens of ns, unless the thread was preempted in between).
 pub(crate) fn realtime_minus_monotonic() -> (u64, i64, u64) {
     let mono = || {
         let mut t = libc::timespec {
@@ -734,7 +743,7 @@ pub(crate) fn realtime_minus_monotonic() -> (u64, i64, u64) {
         t.tv_sec * 1_000_000_000 + t.tv_nsec
     };
     let a = mono();
-    let real = crate::now_ns();
+    let real = crate::realtime_ns();
     let b = mono();
     (real, real as i64 - (a + (b - a) / 2), b.abs_diff(a))
 }

@@ -253,7 +253,7 @@ impl Rx for UringRx {
             if let Some(q) = errq.as_mut()
                 && m.ts_ns.is_none_or(|t| t >= drained_at)
             {
-                drained_at = crate::now_ns();
+                drained_at = crate::realtime_ns();
                 match raw::tx_stamps(q, fd, on_frame) {
                     Ok(n) => stamps += n,
                     Err(e) => stamp_err = Some(e),
@@ -262,7 +262,7 @@ impl Rx for UringRx {
             let fallback = if m.ts_ns.is_some() {
                 0
             } else {
-                crate::now_ns()
+                crate::stamp_ns()
             };
             if let Some(f) = raw::frame(v6, m, data, fallback) {
                 on_frame(f);

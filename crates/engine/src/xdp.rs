@@ -461,38 +461,6 @@ pub struct XdpRx {
     /// Frames off the ring without the program's receive stamp
     /// ([`KernelDrops::xdp_unstamped`]).
     unstamped: u64,
-    /// CLOCK_REALTIME − CLOCK_MONOTONIC, for the program's stamps.
-    clock: Offset,
-}
-
-/// CLOCK_REALTIME − CLOCK_MONOTONIC as last read tightly: the two clocks run at one rate
-/// (NTP slews both), so the offset changes only when the realtime clock is stepped. A read
-/// is taken only when its two monotonic reads lie within [`Offset::TIGHT_NS`] of each other:
-/// a thread preempted between them would misplace every stamp of the batch by the
-/// preemption.
-#[derive(Debug, Default)]
-struct Offset {
-    offset: Option<i64>,
-}
-
-impl Offset {
-    /// Widest gap between the monotonic reads of a read that is taken.
-    const TIGHT_NS: u64 = 2_000;
-
-    /// Now on CLOCK_REALTIME and the offset: read again (a few tries while the reads are
-    /// loose, or until one is tight the first time).
-    fn now(&mut self) -> (u64, i64) {
-        let mut last = (0, 0);
-        for _ in 0..8 {
-            let (real, offset, gap) = sys::realtime_minus_monotonic();
-            last = (real, offset);
-            if gap <= Self::TIGHT_NS {
-                self.offset = Some(offset);
-                return last;
-            }
-        }
-        (last.0, *self.offset.get_or_insert(last.1))
-    }
 }
 
 /// The raw ICMP (ICMPv6) socket beside the AF_XDP sockets: the fragments the program passes
@@ -539,7 +507,7 @@ impl Side {
                 what: "recvmmsg (raw socket)",
                 source,
             })?;
-            let fallback = crate::now_ns();
+            let fallback = crate::stamp_ns();
             for i in 0..n {
                 let (m, data) = self.vec.message(i);
                 if let Some(f) = raw::frame(self.v6, &m, data, fallback) {
@@ -687,7 +655,6 @@ impl XdpRx {
             to,
             misaddressed: 0,
             unstamped: 0,
-            clock: Offset::default(),
             caps: RxCaps {
                 engine: ENGINE,
                 stamp: crate::RxStamp::XdpHook,
@@ -1133,18 +1100,18 @@ impl Rx for XdpRx {
         if n == 0 {
             return Ok(from_side);
         }
-        // Each frame carries the program's stamp (CLOCK_MONOTONIC), told on the clock of
-        // the sender's stamps by the two clocks' offset; a frame without one is stamped now
-        // and counted.
-        let (real_ns, offset) = self.clock.now();
+        // Each frame carries the program's stamp (CLOCK_MONOTONIC), on the stamp clock once
+        // the clock's base is added (`stamp_ns`: no step of the realtime clock moves it); a
+        // frame without one is stamped now and counted.
+        let (now, base) = (crate::stamp_ns(), crate::stamp_base());
         let (mac, ip, other) = self.to;
         for d in &self.descs[..n] {
             let (ts_ns, data) =
                 match asdic_xdp::filter::rx_stamp(xsk_sys::frame_bytes(&self.umem, d)) {
-                    Some((mono, frame)) => (mono.wrapping_add_signed(offset), frame),
+                    Some((mono, frame)) => (mono.wrapping_add_signed(base), frame),
                     None => {
                         self.unstamped += 1;
-                        (real_ns, xsk_sys::frame_bytes(&self.umem, d))
+                        (now, xsk_sys::frame_bytes(&self.umem, d))
                     }
                 };
             // The program's address checks, again: a frame it should not have handed over
@@ -1159,6 +1126,7 @@ impl Rx for XdpRx {
                 layer: RxLayer::Ethernet,
                 ts_ns,
                 truncated: false,
+                realtime: false,
             });
         }
         // The fill ring holds every RX frame, so there is always room for these.
@@ -1215,19 +1183,6 @@ impl Rx for XdpRx {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_clock_offset_is_read_tightly_and_kept() {
-        let mut c = Offset::default();
-        let (real, off) = c.now();
-        let (real2, off2) = c.now();
-        assert!(real <= real2 && real2 - real < 1_000_000_000);
-        // The offset does not move (unless the clock was stepped between the two reads).
-        assert!(off.abs_diff(off2) < 10_000, "{off} {off2}");
-        assert_eq!(c.offset, Some(off2));
-        let (_, mono_off, _) = sys::realtime_minus_monotonic();
-        assert!(mono_off.abs_diff(off2) < 10_000);
-    }
 
     #[test]
     fn queue_lists_read_as_ranges() {

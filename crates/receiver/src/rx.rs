@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use asdic_engine::{EngineError, KernelDrops, Rx, now_ns};
+use asdic_engine::{EngineError, KernelDrops, Rx, stamp_base, stamp_ns, tight_offset};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use asdic_core::event::{Event, Outcome};
@@ -194,6 +194,84 @@ pub struct RxConfig {
     pub poll: Duration,
     /// Events per batch handed to the consumer.
     pub batch: usize,
+    /// Tests only: pretend the realtime clock stepped by this many ns this long after the
+    /// loop started (sockets' kernel stamps and the clocks' offset both move by it).
+    pub clock_step: Option<(Duration, i64)>,
+}
+
+/// Brings sockets' kernel stamps (CLOCK_REALTIME) onto the stamp clock
+/// (`asdic_engine::stamp_ns`) and watches the realtime clock for steps: the two clocks'
+/// offset is read (tightly) around every receive call, and a change of more than
+/// [`Realtime::STEP_NS`] is a step. Stamps read in a call during or right after which the
+/// clock stepped may have been taken on either side of it: their answers are counted as
+/// timed across a step (their RTTs may be off by the step).
+#[derive(Debug)]
+struct Realtime {
+    /// CLOCK_REALTIME − stamp clock: what a kernel stamp loses to come onto the stamp clock.
+    delta: i64,
+    /// Steps seen.
+    steps: u64,
+    /// Answers read across a step.
+    across: u64,
+    /// Tests: (when, by how much) the realtime clock pretends to step.
+    inject: Option<(Instant, i64)>,
+    injected: bool,
+}
+
+impl Realtime {
+    /// A change of the offset beyond this is a step: tight reads agree within 2 µs, and NTP
+    /// slews CLOCK_REALTIME and CLOCK_MONOTONIC alike.
+    const STEP_NS: i64 = 100_000;
+
+    fn new(inject: Option<(Duration, i64)>) -> Self {
+        let mut r = Realtime {
+            delta: 0,
+            steps: 0,
+            across: 0,
+            inject: inject.map(|(after, by)| (Instant::now() + after, by)),
+            injected: false,
+        };
+        r.delta = r.read().unwrap_or(0);
+        r
+    }
+
+    /// The offset now, minus the stamp clock's base (`None` from a loose read).
+    fn read(&mut self) -> Option<i64> {
+        let (offset, tight) = tight_offset();
+        if let Some((at, _)) = self.inject
+            && !self.injected
+            && Instant::now() >= at
+        {
+            self.injected = true;
+        }
+        tight.then(|| offset - stamp_base() + self.injected_by())
+    }
+
+    fn injected_by(&self) -> i64 {
+        match self.inject {
+            Some((_, by)) if self.injected => by,
+            _ => 0,
+        }
+    }
+
+    /// Reads the offset again; whether the clock stepped since the last read.
+    fn check(&mut self) -> bool {
+        match self.read() {
+            Some(d) if (d - self.delta).abs() > Self::STEP_NS => {
+                self.delta = d;
+                self.steps += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A kernel stamp on the stamp clock.
+    fn convert(&self, ts_ns: u64) -> u64 {
+        ts_ns
+            .wrapping_add_signed(self.injected_by())
+            .wrapping_add_signed(-self.delta)
+    }
 }
 
 /// Sets [`RxShared::reaper_done`] when dropped (the reaper's loop ending in any way).
@@ -203,6 +281,70 @@ impl Drop for ReaperDone<'_> {
     fn drop(&mut self) {
         self.0.reaper_done.store(true, Ordering::Release);
     }
+}
+
+/// What one receive call read.
+struct Received {
+    /// Frames.
+    got: usize,
+    /// The newest frame's stamp (stamp clock), 0 without frames.
+    newest: u64,
+    /// Frames that made no event.
+    discarded: u64,
+}
+
+/// One receive call: each frame (its kernel stamp brought onto the stamp clock) matched into
+/// `buf`; steps of the realtime clock just before or during the call counted.
+fn receive(
+    rx: &mut dyn Rx,
+    matcher: &mut Matcher,
+    poll: Duration,
+    clock: &mut Realtime,
+    role: Role,
+    shared: &RxShared,
+    buf: &mut Vec<Event>,
+) -> Result<Received, EngineError> {
+    let (mut newest, mut discarded, mut realtime) = (0u64, 0u64, 0u64);
+    matcher.begin_batch();
+    // A step just before this call: the kernel stamps it reads may lie on either side.
+    let steps_before = clock.steps;
+    let stepped = clock.check();
+    let got = rx.recv(poll, &mut |mut f| {
+        if f.realtime {
+            f.ts_ns = clock.convert(f.ts_ns);
+            f.realtime = false;
+            realtime += 1;
+        }
+        newest = newest.max(f.ts_ns);
+        let before = buf.len();
+        matcher.on_frame(&f, &mut |ev| {
+            count(shared, &ev);
+            buf.push(ev);
+        });
+        discarded += u64::from(buf.len() == before);
+    })?;
+    matcher.end_batch();
+    // ... or during it.
+    let across = if (stepped || clock.check()) && realtime > 0 {
+        realtime
+    } else {
+        0
+    };
+    clock.across += across;
+    // Every loop sees a step; the reaper's counts it.
+    let steps = if role == Role::Reaper {
+        clock.steps - steps_before
+    } else {
+        0
+    };
+    if steps + across > 0 {
+        matcher.clock_stepped(steps, across);
+    }
+    Ok(Received {
+        got,
+        newest,
+        discarded,
+    })
 }
 
 /// Runs the RX loop until done. Events go out in batches through `events`; empty vectors come
@@ -225,26 +367,19 @@ pub fn run(
     let mut buf: Vec<Event> = Vec::with_capacity(cfg.batch);
     let mut kernel = KernelTally::new();
     let mut behind = Behind::new(shared);
+    let mut clock = Realtime::new(cfg.clock_step);
     loop {
         let abort = shared.abort.load(Ordering::Acquire);
         // Read before receiving: if the sender is done now, every probe is already claimed.
         let sender_done = shared.sender_done.load(Ordering::Acquire);
         // Read before receiving: a helper still drains what arrived before the reaper ended.
         let reaper_done = shared.reaper_done.load(Ordering::Acquire);
-        let mut discarded = 0u64;
-        matcher.begin_batch();
-        let t0 = now_ns();
-        let mut newest = 0u64;
-        let got = rx.recv(cfg.poll, &mut |f| {
-            newest = newest.max(f.ts_ns);
-            let before = buf.len();
-            matcher.on_frame(&f, &mut |ev| {
-                count(shared, &ev);
-                buf.push(ev);
-            });
-            discarded += u64::from(buf.len() == before);
-        })?;
-        matcher.end_batch();
+        let t0 = stamp_ns();
+        let Received {
+            got,
+            newest,
+            discarded,
+        } = receive(rx, matcher, cfg.poll, &mut clock, role, shared, &mut buf)?;
         if let Some(m) = mark {
             // Everything stamped before the newest frame read is read (a queue delivers in
             // order); with nothing read, everything that came before the call.
@@ -264,7 +399,7 @@ pub fn run(
             let now = if abort {
                 u64::MAX
             } else {
-                shared.read_to(now_ns())
+                shared.read_to(stamp_ns())
             };
             matcher.reap(now, timeout_ns, &mut |ev, p| {
                 let attempt = p.attempt;
@@ -328,6 +463,29 @@ fn count(shared: &RxShared, ev: &Event) {
 mod tests {
     use super::*;
     use asdic_core::table::{InflightTable, ProbeInfo};
+
+    #[test]
+    fn a_step_of_the_realtime_clock_is_seen_and_kernel_stamps_stay_on_the_stamp_clock() {
+        const HOUR: i64 = 3_600_000_000_000;
+        let mut c = Realtime::new(Some((Duration::from_millis(30), HOUR)));
+        assert!(!c.check(), "no step yet");
+        // A kernel stamp now, brought onto the stamp clock: within a few µs of it.
+        let real = asdic_engine::realtime_ns();
+        assert!(c.convert(real).abs_diff(stamp_ns()) < 1_000_000);
+        std::thread::sleep(Duration::from_millis(40));
+        // The realtime clock (pretends it) jumped an hour ahead: seen once, and its stamps,
+        // an hour ahead too, still land on the stamp clock.
+        assert!(c.check(), "the step");
+        assert!(!c.check(), "once");
+        assert_eq!(c.steps, 1);
+        let real = asdic_engine::realtime_ns();
+        assert!(c.convert(real).abs_diff(stamp_ns()) < 1_000_000);
+        // Without the injection, the same offset: no step.
+        let mut d = Realtime::new(None);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!d.check());
+        assert_eq!(d.steps, 0);
+    }
     use asdic_engine::RxCaps;
     use asdic_wire::payload::{Key, Numbering};
     use crossbeam_channel::{bounded, unbounded};
@@ -390,6 +548,7 @@ mod tests {
             retries: 0,
             poll: Duration::from_millis(poll_ms),
             batch: 16,
+            clock_step: None,
         };
         (table, shared, cfg)
     }
@@ -492,6 +651,7 @@ mod tests {
                         layer: asdic_engine::RxLayer::Ipv4,
                         ts_ns,
                         truncated: false,
+                        realtime: false,
                     });
                     Ok(1)
                 }
@@ -548,7 +708,7 @@ mod tests {
             },
         );
         let dst = std::net::Ipv4Addr::new(198, 19, 0, 1);
-        let t_send = now_ns();
+        let t_send = stamp_ns();
         // A 1 ms timeout; the answer arrived 200 µs after the probe left, on a queue whose
         // loop does not read for 100 ms.
         let (table, shared, cfg) = one_probe_out(dst.into(), t_send, 2);

@@ -85,6 +85,9 @@ pub struct Faults {
     pub rx_panic_after: Option<Duration>,
     /// Each receiver sleeps this long before it reads anything.
     pub rx_stall: Option<Duration>,
+    /// The realtime clock pretends to step by this many ns this long after each receiver
+    /// starts (see `RxConfig::clock_step`).
+    pub clock_step: Option<(Duration, i64)>,
 }
 
 /// One address family's engine, table and the counters of its threads; or both families',
@@ -197,7 +200,8 @@ fn stamp_line(halves: &Halves, per_call: bool) -> String {
         "user-space-probe"
     };
     let rx = halves.1.first().map_or("none", |r| r.caps().stamp.name());
-    format!("tx={tx} rx={rx} clock=realtime")
+    // The stamp clock: CLOCK_MONOTONIC, sockets' kernel stamps brought onto it.
+    format!("tx={tx} rx={rx} clock=monotonic")
 }
 
 impl Pipeline {
@@ -371,7 +375,10 @@ impl Pipeline {
             let receiver = Receiving {
                 rx: rxe,
                 matcher,
-                cfg: rx_cfg,
+                cfg: RxConfig {
+                    clock_step: self.faults.clock_step.or(rx_cfg.clock_step),
+                    ..rx_cfg
+                },
                 role,
                 core: rx_core(cores, i),
                 retries: (role == Role::Reaper && with_retries).then(|| retry_tx.clone()),

@@ -105,6 +105,7 @@ fn ping(s: &Scenario) -> Outcomes {
         retries: 0,
         poll: Duration::from_millis(10),
         batch: 4096,
+        clock_step: None,
     };
     let work = Work {
         sender: cfg,

@@ -105,6 +105,7 @@ fn run(s: &Scan) -> Ran {
         retries: 0,
         poll: Duration::from_millis(10),
         batch: 1024,
+        clock_step: None,
     };
     let work = Work {
         sender: cfg,

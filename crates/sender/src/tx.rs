@@ -10,7 +10,7 @@ use asdic_core::event::Event;
 use asdic_core::retry::Retry;
 use asdic_core::stateless::ScanProbe;
 use asdic_core::table::{InflightTable, ProbeInfo};
-use asdic_engine::{EngineError, SendError, Tx, TxBatch, now_ns};
+use asdic_engine::{EngineError, SendError, Tx, TxBatch, stamp_ns};
 use asdic_wire::Family;
 use asdic_wire::payload::{Key, Numbering, Stamp};
 use asdic_wire::template::{ProbeFields, Template};
@@ -329,7 +329,7 @@ impl<'a> TxLoop<'a> {
     /// moment); returns the first stamp, the batch's send time for failures.
     fn fill_batch<S: Source + ?Sized>(&mut self, allowed: usize, source: &mut S) -> u64 {
         self.batch.clear();
-        let t_send = now_ns();
+        let t_send = stamp_ns();
         let now = Instant::now();
         let mut t_probe = t_send;
         while self.batch.len() < allowed {
@@ -341,7 +341,7 @@ impl<'a> TxLoop<'a> {
                     if !self.write(p, source) {
                         break;
                     }
-                    t_probe = now_ns();
+                    t_probe = stamp_ns();
                 }
                 Step::Pause => break,
             }

@@ -497,6 +497,7 @@ fn work(options: &Options, feed: Feed) -> Work {
             retries: 0,
             poll,
             batch: 64,
+            clock_step: None,
         },
         source: Box::new(feed),
         scan: vec![],

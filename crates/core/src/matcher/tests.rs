@@ -74,6 +74,7 @@ impl Bed {
             layer: RxLayer::Ipv4,
             ts_ns: ts,
             truncated: false,
+            realtime: false,
         };
         self.m.on_frame(&f, &mut |e| evs.push(e));
         evs
@@ -308,6 +309,7 @@ fn icmpv6_errors_must_quote_a_stamp_that_verifies() {
             },
             ts_ns: 2_000,
             truncated: false,
+            realtime: false,
         };
         m.on_frame(&f, &mut |e| evs.push(e));
         evs
@@ -412,6 +414,7 @@ fn a_keyed_ip_ident_verifies_eight_byte_quotes_even_with_a_fixed_identifier() {
             layer: RxLayer::Ipv4,
             ts_ns: 5_000,
             truncated: false,
+            realtime: false,
         };
         let mut evs = vec![];
         m.on_frame(&f, &mut |e| evs.push(e));
@@ -510,6 +513,7 @@ fn rtts_start_from_the_kernels_send_stamp_and_a_missing_one_is_counted() {
             layer: RxLayer::TxStamp { tag },
             ts_ns,
             truncated: false,
+            realtime: false,
         };
         let mut evs = vec![];
         m.on_frame(&f, &mut |e| evs.push(e));

@@ -331,6 +331,7 @@ fn feed(m: &mut Matcher, packet: &[u8], ts: u64) -> Vec<Event> {
             layer: RxLayer::Ipv4,
             ts_ns: ts,
             truncated: false,
+            realtime: false,
         },
         &mut |e| evs.push(e),
     );

@@ -6,7 +6,7 @@ use core::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use asdic_engine::{RxCaps, RxFrame, RxLayer, SendError, TxBatch, TxCaps};
+use asdic_engine::{RxCaps, RxFrame, RxLayer, SendError, TxBatch, TxCaps, stamp_ns};
 use asdic_wire::{checksum, ipv4, ipv6};
 
 use super::*;
@@ -161,7 +161,7 @@ fn ipv6_packet(src: Ipv6Addr, dst: Ipv6Addr, hops: u8, payload: &[u8]) -> Vec<u8
 
 /// The frame the network sends back for request `req` to `dst`, as a raw socket shows it.
 fn answer(fate: Fate, dst: IpAddr, req: &[u8]) -> Option<OwnedFrame> {
-    let ts_ns = now_ns();
+    let ts_ns = stamp_ns();
     let (data, src6) = match (fate, dst) {
         (Fate::Reply, IpAddr::V4(d)) => {
             let mut m = req.to_vec();
@@ -325,6 +325,7 @@ impl Rx for TestRx {
                 layer,
                 ts_ns: f.ts_ns,
                 truncated: false,
+                realtime: false,
             });
             n += 1;
             next = self.frames.try_recv().ok();
