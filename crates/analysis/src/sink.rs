@@ -51,6 +51,26 @@ pub trait Sink<R> {
     fn finish(self: Box<Self>) -> Result<()>;
 }
 
+/// Writes `rows` to `sink` in chunks of [`CHUNK_ROWS`] (a sink's write is a batch: an Arrow
+/// record batch, a buffered run of text lines), never holding more than one chunk.
+///
+/// # Errors
+/// As [`Sink::write_rows`].
+pub fn write_chunked<R>(sink: &mut dyn Sink<R>, rows: impl IntoIterator<Item = R>) -> Result<()> {
+    let mut chunk = Vec::with_capacity(CHUNK_ROWS);
+    for row in rows {
+        chunk.push(row);
+        if chunk.len() == CHUNK_ROWS {
+            sink.write_rows(&chunk)?;
+            chunk.clear();
+        }
+    }
+    if !chunk.is_empty() {
+        sink.write_rows(&chunk)?;
+    }
+    Ok(())
+}
+
 /// Every output format asdic writes. Each subcommand takes those that fit its results:
 /// `ping` table, csv, jsonl (and Parquet with `-o`); `scan` parquet, csv, jsonl; `trace` text,
 /// csv, jsonl (and Parquet with `-o`).

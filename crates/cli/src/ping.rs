@@ -12,7 +12,7 @@ use anyhow::Context;
 use asdic_analysis::meta::millis;
 use asdic_analysis::{
     Aggregator, Format, ProbeRow, Probes, Row, RunMeta, RunMode, Sink, sink_for, summary_line,
-    text_sink,
+    text_sink, write_chunked,
 };
 use asdic_core::event::Event;
 use asdic_core::set::{Side, TargetList};
@@ -307,33 +307,11 @@ impl Mode for Ping {
 }
 
 fn write_all<'a>(agg: &'a Aggregator, sink: &mut dyn Sink<Row<'a>>) -> anyhow::Result<()> {
-    let mut chunk = Vec::with_capacity(8192);
-    for row in agg.rows() {
-        chunk.push(row);
-        if chunk.len() == 8192 {
-            sink.write_rows(&chunk)?;
-            chunk.clear();
-        }
-    }
-    if !chunk.is_empty() {
-        sink.write_rows(&chunk)?;
-    }
-    Ok(())
+    Ok(write_chunked(sink, agg.rows())?)
 }
 
 fn write_probes(p: &mut Probes, sink: &mut dyn Sink<ProbeRow>) -> anyhow::Result<()> {
-    let mut chunk = Vec::with_capacity(8192);
-    for row in p.rows() {
-        chunk.push(row);
-        if chunk.len() == 8192 {
-            sink.write_rows(&chunk)?;
-            chunk.clear();
-        }
-    }
-    if !chunk.is_empty() {
-        sink.write_rows(&chunk)?;
-    }
-    Ok(())
+    Ok(write_chunked(sink, p.rows())?)
 }
 
 /// `--per-probe` as a table, as fping -C prints it: per target, each probe's RTT in ms in

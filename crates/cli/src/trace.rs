@@ -389,16 +389,5 @@ fn record(parts: &[Part], paths: &mut Paths, ev: &Event) -> bool {
 }
 
 fn write_rows<'a>(paths: &'a Paths, sink: &mut dyn Sink<HopRow<'a>>) -> anyhow::Result<()> {
-    let mut chunk = Vec::with_capacity(8192);
-    for row in paths.rows() {
-        chunk.push(row);
-        if chunk.len() == 8192 {
-            sink.write_rows(&chunk)?;
-            chunk.clear();
-        }
-    }
-    if !chunk.is_empty() {
-        sink.write_rows(&chunk)?;
-    }
-    Ok(())
+    Ok(asdic_analysis::write_chunked(sink, paths.rows())?)
 }

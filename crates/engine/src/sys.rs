@@ -403,45 +403,67 @@ impl ErrQueue {
     }
 }
 
-/// The send stamp an error-queue message carries: the id (`ee_data` of a
-/// `SO_EE_ORIGIN_TIMESTAMPING` error of kind `SCM_TSTAMP_SND`) and the software stamp.
-pub(crate) fn tx_stamp(hdr: &libc::msghdr) -> Option<(u32, u64)> {
-    let (mut ts, mut id) = (None, None);
-    // SAFETY: `hdr` was filled by recvmmsg: `msg_control` points to our aligned control
-    // buffer and `msg_controllen` to the bytes the kernel wrote there, as well-formed
-    // cmsghdrs; CMSG_FIRSTHDR/CMSG_NXTHDR stay within that length and return null at its
-    // end. Data is read unaligned, of the size the cmsg type defines, after checking the
-    // message is long enough for it.
+/// Calls `f(level, type, data)` for each control message the kernel left in `hdr` (`hdr` as
+/// filled by `recvmmsg` or an io_uring `RecvMsg` into our control buffer).
+fn each_cmsg(hdr: &libc::msghdr, f: &mut dyn FnMut(i32, i32, &[u8])) {
+    // SAFETY: `msg_control` points to our aligned control buffer and `msg_controllen` to the
+    // bytes the kernel wrote there, as well-formed cmsghdrs; CMSG_FIRSTHDR/CMSG_NXTHDR stay
+    // within that length and return null at its end; a message's data (CMSG_DATA, the bytes
+    // its `cmsg_len` counts past the header) lies inside the buffer, so the slice is valid
+    // for the call.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(hdr);
         while !c.is_null() {
-            let (level, ty) = ((*c).cmsg_level, (*c).cmsg_type);
-            let data = libc::CMSG_DATA(c);
-            let room = ((*c).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
-            if level == libc::SOL_SOCKET
-                && ty == libc::SCM_TIMESTAMPING
-                && room >= size_of::<libc::timespec>()
-            {
-                // ts[0]: the software stamp.
-                let t = std::ptr::read_unaligned(data.cast::<libc::timespec>());
-                if t.tv_sec > 0 || t.tv_nsec > 0 {
-                    ts = Some(t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64);
-                }
-            } else if ((level == libc::SOL_IP && ty == libc::IP_RECVERR)
-                || (level == libc::SOL_IPV6 && ty == libc::IPV6_RECVERR))
-                && room >= size_of::<libc::sock_extended_err>()
-            {
-                let e = std::ptr::read_unaligned(data.cast::<libc::sock_extended_err>());
-                if e.ee_errno == libc::ENOMSG as u32
-                    && e.ee_origin == libc::SO_EE_ORIGIN_TIMESTAMPING
-                    && e.ee_info == SCM_TSTAMP_SND
-                {
-                    id = Some(e.ee_data);
-                }
-            }
+            let len = ((*c).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
+            let data = std::slice::from_raw_parts(libc::CMSG_DATA(c), len);
+            f((*c).cmsg_level, (*c).cmsg_type, data);
             c = libc::CMSG_NXTHDR(hdr, c);
         }
     }
+}
+
+/// The `i`-th native-endian 8-byte word of `b`, if there.
+fn word64(b: &[u8], i: usize) -> Option<i64> {
+    Some(i64::from_ne_bytes(
+        b.get(i * 8..i * 8 + 8)?.try_into().ok()?,
+    ))
+}
+
+/// The `i`-th native-endian 4-byte word of `b`, if there.
+fn word32(b: &[u8], i: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(
+        b.get(i * 4..i * 4 + 4)?.try_into().ok()?,
+    ))
+}
+
+/// A `struct timespec` (two 64-bit words on 64-bit Linux) as ns; `None` if short or zero.
+fn timespec_ns(b: &[u8]) -> Option<u64> {
+    let (sec, nsec) = (word64(b, 0)?, word64(b, 1)?);
+    (sec > 0 || nsec > 0).then(|| sec as u64 * 1_000_000_000 + nsec as u64)
+}
+
+/// The send stamp an error-queue message carries: the id (`ee_data` of a
+/// `SO_EE_ORIGIN_TIMESTAMPING` error of kind `SCM_TSTAMP_SND`) and the software stamp
+/// (`SCM_TIMESTAMPING`'s first timespec).
+pub(crate) fn tx_stamp(hdr: &libc::msghdr) -> Option<(u32, u64)> {
+    let (mut ts, mut id) = (None, None);
+    each_cmsg(hdr, &mut |level, ty, data| {
+        if level == libc::SOL_SOCKET && ty == libc::SCM_TIMESTAMPING {
+            ts = timespec_ns(data);
+        } else if (level == libc::SOL_IP && ty == libc::IP_RECVERR)
+            || (level == libc::SOL_IPV6 && ty == libc::IPV6_RECVERR)
+        {
+            // struct sock_extended_err: ee_errno, (ee_origin, ee_type, ee_code, ee_pad),
+            // ee_info, ee_data.
+            let origin = data.get(4).copied();
+            if word32(data, 0) == Some(libc::ENOMSG as u32)
+                && origin == Some(libc::SO_EE_ORIGIN_TIMESTAMPING)
+                && word32(data, 2) == Some(SCM_TSTAMP_SND)
+            {
+                id = word32(data, 3);
+            }
+        }
+    });
     Some((id?, ts?))
 }
 
@@ -673,25 +695,13 @@ impl RecvVec {
 /// Reads the receive timestamp and hop limit from a message's control data.
 pub(crate) fn control(hdr: &libc::msghdr) -> (Option<u64>, Option<u8>) {
     let (mut ts, mut hops) = (None, None);
-    // SAFETY: `hdr` was filled by recvmmsg or an io_uring RecvMsg: `msg_control` points to our aligned control
-    // buffer and `msg_controllen` to the bytes the kernel wrote there, as well-formed
-    // cmsghdrs; CMSG_FIRSTHDR/CMSG_NXTHDR stay within that length and return null at its end.
-    // Data is read unaligned, of the size the cmsg type defines.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(hdr);
-        while !c.is_null() {
-            let (level, ty) = ((*c).cmsg_level, (*c).cmsg_type);
-            let data = libc::CMSG_DATA(c);
-            if level == libc::SOL_SOCKET && ty == libc::SCM_TIMESTAMPNS {
-                let t = std::ptr::read_unaligned(data.cast::<libc::timespec>());
-                ts = Some(t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64);
-            } else if level == libc::IPPROTO_IPV6 && ty == libc::IPV6_HOPLIMIT {
-                let h = std::ptr::read_unaligned(data.cast::<libc::c_int>());
-                hops = u8::try_from(h).ok();
-            }
-            c = libc::CMSG_NXTHDR(hdr, c);
+    each_cmsg(hdr, &mut |level, ty, data| {
+        if level == libc::SOL_SOCKET && ty == libc::SCM_TIMESTAMPNS {
+            ts = timespec_ns(data);
+        } else if level == libc::IPPROTO_IPV6 && ty == libc::IPV6_HOPLIMIT {
+            hops = word32(data, 0).and_then(|h| u8::try_from(h as i32).ok());
         }
-    }
+    });
     (ts, hops)
 }
 
