@@ -1094,18 +1094,7 @@ target,name,sent,received,loss_pct,rtt_last_us,rtt_min_us,rtt_avg_us,rtt_max_us,
 
     /// The cli's way of streaming an aggregator's rows into any ping sink.
     fn write_all<'a>(agg: &'a crate::Aggregator, sink: &mut dyn Sink<Row<'a>>) -> Result<()> {
-        let mut chunk = Vec::with_capacity(CHUNK_ROWS);
-        for row in agg.rows() {
-            chunk.push(row);
-            if chunk.len() == CHUNK_ROWS {
-                sink.write_rows(&chunk)?;
-                chunk.clear();
-            }
-        }
-        if !chunk.is_empty() {
-            sink.write_rows(&chunk)?;
-        }
-        Ok(())
+        write_chunked(sink, agg.rows())
     }
 
     /// The call shapes `asdic ping` uses compile, with no annotation on the sinks, and write

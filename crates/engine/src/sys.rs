@@ -299,22 +299,13 @@ pub(crate) fn release_at_least(release: &str, want: (u32, u32)) -> bool {
 const SCM_TSTAMP_SND: u32 = 0;
 
 /// Send stamps read off a socket's error queue: (id, ns since the epoch) per stamp.
-pub(crate) struct ErrQueue {
-    hdrs: Vec<libc::mmsghdr>,
-    iovs: Vec<libc::iovec>,
-    bufs: Vec<u8>,
-    cmsgs: Vec<u64>,
-}
+pub(crate) struct ErrQueue(RecvVec);
 
 /// Bytes of packet room per error-queue message: `OPT_TSONLY` sends none back.
 const ERRQ_BUF: usize = 64;
 /// Bytes of control data per error-queue message: `SCM_TIMESTAMPING` (three timespecs),
 /// `SCM_TIMESTAMPNS` and `IP(V6)_RECVERR` (the extended error and an address).
 const ERRQ_CMSG: usize = 256;
-
-// SAFETY: as for `RecvVec`: the pointers in `hdrs`/`iovs` point into this struct's own heap
-// buffers, are rewritten before every read, and are dereferenced only during that call.
-unsafe impl Send for ErrQueue {}
 
 impl core::fmt::Debug for ErrQueue {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -324,21 +315,7 @@ impl core::fmt::Debug for ErrQueue {
 
 impl ErrQueue {
     pub(crate) fn new(cap: usize) -> Self {
-        ErrQueue {
-            // SAFETY: all-zero bytes are a valid mmsghdr.
-            hdrs: (0..cap)
-                .map(|_| unsafe { zeroed::<libc::mmsghdr>() })
-                .collect(),
-            iovs: vec![
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0
-                };
-                cap
-            ],
-            bufs: vec![0; cap * ERRQ_BUF],
-            cmsgs: vec![0; cap * ERRQ_CMSG / 8],
-        }
+        ErrQueue(RecvVec::with_control(cap, ERRQ_BUF, ERRQ_CMSG))
     }
 
     /// Reads every send stamp waiting on `fd`'s error queue (a bounded number of calls) and
@@ -348,54 +325,16 @@ impl ErrQueue {
         fd: &OwnedFd,
         on_stamp: &mut dyn FnMut(u32, u64),
     ) -> io::Result<usize> {
-        let cap = self.hdrs.len();
         let mut total = 0;
         for _ in 0..64 {
-            let base = self.bufs.as_mut_ptr();
-            let cbase = self.cmsgs.as_mut_ptr();
-            for i in 0..cap {
-                // SAFETY: offsets are within the buffers allocated with `cap` slots in `new`.
-                let (buf, ctl) = unsafe { (base.add(i * ERRQ_BUF), cbase.add(i * ERRQ_CMSG / 8)) };
-                self.iovs[i] = libc::iovec {
-                    iov_base: buf.cast(),
-                    iov_len: ERRQ_BUF,
-                };
-                let h = &mut self.hdrs[i];
-                h.msg_len = 0;
-                h.msg_hdr.msg_name = std::ptr::null_mut();
-                h.msg_hdr.msg_namelen = 0;
-                h.msg_hdr.msg_iov = &mut self.iovs[i];
-                h.msg_hdr.msg_iovlen = 1;
-                h.msg_hdr.msg_control = ctl.cast();
-                h.msg_hdr.msg_controllen = ERRQ_CMSG as _;
-                h.msg_hdr.msg_flags = 0;
-            }
-            // SAFETY: every header points to a distinct buffer slot and control area owned by
-            // `self`, of the lengths given, alive and not otherwise borrowed during the call.
-            let r = unsafe {
-                libc::recvmmsg(
-                    fd.as_raw_fd(),
-                    self.hdrs.as_mut_ptr(),
-                    cap as u32,
-                    (libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) as _,
-                    std::ptr::null_mut(),
-                )
-            };
-            if r < 0 {
-                let e = io::Error::last_os_error();
-                return match e.kind() {
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(total),
-                    _ => Err(e),
-                };
-            }
-            let n = r as usize;
-            for h in &self.hdrs[..n] {
-                if let Some((id, ts)) = tx_stamp(&h.msg_hdr) {
+            let n = self.0.recv_flags(fd, libc::MSG_ERRQUEUE)?;
+            for i in 0..n {
+                if let Some((id, ts)) = tx_stamp(self.0.header(i)) {
                     on_stamp(id, ts);
                     total += 1;
                 }
             }
-            if n < cap {
+            if n < self.0.capacity() {
                 break;
             }
         }
@@ -592,6 +531,8 @@ pub(crate) struct RecvVec {
     names: Vec<libc::sockaddr_in6>,
     /// u64 words keep the control buffers aligned for `cmsghdr`.
     cmsgs: Vec<u64>,
+    /// Bytes of control data room per message, a multiple of 8.
+    ctl: usize,
 }
 
 // SAFETY: as for `SendVec`: the pointers in `hdrs`/`iovs` point into this struct's own heap
@@ -600,7 +541,15 @@ unsafe impl Send for RecvVec {}
 
 impl RecvVec {
     pub(crate) fn new(cap: usize, bufsize: usize) -> Self {
+        RecvVec::with_control(cap, bufsize, CMSG_SPACE)
+    }
+
+    /// `cap` messages of `bufsize` bytes, each with `ctl` bytes (a multiple of 8) of control
+    /// data room.
+    pub(crate) fn with_control(cap: usize, bufsize: usize, ctl: usize) -> Self {
+        debug_assert!(ctl.is_multiple_of(8));
         RecvVec {
+            ctl,
             bufs: vec![0; cap * bufsize],
             bufsize,
             // SAFETY: all-zero bytes are a valid mmsghdr.
@@ -615,7 +564,7 @@ impl RecvVec {
                 cap
             ],
             names: vec![sin6(Ipv6Addr::UNSPECIFIED); cap],
-            cmsgs: vec![0; cap * CMSG_SPACE / 8],
+            cmsgs: vec![0; cap * ctl / 8],
         }
     }
 
@@ -626,13 +575,18 @@ impl RecvVec {
 
     /// Receives up to the vector's capacity without blocking. `Ok(0)` when nothing waits.
     pub(crate) fn recv(&mut self, fd: &OwnedFd) -> io::Result<usize> {
+        self.recv_flags(fd, 0)
+    }
+
+    /// As [`RecvVec::recv`], with more `recvmmsg` flags (`MSG_ERRQUEUE`).
+    pub(crate) fn recv_flags(&mut self, fd: &OwnedFd, flags: i32) -> io::Result<usize> {
         let cap = self.hdrs.len();
         let base = self.bufs.as_mut_ptr();
         let cbase = self.cmsgs.as_mut_ptr();
         for i in 0..cap {
-            // SAFETY: `i * bufsize` and `i * CMSG_SPACE / 8` are within the buffers allocated
-            // with `cap` slots in `new`.
-            let (buf, ctl) = unsafe { (base.add(i * self.bufsize), cbase.add(i * CMSG_SPACE / 8)) };
+            // SAFETY: `i * bufsize` and `i * ctl / 8` are within the buffers allocated with
+            // `cap` slots in `with_control`.
+            let (buf, ctl) = unsafe { (base.add(i * self.bufsize), cbase.add(i * self.ctl / 8)) };
             self.iovs[i] = libc::iovec {
                 iov_base: buf.cast(),
                 iov_len: self.bufsize,
@@ -644,10 +598,10 @@ impl RecvVec {
             h.msg_hdr.msg_iov = &mut self.iovs[i];
             h.msg_hdr.msg_iovlen = 1;
             h.msg_hdr.msg_control = ctl.cast();
-            h.msg_hdr.msg_controllen = CMSG_SPACE as _;
+            h.msg_hdr.msg_controllen = self.ctl as _;
             h.msg_hdr.msg_flags = 0;
         }
-        let flags = libc::MSG_DONTWAIT as _;
+        let flags = (libc::MSG_DONTWAIT | flags) as _;
         // SAFETY: every header points to a distinct buffer slot, name and control area owned
         // by `self`, of the lengths given, alive and not otherwise borrowed during the call.
         let r = unsafe {
@@ -667,6 +621,11 @@ impl RecvVec {
             };
         }
         Ok(r as usize)
+    }
+
+    /// The header of message `i` of the last `recv`, as the kernel filled it.
+    pub(crate) fn header(&self, i: usize) -> &libc::msghdr {
+        &self.hdrs[i].msg_hdr
     }
 
     /// Message `i` of the last `recv`: its metadata and bytes.

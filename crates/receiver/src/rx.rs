@@ -211,8 +211,6 @@ struct Realtime {
     delta: i64,
     /// Steps seen.
     steps: u64,
-    /// Answers read across a step.
-    across: u64,
     /// Tests: (when, by how much) the realtime clock pretends to step.
     inject: Option<(Instant, i64)>,
     injected: bool,
@@ -227,7 +225,6 @@ impl Realtime {
         let mut r = Realtime {
             delta: 0,
             steps: 0,
-            across: 0,
             inject: inject.map(|(after, by)| (Instant::now() + after, by)),
             injected: false,
         };
@@ -330,7 +327,6 @@ fn receive(
     } else {
         0
     };
-    clock.across += across;
     // Every loop sees a step; the reaper's counts it.
     let steps = if role == Role::Reaper {
         clock.steps - steps_before
