@@ -5,8 +5,10 @@
 # machine replies arrive on both). In one run, on each bed, over the same 65,536 targets
 # (198.19.0.0/16, 676 dead):
 #
-#   ceiling    prebuilt frames blasted through asdic's AF_XDP TX path on every queue, replies
-#              only counted (bench/src/bin/xdp-ceiling.rs: no pacing, stamps, table, matching)
+#   ceiling    a minimal AF_XDP sender of its own, not asdic's engine (bench/src/bin/xdp-ceiling.rs:
+#              own UMEM and rings per queue, libxdp's redirect program, prebuilt frames in
+#              batches of 64, one thread counting replies off the RX rings; no pacing, stamps,
+#              table or matching)
 #   asdic      asdic ping --engine xdp -c 60 -i 1ms -R 10000000: 20 rounds back to back,
 #              1,310,720 probes, every reply matched and timed (one socket per queue)
 #   zmap       Debian's zmap (apt-get install zmap: 2.1.1; ZMAP=path for another installed
@@ -107,7 +109,7 @@ run_tool() { # tool bed -> name steady_pps sent span_s found matched replied cpu
   sleep 0.2
   local cmd=()
   case $tool in
-  ceiling) cmd=("$target/xdp-ceiling" 198.19.0.0/16 65536 5) ;;
+  ceiling) cmd=("$target/xdp-ceiling" s0 198.18.0.1 "$mac" 198.19.0.0/16 5) ;;
   asdic | base)
     local bin="$target/asdic"
     [[ $tool == base ]] && bin=$BASE

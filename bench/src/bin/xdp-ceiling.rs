@@ -1,143 +1,351 @@
-//! The speed bed's ceiling: prebuilt Ethernet frames blasted through the AF_XDP engine with no
-//! bookkeeping (no rate limit, no stamps, no in-flight table, no matching), replies only
-//! counted off the RX ring. What asdic's XDP engine does on top of this is its own cost.
+//! The speed bed's ceiling: a minimal AF_XDP sender of its own, independent of asdic's engine
+//! (its own UMEM and rings per queue through xsk-rs, libxdp's own redirect program, no
+//! pacing, stamps, table or matching). Prebuilt Ethernet frames go out in batches of 64 from
+//! one thread per queue (pinned to core `queue % cores`); one more thread counts replies off
+//! every RX ring and hands the frames straight back to the fill ring. What asdic's XDP engine
+//! sends less than this is asdic's own cost.
 //!
-//! usage: xdp-ceiling TARGET_PREFIX_V4 FRAMES SECONDS
-//!   e.g. xdp-ceiling 198.19.0.0/16 65536 3     (run inside the bed's scanner namespace)
-//! Prints one JSON line: sent, received, seconds, sent_pps, received_pps.
+//! usage: xdp-ceiling IFACE SRC_IPV4 GATEWAY_MAC PREFIX_V4 SECONDS
+//!   e.g. xdp-ceiling s0 198.18.0.1 02:00:00:00:00:02 198.19.0.0/16 5
+//!   (inside the bed's scanner namespace; targets only in 198.18.0.0/15)
+//! Prints one JSON line: queues, sent, received, seconds, sent_pps, received_pps.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use asdic_engine::xdp::{self, XdpOptions};
-use asdic_engine::{Rx, Tx, TxBatch, TxLayer};
 use asdic_wire::Family;
 use asdic_wire::payload::{Key, Stamp};
 use asdic_wire::template::{Layer, ProbeFields, Template};
+use xsk_rs::config::{BindFlags, FrameSize, Interface, QueueSize, SocketConfig, UmemConfig};
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
+
+const BATCH: usize = 64;
+const RING: u32 = 4096;
+
+/// The unsafe edge: xsk-rs's ring and frame calls. Rule that makes them sound: a descriptor
+/// is held by one party at a time — TX frames move between the TX thread's free list, the TX
+/// ring and the completion ring; RX frames between the fill ring, the RX ring and the RX
+/// thread while it counts them. Each queue has its own UMEM, never shared.
+mod xsk {
+    use std::io::Write;
+    use xsk_rs::config::{Interface, SocketConfig};
+    use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
+
+    #[allow(clippy::type_complexity)]
+    pub fn socket(
+        config: SocketConfig,
+        umem: &Umem,
+        iface: &Interface,
+        queue: u32,
+    ) -> Result<(TxQueue, RxQueue, Option<(FillQueue, CompQueue)>), xsk_rs::socket::SocketCreateError>
+    {
+        // SAFETY: the UMEM is this queue's own, not shared with another socket.
+        unsafe { xsk_rs::Socket::new(config, umem, iface, queue) }
+    }
+    pub fn write(umem: &Umem, desc: &mut FrameDesc, bytes: &[u8]) {
+        // SAFETY: `desc` is on the TX thread's free list, out of every ring (module rule).
+        let mut data = unsafe { umem.data_mut(desc) };
+        let mut c = data.cursor();
+        c.set_pos(0);
+        c.write_all(bytes).expect("a frame fits");
+    }
+    pub fn tx_produce(q: &mut TxQueue, descs: &[FrameDesc]) -> usize {
+        // SAFETY: free-list TX frames of this queue's UMEM, untouched until completed.
+        unsafe { q.produce(descs) }
+    }
+    pub fn comp_consume(q: &mut CompQueue, descs: &mut [FrameDesc]) -> usize {
+        // SAFETY: completed frames return to the TX thread; `descs` are scratch slots.
+        unsafe { q.consume(descs) }
+    }
+    pub fn rx_consume(q: &mut RxQueue, descs: &mut [FrameDesc]) -> usize {
+        // SAFETY: received frames belong to the RX thread until refilled; scratch slots.
+        unsafe { q.consume(descs) }
+    }
+    pub fn fill_produce(q: &mut FillQueue, descs: &[FrameDesc]) -> usize {
+        // SAFETY: RX frames the RX thread no longer reads.
+        unsafe { q.produce(descs) }
+    }
+    /// Waits up to `ms` for any of `fds` to be readable.
+    pub fn poll_in(fds: &mut [libc::pollfd], ms: i32) {
+        // SAFETY: `fds` is a valid, exclusively borrowed array of pollfd of that length.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    }
+}
+
+fn die(msg: impl std::fmt::Display) -> ! {
+    eprintln!("xdp-ceiling: {msg}");
+    std::process::exit(2)
+}
+
+fn parse_mac(s: &str) -> [u8; 6] {
+    let mut mac = [0u8; 6];
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        die(format!("bad MAC {s}"));
+    }
+    for (m, p) in mac.iter_mut().zip(parts) {
+        *m = u8::from_str_radix(p, 16).unwrap_or_else(|_| die(format!("bad MAC {s}")));
+    }
+    mac
+}
+
+fn read_mac(iface: &str) -> [u8; 6] {
+    let s = std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
+        .unwrap_or_else(|e| die(format!("{iface}: {e}")));
+    parse_mac(s.trim())
+}
+
+fn queue_count(iface: &str) -> u32 {
+    let dir = std::fs::read_dir(format!("/sys/class/net/{iface}/queues"))
+        .unwrap_or_else(|e| die(format!("{iface} queues: {e}")));
+    let n = dir
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+        .count();
+    u32::try_from(n.max(1)).expect("few queues")
+}
+
+struct Queue {
+    txq: TxQueue,
+    rxq: RxQueue,
+    fq: FillQueue,
+    cq: CompQueue,
+    umem: Umem,
+    tx_frames: Vec<FrameDesc>,
+    rx_frames: Vec<FrameDesc>,
+}
+
+fn open(iface: &str, queue: u32) -> Queue {
+    let size = QueueSize::new(RING).expect("ring size");
+    let cfg = UmemConfig::builder()
+        .frame_size(FrameSize::new(2048).expect("frame size"))
+        .fill_queue_size(size)
+        .comp_queue_size(size)
+        .build()
+        .expect("UMEM config");
+    let (umem, mut frames) = Umem::new(cfg, NonZeroU32::new(2 * RING).expect("frames"), false)
+        .unwrap_or_else(|e| die(format!("UMEM: {e}")));
+    // libxdp loads its own program, which redirects every frame of the queue to the socket.
+    let sock = SocketConfig::builder()
+        .rx_queue_size(size)
+        .tx_queue_size(size)
+        .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
+        .build();
+    let name = Interface::new(std::ffi::CString::new(iface).expect("interface name"));
+    let (txq, rxq, rings) = xsk::socket(sock, &umem, &name, queue)
+        .unwrap_or_else(|e| die(format!("AF_XDP socket on {iface} queue {queue}: {e:?}")));
+    let (fq, cq) = rings.unwrap_or_else(|| die("no fill/completion rings"));
+    let rx_frames = frames.split_off(RING as usize);
+    Queue {
+        txq,
+        rxq,
+        fq,
+        cq,
+        umem,
+        tx_frames: frames,
+        rx_frames,
+    }
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 4 {
-        eprintln!("usage: xdp-ceiling PREFIX_V4 FRAMES SECONDS");
-        std::process::exit(2);
+    if args.len() != 6 {
+        die("usage: xdp-ceiling IFACE SRC_IPV4 GATEWAY_MAC PREFIX_V4 SECONDS");
     }
-    let (net, len) = args[1].split_once('/').expect("PREFIX/LEN");
-    let net: Ipv4Addr = net.parse().expect("IPv4 prefix");
-    let len: u32 = len.parse().expect("prefix length");
-    let frames: u32 = args[2].parse().expect("FRAMES");
-    let secs: f64 = args[3].parse().expect("SECONDS");
+    let iface = &args[1];
+    let src_ip: Ipv4Addr = args[2].parse().unwrap_or_else(|_| die("SRC_IPV4"));
+    let dst_mac = parse_mac(&args[3]);
+    let (net, len) = args[4].split_once('/').unwrap_or_else(|| die("PREFIX/LEN"));
+    let net: Ipv4Addr = net.parse().unwrap_or_else(|_| die("IPv4 prefix"));
+    let len: u32 = len.parse().unwrap_or_else(|_| die("prefix length"));
+    let secs: f64 = args[5].parse().unwrap_or_else(|_| die("SECONDS"));
     let base = u32::from(net);
-    assert!(
-        (u32::from(Ipv4Addr::new(198, 18, 0, 0))..=u32::from(Ipv4Addr::new(198, 19, 255, 255)))
-            .contains(&base),
-        "only the benchmarking range 198.18.0.0/15"
-    );
+    let bench =
+        u32::from(Ipv4Addr::new(198, 18, 0, 0))..=u32::from(Ipv4Addr::new(198, 19, 255, 255));
+    if !(16..=32).contains(&len)
+        || !bench.contains(&base)
+        || !bench.contains(&(base | (u32::MAX >> len)))
+    {
+        die("targets only in the benchmarking range 198.18.0.0/15, at most a /16");
+    }
     let hosts = 1u32 << (32 - len);
-    let target = |i: u32| IpAddr::V4(Ipv4Addr::from(base + (i % hosts)));
-
-    let session = 0x5eed_0001;
-    let opts = XdpOptions {
-        session,
-        ident_base: 0x4000,
-        ident_span: 1,
-        ..XdpOptions::new(target(1))
-    };
-    let (mut tx, mut rx, info) = xdp::open(&opts).unwrap_or_else(|e| {
-        eprintln!("xdp-ceiling: {e}");
-        std::process::exit(1)
-    });
-    eprintln!(
-        "xdp-ceiling: {} queues {} ({} mode), next hop {}",
-        info.path.link.name,
-        xdp::queue_list(&info.queues),
-        info.mode,
-        info.path.next_hop
-    );
-    let TxLayer::Ethernet {
-        src_mac,
-        dst_mac,
-        src_ip,
-    } = tx.caps().layer
-    else {
-        unreachable!("the XDP engine sends Ethernet frames")
-    };
     let t = Template::new(
         Family::V4,
         Layer::Ethernet {
-            src_mac,
+            src_mac: read_mac(iface),
             dst_mac,
-            src_ip,
+            src_ip: IpAddr::V4(src_ip),
         },
         32,
     )
     .expect("template");
-    // Prebuilt frames, one per target, patched once.
+    // One prebuilt frame per target, patched once, before the clock starts.
     let key = Key::new(1, 2);
-    let batch_len = 64;
-    let mut prebuilt = vec![vec![0u8; t.len()]; frames as usize];
-    for (i, f) in prebuilt.iter_mut().enumerate() {
-        let dst = target(i as u32);
-        let stamp = Stamp {
-            session,
-            n: i as u64,
-            cookie: 0,
-            t_send_ns: 0,
-        };
-        t.prepare(f).expect("prepare");
-        let fields = ProbeFields::new(&key, dst, 64, 0x4000, i as u16, stamp);
-        t.patch(f, &fields).expect("patch");
-    }
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let received = Arc::new(AtomicU64::new(0));
-    // One receiver per queue, as asdic runs them.
-    let rx_threads: Vec<_> = rx
-        .drain(..)
-        .map(|mut rx| {
-            let (stop, received) = (stop.clone(), received.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let mut n = 0u64;
-                    let _ = rx.recv(Duration::from_millis(10), &mut |_| n += 1);
-                    received.fetch_add(n, Ordering::Relaxed);
-                }
+    let prebuilt: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..hosts)
+            .map(|i| {
+                let mut f = vec![0u8; t.len()];
+                t.prepare(&mut f).expect("prepare");
+                let stamp = Stamp {
+                    session: 0x5eed_0001,
+                    n: u64::from(i),
+                    cookie: 0,
+                    t_send_ns: 0,
+                };
+                let dst = IpAddr::V4(Ipv4Addr::from(base + i));
+                let fields = ProbeFields::new(&key, dst, 64, 0x4000, i as u16, stamp);
+                t.patch(&mut f, &fields).expect("patch");
+                f
             })
-        })
-        .collect();
-    let mut batch = TxBatch::new(batch_len, t.len());
+            .collect(),
+    );
+
+    let nq = queue_count(iface);
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let received = Arc::new(AtomicU64::new(0));
+    let mut rx_side = Vec::new();
+    let mut senders = Vec::new();
     let t0 = Instant::now();
-    let mut sent = 0u64;
-    let mut next = 0usize;
-    while t0.elapsed().as_secs_f64() < secs {
-        batch.clear();
-        for _ in 0..batch_len {
-            let f = &prebuilt[next % prebuilt.len()];
-            next += 1;
-            let b = batch.push(target(0), f.len()).expect("room");
-            b.copy_from_slice(f);
-        }
-        let mut from = 0;
-        while from < batch.len() {
-            match tx.send(&batch, from) {
-                Ok(k) => from += k,
-                Err(asdic_engine::SendError::Busy { sent }) => from += sent,
-                Err(e) => panic!("send: {e:?}"),
+    for q in 0..nq {
+        let Queue {
+            txq,
+            rxq,
+            mut fq,
+            cq,
+            umem,
+            tx_frames,
+            rx_frames,
+        } = open(iface, q);
+        assert_eq!(xsk::fill_produce(&mut fq, &rx_frames), rx_frames.len());
+        rx_side.push((rxq, fq, umem.clone(), rx_frames.len()));
+        let core = cores.get(q as usize % cores.len().max(1)).copied();
+        let (prebuilt, sent) = (prebuilt.clone(), sent.clone());
+        let offset = (q as usize * prebuilt.len()) / nq as usize;
+        senders.push(std::thread::spawn(move || {
+            if let Some(c) = core {
+                core_affinity::set_for_current(c);
             }
-        }
-        sent += batch.len() as u64;
+            send_loop(txq, cq, &umem, tx_frames, &prebuilt, offset, secs, &sent);
+        }));
+    }
+    let rx = {
+        let (stop, received) = (stop.clone(), received.clone());
+        std::thread::spawn(move || count_loop(rx_side, &stop, &received))
+    };
+    for s in senders {
+        s.join().expect("sender");
     }
     let elapsed = t0.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
-    for t in rx_threads {
-        t.join().expect("rx thread");
-    }
-    let got = received.load(Ordering::Relaxed);
+    rx.join().expect("counter");
+    let (sent, got) = (
+        sent.load(Ordering::Relaxed),
+        received.load(Ordering::Relaxed),
+    );
     println!(
-        "{{\"sent\":{sent},\"received\":{got},\"seconds\":{elapsed:.3},\"sent_pps\":{:.0},\"received_pps\":{:.0}}}",
+        "{{\"queues\":{nq},\"sent\":{sent},\"received\":{got},\"seconds\":{elapsed:.3},\"sent_pps\":{:.0},\"received_pps\":{:.0}}}",
         sent as f64 / elapsed,
         got as f64 / elapsed
     );
+}
+
+/// Sends batches of 64 prebuilt frames until `secs` have passed, then waits for the
+/// completion ring to hand every frame back (so `sent` counts frames the kernel took).
+#[allow(clippy::too_many_arguments)]
+fn send_loop(
+    mut txq: TxQueue,
+    mut cq: CompQueue,
+    umem: &Umem,
+    mut free: Vec<FrameDesc>,
+    prebuilt: &[Vec<u8>],
+    mut next: usize,
+    secs: f64,
+    sent: &AtomicU64,
+) {
+    let total = free.len();
+    let mut done = vec![FrameDesc::default(); BATCH * 4];
+    let mut batch: Vec<FrameDesc> = Vec::with_capacity(BATCH);
+    let t0 = Instant::now();
+    let mut n = 0u64;
+    let mut rounds = 0u32;
+    loop {
+        let k = xsk::comp_consume(&mut cq, &mut done);
+        free.extend_from_slice(&done[..k]);
+        n += k as u64;
+        rounds = rounds.wrapping_add(1);
+        let over = rounds.is_multiple_of(64) && t0.elapsed().as_secs_f64() >= secs;
+        if over {
+            break;
+        }
+        if free.len() >= BATCH {
+            batch.clear();
+            for _ in 0..BATCH {
+                let mut d = free.pop().expect("free frame");
+                xsk::write(umem, &mut d, &prebuilt[next % prebuilt.len()]);
+                next += 1;
+                batch.push(d);
+            }
+            let put = xsk::tx_produce(&mut txq, &batch);
+            if put == 0 {
+                free.extend_from_slice(&batch);
+            }
+        }
+        if txq.needs_wakeup() {
+            let _ = txq.wakeup();
+        }
+    }
+    // Drain: every frame handed to the ring comes back through the completion ring.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while free.len() < total && Instant::now() < deadline {
+        if txq.needs_wakeup() {
+            let _ = txq.wakeup();
+        }
+        let k = xsk::comp_consume(&mut cq, &mut done);
+        free.extend_from_slice(&done[..k]);
+        n += k as u64;
+    }
+    sent.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Counts the frames on every queue's RX ring and gives them straight back to its fill ring;
+/// sleeps in poll(2) when every ring is empty.
+fn count_loop(
+    mut queues: Vec<(RxQueue, FillQueue, Umem, usize)>,
+    stop: &AtomicBool,
+    received: &AtomicU64,
+) {
+    let mut descs = vec![FrameDesc::default(); BATCH];
+    let mut fds: Vec<libc::pollfd> = queues
+        .iter()
+        .map(|(rxq, ..)| libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(rxq.fd()),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let mut any = false;
+        for (rxq, fq, _umem, _) in &mut queues {
+            let k = xsk::rx_consume(rxq, &mut descs);
+            if k > 0 {
+                any = true;
+                n += k as u64;
+                while xsk::fill_produce(fq, &descs[..k]) == 0 {}
+                if fq.needs_wakeup() {
+                    let _ = fq.wakeup(rxq.fd_mut(), 0);
+                }
+            }
+        }
+        if !any {
+            xsk::poll_in(&mut fds, 10);
+        }
+    }
+    received.fetch_add(n, Ordering::Relaxed);
 }
