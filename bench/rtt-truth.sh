@@ -6,13 +6,20 @@
 #
 # Per engine and rate, one probe to each host of 198.19.0.0/20 (4,096 targets; the bed's
 # dead hosts, 1 in 97, never answer), `asdic ping -c 1 -R RATE --engine E --format csv`;
-# prints asdic's RTT minus the wire RTT (median over REPS runs of each run's p50 and p99;
-# the max over all runs), probes below the wire (summed; must be 0), distinct RTT values
-# (median), and the capture's own drops (summed; must be 0 for the row to mean anything).
+# prints the rate the probes went at on the wire (requests over their span; median), the
+# prober's RTT minus the wire RTT (median over REPS runs of each run's p50 and p99; the max
+# over all runs), probes below the wire (summed; must be 0), distinct RTT values of the
+# prober and of the wire for the same probes at the prober's resolution (medians), and the
+# capture's own drops (summed; must be 0 for the row to mean anything).
 #
 # usage: bench/rtt-truth.sh [RATE...]   (default: 1000 20000 50000 200000)
-#        ENGINES="xdp raw uring" (default)  REPS=N (default 5)
+#        ENGINES="xdp raw uring fping zmap" (default; fping and zmap are the peers, Debian's
+#        packages: `fping -C 1 -i MS -g 198.19.0.0/20`, µs resolution; `zmap -M icmp_echo_time
+#        -r RATE`, µs resolution; FPING=path or ZMAP=path for another installed build)
+#        REPS=N (default 5)
 #        ASDIC_ARGS="--batch 1" (more flags for every asdic run)
+#        MODE=scan: the stateless scan instead (`asdic scan 198.19.0.0/20 -r RATE`, one probe
+#        per target, each timed from the stamp its payload carries)
 #        ASDIC=path/to/asdic (default: build target/release/asdic)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +30,7 @@ if [ -z "${ASDIC:-}" ]; then
   ASDIC="${CARGO_TARGET_DIR:-target}/release/asdic"
 fi
 reps=${REPS:-5}
-engines=(${ENGINES:-xdp raw uring})
+engines=(${ENGINES:-xdp raw uring fping zmap})
 rates=("$@")
 ((${#rates[@]})) || rates=(1000 20000 50000 200000)
 id=rtt$$
@@ -31,6 +38,17 @@ work=$(mktemp -d)
 trap 'scripts/bed.sh down "$id" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 scripts/bed.sh up "$id" >/dev/null
 scan="asdic-$id-scan" rtr="asdic-$id-rtr"
+: >"$work/empty.conf"
+# zmap's next hop: the router's side of the scanner's link.
+gw_mac=$(ip netns exec "$rtr" cat /sys/class/net/r0/address)
+. bench/peers.sh
+fping=none zmap=none
+for e in "${engines[@]}"; do
+  case $e in
+  fping) fping=$(peer fping "${FPING:-}") ;;
+  zmap) zmap=$(peer_zmap) ;;
+  esac
+done
 
 one() { # engine rate run -> one JSON line (plus "capture_dropped")
   local e=$1 r=$2 k=$3 dir="$work/$1-$2-$3"
@@ -41,11 +59,43 @@ one() { # engine rate run -> one JSON line (plus "capture_dropped")
   local i
   for i in $(seq 100); do grep -q listening "$dir/tcpdump.err" 2>/dev/null && break; sleep 0.05; done
   # Exit 1 is "some targets did not answer" (the bed's dead hosts): expected.
-  local rc=0
-  ip netns exec "$scan" "$ASDIC" ping 198.19.0.0/20 -c 1 -R "$r" --engine "$e" -q ${ASDIC_ARGS:-} \
-    --format csv -o "$dir/out.csv" >/dev/null 2>"$dir/asdic.err" || rc=$?
+  local rc=0 res_ns=""
+  case $e in
+  fping)
+    # One probe per target, RATE probes/s (-i: ms between probes); -C 1 prints each
+    # target's RTT in ms (µs resolution) on stderr, "-" when it did not answer.
+    ip netns exec "$scan" "$fping" -C 1 -q -r 0 -t 1000 -B 1 -i "$(awk -v r="$r" 'BEGIN { print 1000 / r }')" \
+      -g 198.19.0.0/20 >/dev/null 2>"$dir/fping.out" || rc=$?
+    awk '$2 == ":" && $3 != "-" { printf "%s %.3f\n", $1, $3 * 1000 }' "$dir/fping.out" >"$dir/rtts"
+    # Its resolution: the most decimals of ms it printed.
+    res_ns=$(awk '$2 == ":" && $3 ~ /\./ { d = length($3) - index($3, "."); if (d > m) m = d }
+      END { r = 1000000; for (i = 0; i < m; i++) r /= 10; print (r < 1 ? 1 : r) }' "$dir/fping.out")
+    ;;
+  zmap)
+    # icmp_echo_time: each reply with its probe's send time (in the payload) and its receive
+    # time (libpcap's stamp), both µs.
+    ip netns exec "$scan" "$zmap" -M icmp_echo_time -i s0 -S 198.18.0.1 -G "$gw_mac" -b "$work/empty.conf" \
+      -C "$work/empty.conf" -r "$r" -c 1 -q -O csv -f "saddr,sent-timestamp-ts,sent-timestamp-us,timestamp-ts,timestamp-us" \
+      -o "$dir/out.csv" 198.19.0.0/20 >/dev/null 2>"$dir/zmap.err" || rc=$?
+    awk -F, 'NR > 1 { printf "%s %d\n", $1, ($4 - $2) * 1000000 + $5 - $3 }' "$dir/out.csv" >"$dir/rtts"
+    res_ns=1000
+    ;;
+  *)
+    if [[ ${MODE:-ping} == scan ]]; then
+      ip netns exec "$scan" "$ASDIC" scan 198.19.0.0/20 -r "$r" --engine "$e" -q --no-default-blocklist \
+        --cooldown 1s ${ASDIC_ARGS:-} -O csv -o "$dir/out.csv" >/dev/null 2>"$dir/asdic.err" || rc=$?
+      # target,outcome,rtt_us,…: one row per target.
+      awk -F, 'NR > 1 && $2 == "reply" { print $1, $3 }' "$dir/out.csv" >"$dir/rtts"
+    else
+      ip netns exec "$scan" "$ASDIC" ping 198.19.0.0/20 -c 1 -R "$r" --engine "$e" -q ${ASDIC_ARGS:-} \
+        --format csv -o "$dir/out.csv" >/dev/null 2>"$dir/asdic.err" || rc=$?
+      # target,…,received,…,rtt_last_us: one probe per target, so its last RTT is its only one.
+      awk -F, 'NR > 1 && $4 == 1 { print $1, $6 }' "$dir/out.csv" >"$dir/rtts"
+    fi
+    ;;
+  esac
   if ((rc > 1)); then
-    cat "$dir/asdic.err" >&2
+    cat "$dir"/*.err >&2
     kill -INT "$cap"
     wait "$cap" || true
     return 1
@@ -53,17 +103,15 @@ one() { # engine rate run -> one JSON line (plus "capture_dropped")
   sleep 0.3
   kill -INT "$cap"
   wait "$cap" || true
-  # target,…,received,…,rtt_last_us: one probe per target, so its last RTT is its only one.
-  awk -F, 'NR > 1 && $4 == 1 { print $1, $6 }' "$dir/out.csv" >"$dir/rtts"
   local dropped
   dropped=$(sed -n 's/^\([0-9]*\) packets dropped by kernel.*/\1/p' "$dir/tcpdump.err")
-  python3 bench/rtt_truth.py "$dir/wire.pcap" "$dir/rtts" 198.18.0.1 |
+  python3 bench/rtt_truth.py "$dir/wire.pcap" "$dir/rtts" 198.18.0.1 $res_ns |
     sed "s/}\$/, \"capture_dropped\": ${dropped:-0}}/"
   rm -f "$dir/wire.pcap"
 }
 
-printf '%-6s %8s %6s %9s %9s %9s %6s %9s %8s %9s\n' engine rate runs p50_us p99_us max_us \
-  below distinct joined cap_drop
+printf '%-6s %8s %8s %6s %9s %9s %9s %6s %9s %9s %8s %9s\n' engine rate wire_pps runs p50_us p99_us \
+  max_us below distinct wire_dist joined cap_drop
 for e in "${engines[@]}"; do
   for r in "${rates[@]}"; do
     : >"$work/rows"
@@ -72,9 +120,10 @@ for e in "${engines[@]}"; do
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 med = lambda k: statistics.median(x[k] for x in rows if x[k] is not None)
-print(f"{sys.argv[2]:<6} {sys.argv[3]:>8} {len(rows):>6} {med('p50_us'):>9.2f} "
+print(f"{sys.argv[2]:<6} {sys.argv[3]:>8} {med('wire_pps'):>8.0f} {len(rows):>6} {med('p50_us'):>9.2f} "
       f"{med('p99_us'):>9.2f} {max(x['max_us'] for x in rows):>9.2f} "
       f"{sum(x['below_wire'] for x in rows):>6} {med('distinct'):>9.0f} "
+      f"{med('wire_distinct'):>9.0f} "
       f"{med('joined'):>8.0f} {sum(x['capture_dropped'] for x in rows):>9}")
 EOF
   done

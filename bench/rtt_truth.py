@@ -2,17 +2,23 @@
 """Wire truth for RTTs: joins a nanosecond pcap taken on the router's scanner-side link with
 a prober's per-target RTTs.
 
-usage: rtt_truth.py PCAP RTTS SCANNER_IP
+usage: rtt_truth.py PCAP RTTS SCANNER_IP [RESOLUTION_NS]
 
 PCAP: tcpdump -w with --time-stamp-precision=nano (Ethernet, IPv4/IPv6 ICMP echo).
 RTTS: lines "target rtt_us" (one probe per target; other lines ignored).
+RESOLUTION_NS: the prober's RTT resolution, where its printed decimals do not say it (fping
+prints ms with two or three decimals, zmap whole µs).
 
 For every echo request from SCANNER_IP and the echo reply with the same target, identifier
 and sequence going back, the wire RTT is the reply's stamp minus the request's (both taken by
 the router's kernel on the same link). A prober's RTT for that probe can only be larger: its
 own send and receive paths add to it. Prints one line of JSON: how many probes were joined,
-the prober's RTT minus the wire RTT (p50, p99, max, µs), how many were below the wire, and
-how many distinct RTT values the prober gave.
+the prober's RTT minus the wire RTT (p50, p99, max, µs), how many were below the wire, how
+many distinct RTT values the prober gave for them, and how many distinct wire RTTs the same
+probes had at the resolution the prober prints (decimals of µs): a prober that quantises
+its stamps (one per batch) gives far fewer values than the wire; one that does not gives
+about as many (the wire's own spread bounds both: RTTs within 2 µs of each other at 1 ns
+resolution can take at most 2,000 values).
 """
 import ipaddress
 import json
@@ -83,7 +89,7 @@ def pct(xs, q):
 
 
 def main():
-    if len(sys.argv) != 4:
+    if len(sys.argv) not in (4, 5):
         sys.exit(__doc__)
     pcap, rtts, scanner = sys.argv[1], sys.argv[2], ipaddress.ip_address(sys.argv[3])
     sent, wire = {}, {}
@@ -98,7 +104,7 @@ def main():
             t0 = sent.get((src, ident, seq))
             if t0 is not None and src not in wire:
                 wire[src] = ts - t0
-    diffs, values = [], set()
+    diffs, values, joined_wire, decimals = [], set(), [], 0
     with open(rtts) as f:
         for line in f:
             parts = line.split()
@@ -108,9 +114,14 @@ def main():
                 target, rtt_us = ipaddress.ip_address(parts[0]), float(parts[1])
             except ValueError:
                 continue
-            values.add(rtt_us)
             if target in wire:
+                values.add(rtt_us)
+                joined_wire.append(wire[target])
                 diffs.append(rtt_us - wire[target] / 1000.0)
+                if "." in parts[1]:
+                    decimals = max(decimals, len(parts[1].split(".")[1]))
+    # The wire's RTTs (ns) at the prober's resolution: 10^(3 - decimals) ns.
+    step = int(sys.argv[4]) if len(sys.argv) == 5 else 10 ** max(0, 3 - min(decimals, 3))
     out = {
         "joined": len(diffs),
         "wire_p50_us": pct([w / 1000.0 for w in wire.values()], 0.5),
@@ -119,6 +130,10 @@ def main():
         "max_us": max(diffs) if diffs else None,
         "below_wire": sum(1 for d in diffs if d < 0),
         "distinct": len(values),
+        "wire_distinct": len({w // step for w in joined_wire}),
+        # The rate the probes went at: requests over their span on the wire.
+        "wire_pps": (len(sent) - 1) * 1e9 / (max(sent.values()) - min(sent.values()))
+        if len(sent) > 1 and max(sent.values()) > min(sent.values()) else None,
     }
     print(json.dumps(out))
 
