@@ -343,6 +343,10 @@ fn receive(
     })
 }
 
+/// How long an event may wait in the receiver for more to go out with it (up to twice this,
+/// with poll(2)'s whole milliseconds).
+const FLUSH_NS: u64 = 1_000_000;
+
 /// Runs the RX loop until done. Events go out in batches through `events`; empty vectors come
 /// back through `recycle` so steady state allocates nothing. `retries` is used by the
 /// [`Role::Reaper`] only.
@@ -364,6 +368,8 @@ pub fn run(
     let mut kernel = KernelTally::new();
     let mut behind = Behind::new(shared);
     let mut clock = Realtime::new(cfg.clock_step);
+    // When events last went out (or the batch was last empty).
+    let mut flushed = stamp_ns();
     loop {
         let abort = shared.abort.load(Ordering::Acquire);
         // Read before receiving: if the sender is done now, every probe is already claimed.
@@ -371,11 +377,21 @@ pub fn run(
         // Read before receiving: a helper still drains what arrived before the reaper ended.
         let reaper_done = shared.reaper_done.load(Ordering::Acquire);
         let t0 = stamp_ns();
+        // With events held back, no longer than until they are due (in whole ms: engines
+        // wait in poll(2), which would take less as no wait at all).
+        let wait = if buf.is_empty() {
+            cfg.poll
+        } else {
+            let due = (flushed + FLUSH_NS).saturating_sub(t0);
+            cfg.poll.min(std::time::Duration::from_millis(
+                due.div_ceil(1_000_000).max(1),
+            ))
+        };
         let Received {
             got,
             newest,
             discarded,
-        } = receive(rx, matcher, cfg.poll, &mut clock, role, shared, &mut buf)?;
+        } = receive(rx, matcher, wait, &mut clock, role, shared, &mut buf)?;
         if let Some(m) = mark {
             // Everything stamped before the newest frame read is read (a queue delivers in
             // order); with nothing read, everything that came before the call.
@@ -419,7 +435,27 @@ pub fn run(
                 buf.push(ev);
             });
         }
-        if !buf.is_empty() {
+        let over = match role {
+            // On abort the reap above retired everything claimed; once the sender has also
+            // stopped, nothing more can arrive.
+            // A stateless scan has nothing in flight: its sender ends after the cooldown.
+            Role::Reaper => sender_done && matcher.in_flight() == 0,
+            // Every probe is retired by then: what comes later is late at best.
+            Role::Helper => reaper_done,
+        };
+        // Events go out a batch at a time, or within FLUSH of the oldest: answers that come
+        // one per receive call (probes sent one per call) would otherwise wake the consumer
+        // once per answer.
+        let now = stamp_ns();
+        if buf.is_empty() {
+            flushed = now;
+        } else if buf.len() >= cfg.batch
+            || got == 0
+            || over
+            || abort
+            || now.saturating_sub(flushed) >= FLUSH_NS
+        {
+            flushed = now;
             let next = recycle
                 .try_recv()
                 .unwrap_or_else(|_| Vec::with_capacity(cfg.batch));
@@ -430,14 +466,6 @@ pub fn run(
                 return Ok(());
             }
         }
-        let over = match role {
-            // On abort the reap above retired everything claimed; once the sender has also
-            // stopped, nothing more can arrive.
-            // A stateless scan has nothing in flight: its sender ends after the cooldown.
-            Role::Reaper => sender_done && matcher.in_flight() == 0,
-            // Every probe is retired by then: what comes later is late at best.
-            Role::Helper => reaper_done,
-        };
         kernel.read(rx, shared, over)?;
         if over {
             return Ok(());
@@ -655,6 +683,146 @@ mod tests {
                     std::thread::sleep(timeout);
                     Ok(0)
                 }
+            }
+        }
+    }
+
+    /// A queue whose answers come one per read, `gap` apart (probes sent one per call), with
+    /// a pause of `pause` after the first `pause_after`, then nothing.
+    struct Trickle {
+        frames: std::collections::VecDeque<Vec<u8>>,
+        gap: Duration,
+        pause_after: usize,
+        pause: Duration,
+        delivered: usize,
+        paused_until: Option<std::time::Instant>,
+    }
+
+    impl Rx for Trickle {
+        fn caps(&self) -> RxCaps {
+            RxCaps {
+                engine: "test",
+                stamp: asdic_engine::RxStamp::KernelSoftware,
+            }
+        }
+
+        fn recv(
+            &mut self,
+            timeout: Duration,
+            on_frame: &mut dyn FnMut(asdic_engine::RxFrame<'_>),
+        ) -> Result<usize, EngineError> {
+            if let Some(until) = self.paused_until {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                if !left.is_zero() {
+                    std::thread::sleep(left.min(timeout));
+                    return Ok(0);
+                }
+                self.paused_until = None;
+            }
+            let Some(data) = self.frames.pop_front() else {
+                std::thread::sleep(timeout);
+                return Ok(0);
+            };
+            std::thread::sleep(self.gap);
+            self.delivered += 1;
+            if self.delivered == self.pause_after {
+                self.paused_until = Some(std::time::Instant::now() + self.pause);
+            }
+            on_frame(asdic_engine::RxFrame {
+                data: &data,
+                layer: asdic_engine::RxLayer::Ipv4,
+                ts_ns: stamp_ns(),
+                truncated: false,
+                realtime: false,
+            });
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn answers_read_one_at_a_time_go_out_together_and_none_waits_past_the_flush() {
+        let (key, numbering) = (
+            Key::new(1, 2),
+            Numbering::Spread {
+                base: 1,
+                key: 0x5eed_0001,
+            },
+        );
+        let probes = 200u64;
+        let table = Arc::new(InflightTable::new(256));
+        let t_send = stamp_ns();
+        let mut frames = std::collections::VecDeque::new();
+        for n in 0..probes {
+            let dst = std::net::Ipv4Addr::from(0xc613_0000 + n as u32);
+            assert!(table.claim(&ProbeInfo {
+                n,
+                target: dst.into(),
+                cookie: 0,
+                t_send_ns: t_send,
+                attempt: 0,
+                class: 0,
+            }));
+            frames.push_back(reply(&key, numbering, n, dst, t_send));
+        }
+        let shared = Arc::new(RxShared::default());
+        shared.sender_done.store(true, Ordering::Release);
+        // A poll period far longer than the flush: an event held for it would show.
+        let cfg = RxConfig {
+            timeout: Duration::from_secs(10),
+            retries: 0,
+            poll: Duration::from_millis(500),
+            batch: 4096,
+            clock_step: None,
+        };
+        let (ev_tx, ev_rx) = unbounded::<Vec<Event>>();
+        let (_back_tx, back_rx) = bounded::<Vec<Event>>(4);
+        let consumer = std::thread::spawn(move || {
+            // Each batch with when it came out.
+            ev_rx.iter().map(|b| (stamp_ns(), b)).collect::<Vec<_>>()
+        });
+        let mut m = Matcher::new(table, key, 7, numbering).with_timeout(cfg.timeout);
+        // Half the answers, a pause longer than the poll period, the rest: the events of the
+        // first half must not wait out the pause.
+        let mut rx = Trickle {
+            frames,
+            gap: Duration::from_micros(50),
+            pause_after: probes as usize / 2,
+            pause: Duration::from_millis(700),
+            delivered: 0,
+            paused_until: None,
+        };
+        run(
+            &mut rx,
+            &mut m,
+            &cfg,
+            &shared,
+            &ev_tx,
+            &back_rx,
+            None,
+            Role::Reaper,
+            None,
+        )
+        .unwrap();
+        drop(ev_tx);
+        let batches = consumer.join().unwrap();
+        let events: usize = batches.iter().map(|(_, b)| b.len()).sum();
+        assert_eq!(events, probes as usize, "every answer reported");
+        // 200 answers ~50 µs apart: ~10 ms of them, so a handful of batches, not one each.
+        assert!(
+            batches.len() * 4 <= probes as usize,
+            "{} batches for {probes} answers",
+            batches.len()
+        );
+        // None held for the poll period: each out within the flush (up to 2 ms with poll's
+        // whole ms) and the scheduler's slack.
+        for (out_at, b) in &batches {
+            for ev in b {
+                let Outcome::Reply { rtt_ns, .. } = ev.outcome else {
+                    panic!("{ev:?}")
+                };
+                let received = ev.sent_ns.unwrap() + rtt_ns;
+                let held = out_at.saturating_sub(received);
+                assert!(held < 100_000_000, "held {held} ns: {ev:?}");
             }
         }
     }
