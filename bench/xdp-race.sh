@@ -38,7 +38,8 @@
 #
 # usage: bench/xdp-race.sh        REPS=N (default 3), ZMAP=path|none (default: Debian's),
 #                                 MASSCAN=path|none (default: Debian's),
-#                                 BASE=path (optional), QUEUES=1|2|both (default both)
+#                                 BASE=path (optional), QUEUES=1|2|both (default both),
+#                                 ASDIC_ARGS="--batch 64" (more flags for asdic and base)
 # Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -114,7 +115,7 @@ run_tool() { # tool bed -> name steady_pps sent span_s found matched replied cpu
     local bin="$target/asdic"
     [[ $tool == base ]] && bin=$BASE
     cmd=("$bin" ping 198.19.0.0/16 --engine xdp -c 60 -i 1ms -R 10000000 -W 1s
-      --no-progress --format csv)
+      --no-progress --format csv ${ASDIC_ARGS:-})
     ;;
   zmap)
     cmd=("$zmap" -M icmp_echoscan -i s0 -S 198.18.0.1 -G "$mac" -b "$work/empty.conf"

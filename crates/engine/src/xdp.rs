@@ -8,16 +8,20 @@
 //! table (triggering ARP/NDP if it is missing). Probes then carry that next hop's MAC; like
 //! zmap, the engine assumes every target of the run leaves through the same next hop.
 //!
-//! One socket per RX queue of the interface (all of them by default): a NIC spreads replies
-//! over its queues by flow hash (RSS), and a reply that arrives on a queue without a socket
-//! would reach nobody. Each socket has a UMEM of its own, split once: TX frames circulate
-//! between its TX lane's free list, its TX ring and its completion ring; RX frames between its
-//! fill ring, its RX ring and its RX half (see `xsk_sys` for why that makes the accessors
-//! sound). One UMEM per queue rather than one shared: each RX half owns every frame it
-//! touches, so no frame ever crosses threads and no UMEM lock is taken (xsk-rs serialises
-//! socket creation on a shared UMEM), at the price of a TX area per queue (counted in
-//! [`XdpInfo::umem_bytes`]). The TX half sends through every socket whose queue is also a TX
-//! queue, a batch per socket in turn. The XDP program is attached through a bpf_link owned by
+//! One receiving socket per RX queue of the interface (all of them by default): a NIC spreads
+//! replies over its queues by flow hash (RSS), and a reply that arrives on a queue without a
+//! socket would reach nobody. It also sends, or, for runs that send one probe per call, a
+//! second socket on the same UMEM (`XDP_SHARED_UMEM`) does: in copy mode a poll(2) on a
+//! socket with a TX ring runs its TX path under the socket's mutex, so a receiver waiting on
+//! the socket the sender kicks would contend with every `sendto` (see [`bind_queue`]). Each
+//! queue has a UMEM of its own, split once: TX frames circulate between its TX lane's free
+//! list, the sending socket's TX ring and the queue's completion ring; RX frames between its fill ring, the receiving
+//! socket's RX ring and its RX half (see `xsk_sys` for why that makes the accessors sound).
+//! One UMEM per queue rather than one for all: each RX half owns every frame it touches, so
+//! no frame ever crosses threads and no UMEM lock is taken after open (xsk-rs serialises
+//! socket creation on a UMEM), at the price of a TX area per queue (counted in
+//! [`XdpInfo::umem_bytes`]). The TX half sends through every queue that is also a TX queue, a
+//! batch per queue in turn. The XDP program is attached through a bpf_link owned by
 //! the first RX half: it is detached when that half is dropped, and by the kernel when the
 //! process dies in any way.
 //!
@@ -66,6 +70,9 @@ pub const DEFAULT_RX_FRAMES: u32 = 8192;
 pub const DEFAULT_TX_FRAMES: u32 = 2048;
 /// Most RX queues the filter's XSKMAP has room for (128 entries, two per queue).
 pub const MAX_QUEUES: u32 = crate::MAX_RX_QUEUES;
+/// Entries of a ring a socket has but does not use (the receiving socket's TX ring, the
+/// sending socket's RX ring).
+const SPARE_RING: u32 = 64;
 /// How often an RX half checks that the interface still has the queues it had at open.
 const QUEUE_CHECK: Duration = Duration::from_secs(1);
 
@@ -104,6 +111,10 @@ pub struct XdpOptions {
     pub tx_frames: u32,
     /// UMEM frames for receiving, per queue.
     pub rx_frames: u32,
+    /// On every sending queue, send through a socket of its own on the queue's UMEM, apart
+    /// from the one the receiver waits on (see [`bind_queue`]): for runs that send one probe
+    /// per call (1.23× the rate there, measured), not for batches (0.92×).
+    pub separate_tx: bool,
     /// The next hop's MAC, instead of asking the neighbour table.
     pub gateway_mac: Option<[u8; 6]>,
     /// Source address, instead of the kernel's choice for `toward`.
@@ -132,6 +143,7 @@ impl XdpOptions {
             batch: 64,
             tx_frames: DEFAULT_TX_FRAMES,
             rx_frames: DEFAULT_RX_FRAMES,
+            separate_tx: false,
             gateway_mac: None,
             source: None,
             resolve_wait: Duration::from_secs(3),
@@ -562,7 +574,8 @@ fn qsize(n: u32) -> Result<QueueSize, EngineError> {
     QueueSize::new(n.next_power_of_two()).map_err(|e| unavailable(format!("ring size {n}: {e}")))
 }
 
-/// One queue's socket, freshly bound: its rings, its UMEM and its frames (TX ones first).
+/// One queue's sockets, freshly bound: their rings, their UMEM and its frames (TX ones
+/// first).
 struct Bound {
     txq: TxQueue,
     rxq: RxQueue,
@@ -572,11 +585,23 @@ struct Bound {
     frames: Vec<FrameDesc>,
 }
 
+/// Binds `queue`: a socket for receiving (the one the program redirects to; it owns the
+/// UMEM's fill and completion rings) that also sends, or, with `tx_socket`, a second socket on
+/// the same UMEM for sending (`XDP_SHARED_UMEM`), whose completions come back on the first
+/// one's completion ring. In copy mode every poll(2) on a socket with a TX ring also runs that
+/// socket's TX path under its mutex (`xsk_poll` drives copy-mode TX). With one socket, a
+/// receiver waiting for replies thereby takes turns with the sender at pushing its frames:
+/// with probes sent one per call it contends with every `sendto` for the mutex (15–17 % of
+/// each thread's CPU at full speed, perf on the speed bed) and a socket of the sender's own
+/// sent 1.23× the rate; with calls of 64 the receiver's share of the pushing helps, and one
+/// socket sent 1.09× the rate of two (`bench/xdp-race.sh`, bench/RESULTS.md). The receiving
+/// socket's own TX ring is then the smallest the kernel takes, never used.
 fn bind_queue(
     ifname: &str,
     queue: u32,
     tx_frames: u32,
     rx_frames: u32,
+    tx_socket: bool,
 ) -> Result<Bound, EngineError> {
     let umem_cfg = UmemConfig::builder()
         .frame_size(FrameSize::new(FRAME).map_err(|e| unavailable(e.to_string()))?)
@@ -591,17 +616,11 @@ fn bind_queue(
             (u64::from(total.get()) * u64::from(FRAME)) >> 20
         ))
     })?;
-    let sock_cfg = SocketConfig::builder()
-        .rx_queue_size(qsize(rx_frames)?)
-        .tx_queue_size(qsize(tx_frames)?)
-        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
-        .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
-        .build();
     let iface = Interface::new(
         std::ffi::CString::new(ifname.to_string())
             .map_err(|_| unavailable(format!("bad interface name {ifname:?}")))?,
     );
-    let (txq, rxq, rings) = xsk_sys::socket(sock_cfg, &umem, &iface, queue).map_err(|e| {
+    let failed = |e: xsk_rs::socket::SocketCreateError| {
         let why = std::error::Error::source(&e)
             .and_then(|s| s.downcast_ref::<std::io::Error>())
             .map_or_else(|| e.to_string(), errno_name);
@@ -614,12 +633,36 @@ fn bind_queue(
         unavailable(format!(
             "AF_XDP socket on {ifname} queue {queue}: {why}{hint}"
         ))
-    })?;
+    };
+    let unused = qsize(SPARE_RING)?;
+    let rx_cfg = SocketConfig::builder()
+        .rx_queue_size(qsize(rx_frames)?)
+        .tx_queue_size(if tx_socket { unused } else { qsize(tx_frames)? })
+        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+        .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
+        .build();
+    let (mut txq, rxq, rings) = xsk_sys::socket(rx_cfg, &umem, &iface, queue).map_err(failed)?;
     let Some((fq, cq)) = rings else {
         return Err(unavailable(format!(
             "{ifname} queue {queue}: no fill/completion rings"
         )));
     };
+    if tx_socket {
+        // A socket sharing the UMEM takes no bind flags of its own (the kernel refuses
+        // them): it inherits the first one's mode and need-wakeup.
+        let tx_cfg = SocketConfig::builder()
+            .rx_queue_size(unused)
+            .tx_queue_size(qsize(tx_frames)?)
+            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+            .build();
+        let (tx_side, _rx_side, none) =
+            xsk_sys::shared_socket(tx_cfg, &umem, &iface, queue).map_err(failed)?;
+        debug_assert!(
+            none.is_none(),
+            "the pair's rings belong to the first socket"
+        );
+        txq = tx_side;
+    }
     Ok(Bound {
         txq,
         rxq,
@@ -809,7 +852,13 @@ fn bind_all(
             cq,
             umem,
             mut frames,
-        } = bind_queue(ifname, queue, tx_frames, l.rx_frames)?;
+        } = bind_queue(
+            ifname,
+            queue,
+            tx_frames,
+            l.rx_frames,
+            o.separate_tx && l.tx_queues.contains(&queue),
+        )?;
         // One socket per queue for every family the engine serves.
         for &v6 in families {
             filter

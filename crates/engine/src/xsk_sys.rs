@@ -13,8 +13,8 @@ use std::io::Write;
 use xsk_rs::config::{Interface, SocketConfig};
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 
-/// Creates an AF_XDP socket bound to `iface`/`queue` over `umem` (never loading libxdp's own
-/// program: the caller's flags must inhibit it).
+/// Creates the first AF_XDP socket bound to `iface`/`queue` over `umem` (never loading
+/// libxdp's own program: the caller's flags must inhibit it).
 #[allow(clippy::type_complexity)]
 pub(crate) fn socket(
     config: SocketConfig,
@@ -22,9 +22,30 @@ pub(crate) fn socket(
     iface: &Interface,
     queue: u32,
 ) -> Result<(TxQueue, RxQueue, Option<(FillQueue, CompQueue)>), xsk_rs::socket::SocketCreateError> {
-    // SAFETY: the UMEM is not shared with another socket on this (interface, queue) pair
-    // (each engine creates its own UMEM), so xsk-rs's double-free hazard for shared UMEMs on
-    // an already bound pair does not apply.
+    // SAFETY: the UMEM is this queue's own (each bind creates one) and no socket is bound on
+    // the (interface, queue) pair yet, so xsk-rs's double-free hazard for a shared UMEM on an
+    // already bound pair does not apply.
+    unsafe { xsk_rs::Socket::new(config, umem, iface, queue) }
+}
+
+/// Creates a second socket on `iface`/`queue` over the `umem` its first socket was created
+/// on (`XDP_SHARED_UMEM`): the pair's fill and completion rings stay the first one's.
+#[allow(clippy::type_complexity)]
+pub(crate) fn shared_socket(
+    config: SocketConfig,
+    umem: &Umem,
+    iface: &Interface,
+    queue: u32,
+) -> Result<(TxQueue, RxQueue, Option<(FillQueue, CompQueue)>), xsk_rs::socket::SocketCreateError> {
+    assert!(
+        config
+            .libxdp_flags()
+            .contains(xsk_rs::config::LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD),
+        "a socket on an already bound pair must not load libxdp's program"
+    );
+    // SAFETY: the pair is already bound from this UMEM, and the flags inhibit libxdp's
+    // program loading (asserted above) — xsk-rs's condition for a shared UMEM on a bound
+    // pair, without which dropping the sockets could free the program twice.
     unsafe { xsk_rs::Socket::new(config, umem, iface, queue) }
 }
 

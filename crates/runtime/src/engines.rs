@@ -427,6 +427,8 @@ fn open_xdp(
         queues: o.queues.clone(),
         // Auto must not pick an engine that leaves replies unread.
         require_all_queues: auto,
+        // A tracked run sends one probe per call unless given --batch (Pipeline::set_tracked).
+        separate_tx: hints.tracked && !o.batch_given,
         ..XdpOptions::new(hints.toward)
     };
     let opts = XdpOptions {
