@@ -1,1 +1,100 @@
-//! Benchmarks live in benches/.
+//! Benchmarks live in benches/; this library holds what the bed-side bench binaries share.
+
+use std::net::Ipv4Addr;
+
+/// Where a bench binary sends on a bed: `IFACE SRC_IPV4 GATEWAY_MAC PREFIX_V4`, checked.
+#[derive(Debug, Clone)]
+pub struct BedArgs {
+    /// The scanner-side interface.
+    pub iface: String,
+    /// Its MAC (read from sysfs).
+    pub src_mac: [u8; 6],
+    /// The source address.
+    pub src: Ipv4Addr,
+    /// The next hop's MAC.
+    pub dst_mac: [u8; 6],
+    /// The targets' first address and how many there are.
+    pub base: u32,
+    pub hosts: u32,
+}
+
+/// A MAC written `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let bytes: Result<Vec<u8>, _> = s.split(':').map(|p| u8::from_str_radix(p, 16)).collect();
+    bytes
+        .ok()
+        .and_then(|v| <[u8; 6]>::try_from(v).ok())
+        .ok_or_else(|| format!("bad MAC {s}"))
+}
+
+impl BedArgs {
+    /// Parses the four arguments; the targets must lie in the benchmarking range
+    /// 198.18.0.0/15 (the only addresses a bench may send to), at most a /16 of them.
+    pub fn parse(a: &[String]) -> Result<BedArgs, String> {
+        let [iface, src, mac, prefix] = a else {
+            return Err("want IFACE SRC_IPV4 GATEWAY_MAC PREFIX_V4".into());
+        };
+        let src: Ipv4Addr = src.parse().map_err(|_| format!("bad SRC_IPV4 {src}"))?;
+        let dst_mac = parse_mac(mac)?;
+        let bad = || format!("bad PREFIX_V4 {prefix}");
+        let (net, len) = prefix.split_once('/').ok_or_else(bad)?;
+        let base = u32::from(net.parse::<Ipv4Addr>().map_err(|_| bad())?);
+        let len: u32 = len.parse().map_err(|_| bad())?;
+        let bench =
+            u32::from(Ipv4Addr::new(198, 18, 0, 0))..=u32::from(Ipv4Addr::new(198, 19, 255, 255));
+        if !(16..=32).contains(&len)
+            || !bench.contains(&base)
+            || !bench.contains(&(base | (u32::MAX >> len)))
+        {
+            return Err(format!(
+                "{prefix}: targets only in the benchmarking range 198.18.0.0/15, at most a /16"
+            ));
+        }
+        let sys = std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
+            .map_err(|e| format!("{iface}: {e}"))?;
+        Ok(BedArgs {
+            iface: iface.clone(),
+            src_mac: parse_mac(sys.trim())?,
+            src,
+            dst_mac,
+            base,
+            hosts: 1 << (32 - len),
+        })
+    }
+
+    /// Target `i` (wrapping over the prefix).
+    pub fn target(&self, i: u32) -> Ipv4Addr {
+        Ipv4Addr::from(self.base + i % self.hosts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(prefix: &str) -> Vec<String> {
+        ["lo", "198.18.0.1", "02:00:00:00:00:01", prefix]
+            .map(String::from)
+            .to_vec()
+    }
+
+    #[test]
+    fn only_the_benchmarking_range() {
+        assert!(BedArgs::parse(&args("198.19.0.0/16")).is_ok());
+        assert!(BedArgs::parse(&args("198.18.0.0/24")).is_ok());
+        for bad in [
+            "10.0.0.0/16",
+            "198.17.255.0/24",
+            "198.19.0.0/15",
+            "198.20.0.0/16",
+            "0.0.0.0/0",
+        ] {
+            assert!(BedArgs::parse(&args(bad)).is_err(), "{bad}");
+        }
+        assert!(parse_mac("02:00:00:00:00").is_err());
+        assert_eq!(
+            parse_mac("0a:0b:0c:0d:0e:0f").unwrap(),
+            [10, 11, 12, 13, 14, 15]
+        );
+    }
+}

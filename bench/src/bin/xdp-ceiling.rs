@@ -10,12 +10,13 @@
 //!   (inside the bed's scanner namespace; targets only in 198.18.0.0/15)
 //! Prints one JSON line: queues, sent, received, seconds, sent_pps, received_pps.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use asdic_bench::BedArgs;
 use asdic_wire::Family;
 use asdic_wire::payload::{Key, Stamp};
 use asdic_wire::template::{Layer, ProbeFields, Template};
@@ -80,24 +81,6 @@ fn die(msg: impl std::fmt::Display) -> ! {
     std::process::exit(2)
 }
 
-fn parse_mac(s: &str) -> [u8; 6] {
-    let mut mac = [0u8; 6];
-    let parts: Vec<&str> = s.split(':').collect();
-    if parts.len() != 6 {
-        die(format!("bad MAC {s}"));
-    }
-    for (m, p) in mac.iter_mut().zip(parts) {
-        *m = u8::from_str_radix(p, 16).unwrap_or_else(|_| die(format!("bad MAC {s}")));
-    }
-    mac
-}
-
-fn read_mac(iface: &str) -> [u8; 6] {
-    let s = std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
-        .unwrap_or_else(|e| die(format!("{iface}: {e}")));
-    parse_mac(s.trim())
-}
-
 fn queue_count(iface: &str) -> u32 {
     let dir = std::fs::read_dir(format!("/sys/class/net/{iface}/queues"))
         .unwrap_or_else(|e| die(format!("{iface} queues: {e}")));
@@ -155,29 +138,16 @@ fn main() {
     if args.len() != 6 {
         die("usage: xdp-ceiling IFACE SRC_IPV4 GATEWAY_MAC PREFIX_V4 SECONDS");
     }
-    let iface = &args[1];
-    let src_ip: Ipv4Addr = args[2].parse().unwrap_or_else(|_| die("SRC_IPV4"));
-    let dst_mac = parse_mac(&args[3]);
-    let (net, len) = args[4].split_once('/').unwrap_or_else(|| die("PREFIX/LEN"));
-    let net: Ipv4Addr = net.parse().unwrap_or_else(|_| die("IPv4 prefix"));
-    let len: u32 = len.parse().unwrap_or_else(|_| die("prefix length"));
+    let bed = BedArgs::parse(&args[1..5]).unwrap_or_else(|e| die(e));
+    let iface = &bed.iface;
     let secs: f64 = args[5].parse().unwrap_or_else(|_| die("SECONDS"));
-    let base = u32::from(net);
-    let bench =
-        u32::from(Ipv4Addr::new(198, 18, 0, 0))..=u32::from(Ipv4Addr::new(198, 19, 255, 255));
-    if !(16..=32).contains(&len)
-        || !bench.contains(&base)
-        || !bench.contains(&(base | (u32::MAX >> len)))
-    {
-        die("targets only in the benchmarking range 198.18.0.0/15, at most a /16");
-    }
-    let hosts = 1u32 << (32 - len);
+    let hosts = bed.hosts;
     let t = Template::new(
         Family::V4,
         Layer::Ethernet {
-            src_mac: read_mac(iface),
-            dst_mac,
-            src_ip: IpAddr::V4(src_ip),
+            src_mac: bed.src_mac,
+            dst_mac: bed.dst_mac,
+            src_ip: IpAddr::V4(bed.src),
         },
         32,
     )
@@ -195,7 +165,7 @@ fn main() {
                     cookie: 0,
                     t_send_ns: 0,
                 };
-                let dst = IpAddr::V4(Ipv4Addr::from(base + i));
+                let dst = IpAddr::V4(bed.target(i));
                 let fields = ProbeFields::new(&key, dst, 64, 0x4000, i as u16, stamp);
                 t.patch(&mut f, &fields).expect("patch");
                 f

@@ -15,6 +15,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
+use asdic_bench::BedArgs;
 use asdic_wire::Family;
 use asdic_wire::payload::{Key, Stamp};
 use asdic_wire::template::{Layer, ProbeFields, Template};
@@ -365,14 +366,6 @@ fn die(msg: impl std::fmt::Display) -> ! {
     std::process::exit(2)
 }
 
-fn parse_mac(s: &str) -> [u8; 6] {
-    let v: Vec<u8> = s
-        .split(':')
-        .map(|p| u8::from_str_radix(p, 16).unwrap_or_else(|_| die(format!("bad MAC {s}"))))
-        .collect();
-    v.try_into().unwrap_or_else(|_| die(format!("bad MAC {s}")))
-}
-
 fn clock(id: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -388,32 +381,14 @@ fn main() {
     if a.len() != 8 {
         die("usage: xdp-txstamp IFACE SRC_IPV4 GATEWAY_MAC PREFIX_V4 FRAMES BATCH RATE");
     }
-    let iface = &a[1];
-    let src: Ipv4Addr = a[2].parse().unwrap_or_else(|_| die("SRC_IPV4"));
-    let dst_mac = parse_mac(&a[3]);
-    let (net, len) = a[4].split_once('/').unwrap_or_else(|| die("PREFIX/LEN"));
-    let base = u32::from(net.parse::<Ipv4Addr>().unwrap_or_else(|_| die("prefix")));
-    let len: u32 = len.parse().unwrap_or_else(|_| die("prefix length"));
+    let bed = BedArgs::parse(&a[1..5]).unwrap_or_else(|e| die(e));
+    let iface = &bed.iface;
     let frames: u32 = a[5].parse().unwrap_or_else(|_| die("FRAMES"));
     let batch: usize = a[6].parse().unwrap_or_else(|_| die("BATCH"));
     let rate: f64 = a[7].parse().unwrap_or_else(|_| die("RATE"));
-    let bench =
-        u32::from(Ipv4Addr::new(198, 18, 0, 0))..=u32::from(Ipv4Addr::new(198, 19, 255, 255));
-    if !(16..=32).contains(&len)
-        || !bench.contains(&base)
-        || !bench.contains(&(base | (u32::MAX >> len)))
-    {
-        die("targets only in the benchmarking range 198.18.0.0/15");
-    }
     if batch == 0 || batch > RING as usize / 2 || rate <= 0.0 {
         die("BATCH 1..1024, RATE > 0");
     }
-    let hosts = 1u32 << (32 - len);
-    let src_mac = {
-        let s = std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
-            .unwrap_or_else(|e| die(format!("{iface}: {e}")));
-        parse_mac(s.trim())
-    };
     let name = std::ffi::CString::new(iface.as_str()).expect("name");
     // SAFETY: a NUL-terminated interface name.
     let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
@@ -423,9 +398,9 @@ fn main() {
     let t = Template::new(
         Family::V4,
         Layer::Ethernet {
-            src_mac,
-            dst_mac,
-            src_ip: IpAddr::V4(src),
+            src_mac: bed.src_mac,
+            dst_mac: bed.dst_mac,
+            src_ip: IpAddr::V4(bed.src),
         },
         32,
     )
@@ -454,7 +429,7 @@ fn main() {
             for _ in 0..n {
                 let chunk = free.pop().expect("a free frame");
                 let i = sent + descs.len() as u32;
-                let dst = Ipv4Addr::from(base + (i % hosts));
+                let dst = bed.target(i);
                 let slot = (chunk / CHUNK as u64) as usize;
                 target[slot] = u32::from(dst);
                 seqs[slot] = i as u16;

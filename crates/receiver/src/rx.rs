@@ -644,6 +644,22 @@ mod tests {
         );
     }
 
+    /// Hands `data` (an IPv4 packet stamped `ts_ns` on the stamp clock) to the loop: 1 frame.
+    fn deliver(
+        on_frame: &mut dyn FnMut(asdic_engine::RxFrame<'_>),
+        data: &[u8],
+        ts_ns: u64,
+    ) -> usize {
+        on_frame(asdic_engine::RxFrame {
+            data,
+            layer: asdic_engine::RxLayer::Ipv4,
+            ts_ns,
+            truncated: false,
+            realtime: false,
+        });
+        1
+    }
+
     /// A queue whose loop is held up (descheduled, busy) in its first read until `until`,
     /// when it gets the one frame that arrived meanwhile.
     struct Held {
@@ -669,16 +685,7 @@ mod tests {
                 .saturating_duration_since(std::time::Instant::now());
             std::thread::sleep(left);
             match self.frame.take() {
-                Some((data, ts_ns)) => {
-                    on_frame(asdic_engine::RxFrame {
-                        data: &data,
-                        layer: asdic_engine::RxLayer::Ipv4,
-                        ts_ns,
-                        truncated: false,
-                        realtime: false,
-                    });
-                    Ok(1)
-                }
+                Some((data, ts_ns)) => Ok(deliver(on_frame, &data, ts_ns)),
                 None => {
                     std::thread::sleep(timeout);
                     Ok(0)
@@ -728,14 +735,7 @@ mod tests {
             if self.delivered == self.pause_after {
                 self.paused_until = Some(std::time::Instant::now() + self.pause);
             }
-            on_frame(asdic_engine::RxFrame {
-                data: &data,
-                layer: asdic_engine::RxLayer::Ipv4,
-                ts_ns: stamp_ns(),
-                truncated: false,
-                realtime: false,
-            });
-            Ok(1)
+            Ok(deliver(on_frame, &data, stamp_ns()))
         }
     }
 
