@@ -642,3 +642,52 @@ fn families_that_leave_by_different_interfaces_get_an_engine_each() {
         );
     }
 }
+
+/// A tracked run that sends one probe per call sends through a socket of its own on each
+/// queue, so the receiver waiting on its socket does not run the sender's copy-mode TX path
+/// (issue 28, item 7); a run in batches keeps one socket, whose receiver's polls help push
+/// them. The start line says which, and both match the bed exactly.
+#[test]
+fn one_probe_per_call_sends_through_a_socket_of_its_own_and_batches_do_not() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("xts", &[]);
+    let truth = bed.truth();
+    for (extra, own) in [(&[][..], true), (&["--batch", "64"][..], false)] {
+        let out = scratch(&format!("xts-{own}.parquet"));
+        let mut args = vec![
+            "ping",
+            "198.19.1.0/24",
+            "--engine",
+            "xdp",
+            "--rate",
+            "20000",
+            "-W",
+            "1s",
+            "-v",
+            "-q",
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = bed.asdic(&args);
+        let err = stderr_of(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        let line = engine_line(&err);
+        assert_eq!(
+            line.contains("TX through queue 0 (sending sockets of their own: one probe per call)"),
+            own,
+            "{line}"
+        );
+        let stamps = if own {
+            "asdic: stamps: tx=user-space-per-call rx=xdp-hook clock=monotonic"
+        } else {
+            "asdic: stamps: tx=user-space-probe rx=xdp-hook clock=monotonic"
+        };
+        assert!(err.lines().any(|l| l == stamps), "{err}");
+        let (rows, _) = read_parquet(&out);
+        assert_eq!(rows.len(), 256);
+        let seen = assert_ping_ground_truth(&truth, &rows, 1);
+        let dead = (256..512u32).filter(|x| x % 97 == 13).count() as u64;
+        assert_eq!(seen, [256 - dead, dead, 0], "{own}");
+    }
+}

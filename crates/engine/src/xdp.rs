@@ -568,6 +568,8 @@ pub struct XdpInfo {
     pub rx_frames: u32,
     /// UMEM bytes over all queues.
     pub umem_bytes: u64,
+    /// Whether each TX queue sends through a socket of its own (`XdpOptions::separate_tx`).
+    pub tx_sockets: bool,
 }
 
 fn qsize(n: u32) -> Result<QueueSize, EngineError> {
@@ -960,6 +962,7 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
         unserved: l.unserved,
         rx_frames: l.rx_frames,
         umem_bytes: l.umem_bytes,
+        tx_sockets: o.separate_tx,
     };
     let first = &mut rxs[0];
     first.filter = Some(filter);

@@ -471,10 +471,15 @@ fn xdp_detail(info: &asdic_engine::xdp::XdpInfo) -> String {
         )
     };
     let mut detail = format!(
-        "on {queues}, TX through queue{} {}, {} mode, {} RX frames per queue ({} MiB of UMEM), \
-         from {} {} to next hop {} {}",
+        "on {queues}, TX through queue{} {}{}, {} mode, {} RX frames per queue ({} MiB of \
+         UMEM), from {} {} to next hop {} {}",
         if info.tx_queues.len() == 1 { "" } else { "s" },
         asdic_engine::xdp::queue_list(&info.tx_queues),
+        if info.tx_sockets {
+            " (sending sockets of their own: one probe per call)"
+        } else {
+            ""
+        },
         info.mode,
         info.rx_frames,
         info.umem_bytes >> 20,
