@@ -62,6 +62,22 @@ impl BedArgs {
         })
     }
 
+    /// The IPv4 echo request of 32 payload bytes, Ethernet-framed from the interface to the
+    /// next hop.
+    pub fn template(&self) -> asdic_wire::template::Template {
+        use asdic_wire::template::{Layer, Template};
+        Template::new(
+            asdic_wire::Family::V4,
+            Layer::Ethernet {
+                src_mac: self.src_mac,
+                dst_mac: self.dst_mac,
+                src_ip: self.src.into(),
+            },
+            32,
+        )
+        .expect("an IPv4 Ethernet template")
+    }
+
     /// Target `i` (wrapping over the prefix).
     pub fn target(&self, i: u32) -> Ipv4Addr {
         Ipv4Addr::from(self.base + i % self.hosts)

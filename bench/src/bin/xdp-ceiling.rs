@@ -17,9 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use asdic_bench::BedArgs;
-use asdic_wire::Family;
 use asdic_wire::payload::{Key, Stamp};
-use asdic_wire::template::{Layer, ProbeFields, Template};
+use asdic_wire::template::ProbeFields;
 use xsk_rs::config::{BindFlags, FrameSize, Interface, QueueSize, SocketConfig, UmemConfig};
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 
@@ -142,16 +141,7 @@ fn main() {
     let iface = &bed.iface;
     let secs: f64 = args[5].parse().unwrap_or_else(|_| die("SECONDS"));
     let hosts = bed.hosts;
-    let t = Template::new(
-        Family::V4,
-        Layer::Ethernet {
-            src_mac: bed.src_mac,
-            dst_mac: bed.dst_mac,
-            src_ip: IpAddr::V4(bed.src),
-        },
-        32,
-    )
-    .expect("template");
+    let t = bed.template();
     // One prebuilt frame per target, patched once, before the clock starts.
     let key = Key::new(1, 2);
     let prebuilt: Arc<Vec<Vec<u8>>> = Arc::new(

@@ -16,9 +16,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use asdic_bench::BedArgs;
-use asdic_wire::Family;
 use asdic_wire::payload::{Key, Stamp};
-use asdic_wire::template::{Layer, ProbeFields, Template};
+use asdic_wire::template::ProbeFields;
 
 const CHUNK: usize = 4096;
 /// Room for `struct xsk_tx_metadata` (24 bytes since Linux 6.15), a multiple of 8.
@@ -395,16 +394,7 @@ fn main() {
     if ifindex == 0 {
         die(format!("no interface {iface}"));
     }
-    let t = Template::new(
-        Family::V4,
-        Layer::Ethernet {
-            src_mac: bed.src_mac,
-            dst_mac: bed.dst_mac,
-            src_ip: IpAddr::V4(bed.src),
-        },
-        32,
-    )
-    .expect("template");
+    let t = bed.template();
     let mut sock = xsk::Socket::open(ifindex, 0, RING, CHUNK, META as u32)
         .unwrap_or_else(|e| die(format!("AF_XDP on {iface}: {e}")));
     let tai_minus_real = clock(libc::CLOCK_TAI) as i64 - clock(libc::CLOCK_REALTIME) as i64;
