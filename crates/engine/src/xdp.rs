@@ -15,8 +15,9 @@
 //! socket with a TX ring runs its TX path under the socket's mutex, so a receiver waiting on
 //! the socket the sender kicks would contend with every `sendto` (see [`bind_queue`]). Each
 //! queue has a UMEM of its own, split once: TX frames circulate between its TX lane's free
-//! list, the sending socket's TX ring and the queue's completion ring; RX frames between its fill ring, the receiving
-//! socket's RX ring and its RX half (see `xsk_sys` for why that makes the accessors sound).
+//! list, the sending socket's TX ring and the queue's completion ring; RX frames between its
+//! fill ring, the receiving socket's RX ring and its RX half (see `xsk_sys` for why that
+//! makes the accessors sound).
 //! One UMEM per queue rather than one for all: each RX half owns every frame it touches, so
 //! no frame ever crosses threads and no UMEM lock is taken after open (xsk-rs serialises
 //! socket creation on a UMEM), at the price of a TX area per queue (counted in
