@@ -42,7 +42,9 @@ for c in "${cases[@]}"; do
       kill -INT "$cap"
       exit 1
     }
-    sleep 0.3
+    # tcpdump hands its buffer over a block at a time, by 1 s at the latest: a capture
+    # stopped sooner loses its last block (the run's last frames).
+    sleep 1.5
     kill -INT "$cap"
     wait "$cap" || true
     python3 bench/xdp_txstamp.py "$d/wire.pcap" "$d/stamps" 198.18.0.1 >"$d/rows"
