@@ -182,7 +182,7 @@ fn main() {
             rx_frames,
         } = open(iface, q);
         assert_eq!(xsk::fill_produce(&mut fq, &rx_frames), rx_frames.len());
-        rx_side.push((rxq, fq, umem.clone(), rx_frames.len()));
+        rx_side.push((rxq, fq));
         let core = cores.get(q as usize % cores.len().max(1)).copied();
         let (prebuilt, sent) = (prebuilt.clone(), sent.clone());
         let offset = (q as usize * prebuilt.len()) / nq as usize;
@@ -275,11 +275,7 @@ fn send_loop(
 
 /// Counts the frames on every queue's RX ring and gives them straight back to its fill ring;
 /// sleeps in poll(2) when every ring is empty.
-fn count_loop(
-    mut queues: Vec<(RxQueue, FillQueue, Umem, usize)>,
-    stop: &AtomicBool,
-    received: &AtomicU64,
-) {
+fn count_loop(mut queues: Vec<(RxQueue, FillQueue)>, stop: &AtomicBool, received: &AtomicU64) {
     let mut descs = vec![FrameDesc::default(); BATCH];
     let mut fds: Vec<libc::pollfd> = queues
         .iter()
@@ -292,7 +288,7 @@ fn count_loop(
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let mut any = false;
-        for (rxq, fq, _umem, _) in &mut queues {
+        for (rxq, fq) in &mut queues {
             let k = xsk::rx_consume(rxq, &mut descs);
             if k > 0 {
                 any = true;

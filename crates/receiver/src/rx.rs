@@ -383,9 +383,8 @@ pub fn run(
             cfg.poll
         } else {
             let due = (flushed + FLUSH_NS).saturating_sub(t0);
-            cfg.poll.min(std::time::Duration::from_millis(
-                due.div_ceil(1_000_000).max(1),
-            ))
+            cfg.poll
+                .min(Duration::from_millis(due.div_ceil(1_000_000).max(1)))
         };
         let Received {
             got,

@@ -427,8 +427,7 @@ fn open_xdp(
         queues: o.queues.clone(),
         // Auto must not pick an engine that leaves replies unread.
         require_all_queues: auto,
-        // A tracked run sends one probe per call unless given --batch (Pipeline::set_tracked).
-        separate_tx: hints.tracked && !o.batch_given,
+        separate_tx: crate::per_call_asked(hints.tracked, o.batch_given),
         ..XdpOptions::new(hints.toward)
     };
     let opts = XdpOptions {
@@ -476,7 +475,7 @@ fn xdp_detail(info: &asdic_engine::xdp::XdpInfo) -> String {
         if info.tx_queues.len() == 1 { "" } else { "s" },
         asdic_engine::xdp::queue_list(&info.tx_queues),
         if info.tx_sockets {
-            " (sending sockets of their own: one probe per call)"
+            " (sending sockets of their own)"
         } else {
             ""
         },

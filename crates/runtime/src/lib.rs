@@ -204,6 +204,13 @@ fn stamp_line(halves: &Halves, per_call: bool) -> String {
     format!("tx={tx} rx={rx} clock=monotonic")
 }
 
+/// Whether a run asks for its probes one per engine call where the engine needs it
+/// ([`Pipeline::set_tracked`]): tracked, and no `--batch` given. The XDP engine is opened
+/// for it (a sending socket of its own per queue) before its caps are known.
+pub fn per_call_asked(tracked: bool, batch_given: bool) -> bool {
+    tracked && !batch_given
+}
+
 impl Pipeline {
     /// Sends a tracked run's probes one per engine call where the engine's kernel transmits
     /// a call's packets one after another before returning and hands back no stamp of its
@@ -213,7 +220,8 @@ impl Pipeline {
     pub fn set_tracked(&mut self, tracked: bool, batch_given: bool) {
         if let Some(h) = &self.engine {
             let caps = h.0.caps();
-            self.per_call = tracked && !batch_given && caps.serial_send && !caps.kernel_stamps;
+            self.per_call =
+                per_call_asked(tracked, batch_given) && caps.serial_send && !caps.kernel_stamps;
             self.stamps = stamp_line(h, self.per_call);
         }
     }
