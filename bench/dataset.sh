@@ -22,7 +22,7 @@ scan() { # dataset run-id [flags]
   local dir=$1 run=$2
   shift 2
   ip netns exec "asdic-$id-scan" "$target/asdic" scan 198.19.0.0/16 --no-default-blocklist \
-    -r 10000000 -c 1 -e 1 -q --dataset "$dir" --run-id "$run" "$@" 2>"$work/err" ||
+    -R 10000000 --cooldown 1 --seed 1 -q --dataset "$dir" --run-id "$run" "$@" 2>"$work/err" ||
     { cat "$work/err" >&2; exit 1; }
 }
 for i in $(seq -w 0 $((runs - 1))); do

@@ -18,7 +18,7 @@
 #        -r RATE`, µs resolution; FPING=path or ZMAP=path for another installed build)
 #        REPS=N (default 5)
 #        ASDIC_ARGS="--batch 1" (more flags for every asdic run)
-#        MODE=scan: the stateless scan instead (`asdic scan 198.19.0.0/20 -r RATE`, one probe
+#        MODE=scan: the stateless scan instead (`asdic scan 198.19.0.0/20 -R RATE`, one probe
 #        per target, each timed from the stamp its payload carries)
 #        ASDIC=path/to/asdic (default: build target/release/asdic)
 set -euo pipefail
@@ -82,7 +82,7 @@ one() { # engine rate run -> one JSON line (plus "capture_dropped")
     ;;
   *)
     if [[ ${MODE:-ping} == scan ]]; then
-      ip netns exec "$scan" "$ASDIC" scan 198.19.0.0/20 -r "$r" --engine "$e" -q --no-default-blocklist \
+      ip netns exec "$scan" "$ASDIC" scan 198.19.0.0/20 -R "$r" --engine "$e" -q --no-default-blocklist \
         --cooldown 1s ${ASDIC_ARGS:-} -O csv -o "$dir/out.csv" >/dev/null 2>"$dir/asdic.err" || rc=$?
       # target,outcome,rtt_us,…: one row per target.
       awk -F, 'NR > 1 && $2 == "reply" { print $1, $3 }' "$dir/out.csv" >"$dir/rtts"

@@ -58,7 +58,7 @@ for plen in $prefixes; do
         r=$rate
         [ "$rate" = full ] && r=10000000
         ip netns exec "$ns" /usr/bin/time -f '%M' -o "$tm" "$target/asdic" scan "198.19.0.0/$plen" \
-          --no-default-blocklist --engine "${tool#asdic-}" -r "$r" -c 1 -q -O csv -o "$out" --force 2>"$err"
+          --no-default-blocklist --engine "${tool#asdic-}" -R "$r" --cooldown 1 -q -O csv -o "$out" --force 2>"$err"
         awk -F, 'NR > 1 && $2 == "reply" { print $1 }' "$out" | sort -u >"$work/found"
         sent=$(sed -n 's/^asdic: sent \([0-9]*\) probes in \([0-9.]*\)s.*/\1/p' "$err")
         secs=$(sed -n 's/^asdic: sent \([0-9]*\) probes in \([0-9.]*\)s.*/\2/p' "$err")

@@ -93,8 +93,8 @@ fn endless_input_ends_with_one_line_and_exit_2_under_64_mib() {
             line_cap,
         ),
         (
-            "scan -I /dev/zero",
-            vec!["scan", "-r", "1000", "-I", "/dev/zero", "-o", "-"],
+            "scan -f /dev/zero",
+            vec!["scan", "-R", "1000", "-f", "/dev/zero", "-o", "-"],
             line_cap,
         ),
         ("sweep /dev/zero", vec!["sweep", "/dev/zero"], sweep_cap),
@@ -104,8 +104,8 @@ fn endless_input_ends_with_one_line_and_exit_2_under_64_mib() {
             line_cap,
         ),
         (
-            "scan -I FIFO",
-            vec!["scan", "-r", "1000", "-I", p(&fifo), "-o", "-"],
+            "scan -f FIFO",
+            vec!["scan", "-R", "1000", "-f", p(&fifo), "-o", "-"],
             line_cap,
         ),
         ("sweep FIFO", vec!["sweep", p(&fifo)], sweep_cap),
@@ -221,9 +221,9 @@ fn a_10_million_line_list_and_a_2_24_prefix_stay_within_the_stated_rss() {
         &bed,
         &[
             "scan",
-            "-r",
+            "-R",
             "1000",
-            "-I",
+            "-f",
             p(&list),
             "--dry-run",
             "-q",

@@ -357,7 +357,7 @@ fn per_probe_rows_say_what_each_probe_drew() {
             "-c",
             "3",
             "-i",
-            "20ms",
+            "30ms",
             "-W",
             "200ms",
             "--engine",

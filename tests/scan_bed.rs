@@ -31,9 +31,9 @@ fn spawn_slash16(bed: &Bed, rate: &str, out: &std::path::Path) -> std::process::
         "scan",
         "198.19.0.0/16",
         "--no-default-blocklist",
-        "-r",
+        "-R",
         rate,
-        "-c",
+        "--cooldown",
         "1",
         "-q",
         "-o",
@@ -101,11 +101,11 @@ fn hits_and_unreachables_match_ground_truth_and_the_blocklist_holds() {
             "--no-default-blocklist",
             "-b",
             block.to_str().unwrap(),
-            "-r",
+            "-R",
             "20000",
-            "-c",
+            "--cooldown",
             "1",
-            "-e",
+            "--seed",
             "7",
         ],
     );
@@ -202,12 +202,12 @@ fn shards_partition_the_targets_on_the_wire() {
                 "3",
                 "--shard",
                 &shard.to_string(),
-                "-e",
+                "--seed",
                 "99",
                 "--all-events",
-                "-r",
+                "-R",
                 "20000",
-                "-c",
+                "--cooldown",
                 "500ms",
             ],
         );
@@ -319,14 +319,19 @@ fn sigint_cools_down_and_leaves_a_complete_parquet_file() {
 fn limits_stop_the_scan_exactly() {
     let Some(()) = require_bed() else { return };
     let bed = Bed::up("slim", &[]);
-    let args = ["198.19.0.0/16", "--no-default-blocklist", "-c", "500ms"];
+    let args = [
+        "198.19.0.0/16",
+        "--no-default-blocklist",
+        "--cooldown",
+        "500ms",
+    ];
     let mut a = args.to_vec();
-    a.extend_from_slice(&["-r", "20000", "-n", "500"]);
+    a.extend_from_slice(&["-R", "20000", "--max-targets", "500"]);
     let (_, meta, _) = scan(&bed, "slim-n", &a);
     assert_eq!(bed.counter("sent4"), 500, "--max-targets 500");
     assert_eq!(meta.complete, Some(true));
     let mut a = args.to_vec();
-    a.extend_from_slice(&["-r", "5000", "-t", "1"]);
+    a.extend_from_slice(&["-R", "5000", "--max-runtime", "1"]);
     let (_, meta, err) = scan(&bed, "slim-t", &a);
     let sent = bed.counter("sent4") - 500;
     assert!(
@@ -343,7 +348,7 @@ fn refuses_unsafe_or_unclear_scans_before_sending() {
     let bed = Bed::up("sref", &[]);
     let cases: &[(&[&str], &str)] = &[
         (
-            &["scan", "198.19.0.0/24", "-r", "1000"],
+            &["scan", "198.19.0.0/24", "-R", "1000"],
             "198.18.0.0/15: benchmarking (RFC 2544)",
         ),
         (
@@ -355,7 +360,7 @@ fn refuses_unsafe_or_unclear_scans_before_sending() {
                 "scan",
                 "198.19.0.0/24",
                 "--no-default-blocklist",
-                "-r",
+                "-R",
                 "10",
                 "--shards",
                 "3",
@@ -369,7 +374,7 @@ fn refuses_unsafe_or_unclear_scans_before_sending() {
                 "scan",
                 "198.19.0.0/24",
                 "--no-default-blocklist",
-                "-r",
+                "-R",
                 "10",
                 "-o",
                 "x.csv",
@@ -400,9 +405,9 @@ fn retries_probe_only_the_silent_targets_again() {
             "--retries",
             "2",
             "--all-events",
-            "-r",
+            "-R",
             "10000",
-            "-c",
+            "--cooldown",
             "300ms",
         ],
     );
@@ -443,9 +448,9 @@ fn jsonl_and_csv_on_stdout_and_a_json_status_file() {
         "198.19.77.0/30",
         "198.19.0.0/28",
         "--no-default-blocklist",
-        "-r",
+        "-R",
         "1000",
-        "-c",
+        "--cooldown",
         "500ms",
         "-o",
         "-",
@@ -479,9 +484,9 @@ fn jsonl_and_csv_on_stdout_and_a_json_status_file() {
         "scan",
         "198.19.0.0/29",
         "--no-default-blocklist",
-        "-r",
+        "-R",
         "1000",
-        "-c",
+        "--cooldown",
         "300ms",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr_of(&o));
@@ -504,9 +509,9 @@ fn a_second_signal_skips_the_cooldown() {
             "scan",
             "198.19.0.0/16",
             "--no-default-blocklist",
-            "-r",
+            "-R",
             "5000",
-            "-c",
+            "--cooldown",
             "30",
             "-q",
             "-o",

@@ -44,7 +44,7 @@ fn shards_partition_the_blocklisted_space_for_several_counts() {
         "--no-default-blocklist",
         "-b",
         block.to_str().unwrap(),
-        "-e",
+        "--seed",
         "5",
     ];
     let want: HashSet<String> = (0..65_536u32)
@@ -72,12 +72,12 @@ fn shards_partition_the_blocklisted_space_for_several_counts() {
 
 #[test]
 fn order_is_scrambled_and_fixed_by_the_seed() {
-    let a = dry(&["198.19.0.0/16", "--no-default-blocklist", "-e", "1"]);
+    let a = dry(&["198.19.0.0/16", "--no-default-blocklist", "--seed", "1"]);
     assert_eq!(
         a,
-        dry(&["198.19.0.0/16", "--no-default-blocklist", "-e", "1"])
+        dry(&["198.19.0.0/16", "--no-default-blocklist", "--seed", "1"])
     );
-    let b = dry(&["198.19.0.0/16", "--no-default-blocklist", "-e", "2"]);
+    let b = dry(&["198.19.0.0/16", "--no-default-blocklist", "--seed", "2"]);
     assert_ne!(a, b);
     // The first 256 probes land in many different /24s.
     let nets: HashSet<&str> = a[..256]
@@ -89,10 +89,21 @@ fn order_is_scrambled_and_fixed_by_the_seed() {
 
 #[test]
 fn limits_allowlists_and_ipv6_sampling() {
-    let ten = dry(&["198.19.0.0/16", "--no-default-blocklist", "-n", "10%"]);
+    let ten = dry(&[
+        "198.19.0.0/16",
+        "--no-default-blocklist",
+        "--max-targets",
+        "10%",
+    ]);
     assert_eq!(ten.len(), 6554);
     assert_eq!(
-        dry(&["198.19.0.0/16", "--no-default-blocklist", "-n", "123"]).len(),
+        dry(&[
+            "198.19.0.0/16",
+            "--no-default-blocklist",
+            "--max-targets",
+            "123"
+        ])
+        .len(),
         123
     );
     let allow = scratch("cli-allow.txt");
@@ -100,7 +111,7 @@ fn limits_allowlists_and_ipv6_sampling() {
     let allowed = dry(&[
         "198.19.0.0/16",
         "--no-default-blocklist",
-        "-w",
+        "--allowlist-file",
         allow.to_str().unwrap(),
     ]);
     assert_eq!(allowed.len(), 129);

@@ -428,7 +428,8 @@ fn bad_arguments_are_usage_errors() {
         (&["198.19.1.1", "--size", "8"], "--size 8"),
         (&["198.19.1.1", "--rate=-5"], "--rate -5"),
         (&["198.19.1.1", "--timeout", "0"], "--timeout 0"),
-        (&["198.19.0.0/20"], "--rate is required for 122880 probes"),
+        (&["198.19.1.1", "-W", "2"], "write 2s or 2ms"),
+        (&["198.19.1.1", "-e", "7"], "write --seed"),
         (&["not-an-address"], "target"),
         (&[], "no targets"),
     ];

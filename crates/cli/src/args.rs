@@ -446,16 +446,38 @@ fn parse_id(s: &str) -> Result<IdChoice, String> {
         .map_err(|_| format!("{s:?} is neither \"random\" nor 0..=65535"))
 }
 
-/// Parses `500ms`, `1s`, `2.5s`, `250us`, `1m`, `1h`; a bare number is milliseconds.
+/// Parses a duration flag whose bare number meant milliseconds before 0.2 (ping `-i`/`-W`,
+/// sweep `-i`/`-W`/`--window`, trace `-W`, `--sync-every`, ...): `500ms`, `1s`, `2.5s`,
+/// `250us`, `1m`, `1h`, or `0`. Any other bare number is refused for this release, naming
+/// both spellings, because it will mean seconds (as in ping, traceroute and zmap) in the next:
+/// never silently read one way or the other.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    duration(s, false)
+}
+
+/// Parses a duration flag whose bare number is seconds (zmap's convention, and asdic's for
+/// every duration from 0.3): `8`, `1.5`, `250ms`, `2m`.
+pub fn parse_seconds(s: &str) -> Result<Duration, String> {
+    duration(s, true)
+}
+
+/// A duration with its unit (us, ms, s, m, h); a bare number is seconds when `bare_seconds`,
+/// else refused unless it is zero.
+fn duration(s: &str, bare_seconds: bool) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
         Some(i) => (&s[..i], &s[i..]),
-        None => (s, "ms"),
+        None => (s, "s"),
     };
     let v: f64 = num
         .parse()
         .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 1s, 2.5s)"))?;
+    if unit == "s" && num.len() == s.len() && !bare_seconds && v != 0.0 {
+        return Err(format!(
+            "{s:?} has no unit: write {s}s or {s}ms (a bare number here meant milliseconds \
+             before asdic 0.2 and will mean seconds, as in ping and zmap)"
+        ));
+    }
     let secs = match unit {
         "us" => v / 1e6,
         "ms" => v / 1e3,
@@ -473,6 +495,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     Ok(Duration::from_secs_f64(secs))
 }
+
+/// A value parser that refuses every value: a flag letter retired for one release (0.2)
+/// because its meaning moved; `now` names the new spelling. A retired letter is never
+/// silently read with its new meaning.
+fn retired(now: &'static str) -> impl Fn(&str) -> Result<Retired, String> + Clone + Send + Sync {
+    move |_| Err(now.to_string())
+}
+
+/// The value of a retired flag, which is never parsed.
+#[derive(Debug, Clone, Copy)]
+pub enum Retired {}
 
 /// `--sync-every`: a duration of at least 100 ms.
 fn parse_sync_every(s: &str) -> Result<Duration, String> {
@@ -498,7 +531,7 @@ pub struct PingArgs {
     #[arg(short = 'c', long, default_value_t = 1, value_name = "N")]
     pub count: u32,
 
-    /// Time between successive probes to the same target (fping -p).
+    /// Time between successive probes to the same target, with its unit (ping -i; fping -p).
     #[arg(short = 'i', long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub interval: Duration,
 
@@ -510,7 +543,7 @@ pub struct PingArgs {
     #[arg(short = 't', long, default_value_t = 64, value_name = "TTL")]
     pub ttl: u8,
 
-    /// How long to wait for each reply; a bare number is milliseconds.
+    /// How long to wait for each reply, with its unit (1s, 500ms).
     #[arg(short = 'W', long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Duration,
 
@@ -522,8 +555,8 @@ pub struct PingArgs {
     #[arg(long, default_value = "random", value_parser = parse_id, value_name = "random|N")]
     pub id: IdChoice,
 
-    /// Probes per second over all targets. Required beyond 256 targets×count; otherwise
-    /// defaults to 100 (fping's 10 ms between probes).
+    /// Most probes per second over all targets (default 100, fping's 10 ms between probes).
+    /// Required when targets ÷ --interval needs more than 100/s.
     #[arg(short = 'R', long, value_name = "PPS")]
     pub rate: Option<f64>,
 
@@ -555,10 +588,11 @@ pub struct PingArgs {
     pub sync_every: Duration,
 
     /// Format of the per-target results on stdout (default: table).
-    #[arg(long, value_parser = formats(&[Format::Table, Format::Csv, Format::Jsonl]), value_name = "FORMAT")]
+    #[arg(short = 'O', long, value_parser = formats(&[Format::Table, Format::Csv, Format::Jsonl]), value_name = "FORMAT")]
     pub format: Option<Format>,
 
-    /// Quiet: no per-target results on stdout, only the summary (fping -q).
+    /// Quiet: no per-target results on stdout and no progress line, only the summary
+    /// (fping -q).
     #[arg(short = 'q', long)]
     pub quiet: bool,
 
@@ -623,15 +657,6 @@ pub fn parse_bandwidth(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Parses a duration where a bare number is seconds (zmap's convention for -t and -c).
-pub fn parse_seconds(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        return parse_duration(&format!("{t}s"));
-    }
-    parse_duration(t)
-}
-
 /// `asdic scan` options. Flag names follow zmap where the meaning is the same.
 #[derive(Debug, Args)]
 pub struct ScanArgs {
@@ -640,11 +665,11 @@ pub struct ScanArgs {
     pub targets: Vec<String>,
 
     /// Read targets from FILE (addresses or CIDRs, # comments; "-" for stdin).
-    #[arg(short = 'I', long = "file", value_name = "FILE")]
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
 
     /// Send rate in probes per second (required unless --bandwidth is given).
-    #[arg(short = 'r', long, value_name = "PPS")]
+    #[arg(short = 'R', long, value_name = "PPS")]
     pub rate: Option<f64>,
 
     /// Send rate as bandwidth on the wire in bits/s (e.g. 10M, 1G); Ethernet framing
@@ -653,16 +678,16 @@ pub struct ScanArgs {
     pub bandwidth: Option<f64>,
 
     /// Stop after this many targets, or this share of the target space (e.g. 10%).
-    #[arg(short = 'n', long, value_parser = parse_limit, value_name = "N|P%")]
+    #[arg(long, value_parser = parse_limit, value_name = "N|P%")]
     pub max_targets: Option<Limit>,
 
     /// Stop sending after this long (then cool down); a bare number is seconds.
-    #[arg(short = 't', long, value_parser = parse_seconds, value_name = "DURATION")]
+    #[arg(long, value_parser = parse_seconds, value_name = "DURATION")]
     pub max_runtime: Option<Duration>,
 
     /// How long to keep receiving after the last probe; also how long any probe waits for
     /// its answer. A bare number is seconds.
-    #[arg(short = 'c', long, default_value = "8", value_parser = parse_seconds, value_name = "DURATION")]
+    #[arg(long, default_value = "8", value_parser = parse_seconds, value_name = "DURATION")]
     pub cooldown: Duration,
 
     /// Probe a target again this many times while it does not answer (0 = one probe).
@@ -671,7 +696,7 @@ pub struct ScanArgs {
 
     /// Seed of the target order (and of IPv6 sampling): the same seed gives the same order.
     /// Shards of one scan must share it. Default: random, printed at start.
-    #[arg(short = 'e', long, value_name = "N")]
+    #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
 
     /// Split the scan into this many disjoint shards (for several machines).
@@ -701,7 +726,7 @@ pub struct ScanArgs {
     pub blocklist: Vec<PathBuf>,
 
     /// Only probe addresses in FILE (CIDR per line, # comments). Repeatable.
-    #[arg(short = 'w', long = "allowlist-file", value_name = "FILE")]
+    #[arg(long = "allowlist-file", value_name = "FILE")]
     pub allowlist: Vec<PathBuf>,
 
     /// Do not apply the built-in blocklist of IANA special-purpose addresses (private,
@@ -737,7 +762,7 @@ pub struct ScanArgs {
 
     /// Output format (default: the -o name's extension, else parquet for files and csv on
     /// stdout).
-    #[arg(short = 'O', long, value_parser = formats(&[Format::Parquet, Format::Csv, Format::Jsonl]), value_name = "FORMAT")]
+    #[arg(short = 'O', long = "format", visible_alias = "output-format", value_parser = formats(&[Format::Parquet, Format::Csv, Format::Jsonl]), value_name = "FORMAT")]
     pub output_format: Option<Format>,
 
     /// Parquet: finish a durable part of the output (FILE.parts/part-N.parquet) this often; a
@@ -762,18 +787,53 @@ pub struct ScanArgs {
     #[arg(short = 's', long, default_value_t = 32, value_name = "BYTES")]
     pub size: usize,
 
-    /// IP TTL / IPv6 hop limit of probes.
+    /// IP TTL / IPv6 hop limit of probes (-t from asdic 0.3).
     #[arg(long, default_value_t = 64, value_name = "TTL")]
     pub ttl: u8,
 
     /// Send from this interface only (SO_BINDTODEVICE; the XDP engine checks that the route
-    /// to the targets leaves by it).
-    #[arg(short = 'i', long, value_name = "IFACE")]
+    /// to the targets leaves by it). -I from asdic 0.3.
+    #[arg(long, value_name = "IFACE")]
     pub interface: Option<String>,
 
     /// The I/O engine and its threads.
     #[command(flatten)]
     pub io: EngineArgs,
+
+    /// zmap's letters whose meaning moved: refused for this release.
+    #[command(flatten)]
+    pub retired: ScanRetired,
+}
+
+/// The letters `asdic scan` took from zmap before 0.2 that collide with the vocabulary every
+/// subcommand shares (`-c` count, `-i` interval, `-t` TTL, `-I` interface, `-f` file, `-R`
+/// rate): each is refused for one release with a line naming its new spelling.
+#[derive(Debug, Args)]
+pub struct ScanRetired {
+    #[arg(short = 'r', hide = true, num_args = 0..=1, default_missing_value = "", value_name = "RETIRED",
+          value_parser = retired("scan's -r (zmap's rate) is retired: write -R or --rate"))]
+    old_r: Option<Retired>,
+    #[arg(short = 'I', hide = true, num_args = 0..=1, default_missing_value = "", value_name = "RETIRED",
+          value_parser = retired("scan's -I (zmap's input file) is retired: write -f or --file (-I is the interface from asdic 0.3; until then --interface)"))]
+    old_big_i: Option<Retired>,
+    #[arg(short = 'i', hide = true, num_args = 0..=1, default_missing_value = "", value_name = "RETIRED",
+          value_parser = retired("scan's -i (zmap's interface) is retired: write --interface"))]
+    old_i: Option<Retired>,
+    #[arg(short = 'c', hide = true, num_args = 0..=1, default_missing_value = "", value_name = "RETIRED",
+          value_parser = retired("scan's -c (zmap's cooldown) is retired: write --cooldown"))]
+    old_c: Option<Retired>,
+    #[arg(short = 't', hide = true, num_args = 0..=1, default_missing_value = "", value_name = "RETIRED",
+          value_parser = retired("scan's -t (zmap's max runtime) is retired: write --max-runtime (-t is the TTL from asdic 0.3; until then --ttl)"))]
+    old_t: Option<Retired>,
+    #[arg(short = 'n', hide = true, num_args = 0..=1, default_missing_value = "", value_name = "RETIRED",
+          value_parser = retired("scan's -n (zmap's max targets) is retired: write --max-targets"))]
+    old_n: Option<Retired>,
+    #[arg(short = 'e', hide = true, num_args = 0..=1, default_missing_value = "", value_name = "RETIRED",
+          value_parser = retired("scan's -e (zmap's seed) is retired: write --seed"))]
+    old_e: Option<Retired>,
+    #[arg(short = 'w', hide = true, num_args = 0..=1, default_missing_value = "", value_name = "RETIRED",
+          value_parser = retired("scan's -w (zmap's allowlist) is retired: write --allowlist-file"))]
+    old_w: Option<Retired>,
 }
 
 /// `asdic sweep` options. NetXMS ping subagent's terms where they apply.
@@ -785,8 +845,9 @@ pub struct SweepArgs {
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 
-    /// Start a round this often; its probes are spread evenly across it.
-    #[arg(short = 'e', long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    /// Start a round this often (the time between successive probes to one target, as ping's
+    /// -i); its probes are spread evenly across it.
+    #[arg(short = 'i', long = "interval", visible_alias = "every", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub every: Duration,
 
     /// Statistics (and alarms) cover the probes sent within this last span.
@@ -861,7 +922,7 @@ pub struct SweepArgs {
     pub rounds: Option<u64>,
 
     /// Most probes per second over all targets. Required when the fleet needs more than
-    /// 1000/s (targets / --every).
+    /// 1000/s (targets / --interval).
     #[arg(short = 'R', long, value_name = "PPS")]
     pub rate: Option<f64>,
 
@@ -880,6 +941,11 @@ pub struct SweepArgs {
     /// The I/O engine and its threads.
     #[command(flatten)]
     pub io: EngineArgs,
+
+    /// Before 0.2, -e was the round interval: refused for this release.
+    #[arg(short = 'e', hide = true, num_args = 0..=1, default_missing_value = "", value_name = "RETIRED",
+          value_parser = retired("sweep's -e is retired: the round interval is -i or --interval (--every)"))]
+    pub retired_e: Option<Retired>,
 }
 
 /// `asdic trace` options. Flag names follow traceroute and `asdic ping` where the meaning is
@@ -902,19 +968,23 @@ pub struct TraceArgs {
     #[arg(long, default_value_t = 1, value_name = "TTL")]
     pub first_ttl: u8,
 
-    /// How long to wait for each probe's answer; a bare number is milliseconds.
+    /// How long to wait for each probe's answer, with its unit (2s, 500ms).
     #[arg(short = 'W', long, visible_alias = "wait", default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Duration,
 
-    /// Probes per second over all targets and TTLs. Required beyond 256 probes
-    /// (targets × TTLs); otherwise defaults to 100.
+    /// Most probes per second over all targets and TTLs (default 100).
     #[arg(short = 'R', long, value_name = "PPS")]
     pub rate: Option<f64>,
 
     /// Seed of the (target, TTL) order: the same seed gives the same order. Default: random,
     /// printed at start.
-    #[arg(short = 'e', long, value_name = "N")]
+    #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+
+    /// Before 0.2, -e was the seed: refused for this release.
+    #[arg(short = 'e', hide = true, num_args = 0..=1, default_missing_value = "", value_name = "RETIRED",
+          value_parser = retired("trace's -e is retired: write --seed"))]
+    pub retired_e: Option<Retired>,
 
     /// ICMP payload bytes per probe; at least 34: the probe stamp, its MAC and the flow word.
     #[arg(short = 's', long, default_value_t = 34, value_name = "BYTES")]
@@ -963,7 +1033,7 @@ pub struct TraceArgs {
     #[arg(short = 'O', long, value_parser = formats(&[Format::Text, Format::Csv, Format::Jsonl]), value_name = "FORMAT")]
     pub format: Option<Format>,
 
-    /// Quiet: nothing on stdout, only the summary on stderr.
+    /// Quiet: nothing on stdout and no progress line, only the summary on stderr.
     #[arg(short = 'q', long)]
     pub quiet: bool,
 
@@ -1009,13 +1079,108 @@ mod tests {
         for bad in ["", "M", "-1M", "1T", "abc"] {
             assert!(parse_bandwidth(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn durations_have_one_rule_for_bare_numbers() {
+        // Seconds where a bare number was always seconds (scan --cooldown, --max-runtime).
         assert_eq!(parse_seconds("8"), Ok(Duration::from_secs(8)));
         assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_seconds("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_seconds("soon").is_err());
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
-        assert!(parse_duration("1d").is_err());
+        // Every unit, in both parsers.
+        for (text, want) in [
+            ("250us", Duration::from_micros(250)),
+            ("10ms", Duration::from_millis(10)),
+            ("2s", Duration::from_secs(2)),
+            ("2.5s", Duration::from_millis(2500)),
+            ("1.5m", Duration::from_secs(90)),
+            ("1h", Duration::from_secs(3600)),
+            ("0", Duration::ZERO),
+            ("0.0", Duration::ZERO),
+        ] {
+            assert_eq!(parse_duration(text), Ok(want), "{text}");
+            assert_eq!(parse_seconds(text), Ok(want), "{text}");
+        }
+        // A bare number where it meant milliseconds before 0.2: refused, both spellings named,
+        // never read as either.
+        for bare in ["2", "1.5", "500", " 7 "] {
+            let e = parse_duration(bare).unwrap_err();
+            let t = bare.trim();
+            assert!(
+                e.contains(&format!("{t}s or {t}ms")) && e.contains("milliseconds"),
+                "{bare}: {e}"
+            );
+        }
+        for bad in ["1d", "-1s", "x", "", "ms", "1e400s", "1 s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Parses `asdic ARGS`, returning clap's error text when refused.
+    fn parse(args: &[&str]) -> Result<Command, String> {
+        Cli::try_parse_from(std::iter::once("asdic").chain(args.iter().copied()))
+            .map(|c| c.command)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn retired_letters_are_refused_naming_the_new_spelling() {
+        let cases: [(&[&str], &str); 10] = [
+            (&["scan", "x", "-r", "1000"], "-R or --rate"),
+            (&["scan", "-I", "list.txt"], "-f or --file"),
+            (&["scan", "x", "-i", "eth0"], "--interface"),
+            (&["scan", "x", "-c", "8"], "--cooldown"),
+            (&["scan", "x", "-t", "60"], "--max-runtime"),
+            (&["scan", "x", "-n", "10"], "--max-targets"),
+            (&["scan", "x", "-e", "7"], "--seed"),
+            (&["scan", "x", "-w", "allow.txt"], "--allowlist-file"),
+            (&["trace", "x", "-e", "7"], "--seed"),
+            (&["sweep", "fleet.txt", "-e", "5s"], "-i or --interval"),
+        ];
+        for (args, now) in cases {
+            let e = parse(args).unwrap_err();
+            assert!(e.contains(now) && e.contains("retired"), "{args:?}: {e}");
+            // Without a value too: still refused, never read as the new meaning.
+            let e = parse(&args[..args.len() - 1]).unwrap_err();
+            assert!(e.contains(now), "{args:?} without a value: {e}");
+        }
+        // The new spellings parse.
+        let Command::Scan(a) = parse(&[
+            "scan",
+            "-f",
+            "l.txt",
+            "-R",
+            "10",
+            "--interface",
+            "s0",
+            "--ttl",
+            "9",
+            "--seed",
+            "3",
+            "-O",
+            "csv",
+        ])
+        .unwrap() else {
+            panic!("not scan")
+        };
+        assert_eq!(
+            (a.rate, a.ttl, a.seed, a.interface.as_deref()),
+            (Some(10.0), 9, Some(3), Some("s0"))
+        );
+        assert_eq!(a.file.as_deref(), Some(std::path::Path::new("l.txt")));
+        assert_eq!(a.output_format, Some(Format::Csv));
+        let Command::Sweep(a) = parse(&["sweep", "f", "-i", "2s"]).unwrap() else {
+            panic!("not sweep")
+        };
+        assert_eq!(a.every, Duration::from_secs(2));
+        let Command::Sweep(a) = parse(&["sweep", "f", "--every", "3s"]).unwrap() else {
+            panic!("not sweep")
+        };
+        assert_eq!(a.every, Duration::from_secs(3));
+        // Old spellings whose meaning did not change still work.
+        assert!(parse(&["scan", "x", "--output-format", "csv"]).is_ok());
     }
 
     #[test]

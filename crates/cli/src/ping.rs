@@ -30,15 +30,15 @@ use crate::{Fail, usage};
 
 /// Most targets `ping` lists in memory.
 const MAX_TARGETS: u64 = 1 << 24;
-/// Above this many probes, --rate must be given.
-const DEFAULT_RATE_LIMIT: u64 = 256;
-/// Rate when none is given (fping's 10 ms between probes).
+/// Rate when none is given (fping's 10 ms between probes), and the most a run may need
+/// without --rate.
 const DEFAULT_RATE: f64 = 100.0;
 /// Most probes `--per-probe` keeps (56 bytes each: 224 MiB).
 const PER_PROBE_MAX: u128 = 1 << 22;
 
 /// Checks every option before anything is opened or sent.
-fn validate(a: &PingArgs, probes: u128) -> Result<f64, Fail> {
+fn validate(a: &PingArgs, targets: u64) -> Result<f64, Fail> {
+    let probes = u128::from(targets).saturating_mul(u128::from(a.count));
     if a.size < payload::LEN {
         return Err(usage(format!(
             "--size {}: below the minimum of {} bytes (the probe stamp and its MAC)",
@@ -72,12 +72,33 @@ fn validate(a: &PingArgs, probes: u128) -> Result<f64, Fail> {
     }
     match a.rate {
         Some(r) => Ok(r),
-        None if probes > u128::from(DEFAULT_RATE_LIMIT) => Err(usage(format!(
-            "--rate is required for {probes} probes (more than {DEFAULT_RATE_LIMIT}): \
-             say how many probes per second this network may take"
-        ))),
-        None => Ok(DEFAULT_RATE),
+        None => implied_rate(targets, a.count, a.interval).map_err(usage),
     }
+}
+
+/// The rate of a ping without --rate: the default, unless the interval asks for more (targets
+/// ÷ --interval probes/s), when --rate is required. With -c 1 there is no interval to keep:
+/// the probes go at the default, however many there are.
+fn implied_rate(targets: u64, count: u32, interval: Duration) -> Result<f64, String> {
+    if count <= 1 {
+        return Ok(DEFAULT_RATE);
+    }
+    if interval.is_zero() {
+        return Err(format!(
+            "-i 0 sends each target's probes back to back: give --rate (above the default \
+             {DEFAULT_RATE:.0}/s) to say how many probes per second this network may take"
+        ));
+    }
+    let needed = targets as f64 / interval.as_secs_f64();
+    if needed > DEFAULT_RATE {
+        return Err(format!(
+            "{targets} target{} every {interval:?} need {needed:.0} probes/s, above the default \
+             {DEFAULT_RATE:.0}/s: give --rate {:.0} (or more) to allow it, or a longer -i",
+            if targets == 1 { "" } else { "s" },
+            needed.ceil()
+        ));
+    }
+    Ok(DEFAULT_RATE)
 }
 
 /// Runs `asdic ping`.
@@ -87,10 +108,7 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         a.file.as_deref(),
         u128::from(MAX_TARGETS),
     )?);
-    let rate = validate(
-        &a,
-        u128::from(set.len()).saturating_mul(u128::from(a.count)),
-    )?;
+    let rate = validate(&a, set.len())?;
     let ids = crate::inputs::ids(a.id);
     let dataset = a
         .dataset
@@ -150,7 +168,7 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
         verbose: a.io.verbose,
         wait: a.timeout,
         poll: Duration::from_millis(200),
-        progress: !a.no_progress,
+        progress: !a.no_progress && !a.quiet,
         rate_goal: None,
         session: ids.session,
         signal_exits: true,
@@ -195,11 +213,17 @@ impl Mode for Ping {
         let (n, n6) = (self.agg.len(), self.v6_targets);
         let a = &self.a;
         say!(
-            "asdic: {n} target{} ({} IPv4, {n6} IPv6), {} probe{} each, {} probes/s, timeout {:?}, size {} bytes",
+            "asdic: {n} target{} ({} IPv4, {n6} IPv6), {} probe{} each{}, at most {} probes/s, \
+             timeout {:?}, size {} bytes",
             if n == 1 { "" } else { "s" },
             n - n6,
             a.count,
             if a.count == 1 { "" } else { "s" },
+            if a.count > 1 {
+                format!(" every {:?}", a.interval)
+            } else {
+                String::new()
+            },
             self.rate,
             a.timeout,
             a.size
@@ -380,5 +404,35 @@ impl Ping {
             run_id: self.asked.run_id(),
             ..run.meta(RunMode::Ping)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_is_required_by_rate_not_by_count() {
+        let s = Duration::from_secs(1);
+        // One target a second for 300 probes: 1/s, no --rate needed.
+        assert_eq!(implied_rate(1, 300, s), Ok(DEFAULT_RATE));
+        // -c 1: no interval to keep, any number of targets at the default.
+        assert_eq!(implied_rate(65_536, 1, Duration::ZERO), Ok(DEFAULT_RATE));
+        // 100 targets every second is the default exactly; 101 is above it.
+        assert_eq!(implied_rate(100, 3, s), Ok(DEFAULT_RATE));
+        let e = implied_rate(101, 3, s).unwrap_err();
+        assert!(
+            e.contains("101 probes/s") && e.contains("--rate 101"),
+            "{e}"
+        );
+        let e = implied_rate(256, 3, Duration::from_millis(500)).unwrap_err();
+        assert!(
+            e.contains("256 targets every 500ms need 512 probes/s") && e.contains("--rate 512"),
+            "{e}"
+        );
+        let e = implied_rate(1, 2, Duration::ZERO).unwrap_err();
+        assert!(e.contains("-i 0") && e.contains("--rate"), "{e}");
+        assert!(implied_rate(1, 2, Duration::from_millis(10)).is_ok());
+        assert!(implied_rate(1, 2, Duration::from_micros(9_999)).is_err());
     }
 }

@@ -926,12 +926,12 @@ mod tests {
         assert!((r - 10e6 / ((60 + 38) * 8) as f64).abs() < 1e-6, "{r}");
         let a = args(&["-B", "1G", "-s", "1000", "198.19.0.0/16"]);
         assert!((rate(&a, &[]).unwrap() - 1e9 / ((1028 + 38) * 8) as f64).abs() < 1e-6);
-        let a = args(&["-r", "1234", "198.19.0.0/16"]);
+        let a = args(&["-R", "1234", "198.19.0.0/16"]);
         assert_eq!(rate(&a, &[]).unwrap(), 1234.0);
         let a = args(&["198.19.0.0/16"]);
         assert!(matches!(rate(&a, &[]), Err(Fail::Usage(m)) if m.contains("--rate")));
         assert!(
-            crate::args::Cli::try_parse_from(["asdic", "scan", "-r", "1", "-B", "1M", "x"])
+            crate::args::Cli::try_parse_from(["asdic", "scan", "-R", "1", "-B", "1M", "x"])
                 .is_err()
         );
     }

@@ -179,14 +179,14 @@ fn validate(a: &SweepArgs) -> Result<(), Fail> {
         )));
     }
     if a.every < Duration::from_millis(10) {
-        return Err(usage("--every: at least 10ms"));
+        return Err(usage("--interval: at least 10ms"));
     }
     if a.timeout.is_zero() {
         return Err(usage("--timeout: must be positive"));
     }
     if a.window < a.every {
         return Err(usage(format!(
-            "--window {:?} is shorter than --every {:?}: it would hold no round",
+            "--window {:?} is shorter than --interval {:?}: it would hold no round",
             a.window, a.every
         )));
     }
@@ -450,7 +450,7 @@ fn transition_line(t: &Transition) -> String {
     )
 }
 
-/// The probes per second `n` targets every `--every` need, and the cap they must fit under
+/// The probes per second `n` targets every `--interval` need, and the cap they must fit under
 /// (`--rate`, or the default cap without it).
 fn rate_needed(a: &SweepArgs, n: usize) -> Result<(f64, f64), Fail> {
     let needed = n as f64 / a.every.as_secs_f64();
@@ -459,12 +459,12 @@ fn rate_needed(a: &SweepArgs, n: usize) -> Result<(f64, f64), Fail> {
         return Err(usage(match a.rate {
             Some(r) => format!(
                 "{n} targets every {:?} need {needed:.0} probes/s, above --rate {r}: raise --rate \
-                 or --every",
+                 or --interval",
                 a.every
             ),
             None => format!(
                 "{n} targets every {:?} need {needed:.0} probes/s: give --rate {:.0} (or more) \
-                 to allow it, or raise --every (without --rate a sweep sends at most \
+                 to allow it, or raise --interval (without --rate a sweep sends at most \
                  {DEFAULT_RATE_CAP:.0}/s)",
                 a.every,
                 needed.ceil()

@@ -31,15 +31,13 @@ use crate::{Fail, usage};
 
 /// Most targets one trace holds: its hop table keeps about 80 bytes per (target, TTL).
 const MAX_TARGETS: u64 = 1 << 20;
-/// Above this many probes, --rate must be given.
-const DEFAULT_RATE_LIMIT: u64 = 256;
-/// Rate when none is given.
+/// Rate when none is given, however many probes: a trace has no interval to keep.
 const DEFAULT_RATE: f64 = 100.0;
 /// TTL of the engines' sockets; every trace probe names its own.
 const SOCKET_TTL: u8 = 64;
 
 /// Checks every option before anything is opened or sent; returns the rate.
-fn validate(a: &TraceArgs, probes: u128) -> Result<f64, Fail> {
+fn validate(a: &TraceArgs) -> Result<f64, Fail> {
     if a.max_ttl == 0 {
         return Err(usage("--max-ttl 0: must be 1..=255"));
     }
@@ -70,14 +68,7 @@ fn validate(a: &TraceArgs, probes: u128) -> Result<f64, Fail> {
     }
     a.io.validate().map_err(usage)?;
     check_rate(a.rate).map_err(usage)?;
-    match a.rate {
-        Some(r) => Ok(r),
-        None if probes > u128::from(DEFAULT_RATE_LIMIT) => Err(usage(format!(
-            "--rate is required for {probes} probes (targets × TTLs, more than \
-             {DEFAULT_RATE_LIMIT}): say how many probes per second this network may take"
-        ))),
-        None => Ok(DEFAULT_RATE),
-    }
+    Ok(a.rate.unwrap_or(DEFAULT_RATE))
 }
 
 /// One family's share of the run.
@@ -94,8 +85,7 @@ struct Part {
 pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
     let specs = read_specs(&a.targets, a.file.as_deref(), MAX_TARGETS)?;
     let total = targets::total(&specs);
-    let hops = u128::from(a.max_ttl.saturating_sub(a.first_ttl)) + 1;
-    let rate = validate(&a, total.saturating_mul(hops))?;
+    let rate = validate(&a)?;
     if total > u128::from(MAX_TARGETS) {
         return Err(usage(format!(
             "{total} targets: a trace holds at most {MAX_TARGETS} (about 80 bytes per target \
@@ -170,7 +160,7 @@ pub fn run(a: TraceArgs) -> Result<ExitCode, Fail> {
         verbose: a.io.verbose,
         wait: a.timeout,
         poll: Duration::from_millis(200),
-        progress: !a.no_progress,
+        progress: !a.no_progress && !a.quiet,
         rate_goal: None,
         session: ids.session,
         signal_exits: true,
