@@ -136,7 +136,8 @@ fn bad_input_is_refused_before_anything_is_sent() {
     let cases: &[(&[&str], &str)] = &[
         (&["ping", "nosuchhost"], "nosuchhost"),
         (&["ping", "198.19.0.0/33"], "198.19.0.0/33"),
-        (&["ping", "198.19.0.0/16"], "--rate"),
+        (&["ping", "198.19.0.0/16", "-c", "2"], "--rate 65536"),
+        (&["ping", "198.19.0.1", "-W", "2"], "write 2s or 2ms"),
         (&["ping", "198.19.0.1", "--size", "10"], "--size"),
         (&["ping", "198.19.0.1", "--size", "70000"], "--size"),
         (&["ping", "198.19.0.1", "--ttl", "0"], "--ttl"),
