@@ -79,7 +79,7 @@ pub use sink::{
     file_sink, sink_for, text_sink, write_chunked,
 };
 pub use stats::{FirstError, Rtt, TargetStats};
-pub use summary::summary_line;
+pub use summary::{counted, summary_line};
 pub use sweep::{SWEEP_COLUMNS, SWEEP_NUM_COLUMNS, SweepEvent, SweepRow, sweep_schema};
 pub use trace::{
     HOP_COLUMNS, HOP_NUM_COLUMNS, Hop, HopKind, HopRow, PathTotals, Paths, hop_schema,

@@ -14,21 +14,28 @@ pub fn summary_line(t: &Totals) -> String {
     // Writing to a String cannot fail: every write! below returns Ok.
     let _ = write!(
         s,
-        "{} targets, {} probes, {} replies",
-        t.targets, t.sent, t.received
+        "{}, {}, {}",
+        counted(t.targets, "target", "targets"),
+        counted(t.sent, "probe", "probes"),
+        counted(t.received, "reply", "replies")
     );
     if let Some(loss) = t.loss_pct {
         let _ = write!(s, " ({loss:.2}% loss)");
     }
-    let _ = write!(s, ", {} timeouts, {} errors", t.timeouts, t.errors);
-    for (n, what) in [
-        (t.send_failed, "send failures"),
-        (t.duplicates, "duplicates"),
-        (t.late, "late replies"),
-        (t.ignored, "ignored events"),
+    let _ = write!(
+        s,
+        ", {}, {}",
+        counted(t.timeouts, "timeout", "timeouts"),
+        counted(t.errors, "error", "errors")
+    );
+    for (n, one, many) in [
+        (t.send_failed, "send failure", "send failures"),
+        (t.duplicates, "duplicate", "duplicates"),
+        (t.late, "late reply", "late replies"),
+        (t.ignored, "ignored event", "ignored events"),
     ] {
         if n > 0 {
-            let _ = write!(s, ", {n} {what}");
+            let _ = write!(s, ", {}", counted(n, one, many));
         }
     }
     match t.rtt {
@@ -46,6 +53,11 @@ pub fn summary_line(t: &Totals) -> String {
         None => s.push_str("; RTT -"),
     }
     s
+}
+
+/// "1 probe", "2 probes", "0 probes".
+pub fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 #[cfg(test)]
@@ -105,7 +117,30 @@ mod tests {
         assert_eq!(
             summary_line(&t),
             "65536 targets, 0 probes, 0 replies, 0 timeouts, 0 errors, 3 send failures, \
-             2 duplicates, 1 late replies, 4 ignored events; RTT -"
+             2 duplicates, 1 late reply, 4 ignored events; RTT -"
+        );
+    }
+
+    #[test]
+    fn one_of_each_is_singular() {
+        let t = Totals {
+            targets: 1,
+            sent: 1,
+            received: 1,
+            errors: 1,
+            timeouts: 1,
+            send_failed: 1,
+            duplicates: 1,
+            late: 1,
+            ignored: 1,
+            loss_pct: Some(0.0),
+            rtt: None,
+            ..totals()
+        };
+        assert_eq!(
+            summary_line(&t),
+            "1 target, 1 probe, 1 reply (0.00% loss), 1 timeout, 1 error, 1 send failure, \
+             1 duplicate, 1 late reply, 1 ignored event; RTT -"
         );
     }
 }

@@ -56,6 +56,21 @@ pub fn rate_shortfall(asked: f64, sent: u64, send_secs: f64) -> Option<String> {
     })
 }
 
+/// "sent N probes in S s (R/s; T s in all)": S is the span from the first send to the last,
+/// R = N ÷ S, the rate the run reached as its user sees it (pauses between rounds and passes
+/// included: `-c 300 -i 10ms -R 100` reads 100/s, not the rate of each burst); one probe, or
+/// probes sent at one instant, have no rate. T is the whole run, waits for answers included.
+pub fn sent_line(sent: u64, span_secs: Option<f64>, all_secs: f64) -> String {
+    let probes = if sent == 1 { "probe" } else { "probes" };
+    match span_secs.filter(|&s| s > 0.0 && sent > 1) {
+        Some(s) => format!(
+            "sent {sent} {probes} in {s:.3}s ({:.0}/s; {all_secs:.2}s in all)",
+            sent as f64 / s
+        ),
+        None => format!("sent {sent} {probes} in 0.000s (-/s; {all_secs:.2}s in all)"),
+    }
+}
+
 /// Why the local stack refused probes (send failures by OS error), for the closing lines:
 /// a deleted interface or a vanished route shows as "Network is unreachable" here, not only
 /// as a count.
@@ -144,6 +159,24 @@ mod tests {
         assert!(
             l.contains("131072 probes/s, 6.6 % of --rate 2000000"),
             "{l}"
+        );
+    }
+
+    #[test]
+    fn the_rate_read_is_probes_over_the_span_they_went_out_in() {
+        // 300 probes to one target every 10 ms: the span is 2.99 s, the rate 100/s, however
+        // fast each burst went.
+        assert_eq!(
+            sent_line(300, Some(2.99), 3.5),
+            "sent 300 probes in 2.990s (100/s; 3.50s in all)"
+        );
+        assert_eq!(
+            sent_line(1, None, 1.0),
+            "sent 1 probe in 0.000s (-/s; 1.00s in all)"
+        );
+        assert_eq!(
+            sent_line(64, Some(0.0), 1.0),
+            "sent 64 probes in 0.000s (-/s; 1.00s in all)"
         );
     }
 

@@ -117,6 +117,34 @@ impl Run {
         (us as f64 / 1e6).max(1e-6)
     }
 
+    /// From the first probe's send to the last's, over every pipeline, in seconds: what the
+    /// rate a user reads divides by (`None` before two batches went out at different times).
+    pub fn send_span_secs(&self) -> Option<f64> {
+        let first = self
+            .pipelines
+            .iter()
+            .map(|p| p.sender.first_send_ns.load(Ordering::Relaxed))
+            .filter(|&t| t > 0)
+            .min()?;
+        let last = self
+            .pipelines
+            .iter()
+            .map(|p| p.sender.last_send_ns.load(Ordering::Relaxed))
+            .max()?;
+        (last > first).then(|| (last - first) as f64 / 1e9)
+    }
+
+    /// Seconds since the last batch went out (`None` before the first).
+    pub fn since_last_send_secs(&self) -> Option<f64> {
+        let last = self
+            .pipelines
+            .iter()
+            .map(|p| p.sender.last_send_ns.load(Ordering::Relaxed))
+            .max()
+            .filter(|&t| t > 0)?;
+        Some(asdic_engine::stamp_ns().saturating_sub(last) as f64 / 1e9)
+    }
+
     /// What the kernel dropped before the receivers could read it.
     pub fn kernel(&self) -> KernelDrops {
         kernel_drops(&self.pipelines)

@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::Context;
 use asdic_analysis::meta::millis;
 use asdic_analysis::{
-    Aggregator, Format, ProbeRow, Probes, Row, RunMeta, RunMode, Sink, sink_for, summary_line,
-    text_sink, write_chunked,
+    Aggregator, Format, ProbeRow, Probes, Row, RunMeta, RunMode, Sink, counted, sink_for,
+    summary_line, text_sink, write_chunked,
 };
 use asdic_core::event::Event;
 use asdic_core::set::{Side, TargetList};
@@ -21,6 +21,7 @@ use asdic_wire::payload;
 use asdic_wire::template::MAX_PAYLOAD;
 
 use crate::args::{PingArgs, check_rate};
+use crate::closing::sent_line;
 use crate::dataset::RunPartition;
 use crate::drive::{EXIT_PIPE, End, Lane, Lanes, Mode, Run, drive};
 use crate::engines::RunHints;
@@ -151,7 +152,11 @@ pub fn run(a: PingArgs) -> Result<ExitCode, Fail> {
             share,
             a.timeout,
             n.saturating_mul(each),
-            &format!("{n} targets × {each} probes each in flight at most"),
+            &format!(
+                "{} × {} each in flight at most",
+                counted(n, "target", "targets"),
+                counted(each, "probe", "probes")
+            ),
         );
         lanes.push(Lane {
             slots,
@@ -256,7 +261,7 @@ impl Mode for Ping {
     }
 
     fn progress(&self, run: &Run) -> Option<String> {
-        Some(progress_line(run, self.expected))
+        Some(progress_line(run, self.expected, self.a.timeout))
     }
 
     fn finish(&mut self, run: &Run, end: &End) -> Result<u8, Fail> {
@@ -291,13 +296,11 @@ impl Mode for Ping {
         }
         // The summary goes out before the file is written, so that the file's count of lost
         // diagnostics (a closed stderr) includes it.
-        let (sent, send_secs) = (run.sent(), run.send_secs());
+        let sent = run.sent();
         say!("asdic: {}", summary_line(&totals));
         say!(
-            "asdic: sent {sent} probes in {send_secs:.3}s ({:.0}/s; {:.2}s in all), {} refused \
-             by the local stack; dropped: {}; {}",
-            sent as f64 / send_secs,
-            end.elapsed.as_secs_f64(),
+            "asdic: {}, {} refused by the local stack; dropped: {}; {}",
+            sent_line(sent, run.send_span_secs(), end.elapsed.as_secs_f64()),
             run.failed(),
             end.drops,
             end.kernel
@@ -367,24 +370,61 @@ fn print_per_probe(p: &mut Probes, mut out: Box<dyn std::io::Write + '_>) -> any
     Ok(())
 }
 
-fn progress_line(run: &Run, expected: u64) -> String {
-    let sent = run.sent();
-    let replies = run.sum(|p| p.receiver.replies.load(Ordering::Relaxed));
-    let errors = run.sum(|p| p.receiver.errors.load(Ordering::Relaxed));
-    let timeouts = run.sum(|p| p.receiver.timeouts.load(Ordering::Relaxed));
-    let inflight = run.sum(|p| p.table.in_flight());
-    let kernel = run.kernel().lost();
-    let secs = run.t0.elapsed().as_secs_f64();
-    let pps = sent as f64 / secs.max(1e-9);
-    let pct = 100.0 * sent as f64 / expected.max(1) as f64;
-    let eta = if pps > 0.0 && sent < expected {
-        (expected - sent) as f64 / pps
-    } else {
+fn progress_line(run: &Run, expected: u64, timeout: Duration) -> String {
+    progress_text(&ProgressView {
+        secs: run.t0.elapsed().as_secs_f64(),
+        sent: run.sent(),
+        expected,
+        replies: run.sum(|p| p.receiver.replies.load(Ordering::Relaxed)),
+        errors: run.sum(|p| p.receiver.errors.load(Ordering::Relaxed)),
+        timeouts: run.sum(|p| p.receiver.timeouts.load(Ordering::Relaxed)),
+        kernel: run.kernel().lost(),
+        since_last_send: run.since_last_send_secs(),
+        timeout: timeout.as_secs_f64(),
+    })
+}
+
+/// What the progress line is computed from.
+struct ProgressView {
+    secs: f64,
+    sent: u64,
+    expected: u64,
+    replies: u64,
+    errors: u64,
+    timeouts: u64,
+    kernel: u64,
+    /// Seconds since the last probe went out (`None` before the first).
+    since_last_send: Option<f64>,
+    timeout: f64,
+}
+
+/// The progress line. In flight: probes sent whose answer (reply, ICMP error) or timeout has
+/// not come yet — not the table's claimed slots, which also hold answered probes until
+/// reaped. ETA: the probes still to send at the rate so far, then the last probe's wait for
+/// its answer (during that wait, what is left of it).
+fn progress_text(v: &ProgressView) -> String {
+    let ended = v.replies + v.errors + v.timeouts;
+    let in_flight = v.sent.saturating_sub(ended);
+    let pps = v.sent as f64 / v.secs.max(1e-9);
+    let pct = 100.0 * v.sent.min(v.expected) as f64 / v.expected.max(1) as f64;
+    let eta = if v.sent < v.expected {
+        (v.expected - v.sent) as f64 / pps.max(1e-9) + v.timeout
+    } else if in_flight == 0 {
         0.0
+    } else {
+        (v.timeout - v.since_last_send.unwrap_or(0.0)).max(0.0)
     };
     format!(
-        "{secs:6.1}s sent {sent}/{expected} ({pct:.1}%, {pps:.0}/s) replies {replies} errors {errors} \
-         timeouts {timeouts} in flight {inflight} kernel drops {kernel} ETA {eta:.0}s"
+        "{:6.1}s sent {}/{} ({pct:.1}%, {pps:.0}/s) replies {} errors {} timeouts {} in flight \
+         {in_flight} kernel drops {} ETA {:.0}s",
+        v.secs,
+        v.sent,
+        v.expected,
+        v.replies,
+        v.errors,
+        v.timeouts,
+        v.kernel,
+        eta.ceil()
     )
 }
 
@@ -410,6 +450,39 @@ impl Ping {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_counts_what_awaits_an_answer_and_the_wait_in_its_eta() {
+        let v = ProgressView {
+            secs: 2.0,
+            sent: 200,
+            expected: 300,
+            replies: 190,
+            errors: 4,
+            timeouts: 3,
+            kernel: 0,
+            since_last_send: Some(0.01),
+            timeout: 1.0,
+        };
+        // 3 awaiting (200 - 190 - 4 - 3); 100 more at 100/s, then the 1 s wait.
+        let t = progress_text(&v);
+        assert!(t.contains("in flight 3 ") && t.ends_with("ETA 2s"), "{t}");
+        // Everything sent, 0.25 s into the last probe's wait: what is left of it.
+        let t = progress_text(&ProgressView {
+            sent: 300,
+            since_last_send: Some(0.25),
+            ..v
+        });
+        assert!(t.contains("in flight 103 ") && t.ends_with("ETA 1s"), "{t}");
+        let t = progress_text(&ProgressView {
+            sent: 300,
+            replies: 293,
+            since_last_send: Some(0.25),
+            ..v
+        });
+        assert!(t.contains("in flight 0 ") && t.ends_with("ETA 0s"), "{t}");
+        assert!(t.contains("sent 300/300 (100.0%, 150/s)"), "{t}");
+    }
 
     #[test]
     fn rate_is_required_by_rate_not_by_count() {

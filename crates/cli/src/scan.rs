@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use asdic_analysis::meta::millis;
 use asdic_analysis::{
-    CHUNK_ROWS, Format, PartedSink, RunMeta, RunMode, ScanOutcome, ScanRow, Sink, file_sink,
-    partition,
+    CHUNK_ROWS, Format, PartedSink, RunMeta, RunMode, ScanOutcome, ScanRow, Sink, counted,
+    file_sink, partition,
 };
 use asdic_core::event::Event;
 use asdic_core::permute::Cycle;
@@ -27,6 +27,7 @@ use asdic_wire::payload;
 use asdic_wire::template::{self, MAX_PAYLOAD};
 
 use crate::args::{IdChoice, Limit, ScanArgs, check_rate};
+use crate::closing::sent_line;
 use crate::drive::{EXIT_PIPE, End, Lane, Lanes, Mode, Run, StatusLine, drive};
 use crate::engines::{EngineOptions, RunHints};
 use crate::inputs::{Ids, Listed, human_bytes, random_u64, read_cidr_file, read_listed, work};
@@ -468,17 +469,17 @@ impl Mode for Scanning {
             .map(|s| Responders::bound(s.space().len()))
             .sum();
         say!(
-            "asdic: scanning {}{} targets (shard {} of {}, seed {}), {:.0} probes/s, \
-             cooldown {:?}, {} retries; stateless: memory is one bit per target of the space, \
+            "asdic: scanning {}{} (shard {} of {}, seed {}), {:.0} probes/s, \
+             cooldown {:?}, {}; stateless: memory is one bit per target of the space, \
              at most {}, whatever the rate and cooldown",
             if a.shards > 1 { "about " } else { "" },
-            self.planned,
+            counted(self.planned, "target", "targets"),
             a.shard.index,
             a.shards,
             self.seed,
             self.rate,
             a.cooldown,
-            a.retries,
+            counted(u64::from(a.retries), "retry", "retries"),
             human_bytes(bound)
         );
         self.status = Some(Status::new(a, self.planned, run.t0, run.dropped_dac)?);
@@ -534,7 +535,7 @@ impl Mode for Scanning {
         }
         let counts = self.counts();
         if let Some(s) = &mut self.status {
-            s.tick(run, &counts, false);
+            s.tick(run, &counts, &self.states, false);
         }
         Ok(())
     }
@@ -552,19 +553,17 @@ impl Mode for Scanning {
     fn finish(&mut self, run: &Run, end: &End) -> Result<u8, Fail> {
         let counts = self.counts();
         if let Some(s) = &mut self.status {
-            s.tick(run, &counts, true);
+            s.tick(run, &counts, &self.states, true);
             s.end();
         }
         let sent = run.sent();
         let send_secs = run.send_secs();
-        let summary = counts.summary(sent);
+        let summary = counts.summary(sent, targets_probed(&self.states));
         // Before the file, so that its count of lost diagnostics includes these lines.
         say!("asdic: {summary}");
         say!(
-            "asdic: sent {sent} probes in {send_secs:.3}s ({:.0}/s; {:.2}s in all), {} refused \
-             by the local stack; dropped: {}; {}",
-            sent as f64 / send_secs,
-            end.elapsed.as_secs_f64(),
+            "asdic: {}, {} refused by the local stack; dropped: {}; {}",
+            sent_line(sent, run.send_span_secs(), end.elapsed.as_secs_f64()),
             counts.send_failed,
             end.drops,
             end.kernel
@@ -765,13 +764,12 @@ impl Counts {
         *c += 1;
     }
 
-    fn summary(&self, sent: u64) -> String {
-        let ended = self.replies + self.errors + self.timeouts + self.send_failed;
+    fn summary(&self, sent: u64, probed: u64) -> String {
         format!(
             "{sent} probes: {} replies ({:.2}% hit rate), {} ICMP errors, {} timeouts, {} send \
              failures, {} duplicates, {} late",
             self.replies,
-            100.0 * self.replies as f64 / ended.max(1) as f64,
+            hit_rate(self.replies, probed),
             self.errors,
             self.timeouts,
             self.send_failed,
@@ -779,6 +777,77 @@ impl Counts {
             self.late
         )
     }
+}
+
+/// zmap's hit rate, in percent: targets whose first answer was an echo reply ÷ targets
+/// probed (ICMP errors are not hits).
+fn hit_rate(replies: u64, probed: u64) -> f64 {
+    100.0 * replies as f64 / probed.max(1) as f64
+}
+
+/// Targets probed so far: first tries the engine took (not those it refused).
+fn targets_probed(states: &[Arc<ScanState>]) -> u64 {
+    states
+        .iter()
+        .filter_map(|s| s.attempts().first().map(|a| a[0].saturating_sub(a[1])))
+        .sum()
+}
+
+/// What a scan's ETA is computed from.
+struct EtaView {
+    /// Targets pass 0 will probe.
+    planned: u64,
+    /// Per attempt: probed, refused, first answers (summed over the families).
+    attempts: Vec<[u64; 3]>,
+    /// Whether pass 0 has given its last target.
+    exhausted: bool,
+    /// Probes per second the sending sustains.
+    rate: f64,
+    cooldown: f64,
+    /// Seconds since the last probe went out.
+    since_last_send: f64,
+}
+
+/// Seconds until a scan ends: the probes left in the current pass and in the retry passes to
+/// come (each probing the targets still silent after the one before, at the current pass's
+/// silent share), at the rate sending sustains, plus a cooldown after every pass (of the
+/// current one, what is left once its sending is done); and whether the current pass is
+/// cooling down.
+fn scan_eta(v: &EtaView) -> (f64, bool) {
+    let passes = v.attempts.len().max(1);
+    let current = v.attempts.iter().rposition(|a| a[0] > 0).unwrap_or(0);
+    let silent = |a: &[u64; 3]| a[0].saturating_sub(a[1] + a[2]) as f64;
+    let expected = if current == 0 {
+        v.planned as f64
+    } else {
+        silent(&v.attempts[current - 1])
+    };
+    let this = v.attempts.get(current).copied().unwrap_or([0; 3]);
+    let left = if current == 0 && v.exhausted {
+        0.0
+    } else {
+        (expected - this[0] as f64).max(0.0)
+    };
+    // Share of the current pass still silent: what each later pass keeps of the one before.
+    let keep = if this[0] > 0 {
+        (silent(&this) / this[0] as f64).clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    let mut later = 0.0;
+    let mut size = expected;
+    for _ in current + 1..passes {
+        size *= keep;
+        later += size;
+    }
+    let cooling = if left > 0.0 {
+        v.cooldown
+    } else {
+        (v.cooldown - v.since_last_send).max(0.0)
+    };
+    let eta =
+        (left + later) / v.rate.max(1e-9) + cooling + v.cooldown * (passes - current - 1) as f64;
+    (eta, left == 0.0)
 }
 
 /// The once-a-second status: stderr line and optional JSON lines file.
@@ -816,7 +885,7 @@ impl Status {
         })
     }
 
-    fn tick(&mut self, run: &Run, c: &Counts, last: bool) {
+    fn tick(&mut self, run: &Run, c: &Counts, states: &[Arc<ScanState>], last: bool) {
         let now = Instant::now();
         let dt = now.duration_since(self.last).as_secs_f64();
         if !last && dt < 1.0 {
@@ -836,14 +905,24 @@ impl Status {
         let kernel = run.kernel();
         let elapsed = now.duration_since(self.t0).as_secs_f64();
         let send_rate = (sent - self.last_sent.min(sent)) as f64 / dt.max(1e-9);
-        let done_targets = c.replies + c.errors + c.timeouts + c.send_failed;
-        let hit_rate = 100.0 * c.replies as f64 / done_targets.max(1) as f64;
-        let eta = if exhausted {
-            0.0
-        } else {
-            let left = self.planned.saturating_sub(sent) as f64;
-            left / send_rate.max(1.0) + self.cooldown.as_secs_f64()
-        };
+        let hit_rate = hit_rate(c.replies, targets_probed(states));
+        let mut attempts: Vec<[u64; 3]> = vec![];
+        for s in states {
+            for (i, a) in s.attempts().into_iter().enumerate() {
+                match attempts.get_mut(i) {
+                    Some(t) => (0..3).for_each(|k| t[k] += a[k]),
+                    None => attempts.push(a),
+                }
+            }
+        }
+        let (eta, cooling) = scan_eta(&EtaView {
+            planned: self.planned,
+            attempts,
+            exhausted,
+            rate: sent as f64 / run.send_secs(),
+            cooldown: self.cooldown.as_secs_f64(),
+            since_last_send: run.since_last_send_secs().unwrap_or(0.0),
+        });
         let pct = 100.0 * (sent.min(self.planned)) as f64 / self.planned.max(1) as f64;
         self.last = now;
         self.last_sent = sent;
@@ -872,17 +951,14 @@ impl Status {
         }
         if let Some(status) = self.line.as_mut().filter(|_| !last) {
             let line = format!(
-                "{elapsed:6.1}s {pct:5.1}% sent {sent} ({send_rate:.0}/s) replies {} ({hit_rate:.1}% hits) \
-                 errors {} drops {} kernel drops {} ETA {}",
+                "{elapsed:6.1}s {pct:5.1}% sent {sent} ({send_rate:.0}/s) replies {} ({hit_rate:.1}% \
+                 hit rate) errors {} drops {} kernel drops {} ETA {:.0}s{}",
                 c.replies,
                 c.errors,
                 discarded + c.send_failed,
                 kernel.lost(),
-                if exhausted {
-                    "cooling down".to_string()
-                } else {
-                    format!("{eta:.0}s")
-                }
+                eta.ceil(),
+                if cooling { " (cooling down)" } else { "" }
             );
             status.show(&line);
         }
@@ -934,5 +1010,57 @@ mod tests {
             crate::args::Cli::try_parse_from(["asdic", "scan", "-R", "1", "-B", "1M", "x"])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn the_hit_rate_is_zmaps_and_errors_are_not_hits() {
+        // Mid-scan: 1,000 targets probed, 500 echo replies and 2 ICMP errors so far, no
+        // timeouts yet (the pass has not closed): 50 %, as zmap counts it, not the 99.6 % of
+        // replies among answers.
+        let c = Counts {
+            replies: 500,
+            errors: 2,
+            ..Counts::default()
+        };
+        assert!(c.summary(1_000, 1_000).contains("(50.00% hit rate)"));
+        // Retries are probes, not targets: 1,200 probes to 1,000 targets.
+        assert!(
+            c.summary(1_200, 1_000)
+                .starts_with("1200 probes: 500 replies (50.00% hit")
+        );
+        assert_eq!(hit_rate(0, 0), 0.0);
+    }
+
+    #[test]
+    fn the_eta_counts_cooldowns_and_retry_passes() {
+        let view = |attempts: Vec<[u64; 3]>, exhausted, since| EtaView {
+            planned: 10_000,
+            attempts,
+            exhausted,
+            rate: 1_000.0,
+            cooldown: 8.0,
+            since_last_send: since,
+        };
+        // Pass 0 half sent, no retries: 5 s of sending, then the cooldown.
+        let (eta, cooling) = scan_eta(&view(vec![[5_000, 0, 4_000]], false, 0.0));
+        assert!((eta - 13.0).abs() < 1e-9 && !cooling, "{eta}");
+        // Sent; 3 s into the cooldown: 5 s left, counting down (not frozen).
+        let (eta, cooling) = scan_eta(&view(vec![[10_000, 0, 8_000]], true, 3.0));
+        assert!((eta - 5.0).abs() < 1e-9 && cooling, "{eta}");
+        // Two retries, pass 0 half sent with a fifth silent: 5 s, then 8 s; pass 1 of ~2,000
+        // (2 s), 8 s; pass 2 of ~400 (0.4 s), 8 s.
+        let (eta, _) = scan_eta(&view(vec![[5_000, 0, 4_000], [0; 3], [0; 3]], false, 0.0));
+        assert!((eta - 31.4).abs() < 1e-9, "{eta}");
+        // In pass 1 (2,000 silent after pass 0), 1,000 sent, half of them still silent:
+        // 1 s, 8 s, then pass 2 of ~1,000 (1 s) and its 8 s.
+        let (eta, cooling) = scan_eta(&view(
+            vec![[10_000, 0, 8_000], [1_000, 0, 500], [0; 3]],
+            true,
+            0.0,
+        ));
+        assert!((eta - 18.0).abs() < 1e-9 && !cooling, "{eta}");
+        // The last pass sent and cooled down: done.
+        let (eta, cooling) = scan_eta(&view(vec![[10_000, 0, 9_000]], true, 9.0));
+        assert!(eta == 0.0 && cooling, "{eta}");
     }
 }

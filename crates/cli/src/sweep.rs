@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use asdic_analysis::fleet::{Fleet, FleetTarget, Limits, Transition};
 use asdic_analysis::meta::millis;
-use asdic_analysis::{PartedSink, RunMeta, RunMode, Sink, SweepRow};
+use asdic_analysis::{PartedSink, RunMeta, RunMode, Sink, SweepRow, counted};
 use asdic_core::event::Event;
 use asdic_core::fleet::{FleetLine, parse_fleet};
 use asdic_core::sweep::{Item, Plan, Sweep};
@@ -539,14 +539,15 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
     };
     let (n4, n6) = count_families(&first.targets);
     let start_line = format!(
-        "asdic: sweeping {n} targets ({n4} IPv4, {n6} IPv6) every {:?} ({needed:.0} probes/s, \
+        "asdic: sweeping {} ({n4} IPv4, {n6} IPv6) every {:?} ({needed:.0} probes/s, \
          cap {cap}/s), timeout {:?}, window {:?}, sizes {:?} bytes{}",
+        counted(n as u64, "target", "targets"),
         a.every,
         a.timeout,
         a.window,
         sizes.sizes,
         match a.rounds {
-            Some(r) => format!(", {r} rounds"),
+            Some(r) => format!(", {}", counted(r, "round", "rounds")),
             None => ", until interrupted".into(),
         }
     );

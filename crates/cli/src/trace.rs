@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use asdic_analysis::meta::millis;
-use asdic_analysis::{Format, HopRow, Paths, RunMeta, RunMode, Sink, text_sink};
+use asdic_analysis::{Format, HopRow, Paths, RunMeta, RunMode, Sink, counted, text_sink};
 use asdic_core::event::Event;
 use asdic_core::targets;
 use asdic_core::trace::{Pairs, Reached, Trace};
@@ -211,13 +211,14 @@ impl Mode for Tracing {
         )?;
         let (a, n) = (&self.a, self.targets);
         say!(
-            "asdic: tracing {n} targets ({} IPv4, {} IPv6) at TTL {}..={}: at most {} \
-             probes in a random order (seed {}), {} probes/s, timeout {:?}",
+            "asdic: tracing {} ({} IPv4, {} IPv6) at TTL {}..={}: at most {} \
+             in a random order (seed {}), {} probes/s, timeout {:?}",
+            counted(n as u64, "target", "targets"),
             n - self.v6,
             self.v6,
             a.first_ttl,
             a.max_ttl,
-            self.probes_max,
+            counted(self.probes_max, "probe", "probes"),
             self.seed,
             self.rate,
             a.timeout,

@@ -224,6 +224,22 @@ impl ScanState {
         }
     }
 
+    /// Per attempt (0 first): probes handed to the engine, probes it refused, first answers.
+    pub fn attempts(&self) -> Vec<[u64; 3]> {
+        self.probed
+            .iter()
+            .zip(&self.failed)
+            .zip(&self.answered)
+            .map(|((p, f), n)| {
+                [
+                    p.load(Ordering::Relaxed),
+                    f.load(Ordering::Relaxed),
+                    n.load(Ordering::Relaxed),
+                ]
+            })
+            .collect()
+    }
+
     /// Silent probes of the attempts that are over: handed to the engine, not refused by it,
     /// never answered in time.
     pub fn silent(&self) -> u64 {

@@ -61,6 +61,12 @@ pub struct SenderShared {
     /// the time nothing was due (between rounds, between a scan's retry passes), so that
     /// probes / send time is the rate the engine sustained.
     pub send_us: AtomicU64,
+    /// The first batch's send stamp (stamp clock, ns; 0 before any): with
+    /// [`SenderShared::last_send_ns`], the span the probes went out over, whose quotient is
+    /// the rate a user sees (idle time between rounds included, unlike `send_us`).
+    pub first_send_ns: AtomicU64,
+    /// The last batch's send stamp (stamp clock, ns; 0 before any).
+    pub last_send_ns: AtomicU64,
     /// Set when the source is exhausted (every target has had its first probe).
     pub exhausted: AtomicBool,
     /// Times the sender waited because a receiver was behind.
@@ -193,6 +199,10 @@ pub fn run<S: Source + ?Sized>(
         shared
             .send_us
             .store(busy.as_micros() as u64, Ordering::Relaxed);
+        if shared.first_send_ns.load(Ordering::Relaxed) == 0 {
+            shared.first_send_ns.store(t_send, Ordering::Relaxed);
+        }
+        shared.last_send_ns.store(t_send, Ordering::Relaxed);
     }
     emit(source, &mut l.events, links.events);
     Ok(())
