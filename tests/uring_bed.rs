@@ -168,7 +168,12 @@ fn uring_scan_hits_match_ground_truth_exactly() {
         out.to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr_of(&o));
-    assert!(stderr_of(&o).contains("asdic: engine uring:"));
+    assert!(
+        stderr_of(&o)
+            .contains("asdic: engine uring: raw ICMP sockets through io_uring (as asked)\n"),
+        "one short engine line: {}",
+        stderr_of(&o)
+    );
     let (rows, meta) = read_parquet(&out);
     let want = responding(0..65_536, 0x4c00..0x5000);
     let mut got = HashSet::new();

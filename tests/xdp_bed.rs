@@ -124,6 +124,7 @@ fn auto_scans_both_families_through_one_xdp_engine() {
         "--seed",
         "5",
         "-q",
+        "-v",
         "-o",
         out.to_str().unwrap(),
     ]);
@@ -617,6 +618,12 @@ fn families_that_leave_by_different_interfaces_get_an_engine_each() {
     assert_eq!(seen[0] + seen[1], 512);
     assert!(seen[1] >= 2, "dead hosts in both families: {seen:?}");
     assert_eq!(engine(&meta), Some("xdp"));
+    // By default one short line: the engine and why it runs.
+    let o = bed.asdic(&["ping", "198.19.0.1", "--engine", "xdp", "-q"]);
+    let err = stderr_of(&o);
+    assert_eq!(engine_line(&err), "asdic: engine xdp: AF_XDP (as asked)");
+    assert!(!err.contains("in-flight table"), "{err}");
+    // Its details with -v.
     let o = bed.asdic(&[
         "ping",
         "198.19.0.1",
@@ -624,9 +631,11 @@ fn families_that_leave_by_different_interfaces_get_an_engine_each() {
         "--engine",
         "xdp",
         "-q",
+        "-v",
     ]);
     let err = stderr_of(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("asdic: in-flight table: "), "{err}");
     let line = engine_line(&err);
     assert!(
         line.contains("on s0 queue")

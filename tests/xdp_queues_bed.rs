@@ -137,6 +137,7 @@ fn every_queue_served_gives_the_exact_ground_truth_on_2_and_4_queues() {
             "--cooldown",
             "1",
             "-q",
+            "-v",
             "-O",
             "csv",
             "-o",

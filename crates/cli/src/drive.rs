@@ -322,11 +322,13 @@ pub fn drive(mut lanes: Lanes, mode: &mut dyn Mode) -> Result<ExitCode, Fail> {
     let (mut run, work, table_lines) = open_lanes(&mut lanes)?;
     mode.prepare(&run)?;
     run.dropped_dac = drop_capabilities();
-    say!("{}", engine_line(&run.pipelines));
+    say!("{}", engine_line(&run.pipelines, lanes.verbose));
     if lanes.verbose {
         say!("asdic: stamps: {}", stamp_points(&run.pipelines));
     }
-    table_lines.iter().for_each(|l| say!("{l}"));
+    if lanes.verbose {
+        table_lines.iter().for_each(|l| say!("{l}"));
+    }
     run.started_ns = asdic_engine::now_ns();
     run.t0 = Instant::now();
     mode.start(&run)?;

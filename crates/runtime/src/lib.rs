@@ -42,6 +42,8 @@ pub struct EngineUsed {
     pub what: &'static str,
     /// Why this one: "as asked", or auto's reason.
     pub why: String,
+    /// How it is set up (interface, queues, UMEM, addresses), said with `-v`.
+    pub detail: String,
 }
 
 /// Why a pipeline could not start.

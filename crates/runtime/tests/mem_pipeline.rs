@@ -35,6 +35,7 @@ fn mem_engine() -> EngineUsed {
         name: "mem",
         what: "the in-memory simulator (asdic_engine::mem)",
         why: "a test".into(),
+        detail: String::new(),
     }
 }
 

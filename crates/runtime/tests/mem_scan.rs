@@ -85,6 +85,7 @@ fn run(s: &Scan) -> Ran {
         name: "mem",
         what: "the in-memory simulator (asdic_engine::mem)",
         why: "a test".into(),
+        detail: String::new(),
     };
     let mut pipeline = Pipeline::new(family, 2, (Box::new(txe), vec![Box::new(rxe)]), used);
     let cfg = SenderConfig {

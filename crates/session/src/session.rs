@@ -299,6 +299,7 @@ impl Socket {
             name: caps.engine,
             what: "the session's engine",
             why: "as opened".into(),
+            detail: String::new(),
         };
         let family = options.protocol.family();
         let mut pipeline = Pipeline::new(family, TABLE_SLOTS, (tx, vec![rx]), used);
