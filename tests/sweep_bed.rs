@@ -107,6 +107,9 @@ fn sweep_reports_rounds_sizes_statistics_alarms_and_metrics() {
             "4",
             "--alarm-loss",
             "50",
+            // Four rounds: two ended probes are enough to judge here (default 5).
+            "--alarm-min-probes",
+            "2",
             // Below 1024: bound before asdic drops its capabilities.
             "--metrics-listen",
             "127.0.0.1:942",
@@ -268,6 +271,88 @@ fn sweep_reports_rounds_sizes_statistics_alarms_and_metrics() {
         .map(|w| (w[1] - w[0]) as f64 / 1e6)
         .collect();
     assert!(gaps.iter().all(|&g| g > 30.0), "a burst: gaps {gaps:?} ms");
+}
+
+/// P(Binomial(n, p) > limit × n): the chance a window of `n` probes at loss `p` reads above
+/// `limit` (a share).
+fn tail_above(n: u32, p: f64, limit: f64) -> f64 {
+    let mut choose = 1.0f64; // C(n, k), built up k by k
+    let mut total = 0.0;
+    for k in 0..=n {
+        if k > 0 {
+            choose *= f64::from(n - k + 1) / f64::from(k);
+        }
+        if f64::from(k) > limit * f64::from(n) {
+            total += choose * p.powi(k as i32) * (1.0 - p).powi((n - k) as i32);
+        }
+    }
+    total
+}
+
+#[test]
+fn a_lossy_link_does_not_flap_alarms() {
+    // The fixed numbers: 5 % random loss of echo requests at the far end; 20 rounds 250 ms
+    // apart; a 5 s window (20 probes); --alarm-loss 50, --alarm-min-probes 15.
+    let (p, rounds, window, limit, min) = (0.05, 20u32, 20u32, 0.5, 15u32);
+    // Each ended probe is judged on the window it closes (min(k, 20) probes): the union
+    // bound over those judgements is the chance that a target with 5 % loss ever alarms
+    // (and so ever flaps) in the run.
+    let chance: f64 = (min..=rounds)
+        .map(|k| tail_above(k.min(window), p, limit))
+        .sum();
+    assert!(
+        chance < 1e-6,
+        "a false alarm's chance per target: {chance:e}"
+    );
+    // Without the hysteresis asdic used to have (judged from the first probe), the same
+    // fleet alarms on a first lost probe: a 5 % chance per target, every run.
+    assert!(tail_above(1, p, limit) > 0.04);
+
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("swf", &["--loss", "5"]);
+    // 32 live hosts (indices 512..544 of the bed: none dead, none rejected).
+    let file = scratch("swf-fleet.txt");
+    std::fs::write(&file, "198.19.2.0/27\n").unwrap();
+    let o = bed.asdic(&[
+        "sweep",
+        file.to_str().unwrap(),
+        "-i",
+        "250ms",
+        "--window",
+        "5s",
+        "-W",
+        "500ms",
+        "--rounds",
+        &rounds.to_string(),
+        "--alarm-loss",
+        "50",
+        "--alarm-min-probes",
+        &min.to_string(),
+        "--status-every",
+        "0",
+    ]);
+    let (stdout, err) = (String::from_utf8_lossy(&o.stdout), stderr_of(&o));
+    assert!(o.status.success(), "{err}");
+    let changes: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("asdic: ALARM") || l.starts_with("asdic: OK "))
+        .collect();
+    assert_eq!(changes, Vec::<&str>::new(), "{stdout}");
+    // The loss was there, and counted exactly: every probe the bed dropped is one ended
+    // without a reply ("32 targets, 640 probes ended, 607 replies, 0 in alarm; …").
+    let dropped = bed.counter("lossdrop");
+    assert!(dropped > 0, "the bed dropped nothing: {err}");
+    let closing = err
+        .lines()
+        .find(|l| l.contains(" probes ended, "))
+        .unwrap_or_else(|| panic!("a closing line: {err}"));
+    let number_before = |what: &str| -> u64 {
+        let head = &closing[..closing.find(what).unwrap()];
+        head.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let (ended, replies) = (number_before(" probes ended"), number_before(" replies"));
+    assert_eq!(ended, 32 * u64::from(rounds), "{closing}");
+    assert_eq!(ended - replies, dropped, "{closing}");
 }
 
 #[test]

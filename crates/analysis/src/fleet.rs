@@ -43,6 +43,28 @@ impl Limits {
     }
 }
 
+/// When an alarm may change state: a raise needs `min_probes` ended probes in the window (a
+/// target does not alarm on its first lost probe), and an alarm clears only once every limit
+/// set is undercut by `clear` × its level (hysteresis: a loss hovering at the level does not
+/// flap ALARM, OK, ALARM).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hysteresis {
+    /// Ended probes in the window before the state may change either way.
+    pub min_probes: u32,
+    /// Share of a limit (0 < clear ≤ 1) a window must stay below to clear.
+    pub clear: f64,
+}
+
+impl Default for Hysteresis {
+    /// 5 probes, 80 % of the level.
+    fn default() -> Self {
+        Hysteresis {
+            min_probes: 5,
+            clear: 0.8,
+        }
+    }
+}
+
 /// One line of the targets file, resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FleetTarget {
@@ -213,6 +235,7 @@ pub struct Fleet {
     ring_capacity: usize,
     window_ms: u32,
     defaults: Limits,
+    hysteresis: Hysteresis,
     histograms: bool,
     scratch: Vec<u32>,
     ignored: u64,
@@ -235,6 +258,7 @@ impl Fleet {
             ring_capacity: Ring::capacity_for(u64::from(window_ms), every_ms),
             window_ms,
             defaults,
+            hysteresis: Hysteresis::default(),
             histograms,
             scratch: Vec::new(),
             ignored: 0,
@@ -386,6 +410,11 @@ impl Fleet {
         m.ring.brief(clock_ms(now_ns), self.window_ms)
     }
 
+    /// When alarms may change state (default: [`Hysteresis::default`]).
+    pub fn set_hysteresis(&mut self, h: Hysteresis) {
+        self.hysteresis = h;
+    }
+
     /// Records one event at `now_ns`; returns the alarm state change it caused, if any.
     /// Events whose cookie is not listed, or names another address, are ignored.
     pub fn record(&mut self, ev: &Event, now_ns: u64) -> Option<Transition> {
@@ -430,7 +459,12 @@ impl Fleet {
         }
         // Judged on every event: loss and mean only; the full statistics on a change.
         let now_ms = clock_ms(now_ns);
-        let (alarm, reason) = judge(&m.ring.brief(now_ms, self.window_ms), &limits);
+        let (alarm, reason) = judge(
+            &m.ring.brief(now_ms, self.window_ms),
+            &limits,
+            m.alarm,
+            self.hysteresis,
+        );
         if alarm == m.alarm {
             return None;
         }
@@ -510,24 +544,47 @@ impl Transition {
 }
 
 /// Whether `stats` (loss and mean RTT) break `limits`, and a reason either way.
-fn judge(stats: &WindowStats, limits: &Limits) -> (bool, String) {
+/// The alarm state a window calls for, given the state `now` and the hysteresis, and why.
+/// Fewer than `min_probes` ended probes in the window: the state stays as it is. Raised when
+/// a limit is exceeded; cleared only when every limit set is undercut by `clear` × its level.
+fn judge(stats: &WindowStats, limits: &Limits, now: bool, h: Hysteresis) -> (bool, String) {
     let loss = stats.loss_pct.unwrap_or(0.0);
+    let avg = stats
+        .avg_us
+        .map_or("-".to_string(), |a| format!("{:.3} ms", a / 1000.0));
+    if stats.probes < h.min_probes {
+        return (now, format!("{} probes in the window", stats.probes));
+    }
     if let Some(max) = limits.loss_pct
         && loss > max
     {
         return (true, format!("loss {loss:.1}% > {max}%"));
     }
-    if let (Some(max), Some(avg)) = (limits.rtt_us, stats.avg_us)
-        && avg > max
+    if let (Some(max), Some(a)) = (limits.rtt_us, stats.avg_us)
+        && a > max
     {
         return (
             true,
-            format!("avg rtt {:.3} ms > {} ms", avg / 1000.0, max / 1000.0),
+            format!("avg rtt {:.3} ms > {} ms", a / 1000.0, max / 1000.0),
         );
     }
-    let avg = stats
-        .avg_us
-        .map_or("-".to_string(), |a| format!("{:.3} ms", a / 1000.0));
+    if now {
+        // Within the limits but not yet below the clearing levels: still in alarm.
+        let loss_high = limits.loss_pct.is_some_and(|max| loss >= h.clear * max);
+        let rtt_high = limits
+            .rtt_us
+            .zip(stats.avg_us)
+            .is_some_and(|(max, a)| a >= h.clear * max);
+        if loss_high || rtt_high {
+            return (
+                true,
+                format!(
+                    "loss {loss:.1}%, avg rtt {avg}: not yet below {:.0} % of the limits",
+                    100.0 * h.clear
+                ),
+            );
+        }
+    }
     (false, format!("loss {loss:.1}%, avg rtt {avg}"))
 }
 
@@ -634,18 +691,99 @@ mod tests {
         }
         assert_eq!(changes.len(), 2);
         assert!(!changes[1].alarm);
-        // Back at the limit (not above it): 2 losses of the 10 probes in the window.
-        assert_eq!(changes[1].stats.loss_pct, Some(20.0));
+        // Not when back at the limit (2 losses of the 10 probes in the window, 20 %), nor at
+        // 16 % (80 % of it): only below, at 1 loss of 10.
+        assert_eq!(changes[1].stats.loss_pct, Some(10.0));
         assert!(
             changes[1]
                 .reason
-                .starts_with("loss 20.0%, avg rtt 0.200 ms")
+                .starts_with("loss 10.0%, avg rtt 0.200 ms"),
+            "{}",
+            changes[1].reason
         );
+    }
+
+    #[test]
+    fn an_alarm_needs_enough_probes_and_clears_below_its_level() {
+        let limits = Limits {
+            loss_pct: Some(20.0),
+            rtt_us: None,
+        };
+        let mut f = Fleet::new(100_000, 1000, limits, false);
+        f.apply(&[target("198.19.0.1", 32)]);
+        let a = "198.19.0.1";
+        let mut t = 0u64;
+        let mut outcomes = vec![];
+        let mut step = |f: &mut Fleet, o: Outcome| {
+            t += 1000;
+            f.record(&ev(0, a, t, o), (t + 500) * 1_000_000)
+                .map(|x| (t / 1000, x.alarm))
+        };
+        // The first probe lost, then three replies: 100 %, 50 %, 33 %, 25 % over fewer than
+        // 5 probes: no alarm (it used to alarm on the first).
+        outcomes.push(step(&mut f, Outcome::Timeout));
+        for _ in 0..3 {
+            outcomes.push(step(&mut f, reply(200)));
+        }
+        assert!(outcomes.iter().all(Option::is_none), "{outcomes:?}");
+        // The fifth: 1 of 5 = 20 %, at the limit: still no alarm. A loss: 2 of 6 = 33 %.
+        assert_eq!(step(&mut f, reply(200)), None);
+        assert_eq!(step(&mut f, Outcome::Timeout), Some((6, true)));
+        // Hovering around the limit (2 of 7 = 28.6 %, 2 of 8 = 25 %, ... 2 of 10 = 20 %,
+        // 2 of 12 = 16.7 %): no flap back to ok until below 16 %.
+        let mut changes = vec![];
+        for _ in 0..6 {
+            changes.extend(step(&mut f, reply(200)));
+        }
+        assert_eq!(changes, [], "2 losses of 12: 16.7 % >= 16 %");
+        assert_eq!(
+            step(&mut f, reply(200)),
+            Some((13, false)),
+            "2 of 13: 15.4 %"
+        );
+        // And an RTT limit clears below 80 % of it too.
+        let mut g = Fleet::new(
+            100_000,
+            1000,
+            Limits {
+                loss_pct: None,
+                rtt_us: Some(1000.0),
+            },
+            false,
+        );
+        g.set_hysteresis(Hysteresis {
+            min_probes: 1,
+            clear: 0.8,
+        });
+        g.apply(&[target("198.19.0.2", 32)]);
+        let b = "198.19.0.2";
+        assert!(
+            g.record(&ev(0, b, 1000, reply(1500)), 1_100_000_000)
+                .unwrap()
+                .alarm
+        );
+        // Average 1,000 µs (at the limit, not above): still in alarm; 900: still; then low.
+        assert!(
+            g.record(&ev(0, b, 2000, reply(500)), 2_100_000_000)
+                .is_none()
+        );
+        assert!(
+            g.record(&ev(0, b, 3000, reply(700)), 3_100_000_000)
+                .is_none()
+        );
+        let x = g
+            .record(&ev(0, b, 4000, reply(100)), 4_100_000_000)
+            .unwrap();
+        assert!(!x.alarm, "avg 700 µs < 800 µs: {}", x.reason);
     }
 
     #[test]
     fn per_target_limits_override_the_runs() {
         let mut f = Fleet::new(10_000, 1000, Limits::default(), false);
+        f.set_hysteresis(Hysteresis {
+            min_probes: 1,
+            clear: 0.8,
+        });
         let mut t = target("198.19.0.1", 32);
         t.limits.rtt_us = Some(1000.0);
         f.apply(&[t, target("198.19.0.2", 32)]);

@@ -874,6 +874,16 @@ pub struct SweepArgs {
     #[arg(long, value_name = "MS")]
     pub alarm_rtt: Option<f64>,
 
+    /// Ended probes a target's window needs before its alarm state may change either way (no
+    /// alarm on a first lost probe).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub alarm_min_probes: u32,
+
+    /// An alarm clears only once the window is below PCT percent of every limit it has
+    /// (hysteresis: a loss hovering at the limit does not flap).
+    #[arg(long, default_value_t = 80.0, value_name = "PCT")]
+    pub alarm_clear: f64,
+
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9427 (OpenMetrics or
     /// the classic text format, as the client asks).
     #[arg(long, value_name = "ADDR:PORT")]

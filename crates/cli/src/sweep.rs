@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use asdic_analysis::fleet::{Fleet, FleetTarget, Limits, Transition};
+use asdic_analysis::fleet::{Fleet, FleetTarget, Hysteresis, Limits, Transition};
 use asdic_analysis::meta::millis;
 use asdic_analysis::{PartedSink, RunMeta, RunMode, Sink, SweepRow, counted};
 use asdic_core::event::Event;
@@ -195,6 +195,15 @@ fn validate(a: &SweepArgs) -> Result<(), Fail> {
     }
     if a.ttl == 0 {
         return Err(usage("--ttl 0: must be 1..=255"));
+    }
+    if a.alarm_min_probes == 0 {
+        return Err(usage("--alarm-min-probes 0: must be at least 1"));
+    }
+    if !(a.alarm_clear > 0.0 && a.alarm_clear <= 100.0) {
+        return Err(usage(format!(
+            "--alarm-clear {}: a percentage of the limit, above 0 and at most 100",
+            a.alarm_clear
+        )));
     }
     if let Some(p) = a.alarm_loss
         && !(0.0..=100.0).contains(&p)
@@ -504,6 +513,10 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         loss_pct: a.alarm_loss,
         rtt_us: a.alarm_rtt.map(|ms| ms * 1000.0),
     };
+    let hysteresis = Hysteresis {
+        min_probes: a.alarm_min_probes,
+        clear: a.alarm_clear / 100.0,
+    };
     let window_ms = u32::try_from(a.window.as_millis()).unwrap_or(u32::MAX);
     // Per-target histograms only where they are exported (8 bytes a bucket per target).
     let mut fleet = Fleet::new(
@@ -512,6 +525,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode, Fail> {
         defaults,
         a.metrics_listen.is_some() && a.metrics_per_target == PerTarget::Full,
     );
+    fleet.set_hysteresis(hysteresis);
     let (cookies, _) = fleet.apply(&first.targets);
 
     let ids = crate::inputs::ids(IdChoice::Random);
