@@ -266,3 +266,72 @@ fn the_readme_table_lists_every_flag_of_every_subcommand() {
         }
     }
 }
+
+/// Runs `asdic ARGS`, expecting a usage error (exit 2, nothing on stdout): its stderr.
+fn refused(args: &[&str]) -> String {
+    let o = asdic(args);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+    assert!(o.stdout.is_empty(), "{args:?}");
+    err
+}
+
+#[test]
+fn small_refusals_say_what_is_wrong() {
+    // A rate too high is not "not positive".
+    let e = refused(&["ping", "198.19.0.1", "--rate", "1000000000000"]);
+    assert!(e.contains("at most 100000000 probes per second"), "{e}");
+    // TTL 0 and 256: the same range named.
+    for sub in [
+        &["ping", "198.19.0.1", "-t"][..],
+        &["scan", "x", "--ttl"],
+        &["sweep", "f", "-t"],
+        &["trace", "x", "-m"],
+    ] {
+        for bad in ["0", "256"] {
+            let mut args = sub.to_vec();
+            args.push(bad);
+            let e = refused(&args);
+            assert!(e.contains("a TTL is 1..=255"), "{args:?}: {e}");
+        }
+    }
+    // ::/0 holds 2^128 addresses, not 2^128 - 1.
+    let e = refused(&["ping", "::/0"]);
+    assert!(e.contains("2^128 or more") && !e.contains("211455"), "{e}");
+    // Host bits and duplicates are said (here before a refused --size: nothing is sent).
+    let e = refused(&["ping", "198.19.0.1/30", "198.19.0.2", "--size", "10"]);
+    assert!(
+        e.contains("host bits set in 198.19.0.1/30 is 198.19.0.0/30")
+            && e.contains("1 duplicate address merged"),
+        "{e}"
+    );
+    // An empty allowlist is named, and 0.0.0.0/0 is not blamed on 0.0.0.0/8.
+    let empty = asdic_tests::scratch("grammar-empty-allow.txt");
+    std::fs::write(&empty, "# nothing\n").unwrap();
+    let e = refused(&[
+        "scan",
+        "0.0.0.0/0",
+        "-R",
+        "10",
+        "--dry-run",
+        "--allowlist-file",
+        empty.to_str().unwrap(),
+    ]);
+    assert!(e.contains("holds no address"), "{e}");
+    let private = asdic_tests::scratch("grammar-private-allow.txt");
+    std::fs::write(&private, "10.0.0.0/8\n").unwrap();
+    let e = refused(&[
+        "scan",
+        "0.0.0.0/0",
+        "-R",
+        "10",
+        "--dry-run",
+        "--allowlist-file",
+        private.to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains("every target is blocklisted or outside the allowlist")
+            && !e.contains("0.0.0.0/8"),
+        "{e}"
+    );
+}

@@ -419,12 +419,16 @@ fn the_first_router_sees_a_shuffled_ttl_order_that_stops_at_the_destination() {
 #[test]
 fn bad_arguments_are_usage_errors() {
     let cases: &[(&[&str], &str)] = &[
-        (&["198.19.1.1", "--max-ttl", "0"], "--max-ttl 0"),
+        (&["198.19.1.1", "--max-ttl", "0"], "a TTL is 1..=255"),
         (
             &["198.19.1.1", "--first-ttl", "9", "--max-ttl", "4"],
             "--first-ttl 9 is above --max-ttl 4",
         ),
-        (&["198.19.1.1", "--max-ttl", "256"], "256"),
+        (&["198.19.1.1", "--max-ttl", "256"], "a TTL is 1..=255"),
+        (
+            &["198.19.1.1", "--rate", "1000000000000"],
+            "at most 100000000",
+        ),
         (&["198.19.1.1", "--size", "8"], "--size 8"),
         (&["198.19.1.1", "--rate=-5"], "--rate -5"),
         (&["198.19.1.1", "--timeout", "0"], "--timeout 0"),

@@ -76,7 +76,7 @@ pub use schema::{
 };
 pub use sink::{
     CHUNK_ROWS, CsvSink, Format, JsonlSink, ParquetSink, ROW_GROUP_ROWS, Sink, TableSink,
-    file_sink, sink_for, text_sink, write_chunked,
+    file_sink, sink_for, table_label_width, text_sink, write_chunked,
 };
 pub use stats::{FirstError, Rtt, TargetStats};
 pub use summary::{counted, summary_line};

@@ -589,25 +589,39 @@ pub(crate) fn push_json_string(out: &mut String, s: &str) {
 /// min/avg/max/p99 in milliseconds (`-` without replies), and a note naming the first
 /// error or an unexpected responder.
 ///
-/// Columns have fixed widths (rows are streamed, so widths cannot follow the data); a long
-/// target pushes the rest of its line right.
+/// Columns have fixed widths (rows are streamed, so widths cannot follow the data): the
+/// target column is as wide as asked ([`TableSink::with_target_width`], the longest target
+/// of the run: every line aligns), else 15, any IPv4 address.
 #[derive(Debug)]
 pub struct TableSink<W: Write> {
     out: BufWriter<W>,
     header_written: bool,
     line: String,
+    width: usize,
 }
 
-/// Width of the target column (fits any IPv4 address).
+/// How wide a row's target cell in a [`TableSink`] is: "NAME (ADDR)" or "ADDR".
+pub fn table_label_width(row: &Row<'_>) -> usize {
+    let addr = row.target.to_string().len();
+    row.name.map_or(addr, |n| n.chars().count() + addr + 3)
+}
+
+/// Width of the target column by default (fits any IPv4 address).
 const TARGET_WIDTH: usize = 15;
 
 impl<W: Write> TableSink<W> {
     /// A table sink over `writer`; the header goes out with the first rows or at finish.
     pub fn new(writer: W) -> Self {
+        Self::with_target_width(writer, TARGET_WIDTH)
+    }
+
+    /// A table whose target column is `width` characters wide (at least 15).
+    pub fn with_target_width(writer: W, width: usize) -> Self {
         Self {
             out: BufWriter::new(writer),
             header_written: false,
             line: String::new(),
+            width: width.max(TARGET_WIDTH),
         }
     }
 
@@ -619,8 +633,16 @@ impl<W: Write> TableSink<W> {
         self.line.clear();
         let _ = write!(
             self.line,
-            "{:<TARGET_WIDTH$} {:>5} {:>5} {:>7} {:>9} {:>9} {:>9} {:>9}  note",
-            "target", "sent", "recv", "loss", "min ms", "avg ms", "max ms", "p99 ms"
+            "{:<w$} {:>5} {:>5} {:>7} {:>9} {:>9} {:>9} {:>9}  note",
+            "target",
+            "sent",
+            "recv",
+            "loss",
+            "min ms",
+            "avg ms",
+            "max ms",
+            "p99 ms",
+            w = self.width
         );
         self.line.push('\n');
         self.out.write_all(self.line.as_bytes())
@@ -637,7 +659,7 @@ impl<W: Write> Sink<Row<'_>> for TableSink<W> {
                 Some(name) => write!(self.line, "{name} ({})", row.target),
                 None => write!(self.line, "{}", row.target),
             };
-            let pad = TARGET_WIDTH.saturating_sub(self.line.chars().count());
+            let pad = self.width.saturating_sub(self.line.chars().count());
             self.line.extend(core::iter::repeat_n(' ', pad));
             let _ = write!(self.line, " {:>5} {:>5} ", row.sent, row.received);
             let _ = match row.loss_pct {
@@ -845,6 +867,29 @@ target,name,sent,received,loss_pct,rtt_last_us,rtt_min_us,rtt_avg_us,rtt_max_us,
                 "gw (10.0.0.1)       2     0 100.00%         -         -         -         -  2 send failed",
             ]
         );
+    }
+
+    #[test]
+    fn a_table_as_wide_as_its_longest_target_aligns_every_line() {
+        let mut long = empty_row();
+        long.target = "2001:db8:ffff:ffff:ffff:ffff:ffff:1".parse().unwrap();
+        let rows = [full_row(), empty_row(), long];
+        let width = rows.iter().map(table_label_width).max().unwrap();
+        let mut buf = Vec::new();
+        let mut sink = TableSink::with_target_width(&mut buf, width);
+        sink.write_rows(&rows).unwrap();
+        Box::new(sink).finish().unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        // The "sent" column is in the same characters on every line, the header's too (at
+        // the default width of 15 the long address ran into it).
+        assert_eq!(text.lines().count(), 4);
+        for l in text.lines() {
+            let sent: String = l.chars().skip(width).take(6).collect();
+            assert!(
+                sent.trim() == "sent" || sent.trim().parse::<u64>().is_ok(),
+                "{l:?}"
+            );
+        }
     }
 
     #[test]

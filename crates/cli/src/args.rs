@@ -341,10 +341,21 @@ fn parse_run_id(s: &str) -> Result<String, String> {
 /// `--rate PPS` when given: a positive number of probes per second, at most 100 M.
 pub fn check_rate(rate: Option<f64>) -> Result<(), String> {
     match rate {
-        Some(r) if !(r.is_finite() && r > 0.0 && r <= 100e6) => Err(format!(
+        Some(r) if !(r.is_finite() && r > 0.0) => Err(format!(
             "--rate {r}: must be a positive number of probes per second"
         )),
+        Some(r) if r > 100e6 => Err(format!(
+            "--rate {r}: at most 100000000 probes per second (100 M/s)"
+        )),
         _ => Ok(()),
+    }
+}
+
+/// A TTL / hop limit: 1..=255, the same words for 0 and for 256.
+fn parse_ttl(s: &str) -> Result<u8, String> {
+    match s.trim().parse::<u64>() {
+        Ok(t) if (1..=255).contains(&t) => Ok(t as u8),
+        _ => Err(format!("{s:?}: a TTL is 1..=255")),
     }
 }
 
@@ -540,7 +551,7 @@ pub struct PingArgs {
     pub size: usize,
 
     /// IP TTL / IPv6 hop limit of probes.
-    #[arg(short = 't', long, default_value_t = 64, value_name = "TTL")]
+    #[arg(short = 't', long, default_value_t = 64, value_parser = parse_ttl, value_name = "TTL")]
     pub ttl: u8,
 
     /// How long to wait for each reply, with its unit (1s, 500ms).
@@ -788,7 +799,7 @@ pub struct ScanArgs {
     pub size: usize,
 
     /// IP TTL / IPv6 hop limit of probes (-t from asdic 0.3).
-    #[arg(long, default_value_t = 64, value_name = "TTL")]
+    #[arg(long, default_value_t = 64, value_parser = parse_ttl, value_name = "TTL")]
     pub ttl: u8,
 
     /// Send from this interface only (SO_BINDTODEVICE; the XDP engine checks that the route
@@ -863,7 +874,7 @@ pub struct SweepArgs {
     pub size: usize,
 
     /// IP TTL / IPv6 hop limit of probes.
-    #[arg(short = 't', long, default_value_t = 64, value_name = "TTL")]
+    #[arg(short = 't', long, default_value_t = 64, value_parser = parse_ttl, value_name = "TTL")]
     pub ttl: u8,
 
     /// Alarm when a target's loss over the window exceeds PCT percent.
@@ -971,11 +982,11 @@ pub struct TraceArgs {
     pub file: Option<PathBuf>,
 
     /// Largest TTL / hop limit probed (traceroute -m).
-    #[arg(short = 'm', long, default_value_t = 30, value_name = "TTL")]
+    #[arg(short = 'm', long, default_value_t = 30, value_parser = parse_ttl, value_name = "TTL")]
     pub max_ttl: u8,
 
     /// Smallest TTL / hop limit probed (traceroute -f).
-    #[arg(long, default_value_t = 1, value_name = "TTL")]
+    #[arg(long, default_value_t = 1, value_parser = parse_ttl, value_name = "TTL")]
     pub first_ttl: u8,
 
     /// How long to wait for each probe's answer, with its unit (2s, 500ms).

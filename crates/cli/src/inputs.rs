@@ -5,7 +5,7 @@ use std::io::{BufReader, IsTerminal};
 use std::path::Path;
 use std::time::Duration;
 
-use asdic_core::set::{SetBuilder, TargetSet};
+use asdic_core::set::{SetBuilder, TargetList, TargetSet};
 use asdic_core::source::Source;
 use asdic_core::targets::{self, TargetError, TargetSpec};
 use asdic_receiver::rx::RxConfig;
@@ -161,6 +161,7 @@ pub fn read_specs(
     file: Option<&Path>,
     max_entries: u64,
 ) -> Result<Vec<TargetSpec>, Fail> {
+    note_host_bits(args);
     let mut specs = vec![];
     if !each_spec(args, file, push_within(&mut specs, max_entries))? {
         return Err(no_targets());
@@ -171,11 +172,59 @@ pub fn read_specs(
 /// Targets from arguments, then `file` (or stdin), as a compact set of at most `max_total`
 /// addresses (duplicates counted as they are read).
 pub fn read_set(args: &[String], file: Option<&Path>, max_total: u128) -> Result<TargetSet, Fail> {
+    note_host_bits(args);
     let mut b = SetBuilder::new(max_total, MAX_ENTRIES);
     if !each_spec(args, file, |s| b.add(s))? {
         return Err(no_targets());
     }
-    b.finish().map_err(|e| Fail::Usage(format!("targets: {e}")))
+    let total = b.total();
+    let set = b
+        .finish()
+        .map_err(|e| Fail::Usage(format!("targets: {e}")))?;
+    if let Some(merged) = duplicates(total, set.len()) {
+        say!("asdic: {merged}");
+    }
+    Ok(set)
+}
+
+/// "N duplicate addresses merged: each probed once", when `total` addresses were listed and
+/// `distinct` are different.
+pub fn duplicates(total: u128, distinct: u64) -> Option<String> {
+    let extra = total.saturating_sub(u128::from(distinct));
+    (extra > 0).then(|| {
+        format!(
+            "{extra} duplicate address{} merged: each target is probed once",
+            if extra == 1 { "" } else { "es" }
+        )
+    })
+}
+
+/// Says which command-line prefixes were written with host bits set (`198.19.0.1/24`): every
+/// address of the prefix is probed, which the writer may not have meant; never silently.
+pub fn note_host_bits(args: &[String]) {
+    if let Some(line) = host_bits(args) {
+        say!("asdic: {line}");
+    }
+}
+
+/// The line [`note_host_bits`] says, if any.
+fn host_bits(args: &[String]) -> Option<String> {
+    let odd: Vec<String> = args
+        .iter()
+        .flat_map(|a| a.split_whitespace())
+        .filter_map(|a| {
+            let (addr, _) = a.split_once('/')?;
+            let ip: std::net::IpAddr = addr.parse().ok()?;
+            let spec = TargetSpec::parse(a).ok()?;
+            (spec.base != ip).then(|| format!("{a} is {}/{}", spec.base, spec.prefix))
+        })
+        .collect();
+    (!odd.is_empty()).then(|| {
+        format!(
+            "host bits set in {}: every address of the prefix is probed",
+            odd.join(", ")
+        )
+    })
 }
 
 /// A scan's targets: prefixes as read, single addresses in a compact set.
@@ -192,6 +241,7 @@ pub struct Listed {
 /// Targets from arguments, then `file` (or stdin), for a scan: at most [`MAX_ENTRIES`]
 /// entries; single addresses held at 4 or 16 bytes each.
 pub fn read_listed(args: &[String], file: Option<&Path>) -> Result<Listed, Fail> {
+    note_host_bits(args);
     let mut b = SetBuilder::new(u128::MAX, MAX_ENTRIES);
     let (mut prefixes, mut first) = (vec![], vec![]);
     let mut entries = 0u64;
@@ -271,6 +321,37 @@ pub fn random_u64() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_bits_and_duplicates_are_said() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            host_bits(&args(&[
+                "198.19.0.1/24",
+                "198.19.1.0/24",
+                "2001:db8::1/64 198.19.0.9"
+            ])),
+            Some(
+                "host bits set in 198.19.0.1/24 is 198.19.0.0/24, 2001:db8::1/64 is \
+                 2001:db8::/64: every address of the prefix is probed"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            host_bits(&args(&["198.19.0.0/24", "198.19.0.7", "x/3"])),
+            None
+        );
+        assert_eq!(duplicates(3, 3), None);
+        assert_eq!(
+            duplicates(4, 3).as_deref(),
+            Some("1 duplicate address merged: each target is probed once")
+        );
+        assert!(
+            duplicates(258, 256)
+                .unwrap()
+                .starts_with("2 duplicate addresses")
+        );
+    }
 
     #[test]
     fn the_table_line_names_what_bounds_the_table() {

@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::Context;
 use asdic_analysis::meta::millis;
 use asdic_analysis::{
-    Aggregator, Format, ProbeRow, Probes, Row, RunMeta, RunMode, Sink, counted, sink_for,
-    summary_line, text_sink, write_chunked,
+    Aggregator, Format, ProbeRow, Probes, Row, RunMeta, RunMode, Sink, TableSink, counted,
+    sink_for, summary_line, table_label_width, text_sink, write_chunked,
 };
 use asdic_core::event::Event;
 use asdic_core::set::{Side, TargetList};
@@ -52,9 +52,6 @@ fn validate(a: &PingArgs, targets: u64) -> Result<f64, Fail> {
             "--size {}: above the raw engine's maximum of {MAX_PAYLOAD} bytes",
             a.size
         )));
-    }
-    if a.ttl == 0 {
-        return Err(usage("--ttl 0: must be 1..=255"));
     }
     if a.count == 0 {
         return Err(usage("--count 0: must be at least 1"));
@@ -281,6 +278,12 @@ impl Mode for Ping {
                         write_probes(p, sink.as_mut())?;
                         Ok(sink.finish()?)
                     }),
+                // The table's target column as wide as the longest target: every line aligns.
+                None if format == Format::Table => {
+                    let width = self.agg.rows().map(|r| table_label_width(&r)).max();
+                    let mut sink = TableSink::with_target_width(out, width.unwrap_or(0));
+                    write_all(&self.agg, &mut sink).and_then(|()| Ok(Box::new(sink).finish()?))
+                }
                 None => sink_for(format, out)
                     .map_err(anyhow::Error::from)
                     .and_then(|mut sink| {
@@ -346,6 +349,13 @@ fn write_probes(p: &mut Probes, sink: &mut dyn Sink<ProbeRow>) -> anyhow::Result
 fn print_per_probe(p: &mut Probes, mut out: Box<dyn std::io::Write + '_>) -> anyhow::Result<()> {
     let mut line = String::new();
     let mut current = None;
+    // The target column as wide as the longest target: every line aligns.
+    let width = p
+        .rows()
+        .map(|r| r.target.to_string().len())
+        .max()
+        .unwrap_or(0)
+        .max(15);
     for row in p.rows() {
         if current != Some(row.target) {
             if current.is_some() {
@@ -353,7 +363,7 @@ fn print_per_probe(p: &mut Probes, mut out: Box<dyn std::io::Write + '_>) -> any
             }
             current = Some(row.target);
             line.clear();
-            let _ = write!(line, "{:<15} :", row.target);
+            let _ = write!(line, "{:<width$} :", row.target.to_string());
         }
         match (row.outcome, row.rtt_ns) {
             ("reply", Some(ns)) => {

@@ -121,6 +121,20 @@ fn lists(a: &ScanArgs) -> Result<(AddrSet, Option<AddrSet>), Fail> {
             None => more,
         });
     }
+    if allow
+        .as_ref()
+        .is_some_and(|s| s.v4.is_empty() && s.v6.is_empty())
+    {
+        let files: Vec<String> = a
+            .allowlist
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
+        return Err(usage(format!(
+            "nothing to scan: --allowlist-file {} holds no address",
+            files.join(", ")
+        )));
+    }
     Ok((block, allow))
 }
 
@@ -152,9 +166,6 @@ fn validate(a: &ScanArgs) -> Result<(), Fail> {
             a.size,
             payload::LEN
         )));
-    }
-    if a.ttl == 0 {
-        return Err(usage("--ttl 0: must be 1..=255"));
     }
     a.io.validate().map_err(usage)?;
     if a.cooldown.is_zero() {
@@ -277,10 +288,15 @@ fn plans(a: &ScanArgs, listed: Listed, seed: u64) -> Result<Vec<Plan>, Fail> {
 }
 
 fn explain_empty(a: &ScanArgs, specs: &[TargetSpec]) -> String {
+    // Blamed on a default block only when a target lies wholly inside it (0.0.0.0/0 starts
+    // in 0.0.0.0/8 but is not in it).
+    let inside = |s: &TargetSpec| {
+        let (prefix, what) = space::default_block_reason(s.base)?;
+        let block = TargetSpec::parse(prefix).ok()?;
+        (s.prefix >= block.prefix).then_some((prefix, what))
+    };
     if !a.no_default_blocklist
-        && let Some((prefix, what)) = specs
-            .iter()
-            .find_map(|s| space::default_block_reason(s.base))
+        && let Some((prefix, what)) = specs.iter().find_map(inside)
     {
         return format!(
             "nothing to scan: the targets are in the default blocklist ({prefix}: {what}); \

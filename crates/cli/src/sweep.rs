@@ -193,9 +193,6 @@ fn validate(a: &SweepArgs) -> Result<(), Fail> {
     if a.window > Duration::from_secs(7 * 86_400) {
         return Err(usage("--window: at most 7 days"));
     }
-    if a.ttl == 0 {
-        return Err(usage("--ttl 0: must be 1..=255"));
-    }
     if a.alarm_min_probes == 0 {
         return Err(usage("--alarm-min-probes 0: must be at least 1"));
     }

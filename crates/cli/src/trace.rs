@@ -38,12 +38,6 @@ const SOCKET_TTL: u8 = 64;
 
 /// Checks every option before anything is opened or sent; returns the rate.
 fn validate(a: &TraceArgs) -> Result<f64, Fail> {
-    if a.max_ttl == 0 {
-        return Err(usage("--max-ttl 0: must be 1..=255"));
-    }
-    if a.first_ttl == 0 {
-        return Err(usage("--first-ttl 0: must be 1..=255"));
-    }
     if a.first_ttl > a.max_ttl {
         return Err(usage(format!(
             "--first-ttl {} is above --max-ttl {}",

@@ -15,6 +15,16 @@ pub struct TargetSpec {
     pub prefix: u8,
 }
 
+/// A count of addresses as text: counts are summed saturating, so the largest is "2^128 or
+/// more" (`::/0` alone holds 2^128, one more than a u128 holds), never 2^128 − 1.
+fn show_count(n: u128) -> String {
+    if n == u128::MAX {
+        "2^128 or more".to_string()
+    } else {
+        n.to_string()
+    }
+}
+
 /// Why a target could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
@@ -26,7 +36,8 @@ pub enum TargetError {
     BadPrefix(String),
     /// More addresses than may be listed (`count`: the total with `spec`).
     #[error(
-        "{spec} brings the targets to {count}, more than the {limit} a list may hold (use a longer prefix or fewer lines)"
+        "{spec} brings the targets to {}, more than the {limit} a list may hold (use a longer prefix or fewer lines)",
+        show_count(*count)
     )]
     TooMany {
         /// The offending spec.
