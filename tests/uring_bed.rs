@@ -267,7 +267,7 @@ fn without_io_uring_uring_says_why_and_auto_runs_raw() {
             } else {
                 assert!(line.starts_with("asdic: engine raw:"), "{line}");
                 assert!(
-                    line.contains("(auto: uring measured no faster")
+                    line.contains("(auto: io_uring measured no faster")
                         && line.contains("XDP not used")
                         && line.contains("unserved"),
                     "raw by measurement, and why not XDP: {line}"
