@@ -230,6 +230,11 @@ fn sigint_stops_sending_and_still_writes_a_complete_file() {
     assert!(sent > 1000 && sent < 100 * 256, "partial run: {sent}");
     assert!(received > 0 && received <= sent);
     assert!(meta.end_unix_ns.is_some(), "{meta:?}");
+    assert_eq!(
+        (meta.interrupted, meta.complete),
+        (Some(true), Some(false)),
+        "{meta:?}"
+    );
 }
 
 #[test]

@@ -202,6 +202,7 @@ fn paths_hops_and_rows_match_the_chain_in_both_families() {
     assert_eq!(meta.mode, Some(RunMode::Trace));
     assert_eq!(meta.max_ttl, Some(8));
     assert_eq!(meta.seed, Some(11));
+    assert_eq!((meta.complete, meta.interrupted), (Some(true), Some(false)));
     let sent = meta.probes_sent.unwrap();
     let skipped = meta.probes_skipped.unwrap();
     assert_eq!(rows.len() as u64, sent, "a row per probe sent");

@@ -172,6 +172,8 @@ impl Run {
     pub fn end_meta(&self, kernel: &KernelDrops) -> RunMeta {
         RunMeta {
             interrupted: Some(self.interrupted()),
+            // A mode that can end short without a signal (scan's --max-runtime) says so itself.
+            complete: Some(!self.interrupted()),
             signal: self.signal().map(signals::name),
             ..end_metadata(kernel)
         }
