@@ -237,7 +237,11 @@ fn special_files_at_o_are_streamed_never_replaced() {
     assert_eq!(rows.len(), 3);
     assert_eq!(assert_ping_ground_truth(&truth, &rows, 1), [2, 1, 0]);
     assert_eq!(meta.interrupted, Some(false));
-    assert_eq!(meta.complete, Some(true), "every mode says whether it ran whole");
+    assert_eq!(
+        meta.complete,
+        Some(true),
+        "every mode says whether it ran whole"
+    );
     assert!(
         std::fs::symlink_metadata(&fifo)
             .unwrap()

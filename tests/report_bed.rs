@@ -50,6 +50,99 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
+fn a_mixed_scan_is_drawn_for_both_families_and_a_trace_in_its_own_words() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("rp6", &[]);
+    let scan = scratch("report6-scan.parquet");
+    let trace = scratch("report6-trace.parquet");
+    // 198.19.76.0/22 holds the rejected /24; 2001:db8:1::4c00/118 its IPv6 twin
+    // (2001:db8:1::4d00/120).
+    run_ok(
+        &bed,
+        &[
+            "scan",
+            "198.19.76.0/22",
+            "2001:db8:1::4c00/118",
+            "-R",
+            "20000",
+            "--all-events",
+            "--no-default-blocklist",
+            "--cooldown",
+            "1s",
+            "-q",
+            "-o",
+            scan.to_str().unwrap(),
+        ],
+    );
+    run_ok(
+        &bed,
+        &[
+            "trace",
+            "198.19.2.1",
+            "198.19.77.3",
+            "-q",
+            "-o",
+            trace.to_str().unwrap(),
+        ],
+    );
+    let text = String::from_utf8_lossy(&bed.asdic(&["trace", "198.19.77.3"]).stdout).into_owned();
+    drop(bed);
+    let out = scratch("report6-out");
+    let o = std::process::Command::new(asdic_tests::asdic_bin())
+        .args(["report", "--no-png", "-o", out.to_str().unwrap()])
+        .args([&scan, &trace])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    // Both families' maps, each with its own prefixes in the SVG's text.
+    for (title, file, cell) in [
+        (
+            "Hit rate per IPv4 /24 prefix",
+            "scan-hit-map.svg",
+            "198.19.77.0/24",
+        ),
+        (
+            "Hit rate per IPv6 /120 prefix",
+            "scan-hit-map-v6.svg",
+            "2001:db8:1::4c00/120",
+        ),
+    ] {
+        assert!(html.contains(title), "{title}");
+        let svg = files_in(&out.join("figures"))
+            .into_iter()
+            .find(|p| p.to_string_lossy().ends_with(file))
+            .unwrap_or_else(|| panic!("no {file}"));
+        let svg = std::fs::read_to_string(svg).unwrap();
+        assert!(svg.contains(cell), "{file} lacks {cell}");
+    }
+    // The prefix table holds both families, the rejected ones answering nothing.
+    for p in [
+        "198.19.77.0/24",
+        "2001:db8:1::4d00/120",
+        "2001:db8:1::4c00/120",
+    ] {
+        assert!(html.contains(&format!("<td>{p}</td>")), "table lacks {p}");
+    }
+    // The trace section says what trace says: the rejected target is unreachable (!X), and no
+    // path has a loss figure.
+    assert!(text.contains("!X"), "{text}");
+    assert!(
+        html.contains("1 reached, 1 unreachable, 0 not reached"),
+        "{html}"
+    );
+    assert!(html.contains("unreachable at TTL "), "{html}");
+    let trace_part = &html[html.find("<h2>asdic trace").expect("a trace section")..];
+    let trace_summary = &trace_part[..trace_part.find("</table>").unwrap()];
+    assert!(
+        trace_summary.contains("1 reached, 1 unreachable"),
+        "{trace_summary}"
+    );
+    assert!(!trace_summary.contains(">loss<"), "{trace_summary}");
+}
+
+#[test]
 fn a_report_of_bed_runs_is_self_contained_and_holds_the_files_numbers() {
     let Some(()) = require_bed() else { return };
     let bed = Bed::up("rp1", &[]);
@@ -235,7 +328,8 @@ fn a_report_of_bed_runs_is_self_contained_and_holds_the_files_numbers() {
     let loss = 100.0 * (16_384 - outcome("reply")) as f64 / 16_384.0;
     assert!((m.loss_pct.unwrap() - loss).abs() < 1e-9);
     // The hit map: 64 /24s; the rejected one answered nothing and tops the worst-first table.
-    let map = s.prefixes.as_ref().unwrap();
+    assert_eq!(s.prefixes.len(), 1, "an IPv4 scan: one map");
+    let map = &s.prefixes[0];
     assert_eq!((map.bits, map.cells.len(), map.exact), (24, 64, true));
     let rejected = map
         .cells
@@ -332,10 +426,23 @@ fn a_report_of_bed_runs_is_self_contained_and_holds_the_files_numbers() {
             .iter()
             .any(|t| t.target == "198.19.2.1" && t.note.starts_with("reached"))
     );
+    // The router rejects 198.19.77.3 (code 13): unreachable, as trace itself says, not
+    // "not reached"; and a path has no loss figure.
     assert!(
+        s.targets.iter().any(|t| t.target == "198.19.77.3"
+            && t.note.starts_with("unreachable at TTL ")
+            && t.note.contains(": !X from 198.18.")),
+        "{:?}",
         s.targets
+    );
+    assert_eq!(s.summary.loss_pct, None);
+    assert!(
+        s.summary
+            .extra
             .iter()
-            .any(|t| t.target == "198.19.77.3" && t.note.starts_with("not reached"))
+            .any(|(k, v)| k == "destinations" && v == "1 reached, 1 unreachable, 0 not reached"),
+        "{:?}",
+        s.summary.extra
     );
 
     // Operator errors: a missing input and a file asdic did not write, named, exit status 2.

@@ -83,4 +83,5 @@ pub use summary::{counted, summary_line};
 pub use sweep::{SWEEP_COLUMNS, SWEEP_NUM_COLUMNS, SweepEvent, SweepRow, sweep_schema};
 pub use trace::{
     HOP_COLUMNS, HOP_NUM_COLUMNS, Hop, HopKind, HopRow, PathTotals, Paths, hop_schema,
+    unreachable_marker,
 };

@@ -167,24 +167,28 @@ impl Hop {
     pub fn marker(&self) -> Option<String> {
         let d = self.icmp?;
         match self.kind {
-            HopKind::Unreachable => {
-                let letter = match (d.family, d.code) {
-                    (Family::V4, 0 | 6 | 11) | (Family::V6, 0) => "N",
-                    (Family::V4, 1 | 7 | 12) | (Family::V6, 3) => "H",
-                    (Family::V4, 2) | (Family::V6, 4) => "P",
-                    (Family::V4, 4) => "F",
-                    (Family::V4, 5) | (Family::V6, 2) => "S",
-                    (Family::V4, 9 | 10 | 13) | (Family::V6, 1 | 5 | 6) => "X",
-                    (Family::V4, 14) => "V",
-                    (Family::V4, 15) => "C",
-                    _ => return Some(format!("!{}", d.code)),
-                };
-                Some(format!("!{letter}"))
-            }
+            HopKind::Unreachable => Some(unreachable_marker(d.family == Family::V6, d.code)),
             HopKind::OtherError => Some(format!("!<{d}>")),
             _ => None,
         }
     }
+}
+
+/// traceroute's annotation of a destination-unreachable code: `!N`, `!H`, `!P`, `!F`, `!S`,
+/// `!X`, `!V`, `!C`, else `!<code>` (ICMPv6's codes when `v6`).
+pub fn unreachable_marker(v6: bool, code: u8) -> String {
+    let letter = match (v6, code) {
+        (false, 0 | 6 | 11) | (true, 0) => "N",
+        (false, 1 | 7 | 12) | (true, 3) => "H",
+        (false, 2) | (true, 4) => "P",
+        (false, 4) => "F",
+        (false, 5) | (true, 2) => "S",
+        (false, 9 | 10 | 13) | (true, 1 | 5 | 6) => "X",
+        (false, 14) => "V",
+        (false, 15) => "C",
+        _ => return format!("!{code}"),
+    };
+    format!("!{letter}")
 }
 
 /// Number of trace output columns.

@@ -246,17 +246,23 @@ pub(crate) fn draw_section(
             stage,
         )?);
     }
-    if let Some(map) = s.prefixes.as_ref().filter(|m| !m.cells.is_empty()) {
+    // A map per family: a mixed scan shows both.
+    for map in s.prefixes.iter().filter(|m| !m.cells.is_empty()) {
+        let (family, suffix) = if map.v6 {
+            ("IPv6", "-v6")
+        } else {
+            ("IPv4", "")
+        };
         out.push(figure(
             &HitMap { map },
             Kind::HitMap,
-            format!("s{i}-{mode}-hit-map"),
-            format!("Hit rate per /{} prefix", map.bits),
+            format!("s{i}-{mode}-hit-map{suffix}"),
+            format!("Hit rate per {family} /{} prefix", map.bits),
             if map.exact {
                 "Each cell is one prefix, in address order; its colour is the share of probed \
                  targets that answered."
                     .into()
-            } else if map.v6 {
+            } else if map.cells.iter().any(|c| c.size.is_none()) {
                 "Each cell is one prefix, in address order; its colour is its number of answering \
                  addresses relative to the busiest prefix (the file has hits only)."
                     .into()
@@ -282,9 +288,10 @@ pub(crate) fn draw_section(
             format!("s{i}-{mode}-latency-{k:03}"),
             format!("Latency over time: {who}"),
             format!(
-                "{} rounds of {:.1} s: median RTT line coloured by the round's loss, the middle \
-                 half of its RTTs shaded dark and the full range light; rounds with every probe \
-                 lost are red bands. Loss over the run: {:.2} %.",
+                "{} rounds in {} bins of {:.1} s, over UTC clock time: median RTT line coloured by \
+                 the bin's loss, the middle half of its RTTs shaded dark and the full range \
+                 light; bins with every probe lost are red bands. Loss over the run: {:.2} %.",
+                series.rounds,
                 series.buckets.len(),
                 series.width,
                 series.loss_pct
@@ -332,15 +339,20 @@ impl Plot for RttHist<'_> {
             .margin(12)
             .x_label_area_size(44)
             .y_label_area_size(70)
-            .build_cartesian_2d((lo..hi).log_scale(), 0f64..top)
+            .build_cartesian_2d(
+                (lo..hi)
+                    .log_scale()
+                    .with_key_points(text::rtt_ticks(lo, hi)),
+                (0f64..top).with_key_points(text::count_ticks(top)),
+            )
             .map_err(msg)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
             .x_desc(format!("RTT ({})", self.s.rtt_basis))
             .y_desc("samples")
-            .x_label_formatter(&|v| text::rtt(*v))
-            .y_label_formatter(&|v| text::count(*v as u64))
+            .x_label_formatter(&|v| text::rtt_tick(*v))
+            .y_label_formatter(&|v| text::count(v.round() as u64))
             .label_style(font(13.0))
             .axis_desc_style(font(14.0))
             .draw()
@@ -380,13 +392,18 @@ impl Plot for RttCdf<'_> {
             .margin(12)
             .x_label_area_size(44)
             .y_label_area_size(70)
-            .build_cartesian_2d((lo..hi).log_scale(), 0f64..1.0)
+            .build_cartesian_2d(
+                (lo..hi)
+                    .log_scale()
+                    .with_key_points(text::rtt_ticks(lo, hi)),
+                0f64..1.0,
+            )
             .map_err(msg)?;
         chart
             .configure_mesh()
             .x_desc(format!("RTT ({})", self.s.rtt_basis))
             .y_desc("share of samples ≤ RTT")
-            .x_label_formatter(&|v| text::rtt(*v))
+            .x_label_formatter(&|v| text::rtt_tick(*v))
             .y_label_formatter(&|v| format!("{:.0} %", v * 100.0))
             .label_style(font(13.0))
             .axis_desc_style(font(14.0))
@@ -446,6 +463,16 @@ struct Smoke<'a> {
     series: &'a Series,
 }
 
+/// `secs` after `start_ns` as a UTC clock time, "HH:MM:SS".
+fn clock(start_ns: u64, secs: f64) -> String {
+    let t = start_ns.saturating_add((secs.max(0.0) * 1e9) as u64);
+    text::utc(t)
+        .split(' ')
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
 impl Plot for Smoke<'_> {
     fn size(&self) -> (u32, u32) {
         (900, 260)
@@ -476,9 +503,11 @@ impl Plot for Smoke<'_> {
             .map_err(msg)?;
         chart
             .configure_mesh()
-            .x_desc("seconds since the start")
+            .x_desc("time (UTC)")
             .y_desc("RTT")
-            .y_label_formatter(&|v| text::rtt(*v))
+            .x_labels(6)
+            .x_label_formatter(&|v| clock(self.series.start_ns, *v))
+            .y_label_formatter(&|v| text::rtt_tick(*v))
             .label_style(font(12.0))
             .axis_desc_style(font(13.0))
             .draw()
@@ -711,6 +740,97 @@ mod tests {
         assert_eq!(rate_colour(2.0), rate_colour(1.0));
         let mid = rate_colour(0.5);
         assert_eq!(mid, RGBColor(0x6b, 0xae, 0xd6));
+    }
+
+    /// The text of every `<text>` element of `p` drawn as SVG.
+    fn svg_texts(p: &impl Plot) -> Vec<String> {
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, p.size()).into_drawing_area();
+            p.plot(&root).unwrap();
+            root.present().unwrap();
+        }
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| t.split_once('>').and_then(|(_, r)| r.split_once("</text>")))
+            .map(|(text, _)| text.replace("&#181;", "µ").trim().to_string())
+            .collect()
+    }
+
+    fn section_of(rtts_us: &[f64]) -> Section {
+        let mut rtt = crate::hist::LogHist::new();
+        for &r in rtts_us {
+            rtt.add(r);
+        }
+        Section {
+            mode: Mode::Trace,
+            files: vec![],
+            rows: 0,
+            summary: Default::default(),
+            rtt,
+            rtt_basis: "answer of any hop",
+            targets: vec![],
+            targets_total: 0,
+            errors: vec![],
+            prefixes: vec![],
+            series: vec![],
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn axes_are_readable_microseconds_labelled_counts_in_whole_numbers() {
+        if load_font(None).is_err() {
+            return; // no font to measure text with: nothing is drawn
+        }
+        // A trace's few answers, 12 µs to 700 µs: the old axis read "400.0 µs500.0 µs…" with
+        // nothing below 100 µs, and counts 0, 0, 1, 1, 2, 2, 3.
+        let s = section_of(&[12.0, 15.0, 40.0, 41.0, 42.0, 90.0, 300.0, 700.0]);
+        let texts = svg_texts(&RttHist { s: &s });
+        let x: Vec<&String> = texts
+            .iter()
+            .filter(|t| t.ends_with("µs") || t.ends_with(" ms"))
+            .collect();
+        assert!(
+            x.iter().any(|t| *t == "20 µs") && x.iter().any(|t| *t == "500 µs"),
+            "{texts:?}"
+        );
+        assert!(x.len() <= 8, "{x:?}");
+        let mut uniq = x.clone();
+        uniq.dedup();
+        assert_eq!(uniq.len(), x.len(), "a label twice: {x:?}");
+        // The count axis: whole numbers, each once.
+        let counts: Vec<&String> = texts
+            .iter()
+            .filter(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == ','))
+            .collect();
+        assert!(counts.len() >= 2, "{texts:?}");
+        let mut seen = counts.clone();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), counts.len(), "a count label twice: {counts:?}");
+        let cdf = svg_texts(&RttCdf { s: &s });
+        assert!(cdf.iter().any(|t| t == "20 µs"), "{cdf:?}");
+    }
+
+    #[test]
+    fn ticks_are_few_whole_and_never_repeat() {
+        assert_eq!(text::count_ticks(3.3), [0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(
+            text::count_ticks(70.0),
+            [0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0]
+        );
+        assert_eq!(text::count_ticks(0.5), [0.0, 1.0]);
+        assert!(text::count_ticks(1e9).len() <= 8);
+        assert_eq!(
+            text::rtt_ticks(12.0, 700.0),
+            [20.0, 50.0, 100.0, 200.0, 500.0]
+        );
+        let wide = text::rtt_ticks(1.0, 1e7);
+        assert_eq!(wide, [1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7]);
+        assert_eq!(text::rtt_tick(50.0), "50 µs");
+        assert_eq!(text::rtt_tick(2500.0), "2.5 ms");
+        assert_eq!(text::rtt_tick(1e6), "1 s");
     }
 
     #[test]

@@ -155,7 +155,10 @@ fn summary(h: &mut String, s: &Section) {
     row(h, "probes", &opt_count(m.probes));
     row(h, "replies", &text::count(m.replies));
     row(h, "ICMP errors", &text::count(m.errors));
-    row(h, "loss", &text::pct(m.loss_pct));
+    // A path has no loss figure: a trace says how its paths ended (under "destinations").
+    if s.mode != Mode::Trace {
+        row(h, "loss", &text::pct(m.loss_pct));
+    }
     let basis = if s.mode == Mode::Ping {
         " (of per-target medians)"
     } else {
@@ -262,16 +265,26 @@ fn targets(h: &mut String, s: &Section) {
             } else {
                 ""
             };
+            // A prefix whose targets the file cannot count (hits only, a large IPv6 prefix).
+            let targets = if t.probes == 0 && rate.is_none() {
+                "–".to_string()
+            } else {
+                text::count(t.probes)
+            };
             let _ = writeln!(
                 h,
                 "<tr{class}><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
                 cell(&t.target),
-                text::count(t.probes),
+                targets,
                 text::count(t.replies),
                 text::pct(rate)
             );
         }
         h.push_str("</table>\n");
+        return;
+    }
+    if s.mode == Mode::Trace {
+        trace_targets(h, s);
         return;
     }
     h.push_str(
@@ -303,6 +316,39 @@ fn targets(h: &mut String, s: &Section) {
             text::rtt_or_dash(t.max),
             text::count(t.errors),
             cell(&t.note),
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+/// A trace's targets: how each path ended, as trace prints it, and the RTTs of its hops' answers;
+/// no loss column (a path's silent hops are not lost probes).
+fn trace_targets(h: &mut String, s: &Section) {
+    h.push_str(
+        "<table><tr><th>target</th><th>path</th><th>probes</th><th>answers</th><th>p50</th>\
+         <th>p90</th><th>p99</th><th>max</th></tr>\n",
+    );
+    for t in &s.targets {
+        let note = t.note.to_string();
+        let class = if note.starts_with("reached") {
+            ""
+        } else if note.starts_with("unreachable") {
+            " class=\"bad\""
+        } else {
+            " class=\"warn\""
+        };
+        let _ = writeln!(
+            h,
+            "<tr{class}><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+             <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            cell(&t.target),
+            cell(&t.note),
+            text::count(t.probes),
+            text::count(t.replies),
+            text::rtt_or_dash(t.p50),
+            text::rtt_or_dash(t.p90),
+            text::rtt_or_dash(t.p99),
+            text::rtt_or_dash(t.max),
         );
     }
     h.push_str("</table>\n");

@@ -19,7 +19,7 @@ use asdic_analysis::stats::{loss_pct, nearest_rank};
 use asdic_analysis::sweep::sweep_col;
 use asdic_analysis::trace::HopKind;
 use asdic_analysis::trace::hop_col;
-use asdic_analysis::{RunMode, ScanOutcome, SweepEvent};
+use asdic_analysis::{RunMode, ScanOutcome, SweepEvent, unreachable_marker};
 
 use crate::Options;
 use crate::error::Result;
@@ -252,6 +252,10 @@ pub struct Series {
     pub width: f64,
     /// The buckets, in time order.
     pub buckets: Vec<Bucket>,
+    /// What a bucket's `t` counts from: ns since the Unix epoch (its axis shows clock time).
+    pub start_ns: u64,
+    /// The target's rounds drawn: one probe each.
+    pub rounds: u64,
 }
 
 /// Everything a report shows about the files of one run mode.
@@ -276,7 +280,7 @@ pub struct Section {
     /// ICMP errors by type/code, most first.
     pub errors: Vec<ErrorRow>,
     /// A scan's hit map.
-    pub prefixes: Option<PrefixMap>,
+    pub prefixes: Vec<PrefixMap>,
     /// Latency-over-time graphs (sweeps), worst first.
     pub series: Vec<Series>,
     /// Things the reader should know about these numbers.
@@ -299,7 +303,7 @@ pub fn build(mode: Mode, inputs: Vec<Input>, opts: &Options) -> Result<Section> 
         targets: vec![],
         targets_total: 0,
         errors: vec![],
-        prefixes: None,
+        prefixes: Vec::new(),
         series: vec![],
         notes: vec![],
     };
@@ -721,19 +725,24 @@ fn scan(s: &mut Section, meta: &Meta) -> Result<()> {
     }
     sum.rate_pps = meta.send_rate.filter(|&r| r > 0.0);
     set_errors(s, errors);
-    // One family's map; a dual-stack scan maps the family with more prefixes.
-    let map = if v6.len() > v4.len() { v6 } else { v4 };
-    let mut map = map.finish(meta.all_events);
-    map.cells.sort_by(|a, b| {
+    // A map per family the scan probed (a mixed scan shows both), and one worst-first table
+    // of every family's prefixes.
+    let maps: Vec<PrefixMap> = [v4, v6]
+        .into_iter()
+        .filter(|p| p.len() > 0)
+        .map(|p| p.finish(meta.all_events))
+        .collect();
+    let mut cells: Vec<&PrefixRow> = maps.iter().flat_map(|m| &m.cells).collect();
+    cells.sort_by(|a, b| {
         a.rate()
             .unwrap_or(0.0)
             .total_cmp(&b.rate().unwrap_or(0.0))
-            .then_with(|| a.prefix.cmp(&b.prefix))
+            .then_with(|| prefix_key(&a.prefix).cmp(&prefix_key(&b.prefix)))
     });
-    s.targets_total = map.cells.len() as u64;
-    // The per-target table of a scan is per prefix, worst first.
-    s.targets = map
-        .cells
+    s.targets_total = cells.len() as u64;
+    // The per-target table of a scan is per prefix, worst first; a prefix whose number of
+    // targets the file cannot tell (hits only, a large IPv6 prefix) shows 0 targets and no rate.
+    s.targets = cells
         .iter()
         .map(|c| TargetRow {
             target: Text::new(&c.prefix),
@@ -743,8 +752,7 @@ fn scan(s: &mut Section, meta: &Meta) -> Result<()> {
             ..TargetRow::default()
         })
         .collect();
-    map.cells.sort_by_key(|c| prefix_key(&c.prefix));
-    s.prefixes = Some(map);
+    s.prefixes = maps;
     Ok(())
 }
 
@@ -771,12 +779,24 @@ pub const MAX_CELLS: usize = 4096;
 const MAX_KEPT: usize = 1 << 18;
 
 impl Prefixes {
+    /// IPv4 by /24; IPv6 by /120 (a contiguous range's cells), made /64s at the end when the
+    /// addresses are a hitlist (no /64 holds two of the /120s).
     fn new(v6: bool) -> Self {
         Prefixes {
             v6,
-            bits: if v6 { 64 } else { 24 },
+            bits: if v6 { 120 } else { 24 },
             map: HashMap::new(),
         }
+    }
+
+    /// Whether no /64 holds two cells: a hitlist, drawn per /64.
+    fn scattered(&self) -> bool {
+        if !self.v6 || self.bits <= 64 {
+            return false;
+        }
+        let shift = self.bits - 64;
+        let mut seen = HashSet::with_capacity(self.map.len());
+        self.map.keys().all(|k| seen.insert(k >> shift))
     }
 
     fn len(&self) -> usize {
@@ -822,11 +842,16 @@ impl Prefixes {
     }
 
     fn finish(mut self, exact: bool) -> PrefixMap {
+        if self.scattered() && self.map.len() > 1 {
+            while self.bits > 64 {
+                self.coarsen();
+            }
+        }
         while self.map.len() > MAX_CELLS && self.bits > 4 {
             self.coarsen();
         }
         let shift = self.width() - self.bits;
-        let cells = self
+        let mut cells: Vec<PrefixRow> = self
             .map
             .iter()
             .map(|(&k, &(probed, hits))| {
@@ -839,11 +864,14 @@ impl Prefixes {
                 PrefixRow {
                     prefix,
                     probed: exact.then_some(probed),
-                    size: (!self.v6).then(|| 1u64 << shift),
+                    // Without --all-events a rate is over the prefix's addresses: only for
+                    // prefixes small enough that a scan probes them whole (IPv6 /112 and up).
+                    size: (shift <= 16 || !self.v6).then(|| 1u64 << shift),
                     hits,
                 }
             })
             .collect();
+        cells.sort_by_key(|c| prefix_key(&c.prefix));
         PrefixMap {
             bits: self.bits,
             v6: self.v6,
@@ -868,6 +896,45 @@ struct TargetAgg {
     /// Trace: the lowest TTL the target itself answered at, and the highest any hop did.
     reached: Option<u8>,
     last_hop: Option<u8>,
+    /// Trace: the lowest TTL that drew a destination unreachable, its marker (`!H`, `!X`…)
+    /// and responder: where the path ended without reaching the target.
+    unreachable: Option<(u8, String, Option<Text>)>,
+}
+
+impl TargetAgg {
+    /// How a trace's path ended, in the words of trace's own output: reached (at its length),
+    /// unreachable (marker and router), or not reached. The smaller TTL of a reply and an
+    /// unreachable is the path's end, as trace decides it.
+    fn path_note(&self) -> String {
+        match (self.reached, &self.unreachable, self.last_hop) {
+            (Some(h), Some((u, ..)), _) if h <= *u => format!("reached, {h} hops"),
+            (Some(h), None, _) => format!("reached, {h} hops"),
+            (_, Some((u, mark, from)), _) => match from {
+                Some(r) => format!("unreachable at TTL {u}: {mark} from {r}"),
+                None => format!("unreachable at TTL {u}: {mark}"),
+            },
+            (None, None, Some(h)) => format!("not reached; last answer from TTL {h}"),
+            (None, None, None) => "not reached; no hop answered".into(),
+        }
+    }
+
+    /// The path's end: reached, unreachable, or neither.
+    fn path_end(&self) -> PathEnd {
+        match (self.reached, &self.unreachable) {
+            (Some(h), Some((u, ..))) if h <= *u => PathEnd::Reached,
+            (Some(_), None) => PathEnd::Reached,
+            (_, Some(_)) => PathEnd::Unreachable,
+            (None, None) => PathEnd::NotReached,
+        }
+    }
+}
+
+/// How a trace's path ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PathEnd {
+    Reached,
+    Unreachable,
+    NotReached,
 }
 
 impl TargetAgg {
@@ -1058,6 +1125,15 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
             if kind == Some(Kind::Hop(HopKind::Reply)) {
                 e.reached = Some(e.reached.map_or(ttl, |h| h.min(ttl)));
             }
+            if kind == Some(Kind::Hop(HopKind::Unreachable))
+                && e.unreachable.as_ref().is_none_or(|u| ttl < u.0)
+                && let Some(code) = opt(b.col::<UInt8Array>(&hop_col::ICMP_CODE)?, i, |a, i| {
+                    a.value(i)
+                })
+            {
+                let from = str_at(b.col::<StringArray>(&hop_col::RESPONDER)?, i).map(Text::new);
+                e.unreachable = Some((ttl, unreachable_marker(is_v6(p.target), code), from));
+            }
         }
         if kind.is_some_and(Kind::is_error) {
             let ty =
@@ -1113,10 +1189,17 @@ fn probes_summary(
     sum.answering = Some(targets.values().filter(|t| t.replies > 0).count() as u64);
     sum.loss_pct = loss_pct(probes, sum.replies);
     if trace {
-        let reached = targets.values().filter(|t| t.reached.is_some()).count();
+        // A path has no loss: what trace itself says, reached / unreachable / not reached.
+        sum.loss_pct = None;
+        let count = |end| targets.values().filter(|t| t.path_end() == end).count();
         sum.extra.push((
-            "destinations reached".into(),
-            format!("{reached} of {}", targets.len()),
+            "destinations".into(),
+            format!(
+                "{} reached, {} unreachable, {} not reached",
+                count(PathEnd::Reached),
+                count(PathEnd::Unreachable),
+                count(PathEnd::NotReached)
+            ),
         ));
     } else {
         sum.extra.push((
@@ -1173,11 +1256,7 @@ fn worst_targets(
         let mut rtts: Vec<f64> = samples[k].iter().filter_map(|x| x.1).collect();
         rtts.sort_by(f64::total_cmp);
         let note = Text::new(&if trace {
-            match (agg.reached, agg.last_hop) {
-                (Some(h), _) => format!("reached at TTL {h}"),
-                (None, Some(h)) => format!("not reached; last answer from TTL {h}"),
-                (None, None) => "not reached; no hop answered".into(),
-            }
+            agg.path_note()
         } else {
             let mut n = vec![];
             if agg.alarms > 0 {
@@ -1254,6 +1333,8 @@ fn series(
         loss_pct: agg.loss(),
         width: width_ns as f64 / 1e9,
         buckets,
+        start_ns: start,
+        rounds: samples.len() as u64,
     }
 }
 
@@ -1665,6 +1746,86 @@ mod tests {
         let (mode, inputs) = inputs.into_iter().next().unwrap();
         assert_eq!(mode, Mode::Ping);
         build(mode, inputs, &opts).unwrap()
+    }
+
+    /// A scan file of `rows` (all events) under `name`: its section.
+    fn scan_section(name: &str, rows: &[(IpAddr, bool)]) -> Section {
+        use asdic_analysis::{ParquetSink, ScanRow, Sink};
+        let path = scratch_dir(name).join("scan.parquet");
+        let meta = RunMeta {
+            mode: Some(RunMode::Scan),
+            all_events: Some(true),
+            ..RunMeta::default()
+        };
+        let mut sink = ParquetSink::<ScanRow>::create(&path, meta.to_pairs()).unwrap();
+        let rows: Vec<ScanRow> = rows
+            .iter()
+            .map(|&(target, hit)| ScanRow {
+                target,
+                outcome: if hit {
+                    ScanOutcome::Reply
+                } else {
+                    ScanOutcome::Timeout
+                },
+                rtt_ns: hit.then_some(20_000),
+                reply_ttl: None,
+                responder: None,
+                icmp: None,
+                errno: None,
+                attempt: 0,
+                probe: None,
+                sent_unix_ns: Some(1),
+            })
+            .collect();
+        sink.write_rows(&rows).unwrap();
+        Box::new(sink).finish().unwrap();
+        let inputs = input::group(&[path]).unwrap();
+        let (mode, inputs) = inputs.into_iter().next().unwrap();
+        assert_eq!(mode, Mode::Scan);
+        build(mode, inputs, &Options::default()).unwrap()
+    }
+
+    #[test]
+    fn a_mixed_scan_maps_both_families_and_ipv6_by_its_own_prefixes() {
+        // A /22 of IPv4 (a quarter answering) and an IPv6 /118 (the 2nd /120 silent).
+        let v4 =
+            (0..1024u32).map(|i| (IpAddr::from([198, 19, (i >> 8) as u8, i as u8]), i % 4 == 0));
+        let v6 = (0..1024u128).map(|i| {
+            let a = std::net::Ipv6Addr::from(0x2001_0db8_0001_0000_0000_0000_0000_4c00u128 + i);
+            (IpAddr::V6(a), !(256..512).contains(&i))
+        });
+        let s = scan_section("mixed", &v4.chain(v6).collect::<Vec<_>>());
+        assert_eq!(s.summary.targets, Some(2048));
+        let maps: Vec<(bool, u8, usize)> = s
+            .prefixes
+            .iter()
+            .map(|m| (m.v6, m.bits, m.cells.len()))
+            .collect();
+        assert_eq!(maps, [(false, 24, 4), (true, 120, 4)]);
+        let v6 = &s.prefixes[1];
+        assert_eq!(v6.cells[1].prefix, "2001:db8:1::4d00/120");
+        assert_eq!((v6.cells[1].probed, v6.cells[1].hits), (Some(256), 0));
+        assert_eq!(v6.cells[0].rate(), Some(1.0));
+        // One table of both families' prefixes, worst first: the silent IPv6 /120 tops it.
+        assert_eq!(s.targets.len(), 8);
+        assert_eq!(s.targets[0].target, "2001:db8:1::4d00/120");
+        assert!(s.targets.iter().any(|t| t.target == "198.19.3.0/24"));
+
+        // A hitlist (one address in each of 300 /64s): drawn per /64, each probed once.
+        let list: Vec<(IpAddr, bool)> = (0..300u128)
+            .map(|i| {
+                let a = std::net::Ipv6Addr::from(
+                    0x2001_0db8_0000_0000_0000_0000_0000_0001u128 + (i << 64),
+                );
+                (IpAddr::V6(a), i % 2 == 0)
+            })
+            .collect();
+        let s = scan_section("hitlist", &list);
+        assert_eq!(s.prefixes.len(), 1);
+        let m = &s.prefixes[0];
+        assert_eq!((m.v6, m.bits, m.cells.len()), (true, 64, 300));
+        assert!(m.cells.iter().all(|c| c.probed == Some(1)));
+        assert_eq!(s.targets.iter().filter(|t| t.replies == 1).count(), 150);
     }
 
     /// What the report computed before it streamed: every row kept, sorted worst first.

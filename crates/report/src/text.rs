@@ -20,6 +20,65 @@ pub fn rtt(us: f64) -> String {
     }
 }
 
+/// An RTT as an axis tick: no more digits than the tick has ("50 µs", "2.5 ms", "1 s").
+pub fn rtt_tick(us: f64) -> String {
+    let (v, unit) = if us < 1000.0 {
+        (us, "µs")
+    } else if us < 1_000_000.0 {
+        (us / 1000.0, "ms")
+    } else {
+        (us / 1e6, "s")
+    };
+    let t = format!("{v:.3}");
+    let t = t.trim_end_matches('0').trim_end_matches('.');
+    format!("{t} {unit}")
+}
+
+/// Tick values for a log axis of RTTs from `lo` to `hi` µs: 1-2-5 of each decade, thinned to
+/// decades when that gives more than 8, with at least the ends' decades: every label readable,
+/// none overlapping, microseconds labelled as well as milliseconds.
+pub fn rtt_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let (lo, hi) = (lo.max(0.01), hi.max(lo.max(0.01)));
+    let mut all = vec![];
+    let mut decade = 10f64.powf(lo.log10().floor());
+    while decade <= hi {
+        for m in [1.0, 2.0, 5.0] {
+            let v = decade * m;
+            if (lo..=hi).contains(&v) {
+                all.push(v);
+            }
+        }
+        decade *= 10.0;
+    }
+    if all.len() > 8 {
+        all.retain(|v| (v.log10().fract().abs() < 1e-9) || (1.0 - v.log10().fract()).abs() < 1e-9);
+    }
+    if all.len() < 2 {
+        all = vec![lo, hi];
+    }
+    all
+}
+
+/// Integer tick values for a count axis from 0 to `top`: steps of 1, 2, 5, 10, 20… so that
+/// at most 8 ticks show and no label repeats (0, 1, 2 rather than 0, 0, 1, 1, 2).
+pub fn count_ticks(top: f64) -> Vec<f64> {
+    let top = top.max(1.0);
+    let mut step = 1.0;
+    'find: loop {
+        for m in [1.0, 2.0, 5.0] {
+            if (top / (step * m)).floor() <= 7.0 {
+                step *= m;
+                break 'find;
+            }
+        }
+        step *= 10.0;
+    }
+    (0..)
+        .map(|k| f64::from(k) * step)
+        .take_while(|&v| v <= top)
+        .collect()
+}
+
 /// An optional RTT, or a dash.
 pub fn rtt_or_dash(us: Option<f64>) -> String {
     us.map_or_else(|| "–".into(), rtt)
