@@ -334,7 +334,8 @@ impl Plot for RttHist<'_> {
     fn plot<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
         let bins = self.s.rtt.coarse(60);
         let (lo, hi) = (bins[0].0, bins[bins.len() - 1].1);
-        let top = bins.iter().map(|b| b.2).max().unwrap_or(1) as f64 * 1.1;
+        // Counts on an integer axis: whole-number ticks, each once (0, 1, 2, not 0, 0, 1, 1).
+        let top = (bins.iter().map(|b| b.2).max().unwrap_or(1) as f64 * 1.1).ceil() as u64;
         let mut chart = ChartBuilder::on(root)
             .margin(12)
             .x_label_area_size(44)
@@ -343,7 +344,7 @@ impl Plot for RttHist<'_> {
                 (lo..hi)
                     .log_scale()
                     .with_key_points(text::rtt_ticks(lo, hi)),
-                (0f64..top).with_key_points(text::count_ticks(top)),
+                0u64..top.max(1),
             )
             .map_err(msg)?;
         chart
@@ -352,7 +353,7 @@ impl Plot for RttHist<'_> {
             .x_desc(format!("RTT ({})", self.s.rtt_basis))
             .y_desc("samples")
             .x_label_formatter(&|v| text::rtt_tick(*v))
-            .y_label_formatter(&|v| text::count(v.round() as u64))
+            .y_label_formatter(&|v| text::count(*v))
             .label_style(font(13.0))
             .axis_desc_style(font(14.0))
             .draw()
@@ -361,7 +362,7 @@ impl Plot for RttHist<'_> {
             .draw_series(
                 bins.iter()
                     .filter(|b| b.2 > 0)
-                    .map(|&(a, b, c)| Rectangle::new([(a, 0.0), (b, c as f64)], BAR.filled())),
+                    .map(|&(a, b, c)| Rectangle::new([(a, 0), (b, c)], BAR.filled())),
             )
             .map_err(msg)?;
         Ok(())
@@ -723,6 +724,7 @@ impl Plot for ErrorBars<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Mode;
 
     #[test]
     fn loss_colours_follow_the_thresholds() {
@@ -815,13 +817,6 @@ mod tests {
 
     #[test]
     fn ticks_are_few_whole_and_never_repeat() {
-        assert_eq!(text::count_ticks(3.3), [0.0, 1.0, 2.0, 3.0]);
-        assert_eq!(
-            text::count_ticks(70.0),
-            [0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0]
-        );
-        assert_eq!(text::count_ticks(0.5), [0.0, 1.0]);
-        assert!(text::count_ticks(1e9).len() <= 8);
         assert_eq!(
             text::rtt_ticks(12.0, 700.0),
             [20.0, 50.0, 100.0, 200.0, 500.0]

@@ -842,7 +842,7 @@ impl Prefixes {
     }
 
     fn finish(mut self, exact: bool) -> PrefixMap {
-        if self.scattered() && self.map.len() > 1 {
+        if self.scattered() {
             while self.bits > 64 {
                 self.coarsen();
             }
@@ -1118,22 +1118,7 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
             rtt.add(r);
         }
         if trace {
-            let ttl = b.col::<UInt8Array>(&hop_col::TTL)?.value(i);
-            if p.rtt_us.is_some() {
-                e.last_hop = Some(e.last_hop.map_or(ttl, |h| h.max(ttl)));
-            }
-            if kind == Some(Kind::Hop(HopKind::Reply)) {
-                e.reached = Some(e.reached.map_or(ttl, |h| h.min(ttl)));
-            }
-            if kind == Some(Kind::Hop(HopKind::Unreachable))
-                && e.unreachable.as_ref().is_none_or(|u| ttl < u.0)
-                && let Some(code) = opt(b.col::<UInt8Array>(&hop_col::ICMP_CODE)?, i, |a, i| {
-                    a.value(i)
-                })
-            {
-                let from = str_at(b.col::<StringArray>(&hop_col::RESPONDER)?, i).map(Text::new);
-                e.unreachable = Some((ttl, unreachable_marker(is_v6(p.target), code), from));
-            }
+            trace_hop(e, b, i, kind, p.target, p.rtt_us.is_some())?;
         }
         if kind.is_some_and(Kind::is_error) {
             let ty =
@@ -1169,6 +1154,35 @@ fn probes(s: &mut Section, opts: &Options) -> Result<()> {
     set_errors(s, errors);
     probes_summary(s, &targets, trace, (alarms, dups, late), (t_min, t_max));
     worst_targets(s, opts, &targets, t_min)
+}
+
+/// A trace row's part in its target's path: the highest TTL any hop answered at, the lowest
+/// the target itself did, the lowest that drew a destination unreachable (marker, router).
+fn trace_hop(
+    e: &mut TargetAgg,
+    b: &Batch<'_>,
+    i: usize,
+    kind: Option<Kind>,
+    target: &str,
+    answered: bool,
+) -> Result<()> {
+    let ttl = b.col::<UInt8Array>(&hop_col::TTL)?.value(i);
+    if answered {
+        e.last_hop = Some(e.last_hop.map_or(ttl, |h| h.max(ttl)));
+    }
+    if kind == Some(Kind::Hop(HopKind::Reply)) {
+        e.reached = Some(e.reached.map_or(ttl, |h| h.min(ttl)));
+    }
+    if kind == Some(Kind::Hop(HopKind::Unreachable))
+        && e.unreachable.as_ref().is_none_or(|u| ttl < u.0)
+        && let Some(code) = opt(b.col::<UInt8Array>(&hop_col::ICMP_CODE)?, i, |a, i| {
+            a.value(i)
+        })
+    {
+        let from = str_at(b.col::<StringArray>(&hop_col::RESPONDER)?, i).map(Text::new);
+        e.unreachable = Some((ttl, unreachable_marker(is_v6(target), code), from));
+    }
+    Ok(())
 }
 
 /// The summary of sweeps and traces from the per-target counters: targets, probes, replies,
@@ -1825,7 +1839,10 @@ mod tests {
         let m = &s.prefixes[0];
         assert_eq!((m.v6, m.bits, m.cells.len()), (true, 64, 300));
         assert!(m.cells.iter().all(|c| c.probed == Some(1)));
-        assert_eq!(s.targets.iter().filter(|t| t.replies == 1).count(), 150);
+        assert_eq!(m.cells.iter().filter(|c| c.hits == 1).count(), 150);
+        // The table: every prefix counted, the silent ones first.
+        assert_eq!(s.targets_total, 300);
+        assert_eq!(s.targets[0].replies, 0);
     }
 
     /// What the report computed before it streamed: every row kept, sorted worst first.

@@ -59,26 +59,6 @@ pub fn rtt_ticks(lo: f64, hi: f64) -> Vec<f64> {
     all
 }
 
-/// Integer tick values for a count axis from 0 to `top`: steps of 1, 2, 5, 10, 20… so that
-/// at most 8 ticks show and no label repeats (0, 1, 2 rather than 0, 0, 1, 1, 2).
-pub fn count_ticks(top: f64) -> Vec<f64> {
-    let top = top.max(1.0);
-    let mut step = 1.0;
-    'find: loop {
-        for m in [1.0, 2.0, 5.0] {
-            if (top / (step * m)).floor() <= 7.0 {
-                step *= m;
-                break 'find;
-            }
-        }
-        step *= 10.0;
-    }
-    (0..)
-        .map(|k| f64::from(k) * step)
-        .take_while(|&v| v <= top)
-        .collect()
-}
-
 /// An optional RTT, or a dash.
 pub fn rtt_or_dash(us: Option<f64>) -> String {
     us.map_or_else(|| "–".into(), rtt)
