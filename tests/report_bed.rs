@@ -96,12 +96,13 @@ fn a_mixed_scan_is_drawn_for_both_families_and_a_trace_in_its_own_words() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr_of(&o));
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
-    // Both families' maps, each with its own prefixes in the SVG's text.
+    // Both families' maps, each with its own prefixes in the SVG's text (a row of cells is
+    // labelled by its first prefix).
     for (title, file, cell) in [
         (
             "Hit rate per IPv4 /24 prefix",
             "scan-hit-map.svg",
-            "198.19.77.0/24",
+            "198.19.76.0/24",
         ),
         (
             "Hit rate per IPv6 /120 prefix",
