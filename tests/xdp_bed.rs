@@ -635,7 +635,7 @@ fn families_that_leave_by_different_interfaces_get_an_engine_each() {
     ]);
     let err = stderr_of(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
-    assert!(err.contains("asdic: in-flight table: "), "{err}");
+    assert!(err.contains("in-flight table: "), "{err}");
     let line = engine_line(&err);
     assert!(
         line.contains("on s0 queue")

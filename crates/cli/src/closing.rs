@@ -63,8 +63,14 @@ pub fn rate_shortfall(asked: f64, sent: u64, send_secs: f64) -> Option<String> {
 pub fn sent_line(sent: u64, span_secs: Option<f64>, all_secs: f64) -> String {
     let probes = if sent == 1 { "probe" } else { "probes" };
     match span_secs.filter(|&s| s > 0.0 && sent > 1) {
+        // A span under 10 ms keeps its digits: "in 0.000175s", not "in 0.000s" beside a rate.
         Some(s) => format!(
-            "sent {sent} {probes} in {s:.3}s ({:.0}/s; {all_secs:.2}s in all)",
+            "sent {sent} {probes} in {}s ({:.0}/s; {all_secs:.2}s in all)",
+            if s < 0.01 {
+                format!("{s:.6}")
+            } else {
+                format!("{s:.3}")
+            },
             sent as f64 / s
         ),
         None => format!("sent {sent} {probes} in 0.000s (-/s; {all_secs:.2}s in all)"),
@@ -169,6 +175,11 @@ mod tests {
         assert_eq!(
             sent_line(300, Some(2.99), 3.5),
             "sent 300 probes in 2.990s (100/s; 3.50s in all)"
+        );
+        // Two families' probes 175 µs apart.
+        assert_eq!(
+            sent_line(2, Some(0.000_175), 0.06),
+            "sent 2 probes in 0.000175s (11429/s; 0.06s in all)"
         );
         assert_eq!(
             sent_line(1, None, 1.0),

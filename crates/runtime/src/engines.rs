@@ -246,15 +246,21 @@ impl Opener {
         o: &EngineOptions,
         hints: &RunHints,
         slots: usize,
-        (halves, detail): (Halves, String),
+        (halves, detail): (Halves, Detail),
         (kind, why): (Engine, String),
         other: Option<Family>,
     ) -> Pipeline {
+        // What the engine did to the system, or warns of, is said by default; the rest with -v.
+        let why = if detail.said.is_empty() {
+            why
+        } else {
+            format!("{why}; {}", detail.said)
+        };
         let used = EngineUsed {
             name: kind.name(),
             what: kind.what(),
             why,
-            detail: detail.clone(),
+            detail: detail.full.clone(),
         };
         let mut p = Pipeline::new(Family::of(hints.toward), slots, halves, used);
         p.set_tracked(hints.tracked, o.batch_given);
@@ -262,7 +268,7 @@ impl Opener {
         if kind == Engine::Xdp {
             self.xdp_taken = Some((
                 egress(o, hints.toward),
-                format!("{} pipeline has it ({detail})", p.name()),
+                format!("{} pipeline has it ({})", p.name(), detail.full),
             ));
         }
         p
@@ -331,7 +337,7 @@ fn open_engine(
     o: &EngineOptions,
     hints: &RunHints,
     auto: bool,
-) -> Result<(Halves, String), EngineError> {
+) -> Result<(Halves, Detail), EngineError> {
     let socket = RawOptions {
         v6: family == Family::V6,
         ttl: o.ttl,
@@ -347,7 +353,7 @@ fn open_engine(
             let (tx, rx) = asdic_engine::raw::open(&socket)?;
             Ok((
                 (Box::new(tx), vec![Box::new(rx) as Box<dyn Rx>]),
-                String::new(),
+                Detail::default(),
             ))
         }
         Engine::Uring => open_uring(socket),
@@ -356,7 +362,7 @@ fn open_engine(
 }
 
 #[cfg(feature = "uring")]
-fn open_uring(socket: RawOptions) -> Result<(Halves, String), EngineError> {
+fn open_uring(socket: RawOptions) -> Result<(Halves, Detail), EngineError> {
     use asdic_engine::uring::{self, UringOptions};
     let (tx, rx) = uring::open(&UringOptions {
         socket,
@@ -364,12 +370,12 @@ fn open_uring(socket: RawOptions) -> Result<(Halves, String), EngineError> {
     })?;
     Ok((
         (Box::new(tx), vec![Box::new(rx) as Box<dyn Rx>]),
-        String::new(),
+        Detail::default(),
     ))
 }
 
 #[cfg(not(feature = "uring"))]
-fn open_uring(_: RawOptions) -> Result<(Halves, String), EngineError> {
+fn open_uring(_: RawOptions) -> Result<(Halves, Detail), EngineError> {
     Err(not_built("uring"))
 }
 
@@ -379,7 +385,7 @@ fn open_xdp(
     _: &RunHints,
     _: Option<IpAddr>,
     _: bool,
-) -> Result<(Halves, String), EngineError> {
+) -> Result<(Halves, Detail), EngineError> {
     Err(not_built("xdp"))
 }
 
@@ -400,7 +406,7 @@ fn open_xdp(
     hints: &RunHints,
     also: Option<IpAddr>,
     auto: bool,
-) -> Result<(Halves, String), EngineError> {
+) -> Result<(Halves, Detail), EngineError> {
     use asdic_engine::xdp::{self, XdpOptions};
     let (ident_base, ident_span) = hints.ids.numbering.ident_range(hints.probes);
     let opts = XdpOptions {
@@ -441,10 +447,18 @@ fn open_xdp(
     Ok(((Box::new(tx), rxs), detail))
 }
 
+/// How an opened engine is set up: in full (`-v`), and what must be said every time (a
+/// leftover program removed, RX queues left without a socket).
+#[derive(Debug, Default, Clone)]
+struct Detail {
+    full: String,
+    said: String,
+}
+
 #[cfg(feature = "xdp")]
 /// Where the XDP engine runs: interface, queues (and which are left without a socket), mode,
 /// addresses, UMEM.
-fn xdp_detail(info: &asdic_engine::xdp::XdpInfo) -> String {
+fn xdp_detail(info: &asdic_engine::xdp::XdpInfo) -> Detail {
     let p = &info.path;
     let n = info.queues.len();
     let queues = if info.unserved.is_empty() {
@@ -484,8 +498,18 @@ fn xdp_detail(info: &asdic_engine::xdp::XdpInfo) -> String {
         p.next_hop,
         mac(p.dst_mac)
     );
+    let mut said = vec![];
+    if !info.unserved.is_empty() {
+        said.push(format!(
+            "WARNING: RX queue{} {} of {} without a socket",
+            if info.unserved.len() == 1 { "" } else { "s" },
+            asdic_engine::xdp::queue_list(&info.unserved),
+            p.link.name
+        ));
+    }
     if let Some(r) = &info.replaced {
         detail.push_str(&format!("; {r}"));
+        said.push(r.clone());
     }
     if let Some(o) = &info.other {
         detail.push_str(&format!(
@@ -495,7 +519,10 @@ fn xdp_detail(info: &asdic_engine::xdp::XdpInfo) -> String {
             mac(o.dst_mac)
         ));
     }
-    detail
+    Detail {
+        full: detail,
+        said: said.join("; "),
+    }
 }
 
 #[cfg(feature = "xdp")]
