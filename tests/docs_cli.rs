@@ -17,16 +17,7 @@ fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
-const SUBCOMMANDS: [&str; 8] = [
-    "ping",
-    "scan",
-    "sweep",
-    "trace",
-    "recover",
-    "report",
-    "man",
-    "completions",
-];
+use asdic_tests::SUBCOMMANDS;
 
 #[test]
 fn version_names_the_revision_and_the_engines() {

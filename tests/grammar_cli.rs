@@ -10,16 +10,7 @@ use std::process::{Command, Output, Stdio};
 use asdic_tests::asdic_bin;
 
 const PROBING: [&str; 4] = ["ping", "scan", "sweep", "trace"];
-const ALL: [&str; 8] = [
-    "ping",
-    "scan",
-    "sweep",
-    "trace",
-    "recover",
-    "report",
-    "man",
-    "completions",
-];
+const ALL: [&str; 8] = asdic_tests::SUBCOMMANDS;
 
 /// The shared vocabulary: a concept's long flag and its letter, wherever a subcommand has it.
 const SHARED: [(&str, char); 11] = [
@@ -306,29 +297,23 @@ fn small_refusals_say_what_is_wrong() {
         "{e}"
     );
     // An empty allowlist is named, and 0.0.0.0/0 is not blamed on 0.0.0.0/8.
-    let empty = asdic_tests::scratch("grammar-empty-allow.txt");
-    std::fs::write(&empty, "# nothing\n").unwrap();
-    let e = refused(&[
-        "scan",
-        "0.0.0.0/0",
-        "-R",
-        "10",
-        "--dry-run",
-        "--allowlist-file",
-        empty.to_str().unwrap(),
-    ]);
+    let scan_allowing = |name: &str, list: &str| {
+        let file = asdic_tests::scratch(name);
+        std::fs::write(&file, list).unwrap();
+        let f = file.to_str().unwrap();
+        refused(&[
+            "scan",
+            "0.0.0.0/0",
+            "-R",
+            "10",
+            "--dry-run",
+            "--allowlist-file",
+            f,
+        ])
+    };
+    let e = scan_allowing("grammar-empty-allow.txt", "# nothing\n");
     assert!(e.contains("holds no address"), "{e}");
-    let private = asdic_tests::scratch("grammar-private-allow.txt");
-    std::fs::write(&private, "10.0.0.0/8\n").unwrap();
-    let e = refused(&[
-        "scan",
-        "0.0.0.0/0",
-        "-R",
-        "10",
-        "--dry-run",
-        "--allowlist-file",
-        private.to_str().unwrap(),
-    ]);
+    let e = scan_allowing("grammar-private-allow.txt", "10.0.0.0/8\n");
     assert!(
         e.contains("every target is blocklisted or outside the allowlist")
             && !e.contains("0.0.0.0/8"),

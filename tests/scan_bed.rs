@@ -456,6 +456,8 @@ fn jsonl_and_csv_on_stdout_and_a_json_status_file() {
         "-",
         "-O",
         "jsonl",
+        "--filter",
+        "reply,error",
         "-u",
         status.to_str().unwrap(),
     ]);
@@ -479,6 +481,25 @@ fn jsonl_and_csv_on_stdout_and_a_json_status_file() {
     assert_eq!(last["replies"], 15);
     assert_eq!(last["errors"], 4);
     assert_eq!(last["timeouts"], 1);
+
+    // By default, text on stdout lists the responders (zmap's default): the 15 echo replies,
+    // not the rejected /30's errors, so `cut -d, -f1` lists live hosts only.
+    let o = bed.asdic(&[
+        "scan",
+        "198.19.77.0/30",
+        "198.19.0.0/28",
+        "--no-default-blocklist",
+        "-R",
+        "1000",
+        "--cooldown",
+        "500ms",
+        "-O",
+        "jsonl",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr_of(&o));
+    let lines = stdout_jsonl(&o);
+    assert_eq!(lines.len(), 15, "{lines:?}");
+    assert!(lines.iter().all(|l| l["outcome"] == "reply"), "{lines:?}");
 
     let o = bed.asdic(&[
         "scan",

@@ -45,6 +45,18 @@ fn profile_bin(var: &str, name: &str, build: &str) -> PathBuf {
     bin
 }
 
+/// Every subcommand of asdic, as `asdic --help` lists them.
+pub const SUBCOMMANDS: [&str; 8] = [
+    "ping",
+    "scan",
+    "sweep",
+    "trace",
+    "recover",
+    "report",
+    "man",
+    "completions",
+];
+
 /// The `asdic` binary of the same profile as this test (target/<profile>/asdic), or
 /// `ASDIC_BIN`.
 pub fn asdic_bin() -> PathBuf {

@@ -359,6 +359,60 @@ fn parse_ttl(s: &str) -> Result<u8, String> {
     }
 }
 
+/// Which outcomes a scan writes rows for (`--filter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutcomeFilter(u8);
+
+impl OutcomeFilter {
+    /// Every outcome.
+    pub const ALL: OutcomeFilter = OutcomeFilter(0b11_1111);
+    /// A target's first answer, an echo reply or an ICMP error (the files' default).
+    pub const HITS: OutcomeFilter = OutcomeFilter(0b11);
+    /// Echo replies only: the responders (zmap's default output).
+    pub const REPLIES: OutcomeFilter = OutcomeFilter(0b1);
+
+    /// Whether rows of `o` are written.
+    pub fn wants(self, o: asdic_analysis::ScanOutcome) -> bool {
+        self.0 & Self::bit(o) != 0
+    }
+
+    /// Whether it wants outcomes beyond a target's first answer (timeouts, failed sends,
+    /// duplicates, late replies), which the scan then reports as events.
+    pub fn beyond_hits(self) -> bool {
+        self.0 & !Self::HITS.0 != 0
+    }
+
+    fn bit(o: asdic_analysis::ScanOutcome) -> u8 {
+        use asdic_analysis::ScanOutcome as O;
+        match o {
+            O::Reply => 1,
+            O::Error => 2,
+            O::Timeout => 4,
+            O::SendFailed => 8,
+            O::Duplicate => 16,
+            O::Late => 32,
+        }
+    }
+}
+
+/// Parses `--filter`: outcome names separated by commas, or "all".
+fn parse_filter(s: &str) -> Result<OutcomeFilter, String> {
+    if s.trim() == "all" {
+        return Ok(OutcomeFilter::ALL);
+    }
+    let mut f = OutcomeFilter(0);
+    for name in s.split(',').map(str::trim) {
+        let o = asdic_analysis::ScanOutcome::parse(name).ok_or_else(|| {
+            format!(
+                "{name:?} is not an outcome (reply, error, timeout, send_failed, duplicate, \
+                 late, or all)"
+            )
+        })?;
+        f.0 |= OutcomeFilter::bit(o);
+    }
+    Ok(f)
+}
+
 /// How to attach the XDP program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum XdpModeChoice {
@@ -786,6 +840,12 @@ pub struct ScanArgs {
     #[arg(long)]
     pub all_events: bool,
 
+    /// The outcomes to write rows for: a list of reply, error, timeout, send_failed,
+    /// duplicate, late, or "all" [default: CSV or JSON Lines on stdout: reply, the responders
+    /// as zmap prints them; files and datasets: reply,error; with --all-events: all].
+    #[arg(long, value_parser = parse_filter, value_name = "LIST")]
+    pub filter: Option<OutcomeFilter>,
+
     /// Also write the once-a-second status as JSON lines to FILE.
     #[arg(short = 'u', long, value_name = "FILE")]
     pub status_file: Option<PathBuf>,
@@ -1202,6 +1262,22 @@ mod tests {
         assert_eq!(a.every, Duration::from_secs(3));
         // Old spellings whose meaning did not change still work.
         assert!(parse(&["scan", "x", "--output-format", "csv"]).is_ok());
+    }
+
+    #[test]
+    fn scan_filters_name_outcomes() {
+        use asdic_analysis::ScanOutcome as O;
+        let f = parse_filter("reply,error").unwrap();
+        assert_eq!(f, OutcomeFilter::HITS);
+        assert!(f.wants(O::Reply) && f.wants(O::Error) && !f.wants(O::Timeout));
+        assert!(!f.beyond_hits());
+        let f = parse_filter("reply, timeout").unwrap();
+        assert!(f.wants(O::Timeout) && !f.wants(O::Error) && f.beyond_hits());
+        assert_eq!(parse_filter("all"), Ok(OutcomeFilter::ALL));
+        assert!(O::ALL.into_iter().all(|o| OutcomeFilter::ALL.wants(o)));
+        let e = parse_filter("reply,hits").unwrap_err();
+        assert!(e.contains("\"hits\" is not an outcome"), "{e}");
+        assert!(parse_filter("").is_err());
     }
 
     #[test]

@@ -26,7 +26,7 @@ use asdic_wire::Family;
 use asdic_wire::payload;
 use asdic_wire::template::{self, MAX_PAYLOAD};
 
-use crate::args::{IdChoice, Limit, ScanArgs, check_rate};
+use crate::args::{IdChoice, Limit, OutcomeFilter, ScanArgs, check_rate};
 use crate::closing::sent_line;
 use crate::drive::{EXIT_PIPE, End, Lane, Lanes, Mode, Run, StatusLine, drive};
 use crate::engines::{EngineOptions, RunHints};
@@ -335,7 +335,7 @@ fn scan_lanes(
             ids.session,
             a.retries,
             a.cooldown,
-            a.all_events,
+            filter_of(a, false).beyond_hits(),
         ));
         let source = Box::new(ScanSource::new(state.clone(), walk, p.limit));
         let mut work = work(share, engine, ids, a.cooldown, 0, 1024, source);
@@ -428,7 +428,11 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         d.join(format!("run={r}"))
             .join(format!("shard={}", a.shard.index))
     });
+    let to_stdout_text =
+        a.dataset.is_none() && a.output.as_os_str() == "-" && format != Format::Parquet;
+    let filter = filter_of(&a, to_stdout_text);
     let mut mode = Scanning {
+        filter,
         partition,
         run_id,
         a,
@@ -449,8 +453,21 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
     drive(lanes, &mut mode)
 }
 
+/// The outcomes a scan writes: `--filter`, else all with `--all-events`, else the responders
+/// (echo replies, zmap's default) for text on stdout and every first answer for files.
+fn filter_of(a: &ScanArgs, to_stdout_text: bool) -> OutcomeFilter {
+    match a.filter {
+        Some(f) => f,
+        None if a.all_events => OutcomeFilter::ALL,
+        None if to_stdout_text => OutcomeFilter::REPLIES,
+        None => OutcomeFilter::HITS,
+    }
+}
+
 /// `scan`'s part of a run: rows streamed to the output, counts, the status.
 struct Scanning {
+    /// The outcomes written.
+    filter: OutcomeFilter,
     /// With --dataset: this shard's partition directory, and the run's name.
     partition: Option<PathBuf>,
     run_id: Option<String>,
@@ -509,7 +526,7 @@ impl Mode for Scanning {
         for ev in batch.iter() {
             self.counts.add(ev);
             let row = ScanRow::from_event(ev, ev.attempt);
-            if self.a.all_events || row.is_hit() {
+            if self.filter.wants(row.outcome) {
                 self.rows.push(row);
             }
             if self.rows.len() >= CHUNK_ROWS && self.write_error.is_none() {
@@ -659,7 +676,7 @@ impl Scanning {
             size: Some(a.size as u64),
             ttl: Some(a.ttl),
             default_blocklist: Some(!a.no_default_blocklist),
-            all_events: Some(a.all_events),
+            all_events: Some(self.filter == OutcomeFilter::ALL),
             targets_planned: Some(self.planned),
             ..base
         }
