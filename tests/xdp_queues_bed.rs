@@ -178,8 +178,8 @@ fn every_queue_served_gives_the_exact_ground_truth_on_2_and_4_queues() {
             "{id}"
         );
 
-        // The engine line names every queue.
-        let o = bed.asdic(&["ping", "198.19.0.1", "--engine", "auto", "-q"]);
+        // The engine line names every queue (a detail: -v).
+        let o = bed.asdic(&["ping", "198.19.0.1", "--engine", "auto", "-q", "-v"]);
         let err = stderr_of(&o);
         let want = if queues == 2 {
             "queues 0,1 (every RX queue)".to_string()
