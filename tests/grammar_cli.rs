@@ -296,6 +296,34 @@ fn small_refusals_say_what_is_wrong() {
             && e.contains("1 duplicate address merged"),
         "{e}"
     );
+    // --fields names the columns there are, and only for the text formats.
+    let e = refused(&[
+        "scan",
+        "198.19.0.0/24",
+        "--no-default-blocklist",
+        "-R",
+        "10",
+        "--fields",
+        "saddr",
+    ]);
+    assert!(
+        e.contains("--fields: \"saddr\" is not a column (columns: target,"),
+        "{e}"
+    );
+    let out = asdic_tests::scratch("grammar-fields.parquet");
+    let e = refused(&[
+        "scan",
+        "198.19.0.0/24",
+        "--no-default-blocklist",
+        "-R",
+        "10",
+        "--fields",
+        "target",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(e.contains("Parquet holds every column"), "{e}");
+    assert!(!out.exists(), "nothing written");
     // An empty allowlist is named, and 0.0.0.0/0 is not blamed on 0.0.0.0/8.
     let scan_allowing = |name: &str, list: &str| {
         let file = asdic_tests::scratch(name);

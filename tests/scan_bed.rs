@@ -518,6 +518,26 @@ fn jsonl_and_csv_on_stdout_and_a_json_status_file() {
         "csv by default: {text}"
     );
     assert_eq!(lines.count(), 8);
+
+    // --fields target: the live hosts and nothing else, as zmap's default output.
+    let o = bed.asdic(&[
+        "scan",
+        "198.19.0.0/29",
+        "--no-default-blocklist",
+        "-R",
+        "1000",
+        "--cooldown",
+        "300ms",
+        "--fields",
+        "target",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr_of(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let mut got: Vec<&str> = text.lines().collect();
+    assert_eq!(got.remove(0), "target");
+    got.sort_unstable();
+    let want: Vec<String> = (0..8).map(|i| format!("198.19.0.{i}")).collect();
+    assert_eq!(got, want, "{text}");
 }
 
 #[test]

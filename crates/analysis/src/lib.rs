@@ -75,8 +75,8 @@ pub use schema::{
     COLUMNS, Column, NUM_COLUMNS, Record, Row, Type, Value, arrow_schema, record_batch, schema,
 };
 pub use sink::{
-    CHUNK_ROWS, CsvSink, Format, JsonlSink, ParquetSink, ROW_GROUP_ROWS, Sink, TableSink,
-    file_sink, sink_for, table_label_width, text_sink, write_chunked,
+    CHUNK_ROWS, CsvSink, Fields, Format, JsonlSink, ParquetSink, ROW_GROUP_ROWS, Sink, TableSink,
+    file_sink, file_sink_of, sink_for, table_label_width, text_sink, write_chunked,
 };
 pub use stats::{FirstError, Rtt, TargetStats};
 pub use summary::{counted, summary_line};

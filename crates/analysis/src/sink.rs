@@ -198,10 +198,27 @@ pub fn file_sink<'a, R: Record + 'a>(
     metadata: Vec<(String, String)>,
     row_group: usize,
 ) -> Result<Box<dyn Sink<R> + 'a>> {
+    file_sink_of(format, out, metadata, row_group, Fields::default())
+}
+
+/// [`file_sink`] whose CSV or JSON Lines hold only the columns `fields` keeps (Parquet holds
+/// every column).
+///
+/// # Errors
+/// As [`file_sink`].
+pub fn file_sink_of<'a, R: Record + 'a>(
+    format: Format,
+    out: Output,
+    metadata: Vec<(String, String)>,
+    row_group: usize,
+    fields: Fields,
+) -> Result<Box<dyn Sink<R> + 'a>> {
     match format {
         Format::Parquet => Ok(Box::new(ParquetSink::to(out, metadata, row_group)?)),
-        Format::Csv => Ok(Box::new(TextFile::Csv(CsvSink::new(out)))),
-        Format::Jsonl => Ok(Box::new(TextFile::Jsonl(JsonlSink::new(out)))),
+        Format::Csv => Ok(Box::new(TextFile::Csv(CsvSink::with_fields(out, fields)))),
+        Format::Jsonl => Ok(Box::new(TextFile::Jsonl(JsonlSink::with_fields(
+            out, fields,
+        )))),
         Format::Table | Format::Text => Err(Error::NotFor {
             format,
             what: "result files",
@@ -390,17 +407,54 @@ pub struct CsvSink<W: Write, R> {
     header_written: bool,
     line: String,
     cell: String,
+    fields: Fields,
     rows: PhantomData<fn(&R)>,
+}
+
+/// Which of a record's columns a text sink writes (`--fields`): all by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fields(Option<Vec<bool>>);
+
+impl Fields {
+    /// The columns of `R` named in `names` (in the schema's order), or which name is not one.
+    ///
+    /// # Errors
+    /// The first name that is no column of `R`, with the columns there are.
+    pub fn of<R: Record>(names: &[String]) -> core::result::Result<Fields, String> {
+        let columns = R::columns();
+        let mut keep = vec![false; columns.len()];
+        for n in names {
+            let i = columns.iter().position(|c| c.name == n).ok_or_else(|| {
+                let all: Vec<&str> = columns.iter().map(|c| c.name).collect();
+                format!("{n:?} is not a column (columns: {})", all.join(","))
+            })?;
+            keep[i] = true;
+        }
+        Ok(Fields(Some(keep)))
+    }
+
+    /// Whether column `i` is written.
+    pub fn keeps(&self, i: usize) -> bool {
+        self.0
+            .as_ref()
+            .is_none_or(|k| k.get(i).copied().unwrap_or(false))
+    }
 }
 
 impl<W: Write, R: Record> CsvSink<W, R> {
     /// A CSV sink over `writer`; the header goes out with the first rows or at finish.
     pub fn new(writer: W) -> Self {
+        Self::with_fields(writer, Fields::default())
+    }
+
+    /// A CSV sink writing only the columns `fields` keeps.
+    pub fn with_fields(writer: W, fields: Fields) -> Self {
         Self {
             out: BufWriter::new(writer),
             header_written: false,
             line: String::new(),
             cell: String::new(),
+            fields,
             rows: PhantomData,
         }
     }
@@ -411,10 +465,15 @@ impl<W: Write, R: Record> CsvSink<W, R> {
         }
         self.header_written = true;
         self.line.clear();
+        let mut first = true;
         for (i, c) in R::columns().iter().enumerate() {
-            if i > 0 {
+            if !self.fields.keeps(i) {
+                continue;
+            }
+            if !first {
                 self.line.push(',');
             }
+            first = false;
             push_csv_field(&mut self.line, c.name);
         }
         self.line.push('\n');
@@ -437,12 +496,19 @@ impl<W: Write, R: Record> Sink<R> for CsvSink<W, R> {
     fn write_rows(&mut self, rows: &[R]) -> Result<()> {
         self.header()?;
         for row in rows {
-            let Self { line, cell, .. } = self;
+            let Self {
+                line, cell, fields, ..
+            } = self;
             line.clear();
+            let mut first = true;
             for_each_cell(row, |i, value| {
-                if i > 0 {
+                if !fields.keeps(i) {
+                    return;
+                }
+                if !first {
                     line.push(',');
                 }
+                first = false;
                 if !value.is_null() {
                     push_value(line, cell, value, push_csv_field);
                 }
@@ -502,16 +568,23 @@ pub struct JsonlSink<W: Write, R> {
     out: BufWriter<W>,
     line: String,
     cell: String,
+    fields: Fields,
     rows: PhantomData<fn(&R)>,
 }
 
 impl<W: Write, R: Record> JsonlSink<W, R> {
     /// A JSON Lines sink over `writer`.
     pub fn new(writer: W) -> Self {
+        Self::with_fields(writer, Fields::default())
+    }
+
+    /// A JSON Lines sink writing only the keys `fields` keeps.
+    pub fn with_fields(writer: W, fields: Fields) -> Self {
         Self {
             out: BufWriter::new(writer),
             line: String::new(),
             cell: String::new(),
+            fields,
             rows: PhantomData,
         }
     }
@@ -531,17 +604,21 @@ impl<W: Write, R: Record> Sink<R> for JsonlSink<W, R> {
     fn write_rows(&mut self, rows: &[R]) -> Result<()> {
         let columns = R::columns();
         for row in rows {
-            let Self { line, cell, .. } = self;
+            let Self {
+                line, cell, fields, ..
+            } = self;
             line.clear();
             line.push('{');
+            let mut first = true;
             for_each_cell(row, |i, value| {
                 // A cell beyond the columns fails the row below.
-                let Some(c) = columns.get(i) else {
+                let Some(c) = columns.get(i).filter(|_| fields.keeps(i)) else {
                     return;
                 };
-                if i > 0 {
+                if !first {
                     line.push(',');
                 }
+                first = false;
                 push_json_string(line, c.name);
                 line.push(':');
                 if value.is_null() {
@@ -743,6 +820,38 @@ pub(crate) mod tests {
         sink.write_rows(rows).unwrap();
         sink.finish().unwrap();
         String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn text_sinks_write_the_fields_asked_for() {
+        let fields = Fields::of::<Row<'_>>(&["target".into(), "loss_pct".into()]).unwrap();
+        let rows = [full_row(), empty_row()];
+        let mut buf = Vec::new();
+        let mut csv = CsvSink::<_, Row<'_>>::with_fields(&mut buf, fields.clone());
+        csv.write_rows(&rows).unwrap();
+        Box::new(csv).finish().unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "target,loss_pct");
+        assert!(
+            lines[1..].iter().all(|l| l.matches(',').count() == 1),
+            "{text}"
+        );
+        assert_eq!(lines[2], "2001:db8::1,100");
+        let mut buf = Vec::new();
+        let mut jsonl = JsonlSink::<_, Row<'_>>::with_fields(&mut buf, fields);
+        jsonl.write_rows(&rows[1..]).unwrap();
+        Box::new(jsonl).finish().unwrap();
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "{\"target\":\"2001:db8::1\",\"loss_pct\":100}\n"
+        );
+        let e = Fields::of::<Row<'_>>(&["target".into(), "saddr".into()]).unwrap_err();
+        assert!(
+            e.starts_with("\"saddr\" is not a column (columns: target,name,"),
+            "{e}"
+        );
+        assert!(Fields::default().keeps(7));
     }
 
     /// A path under the temp dir that no other test (or test run) uses.

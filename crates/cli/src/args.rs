@@ -846,6 +846,11 @@ pub struct ScanArgs {
     #[arg(long, value_parser = parse_filter, value_name = "LIST")]
     pub filter: Option<OutcomeFilter>,
 
+    /// CSV and JSON Lines: only these columns, e.g. "target" or "target,rtt_us" (in the
+    /// schema's order; Parquet always holds every column) [default: every column].
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub fields: Vec<String>,
+
     /// Also write the once-a-second status as JSON lines to FILE.
     #[arg(short = 'u', long, value_name = "FILE")]
     pub status_file: Option<PathBuf>,

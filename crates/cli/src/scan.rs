@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use asdic_analysis::meta::millis;
 use asdic_analysis::{
-    CHUNK_ROWS, Format, PartedSink, RunMeta, RunMode, ScanOutcome, ScanRow, Sink, counted,
-    file_sink, partition,
+    CHUNK_ROWS, Fields, Format, PartedSink, RunMeta, RunMode, ScanOutcome, ScanRow, Sink, counted,
+    file_sink_of, partition,
 };
 use asdic_core::event::Event;
 use asdic_core::permute::Cycle;
@@ -431,8 +431,10 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
     let to_stdout_text =
         a.dataset.is_none() && a.output.as_os_str() == "-" && format != Format::Parquet;
     let filter = filter_of(&a, to_stdout_text);
+    let fields = fields_of(&a, format)?;
     let mut mode = Scanning {
         filter,
+        fields,
         partition,
         run_id,
         a,
@@ -464,10 +466,27 @@ fn filter_of(a: &ScanArgs, to_stdout_text: bool) -> OutcomeFilter {
     }
 }
 
+/// `--fields`: the columns of the text formats; refused for Parquet (whose files hold every
+/// column) and for a name that is no column.
+fn fields_of(a: &ScanArgs, format: Format) -> Result<Fields, Fail> {
+    if a.fields.is_empty() {
+        return Ok(Fields::default());
+    }
+    if format == Format::Parquet {
+        return Err(usage(
+            "--fields chooses the columns of CSV and JSON Lines; Parquet holds every column \
+             (select them when reading)",
+        ));
+    }
+    Fields::of::<ScanRow>(&a.fields).map_err(|e| usage(format!("--fields: {e}")))
+}
+
 /// `scan`'s part of a run: rows streamed to the output, counts, the status.
 struct Scanning {
     /// The outcomes written.
     filter: OutcomeFilter,
+    /// The columns CSV and JSON Lines hold.
+    fields: Fields,
     /// With --dataset: this shard's partition directory, and the run's name.
     partition: Option<PathBuf>,
     run_id: Option<String>,
@@ -716,7 +735,7 @@ impl Scanning {
             dest.live()
         }
         .map_err(|e| open_fail("-o", e, dac))?;
-        let sink = file_sink(self.format, out, meta, SCAN_ROW_GROUP)
+        let sink = file_sink_of(self.format, out, meta, SCAN_ROW_GROUP, self.fields.clone())
             .map_err(|e| usage(format!("-o {e}")))?;
         Ok(Output::Rows(sink))
     }
