@@ -459,7 +459,7 @@ impl Fleet {
         }
         // Judged on every event: loss and mean only; the full statistics on a change.
         let now_ms = clock_ms(now_ns);
-        let (alarm, reason) = judge(
+        let (alarm, why) = judge(
             &m.ring.brief(now_ms, self.window_ms),
             &limits,
             m.alarm,
@@ -468,6 +468,8 @@ impl Fleet {
         if alarm == m.alarm {
             return None;
         }
+        // Worded only on a change, not on every event.
+        let reason = why.text();
         m.alarm = alarm;
         Some(Transition {
             cookie: ev.cookie,
@@ -543,49 +545,85 @@ impl Transition {
     }
 }
 
-/// Whether `stats` (loss and mean RTT) break `limits`, and a reason either way.
+/// Why a window calls for the state [`judge`] gives: its words are made only when the state
+/// changes (a sweep judges every event).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Why {
+    /// Too few ended probes to change the state either way.
+    TooFew,
+    /// Loss (percent) above its limit.
+    Loss { loss: f64, max: f64 },
+    /// Average RTT (µs) above its limit.
+    Rtt { avg: f64, max: f64 },
+    /// Within the limits but not below `clear` of them: the alarm stays.
+    NotClear {
+        loss: f64,
+        avg: Option<f64>,
+        clear: f64,
+    },
+    /// Within the limits (below the clearing levels when in alarm).
+    Within { loss: f64, avg: Option<f64> },
+}
+
+impl Why {
+    /// The reason as an ALARM or OK line gives it.
+    fn text(self) -> String {
+        let ms =
+            |avg: Option<f64>| avg.map_or("-".to_string(), |a| format!("{:.3} ms", a / 1000.0));
+        match self {
+            Why::TooFew => "too few probes in the window".into(),
+            Why::Loss { loss, max } => format!("loss {loss:.1}% > {max}%"),
+            Why::Rtt { avg, max } => {
+                format!("avg rtt {:.3} ms > {} ms", avg / 1000.0, max / 1000.0)
+            }
+            Why::NotClear { loss, avg, clear } => format!(
+                "loss {loss:.1}%, avg rtt {}: not yet below {:.0} % of the limits",
+                ms(avg),
+                100.0 * clear
+            ),
+            Why::Within { loss, avg } => format!("loss {loss:.1}%, avg rtt {}", ms(avg)),
+        }
+    }
+}
+
 /// The alarm state a window calls for, given the state `now` and the hysteresis, and why.
 /// Fewer than `min_probes` ended probes in the window: the state stays as it is. Raised when
 /// a limit is exceeded; cleared only when every limit set is undercut by `clear` × its level.
-fn judge(stats: &WindowStats, limits: &Limits, now: bool, h: Hysteresis) -> (bool, String) {
+fn judge(stats: &WindowStats, limits: &Limits, now: bool, h: Hysteresis) -> (bool, Why) {
     let loss = stats.loss_pct.unwrap_or(0.0);
-    let avg = stats
-        .avg_us
-        .map_or("-".to_string(), |a| format!("{:.3} ms", a / 1000.0));
+    let avg = stats.avg_us;
     if stats.probes < h.min_probes {
-        return (now, format!("{} probes in the window", stats.probes));
+        return (now, Why::TooFew);
     }
     if let Some(max) = limits.loss_pct
         && loss > max
     {
-        return (true, format!("loss {loss:.1}% > {max}%"));
+        return (true, Why::Loss { loss, max });
     }
-    if let (Some(max), Some(a)) = (limits.rtt_us, stats.avg_us)
+    if let (Some(max), Some(a)) = (limits.rtt_us, avg)
         && a > max
     {
-        return (
-            true,
-            format!("avg rtt {:.3} ms > {} ms", a / 1000.0, max / 1000.0),
-        );
+        return (true, Why::Rtt { avg: a, max });
     }
     if now {
         // Within the limits but not yet below the clearing levels: still in alarm.
         let loss_high = limits.loss_pct.is_some_and(|max| loss >= h.clear * max);
         let rtt_high = limits
             .rtt_us
-            .zip(stats.avg_us)
+            .zip(avg)
             .is_some_and(|(max, a)| a >= h.clear * max);
         if loss_high || rtt_high {
             return (
                 true,
-                format!(
-                    "loss {loss:.1}%, avg rtt {avg}: not yet below {:.0} % of the limits",
-                    100.0 * h.clear
-                ),
+                Why::NotClear {
+                    loss,
+                    avg,
+                    clear: h.clear,
+                },
             );
         }
     }
-    (false, format!("loss {loss:.1}%, avg rtt {avg}"))
+    (false, Why::Within { loss, avg })
 }
 
 #[cfg(test)]
