@@ -316,6 +316,7 @@ fn scan_lanes(
     ids: Ids,
     rate: f64,
     planned: u64,
+    filter: OutcomeFilter,
 ) -> Result<(Vec<Lane>, Vec<Arc<ScanState>>), Fail> {
     let mut lanes = vec![];
     let mut states = vec![];
@@ -335,7 +336,7 @@ fn scan_lanes(
             ids.session,
             a.retries,
             a.cooldown,
-            filter_of(a, false).beyond_hits(),
+            filter.beyond_hits(),
         ));
         let source = Box::new(ScanSource::new(state.clone(), walk, p.limit));
         let mut work = work(share, engine, ids, a.cooldown, 0, 1024, source);
@@ -404,7 +405,11 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         Some((SCAN_RX_FRAMES, SCAN_TX_FRAMES)),
     );
     let ids = crate::inputs::ids(IdChoice::Random);
-    let (lanes, states) = scan_lanes(&a, &plans, &engine, ids, rate, planned)?;
+    let to_stdout_text =
+        a.dataset.is_none() && a.output.as_os_str() == "-" && format != Format::Parquet;
+    let filter = filter_of(&a, to_stdout_text);
+    let fields = fields_of(&a, format)?;
+    let (lanes, states) = scan_lanes(&a, &plans, &engine, ids, rate, planned, filter)?;
     let lanes = Lanes {
         engine,
         lanes,
@@ -428,10 +433,6 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         d.join(format!("run={r}"))
             .join(format!("shard={}", a.shard.index))
     });
-    let to_stdout_text =
-        a.dataset.is_none() && a.output.as_os_str() == "-" && format != Format::Parquet;
-    let filter = filter_of(&a, to_stdout_text);
-    let fields = fields_of(&a, format)?;
     let mut mode = Scanning {
         filter,
         fields,
@@ -610,7 +611,7 @@ impl Mode for Scanning {
         }
         let sent = run.sent();
         let send_secs = run.send_secs();
-        let summary = counts.summary(sent, targets_probed(&self.states));
+        let summary = counts.summary(sent, targets_probed(&attempts(&self.states)));
         // Before the file, so that its count of lost diagnostics includes these lines.
         say!("asdic: {summary}");
         say!(
@@ -837,12 +838,24 @@ fn hit_rate(replies: u64, probed: u64) -> f64 {
     100.0 * replies as f64 / probed.max(1) as f64
 }
 
-/// Targets probed so far: first tries the engine took (not those it refused).
-fn targets_probed(states: &[Arc<ScanState>]) -> u64 {
-    states
-        .iter()
-        .filter_map(|s| s.attempts().first().map(|a| a[0].saturating_sub(a[1])))
-        .sum()
+/// Per attempt, over every family: probes handed to the engine, probes it refused, first
+/// answers.
+fn attempts(states: &[Arc<ScanState>]) -> Vec<[u64; 3]> {
+    let mut all: Vec<[u64; 3]> = vec![];
+    for s in states {
+        for (i, a) in s.attempts().into_iter().enumerate() {
+            match all.get_mut(i) {
+                Some(t) => (0..3).for_each(|k| t[k] += a[k]),
+                None => all.push(a),
+            }
+        }
+    }
+    all
+}
+
+/// Targets probed: first tries the engine took (not those it refused).
+fn targets_probed(attempts: &[[u64; 3]]) -> u64 {
+    attempts.first().map_or(0, |a| a[0].saturating_sub(a[1]))
 }
 
 /// What a scan's ETA is computed from.
@@ -957,16 +970,8 @@ impl Status {
         let kernel = run.kernel();
         let elapsed = now.duration_since(self.t0).as_secs_f64();
         let send_rate = (sent - self.last_sent.min(sent)) as f64 / dt.max(1e-9);
-        let hit_rate = hit_rate(c.replies, targets_probed(states));
-        let mut attempts: Vec<[u64; 3]> = vec![];
-        for s in states {
-            for (i, a) in s.attempts().into_iter().enumerate() {
-                match attempts.get_mut(i) {
-                    Some(t) => (0..3).for_each(|k| t[k] += a[k]),
-                    None => attempts.push(a),
-                }
-            }
-        }
+        let attempts = attempts(states);
+        let hit_rate = hit_rate(c.replies, targets_probed(&attempts));
         let (eta, cooling) = scan_eta(&EtaView {
             planned: self.planned,
             attempts,
