@@ -126,23 +126,23 @@ impl Run {
             .map(|p| p.sender.first_send_ns.load(Ordering::Relaxed))
             .filter(|&t| t > 0)
             .min()?;
-        let last = self
-            .pipelines
-            .iter()
-            .map(|p| p.sender.last_send_ns.load(Ordering::Relaxed))
-            .max()?;
+        let last = self.last_send_ns()?;
         (last > first).then(|| (last - first) as f64 / 1e9)
     }
 
     /// Seconds since the last batch went out (`None` before the first).
     pub fn since_last_send_secs(&self) -> Option<f64> {
-        let last = self
-            .pipelines
+        let last = self.last_send_ns()?;
+        Some(asdic_engine::stamp_ns().saturating_sub(last) as f64 / 1e9)
+    }
+
+    /// The last batch's send stamp over every pipeline (`None` before the first).
+    fn last_send_ns(&self) -> Option<u64> {
+        self.pipelines
             .iter()
             .map(|p| p.sender.last_send_ns.load(Ordering::Relaxed))
             .max()
-            .filter(|&t| t > 0)?;
-        Some(asdic_engine::stamp_ns().saturating_sub(last) as f64 / 1e9)
+            .filter(|&t| t > 0)
     }
 
     /// What the kernel dropped before the receivers could read it.

@@ -5,6 +5,7 @@ use std::io::{BufReader, IsTerminal};
 use std::path::Path;
 use std::time::Duration;
 
+use asdic_analysis::counted;
 use asdic_core::set::{SetBuilder, TargetList, TargetSet};
 use asdic_core::source::Source;
 use asdic_core::targets::{self, TargetError, TargetSpec};
@@ -193,8 +194,12 @@ pub fn duplicates(total: u128, distinct: u64) -> Option<String> {
     let extra = total.saturating_sub(u128::from(distinct));
     (extra > 0).then(|| {
         format!(
-            "{extra} duplicate address{} merged: each target is probed once",
-            if extra == 1 { "" } else { "es" }
+            "{} merged: each target is probed once",
+            counted(
+                u64::try_from(extra).unwrap_or(u64::MAX),
+                "duplicate address",
+                "duplicate addresses"
+            )
         )
     })
 }

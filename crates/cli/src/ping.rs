@@ -90,9 +90,9 @@ fn implied_rate(targets: u64, count: u32, interval: Duration) -> Result<f64, Str
     let needed = targets as f64 / interval.as_secs_f64();
     if needed > DEFAULT_RATE {
         return Err(format!(
-            "{targets} target{} every {interval:?} need {needed:.0} probes/s, above the default \
+            "{} every {interval:?} need {needed:.0} probes/s, above the default \
              {DEFAULT_RATE:.0}/s: give --rate {:.0} (or more) to allow it, or a longer -i",
-            if targets == 1 { "" } else { "s" },
+            counted(targets, "target", "targets"),
             needed.ceil()
         ));
     }
@@ -215,12 +215,11 @@ impl Mode for Ping {
         let (n, n6) = (self.agg.len(), self.v6_targets);
         let a = &self.a;
         say!(
-            "asdic: {n} target{} ({} IPv4, {n6} IPv6), {} probe{} each{}, at most {} probes/s, \
-             timeout {:?}, size {} bytes",
-            if n == 1 { "" } else { "s" },
+            "asdic: {} ({} IPv4, {n6} IPv6), {} each{}, at most {} probes/s, timeout {:?}, \
+             size {} bytes",
+            counted(n as u64, "target", "targets"),
             n - n6,
-            a.count,
-            if a.count == 1 { "" } else { "s" },
+            counted(u64::from(a.count), "probe", "probes"),
             if a.count > 1 {
                 format!(" every {:?}", a.interval)
             } else {
