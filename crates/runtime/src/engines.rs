@@ -456,8 +456,9 @@ struct Detail {
 }
 
 #[cfg(feature = "xdp")]
-/// Where the XDP engine runs: interface, queues (and which are left without a socket), mode,
-/// addresses, UMEM.
+/// Where the XDP engine runs: interface, queues, mode, addresses, UMEM (in full); and, said
+/// every time (once: the verbose line shows it beside the detail, not in it), the RX queues
+/// left without a socket and a leftover program removed.
 fn xdp_detail(info: &asdic_engine::xdp::XdpInfo) -> Detail {
     let p = &info.path;
     let n = info.queues.len();
@@ -470,14 +471,11 @@ fn xdp_detail(info: &asdic_engine::xdp::XdpInfo) -> Detail {
         )
     } else {
         format!(
-            "{} queue{} {} of {}; WARNING: RX queue{} {} without a socket, replies the NIC \
-             steers there are lost (counted as xdp_redirect_failed)",
+            "{} queue{} {} of {}",
             p.link.name,
             if n == 1 { "" } else { "s" },
             asdic_engine::xdp::queue_list(&info.queues),
             info.rx_queue_count,
-            if info.unserved.len() == 1 { "" } else { "s" },
-            asdic_engine::xdp::queue_list(&info.unserved)
         )
     };
     let mut detail = format!(
@@ -501,14 +499,14 @@ fn xdp_detail(info: &asdic_engine::xdp::XdpInfo) -> Detail {
     let mut said = vec![];
     if !info.unserved.is_empty() {
         said.push(format!(
-            "WARNING: RX queue{} {} of {} without a socket",
+            "WARNING: RX queue{} {} of {} without a socket, replies the NIC steers there are \
+             lost (counted as xdp_redirect_failed)",
             if info.unserved.len() == 1 { "" } else { "s" },
             asdic_engine::xdp::queue_list(&info.unserved),
             p.link.name
         ));
     }
     if let Some(r) = &info.replaced {
-        detail.push_str(&format!("; {r}"));
         said.push(r.clone());
     }
     if let Some(o) = &info.other {
