@@ -901,43 +901,43 @@ struct TargetAgg {
     unreachable: Option<(u8, String, Option<Text>)>,
 }
 
-impl TargetAgg {
-    /// How a trace's path ended, in the words of trace's own output: reached (at its length),
-    /// unreachable (marker and router), or not reached. The smaller TTL of a reply and an
-    /// unreachable is the path's end, as trace decides it.
-    fn path_note(&self) -> String {
-        match (self.reached, &self.unreachable, self.last_hop) {
-            (Some(h), Some((u, ..)), _) if h <= *u => format!("reached, {h} hops"),
-            (Some(h), None, _) => format!("reached, {h} hops"),
-            (_, Some((u, mark, from)), _) => match from {
-                Some(r) => format!("unreachable at TTL {u}: {mark} from {r}"),
-                None => format!("unreachable at TTL {u}: {mark}"),
-            },
-            (None, None, Some(h)) => format!("not reached; last answer from TTL {h}"),
-            (None, None, None) => "not reached; no hop answered".into(),
-        }
-    }
+/// How a trace's path ended: the smaller TTL of a reply and an unreachable is its end, as
+/// trace decides it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum PathEnd<'a> {
+    /// The target answered, at this TTL (the path's length).
+    Reached(u8),
+    /// A destination unreachable at this TTL, with its marker and router.
+    Unreachable(u8, &'a str, Option<&'a Text>),
+    /// Neither; the highest TTL any hop answered at.
+    NotReached(Option<u8>),
+}
 
-    /// The path's end: reached, unreachable, or neither.
-    fn path_end(&self) -> PathEnd {
+impl TargetAgg {
+    /// The path's end.
+    fn path_end(&self) -> PathEnd<'_> {
         match (self.reached, &self.unreachable) {
-            (Some(h), Some((u, ..))) if h <= *u => PathEnd::Reached,
-            (Some(_), None) => PathEnd::Reached,
-            (_, Some(_)) => PathEnd::Unreachable,
-            (None, None) => PathEnd::NotReached,
+            (Some(h), Some((u, ..))) if h <= *u => PathEnd::Reached(h),
+            (Some(h), None) => PathEnd::Reached(h),
+            (_, Some((u, mark, from))) => PathEnd::Unreachable(*u, mark, from.as_ref()),
+            (None, None) => PathEnd::NotReached(self.last_hop),
         }
     }
-}
 
-/// How a trace's path ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PathEnd {
-    Reached,
-    Unreachable,
-    NotReached,
-}
+    /// How a trace's path ended, in the words of trace's own output: reached (at its length),
+    /// unreachable (marker and router), or not reached.
+    fn path_note(&self) -> String {
+        match self.path_end() {
+            PathEnd::Reached(h) => format!("reached, {h} hops"),
+            PathEnd::Unreachable(u, mark, Some(r)) => {
+                format!("unreachable at TTL {u}: {mark} from {r}")
+            }
+            PathEnd::Unreachable(u, mark, None) => format!("unreachable at TTL {u}: {mark}"),
+            PathEnd::NotReached(Some(h)) => format!("not reached; last answer from TTL {h}"),
+            PathEnd::NotReached(None) => "not reached; no hop answered".into(),
+        }
+    }
 
-impl TargetAgg {
     /// Loss percent, 0 without probes (for ordering and graphs).
     fn loss(&self) -> f64 {
         loss_pct(self.probes, self.replies).unwrap_or(0.0)
@@ -1205,14 +1205,15 @@ fn probes_summary(
     if trace {
         // A path has no loss: what trace itself says, reached / unreachable / not reached.
         sum.loss_pct = None;
-        let count = |end| targets.values().filter(|t| t.path_end() == end).count();
+        let count =
+            |is: fn(&PathEnd<'_>) -> bool| targets.values().filter(|t| is(&t.path_end())).count();
         sum.extra.push((
             "destinations".into(),
             format!(
                 "{} reached, {} unreachable, {} not reached",
-                count(PathEnd::Reached),
-                count(PathEnd::Unreachable),
-                count(PathEnd::NotReached)
+                count(|e| matches!(e, PathEnd::Reached(_))),
+                count(|e| matches!(e, PathEnd::Unreachable(..))),
+                count(|e| matches!(e, PathEnd::NotReached(_)))
             ),
         ));
     } else {
