@@ -2,15 +2,8 @@
 
 use std::process::{Command, Output, Stdio};
 
+use asdic_tests::asdic_output as asdic;
 use asdic_tests::{asdic_bin, root, scratch};
-
-fn asdic(args: &[&str]) -> Output {
-    Command::new(asdic_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running asdic")
-}
 
 fn stdout(o: &Output) -> String {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

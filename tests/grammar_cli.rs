@@ -4,10 +4,8 @@
 //! their new spelling, and a bare number in a duration flag is never read as milliseconds.
 //! No root needed.
 
+use asdic_tests::asdic_output as asdic;
 use std::collections::BTreeMap;
-use std::process::{Command, Output, Stdio};
-
-use asdic_tests::asdic_bin;
 
 const PROBING: [&str; 4] = ["ping", "scan", "sweep", "trace"];
 const ALL: [&str; 8] = asdic_tests::SUBCOMMANDS;
@@ -53,14 +51,6 @@ const RETIRED: [(&str, &[&str], &str); 10] = [
 /// Duration flags whose bare number is seconds (zmap's, unchanged); every other duration flag
 /// refuses a bare number for this release (it was milliseconds).
 const BARE_SECONDS: [(&str, &str); 2] = [("scan", "--cooldown"), ("scan", "--max-runtime")];
-
-fn asdic(args: &[&str]) -> Output {
-    Command::new(asdic_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running asdic")
-}
 
 /// A subcommand's options as its `--help` shows them: long flag → (letter, value name).
 fn options(sub: &str) -> BTreeMap<String, (Option<char>, Option<String>)> {
@@ -297,31 +287,24 @@ fn small_refusals_say_what_is_wrong() {
         "{e}"
     );
     // --fields names the columns there are, and only for the text formats.
-    let e = refused(&[
-        "scan",
-        "198.19.0.0/24",
-        "--no-default-blocklist",
-        "-R",
-        "10",
-        "--fields",
-        "saddr",
-    ]);
+    let scan_with = |more: &[&str]| {
+        let mut args = vec![
+            "scan",
+            "198.19.0.0/24",
+            "--no-default-blocklist",
+            "-R",
+            "10",
+        ];
+        args.extend_from_slice(more);
+        refused(&args)
+    };
+    let e = scan_with(&["--fields", "saddr"]);
     assert!(
         e.contains("--fields: \"saddr\" is not a column (columns: target,"),
         "{e}"
     );
     let out = asdic_tests::scratch("grammar-fields.parquet");
-    let e = refused(&[
-        "scan",
-        "198.19.0.0/24",
-        "--no-default-blocklist",
-        "-R",
-        "10",
-        "--fields",
-        "target",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let e = scan_with(&["--fields", "target", "-o", out.to_str().unwrap()]);
     assert!(e.contains("Parquet holds every column"), "{e}");
     assert!(!out.exists(), "nothing written");
     // An empty allowlist is named, and 0.0.0.0/0 is not blamed on 0.0.0.0/8.

@@ -2,17 +2,9 @@
 //! IPv6 sampling) and input checks. No root needed.
 
 use std::collections::HashSet;
-use std::process::{Command, Output};
 
-use asdic_tests::{asdic_bin, scratch};
-
-fn asdic(args: &[&str]) -> Output {
-    Command::new(asdic_bin())
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("running asdic")
-}
+use asdic_tests::asdic_output as asdic;
+use asdic_tests::scratch;
 
 /// The addresses a dry run prints, in order.
 fn dry(args: &[&str]) -> Vec<String> {

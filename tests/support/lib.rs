@@ -57,6 +57,15 @@ pub const SUBCOMMANDS: [&str; 8] = [
     "completions",
 ];
 
+/// Runs `asdic ARGS` (stdin closed) to its end: its exit status, stdout and stderr.
+pub fn asdic_output(args: &[&str]) -> Output {
+    Command::new(asdic_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running asdic")
+}
+
 /// The `asdic` binary of the same profile as this test (target/<profile>/asdic), or
 /// `ASDIC_BIN`.
 pub fn asdic_bin() -> PathBuf {
