@@ -41,7 +41,8 @@ print(duckdb.sql(f"SELECT count(*) FROM read_parquet('{sys.argv[1]}/**/*.parquet
 PY
 }
 hit_rows=$(count "$work/hits")
-q=$(python3 tests/support/dataset_query.py "$work/all" | tail -1)
+# One schema version per query: its partitions (schema_version=2/run=…/shard=…).
+q=$(python3 tests/support/dataset_query.py "$work/all/schema_version=2" | tail -1)
 spark=$(sed -n 's/.*"spark_s": \([0-9.]*\).*/\1/p' <<<"$q")
 duck=$(sed -n 's/.*"duckdb_s": \([0-9.]*\).*/\1/p' <<<"$q")
 fusion=$(sed -n 's/.*"datafusion_s": \([0-9.]*\).*/\1/p' <<<"$q")

@@ -58,8 +58,8 @@ if ((${#need[@]} + ${#bare[@]})); then
   fi
 fi
 # ... and the Python packages of those engines (tests/support/requirements.txt), from PyPI.
-if ! python3 -c 'import pyspark, duckdb, datafusion, pyarrow' 2>/dev/null; then
-  echo "deps: installing tests/support/requirements.txt (pyspark, duckdb, datafusion, pyarrow)" >&2
+if ! python3 -c 'import pyspark, duckdb, datafusion, pyarrow, pytz' 2>/dev/null; then
+  echo "deps: installing tests/support/requirements.txt (pyspark, duckdb, datafusion, pyarrow, pytz)" >&2
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
     -r "$(dirname "$0")/../tests/support/requirements.txt" >/dev/null
 fi

@@ -17,6 +17,9 @@ use serde_json::Value;
 
 const SEED: &str = "4242";
 
+/// The first level of every partition: the schema version of the files under it.
+const VERSION: &str = "schema_version=2";
+
 /// The query engines of tests/support/dataset_query.py, by their keys in its answer.
 const ENGINES: [&str; 4] = ["spark", "duckdb", "datafusion", "pyarrow"];
 
@@ -127,7 +130,10 @@ fn four_shards_into_one_dataset_read_by_spark_and_duckdb_as_the_ground_truth() {
     let mut rows_whole = 0u64;
     for (run, n) in [("sharded", 4), ("whole", 1)] {
         for i in 0..n {
-            let p = dir.join(format!("run={run}")).join(format!("shard={i}"));
+            let p = dir
+                .join(VERSION)
+                .join(format!("run={run}"))
+                .join(format!("shard={i}"));
             assert!(p.join("_SUCCESS").is_file(), "{}", p.display());
             let parts = parts_of(&p);
             assert!(!parts.is_empty(), "{}", p.display());
@@ -156,7 +162,7 @@ fn four_shards_into_one_dataset_read_by_spark_and_duckdb_as_the_ground_truth() {
     // What the engines answer.
     let q = Command::new("python3")
         .arg(root().join("tests/support/dataset_query.py"))
-        .arg(&dir)
+        .arg(dir.join(VERSION))
         .output()
         .expect("python3");
     assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
@@ -247,7 +253,7 @@ fn a_killed_shard_leaves_readable_parts_and_no_marker() {
     let dir = scratch("dataset-killed");
     let d = dir.to_str().unwrap();
     let mut c = shard(&bed, d, "k", 2, "2000", &["--sync-every", "300ms"]);
-    let p = dir.join("run=k").join("shard=2");
+    let p = dir.join(VERSION).join("run=k").join("shard=2");
     let t = Instant::now();
     while parts_of(&p).len() < 3 && t.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(100));
@@ -267,7 +273,10 @@ fn a_killed_shard_leaves_readable_parts_and_no_marker() {
     let o = bed.asdic(&["recover", d]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr_of(&o));
     let err = stderr_of(&o);
-    assert!(err.contains("run=k/shard=2: killed"), "{err}");
+    assert!(
+        err.contains("schema_version=2/run=k/shard=2: killed"),
+        "{err}"
+    );
     assert!(
         err.contains(&format!("{} finished parts", parts.len())),
         "{err}"
@@ -297,7 +306,7 @@ fn a_killed_shard_leaves_readable_parts_and_no_marker() {
     // Interrupted: 130 (128 + SIGINT), so a job runner does not count the shard as done.
     assert_eq!(out.status.code(), Some(130), "interrupted shard: {err}");
     assert!(err.contains("stopped early"), "{err}");
-    let s = dir.join("run=s").join("shard=1");
+    let s = dir.join(VERSION).join("run=s").join("shard=1");
     assert!(s.join("_STOPPED").is_file() && !s.join("_SUCCESS").exists());
     // Bad indices from the job runner: clear errors, nothing sent.
     for (var, val, msg) in [
@@ -360,7 +369,13 @@ fn ping_and_trace_runs_are_partitions_too_and_recover_checks_them_all() {
     let o = bed.asdic(&["trace", "198.19.0.1", "-q", "--dataset", d]);
     assert!(o.status.success(), "{}", stderr_of(&o));
     let runs: Vec<PathBuf> = {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        // Only this version's partitions at the root: the runs are under it.
+        let top: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(top, [VERSION], "{top:?}");
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join(VERSION))
             .unwrap()
             .map(|e| e.unwrap().path())
             .collect();
@@ -378,7 +393,8 @@ fn ping_and_trace_runs_are_partitions_too_and_recover_checks_them_all() {
         assert!(rows.iter().all(|row| !row.contains_key("run")));
     }
     // The ping's three targets, the trace's run named by its start and session.
-    let (rows, _) = read_parquet(&dir.join("run=p1/part-000000.parquet"));
+    let (rows, meta) = read_parquet(&dir.join(VERSION).join("run=p1/part-000000.parquet"));
+    assert_eq!(meta.schema_version, Some(2));
     assert_eq!(rows.len(), 3);
     let trace = runs[0].file_name().unwrap().to_string_lossy().into_owned();
     assert!(

@@ -796,7 +796,7 @@ fn two_agents_write_one_dataset_and_promql_over_both_agrees_with_their_files() {
     // The agents' files: one dataset, partitioned by agent, date and hour.
     let mut truth: HashMap<(String, String), Truth> = HashMap::new();
     for agent in ["a1", "a2"] {
-        let root = data.join(format!("agent={agent}"));
+        let root = data.join("schema_version=2").join(format!("agent={agent}"));
         let mut parts = vec![];
         for date in std::fs::read_dir(&root).unwrap() {
             let date = date.unwrap().path();

@@ -166,9 +166,11 @@ fn sweep_reports_rounds_sizes_statistics_alarms_and_metrics() {
     // The metrics scraped mid-run.
     assert!(m.starts_with("HTTP/1.1 200 OK"), "{m}");
     // The labels of a target's series (its group: none given, so "ungrouped").
-    let web1 = r#"{target="198.19.0.1",name="web1",size="56",group="ungrouped"}"#;
-    let dead = r#"{target="198.19.0.13",name="dead",size="56",group="ungrouped"}"#;
-    let v6 = r#"{target="2001:db8:1::5",name="v6",size="1232",group="ungrouped"}"#;
+    // The size label is the packet size as written (NetXMS psize), or the one the default
+    // payload of 56 bytes makes (20 + 8 + 56).
+    let web1 = r#"{target="198.19.0.1",name="web1",size="84",group="ungrouped"}"#;
+    let dead = r#"{target="198.19.0.13",name="dead",size="84",group="ungrouped"}"#;
+    let v6 = r#"{target="2001:db8:1::5",name="v6",size="1280",group="ungrouped"}"#;
     // The window's statistics are one family with a `stat` label.
     let stat = |labels: &str, stat: &str| {
         format!(
@@ -225,8 +227,21 @@ fn sweep_reports_rounds_sizes_statistics_alarms_and_metrics() {
             && r["icmp_code"] == 13)
     );
     assert_eq!(rows_of(&rows, "2001:db8:1::5", "reply").len(), 4);
-    assert_eq!(rows_of(&rows, "198.19.0.2", "reply")[0]["size"], 972);
-    assert_eq!(rows_of(&rows, "2001:db8:1::5", "reply")[0]["size"], 1232);
+    let big = &rows_of(&rows, "198.19.0.2", "reply")[0];
+    assert_eq!(
+        (&big["psize"], &big["payload_size"]),
+        (&1000.into(), &972.into())
+    );
+    let v6 = &rows_of(&rows, "2001:db8:1::5", "reply")[0];
+    assert_eq!(
+        (&v6["psize"], &v6["payload_size"]),
+        (&1280.into(), &1232.into())
+    );
+    let web1 = &rows_of(&rows, "198.19.0.1", "reply")[0];
+    assert_eq!(
+        (&web1["psize"], &web1["payload_size"]),
+        (&84.into(), &56.into())
+    );
     for t in ["198.19.1.0", "198.19.1.1", "198.19.1.2", "198.19.1.3"] {
         assert_eq!(rows_of(&rows, t, "reply").len(), 4, "{t}");
     }
@@ -248,11 +263,11 @@ fn sweep_reports_rounds_sizes_statistics_alarms_and_metrics() {
     );
     assert!(min > 0.0 && min <= avg && avg <= max, "{w:?}");
     assert!(w["rtt_stddev_us"].as_f64().unwrap() >= 0.0);
-    assert_eq!(w["in_alarm"], 0);
+    assert_eq!(w["in_alarm"], false);
     let d = win("198.19.0.13");
     assert_eq!(d["loss_pct"], 100.0);
     assert!(d["rtt_avg_us"].is_null() && d["rtt_last_us"].is_null());
-    assert_eq!(d["in_alarm"], 1);
+    assert_eq!(d["in_alarm"], true);
 
     // Rounds are spread, not bursts: the 8 IPv4 targets of round 1 go out 62.5 ms apart.
     let mut t: Vec<u64> = rows

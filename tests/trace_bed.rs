@@ -257,11 +257,11 @@ fn paths_hops_and_rows_match_the_chain_in_both_families() {
             assert_eq!(r["responder"].as_str(), hop.as_deref(), "{t} at {ttl}");
             match want_kind {
                 "timeout" => {
-                    assert!(r["rtt_ms"].is_null(), "a timeout has no RTT: {r:?}");
+                    assert!(r["rtt_us"].is_null(), "a timeout has no RTT: {r:?}");
                     assert!(r["icmp_type"].is_null(), "{r:?}");
                 }
                 _ => {
-                    assert!(r["rtt_ms"].as_f64().is_some_and(|x| x > 0.0), "{r:?}");
+                    assert!(r["rtt_us"].as_f64().is_some_and(|x| x > 0.0), "{r:?}");
                     let ty = r["icmp_type"].as_u64().unwrap();
                     let code = r["icmp_code"].as_u64().unwrap();
                     match want_kind {

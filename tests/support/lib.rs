@@ -12,7 +12,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use arrow_array::{
-    Array, Float64Array, Int32Array, RecordBatch, StringArray, UInt8Array, UInt16Array, UInt64Array,
+    Array, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, UInt8Array, UInt16Array, UInt64Array,
 };
 use serde_json::Value;
 
@@ -703,6 +704,13 @@ pub fn read_parquet(path: &Path) -> Parquet {
                 } else if let Some(a) = col.as_any().downcast_ref::<Float64Array>() {
                     Value::from(a.value(i))
                 } else if let Some(a) = col.as_any().downcast_ref::<Int32Array>() {
+                    Value::from(a.value(i))
+                } else if let Some(a) = col.as_any().downcast_ref::<Int64Array>() {
+                    Value::from(a.value(i))
+                } else if let Some(a) = col.as_any().downcast_ref::<BooleanArray>() {
+                    Value::from(a.value(i))
+                } else if let Some(a) = col.as_any().downcast_ref::<TimestampMicrosecondArray>() {
+                    // Microseconds since the Unix epoch (the column is UTC).
                     Value::from(a.value(i))
                 } else {
                     panic!(

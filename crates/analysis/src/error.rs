@@ -61,6 +61,10 @@ pub enum Error {
         /// Number of cells the record yielded.
         cells: usize,
     },
+    /// A file's columns are of a schema version this asdic cannot read, or not the columns
+    /// its version has; or files of different versions were to be merged.
+    #[error("{0}")]
+    Schema(String),
 }
 
 /// `Result` with this crate's [`Error`].

@@ -74,6 +74,9 @@ pub struct FleetTarget {
     pub name: Option<Arc<str>>,
     /// ICMP payload bytes of its probes.
     pub size: usize,
+    /// Its packet size as the targets file wrote it (NetXMS `psize`, IP header included), or
+    /// as the payload implies when the line gave none: the `size` label, the `psize` column.
+    pub psize: u32,
     /// Index of its packet size among the run's templates.
     pub class: u8,
     /// Its own alarm limits (unset ones fall back to the run's).
@@ -237,7 +240,7 @@ pub struct Fleet {
     defaults: Limits,
     hysteresis: Hysteresis,
     histograms: bool,
-    scratch: Vec<u32>,
+    scratch: Vec<u64>,
     ignored: u64,
     groups: Vec<GroupTotals>,
     group_ids: HashMap<Arc<str>, u32>,
@@ -400,7 +403,7 @@ impl Fleet {
     }
 
     /// Window statistics of one member (for callers iterating [`members`](Self::members)).
-    pub fn member_stats(&self, m: &Member, now_ns: u64, scratch: &mut Vec<u32>) -> WindowStats {
+    pub fn member_stats(&self, m: &Member, now_ns: u64, scratch: &mut Vec<u64>) -> WindowStats {
         m.ring.stats(clock_ms(now_ns), self.window_ms, scratch)
     }
 
@@ -442,7 +445,7 @@ impl Fleet {
         let sent_ms = clock_ms(ev.sent_ns.unwrap_or_default());
         match ev.outcome {
             Outcome::Reply { rtt_ns, .. } => {
-                m.ring.push(sent_ms, Some(rtt_ns / 1000));
+                m.ring.push(sent_ms, Some(rtt_ns));
                 let rtt_s = rtt_ns as f64 / 1e9;
                 if let Some(h) = m.histogram.as_mut() {
                     h.observe(rtt_s);
@@ -508,6 +511,7 @@ impl Fleet {
         row.reply_ttl = d.reply_ttl;
         row.responder = d.responder;
         row.icmp = d.icmp;
+        row.errno = d.errno;
         row.probe = ev.probe;
         Some(row)
     }
@@ -636,6 +640,7 @@ mod tests {
             addr: addr.parse().unwrap(),
             name: Some(Arc::from(format!("n-{addr}"))),
             size,
+            psize: size as u32 + 28,
             class: 0,
             limits: Limits::default(),
             group: None,

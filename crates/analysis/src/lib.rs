@@ -59,6 +59,8 @@ pub mod summary;
 pub mod sweep;
 /// Trace output: hops per (target, TTL), hop rows, traceroute-style paths.
 pub mod trace;
+/// Schema versions; version 1 files read as version 2.
+pub mod version;
 /// Rolling per-target windows of probe results.
 pub mod window;
 
@@ -67,12 +69,13 @@ pub use error::{Error, Result};
 pub use meta::{RunMeta, RunMode, UnknownRunMode};
 pub use parts::{
     PartedSink, STOPPED, SUCCESS, dir_of, list_parts, merge, metadata_of, part_names, partition,
-    partition_taken, parts_dir, rows_of, write_marker,
+    partition_taken, parts_dir, rows_of, version_level, write_marker,
 };
 pub use probes::{PROBE_COLUMNS, PROBE_NUM_COLUMNS, ProbeRow, Probes, probe_schema};
 pub use scan::{SCAN_COLUMNS, SCAN_NUM_COLUMNS, ScanOutcome, ScanRow, scan_schema};
 pub use schema::{
-    COLUMNS, Column, NUM_COLUMNS, Record, Row, Type, Value, arrow_schema, record_batch, schema,
+    COLUMNS, Column, NUM_COLUMNS, Record, Row, SCHEMA_VERSION, Type, Value, arrow_schema,
+    record_batch, schema,
 };
 pub use sink::{
     CHUNK_ROWS, CsvSink, Fields, Format, JsonlSink, ParquetSink, ROW_GROUP_ROWS, Sink, TableSink,

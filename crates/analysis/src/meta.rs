@@ -271,6 +271,10 @@ run_meta! {
     command: String => COMMAND = "asdic.command";
     /// `asdic.mode`: the subcommand that wrote the file.
     mode: RunMode => MODE = "asdic.mode";
+    /// `asdic.schema_version`: the version of the file's columns
+    /// ([`SCHEMA_VERSION`](crate::schema::SCHEMA_VERSION) when this asdic wrote it); a file
+    /// without the key is version 1.
+    schema_version: u32 => SCHEMA_VERSION = "asdic.schema_version";
     /// `asdic.engine`: the engine that ran (`raw`, `uring`, `xdp`), or one per family when they
     /// differ (`V4:xdp,V6:raw`).
     engine: String => ENGINE = "asdic.engine";
@@ -363,7 +367,8 @@ run_meta! {
     /// `asdic.drops`: what the receivers dropped, as printed ("N malformed, N forged, …"):
     /// scan.
     drops: String => DROPS = "asdic.drops";
-    /// `asdic.interrupted`: whether a signal stopped the run: ping, trace, scan.
+    /// `asdic.interrupted`: whether a signal stopped the run (a sweep's file: the run, while
+    /// the file's period was open).
     interrupted: bool => INTERRUPTED = "asdic.interrupted";
     /// `asdic.signal`: the signal that stopped the run (`SIGINT`, `SIGTERM`), when one did.
     signal: String => SIGNAL = "asdic.signal";
@@ -374,8 +379,8 @@ run_meta! {
     /// read them (see `RunMeta::with_kernel`).
     kernel_lost: u64 => KERNEL_LOST = "asdic.kernel_lost";
     @kernel
-    /// `asdic.complete`: whether the run probed everything it planned (scan; `false` in a file
-    /// `asdic recover` merged).
+    /// `asdic.complete`: whether the run probed everything it planned (a sweep's file: whether
+    /// its period ran to its end; `false` in a file `asdic recover` merged).
     complete: bool => COMPLETE = "asdic.complete";
     /// `asdic.recovered_parts`: the number of parts `asdic recover` merged into the file.
     recovered_parts: u64 => RECOVERED_PARTS = "asdic.recovered_parts";
@@ -477,6 +482,7 @@ mod tests {
             version: Some("0.1.0".into()),
             command: Some("asdic scan 198.19.0.0/16 -r 20000 -o out.parquet".into()),
             mode: Some(RunMode::Scan),
+            schema_version: Some(2),
             engine: Some("V4:xdp,V6:raw".into()),
             stamps: Some(
                 "V4:tx=user-space-batch rx=user-space-batch clock=realtime;\
@@ -537,8 +543,8 @@ mod tests {
     fn a_full_struct_round_trips() {
         let m = full();
         let p = m.to_pairs();
-        // 47 keys, 6 kernel counters, 2 others: every field written once.
-        assert_eq!(p.len(), 47 + 6 + 2);
+        // 48 keys, 6 kernel counters, 2 others: every field written once.
+        assert_eq!(p.len(), 48 + 6 + 2);
         let mut names: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
         names.sort_unstable();
         names.dedup();

@@ -23,6 +23,7 @@ use core::marker::PhantomData;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use asdic_fs::{Dest, Dir, Output, Publish, TempFile};
@@ -30,7 +31,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{Error, Result};
 use crate::meta::keys;
-use crate::schema::Record;
+use crate::schema::{Record, SCHEMA_VERSION};
 use crate::sink::{ParquetSink, Sink};
 
 /// The directory of parts of `out`: `<out>.parts`.
@@ -231,6 +232,25 @@ impl<R: Record> PartedSink<R> {
                 ),
             });
         }
+        // Writers that share a partition (a sweep's hour) add parts beside others: only to
+        // parts of the columns they write.
+        if let Some(other) = part_names(&dir)?.first() {
+            let f = dir.read_file(other)?;
+            let version = version_of_footer(
+                ParquetRecordBatchReaderBuilder::try_new(f)?
+                    .metadata()
+                    .file_metadata(),
+            );
+            if version != SCHEMA_VERSION {
+                return Err(Error::Schema(format!(
+                    "{}: holds parts of schema version {version} ({}); this asdic writes \
+                     version {SCHEMA_VERSION} and never adds them to another version's \
+                     partition",
+                    dir.path().display(),
+                    other.to_string_lossy()
+                )));
+            }
+        }
         Ok(Self::with(
             None,
             prefix,
@@ -413,6 +433,13 @@ impl<R: Record> Sink<R> for PartedSink<R> {
     }
 }
 
+/// The first level of every dataset partition asdic writes, `schema_version=2`: each schema
+/// version keeps to its own partitions, so one query (or one `asdic report`) of a partition
+/// never meets two sets of columns, and a later version never adds parts beside older ones.
+pub fn version_level() -> String {
+    format!("schema_version={SCHEMA_VERSION}")
+}
+
 /// The directory of a dataset partition, `root/k1=v1/k2=v2…` (`levels` as given), created
 /// where missing: the root as [`Dir::create_all`], each level a real directory under it
 /// ([`Dir::subdir`]), never a link.
@@ -470,12 +497,14 @@ pub fn write_marker(dir: &Dir, complete: bool, pairs: &[(String, String)]) -> Re
     Ok(())
 }
 
-/// Merges the parts `names` in `dir` (Parquet files of `R`'s schema, opened without following
-/// links), in order, into `out` with `metadata`, and completes it. Returns the number of rows.
+/// Merges the parts `names` in `dir` (Parquet files of one of `R`'s schema versions, opened
+/// without following links), in order, into `out` with `metadata`, and completes it: the file
+/// keeps the parts' columns and version (a version 1 run's parts make a version 1 file).
+/// Returns the number of rows.
 ///
 /// # Errors
 /// [`Error::Fs`] if a part cannot be opened, [`Error::Parquet`] if one is not a Parquet
-/// file of `R`'s schema, or writing fails.
+/// file or writing fails, [`Error::Schema`] if the parts are of different schema versions.
 pub fn merge<R: Record>(
     dir: &Dir,
     names: &[OsString],
@@ -483,19 +512,66 @@ pub fn merge<R: Record>(
     metadata: Vec<(String, String)>,
     row_group: usize,
 ) -> Result<u64> {
-    let mut sink = ParquetSink::<R>::to(out, metadata, row_group)?;
+    let mut sink: Option<ParquetSink<R>> = None;
+    let mut first: Option<(u32, &OsString)> = None;
+    let mut out = Some(out);
     let mut rows = 0u64;
     for n in names {
         let f = dir.read_file(n)?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(f)?.build()?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(f)?;
+        let version = version_of_footer(builder.metadata().file_metadata());
+        match first {
+            None => first = Some((version, n)),
+            Some((v, at)) if v != version => {
+                return Err(Error::Schema(format!(
+                    "{} holds parts of schema version {v} ({}) and {version} ({}): they \
+                     cannot make one file",
+                    dir.path().display(),
+                    at.to_string_lossy(),
+                    n.to_string_lossy()
+                )));
+            }
+            Some(_) => {}
+        }
+        if let Some(out) = out.take() {
+            sink = Some(ParquetSink::<R>::to_schema(
+                out,
+                Arc::clone(builder.schema()),
+                metadata.clone(),
+                row_group,
+            )?);
+        }
+        let Some(sink) = sink.as_mut() else {
+            unreachable!("made above on the first part")
+        };
+        let reader = builder.build()?;
         for batch in reader {
             let batch = batch?;
             rows += batch.num_rows() as u64;
             sink.write_batch(&batch)?;
         }
     }
+    let sink = match (sink, out) {
+        (Some(sink), _) => sink,
+        (None, Some(out)) => ParquetSink::<R>::to(out, metadata, row_group)?,
+        (None, None) => unreachable!("the output is taken only to make the sink"),
+    };
     Box::new(sink).finish()?;
     Ok(rows)
+}
+
+/// The schema version a Parquet footer's `asdic.schema_version` declares (1 without it; 0,
+/// which no version is, when it does not parse).
+fn version_of_footer(meta: &parquet::file::metadata::FileMetaData) -> u32 {
+    let pairs: Vec<(String, String)> = meta
+        .key_value_metadata()
+        .map(|kv| {
+            kv.iter()
+                .filter_map(|k| Some((k.key.clone(), k.value.clone()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    crate::version::version_of(&pairs).unwrap_or(0)
 }
 
 /// The number of rows of a Parquet file (from its footer).
@@ -579,6 +655,89 @@ mod tests {
             t.extend(col.iter().map(|v| v.unwrap().to_string()));
         }
         (t, metadata_of(path).unwrap())
+    }
+
+    /// Writes `rows` into `dir/name` as a part of schema `version`: 2 as this asdic writes
+    /// it, 1 as asdic 0.1 did (`sent_unix_ns` UInt64, no `sent_time`, no version key).
+    fn write_part(dir: &Path, name: &str, rows: &[ScanRow], version: u32) {
+        use arrow_array::{ArrayRef, RecordBatch, UInt64Array};
+        use arrow_schema::{DataType, Field, Schema};
+        use parquet::arrow::ArrowWriter;
+        use parquet::file::metadata::KeyValue;
+        use parquet::file::properties::WriterProperties;
+        let mut kv = vec![KeyValue::new(keys::MODE.into(), "scan".to_string())];
+        let batch = crate::schema::record_batch(rows).unwrap();
+        let batch = if version == 1 {
+            let (mut fields, mut cols): (Vec<Field>, Vec<ArrayRef>) = (vec![], vec![]);
+            for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+                match f.name().as_str() {
+                    "sent_time" => {}
+                    "sent_unix_ns" => {
+                        let ns = c.as_primitive::<arrow_array::types::Int64Type>();
+                        let old: UInt64Array = ns.iter().map(|x| x.map(|x| x as u64)).collect();
+                        fields.push(Field::new("sent_unix_ns", DataType::UInt64, true));
+                        cols.push(Arc::new(old));
+                    }
+                    _ => {
+                        fields.push(f.as_ref().clone());
+                        cols.push(Arc::clone(c));
+                    }
+                }
+            }
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
+        } else {
+            kv.push(KeyValue::new(
+                keys::SCHEMA_VERSION.into(),
+                version.to_string(),
+            ));
+            batch
+        };
+        let props = WriterProperties::builder()
+            .set_key_value_metadata(Some(kv))
+            .build();
+        let f = File::create(dir.join(name)).unwrap();
+        let mut w = ArrowWriter::try_new(f, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+
+    #[test]
+    fn parts_of_one_version_merge_as_that_version_and_two_versions_are_refused() {
+        let out = temp_path("versions.parquet");
+        let dir = parts_dir(&out);
+        fs::create_dir_all(&dir).unwrap();
+        write_part(&dir, "part-000000.parquet", &[row(0), row(1)], 1);
+        write_part(&dir, "part-000001.parquet", &[row(2)], 1);
+        // A version 1 run's parts recover into a version 1 file, its columns as they were.
+        assert_eq!(recover(&out, meta()).unwrap(), 3);
+        let (_, batches) = read_parquet(&out);
+        let schema = batches[0].schema();
+        let sent = schema.field_with_name("sent_unix_ns").unwrap();
+        assert_eq!(sent.data_type(), &arrow_schema::DataType::UInt64);
+        assert!(schema.field_with_name("sent_time").is_err());
+        fs::remove_file(&out).unwrap();
+        // A version 2 part beside them: refused, naming both versions, nothing written.
+        write_part(&dir, "part-000002.parquet", &[row(3)], 2);
+        let e = recover(&out, meta()).unwrap_err().to_string();
+        assert!(e.contains("schema version 1") && e.contains("and 2"), "{e}");
+        assert!(!out.exists());
+        // A dataset writer refuses to add parts to a partition of another version.
+        let shared = Dir::open(&dir).unwrap();
+        let e = PartedSink::<ScanRow>::in_dataset(
+            shared,
+            Some("later"),
+            meta(),
+            16,
+            Duration::from_secs(60),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            e.contains("schema version 1") && e.contains("never adds"),
+            "{e}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

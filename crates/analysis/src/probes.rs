@@ -10,10 +10,10 @@ use asdic_core::event::{Event, Outcome};
 use asdic_core::set::TargetList;
 use asdic_wire::registry::Describe;
 
-use crate::schema::{Column, Record, Type, Value, arrow_schema};
+use crate::schema::{Column, Record, Type, Value, arrow_schema, ns_i64};
 
 /// Number of per-probe columns.
-pub const PROBE_NUM_COLUMNS: usize = 12;
+pub const PROBE_NUM_COLUMNS: usize = 13;
 
 /// Every per-probe column in order.
 pub const PROBE_COLUMNS: &[Column] = &[
@@ -31,10 +31,16 @@ pub const PROBE_COLUMNS: &[Column] = &[
         "Which try at this round of the target the probe was: 0 for the first, then retries",
     ),
     Column::new(
-        "sent_unix_ns",
-        Type::UInt64,
+        "sent_time",
+        Type::Timestamp,
         true,
-        "Send stamp, ns since the Unix epoch (the point asdic.stamps names); null if unknown",
+        "Send stamp (UTC, microseconds; the point asdic.stamps names); null if unknown",
+    ),
+    Column::new(
+        "sent_unix_ns",
+        Type::Int64,
+        true,
+        "sent_time in nanoseconds since the Unix epoch; null if unknown",
     ),
     Column::new(
         "outcome",
@@ -81,7 +87,7 @@ pub const PROBE_COLUMNS: &[Column] = &[
         "IANA name of the error's type and code; null unless outcome is error",
     ),
     Column::new(
-        "errno",
+        "send_errno",
         Type::Int32,
         true,
         "The local stack's error number; null unless outcome is send_failed",
@@ -266,7 +272,9 @@ impl ProbeRow {
             Value::Addr(self.target),
             Value::U64(self.probe),
             Value::U8(self.attempt),
-            self.sent_ns.map_or(Value::Null, Value::U64),
+            self.sent_ns.map_or(Value::Null, Value::Time),
+            self.sent_ns
+                .map_or(Value::Null, |ns| Value::I64(ns_i64(ns))),
             Value::Str(self.outcome),
             self.rtt_ns
                 .map_or(Value::Null, |ns| Value::F64(ns as f64 / 1000.0)),
@@ -376,19 +384,20 @@ mod tests {
         );
         let v = rows[0].values();
         assert_eq!(v[0], Value::Addr(IpAddr::from([198, 19, 0, 1])));
-        assert_eq!(v[3], Value::U64(1_000));
-        assert_eq!(v[5], Value::F64(12.345));
-        assert_eq!(v[6], Value::U8(63));
-        assert_eq!(v[7], Value::Addr(IpAddr::from([198, 19, 0, 1])));
-        assert_eq!(rows[1].values()[5], Value::Null, "a timeout has no RTT");
+        assert_eq!(v[3], Value::Time(1_000));
+        assert_eq!(v[4], Value::I64(1_000));
+        assert_eq!(v[6], Value::F64(12.345));
+        assert_eq!(v[7], Value::U8(63));
+        assert_eq!(v[8], Value::Addr(IpAddr::from([198, 19, 0, 1])));
+        assert_eq!(rows[1].values()[6], Value::Null, "a timeout has no RTT");
         let e = rows[4].values();
         assert_eq!(
-            (e[7], e[8], e[9]),
+            (e[8], e[9], e[10]),
             (Value::Addr(router), Value::U8(3), Value::U8(13))
         );
-        assert_eq!(rows[5].values()[11], Value::I32(101));
-        assert_eq!(rows[5].values()[5], Value::Null);
-        let text = format!("{}", e[10]);
+        assert_eq!(rows[5].values()[12], Value::I32(101));
+        assert_eq!(rows[5].values()[6], Value::Null);
+        let text = format!("{}", e[11]);
         assert!(text.contains("Prohibited"), "{text}");
     }
 }

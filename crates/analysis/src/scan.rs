@@ -15,7 +15,7 @@ use arrow_schema::SchemaRef;
 use asdic_core::{Event, Outcome};
 use asdic_wire::registry::Describe;
 
-use crate::schema::{Column, Record, Type, Value, arrow_schema};
+use crate::schema::{Column, Record, Type, Value, arrow_schema, ns_i64};
 
 /// What happened to a probe, as the scan's `outcome` column names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,7 +90,7 @@ impl fmt::Display for ScanOutcome {
 }
 
 /// Number of scan output columns.
-pub const SCAN_NUM_COLUMNS: usize = 12;
+pub const SCAN_NUM_COLUMNS: usize = 13;
 
 /// The columns of scan's table that others read by name (the report): one declaration,
 /// in the table below and wherever they are read.
@@ -156,13 +156,22 @@ pub mod scan_col {
         "Which try at the target the probe was: 0 for the first, then 1, 2… for retries",
     );
 
+    /// `sent_time`.
+    pub const SENT_TIME: Column = Column::new(
+        "sent_time",
+        Type::Timestamp,
+        true,
+        "When the probe was sent (UTC, microseconds); null when not known (a timeout, or an \
+         error that quoted too little of the probe)",
+    );
+
     /// `sent_unix_ns`.
     pub const SENT_UNIX_NS: Column = Column::new(
         "sent_unix_ns",
-        Type::UInt64,
+        Type::Int64,
         true,
-        "When the probe was sent, nanoseconds since the Unix epoch; null when not known (a \
-         timeout, or an error that quoted too little of the probe)",
+        "sent_time in nanoseconds since the Unix epoch (the stamp the RTT was made from); null \
+         when sent_time is",
     );
 }
 
@@ -195,6 +204,7 @@ pub const SCAN_COLUMNS: &[Column] = &[
         "The target's position in this shard's scan order (the same for its retries); null for \
          an ICMP error that quoted too little of the probe to carry it",
     ),
+    scan_col::SENT_TIME,
     scan_col::SENT_UNIX_NS,
 ];
 
@@ -303,7 +313,9 @@ impl ScanRow {
             self.errno.map_or(Value::Null, Value::I32),
             Value::U8(self.attempt),
             self.probe.map_or(Value::Null, Value::U64),
-            self.sent_unix_ns.map_or(Value::Null, Value::U64),
+            self.sent_unix_ns.map_or(Value::Null, Value::Time),
+            self.sent_unix_ns
+                .map_or(Value::Null, |ns| Value::I64(ns_i64(ns))),
         ]
     }
 }
@@ -332,7 +344,9 @@ mod tests {
     use crate::sink::tests::{read_parquet, temp_path};
     use crate::sink::{Format, ParquetSink, Sink, text_sink};
     use arrow_array::cast::AsArray;
-    use arrow_array::types::{Float64Type, Int32Type, UInt8Type, UInt64Type};
+    use arrow_array::types::{
+        Float64Type, Int32Type, Int64Type, TimestampMicrosecondType, UInt8Type, UInt64Type,
+    };
     use arrow_array::{Array, RecordBatch};
     use asdic_wire::Family;
     use core::net::{Ipv4Addr, Ipv6Addr};
@@ -556,7 +570,6 @@ mod tests {
 
     #[test]
     fn schema_and_columns_agree() {
-        use arrow_schema::DataType;
         let schema = scan_schema();
         assert_eq!(schema.fields().len(), SCAN_NUM_COLUMNS);
         assert_eq!(<ScanRow as Record>::columns(), SCAN_COLUMNS);
@@ -578,6 +591,7 @@ mod tests {
                 "send_errno",
                 "attempt",
                 "probe",
+                "sent_time",
                 "sent_unix_ns"
             ]
         );
@@ -589,17 +603,7 @@ mod tests {
         for row in [reply_row(), error_row(), timeout_row()] {
             let values = row.values();
             for (value, field) in values.iter().zip(schema.fields()) {
-                let fits = match value {
-                    Value::Null => field.is_nullable(),
-                    Value::Str(_) | Value::Addr(_) | Value::Icmp(_) => {
-                        field.data_type() == &DataType::Utf8
-                    }
-                    Value::U8(_) => field.data_type() == &DataType::UInt8,
-                    Value::U16(_) => field.data_type() == &DataType::UInt16,
-                    Value::I32(_) => field.data_type() == &DataType::Int32,
-                    Value::U64(_) => field.data_type() == &DataType::UInt64,
-                    Value::F64(_) => field.data_type() == &DataType::Float64,
-                };
+                let fits = value.fits(field);
                 assert!(fits, "{} = {value:?}", field.name());
             }
             let mut visited = Vec::new();
@@ -624,11 +628,11 @@ mod tests {
             &[reply_row(), error_row(), timeout_row(), failed],
         );
         let expected = "\
-target,outcome,rtt_us,reply_ttl,responder,icmp_type,icmp_code,icmp_name,send_errno,attempt,probe,sent_unix_ns
-192.0.2.1,reply,12.345,57,,,,,,0,42,1700000000123456789
-192.0.2.1,error,1500,,198.51.100.7,3,13,Destination Unreachable / Communication Administratively Prohibited,,1,42,1700000000123456789
-2001:db8::1,timeout,,,,,,,,2,42,1700000000123456789
-192.0.2.1,send_failed,,,,,,,-1,0,42,1700000000123456789
+target,outcome,rtt_us,reply_ttl,responder,icmp_type,icmp_code,icmp_name,send_errno,attempt,probe,sent_time,sent_unix_ns
+192.0.2.1,reply,12.345,57,,,,,,0,42,2023-11-14T22:13:20.123456Z,1700000000123456789
+192.0.2.1,error,1500,,198.51.100.7,3,13,Destination Unreachable / Communication Administratively Prohibited,,1,42,2023-11-14T22:13:20.123456Z,1700000000123456789
+2001:db8::1,timeout,,,,,,,,2,42,2023-11-14T22:13:20.123456Z,1700000000123456789
+192.0.2.1,send_failed,,,,,,,-1,0,42,2023-11-14T22:13:20.123456Z,1700000000123456789
 ";
         assert_eq!(text, expected);
         // Header alone when nothing was written.
@@ -662,21 +666,25 @@ target,outcome,rtt_us,reply_ttl,responder,icmp_type,icmp_code,icmp_name,send_err
         let expected = concat!(
             r#"{"target":"192.0.2.1","outcome":"reply","rtt_us":12.345,"reply_ttl":57,"#,
             r#""responder":null,"icmp_type":null,"icmp_code":null,"icmp_name":null,"#,
-            r#""send_errno":null,"attempt":0,"probe":42,"sent_unix_ns":1700000000123456789}"#,
+            r#""send_errno":null,"attempt":0,"probe":42,"#,
+            r#""sent_time":"2023-11-14T22:13:20.123456Z","sent_unix_ns":1700000000123456789}"#,
             "\n",
             r#"{"target":"192.0.2.1","outcome":"error","rtt_us":1500,"reply_ttl":null,"#,
             r#""responder":"198.51.100.7","icmp_type":3,"icmp_code":13,"#,
             r#""icmp_name":"Destination Unreachable / Communication Administratively Prohibited","#,
-            r#""send_errno":null,"attempt":1,"probe":42,"sent_unix_ns":1700000000123456789}"#,
+            r#""send_errno":null,"attempt":1,"probe":42,"#,
+            r#""sent_time":"2023-11-14T22:13:20.123456Z","sent_unix_ns":1700000000123456789}"#,
             "\n",
             r#"{"target":"2001:db8::1","outcome":"timeout","rtt_us":null,"reply_ttl":null,"#,
             r#""responder":null,"icmp_type":null,"icmp_code":null,"icmp_name":null,"#,
-            r#""send_errno":null,"attempt":2,"probe":42,"sent_unix_ns":1700000000123456789}"#,
+            r#""send_errno":null,"attempt":2,"probe":42,"#,
+            r#""sent_time":"2023-11-14T22:13:20.123456Z","sent_unix_ns":1700000000123456789}"#,
             "\n",
             r#"{"target":"2001:db8::1","outcome":"error","rtt_us":0.25,"reply_ttl":null,"#,
             r#""responder":"2001:db8::fe","icmp_type":1,"icmp_code":1,"#,
             r#""icmp_name":"Destination Unreachable / Communication with destination administratively prohibited","#,
-            r#""send_errno":null,"attempt":0,"probe":42,"sent_unix_ns":1700000000123456789}"#,
+            r#""send_errno":null,"attempt":0,"probe":42,"#,
+            r#""sent_time":"2023-11-14T22:13:20.123456Z","sent_unix_ns":1700000000123456789}"#,
             "\n",
         );
         assert_eq!(text, expected);
@@ -738,10 +746,23 @@ target,outcome,rtt_us,reply_ttl,responder,icmp_type,icmp_code,icmp_name,send_err
         );
         assert_eq!(col("probe").as_primitive::<UInt64Type>().value(e), 42);
         assert_eq!(
-            col("sent_unix_ns").as_primitive::<UInt64Type>().value(t),
+            col("sent_unix_ns").as_primitive::<Int64Type>().value(t),
             1_700_000_000_123_456_789
         );
-        for name in ["target", "outcome", "attempt", "probe", "sent_unix_ns"] {
+        assert_eq!(
+            col("sent_time")
+                .as_primitive::<TimestampMicrosecondType>()
+                .value(t),
+            1_700_000_000_123_456
+        );
+        for name in [
+            "target",
+            "outcome",
+            "attempt",
+            "probe",
+            "sent_time",
+            "sent_unix_ns",
+        ] {
             assert_eq!(col(name).null_count(), 0, "{name}");
         }
     }
@@ -896,7 +917,11 @@ target,outcome,rtt_us,reply_ttl,responder,icmp_type,icmp_code,icmp_name,send_err
                 .then(|| errno.as_primitive::<Int32Type>().value(i)),
             attempt: u8_at("attempt").unwrap(),
             probe: u64_at("probe"),
-            sent_unix_ns: u64_at("sent_unix_ns"),
+            sent_unix_ns: {
+                let c = col("sent_unix_ns");
+                c.is_valid(i)
+                    .then(|| c.as_primitive::<Int64Type>().value(i) as u64)
+            },
         }
     }
 

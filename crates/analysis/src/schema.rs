@@ -16,10 +16,11 @@ use std::fmt::Write as _;
 use std::sync::{Arc, LazyLock};
 
 use arrow_array::builder::{
-    Float64Builder, Int32Builder, StringBuilder, UInt8Builder, UInt16Builder, UInt64Builder,
+    BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder, UInt8Builder, UInt16Builder, UInt64Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use asdic_wire::registry::Describe;
 
 use crate::error::{Error, Result};
@@ -40,12 +41,27 @@ pub enum Type {
     Int32,
     /// Double.
     Float64,
+    /// 64-bit signed (the `_ns` fields: nanoseconds since the Unix epoch).
+    Int64,
+    /// True or false.
+    Boolean,
+    /// An instant: Arrow `Timestamp(Microsecond, "UTC")`, which Parquet stores as
+    /// `TIMESTAMP(MICROS, isAdjustedToUTC=true)` — what Spark, DuckDB and pandas read as a
+    /// UTC timestamp (Spark 3.5 cannot read `TIMESTAMP(NANOS)`; the `_ns` column beside it
+    /// keeps the nanoseconds).
+    Timestamp,
 }
+
+/// The time zone of every timestamp asdic writes.
+pub const UTC: &str = "UTC";
 
 impl Type {
     /// Its Arrow data type.
     pub fn arrow(self) -> DataType {
         match self {
+            Type::Int64 => DataType::Int64,
+            Type::Boolean => DataType::Boolean,
+            Type::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
             Type::Utf8 => DataType::Utf8,
             Type::UInt8 => DataType::UInt8,
             Type::UInt16 => DataType::UInt16,
@@ -108,8 +124,17 @@ pub trait Record {
     fn visit<'s>(&'s self, f: &mut dyn FnMut(Value<'s>));
 }
 
+/// The version of the columns this asdic writes, recorded in every result file as
+/// `asdic.schema_version` (a file without the key is version 1, asdic 0.1's).
+///
+/// Version 2: times as `Timestamp(µs, UTC)` beside their `_ns` Int64; every RTT a float
+/// `rtt_us`; booleans as booleans; ping's send failures and their errno; sweep's `size` as
+/// written (NetXMS psize) beside `payload_size`. A dataset keeps each version in its own
+/// partition (`schema_version=2/…`).
+pub const SCHEMA_VERSION: u32 = 2;
+
 /// Number of ping output columns.
-pub const NUM_COLUMNS: usize = 22;
+pub const NUM_COLUMNS: usize = 24;
 
 /// The columns of ping's table that others read by name (the report): one declaration,
 /// in the table below and wherever they are read.
@@ -222,6 +247,14 @@ pub mod ping_col {
         true,
         "Sender of the first error, else a replier other than the target; null if neither",
     );
+
+    /// `send_failed`.
+    pub const SEND_FAILED: Column = Column::new(
+        "send_failed",
+        Type::UInt64,
+        false,
+        "Probes the local stack refused to send (sent = received + errors + timeouts + send_failed)",
+    );
 }
 
 /// Every ping output column in order.
@@ -288,6 +321,13 @@ pub const COLUMNS: &[Column] = &[
         false,
         "Replies that came after their probe had timed out",
     ),
+    ping_col::SEND_FAILED,
+    Column::new(
+        "send_errno",
+        Type::Int32,
+        true,
+        "OS error number of the first refused send; null if none was refused",
+    ),
 ];
 
 const _: () = assert!(COLUMNS.len() == NUM_COLUMNS);
@@ -328,8 +368,10 @@ pub struct Row<'a> {
     pub duplicates: u64,
     /// Late replies.
     pub late: u64,
-    /// Probes the local stack refused to send (shown by the table; not a schema column).
+    /// Probes the local stack refused to send.
     pub send_failed: u64,
+    /// The OS error number of the first refused send.
+    pub send_errno: Option<i32>,
 }
 
 impl Row<'_> {
@@ -364,6 +406,8 @@ impl Row<'_> {
             Value::U64(self.timeouts),
             Value::U64(self.duplicates),
             Value::U64(self.late),
+            Value::U64(self.send_failed),
+            self.send_errno.map_or(Value::Null, Value::I32),
         ]
     }
 }
@@ -411,12 +455,68 @@ pub enum Value<'a> {
     U64(u64),
     /// A float; text formats write non-finite values as null.
     F64(f64),
+    /// A signed 64-bit integer (a `_ns` time).
+    I64(i64),
+    /// A boolean.
+    Bool(bool),
+    /// An instant, nanoseconds since the Unix epoch: `Timestamp(µs, UTC)` in Arrow (the
+    /// microsecond it falls in), RFC 3339 text with microseconds in CSV and JSON
+    /// (`2026-12-07T15:22:39.123456Z`).
+    Time(u64),
+}
+
+/// Nanoseconds since the Unix epoch as the `Int64` a `_ns` column holds (saturating, at
+/// the year 2262).
+pub fn ns_i64(ns: u64) -> i64 {
+    i64::try_from(ns).unwrap_or(i64::MAX)
+}
+
+/// Nanoseconds since the Unix epoch as the microseconds a timestamp column holds.
+pub fn ns_micros(ns: u64) -> i64 {
+    ns_i64(ns / 1000)
+}
+
+/// Writes `ns` (since the Unix epoch) as RFC 3339 UTC with microseconds.
+fn write_rfc3339(f: &mut fmt::Formatter<'_>, ns: u64) -> fmt::Result {
+    let t = crate::clock::Utc::from_unix(ns / 1_000_000_000);
+    write!(
+        f,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year,
+        t.month,
+        t.day,
+        t.hour,
+        t.minute,
+        t.second,
+        ns % 1_000_000_000 / 1000
+    )
 }
 
 impl Value<'_> {
     /// Whether the value is text (quoted in CSV and JSON).
     pub fn is_text(&self) -> bool {
-        matches!(self, Value::Str(_) | Value::Addr(_) | Value::Icmp(_))
+        matches!(
+            self,
+            Value::Str(_) | Value::Addr(_) | Value::Icmp(_) | Value::Time(_)
+        )
+    }
+
+    /// Whether the value can be a cell of `field`: the Arrow type it maps to (see [`Value`]),
+    /// or null where the field is nullable.
+    pub fn fits(&self, field: &Field) -> bool {
+        let ty = match self {
+            Value::Null => return field.is_nullable(),
+            Value::Str(_) | Value::Addr(_) | Value::Icmp(_) => Type::Utf8,
+            Value::U8(_) => Type::UInt8,
+            Value::U16(_) => Type::UInt16,
+            Value::I32(_) => Type::Int32,
+            Value::U64(_) => Type::UInt64,
+            Value::F64(_) => Type::Float64,
+            Value::I64(_) => Type::Int64,
+            Value::Bool(_) => Type::Boolean,
+            Value::Time(_) => Type::Timestamp,
+        };
+        field.data_type() == &ty.arrow()
     }
 
     /// Whether the value is written as null by text formats.
@@ -442,6 +542,9 @@ impl fmt::Display for Value<'_> {
             Value::U64(x) => x.fmt(f),
             Value::F64(x) if x.is_finite() => x.fmt(f),
             Value::F64(_) => Ok(()),
+            Value::I64(x) => x.fmt(f),
+            Value::Bool(x) => x.fmt(f),
+            Value::Time(ns) => write_rfc3339(f, *ns),
         }
     }
 }
@@ -507,6 +610,9 @@ enum ColumnBuilder {
     Int32(Int32Builder),
     UInt64(UInt64Builder),
     Float64(Float64Builder),
+    Int64(Int64Builder),
+    Boolean(BooleanBuilder),
+    Timestamp(TimestampMicrosecondBuilder),
 }
 
 impl ColumnBuilder {
@@ -519,6 +625,13 @@ impl ColumnBuilder {
             DataType::Int32 => Self::Int32(Int32Builder::with_capacity(capacity)),
             DataType::UInt64 => Self::UInt64(UInt64Builder::with_capacity(capacity)),
             DataType::Float64 => Self::Float64(Float64Builder::with_capacity(capacity)),
+            DataType::Int64 => Self::Int64(Int64Builder::with_capacity(capacity)),
+            DataType::Boolean => Self::Boolean(BooleanBuilder::with_capacity(capacity)),
+            DataType::Timestamp(TimeUnit::Microsecond, Some(tz)) if tz.as_ref() == UTC => {
+                Self::Timestamp(
+                    TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone(UTC),
+                )
+            }
             _ => return None,
         })
     }
@@ -531,6 +644,9 @@ impl ColumnBuilder {
             (Self::Int32(b), Value::Null) => b.append_null(),
             (Self::UInt64(b), Value::Null) => b.append_null(),
             (Self::Float64(b), Value::Null) => b.append_null(),
+            (Self::Int64(b), Value::Null) => b.append_null(),
+            (Self::Boolean(b), Value::Null) => b.append_null(),
+            (Self::Timestamp(b), Value::Null) => b.append_null(),
             (Self::Utf8(b), Value::Str(s)) => b.append_value(s),
             (Self::Utf8(b), v @ (Value::Addr(_) | Value::Icmp(_))) => {
                 // Writing to a StringBuilder appends to its buffer and cannot fail.
@@ -542,6 +658,9 @@ impl ColumnBuilder {
             (Self::Int32(b), Value::I32(x)) => b.append_value(x),
             (Self::UInt64(b), Value::U64(x)) => b.append_value(x),
             (Self::Float64(b), Value::F64(x)) => b.append_value(x),
+            (Self::Int64(b), Value::I64(x)) => b.append_value(x),
+            (Self::Boolean(b), Value::Bool(x)) => b.append_value(x),
+            (Self::Timestamp(b), Value::Time(ns)) => b.append_value(ns_micros(ns)),
             _ => return Err(Error::ColumnType { column }),
         }
         Ok(())
@@ -555,6 +674,9 @@ impl ColumnBuilder {
             Self::Int32(b) => Arc::new(b.finish()),
             Self::UInt64(b) => Arc::new(b.finish()),
             Self::Float64(b) => Arc::new(b.finish()),
+            Self::Int64(b) => Arc::new(b.finish()),
+            Self::Boolean(b) => Arc::new(b.finish()),
+            Self::Timestamp(b) => Arc::new(b.finish()),
         }
     }
 }
@@ -573,9 +695,9 @@ pub(crate) mod tests {
         Row {
             target: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
             name: Some("host \"a\", b"),
-            sent: 4,
+            sent: 5,
             received: 3,
-            loss_pct: Some(25.0),
+            loss_pct: Some(40.0),
             rtt: Some(Rtt {
                 last_ns: 51_234,
                 min_ns: 12_000,
@@ -598,7 +720,8 @@ pub(crate) mod tests {
             timeouts: 0,
             duplicates: 2,
             late: 1,
-            send_failed: 0,
+            send_failed: 1,
+            send_errno: Some(101),
         }
     }
 
@@ -619,6 +742,7 @@ pub(crate) mod tests {
             duplicates: 0,
             late: 0,
             send_failed: 0,
+            send_errno: None,
         }
     }
 
@@ -647,17 +771,7 @@ pub(crate) mod tests {
         let schema = schema();
         for row in [full_row(), empty_row()] {
             for (value, field) in row.values().iter().zip(schema.fields()) {
-                let fits = match value {
-                    Value::Null => field.is_nullable(),
-                    Value::Str(_) | Value::Addr(_) | Value::Icmp(_) => {
-                        field.data_type() == &DataType::Utf8
-                    }
-                    Value::U8(_) => field.data_type() == &DataType::UInt8,
-                    Value::U16(_) => field.data_type() == &DataType::UInt16,
-                    Value::I32(_) => field.data_type() == &DataType::Int32,
-                    Value::U64(_) => field.data_type() == &DataType::UInt64,
-                    Value::F64(_) => field.data_type() == &DataType::Float64,
-                };
+                let fits = value.fits(field);
                 assert!(fits, "{} = {value:?}", field.name());
             }
         }

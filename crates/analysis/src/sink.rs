@@ -314,6 +314,20 @@ impl<R: Record> ParquetSink<R> {
     /// # Errors
     /// [`Error::Parquet`] if the writer cannot start.
     pub fn to(out: Output, metadata: Vec<(String, String)>, rows: usize) -> Result<Self> {
+        Self::to_schema(out, R::schema(), metadata, rows)
+    }
+
+    /// As [`to`](Self::to), for batches of `schema` (merging parts of another schema version
+    /// than `R`'s, as they are).
+    ///
+    /// # Errors
+    /// [`Error::Parquet`] if the writer cannot start.
+    pub fn to_schema(
+        out: Output,
+        schema: arrow_schema::SchemaRef,
+        metadata: Vec<(String, String)>,
+        rows: usize,
+    ) -> Result<Self> {
         let path = out.path().to_path_buf();
         let metadata = metadata
             .into_iter()
@@ -324,7 +338,7 @@ impl<R: Record> ParquetSink<R> {
             .set_max_row_group_row_count(Some(rows.max(1)))
             .set_key_value_metadata(Some(metadata))
             .build();
-        let writer = ArrowWriter::try_new(out, R::schema(), Some(props))?;
+        let writer = ArrowWriter::try_new(out, schema, Some(props))?;
         Ok(Self {
             writer,
             path,
@@ -869,9 +883,9 @@ pub(crate) mod tests {
     fn csv_exact() {
         let text = render(Format::Csv, &[full_row(), empty_row()]);
         let expected = "\
-target,name,sent,received,loss_pct,rtt_last_us,rtt_min_us,rtt_avg_us,rtt_max_us,rtt_stddev_us,rtt_p50_us,rtt_p90_us,rtt_p99_us,reply_ttl,errors,error_type,error_code,error_name,responder,timeouts,duplicates,late
-192.0.2.1,\"host \"\"a\"\", b\",4,3,25,51.234,12,51.5005,1334,1.00025,50.001,210,1334,57,1,3,13,Destination Unreachable / Communication Administratively Prohibited,198.51.100.7,0,2,1
-2001:db8::1,,2,0,100,,,,,,,,,,0,,,,,2,0,0
+target,name,sent,received,loss_pct,rtt_last_us,rtt_min_us,rtt_avg_us,rtt_max_us,rtt_stddev_us,rtt_p50_us,rtt_p90_us,rtt_p99_us,reply_ttl,errors,error_type,error_code,error_name,responder,timeouts,duplicates,late,send_failed,send_errno
+192.0.2.1,\"host \"\"a\"\", b\",5,3,40,51.234,12,51.5005,1334,1.00025,50.001,210,1334,57,1,3,13,Destination Unreachable / Communication Administratively Prohibited,198.51.100.7,0,2,1,1,101
+2001:db8::1,,2,0,100,,,,,,,,,,0,,,,,2,0,0,0,
 ";
         assert_eq!(text, expected);
     }
@@ -881,7 +895,7 @@ target,name,sent,received,loss_pct,rtt_last_us,rtt_min_us,rtt_avg_us,rtt_max_us,
         let text = render(Format::Csv, &[]);
         assert_eq!(text.lines().count(), 1);
         assert!(text.starts_with("target,name,sent,"));
-        assert!(text.ends_with(",timeouts,duplicates,late\n"));
+        assert!(text.ends_with(",timeouts,duplicates,late,send_failed,send_errno\n"));
     }
 
     #[test]
@@ -909,18 +923,20 @@ target,name,sent,received,loss_pct,rtt_last_us,rtt_min_us,rtt_avg_us,rtt_max_us,
     fn jsonl_exact() {
         let text = render(Format::Jsonl, &[full_row(), empty_row()]);
         let expected = concat!(
-            r#"{"target":"192.0.2.1","name":"host \"a\", b","sent":4,"received":3,"loss_pct":25,"#,
+            r#"{"target":"192.0.2.1","name":"host \"a\", b","sent":5,"received":3,"loss_pct":40,"#,
             r#""rtt_last_us":51.234,"rtt_min_us":12,"rtt_avg_us":51.5005,"rtt_max_us":1334,"#,
             r#""rtt_stddev_us":1.00025,"rtt_p50_us":50.001,"rtt_p90_us":210,"rtt_p99_us":1334,"#,
             r#""reply_ttl":57,"errors":1,"error_type":3,"error_code":13,"#,
             r#""error_name":"Destination Unreachable / Communication Administratively Prohibited","#,
-            r#""responder":"198.51.100.7","timeouts":0,"duplicates":2,"late":1}"#,
+            r#""responder":"198.51.100.7","timeouts":0,"duplicates":2,"late":1,"#,
+            r#""send_failed":1,"send_errno":101}"#,
             "\n",
             r#"{"target":"2001:db8::1","name":null,"sent":2,"received":0,"loss_pct":100,"#,
             r#""rtt_last_us":null,"rtt_min_us":null,"rtt_avg_us":null,"rtt_max_us":null,"#,
             r#""rtt_stddev_us":null,"rtt_p50_us":null,"rtt_p90_us":null,"rtt_p99_us":null,"#,
             r#""reply_ttl":null,"errors":0,"error_type":null,"error_code":null,"#,
-            r#""error_name":null,"responder":null,"timeouts":2,"duplicates":0,"late":0}"#,
+            r#""error_name":null,"responder":null,"timeouts":2,"duplicates":0,"late":0,"#,
+            r#""send_failed":0,"send_errno":null}"#,
             "\n",
         );
         assert_eq!(text, expected);
@@ -953,7 +969,7 @@ target,name,sent,received,loss_pct,rtt_last_us,rtt_min_us,rtt_avg_us,rtt_max_us,
         let text = render(Format::Jsonl, &[row]);
         assert!(text.contains(r#""loss_pct":null,"#), "{text}");
         let text = render(Format::Csv, &[row]);
-        assert!(text.contains(",4,3,,51.234,"), "{text}");
+        assert!(text.contains(",5,3,,51.234,"), "{text}");
     }
 
     #[test]
@@ -969,9 +985,9 @@ target,name,sent,received,loss_pct,rtt_last_us,rtt_min_us,rtt_avg_us,rtt_max_us,
             lines,
             [
                 "target           sent  recv    loss    min ms    avg ms    max ms    p99 ms  note",
-                "host \"a\", b (192.0.2.1)     4     3  25.00%     0.012     0.052     1.334     1.334  \
+                "host \"a\", b (192.0.2.1)     5     3  40.00%     0.012     0.052     1.334     1.334  \
                  Destination Unreachable / Communication Administratively Prohibited from 198.51.100.7; \
-                 2 duplicates; 1 late",
+                 1 send failed; 2 duplicates; 1 late",
                 "2001:db8::1         2     0 100.00%         -         -         -         -",
                 "gw (10.0.0.1)       2     0 100.00%         -         -         -         -  2 send failed",
             ]
@@ -1124,7 +1140,7 @@ target,name,sent,received,loss_pct,rtt_last_us,rtt_min_us,rtt_avg_us,rtt_max_us,
             .unwrap()
             .as_primitive::<UInt64Type>()
             .clone();
-        assert_eq!((sent.value(0), sent.value(1)), (4, 2));
+        assert_eq!((sent.value(0), sent.value(1)), (5, 2));
     }
 
     #[test]

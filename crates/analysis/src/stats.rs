@@ -78,6 +78,8 @@ pub struct TargetStats {
 struct More {
     errors: u64,
     send_failed: u64,
+    /// The errno of the first refused send.
+    send_errno: Option<i32>,
     duplicates: u64,
     late: u64,
     /// Moments, extremes and samples of every reply (once `More` exists).
@@ -163,7 +165,11 @@ impl TargetStats {
                 });
             }
             Outcome::Timeout => self.timeouts = self.timeouts.saturating_add(1),
-            Outcome::SendFailed { .. } => self.more().send_failed += 1,
+            Outcome::SendFailed { errno } => {
+                let m = self.more();
+                m.send_failed += 1;
+                m.send_errno.get_or_insert(errno);
+            }
             Outcome::Duplicate { .. } => self.more().duplicates += 1,
             Outcome::Late { .. } => self.more().late += 1,
         }
@@ -297,6 +303,7 @@ impl TargetStats {
             duplicates: self.duplicates(),
             late: self.late(),
             send_failed: self.send_failed(),
+            send_errno: self.more.as_deref().and_then(|m| m.send_errno),
         }
     }
 }

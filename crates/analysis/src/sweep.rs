@@ -10,7 +10,7 @@ use asdic_core::Outcome;
 use asdic_wire::registry::Describe;
 
 use crate::fleet::FleetTarget;
-use crate::schema::{Column, Record, Type, Value, arrow_schema};
+use crate::schema::{Column, Record, Type, Value, arrow_schema, ns_i64};
 use crate::window::WindowStats;
 
 /// What a sweep row records.
@@ -90,19 +90,27 @@ impl fmt::Display for SweepEvent {
 }
 
 /// Number of sweep columns.
-pub const SWEEP_NUM_COLUMNS: usize = 25;
+pub const SWEEP_NUM_COLUMNS: usize = 28;
 
 /// The columns of sweep's table that others read by name (the report): one declaration,
 /// in the table below and wherever they are read.
 pub mod sweep_col {
     use crate::schema::{Column, Type};
 
+    /// `time`.
+    pub const TIME: Column = Column::new(
+        "time",
+        Type::Timestamp,
+        false,
+        "Probe rows: when the probe was sent; alarm/ok/window rows: when the row was made (UTC, microseconds)",
+    );
+
     /// `time_unix_ns`.
     pub const TIME_UNIX_NS: Column = Column::new(
         "time_unix_ns",
-        Type::UInt64,
+        Type::Int64,
         false,
-        "Probe rows: when the probe was sent; alarm/ok/window rows: when the row was made (ns since the Unix epoch)",
+        "time in nanoseconds since the Unix epoch (a probe's send stamp)",
     );
 
     /// `target`.
@@ -167,11 +175,18 @@ pub mod sweep_col {
 
 /// Every sweep column in order, as (name, one-line description).
 pub const SWEEP_COLUMNS: &[Column] = &[
+    sweep_col::TIME,
     sweep_col::TIME_UNIX_NS,
     sweep_col::TARGET,
     sweep_col::NAME,
     Column::new(
-        "size",
+        "psize",
+        Type::UInt64,
+        false,
+        "Packet size as the targets file wrote it (NetXMS psize, IP header included), or as -s implies; the metrics' size label",
+    ),
+    Column::new(
+        "payload_size",
         Type::UInt64,
         false,
         "ICMP payload bytes of the target's probes",
@@ -196,15 +211,21 @@ pub const SWEEP_COLUMNS: &[Column] = &[
     ),
     Column::new(
         "in_alarm",
-        Type::UInt8,
+        Type::Boolean,
         true,
-        "alarm/ok/window rows: 1 if the target is in alarm, else 0",
+        "alarm/ok/window rows: whether the target is in alarm",
     ),
     Column::new(
         "reason",
         Type::Utf8,
         true,
         "alarm/ok rows: the limit broken, or the values back within limits",
+    ),
+    Column::new(
+        "send_errno",
+        Type::Int32,
+        true,
+        "OS error number the send failed with; null unless event is send_failed",
     ),
     Column::new(
         "window_probes",
@@ -294,6 +315,8 @@ pub struct SweepRow {
     pub name: Option<Arc<str>>,
     /// Its probes' payload bytes.
     pub size: usize,
+    /// Its packet size as written (NetXMS psize).
+    pub psize: u32,
     /// What the row records.
     pub event: SweepEvent,
     /// RTT of a probe row, ns.
@@ -310,6 +333,8 @@ pub struct SweepRow {
     pub alarm: Option<bool>,
     /// Why the state changed.
     pub reason: Option<String>,
+    /// The OS error number of a failed send.
+    pub errno: Option<i32>,
     /// Window statistics (state and window rows).
     pub stats: Option<WindowStats>,
 }
@@ -322,6 +347,7 @@ impl SweepRow {
             target: t.addr,
             name: t.name.clone(),
             size: t.size,
+            psize: t.psize,
             event,
             rtt_ns: None,
             reply_ttl: None,
@@ -330,6 +356,7 @@ impl SweepRow {
             probe: None,
             alarm: None,
             reason: None,
+            errno: None,
             stats: None,
         }
     }
@@ -351,9 +378,11 @@ impl Record for SweepRow {
     fn visit<'s>(&'s self, f: &mut dyn FnMut(Value<'s>)) {
         let s = self.stats;
         let st = |g: fn(&WindowStats) -> Option<f64>| opt_f64(s.as_ref().and_then(g));
-        f(Value::U64(self.time_unix_ns));
+        f(Value::Time(self.time_unix_ns));
+        f(Value::I64(ns_i64(self.time_unix_ns)));
         f(Value::Addr(self.target));
         f(self.name.as_deref().map_or(Value::Null, Value::Str));
+        f(Value::U64(u64::from(self.psize)));
         f(Value::U64(self.size as u64));
         f(Value::Str(self.event.as_str()));
         f(opt_f64(self.rtt_ns.map(|ns| ns as f64 / 1000.0)));
@@ -363,8 +392,9 @@ impl Record for SweepRow {
         f(self.icmp.map_or(Value::Null, |d| Value::U8(d.code)));
         f(self.icmp.map_or(Value::Null, Value::Icmp));
         f(self.probe.map_or(Value::Null, Value::U64));
-        f(self.alarm.map_or(Value::Null, |a| Value::U8(u8::from(a))));
+        f(self.alarm.map_or(Value::Null, Value::Bool));
         f(self.reason.as_deref().map_or(Value::Null, Value::Str));
+        f(self.errno.map_or(Value::Null, Value::I32));
         f(s.map_or(Value::Null, |s| Value::U64(u64::from(s.probes))));
         f(st(|s| s.loss_pct));
         f(st(|s| s.last_us));
@@ -391,6 +421,7 @@ mod tests {
             addr: "2001:db8:1::5".parse().unwrap(),
             name: Some(Arc::from("db")),
             size: 56,
+            psize: 104,
             class: 0,
             limits: Limits::default(),
             group: None,

@@ -16,7 +16,7 @@ use asdic_core::{Event, Outcome};
 use asdic_wire::Family;
 use asdic_wire::registry::Describe;
 
-use crate::schema::{Column, Record, Type, Value, arrow_schema};
+use crate::schema::{Column, Record, Type, Value, arrow_schema, ns_i64};
 
 /// What a probe at one TTL drew, as the `kind` column names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -192,7 +192,7 @@ pub fn unreachable_marker(v6: bool, code: u8) -> String {
 }
 
 /// Number of trace output columns.
-pub const HOP_NUM_COLUMNS: usize = 13;
+pub const HOP_NUM_COLUMNS: usize = 15;
 
 /// The columns of trace's table that others read by name (the report): one declaration,
 /// in the table below and wherever they are read.
@@ -227,12 +227,12 @@ pub mod hop_col {
         "Who answered: a router, or the destination; null for timeout and send_failed",
     );
 
-    /// `rtt_ms`.
-    pub const RTT_MS: Column = Column::new(
-        "rtt_ms",
+    /// `rtt_us`.
+    pub const RTT_US: Column = Column::new(
+        "rtt_us",
         Type::Float64,
         true,
-        "Time from send to the answer, milliseconds; null for timeout and send_failed",
+        "Time from send to the answer, microseconds; null for timeout and send_failed",
     );
 
     /// `icmp_type`.
@@ -259,12 +259,20 @@ pub mod hop_col {
         "IANA name of the answer, \"Type / Code\"; null without an answer",
     );
 
+    /// `sent_time`.
+    pub const SENT_TIME: Column = Column::new(
+        "sent_time",
+        Type::Timestamp,
+        false,
+        "When the probe was sent (UTC, microseconds)",
+    );
+
     /// `sent_unix_ns`.
     pub const SENT_UNIX_NS: Column = Column::new(
         "sent_unix_ns",
-        Type::UInt64,
+        Type::Int64,
         false,
-        "When the probe was sent, nanoseconds since the Unix epoch",
+        "sent_time in nanoseconds since the Unix epoch",
     );
 }
 
@@ -274,7 +282,7 @@ pub const HOP_COLUMNS: &[Column] = &[
     hop_col::TTL,
     hop_col::KIND,
     hop_col::RESPONDER,
-    hop_col::RTT_MS,
+    hop_col::RTT_US,
     hop_col::ICMP_TYPE,
     hop_col::ICMP_CODE,
     hop_col::ICMP_NAME,
@@ -297,7 +305,14 @@ pub const HOP_COLUMNS: &[Column] = &[
         "Flow of the probe (trace --flow): every probe to a target at one ICMP checksum, so \
          that per-flow load balancers send them down one path (Paris traceroute)",
     ),
+    Column::new(
+        "send_errno",
+        Type::Int32,
+        true,
+        "OS error number the send failed with; null unless kind is send_failed",
+    ),
     Column::new("probe", Type::UInt64, false, "Probe number within the run"),
+    hop_col::SENT_TIME,
     hop_col::SENT_UNIX_NS,
 ];
 
@@ -334,15 +349,17 @@ impl HopRow<'_> {
             Value::Str(h.kind.as_str()),
             h.responder.map_or(Value::Null, Value::Addr),
             h.rtt_ns
-                .map_or(Value::Null, |ns| Value::F64(ns as f64 / 1e6)),
+                .map_or(Value::Null, |ns| Value::F64(ns as f64 / 1000.0)),
             icmp.map_or(Value::Null, |d| Value::U8(d.ty)),
             icmp.map_or(Value::Null, |d| Value::U8(d.code)),
             icmp.map_or(Value::Null, Value::Icmp),
             h.reply_ttl.map_or(Value::Null, Value::U8),
             Value::U8(h.attempt),
             Value::U16(self.flow),
+            h.errno.map_or(Value::Null, Value::I32),
             Value::U64(h.probe),
-            Value::U64(h.sent_unix_ns),
+            Value::Time(h.sent_unix_ns),
+            Value::I64(ns_i64(h.sent_unix_ns)),
         ]
     }
 }
@@ -799,7 +816,7 @@ mod tests {
         assert_eq!(batch.num_rows(), 3);
         assert_eq!(batch.num_columns(), HOP_NUM_COLUMNS);
         let rtt = batch.column(4).as_primitive::<Float64Type>();
-        assert_eq!(rtt.value(0), 1.5);
+        assert_eq!(rtt.value(0), 1500.0);
         assert!(rtt.is_null(1), "a timeout has no RTT");
         let ty = batch.column(5).as_primitive::<UInt8Type>();
         assert_eq!((ty.value(0), ty.is_null(1), ty.value(2)), (11, true, 0));
@@ -831,19 +848,19 @@ mod tests {
             lines
                 .next()
                 .unwrap()
-                .starts_with("target,ttl,kind,responder,rtt_ms")
+                .starts_with("target,ttl,kind,responder,rtt_us")
         );
         assert!(
             lines
                 .next()
                 .unwrap()
-                .starts_with("198.19.3.4,1,time_exceeded,198.18.0.2,1.5,11,0,")
+                .starts_with("198.19.3.4,1,time_exceeded,198.18.0.2,1500,11,0,")
         );
         assert!(
             lines
                 .next()
                 .unwrap()
-                .starts_with("198.19.3.4,2,timeout,,,,,,,0,0,8,")
+                .starts_with("198.19.3.4,2,timeout,,,,,,,0,0,,8,")
         );
     }
 }

@@ -1,7 +1,7 @@
 //! Rolling per-target statistics over a time window, for `asdic sweep`.
 //!
-//! Each target keeps a fixed ring of its most recent probe results (8 bytes each: send time
-//! in milliseconds and RTT in microseconds, or *lost*), sized for the window at the sweep's
+//! Each target keeps a fixed ring of its most recent probe results (12 bytes each: send time
+//! in milliseconds and RTT in nanoseconds, or *lost*), sized for the window at the sweep's
 //! round interval, so memory is fixed per target whatever the run's length. Statistics are
 //! computed when asked for (a status line, a scrape, an alarm check), from the samples sent
 //! within the window; a lost probe is a missing value, never a number.
@@ -11,13 +11,34 @@
 //! PacketLoss, `stddev` PingStdDev, all over the last window.
 
 /// RTT value that marks a lost probe (timeout, ICMP error, failed send).
-const LOST: u32 = u32::MAX;
+const LOST: u64 = u64::MAX;
 
-/// One probe's result: when it was sent (ms, wrapping) and its RTT (µs) or [`LOST`].
+/// One probe's result: when it was sent (ms, wrapping) and its RTT (ns) or [`LOST`], the RTT
+/// as two halves so that a sample takes 12 bytes, not 16.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Sample {
     sent_ms: u32,
-    rtt_us: u32,
+    rtt_ns: [u32; 2],
+}
+
+impl Sample {
+    fn new(sent_ms: u32, rtt_ns: u64) -> Self {
+        Sample {
+            sent_ms,
+            // Truncations intended: the low and the high half.
+            rtt_ns: [rtt_ns as u32, (rtt_ns >> 32) as u32],
+        }
+    }
+
+    /// The RTT in ns, or [`LOST`].
+    fn rtt(self) -> u64 {
+        u64::from(self.rtt_ns[0]) | (u64::from(self.rtt_ns[1]) << 32)
+    }
+}
+
+/// Nanoseconds as the microseconds window statistics are given in (fractions kept).
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1000.0
 }
 
 /// A ring of a target's latest samples.
@@ -84,16 +105,16 @@ impl Ring {
         self.len == 0
     }
 
-    /// Records a probe sent at `sent_ms` (a wrapping millisecond clock): its RTT, or `None`
-    /// when it was lost.
-    pub fn push(&mut self, sent_ms: u32, rtt_us: Option<u64>) {
-        let rtt_us = match rtt_us {
-            // Clamp below the marker: an RTT of 71 minutes is still an RTT.
-            Some(us) => u32::try_from(us).unwrap_or(LOST - 1).min(LOST - 1),
+    /// Records a probe sent at `sent_ms` (a wrapping millisecond clock): its RTT in
+    /// nanoseconds, or `None` when it was lost.
+    pub fn push(&mut self, sent_ms: u32, rtt_ns: Option<u64>) {
+        let rtt = match rtt_ns {
+            // Clamp below the marker: an RTT of 584 years is still an RTT.
+            Some(ns) => ns.min(LOST - 1),
             None => LOST,
         };
         let cap = self.samples.len();
-        self.samples[self.head] = Sample { sent_ms, rtt_us };
+        self.samples[self.head] = Sample::new(sent_ms, rtt);
         self.head = (self.head + 1) % cap;
         self.len = (self.len + 1).min(cap);
     }
@@ -115,9 +136,9 @@ impl Ring {
                 break;
             }
             s.probes += 1;
-            if x.rtt_us != LOST {
+            if x.rtt() != LOST {
                 s.replies += 1;
-                sum += f64::from(x.rtt_us);
+                sum += us(x.rtt());
             }
         }
         if s.probes > 0 {
@@ -131,11 +152,11 @@ impl Ring {
 
     /// Statistics of the samples sent within `window_ms` before `now_ms` (same wrapping
     /// clock as [`push`](Ring::push)). `scratch` is reused between calls for the percentiles.
-    pub fn stats(&self, now_ms: u32, window_ms: u32, scratch: &mut Vec<u32>) -> WindowStats {
+    pub fn stats(&self, now_ms: u32, window_ms: u32, scratch: &mut Vec<u64>) -> WindowStats {
         scratch.clear();
         let mut s = WindowStats::default();
         let mut first = true;
-        let (mut sum, mut min, mut max) = (0f64, u32::MAX, 0u32);
+        let (mut sum, mut min, mut max) = (0f64, u64::MAX, 0u64);
         for x in self.newest_first() {
             // Wrapping age: valid for windows far below the clock's 49-day period. A sample
             // "from the future" (age wrapped past the window) is as out of the window as an
@@ -144,16 +165,17 @@ impl Ring {
                 break;
             }
             s.probes += 1;
+            let rtt = x.rtt();
             if first {
-                s.last_us = (x.rtt_us != LOST).then_some(f64::from(x.rtt_us));
+                s.last_us = (rtt != LOST).then_some(us(rtt));
                 first = false;
             }
-            if x.rtt_us != LOST {
+            if rtt != LOST {
                 s.replies += 1;
-                sum += f64::from(x.rtt_us);
-                min = min.min(x.rtt_us);
-                max = max.max(x.rtt_us);
-                scratch.push(x.rtt_us);
+                sum += us(rtt);
+                min = min.min(rtt);
+                max = max.max(rtt);
+                scratch.push(rtt);
             }
         }
         if s.probes > 0 {
@@ -164,24 +186,20 @@ impl Ring {
         }
         let n = f64::from(s.replies);
         let mean = sum / n;
-        let var = scratch
-            .iter()
-            .map(|&x| (f64::from(x) - mean).powi(2))
-            .sum::<f64>()
-            / n;
+        let var = scratch.iter().map(|&x| (us(x) - mean).powi(2)).sum::<f64>() / n;
         s.avg_us = Some(mean);
-        s.min_us = Some(f64::from(min));
-        s.max_us = Some(f64::from(max));
+        s.min_us = Some(us(min));
+        s.max_us = Some(us(max));
         s.stddev_us = Some(var.sqrt());
-        s.p50_us = Some(f64::from(nearest_rank(scratch, 50)));
-        s.p90_us = Some(f64::from(nearest_rank(scratch, 90)));
-        s.p99_us = Some(f64::from(nearest_rank(scratch, 99)));
+        s.p50_us = Some(us(nearest_rank(scratch, 50)));
+        s.p90_us = Some(us(nearest_rank(scratch, 90)));
+        s.p99_us = Some(us(nearest_rank(scratch, 99)));
         s
     }
 }
 
 /// The nearest-rank `p`-th percentile of a non-empty slice (reorders it).
-fn nearest_rank(v: &mut [u32], p: u32) -> u32 {
+fn nearest_rank(v: &mut [u64], p: u32) -> u64 {
     let n = v.len();
     // rank = ceil(p/100 · n), 1-based.
     let rank = (p as usize * n).div_ceil(100).clamp(1, n);
@@ -211,7 +229,7 @@ mod tests {
         let mut r = Ring::new(16);
         // Sent at 1..=10 s: RTTs 100, 200, …, 900 µs and one loss (the 10th).
         for k in 1..=10u32 {
-            r.push(k * 1000, (k < 10).then_some(u64::from(k) * 100));
+            r.push(k * 1000, (k < 10).then_some(u64::from(k) * 100_000));
         }
         let mut scratch = vec![];
         let s = r.stats(10_500, 60_000, &mut scratch);
@@ -237,7 +255,7 @@ mod tests {
             (s.probes, s.replies, s.loss_pct, s.avg_us),
             "brief agrees with stats"
         );
-        r.push(11_000, Some(50));
+        r.push(11_000, Some(50_000));
         assert_eq!(r.stats(11_000, 60_000, &mut scratch).last_us, Some(50.0));
     }
 
@@ -247,7 +265,7 @@ mod tests {
         assert_eq!(cap, 6);
         let mut r = Ring::new(cap);
         for k in 0..100u32 {
-            r.push(k * 1000, Some(u64::from(k)));
+            r.push(k * 1000, Some(u64::from(k) * 1000));
         }
         assert_eq!(r.len(), cap, "memory is fixed");
         let mut scratch = vec![];
@@ -262,8 +280,8 @@ mod tests {
     #[test]
     fn the_clock_may_wrap() {
         let mut r = Ring::new(4);
-        r.push(u32::MAX - 500, Some(10));
-        r.push(499, Some(30));
+        r.push(u32::MAX - 500, Some(10_000));
+        r.push(499, Some(30_000));
         let s = r.stats(600, 60_000, &mut vec![]);
         assert_eq!((s.probes, s.avg_us), (2, Some(20.0)));
     }
@@ -274,6 +292,23 @@ mod tests {
         r.push(0, Some(u64::MAX));
         let s = r.stats(0, 1000, &mut vec![]);
         assert_eq!(s.replies, 1);
-        assert_eq!(s.max_us, Some(f64::from(LOST - 1)));
+        assert_eq!(s.max_us, Some(us(LOST - 1)));
+    }
+
+    #[test]
+    fn statistics_keep_the_nanoseconds_and_a_sample_takes_12_bytes() {
+        assert_eq!(size_of::<Sample>(), 12);
+        let mut r = Ring::new(4);
+        r.push(0, Some(12_345));
+        r.push(1, Some(67_891));
+        let s = r.stats(1, 1000, &mut vec![]);
+        assert_eq!(
+            (s.min_us, s.max_us, s.last_us),
+            (Some(12.345), Some(67.891), Some(67.891))
+        );
+        assert_eq!(s.avg_us, Some(40.118));
+        // An RTT beyond 2^32 ns (4.3 s) keeps its high half.
+        r.push(2, Some(5_000_000_123));
+        assert_eq!(r.stats(2, 1000, &mut vec![]).max_us, Some(5_000_000.123));
     }
 }

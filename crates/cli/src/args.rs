@@ -637,7 +637,7 @@ pub struct PingArgs {
     pub force: bool,
 
     /// Write the results into a Hive-partitioned dataset instead of -o:
-    /// DIR/run=RUN/part-000000.parquet, marked DIR/run=RUN/_SUCCESS once durable.
+    /// DIR/schema_version=2/run=RUN/part-000000.parquet, marked _SUCCESS there once durable.
     #[arg(long, value_name = "DIR", conflicts_with = "output")]
     pub dataset: Option<PathBuf>,
 
@@ -775,9 +775,10 @@ pub struct ScanArgs {
     pub shard: Shard,
 
     /// Write the results as a Hive-partitioned dataset instead of one file:
-    /// DIR/run=RUN/shard=I/part-N.parquet, then DIR/run=RUN/shard=I/_SUCCESS once every part
-    /// of the shard is durable. Spark, DuckDB and pyarrow read DIR as one table (with run and
-    /// shard columns); a killed shard leaves its finished parts and no _SUCCESS.
+    /// DIR/schema_version=2/run=RUN/shard=I/part-N.parquet, then _SUCCESS there once every
+    /// part of the shard is durable. Spark, DuckDB and pyarrow read DIR/schema_version=2 as
+    /// one table (with run and shard columns); a killed shard leaves its finished parts and
+    /// no _SUCCESS.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["output", "output_format"])]
     pub dataset: Option<PathBuf>,
 
@@ -984,8 +985,9 @@ pub struct SweepArgs {
     pub output: Option<PathBuf>,
 
     /// Write a Hive-partitioned dataset instead:
-    /// DIR/agent=NAME/date=YYYY-MM-DD/hour=HH/part-*.parquet (UTC), parts durable every
-    /// --sync-every, for Spark, DuckDB or pyarrow to read with every other agent's.
+    /// DIR/schema_version=2/agent=NAME/date=YYYY-MM-DD/hour=HH/part-*.parquet (UTC), parts
+    /// durable every --sync-every, for Spark, DuckDB or pyarrow to read with every other
+    /// agent's.
     #[arg(long, value_name = "DIR", conflicts_with = "output")]
     pub dataset: Option<PathBuf>,
 
@@ -1100,7 +1102,7 @@ pub struct TraceArgs {
     pub force: bool,
 
     /// Write the results into a Hive-partitioned dataset instead of -o:
-    /// DIR/run=RUN/part-000000.parquet, marked DIR/run=RUN/_SUCCESS once durable.
+    /// DIR/schema_version=2/run=RUN/part-000000.parquet, marked _SUCCESS there once durable.
     #[arg(long, value_name = "DIR", conflicts_with = "output")]
     pub dataset: Option<PathBuf>,
 

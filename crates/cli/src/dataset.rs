@@ -1,11 +1,12 @@
 //! `--dataset DIR` for the runs that write one result file at their end (ping, trace): the
-//! file becomes the one part of the run's partition, `DIR/run=RUN/part-000000.parquet`,
+//! file becomes the one part of the run's partition,
+//! `DIR/schema_version=2/run=RUN/part-000000.parquet`,
 //! marked `_SUCCESS` (or `_STOPPED` after a signal) once it is durable. Scans and sweeps
 //! write their partitions part by part (`asdic_analysis::PartedSink::in_dataset`).
 
 use std::path::Path;
 
-use asdic_analysis::{partition, partition_taken, write_marker};
+use asdic_analysis::{partition, partition_taken, version_level, write_marker};
 use asdic_fs::Dir;
 
 use crate::Fail;
@@ -20,7 +21,7 @@ pub fn partition_char(c: char) -> bool {
 /// A run's partition of a dataset.
 #[derive(Debug, Clone)]
 pub struct RunPartition {
-    /// `DIR/run=RUN`, open.
+    /// `DIR/schema_version=2/run=RUN`, open.
     pub dir: Dir,
 }
 
@@ -44,7 +45,8 @@ impl RunPartition {
     /// The partition of run `run_id` in `dataset`, created now (after the capability drop:
     /// `dropped_dac` explains a refused permission); refused if it already holds results.
     pub fn open(dataset: &Path, run_id: &str, dropped_dac: bool) -> Result<Self, Fail> {
-        let dir = partition(dataset, &[format!("run={run_id}")]).map_err(|e| match e {
+        let levels = [version_level(), format!("run={run_id}")];
+        let dir = partition(dataset, &levels).map_err(|e| match e {
             asdic_analysis::Error::Fs(e) => open_fail("--dataset", e, dropped_dac),
             e => Fail::Usage(format!("--dataset {e}")),
         })?;

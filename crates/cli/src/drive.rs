@@ -186,6 +186,7 @@ impl Run {
             version: Some(env!("CARGO_PKG_VERSION").to_string()),
             command: Some(std::env::args().collect::<Vec<_>>().join(" ")),
             mode: Some(mode),
+            schema_version: Some(asdic_analysis::SCHEMA_VERSION),
             engine: Some(engine_names(&self.pipelines)),
             stamps: Some(stamp_points(&self.pipelines)),
             session: Some(session_hex(self.session)),

@@ -12,8 +12,9 @@
 //!   in alarm, window loss, the counters and the RTT histogram, so that a large fleet can be
 //!   watched in a few series whatever `--metrics-per-target` says;
 //! - per target, as much as `--metrics-per-target` asks ([`PerTarget`]), with the labels
-//!   `target` (address), `name` (from the targets file, or the address), `size` (ICMP
-//!   payload bytes: NetXMS pings one address at several sizes) and `group`.
+//!   `target` (address), `name` (from the targets file, or the address), `size` (the packet
+//!   size the targets file wrote, NetXMS `psize` with the IP header, or the one `-s` implies:
+//!   NetXMS pings one address at several sizes) and `group`.
 //!
 //! Both text formats are served, as the client's `Accept` header asks ([`Exposition`]):
 //! OpenMetrics 1.0, which Prometheus asks for first, and the classic text format 0.0.4 for
@@ -259,7 +260,7 @@ impl SweepCollector {
                         .as_deref()
                         .map_or_else(|| target.clone(), str::to_string),
                     target,
-                    size: m.target.size.to_string(),
+                    size: m.target.psize.to_string(),
                     group: all
                         .get(m.group as usize)
                         .map_or_else(|| Arc::from(UNGROUPED), |g| g.name.clone()),
@@ -1445,6 +1446,7 @@ mod tests {
             addr: a.parse().unwrap(),
             name: name.map(Arc::from),
             size: 56,
+            psize: 84,
             class: 0,
             limits: Limits::default(),
             group: group.map(Arc::from),
@@ -1620,9 +1622,9 @@ mod tests {
             PerTarget::Full,
             Exposition::OpenMetrics,
         );
-        let l1 = r#"target="198.19.0.1",name="web \"1\"",size="56",group="web""#;
-        let l2 = r#"target="198.19.0.2",name="198.19.0.2",size="56",group="web""#;
-        let l3 = r#"target="198.19.0.3",name="db1",size="56",group="ungrouped""#;
+        let l1 = r#"target="198.19.0.1",name="web \"1\"",size="84",group="web""#;
+        let l2 = r#"target="198.19.0.2",name="198.19.0.2",size="84",group="web""#;
+        let l3 = r#"target="198.19.0.3",name="db1",size="84",group="ungrouped""#;
         for want in [
             "# TYPE asdic_sweep_probes counter".to_string(),
             format!("asdic_sweep_window_rtt_seconds{{{l1},stat=\"last\"}} 0.003"),

@@ -108,7 +108,7 @@ pub enum Asked {
         /// `--force`.
         force: bool,
     },
-    /// `--dataset DIR`: the run's partition `DIR/run=ID`, one Parquet part.
+    /// `--dataset DIR`: the run's partition `DIR/schema_version=2/run=ID`, one Parquet part.
     Dataset {
         /// The dataset's root.
         root: PathBuf,

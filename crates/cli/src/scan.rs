@@ -703,7 +703,11 @@ impl Scanning {
         .to_pairs();
         let dac = run.dropped_dac;
         if let (Some(root), Some(run_id)) = (&a.dataset, &self.run_id) {
-            let levels = [format!("run={run_id}"), format!("shard={}", a.shard.index)];
+            let levels = [
+                asdic_analysis::version_level(),
+                format!("run={run_id}"),
+                format!("shard={}", a.shard.index),
+            ];
             let dir = partition(root, &levels).map_err(|e| match e {
                 asdic_analysis::Error::Fs(e) => open_fail("--dataset", e, dac),
                 e => usage(format!("--dataset {e}")),

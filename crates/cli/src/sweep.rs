@@ -108,13 +108,16 @@ fn resolve(
     }
     for l in lines {
         let family = Family::of(l.spec.base);
-        let size = match l.psize {
+        let (size, psize) = match l.psize {
             Some(p) => {
                 let (s, raised) = payload_for(p, family);
                 r.raised += usize::from(raised);
-                s
+                (s, p)
             }
-            None => default_size,
+            None => (
+                default_size,
+                u32::try_from(template::ip_packet_len(family, default_size)).unwrap_or(u32::MAX),
+            ),
         };
         if size > MAX_PAYLOAD {
             return Err(format!(
@@ -146,6 +149,7 @@ fn resolve(
                 addr,
                 name: name.clone(),
                 size,
+                psize,
                 class,
                 limits,
                 group: group.clone(),
@@ -247,8 +251,9 @@ fn validate(a: &SweepArgs) -> Result<(), Fail> {
 enum ToWriter {
     /// Rows for the period's file.
     Rows(u64, Vec<SweepRow>),
-    /// The period ended: these last rows, then close its file.
-    Close(u64, Vec<SweepRow>),
+    /// The period (or the run) ended: these last rows, then close its file with this
+    /// metadata (`asdic.complete`, `asdic.interrupted`, the signal).
+    Close(u64, Vec<SweepRow>, Box<RunMeta>),
     /// These rows, then finish the open part of the period's file (--sync-every).
     Sync(u64, Vec<SweepRow>),
 }
@@ -272,7 +277,7 @@ impl Writer {
     /// The file of the period starting at `start` (closing another period's file first).
     fn open(&mut self, start: u64) -> anyhow::Result<&mut PartedSink<SweepRow>> {
         if self.current.as_ref().is_some_and(|(p, _)| *p != start) {
-            self.close()?;
+            self.close(ended(false, None))?;
         }
         if self.current.is_none()
             && let Some(agent) = &self.agent
@@ -280,6 +285,7 @@ impl Writer {
             let t = asdic_analysis::clock::Utc::from_unix(start);
             let mut dir = self.dir.clone();
             for level in [
+                asdic_analysis::version_level(),
                 format!("agent={agent}"),
                 format!("date={:04}-{:02}-{:02}", t.year, t.month, t.day),
                 format!("hour={:02}", t.hour),
@@ -359,7 +365,8 @@ impl Writer {
             .context("writing sweep rows")
     }
 
-    fn close(&mut self) -> anyhow::Result<()> {
+    /// Closes the open file, if any, adding `ending` to its metadata.
+    fn close(&mut self, ending: RunMeta) -> anyhow::Result<()> {
         if let Some((_, sink)) = self.current.take() {
             let path = sink.out().to_path_buf();
             // When the file's period (or the run) ended, a report's duration, and the kernel's
@@ -367,7 +374,8 @@ impl Writer {
             let kernel = RxShared::kernel_drops_of(self.receivers.iter().map(|r| r.as_ref()));
             // A dataset's parts are the results, durable now; a file's are merged into it.
             let file = !sink.is_dataset();
-            sink.finish_run(end_metadata(&kernel).to_pairs(), true)
+            let complete = ending.complete.unwrap_or(false);
+            sink.finish_run(end_metadata(&kernel).and(ending).to_pairs(), complete)
                 .with_context(|| format!("writing {}", path.display()))?;
             if file {
                 self.written.push(path);
@@ -399,9 +407,9 @@ impl Writer {
                     rows.clear();
                     let _ = back.try_send(rows);
                 }
-                ToWriter::Close(period, rows) => {
+                ToWriter::Close(period, rows, ending) => {
                     self.write(period, &rows)?;
-                    self.close()?;
+                    self.close(*ending)?;
                 }
                 ToWriter::Sync(period, mut rows) => {
                     self.write(period, &rows)?;
@@ -411,8 +419,23 @@ impl Writer {
                 }
             }
         }
-        self.close()?;
+        // The run's side hung up without closing the file: it did not end as planned.
+        self.close(RunMeta {
+            complete: Some(false),
+            ..RunMeta::default()
+        })?;
         Ok(self.written)
+    }
+}
+
+/// What a sweep file records of how it ended: `complete` unless a signal stopped the run
+/// while it was open (then `interrupted`, and by which signal).
+fn ended(interrupted: bool, signal: Option<String>) -> RunMeta {
+    RunMeta {
+        interrupted: Some(interrupted),
+        complete: Some(!interrupted),
+        signal,
+        ..RunMeta::default()
     }
 }
 
@@ -814,7 +837,9 @@ impl Mode for Sweeping {
             .map(|mut f| f.window_rows(now))
             .unwrap_or_default();
         if let Some((tx, back)) = self.to_writer.take() {
-            let _ = tx.send(ToWriter::Close(self.period, last_rows));
+            let signal = run.signal().map(crate::signals::name);
+            let ending = ended(run.interrupted(), signal);
+            let _ = tx.send(ToWriter::Close(self.period, last_rows, Box::new(ending)));
             drop((tx, back));
         }
         if let Some(h) = self.writer.take() {
@@ -967,7 +992,11 @@ impl Sweeping {
         if let Ok(mut f) = self.shared()?.fleet.lock() {
             rows.extend(f.window_rows(now));
         }
-        self.send(ToWriter::Close(ended, rows))
+        self.send(ToWriter::Close(
+            ended,
+            rows,
+            Box::new(self::ended(false, None)),
+        ))
     }
 
     /// Reloads the targets file if it changed (or on SIGHUP); a file that does not parse

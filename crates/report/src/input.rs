@@ -11,9 +11,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow_array::{Array, RecordBatch};
-use asdic_analysis::RunMeta;
 use asdic_analysis::meta::keys;
 use asdic_analysis::schema::Column;
+use asdic_analysis::{RunMeta, SCHEMA_VERSION, version};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -187,7 +187,28 @@ pub fn for_each_batch_of(
     mut f: impl FnMut(&Batch<'_>) -> Result<()>,
 ) -> Result<()> {
     let mut builder = open(path)?;
-    if let Some(columns) = columns {
+    // A file of an older schema version is read whole and its batches upgraded to the
+    // columns read here (`asdic_analysis::version`).
+    let pairs: Vec<(String, String)> = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kv| {
+            kv.iter()
+                .filter_map(|k| Some((k.key.clone(), k.value.clone()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let meta = RunMeta::from_pairs(&pairs);
+    let version = version::version_of(&pairs).ok_or_else(|| {
+        Error::not_asdic(path, format!("{} is not a number", keys::SCHEMA_VERSION))
+    })?;
+    let old = match (version, meta.mode) {
+        (SCHEMA_VERSION, _) => None,
+        (_, Some(mode)) => Some(mode),
+        (_, None) => return Err(Error::not_asdic(path, format!("no {}", keys::MODE))),
+    };
+    if let (Some(columns), None) = (columns, old) {
         let schema = builder.schema();
         let roots: Vec<usize> = columns
             .iter()
@@ -204,7 +225,11 @@ pub fn for_each_batch_of(
             source,
         })?;
     for b in reader {
-        let b = b.map_err(|e| Error::not_asdic(path, format!("reading rows: {e}")))?;
+        let mut b = b.map_err(|e| Error::not_asdic(path, format!("reading rows: {e}")))?;
+        if let Some(mode) = old {
+            b = version::upgrade(mode, version, b)
+                .map_err(|e| Error::not_asdic(path, e.to_string()))?;
+        }
         f(&Batch { path, b: &b })?;
     }
     Ok(())

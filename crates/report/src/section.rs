@@ -10,7 +10,7 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use arrow_array::{Array, Float64Array, StringArray, UInt8Array, UInt64Array};
+use arrow_array::{Array, Float64Array, Int64Array, StringArray, UInt8Array, UInt64Array};
 
 use asdic_analysis::meta::keys;
 use asdic_analysis::scan::scan_col;
@@ -593,7 +593,7 @@ impl ScanTally {
         let code = b.col::<UInt8Array>(&scan_col::ICMP_CODE)?;
         let name = b.col::<StringArray>(&scan_col::ICMP_NAME)?;
         let attempt = b.col::<UInt8Array>(&scan_col::ATTEMPT)?;
-        let sent = b.col::<UInt64Array>(&scan_col::SENT_UNIX_NS)?;
+        let sent = b.col::<Int64Array>(&scan_col::SENT_UNIX_NS)?;
         for i in 0..b.len() {
             s.rows += 1;
             let Ok(addr) = target.value(i).parse::<IpAddr>() else {
@@ -601,7 +601,7 @@ impl ScanTally {
             };
             // A stateless scan's timeouts carry no send time.
             if sent.is_valid(i) {
-                let t = sent.value(i);
+                let t = u64::try_from(sent.value(i)).unwrap_or(0);
                 self.t_min = self.t_min.min(t);
                 self.t_max = self.t_max.max(t);
             }
@@ -1029,17 +1029,16 @@ fn for_each_probe(
             let (kind, rtt, time) = if trace {
                 (
                     b.col::<StringArray>(&hop_col::KIND)?,
-                    b.col::<Float64Array>(&hop_col::RTT_MS)?,
-                    b.col::<UInt64Array>(&hop_col::SENT_UNIX_NS)?,
+                    b.col::<Float64Array>(&hop_col::RTT_US)?,
+                    b.col::<Int64Array>(&hop_col::SENT_UNIX_NS)?,
                 )
             } else {
                 (
                     b.col::<StringArray>(&sweep_col::EVENT)?,
                     b.col::<Float64Array>(&sweep_col::RTT_US)?,
-                    b.col::<UInt64Array>(&sweep_col::TIME_UNIX_NS)?,
+                    b.col::<Int64Array>(&sweep_col::TIME_UNIX_NS)?,
                 )
             };
-            let scale = if trace { 1000.0 } else { 1.0 };
             for i in 0..b.len() {
                 let k = Kind::parse(trace, kind.value(i));
                 let answered = k.is_some_and(Kind::answered);
@@ -1047,9 +1046,9 @@ fn for_each_probe(
                 let p = ProbeEnd {
                     target: target.value(i),
                     kind: k,
-                    t_ns: time.value(i),
+                    t_ns: u64::try_from(time.value(i)).unwrap_or(0),
                     rtt_us: if answered {
-                        opt(rtt, i, |a, i| a.value(i) * scale)
+                        opt(rtt, i, |a, i| a.value(i))
                     } else {
                         None
                     },
@@ -1677,16 +1676,20 @@ mod tests {
 
         let props = WriterProperties::builder()
             .set_compression(codec)
-            .set_key_value_metadata(Some(vec![KeyValue::new(
-                keys::MODE.to_string(),
-                "ping".to_string(),
-            )]))
+            .set_key_value_metadata(Some(vec![
+                KeyValue::new(keys::MODE.to_string(), "ping".to_string()),
+                KeyValue::new(
+                    keys::SCHEMA_VERSION.to_string(),
+                    asdic_analysis::SCHEMA_VERSION.to_string(),
+                ),
+            ]))
             .build();
         let f = std::fs::File::create(path).unwrap();
         let mut w = ArrowWriter::try_new(f, asdic_analysis::schema(), Some(props)).unwrap();
         for chunk in rows.chunks(batch.max(1)) {
             let mut strs: Vec<StringBuilder> = (0..4).map(|_| StringBuilder::new()).collect();
-            let mut u64s: Vec<UInt64Builder> = (0..6).map(|_| UInt64Builder::new()).collect();
+            // sent, received, errors, timeouts, duplicates, late, send_failed.
+            let mut u64s: Vec<UInt64Builder> = (0..7).map(|_| UInt64Builder::new()).collect();
             let mut f64s: Vec<Float64Builder> = (0..9).map(|_| Float64Builder::new()).collect();
             let mut u8s: Vec<UInt8Builder> = (0..3).map(|_| UInt8Builder::new()).collect();
             for r in chunk {
@@ -1736,6 +1739,7 @@ mod tests {
             let (ttl, ty, code) = (b8.next().unwrap(), b8.next().unwrap(), b8.next().unwrap());
             cols.extend([ttl, errors, ty, code, err_name, responder]);
             cols.extend(u);
+            cols.push(Arc::new(arrow_array::Int32Array::new_null(chunk.len())));
             let b = RecordBatch::try_new(asdic_analysis::schema(), cols).unwrap();
             w.write(&b).unwrap();
         }
@@ -1769,6 +1773,7 @@ mod tests {
         let path = scratch_dir(name).join("scan.parquet");
         let meta = RunMeta {
             mode: Some(RunMode::Scan),
+            schema_version: Some(asdic_analysis::SCHEMA_VERSION),
             all_events: Some(true),
             ..RunMeta::default()
         };
@@ -1798,6 +1803,75 @@ mod tests {
         let (mode, inputs) = inputs.into_iter().next().unwrap();
         assert_eq!(mode, Mode::Scan);
         build(mode, inputs, &Options::default()).unwrap()
+    }
+
+    #[test]
+    fn a_version_1_scan_file_reads_as_its_version_2_twin() {
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::Int64Type;
+        use arrow_array::{ArrayRef, RecordBatch};
+        use arrow_schema::{Field, Schema};
+        use parquet::arrow::ArrowWriter;
+        use parquet::file::metadata::KeyValue;
+        use parquet::file::properties::WriterProperties;
+        use std::sync::Arc;
+
+        let rows: Vec<(IpAddr, bool)> = (0..600u32)
+            .map(|i| (IpAddr::from([198, 19, (i >> 8) as u8, i as u8]), i % 3 == 0))
+            .collect();
+        let v2 = scan_section("v2twin", &rows);
+        let v2_path = v2.files[0].clone();
+        // The same rows as asdic 0.1 wrote them: sent_unix_ns UInt64, no sent_time, no
+        // version key.
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(&v2_path).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        let v1_path = scratch_dir("v1twin").join("scan.parquet");
+        let props = WriterProperties::builder()
+            .set_key_value_metadata(Some(vec![
+                KeyValue::new(keys::MODE.to_string(), "scan".to_string()),
+                KeyValue::new(keys::ALL_EVENTS.to_string(), "true".to_string()),
+            ]))
+            .build();
+        let mut w: Option<ArrowWriter<std::fs::File>> = None;
+        for b in reader {
+            let b = b.unwrap();
+            let (mut fields, mut cols): (Vec<Field>, Vec<ArrayRef>) = (vec![], vec![]);
+            for (f, c) in b.schema().fields().iter().zip(b.columns()) {
+                match f.name().as_str() {
+                    "sent_time" => {}
+                    "sent_unix_ns" => {
+                        let ns = c.as_primitive::<Int64Type>();
+                        let old: arrow_array::UInt64Array =
+                            ns.iter().map(|x| x.map(|x| x as u64)).collect();
+                        fields.push(Field::new(f.name(), arrow_schema::DataType::UInt64, true));
+                        cols.push(Arc::new(old));
+                    }
+                    _ => {
+                        fields.push(f.as_ref().clone());
+                        cols.push(Arc::clone(c));
+                    }
+                }
+            }
+            let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
+            let w = w.get_or_insert_with(|| {
+                let f = std::fs::File::create(&v1_path).unwrap();
+                ArrowWriter::try_new(f, batch.schema(), Some(props.clone())).unwrap()
+            });
+            w.write(&batch).unwrap();
+        }
+        w.unwrap().close().unwrap();
+        let inputs = input::group(std::slice::from_ref(&v1_path)).unwrap();
+        let (mode, inputs) = inputs.into_iter().next().unwrap();
+        let v1 = build(mode, inputs, &Options::default()).unwrap();
+        assert_eq!(v1.rows, 600);
+        assert_eq!(format!("{:?}", v1.summary), format!("{:?}", v2.summary));
+        assert_eq!(format!("{:?}", v1.prefixes), format!("{:?}", v2.prefixes));
+        assert_eq!(format!("{:?}", v1.targets), format!("{:?}", v2.targets));
+        assert_eq!(format!("{:?}", v1.rtt), format!("{:?}", v2.rtt));
     }
 
     #[test]
