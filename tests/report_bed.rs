@@ -558,6 +558,7 @@ fn write_ping_file(path: &Path, rows: usize, codec: parquet::basic::Compression,
 
     let meta = [
         ("asdic.mode", "ping"),
+        ("asdic.schema_version", "2"),
         ("asdic.engine", "raw"),
         ("asdic.command", "asdic ping (made by tests/report_bed.rs)"),
         ("asdic.complete", "true"),
@@ -662,8 +663,11 @@ fn write_ping_file(path: &Path, rows: usize, codec: parquet::basic::Compression,
             Arc::new(err_name.finish()),
             Arc::new(responder.finish()),
             Arc::new(timeouts.finish()),
+            // duplicates, late, send_failed; no send_errno.
+            zero.clone(),
             zero.clone(),
             zero,
+            Arc::new(arrow_array::Int32Array::new_null(n)),
         ];
         let b = RecordBatch::try_new(asdic_analysis::schema(), cols).unwrap();
         w.write(&b).unwrap();

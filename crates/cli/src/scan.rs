@@ -430,7 +430,8 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
             .unwrap_or_else(|| format!("seed-{seed:016x}"))
     });
     let partition = a.dataset.as_ref().zip(run_id.as_ref()).map(|(d, r)| {
-        d.join(format!("run={r}"))
+        d.join(asdic_analysis::version_level())
+            .join(format!("run={r}"))
             .join(format!("shard={}", a.shard.index))
     });
     let mut mode = Scanning {
