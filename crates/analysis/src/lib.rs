@@ -45,6 +45,8 @@ pub mod meta;
 pub mod parts;
 /// `ping --per-probe`: one row per probe.
 pub mod probes;
+/// What an unfinished scan left, read back to resume it.
+pub mod resume;
 /// Scan output: one row per probe event.
 pub mod scan;
 /// The one output schema: columns, rows and rows → Arrow.

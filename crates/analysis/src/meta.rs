@@ -378,6 +378,26 @@ run_meta! {
     /// `asdic.kernel_lost`: replies and errors of the run the kernel dropped before asdic could
     /// read them (see `RunMeta::with_kernel`).
     kernel_lost: u64 => KERNEL_LOST = "asdic.kernel_lost";
+    /// `asdic.scan_digest`: a scan's fingerprint: its resolved probe space (targets, block-
+    /// and allowlists as resolved, IPv6 sampling), permutation (size, prime, generator,
+    /// start), shard, retries, TTL and outcome filter, 16 hex digits. A resumed scan must
+    /// have the same.
+    scan_digest: String => SCAN_DIGEST = "asdic.scan_digest";
+    /// `asdic.watermark`: per family, the point of the scan (`PASS:POSITION`) below which
+    /// every probe was sent at least a cooldown (and a margin) before this part closed, so
+    /// that its answers are in this part or an earlier one (`V4=0:12345,V6=1:0`): where a
+    /// resumed scan starts.
+    watermark: String => WATERMARK = "asdic.watermark";
+    /// `asdic.frontier`: per family, the last probe handed out when this part closed, as
+    /// `asdic.watermark` writes it: probes between the watermark and here are sent again by
+    /// a resumed scan.
+    frontier: String => FRONTIER = "asdic.frontier";
+    /// `asdic.resumed`: each resumption of the scan, `;`-separated: when (UTC), from which
+    /// watermark, and how many probes of the earlier run it sent again.
+    resumed: String => RESUMED = "asdic.resumed";
+    /// `asdic.resume_duplicates`: answers to probes a resumed scan sent again whose targets the
+    /// earlier run's results already answer (kept out of the rows: each target once).
+    resume_duplicates: u64 => RESUME_DUPLICATES = "asdic.resume_duplicates";
     @kernel
     /// `asdic.complete`: whether the run probed everything it planned (a sweep's file: whether
     /// its period ran to its end; `false` in a file `asdic recover` merged).
@@ -535,6 +555,11 @@ mod tests {
             kernel: KERNEL.iter().map(|&(n, c)| (n.to_string(), c)).collect(),
             complete: Some(true),
             recovered_parts: Some(5),
+            scan_digest: Some("00112233aabbccdd".into()),
+            watermark: Some("V4=0:10,V6=1:0".into()),
+            frontier: Some("V4=0:20,V6=1:3".into()),
+            resumed: Some("2026-12-07T15:00:00Z from V4=0:10 (7 probes sent again)".into()),
+            resume_duplicates: Some(3),
             other: pairs(&[("asdic.from_the_future", "42"), ("pandas", "{}")]),
         }
     }
@@ -543,8 +568,8 @@ mod tests {
     fn a_full_struct_round_trips() {
         let m = full();
         let p = m.to_pairs();
-        // 48 keys, 6 kernel counters, 2 others: every field written once.
-        assert_eq!(p.len(), 48 + 6 + 2);
+        // 53 keys, 6 kernel counters, 2 others: every field written once.
+        assert_eq!(p.len(), 53 + 6 + 2);
         let mut names: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
         names.sort_unstable();
         names.dedup();

@@ -118,6 +118,8 @@ pub struct PartedSink<R: Record> {
     /// When the last part was finished (or the sink created).
     since: Instant,
     parts: Vec<OsString>,
+    /// The number of the next part (past an earlier run's, when resuming).
+    next: usize,
     rows: PhantomData<fn(&R)>,
 }
 
@@ -193,8 +195,116 @@ impl<R: Record> PartedSink<R> {
             open: None,
             since: Instant::now(),
             parts: vec![],
+            next: 0,
             rows: PhantomData,
         }
+    }
+
+    /// Continues the parts an earlier, interrupted run of `out` left in `<out>.parts` (see
+    /// [`PartedSink::create`]): they are kept (and merged with this run's at the end), its
+    /// unfinished part (a hidden temporary without a footer) is removed, and this run's parts
+    /// number on from the highest. Returns the sink and the earlier parts' names, in order.
+    ///
+    /// # Errors
+    /// [`Error::File`] if `<out>.parts` is missing, [`Error::Fs`] if it cannot be opened or
+    /// is a link.
+    pub fn reopen(
+        out: &Dest,
+        metadata: Vec<(String, String)>,
+        row_group: usize,
+        every: Duration,
+    ) -> Result<(Self, Vec<OsString>)> {
+        let how = if out.replaces() {
+            Publish::Replace
+        } else {
+            Publish::NoReplace
+        };
+        let (Some((parent, name)), Some((_, parts))) = (out.sibling(""), out.sibling(".parts"))
+        else {
+            return Err(Error::NotFor {
+                format: crate::Format::Parquet,
+                what: "parts beside a stream",
+            });
+        };
+        if !parent.has(&parts)? {
+            return Err(Error::File {
+                path: parent.join(&parts),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no parts of an earlier run to resume",
+                ),
+            });
+        }
+        let dir = parent.subdir(&parts, false)?;
+        let mut sink = Self::with(
+            Some(Into {
+                dir: parent,
+                name,
+                how,
+            }),
+            "part".into(),
+            out.path().to_path_buf(),
+            dir,
+            metadata,
+            row_group,
+            every,
+        );
+        let earlier = sink.adopt()?;
+        Ok((sink, earlier))
+    }
+
+    /// Continues dataset partition `dir`, which an earlier run of it left unfinished (killed:
+    /// parts and no marker; stopped: [`STOPPED`]): as [`PartedSink::reopen`], and the
+    /// [`STOPPED`] marker is removed (the partition gets its marker when this run ends).
+    ///
+    /// # Errors
+    /// [`Error::Fs`] if the partition cannot be read or changed.
+    pub fn resume_dataset(
+        dir: Dir,
+        metadata: Vec<(String, String)>,
+        row_group: usize,
+        every: Duration,
+    ) -> Result<(Self, Vec<OsString>)> {
+        let mut sink = Self::with(
+            None,
+            "part".to_string(),
+            dir.path().to_path_buf(),
+            dir,
+            metadata,
+            row_group,
+            every,
+        );
+        if sink.dir.has(OsStr::new(STOPPED))? {
+            sink.dir.remove(OsStr::new(STOPPED))?;
+            sink.dir.sync()?;
+        }
+        let earlier = sink.adopt()?;
+        Ok((sink, earlier))
+    }
+
+    /// Takes the parts already in the directory as this sink's first ones: removes the
+    /// unfinished part's temporary, numbers on from the highest part. Returns their names.
+    fn adopt(&mut self) -> Result<Vec<OsString>> {
+        for n in self.dir.names()? {
+            let s = n.to_string_lossy();
+            if s.starts_with(&format!(".{}-", self.prefix)) && s.contains(".parquet") {
+                self.dir.remove(&n)?;
+            }
+        }
+        let earlier = part_names(&self.dir)?;
+        self.next = earlier
+            .iter()
+            .filter_map(|n| {
+                let s = n.to_str()?;
+                s.strip_prefix(&format!("{}-", self.prefix))?
+                    .strip_suffix(".parquet")?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .max()
+            .map_or(0, |m| m + 1);
+        self.parts = earlier.clone();
+        Ok(earlier)
     }
 
     /// Parts in one partition `dir` of a Hive-style dataset (opened, e.g. by
@@ -301,6 +411,15 @@ impl<R: Record> PartedSink<R> {
         self.parts.iter().map(|n| self.dir.join(n)).collect()
     }
 
+    /// Takes the lock on the parts' directory (see [`Dir::try_lock`]): held while the
+    /// returned descriptor is open; `None` when another process holds it.
+    ///
+    /// # Errors
+    /// [`Error::Fs`] if locking fails otherwise.
+    pub fn try_lock(&self) -> Result<Option<std::os::fd::OwnedFd>> {
+        Ok(self.dir.try_lock()?)
+    }
+
     /// Whether a part period has passed since the last [`roll`](Self::roll): time for the
     /// caller to write the rows it holds and roll.
     pub fn due(&self) -> bool {
@@ -312,6 +431,24 @@ impl<R: Record> PartedSink<R> {
     /// # Errors
     /// As [`ParquetSink`]'s finish.
     pub fn roll(&mut self) -> Result<()> {
+        self.roll_with(&[], false)
+    }
+
+    /// As [`roll`](Self::roll), with `extra` added to the finished part's metadata (what
+    /// holds for every row up to now: a scan's watermark); with `always`, a part is
+    /// finished even without rows, so that `extra` is durable.
+    ///
+    /// # Errors
+    /// As [`roll`](Self::roll).
+    pub fn roll_with(&mut self, extra: &[(String, String)], always: bool) -> Result<()> {
+        if always && self.open.is_none() {
+            self.part()?;
+        }
+        if let Some(part) = self.open.as_mut() {
+            for (k, v) in extra {
+                part.add_metadata(k.clone(), v.clone());
+            }
+        }
         self.since = Instant::now();
         if let Some(part) = self.open.take() {
             let name = part
@@ -330,7 +467,8 @@ impl<R: Record> PartedSink<R> {
         let sink = match self.open.take() {
             Some(s) => s,
             None => {
-                let n = self.parts.len();
+                let n = self.next;
+                self.next += 1;
                 let name = format!("{}-{n:06}.parquet", self.prefix);
                 let tmp = TempFile::new(&self.dir, OsStr::new(&name))?;
                 let mut meta = self.metadata.clone();
@@ -699,6 +837,57 @@ mod tests {
         let mut w = ArrowWriter::try_new(f, batch.schema(), Some(props)).unwrap();
         w.write(&batch).unwrap();
         w.close().unwrap();
+    }
+
+    #[test]
+    fn a_reopened_run_keeps_the_earlier_parts_numbers_on_and_merges_them_all() {
+        let out = temp_path("reopened.parquet");
+        let every = Duration::from_secs(3600);
+        let mut s = PartedSink::<ScanRow>::create(&dest(&out), meta(), 4, every).unwrap();
+        s.write_rows(&(0..3).map(row).collect::<Vec<_>>()).unwrap();
+        let w = vec![(keys::WATERMARK.to_string(), "V4=0:3".to_string())];
+        s.roll_with(&w, false).unwrap();
+        // No rows, but a new watermark: a part all the same.
+        let w2 = vec![(keys::WATERMARK.to_string(), "V4=0:9".to_string())];
+        s.roll_with(&w2, true).unwrap();
+        s.roll_with(&w2, false).unwrap(); // nothing new: no part
+        s.write_rows(&[row(3)]).unwrap();
+        let dir = s.dir().to_path_buf();
+        // Killed: its open part is a temporary without a footer.
+        drop(s);
+        let parts = list_parts(&dir).unwrap();
+        assert_eq!(parts.len(), 2);
+        let last = metadata_of(&parts[1]).unwrap();
+        assert!(last.contains(&(keys::WATERMARK.to_string(), "V4=0:9".to_string())));
+        assert_eq!(rows_of(&parts[1]).unwrap(), 0);
+        std::fs::write(dir.join(".part-000002.parquet.tmp"), b"no footer").unwrap();
+        let (mut again, earlier) =
+            PartedSink::<ScanRow>::reopen(&dest(&out), meta(), 4, every).unwrap();
+        assert_eq!(earlier.len(), 2);
+        assert!(again.try_lock().unwrap().is_some());
+        again
+            .write_rows(&(4..6).map(row).collect::<Vec<_>>())
+            .unwrap();
+        again.roll().unwrap();
+        let names: Vec<String> = list_parts(&dir)
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "part-000000.parquet",
+                "part-000001.parquet",
+                "part-000002.parquet"
+            ]
+        );
+        assert_eq!(again.finish_with(vec![]).unwrap(), 5);
+        assert_eq!(targets(&out).0.len(), 5);
+        assert!(!dir.exists());
+        // Nothing to reopen now.
+        fs::remove_file(&out).unwrap();
+        assert!(PartedSink::<ScanRow>::reopen(&dest(&out), meta(), 4, every).is_err());
     }
 
     #[test]

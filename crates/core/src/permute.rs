@@ -264,6 +264,11 @@ impl Cycle {
         self.g
     }
 
+    /// The first element of the cycle.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
     /// The walk over shard `shard` of `shards`.
     ///
     /// # Errors

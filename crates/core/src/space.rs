@@ -669,6 +669,59 @@ impl Space {
         None
     }
 
+    /// Feeds everything that decides which address each index is — the segments, the
+    /// samplers' keys, the listed singles, and the block- and allowlists *as resolved* — to
+    /// `f`, in a fixed order: two spaces that feed the same words number the same addresses
+    /// the same way (a resumed scan's check that it continues the scan it was).
+    pub fn feed(&self, f: &mut dyn FnMut(u128)) {
+        f(match self.family {
+            Family::V4 => 4,
+            Family::V6 => 6,
+        });
+        f(u128::from(self.len));
+        for (&start, seg) in self.starts.iter().zip(&self.segments) {
+            f(u128::from(start));
+            match *seg {
+                Segment::Range { lo } => {
+                    f(1);
+                    f(lo);
+                }
+                Segment::Singles => f(2),
+                Segment::Sample { base, mix } => {
+                    f(3);
+                    f(base);
+                    f(u128::from(mix));
+                }
+            }
+        }
+        for m in &self.mixers {
+            f(m.mask);
+            f(u128::from(m.shift));
+            for (mul, add) in m.keys {
+                f(mul);
+                f(add);
+            }
+        }
+        f(self.singles.len() as u128);
+        for i in 0..self.singles.len() {
+            f(self.singles.get(i).unwrap_or_default());
+        }
+        for (lo, hi) in self.block.ranges() {
+            f(*lo);
+            f(*hi);
+        }
+        match &self.allow {
+            None => f(0),
+            Some(a) => {
+                f(1);
+                for (lo, hi) in a.ranges() {
+                    f(*lo);
+                    f(*hi);
+                }
+            }
+        }
+    }
+
     /// Indices in segment `k`.
     fn segment_len(&self, k: usize) -> u64 {
         self.starts.get(k + 1).copied().unwrap_or(self.len) - self.starts[k]

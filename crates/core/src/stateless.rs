@@ -170,6 +170,58 @@ pub struct ScanState {
     probed: Box<[AtomicU64]>,
     failed: Box<[AtomicU64]>,
     answered: Box<[AtomicU64]>,
+    /// Where the sender is: the last probe handed out, as [`Frontier::pack`]s it.
+    frontier: AtomicU64,
+    /// A resumed scan: how far the earlier run is known to have sent (packed, plus one; 0
+    /// when not resumed), and the probes this run sent again below it.
+    known: AtomicU64,
+    resent: AtomicU64,
+}
+
+/// Where a scan's sender is in its passes over the permutation: pass `attempt` has handed
+/// out every probe at positions below `position`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Frontier {
+    /// The pass (0 first, then the retries).
+    pub attempt: u8,
+    /// Positions of the pass handed out.
+    pub position: u64,
+}
+
+impl Frontier {
+    /// One word: the attempt in the top 8 bits, the position (below 2^48) under it.
+    pub fn pack(self) -> u64 {
+        (u64::from(self.attempt) << 56) | (self.position & ((1 << 56) - 1))
+    }
+
+    /// The frontier [`pack`](Frontier::pack) made `w` of.
+    pub fn unpack(w: u64) -> Frontier {
+        Frontier {
+            attempt: (w >> 56) as u8,
+            position: w & ((1 << 56) - 1),
+        }
+    }
+}
+
+impl core::fmt::Display for Frontier {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}:{}", self.attempt, self.position)
+    }
+}
+
+impl core::str::FromStr for Frontier {
+    type Err = String;
+
+    /// `ATTEMPT:POSITION`, as [`Display`](core::fmt::Display) writes it.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?} is not ATTEMPT:POSITION"))?;
+        Ok(Frontier {
+            attempt: a.parse().map_err(|_| format!("{s:?}: bad attempt"))?,
+            position: p.parse().map_err(|_| format!("{s:?}: bad position"))?,
+        })
+    }
 }
 
 /// A receiver's epoch once it has ended: it matches nothing more.
@@ -199,7 +251,31 @@ impl ScanState {
             probed: per_attempt(),
             failed: per_attempt(),
             answered: per_attempt(),
+            frontier: AtomicU64::new(0),
+            known: AtomicU64::new(0),
+            resent: AtomicU64::new(0),
         }
+    }
+
+    /// A resumed scan: the earlier run is known to have sent every probe below `f`; the
+    /// probes this run sends there are counted ([`ScanState::resent`]).
+    pub fn set_known(&self, f: Frontier) {
+        self.known.store(f.pack() + 1, Ordering::Relaxed);
+    }
+
+    /// Probes this run sent that the earlier run it resumes is known to have sent.
+    pub fn resent(&self) -> u64 {
+        self.resent.load(Ordering::Relaxed)
+    }
+
+    /// Where the sender is now (the last probe handed out; a resumed scan starts at its
+    /// resumption point).
+    pub fn frontier(&self) -> Frontier {
+        Frontier::unpack(self.frontier.load(Ordering::Relaxed))
+    }
+
+    fn advance(&self, f: Frontier) {
+        self.frontier.store(f.pack(), Ordering::Relaxed);
     }
 
     /// The scan's space.
@@ -429,6 +505,8 @@ pub struct ScanSource {
     phase: Phase,
     last_send: Option<Instant>,
     events: Vec<Event>,
+    /// A resumed scan: pass 0 skips the targets an earlier run's results already answer.
+    resumed: bool,
 }
 
 impl ScanSource {
@@ -447,7 +525,65 @@ impl ScanSource {
             phase: Phase::Sending { attempt: 0 },
             last_send: None,
             events: Vec::with_capacity(1024),
+            resumed: false,
         }
+    }
+
+    /// Continues a scan an earlier run left at `at` (the responder set already holds the
+    /// targets its results answer, and those whose send failed): pass `at.attempt` from
+    /// position `at.position`, the passes before it over, pass 0's targets produced so far
+    /// counted towards the limit. Pass 0 then skips the targets already answered, so that
+    /// only those whose answers were lost are probed again. Costs one walk of the
+    /// permutation up to `at` (and, with a limit, to pass 0's end).
+    pub fn resume(&mut self, at: Frontier) {
+        let state = Arc::clone(&self.state);
+        let mut walk = self.start.clone();
+        let (mut produced, mut skipped, mut position) = (0u64, 0u64, 0u64);
+        // Pass 0 up to `at` (pass 0 itself), or to its end (a later pass; only a limit ends
+        // it before the permutation does).
+        let limited = self.limit < u64::MAX;
+        let target = if at.attempt == 0 {
+            at.position
+        } else if limited {
+            u64::MAX
+        } else {
+            0
+        };
+        while position < target && produced < self.limit {
+            let Some(index) = walk.next() else { break };
+            position += 1;
+            match state.space.get(index) {
+                Some(_) => produced += 1,
+                None => skipped += 1,
+            }
+        }
+        self.produced = produced;
+        self.skipped = skipped;
+        if at.attempt == 0 {
+            self.walk = walk;
+            self.position = position;
+        } else {
+            if limited {
+                self.end = position;
+            }
+            let mut walk = self.start.clone();
+            let mut p = 0;
+            while p < at.position && walk.next().is_some() {
+                p += 1;
+            }
+            self.walk = walk;
+            self.position = p;
+            // The earlier passes are over: their answers are stale.
+            let _ = state.close(u32::from(at.attempt));
+        }
+        self.resumed = true;
+        self.phase = Phase::Sending {
+            attempt: at.attempt,
+        };
+        state.advance(Frontier {
+            attempt: at.attempt,
+            position: self.position,
+        });
     }
 
     /// Targets the first pass produced so far.
@@ -489,6 +625,11 @@ impl ScanSource {
                 }
                 continue;
             };
+            if attempt == 0 && self.resumed && self.state.responders.contains(index) {
+                // Answered (or refused) before the scan was resumed: in its results already.
+                self.produced += 1;
+                continue;
+            }
             if attempt > 0 {
                 if self.state.responders.contains(index) {
                     continue;
@@ -500,6 +641,14 @@ impl ScanSource {
                 self.produced += 1;
             }
             self.state.probed[usize::from(attempt)].fetch_add(1, Ordering::Relaxed);
+            let known = self.state.known.load(Ordering::Relaxed);
+            if known > 0 && (Frontier { attempt, position }).pack() < known - 1 {
+                self.state.resent.fetch_add(1, Ordering::Relaxed);
+            }
+            self.state.advance(Frontier {
+                attempt,
+                position: self.position,
+            });
             return Some(ScanProbe {
                 target,
                 index,
@@ -589,6 +738,13 @@ impl Source for ScanSource {
                     }
                     self.walk = self.start.clone();
                     self.position = 0;
+                    if !last {
+                        // Pass `attempt` is over and cooled down: the next one starts.
+                        self.state.advance(Frontier {
+                            attempt: attempt + 1,
+                            position: 0,
+                        });
+                    }
                     self.phase = match (last, self.state.report_silent) {
                         (false, _) => Phase::Sending {
                             attempt: attempt + 1,

@@ -265,6 +265,47 @@ impl Dir {
         }
     }
 
+    /// Takes an exclusive lock on the directory itself (`flock` on a descriptor of its own,
+    /// no file created): held while the returned descriptor is open, and released when the
+    /// process ends, however it ends; `None` when another process (or descriptor) holds it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the directory cannot be opened again or locking fails otherwise.
+    pub fn try_lock(&self) -> Result<Option<OwnedFd>> {
+        let fd = rustix::fs::openat(
+            self.fd(),
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(self.path.clone(), e))?;
+        match rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(fd)),
+            Err(Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(Error::io(self.path.clone(), e)),
+        }
+    }
+
+    /// Moves file `from` in it to `to` in directory `into` (the same file system), never
+    /// replacing a file there.
+    ///
+    /// # Errors
+    /// The system error ([`Errno::EXIST`] when `to` exists).
+    pub fn rename_into(
+        &self,
+        from: &OsStr,
+        into: &Dir,
+        to: &OsStr,
+    ) -> core::result::Result<(), Errno> {
+        rustix::fs::renameat_with(
+            self.fd(),
+            from,
+            into.fd(),
+            to,
+            rustix::fs::RenameFlags::NOREPLACE,
+        )
+    }
+
     /// Opens file `name` for reading, not following a link.
     ///
     /// # Errors
@@ -436,6 +477,35 @@ pub(crate) mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn a_directory_lock_has_one_holder_at_a_time_and_creates_nothing() {
+        let d = scratch("lock");
+        let dir = Dir::open(&d).unwrap();
+        let held = dir.try_lock().unwrap().expect("the first takes it");
+        let again = Dir::open(&d).unwrap();
+        assert!(
+            again.try_lock().unwrap().is_none(),
+            "a second holder may not"
+        );
+        drop(held);
+        assert!(
+            again.try_lock().unwrap().is_some(),
+            "free once the holder closes"
+        );
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0, "no lock file");
+        // A file moves into another directory, never over one there.
+        let sub = dir.create_dir(OsStr::new("sub")).unwrap();
+        std::fs::write(d.join("a"), b"x").unwrap();
+        std::fs::write(d.join("sub/b"), b"y").unwrap();
+        assert_eq!(
+            dir.rename_into(OsStr::new("a"), &sub, OsStr::new("b")),
+            Err(Errno::EXIST)
+        );
+        dir.rename_into(OsStr::new("a"), &sub, OsStr::new("c"))
+            .unwrap();
+        assert_eq!(std::fs::read(d.join("sub/c")).unwrap(), b"x");
     }
 
     #[test]

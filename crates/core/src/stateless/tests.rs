@@ -172,6 +172,68 @@ fn passes_probe_the_silent_targets_again_and_report_every_timeout() {
 }
 
 #[test]
+fn a_resumed_scan_probes_and_reports_what_the_uninterrupted_one_would() {
+    let answers: HashMap<IpAddr, u8> = (1..30u8)
+        .map(|x| (IpAddr::from([198, 19, 0, x]), (x / 10).min(2)))
+        .collect();
+    let st = state("198.19.0.0/24", 2, true);
+    let (all, all_events) = run(&mut source(&st), &st, Instant::now(), &answers);
+    let want: HashSet<(IpAddr, u8)> = all.iter().map(|p| (p.target, p.attempt)).collect();
+    let timeouts: HashSet<(IpAddr, u8)> =
+        all_events.iter().map(|e| (e.target, e.attempt)).collect();
+    let position: HashMap<IpAddr, u64> = all.iter().map(|p| (p.target, p.position)).collect();
+    assert_eq!(all.len(), 256 + 247 + 237);
+    // Killed after `cut` probes (in pass 0, on a pass's edge, in pass 1, in pass 2, at the
+    // very end), resumed where the sender was.
+    for cut in [0, 1, 100, 255, 256, 300, 502, 503, 600, all.len()] {
+        let before = &all[..cut];
+        let at = before.last().map_or(Frontier::default(), |p| Frontier {
+            attempt: p.attempt,
+            position: p.position + 1,
+        });
+        let st2 = state("198.19.0.0/24", 2, true);
+        let mut answered = HashSet::new();
+        for p in before {
+            if answers.get(&p.target) == Some(&p.attempt) {
+                st2.responders()
+                    .insert(st2.space().index_of(p.target).unwrap());
+                answered.insert(p.target);
+            }
+        }
+        let mut src = source(&st2);
+        src.resume(at);
+        assert_eq!(st2.frontier(), at);
+        let (rest, events) = run(&mut src, &st2, Instant::now(), &answers);
+        let mut got: HashSet<(IpAddr, u8)> = before.iter().map(|p| (p.target, p.attempt)).collect();
+        for p in &rest {
+            assert!(
+                !answered.contains(&p.target),
+                "cut {cut}: {p:?} answered already"
+            );
+            assert!(got.insert((p.target, p.attempt)), "cut {cut}: {p:?} twice");
+        }
+        assert_eq!(
+            got, want,
+            "cut {cut}: the union is the uninterrupted scan's probes"
+        );
+        // Its timeouts are the uninterrupted scan's: every one of the passes from `at` on,
+        // and of the pass before them from `at`'s position on (the rest the killed run
+        // reported as it went).
+        let resumed: HashSet<(IpAddr, u8)> = events.iter().map(|e| (e.target, e.attempt)).collect();
+        assert!(resumed.is_subset(&timeouts), "cut {cut}");
+        for &(t, a) in &timeouts {
+            let after = a >= at.attempt || (a + 1 == at.attempt && position[&t] >= at.position);
+            if after {
+                assert!(
+                    resumed.contains(&(t, a)),
+                    "cut {cut}: timeout {t} {a} missing"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn without_per_target_timeouts_they_are_counted_not_listed() {
     let st = state("198.19.0.0/24", 1, false);
     let mut src = source(&st);
