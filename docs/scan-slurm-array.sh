@@ -7,6 +7,11 @@
 #   sbatch docs/scan-slurm-array.sh
 #   asdic recover /shared/scans      # per shard: complete, stopped early, or killed
 #
+# A task that was killed, preempted or requeued (sbatch --requeue, scontrol requeue) runs the
+# same command again and resumes its shard where its durable parts end (--shard env); one
+# that finished exits 0 at once, and a lock on the partition keeps a requeued task from
+# running beside one still dying. `asdic recover --info /shared/scans` tells how far each got.
+#
 # asdic needs CAP_NET_RAW (raw sockets; the XDP engine more: README, "Without root") on the
 # nodes: install it with scripts/install.sh, which sets the file capabilities.
 #SBATCH --job-name=asdic-scan
@@ -15,6 +20,7 @@
 #SBATCH --cpus-per-task=2
 #SBATCH --time=04:00:00
 #SBATCH --output=asdic-scan-%A-%a.log
+#SBATCH --requeue
 set -euo pipefail
 exec asdic scan 0.0.0.0/0 \
   --rate 100000 \

@@ -77,10 +77,18 @@ fn every_flag_in_the_deployment_examples_exists() {
                 assert!(found, "{file}: asdic {sub} has no option {a}");
                 checked += 1;
             }
-            // The job runners' shard index is taken from the environment.
+            // The job runners' shard index is taken from the environment, so that a retry
+            // resumes its shard (never opted out of here), as the file says.
             if sub == "scan" {
                 let i = args.iter().position(|a| a == "--shard").unwrap();
                 assert_eq!(args[i + 1], "env", "{file}");
+                assert!(!args.iter().any(|a| a == "--no-auto-resume"), "{file}");
+                let text = std::fs::read_to_string(root().join("docs").join(file)).unwrap();
+                assert!(
+                    text.contains("resume") && text.contains("lock") && text.contains("exits 0"),
+                    "{file}: says how a retry resumes, the lock and a finished shard"
+                );
+                assert!(help("scan").contains("--no-auto-resume"));
             }
         }
     }

@@ -98,6 +98,11 @@ pub struct RecoverArgs {
     /// directory (--dataset): each partition is checked, nothing merged.
     #[arg(value_name = "FILE|DATASET")]
     pub output: PathBuf,
+
+    /// Change nothing: tell how far each killed or stopped scan got (its watermark, parts,
+    /// rows, targets answered) and what `asdic scan --resume` would send.
+    #[arg(long)]
+    pub info: bool,
 }
 
 /// `asdic report` options.
@@ -370,6 +375,11 @@ impl OutcomeFilter {
     pub const HITS: OutcomeFilter = OutcomeFilter(0b11);
     /// Echo replies only: the responders (zmap's default output).
     pub const REPLIES: OutcomeFilter = OutcomeFilter(0b1);
+
+    /// The outcomes as bits (a resumed scan's fingerprint holds them).
+    pub fn bits(self) -> u8 {
+        self.0
+    }
 
     /// Whether rows of `o` are written.
     pub fn wants(self, o: asdic_analysis::ScanOutcome) -> bool {
@@ -786,6 +796,20 @@ pub struct ScanArgs {
     /// seed in hex>, so that every shard of one scan (one --seed) agrees.
     #[arg(long, value_name = "ID", requires = "dataset", value_parser = parse_run_id)]
     pub run_id: Option<String>,
+
+    /// Continue the scan a killed or stopped run left at PATH: its -o file (or the file's
+    /// .parts directory), or its --dataset partition (DIR/schema_version=2/run=RUN/shard=I).
+    /// Give the scan's targets and options again (the seed defaults to the earlier run's);
+    /// --rate, --cooldown, -s, --sync-every and the engine may change, anything that would
+    /// change what is probed is refused. Results go where the earlier run's went.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["output", "dataset", "dry_run"])]
+    pub resume: Option<PathBuf>,
+
+    /// With --dataset: refuse a partition an earlier run of it left unfinished, instead of
+    /// resuming it (the default: a job runner's retry of a killed or stopped shard picks up
+    /// where it ended; a finished one is left alone, exit 0).
+    #[arg(long, requires = "dataset")]
+    pub no_auto_resume: bool,
 
     /// Never probe the addresses in FILE (CIDR per line, # comments). Repeatable.
     #[arg(short = 'b', long = "blocklist-file", value_name = "FILE")]

@@ -29,6 +29,7 @@ mod ping;
 mod privilege;
 mod recover;
 mod report;
+mod resume;
 mod scan;
 mod signals;
 mod sweep;

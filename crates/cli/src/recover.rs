@@ -20,6 +20,9 @@ use crate::args::RecoverArgs;
 const ROW_GROUP: usize = 65_536;
 
 pub fn run(a: RecoverArgs) -> Result<ExitCode, Fail> {
+    if a.info {
+        return info(&a.output);
+    }
     // FILE.parts/ names its FILE.
     let given = a.output.as_os_str().to_string_lossy();
     let out = match given
@@ -76,6 +79,16 @@ fn merge_parts(
     parts_name: &std::ffi::OsStr,
 ) -> Result<ExitCode, Fail> {
     let shown = parts.path().to_path_buf();
+    // A run that still writes them holds their lock: never merged under it.
+    let _held = parts
+        .try_lock()
+        .map_err(|e| Fail::Usage(e.to_string()))?
+        .ok_or_else(|| {
+            Fail::Usage(format!(
+                "{}: a running asdic holds it: wait for it to end",
+                shown.display()
+            ))
+        })?;
     let names = part_names(parts).map_err(|e| Fail::Usage(e.to_string()))?;
     let Some(first) = names.first() else {
         return Err(Fail::Usage(format!(
@@ -262,12 +275,14 @@ fn dataset(dir: &Path) -> Result<ExitCode, Fail> {
                 incomplete += 1;
                 say!(
                     "asdic: {shown}: killed: {n} finished parts read as they are, no _SUCCESS{}; \
-                     run this partition again (into a fresh directory) to complete it",
+                     asdic scan --resume {} continues it (a job runner's retry with --shard env \
+                     does by itself)",
                     if removed > 0 {
                         format!(", {removed} unfinished part removed")
                     } else {
                         String::new()
-                    }
+                    },
+                    p.display()
                 );
             }
         }
@@ -282,4 +297,106 @@ fn dataset(dir: &Path) -> Result<ExitCode, Fail> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `asdic recover --info`: how far each unfinished scan under `path` got (a `-o` file's
+/// parts, a stopped file, a dataset partition or a whole dataset), and what a resumption
+/// would send. Changes nothing.
+fn info(path: &Path) -> Result<ExitCode, Fail> {
+    let given = path.as_os_str().to_string_lossy();
+    let parts = match given.strip_suffix(".parts") {
+        Some(_) => path.to_path_buf(),
+        None if path.is_dir() => {
+            let mut found = vec![];
+            partitions(path, &mut found)?;
+            if found.is_empty() {
+                return Err(Fail::Usage(format!(
+                    "{}: no scan parts or partitions",
+                    path.display()
+                )));
+            }
+            for p in &found {
+                tell(p, &Dir::open(p).map_err(|e| Fail::Usage(e.to_string()))?)?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        None => asdic_analysis::parts_dir(path),
+    };
+    if !parts.is_dir() {
+        // A stopped scan's file: what it records of itself.
+        let m = RunMeta::read(path).map_err(|e| Fail::Usage(format!("{}: {e}", path.display())))?;
+        say!(
+            "asdic: {}: {} scan file; watermark {}; {}",
+            path.display(),
+            if m.complete == Some(false) {
+                "a stopped"
+            } else {
+                "a finished"
+            },
+            m.watermark.as_deref().unwrap_or("none"),
+            if m.complete == Some(false) && m.watermark.is_some() {
+                format!(
+                    "asdic scan --resume {} continues it from there",
+                    path.display()
+                )
+            } else {
+                "nothing to resume".to_string()
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    tell(
+        &parts,
+        &Dir::open(&parts).map_err(|e| Fail::Usage(e.to_string()))?,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One parts directory or partition for [`info`].
+fn tell(shown: &Path, dir: &Dir) -> Result<(), Fail> {
+    let names = part_names(dir).map_err(|e| Fail::Usage(e.to_string()))?;
+    let state = if dir.has(std::ffi::OsStr::new(SUCCESS)).unwrap_or(false) {
+        "complete (_SUCCESS)"
+    } else if dir.has(std::ffi::OsStr::new(STOPPED)).unwrap_or(false) {
+        "stopped early (_STOPPED)"
+    } else {
+        "killed (no marker)"
+    };
+    let running = matches!(dir.try_lock(), Ok(None));
+    let e = asdic_analysis::resume::EarlierScan::read(dir, &names)
+        .map_err(|e| Fail::Usage(format!("{}: {e}", shown.display())))?;
+    let planned = e.last.targets_planned;
+    let w = asdic_analysis::resume::format_frontiers(&e.watermark);
+    let f = asdic_analysis::resume::format_frontiers(&e.frontier);
+    let first_pass: u64 = e
+        .watermark
+        .values()
+        .filter(|x| x.attempt == 0)
+        .map(|x| x.position)
+        .sum();
+    say!(
+        "asdic: {}: {state}{}; {} parts, {} rows, {} targets answered or refused; watermark \
+         {w} (pass 0 done to position {first_pass}{}), last frontier {f}{}",
+        shown.display(),
+        if running {
+            ", a running asdic holds it"
+        } else {
+            ""
+        },
+        e.parts,
+        e.rows,
+        e.answered.len(),
+        planned.map_or_else(String::new, |p| format!(" of about {p} targets")),
+        e.history
+            .as_deref()
+            .map_or_else(String::new, |h| format!("; resumed before: {h}")),
+    );
+    if state != "complete (_SUCCESS)" {
+        say!(
+            "asdic: a resume starts each family at its watermark: it probes the targets from \
+             there on that these parts do not answer, sending again at most those between the \
+             watermark and the frontier (and whatever was sent after the last part)"
+        );
+    }
+    Ok(())
 }

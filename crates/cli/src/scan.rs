@@ -2,7 +2,9 @@
 //! pseudo-random order, at a capped rate; results streamed as one row per responding target
 //! (or per event), with a status line once a second.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufWriter, Write};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,7 +12,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use asdic_analysis::meta::millis;
+use asdic_analysis::meta::{keys, millis};
+use asdic_analysis::resume::format_frontiers;
 use asdic_analysis::{
     CHUNK_ROWS, Fields, Format, PartedSink, RunMeta, RunMode, ScanOutcome, ScanRow, Sink, counted,
     file_sink_of, partition,
@@ -19,7 +22,7 @@ use asdic_core::event::Event;
 use asdic_core::permute::Cycle;
 use asdic_core::source::Scan;
 use asdic_core::space::{self, AddrSet, Space, SpaceSpec};
-use asdic_core::stateless::{Responders, ScanSource, ScanState};
+use asdic_core::stateless::{Frontier, Responders, ScanSource, ScanState};
 use asdic_core::targets::TargetSpec;
 use asdic_fs::Output as OutFile;
 use asdic_wire::Family;
@@ -32,6 +35,7 @@ use crate::drive::{EXIT_PIPE, End, Lane, Lanes, Mode, Run, StatusLine, drive};
 use crate::engines::{EngineOptions, RunHints};
 use crate::inputs::{Ids, Listed, human_bytes, random_u64, read_cidr_file, read_listed, work};
 use crate::output::{broken_pipe, format_for, not_binary_on_a_terminal, open_fail, resolve};
+use crate::resume::{self, Partition, Place, Resume};
 use crate::{Fail, usage};
 
 /// Rows per Parquet row group of a scan: the writer buffers one (about 3 MiB at this size).
@@ -83,10 +87,11 @@ impl Output {
         matches!(self, Output::Parts(p) if p.due())
     }
 
-    /// Finishes the open Parquet part: its rows now survive a kill.
-    fn sync(&mut self) -> anyhow::Result<()> {
+    /// Finishes the open Parquet part, with `extra` in its metadata (the watermark): its
+    /// rows now survive a kill. `always`: a part even without rows, so that `extra` does.
+    fn sync_with(&mut self, extra: &[(String, String)], always: bool) -> anyhow::Result<()> {
         if let Output::Parts(p) = self {
-            p.roll()?;
+            p.roll_with(extra, always)?;
         }
         Ok(())
     }
@@ -140,6 +145,12 @@ fn lists(a: &ScanArgs) -> Result<(AddrSet, Option<AddrSet>), Fail> {
 
 /// Checks the options that need no targets.
 fn validate(a: &ScanArgs) -> Result<(), Fail> {
+    if a.dry_run && (a.output.as_os_str() != "-" || a.dataset.is_some()) {
+        return Err(usage(
+            "--dry-run lists the targets on stdout and writes no results: drop -o/--dataset \
+             (redirect stdout to keep the list)",
+        ));
+    }
     if a.shards == 0 || a.shard.index >= a.shards {
         return Err(usage(match a.shard.from {
             Some(var) => format!(
@@ -309,6 +320,7 @@ fn explain_empty(a: &ScanArgs, specs: &[TargetSpec]) -> String {
 /// One lane per family plan: its share of the rate, its shard of the permutation, and the
 /// scan's shared state (stateless: no in-flight table — its two slots stay unused —, retries
 /// are the source's later passes, and the receivers need no reaper's timeouts).
+#[allow(clippy::too_many_arguments)]
 fn scan_lanes(
     a: &ScanArgs,
     plans: &[Plan],
@@ -317,6 +329,7 @@ fn scan_lanes(
     rate: f64,
     planned: u64,
     filter: OutcomeFilter,
+    resume: Option<&Resume>,
 ) -> Result<(Vec<Lane>, Vec<Arc<ScanState>>), Fail> {
     let mut lanes = vec![];
     let mut states = vec![];
@@ -338,7 +351,21 @@ fn scan_lanes(
             a.cooldown,
             filter.beyond_hits(),
         ));
-        let source = Box::new(ScanSource::new(state.clone(), walk, p.limit));
+        let mut source = ScanSource::new(state.clone(), walk, p.limit);
+        if let Some(r) = resume {
+            // The earlier run's answered targets are answered: never probed, never rows again.
+            for t in &r.earlier.answered {
+                if let Some(i) = p.space.index_of(*t) {
+                    state.responders().insert(i);
+                }
+            }
+            let fam = family_key(p.family);
+            source.resume(r.earlier.watermark.get(fam).copied().unwrap_or_default());
+            if let Some(f) = r.earlier.frontier.get(fam) {
+                state.set_known(*f);
+            }
+        }
+        let source = Box::new(source);
         let mut work = work(share, engine, ids, a.cooldown, 0, 1024, source);
         work.scan = vec![state.clone()];
         states.push(state);
@@ -361,26 +388,33 @@ fn scan_lanes(
 /// Runs `asdic scan`.
 pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
     if a.show_default_blocklist {
-        let mut out = BufWriter::new(std::io::stdout().lock());
-        let listed = space::DEFAULT_BLOCKLIST
-            .iter()
-            .try_for_each(|(prefix, what)| writeln!(out, "{prefix:<20} # {what}"))
-            .and_then(|()| out.flush());
-        return match listed {
-            Ok(()) => Ok(ExitCode::SUCCESS),
-            Err(e) => broken_pipe_ok(e),
-        };
+        return show_default_blocklist();
     }
     validate(&a)?;
-    if a.dry_run && (a.output.as_os_str() != "-" || a.dataset.is_some()) {
-        return Err(usage(
-            "--dry-run lists the targets on stdout and writes no results: drop -o/--dataset \
-             (redirect stdout to keep the list)",
-        ));
-    }
+    // An earlier run to continue, locked and read back before anything else.
+    let mut resume = match &a.resume {
+        Some(p) => Some(resume::at(p)?),
+        None => None,
+    };
     let listed = read_listed(&a.targets, a.file.as_deref())?;
-    let seed = a.seed.unwrap_or_else(random_u64);
+    let seed = a
+        .seed
+        .or_else(|| resume.as_ref().and_then(|r| r.earlier.seed))
+        .unwrap_or_else(random_u64);
     let plans = plans(&a, listed, seed)?;
+    // A job runner's retry of a dataset shard (--shard env): a finished partition is left
+    // alone, an unfinished one resumed.
+    if resume.is_none() && a.dataset.is_some() && a.shard.from.is_some() {
+        match job_retry(&a, seed)? {
+            Partition::Fresh => {}
+            Partition::Finished => return Ok(ExitCode::SUCCESS),
+            Partition::Unfinished(r) => resume = Some(*r),
+        }
+    }
+    let digest = fingerprint(&a, &plans);
+    if let Some(r) = &resume {
+        check_resumable(r, &digest)?;
+    }
     if a.no_default_blocklist {
         say!("asdic: default blocklist OFF (--no-default-blocklist)");
     }
@@ -388,15 +422,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         return dry_run(&a, &plans, seed);
     }
     let rate = rate(&a, &plans)?;
-    let format = if a.dataset.is_some() {
-        Format::Parquet
-    } else {
-        let stdout = a.output.as_os_str() == "-";
-        let default = if stdout { Format::Csv } else { Format::Parquet };
-        let f = format_for("-o", &a.output, a.output_format.map(|f| ("-O", f)), default)?;
-        not_binary_on_a_terminal("-o", &a.output, f)?;
-        f
-    };
+    let format = format_of(&a, resume.is_some())?;
     let planned: u64 = plans.iter().map(|p| p.expected).sum();
     let engine = a.io.options(
         a.ttl,
@@ -409,7 +435,16 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         a.dataset.is_none() && a.output.as_os_str() == "-" && format != Format::Parquet;
     let filter = filter_of(&a, to_stdout_text);
     let fields = fields_of(&a, format)?;
-    let (lanes, states) = scan_lanes(&a, &plans, &engine, ids, rate, planned, filter)?;
+    let (lanes, states) = scan_lanes(
+        &a,
+        &plans,
+        &engine,
+        ids,
+        rate,
+        planned,
+        filter,
+        resume.as_ref(),
+    )?;
     let lanes = Lanes {
         engine,
         lanes,
@@ -423,17 +458,8 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         session: ids.session,
         signal_exits: true,
     };
-    // A dataset's partition of this shard: every shard of one scan names the same run.
-    let run_id = a.dataset.as_ref().map(|_| {
-        a.run_id
-            .clone()
-            .unwrap_or_else(|| format!("seed-{seed:016x}"))
-    });
-    let partition = a.dataset.as_ref().zip(run_id.as_ref()).map(|(d, r)| {
-        d.join(asdic_analysis::version_level())
-            .join(format!("run={r}"))
-            .join(format!("shard={}", a.shard.index))
-    });
+    let (run_id, partition) = partition_of(&a, seed, resume.as_ref());
+    let families: Vec<&'static str> = plans.iter().map(|p| family_key(p.family)).collect();
     let mut mode = Scanning {
         filter,
         fields,
@@ -453,8 +479,129 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         write_stopped: false,
         stdout_closed: false,
         runtime_over: false,
+        digest,
+        families,
+        resume,
+        lock: None,
+        samples: VecDeque::new(),
+        last_watermark: None,
+        resume_duplicates: 0,
+        started_ns: 0,
     };
     drive(lanes, &mut mode)
+}
+
+/// `--show-default-blocklist`: the list on stdout.
+fn show_default_blocklist() -> Result<ExitCode, Fail> {
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let listed = space::DEFAULT_BLOCKLIST
+        .iter()
+        .try_for_each(|(prefix, what)| writeln!(out, "{prefix:<20} # {what}"))
+        .and_then(|()| out.flush());
+    match listed {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => broken_pipe_ok(e),
+    }
+}
+
+/// The results' format: Parquet for a dataset or a resumed scan's parts, else `-o`'s.
+fn format_of(a: &ScanArgs, resumed: bool) -> Result<Format, Fail> {
+    if a.dataset.is_some() || resumed {
+        return Ok(Format::Parquet);
+    }
+    let stdout = a.output.as_os_str() == "-";
+    let default = if stdout { Format::Csv } else { Format::Parquet };
+    let f = format_for("-o", &a.output, a.output_format.map(|f| ("-O", f)), default)?;
+    not_binary_on_a_terminal("-o", &a.output, f)?;
+    Ok(f)
+}
+
+/// A dataset's partition of this shard (every shard of one scan names the same run), or the
+/// one a resumed run continues: the run's name, and the directory.
+fn partition_of(
+    a: &ScanArgs,
+    seed: u64,
+    resume: Option<&Resume>,
+) -> (Option<String>, Option<PathBuf>) {
+    let run_id = a
+        .dataset
+        .as_ref()
+        .map(|_| {
+            a.run_id
+                .clone()
+                .unwrap_or_else(|| format!("seed-{seed:016x}"))
+        })
+        .or_else(|| resume.and_then(|r| r.earlier.last.run_id.clone()));
+    let partition = match resume.map(|r| &r.place) {
+        Some(Place::Partition { dir }) => Some(dir.path().to_path_buf()),
+        Some(Place::File { .. }) => None,
+        None => a.dataset.as_ref().zip(run_id.as_ref()).map(|(d, r)| {
+            d.join(asdic_analysis::version_level())
+                .join(format!("run={r}"))
+                .join(format!("shard={}", a.shard.index))
+        }),
+    };
+    (run_id, partition)
+}
+
+/// A job runner's retry of a dataset shard (`--shard env`): what its partition holds; an
+/// unfinished one is refused with `--no-auto-resume`, a finished one said.
+fn job_retry(a: &ScanArgs, seed: u64) -> Result<Partition, Fail> {
+    let (_, Some(dir)) = partition_of(a, seed, None) else {
+        return Ok(Partition::Fresh);
+    };
+    let p = resume::partition(&dir)?;
+    match &p {
+        Partition::Finished => say!(
+            "asdic: dataset partition {} is complete (_SUCCESS): nothing to do",
+            dir.display()
+        ),
+        Partition::Unfinished(_) if a.no_auto_resume => {
+            return Err(usage(format!(
+                "--dataset {}: holds the results of an earlier run of this partition \
+                 (--no-auto-resume; `asdic recover` checks them)",
+                dir.display()
+            )));
+        }
+        _ => {}
+    }
+    Ok(p)
+}
+
+/// The scan's fingerprint (`asdic.scan_digest`): what a resumption must not change.
+fn fingerprint(a: &ScanArgs, plans: &[Plan]) -> String {
+    let mut words = vec![
+        u128::from(a.shard.index),
+        u128::from(a.shards),
+        u128::from(a.retries),
+        u128::from(a.ttl),
+        u128::from(filter_of(a, false).bits()),
+    ];
+    words.extend(plans.iter().map(|p| u128::from(p.limit)));
+    resume::digest(plans.iter().map(|p| (p.space.as_ref(), &p.cycle)), &words)
+}
+
+/// The key of a family in `asdic.watermark`: `V4`, `V6`.
+fn family_key(f: Family) -> &'static str {
+    match f {
+        Family::V4 => "V4",
+        Family::V6 => "V6",
+    }
+}
+
+/// Refuses to continue an earlier run of another scan (what its fingerprint covers differs).
+fn check_resumable(r: &Resume, digest: &str) -> Result<(), Fail> {
+    match r.earlier.digest.as_deref() {
+        Some(d) if d == digest => Ok(()),
+        d => Err(usage(format!(
+            "--resume: the earlier run scanned something else (fingerprint {}, this one \
+             {digest}): give the same targets, --seed, --shards/--shard, --retries, --ttl, \
+             --max-targets, outcome filter, --ipv6-samples and block- and allowlists (their \
+             files' contents too); --rate, --cooldown, -s, --sync-every and the engine may \
+             change",
+            d.unwrap_or("none")
+        ))),
+    }
 }
 
 /// The outcomes a scan writes: `--filter`, else all with `--all-events`, else the responders
@@ -509,13 +656,49 @@ struct Scanning {
     /// The results went to stdout and its reader went away: the run stops, exit 141.
     stdout_closed: bool,
     runtime_over: bool,
+    /// The scan's fingerprint (`asdic.scan_digest`).
+    digest: String,
+    /// The families scanned, in the order of `states`.
+    families: Vec<&'static str>,
+    /// The earlier run this one continues.
+    resume: Option<Resume>,
+    /// The lock on a fresh run's parts (or partition), held to the end.
+    lock: Option<OwnedFd>,
+    /// Where the sender was, sampled every tick: the watermark is the last sample a
+    /// cooldown (and a margin) old.
+    samples: VecDeque<(Instant, BTreeMap<String, Frontier>)>,
+    /// The watermark the last part recorded.
+    last_watermark: Option<String>,
+    /// Answers to probes sent again whose targets the earlier run's rows answer already.
+    resume_duplicates: u64,
+    /// When the run started (ns since the Unix epoch).
+    started_ns: u64,
 }
+
+/// How long after a probe's cooldown its answer may still be on its way to the part: from
+/// the receivers through the run's event batches (a poll is 100 ms) to the rows written.
+const WATERMARK_MARGIN: Duration = Duration::from_millis(500);
 
 impl Mode for Scanning {
     fn start(&mut self, run: &Run) -> Result<(), Fail> {
         // Opened without capabilities, before anything is sent: a refused output ends the
         // run here.
-        self.output = Some(self.open_output(run)?);
+        let (output, lock) = self.open_output(run)?;
+        self.output = Some(output);
+        self.lock = lock;
+        self.started_ns = asdic_engine::now_ns();
+        self.sample();
+        if let Some(r) = &self.resume {
+            let e = &r.earlier;
+            say!(
+                "asdic: resuming the scan from {} ({}, {} of the earlier run kept; {} \
+                 answered, not probed again)",
+                format_frontiers(&e.watermark),
+                counted(e.parts as u64, "part", "parts"),
+                counted(e.rows, "row", "rows"),
+                counted(e.answered.len() as u64, "target", "targets"),
+            );
+        }
         let a = &self.a;
         let bound: u64 = self
             .states
@@ -544,10 +727,31 @@ impl Mode for Scanning {
         let Some(out) = self.output.as_mut() else {
             return Ok(());
         };
+        // Parts (a file's or a partition's) hold every failed send whatever the filter: a
+        // resumed scan must not probe those targets again, as the scan itself would not.
+        let parts = matches!(out, Output::Parts(_));
         for ev in batch.iter() {
+            if let Some(r) = &self.resume {
+                match ev.outcome {
+                    // The target's answer is a row of the earlier run already.
+                    asdic_core::event::Outcome::Duplicate { .. }
+                        if r.earlier.answered.contains(&ev.target) =>
+                    {
+                        self.resume_duplicates += 1;
+                        continue;
+                    }
+                    // A timeout the earlier run wrote before its watermark's pass moved on.
+                    asdic_core::event::Outcome::Timeout
+                        if r.earlier.timeouts.contains(&(ev.target, ev.attempt)) =>
+                    {
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
             self.counts.add(ev);
             let row = ScanRow::from_event(ev, ev.attempt);
-            if self.filter.wants(row.outcome) {
+            if self.filter.wants(row.outcome) || (parts && row.outcome == ScanOutcome::SendFailed) {
                 self.rows.push(row);
             }
             if self.rows.len() >= CHUNK_ROWS && self.write_error.is_none() {
@@ -559,11 +763,15 @@ impl Mode for Scanning {
     }
 
     fn tick(&mut self, run: &Run) -> Result<(), Fail> {
-        if let Some(out) = self.output.as_mut()
-            && out.due()
-            && self.write_error.is_none()
-        {
-            self.write_error = out.write(&self.rows).and_then(|()| out.sync()).err();
+        self.sample();
+        if self.output.as_ref().is_some_and(Output::due) && self.write_error.is_none() {
+            let (extra, always) = self.part_meta(false);
+            if let Some(out) = self.output.as_mut() {
+                self.write_error = out
+                    .write(&self.rows)
+                    .and_then(|()| out.sync_with(&extra, always))
+                    .err();
+            }
             self.rows.clear();
         }
         if let Some(e) = &self.write_error
@@ -623,8 +831,23 @@ impl Mode for Scanning {
             end.kernel
         );
         let complete = !run.interrupted() && !self.runtime_over;
+        // The last part records how far the scan got: all of it when it ended as planned.
+        let (extra, _) = self.part_meta(complete);
+        let closing = RunMeta::from_pairs(&extra);
+        if self.resume.is_some() {
+            say!(
+                "asdic: resumed: {} the earlier run had sent were sent again; {} to them \
+                 answered targets its rows hold (not rows again)",
+                counted(self.resent(), "probe", "probes"),
+                counted(self.resume_duplicates, "answer", "answers"),
+            );
+        }
         // Added to what the file opened with (run.meta: version, command, session, start…).
         let meta = RunMeta {
+            watermark: closing.watermark,
+            frontier: closing.frontier,
+            resumed: closing.resumed,
+            resume_duplicates: self.resume.as_ref().map(|_| self.resume_duplicates),
             summary: Some(summary.clone()),
             probes_sent: Some(sent),
             // Whole probes per second, as `{:.0}` writes them (ties to even).
@@ -635,11 +858,12 @@ impl Mode for Scanning {
             complete: Some(complete),
             ..run.end_meta(&end.kernel)
         };
-        let out = self.output.take().context("the output was never opened")?;
-        let written = self.partition.as_deref().unwrap_or(&self.a.output);
+        let mut out = self.output.take().context("the output was never opened")?;
+        let written = self.written();
         match self.write_error.take() {
             None => out
-                .finish(meta.to_pairs(), complete)
+                .sync_with(&extra, true)
+                .and_then(|()| out.finish(meta.to_pairs(), complete))
                 .with_context(|| format!("writing {}", written.display()))?,
             // The reader of the results went away: nothing more to write there.
             Some(_) if self.stdout_closed => {}
@@ -668,6 +892,109 @@ impl Mode for Scanning {
 }
 
 impl Scanning {
+    /// Where the results go (for messages).
+    fn written(&self) -> PathBuf {
+        match (&self.partition, self.resume.as_ref().map(|r| &r.place)) {
+            (Some(p), _) => p.clone(),
+            (None, Some(Place::File { out })) => out.clone(),
+            _ => self.a.output.clone(),
+        }
+    }
+
+    /// Each family's frontier now.
+    fn frontier(&self) -> BTreeMap<String, Frontier> {
+        self.families
+            .iter()
+            .zip(&self.states)
+            .map(|(f, s)| ((*f).to_string(), s.frontier()))
+            .collect()
+    }
+
+    /// Samples the frontier; keeps the samples younger than a cooldown and its margin, and
+    /// the newest older one.
+    fn sample(&mut self) {
+        let now = Instant::now();
+        self.samples.push_back((now, self.frontier()));
+        let horizon = self.a.cooldown + WATERMARK_MARGIN;
+        while self
+            .samples
+            .get(1)
+            .is_some_and(|(t, _)| now.duration_since(*t) >= horizon)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    /// The watermark now: where the sender was a cooldown and a margin ago (every answer
+    /// to the probes before it has been written since), else where the run started.
+    fn watermark(&self) -> BTreeMap<String, Frontier> {
+        let horizon = self.a.cooldown + WATERMARK_MARGIN;
+        let now = Instant::now();
+        let old = self
+            .samples
+            .iter()
+            .rev()
+            .find(|(t, _)| now.duration_since(*t) >= horizon);
+        match (old, self.samples.front()) {
+            (Some((_, f)), _) => f.clone(),
+            // The first sample is where the run started: a resumed run's watermark, or 0.
+            (None, Some((_, first))) if self.resume.is_some() => first.clone(),
+            _ => self
+                .families
+                .iter()
+                .map(|f| ((*f).to_string(), Frontier::default()))
+                .collect(),
+        }
+    }
+
+    /// Probes this run sent again that the earlier run had sent.
+    fn resent(&self) -> u64 {
+        self.states.iter().map(|s| s.resent()).sum()
+    }
+
+    /// What a finished part records (`asdic.watermark`, `asdic.frontier`, `asdic.resumed`),
+    /// and whether it changed since the last part (then a part is written even without
+    /// rows). `done`: the scan ended as planned, everything it sent has cooled down.
+    fn part_meta(&mut self, done: bool) -> (Vec<(String, String)>, bool) {
+        let frontier = self.frontier();
+        let w = if done {
+            frontier.clone()
+        } else {
+            self.watermark()
+        };
+        let w = format_frontiers(&w);
+        let changed = self.last_watermark.as_deref() != Some(w.as_str());
+        self.last_watermark = Some(w.clone());
+        let mut extra = vec![
+            (keys::WATERMARK.to_string(), w),
+            (keys::FRONTIER.to_string(), format_frontiers(&frontier)),
+        ];
+        if let Some(r) = &self.resume {
+            let this = format!(
+                "{} from {} ({} sent again)",
+                self.started_utc(),
+                format_frontiers(&r.earlier.watermark),
+                counted(self.resent(), "probe", "probes")
+            );
+            let all = match &r.earlier.history {
+                Some(h) => format!("{h}; {this}"),
+                None => this,
+            };
+            extra.push((keys::RESUMED.to_string(), all));
+        }
+        (extra, changed)
+    }
+
+    /// When this run started, UTC.
+    fn started_utc(&self) -> String {
+        let secs = self.started_ns / 1_000_000_000;
+        let t = asdic_analysis::clock::Utc::from_unix(secs);
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year, t.month, t.day, t.hour, t.minute, t.second
+        )
+    }
+
     /// The counts from the events, and the timeouts counted without an event (all of them
     /// unless --all-events lists them).
     fn counts(&self) -> Counts {
@@ -680,9 +1007,30 @@ impl Scanning {
         c
     }
 
-    fn open_output(&self, run: &Run) -> Result<Output, Fail> {
+    /// Opens the results: a resumed run's where the earlier run's are; a fresh run's parts
+    /// (or partition) locked against a second run of the same (returned: held to the end).
+    fn open_output(&self, run: &Run) -> Result<(Output, Option<OwnedFd>), Fail> {
+        let out = self.open_results(run)?;
+        let lock = match &out {
+            Output::Parts(p) if self.resume.is_none() => Some(
+                p.try_lock()
+                    .map_err(|e| usage(e.to_string()))?
+                    .ok_or_else(|| {
+                        usage(format!(
+                            "{}: another asdic holds it: a run of this scan is going",
+                            p.dir().display()
+                        ))
+                    })?,
+            ),
+            _ => None,
+        };
+        Ok((out, lock))
+    }
+
+    fn open_results(&self, run: &Run) -> Result<Output, Fail> {
         let base = RunMeta {
             run_id: self.run_id.clone(),
+            scan_digest: Some(self.digest.clone()),
             ..run.meta(RunMode::Scan)
         };
         let a = &self.a;
@@ -703,6 +1051,22 @@ impl Scanning {
         }
         .to_pairs();
         let dac = run.dropped_dac;
+        if let Some(r) = &self.resume {
+            let p = match &r.place {
+                Place::File { out } => {
+                    let dest = resolve("-o", out, false, dac)?;
+                    PartedSink::<ScanRow>::reopen(&dest, meta, SCAN_ROW_GROUP, a.sync_every)
+                }
+                Place::Partition { dir } => PartedSink::<ScanRow>::resume_dataset(
+                    dir.clone(),
+                    meta,
+                    SCAN_ROW_GROUP,
+                    a.sync_every,
+                ),
+            }
+            .map_err(|e| usage(format!("--resume {e}")))?;
+            return Ok(Output::Parts(Box::new(p.0)));
+        }
         if let (Some(root), Some(run_id)) = (&a.dataset, &self.run_id) {
             let levels = [
                 asdic_analysis::version_level(),
