@@ -34,6 +34,23 @@ impl Utc {
     }
 }
 
+impl core::fmt::Display for Utc {
+    /// RFC 3339 to the second: `2026-12-07T15:22:39Z` (`{:#}` leaves out the `Z`, for a
+    /// fraction to follow).
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )?;
+        if f.alternate() {
+            Ok(())
+        } else {
+            f.write_str("Z")
+        }
+    }
+}
+
 /// The proleptic Gregorian date of a day number (days since 1970-01-01), counting 400-year
 /// eras of 146,097 days from 0000-03-01.
 pub fn civil(days: i64) -> (i64, u32, u32) {
@@ -51,6 +68,13 @@ pub fn civil(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instants_print_as_rfc_3339() {
+        let t = Utc::from_unix(1_795_910_400 - 1);
+        assert_eq!(t.to_string(), "2026-11-28T23:59:59Z");
+        assert_eq!(format!("{t:#}.5Z"), "2026-11-28T23:59:59.5Z");
+    }
 
     #[test]
     fn known_instants() {

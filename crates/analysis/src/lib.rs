@@ -70,8 +70,8 @@ pub use aggregate::{Aggregator, RttTotals, Totals};
 pub use error::{Error, Result};
 pub use meta::{RunMeta, RunMode, UnknownRunMode};
 pub use parts::{
-    PartedSink, STOPPED, SUCCESS, dir_of, list_parts, merge, metadata_of, part_names, partition,
-    partition_taken, parts_dir, rows_of, version_level, write_marker,
+    PartedSink, STOPPED, SUCCESS, dir_of, list_parts, merge, metadata_of, pairs_of, part_names,
+    partition, partition_taken, parts_dir, rows_of, version_level, write_marker,
 };
 pub use probes::{PROBE_COLUMNS, PROBE_NUM_COLUMNS, ProbeRow, Probes, probe_schema};
 pub use scan::{SCAN_COLUMNS, SCAN_NUM_COLUMNS, ScanOutcome, ScanRow, scan_schema};

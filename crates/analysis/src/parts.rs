@@ -100,6 +100,23 @@ struct Into {
     how: Publish,
 }
 
+/// Where `out`'s parts go: its directory, its name, the parts' name (`<name>.parts`) and how
+/// the merged file is published.
+fn beside(out: &Dest) -> Result<(Dir, OsString, OsString, Publish)> {
+    let how = if out.replaces() {
+        Publish::Replace
+    } else {
+        Publish::NoReplace
+    };
+    let (Some((parent, name)), Some((_, parts))) = (out.sibling(""), out.sibling(".parts")) else {
+        return Err(Error::NotFor {
+            format: crate::Format::Parquet,
+            what: "parts beside a stream",
+        });
+    };
+    Ok((parent, name, parts, how))
+}
+
 /// Rows of type `R` for one output file, written as finished parts (see the module docs).
 #[derive(Debug)]
 pub struct PartedSink<R: Record> {
@@ -137,18 +154,7 @@ impl<R: Record> PartedSink<R> {
         row_group: usize,
         every: Duration,
     ) -> Result<Self> {
-        let how = if out.replaces() {
-            Publish::Replace
-        } else {
-            Publish::NoReplace
-        };
-        let (Some((parent, name)), Some((_, parts))) = (out.sibling(""), out.sibling(".parts"))
-        else {
-            return Err(Error::NotFor {
-                format: crate::Format::Parquet,
-                what: "parts beside a stream",
-            });
-        };
+        let (parent, name, parts, how) = beside(out)?;
         let dir = parent.create_dir(&parts).map_err(|e| match e {
             asdic_fs::Error::Exists { path } => Error::File {
                 path,
@@ -214,18 +220,7 @@ impl<R: Record> PartedSink<R> {
         row_group: usize,
         every: Duration,
     ) -> Result<(Self, Vec<OsString>)> {
-        let how = if out.replaces() {
-            Publish::Replace
-        } else {
-            Publish::NoReplace
-        };
-        let (Some((parent, name)), Some((_, parts))) = (out.sibling(""), out.sibling(".parts"))
-        else {
-            return Err(Error::NotFor {
-                format: crate::Format::Parquet,
-                what: "parts beside a stream",
-            });
-        };
+        let (parent, name, parts, how) = beside(out)?;
         if !parent.has(&parts)? {
             return Err(Error::File {
                 path: parent.join(&parts),
@@ -701,15 +696,7 @@ pub fn merge<R: Record>(
 /// The schema version a Parquet footer's `asdic.schema_version` declares (1 without it; 0,
 /// which no version is, when it does not parse).
 fn version_of_footer(meta: &parquet::file::metadata::FileMetaData) -> u32 {
-    let pairs: Vec<(String, String)> = meta
-        .key_value_metadata()
-        .map(|kv| {
-            kv.iter()
-                .filter_map(|k| Some((k.key.clone(), k.value.clone()?)))
-                .collect()
-        })
-        .unwrap_or_default();
-    crate::version::version_of(&pairs).unwrap_or(0)
+    crate::version::version_of(&pairs_of(meta)).unwrap_or(0)
 }
 
 /// The number of rows of a Parquet file (from its footer).
@@ -735,15 +722,18 @@ pub fn metadata_of(path: &Path) -> Result<Vec<(String, String)>> {
         source,
     })?;
     let b = ParquetRecordBatchReaderBuilder::try_new(f)?;
-    Ok(b.metadata()
-        .file_metadata()
-        .key_value_metadata()
+    Ok(pairs_of(b.metadata().file_metadata()))
+}
+
+/// The key-value metadata of a Parquet footer, as pairs (keys without a value left out).
+pub fn pairs_of(meta: &parquet::file::metadata::FileMetaData) -> Vec<(String, String)> {
+    meta.key_value_metadata()
         .map(|kv| {
             kv.iter()
                 .filter_map(|k| Some((k.key.clone(), k.value.clone()?)))
                 .collect()
         })
-        .unwrap_or_default())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -112,16 +112,7 @@ impl EarlierScan {
             let at = || dir.join(name).display().to_string();
             let f = dir.read_file(name)?;
             let builder = ParquetRecordBatchReaderBuilder::try_new(f)?;
-            let pairs: Vec<(String, String)> = builder
-                .metadata()
-                .file_metadata()
-                .key_value_metadata()
-                .map(|kv| {
-                    kv.iter()
-                        .filter_map(|k| Some((k.key.clone(), k.value.clone()?)))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let pairs = crate::parts::pairs_of(builder.metadata().file_metadata());
             let meta = RunMeta::from_pairs(&pairs);
             if meta.mode != Some(RunMode::Scan) {
                 return Err(Error::Schema(format!("{}: not a part of a scan", at())));

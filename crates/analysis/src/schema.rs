@@ -479,17 +479,7 @@ pub fn ns_micros(ns: u64) -> i64 {
 /// Writes `ns` (since the Unix epoch) as RFC 3339 UTC with microseconds.
 fn write_rfc3339(f: &mut fmt::Formatter<'_>, ns: u64) -> fmt::Result {
     let t = crate::clock::Utc::from_unix(ns / 1_000_000_000);
-    write!(
-        f,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.year,
-        t.month,
-        t.day,
-        t.hour,
-        t.minute,
-        t.second,
-        ns % 1_000_000_000 / 1000
-    )
+    write!(f, "{t:#}.{:06}Z", ns % 1_000_000_000 / 1000)
 }
 
 impl Value<'_> {

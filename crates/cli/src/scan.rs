@@ -987,12 +987,7 @@ impl Scanning {
 
     /// When this run started, UTC.
     fn started_utc(&self) -> String {
-        let secs = self.started_ns / 1_000_000_000;
-        let t = asdic_analysis::clock::Utc::from_unix(secs);
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            t.year, t.month, t.day, t.hour, t.minute, t.second
-        )
+        asdic_analysis::clock::Utc::from_unix(self.started_ns / 1_000_000_000).to_string()
     }
 
     /// The counts from the events, and the timeouts counted without an event (all of them

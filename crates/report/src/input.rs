@@ -189,16 +189,7 @@ pub fn for_each_batch_of(
     let mut builder = open(path)?;
     // A file of an older schema version is read whole and its batches upgraded to the
     // columns read here (`asdic_analysis::version`).
-    let pairs: Vec<(String, String)> = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .map(|kv| {
-            kv.iter()
-                .filter_map(|k| Some((k.key.clone(), k.value.clone()?)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let pairs = asdic_analysis::pairs_of(builder.metadata().file_metadata());
     let meta = RunMeta::from_pairs(&pairs);
     let version = version::version_of(&pairs).ok_or_else(|| {
         Error::not_asdic(path, format!("{} is not a number", keys::SCHEMA_VERSION))
