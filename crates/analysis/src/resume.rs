@@ -3,12 +3,14 @@
 //! Every part of a scan records, besides its rows, the scan's fingerprint
 //! (`asdic.scan_digest`) and its watermark (`asdic.watermark`: per family, the point of the
 //! scan below which every probe's answers are in this part or an earlier one). A resumed scan
-//! reads them all ([`EarlierScan::read`]): the highest watermark is where it starts, the
-//! targets already answered (or refused by the local stack) are not probed again and their
-//! later answers are not rows again, and timeouts already written are not written twice.
+//! reads them all ([`EarlierScan::read`]): the highest watermark is where it starts; then
+//! their rows ([`for_each_row`]): the targets already answered (or refused by the local
+//! stack) are not probed again and their later answers are not rows again, and timeouts
+//! already written are not written twice. The rows are streamed, never held: the caller
+//! keeps what it needs as one bit per target of the scan's space.
 
 use core::net::IpAddr;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 
 use arrow_array::cast::AsArray;
@@ -90,17 +92,12 @@ pub struct EarlierScan {
     pub frontier: BTreeMap<String, Frontier>,
     /// The resumptions so far (`asdic.resumed` of the last part that has it).
     pub history: Option<String>,
-    /// Targets that answered (echo reply or ICMP error), or whose send the local stack
-    /// refused: never probed again, never a row again.
-    pub answered: HashSet<IpAddr>,
-    /// (target, attempt) of the timeouts written.
-    pub timeouts: HashSet<(IpAddr, u8)>,
     /// The metadata of the last part (the earlier run's parameters).
     pub last: RunMeta,
 }
 
 impl EarlierScan {
-    /// Reads parts `names` of open directory `dir`.
+    /// Reads the metadata of parts `names` of open directory `dir` (their footers only).
     ///
     /// # Errors
     /// [`Error::Schema`] for a part of another schema version or mode, one without a
@@ -160,44 +157,70 @@ impl EarlierScan {
             if meta.resumed.is_some() {
                 e.history = meta.resumed.clone();
             }
-            let schema = builder.parquet_schema();
-            let roots: Vec<usize> = [&scan_col::TARGET, &scan_col::OUTCOME, &scan_col::ATTEMPT]
-                .iter()
-                .filter_map(|c| builder.schema().index_of(c.name).ok())
-                .collect();
-            let mask = ProjectionMask::roots(schema, roots);
-            let reader = builder.with_projection(mask).build()?;
-            for batch in reader {
-                let batch = batch?;
-                let col = |name: &str| {
-                    batch
-                        .column_by_name(name)
-                        .ok_or_else(|| Error::Schema(format!("{}: no column {name}", at())))
-                };
-                let target = col(scan_col::TARGET.name)?.as_string::<i32>();
-                let outcome = col(scan_col::OUTCOME.name)?.as_string::<i32>();
-                let attempt = col(scan_col::ATTEMPT.name)?.as_primitive::<UInt8Type>();
-                e.rows += batch.num_rows() as u64;
-                for i in 0..batch.num_rows() {
-                    let Ok(t) = target.value(i).parse::<IpAddr>() else {
-                        continue;
-                    };
-                    match ScanOutcome::parse(outcome.value(i)) {
-                        Some(ScanOutcome::Reply | ScanOutcome::Error | ScanOutcome::SendFailed) => {
-                            e.answered.insert(t);
-                        }
-                        Some(ScanOutcome::Timeout) => {
-                            e.timeouts.insert((t, attempt.value(i)));
-                        }
-                        _ => {}
-                    }
-                }
-            }
+            e.rows += u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
             e.parts += 1;
             e.last = meta;
         }
         Ok(e)
     }
+}
+
+/// What a row of an earlier run says of its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Earlier {
+    /// It answered (echo reply or ICMP error) or the local stack refused its probe: never
+    /// probed again, never a row again.
+    Answered,
+    /// Try `attempt` timed out, and the row says so.
+    TimedOut(u8),
+}
+
+/// Calls `f` with the target and what each row of parts `names` (in `dir`) says of it, a
+/// batch of rows in memory at a time. Returns the number of rows.
+///
+/// # Errors
+/// [`Error::Fs`] / [`Error::Parquet`] for a part that cannot be read, [`Error::Schema`] for
+/// one without a scan's columns.
+pub fn for_each_row(
+    dir: &Dir,
+    names: &[OsString],
+    mut f: impl FnMut(IpAddr, Earlier),
+) -> Result<u64> {
+    let mut rows = 0u64;
+    for name in names {
+        let at = || dir.join(name).display().to_string();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(dir.read_file(name)?)?;
+        let roots: Vec<usize> = [&scan_col::TARGET, &scan_col::OUTCOME, &scan_col::ATTEMPT]
+            .iter()
+            .filter_map(|c| builder.schema().index_of(c.name).ok())
+            .collect();
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        for batch in builder.with_projection(mask).build()? {
+            let batch = batch?;
+            let col = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .ok_or_else(|| Error::Schema(format!("{}: no column {name}", at())))
+            };
+            let target = col(scan_col::TARGET.name)?.as_string::<i32>();
+            let outcome = col(scan_col::OUTCOME.name)?.as_string::<i32>();
+            let attempt = col(scan_col::ATTEMPT.name)?.as_primitive::<UInt8Type>();
+            rows += batch.num_rows() as u64;
+            for i in 0..batch.num_rows() {
+                let Ok(t) = target.value(i).parse::<IpAddr>() else {
+                    continue;
+                };
+                match ScanOutcome::parse(outcome.value(i)) {
+                    Some(ScanOutcome::Reply | ScanOutcome::Error | ScanOutcome::SendFailed) => {
+                        f(t, Earlier::Answered);
+                    }
+                    Some(ScanOutcome::Timeout) => f(t, Earlier::TimedOut(attempt.value(i))),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]

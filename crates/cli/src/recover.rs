@@ -365,6 +365,11 @@ fn tell(shown: &Path, dir: &Dir) -> Result<(), Fail> {
     let running = matches!(dir.try_lock(), Ok(None));
     let e = asdic_analysis::resume::EarlierScan::read(dir, &names)
         .map_err(|e| Fail::Usage(format!("{}: {e}", shown.display())))?;
+    let mut answered = 0u64;
+    asdic_analysis::resume::for_each_row(dir, &names, |_, what| {
+        answered += u64::from(what == asdic_analysis::resume::Earlier::Answered);
+    })
+    .map_err(|e| Fail::Usage(format!("{}: {e}", shown.display())))?;
     let planned = e.last.targets_planned;
     let w = asdic_analysis::resume::format_frontiers(&e.watermark);
     let f = asdic_analysis::resume::format_frontiers(&e.frontier);
@@ -385,7 +390,7 @@ fn tell(shown: &Path, dir: &Dir) -> Result<(), Fail> {
         },
         e.parts,
         e.rows,
-        e.answered.len(),
+        answered,
         planned.map_or_else(String::new, |p| format!(" of about {p} targets")),
         e.history
             .as_deref()

@@ -8,7 +8,7 @@
 //! earlier run's: rate, cooldown, probe size, sync interval and engine may change, nothing
 //! that changes which addresses are probed in which order.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -40,8 +40,13 @@ pub enum Place {
 pub struct Resume {
     /// Where its results are (and this run's go).
     pub place: Place,
-    /// What its parts hold.
+    /// What its parts' footers say.
     pub earlier: EarlierScan,
+    /// Its parts' directory, open, and their names in order (their rows are read when the
+    /// scan's space is known: [`asdic_analysis::resume::for_each_row`]).
+    pub dir: Dir,
+    /// The parts' names.
+    pub names: Vec<OsString>,
     /// The lock on its directory, held for the run (closed, and so released, with it).
     pub _lock: OwnedFd,
 }
@@ -77,6 +82,8 @@ fn read(dir: &Dir, place: Place, lock: OwnedFd) -> Result<Resume, Fail> {
     Ok(Resume {
         place,
         earlier,
+        dir: dir.clone(),
+        names,
         _lock: lock,
     })
 }

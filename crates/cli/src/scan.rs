@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use asdic_analysis::meta::{keys, millis};
-use asdic_analysis::resume::format_frontiers;
+use asdic_analysis::resume::{Earlier, format_frontiers};
 use asdic_analysis::{
     CHUNK_ROWS, Fields, Format, PartedSink, RunMeta, RunMode, ScanOutcome, ScanRow, Sink, counted,
     file_sink_of, partition,
@@ -319,7 +319,8 @@ fn explain_empty(a: &ScanArgs, specs: &[TargetSpec]) -> String {
 
 /// One lane per family plan: its share of the rate, its shard of the permutation, and the
 /// scan's shared state (stateless: no in-flight table — its two slots stay unused —, retries
-/// are the source's later passes, and the receivers need no reaper's timeouts).
+/// are the source's later passes, and the receivers need no reaper's timeouts); a resumed
+/// scan's loaded with what the earlier run's rows hold.
 #[allow(clippy::too_many_arguments)]
 fn scan_lanes(
     a: &ScanArgs,
@@ -330,7 +331,7 @@ fn scan_lanes(
     planned: u64,
     filter: OutcomeFilter,
     resume: Option<&Resume>,
-) -> Result<(Vec<Lane>, Vec<Arc<ScanState>>), Fail> {
+) -> Result<ScanLanes, Fail> {
     let mut lanes = vec![];
     let mut states = vec![];
     for p in plans {
@@ -353,12 +354,6 @@ fn scan_lanes(
         ));
         let mut source = ScanSource::new(state.clone(), walk, p.limit);
         if let Some(r) = resume {
-            // The earlier run's answered targets are answered: never probed, never rows again.
-            for t in &r.earlier.answered {
-                if let Some(i) = p.space.index_of(*t) {
-                    state.responders().insert(i);
-                }
-            }
             let fam = family_key(p.family);
             source.resume(r.earlier.watermark.get(fam).copied().unwrap_or_default());
             if let Some(f) = r.earlier.frontier.get(fam) {
@@ -382,7 +377,12 @@ fn scan_lanes(
             table_line: None,
         });
     }
-    Ok((lanes, states))
+    // The earlier run's answered targets are answered: never probed, never rows again.
+    let earlier = match resume {
+        Some(r) => load_earlier(r, &states, a.retries)?,
+        None => vec![],
+    };
+    Ok((lanes, states, earlier))
 }
 
 /// Runs `asdic scan`.
@@ -435,7 +435,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         a.dataset.is_none() && a.output.as_os_str() == "-" && format != Format::Parquet;
     let filter = filter_of(&a, to_stdout_text);
     let fields = fields_of(&a, format)?;
-    let (lanes, states) = scan_lanes(
+    let (lanes, states, earlier) = scan_lanes(
         &a,
         &plans,
         &engine,
@@ -482,6 +482,7 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         digest,
         families,
         resume,
+        earlier,
         lock: None,
         samples: VecDeque::new(),
         last_watermark: None,
@@ -489,6 +490,86 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         started_ns: 0,
     };
     drive(lanes, &mut mode)
+}
+
+/// The lanes of a scan, each family's state, and what an earlier run's rows hold of each.
+type ScanLanes = (Vec<Lane>, Vec<Arc<ScanState>>, Vec<EarlierBits>);
+
+/// What an earlier run's rows hold of one family's targets: one bit per target of its space
+/// for those answered (echo reply, ICMP error, or refused by the local stack), one per pass
+/// for the timeouts written (with --all-events), pages allocated where a bit is set.
+struct EarlierBits {
+    space: Arc<Space>,
+    answered: Responders,
+    timeouts: Vec<Responders>,
+    /// Targets answered.
+    count: u64,
+}
+
+impl EarlierBits {
+    /// Whether `t` is of this family's space.
+    fn holds(&self, t: std::net::IpAddr) -> bool {
+        self.space.family() == Family::of(t)
+    }
+
+    fn answered(&self, t: std::net::IpAddr) -> bool {
+        self.space
+            .index_of(t)
+            .is_some_and(|i| self.answered.contains(i))
+    }
+
+    fn timed_out(&self, t: std::net::IpAddr, attempt: u8) -> bool {
+        match (
+            self.space.index_of(t),
+            self.timeouts.get(usize::from(attempt)),
+        ) {
+            (Some(i), Some(set)) => set.contains(i),
+            _ => false,
+        }
+    }
+}
+
+/// Reads the earlier run's rows into `states`' responder sets (its answered targets are
+/// never probed again) and, per family, what they hold.
+fn load_earlier(
+    r: &Resume,
+    states: &[Arc<ScanState>],
+    retries: u8,
+) -> Result<Vec<EarlierBits>, Fail> {
+    let mut bits: Vec<EarlierBits> = states
+        .iter()
+        .map(|s| EarlierBits {
+            space: Arc::clone(s.space()),
+            answered: Responders::new(s.space().len()),
+            timeouts: (0..=retries)
+                .map(|_| Responders::new(s.space().len()))
+                .collect(),
+            count: 0,
+        })
+        .collect();
+    asdic_analysis::resume::for_each_row(&r.dir, &r.names, |t, what| {
+        let Some(k) = bits.iter().position(|b| b.holds(t)) else {
+            return;
+        };
+        let Some(i) = bits[k].space.index_of(t) else {
+            return;
+        };
+        match what {
+            Earlier::Answered => {
+                states[k].responders().insert(i);
+                if bits[k].answered.insert(i) {
+                    bits[k].count += 1;
+                }
+            }
+            Earlier::TimedOut(a) => {
+                if let Some(set) = bits[k].timeouts.get(usize::from(a)) {
+                    set.insert(i);
+                }
+            }
+        }
+    })
+    .map_err(|e| usage(format!("--resume {e}")))?;
+    Ok(bits)
 }
 
 /// `--show-default-blocklist`: the list on stdout.
@@ -662,6 +743,8 @@ struct Scanning {
     families: Vec<&'static str>,
     /// The earlier run this one continues.
     resume: Option<Resume>,
+    /// Per family (in `states`' order), what the earlier run's rows hold.
+    earlier: Vec<EarlierBits>,
     /// The lock on a fresh run's parts (or partition), held to the end.
     lock: Option<OwnedFd>,
     /// Where the sender was, sampled every tick: the watermark is the last sample a
@@ -690,13 +773,14 @@ impl Mode for Scanning {
         self.sample();
         if let Some(r) = &self.resume {
             let e = &r.earlier;
+            let answered: u64 = self.earlier.iter().map(|b| b.count).sum();
             say!(
                 "asdic: resuming the scan from {} ({}, {} of the earlier run kept; {} \
                  answered, not probed again)",
                 format_frontiers(&e.watermark),
                 counted(e.parts as u64, "part", "parts"),
                 counted(e.rows, "row", "rows"),
-                counted(e.answered.len() as u64, "target", "targets"),
+                counted(answered, "target", "targets"),
             );
         }
         let a = &self.a;
@@ -731,19 +815,15 @@ impl Mode for Scanning {
         // resumed scan must not probe those targets again, as the scan itself would not.
         let parts = matches!(out, Output::Parts(_));
         for ev in batch.iter() {
-            if let Some(r) = &self.resume {
+            if let Some(b) = self.earlier.iter().find(|b| b.holds(ev.target)) {
                 match ev.outcome {
                     // The target's answer is a row of the earlier run already.
-                    asdic_core::event::Outcome::Duplicate { .. }
-                        if r.earlier.answered.contains(&ev.target) =>
-                    {
+                    asdic_core::event::Outcome::Duplicate { .. } if b.answered(ev.target) => {
                         self.resume_duplicates += 1;
                         continue;
                     }
                     // A timeout the earlier run wrote before its watermark's pass moved on.
-                    asdic_core::event::Outcome::Timeout
-                        if r.earlier.timeouts.contains(&(ev.target, ev.attempt)) =>
-                    {
+                    asdic_core::event::Outcome::Timeout if b.timed_out(ev.target, ev.attempt) => {
                         continue;
                     }
                     _ => {}
