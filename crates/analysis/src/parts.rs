@@ -154,7 +154,7 @@ impl<R: Record> PartedSink<R> {
         row_group: usize,
         every: Duration,
     ) -> Result<Self> {
-        let (parent, name, parts, how) = beside(out)?;
+        let (parent, _, parts, _) = beside(out)?;
         let dir = parent.create_dir(&parts).map_err(|e| match e {
             asdic_fs::Error::Exists { path } => Error::File {
                 path,
@@ -166,6 +166,18 @@ impl<R: Record> PartedSink<R> {
             },
             e => e.into(),
         })?;
+        Self::for_file(out, dir, metadata, row_group, every)
+    }
+
+    /// The parts in `dir` of file `out`, merged into it at the end.
+    fn for_file(
+        out: &Dest,
+        dir: Dir,
+        metadata: Vec<(String, String)>,
+        row_group: usize,
+        every: Duration,
+    ) -> Result<Self> {
+        let (parent, name, _, how) = beside(out)?;
         Ok(Self::with(
             Some(Into {
                 dir: parent,
@@ -220,7 +232,7 @@ impl<R: Record> PartedSink<R> {
         row_group: usize,
         every: Duration,
     ) -> Result<(Self, Vec<OsString>)> {
-        let (parent, name, parts, how) = beside(out)?;
+        let (parent, _, parts, _) = beside(out)?;
         if !parent.has(&parts)? {
             return Err(Error::File {
                 path: parent.join(&parts),
@@ -231,19 +243,7 @@ impl<R: Record> PartedSink<R> {
             });
         }
         let dir = parent.subdir(&parts, false)?;
-        let mut sink = Self::with(
-            Some(Into {
-                dir: parent,
-                name,
-                how,
-            }),
-            "part".into(),
-            out.path().to_path_buf(),
-            dir,
-            metadata,
-            row_group,
-            every,
-        );
+        let mut sink = Self::for_file(out, dir, metadata, row_group, every)?;
         let earlier = sink.adopt()?;
         Ok((sink, earlier))
     }

@@ -901,6 +901,11 @@ impl Mode for Scanning {
         let sent = run.sent();
         let send_secs = run.send_secs();
         let summary = counts.summary(sent, targets_probed(&attempts(&self.states)));
+        // A resumed run's counts are its own: the earlier run's rows are in the file too.
+        let summary = match &self.resume {
+            Some(_) => format!("this resumption: {summary}"),
+            None => summary,
+        };
         // Before the file, so that its count of lost diagnostics includes these lines.
         say!("asdic: {summary}");
         say!(
