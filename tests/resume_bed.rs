@@ -327,6 +327,13 @@ fn retries_a_resume_of_a_resume_refusals_the_lock_and_a_job_runners_retry() {
     let info = stderr_of(&bed.asdic(&["recover", "--info", o]));
     assert!(info.contains("a stopped scan file"), "{info}");
     let stopped = hits(std::slice::from_ref(&out)).len();
+    // Refused (another seed): the file stays as it was, nothing moved.
+    let mut other = args("", 20_000, &["--resume", o]);
+    let i = other.iter().position(|a| a == SEED).unwrap();
+    other[i] = "4243".into();
+    let (code, err) = run(&bed, &other);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(out.is_file() && !dir.join("t.parquet.parts").exists());
     let (code, err) = run(&bed, &args("", 20_000, &["--resume", o]));
     assert_eq!(code, Some(0), "{err}");
     let got = hits(std::slice::from_ref(&out));

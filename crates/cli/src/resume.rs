@@ -27,6 +27,9 @@ pub enum Place {
     File {
         /// The results file the run merges into.
         out: PathBuf,
+        /// `out` itself is the earlier run's results (a stopped run's file): it becomes the
+        /// first part once the run starts (after every check).
+        stopped: bool,
     },
     /// A dataset partition (its parts are the results).
     Partition {
@@ -47,8 +50,9 @@ pub struct Resume {
     pub dir: Dir,
     /// The parts' names.
     pub names: Vec<OsString>,
-    /// The lock on its directory, held for the run (closed, and so released, with it).
-    pub _lock: OwnedFd,
+    /// The lock on its directory, held for the run (closed, and so released, with it); a
+    /// stopped run's file is locked once it is moved into its parts directory.
+    pub _lock: Option<OwnedFd>,
 }
 
 /// What a dataset partition holds when a run of it starts.
@@ -75,9 +79,13 @@ fn lock(dir: &Dir) -> Result<OwnedFd, Fail> {
         })
 }
 
-/// Reads the earlier run's parts in `dir`.
-fn read(dir: &Dir, place: Place, lock: OwnedFd) -> Result<Resume, Fail> {
-    let names = part_names(dir).map_err(|e| usage(format!("--resume {e}")))?;
+/// Reads the earlier run's parts `names` in `dir`.
+fn read(
+    dir: &Dir,
+    names: Vec<OsString>,
+    place: Place,
+    lock: Option<OwnedFd>,
+) -> Result<Resume, Fail> {
     let earlier = EarlierScan::read(dir, &names).map_err(|e| usage(format!("--resume {e}")))?;
     Ok(Resume {
         place,
@@ -108,7 +116,8 @@ pub fn partition(dir: &Path) -> Result<Partition, Fail> {
         return Ok(Partition::Fresh);
     }
     let dir = d.clone();
-    read(&d, Place::Partition { dir }, held).map(|r| Partition::Unfinished(Box::new(r)))
+    read(&d, parts, Place::Partition { dir }, Some(held))
+        .map(|r| Partition::Unfinished(Box::new(r)))
 }
 
 /// The earlier run `--resume PATH` names: an `-o` file (or its `.parts` directory) whose
@@ -140,33 +149,54 @@ pub fn at(path: &Path) -> Result<Resume, Fail> {
     let parts = parts_dir(&out);
     let fs = |e: asdic_fs::Error| usage(format!("--resume {e}"));
     if !parts.exists() {
-        stopped_file_to_part(&out)?;
+        // A stopped run's file: read where it is; moved only once every check passed.
+        let meta = asdic_analysis::RunMeta::read(&out).map_err(|e| {
+            usage(format!(
+                "--resume {}: neither its parts nor a stopped scan's file ({e})",
+                out.display()
+            ))
+        })?;
+        if meta.complete != Some(false) || meta.watermark.is_none() {
+            return Err(usage(format!(
+                "--resume {}: a finished scan's file (asdic.complete is not false): nothing \
+                 to resume",
+                out.display()
+            )));
+        }
+        let (parent, name) = parent_and_name(&out)?;
+        let names = vec![name.to_os_string()];
+        return read(&parent, names, Place::File { out, stopped: true }, None);
     }
     let dir = Dir::open(&parts).map_err(fs)?;
     let held = lock(&dir)?;
-    read(&dir, Place::File { out }, held)
+    let names = part_names(&dir).map_err(|e| usage(format!("--resume {e}")))?;
+    read(
+        &dir,
+        names,
+        Place::File {
+            out,
+            stopped: false,
+        },
+        Some(held),
+    )
 }
 
-/// A stopped run's file (`asdic.complete` false) becomes the first part of the resumed run:
-/// moved, never copied, into a new `<out>.parts/`.
-fn stopped_file_to_part(out: &Path) -> Result<(), Fail> {
-    let meta = asdic_analysis::RunMeta::read(out).map_err(|e| {
-        usage(format!(
-            "--resume {}: neither its parts nor a stopped scan's file ({e})",
-            out.display()
-        ))
-    })?;
-    if meta.complete != Some(false) || meta.watermark.is_none() {
-        return Err(usage(format!(
-            "--resume {}: a finished scan's file (asdic.complete is not false): nothing to \
-             resume",
-            out.display()
-        )));
-    }
+/// The directory of file `out`, open, and its name.
+fn parent_and_name(out: &Path) -> Result<(Dir, &OsStr), Fail> {
     let parent = Dir::open(asdic_analysis::dir_of(out)).map_err(|e| usage(e.to_string()))?;
     let name = out
         .file_name()
         .ok_or_else(|| usage(format!("--resume {}: not a file name", out.display())))?;
+    Ok((parent, name))
+}
+
+/// A stopped run's file (`asdic.complete` false) becomes the first part of the resumed run:
+/// moved, never copied, into a new `<out>.parts/` (never over anything there).
+///
+/// # Errors
+/// A usage error naming the file when it cannot be moved.
+pub fn stopped_file_to_part(out: &Path) -> Result<(), Fail> {
+    let (parent, name) = parent_and_name(out)?;
     let mut parts = name.to_os_string();
     parts.push(".parts");
     let into = parent

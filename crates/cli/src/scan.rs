@@ -981,7 +981,7 @@ impl Scanning {
     fn written(&self) -> PathBuf {
         match (&self.partition, self.resume.as_ref().map(|r| &r.place)) {
             (Some(p), _) => p.clone(),
-            (None, Some(Place::File { out })) => out.clone(),
+            (None, Some(Place::File { out, .. })) => out.clone(),
             _ => self.a.output.clone(),
         }
     }
@@ -1091,8 +1091,14 @@ impl Scanning {
     /// (or partition) locked against a second run of the same (returned: held to the end).
     fn open_output(&self, run: &Run) -> Result<(Output, Option<OwnedFd>), Fail> {
         let out = self.open_results(run)?;
+        // A stopped run's file became the first part just now: its directory is new.
+        let fresh = match self.resume.as_ref().map(|r| &r.place) {
+            None => true,
+            Some(Place::File { stopped, .. }) => *stopped,
+            Some(Place::Partition { .. }) => false,
+        };
         let lock = match &out {
-            Output::Parts(p) if self.resume.is_none() => Some(
+            Output::Parts(p) if fresh => Some(
                 p.try_lock()
                     .map_err(|e| usage(e.to_string()))?
                     .ok_or_else(|| {
@@ -1133,7 +1139,10 @@ impl Scanning {
         let dac = run.dropped_dac;
         if let Some(r) = &self.resume {
             let p = match &r.place {
-                Place::File { out } => {
+                Place::File { out, stopped } => {
+                    if *stopped {
+                        resume::stopped_file_to_part(out)?;
+                    }
                     let dest = resolve("-o", out, false, dac)?;
                     PartedSink::<ScanRow>::reopen(&dest, meta, SCAN_ROW_GROUP, a.sync_every)
                 }
