@@ -645,50 +645,40 @@ pub fn merge<R: Record>(
     metadata: Vec<(String, String)>,
     row_group: usize,
 ) -> Result<u64> {
-    let mut sink: Option<ParquetSink<R>> = None;
-    let mut first: Option<(u32, &OsString)> = None;
-    let mut out = Some(out);
+    let open = |n: &OsString| -> Result<_> {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(dir.read_file(n)?)?;
+        Ok((
+            version_of_footer(builder.metadata().file_metadata()),
+            builder,
+        ))
+    };
+    let mut parts = names.iter().map(|n| open(n).map(|p| (n, p))).peekable();
+    // The file takes the first part's columns (and so its version); no parts: `R`'s.
+    let (schema, first) = match parts.peek() {
+        Some(Ok((n, (version, builder)))) => (Arc::clone(builder.schema()), Some((*version, *n))),
+        _ => (R::schema(), None),
+    };
+    let mut sink = ParquetSink::<R>::to_schema(out, schema, metadata, row_group)?;
     let mut rows = 0u64;
-    for n in names {
-        let f = dir.read_file(n)?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(f)?;
-        let version = version_of_footer(builder.metadata().file_metadata());
-        match first {
-            None => first = Some((version, n)),
-            Some((v, at)) if v != version => {
-                return Err(Error::Schema(format!(
-                    "{} holds parts of schema version {v} ({}) and {version} ({}): they \
-                     cannot make one file",
-                    dir.path().display(),
-                    at.to_string_lossy(),
-                    n.to_string_lossy()
-                )));
-            }
-            Some(_) => {}
+    for part in parts {
+        let (n, (version, builder)) = part?;
+        if let Some((v, at)) = first
+            && v != version
+        {
+            return Err(Error::Schema(format!(
+                "{} holds parts of schema version {v} ({}) and {version} ({}): they cannot \
+                 make one file",
+                dir.path().display(),
+                at.to_string_lossy(),
+                n.to_string_lossy()
+            )));
         }
-        if let Some(out) = out.take() {
-            sink = Some(ParquetSink::<R>::to_schema(
-                out,
-                Arc::clone(builder.schema()),
-                metadata.clone(),
-                row_group,
-            )?);
-        }
-        let Some(sink) = sink.as_mut() else {
-            unreachable!("made above on the first part")
-        };
-        let reader = builder.build()?;
-        for batch in reader {
+        for batch in builder.build()? {
             let batch = batch?;
             rows += batch.num_rows() as u64;
             sink.write_batch(&batch)?;
         }
     }
-    let sink = match (sink, out) {
-        (Some(sink), _) => sink,
-        (None, Some(out)) => ParquetSink::<R>::to(out, metadata, row_group)?,
-        (None, None) => unreachable!("the output is taken only to make the sink"),
-    };
     Box::new(sink).finish()?;
     Ok(rows)
 }

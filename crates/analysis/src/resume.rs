@@ -176,7 +176,8 @@ pub enum Earlier {
 }
 
 /// Calls `f` with the target and what each row of parts `names` (in `dir`) says of it, a
-/// batch of rows in memory at a time. Returns the number of rows.
+/// batch of rows in memory at a time (their number is [`EarlierScan::rows`], from the
+/// footers).
 ///
 /// # Errors
 /// [`Error::Fs`] / [`Error::Parquet`] for a part that cannot be read, [`Error::Schema`] for
@@ -185,8 +186,7 @@ pub fn for_each_row(
     dir: &Dir,
     names: &[OsString],
     mut f: impl FnMut(IpAddr, Earlier),
-) -> Result<u64> {
-    let mut rows = 0u64;
+) -> Result<()> {
     for name in names {
         let at = || dir.join(name).display().to_string();
         let builder = ParquetRecordBatchReaderBuilder::try_new(dir.read_file(name)?)?;
@@ -205,7 +205,6 @@ pub fn for_each_row(
             let target = col(scan_col::TARGET.name)?.as_string::<i32>();
             let outcome = col(scan_col::OUTCOME.name)?.as_string::<i32>();
             let attempt = col(scan_col::ATTEMPT.name)?.as_primitive::<UInt8Type>();
-            rows += batch.num_rows() as u64;
             for i in 0..batch.num_rows() {
                 let Ok(t) = target.value(i).parse::<IpAddr>() else {
                     continue;
@@ -220,7 +219,7 @@ pub fn for_each_row(
             }
         }
     }
-    Ok(rows)
+    Ok(())
 }
 
 #[cfg(test)]

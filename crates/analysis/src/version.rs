@@ -23,11 +23,13 @@ use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType, UInt8
 use arrow_array::{
     Array, ArrayRef, BooleanArray, Int32Array, RecordBatch, StringArray, UInt64Array,
 };
-use arrow_schema::{DataType, SchemaRef};
+use arrow_schema::SchemaRef;
+use asdic_wire::Family;
+use asdic_wire::template::ip_packet_len;
 
 use crate::error::{Error, Result};
 use crate::meta::{RunMode, keys};
-use crate::schema::{Record, SCHEMA_VERSION, UTC};
+use crate::schema::{Record, SCHEMA_VERSION, UTC, ns_i64, ns_micros};
 use crate::{HopRow, ProbeRow, Row, ScanRow, SweepRow};
 
 /// The schema version `pairs` (a file's key-value metadata) declare: 1 without the key.
@@ -146,37 +148,25 @@ fn from_v1(mode: RunMode, b: &RecordBatch) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-fn ns_i64(ns: u64) -> i64 {
-    crate::schema::ns_i64(ns)
-}
-
 /// Nanoseconds since the epoch as a UTC microsecond timestamp column.
 fn micros(ns: &UInt64Array) -> ArrayRef {
     Arc::new(
-        ns.unary::<_, TimestampMicrosecondType>(|x| ns_i64(x / 1000))
+        ns.unary::<_, TimestampMicrosecondType>(ns_micros)
             .with_timezone(UTC),
     )
 }
 
-/// NetXMS packet sizes of version 1 payload sizes: the IPv4 (20 + 8) or IPv6 (40 + 8)
-/// headers added, by the target's family.
+/// NetXMS packet sizes of version 1 payload sizes: the IP packet an echo request of that
+/// payload makes to the target's family (null where the target is not an address).
 fn psizes(size: &UInt64Array, target: &StringArray) -> UInt64Array {
     size.iter()
         .zip(target.iter())
         .map(|(s, t)| {
-            let headers = if t.is_some_and(|t| t.contains(':')) {
-                48
-            } else {
-                28
-            };
-            s.map(|s| s + headers)
+            let family = Family::of(t?.parse().ok()?);
+            let payload = usize::try_from(s?).ok()?;
+            u64::try_from(ip_packet_len(family, payload)).ok()
         })
         .collect()
-}
-
-/// Whether `data_type` is what version 2 writes for times (a check for readers' tests).
-pub fn is_time(data_type: &DataType) -> bool {
-    matches!(data_type, DataType::Timestamp(_, Some(tz)) if tz.as_ref() == UTC)
 }
 
 #[cfg(test)]
@@ -247,7 +237,7 @@ mod tests {
         let rtt = up.column_by_name("rtt_us").unwrap();
         assert_eq!(rtt.as_primitive::<Float64Type>().value(0), 12.5);
         let t = up.column_by_name("sent_time").unwrap();
-        assert!(is_time(t.data_type()));
+        assert_eq!(t.data_type(), &crate::schema::Type::Timestamp.arrow());
         assert_eq!(
             t.as_primitive::<TimestampMicrosecondType>().value(0),
             1_700_000_000_123_456

@@ -459,7 +459,6 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         signal_exits: true,
     };
     let (run_id, partition) = partition_of(&a, seed, resume.as_ref());
-    let families: Vec<&'static str> = plans.iter().map(|p| family_key(p.family)).collect();
     let mut mode = Scanning {
         filter,
         fields,
@@ -480,7 +479,6 @@ pub fn run(a: ScanArgs) -> Result<ExitCode, Fail> {
         stdout_closed: false,
         runtime_over: false,
         digest,
-        families,
         resume,
         earlier,
         lock: None,
@@ -739,8 +737,6 @@ struct Scanning {
     runtime_over: bool,
     /// The scan's fingerprint (`asdic.scan_digest`).
     digest: String,
-    /// The families scanned, in the order of `states`.
-    families: Vec<&'static str>,
     /// The earlier run this one continues.
     resume: Option<Resume>,
     /// Per family (in `states`' order), what the earlier run's rows hold.
@@ -988,10 +984,14 @@ impl Scanning {
 
     /// Each family's frontier now.
     fn frontier(&self) -> BTreeMap<String, Frontier> {
-        self.families
+        self.by_family(ScanState::frontier)
+    }
+
+    /// `f` of each family's scan state, by family key.
+    fn by_family(&self, f: impl Fn(&ScanState) -> Frontier) -> BTreeMap<String, Frontier> {
+        self.states
             .iter()
-            .zip(&self.states)
-            .map(|(f, s)| ((*f).to_string(), s.frontier()))
+            .map(|s| (family_key(s.space().family()).to_string(), f(s)))
             .collect()
     }
 
@@ -1024,11 +1024,7 @@ impl Scanning {
             (Some((_, f)), _) => f.clone(),
             // The first sample is where the run started: a resumed run's watermark, or 0.
             (None, Some((_, first))) if self.resume.is_some() => first.clone(),
-            _ => self
-                .families
-                .iter()
-                .map(|f| ((*f).to_string(), Frontier::default()))
-                .collect(),
+            _ => self.by_family(|_| Frontier::default()),
         }
     }
 
