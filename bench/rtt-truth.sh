@@ -17,6 +17,7 @@
 #        packages: `fping -C 1 -i MS -g 198.19.0.0/20`, µs resolution; `zmap -M icmp_echo_time
 #        -r RATE`, µs resolution; FPING=path or ZMAP=path for another installed build)
 #        REPS=N (default 5)
+#        QUEUES=N (default 1): RX and TX queues of the scanner's link (scripts/bed.sh --queues)
 #        ASDIC_ARGS="--batch 1" (more flags for every asdic run)
 #        MODE=scan: the stateless scan instead (`asdic scan 198.19.0.0/20 -R RATE`, one probe
 #        per target, each timed from the stamp its payload carries)
@@ -36,7 +37,7 @@ rates=("$@")
 id=rtt$$
 work=$(mktemp -d)
 trap 'scripts/bed.sh down "$id" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-scripts/bed.sh up "$id" >/dev/null
+scripts/bed.sh up "$id" --queues "${QUEUES:-1}" >/dev/null
 scan="asdic-$id-scan" rtr="asdic-$id-rtr"
 : >"$work/empty.conf"
 # zmap's next hop: the router's side of the scanner's link.

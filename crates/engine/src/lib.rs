@@ -365,6 +365,12 @@ pub trait Tx: Send {
     fn receivers_behind(&self) -> bool {
         false
     }
+
+    /// Where the send stamps of tagged packets go that the engine takes itself, off the
+    /// caller's thread (the AF_XDP engine's lane threads stamp each frame right before their
+    /// `sendto`): a tracked run's in-flight table ([`asdic_core::table::InflightTable::stamp_sent`]). By
+    /// default none are taken.
+    fn stamp_sends(&mut self, _table: std::sync::Arc<asdic_core::table::InflightTable>) {}
 }
 
 /// The receiving half of an engine.

@@ -22,7 +22,8 @@
 //! no frame ever crosses threads and no UMEM lock is taken after open (xsk-rs serialises
 //! socket creation on a UMEM), at the price of a TX area per queue (counted in
 //! [`XdpInfo::umem_bytes`]). The TX half sends through every queue that is also a TX queue, a
-//! batch per queue in turn. The XDP program is attached through a bpf_link owned by
+//! batch per queue in turn; in copy mode with several such queues and CPUs, every queue after
+//! the first kicks the kernel from a thread of its own (see [`Kicker`]). The XDP program is attached through a bpf_link owned by
 //! the first RX half: it is detached when that half is dropped, and by the kernel when the
 //! process dies in any way.
 //!
@@ -42,8 +43,11 @@
 use core::net::IpAddr;
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use asdic_core::table::InflightTable;
 use asdic_xdp::{Errno, Filter, FilterConfig, Mode};
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
@@ -380,6 +384,10 @@ pub fn plan_queues(
 
 /// One TX queue's socket: its ring, completion ring, UMEM and free frames.
 struct Lane {
+    /// The lane's own sending thread, if it has one ([`Kicker`]); else the sender's calls
+    /// kick the kernel themselves. First, so that it is dropped (stopped and joined) before
+    /// the socket it kicks is closed.
+    kicker: Option<Kicker>,
     queue: u32,
     q: TxQueue,
     cq: CompQueue,
@@ -390,12 +398,182 @@ struct Lane {
     ring: u32,
 }
 
+/// A TX lane's own sending thread. In copy mode the kernel transmits a socket's frames inside
+/// the `sendto` that kicks it, on the calling CPU, and on a veth the far end's and the
+/// replies' way back run there too: one thread kicking every queue did all queues' kernel
+/// work on one CPU (two queues sent no faster than one). So, with more than one TX queue
+/// and more than one CPU, every lane after the first gets a thread that only kicks: the
+/// sender writes frames onto its ring and goes on, the thread `sendto`s them. It takes a
+/// call only with its ring empty (a call's frames never wait behind another call's), only
+/// while awake, and it is woken only while the sender is saturated (calls back to back):
+/// below that every call goes through the first lane as before. For tracked runs it stamps
+/// each frame it is about to send into the in-flight table right before its `sendto`
+/// ([`Tx::stamp_sends`]), as the sender stamps a probe it sends itself, so a frame that
+/// waited for the thread is not timed from before the wait. Its lane sends through a socket
+/// of its own, so nothing else (a receiver's poll) transmits its frames.
+struct Kicker {
+    shared: Arc<KickShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What a lane's sending thread shares with the sender.
+struct KickShared {
+    /// The TX ring's indices (the frames handed over and not yet taken).
+    view: xsk_sys::RingView,
+    /// Stop once the ring is empty (or after [`KICK_DRAIN`]).
+    stop: AtomicBool,
+    /// Set while the thread sleeps (nothing handed to it for [`KICK_IDLE`]).
+    asleep: AtomicBool,
+    /// The errno of a `sendto` that failed; the thread has then ended.
+    errno: AtomicI32,
+    /// Per TX ring slot: the tag of the frame there (bit 32 set) or 0, written before the
+    /// frame is produced.
+    tags: Box<[AtomicU64]>,
+    /// Where tagged frames' send stamps go (tracked runs).
+    table: OnceLock<Arc<InflightTable>>,
+}
+
+/// How long a lane's thread waits for work, yielding, before it sleeps.
+const KICK_IDLE: Duration = Duration::from_millis(1);
+/// Longest a stopping lane thread goes on kicking frames the kernel does not take.
+const KICK_DRAIN: Duration = Duration::from_millis(100);
+/// A call starting within this of the previous call's end: the sender is saturated (its
+/// loop's own work between calls is well under a microsecond), so sleeping lane threads
+/// are woken.
+const SATURATED: Duration = Duration::from_micros(2);
+
+impl Kicker {
+    fn spawn(queue: u32, fd: std::os::fd::RawFd, ring: u32) -> Result<Kicker, EngineError> {
+        let view = xsk_sys::RingView::tx(fd).map_err(|e| {
+            unavailable(format!("TX ring view of queue {queue}: {}", errno_name(&e)))
+        })?;
+        let shared = Arc::new(KickShared {
+            view,
+            stop: AtomicBool::new(false),
+            asleep: AtomicBool::new(false),
+            errno: AtomicI32::new(0),
+            tags: (0..ring).map(|_| AtomicU64::new(0)).collect(),
+            table: OnceLock::new(),
+        });
+        let k = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("asdic-txq{queue}"))
+            .spawn(move || kick_loop(fd, &k))
+            .map_err(|e| unavailable(format!("TX thread of queue {queue}: {e}")))?;
+        Ok(Kicker {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Whether it can take a call now: awake, and its ring empty.
+    fn ready(&self) -> bool {
+        !self.shared.asleep.load(Ordering::Acquire) && self.shared.view.waiting() == 0
+    }
+
+    fn wake(&self) {
+        if self.shared.asleep.load(Ordering::Acquire)
+            && let Some(t) = &self.thread
+        {
+            t.thread().unpark();
+        }
+    }
+
+    /// Records the tags of `n` frames about to be produced from batch index `from`.
+    fn tag(&self, batch: &TxBatch, from: usize, n: usize) {
+        let (_, at) = self.shared.view.bounds();
+        let mask = self.shared.tags.len() - 1;
+        for i in 0..n {
+            let t = batch.tag(from + i).map_or(0, |t| 1 << 32 | u64::from(t));
+            let slot = at.wrapping_add(i as u32) as usize & mask;
+            // Release: the thread that reads the frame's ring position (after the ring's
+            // producer index, published later) sees its tag.
+            self.shared.tags[slot].store(t, Ordering::Release);
+        }
+    }
+
+    fn failed(&self) -> Option<SendError> {
+        let e = self.shared.errno.load(Ordering::Acquire);
+        (e != 0).then(|| {
+            SendError::Fatal(EngineError::Io {
+                engine: ENGINE,
+                what: "TX wakeup (sendto, lane thread)",
+                source: std::io::Error::from_raw_os_error(e),
+            })
+        })
+    }
+}
+
+impl Drop for Kicker {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+/// A lane thread's loop: kicks while its ring holds frames (stamping tagged ones first),
+/// yields while work may come, sleeps after [`KICK_IDLE`] without any; on stop, drains its
+/// ring (at most [`KICK_DRAIN`]) and ends.
+fn kick_loop(fd: std::os::fd::RawFd, k: &KickShared) {
+    let mask = k.tags.len() - 1;
+    let mut last_work = Instant::now();
+    let mut stopping: Option<Instant> = None;
+    loop {
+        let (cons, prod) = k.view.bounds();
+        let stop = k.stop.load(Ordering::Acquire);
+        if stop && stopping.get_or_insert_with(Instant::now).elapsed() > KICK_DRAIN {
+            return;
+        }
+        if cons != prod {
+            if let Some(table) = k.table.get() {
+                let now = crate::stamp_ns();
+                let mut at = cons;
+                while at != prod {
+                    let t = k.tags[at as usize & mask].load(Ordering::Acquire);
+                    if t >> 32 == 1 {
+                        table.stamp_sent(t as u32, now);
+                    }
+                    at = at.wrapping_add(1);
+                }
+            }
+            if let Err(e) = xsk_sys::kick_tx(fd) {
+                k.errno
+                    .store(e.raw_os_error().unwrap_or(libc::EIO), Ordering::Release);
+                return;
+            }
+            last_work = Instant::now();
+            continue;
+        }
+        if stop {
+            return;
+        }
+        if last_work.elapsed() < KICK_IDLE {
+            std::thread::yield_now();
+            continue;
+        }
+        k.asleep.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        // A call handed over between the look above and the flag is seen here; one handed
+        // over after this look finds the flag set and unparks.
+        if k.view.waiting() == 0 && !k.stop.load(Ordering::SeqCst) {
+            std::thread::park_timeout(Duration::from_millis(100));
+        }
+        k.asleep.store(false, Ordering::SeqCst);
+        last_work = Instant::now();
+    }
+}
+
 /// The sending half: a batch per TX lane in turn.
 pub struct XdpTx {
     lanes: Vec<Lane>,
     next: usize,
+    /// When the last call returned (see [`SATURATED`]).
+    last_end: Option<Instant>,
     /// Every RX queue's ring, read from here (see [`Tx::receivers_behind`]).
-    watches: Vec<xsk_sys::RxRingWatch>,
+    watches: Vec<xsk_sys::RingView>,
     /// Frames waiting on one RX ring beyond which receivers are behind: a quarter of it.
     hold_at: u32,
     caps: TxCaps,
@@ -585,8 +763,12 @@ pub struct XdpInfo {
     pub rx_frames: u32,
     /// UMEM bytes over all queues.
     pub umem_bytes: u64,
-    /// Whether each TX queue sends through a socket of its own (`XdpOptions::separate_tx`).
+    /// Whether each TX queue sends through a socket of its own (`XdpOptions::separate_tx`, or
+    /// several sending queues on several CPUs).
     pub tx_sockets: bool,
+    /// TX queues that send from a thread of their own (every one after the first, in copy
+    /// mode with several CPUs); 0 when the sender kicks every queue itself.
+    pub tx_threads: usize,
 }
 
 fn qsize(n: u32) -> Result<QueueSize, EngineError> {
@@ -917,6 +1099,7 @@ fn bind_all(
     let mut rxs = vec![];
     let mut watches = vec![];
     let mut zero_copy = false;
+    let separate = separate_tx(o, l);
     for &queue in &l.queues {
         let tx_frames = l.tx_frames_of(queue);
         let Bound {
@@ -931,7 +1114,7 @@ fn bind_all(
             queue,
             tx_frames,
             l.rx_frames,
-            o.separate_tx && l.tx_queues.contains(&queue),
+            separate && l.tx_queues.contains(&queue),
         )?;
         // One socket per queue for every family the engine serves.
         for &v6 in families {
@@ -941,7 +1124,7 @@ fn bind_all(
         }
         zero_copy |= sys::xsk_zero_copy(rxq.fd().as_raw_fd());
         // Without a watch the sender still hears from the receiver itself, later.
-        if let Ok(w) = xsk_sys::RxRingWatch::new(rxq.fd().as_raw_fd()) {
+        if let Ok(w) = xsk_sys::RingView::new(rxq.fd().as_raw_fd()) {
             watches.push(w);
         }
         let rx_part = frames.split_off(tx_frames as usize);
@@ -961,27 +1144,52 @@ fn bind_all(
                 out: Vec::with_capacity(batch),
                 done: vec![FrameDesc::default(); tx_frames as usize],
                 ring: tx_frames.next_power_of_two(),
+                kicker: None,
             });
         }
         // A queue without a lane drops its TX ring and completion ring here; the socket
         // lives on with its RX ring and fill ring (xsk-rs closes it with the last handle).
         rxs.push(XdpRx::new(queue, rxq, fq, umem, batch, l.rx_frames, to));
     }
+    // Copy mode, several lanes, several CPUs: every lane after the first sends from a
+    // thread of its own (see [`Kicker`]).
+    if separate && !zero_copy && lanes.len() > 1 && cpus() > 1 {
+        for lane in &mut lanes[1..] {
+            let fd = lane.q.fd().as_raw_fd();
+            lane.kicker = Some(Kicker::spawn(lane.queue, fd, lane.ring)?);
+        }
+    }
     Ok(Sockets {
         lanes,
         rxs,
         watches,
         zero_copy,
+        separate,
     })
+}
+
+/// CPUs this process may run on.
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Whether sending queues get a sending socket of their own: when asked
+/// ([`XdpOptions::separate_tx`], runs sending one probe per call), and wherever more than one
+/// queue sends on more than one CPU (their lanes' threads must be the only ones to transmit
+/// their frames: a receiver's poll on a shared socket would push them too).
+fn separate_tx(o: &XdpOptions, l: &Layout) -> bool {
+    o.separate_tx || (l.tx_queues.len() > 1 && cpus() > 1)
 }
 
 /// What [`bind_all`] opened.
 struct Sockets {
     lanes: Vec<Lane>,
     rxs: Vec<XdpRx>,
-    watches: Vec<xsk_sys::RxRingWatch>,
+    watches: Vec<xsk_sys::RingView>,
     /// Whether the sockets are bound in zero-copy mode (else the kernel copies).
     zero_copy: bool,
+    /// Whether the sending queues send through sockets of their own.
+    separate: bool,
 }
 
 /// Opens the engine: resolves the path, attaches the XDP program, creates a UMEM and a
@@ -1017,6 +1225,7 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
         mut rxs,
         watches,
         zero_copy,
+        separate,
     } = bind_all(o, &l, &ifname, &mut filter, &families, to)?;
     let other_layer = other.as_ref().map(|p| TxLayer::Ethernet {
         src_mac: p.src_mac,
@@ -1034,7 +1243,8 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
         unserved: l.unserved,
         rx_frames: l.rx_frames,
         umem_bytes: l.umem_bytes,
-        tx_sockets: o.separate_tx,
+        tx_sockets: separate,
+        tx_threads: lanes.iter().filter(|l| l.kicker.is_some()).count(),
     };
     let first = &mut rxs[0];
     first.filter = Some(filter);
@@ -1048,6 +1258,7 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
     let tx = XdpTx {
         lanes,
         next: 0,
+        last_end: None,
         watches,
         hold_at: l.rx_frames / 4,
         caps: TxCaps {
@@ -1137,13 +1348,24 @@ impl Lane {
             }
         }
         let n = self.out.len();
+        if let Some(k) = &self.kicker {
+            k.tag(batch, from, n);
+        }
         if xsk_sys::tx_produce(&mut self.q, &self.out) != n {
             self.pool.give(&self.out);
             self.out.clear();
             return Err(SendError::Busy { sent: 0 });
         }
         self.out.clear();
-        self.kick()?;
+        match &self.kicker {
+            Some(k) => {
+                // The frames are on the ring before the thread's sleep flag is read (the
+                // thread sets the flag before its last look at the ring).
+                std::sync::atomic::fence(Ordering::SeqCst);
+                k.wake();
+            }
+            None => self.kick()?,
+        }
         Ok(n)
     }
 }
@@ -1166,19 +1388,47 @@ impl Tx for XdpTx {
 
     fn send(&mut self, batch: &TxBatch, from: usize) -> Result<usize, SendError> {
         // One call goes out through one lane; the next call through the next one. A lane
-        // with a full ring hands the call on to the others before the batch waits.
+        // with a full ring hands the call on to the others before the batch waits; a lane
+        // with a thread of its own takes it only when ready (awake, its ring empty), and its
+        // thread is woken while the sender is saturated.
+        let start = Instant::now();
+        let saturated = self
+            .last_end
+            .is_some_and(|t| start.saturating_duration_since(t) < SATURATED);
         let n = self.lanes.len();
+        let mut r = Err(SendError::Busy { sent: 0 });
         for k in 0..n {
             let i = (self.next + k) % n;
+            if let Some(kick) = &self.lanes[i].kicker {
+                if let Some(e) = kick.failed() {
+                    return Err(e);
+                }
+                if saturated {
+                    kick.wake();
+                }
+                if !kick.ready() {
+                    continue;
+                }
+            }
             match self.lanes[i].send(batch, from, self.caps.max_packet) {
                 Err(SendError::Busy { sent: 0 }) => continue,
-                r => {
+                other => {
                     self.next = (i + 1) % n;
-                    return r;
+                    r = other;
+                    break;
                 }
             }
         }
-        Err(SendError::Busy { sent: 0 })
+        self.last_end = Some(Instant::now());
+        r
+    }
+
+    fn stamp_sends(&mut self, table: Arc<InflightTable>) {
+        for lane in &self.lanes {
+            if let Some(k) = &lane.kicker {
+                let _ = k.shared.table.set(table.clone());
+            }
+        }
     }
 }
 

@@ -96,12 +96,13 @@ pub(crate) fn fill_produce(q: &mut FillQueue, descs: &[FrameDesc]) -> usize {
     unsafe { q.produce(descs) }
 }
 
-/// A read-only view of one AF_XDP socket's RX ring indices, for another thread (the
-/// sender) to see how many frames wait there without asking the receiver, which may not be
-/// running: its own second mapping of the ring's first page(s), where the kernel's producer
-/// and the receiver's consumer index live.
+/// A read-only view of one AF_XDP socket's RX or TX ring indices, for another thread to see
+/// how many frames wait there without the ring's owner: the sender, how many wait on a
+/// receiver's RX ring (the receiver may not be running); a lane's sending thread, how many
+/// the sender put on the TX ring that the kernel has not taken. Its own second mapping of the
+/// ring's first page(s), where the producer and consumer indices live.
 #[derive(Debug)]
-pub(crate) struct RxRingWatch {
+pub(crate) struct RingView {
     base: std::ptr::NonNull<libc::c_void>,
     len: usize,
     producer: usize,
@@ -110,11 +111,23 @@ pub(crate) struct RxRingWatch {
 
 // SAFETY: the mapping is private to this value, valid until it is dropped, and only read
 // through atomic loads; moving it to another thread changes none of that.
-unsafe impl Send for RxRingWatch {}
+unsafe impl Send for RingView {}
+// SAFETY: every access through `&self` is an atomic load of the mapping; threads sharing it
+// only read.
+unsafe impl Sync for RingView {}
 
-impl RxRingWatch {
+impl RingView {
     /// Maps the RX ring of the AF_XDP socket `fd` (already bound, with an RX ring).
-    pub(crate) fn new(fd: std::os::fd::RawFd) -> std::io::Result<RxRingWatch> {
+    pub(crate) fn new(fd: std::os::fd::RawFd) -> std::io::Result<RingView> {
+        Self::map(fd, false)
+    }
+
+    /// Maps the TX ring of the AF_XDP socket `fd` (already bound, with a TX ring).
+    pub(crate) fn tx(fd: std::os::fd::RawFd) -> std::io::Result<RingView> {
+        Self::map(fd, true)
+    }
+
+    fn map(fd: std::os::fd::RawFd, tx: bool) -> std::io::Result<RingView> {
         // SAFETY: xdp_mmap_offsets is plain integers; all-zero bytes are a valid value.
         let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
         let mut optlen = size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
@@ -136,11 +149,17 @@ impl RxRingWatch {
             // Kernels before 5.4 lay the offsets out without flags; not worth a second path.
             return Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP));
         }
-        let (producer, consumer) = (off.rx.producer as usize, off.rx.consumer as usize);
+        let ring = if tx { off.tx } else { off.rx };
+        let (producer, consumer) = (ring.producer as usize, ring.consumer as usize);
         // The indices precede the descriptors; map up to those (the kernel allows a prefix).
-        let len = (producer.max(consumer) + 4).max(off.rx.desc as usize);
-        // SAFETY: a fresh read-only shared mapping of the socket's RX ring (page offset
-        // XDP_PGOFF_RX_RING); nothing else is aliased or overwritten.
+        let len = (producer.max(consumer) + 4).max(ring.desc as usize);
+        let offset = if tx {
+            libc::XDP_PGOFF_TX_RING
+        } else {
+            libc::XDP_PGOFF_RX_RING
+        };
+        // SAFETY: a fresh read-only shared mapping of the socket's RX or TX ring (page offset
+        // XDP_PGOFF_RX_RING / XDP_PGOFF_TX_RING); nothing else is aliased or overwritten.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -148,7 +167,7 @@ impl RxRingWatch {
                 libc::PROT_READ,
                 libc::MAP_SHARED | libc::MAP_POPULATE,
                 fd,
-                libc::XDP_PGOFF_RX_RING,
+                offset,
             )
         };
         if p == libc::MAP_FAILED {
@@ -156,7 +175,7 @@ impl RxRingWatch {
         }
         let base =
             std::ptr::NonNull::new(p).ok_or_else(|| std::io::Error::other("mmap gave null"))?;
-        Ok(RxRingWatch {
+        Ok(RingView {
             base,
             len,
             producer,
@@ -174,14 +193,47 @@ impl RxRingWatch {
         }
     }
 
-    /// Frames on the RX ring, not yet taken by the receiver.
+    /// Frames on the ring, not yet taken by its consumer (the receiver; on a TX ring, the
+    /// kernel).
     pub(crate) fn waiting(&self) -> u32 {
+        let (cons, prod) = self.bounds();
+        prod.wrapping_sub(cons)
+    }
+
+    /// The consumer and producer indices: the frames waiting are those in between.
+    pub(crate) fn bounds(&self) -> (u32, u32) {
         let cons = self.index(self.consumer);
-        self.index(self.producer).wrapping_sub(cons)
+        (cons, self.index(self.producer))
     }
 }
 
-impl Drop for RxRingWatch {
+/// Asks the kernel to transmit what the TX ring of AF_XDP socket `fd` holds (a `sendto` with
+/// no data, as libxdp's kick): `Ok` also when the kernel is busy or out of buffers (the frames
+/// stay on the ring for the next call).
+pub(crate) fn kick_tx(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    // SAFETY: a sendto of no bytes (null buffer, length 0, no address) on a descriptor the
+    // caller keeps open; the kernel reads nothing from user memory.
+    let r = unsafe {
+        libc::sendto(
+            fd,
+            std::ptr::null(),
+            0,
+            libc::MSG_DONTWAIT,
+            std::ptr::null(),
+            0,
+        )
+    };
+    if r >= 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN) => Ok(()),
+        _ => Err(e),
+    }
+}
+
+impl Drop for RingView {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the mapping `new` made, once; no reference into it outlives
         // `self`.

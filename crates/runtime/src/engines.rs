@@ -483,10 +483,13 @@ fn xdp_detail(info: &asdic_engine::xdp::XdpInfo) -> Detail {
          UMEM), from {} {} to next hop {} {}",
         if info.tx_queues.len() == 1 { "" } else { "s" },
         asdic_engine::xdp::queue_list(&info.tx_queues),
-        if info.tx_sockets {
-            " (sending sockets of their own)"
-        } else {
-            ""
+        match (info.tx_sockets, info.tx_threads) {
+            (true, 0) => " (sending sockets of their own)".to_string(),
+            (true, k) => format!(
+                " (sending sockets of their own; {k} of them from a thread of {} own)",
+                if k == 1 { "its" } else { "their" }
+            ),
+            _ => String::new(),
         },
         info.mode,
         info.rx_frames,

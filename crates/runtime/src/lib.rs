@@ -337,7 +337,10 @@ impl Pipeline {
             scan,
             flow_source,
         } = work;
-        let (txe, rxes) = self.engine.take().context("engine already started")?;
+        let (mut txe, rxes) = self.engine.take().context("engine already started")?;
+        if scan.is_empty() {
+            txe.stamp_sends(self.table.clone());
+        }
         // One probe per call: each stamped right before the kernel takes it.
         if self.per_call && scan.is_empty() {
             cfg.batch = 1;
