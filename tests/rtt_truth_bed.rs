@@ -5,7 +5,8 @@
 //! at 1,000 and 20,000 probes/s, on every engine: asdic's RTT minus the wire's is never
 //! negative and small (p50, p99); with a timeout below part of the bed's wire RTTs, every
 //! reply whose wire RTT is over it is late, never received. On a link of two queues at full
-//! speed, where the second queue sends from a thread of its own, none below the wire either.
+//! speed in calls of 64, where the second queue sends from a thread of its own, none below
+//! the wire either.
 //! One test: beds measured side by side would disturb each other's figures.
 
 use std::collections::HashMap;
@@ -239,8 +240,8 @@ fn rtts_are_within_microseconds_of_the_wire_and_never_below_it() {
     a_second_queues_own_thread_stamps_its_frames_before_the_wire();
 }
 
-/// CPU ticks (user + system) of the thread of `pid` named `name`, if it runs.
-fn thread_ticks(pid: u32, name: &str) -> Option<u64> {
+/// Nanoseconds on a CPU of the thread of `pid` named `name`, if it runs (schedstat).
+fn thread_runtime_ns(pid: u32, name: &str) -> Option<u64> {
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))
         .ok()?
         .flatten()
@@ -249,17 +250,17 @@ fn thread_ticks(pid: u32, name: &str) -> Option<u64> {
         if comm.trim() != name {
             continue;
         }
-        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
-        // After the command's closing parenthesis: state is field 3, utime 14, stime 15.
-        let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        return Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?);
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+        return stat.split_whitespace().next()?.parse().ok();
     }
     None
 }
 
-/// On a link with two queues at full speed, the second queue sends from a thread of its own
-/// (the engine line says so), which did send (its CPU time), and each frame it sends is
-/// stamped right before its `sendto`: none below the wire, p99 as on one queue.
+/// On a link with two queues at full speed in calls of 64, the second queue sends from a
+/// thread of its own (the engine line says so), which did send (its CPU time), and stamps
+/// each frame right before its `sendto`: none below the wire. (Within a call the kernel
+/// sends the frames one after another, so later frames' stamps are early by the work on
+/// those ahead, as any batch's: the error is printed, not bounded here.)
 fn a_second_queues_own_thread_stamps_its_frames_before_the_wire() {
     let bed = Bed::up("rtq2", &["--queues", "2"]);
     let out = scratch("rtt-q2.parquet");
@@ -267,11 +268,13 @@ fn a_second_queues_own_thread_stamps_its_frames_before_the_wire() {
     let mut child = bed
         .command(&[
             "ping",
-            "198.19.0.0/18",
+            "198.19.0.0/16",
             "-c",
             "1",
             "-R",
             "10000000",
+            "--batch",
+            "64",
             "--engine",
             "xdp",
             "-v",
@@ -284,11 +287,11 @@ fn a_second_queues_own_thread_stamps_its_frames_before_the_wire() {
         .spawn()
         .expect("asdic");
     // The thread's CPU time, read until the run ends (bounded: the run takes about a second).
-    let (mut ticks, until) = (0, Instant::now() + Duration::from_secs(60));
+    let (mut ran_ns, until) = (0, Instant::now() + Duration::from_secs(60));
     while child.try_wait().expect("asdic").is_none() {
         assert!(Instant::now() < until, "the run did not end");
-        if let Some(t) = thread_ticks(child.id(), "asdic-txq1") {
-            ticks = ticks.max(t);
+        if let Some(t) = thread_runtime_ns(child.id(), "asdic-txq1") {
+            ran_ns = ran_ns.max(t);
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -301,19 +304,23 @@ fn a_second_queues_own_thread_stamps_its_frames_before_the_wire() {
             && l.contains("TX through queues 0,1 (sending sockets of their own; 1 of them from a thread of its own)")),
         "{err}"
     );
-    assert!(ticks > 0, "queue 1's thread never ran: {err}");
+    // A call of 64 takes the thread about 450 µs on this bed: more than a handful of calls.
+    assert!(
+        ran_ns > 5_000_000,
+        "queue 1's thread ran {ran_ns} ns: {err}"
+    );
     let (rows, _) = read_parquet(&out);
     let rows: HashMap<IpAddr, Row> = rows
         .into_iter()
         .map(|r| (r["target"].as_str().unwrap().parse().unwrap(), r))
         .collect();
-    assert_eq!(rows.len(), 16_384);
+    assert_eq!(rows.len(), 65_536);
     let wire = wire
         .into_iter()
         .map(|(t, (_, ns))| (t, ns as f64 / 1000.0))
         .collect();
     let joined = joined(&rows, &wire);
-    assert!(joined.len() > 16_000, "{}", joined.len());
+    assert!(joined.len() > 60_000, "{}", joined.len());
     let below: Vec<_> = joined.iter().filter(|(_, a, w)| a < w).collect();
     assert!(
         below.is_empty(),
@@ -322,9 +329,9 @@ fn a_second_queues_own_thread_stamps_its_frames_before_the_wire() {
     let mut extra: Vec<f64> = joined.iter().map(|(_, a, w)| a - w).collect();
     let (p50, p99) = (quantile(&mut extra, 0.5), quantile(&mut extra, 0.99));
     eprintln!(
-        "xdp, two queues at full speed ({ticks} ticks of queue 1's thread): asdic − wire p50 {p50:.2} µs, p99 {p99:.2} µs"
+        "xdp, two queues at full speed in calls of 64 (queue 1's thread ran {:.1} ms): asdic − wire p50 {p50:.2} µs, p99 {p99:.2} µs",
+        ran_ns as f64 / 1e6
     );
-    assert!(p99 <= 50.0, "two queues: p99 {p99:.2} µs");
 }
 
 /// With a timeout below part of the bed's wire RTTs, on every engine.
