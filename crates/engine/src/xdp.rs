@@ -22,8 +22,9 @@
 //! no frame ever crosses threads and no UMEM lock is taken after open (xsk-rs serialises
 //! socket creation on a UMEM), at the price of a TX area per queue (counted in
 //! [`XdpInfo::umem_bytes`]). The TX half sends through every queue that is also a TX queue, a
-//! batch per queue in turn; in copy mode with several such queues and CPUs, every queue after
-//! the first kicks the kernel from a thread of its own (see [`Kicker`]). The XDP program is attached through a bpf_link owned by
+//! batch per queue in turn; in copy mode, with several such queues and CPUs and calls of
+//! several frames, every queue after the first is kicked from a thread of its own (see
+//! [`Kicker`]). The XDP program is attached through a bpf_link owned by
 //! the first RX half: it is detached when that half is dropped, and by the kernel when the
 //! process dies in any way.
 //!
@@ -408,8 +409,8 @@ struct Lane {
 /// (a call's frames never wait behind another call's), only while awake, and only within
 /// [`SPREAD`] of a call that found the sender saturated ([`SATURATED`]), which is also what
 /// wakes it: below full speed every call goes through the first lane as before and the
-/// thread sleeps. For tracked runs it stamps
-/// each frame it is about to send into the in-flight table right before its `sendto`
+/// thread sleeps. For tracked runs it stamps each frame it is about to send into the
+/// in-flight table right before its `sendto`
 /// ([`Tx::stamp_sends`]), as the sender stamps a probe it sends itself, so a frame that
 /// waited for the thread is not timed from before the wait. Its lane sends through a socket
 /// of its own, so nothing else (a receiver's poll) transmits its frames.
@@ -775,10 +776,11 @@ pub struct XdpInfo {
     /// UMEM bytes over all queues.
     pub umem_bytes: u64,
     /// Whether each TX queue sends through a socket of its own (`XdpOptions::separate_tx`, or
-    /// several sending queues on several CPUs).
+    /// where queues send from threads of their own).
     pub tx_sockets: bool,
     /// TX queues that send from a thread of their own (every one after the first, in copy
-    /// mode with several CPUs); 0 when the sender kicks every queue itself.
+    /// mode with several CPUs and calls of several frames); 0 when the sender kicks every
+    /// queue itself.
     pub tx_threads: usize,
 }
 
@@ -910,7 +912,7 @@ impl XdpRx {
             to,
             misaddressed: 0,
             unstamped: 0,
-            ring_watch: RingWatch::new(std::thread::available_parallelism().map_or(1, usize::from)),
+            ring_watch: RingWatch::new(cpus()),
             caps: RxCaps {
                 engine: ENGINE,
                 stamp: crate::RxStamp::XdpHook,
