@@ -1393,6 +1393,25 @@ impl Lane {
     }
 }
 
+impl XdpTx {
+    /// For a call starting at `start`: whether it finds the sender saturated (see
+    /// [`SATURATED`]), and whether lanes with threads take calls (within [`SPREAD`] of the
+    /// last such call; below full speed the first lane alone keeps up and the threads are
+    /// left to sleep).
+    fn saturation(&mut self, start: Instant) -> (bool, bool) {
+        let saturated = self
+            .last_call
+            .is_some_and(|(s, e)| start.saturating_duration_since(e) < SATURATED.max(e - s));
+        if saturated {
+            self.saturated_at = Some(start);
+        }
+        let spread = self
+            .saturated_at
+            .is_some_and(|t| start.saturating_duration_since(t) < SPREAD);
+        (saturated, spread)
+    }
+}
+
 impl Tx for XdpTx {
     fn caps(&self) -> TxCaps {
         self.caps
@@ -1414,17 +1433,13 @@ impl Tx for XdpTx {
         // with a full ring hands the call on to the others before the batch waits; a lane
         // with a thread of its own takes it only when ready (awake, its ring empty), and its
         // thread is woken while the sender is saturated.
-        let start = Instant::now();
-        let saturated = self
-            .last_call
-            .is_some_and(|(s, e)| start.saturating_duration_since(e) < SATURATED.max(e - s));
-        if saturated {
-            self.saturated_at = Some(start);
-        }
-        // Below full speed the first lane alone keeps up: the threads are left to sleep.
-        let spread = self
-            .saturated_at
-            .is_some_and(|t| start.saturating_duration_since(t) < SPREAD);
+        // Only lanes with threads need the calls timed.
+        let start = self
+            .lanes
+            .iter()
+            .any(|l| l.kicker.is_some())
+            .then(Instant::now);
+        let (saturated, spread) = start.map_or((false, false), |t| self.saturation(t));
         let n = self.lanes.len();
         let mut r = Err(SendError::Busy { sent: 0 });
         for k in 0..n {
@@ -1451,7 +1466,9 @@ impl Tx for XdpTx {
                 }
             }
         }
-        self.last_call = Some((start, Instant::now()));
+        if let Some(t) = start {
+            self.last_call = Some((t, Instant::now()));
+        }
         r
     }
 
