@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use asdic_analysis::SweepEvent;
 use asdic_analysis::stats::nearest_rank;
-use asdic_tests::{Bed, read_parquet, require_bed, scratch};
+use asdic_tests::{Bed, read_parquet, require_bed, scratch, scratch_dir};
 use serde_json::Value;
 
 type Row = HashMap<String, Value>;
@@ -435,9 +435,7 @@ fn bucket_of(x: f64) -> (f64, f64) {
 /// config list, YAML) every second, into a fresh `name` scratch directory; returned once it
 /// has tried a first scrape (so a sweep started now is scraped from its start).
 fn start_prometheus(bed: &Bed, prometheus: &Path, name: &str, targets: &str) -> (PathBuf, Reaped) {
-    let dir = scratch(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir(name);
     let config = dir.join("prometheus.yml");
     std::fs::write(
         &config,

@@ -13,7 +13,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use asdic_analysis::resume::parse_frontiers;
-use asdic_tests::{Bed, read_parquet, require_bed, run_meta, scratch, stderr_of};
+use asdic_tests::{Bed, read_parquet, require_bed, run_meta, scratch_dir, stderr_of};
 use serde_json::Value;
 
 const SEED: &str = "4242";
@@ -146,9 +146,7 @@ fn recorded_resent(file: &Path) -> Vec<u64> {
 fn a_scan_killed_anywhere_and_resumed_holds_what_an_uninterrupted_one_holds() {
     let Some(()) = require_bed() else { return };
     let bed = Bed::up("rs1", &[]);
-    let dir = scratch("resume-kills");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("resume-kills");
     let reference = dir.join("whole.parquet");
     let (code, err) = run(&bed, &args(reference.to_str().unwrap(), RATE, &[]));
     assert_eq!(code, Some(0), "{err}");
@@ -223,9 +221,7 @@ fn a_scan_killed_anywhere_and_resumed_holds_what_an_uninterrupted_one_holds() {
 fn retries_a_resume_of_a_resume_refusals_the_lock_and_a_job_runners_retry() {
     let Some(()) = require_bed() else { return };
     let bed = Bed::up("rs2", &[]);
-    let dir = scratch("resume-more");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("resume-more");
     let n = 65_536u64;
 
     // --retries 1, uninterrupted, and killed in its first pass then resumed twice (killed

@@ -12,7 +12,7 @@ use asdic_analysis::schema::Column;
 use asdic_analysis::{
     COLUMNS, HOP_COLUMNS, PROBE_COLUMNS, RunMode, SCAN_COLUMNS, SWEEP_COLUMNS, Type,
 };
-use asdic_tests::{Bed, read_parquet, require_bed, root, scratch, stderr_of};
+use asdic_tests::{Bed, read_parquet, require_bed, root, scratch_dir, stderr_of};
 use serde_json::Value;
 
 /// What each engine calls an Arrow type asdic writes: (pyarrow, DuckDB, Spark).
@@ -58,9 +58,7 @@ fn parquet_files(dir: &Path) -> Vec<PathBuf> {
 fn every_mode_reads_in_pyarrow_duckdb_and_spark_with_the_declared_types() {
     let Some(()) = require_bed() else { return };
     let bed = Bed::up("sch", &[]);
-    let dir = scratch("schema-v2");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("schema-v2");
     let file = |n: &str| dir.join(n).to_string_lossy().into_owned();
     let targets = ["198.19.0.1", "198.19.0.13", "198.19.77.5", "2001:db8:1::5"];
     let (ping, probes, trace, scan) = (

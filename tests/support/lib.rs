@@ -662,6 +662,15 @@ pub fn scratch(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// An empty directory `name` in the run's scratch directory (emptied if an earlier test of
+/// the run left it).
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = scratch(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
 /// The run metadata of an asdic Parquet file (its footer's key-value metadata, typed).
 pub fn run_meta(path: &Path) -> RunMeta {
     RunMeta::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
