@@ -286,6 +286,11 @@ run_meta! {
     /// program's; `user-space-batch`: once per batch read), `clock=` their clock; one per
     /// family when they differ.
     stamps: String => STAMPS = "asdic.stamps";
+    /// `asdic.grouped_probes`: of a run whose probes go one per call
+    /// (`tx=user-space-per-call`), how many went out in calls of several because the sender
+    /// had fallen behind the rate asked: each of their send stamps is early by the kernel's
+    /// work on the frames ahead of it in its call. Absent for other runs.
+    grouped_probes: u64 => GROUPED_PROBES = "asdic.grouped_probes";
     /// `asdic.families`: the address families probed, comma-separated (`V4,V6`): ping, trace.
     families: String => FAMILIES = "asdic.families";
     /// `asdic.targets_file`: the targets file a sweep reads.
@@ -509,6 +514,7 @@ mod tests {
                  V6:tx=user-space-batch rx=kernel-software clock=realtime"
                     .into(),
             ),
+            grouped_probes: Some(3_931_813),
             families: Some("V4,V6".into()),
             targets_file: Some("/etc/asdic/targets.txt".into()),
             rate_pps: Some(1000.5),
@@ -568,8 +574,8 @@ mod tests {
     fn a_full_struct_round_trips() {
         let m = full();
         let p = m.to_pairs();
-        // 53 keys, 6 kernel counters, 2 others: every field written once.
-        assert_eq!(p.len(), 53 + 6 + 2);
+        // 54 keys, 6 kernel counters, 2 others: every field written once.
+        assert_eq!(p.len(), 54 + 6 + 2);
         let mut names: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
         names.sort_unstable();
         names.dedup();

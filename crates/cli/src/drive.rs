@@ -106,6 +106,27 @@ impl Run {
         self.sum(|p| p.sender.failed.load(Ordering::Relaxed))
     }
 
+    /// Of a run sending one probe per call, the probes that went out in calls of several
+    /// (`SenderShared::grouped`); `None` for other runs.
+    pub fn grouped(&self) -> Option<u64> {
+        self.pipelines
+            .iter()
+            .any(|p| p.per_call)
+            .then(|| self.sum(|p| p.sender.grouped.load(Ordering::Relaxed)))
+    }
+
+    /// The closing line for probes sent in calls of several though one per call was asked,
+    /// if any were (see [`Run::grouped`]).
+    pub fn say_grouped(&self) {
+        if let Some(n) = self.grouped().filter(|&n| n > 0) {
+            say!(
+                "asdic: {n} probes went out in calls of several: the sender fell behind the rate \
+                 asked, and their RTTs hold the kernel's work on the frames ahead of them in \
+                 their call (--batch 1 keeps one probe per call)"
+            );
+        }
+    }
+
     /// How long the longest sender sent, in seconds (at least 1 µs).
     pub fn send_secs(&self) -> f64 {
         let us = self
@@ -175,6 +196,7 @@ impl Run {
             // A mode that can end short without a signal (scan's --max-runtime) says so itself.
             complete: Some(!self.interrupted()),
             signal: self.signal().map(signals::name),
+            grouped_probes: self.grouped(),
             ..end_metadata(kernel)
         }
     }

@@ -53,6 +53,7 @@ pub fn work(
     let cfg = SenderConfig {
         rate,
         batch: o.batch,
+        per_call: false,
         ttl: o.ttl,
         numbering: ids.numbering,
         session: ids.session,

@@ -307,6 +307,7 @@ impl Mode for Ping {
             end.drops,
             end.kernel
         );
+        run.say_grouped();
         if let Some(results) = self.results.take() {
             let meta = RunMeta {
                 summary: Some(summary_line(&totals)),

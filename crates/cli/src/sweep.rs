@@ -867,6 +867,7 @@ impl Mode for Sweeping {
             end.drops,
             end.kernel
         );
+        run.say_grouped();
         drop(fleet);
         if self.a.metrics_listen.is_some() && !self.a.metrics_linger.is_zero() && !run.interrupted()
         {

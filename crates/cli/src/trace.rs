@@ -288,6 +288,7 @@ impl Mode for Tracing {
             self.foreign,
             end.kernel
         );
+        run.say_grouped();
         if let Some(results) = self.results.take() {
             let meta = RunMeta {
                 summary: Some(summary.clone()),

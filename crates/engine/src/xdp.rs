@@ -22,8 +22,8 @@
 //! no frame ever crosses threads and no UMEM lock is taken after open (xsk-rs serialises
 //! socket creation on a UMEM), at the price of a TX area per queue (counted in
 //! [`XdpInfo::umem_bytes`]). The TX half sends through every queue that is also a TX queue, a
-//! batch per queue in turn; in copy mode, with several such queues and CPUs and calls of
-//! several frames, every queue after the first is kicked from a thread of its own (see
+//! batch per queue in turn; in copy mode, with several such queues and CPUs, every queue
+//! after the first is kicked from a thread of its own for calls of several frames (see
 //! [`Kicker`]). The XDP program is attached through a bpf_link owned by
 //! the first RX half: it is detached when that half is dropped, and by the kernel when the
 //! process dies in any way.
@@ -402,13 +402,14 @@ struct Lane {
 /// A TX lane's own sending thread. In copy mode the kernel transmits a socket's frames inside
 /// the `sendto` that kicks it, on the calling CPU, and on a veth the far end's and the
 /// replies' way back run there too: one thread kicking every queue did all queues' kernel
-/// work on one CPU (two queues sent no faster than one). So, with more than one TX queue,
-/// more than one CPU and calls of several frames ([`lane_threads`]), every lane after the
+/// work on one CPU (two queues sent no faster than one). So, with more than one TX queue
+/// and more than one CPU ([`lane_threads`]), every lane after the
 /// first gets a thread that only kicks: the sender writes frames onto its ring and goes on,
 /// the thread `sendto`s them. It takes a call of two frames or more only with its ring empty
 /// (a call's frames never wait behind another call's), only while awake, and only within
 /// [`SPREAD`] of a call that found the sender saturated ([`SATURATED`]), which is also what
-/// wakes it: below full speed every call goes through the first lane as before and the
+/// wakes it (a call of several frames): below full speed, and while a tracked run sends
+/// one probe per call, every call goes through the first lane as before and the
 /// thread sleeps. For tracked runs it stamps each frame it is about to send into the
 /// in-flight table right before its `sendto`
 /// ([`Tx::stamp_sends`]), as the sender stamps a probe it sends itself, so a frame that
@@ -1166,7 +1167,7 @@ fn bind_all(
     }
     // Copy mode, several lanes, several CPUs, calls of several frames: every lane after the
     // first sends from a thread of its own (see [`Kicker`]).
-    if lane_threads(o, l) && !zero_copy && lanes.len() > 1 {
+    if lane_threads(l) && !zero_copy && lanes.len() > 1 {
         for lane in &mut lanes[1..] {
             let fd = lane.q.fd().as_raw_fd();
             lane.kicker = Some(Kicker::spawn(lane.queue, fd, lane.ring)?);
@@ -1191,16 +1192,17 @@ fn cpus() -> usize {
 /// threads of their own ([`lane_threads`]: a thread must be the only one to transmit its
 /// lane's frames, and a receiver's poll on a shared socket would push them too).
 fn separate_tx(o: &XdpOptions, l: &Layout) -> bool {
-    o.separate_tx || lane_threads(o, l)
+    o.separate_tx || lane_threads(l)
 }
 
 /// Whether every sending queue after the first gets a thread of its own ([`Kicker`]): more
-/// than one sending queue, more than one CPU, and calls of several frames (not a run that
-/// sends one probe per call, [`XdpOptions::separate_tx`]: one frame per hand-over gained
-/// 1.1× at full speed on two queues but, sharing two CPUs with two receivers and the pacing
-/// sender, held a run asked for 100,000/s to 68,000/s, against 95,000/s without).
-fn lane_threads(o: &XdpOptions, l: &Layout) -> bool {
-    !o.separate_tx && l.tx_queues.len() > 1 && cpus() > 1
+/// than one sending queue and more than one CPU. The threads take calls of several frames
+/// only (a run sending one probe per call leaves them asleep until it falls behind the rate
+/// and its calls grow): one frame per hand-over gained 1.1× at full speed on two queues but,
+/// sharing two CPUs with two receivers and the pacing sender, held a run asked for
+/// 100,000/s to 68,000/s, against 95,000/s without.
+fn lane_threads(l: &Layout) -> bool {
+    l.tx_queues.len() > 1 && cpus() > 1
 }
 
 /// What [`bind_all`] opened.
@@ -1448,12 +1450,14 @@ impl Tx for XdpTx {
                 if let Some(e) = kick.failed() {
                     return Err(e);
                 }
-                if saturated {
+                // A call of one frame goes through the first lane: handing it over costs
+                // about what sending it does, and a run sending one probe per call leaves
+                // the threads asleep.
+                let several = batch.len() - from >= 2;
+                if saturated && several {
                     kick.wake();
                 }
-                // A call of one frame goes through the first lane: handing it over costs
-                // about what sending it does.
-                if !spread || batch.len() - from < 2 || !kick.ready() {
+                if !spread || !several || !kick.ready() {
                     continue;
                 }
             }

@@ -218,7 +218,10 @@ impl Pipeline {
     /// a call's packets one after another before returning and hands back no stamp of its
     /// own (AF_XDP in copy mode) — a probe stamped before a call of 64 would be timed early
     /// by the work of the 63 before it — unless `batch_given` (the operator's `--batch`
-    /// wins). Says where the stamps are taken accordingly.
+    /// wins). Says where the stamps are taken accordingly. Once such a sender has been a
+    /// whole batch behind the rate for `asdic_sender::tx::GROW_AFTER`, its calls take what
+    /// is due until it has caught up, and those probes are counted
+    /// ([`SenderShared::grouped`]).
     pub fn set_tracked(&mut self, tracked: bool, batch_given: bool) {
         if let Some(h) = &self.engine {
             let caps = h.0.caps();
@@ -341,10 +344,9 @@ impl Pipeline {
         if scan.is_empty() {
             txe.stamp_sends(self.table.clone());
         }
-        // One probe per call: each stamped right before the kernel takes it.
-        if self.per_call && scan.is_empty() {
-            cfg.batch = 1;
-        }
+        // One probe per call, each stamped right before the kernel takes it, while the
+        // sender keeps up with the rate (`SenderConfig::per_call`).
+        cfg.per_call = self.per_call && scan.is_empty();
         let mut templates = self.templates(txe.as_ref(), sizes)?;
         if let Some(src) = flow_source {
             templates = templates

@@ -94,6 +94,7 @@ fn ping(s: &Scenario) -> Outcomes {
     let cfg = SenderConfig {
         rate: s.rate,
         batch: 64,
+        per_call: false,
         ttl: 64,
         numbering,
         session,

@@ -91,6 +91,7 @@ fn run(s: &Scan) -> Ran {
     let cfg = SenderConfig {
         rate: s.rate,
         batch: 64,
+        per_call: false,
         ttl: 64,
         numbering: Numbering::Spread {
             base: 1,

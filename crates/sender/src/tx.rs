@@ -24,8 +24,12 @@ use asdic_core::source::{Next, Source};
 pub struct SenderConfig {
     /// Probes per second, all targets together.
     pub rate: f64,
-    /// Probes per engine call.
+    /// Probes per engine call, at most.
     pub batch: usize,
+    /// One probe per engine call while the sender keeps up with the rate, each stamped right
+    /// before the call that hands it to the kernel (see [`CallSize`]); calls take what is due,
+    /// up to `batch`, only once the sender has been behind for [`GROW_AFTER`].
+    pub per_call: bool,
     /// TTL / hop limit of probes whose source names none (raw sockets set it on the socket;
     /// a probe with a TTL of its own carries it in the frame or a control message).
     pub ttl: u8,
@@ -71,6 +75,51 @@ pub struct SenderShared {
     pub exhausted: AtomicBool,
     /// Times the sender waited because a receiver was behind.
     pub held: AtomicU64,
+    /// Probes handed to the engine in calls of several while one per call was asked
+    /// ([`SenderConfig::per_call`]): the sender was behind the rate, and each of these
+    /// probes' send stamps is early by the kernel's work on the frames ahead of it in its
+    /// call.
+    pub grouped: AtomicU64,
+}
+
+/// How long the sender must have been a whole batch behind the rate, sending one probe per
+/// call, before its calls take what is due ([`SenderConfig::per_call`]): a moment's delay
+/// (a preemption) is caught up one probe per call.
+pub const GROW_AFTER: Duration = Duration::from_millis(1);
+
+/// The size of the next call when one probe per call is asked ([`SenderConfig::per_call`]):
+/// one, unless every call for [`GROW_AFTER`] has found a whole batch due (the pacer's bucket
+/// full: one per call cannot keep up with the rate); then what is due, up to a batch, until
+/// a call finds no more than one due (caught up).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CallSize {
+    /// Since when every call has found a whole batch due.
+    behind_since: Option<Instant>,
+    /// Whether calls take what is due.
+    grown: bool,
+}
+
+impl CallSize {
+    /// How many of the `due` probes (at most `cap`, a batch) the call at `now` takes.
+    pub fn take(&mut self, due: usize, cap: usize, now: Instant) -> usize {
+        if self.grown {
+            if due > 1 {
+                return due;
+            }
+            self.grown = false;
+        }
+        if due < cap {
+            self.behind_since = None;
+            return due.min(1);
+        }
+        let since = *self.behind_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= GROW_AFTER {
+            self.grown = true;
+            self.behind_since = None;
+            return due;
+        }
+        1
+    }
 }
 
 /// Longest the sender waits for behind receivers before one batch: a receiver that never
@@ -192,6 +241,11 @@ pub fn run<S: Source + ?Sized>(
             continue;
         }
         l.bucket.consume(l.batch.len());
+        if cfg.per_call && l.batch.len() > 1 {
+            shared
+                .grouped
+                .fetch_add(l.batch.len() as u64, Ordering::Relaxed);
+        }
         let r = flush(tx, &l.batch, &l.sent, t_send, table, source, shared);
         emit(source, &mut l.events, links.events);
         r?;
@@ -226,6 +280,8 @@ struct TxLoop<'a> {
     /// The source's events, on their way to the run.
     events: Vec<Event>,
     bucket: TokenBucket,
+    /// Probes per call when one per call is asked.
+    calls: CallSize,
     start: Instant,
     /// Time spent with nothing due (see [`SenderShared::send_us`]).
     idle: Duration,
@@ -271,6 +327,7 @@ impl<'a> TxLoop<'a> {
             batch,
             events: Vec::new(),
             bucket: TokenBucket::new(cfg.rate, cfg.batch.max(1), start),
+            calls: CallSize::default(),
             start,
             idle: Duration::ZERO,
             n: table.claimed(),
@@ -323,7 +380,12 @@ impl<'a> TxLoop<'a> {
     /// while waiting).
     fn tokens(&mut self) -> Option<usize> {
         loop {
-            let k = self.bucket.available(self.batch.capacity(), Instant::now());
+            let now = Instant::now();
+            let cap = self.batch.capacity();
+            let mut k = self.bucket.available(cap, now);
+            if self.cfg.per_call {
+                k = self.calls.take(k, cap, now);
+            }
             if k > 0 {
                 return Some(k);
             }
@@ -839,6 +901,7 @@ mod tests {
         SenderConfig {
             rate: 1e6,
             batch,
+            per_call: false,
             ttl: 64,
             numbering: Numbering::Spread {
                 base: 1,
@@ -1024,6 +1087,7 @@ mod tests {
         let table = InflightTable::new(1024);
         let cfg = SenderConfig {
             batch: 3,
+            per_call: false,
             ..test_config(3)
         };
         let mut tx = Capture::default();
@@ -1082,6 +1146,7 @@ mod tests {
             rate: 1e6,
             // Batches of 2: slots are reused with other classes.
             batch: 2,
+            per_call: false,
             ttl: 64,
             numbering: Numbering::Spread {
                 base: 1,
@@ -1166,5 +1231,110 @@ mod tests {
             .collect();
         assert_eq!(failed, ["198.19.0.2", "2001:db8:1::3"]);
         assert_eq!(retired.len(), 4);
+    }
+
+    #[test]
+    fn one_per_call_grows_only_after_a_whole_batch_has_been_due_for_grow_after() {
+        let t0 = Instant::now();
+        let ms = |x: f64| t0 + Duration::from_secs_f64(x / 1e3);
+        let mut c = CallSize::default();
+        assert_eq!(c.take(0, 64, t0), 0, "nothing due, nothing sent");
+        assert_eq!(c.take(5, 64, t0), 1, "on the rate: one per call");
+        // A whole batch due, but not for GROW_AFTER yet.
+        assert_eq!(c.take(64, 64, ms(0.0)), 1);
+        assert_eq!(c.take(64, 64, ms(0.9)), 1);
+        // One call in between found less than a batch: the window starts again.
+        assert_eq!(c.take(63, 64, ms(0.95)), 1);
+        assert_eq!(c.take(64, 64, ms(1.0)), 1);
+        assert_eq!(c.take(64, 64, ms(1.9)), 1);
+        // A whole batch due at every call for GROW_AFTER: calls take what is due ...
+        assert_eq!(c.take(64, 64, ms(2.0)), 64);
+        assert_eq!(c.take(40, 64, ms(2.1)), 40);
+        assert_eq!(c.take(2, 64, ms(2.2)), 2);
+        // ... until the sender has caught up.
+        assert_eq!(c.take(1, 64, ms(2.3)), 1);
+        assert_eq!(c.take(30, 64, ms(2.4)), 1);
+        assert_eq!(c.take(64, 64, ms(2.5)), 1, "and it must fall behind anew");
+        assert_eq!(c.take(64, 64, ms(3.5)), 64);
+    }
+
+    /// A TX half that takes everything at once and remembers each call's size and time.
+    #[derive(Default)]
+    struct CallSizes(Vec<usize>, Vec<Instant>);
+
+    impl Tx for CallSizes {
+        fn caps(&self) -> TxCaps {
+            Capture::default().caps()
+        }
+
+        fn send(&mut self, batch: &TxBatch, from: usize) -> Result<usize, SendError> {
+            self.0.push(batch.len() - from);
+            self.1.push(Instant::now());
+            Ok(batch.len() - from)
+        }
+    }
+
+    /// `n` probes to one target.
+    struct Many(u32, u32);
+
+    impl Source for Many {
+        fn next(&mut self, _now: Instant) -> Next {
+            if self.0 == self.1 {
+                return Next::Done;
+            }
+            self.0 += 1;
+            Next::Probe {
+                cookie: self.0,
+                target: IpAddr::from([198, 19, 0, 1]),
+                class: 0,
+                ttl: 0,
+            }
+        }
+    }
+
+    /// Sends `n` probes at `rate` in calls of at most 64, one per call asked; the calls' sizes
+    /// and times, and the probes counted as sent in calls of several.
+    fn per_call_run(rate: f64, n: u32) -> (Vec<usize>, Vec<Instant>, u64) {
+        let template = Template::new(Family::V4, Layer::Icmp, 32).unwrap();
+        let cfg = SenderConfig {
+            rate,
+            per_call: true,
+            ..test_config(64)
+        };
+        let (mut tx, shared) = (CallSizes::default(), SenderShared::default());
+        let table = InflightTable::new(1 << 18);
+        let t = std::slice::from_ref(&template);
+        run(
+            &mut tx,
+            t,
+            &table,
+            &mut Many(0, n),
+            &cfg,
+            &shared,
+            Links::default(),
+        )
+        .unwrap();
+        (tx.0, tx.1, shared.grouped.load(Ordering::Relaxed))
+    }
+
+    #[test]
+    fn a_sender_asked_for_one_probe_per_call_groups_them_only_when_behind_and_counts_them() {
+        // On the rate (20,000/s, an engine that takes every call at once): one per call.
+        let (sizes, _, grouped) = per_call_run(20_000.0, 100);
+        assert_eq!(sizes, vec![1; 100]);
+        assert_eq!(grouped, 0);
+        // Far beyond what calls of one can send: one per call for GROW_AFTER, then calls
+        // of what is due, every probe in them counted.
+        let (sizes, times, grouped) = per_call_run(1e12, 200_000);
+        assert_eq!(sizes.iter().sum::<usize>(), 200_000);
+        assert_eq!(sizes[0], 1);
+        let ones = sizes.iter().take_while(|&&k| k == 1).count();
+        assert!(ones >= 2, "{ones} calls of one before growing");
+        assert!(sizes.contains(&64), "{:?}", &sizes[..ones + 3]);
+        let in_several: usize = sizes.iter().filter(|&&k| k > 1).sum();
+        assert_eq!(grouped, in_several as u64);
+        // The calls of one went on for GROW_AFTER.
+        let first_grown = times[ones] - times[0];
+        assert!(first_grown >= GROW_AFTER, "grew after {first_grown:?}");
     }
 }

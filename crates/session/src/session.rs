@@ -483,6 +483,7 @@ fn work(options: &Options, feed: Feed) -> Work {
         sender: SenderConfig {
             rate: UNCAPPED,
             batch: BATCH,
+            per_call: false,
             ttl: options.ttl,
             numbering: Numbering::Fixed {
                 ident: options.session_id,
