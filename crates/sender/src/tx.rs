@@ -89,8 +89,10 @@ pub const GROW_AFTER: Duration = Duration::from_millis(1);
 
 /// The size of the next call when one probe per call is asked ([`SenderConfig::per_call`]):
 /// one, unless every call for [`GROW_AFTER`] has found a whole batch due (the pacer's bucket
-/// full: one per call cannot keep up with the rate); then what is due, up to a batch, until
-/// a call finds no more than one due (caught up).
+/// full: one per call cannot keep up with the rate) and a probe to send (a source that
+/// pauses, a burst of a round's probes, or requests that come one at a time, are not a
+/// sender behind the rate); then what is due, up to a batch, until a call finds no more
+/// than one due or the source gives fewer than that (caught up).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CallSize {
     /// Since when every call has found a whole batch due.
@@ -119,6 +121,14 @@ impl CallSize {
             return due;
         }
         1
+    }
+
+    /// The call asked for `allowed` probes ([`CallSize::take`]) and the source gave `n`:
+    /// fewer (none, or a grown call not filled) means the sender has caught up.
+    pub fn filled(&mut self, n: usize, allowed: usize) {
+        if n == 0 || n < allowed {
+            *self = CallSize::default();
+        }
     }
 }
 
@@ -234,6 +244,8 @@ pub fn run<S: Source + ?Sized>(
         l.hold_for_receivers(tx);
         let Some(allowed) = l.tokens() else { continue };
         let t_send = l.fill_batch(allowed, source);
+        // Fewer probes than the tokens allowed: the source, not the rate, holds the sender.
+        l.calls.filled(l.batch.len(), allowed);
         if l.batch.is_empty() {
             if l.idle(source) {
                 break;
@@ -1256,6 +1268,18 @@ mod tests {
         assert_eq!(c.take(30, 64, ms(2.4)), 1);
         assert_eq!(c.take(64, 64, ms(2.5)), 1, "and it must fall behind anew");
         assert_eq!(c.take(64, 64, ms(3.5)), 64);
+        // A grown call the source could not fill: caught up.
+        c.filled(10, 64);
+        assert_eq!(c.take(64, 64, ms(3.6)), 1);
+        // A whole batch due all along, but once the source had nothing: the window starts
+        // again.
+        assert_eq!(c.take(64, 64, ms(4.0)), 1);
+        c.filled(1, 1);
+        assert_eq!(c.take(64, 64, ms(4.5)), 1);
+        c.filled(0, 1);
+        assert_eq!(c.take(64, 64, ms(5.1)), 1);
+        assert_eq!(c.take(64, 64, ms(6.0)), 1);
+        assert_eq!(c.take(64, 64, ms(6.1)), 64);
     }
 
     /// A TX half that takes everything at once and remembers each call's size and time.
@@ -1292,9 +1316,49 @@ mod tests {
         }
     }
 
-    /// Sends `n` probes at `rate` in calls of at most 64, one per call asked; the calls' sizes
-    /// and times, and the probes counted as sent in calls of several.
-    fn per_call_run(rate: f64, n: u32) -> (Vec<usize>, Vec<Instant>, u64) {
+    /// Bursts of 8 probes to one target, 40 of them, each after the source had nothing for
+    /// 100 µs (a round's probes coming due together).
+    struct Bursts(u32, Option<Instant>);
+
+    impl Source for Bursts {
+        fn next(&mut self, now: Instant) -> Next {
+            if self.0 == 320 {
+                return Next::Done;
+            }
+            if self.0.is_multiple_of(8) {
+                let due = *self.1.get_or_insert(now + Duration::from_micros(100));
+                if now < due {
+                    return Next::NotYet;
+                }
+                self.1 = None;
+            }
+            self.0 += 1;
+            Next::Probe {
+                cookie: self.0,
+                target: IpAddr::from([198, 19, 0, 1]),
+                class: 0,
+                ttl: 0,
+            }
+        }
+    }
+
+    #[test]
+    fn a_source_that_pauses_is_not_a_sender_behind_the_rate() {
+        // Far beyond what calls of one send, the pacer always full, for longer than
+        // GROW_AFTER; but the source pauses between its bursts: one per call throughout.
+        let (sizes, times, grouped) = per_call_run(1e12, &mut Bursts(0, None));
+        assert!(
+            times[319] - times[0] > 4 * GROW_AFTER,
+            "{:?}",
+            times[319] - times[0]
+        );
+        assert_eq!(sizes, vec![1; 320]);
+        assert_eq!(grouped, 0);
+    }
+
+    /// Sends `source`'s probes at `rate` in calls of at most 64, one per call asked; the
+    /// calls' sizes and times, and the probes counted as sent in calls of several.
+    fn per_call_run(rate: f64, source: &mut dyn Source) -> (Vec<usize>, Vec<Instant>, u64) {
         let template = Template::new(Family::V4, Layer::Icmp, 32).unwrap();
         let cfg = SenderConfig {
             rate,
@@ -1304,28 +1368,19 @@ mod tests {
         let (mut tx, shared) = (CallSizes::default(), SenderShared::default());
         let table = InflightTable::new(1 << 18);
         let t = std::slice::from_ref(&template);
-        run(
-            &mut tx,
-            t,
-            &table,
-            &mut Many(0, n),
-            &cfg,
-            &shared,
-            Links::default(),
-        )
-        .unwrap();
+        run(&mut tx, t, &table, source, &cfg, &shared, Links::default()).unwrap();
         (tx.0, tx.1, shared.grouped.load(Ordering::Relaxed))
     }
 
     #[test]
     fn a_sender_asked_for_one_probe_per_call_groups_them_only_when_behind_and_counts_them() {
         // On the rate (20,000/s, an engine that takes every call at once): one per call.
-        let (sizes, _, grouped) = per_call_run(20_000.0, 100);
+        let (sizes, _, grouped) = per_call_run(20_000.0, &mut Many(0, 100));
         assert_eq!(sizes, vec![1; 100]);
         assert_eq!(grouped, 0);
         // Far beyond what calls of one can send: one per call for GROW_AFTER, then calls
         // of what is due, every probe in them counted.
-        let (sizes, times, grouped) = per_call_run(1e12, 200_000);
+        let (sizes, times, grouped) = per_call_run(1e12, &mut Many(0, 200_000));
         assert_eq!(sizes.iter().sum::<usize>(), 200_000);
         assert_eq!(sizes[0], 1);
         let ones = sizes.iter().take_while(|&&k| k == 1).count();
