@@ -107,15 +107,18 @@ pub const HELD: Duration = Duration::from_secs(1);
 /// pauses, a burst of a round's probes, or requests that come one at a time, are not a
 /// sender behind the rate). Then calls take what is due, up to a batch, for a [`TRIAL`]:
 /// kept if they sent at least [`GROWN_GAIN`] times the probes per second that one per call
-/// did over its window, else one per call for [`HELD`] before the next trial. Any call that
-/// finds no more than one due, or gets fewer probes from the source than it asked, has
-/// caught up: one per call again.
+/// did over its window. Any call that finds no more than one due, or gets fewer probes from
+/// the source than it asked, has caught up: one per call again. The trial's verdict holds
+/// for [`HELD`]: when the sender falls behind again within it (the next round of a ping),
+/// calls grow at once if the trial paid, and stay one per call if it did not.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CallSize {
     /// Since when every call has found a whole batch due and a probe, and how many probes
     /// have gone since (one per call).
     behind: Option<(Instant, u64)>,
     phase: Phase,
+    /// The last trial's verdict (whether grown calls paid) and until when it holds.
+    verdict: Option<(bool, Instant)>,
 }
 
 /// Where a [`CallSize`] stands.
@@ -131,10 +134,8 @@ enum Phase {
         sent: u64,
         one_rate: f64,
     },
-    /// Grown calls, kept.
+    /// Grown calls.
     Grown,
-    /// One probe per call after a trial that did not pay, until `until`.
-    Held { until: Instant },
 }
 
 impl CallSize {
@@ -151,26 +152,32 @@ impl CallSize {
                 if took < TRIAL {
                     return due;
                 }
-                if sent as f64 / took.as_secs_f64() >= GROWN_GAIN * one_rate {
+                let paid = sent as f64 / took.as_secs_f64() >= GROWN_GAIN * one_rate;
+                self.verdict = Some((paid, now + HELD));
+                if paid {
                     self.phase = Phase::Grown;
                     return due;
                 }
-                self.phase = Phase::Held { until: now + HELD };
+                self.caught_up();
                 return 1;
-            }
-            Phase::Held { until } if due >= cap => {
-                if now < until {
-                    return 1;
-                }
-                *self = CallSize::default();
             }
             Phase::One => {}
             // Caught up.
-            _ => *self = CallSize::default(),
+            _ => self.caught_up(),
         }
         if due < cap {
             self.behind = None;
             return due.min(1);
+        }
+        match self.verdict {
+            Some((paid, until)) if now < until => {
+                if paid {
+                    self.phase = Phase::Grown;
+                    return due;
+                }
+                return 1;
+            }
+            _ => {}
         }
         let (since, sent) = *self.behind.get_or_insert((now, 0));
         let took = now.saturating_duration_since(since);
@@ -190,7 +197,7 @@ impl CallSize {
     /// fewer (none, or a grown call not filled) means the sender has caught up.
     pub fn filled(&mut self, n: usize, allowed: usize) {
         if n == 0 || n < allowed {
-            *self = CallSize::default();
+            self.caught_up();
             return;
         }
         match &mut self.phase {
@@ -200,8 +207,14 @@ impl CallSize {
                 }
             }
             Phase::Trial { sent, .. } => *sent += n as u64,
-            Phase::Grown | Phase::Held { .. } => {}
+            Phase::Grown => {}
         }
+    }
+
+    /// One per call again, the last verdict kept.
+    fn caught_up(&mut self) {
+        self.phase = Phase::One;
+        self.behind = None;
     }
 }
 
@@ -1359,41 +1372,55 @@ mod tests {
         }
         assert_eq!(c.take(63, 64, ms(1.95)), 1);
         c.filled(1, 1);
+        // A source that had nothing while behind: the window starts again too.
+        for i in 0..190 {
+            assert_eq!(c.take(64, 64, ms(2.0 + 0.01 * f64::from(i))), 1);
+            c.filled(1, 1);
+        }
+        assert_eq!(c.take(64, 64, ms(3.95)), 1);
+        c.filled(0, 1);
         // Behind for GROW_AFTER at 100,000/s one per call: grown calls on trial ...
-        behind_one_per_call(&mut c, &ms, 2.0);
+        behind_one_per_call(&mut c, &ms, 4.0);
         // ... sending 256,000/s over the TRIAL (2.56×): kept.
-        grown_calls(&mut c, &ms, 4.0, 0.25, 8.0);
-        assert_eq!(c.take(64, 64, ms(8.0)), 64, "kept");
+        grown_calls(&mut c, &ms, 6.0, 0.25, 10.0);
+        assert_eq!(c.take(64, 64, ms(10.0)), 64, "kept");
         c.filled(64, 64);
-        assert_eq!(c.take(40, 64, ms(8.1)), 40);
+        assert_eq!(c.take(40, 64, ms(10.1)), 40);
         c.filled(40, 40);
         // A call the source could not fill: caught up, one per call.
-        assert_eq!(c.take(64, 64, ms(8.2)), 64);
+        assert_eq!(c.take(64, 64, ms(10.2)), 64);
         c.filled(10, 64);
-        assert_eq!(c.take(30, 64, ms(8.3)), 1);
+        assert_eq!(c.take(30, 64, ms(10.3)), 1);
         c.filled(1, 1);
-        // Behind again; grown calls on trial send 112,000/s (1.12×): given up ...
-        behind_one_per_call(&mut c, &ms, 10.0);
-        grown_calls(&mut c, &ms, 12.0, 64.0 / 110.0, 16.0);
-        assert_eq!(c.take(64, 64, ms(16.0)), 1, "not worth it");
-        c.filled(1, 1);
-        // ... one per call for HELD, the rate still out of reach ...
-        assert_eq!(c.take(64, 64, ms(500.0)), 1);
-        c.filled(1, 1);
-        assert_eq!(c.take(64, 64, ms(1015.9)), 1);
-        c.filled(1, 1);
-        // ... then a new window and a new trial.
-        behind_one_per_call(&mut c, &ms, 1016.0);
-        assert_eq!(c.take(64, 64, ms(1018.0)), 64, "tried again");
+        // Behind again within HELD of the verdict: grown at once; then caught up.
+        assert_eq!(c.take(64, 64, ms(500.0)), 64, "the trial paid");
         c.filled(64, 64);
-        // A call that finds less than a batch due while held or on trial: caught up.
-        assert_eq!(c.take(1, 64, ms(1018.1)), 1);
+        assert_eq!(c.take(1, 64, ms(500.1)), 1);
         c.filled(1, 1);
-        assert_eq!(c.take(64, 64, ms(1018.2)), 1, "a new window");
-        // A source that had nothing while behind: the window starts again.
-        c.filled(0, 1);
+        // The verdict is old: behind again, a new trial, sending 112,000/s (1.12×): given
+        // up ...
         behind_one_per_call(&mut c, &ms, 1020.0);
-        assert_eq!(c.take(64, 64, ms(1022.0)), 64);
+        grown_calls(&mut c, &ms, 1022.0, 64.0 / 110.0, 1026.0);
+        assert_eq!(c.take(64, 64, ms(1026.0)), 1, "not worth it");
+        c.filled(1, 1);
+        // ... one per call while behind, and after catching up and falling behind again,
+        // for HELD ...
+        assert_eq!(c.take(64, 64, ms(1500.0)), 1);
+        c.filled(1, 1);
+        assert_eq!(c.take(3, 64, ms(1501.0)), 1);
+        c.filled(1, 1);
+        for i in 0..500 {
+            assert_eq!(c.take(64, 64, ms(1502.0 + f64::from(i))), 1);
+            c.filled(1, 1);
+        }
+        // ... then a new window and a new trial.
+        behind_one_per_call(&mut c, &ms, 2026.0);
+        assert_eq!(c.take(64, 64, ms(2028.0)), 64, "tried again");
+        c.filled(64, 64);
+        // A call that finds no more than one due while on trial: caught up.
+        assert_eq!(c.take(1, 64, ms(2028.1)), 1);
+        c.filled(1, 1);
+        assert_eq!(c.take(64, 64, ms(2028.2)), 1, "a new window");
     }
 
     /// A TX half that takes everything at once, each call costing 2 µs of its own (a system
