@@ -219,8 +219,9 @@ impl Pipeline {
     /// own (AF_XDP in copy mode) — a probe stamped before a call of 64 would be timed early
     /// by the work of the 63 before it — unless `batch_given` (the operator's `--batch`
     /// wins). Says where the stamps are taken accordingly. Once such a sender has been a
-    /// whole batch behind the rate for `asdic_sender::tx::GROW_AFTER`, its calls take what
-    /// is due until it has caught up, and those probes are counted
+    /// whole batch behind the rate for `asdic_sender::tx::GROW_AFTER`, it tries calls that
+    /// take what is due and keeps them, until it has caught up, where they send clearly
+    /// faster (`asdic_sender::tx::CallSize`); those probes are counted
     /// ([`SenderShared::grouped`]).
     pub fn set_tracked(&mut self, tracked: bool, batch_given: bool) {
         if let Some(h) = &self.engine {

@@ -947,6 +947,16 @@ mod tests {
         }
     }
 
+    /// Probe `cookie` to the one target of these tests' sources, of class 0, at the run's TTL.
+    fn probe_to_one(cookie: u32) -> Next {
+        Next::Probe {
+            cookie,
+            target: IpAddr::from([198, 19, 0, 1]),
+            class: 0,
+            ttl: 0,
+        }
+    }
+
     /// Two probes 100 ms apart: nothing is due in between.
     struct Gap(u32, Option<Instant>);
 
@@ -960,12 +970,7 @@ mod tests {
                 return Next::Done;
             }
             self.0 += 1;
-            Next::Probe {
-                cookie: self.0,
-                target: IpAddr::from([198, 19, 0, 1]),
-                class: 0,
-                ttl: 0,
-            }
+            probe_to_one(self.0)
         }
     }
 
@@ -1331,13 +1336,19 @@ mod tests {
         assert_eq!(retired.len(), 4);
     }
 
+    /// A call at `at` finding `due` probes due: it takes `takes` (`what` says why), and the
+    /// source gives `gives`.
+    fn step(c: &mut CallSize, due: usize, at: Instant, takes: usize, gives: usize, what: &str) {
+        assert_eq!(c.take(due, 64, at), takes, "{what}");
+        c.filled(gives, takes);
+    }
+
     /// One probe per call at whole batches due, 200 calls 10 µs apart (100,000/s) from
     /// `from` ms (`ms` makes the instant), each filled.
     fn behind_one_per_call(c: &mut CallSize, ms: &dyn Fn(f64) -> Instant, from: f64) {
         for i in 0..200 {
             let t = from + 0.01 * f64::from(i);
-            assert_eq!(c.take(64, 64, ms(t)), 1, "at {t} ms");
-            c.filled(1, 1);
+            step(c, 64, ms(t), 1, 1, &format!("at {t} ms"));
         }
     }
 
@@ -1351,8 +1362,7 @@ mod tests {
     ) {
         let mut t = from;
         while t < until {
-            assert_eq!(c.take(64, 64, ms(t)), 64, "at {t} ms");
-            c.filled(64, 64);
+            step(c, 64, ms(t), 64, 64, &format!("at {t} ms"));
             t += every;
         }
     }
@@ -1367,59 +1377,43 @@ mod tests {
         c.filled(1, 1);
         // Behind, then one call that found less than a batch: the window starts again.
         for i in 0..190 {
-            assert_eq!(c.take(64, 64, ms(0.01 * f64::from(i))), 1);
-            c.filled(1, 1);
+            step(&mut c, 64, ms(0.01 * f64::from(i)), 1, 1, "behind");
         }
-        assert_eq!(c.take(63, 64, ms(1.95)), 1);
-        c.filled(1, 1);
+        step(&mut c, 63, ms(1.95), 1, 1, "");
         // A source that had nothing while behind: the window starts again too.
         for i in 0..190 {
-            assert_eq!(c.take(64, 64, ms(2.0 + 0.01 * f64::from(i))), 1);
-            c.filled(1, 1);
+            step(&mut c, 64, ms(2.0 + 0.01 * f64::from(i)), 1, 1, "behind");
         }
-        assert_eq!(c.take(64, 64, ms(3.95)), 1);
-        c.filled(0, 1);
+        step(&mut c, 64, ms(3.95), 1, 0, "");
         // Behind for GROW_AFTER at 100,000/s one per call: grown calls on trial ...
         behind_one_per_call(&mut c, &ms, 4.0);
         // ... sending 256,000/s over the TRIAL (2.56×): kept.
         grown_calls(&mut c, &ms, 6.0, 0.25, 10.0);
-        assert_eq!(c.take(64, 64, ms(10.0)), 64, "kept");
-        c.filled(64, 64);
-        assert_eq!(c.take(40, 64, ms(10.1)), 40);
-        c.filled(40, 40);
+        step(&mut c, 64, ms(10.0), 64, 64, "kept");
+        step(&mut c, 40, ms(10.1), 40, 40, "");
         // A call the source could not fill: caught up, one per call.
-        assert_eq!(c.take(64, 64, ms(10.2)), 64);
-        c.filled(10, 64);
-        assert_eq!(c.take(30, 64, ms(10.3)), 1);
-        c.filled(1, 1);
+        step(&mut c, 64, ms(10.2), 64, 10, "");
+        step(&mut c, 30, ms(10.3), 1, 1, "");
         // Behind again within HELD of the verdict: grown at once; then caught up.
-        assert_eq!(c.take(64, 64, ms(500.0)), 64, "the trial paid");
-        c.filled(64, 64);
-        assert_eq!(c.take(1, 64, ms(500.1)), 1);
-        c.filled(1, 1);
+        step(&mut c, 64, ms(500.0), 64, 64, "the trial paid");
+        step(&mut c, 1, ms(500.1), 1, 1, "");
         // The verdict is old: behind again, a new trial, sending 112,000/s (1.12×): given
         // up ...
         behind_one_per_call(&mut c, &ms, 1020.0);
         grown_calls(&mut c, &ms, 1022.0, 64.0 / 110.0, 1026.0);
-        assert_eq!(c.take(64, 64, ms(1026.0)), 1, "not worth it");
-        c.filled(1, 1);
+        step(&mut c, 64, ms(1026.0), 1, 1, "not worth it");
         // ... one per call while behind, and after catching up and falling behind again,
         // for HELD ...
-        assert_eq!(c.take(64, 64, ms(1500.0)), 1);
-        c.filled(1, 1);
-        assert_eq!(c.take(3, 64, ms(1501.0)), 1);
-        c.filled(1, 1);
+        step(&mut c, 64, ms(1500.0), 1, 1, "");
+        step(&mut c, 3, ms(1501.0), 1, 1, "");
         for i in 0..500 {
-            assert_eq!(c.take(64, 64, ms(1502.0 + f64::from(i))), 1);
-            c.filled(1, 1);
+            step(&mut c, 64, ms(1502.0 + f64::from(i)), 1, 1, "held");
         }
         // ... then a new window and a new trial.
         behind_one_per_call(&mut c, &ms, 2026.0);
-        assert_eq!(c.take(64, 64, ms(2028.0)), 64, "tried again");
-        c.filled(64, 64);
+        step(&mut c, 64, ms(2028.0), 64, 64, "tried again");
         // A call that finds no more than one due while on trial: caught up.
-        assert_eq!(c.take(1, 64, ms(2028.1)), 1);
-        c.filled(1, 1);
+        step(&mut c, 1, ms(2028.1), 1, 1, "");
         assert_eq!(c.take(64, 64, ms(2028.2)), 1, "a new window");
     }
 
@@ -1453,12 +1447,7 @@ mod tests {
                 return Next::Done;
             }
             self.0 += 1;
-            Next::Probe {
-                cookie: self.0,
-                target: IpAddr::from([198, 19, 0, 1]),
-                class: 0,
-                ttl: 0,
-            }
+            probe_to_one(self.0)
         }
     }
 
@@ -1479,12 +1468,7 @@ mod tests {
                 self.1 = None;
             }
             self.0 += 1;
-            Next::Probe {
-                cookie: self.0,
-                target: IpAddr::from([198, 19, 0, 1]),
-                class: 0,
-                ttl: 0,
-            }
+            probe_to_one(self.0)
         }
     }
 
