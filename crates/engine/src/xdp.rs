@@ -780,8 +780,7 @@ pub struct XdpInfo {
     /// where queues send from threads of their own).
     pub tx_sockets: bool,
     /// TX queues that send from a thread of their own (every one after the first, in copy
-    /// mode with several CPUs and calls of several frames); 0 when the sender kicks every
-    /// queue itself.
+    /// mode with several CPUs; see [`Kicker`]); 0 when the sender kicks every queue itself.
     pub tx_threads: usize,
 }
 
@@ -1165,8 +1164,8 @@ fn bind_all(
         // lives on with its RX ring and fill ring (xsk-rs closes it with the last handle).
         rxs.push(XdpRx::new(queue, rxq, fq, umem, batch, l.rx_frames, to));
     }
-    // Copy mode, several lanes, several CPUs, calls of several frames: every lane after the
-    // first sends from a thread of its own (see [`Kicker`]).
+    // Copy mode, several lanes, several CPUs: every lane after the first sends from a thread
+    // of its own, which takes calls of several frames (see [`Kicker`]).
     if lane_threads(l) && !zero_copy && lanes.len() > 1 {
         for lane in &mut lanes[1..] {
             let fd = lane.q.fd().as_raw_fd();

@@ -27,8 +27,9 @@ pub struct SenderConfig {
     /// Probes per engine call, at most.
     pub batch: usize,
     /// One probe per engine call while the sender keeps up with the rate, each stamped right
-    /// before the call that hands it to the kernel (see [`CallSize`]); calls take what is due,
-    /// up to `batch`, only once the sender has been behind for [`GROW_AFTER`].
+    /// before the call that hands it to the kernel; calls take what is due, up to `batch`,
+    /// only once the sender has been behind for [`GROW_AFTER`] and where a trial shows it
+    /// pays (see [`CallSize`]).
     pub per_call: bool,
     /// TTL / hop limit of probes whose source names none (raw sockets set it on the socket;
     /// a probe with a TTL of its own carries it in the frame or a control message).
@@ -331,7 +332,9 @@ pub fn run<S: Source + ?Sized>(
         let Some(allowed) = l.tokens() else { continue };
         let t_send = l.fill_batch(allowed, source);
         // Fewer probes than the tokens allowed: the source, not the rate, holds the sender.
-        l.calls.filled(l.batch.len(), allowed);
+        if cfg.per_call {
+            l.calls.filled(l.batch.len(), allowed);
+        }
         if l.batch.is_empty() {
             if l.idle(source) {
                 break;
