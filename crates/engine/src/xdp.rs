@@ -717,7 +717,7 @@ fn side_socket(v6: bool, ifname: &str) -> Result<Side, EngineError> {
         sndbuf: 4096,
         ..RawOptions::default()
     };
-    let (fd, _) = raw::socket(&opts, ENGINE)?;
+    let fd = raw::socket(&opts, ENGINE)?;
     Ok(Side {
         fd,
         vec: sys::RecvVec::new(SIDE_BATCH, SIDE_BYTES),
@@ -1360,7 +1360,12 @@ impl Lane {
         let room = self.q.nb_free(want as u32) as usize;
         self.pool.take(want.min(room), &mut self.out);
         if self.out.is_empty() {
-            self.kick()?;
+            // A lane with a thread is kicked by its thread alone: the thread stamps the
+            // frames on its ring right before its own kick, and would stamp a frame another
+            // kick had already sent after its send.
+            if self.kicker.is_none() {
+                self.kick()?;
+            }
             self.reap();
             return Err(SendError::Busy { sent: 0 });
         }
