@@ -190,3 +190,63 @@ fn socket_engines_hand_back_each_tagged_packets_kernel_send_stamp_before_its_rep
     exchange(&bed, false, true, 0x7103);
     exchange(&bed, true, true, 0x7104);
 }
+
+/// One tagged probe to a dead host: the receiver, waiting for replies, is not woken by the
+/// probe's send stamp (the kernel queues it inside the device's transmit, before the packet
+/// goes on; a receiver woken there delays the packet past its stamp), and the stamp is
+/// still handed over by that receive call.
+fn stamp_wakes_nobody(bed: &Bed, uring: bool) {
+    let engine = if uring { "uring" } else { "raw" };
+    bed.in_scan_netns(move || {
+        let socket = RawOptions {
+            batch: 8,
+            tx_stamps: true,
+            ..RawOptions::default()
+        };
+        let (mut tx, mut rx): (Box<dyn Tx>, Box<dyn Rx>) = if uring {
+            let (t, r) = uring::open(&UringOptions {
+                socket,
+                ..UringOptions::default()
+            })
+            .expect("open uring");
+            (Box::new(t), Box::new(r))
+        } else {
+            let (t, r) = raw::open(&socket).expect("open raw");
+            (Box::new(t), Box::new(r))
+        };
+        // 198.19.0.13: a dead host of the bed (13 mod 97), dropped without an answer.
+        let dead: IpAddr = "198.19.0.13".parse().unwrap();
+        let mut batch = TxBatch::new(1, 64);
+        let p = echo(false, 0x7105, 0);
+        batch.slot_mut(0).unwrap()[..p.len()].copy_from_slice(&p);
+        batch.push(dead, p.len()).unwrap();
+        batch.set_tag(0, 77);
+        assert_eq!(tx.send(&batch, 0).expect("send"), 1);
+        let wait = Duration::from_millis(300);
+        let t0 = Instant::now();
+        let mut tags = vec![];
+        rx.recv(wait, &mut |f| match f.layer {
+            RxLayer::TxStamp { tag } => tags.push(tag),
+            other => panic!("{engine}: nothing but the stamp can come: {other:?}"),
+        })
+        .expect("recv");
+        let waited = t0.elapsed();
+        assert!(
+            waited >= wait - Duration::from_millis(20),
+            "{engine}: the receiver was woken after {waited:?}, not by a reply"
+        );
+        assert_eq!(
+            tags,
+            [77],
+            "{engine}: the stamp comes with the call that waited"
+        );
+    });
+}
+
+#[test]
+fn a_send_stamp_wakes_no_receiver_and_still_comes_back() {
+    let Some(()) = require_bed() else { return };
+    let bed = Bed::up("stwk", &[]);
+    stamp_wakes_nobody(&bed, false);
+    stamp_wakes_nobody(&bed, true);
+}

@@ -85,37 +85,89 @@ fn io_err_of(
     }
 }
 
-/// Opens the engine: one socket, two halves.
+/// Opens the engine: a socket for replies, and with send stamps one of its own for sending
+/// ([`sockets`]).
 pub fn open(opts: &RawOptions) -> Result<(RawTx, RawRx), EngineError> {
-    let (fd, stamps) = socket(opts, ENGINE)?;
-    let fd = Arc::new(fd);
+    let Sockets { rx, tx, stamps } = sockets(opts, ENGINE)?;
     let batch = opts.batch.max(1);
     let ctl = sys::MsgControl {
         v6: opts.v6,
         socket_ttl: opts.ttl,
         tx_stamps: stamps,
     };
-    let tx = RawTx {
-        fd: fd.clone(),
-        vec: sys::SendVec::new(batch, ctl),
-        stamps,
-    };
     let rx = RawRx {
-        fd,
+        fd: rx,
         vec: sys::RecvVec::new(batch, opts.max_reply.max(256)),
         v6: opts.v6,
-        errq: stamps.then(|| sys::ErrQueue::new(batch)),
+        errq: stamps.then(|| (sys::ErrQueue::new(batch), tx.clone())),
+    };
+    let tx = RawTx {
+        fd: tx,
+        vec: sys::SendVec::new(batch, ctl),
+        stamps,
     };
     Ok((tx, rx))
 }
 
-/// Opens and configures the raw ICMP (or ICMPv6) socket as `opts` says, naming `engine` in
-/// errors: the socket of the raw engine, and of every engine that drives one (io_uring).
-/// Also says whether the kernel's send stamps are on.
-pub(crate) fn socket(
-    opts: &RawOptions,
-    engine: &'static str,
-) -> Result<(OwnedFd, bool), EngineError> {
+/// The sockets of an engine that drives raw sockets (raw, io_uring).
+pub(crate) struct Sockets {
+    /// Where replies and errors are read.
+    pub(crate) rx: Arc<OwnedFd>,
+    /// Where probes are sent: with send stamps a socket of its own, else `rx`.
+    pub(crate) tx: Arc<OwnedFd>,
+    /// Whether the kernel's send stamps are on (on `tx`'s error queue).
+    pub(crate) stamps: bool,
+}
+
+/// Opens the raw sockets of an engine as `opts` says, naming `engine` in errors. With send
+/// stamps (`opts.tx_stamps`, where the kernel ties them to their packets) probes go through a
+/// socket of their own that receives nothing, so that nobody sleeps on the socket whose
+/// error queue takes the stamps. The kernel queues a packet's send stamp inside the device's
+/// transmit, before the packet goes on (on a veth, before the next hop receives it), and
+/// queueing it wakes whoever waits on that socket: with the receiver waiting on a socket it
+/// shared with the sender, every stamp woke the receiver there, and the wakeup (an
+/// inter-processor interrupt when the receiver's CPU is idle, several µs in a VM) came
+/// between the stamp and the packet's way on. The receiver reads the stamps without waiting
+/// for them, on every receive call: a probe's stamp is queued before its reply can come.
+pub(crate) fn sockets(opts: &RawOptions, engine: &'static str) -> Result<Sockets, EngineError> {
+    let rx = Arc::new(socket(opts, engine)?);
+    if !(opts.tx_stamps && sys::kernel_has_ts_opt_id()) {
+        return Ok(Sockets {
+            tx: rx.clone(),
+            rx,
+            stamps: false,
+        });
+    }
+    let tx = socket(opts, engine)?;
+    let io_err = |what| io_err_of(engine, what);
+    deaf(&tx, opts.v6).map_err(io_err("a sending socket's filters"))?;
+    // Send stamps wait on the error queue as packetless skbs (OPT_TSONLY; 832 bytes of
+    // truesize measured), charged to this socket's receive buffer, until the receiver's next
+    // call reads them.
+    sys::set_tx_stamps(&tx).map_err(io_err("SO_TIMESTAMPING"))?;
+    Ok(Sockets {
+        rx,
+        tx: Arc::new(tx),
+        stamps: true,
+    })
+}
+
+/// Makes a sending raw socket take no packets: every ICMP (ICMPv6) type blocked before the
+/// kernel copies a packet to it, and a socket filter that drops whatever else comes (ICMP
+/// types from 32 up pass `ICMP_FILTER`). Its error queue, which no filter touches, still
+/// takes its send stamps.
+fn deaf(fd: &OwnedFd, v6: bool) -> std::io::Result<()> {
+    if v6 {
+        sys::set_opt(fd, libc::IPPROTO_ICMPV6, ICMP6_FILTER, &[u32::MAX; 8])?;
+    } else {
+        sys::set_opt(fd, SOL_RAW, ICMP_FILTER, &u32::MAX)?;
+    }
+    sys::drop_all(fd)
+}
+
+/// Opens and configures a raw ICMP (or ICMPv6) socket as `opts` says (send stamps aside: see
+/// [`sockets`]), naming `engine` in errors.
+pub(crate) fn socket(opts: &RawOptions, engine: &'static str) -> Result<OwnedFd, EngineError> {
     let fd = sys::raw_socket(opts.v6).map_err(|e| match e.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => EngineError::Permission {
             engine,
@@ -129,12 +181,12 @@ pub(crate) fn socket(
             source: e,
         },
     })?;
-    let stamps = configure(&fd, opts, engine)?;
-    Ok((fd, stamps))
+    configure(&fd, opts, engine)?;
+    Ok(fd)
 }
 
-/// Configures the socket; returns whether send stamps are on.
-fn configure(fd: &OwnedFd, o: &RawOptions, engine: &'static str) -> Result<bool, EngineError> {
+/// Configures the socket (send stamps aside).
+fn configure(fd: &OwnedFd, o: &RawOptions, engine: &'static str) -> Result<(), EngineError> {
     let io_err = |what| io_err_of(engine, what);
     let ttl = libc::c_int::from(o.ttl);
     let one: libc::c_int = 1;
@@ -177,14 +229,7 @@ fn configure(fd: &OwnedFd, o: &RawOptions, engine: &'static str) -> Result<bool,
         let pass: u32 = [0u32, 3, 4, 5, 11, 12].iter().fold(0, |m, t| m | 1 << t);
         sys::set_opt(fd, SOL_RAW, ICMP_FILTER, &!pass).map_err(io_err("ICMP_FILTER"))?;
     }
-    // Send stamps share the receive buffer with replies: each waits on the error queue as a
-    // packetless skb (OPT_TSONLY; 832 bytes of truesize measured) until the RX half reads it,
-    // right beside the replies it reads.
-    if o.tx_stamps && sys::kernel_has_ts_opt_id() {
-        sys::set_tx_stamps(fd).map_err(io_err("SO_TIMESTAMPING"))?;
-        return Ok(true);
-    }
-    Ok(false)
+    Ok(())
 }
 
 /// The sending half.
@@ -263,8 +308,8 @@ pub struct RawRx {
     fd: Arc<OwnedFd>,
     vec: sys::RecvVec,
     v6: bool,
-    /// The send stamps' reader, when they are on.
-    errq: Option<sys::ErrQueue>,
+    /// The send stamps' reader and the sending socket they wait on, when they are on.
+    errq: Option<(sys::ErrQueue, Arc<OwnedFd>)>,
 }
 
 impl Rx for RawRx {
@@ -280,18 +325,24 @@ impl Rx for RawRx {
         timeout: Duration,
         on_frame: &mut dyn FnMut(RxFrame<'_>),
     ) -> Result<usize, EngineError> {
-        if !sys::poll_in(&self.fd, timeout).map_err(io_err("poll"))? {
-            return Ok(0);
-        }
+        let ready = sys::poll_in(&self.fd, timeout).map_err(io_err("poll"))?;
         let mut total = 0;
+        // Stamps of probes that get no reply are read too, so that they do not fill the
+        // sending socket's buffer.
+        if let Some((q, fd)) = &mut self.errq {
+            total += tx_stamps(q, fd, on_frame)?;
+        }
+        if !ready {
+            return Ok(total);
+        }
         // Drain what is queued, a bounded number of batches per call.
         for _ in 0..16 {
             let n = self.vec.recv(&self.fd).map_err(io_err("recvmmsg"))?;
             // The send stamps of every probe these replies answer are on the error queue
             // already: the kernel queued each before its packet left the device. Handed
             // over first, so each reply finds its probe's stamp.
-            if let Some(q) = &mut self.errq {
-                total += tx_stamps(q, &self.fd, on_frame)?;
+            if let Some((q, fd)) = &mut self.errq {
+                total += tx_stamps(q, fd, on_frame)?;
             }
             if n == 0 {
                 break;

@@ -62,6 +62,23 @@ pub(crate) fn bind_device(fd: &OwnedFd, dev: &str) -> io::Result<()> {
     }
 }
 
+/// Attaches a socket filter that drops every packet (`SO_ATTACH_FILTER`, one classic BPF
+/// instruction: return 0); the socket's error queue is not filtered.
+pub(crate) fn drop_all(fd: &OwnedFd) -> io::Result<()> {
+    let mut code = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    let prog = libc::sock_fprog {
+        len: 1,
+        filter: code.as_mut_ptr(),
+    };
+    // The kernel copies the program during the call; `code` outlives it.
+    set_opt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
+}
+
 /// Waits until the socket is readable or `timeout` passes. EINTR counts as "not readable".
 pub(crate) fn poll_in(fd: &OwnedFd, timeout: Duration) -> io::Result<bool> {
     let mut p = libc::pollfd {

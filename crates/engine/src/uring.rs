@@ -92,17 +92,17 @@ fn unavailable(e: io::Error) -> EngineError {
     }
 }
 
-/// Opens the engine: one socket, a ring per half.
+/// Opens the engine: a ring per half, on a socket for replies and, with send stamps, one of
+/// its own for sending ([`raw::sockets`]).
 pub fn open(opts: &UringOptions) -> Result<(UringTx, UringRx), EngineError> {
-    let (fd, stamps) = raw::socket(&opts.socket, ENGINE)?;
-    let fd = Arc::new(fd);
+    let raw::Sockets { rx: fd, tx, stamps } = raw::sockets(&opts.socket, ENGINE)?;
     let raw_fd = fd.as_raw_fd();
     let ttl = crate::sys::MsgControl {
         v6: opts.socket.v6,
         socket_ttl: opts.socket.ttl,
         tx_stamps: stamps,
     };
-    let ring = SendRing::new(raw_fd, opts.socket.batch.max(1), ttl).map_err(unavailable)?;
+    let ring = SendRing::new(tx.as_raw_fd(), opts.socket.batch.max(1), ttl).map_err(unavailable)?;
     let window = Window::new(ring.slots());
     let max_reply = opts.socket.max_reply.max(256);
     let armed = || RecvRing::new(raw_fd, opts.armed_slots.max(1), max_reply);
@@ -114,12 +114,6 @@ pub fn open(opts: &UringOptions) -> Result<(UringTx, UringRx), EngineError> {
             Err(_) => RxRing::Armed(armed().map_err(unavailable)?),
         },
     };
-    let tx = UringTx {
-        ring,
-        window,
-        fd: fd.clone(),
-        stamps,
-    };
     let rx = UringRx {
         ring: rx_ring,
         fd,
@@ -127,7 +121,18 @@ pub fn open(opts: &UringOptions) -> Result<(UringTx, UringRx), EngineError> {
         v6: opts.socket.v6,
         armed_slots: opts.armed_slots.max(1),
         max_reply,
-        errq: stamps.then(|| crate::sys::ErrQueue::new(opts.socket.batch.max(1))),
+        errq: stamps.then(|| {
+            (
+                crate::sys::ErrQueue::new(opts.socket.batch.max(1)),
+                tx.clone(),
+            )
+        }),
+    };
+    let tx = UringTx {
+        ring,
+        window,
+        fd: tx,
+        stamps,
     };
     Ok((tx, rx))
 }
@@ -202,9 +207,9 @@ pub struct UringRx {
     v6: bool,
     armed_slots: usize,
     max_reply: usize,
-    /// The send stamps' reader, when they are on: a plain `recvmmsg(MSG_ERRQUEUE)` beside
-    /// the ring, after every wait.
-    errq: Option<crate::sys::ErrQueue>,
+    /// The send stamps' reader and the sending socket they wait on, when they are on: a plain
+    /// `recvmmsg(MSG_ERRQUEUE)` beside the ring, after every wait.
+    errq: Option<(crate::sys::ErrQueue, Arc<OwnedFd>)>,
 }
 
 impl UringRx {
@@ -241,7 +246,7 @@ impl Rx for UringRx {
         on_frame: &mut dyn FnMut(RxFrame<'_>),
     ) -> Result<usize, EngineError> {
         let v6 = self.v6;
-        let (errq, fd) = (&mut self.errq, &self.fd);
+        let errq = &mut self.errq;
         let mut stamps = 0;
         let mut stamp_err = None;
         let mut drained_at = 0;
@@ -250,7 +255,7 @@ impl Rx for UringRx {
             // device, so before any reply to it is received: a reply stamped before the last
             // read of the error queue began finds its probe's stamp handed over; a later one
             // reads the queue again first.
-            if let Some(q) = errq.as_mut()
+            if let Some((q, fd)) = errq.as_mut()
                 && m.ts_ns.is_none_or(|t| t >= drained_at)
             {
                 drained_at = crate::realtime_ns();
@@ -293,10 +298,10 @@ impl Rx for UringRx {
         if let Some(e) = stamp_err {
             return Err(e);
         }
-        // Stamps of probes nobody answered (yet) do not wait for a reply: the error queue
-        // shares the receive buffer with replies.
-        if let Some(q) = &mut self.errq {
-            stamps += raw::tx_stamps(q, &self.fd, on_frame)?;
+        // Stamps of probes nobody answered (yet) do not wait for a reply, filling the sending
+        // socket's buffer.
+        if let Some((q, fd)) = &mut self.errq {
+            stamps += raw::tx_stamps(q, fd, on_frame)?;
         }
         Ok(n + stamps)
     }
