@@ -26,6 +26,8 @@
 #   found      distinct live hosts the tool reported (of 64,860)
 #   matched/s  replies the tool reported, over the seconds it sent
 #   missed     replies the responder sent that the tool did not report
+#   txdrop     frames the scanner's link dropped on transmit during the run (s0's tx_dropped:
+#              a veth drops what its peer's queue cannot take; no tool sees them)
 #   CPU/probe  user+sys of the tool's process (/usr/bin/time) over the frames it sent
 #   RSS        the tool's peak resident set
 # and each tool's steady sent rate as a ratio to zmap's and to the ceiling's on the same bed,
@@ -99,12 +101,17 @@ span() {
     printf "%.0f %d %.6f %d\n", med, c[b] - c[a], d, n1 - n0 }' "$1"
 }
 replied() { scripts/bed.sh truth "$1" | sed -n 's/.*"replied":\([0-9]*\).*/\1/p'; }
+# Frames the scanner's link dropped on transmit (a veth drops what its peer's queue cannot
+# take; they are in no tool's sent count on the wire, and a tool cannot see them).
+txdropped() { ip netns exec "asdic-$1-scan" cat /sys/class/net/s0/statistics/tx_dropped; }
 
 run_tool() { # tool bed -> name steady_pps sent span_s found matched replied cpu_s rss_kb
   local tool=$1 bed=$2 ns="asdic-$2-scan" name="$1@$2" out="$work/$1-$2.out" tm="$work/$1-$2.time"
   local samples="$work/$1-$2.samples" r0 r1 m f mac
   mac=$(scripts/bed.sh truth "$bed" | sed -n 's/.*"gateway_mac":"\([^"]*\)".*/\1/p')
   r0=$(replied "$bed")
+  local d0
+  d0=$(txdropped "$bed")
   sampler "$ns" "$samples" &
   spid=$!
   sleep 0.2
@@ -142,6 +149,8 @@ run_tool() { # tool bed -> name steady_pps sent span_s found matched replied cpu
   wait "$spid" 2>/dev/null || true
   spid=""
   r1=$(replied "$bed")
+  local d1
+  d1=$(txdropped "$bed")
   case $tool in
   ceiling)
     m=$(sed -n 's/.*"received":\([0-9]*\).*/\1/p' "$work/$name.stdout")
@@ -162,7 +171,7 @@ run_tool() { # tool bed -> name steady_pps sent span_s found matched replied cpu
   esac
   read -r steady sent secs _ < <(span "$samples")
   read -r u s rss < <(tail -n 1 "$tm") # after "Command exited with non-zero status 1"
-  echo "$name $steady $sent $secs $f ${m:-0} $((r1 - r0)) $(awk -v u="$u" -v s="$s" 'BEGIN { print u + s }') $rss"
+  echo "$name $steady $sent $secs $f ${m:-0} $((r1 - r0)) $(awk -v u="$u" -v s="$s" 'BEGIN { print u + s }') $rss $((d1 - d0))"
 }
 
 tools=(ceiling)
@@ -193,7 +202,7 @@ awk '
     k = ++n[$1]
     st[$1, k] = $2; fo[$1, k] = $5; mps[$1, k] = $6 / $4
     mi[$1, k] = ($7 > $6 ? $7 - $6 : 0)
-    cpu[$1, k] = $8 * 1e6 / ($3 > 0 ? $3 : 1); rss[$1, k] = $9 / 1024
+    cpu[$1, k] = $8 * 1e6 / ($3 > 0 ? $3 : 1); rss[$1, k] = $9 / 1024; td[$1, k] = $10
   }
   END {
     nt = split("ceiling@1q base@1q asdic@1q zmap@1q masscan@1q ceiling@2q base@2q asdic@2q zmap@2q masscan@2q", all, " ")
@@ -207,11 +216,12 @@ awk '
       for (k = 1; k <= m; k++) { a[k] = mi[t, k] }; X[t] = median(a, m)
       for (k = 1; k <= m; k++) { a[k] = cpu[t, k] }; C[t] = median(a, m)
       for (k = 1; k <= m; k++) { a[k] = rss[t, k] }; R[t] = median(a, m)
+      for (k = 1; k <= m; k++) { a[k] = td[t, k] }; D[t] = median(a, m)
     }
-    printf "%-12s %10s %8s %10s %8s %10s %8s %7s %7s\n", "tool@bed", "sent/s", "found", "matched/s", "missed", "CPU us/pr", "RSS MiB", "x zmap", "x ceil"
+    printf "%-12s %10s %8s %10s %8s %8s %10s %8s %7s %7s\n", "tool@bed", "sent/s", "found", "matched/s", "missed", "txdrop", "CPU us/pr", "RSS MiB", "x zmap", "x ceil"
     for (i = 1; i <= no; i++) {
       t = order[i]; q = substr(t, index(t, "@"))
-      printf "%-12s %10.0f %8s %10.0f %8d %10.2f %8.1f %7.2f %7.2f\n", t, S[t], (t ~ /ceiling/ ? "-" : F[t]), M[t], X[t], C[t], R[t],
+      printf "%-12s %10.0f %8s %10.0f %8d %8d %10.2f %8.1f %7.2f %7.2f\n", t, S[t], (t ~ /ceiling/ ? "-" : F[t]), M[t], X[t], D[t], C[t], R[t],
         (S["zmap" q] > 0 ? S[t] / S["zmap" q] : 0), (S["ceiling" q] > 0 ? S[t] / S["ceiling" q] : 0)
     }
     if (n["asdic@1q"] > 0 && n["asdic@2q"] > 0)
@@ -226,5 +236,5 @@ awk '
     }
     printf "(median of %d runs per tool and bed; steady = median full 1-s window; 65,536 targets, 64,860 live)\n", m
   }' "$results"
-echo "raw runs: tool@bed steady_pps sent span_s found matched replied cpu_s rss_kb" >&2
+echo "raw runs: tool@bed steady_pps sent span_s found matched replied cpu_s rss_kb tx_dropped" >&2
 cat "$results" >&2
