@@ -35,6 +35,16 @@ fn forwarded_replies(bed: &Bed) -> HashMap<String, u64> {
         .collect()
 }
 
+/// The scanner link's transmit drops so far (the bed's own count of frames it never passed on).
+fn link_tx_dropped(bed: &Bed) -> u64 {
+    let o = bed.exec_in("scan", &["cat", "/sys/class/net/s0/statistics/tx_dropped"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .expect("a count")
+}
+
 #[test]
 fn ten_rounds_at_full_speed_through_a_lossy_router_lose_no_reply_on_1_2_and_4_queues() {
     let Some(()) = require_bed() else { return };
@@ -53,6 +63,7 @@ fn ten_rounds_at_full_speed_through_a_lossy_router_lose_no_reply_on_1_2_and_4_qu
     for (queues, bed) in &beds {
         let id = bed.id().to_string();
         let out = scratch(&format!("{id}.parquet"));
+        let dropped0 = link_tx_dropped(bed);
         let o = bed.asdic(&[
             "ping",
             "198.19.0.0/16",
@@ -100,6 +111,18 @@ fn ten_rounds_at_full_speed_through_a_lossy_router_lose_no_reply_on_1_2_and_4_qu
             "the router forwarded every reply far sent"
         );
         assert_eq!(meta.kernel_lost, Some(0), "{queues} queue(s): {err}");
+        // Probes the link dropped on their way out are counted as the link counted them.
+        let dropped = link_tx_dropped(bed) - dropped0;
+        assert_eq!(
+            meta.kernel_counter("link_tx_dropped"),
+            Some(dropped),
+            "{queues} queue(s): {err}"
+        );
+        assert_eq!(
+            err.contains(&format!("dropped {dropped} frames on transmit")),
+            dropped > 0,
+            "{err}"
+        );
         assert!(err.contains("; 0 lost in the kernel"), "{err}");
         eprintln!(
             "{queues} queue(s): {total} replies, every one matched; {lossdrop} requests lost to the bed's 5 %"

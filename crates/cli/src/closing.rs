@@ -43,6 +43,20 @@ pub fn kernel_warning(k: &KernelDrops) -> Option<String> {
     })
 }
 
+/// The closing line for a run whose probes the link dropped on their way out, if it did
+/// (AF_XDP: the interface's transmit drops during the run).
+pub fn link_warning(k: &KernelDrops) -> Option<String> {
+    (k.link_tx_dropped > 0).then(|| {
+        format!(
+            "asdic: WARNING: the interface dropped {} frames on transmit during the run (its \
+             tx_dropped counter; a veth drops what its peer's queue cannot take): probes among \
+             them never left, and their targets show loss the network did not cause (drops of \
+             other traffic on the link count too): lower --rate",
+            k.link_tx_dropped
+        )
+    })
+}
+
 /// A line saying that sending fell short of `--rate`: below 90 % of `asked` over a send
 /// phase long enough to measure (0.2 s), the engine, CPU or link is the limit, not the cap.
 pub fn rate_shortfall(asked: f64, sent: u64, send_secs: f64) -> Option<String> {
@@ -153,6 +167,17 @@ mod tests {
             attempt: 0,
             outcome: Outcome::SendFailed { errno },
         }
+    }
+
+    #[test]
+    fn link_drops_are_said_only_when_there_are_some_and_are_no_reply_lost() {
+        let mut k = KernelDrops::default();
+        assert_eq!(link_warning(&k), None);
+        k.link_tx_dropped = 748;
+        assert_eq!(k.lost(), 0, "probes that never left are not replies lost");
+        assert_eq!(kernel_warning(&k), None);
+        let l = link_warning(&k).unwrap();
+        assert!(l.contains("dropped 748 frames on transmit"), "{l}");
     }
 
     #[test]

@@ -32,7 +32,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::Fail;
 use crate::closing::end_metadata;
-use crate::closing::{Refusals, kernel_warning, rate_shortfall};
+use crate::closing::{Refusals, kernel_warning, link_warning, rate_shortfall};
 use crate::engines::{EngineOptions, Opener, RunHints, engine_line, engine_names, stamp_points};
 use crate::privilege::drop_capabilities;
 use crate::signals::{self, Signals};
@@ -384,6 +384,9 @@ pub fn drive(mut lanes: Lanes, mode: &mut dyn Mode) -> Result<ExitCode, Fail> {
     let code = mode.finish(&run, &end)?;
     refusals.report();
     if let Some(l) = kernel_warning(&end.kernel) {
+        say!("{l}");
+    }
+    if let Some(l) = link_warning(&end.kernel) {
         say!("{l}");
     }
     if let Some(l) = lanes

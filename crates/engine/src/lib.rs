@@ -192,6 +192,12 @@ pub struct KernelDrops {
     /// receive stamp (no headroom to put it in), stamped as the batch was read instead.
     /// Not a loss.
     pub xdp_unstamped: u64,
+    /// The AF_XDP engine: frames its interface dropped on transmit since the engine opened
+    /// (the link's `tx_dropped`; a veth drops what its peer's queue cannot take, and no
+    /// sender can see it). Probes among them never left: their targets show loss the network
+    /// did not cause. Other traffic's drops on the link count too. Not in
+    /// [`KernelDrops::lost`], which counts replies.
+    pub link_tx_dropped: u64,
 }
 
 impl KernelDrops {
@@ -202,7 +208,7 @@ impl KernelDrops {
     }
 
     /// How many counters there are: [`KernelDrops::NAMES`], then [`KernelDrops::XDP_NAMES`].
-    pub const LEN: usize = 20;
+    pub const LEN: usize = 21;
 
     /// The drop counters' names, in the order of [`KernelDrops::to_array`]: the names used in
     /// metadata, status JSON and metrics.
@@ -218,7 +224,7 @@ impl KernelDrops {
     /// The XDP program's verdicts and the AF_XDP engine's reads through its raw socket
     /// (no drops), after the drop counters in [`KernelDrops::to_array`]: the names used in
     /// metadata.
-    pub const XDP_NAMES: [&'static str; 14] = [
+    pub const XDP_NAMES: [&'static str; 15] = [
         "xdp_redirected",
         "xdp_pass_not_ip",
         "xdp_pass_vlan",
@@ -233,6 +239,7 @@ impl KernelDrops {
         "xdp_misaddressed",
         "xdp_drop_forged",
         "xdp_unstamped",
+        "link_tx_dropped",
     ];
 
     /// The counters in the order of [`KernelDrops::NAMES`], then [`KernelDrops::XDP_NAMES`].
@@ -252,6 +259,7 @@ impl KernelDrops {
         a[17] = self.xdp_misaddressed;
         a[18] = self.xdp_drop_forged;
         a[19] = self.xdp_unstamped;
+        a[20] = self.link_tx_dropped;
         a
     }
 
@@ -272,6 +280,7 @@ impl KernelDrops {
             xdp_misaddressed: a[17],
             xdp_drop_forged: a[18],
             xdp_unstamped: a[19],
+            link_tx_dropped: a[20],
         }
     }
 
@@ -308,7 +317,7 @@ impl KernelDrops {
 
     /// The XDP program's verdicts and the raw socket's reads as (name, value) pairs, in the
     /// order of [`KernelDrops::XDP_NAMES`].
-    pub fn xdp_fields(&self) -> [(&'static str, u64); 14] {
+    pub fn xdp_fields(&self) -> [(&'static str, u64); 15] {
         let a = self.to_array();
         core::array::from_fn(|i| (Self::XDP_NAMES[i], a[Self::NAMES.len() + i]))
     }
@@ -481,6 +490,7 @@ mod tests {
             xdp_misaddressed: 10,
             xdp_drop_forged: 11,
             xdp_unstamped: 12,
+            link_tx_dropped: 13,
         };
         assert_eq!(k.lost(), 4321);
         assert_eq!(
@@ -500,6 +510,7 @@ mod tests {
         assert_eq!(k.get("xdp_pass_not_ours"), Some(8));
         assert_eq!(k.get("xdp_via_kernel"), Some(9));
         assert_eq!(k.get("xdp_drop_forged"), Some(11));
+        assert_eq!(k.get("link_tx_dropped"), Some(13));
         assert_eq!(k.get("nope"), None);
         assert_eq!(k.get("xsk_rx_ring_full"), Some(300));
         assert_eq!(k.xdp_fields()[0], ("xdp_redirected", 50));

@@ -676,6 +676,40 @@ pub struct XdpRx {
     unstamped: u64,
     /// Whether an empty ring is watched before sleeping, and until when.
     ring_watch: RingWatch,
+    /// The first half's: the interface's transmit drops counter and its value at the open
+    /// ([`KernelDrops::link_tx_dropped`]).
+    link: Option<LinkDrops>,
+}
+
+/// An interface's transmit drops since a moment: its sysfs counter and its value then.
+#[derive(Debug)]
+struct LinkDrops {
+    path: std::path::PathBuf,
+    at_open: u64,
+}
+
+impl LinkDrops {
+    /// From now on, for interface `ifname` (`None` without a readable counter).
+    fn of(ifname: &str) -> Option<LinkDrops> {
+        let path =
+            std::path::PathBuf::from(format!("/sys/class/net/{ifname}/statistics/tx_dropped"));
+        Self::at(path)
+    }
+
+    fn at(path: std::path::PathBuf) -> Option<LinkDrops> {
+        let at_open = read_counter(&path)?;
+        Some(LinkDrops { path, at_open })
+    }
+
+    /// Drops since then (0 if the counter cannot be read or went back).
+    fn since_open(&self) -> u64 {
+        read_counter(&self.path).map_or(0, |n| n.saturating_sub(self.at_open))
+    }
+}
+
+/// A decimal counter file (sysfs).
+fn read_counter(path: &std::path::Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 /// How long the receiver keeps watching its ring after the last frame before it sleeps in
@@ -922,6 +956,7 @@ impl XdpRx {
             misaddressed: 0,
             unstamped: 0,
             ring_watch: RingWatch::new(cpus()),
+            link: None,
             caps: RxCaps {
                 engine: ENGINE,
                 stamp: crate::RxStamp::XdpHook,
@@ -1279,6 +1314,7 @@ pub fn open(o: &XdpOptions) -> Result<(XdpTx, Vec<XdpRx>, XdpInfo), EngineError>
         tx_threads: lanes.iter().filter(|l| l.kicker.is_some()).count(),
     };
     let first = &mut rxs[0];
+    first.link = LinkDrops::of(&ifname);
     first.filter = Some(filter);
     first.sides = sides;
     first.watch = Some(QueueWatch {
@@ -1630,6 +1666,7 @@ impl Rx for XdpRx {
             xdp_misaddressed: self.misaddressed,
             xdp_drop_forged: filter.forged,
             xdp_unstamped: self.unstamped,
+            link_tx_dropped: self.link.as_ref().map_or(0, LinkDrops::since_open),
         })
     }
 }
@@ -1637,6 +1674,25 @@ impl Rx for XdpRx {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_drops_count_from_the_open_and_never_go_back() {
+        let dir = std::env::temp_dir().join(format!("asdic-linkdrops-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tx_dropped");
+        std::fs::write(&path, "1000\n").unwrap();
+        let l = LinkDrops::at(path.clone()).expect("a readable counter");
+        assert_eq!(l.since_open(), 0);
+        std::fs::write(&path, "1748\n").unwrap();
+        assert_eq!(l.since_open(), 748);
+        // Reset (the interface recreated) or unreadable: nothing, never a wrap.
+        std::fs::write(&path, "3\n").unwrap();
+        assert_eq!(l.since_open(), 0);
+        std::fs::write(&path, "junk").unwrap();
+        assert_eq!(l.since_open(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(LinkDrops::at(path).is_none());
+    }
 
     #[test]
     fn queue_lists_read_as_ranges() {
