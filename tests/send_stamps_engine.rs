@@ -82,6 +82,21 @@ fn collect(rx: &mut dyn Rx, id: u16, replies: usize, within: Duration) -> Seen {
     s
 }
 
+/// The raw engine, or the io_uring engine on the same socket options.
+fn open(socket: RawOptions, uring: bool) -> (Box<dyn Tx>, Box<dyn Rx>) {
+    if uring {
+        let (t, r) = uring::open(&UringOptions {
+            socket,
+            ..UringOptions::default()
+        })
+        .expect("open uring");
+        (Box::new(t), Box::new(r))
+    } else {
+        let (t, r) = raw::open(&socket).expect("open raw");
+        (Box::new(t), Box::new(r))
+    }
+}
+
 /// Five live targets tagged 1000.., one unroutable (refused by the kernel) tagged 999, one
 /// live target untagged; then the checks.
 fn exchange(bed: &Bed, v6: bool, uring: bool, id: u16) {
@@ -117,17 +132,7 @@ fn exchange(bed: &Bed, v6: bool, uring: bool, id: u16) {
             tx_stamps: true,
             ..RawOptions::default()
         };
-        let (mut tx, mut rx): (Box<dyn Tx>, Box<dyn Rx>) = if uring {
-            let (t, r) = uring::open(&UringOptions {
-                socket,
-                ..UringOptions::default()
-            })
-            .expect("open uring");
-            (Box::new(t), Box::new(r))
-        } else {
-            let (t, r) = raw::open(&socket).expect("open raw");
-            (Box::new(t), Box::new(r))
-        };
+        let (mut tx, mut rx) = open(socket, uring);
         assert!(
             tx.caps().kernel_stamps,
             "{engine}: this kernel ties stamps to packets"
@@ -203,17 +208,7 @@ fn stamp_wakes_nobody(bed: &Bed, uring: bool) {
             tx_stamps: true,
             ..RawOptions::default()
         };
-        let (mut tx, mut rx): (Box<dyn Tx>, Box<dyn Rx>) = if uring {
-            let (t, r) = uring::open(&UringOptions {
-                socket,
-                ..UringOptions::default()
-            })
-            .expect("open uring");
-            (Box::new(t), Box::new(r))
-        } else {
-            let (t, r) = raw::open(&socket).expect("open raw");
-            (Box::new(t), Box::new(r))
-        };
+        let (mut tx, mut rx) = open(socket, uring);
         // 198.19.0.13: a dead host of the bed (13 mod 97), dropped without an answer.
         let dead: IpAddr = "198.19.0.13".parse().unwrap();
         let mut batch = TxBatch::new(1, 64);
