@@ -19,12 +19,30 @@ const XDP: [&str; 5] = [
     "cap_ipc_lock",
 ];
 
-/// A directory under /tmp that nobody can use: the binary copies and the output go there.
-fn world_dir(tag: &str) -> PathBuf {
+/// A directory under /tmp that any user (nobody too) can write: the binary copies and the output go there.
+/// Removed when dropped (copies of the binary are ~90 MB each); one a failed test left is
+/// removed by a later run ([`asdic_tests::sweep_scratch`]).
+fn world_dir(tag: &str) -> WorldDir {
     let d = std::env::temp_dir().join(format!("asdic-priv-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
-    d
+    WorldDir(d)
+}
+
+/// A [`world_dir`], removed when dropped.
+struct WorldDir(PathBuf);
+
+impl std::ops::Deref for WorldDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for WorldDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A copy of asdic with file capabilities `caps` (none: no capabilities at all).
@@ -320,7 +338,8 @@ fn a_root_run_that_could_not_write_its_output_stops_before_sending() {
     std::fs::create_dir_all(&theirs).unwrap();
     std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
     std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let fleet = world_dir("fleet").join("fleet.txt");
+    let fleet_dir = world_dir("fleet");
+    let fleet = fleet_dir.join("fleet.txt");
     std::fs::write(&fleet, "198.19.0.1\n198.19.0.2\n").unwrap();
     let at = |name: &str| theirs.join(name).to_str().unwrap().to_string();
     let (scan, ping, trace) = (at("scan.parquet"), at("ping.parquet"), at("trace.parquet"));
@@ -402,7 +421,8 @@ fn a_root_run_that_could_not_write_its_output_stops_before_sending() {
         assert!(left.is_empty(), "{args:?} left {left:?}");
     }
     // The same scan into a directory root owns runs: the bed sees its probes.
-    let ours = world_dir("ours").join("scan.parquet");
+    let ours_dir = world_dir("ours");
+    let ours = ours_dir.join("scan.parquet");
     let seen = bed.counter("seen4");
     let o = bed.asdic(
         &scan_args(ours.to_str().unwrap())

@@ -651,15 +651,65 @@ impl Measured {
 }
 
 /// A unique scratch path for an output file. The directory is this process's, emptied on its
-/// first use: one left by an earlier process with the same pid (pids wrap) is stale.
+/// first use: one left by an earlier process with the same pid (pids wrap) is stale. That
+/// first use also removes what test processes that are gone left (see [`sweep_scratch`]).
 pub fn scratch(name: &str) -> PathBuf {
     static FRESH: std::sync::Once = std::sync::Once::new();
     let dir = std::env::temp_dir().join(format!("asdic-tests-{}", std::process::id()));
     FRESH.call_once(|| {
         let _ = std::fs::remove_dir_all(&dir);
+        sweep_scratch();
     });
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir.join(name)
+}
+
+/// Removes the scratch directories of test processes that have ended (`asdic-tests-PID`,
+/// `asdic-priv-PID-…` in the temporary directory; a test binary has no teardown, so each run
+/// removes what the runs before it left: a full suite left ~0.5 GB, copies of the binary
+/// among it). Only directories (a symlink is left alone), and only of a pid that is not
+/// running: another suite's live processes keep theirs.
+pub fn sweep_scratch() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(scratch_pid) else {
+            continue;
+        };
+        let running = Path::new(&format!("/proc/{pid}")).exists();
+        if pid != std::process::id() && !running && e.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// The pid in the name of a test process's scratch directory (`asdic-tests-PID`,
+/// `asdic-priv-PID-TAG`), if it is one.
+fn scratch_pid(name: &str) -> Option<u32> {
+    if let Some(pid) = name.strip_prefix("asdic-tests-") {
+        return pid.parse().ok();
+    }
+    let (pid, tag) = name.strip_prefix("asdic-priv-")?.split_once('-')?;
+    (!tag.is_empty()).then(|| pid.parse().ok())?
+}
+
+#[cfg(test)]
+mod scratch_tests {
+    use super::scratch_pid;
+
+    #[test]
+    fn only_test_scratch_names_carry_a_pid() {
+        assert_eq!(scratch_pid("asdic-tests-4242"), Some(4242));
+        assert_eq!(scratch_pid("asdic-priv-4242-engines"), Some(4242));
+        assert_eq!(scratch_pid("asdic-priv-4242-"), None);
+        assert_eq!(scratch_pid("asdic-tests-42x"), None);
+        assert_eq!(scratch_pid("asdic-tests-"), None);
+        assert_eq!(scratch_pid("asdic-priv-x-engines"), None);
+        assert_eq!(scratch_pid("asdic-fleet-4242"), None);
+        assert_eq!(scratch_pid("tests-4242"), None);
+    }
 }
 
 /// An empty directory `name` in the run's scratch directory (emptied if an earlier test of
