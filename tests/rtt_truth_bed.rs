@@ -226,15 +226,16 @@ fn rtts_are_within_microseconds_of_the_wire_and_never_below_it() {
             assert!(joined.len() > 900, "{engine} {rate}/s: {}", joined.len());
             let (p50, p99) = over_the_wire(&joined, &format!("{engine} {rate}/s"));
             eprintln!("{engine} {rate}/s: asdic − wire p50 {p50:.2} µs, p99 {p99:.2} µs");
-            // The goal is a p50 of 5 µs everywhere. Sockets reach it (0.8 µs since
-            // probes go through a socket nobody waits on: a stamp queued where the receiver
-            // slept woke it between the stamp and the wire, 6.5 µs on this VM). XDP at
-            // 1,000/s is held at what earlier runs measured: each probe finds the path cold
-            // (idle between probes); its stamp precedes the send call's way into the kernel
-            // and follows the reply's NAPI hop: p50 2.8-9 µs from session to session.
-            let p50_max = match (engine, rate) {
-                ("xdp", 1_000) => 10.0,
-                _ => 5.0,
+            // The goal is a p50 of 5 µs everywhere. Sockets reach it: 0.8 µs since
+            // probes go through a socket nobody waits on (a stamp queued where the receiver
+            // slept woke it between the stamp and the wire: 6.5 µs on this VM). XDP at
+            // 1,000/s is held at 10 µs: each probe finds the path cold (idle between probes),
+            // and its stamp precedes the send call's way into the kernel and follows the
+            // reply's NAPI hop: 2.5-4.5 µs in stop 42's runs, 4.9-8.4 µs in stop 38's.
+            let p50_max = if (engine, rate) == ("xdp", 1_000) {
+                10.0
+            } else {
+                5.0
             };
             assert!(p50 <= p50_max, "{engine} {rate}/s: p50 {p50:.2} µs");
             assert!(p99 <= 50.0, "{engine} {rate}/s: p99 {p99:.2} µs");
