@@ -22,6 +22,11 @@
 #        MODE=scan: the stateless scan instead (`asdic scan 198.19.0.0/20 -R RATE`, one probe
 #        per target, each timed from the stamp its payload carries)
 #        ASDIC=path/to/asdic (default: build target/release/asdic)
+#        SPREAD_US=N: the far end answers with a delay of its own per probe, uniform in 0..N µs
+#        (bench/src/bin/delay-responder.rs, the kernel's echo replies off there), so that the
+#        wire's RTTs spread over N µs instead of lying within about one: how many distinct
+#        values a prober keeps when the truth has them (the bed's own RTTs are ~6 µs, in steps
+#        of ~10 ns, so at most a few hundred distinct values exist without it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -36,8 +41,18 @@ rates=("$@")
 ((${#rates[@]})) || rates=(1000 20000 50000 200000)
 id=rtt$$
 work=$(mktemp -d)
-trap 'scripts/bed.sh down "$id" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+responder=""
+trap 'if [ -n "$responder" ]; then kill "$responder" 2>/dev/null || true; fi
+  scripts/bed.sh down "$id" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 scripts/bed.sh up "$id" --queues "${QUEUES:-1}" >/dev/null
+if [ -n "${SPREAD_US:-}" ]; then
+  cargo build --release -p asdic-bench >&2
+  ip netns exec "asdic-$id-far" sysctl -qw net.ipv4.icmp_echo_ignore_all=1
+  # At most an hour; killed when the bench ends.
+  ip netns exec "asdic-$id-far" "${CARGO_TARGET_DIR:-target}/release/delay-responder" \
+    "$SPREAD_US" 3600 >"$work/responder.out" 2>&1 &
+  responder=$!
+fi
 scan="asdic-$id-scan" rtr="asdic-$id-rtr"
 : >"$work/empty.conf"
 # zmap's next hop: the router's side of the scanner's link.
@@ -129,3 +144,10 @@ print(f"{sys.argv[2]:<6} {sys.argv[3]:>8} {med('wire_pps'):>8.0f} {len(rows):>6}
 EOF
   done
 done
+if [ -n "$responder" ]; then
+  # What the far end answered, refused to send, and left unanswered (a full queue).
+  kill "$responder" 2>/dev/null || true
+  wait "$responder" 2>/dev/null || true
+  responder=""
+  echo "delay-responder: $(cat "$work/responder.out")" >&2
+fi
