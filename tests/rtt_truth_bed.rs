@@ -48,9 +48,8 @@ impl Wire {
         Wire { child, file, log }
     }
 
-    /// Stops the capture; per target, when its one probe crossed the link (ns) and its
-    /// wire RTT (ns).
-    fn finish(mut self) -> HashMap<IpAddr, (u64, u64)> {
+    /// Stops the capture; per target, its wire RTT (µs).
+    fn finish(mut self) -> HashMap<IpAddr, f64> {
         std::thread::sleep(Duration::from_millis(200));
         signal(&self.child, libc::SIGINT);
         let until = Instant::now() + Duration::from_secs(10);
@@ -96,9 +95,9 @@ fn echo(f: &[u8]) -> Option<(IpAddr, IpAddr, bool, u16, u16)> {
     Some((src, dst, req, id, seq))
 }
 
-/// A nanosecond pcap's echo exchanges: per target, its request's stamp and its reply's
-/// stamp minus its request's.
-fn wire_rtts(path: &Path) -> HashMap<IpAddr, (u64, u64)> {
+/// A nanosecond pcap's echo exchanges: per target, its reply's stamp minus its request's
+/// (µs).
+fn wire_rtts(path: &Path) -> HashMap<IpAddr, f64> {
     let b = std::fs::read(path).unwrap();
     assert_eq!(&b[..4], &0xa1b2_3c4du32.to_le_bytes(), "a nanosecond pcap");
     let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
@@ -118,7 +117,7 @@ fn wire_rtts(path: &Path) -> HashMap<IpAddr, (u64, u64)> {
             }
             Some((src, _, false, id, seq)) => {
                 if let Some(&t0) = sent.get(&(src, id, seq)) {
-                    rtts.entry(src).or_insert((t0, ts - t0));
+                    rtts.entry(src).or_insert((ts - t0) as f64 / 1000.0);
                 }
             }
             None => {}
@@ -179,10 +178,6 @@ fn run(
         grouped,
         "{engine} at {rate}/s"
     );
-    let wire = wire
-        .into_iter()
-        .map(|(t, (_, ns))| (t, ns as f64 / 1000.0))
-        .collect();
     (rows, wire)
 }
 
@@ -340,10 +335,6 @@ fn a_second_queues_own_thread_stamps_its_frames_before_the_wire() {
         }
         let rows = rows_by_target(&out);
         assert_eq!(rows.len(), 65_536);
-        let wire = wire
-            .into_iter()
-            .map(|(t, (_, ns))| (t, ns as f64 / 1000.0))
-            .collect();
         let joined = joined(&rows, &wire);
         assert!(joined.len() > 60_000, "{}", joined.len());
         let (p50, p99) = over_the_wire(&joined, &name);
