@@ -325,16 +325,16 @@ impl Rx for RawRx {
         timeout: Duration,
         on_frame: &mut dyn FnMut(RxFrame<'_>),
     ) -> Result<usize, EngineError> {
-        let ready = sys::poll_in(&self.fd, timeout).map_err(io_err("poll"))?;
+        if !sys::poll_in(&self.fd, timeout).map_err(io_err("poll"))? {
+            // No reply: the stamps of probes that get none are read all the same, so that
+            // they do not fill the sending socket's buffer (with replies, the loop below
+            // reads them).
+            return match &mut self.errq {
+                Some((q, fd)) => tx_stamps(q, fd, on_frame),
+                None => Ok(0),
+            };
+        }
         let mut total = 0;
-        // Stamps of probes that get no reply are read too, so that they do not fill the
-        // sending socket's buffer.
-        if let Some((q, fd)) = &mut self.errq {
-            total += tx_stamps(q, fd, on_frame)?;
-        }
-        if !ready {
-            return Ok(total);
-        }
         // Drain what is queued, a bounded number of batches per call.
         for _ in 0..16 {
             let n = self.vec.recv(&self.fd).map_err(io_err("recvmmsg"))?;
