@@ -139,37 +139,77 @@ static __always_inline int ident_ok(const struct asdic_filter_cfg *cfg, __be16 i
 		v2 += v1; v1 = ROTL64(v1, 17); v1 ^= v2; v2 = ROTL64(v2, 32);     \
 	} while (0)
 
-/* Little-endian 64-bit word at m (on the stack). */
-static __always_inline __u64 le64(const __u8 *m)
+/* The 8 bytes at p (packet memory, any alignment: the verifier allows unaligned packet reads
+ * where the architecture does them, as every header field past the Ethernet header is) as a
+ * little-endian word, SipHash's reading of a message. */
+static __always_inline __u64 ld64le(const void *p)
 {
-	__u64 w = 0;
+	__u64 w = *(const __u64 *)p;
 
-#pragma unroll
-	for (int i = 7; i >= 0; i--)
-		w = (w << 8) | m[i];
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	w = __builtin_bswap64(w);
+#endif
 	return w;
 }
 
+static __always_inline __u32 ld32le(const void *p)
+{
+	__u32 w = *(const __u32 *)p;
+
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	w = __builtin_bswap32(w);
+#endif
+	return w;
+}
+
+/* A target address (16 bytes, IPv4 mapped) as SipHash's first two message words. */
+struct target_words {
+	__u64 w0;
+	__u64 w1;
+};
+
+/* The IPv4 address `a` (network order, as loaded from the packet) mapped: 0 x 10, ff ff, a. */
+static __always_inline struct target_words mapped4(__be32 a)
+{
+	struct target_words t;
+	__u32 raw = a;
+
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	raw = __builtin_bswap32(raw);
+#endif
+	t.w0 = 0;
+	t.w1 = 0xffff0000ULL | ((__u64)raw << 32);
+	return t;
+}
+
+/* The IPv6 address at p (in the packet). */
+static __always_inline struct target_words words6(const void *p)
+{
+	struct target_words t = { .w0 = ld64le(p), .w1 = ld64le(p + 8) };
+
+	return t;
+}
+
 /*
- * SipHash-1-3 of the 44 bytes at m under (k0, k1): crates/wire's Key::mac over
- * target (16, IPv4 mapped), identifier, sequence and the first 24 stamp bytes.
- * Six compressions and three finalisation rounds: about 130 ALU instructions.
+ * SipHash-1-3 under (k0, k1) of crates/wire's Key::mac message, 44 bytes: the target (two
+ * words), then the ICMP identifier, sequence and the first 24 stamp bytes, which lie in the
+ * packet as they lie in the message: 24 contiguous bytes from the identifier on (icmp + 4),
+ * read as three words and a 4-byte tail. Six compressions and three finalisation rounds.
  */
-static __always_inline __u64 sip13_44(__u64 k0, __u64 k1, const __u8 *m)
+static __always_inline __u64 sip13_44(__u64 k0, __u64 k1, struct target_words t,
+				      const void *icmp)
 {
 	__u64 v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
 	__u64 v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
+	__u64 w[5] = { t.w0, t.w1, ld64le(icmp + 4), ld64le(icmp + 12), ld64le(icmp + 20) };
 
 #pragma unroll
 	for (int i = 0; i < 5; i++) {
-		__u64 w = le64(m + 8 * i);
-
-		v3 ^= w;
+		v3 ^= w[i];
 		SIPROUND;
-		v0 ^= w;
+		v0 ^= w[i];
 	}
-	__u64 last = ((__u64)44 << 56) | (__u64)m[40] | ((__u64)m[41] << 8) |
-		     ((__u64)m[42] << 16) | ((__u64)m[43] << 24);
+	__u64 last = ((__u64)44 << 56) | ld32le(icmp + 28);
 
 	v3 ^= last;
 	SIPROUND;
@@ -182,48 +222,32 @@ static __always_inline __u64 sip13_44(__u64 k0, __u64 k1, const __u8 *m)
 }
 
 /*
- * Ours only with the whole stamp there, its first 4 bytes (read bytewise: no
- * alignment assumed) the session id, and (when configured) its MAC verifying
- * over `target` (16 bytes, IPv4 mapped), identifier and sequence (as on the
- * wire) and the stamp: a frame with our session and a MAC that fails is FORGED,
- * dropped here, so that a flood of them never fills the AF_XDP ring. A shorter
- * payload (another program's `ping -s 0`) or a quote without the stamp (an
- * error quoting RFC 792's 8 bytes) goes to the kernel: other programs get
- * theirs, and the engine's raw socket beside reads the kernel's copy, so a
- * short quote of one of our probes is still matched.
+ * Ours only with the whole stamp there (behind the 8-byte ICMP header at `icmp`), its first
+ * 4 bytes the session id, and (when configured) its MAC verifying over `target`, identifier
+ * and sequence (as on the wire) and the stamp: a frame with our session and a MAC that fails
+ * is FORGED, dropped here, so that a flood of them never fills the AF_XDP ring. `avail`:
+ * the payload bytes the IP header claims and the frame holds. A shorter payload (another
+ * program's `ping -s 0`) or a quote without the stamp (an error quoting RFC 792's 8 bytes)
+ * goes to the kernel: other programs get theirs, and the engine's raw socket beside reads
+ * the kernel's copy, so a short quote of one of our probes is still matched.
  */
-static __always_inline int stamp_verdict(const struct asdic_filter_cfg *cfg, const __u8 *target,
-					 __be16 id, __be16 seq, void *payload, void *data_end,
+static __always_inline int stamp_verdict(const struct asdic_filter_cfg *cfg,
+					 struct target_words target, void *icmp, void *data_end,
 					 long avail)
 {
-	__u8 *b = payload;
+	__u8 *b = icmp + ASDIC_ICMP_HDR_LEN;
 
 	if (avail < ASDIC_STAMP_LEN)
 		return NOT_OURS;
 	if ((void *)(b + ASDIC_STAMP_LEN) > data_end)
 		return NOT_OURS;
-	__u32 v = ((__u32)b[0] << 24) | ((__u32)b[1] << 16) | ((__u32)b[2] << 8) | b[3];
-
-	if (v != cfg->session)
+	if (bpf_ntohl(*(__be32 *)b) != cfg->session)
 		return NOT_OURS;
 	if (!(cfg->families & FLAG_CHECK_MAC))
 		return OURS;
-	__u8 m[48] = {};
+	__u64 want = sip13_44(cfg->k0, cfg->k1, target, icmp);
+	__u64 got = bpf_be64_to_cpu(*(__u64 *)(b + 24));
 
-#pragma unroll
-	for (int i = 0; i < 16; i++)
-		m[i] = target[i];
-	__builtin_memcpy(m + 16, &id, 2);
-	__builtin_memcpy(m + 18, &seq, 2);
-#pragma unroll
-	for (int i = 0; i < 24; i++)
-		m[20 + i] = b[i];
-	__u64 want = sip13_44(cfg->k0, cfg->k1, m);
-	__u64 got = 0;
-
-#pragma unroll
-	for (int i = 24; i < 32; i++)
-		got = (got << 8) | b[i];
 	return got == want ? OURS : FORGED;
 }
 
@@ -231,17 +255,6 @@ static __always_inline int stamp_verdict(const struct asdic_filter_cfg *cfg, con
 static __always_inline int verdict_slot(int v)
 {
 	return v == OURS ? STAT_REDIRECTED : v == FORGED ? STAT_DROP_FORGED : STAT_PASS_NOT_OURS;
-}
-
-/* `a` (network order) as an IPv4-mapped IPv6 address into t[16]. */
-static __always_inline void mapped4(__u8 *t, __be32 a)
-{
-#pragma unroll
-	for (int i = 0; i < 10; i++)
-		t[i] = 0;
-	t[10] = 0xff;
-	t[11] = 0xff;
-	__builtin_memcpy(t + 12, &a, 4);
 }
 
 /*
@@ -271,11 +284,8 @@ static __always_inline int quoted_v4(const struct asdic_filter_cfg *cfg, void *q
 		return 0;
 	long claimed = (long)bpf_ntohs(ip->tot_len) - ihl - ASDIC_ICMP_HDR_LEN;
 	long present = len - ihl - ASDIC_ICMP_HDR_LEN;
-	__u8 target[16];
 
-	mapped4(target, ip->daddr);
-	return stamp_verdict(cfg, target, icmp->id, icmp->sequence,
-			     (void *)icmp + ASDIC_ICMP_HDR_LEN, data_end,
+	return stamp_verdict(cfg, mapped4(ip->daddr), icmp, data_end,
 			     claimed < present ? claimed : present);
 }
 
@@ -298,12 +308,9 @@ static __always_inline int quoted_v6(const struct asdic_filter_cfg *cfg, void *q
 		return 0;
 	long claimed = (long)bpf_ntohs(ip6->payload_len) - ASDIC_ICMP_HDR_LEN;
 	long present = len - (long)sizeof(*ip6) - ASDIC_ICMP_HDR_LEN;
-	__u8 target[16];
 
-	__builtin_memcpy(target, ip6->daddr.in6_u.u6_addr8, 16);
-	return stamp_verdict(cfg, target, icmp->icmp6_dataun.u_echo.identifier,
-			     icmp->icmp6_dataun.u_echo.sequence, (void *)icmp + ASDIC_ICMP_HDR_LEN,
-			     data_end, claimed < present ? claimed : present);
+	return stamp_verdict(cfg, words6(ip6->daddr.in6_u.u6_addr8), icmp, data_end,
+			     claimed < present ? claimed : present);
 }
 
 /* The ICMP message at `icmp`, `len` bytes by the IP header: ours? */
@@ -313,15 +320,12 @@ static __always_inline int icmp_ours_v4(const struct asdic_filter_cfg *cfg, stru
 	if ((void *)icmp + ASDIC_ICMP_HDR_LEN > data_end || len < ASDIC_ICMP_HDR_LEN)
 		return 0;
 	void *rest = (void *)icmp + ASDIC_ICMP_HDR_LEN;
-	__u8 target[16];
 
 	switch (icmp->type) {
 	case ASDIC_ICMP_ECHOREPLY:
 		if (!ident_ok(cfg, icmp->id))
 			return NOT_OURS;
-		mapped4(target, saddr);
-		return stamp_verdict(cfg, target, icmp->id, icmp->sequence, rest, data_end,
-				     len - ASDIC_ICMP_HDR_LEN);
+		return stamp_verdict(cfg, mapped4(saddr), icmp, data_end, len - ASDIC_ICMP_HDR_LEN);
 	case ASDIC_ICMP_DEST_UNREACH:
 	case ASDIC_ICMP_SOURCE_QUENCH:
 	case ASDIC_ICMP_REDIRECT:
@@ -390,7 +394,7 @@ static __always_inline int classify_v4(const struct asdic_filter_cfg *cfg, void 
 }
 
 static __always_inline int icmp_ours_v6(const struct asdic_filter_cfg *cfg, struct icmp6hdr *icmp,
-					void *data_end, long len, const __u8 *saddr)
+					void *data_end, long len, struct target_words saddr)
 {
 	if ((void *)icmp + ASDIC_ICMP_HDR_LEN > data_end || len < ASDIC_ICMP_HDR_LEN)
 		return 0;
@@ -400,9 +404,7 @@ static __always_inline int icmp_ours_v6(const struct asdic_filter_cfg *cfg, stru
 	case ICMPV6_ECHO_REPLY:
 		if (!ident_ok(cfg, icmp->icmp6_dataun.u_echo.identifier))
 			return NOT_OURS;
-		return stamp_verdict(cfg, saddr, icmp->icmp6_dataun.u_echo.identifier,
-				     icmp->icmp6_dataun.u_echo.sequence, rest, data_end,
-				     len - ASDIC_ICMP_HDR_LEN);
+		return stamp_verdict(cfg, saddr, icmp, data_end, len - ASDIC_ICMP_HDR_LEN);
 	case ICMPV6_DEST_UNREACH:
 	case ICMPV6_PKT_TOOBIG:
 	case ICMPV6_TIME_EXCEED:
@@ -469,10 +471,8 @@ static __always_inline int classify_v6(const struct asdic_filter_cfg *cfg, void 
 		return STAT_PASS_BAD_HEADER;
 	struct icmp6hdr *icmp = l3 + off;
 
-	__u8 saddr[16];
-
-	__builtin_memcpy(saddr, ip6->saddr.in6_u.u6_addr8, 16);
-	return verdict_slot(icmp_ours_v6(cfg, icmp, data_end, (long)end - off, saddr));
+	return verdict_slot(icmp_ours_v6(cfg, icmp, data_end, (long)end - off,
+					 words6(ip6->saddr.in6_u.u6_addr8)));
 }
 
 /* Whether the frame's destination is the interface, or a group address (broadcast, multicast). */
