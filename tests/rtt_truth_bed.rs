@@ -145,6 +145,8 @@ fn run(
 ) -> (HashMap<IpAddr, Row>, HashMap<IpAddr, f64>) {
     let name = format!("rtt-{engine}-{rate}-{}", extra.len());
     let out = scratch(&format!("{name}.parquet"));
+    // A run again (XDP at 1,000/s may take three): asdic never replaces results silently.
+    let _ = std::fs::remove_file(&out);
     let rate = rate.to_string();
     let wire = Wire::start(bed, &name);
     let mut args = vec![
@@ -216,24 +218,42 @@ fn rtts_are_within_microseconds_of_the_wire_and_never_below_it() {
             (1_000, ("198.19.0.0/22", 1024)),
             (20_000, ("198.19.16.0/20", 4096)),
         ] {
-            let (rows, wire) = run(&bed, prefix, (engine, rate), &[]);
-            let joined = joined(&rows, &wire);
-            assert!(joined.len() > 900, "{engine} {rate}/s: {}", joined.len());
-            let (p50, p99) = over_the_wire(&joined, &format!("{engine} {rate}/s"));
-            eprintln!("{engine} {rate}/s: asdic − wire p50 {p50:.2} µs, p99 {p99:.2} µs");
-            // The goal is a p50 of 5 µs everywhere. Sockets reach it: 0.8 µs since
-            // probes go through a socket nobody waits on (a stamp queued where the receiver
-            // slept woke it between the stamp and the wire: 6.5 µs on this VM). XDP at
-            // 1,000/s is held at 10 µs: each probe finds the path cold (idle between probes),
-            // and its stamp precedes the send call's way into the kernel and follows the
-            // reply's NAPI hop: 2.5-4.5 µs in stop 42's runs, 4.9-8.4 µs in stop 38's.
-            let p50_max = if (engine, rate) == ("xdp", 1_000) {
-                10.0
+            // The goal, a p50 of 5 µs, is asserted everywhere:
+            // sockets reach it by far (0.3-0.8 µs since probes go through a socket nobody
+            // waits on; a stamp queued where the receiver slept woke it between the stamp and
+            // the wire: 6.5 µs on this VM). XDP at 1,000/s is asserted at 5 µs in the best of
+            // up to three runs, and at 10 µs in each: each probe finds the path cold (idle
+            // between probes), and its stamp precedes the send call's way into the kernel and
+            // follows the reply's NAPI hop. Medians of runs: 1.8-1.9 µs on one machine, 2.5-4.5
+            // µs on another, where one run in nine came within 0.5 µs of the goal; a
+            // regression that moves the stamp (a stamp per batch, a stamp before the wait for
+            // a call) moves every run.
+            let tries = if (engine, rate) == ("xdp", 1_000) {
+                3
             } else {
-                5.0
+                1
             };
-            assert!(p50 <= p50_max, "{engine} {rate}/s: p50 {p50:.2} µs");
-            assert!(p99 <= 50.0, "{engine} {rate}/s: p99 {p99:.2} µs");
+            let mut best = f64::INFINITY;
+            for attempt in 1..=tries {
+                let (rows, wire) = run(&bed, prefix, (engine, rate), &[]);
+                let joined = joined(&rows, &wire);
+                assert!(joined.len() > 900, "{engine} {rate}/s: {}", joined.len());
+                let (p50, p99) = over_the_wire(&joined, &format!("{engine} {rate}/s"));
+                eprintln!(
+                    "{engine} {rate}/s (run {attempt}): asdic − wire p50 {p50:.2} µs, p99 {p99:.2} µs"
+                );
+                let p50_max = if tries > 1 { 10.0 } else { 5.0 };
+                assert!(p50 <= p50_max, "{engine} {rate}/s: p50 {p50:.2} µs");
+                assert!(p99 <= 50.0, "{engine} {rate}/s: p99 {p99:.2} µs");
+                best = best.min(p50);
+                if best <= 5.0 {
+                    break;
+                }
+            }
+            assert!(
+                best <= 5.0,
+                "{engine} {rate}/s: p50 {best:.2} µs in the best of {tries} runs"
+            );
         }
     }
     // In the same test: two beds measured at once would disturb each other's figures.
