@@ -23,7 +23,7 @@
 #        per target, each timed from the stamp its payload carries)
 #        ASDIC=path/to/asdic (default: build target/release/asdic)
 #        SPREAD_US=N: the far end answers with a delay of its own per probe, uniform in 0..N µs
-#        (bench/src/bin/delay-responder.rs, the kernel's echo replies off there), so that the
+#        (xdp/responder/src/delay.rs, the kernel's echo replies off there), so that the
 #        wire's RTTs spread over N µs instead of lying within about one: how many distinct
 #        values a prober keeps when the truth has them (the bed's own RTTs are ~6 µs, in steps
 #        of ~10 ns, so at most a few hundred distinct values exist without it)
@@ -46,7 +46,7 @@ trap 'if [ -n "$responder" ]; then kill "$responder" 2>/dev/null || true; fi
   scripts/bed.sh down "$id" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 scripts/bed.sh up "$id" --queues "${QUEUES:-1}" >/dev/null
 if [ -n "${SPREAD_US:-}" ]; then
-  cargo build --release -p asdic-bench >&2
+  cargo build --release -p asdic-responder >&2
   ip netns exec "asdic-$id-far" sysctl -qw net.ipv4.icmp_echo_ignore_all=1
   # At most an hour; killed when the bench ends.
   ip netns exec "asdic-$id-far" "${CARGO_TARGET_DIR:-target}/release/delay-responder" \
