@@ -99,6 +99,20 @@ pub fn responder_bin() -> PathBuf {
     )
 }
 
+/// `delay-responder` (a routed bed's far end whose RTTs spread; crate `asdic-responder`):
+/// beside `ASDIC_RESPONDER` when that is set, as scripts/test builds both, else of the same
+/// profile as this test.
+pub fn delay_responder_bin() -> PathBuf {
+    let bin = responder_bin().with_file_name("delay-responder");
+    assert!(
+        bin.exists(),
+        "{} missing: build it first (cargo build -p asdic-responder, the profile of \
+         ASDIC_RESPONDER)",
+        bin.display()
+    );
+    bin
+}
+
 /// Whether the bed can run here; `Err(reason)` if not.
 pub fn bed_available() -> Result<(), String> {
     // SAFETY-free check: root is uid 0 as reported by `id -u`.
