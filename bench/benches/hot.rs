@@ -69,6 +69,33 @@ fn probe_build(c: &mut Criterion) {
     g.finish();
 }
 
+/// The keyed hashes each tracked probe costs: its payload's MAC (44 bytes) and, where asdic
+/// writes the IPv4 header (XDP), its IP ID (21 bytes).
+fn keyed(c: &mut Criterion) {
+    let mut g = c.benchmark_group("keyed");
+    g.throughput(Throughput::Elements(1));
+    let mut n = 0u64;
+    g.bench_function("mac/44 B", |b| {
+        b.iter(|| {
+            n += 1;
+            let stamp = Stamp {
+                session: 9,
+                n,
+                cookie: n as u32,
+                t_send_ns: n,
+            };
+            black_box(KEY.mac(IpAddr::V4(target(n)), n as u16, 7, &stamp))
+        })
+    });
+    g.bench_function("ip_ident/21 B", |b| {
+        b.iter(|| {
+            n += 1;
+            black_box(KEY.ip_ident(IpAddr::V4(target(n)), n as u16, 7))
+        })
+    });
+    g.finish();
+}
+
 /// Echo replies for probes 0..count, as the raw engine delivers them (IPv4 header included).
 fn replies(count: u64, t: &Template) -> Vec<Vec<u8>> {
     let us = std::net::Ipv4Addr::new(198, 18, 0, 1);
@@ -140,5 +167,5 @@ fn parse_and_match(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, checksums, probe_build, parse_and_match);
+criterion_group!(benches, checksums, probe_build, keyed, parse_and_match);
 criterion_main!(benches);
