@@ -18,8 +18,6 @@
 
 use core::net::{IpAddr, Ipv6Addr};
 
-use siphasher::sip::SipHasher13;
-
 use crate::error::{Result, WireError};
 
 /// Bytes of payload asdic needs; the smallest `--size`.
@@ -67,15 +65,12 @@ impl Key {
     /// The MAC of a probe to `target` with the given ICMP identifier and sequence.
     #[inline]
     pub fn mac(&self, target: IpAddr, ident: u16, seq: u16, stamp: &Stamp) -> u64 {
-        use core::hash::Hasher;
         let mut m = [0u8; 44];
         m[..16].copy_from_slice(&v6(target).octets());
         m[16..18].copy_from_slice(&ident.to_be_bytes());
         m[18..20].copy_from_slice(&seq.to_be_bytes());
         write_stamp(&mut m[20..44], stamp);
-        let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
-        h.write(&m);
-        h.finish()
+        sip13(self.k0, self.k1, &m)
     }
 }
 
@@ -87,14 +82,11 @@ impl Key {
     /// one (target, attempt) with probability 2^-32.
     #[inline]
     pub fn probe_ids(&self, target: IpAddr, attempt: u8) -> (u16, u16) {
-        use core::hash::Hasher;
         let mut m = [0u8; 18];
         m[0] = IDS_DOMAIN;
         m[1..17].copy_from_slice(&v6(target).octets());
         m[17] = attempt;
-        let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
-        h.write(&m);
-        let x = h.finish();
+        let x = sip13(self.k0, self.k1, &m);
         ((x >> 48) as u16, (x >> 32) as u16)
     }
 
@@ -119,15 +111,12 @@ impl Key {
     /// Domain-separated from [`Key::mac`] and [`Key::probe_ids`] (a 21-byte message).
     #[inline]
     pub fn ip_ident(&self, target: IpAddr, ident: u16, seq: u16) -> u16 {
-        use core::hash::Hasher;
         let mut m = [0u8; 21];
         m[0] = IP_IDENT_DOMAIN;
         m[1..17].copy_from_slice(&v6(target).octets());
         m[17..19].copy_from_slice(&ident.to_be_bytes());
         m[19..21].copy_from_slice(&seq.to_be_bytes());
-        let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
-        h.write(&m);
-        (h.finish() >> 48) as u16
+        (sip13(self.k0, self.k1, &m) >> 48) as u16
     }
 }
 
@@ -137,6 +126,58 @@ const IP_IDENT_DOMAIN: u8 = 0x1e;
 /// First byte of what [`Key::probe_ids`] hashes: no message of [`Key::mac`] (44 bytes) has
 /// the same length, and this tag keeps it so should either change.
 const IDS_DOMAIN: u8 = 0x1d;
+
+/// One SipRound over the state (v0, v1, v2, v3).
+#[inline(always)]
+fn sip_round(v: &mut [u64; 4]) {
+    v[0] = v[0].wrapping_add(v[1]);
+    v[1] = v[1].rotate_left(13) ^ v[0];
+    v[0] = v[0].rotate_left(32);
+    v[2] = v[2].wrapping_add(v[3]);
+    v[3] = v[3].rotate_left(16) ^ v[2];
+    v[0] = v[0].wrapping_add(v[3]);
+    v[3] = v[3].rotate_left(21) ^ v[0];
+    v[2] = v[2].wrapping_add(v[1]);
+    v[1] = v[1].rotate_left(17) ^ v[2];
+    v[2] = v[2].rotate_left(32);
+}
+
+/// SipHash-1-3 of `m` under the key (k0, k1): one SipRound per 8-byte word, the last word
+/// holding the tail and the length's low byte, three finalisation rounds (the function the
+/// siphasher crate's `SipHasher13` computes, and `asdic_filter` in the kernel). Written for
+/// asdic's short messages of fixed length, so that it inlines whole, the words read as they
+/// lie: 2.1× faster than the general hasher on the 21-byte IP ID (17.4 → 8.3 ns), 1.4× on
+/// the 44-byte MAC (20.5 → 14.7 ns; `cargo bench -p asdic-bench --bench hot -- keyed`).
+#[inline(always)]
+fn sip13<const N: usize>(k0: u64, k1: u64, m: &[u8; N]) -> u64 {
+    let mut v = [
+        k0 ^ 0x736f_6d65_7073_6575,
+        k1 ^ 0x646f_7261_6e64_6f6d,
+        k0 ^ 0x6c79_6765_6e65_7261,
+        k1 ^ 0x7465_6462_7974_6573,
+    ];
+    let mut words = m.chunks_exact(8);
+    for w in words.by_ref() {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        let w = u64::from_le_bytes(b);
+        v[3] ^= w;
+        sip_round(&mut v);
+        v[0] ^= w;
+    }
+    let mut last = (N as u64 & 0xff) << 56;
+    for (i, &b) in words.remainder().iter().enumerate() {
+        last |= u64::from(b) << (8 * i);
+    }
+    v[3] ^= last;
+    sip_round(&mut v);
+    v[0] ^= last;
+    v[2] ^= 0xff;
+    sip_round(&mut v);
+    sip_round(&mut v);
+    sip_round(&mut v);
+    v[0] ^ v[1] ^ v[2] ^ v[3]
+}
 
 fn v6(a: IpAddr) -> Ipv6Addr {
     match a {
@@ -338,6 +379,60 @@ mod tests {
     use proptest::prelude::*;
 
     const KEY: Key = Key::new(0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210);
+
+    /// The siphasher crate's SipHash-1-3 of `m`: the reference.
+    fn reference(k0: u64, k1: u64, m: &[u8]) -> u64 {
+        use core::hash::Hasher;
+        let mut h = siphasher::sip::SipHasher13::new_with_keys(k0, k1);
+        h.write(m);
+        h.finish()
+    }
+
+    /// sip13 of every length from 0 to 64 (the words, every tail, the length byte) under
+    /// random keys and bytes, against the reference.
+    macro_rules! sip13_agrees {
+        ($k0:expr, $k1:expr, $bytes:expr, $($n:literal)*) => {$(
+            let mut m = [0u8; $n];
+            m.copy_from_slice(&$bytes[..$n]);
+            assert_eq!(sip13($k0, $k1, &m), reference($k0, $k1, &m), "{} bytes", $n);
+        )*};
+    }
+
+    proptest! {
+        #[test]
+        fn sip13_is_siphash_1_3(k0: u64, k1: u64, bytes in proptest::collection::vec(any::<u8>(), 64)) {
+            sip13_agrees!(k0, k1, bytes,
+                0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30
+                31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57
+                58 59 60 61 62 63 64);
+        }
+
+        #[test]
+        fn keyed_ids_and_macs_are_siphash_1_3_of_their_messages(
+            k0: u64, k1: u64, a: [u8; 16], ident: u16, seq: u16, n: u64, t: u64, attempt: u8,
+        ) {
+            let key = Key::new(k0, k1);
+            let target = IpAddr::V6(Ipv6Addr::from(a));
+            let s = Stamp { session: 7, n, cookie: 3, t_send_ns: t };
+            let mut m = a.to_vec();
+            m.extend_from_slice(&ident.to_be_bytes());
+            m.extend_from_slice(&seq.to_be_bytes());
+            let mut st = [0u8; 24];
+            write_stamp(&mut st, &s);
+            m.extend_from_slice(&st);
+            prop_assert_eq!(key.mac(target, ident, seq, &s), reference(k0, k1, &m));
+            let mut m = vec![IP_IDENT_DOMAIN];
+            m.extend_from_slice(&a);
+            m.extend_from_slice(&ident.to_be_bytes());
+            m.extend_from_slice(&seq.to_be_bytes());
+            prop_assert_eq!(key.ip_ident(target, ident, seq), (reference(k0, k1, &m) >> 48) as u16);
+            let mut m = vec![IDS_DOMAIN];
+            m.extend_from_slice(&a);
+            m.push(attempt);
+            let x = reference(k0, k1, &m);
+            prop_assert_eq!(key.probe_ids(target, attempt), ((x >> 48) as u16, (x >> 32) as u16));
+        }
+    }
 
     fn stamp() -> Stamp {
         Stamp {
