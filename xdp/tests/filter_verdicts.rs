@@ -239,12 +239,7 @@ fn replies_and_errors_the_wire_crate_built_are_ours_and_every_changed_bit_is_for
                     bad[at] ^= bit;
                     if f == Family::V4 && kind == "reply" && (26..30).contains(&at) {
                         // The source address is under the IP header checksum: keep it right.
-                        let c = checksum::checksum(&{
-                            let mut h = bad[14..34].to_vec();
-                            h[10..12].fill(0);
-                            h
-                        });
-                        bad[24..26].copy_from_slice(&c.to_be_bytes());
+                        fix_ipv4_checksum(&mut bad);
                     }
                     assert_eq!(
                         verdict(&prog, &bad),
@@ -272,6 +267,24 @@ fn replies_and_errors_the_wire_crate_built_are_ours_and_every_changed_bit_is_for
     }
 }
 
+/// The IPv4 header checksum of a frame made right again.
+fn fix_ipv4_checksum(b: &mut [u8]) {
+    b[24..26].fill(0);
+    let c = checksum::checksum(&b[14..34]);
+    b[24..26].copy_from_slice(&c.to_be_bytes());
+}
+
+/// The frame's IP header claims `icmp_len` bytes of ICMP message.
+fn claim(b: &mut [u8], f: Family, icmp_len: usize) {
+    match f {
+        Family::V4 => {
+            b[16..18].copy_from_slice(&((20 + icmp_len) as u16).to_be_bytes());
+            fix_ipv4_checksum(b);
+        }
+        Family::V6 => b[18..20].copy_from_slice(&(icmp_len as u16).to_be_bytes()),
+    }
+}
+
 #[test]
 fn a_stamp_cut_short_is_never_ours() {
     if skip() {
@@ -285,34 +298,17 @@ fn a_stamp_cut_short_is_never_ours() {
         // The IP header's length claims fewer payload bytes than the stamp's 32: whatever
         // follows in the frame is not the packet's.
         for keep in [0usize, 8, 31] {
-            let mut b = frame.clone();
             let claimed = 8 + keep;
-            match f {
-                Family::V4 => {
-                    b[16..18].copy_from_slice(&((20 + claimed) as u16).to_be_bytes());
-                    b[24..26].fill(0);
-                    let c = checksum::checksum(&b[14..34]);
-                    b[24..26].copy_from_slice(&c.to_be_bytes());
-                }
-                Family::V6 => b[18..20].copy_from_slice(&(claimed as u16).to_be_bytes()),
-            }
+            let mut b = frame.clone();
+            claim(&mut b, f, claimed);
             assert_eq!(
                 verdict(&prog, &b),
                 (PASS, "passed"),
                 "{target}: {keep} payload bytes claimed"
             );
             // And a frame that ends there.
-            let cut = &frame[..icmp + claimed];
-            let mut c = cut.to_vec();
-            match f {
-                Family::V4 => {
-                    c[16..18].copy_from_slice(&((20 + claimed) as u16).to_be_bytes());
-                    c[24..26].fill(0);
-                    let s = checksum::checksum(&c[14..34]);
-                    c[24..26].copy_from_slice(&s.to_be_bytes());
-                }
-                Family::V6 => c[18..20].copy_from_slice(&(claimed as u16).to_be_bytes()),
-            }
+            let mut c = frame[..icmp + claimed].to_vec();
+            claim(&mut c, f, claimed);
             assert_eq!(
                 verdict(&prog, &c),
                 (PASS, "passed"),
