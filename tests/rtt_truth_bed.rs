@@ -220,15 +220,15 @@ fn rtts_are_within_microseconds_of_the_wire_and_never_below_it() {
             (1_000, ("198.19.0.0/22", 1024)),
             (20_000, ("198.19.16.0/20", 4096)),
         ] {
-            // The goal, a p50 of 5 µs, is asserted everywhere:
-            // sockets reach it by far (0.3-0.8 µs since probes go through a socket nobody
-            // waits on; a stamp queued where the receiver slept woke it between the stamp and
-            // the wire: 6.5 µs on this VM). XDP at 1,000/s is asserted at 5 µs in the best of
-            // up to three runs, and at 10 µs in each: each probe finds the path cold (idle
-            // between probes), and its stamp precedes the send call's way into the kernel and
-            // follows the reply's NAPI hop. Runs' p50: 1.6-1.9 µs in 13 of 14 on one VM and
-            // 7.45 µs in the other; 2.5-4.5 µs on another VM. A regression that moves the
-            // stamp (a stamp per batch, a stamp before the wait for a call) moves every run.
+            // The goal, a p50 of 5 µs, is asserted everywhere. Sockets reach it by
+            // far: 0.3-0.8 µs since probes go through a socket nobody waits on (a stamp
+            // queued where the receiver slept woke it between the stamp and the wire: 6.5 µs
+            // on this VM). XDP at 1,000/s is asserted at 5 µs in the best of up to three
+            // runs, and at 10 µs in each: each probe finds the path cold (idle between
+            // probes), and its stamp precedes the send call's way into the kernel and follows
+            // the reply's NAPI hop. Runs' p50: 1.6-1.9 µs in 13 of 14 on one VM and 7.45 µs
+            // in the other; 2.5-4.5 µs on another VM. A regression that moves the stamp (a
+            // stamp per batch, a stamp before the wait for a call) moves every run.
             let tries = if (engine, rate) == ("xdp", 1_000) {
                 3
             } else {
