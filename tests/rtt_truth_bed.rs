@@ -53,12 +53,7 @@ impl Wire {
     /// Stops the capture; per target, its wire RTT (µs).
     fn finish(mut self) -> HashMap<IpAddr, f64> {
         std::thread::sleep(Duration::from_millis(200));
-        signal(&self.child, libc::SIGINT);
-        let until = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().expect("tcpdump").is_none() {
-            assert!(Instant::now() < until, "tcpdump did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        stop(&mut self.child, libc::SIGINT, "tcpdump");
         let log = std::fs::read_to_string(&self.log).unwrap();
         assert!(
             log.lines()
@@ -66,6 +61,16 @@ impl Wire {
             "the capture itself lost packets: {log}"
         );
         wire_rtts(&self.file)
+    }
+}
+
+/// Sends `child` (`what`) the signal `sig` and waits for it to end, at most 10 s.
+fn stop(child: &mut Child, sig: i32, what: &str) {
+    signal(child, sig);
+    let until = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect(what).is_none() {
+        assert!(Instant::now() < until, "{what} did not stop");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -291,12 +296,7 @@ impl SpreadFarEnd {
 
     /// Stops it: what it says it answered.
     fn finish(mut self) -> String {
-        signal(&self.child, libc::SIGTERM);
-        let until = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().expect("delay-responder").is_none() {
-            assert!(Instant::now() < until, "delay-responder did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        stop(&mut self.child, libc::SIGTERM, "delay-responder");
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
