@@ -19,9 +19,9 @@ const XDP: [&str; 5] = [
     "cap_ipc_lock",
 ];
 
-/// A directory under /tmp that any user (nobody too) can write: the binary copies and the output go there.
-/// Removed when dropped (copies of the binary are ~90 MB each); one a failed test left is
-/// removed by a later run ([`asdic_tests::sweep_scratch`]).
+/// A directory under /tmp that any user (nobody too) can write: the binary copies and the
+/// output go there. Removed when dropped (copies of the binary are ~90 MB each); one a failed
+/// test left is removed by a later run ([`asdic_tests::sweep_scratch`]).
 fn world_dir(tag: &str) -> WorldDir {
     let d = std::env::temp_dir().join(format!("asdic-priv-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
