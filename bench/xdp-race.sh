@@ -9,6 +9,14 @@
 #              own UMEM and rings per queue, libxdp's redirect program, prebuilt frames in
 #              batches of 64, one thread counting replies off the RX rings; no pacing, stamps,
 #              table or matching)
+#   stamps     the same sender stamping each frame as issue 28 asks (xdp-ceiling ... stamps):
+#              a CLOCK_MONOTONIC read written into each frame right before it goes on the
+#              ring, and asdic's own XDP program's bpf_ktime_get_ns receive stamp on each reply
+#   floor      that and a reply's proof (xdp-ceiling ... floor): the stamp's keyed MAC patched
+#              in per frame and the program's keyed check. Their ratios to the ceiling are the
+#              most a prober doing that work per frame can reach here; asdic's ratio to the
+#              floor is what asdic's engine and runtime cost beyond it (FLOOR=0: neither
+#              runs; FLOOR=split: also tx-stamp and rx-stamp, each stamp on its own)
 #   asdic      asdic ping --engine xdp -c 60 -i 1ms -R 10000000: 20 rounds back to back,
 #              1,310,720 probes, every reply matched and timed (one socket per queue)
 #   zmap       Debian's zmap (apt-get install zmap: 2.1.1; ZMAP=path for another installed
@@ -41,6 +49,7 @@
 # usage: bench/xdp-race.sh        REPS=N (default 3), ZMAP=path|none (default: Debian's),
 #                                 MASSCAN=path|none (default: Debian's),
 #                                 BASE=path (optional), QUEUES=1|2|both (default both),
+#                                 FLOOR=0|split (stamps and floor left out, or split),
 #                                 ASDIC_ARGS="--batch 64" (more flags for asdic and base)
 # Needs root.
 set -euo pipefail
@@ -118,6 +127,7 @@ run_tool() { # tool bed -> name steady_pps sent span_s found matched replied cpu
   local cmd=()
   case $tool in
   ceiling) cmd=("$target/xdp-ceiling" s0 198.18.0.1 "$mac" 198.19.0.0/16 5) ;;
+  stamps | floor | tx-stamp | rx-stamp) cmd=("$target/xdp-ceiling" s0 198.18.0.1 "$mac" 198.19.0.0/16 5 "$tool") ;;
   asdic | base)
     local bin="$target/asdic"
     [[ $tool == base ]] && bin=$BASE
@@ -152,9 +162,15 @@ run_tool() { # tool bed -> name steady_pps sent span_s found matched replied cpu
   local d1
   d1=$(txdropped "$bed")
   case $tool in
-  ceiling)
+  ceiling | stamps | floor | tx-stamp | rx-stamp)
     m=$(sed -n 's/.*"received":\([0-9]*\).*/\1/p' "$work/$name.stdout")
     f=0
+    if [[ $tool =~ ^(stamps|floor|rx-stamp)$ ]]; then
+      # Every reply went through asdic's filter: each must carry its receive stamp.
+      local st
+      st=$(sed -n 's/.*"stamped":\([0-9]*\).*/\1/p' "$work/$name.stdout")
+      [[ $st == "$m" ]] || echo "xdp-race: $name: $st of $m replies carried a receive stamp" >&2
+    fi
     ;;
   asdic | base)
     m=$(sed -n 's/^asdic: 65536 targets, [0-9]* probes, \([0-9]*\) replies.*/\1/p' "$work/$name.stderr")
@@ -175,6 +191,11 @@ run_tool() { # tool bed -> name steady_pps sent span_s found matched replied cpu
 }
 
 tools=(ceiling)
+case ${FLOOR:-1} in
+0) ;;
+split) tools+=(rx-stamp tx-stamp stamps floor) ;; # libxdp's runs apart
+*) tools+=(stamps floor) ;;
+esac
 if [[ -n ${BASE:-} ]]; then
   [[ -x $BASE ]] || { echo "xdp-race: BASE=$BASE is not an executable" >&2; exit 2; }
   tools+=(base)
@@ -205,7 +226,7 @@ awk '
     cpu[$1, k] = $8 * 1e6 / ($3 > 0 ? $3 : 1); rss[$1, k] = $9 / 1024; td[$1, k] = $10
   }
   END {
-    nt = split("ceiling@1q base@1q asdic@1q zmap@1q masscan@1q ceiling@2q base@2q asdic@2q zmap@2q masscan@2q", all, " ")
+    nt = split("ceiling@1q tx-stamp@1q rx-stamp@1q stamps@1q floor@1q base@1q asdic@1q zmap@1q masscan@1q ceiling@2q tx-stamp@2q rx-stamp@2q stamps@2q floor@2q base@2q asdic@2q zmap@2q masscan@2q", all, " ")
     no = 0
     for (i = 1; i <= nt; i++) if (n[all[i]] > 0) order[++no] = all[i]
     for (i = 1; i <= no; i++) {
@@ -221,9 +242,12 @@ awk '
     printf "%-12s %10s %8s %10s %8s %8s %10s %8s %7s %7s\n", "tool@bed", "sent/s", "found", "matched/s", "missed", "txdrop", "CPU us/pr", "RSS MiB", "x zmap", "x ceil"
     for (i = 1; i <= no; i++) {
       t = order[i]; q = substr(t, index(t, "@"))
-      printf "%-12s %10.0f %8s %10.0f %8d %8d %10.2f %8.1f %7.2f %7.2f\n", t, S[t], (t ~ /ceiling/ ? "-" : F[t]), M[t], X[t], D[t], C[t], R[t],
+      printf "%-12s %10.0f %8s %10.0f %8d %8d %10.2f %8.1f %7.2f %7.2f\n", t, S[t], (t ~ /ceiling|stamp|floor/ ? "-" : F[t]), M[t], X[t], D[t], C[t], R[t],
         (S["zmap" q] > 0 ? S[t] / S["zmap" q] : 0), (S["ceiling" q] > 0 ? S[t] / S["ceiling" q] : 0)
     }
+    for (q = 1; q <= 2; q++) if (n["floor@" q "q"] > 0 && n["asdic@" q "q"] > 0 && S["floor@" q "q"] > 0)
+      printf "asdic / floor on %d queue(s), same run: steady sent/s %.3f, matched/s %.3f, CPU/probe %.3f\n", q,
+        S["asdic@" q "q"] / S["floor@" q "q"], M["asdic@" q "q"] / M["floor@" q "q"], C["asdic@" q "q"] / C["floor@" q "q"]
     if (n["asdic@1q"] > 0 && n["asdic@2q"] > 0)
       printf "asdic on 2 queues / asdic on 1 queue (steady sent/s): %.2f\n", S["asdic@2q"] / S["asdic@1q"]
     for (q = 1; q <= 2; q++) if (n["base@" q "q"] > 0 && S["base@" q "q"] > 0) {
