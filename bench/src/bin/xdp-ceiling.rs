@@ -301,8 +301,10 @@ fn main() {
         }));
     }
     let rx = {
-        let (stop, received, stamped) = (stop.clone(), received.clone(), stamped.clone());
-        std::thread::spawn(move || count_loop(rx_side, &stop, &received, &stamped))
+        let (stop, received) = (stop.clone(), received.clone());
+        // Only frames from asdic's program are looked into (the ceiling's are only counted).
+        let stamped = rx_work.then_some(stamped.clone());
+        std::thread::spawn(move || count_loop(rx_side, &stop, &received, stamped.as_deref()))
     };
     for s in senders {
         s.join().expect("sender");
@@ -368,9 +370,7 @@ impl SendStamp {
         let fields = ProbeFields::new(&self.key, dst, 64, IDENT, i as u16, stamp);
         self.template.patch(frame, &fields).expect("patch");
     }
-}
 
-impl SendStamp {
     /// Dies unless stamping `frame` (a copy) gives a valid echo request carrying the stamp:
     /// the fixed offsets above are the template's.
     fn check(&self, frame: &[u8]) {
@@ -458,8 +458,8 @@ fn send_loop(
     sent.fetch_add(n, Ordering::Relaxed);
 }
 
-/// Counts the frames on every queue's RX ring (and those that carry asdic's filter's receive
-/// stamp) and gives them straight back to its fill ring;
+/// Counts the frames on every queue's RX ring (and, given `stamped`, those that carry asdic's
+/// filter's receive stamp) and gives them straight back to its fill ring;
 /// watches the empty rings for 50 µs after the last frame, then sleeps in poll(2). (A
 /// reader asleep in poll(2) costs the receiving CPU a wakeup per frame in copy mode: with
 /// it, this ceiling read below asdic's `--batch 64`, whose receiver watches its ring too.)
@@ -467,7 +467,7 @@ fn count_loop(
     mut queues: Vec<(RxQueue, FillQueue, Umem)>,
     stop: &AtomicBool,
     received: &AtomicU64,
-    stamped: &AtomicU64,
+    stamped: Option<&AtomicU64>,
 ) {
     let mut descs = vec![FrameDesc::default(); BATCH];
     let mut fds: Vec<libc::pollfd> = queues
@@ -487,9 +487,12 @@ fn count_loop(
             if k > 0 {
                 any = true;
                 n += k as u64;
-                for d in &descs[..k] {
-                    let has = xsk::received(umem, d, |b| asdic_xdp::filter::rx_stamp(b).is_some());
-                    with_stamp += u64::from(has);
+                if stamped.is_some() {
+                    for d in &descs[..k] {
+                        let has =
+                            xsk::received(umem, d, |b| asdic_xdp::filter::rx_stamp(b).is_some());
+                        with_stamp += u64::from(has);
+                    }
                 }
                 while xsk::fill_produce(fq, &descs[..k]) == 0 {}
                 if fq.needs_wakeup() {
@@ -506,5 +509,7 @@ fn count_loop(
         }
     }
     received.fetch_add(n, Ordering::Relaxed);
-    stamped.fetch_add(with_stamp, Ordering::Relaxed);
+    if let Some(s) = stamped {
+        s.fetch_add(with_stamp, Ordering::Relaxed);
+    }
 }
