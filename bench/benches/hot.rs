@@ -171,31 +171,14 @@ fn parse_and_match(c: &mut Criterion) {
 /// The run's statistics as `asdic ping 198.19.0.0/16 -c 60` feeds them: 60 rounds of one reply
 /// per target, in target order, in batches of 1,024 events.
 fn statistics(c: &mut Criterion) {
-    use asdic_core::event::{Event, Outcome};
+    use asdic_core::event::Event;
     const TARGETS: u32 = 1 << 16;
     const ROUNDS: u32 = 60;
     let targets: Vec<IpAddr> = (0..TARGETS)
         .map(|i| IpAddr::V4(target(u64::from(i))))
         .collect();
     let rounds: Vec<Vec<Event>> = (0..ROUNDS)
-        .map(|k| {
-            targets
-                .iter()
-                .enumerate()
-                .map(|(i, &t)| Event {
-                    probe: Some(u64::from(k) * u64::from(TARGETS) + i as u64),
-                    cookie: i as u32,
-                    target: t,
-                    sent_ns: Some(1_700_000_000_000_000_000),
-                    attempt: 0,
-                    outcome: Outcome::Reply {
-                        rtt_ns: 20_000 + u64::from(k) * 7 + i as u64 % 997,
-                        ttl: Some(63),
-                        from: t,
-                    },
-                })
-                .collect()
-        })
+        .map(|k| asdic_bench::reply_round(&targets, k))
         .collect();
     let mut g = c.benchmark_group("stats");
     g.sample_size(10);

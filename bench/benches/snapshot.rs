@@ -7,7 +7,6 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
 use asdic_analysis::{Aggregator, Format, Row, sink_for};
-use asdic_core::event::{Event, Outcome};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const TARGETS: u32 = 65_536;
@@ -18,24 +17,8 @@ fn aggregate() -> Aggregator {
         .map(|i| IpAddr::V4(Ipv4Addr::from(0xc613_0000 + i)))
         .collect();
     let mut agg = Aggregator::new(targets.clone());
-    let mut batch = Vec::with_capacity(TARGETS as usize);
     for k in 0..REPLIES {
-        batch.clear();
-        for (i, &t) in targets.iter().enumerate() {
-            batch.push(Event {
-                probe: Some(u64::from(k) * u64::from(TARGETS) + i as u64),
-                cookie: i as u32,
-                target: t,
-                sent_ns: Some(1_700_000_000_000_000_000),
-                attempt: 0,
-                outcome: Outcome::Reply {
-                    rtt_ns: 20_000 + u64::from(k) * 1_000 + i as u64 % 997,
-                    ttl: Some(63),
-                    from: t,
-                },
-            });
-        }
-        agg.record_batch(&batch);
+        agg.record_batch(&asdic_bench::reply_round(&targets, k));
     }
     agg
 }

@@ -84,6 +84,29 @@ impl BedArgs {
     }
 }
 
+/// Round `k` of a run that got one reply from every target, in target order (target `i` is
+/// cookie `i`), as the run's event loop receives them: what the statistics benches feed.
+pub fn reply_round(targets: &[std::net::IpAddr], k: u32) -> Vec<asdic_core::event::Event> {
+    use asdic_core::event::{Event, Outcome};
+    let n = targets.len() as u64;
+    targets
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| Event {
+            probe: Some(u64::from(k) * n + i as u64),
+            cookie: i as u32,
+            target: t,
+            sent_ns: Some(1_700_000_000_000_000_000),
+            attempt: 0,
+            outcome: Outcome::Reply {
+                rtt_ns: 20_000 + u64::from(k) * 1_000 + i as u64 % 997,
+                ttl: Some(63),
+                from: t,
+            },
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
