@@ -104,15 +104,7 @@ fn reply(target: IpAddr, seq: u16, key: &Key) -> Vec<u8> {
         }
     }
     // The type: the ICMP checksum is not the program's business, but kept right.
-    let at = icmp_at(f);
-    let (req, rep) = match f {
-        Family::V4 => (8u8, 0u8),
-        Family::V6 => (128, 129),
-    };
-    b[at] = rep;
-    let old = u16::from_be_bytes([b[at + 2], b[at + 3]]);
-    let c = checksum::update16(old, u16::from(req) << 8, u16::from(rep) << 8);
-    b[at + 2..at + 4].copy_from_slice(&c.to_be_bytes());
+    asdic_wire::icmp::answer_echo(&mut b[icmp_at(f)..], f).expect("an echo request");
     b
 }
 

@@ -18,7 +18,6 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use asdic_wire::Family;
-use asdic_wire::checksum;
 use asdic_wire::payload::{Key, Stamp};
 use asdic_wire::template::{Layer, ProbeFields, Template};
 use asdic_xdp::{FilterConfig, Unattached};
@@ -75,14 +74,7 @@ fn reply(from: IpAddr, ident: u16, size: usize, forged: bool) -> Vec<u8> {
     t.patch(&mut b, &fields).expect("patch");
     // Request to reply: the type byte, and the checksum updated for it.
     let at = b.len() - (asdic_wire::icmp::HEADER_LEN + size);
-    let (req, rep) = match family {
-        Family::V4 => (8u8, 0u8),
-        Family::V6 => (128, 129),
-    };
-    b[at] = rep;
-    let old = u16::from_be_bytes([b[at + 2], b[at + 3]]);
-    let c = checksum::update16(old, u16::from(req) << 8, u16::from(rep) << 8);
-    b[at + 2..at + 4].copy_from_slice(&c.to_be_bytes());
+    asdic_wire::icmp::answer_echo(&mut b[at..], family).expect("an echo request");
     b
 }
 

@@ -131,9 +131,61 @@ pub fn emit_echo_header(buf: &mut [u8], msg_type: u8, ident: u16, seq: u16) -> R
     Ok(())
 }
 
+/// Turns the echo request `msg` (an ICMP message of `family`, checksum included) into its
+/// reply in place: the type, and the checksum updated for it (RFC 1624). The ICMPv6
+/// pseudo-header's sum does not change when the caller swaps the addresses, so the reply's
+/// checksum stays right in both families. Anything but an echo request is `Unsupported`.
+pub fn answer_echo(msg: &mut [u8], family: Family) -> Result<()> {
+    let h = msg.get_mut(..HEADER_LEN).ok_or(WireError::Truncated)?;
+    let (req, rep) = (echo_request(family), echo_reply(family));
+    if h[0] != req {
+        return Err(WireError::Unsupported);
+    }
+    h[0] = rep;
+    let old = u16::from_be_bytes([h[2], h[3]]);
+    let c = checksum::update16(old, u16::from(req) << 8, u16::from(rep) << 8);
+    h[field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answered_echo_is_the_reply_with_a_right_checksum() {
+        let (src, dst) = (
+            core::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
+            core::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 7),
+        );
+        for family in [Family::V4, Family::V6] {
+            let mut m = [0u8; 40];
+            emit_echo_header(&mut m, echo_request(family), 0x1234, 99).unwrap();
+            m[8..]
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, b)| *b = i as u8 * 7);
+            // The full sum of a message (and, for ICMPv6, its pseudo-header).
+            let sum = |m: &[u8], from, to| match family {
+                Family::V4 => checksum::checksum(m),
+                Family::V6 => checksum::finish(checksum::sum(
+                    checksum::pseudo_v6(from, to, m.len() as u32, 58),
+                    m,
+                )),
+            };
+            let c = sum(&m, &src, &dst);
+            m[field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
+            let request = m;
+            answer_echo(&mut m, family).unwrap();
+            assert_eq!(m[0], echo_reply(family));
+            assert_eq!(m[4..], request[4..], "only the type and checksum change");
+            // Sent back the other way, the reply verifies.
+            assert_eq!(sum(&m, &dst, &src), 0, "{family:?}");
+            // A reply is not answered again, and a short message is refused.
+            assert_eq!(answer_echo(&mut m, family), Err(WireError::Unsupported));
+            assert_eq!(answer_echo(&mut m[..7], family), Err(WireError::Truncated));
+        }
+    }
 
     #[test]
     fn echo_fields() {

@@ -164,10 +164,7 @@ fn make_reply(p: &mut [u8]) -> Option<[u8; 4]> {
     p[12..16].copy_from_slice(&dst);
     p[16..20].copy_from_slice(&src);
     p[8] = 64;
-    p[ihl] = 0;
-    let c = u16::from_be_bytes([p[ihl + 2], p[ihl + 3]]);
-    let c = asdic_wire::checksum::update16(c, 0x0800, 0x0000);
-    p[ihl + 2..ihl + 4].copy_from_slice(&c.to_be_bytes());
+    asdic_wire::icmp::answer_echo(&mut p[ihl..], asdic_wire::Family::V4).ok()?;
     Some(src)
 }
 
